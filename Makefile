@@ -1,0 +1,56 @@
+# gemma8 - build, test, install.
+#   make            library and the gemma8 command
+#   make test       build and run the test suite
+#   make test-asan  the test suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make install    PREFIX=/usr/local
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Iinclude -Isrc -pthread
+LDLIBS  += -lcjson -lm -pthread
+PREFIX  ?= /usr/local
+BUILD   ?= build
+
+LIB_SRC := $(wildcard src/*.c) $(wildcard src/arch/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+TOOL_SRC := $(wildcard tools/*.c)
+TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(filter-out tests/test-main.c,$(wildcard tests/*.c))
+TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+
+all: $(BUILD)/gemma8 $(BUILD)/libgemma8.a
+
+$(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h tools/*.h tests/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libgemma8.a: $(LIB_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/gemma8: $(TOOL_OBJ) $(BUILD)/libgemma8.a
+	$(CC) $(CFLAGS) $^ -o $@ $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/test-gemma8: $(TEST_OBJ) $(BUILD)/tests/test-main.o $(BUILD)/libgemma8.a
+	$(CC) $(CFLAGS) $^ -o $@ $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/test-cxx: tests/test-cxx.cpp include/gemma8.h
+	@mkdir -p $(BUILD)
+	$(CXX) -std=c++11 -Wall -Wextra -Iinclude -c $< -o $@
+
+test: $(BUILD)/gemma8 $(BUILD)/test-gemma8 $(BUILD)/test-cxx
+	GEMMA8=$(BUILD)/gemma8 $(BUILD)/test-gemma8
+	GEMMA8=$(BUILD)/gemma8 sh tests/test-cli.sh
+
+test-asan:
+	$(MAKE) BUILD=build-asan CC=clang CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include
+	install -m 755 $(BUILD)/gemma8 $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(BUILD)/libgemma8.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 include/gemma8.h $(DESTDIR)$(PREFIX)/include/
+
+clean:
+	rm -rf build build-asan build-arm
+
+.PHONY: all test test-asan install clean

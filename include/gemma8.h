@@ -1,0 +1,176 @@
+/*
+ * gemma8.h - the public API of gemma8, a C engine for Gemma 2 models.
+ *
+ * Usage:
+ *
+ *     gemma8_model *model;
+ *     gemma8_model_params mp = gemma8_model_default_params();
+ *     if (gemma8_model_load("gemma-2-9b-it.gguf", &mp, &model) != GEMMA8_OK) {
+ *         fprintf(stderr, "%s\n", gemma8_last_error());
+ *         return 1;
+ *     }
+ *     gemma8_context *ctx;
+ *     gemma8_context_params cp = gemma8_context_default_params();
+ *     gemma8_context_new(model, &cp, &ctx);
+ *     int32_t prompt[] = {2, 651, 6037};
+ *     gemma8_eval(ctx, prompt, 3, NULL);          // prefill, KV cache kept
+ *     const float *logits = gemma8_get_logits(ctx); // logits of the last token
+ *     ...
+ *     gemma8_context_free(ctx);
+ *     gemma8_model_free(model);
+ *
+ * Thread safety: a gemma8_model is immutable after loading and may be shared by
+ * any number of threads, each with its own gemma8_context. A gemma8_context is
+ * used by one thread at a time. gemma8_last_error() is per thread.
+ *
+ * The library never calls exit() and never prints to stdout.
+ */
+#ifndef GEMMA8_H
+#define GEMMA8_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status codes. Append only: never reorder or renumber. */
+typedef enum gemma8_status {
+    GEMMA8_OK = 0,
+    GEMMA8_ERR_IO = 1,            /* a file could not be opened, read or written */
+    GEMMA8_ERR_FORMAT = 2,        /* a file is corrupt, truncated or not what it claims */
+    GEMMA8_ERR_UNSUPPORTED = 3,   /* valid input this build does not handle (arch, dtype) */
+    GEMMA8_ERR_NOMEM = 4,         /* out of memory, or the model would not fit */
+    GEMMA8_ERR_INVALID_ARG = 5,   /* a bad argument from the caller */
+    GEMMA8_ERR_CONTEXT_FULL = 6,  /* the tokens would not fit in the context */
+    GEMMA8_ERR_ABORTED = 7,       /* stopped by the caller */
+} gemma8_status;
+
+/* A short name for a status ("ok", "i/o error", ...). Never NULL. */
+const char *gemma8_status_str(gemma8_status status);
+
+/* The message of the last failure on the calling thread, naming the problem
+ * (file, tensor, offset, ...). Empty string if none. */
+const char *gemma8_last_error(void);
+
+/* Log callback, set once. level: 0 error, 1 warning, 2 info, 3 debug. */
+typedef void (*gemma8_log_fn)(int level, const char *msg, void *user_data);
+void gemma8_log_set(gemma8_log_fn fn, void *user_data);
+
+/* ---- conversion ------------------------------------------------------- */
+
+/* Tensor storage types of GGUF files (values are ggml's type ids). */
+typedef enum gemma8_type {
+    GEMMA8_TYPE_F32 = 0,
+    GEMMA8_TYPE_F16 = 1,
+    GEMMA8_TYPE_Q8_0 = 8,
+    GEMMA8_TYPE_BF16 = 30,
+} gemma8_type;
+
+/* Name of a type ("f32", "f16", "q8_0", "bf16"); "?" if unknown. */
+const char *gemma8_type_name(gemma8_type type);
+/* Parses a type name; returns false if unknown. */
+bool gemma8_type_parse(const char *name, gemma8_type *out);
+
+/* Progress callback: done of total units (tensors). */
+typedef void (*gemma8_progress_fn)(const char *what, uint64_t done, uint64_t total, void *user_data);
+
+typedef struct gemma8_convert_params {
+    gemma8_type type;              /* matrix storage type; default GEMMA8_TYPE_Q8_0 */
+    gemma8_progress_fn progress;   /* NULL: silent */
+    void *progress_user_data;
+} gemma8_convert_params;
+
+gemma8_convert_params gemma8_convert_default_params(void);
+
+/* Converts a Hugging Face Gemma 2 checkpoint directory (config.json and
+ * model.safetensors or shards with model.safetensors.index.json) into one GGUF
+ * file. The file is written to a temporary name in the same directory and
+ * renamed only when complete. */
+gemma8_status gemma8_convert_hf(const char *hf_dir, const char *out_path,
+                                const gemma8_convert_params *params);
+
+/* Writes a random-weight model of the shape given by a Hugging Face config.json
+ * (for benchmarks), with the tokenizer of tokenizer_dir (tokenizer.json) when
+ * given, else a placeholder vocabulary. */
+gemma8_status gemma8_convert_random(const char *config_path, const char *tokenizer_dir, const char *out_path,
+                                    const gemma8_convert_params *params);
+
+/* ---- model ------------------------------------------------------------ */
+
+typedef struct gemma8_model gemma8_model;
+
+typedef struct gemma8_model_params {
+    int32_t reserved;              /* no options yet; keep for ABI growth */
+} gemma8_model_params;
+
+gemma8_model_params gemma8_model_default_params(void);
+
+/* Loads a gemma2 GGUF file (written by gemma8 or by llama.cpp). The weights are
+ * memory-mapped and used in place. */
+gemma8_status gemma8_model_load(const char *path, const gemma8_model_params *params,
+                                gemma8_model **out);
+void gemma8_model_free(gemma8_model *model);
+
+/* Hyper-parameters of a loaded model. */
+typedef struct gemma8_model_info {
+    int32_t n_vocab;
+    int32_t n_embd;            /* hidden size */
+    int32_t n_layer;
+    int32_t n_head;
+    int32_t n_head_kv;
+    int32_t head_dim;
+    int32_t n_ff;              /* intermediate size */
+    int32_t n_ctx_train;       /* context length the model was trained for */
+    int32_t sliding_window;    /* window of the sliding (even) layers */
+    float query_pre_attn_scalar;
+    float attn_softcap;        /* 0: off */
+    float final_softcap;       /* 0: off */
+    float rms_eps;
+    float rope_base;
+    gemma8_type matrix_type;   /* storage type of most matrices */
+    uint64_t n_params;         /* number of weights */
+    uint64_t weight_bytes;     /* bytes of tensor data */
+} gemma8_model_info;
+
+gemma8_model_info gemma8_model_get_info(const gemma8_model *model);
+
+/* ---- context ---------------------------------------------------------- */
+
+typedef struct gemma8_context gemma8_context;
+
+typedef struct gemma8_context_params {
+    int32_t n_ctx;        /* context length in tokens; 0: the model's (8192); default 0 */
+    int32_t n_batch;      /* tokens per prefill chunk; default 256 */
+    int32_t n_threads;    /* worker threads; 0: number of online cores; default 0 */
+} gemma8_context_params;
+
+gemma8_context_params gemma8_context_default_params(void);
+
+gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_params *params,
+                                 gemma8_context **out);
+void gemma8_context_free(gemma8_context *ctx);
+
+/* Runs the model on n tokens that follow the tokens already in the KV cache.
+ * If logits_all is non-NULL it receives n * n_vocab floats (the logits of every
+ * position, row-major). The logits of the last position are always available
+ * from gemma8_get_logits(). */
+gemma8_status gemma8_eval(gemma8_context *ctx, const int32_t *tokens, int32_t n,
+                          float *logits_all);
+
+/* The logits (n_vocab floats) of the last evaluated position. */
+const float *gemma8_get_logits(const gemma8_context *ctx);
+
+/* Number of tokens in the KV cache. */
+int32_t gemma8_n_past(const gemma8_context *ctx);
+
+/* Forgets every token: the next gemma8_eval starts at position 0. */
+void gemma8_kv_clear(gemma8_context *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GEMMA8_H */

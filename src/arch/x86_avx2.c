@@ -1,0 +1,153 @@
+/* arch/x86_avx2.c - kernels for x86-64 with AVX2, FMA and F16C. */
+#if defined(__x86_64__)
+#pragma GCC target("avx2,fma,f16c")
+#include "../kernels.h"
+
+#include <immintrin.h>
+#include <math.h>
+
+static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static float dot_f32(int n, const float *w, const float *x) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+    float s = hsum(_mm256_add_ps(a0, a1));
+    for (; i < n; i++) s += w[i] * x[i];
+    return s;
+}
+
+static float dot_f16(int n, const uint16_t *w, const float *x) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i)));
+        __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 8)));
+        a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), a1);
+    }
+    float s = hsum(_mm256_add_ps(a0, a1));
+    for (; i < n; i++) s += g8_f16_to_f32(w[i]) * x[i];
+    return s;
+}
+
+static inline __m256 bf16x8(const uint16_t *p) {
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+static float dot_bf16(int n, const uint16_t *w, const float *x) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(bf16x8(w + i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(bf16x8(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+    }
+    float s = hsum(_mm256_add_ps(a0, a1));
+    for (; i < n; i++) s += g8_bf16_to_f32(w[i]) * x[i];
+    return s;
+}
+
+/* int32 lanes of the product of two 32-byte signed vectors (|w| * sign(x, w)). */
+static inline __m256i dot_i8(__m256i aw, __m256i w, __m256i x) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w)), ones);
+}
+
+static float dot_q8_0(int nb, const block_q8_0 *w, const block_q8_0 *x) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        __m256i qw = _mm256_loadu_si256((const __m256i *)w[b].qs);
+        __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
+        __m256i p = dot_i8(_mm256_sign_epi8(qw, qw), qw, qx);
+        __m256 d = _mm256_set1_ps(g8_f16_to_f32(w[b].d) * g8_f16_to_f32(x[b].d));
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+    }
+    return hsum(acc);
+}
+
+/* 4 rows x 4 tokens: each weight block is loaded once for four tokens. */
+static void tile_q8_0(int nb, const block_q8_0 *w, size_t ws, const block_q8_0 *x, size_t xs, float *y, size_t ldy) {
+    __m256 acc[4][4];
+    for (int r = 0; r < 4; r++)
+        for (int t = 0; t < 4; t++) acc[r][t] = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        __m256i qx[4];
+        float dx[4];
+        for (int t = 0; t < 4; t++) {
+            qx[t] = _mm256_loadu_si256((const __m256i *)x[t * xs + b].qs);
+            dx[t] = g8_f16_to_f32(x[t * xs + b].d);
+        }
+        for (int r = 0; r < 4; r++) {
+            const block_q8_0 *wb = &w[r * ws + b];
+            __m256i qw = _mm256_loadu_si256((const __m256i *)wb->qs);
+            __m256i aw = _mm256_sign_epi8(qw, qw);
+            float dw = g8_f16_to_f32(wb->d);
+            for (int t = 0; t < 4; t++) {
+                __m256i p = dot_i8(aw, qw, qx[t]);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx[t]), _mm256_cvtepi32_ps(p), acc[r][t]);
+            }
+        }
+    }
+    for (int t = 0; t < 4; t++)
+        for (int r = 0; r < 4; r++) y[t * ldy + r] = hsum(acc[r][t]);
+}
+
+/* Same rounding as roundf (half away from zero), so results equal the reference. */
+static void quantize_q8_0(const float *x, block_q8_0 *y, int n) {
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+    for (int b = 0; b < n / QK8_0; b++) {
+        const float *xb = x + b * QK8_0;
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(xb + 8 * k);
+            m = _mm256_max_ps(m, _mm256_and_ps(v[k], absmask));
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        const float d = amax / 127.0f;
+        const float id = d ? 1.0f / d : 0.0f;
+        y[b].d = g8_f32_to_f16(d);
+        const __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) {
+            __m256 s = _mm256_mul_ps(v[k], vid);
+            __m256 a = _mm256_and_ps(s, absmask);
+            __m256 t = _mm256_round_ps(a, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            t = _mm256_add_ps(t, _mm256_and_ps(_mm256_cmp_ps(_mm256_sub_ps(a, t), half, _CMP_GE_OQ), one));
+            t = _mm256_or_ps(t, _mm256_andnot_ps(absmask, s));
+            q[k] = _mm256_cvttps_epi32(t);
+        }
+        /* pack 32 int32 to 32 int8 in order */
+        __m256i p01 = _mm256_packs_epi32(q[0], q[1]);
+        __m256i p23 = _mm256_packs_epi32(q[2], q[3]);
+        __m256i p = _mm256_packs_epi16(p01, p23);
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)y[b].qs, p);
+    }
+}
+
+static void axpy(int n, float a, const float *x, float *y) {
+    __m256 va = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+const g8_kernels g8_kernels_avx2 = {
+    "avx2", dot_f32, dot_f16, dot_bf16, dot_q8_0, tile_q8_0, quantize_q8_0, axpy,
+};
+#endif

@@ -1,0 +1,327 @@
+/* convert.c - Hugging Face Gemma 2 checkpoint (config.json + safetensors) to a
+ * gemma2 GGUF file in llama.cpp's layout; also random-weight models of a given
+ * config.json, for benchmarks. */
+#include "arch.h"
+#include "gguf.h"
+#include "quant.h"
+#include "safetensors.h"
+#include "vocab.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* llama.cpp's general.file_type values */
+#define FTYPE_ALL_F32 0
+#define FTYPE_MOSTLY_F16 1
+#define FTYPE_MOSTLY_Q8_0 7
+#define FTYPE_MOSTLY_BF16 32
+
+typedef struct hf_config {
+    int vocab, hidden, layers, ff, heads, heads_kv, head_dim, ctx, window;
+    float qpas, eps, rope_base, attn_cap, final_cap;
+} hf_config;
+
+/* One tensor to write: where its data comes from and how it is stored. */
+typedef struct out_tensor {
+    const st_tensor *src;   /* NULL: random weights */
+    int64_t rows, cols;     /* cols is the contiguous dimension */
+    uint32_t type;
+    int is_norm;            /* store 1 + w */
+    uint64_t seed;
+} out_tensor;
+
+typedef struct conv_state {
+    out_tensor *t;
+    size_t n;
+    float *row;             /* (cols) scratch */
+} conv_state;
+
+gemma8_convert_params gemma8_convert_default_params(void) {
+    gemma8_convert_params p = {GEMMA8_TYPE_Q8_0, NULL, NULL};
+    return p;
+}
+
+/* ---- config.json ---------------------------------------------------------- */
+
+static gemma8_status json_int(const cJSON *root, const char *path, const char *key, int *out, int def, bool required) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!v || cJSON_IsNull(v)) {
+        if (required) return g8_fail(GEMMA8_ERR_FORMAT, "'%s': '%s' is missing", path, key);
+        *out = def;
+        return GEMMA8_OK;
+    }
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 1 || v->valuedouble > 1e9)
+        return g8_fail(GEMMA8_ERR_FORMAT, "'%s': '%s' is not a positive integer", path, key);
+    *out = (int)v->valuedouble;
+    return GEMMA8_OK;
+}
+
+/* null means "off" (0) for the soft-caps */
+static gemma8_status json_float(const cJSON *root, const char *path, const char *key, float *out, float def) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!v) {
+        *out = def;
+        return GEMMA8_OK;
+    }
+    if (cJSON_IsNull(v)) {
+        *out = 0;
+        return GEMMA8_OK;
+    }
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < 0)
+        return g8_fail(GEMMA8_ERR_FORMAT, "'%s': '%s' is not a non-negative number", path, key);
+    *out = (float)v->valuedouble;
+    return GEMMA8_OK;
+}
+
+static gemma8_status read_config(const char *path, hf_config *c) {
+    g8_map m;
+    gemma8_status st = g8_map_file(path, &m);
+    if (st) return st;
+    cJSON *root = cJSON_ParseWithLength((const char *)m.data, m.size);
+    g8_unmap(&m);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return g8_fail(GEMMA8_ERR_FORMAT, "'%s' is not a JSON object", path);
+    }
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+    const cJSON *archs = cJSON_GetObjectItemCaseSensitive(root, "architectures");
+    const cJSON *a0 = cJSON_IsArray(archs) ? cJSON_GetArrayItem(archs, 0) : NULL;
+    bool is_gemma2 = (cJSON_IsString(mt) && strcmp(mt->valuestring, "gemma2") == 0) ||
+                     (cJSON_IsString(a0) && strcmp(a0->valuestring, "Gemma2ForCausalLM") == 0);
+    if (!is_gemma2) {
+        st = g8_fail(GEMMA8_ERR_UNSUPPORTED,
+                     "'%s': unsupported architecture '%s' (model_type '%s'); gemma8 converts Gemma2ForCausalLM only",
+                     path, cJSON_IsString(a0) ? a0->valuestring : "?", cJSON_IsString(mt) ? mt->valuestring : "?");
+        cJSON_Delete(root);
+        return st;
+    }
+    if ((st = json_int(root, path, "vocab_size", &c->vocab, 0, true)) ||
+        (st = json_int(root, path, "hidden_size", &c->hidden, 0, true)) ||
+        (st = json_int(root, path, "num_hidden_layers", &c->layers, 0, true)) ||
+        (st = json_int(root, path, "intermediate_size", &c->ff, 0, true)) ||
+        (st = json_int(root, path, "num_attention_heads", &c->heads, 0, true)) ||
+        (st = json_int(root, path, "num_key_value_heads", &c->heads_kv, c->heads, false)) ||
+        (st = json_int(root, path, "head_dim", &c->head_dim, c->hidden / c->heads, false)) ||
+        (st = json_int(root, path, "max_position_embeddings", &c->ctx, 8192, false)) ||
+        (st = json_int(root, path, "sliding_window", &c->window, 4096, false)) ||
+        (st = json_float(root, path, "query_pre_attn_scalar", &c->qpas, (float)c->head_dim)) ||
+        (st = json_float(root, path, "rms_norm_eps", &c->eps, 1e-6f)) ||
+        (st = json_float(root, path, "rope_theta", &c->rope_base, 10000.0f)) ||
+        (st = json_float(root, path, "attn_logit_softcapping", &c->attn_cap, 50.0f)) ||
+        (st = json_float(root, path, "final_logit_softcapping", &c->final_cap, 30.0f))) {
+        cJSON_Delete(root);
+        return st;
+    }
+    cJSON_Delete(root);
+    if (c->heads % c->heads_kv || c->head_dim % 2 || c->qpas <= 0 || c->rope_base <= 0)
+        return g8_fail(GEMMA8_ERR_FORMAT, "'%s': inconsistent config (heads %d / kv heads %d, head_dim %d)", path,
+                       c->heads, c->heads_kv, c->head_dim);
+    return GEMMA8_OK;
+}
+
+/* ---- tensors --------------------------------------------------------------- */
+
+static uint64_t splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static gemma8_status fill_tensor(void *user, size_t index, void *buf, size_t nbytes) {
+    conv_state *cs = user;
+    const out_tensor *ot = &cs->t[index];
+    const size_t row_bytes = gguf_row_size(ot->type, ot->cols);
+    (void)nbytes;
+    uint64_t rng = ot->seed;
+    for (int64_t r = 0; r < ot->rows; r++) {
+        float *row = cs->row;
+        if (ot->src) {
+            size_t esz = ot->src->type == GEMMA8_TYPE_F32 ? 4 : 2;
+            g8_to_f32(ot->src->type, (const uint8_t *)ot->src->data + (size_t)r * ot->cols * esz, row, ot->cols);
+        } else { /* random: uniform, std about 0.02 for matrices, small norm weights */
+            const float amp = ot->is_norm ? 0.1f : 0.035f;
+            for (int64_t i = 0; i < ot->cols; i++)
+                row[i] = amp * ((float)(splitmix(&rng) >> 40) / (float)(1 << 23) - 1.0f);
+        }
+        if (ot->is_norm)
+            for (int64_t i = 0; i < ot->cols; i++) row[i] += 1.0f;
+        uint8_t *dst = (uint8_t *)buf + (size_t)r * row_bytes;
+        switch (ot->type) {
+        case GEMMA8_TYPE_F32: memcpy(dst, row, (size_t)ot->cols * 4); break;
+        case GEMMA8_TYPE_F16:
+            for (int64_t i = 0; i < ot->cols; i++) {
+                uint16_t h = g8_f32_to_f16(row[i]);
+                memcpy(dst + 2 * i, &h, 2);
+            }
+            break;
+        case GEMMA8_TYPE_BF16:
+            for (int64_t i = 0; i < ot->cols; i++) {
+                uint16_t h = g8_f32_to_bf16(row[i]);
+                memcpy(dst + 2 * i, &h, 2);
+            }
+            break;
+        case GEMMA8_TYPE_Q8_0: g8_quantize_row_q8_0_ref(row, (block_q8_0 *)dst, ot->cols); break;
+        }
+    }
+    return GEMMA8_OK;
+}
+
+/* Adds one tensor, checking the source's shape. */
+static gemma8_status add_tensor(gguf_writer *w, conv_state *cs, const st_set *set, const char *hf_name,
+                                const char *gguf_name, int64_t rows, int64_t cols, int is_norm,
+                                const gemma8_convert_params *p) {
+    out_tensor *ot = &cs->t[cs->n];
+    memset(ot, 0, sizeof *ot);
+    ot->rows = rows;
+    ot->cols = cols;
+    ot->is_norm = is_norm;
+    ot->seed = 0x5eed0000ull + cs->n;
+    uint32_t src_type = GEMMA8_TYPE_BF16;
+    if (set) {
+        const st_tensor *t = st_find(set, hf_name);
+        if (!t) return g8_fail(GEMMA8_ERR_FORMAT, "tensor '%s' is missing from the checkpoint", hf_name);
+        bool ok = is_norm ? (t->n_dims == 1 && t->shape[0] == cols)
+                          : (t->n_dims == 2 && t->shape[0] == rows && t->shape[1] == cols);
+        if (!ok) {
+            if (is_norm)
+                return g8_fail(GEMMA8_ERR_FORMAT, "tensor '%s' has shape [%lld%s], expected [%lld] from config.json", hf_name,
+                               (long long)t->shape[0], t->n_dims > 1 ? ", ..." : "", (long long)cols);
+            return g8_fail(GEMMA8_ERR_FORMAT, "tensor '%s' has shape [%lld, %lld], expected [%lld, %lld] from config.json",
+                           hf_name, (long long)t->shape[0], (long long)(t->n_dims > 1 ? t->shape[1] : 0),
+                           (long long)rows, (long long)cols);
+        }
+        if (t->type == ST_TYPE_I32)
+            return g8_fail(GEMMA8_ERR_UNSUPPORTED, "tensor '%s' holds integers, not weights", hf_name);
+        ot->src = t;
+        src_type = t->type;
+    }
+    if (is_norm) {
+        ot->type = GEMMA8_TYPE_F32;
+    } else {
+        ot->type = p->type;
+        if (p->type == GEMMA8_TYPE_Q8_0 && cols % QK8_0) {
+            ot->type = src_type == GEMMA8_TYPE_BF16 ? GEMMA8_TYPE_BF16 : GEMMA8_TYPE_F16;
+            g8_log(G8_LOG_WARN, "%s: %lld columns are not a multiple of 32, stored as %s", gguf_name, (long long)cols,
+                   gemma8_type_name(ot->type));
+        }
+    }
+    int64_t ne[2] = {cols, rows};
+    gguf_add_tensor(w, gguf_name, ot->type, is_norm ? 1 : 2, ne);
+    cs->n++;
+    return GEMMA8_OK;
+}
+
+static gemma8_status convert(const char *config_path, const st_set *set, const char *hf_dir, const char *name,
+                             const char *out_path, const gemma8_convert_params *p) {
+    if (p->type != GEMMA8_TYPE_F32 && p->type != GEMMA8_TYPE_F16 && p->type != GEMMA8_TYPE_BF16 &&
+        p->type != GEMMA8_TYPE_Q8_0)
+        return g8_fail(GEMMA8_ERR_INVALID_ARG, "output type %d is not supported (f32, f16, bf16, q8_0)", (int)p->type);
+    hf_config c;
+    gemma8_status st = read_config(config_path, &c);
+    if (st) return st;
+    gguf_writer *w = gguf_writer_new();
+    conv_state cs = {0};
+    size_t max_tensors = (size_t)c.layers * LT_COUNT + 3;
+    cs.t = g8_calloc(max_tensors, sizeof(out_tensor), "tensor list");
+    cs.row = g8_malloc((size_t)G8_MAX(G8_MAX(c.hidden, c.ff), c.heads * c.head_dim) * sizeof(float), "a row");
+    if (!w || !cs.t || !cs.row) {
+        st = GEMMA8_ERR_NOMEM;
+        goto done;
+    }
+
+    gguf_set_str(w, KEY_ARCH, G8_ARCH_NAME);
+    gguf_set_str(w, "general.type", "model");
+    gguf_set_str(w, KEY_NAME, name);
+    gguf_set_u32(w, KEY_CTX, (uint32_t)c.ctx);
+    gguf_set_u32(w, KEY_EMBD, (uint32_t)c.hidden);
+    gguf_set_u32(w, KEY_BLOCKS, (uint32_t)c.layers);
+    gguf_set_u32(w, KEY_FF, (uint32_t)c.ff);
+    gguf_set_u32(w, KEY_HEADS, (uint32_t)c.heads);
+    gguf_set_u32(w, KEY_HEADS_KV, (uint32_t)c.heads_kv);
+    gguf_set_f32(w, KEY_RMS_EPS, c.eps);
+    gguf_set_u32(w, KEY_KEY_LEN, (uint32_t)c.head_dim);
+    gguf_set_u32(w, KEY_VAL_LEN, (uint32_t)c.head_dim);
+    gguf_set_u32(w, KEY_FILE_TYPE,
+                 p->type == GEMMA8_TYPE_Q8_0 ? FTYPE_MOSTLY_Q8_0
+                 : p->type == GEMMA8_TYPE_F16 ? FTYPE_MOSTLY_F16
+                 : p->type == GEMMA8_TYPE_BF16 ? FTYPE_MOSTLY_BF16 : FTYPE_ALL_F32);
+    gguf_set_f32(w, KEY_ATTN_SOFTCAP, c.attn_cap);
+    gguf_set_f32(w, KEY_FINAL_SOFTCAP, c.final_cap);
+    gguf_set_u32(w, KEY_WINDOW, (uint32_t)c.window);
+    gguf_set_f32(w, KEY_ROPE_BASE, c.rope_base);
+    gguf_set_f32(w, KEY_QUERY_SCALAR, c.qpas);
+    gguf_set_u32(w, KEY_QUANT_VERSION, 2);
+    if ((st = g8_vocab_convert(w, hf_dir, c.vocab))) goto done;
+
+    const int64_t E = c.hidden, Q = (int64_t)c.heads * c.head_dim, KV = (int64_t)c.heads_kv * c.head_dim;
+    if ((st = add_tensor(w, &cs, set, "model.embed_tokens.weight", TN_TOKEN_EMBD, c.vocab, E, 0, p))) goto done;
+    if (set && st_find(set, "lm_head.weight") &&
+        (st = add_tensor(w, &cs, set, "lm_head.weight", TN_OUTPUT, c.vocab, E, 0, p)))
+        goto done;
+    for (int il = 0; il < c.layers; il++) {
+        const int64_t shape[LT_COUNT][2] = {
+            [LT_ATTN_NORM] = {1, E}, [LT_Q] = {Q, E}, [LT_K] = {KV, E}, [LT_V] = {KV, E}, [LT_O] = {E, Q},
+            [LT_POST_ATTN_NORM] = {1, E}, [LT_FFN_NORM] = {1, E}, [LT_GATE] = {c.ff, E}, [LT_UP] = {c.ff, E},
+            [LT_DOWN] = {E, c.ff}, [LT_POST_FFW_NORM] = {1, E},
+        };
+        for (int k = 0; k < LT_COUNT; k++) {
+            char hf[128], gg[96];
+            snprintf(hf, sizeof hf, "model.layers.%d.%s", il, g8_layer_tensor_names[k].hf);
+            snprintf(gg, sizeof gg, "blk.%d.%s", il, g8_layer_tensor_names[k].gguf);
+            if ((st = add_tensor(w, &cs, set, hf, gg, shape[k][0], shape[k][1], g8_layer_tensor_names[k].is_norm, p)))
+                goto done;
+        }
+    }
+    if ((st = add_tensor(w, &cs, set, "model.norm.weight", TN_OUTPUT_NORM, 1, E, 1, p))) goto done;
+    st = gguf_write(w, out_path, fill_tensor, &cs, p->progress, p->progress_user_data);
+done:
+    gguf_writer_free(w);
+    free(cs.t);
+    free(cs.row);
+    return st;
+}
+
+static char *join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *s = malloc(n);
+    if (s) snprintf(s, n, "%s/%s", dir, name);
+    return s;
+}
+
+static const char *base_name(const char *path) {
+    const char *s = path + strlen(path);
+    while (s > path && s[-1] == '/') s--; /* trailing slashes */
+    const char *e = s;
+    while (s > path && s[-1] != '/') s--;
+    static _Thread_local char buf[128];
+    snprintf(buf, sizeof buf, "%.*s", (int)G8_MIN((size_t)(e - s), sizeof buf - 1), s);
+    return buf;
+}
+
+gemma8_status gemma8_convert_hf(const char *hf_dir, const char *out_path, const gemma8_convert_params *params) {
+    if (!hf_dir || !out_path) return g8_fail(GEMMA8_ERR_INVALID_ARG, "convert needs an input directory and an output path");
+    gemma8_convert_params p = params ? *params : gemma8_convert_default_params();
+    char *config = join(hf_dir, "config.json");
+    if (!config) return g8_fail(GEMMA8_ERR_NOMEM, "out of memory");
+    hf_config c;
+    gemma8_status st = read_config(config, &c); /* refuse other architectures before touching weights */
+    st_set set;
+    if (!st) st = st_open_dir(hf_dir, &set);
+    if (!st) {
+        st = convert(config, &set, hf_dir, base_name(hf_dir), out_path, &p);
+        st_close(&set);
+    }
+    free(config);
+    return st;
+}
+
+gemma8_status gemma8_convert_random(const char *config_path, const char *tokenizer_dir, const char *out_path,
+                                    const gemma8_convert_params *params) {
+    if (!config_path || !out_path) return g8_fail(GEMMA8_ERR_INVALID_ARG, "convert needs a config and an output path");
+    gemma8_convert_params p = params ? *params : gemma8_convert_default_params();
+    return convert(config_path, NULL, tokenizer_dir, "random", out_path, &p);
+}

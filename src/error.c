@@ -1,0 +1,65 @@
+/* error.c - per-thread error messages, status names, the log callback. */
+#include "common.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static _Thread_local char g_errbuf[1024];
+
+/* Set once by the application before use (see gemma8_log_set). */
+static gemma8_log_fn g_log_fn;
+static void *g_log_user;
+
+const char *gemma8_status_str(gemma8_status status) {
+    switch (status) {
+    case GEMMA8_OK: return "ok";
+    case GEMMA8_ERR_IO: return "i/o error";
+    case GEMMA8_ERR_FORMAT: return "bad file format";
+    case GEMMA8_ERR_UNSUPPORTED: return "unsupported";
+    case GEMMA8_ERR_NOMEM: return "out of memory";
+    case GEMMA8_ERR_INVALID_ARG: return "invalid argument";
+    case GEMMA8_ERR_CONTEXT_FULL: return "context full";
+    case GEMMA8_ERR_ABORTED: return "aborted";
+    }
+    return "unknown status";
+}
+
+const char *gemma8_last_error(void) { return g_errbuf; }
+
+void g8_clear_error(void) { g_errbuf[0] = 0; }
+
+gemma8_status g8_fail(gemma8_status status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_errbuf, sizeof g_errbuf, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+void gemma8_log_set(gemma8_log_fn fn, void *user_data) {
+    g_log_fn = fn;
+    g_log_user = user_data;
+}
+
+void g8_log(int level, const char *fmt, ...) {
+    if (!g_log_fn) return;
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    g_log_fn(level, buf, g_log_user);
+}
+
+void *g8_malloc(size_t n, const char *what) {
+    void *p = malloc(n ? n : 1);
+    if (!p) g8_fail(GEMMA8_ERR_NOMEM, "out of memory allocating %zu bytes for %s", n, what);
+    return p;
+}
+
+void *g8_calloc(size_t count, size_t size, const char *what) {
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p) g8_fail(GEMMA8_ERR_NOMEM, "out of memory allocating %zu x %zu bytes for %s", count, size, what);
+    return p;
+}

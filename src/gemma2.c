@@ -1,0 +1,221 @@
+/* gemma2.c - the Gemma 2 forward pass and the context that holds its state
+ * (KV cache and scratch), after transformers' Gemma2ForCausalLM. */
+#include "model.h"
+#include "ops.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct g8_kv_layer {
+    float *k;          /* (slots, n_head_kv * head_dim) */
+    float *v;          /* (slots, n_head_kv * head_dim) */
+    int slots;         /* ring length: n_ctx, or window + n_batch on sliding layers */
+} g8_kv_layer;
+
+struct gemma8_context {
+    const gemma8_model *model;
+    int n_ctx, n_batch, n_threads;
+    int n_past;                 /* tokens in the cache */
+    g8_ops ops;
+    g8_kv_layer *kv;            /* (n_layer) */
+    float *inv_freq;            /* (head_dim / 2) RoPE frequencies */
+    /* scratch for one chunk of up to n_batch tokens */
+    int32_t *pos;               /* (n_batch) */
+    float *x;                   /* (n_batch, n_embd) residual stream */
+    float *xn;                  /* (n_batch, n_embd) normed input of a block */
+    float *q, *k, *v, *att;     /* (n_batch, n_head[_kv] * head_dim) */
+    float *proj;                /* (n_batch, n_embd) output of attention / FFN */
+    float *gate, *up;           /* (n_batch, n_ff) */
+    float *attn_scratch;        /* (n_threads, n_ctx) */
+    float *last_logits;         /* (n_vocab) */
+};
+
+gemma8_context_params gemma8_context_default_params(void) {
+    gemma8_context_params p = {0, 256, 0};
+    return p;
+}
+
+void gemma8_context_free(gemma8_context *ctx) {
+    if (!ctx) return;
+    if (ctx->kv)
+        for (int il = 0; il < ctx->model->hp.n_layer; il++) {
+            free(ctx->kv[il].k);
+            free(ctx->kv[il].v);
+        }
+    free(ctx->kv);
+    if (ctx->ops.pool) g8_pool_free(ctx->ops.pool);
+    void *bufs[] = {ctx->ops.qbuf, ctx->inv_freq, ctx->pos, ctx->x, ctx->xn, ctx->q, ctx->k, ctx->v, ctx->att,
+                    ctx->proj, ctx->gate, ctx->up, ctx->attn_scratch, ctx->last_logits};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(ctx);
+}
+
+static float *alloc_f32(size_t a, size_t b, bool *ok) {
+    size_t n;
+    float *p = NULL;
+    if (g8_mul_ok(a, b, &n) && g8_mul_ok(n, sizeof(float), &n)) p = malloc(n ? n : 1);
+    if (!p) *ok = false;
+    return p;
+}
+
+gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_params *params, gemma8_context **out) {
+    *out = NULL;
+    if (!model || !params) return g8_fail(GEMMA8_ERR_INVALID_ARG, "no model or parameters given");
+    const g8_hparams *hp = &model->hp;
+    if (params->n_ctx < 0 || params->n_batch < 0 || params->n_threads < 0 || params->n_threads > 1024)
+        return g8_fail(GEMMA8_ERR_INVALID_ARG, "negative or absurd context parameters (n_ctx %d, n_batch %d, n_threads %d)",
+                       params->n_ctx, params->n_batch, params->n_threads);
+    gemma8_context *ctx = g8_calloc(1, sizeof *ctx, "the context");
+    if (!ctx) return GEMMA8_ERR_NOMEM;
+    ctx->model = model;
+    ctx->n_ctx = params->n_ctx ? params->n_ctx : hp->n_ctx_train;
+    ctx->n_batch = G8_MIN(params->n_batch ? params->n_batch : 256, ctx->n_ctx);
+    ctx->n_threads = params->n_threads ? params->n_threads : (int)G8_MAX(1, sysconf(_SC_NPROCESSORS_ONLN));
+    ctx->ops.k = g8_kernels_best();
+
+    const size_t B = (size_t)ctx->n_batch, E = (size_t)hp->n_embd, Q = (size_t)hp->n_head * hp->head_dim,
+                 KV = (size_t)hp->n_head_kv * hp->head_dim, F = (size_t)hp->n_ff;
+    bool ok = true;
+    ctx->kv = g8_calloc((size_t)hp->n_layer, sizeof(g8_kv_layer), "KV cache");
+    ok = ctx->kv != NULL;
+    for (int il = 0; ok && il < hp->n_layer; il++) {
+        g8_kv_layer *L = &ctx->kv[il];
+        L->slots = ctx->n_ctx;
+        if (g8_layer_is_sliding(il)) L->slots = G8_MIN(ctx->n_ctx, hp->sliding_window + ctx->n_batch);
+        L->k = alloc_f32((size_t)L->slots, KV, &ok);
+        L->v = alloc_f32((size_t)L->slots, KV, &ok);
+    }
+    size_t maxin = G8_MAX(G8_MAX(E, Q), F);
+    ctx->ops.qbuf_blocks = B * (maxin / QK8_0 + 1);
+    ctx->ops.qbuf = ok ? malloc(ctx->ops.qbuf_blocks * sizeof(block_q8_0)) : NULL;
+    ok = ok && ctx->ops.qbuf;
+    ctx->inv_freq = alloc_f32((size_t)hp->head_dim / 2, 1, &ok);
+    ctx->pos = ok ? malloc(B * sizeof(int32_t)) : NULL;
+    ok = ok && ctx->pos;
+    ctx->x = alloc_f32(B, E, &ok);
+    ctx->xn = alloc_f32(B, E, &ok);
+    ctx->q = alloc_f32(B, Q, &ok);
+    ctx->k = alloc_f32(B, KV, &ok);
+    ctx->v = alloc_f32(B, KV, &ok);
+    ctx->att = alloc_f32(B, Q, &ok);
+    ctx->proj = alloc_f32(B, E, &ok);
+    ctx->gate = alloc_f32(B, F, &ok);
+    ctx->up = alloc_f32(B, F, &ok);
+    ctx->attn_scratch = alloc_f32((size_t)ctx->n_threads, (size_t)ctx->n_ctx, &ok);
+    ctx->last_logits = alloc_f32(1, (size_t)hp->n_vocab, &ok);
+    if (!ok) {
+        gemma8_context_free(ctx);
+        return g8_fail(GEMMA8_ERR_NOMEM, "out of memory creating a context of %d tokens (try a smaller context)",
+                       params->n_ctx ? params->n_ctx : hp->n_ctx_train);
+    }
+    if (!(ctx->ops.pool = g8_pool_new(ctx->n_threads))) {
+        gemma8_context_free(ctx);
+        return GEMMA8_ERR_NOMEM;
+    }
+    /* as transformers: inv_freq = 1 / base^(2i/d), in float32 */
+    for (int i = 0; i < hp->head_dim / 2; i++)
+        ctx->inv_freq[i] = 1.0f / powf(hp->rope_base, (float)(2 * i) / (float)hp->head_dim);
+    memset(ctx->last_logits, 0, (size_t)hp->n_vocab * sizeof(float));
+    *out = ctx;
+    return GEMMA8_OK;
+}
+
+/* The forward pass over T <= n_batch tokens at positions n_past.. ; writes the
+ * logits of every position to logits_all (T, n_vocab) if given, and those of
+ * the last position to ctx->last_logits. */
+static void forward(gemma8_context *ctx, const int32_t *tokens, int T, float *logits_all) {
+    const gemma8_model *m = ctx->model;
+    const g8_hparams *hp = &m->hp;
+    g8_ops *ops = &ctx->ops;
+    const int E = hp->n_embd, hd = hp->head_dim;
+    const size_t KV = (size_t)hp->n_head_kv * hd, F = (size_t)hp->n_ff;
+    float *x = ctx->x, *xn = ctx->xn;
+
+    for (int t = 0; t < T; t++) ctx->pos[t] = ctx->n_past + t;
+
+    /* embedding, scaled by sqrt(hidden) (rounded to f32 as transformers does) */
+    const float embd_scale = (float)sqrt((double)E);
+    for (int t = 0; t < T; t++) {
+        g8_matrix_row(&m->tok_embd, tokens[t], x + (size_t)t * E);
+        for (int i = 0; i < E; i++) x[(size_t)t * E + i] *= embd_scale;
+    }
+
+    for (int il = 0; il < hp->n_layer; il++) {
+        const g8_layer *L = &m->layers[il];
+        g8_kv_layer *kv = &ctx->kv[il];
+
+        /* attention block: norm, q/k/v projections, RoPE, cache, attention, output projection */
+        g8_rmsnorm(xn, x, L->attn_norm, T, E, hp->rms_eps);
+        g8_matmul(ops, &L->wq, xn, T, ctx->q);
+        g8_matmul(ops, &L->wk, xn, T, ctx->k);
+        g8_matmul(ops, &L->wv, xn, T, ctx->v);
+        g8_rope(ctx->q, T, hp->n_head, hd, ctx->pos, ctx->inv_freq);
+        g8_rope(ctx->k, T, hp->n_head_kv, hd, ctx->pos, ctx->inv_freq);
+        for (int t = 0; t < T; t++) {
+            const size_t slot = (size_t)(ctx->pos[t] % kv->slots);
+            memcpy(kv->k + slot * KV, ctx->k + (size_t)t * KV, KV * sizeof(float));
+            memcpy(kv->v + slot * KV, ctx->v + (size_t)t * KV, KV * sizeof(float));
+        }
+        g8_attn_args aa = {
+            .q = ctx->q, .k_cache = kv->k, .v_cache = kv->v, .slots = kv->slots, .pos = ctx->pos, .T = T,
+            .n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .head_dim = hd,
+            .window = g8_layer_is_sliding(il) ? hp->sliding_window : 0,
+            .scale = hp->query_scale, .softcap = hp->attn_softcap, .out = ctx->att,
+            .scratch = ctx->attn_scratch, .scratch_len = ctx->n_ctx,
+        };
+        g8_attention(ops, &aa);
+        g8_matmul(ops, &L->wo, ctx->att, T, ctx->proj);
+
+        /* post-attention norm, residual */
+        g8_rmsnorm(ctx->proj, ctx->proj, L->post_attn_norm, T, E, hp->rms_eps);
+        g8_add(x, ctx->proj, (size_t)T * E);
+
+        /* feed-forward block: pre-norm, GeGLU (tanh GELU), down projection, post-norm, residual */
+        g8_rmsnorm(xn, x, L->ffn_norm, T, E, hp->rms_eps);
+        g8_matmul(ops, &L->w_gate, xn, T, ctx->gate);
+        g8_matmul(ops, &L->w_up, xn, T, ctx->up);
+        g8_geglu(ctx->gate, ctx->up, (size_t)T * F);
+        g8_matmul(ops, &L->w_down, ctx->gate, T, ctx->proj);
+        g8_rmsnorm(ctx->proj, ctx->proj, L->post_ffw_norm, T, E, hp->rms_eps);
+        g8_add(x, ctx->proj, (size_t)T * E);
+    }
+
+    /* final norm, tied output embedding, final soft-cap */
+    const size_t V = (size_t)hp->n_vocab;
+    if (logits_all) {
+        g8_rmsnorm(xn, x, m->output_norm, T, E, hp->rms_eps);
+        g8_matmul(ops, &m->output, xn, T, logits_all);
+        g8_softcap(logits_all, (size_t)T * V, hp->final_softcap);
+        memcpy(ctx->last_logits, logits_all + (size_t)(T - 1) * V, V * sizeof(float));
+    } else {
+        g8_rmsnorm(xn, x + (size_t)(T - 1) * E, m->output_norm, 1, E, hp->rms_eps);
+        g8_matmul(ops, &m->output, xn, 1, ctx->last_logits);
+        g8_softcap(ctx->last_logits, V, hp->final_softcap);
+    }
+    ctx->n_past += T;
+}
+
+gemma8_status gemma8_eval(gemma8_context *ctx, const int32_t *tokens, int32_t n, float *logits_all) {
+    if (!ctx || (!tokens && n > 0) || n < 0) return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to gemma8_eval");
+    const int n_vocab = ctx->model->hp.n_vocab;
+    for (int32_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= n_vocab)
+            return g8_fail(GEMMA8_ERR_INVALID_ARG, "token id %d at index %d is outside the vocabulary (0..%d)", tokens[i],
+                           i, n_vocab - 1);
+    if ((int64_t)ctx->n_past + n > ctx->n_ctx)
+        return g8_fail(GEMMA8_ERR_CONTEXT_FULL, "%d tokens do not fit: %d of the context's %d are used", n, ctx->n_past,
+                       ctx->n_ctx);
+    for (int32_t i = 0; i < n; i += ctx->n_batch) {
+        int T = G8_MIN(ctx->n_batch, n - i);
+        forward(ctx, tokens + i, T, logits_all ? logits_all + (size_t)i * n_vocab : NULL);
+    }
+    return GEMMA8_OK;
+}
+
+const float *gemma8_get_logits(const gemma8_context *ctx) { return ctx->last_logits; }
+
+int32_t gemma8_n_past(const gemma8_context *ctx) { return ctx->n_past; }
+
+void gemma8_kv_clear(gemma8_context *ctx) { ctx->n_past = 0; }

@@ -1,0 +1,46 @@
+/* kernels.h - the table of compute kernels, chosen once by CPU feature detection.
+ *
+ * Every kernel has a portable scalar reference (kernels_scalar.c) and may have
+ * SIMD versions with the same signature (arch/x86_avx2.c, arch/arm_neon.c).
+ * Kernels know nothing about Gemma. */
+#ifndef G8_KERNELS_H
+#define G8_KERNELS_H
+
+#include "quant.h"
+#include <stddef.h>
+
+/* A 4x4 tile of a Q8_0 matrix product: y[t*ldy + r] = dot(w row r, x row t)
+ * for r, t in 0..3. Rows of w are w_stride blocks apart, rows of x x_stride. */
+typedef void (*g8_tile_q8_0_fn)(int nb, const block_q8_0 *w, size_t w_stride, const block_q8_0 *x,
+                               size_t x_stride, float *y, size_t ldy);
+
+typedef struct g8_kernels {
+    const char *name;
+    /* dot products of n elements: weight row of a type, activations f32 */
+    float (*dot_f32)(int n, const float *w, const float *x);
+    float (*dot_f16)(int n, const uint16_t *w, const float *x);
+    float (*dot_bf16)(int n, const uint16_t *w, const float *x);
+    /* dot product of nb Q8_0 blocks by nb Q8_0 blocks */
+    float (*dot_q8_0)(int nb, const block_q8_0 *w, const block_q8_0 *x);
+    g8_tile_q8_0_fn tile_q8_0;
+    /* activations to Q8_0 (n a multiple of 32), same result as the reference */
+    void (*quantize_q8_0)(const float *x, block_q8_0 *y, int n);
+    /* y += a * x */
+    void (*axpy)(int n, float a, const float *x, float *y);
+} g8_kernels;
+
+/* The best table for this CPU (GEMMA8_KERNELS=scalar in the environment forces
+ * the reference). */
+const g8_kernels *g8_kernels_best(void);
+const g8_kernels *g8_kernels_scalar(void);
+/* Every table this build has that this CPU can run (scalar first); returns the count. */
+int g8_kernels_all(const g8_kernels **out, int max);
+
+#if defined(__x86_64__)
+extern const g8_kernels g8_kernels_avx2;
+#endif
+#if defined(__aarch64__)
+extern const g8_kernels g8_kernels_neon;
+#endif
+
+#endif

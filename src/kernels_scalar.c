@@ -1,0 +1,81 @@
+/* kernels_scalar.c - the portable reference kernels, and the kernel table choice. */
+#include "kernels.h"
+
+#include <stdlib.h>
+#if defined(__aarch64__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+#endif
+#include <string.h>
+
+static float dot_f32(int n, const float *w, const float *x) {
+    float s = 0;
+    for (int i = 0; i < n; i++) s += w[i] * x[i];
+    return s;
+}
+
+static float dot_f16(int n, const uint16_t *w, const float *x) {
+    float s = 0;
+    for (int i = 0; i < n; i++) s += g8_f16_to_f32(w[i]) * x[i];
+    return s;
+}
+
+static float dot_bf16(int n, const uint16_t *w, const float *x) {
+    float s = 0;
+    for (int i = 0; i < n; i++) s += g8_bf16_to_f32(w[i]) * x[i];
+    return s;
+}
+
+static float dot_q8_0(int nb, const block_q8_0 *w, const block_q8_0 *x) {
+    float s = 0;
+    for (int b = 0; b < nb; b++) {
+        int32_t acc = 0;
+        for (int j = 0; j < QK8_0; j++) acc += (int32_t)w[b].qs[j] * x[b].qs[j];
+        s += (float)acc * (g8_f16_to_f32(w[b].d) * g8_f16_to_f32(x[b].d));
+    }
+    return s;
+}
+
+static void tile_q8_0(int nb, const block_q8_0 *w, size_t ws, const block_q8_0 *x, size_t xs, float *y, size_t ldy) {
+    for (int t = 0; t < 4; t++)
+        for (int r = 0; r < 4; r++) y[t * ldy + r] = dot_q8_0(nb, w + r * ws, x + t * xs);
+}
+
+static void quantize_q8_0(const float *x, block_q8_0 *y, int n) { g8_quantize_row_q8_0_ref(x, y, n); }
+
+static void axpy(int n, float a, const float *x, float *y) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static const g8_kernels scalar = {
+    "scalar", dot_f32, dot_f16, dot_bf16, dot_q8_0, tile_q8_0, quantize_q8_0, axpy,
+};
+
+const g8_kernels *g8_kernels_scalar(void) { return &scalar; }
+
+int g8_kernels_all(const g8_kernels **out, int max) {
+    int n = 0;
+    if (n < max) out[n++] = &scalar;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (n < max && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c"))
+        out[n++] = &g8_kernels_avx2;
+#endif
+#if defined(__aarch64__)
+    if (n < max && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP)) out[n++] = &g8_kernels_neon;
+#endif
+    return n;
+}
+
+const g8_kernels *g8_kernels_best(void) {
+    const char *force = getenv("GEMMA8_KERNELS");
+    const g8_kernels *all[8];
+    int n = g8_kernels_all(all, 8);
+    if (force)
+        for (int i = 0; i < n; i++)
+            if (strcmp(all[i]->name, force) == 0) return all[i];
+    return all[n - 1];
+}

@@ -1,0 +1,208 @@
+/* model.c - loading a gemma2 GGUF file: hyper-parameters, shape checks, weights in place. */
+#include "model.h"
+#include "quant.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+gemma8_model_params gemma8_model_default_params(void) {
+    gemma8_model_params p = {0};
+    return p;
+}
+
+static gemma8_status get_int(const gguf_file *f, const char *path, const char *key, int *out, int def, bool required) {
+    gemma8_status st;
+    uint32_t v;
+    if (gguf_get_u32(f, key, &v, &st)) {
+        if (v > (1u << 30)) return g8_fail(GEMMA8_ERR_FORMAT, "'%s': %s = %u is out of range", path, key, v);
+        *out = (int)v;
+        return GEMMA8_OK;
+    }
+    if (st) return g8_fail(st, "'%s': %s", path, gemma8_last_error());
+    if (required) return g8_fail(GEMMA8_ERR_FORMAT, "'%s': required metadata '%s' is missing", path, key);
+    *out = def;
+    return GEMMA8_OK;
+}
+
+static gemma8_status get_float(const gguf_file *f, const char *path, const char *key, float *out, float def) {
+    gemma8_status st;
+    if (gguf_get_f32(f, key, out, &st)) {
+        if (!isfinite(*out) || *out < 0)
+            return g8_fail(GEMMA8_ERR_FORMAT, "'%s': %s = %g is not a valid value", path, key, *out);
+        return GEMMA8_OK;
+    }
+    if (st) return g8_fail(st, "'%s': %s", path, gemma8_last_error());
+    *out = def;
+    return GEMMA8_OK;
+}
+
+static gemma8_status read_hparams(const gguf_file *f, const char *path, g8_hparams *hp) {
+    gemma8_status st;
+    gguf_str arch;
+    if (!gguf_get_str(f, KEY_ARCH, &arch, &st))
+        return g8_fail(GEMMA8_ERR_FORMAT, "'%s': no '%s' in the file", path, KEY_ARCH);
+    if (arch.len != strlen(G8_ARCH_NAME) || memcmp(arch.p, G8_ARCH_NAME, arch.len) != 0)
+        return g8_fail(GEMMA8_ERR_UNSUPPORTED, "'%s': architecture '%.*s' is not supported (gemma8 runs gemma2 models)",
+                       path, (int)G8_MIN(arch.len, 64), arch.p);
+    if ((st = get_int(f, path, KEY_EMBD, &hp->n_embd, 0, true)) || (st = get_int(f, path, KEY_BLOCKS, &hp->n_layer, 0, true)) ||
+        (st = get_int(f, path, KEY_FF, &hp->n_ff, 0, true)) || (st = get_int(f, path, KEY_HEADS, &hp->n_head, 0, true)) ||
+        (st = get_int(f, path, KEY_HEADS_KV, &hp->n_head_kv, hp->n_head, false)) ||
+        (st = get_int(f, path, KEY_CTX, &hp->n_ctx_train, 8192, false)) ||
+        (st = get_int(f, path, KEY_WINDOW, &hp->sliding_window, 4096, false)))
+        return st;
+    if (hp->n_embd <= 0 || hp->n_layer <= 0 || hp->n_ff <= 0 || hp->n_head <= 0 || hp->n_head_kv <= 0 ||
+        hp->n_head % hp->n_head_kv || hp->n_ctx_train <= 0 || hp->sliding_window <= 0)
+        return g8_fail(GEMMA8_ERR_FORMAT,
+                       "'%s': inconsistent hyper-parameters (embd %d, layers %d, ff %d, heads %d/%d, ctx %d, window %d)",
+                       path, hp->n_embd, hp->n_layer, hp->n_ff, hp->n_head, hp->n_head_kv, hp->n_ctx_train,
+                       hp->sliding_window);
+    int vlen;
+    if ((st = get_int(f, path, KEY_KEY_LEN, &hp->head_dim, hp->n_embd / hp->n_head, false)) ||
+        (st = get_int(f, path, KEY_VAL_LEN, &vlen, hp->head_dim, false)))
+        return st;
+    if (hp->head_dim <= 0 || hp->head_dim % 2 || vlen != hp->head_dim)
+        return g8_fail(GEMMA8_ERR_FORMAT, "'%s': key length %d / value length %d not supported (equal and even)", path,
+                       hp->head_dim, vlen);
+    /* llama.cpp's rule when the file does not say (see arch.h) */
+    float qpas_default = hp->n_layer == 46 ? (float)(hp->n_embd / hp->n_head) : (float)hp->head_dim;
+    if ((st = get_float(f, path, KEY_RMS_EPS, &hp->rms_eps, 1e-6f)) ||
+        (st = get_float(f, path, KEY_ATTN_SOFTCAP, &hp->attn_softcap, 50.0f)) ||
+        (st = get_float(f, path, KEY_FINAL_SOFTCAP, &hp->final_softcap, 30.0f)) ||
+        (st = get_float(f, path, KEY_ROPE_BASE, &hp->rope_base, 10000.0f)) ||
+        (st = get_float(f, path, KEY_QUERY_SCALAR, &hp->query_pre_attn_scalar, qpas_default)))
+        return st;
+    if (hp->query_pre_attn_scalar <= 0 || hp->rope_base <= 0)
+        return g8_fail(GEMMA8_ERR_FORMAT, "'%s': query_pre_attn_scalar and rope base must be positive", path);
+    hp->query_scale = (float)pow(hp->query_pre_attn_scalar, -0.5);
+    return GEMMA8_OK;
+}
+
+static gemma8_status bind_matrix(const gguf_file *f, const char *path, const char *name, int64_t rows, int64_t cols,
+                                 g8_matrix *m) {
+    const gguf_tensor *t = gguf_find_tensor(f, name);
+    if (!t) return g8_fail(GEMMA8_ERR_FORMAT, "'%s': tensor '%s' is missing", path, name);
+    if (t->n_dims != 2 || t->ne[0] != cols || (rows >= 0 && t->ne[1] != rows))
+        return g8_fail(GEMMA8_ERR_FORMAT, "'%s': tensor '%s' has shape [%lld, %lld] (%u dims), expected [%lld, %lld]",
+                       path, name, (long long)t->ne[0], (long long)t->ne[1], t->n_dims, (long long)cols,
+                       (long long)rows);
+    m->type = t->type;
+    m->cols = t->ne[0];
+    m->rows = t->ne[1];
+    m->row_bytes = gguf_row_size(t->type, t->ne[0]);
+    m->data = t->data;
+    return GEMMA8_OK;
+}
+
+static gemma8_status bind_norm(const gguf_file *f, const char *path, const char *name, int64_t n, float *dst) {
+    const gguf_tensor *t = gguf_find_tensor(f, name);
+    if (!t) return g8_fail(GEMMA8_ERR_FORMAT, "'%s': tensor '%s' is missing", path, name);
+    if (t->n_dims != 1 || t->ne[0] != n || t->type == GEMMA8_TYPE_Q8_0)
+        return g8_fail(GEMMA8_ERR_FORMAT, "'%s': tensor '%s' has shape [%lld] of type %s, expected a float vector of %lld",
+                       path, name, (long long)t->ne[0], gemma8_type_name(t->type), (long long)n);
+    g8_to_f32(t->type, t->data, dst, n);
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(dst[i])) return g8_fail(GEMMA8_ERR_FORMAT, "'%s': tensor '%s' holds NaN or infinity", path, name);
+    return GEMMA8_OK;
+}
+
+gemma8_status gemma8_model_load(const char *path, const gemma8_model_params *params, gemma8_model **out) {
+    (void)params;
+    *out = NULL;
+    if (!path) return g8_fail(GEMMA8_ERR_INVALID_ARG, "no model path given");
+    gemma8_model *m = g8_calloc(1, sizeof *m, "the model");
+    if (!m) return GEMMA8_ERR_NOMEM;
+    gemma8_status st = gguf_open(path, &m->file);
+    if (st) {
+        free(m);
+        return st;
+    }
+    g8_hparams *hp = &m->hp;
+    const gguf_file *f = &m->file;
+    if ((st = read_hparams(f, path, hp))) goto fail;
+
+    const int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
+    if ((st = bind_matrix(f, path, TN_TOKEN_EMBD, -1, E, &m->tok_embd))) goto fail;
+    if (m->tok_embd.rows > (1 << 24)) {
+        st = g8_fail(GEMMA8_ERR_FORMAT, "'%s': vocabulary of %lld tokens is implausible", path, (long long)m->tok_embd.rows);
+        goto fail;
+    }
+    hp->n_vocab = (int)m->tok_embd.rows;
+    m->output = m->tok_embd;
+    if (gguf_find_tensor(f, TN_OUTPUT) && (st = bind_matrix(f, path, TN_OUTPUT, hp->n_vocab, E, &m->output))) goto fail;
+
+    size_t n_norms = (size_t)hp->n_layer * 4 + 1;
+    m->norm_data = g8_malloc(n_norms * (size_t)E * sizeof(float), "norm weights");
+    m->layers = g8_calloc((size_t)hp->n_layer, sizeof(g8_layer), "layers");
+    if (!m->norm_data || !m->layers) {
+        st = GEMMA8_ERR_NOMEM;
+        goto fail;
+    }
+    m->output_norm = m->norm_data + (n_norms - 1) * (size_t)E;
+    if ((st = bind_norm(f, path, TN_OUTPUT_NORM, E, m->output_norm))) goto fail;
+    for (int il = 0; il < hp->n_layer; il++) {
+        g8_layer *L = &m->layers[il];
+        float **norms[4] = {&L->attn_norm, &L->post_attn_norm, &L->ffn_norm, &L->post_ffw_norm};
+        for (int k = 0; k < 4; k++) *norms[k] = m->norm_data + ((size_t)il * 4 + (size_t)k) * (size_t)E;
+        struct { int which; float *norm; g8_matrix *mat; int64_t rows, cols; } spec[LT_COUNT] = {
+            {LT_ATTN_NORM, L->attn_norm, NULL, 0, E},
+            {LT_Q, NULL, &L->wq, Q, E},
+            {LT_K, NULL, &L->wk, KV, E},
+            {LT_V, NULL, &L->wv, KV, E},
+            {LT_O, NULL, &L->wo, E, Q},
+            {LT_POST_ATTN_NORM, L->post_attn_norm, NULL, 0, E},
+            {LT_FFN_NORM, L->ffn_norm, NULL, 0, E},
+            {LT_GATE, NULL, &L->w_gate, hp->n_ff, E},
+            {LT_UP, NULL, &L->w_up, hp->n_ff, E},
+            {LT_DOWN, NULL, &L->w_down, E, hp->n_ff},
+            {LT_POST_FFW_NORM, L->post_ffw_norm, NULL, 0, E},
+        };
+        for (int k = 0; k < LT_COUNT; k++) {
+            char name[96];
+            snprintf(name, sizeof name, "blk.%d.%s", il, g8_layer_tensor_names[spec[k].which].gguf);
+            st = spec[k].mat ? bind_matrix(f, path, name, spec[k].rows, spec[k].cols, spec[k].mat)
+                             : bind_norm(f, path, name, E, spec[k].norm);
+            if (st) goto fail;
+        }
+    }
+    *out = m;
+    return GEMMA8_OK;
+fail:
+    gemma8_model_free(m);
+    return st;
+}
+
+void gemma8_model_free(gemma8_model *m) {
+    if (!m) return;
+    gguf_close(&m->file);
+    free(m->layers);
+    free(m->norm_data);
+    free(m);
+}
+
+gemma8_model_info gemma8_model_get_info(const gemma8_model *m) {
+    gemma8_model_info info = {0};
+    const g8_hparams *hp = &m->hp;
+    info.n_vocab = hp->n_vocab;
+    info.n_embd = hp->n_embd;
+    info.n_layer = hp->n_layer;
+    info.n_head = hp->n_head;
+    info.n_head_kv = hp->n_head_kv;
+    info.head_dim = hp->head_dim;
+    info.n_ff = hp->n_ff;
+    info.n_ctx_train = hp->n_ctx_train;
+    info.sliding_window = hp->sliding_window;
+    info.query_pre_attn_scalar = hp->query_pre_attn_scalar;
+    info.attn_softcap = hp->attn_softcap;
+    info.final_softcap = hp->final_softcap;
+    info.rms_eps = hp->rms_eps;
+    info.rope_base = hp->rope_base;
+    info.matrix_type = m->layers[0].wq.type;
+    for (uint64_t i = 0; i < m->file.n_tensors; i++) {
+        const gguf_tensor *t = &m->file.tensors[i];
+        info.n_params += (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
+        info.weight_bytes += t->nbytes;
+    }
+    return info;
+}

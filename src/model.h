@@ -1,0 +1,62 @@
+/* model.h - the loaded Gemma 2 model: hyper-parameters and weights. */
+#ifndef G8_MODEL_H
+#define G8_MODEL_H
+
+#include "arch.h"
+#include "common.h"
+#include "gguf.h"
+
+typedef struct g8_hparams {
+    int n_vocab;           /* vocabulary size */
+    int n_embd;            /* hidden size */
+    int n_layer;           /* transformer blocks */
+    int n_head;            /* query heads */
+    int n_head_kv;         /* key/value heads (GQA groups) */
+    int head_dim;          /* size of one head */
+    int n_ff;              /* GeGLU intermediate size */
+    int n_ctx_train;       /* trained context length */
+    int sliding_window;    /* window of even (sliding) layers */
+    float query_scale;     /* query_pre_attn_scalar^-1/2 */
+    float query_pre_attn_scalar;
+    float attn_softcap;    /* 0: off */
+    float final_softcap;   /* 0: off */
+    float rms_eps;
+    float rope_base;
+} g8_hparams;
+
+/* A weight matrix of `rows` rows of `cols` elements, stored row after row. */
+typedef struct g8_matrix {
+    uint32_t type;         /* gemma8_type */
+    int64_t rows, cols;
+    size_t row_bytes;
+    const void *data;      /* in the mapped file */
+} g8_matrix;
+
+typedef struct g8_layer {
+    float *attn_norm;          /* (n_embd) 1 + w */
+    g8_matrix wq;              /* (n_head * head_dim, n_embd) */
+    g8_matrix wk;              /* (n_head_kv * head_dim, n_embd) */
+    g8_matrix wv;              /* (n_head_kv * head_dim, n_embd) */
+    g8_matrix wo;              /* (n_embd, n_head * head_dim) */
+    float *post_attn_norm;     /* (n_embd) */
+    float *ffn_norm;           /* (n_embd) */
+    g8_matrix w_gate;          /* (n_ff, n_embd) */
+    g8_matrix w_up;            /* (n_ff, n_embd) */
+    g8_matrix w_down;          /* (n_embd, n_ff) */
+    float *post_ffw_norm;      /* (n_embd) */
+} g8_layer;
+
+struct gemma8_model {
+    gguf_file file;
+    g8_hparams hp;
+    g8_matrix tok_embd;        /* (n_vocab, n_embd), also the tied output */
+    g8_matrix output;          /* = tok_embd unless the file has output.weight */
+    float *output_norm;        /* (n_embd) */
+    g8_layer *layers;          /* (n_layer) */
+    float *norm_data;          /* one allocation behind all norm vectors */
+};
+
+/* Sliding-window layers are the even ones, as in transformers' layer_types. */
+static inline bool g8_layer_is_sliding(int il) { return il % 2 == 0; }
+
+#endif

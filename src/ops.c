@@ -1,0 +1,172 @@
+/* ops.c - the operations of the forward pass. */
+#include "ops.h"
+
+#include <math.h>
+#include <string.h>
+
+void g8_matrix_row(const g8_matrix *W, int64_t r, float *out) {
+    g8_to_f32(W->type, (const uint8_t *)W->data + (size_t)r * W->row_bytes, out, W->cols);
+}
+
+typedef struct matmul_task {
+    const g8_ops *ops;
+    const g8_matrix *W;
+    const float *x;
+    int T;
+    float *y;
+} matmul_task;
+
+/* Splits [0, n) in nth parts aligned to `align`: the part of thread ith. */
+static void split(int64_t n, int ith, int nth, int64_t align, int64_t *r0, int64_t *r1) {
+    int64_t units = (n + align - 1) / align;
+    int64_t per = units / nth, extra = units % nth;
+    int64_t u0 = ith * per + G8_MIN(ith, extra), u1 = u0 + per + (ith < extra);
+    *r0 = G8_MIN(n, u0 * align);
+    *r1 = G8_MIN(n, u1 * align);
+}
+
+static void matmul_float_task(void *arg, int ith, int nth) {
+    const matmul_task *mt = arg;
+    const g8_matrix *W = mt->W;
+    const g8_kernels *k = mt->ops->k;
+    int64_t r0, r1;
+    split(W->rows, ith, nth, 4, &r0, &r1);
+    const int n = (int)W->cols;
+    for (int64_t r = r0; r < r1; r++) {
+        const void *row = (const uint8_t *)W->data + (size_t)r * W->row_bytes;
+        for (int t = 0; t < mt->T; t++) {
+            const float *x = mt->x + (size_t)t * n;
+            float s;
+            switch (W->type) {
+            case GEMMA8_TYPE_F32: s = k->dot_f32(n, row, x); break;
+            case GEMMA8_TYPE_F16: s = k->dot_f16(n, row, x); break;
+            default: s = k->dot_bf16(n, row, x); break;
+            }
+            mt->y[(size_t)t * W->rows + r] = s;
+        }
+    }
+}
+
+static void quantize_task(void *arg, int ith, int nth) {
+    const matmul_task *mt = arg;
+    int64_t t0, t1;
+    split(mt->T, ith, nth, 1, &t0, &t1);
+    const int64_t n = mt->W->cols, nb = n / QK8_0;
+    for (int64_t t = t0; t < t1; t++) mt->ops->k->quantize_q8_0(mt->x + t * n, mt->ops->qbuf + t * nb, (int)n);
+}
+
+static void matmul_q8_0_task(void *arg, int ith, int nth) {
+    const matmul_task *mt = arg;
+    const g8_matrix *W = mt->W;
+    const g8_kernels *k = mt->ops->k;
+    const int nb = (int)(W->cols / QK8_0);
+    const block_q8_0 *w = W->data, *x = mt->ops->qbuf;
+    const size_t ldy = (size_t)W->rows;
+    int64_t r0, r1;
+    split(W->rows, ith, nth, 4, &r0, &r1);
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        int t = 0;
+        for (; t + 4 <= mt->T; t += 4)
+            k->tile_q8_0(nb, w + r * nb, (size_t)nb, x + (size_t)t * nb, (size_t)nb, mt->y + t * ldy + r, ldy);
+        for (; t < mt->T; t++)
+            for (int64_t i = r; i < r + 4; i++) mt->y[t * ldy + i] = k->dot_q8_0(nb, w + i * nb, x + (size_t)t * nb);
+    }
+    for (; r < r1; r++)
+        for (int t = 0; t < mt->T; t++) mt->y[t * ldy + r] = k->dot_q8_0(nb, w + r * nb, x + (size_t)t * nb);
+}
+
+void g8_matmul(g8_ops *ops, const g8_matrix *W, const float *x, int T, float *y) {
+    matmul_task mt = {ops, W, x, T, y};
+    if (W->type == GEMMA8_TYPE_Q8_0) {
+        g8_pool_run(ops->pool, quantize_task, &mt);
+        g8_pool_run(ops->pool, matmul_q8_0_task, &mt);
+    } else {
+        g8_pool_run(ops->pool, matmul_float_task, &mt);
+    }
+}
+
+void g8_rmsnorm(float *out, const float *x, const float *w, int T, int n, float eps) {
+    for (int t = 0; t < T; t++) {
+        const float *xt = x + (size_t)t * n;
+        float *ot = out + (size_t)t * n;
+        double ss = 0;
+        for (int i = 0; i < n; i++) ss += (double)xt[i] * xt[i];
+        const float scale = 1.0f / sqrtf((float)(ss / n) + eps);
+        for (int i = 0; i < n; i++) ot[i] = (xt[i] * scale) * w[i];
+    }
+}
+
+void g8_rope(float *x, int T, int n_head, int head_dim, const int32_t *pos, const float *inv_freq) {
+    const int half = head_dim / 2;
+    for (int t = 0; t < T; t++) {
+        for (int i = 0; i < half; i++) {
+            const float angle = (float)pos[t] * inv_freq[i];
+            const float c = cosf(angle), s = sinf(angle);
+            for (int h = 0; h < n_head; h++) {
+                float *v = x + ((size_t)t * n_head + h) * head_dim;
+                const float a = v[i], b = v[i + half];
+                v[i] = a * c - b * s;
+                v[i + half] = b * c + a * s;
+            }
+        }
+    }
+}
+
+void g8_geglu(float *g, const float *u, size_t n) {
+    const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+    for (size_t i = 0; i < n; i++) {
+        const float x = g[i];
+        g[i] = 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x))) * u[i];
+    }
+}
+
+void g8_softcap(float *x, size_t n, float cap) {
+    if (cap == 0) return;
+    for (size_t i = 0; i < n; i++) x[i] = tanhf(x[i] / cap) * cap;
+}
+
+void g8_add(float *x, const float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+typedef struct attn_task {
+    const g8_attn_args *a;
+    const g8_kernels *k;
+} attn_task;
+
+static void attention_task(void *arg, int ith, int nth) {
+    const g8_attn_args *a = ((const attn_task *)arg)->a;
+    const g8_kernels *k = ((const attn_task *)arg)->k;
+    const int hd = a->head_dim, group = a->n_head / a->n_head_kv;
+    const size_t q_stride = (size_t)a->n_head * hd, kv_stride = (size_t)a->n_head_kv * hd;
+    float *sc = a->scratch + (size_t)ith * a->scratch_len;
+    for (int task = ith; task < a->T * a->n_head; task += nth) {
+        const int t = task / a->n_head, h = task % a->n_head, g = h / group;
+        const int p = a->pos[t];
+        const int lo = a->window ? G8_MAX(0, p - a->window + 1) : 0;
+        const float *q = a->q + t * q_stride + (size_t)h * hd;
+        float maxv = -INFINITY;
+        for (int j = lo; j <= p; j++) {
+            const float *kj = a->k_cache + (size_t)(j % a->slots) * kv_stride + (size_t)g * hd;
+            float s = k->dot_f32(hd, q, kj) * a->scale;
+            if (a->softcap != 0) s = tanhf(s / a->softcap) * a->softcap;
+            sc[j - lo] = s;
+            if (s > maxv) maxv = s;
+        }
+        float sum = 0;
+        for (int j = lo; j <= p; j++) sum += (sc[j - lo] = expf(sc[j - lo] - maxv));
+        const float inv = 1.0f / sum;
+        float *o = a->out + t * q_stride + (size_t)h * hd;
+        memset(o, 0, (size_t)hd * sizeof(float));
+        for (int j = lo; j <= p; j++) {
+            const float *vj = a->v_cache + (size_t)(j % a->slots) * kv_stride + (size_t)g * hd;
+            k->axpy(hd, sc[j - lo] * inv, vj, o);
+        }
+    }
+}
+
+void g8_attention(g8_ops *ops, const g8_attn_args *a) {
+    attn_task at = {a, ops->k};
+    g8_pool_run(ops->pool, attention_task, &at);
+}

@@ -1,0 +1,57 @@
+/* ops.h - the operations of the forward pass, over rows of f32 activations.
+ * They call kernels through the table and split work over the thread pool. */
+#ifndef G8_OPS_H
+#define G8_OPS_H
+
+#include "kernels.h"
+#include "model.h"
+#include "threadpool.h"
+
+typedef struct g8_ops {
+    const g8_kernels *k;
+    g8_pool *pool;
+    block_q8_0 *qbuf;      /* activations quantized for Q8_0 matrices */
+    size_t qbuf_blocks;
+} g8_ops;
+
+/* y[t][r] = sum_c W[r][c] * x[t][c] for t < T (x rows W->cols apart, y rows W->rows apart). */
+void g8_matmul(g8_ops *ops, const g8_matrix *W, const float *x, int T, float *y);
+
+/* Row r of W (any type) as f32. */
+void g8_matrix_row(const g8_matrix *W, int64_t r, float *out);
+
+/* out[t] = x[t] / rms(x[t]) * w, for T rows of n. out may equal x. */
+void g8_rmsnorm(float *out, const float *x, const float *w, int T, int n, float eps);
+
+/* Rotary embedding, rotate-half convention, on T rows of n_head heads. */
+void g8_rope(float *x, int T, int n_head, int head_dim, const int32_t *pos, const float *inv_freq);
+
+/* g[i] = gelu_tanh(g[i]) * u[i] */
+void g8_geglu(float *g, const float *u, size_t n);
+
+/* x[i] = cap * tanh(x[i] / cap); nothing if cap == 0 */
+void g8_softcap(float *x, size_t n, float cap);
+
+/* x[i] += y[i] */
+void g8_add(float *x, const float *y, size_t n);
+
+#endif
+
+/* Causal attention of T queries over a KV cache kept as a ring of `slots`
+ * positions (position j lives in slot j % slots). */
+typedef struct g8_attn_args {
+    const float *q;        /* (T, n_head * head_dim), RoPE applied */
+    const float *k_cache;  /* (slots, n_head_kv * head_dim) */
+    const float *v_cache;  /* (slots, n_head_kv * head_dim) */
+    int slots;
+    const int32_t *pos;    /* (T) position of each query */
+    int T, n_head, n_head_kv, head_dim;
+    int window;            /* keys with pos - j < window; 0: all */
+    float scale;           /* applied to q.k */
+    float softcap;         /* 0: off */
+    float *out;            /* (T, n_head * head_dim) */
+    float *scratch;        /* (n_threads, scratch_len) */
+    int scratch_len;       /* >= the most keys one query sees */
+} g8_attn_args;
+
+void g8_attention(g8_ops *ops, const g8_attn_args *a);

@@ -1,0 +1,114 @@
+/* threadpool.c - workers spin briefly for the next task (decode issues many
+ * small ones), then sleep on a condition variable: no busy-waiting when idle. */
+#include "threadpool.h"
+#include "common.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#define SPIN_LIMIT 20000
+
+struct g8_pool {
+    int n;
+    pthread_t *threads;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    atomic_uint gen;        /* bumped for each task */
+    atomic_int pending;     /* workers still running the current task */
+    atomic_bool quit;
+    g8_task_fn fn;
+    void *arg;
+};
+
+typedef struct worker_arg {
+    g8_pool *pool;
+    int ith;
+} worker_arg;
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+static void *worker(void *p) {
+    worker_arg wa = *(worker_arg *)p;
+    free(p);
+    g8_pool *pool = wa.pool;
+    unsigned seen = 0;
+    for (;;) {
+        int spins = 0;
+        while (atomic_load_explicit(&pool->gen, memory_order_acquire) == seen && !atomic_load(&pool->quit)) {
+            if (++spins < SPIN_LIMIT) {
+                cpu_relax();
+                continue;
+            }
+            pthread_mutex_lock(&pool->mu);
+            while (atomic_load(&pool->gen) == seen && !atomic_load(&pool->quit)) pthread_cond_wait(&pool->cv, &pool->mu);
+            pthread_mutex_unlock(&pool->mu);
+        }
+        if (atomic_load(&pool->quit)) return NULL;
+        seen = atomic_load(&pool->gen);
+        pool->fn(pool->arg, wa.ith, pool->n);
+        atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_release);
+    }
+}
+
+g8_pool *g8_pool_new(int n_threads) {
+    if (n_threads < 1) n_threads = 1;
+    g8_pool *pool = g8_calloc(1, sizeof *pool, "thread pool");
+    if (!pool) return NULL;
+    pool->n = n_threads;
+    pthread_mutex_init(&pool->mu, NULL);
+    pthread_cond_init(&pool->cv, NULL);
+    pool->threads = g8_calloc((size_t)n_threads, sizeof(pthread_t), "thread pool");
+    if (!pool->threads) {
+        free(pool);
+        return NULL;
+    }
+    for (int i = 1; i < n_threads; i++) {
+        worker_arg *wa = malloc(sizeof *wa);
+        if (!wa || (wa->pool = pool, wa->ith = i, pthread_create(&pool->threads[i], NULL, worker, wa) != 0)) {
+            free(wa);
+            pool->n = i; /* the threads started so far */
+            g8_pool_free(pool);
+            g8_fail(GEMMA8_ERR_NOMEM, "cannot start worker thread %d", i);
+            return NULL;
+        }
+    }
+    return pool;
+}
+
+void g8_pool_free(g8_pool *pool) {
+    if (!pool) return;
+    pthread_mutex_lock(&pool->mu);
+    atomic_store(&pool->quit, true);
+    pthread_cond_broadcast(&pool->cv);
+    pthread_mutex_unlock(&pool->mu);
+    for (int i = 1; i < pool->n; i++) pthread_join(pool->threads[i], NULL);
+    pthread_mutex_destroy(&pool->mu);
+    pthread_cond_destroy(&pool->cv);
+    free(pool->threads);
+    free(pool);
+}
+
+int g8_pool_size(const g8_pool *pool) { return pool->n; }
+
+void g8_pool_run(g8_pool *pool, g8_task_fn fn, void *arg) {
+    if (pool->n == 1) {
+        fn(arg, 0, 1);
+        return;
+    }
+    pool->fn = fn;
+    pool->arg = arg;
+    atomic_store(&pool->pending, pool->n - 1);
+    pthread_mutex_lock(&pool->mu);
+    atomic_fetch_add_explicit(&pool->gen, 1, memory_order_release);
+    pthread_cond_broadcast(&pool->cv);
+    pthread_mutex_unlock(&pool->mu);
+    fn(arg, 0, pool->n);
+    while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0) cpu_relax();
+}

@@ -1,0 +1,129 @@
+/* test-forward.c - logits and greedy generations against transformers' reference. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Compares the logits of seqN of a fixture; returns the max difference. */
+static float check_seq(gemma8_model *m, const char *fixture, const char *seq, float tol, int n_batch) {
+    char ref[512], tn[64], ln[64];
+    snprintf(ref, sizeof ref, "%s/reference.safetensors", data_path(fixture));
+    snprintf(tn, sizeof tn, "%s.tokens", seq);
+    snprintf(ln, sizeof ln, "%s.logits", seq);
+    size_t T, n;
+    int32_t *tokens = ref_load(ref, tn, &T);
+    float *want = ref_load(ref, ln, &n);
+    float diff = INFINITY;
+    if (tokens && want) {
+        int V = gemma8_model_get_info(m).n_vocab;
+        CHECK(n == T * (size_t)V);
+        float *got = eval_all(m, tokens, (int)T, n_batch, 2);
+        if (got) {
+            diff = max_abs_diff(got, want, n);
+            int agree = argmax_agree(got, want, (int)T, V);
+            CHECKF(diff <= tol, "%s %s: max |logit diff| %g > %g", fixture, seq, diff, tol);
+            CHECKF(agree == (int)T, "%s %s: argmax agrees at %d of %zu positions", fixture, seq, agree, T);
+            harness_note("%s %s (%zu tokens, batch %d): max |diff| %.3g, argmax %d/%zu", fixture, seq, T, n_batch, diff,
+                         agree, T);
+        }
+        free(got);
+    }
+    free(tokens);
+    free(want);
+    return diff;
+}
+
+/* Greedy generation of gen0 through the KV cache, one token per eval. */
+static void check_gen0(gemma8_model *m, const char *fixture) {
+    char ref[512];
+    snprintf(ref, sizeof ref, "%s/reference.safetensors", data_path(fixture));
+    size_t np, no;
+    int32_t *prompt = ref_load(ref, "gen0.prompt", &np);
+    int32_t *want = ref_load(ref, "gen0.output", &no);
+    gemma8_context_params cp = gemma8_context_default_params();
+    gemma8_context *ctx;
+    if (prompt && want && CHECK(gemma8_context_new(m, &cp, &ctx) == GEMMA8_OK)) {
+        int V = gemma8_model_get_info(m).n_vocab, same = 0;
+        CHECK(gemma8_eval(ctx, prompt, (int)np, NULL) == GEMMA8_OK);
+        for (size_t i = 0; i < no; i++) {
+            int32_t tok = argmax_f(gemma8_get_logits(ctx), V);
+            same += tok == want[i];
+            CHECKF(tok == want[i], "%s gen0 step %zu: got %d want %d", fixture, i, tok, want[i]);
+            CHECK(gemma8_eval(ctx, &tok, 1, NULL) == GEMMA8_OK);
+        }
+        harness_note("%s gen0: %d/%zu greedy tokens identical", fixture, same, no);
+        gemma8_context_free(ctx);
+    }
+    free(prompt);
+    free(want);
+}
+
+/* Converts `fixture` to `type` and checks it against the reference of `ref_fixture`. */
+static void check_fixture(const char *fixture, const char *ref_fixture, gemma8_type type, float tol, bool has_seq1) {
+    const char *path = convert_fixture(fixture, type);
+    gemma8_model *m;
+    gemma8_model_params mp = gemma8_model_default_params();
+    if (!path || !CHECKF(gemma8_model_load(path, &mp, &m) == GEMMA8_OK, "%s", gemma8_last_error())) return;
+    check_seq(m, ref_fixture, "seq0", tol, 256);
+    check_seq(m, ref_fixture, "seq0", tol, 5); /* several chunks through the cache */
+    if (has_seq1) check_seq(m, ref_fixture, "seq1", tol, 256);
+    check_gen0(m, ref_fixture);
+    gemma8_model_free(m);
+}
+
+TEST(forward_tiny_a_f32) { check_fixture("tiny-a", "tiny-a", GEMMA8_TYPE_F32, 1e-3f, true); }
+TEST(forward_tiny_a_sharded_f32) { check_fixture("tiny-a-sharded", "tiny-a", GEMMA8_TYPE_F32, 1e-3f, true); }
+TEST(forward_tiny_b_f32) { check_fixture("tiny-b", "tiny-b", GEMMA8_TYPE_F32, 1e-3f, true); }
+TEST(forward_tiny_c_f32) { check_fixture("tiny-c", "tiny-c", GEMMA8_TYPE_F32, 1e-3f, false); }
+
+/* The fixtures' weights are bf16 values: bf16 stores them exactly, and so does
+ * f16 (wider mantissa) while they are in its range, so the f32 bound holds. */
+TEST(forward_tiny_a_bf16) { check_fixture("tiny-a", "tiny-a", GEMMA8_TYPE_BF16, 1e-3f, true); }
+TEST(forward_tiny_a_f16) { check_fixture("tiny-a", "tiny-a", GEMMA8_TYPE_F16, 1e-3f, true); }
+/* tiny-b is an f32 checkpoint (of bf16-rounded values): stored as bf16 it must still match */
+TEST(forward_tiny_b_bf16) { check_fixture("tiny-b", "tiny-b", GEMMA8_TYPE_BF16, 1e-3f, true); }
+
+TEST(forward_tiny_long) {
+    const char *path = convert_fixture("tiny-long", GEMMA8_TYPE_BF16);
+    gemma8_model *m;
+    gemma8_model_params mp = gemma8_model_default_params();
+    if (!path || !CHECK(gemma8_model_load(path, &mp, &m) == GEMMA8_OK)) return;
+    check_seq(m, "tiny-long", "seq0", 1e-2f, 256);
+    gemma8_model_free(m);
+}
+
+/* Prefill of a prompt then token-by-token decode equals one full prefill. */
+TEST(forward_prefill_then_decode) {
+    const char *path = convert_fixture("tiny-c", GEMMA8_TYPE_F32);
+    gemma8_model *m;
+    gemma8_model_params mp = gemma8_model_default_params();
+    if (!path || !CHECK(gemma8_model_load(path, &mp, &m) == GEMMA8_OK)) return;
+    size_t T;
+    char ref[512];
+    snprintf(ref, sizeof ref, "%s/reference.safetensors", data_path("tiny-c"));
+    int32_t *tokens = ref_load(ref, "seq0.tokens", &T);
+    int V = gemma8_model_get_info(m).n_vocab;
+    float *full = tokens ? eval_all(m, tokens, (int)T, 512, 1) : NULL;
+    gemma8_context_params cp = gemma8_context_default_params();
+    cp.n_batch = 64;
+    gemma8_context *ctx;
+    if (full && CHECK(gemma8_context_new(m, &cp, &ctx) == GEMMA8_OK)) {
+        int P = 100;
+        float *part = malloc((size_t)T * V * sizeof(float));
+        CHECK(gemma8_eval(ctx, tokens, P, part) == GEMMA8_OK);
+        for (size_t t = (size_t)P; t < T; t++) {
+            CHECK(gemma8_eval(ctx, &tokens[t], 1, NULL) == GEMMA8_OK);
+            memcpy(part + t * V, gemma8_get_logits(ctx), (size_t)V * sizeof(float));
+        }
+        float d = max_abs_diff(full, part, T * (size_t)V);
+        CHECKF(d <= 1e-4f, "prefill+decode vs prefill: %g", d);
+        harness_note("tiny-c: prefill %d + decode %zu vs one prefill: max |diff| %.3g", P, T - P, d);
+        CHECK(gemma8_n_past(ctx) == (int)T);
+        free(part);
+        gemma8_context_free(ctx);
+    }
+    free(full);
+    free(tokens);
+    gemma8_model_free(m);
+}

@@ -1,0 +1,83 @@
+/* test-main.c - runs the registered tests and prints "N passed, N failed". */
+#include "harness.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_TESTS 512
+
+typedef struct test_entry {
+    const char *name;
+    test_fn fn;
+} test_entry;
+static test_entry tests[MAX_TESTS];
+static int n_tests, cur_failures;
+
+void harness_register(const char *name, test_fn fn) {
+    if (n_tests < MAX_TESTS) tests[n_tests].name = name, tests[n_tests++].fn = fn;
+}
+
+bool harness_check(bool ok, const char *expr, const char *file, int line) {
+    if (!ok) {
+        cur_failures++;
+        if (cur_failures <= 10) printf("    %s:%d: check failed: %s\n", file, line, expr);
+    }
+    return ok;
+}
+
+void harness_note(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    printf("      ");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+}
+
+const char *data_path(const char *rel) {
+    static char buf[8][1024];
+    static int k;
+    const char *d = getenv("GEMMA8_TESTDATA");
+    char *b = buf[k++ % 8];
+    snprintf(b, 1024, "%s/%s", d ? d : "tests/data", rel);
+    return b;
+}
+
+static char tmpdir[256];
+
+const char *tmp_path(const char *rel) {
+    static char buf[8][1024];
+    static int k;
+    char *b = buf[k++ % 8];
+    snprintf(b, 1024, "%s/%s", tmpdir, rel);
+    return b;
+}
+
+static int cmp_name(const void *a, const void *b) {
+    return strcmp(((const test_entry *)a)->name, ((const test_entry *)b)->name);
+}
+
+int main(int argc, char **argv) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/gemma8-test-XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 2;
+    }
+    qsort(tests, (size_t)n_tests, sizeof tests[0], cmp_name);
+    int passed = 0, failed = 0;
+    for (int i = 0; i < n_tests; i++) {
+        if (argc > 1 && !strstr(tests[i].name, argv[1])) continue;
+        cur_failures = 0;
+        tests[i].fn();
+        printf("  %s %s\n", cur_failures ? "FAIL" : "ok  ", tests[i].name);
+        fflush(stdout);
+        if (cur_failures) failed++;
+        else passed++;
+    }
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

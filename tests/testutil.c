@@ -1,0 +1,73 @@
+/* testutil.c - helpers for tests that compare against the reference fixtures. */
+#include "testutil.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void *ref_load(const char *path, const char *name, size_t *n) {
+    st_set set;
+    if (!CHECKF(st_open_file(path, &set) == GEMMA8_OK, "%s", gemma8_last_error())) return NULL;
+    const st_tensor *t = st_find(&set, name);
+    void *out = NULL;
+    if (CHECKF(t != NULL, "reference tensor %s missing", name)) {
+        out = malloc(t->nbytes);
+        memcpy(out, t->data, t->nbytes);
+        *n = t->nbytes / 4;
+    }
+    st_close(&set);
+    return out;
+}
+
+const char *convert_fixture(const char *fixture, gemma8_type type) {
+    static char out[8][1024];
+    static int k;
+    char name[256];
+    snprintf(name, sizeof name, "%s-%s.gguf", fixture, gemma8_type_name(type));
+    char *o = out[k++ % 8];
+    snprintf(o, 1024, "%s", tmp_path(name));
+    gemma8_convert_params p = gemma8_convert_default_params();
+    p.type = type;
+    if (!CHECKF(gemma8_convert_hf(data_path(fixture), o, &p) == GEMMA8_OK, "convert %s: %s", fixture,
+                gemma8_last_error()))
+        return NULL;
+    return o;
+}
+
+float max_abs_diff(const float *a, const float *b, size_t n) {
+    float m = 0;
+    for (size_t i = 0; i < n; i++) {
+        float d = a[i] - b[i];
+        if (d < 0) d = -d;
+        if (!(d <= m)) m = d; /* NaN propagates as a failure */
+    }
+    return m;
+}
+
+int argmax_f(const float *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+int argmax_agree(const float *a, const float *b, int T, int V) {
+    int agree = 0;
+    for (int t = 0; t < T; t++) agree += argmax_f(a + (size_t)t * V, V) == argmax_f(b + (size_t)t * V, V);
+    return agree;
+}
+
+float *eval_all(gemma8_model *m, const int32_t *tokens, int T, int n_batch, int n_threads) {
+    gemma8_context_params cp = gemma8_context_default_params();
+    cp.n_batch = n_batch;
+    cp.n_threads = n_threads;
+    gemma8_context *ctx;
+    if (!CHECKF(gemma8_context_new(m, &cp, &ctx) == GEMMA8_OK, "%s", gemma8_last_error())) return NULL;
+    int V = gemma8_model_get_info(m).n_vocab;
+    float *out = malloc((size_t)T * V * sizeof(float));
+    if (!CHECKF(gemma8_eval(ctx, tokens, T, out) == GEMMA8_OK, "%s", gemma8_last_error())) {
+        free(out);
+        out = NULL;
+    }
+    gemma8_context_free(ctx);
+    return out;
+}

@@ -1,0 +1,25 @@
+/* testutil.h - helpers for tests that compare against the reference fixtures. */
+#ifndef G8_TESTUTIL_H
+#define G8_TESTUTIL_H
+
+#include "gemma8.h"
+#include "harness.h"
+#include "safetensors.h"
+
+/* Loads tensor `name` of a reference safetensors file as a malloc'd array (f32
+ * or i32 as stored); *n gets the element count; NULL (and a failed check) if absent. */
+void *ref_load(const char *path, const char *name, size_t *n);
+
+/* Converts fixture directory `fixture` (under tests/data) to a GGUF of type in
+ * the temp dir; returns its path (static buffer) or NULL. */
+const char *convert_fixture(const char *fixture, gemma8_type type);
+
+/* max |a - b| over n, and whether argmax agrees on each of T rows of V */
+float max_abs_diff(const float *a, const float *b, size_t n);
+int argmax_agree(const float *a, const float *b, int T, int V);
+int argmax_f(const float *x, int n);
+
+/* Runs tokens through a fresh context of model; returns T x vocab logits (malloc'd). */
+float *eval_all(gemma8_model *m, const int32_t *tokens, int T, int n_batch, int n_threads);
+
+#endif

@@ -39,7 +39,6 @@ $(BUILD)/test-cxx: tests/test-cxx.cpp include/gemma8.h
 
 test: $(BUILD)/gemma8 $(BUILD)/test-gemma8 $(BUILD)/test-cxx
 	GEMMA8=$(BUILD)/gemma8 $(BUILD)/test-gemma8
-	GEMMA8=$(BUILD)/gemma8 sh tests/test-cli.sh
 
 test-asan:
 	$(MAKE) BUILD=build-asan CC=clang CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test

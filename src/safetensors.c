@@ -44,7 +44,7 @@ static gemma8_status add_file(st_set *set, const char *path) {
         else if (strcmp(dt->valuestring, "F32") == 0) t.type = GEMMA8_TYPE_F32, esz = 4;
         else if (strcmp(dt->valuestring, "I32") == 0) t.type = ST_TYPE_I32, esz = 4;
         else {
-            st = g8_fail(GEMMA8_ERR_UNSUPPORTED, "'%s': tensor '%s' has dtype %s (supported: BF16, F16, F32, I32)", path,
+            st = g8_fail(GEMMA8_ERR_UNSUPPORTED, "'%s': tensor '%s' has dtype %s (weights must be BF16, F16 or F32)", path,
                          it->string, dt->valuestring);
             break;
         }

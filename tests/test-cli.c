@@ -1,0 +1,139 @@
+/* test-cli.c - the gemma8 command's contract, driven as a user would (pipes). */
+#include "testutil.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* Runs the gemma8 binary with args, stdin from `input` (may be NULL); returns
+ * the exit status (128+signal if killed) and the malloc'd stdout/stderr. */
+int run_cli(const char *const *args, const char *input, char **out, char **err) {
+    const char *bin = getenv("GEMMA8");
+    if (!bin) bin = "build/gemma8";
+    const char *in_path = tmp_path("cli.in"), *out_path = tmp_path("cli.out"), *err_path = tmp_path("cli.err");
+    FILE *f = fopen(in_path, "w");
+    if (input) fputs(input, f);
+    fclose(f);
+    char *argv[64];
+    int n = 0;
+    argv[n++] = (char *)bin;
+    for (; args[n - 1] && n < 63; n++) argv[n] = (char *)args[n - 1];
+    argv[n] = NULL;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, in_path, O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    pid_t pid;
+    int rc = posix_spawn(&pid, bin, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) return -1;
+    int status;
+    waitpid(pid, &status, 0);
+    const char *paths[2] = {out_path, err_path};
+    char **dst[2] = {out, err};
+    for (int k = 0; k < 2; k++) {
+        if (!dst[k]) continue;
+        FILE *g = fopen(paths[k], "rb");
+        fseek(g, 0, SEEK_END);
+        long len = ftell(g);
+        fseek(g, 0, SEEK_SET);
+        *dst[k] = calloc(1, (size_t)len + 1);
+        if (fread(*dst[k], 1, (size_t)len, g) != (size_t)len) (*dst[k])[0] = 0;
+        fclose(g);
+    }
+    return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+}
+
+static char *join_ids(const int32_t *v, size_t n) {
+    char *s = malloc(n * 12 + 1);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) k += (size_t)sprintf(s + k, i ? ",%d" : "%d", v[i]);
+    s[k] = 0;
+    return s;
+}
+
+TEST(cli_logits_and_run_contract) {
+    const char *model = convert_fixture("tiny-a", GEMMA8_TYPE_F32);
+    char ref[512];
+    snprintf(ref, sizeof ref, "%s/reference.safetensors", data_path("tiny-a"));
+    size_t T, n, np, no;
+    int32_t *tok = ref_load(ref, "seq1.tokens", &T);
+    float *want = ref_load(ref, "seq1.logits", &n);
+    int32_t *prompt = ref_load(ref, "gen0.prompt", &np);
+    int32_t *gen = ref_load(ref, "gen0.output", &no);
+    if (!model || !tok || !want || !prompt || !gen) return;
+    char *toks = join_ids(tok, T), *ptoks = join_ids(prompt, np), *gens = join_ids(gen, no), *out, *err;
+    const char *outf = tmp_path("cli-logits.f32");
+    const char *a1[] = {"logits", "-m", model, "--tokens", toks, "-o", outf, NULL};
+    CHECK(run_cli(a1, NULL, &out, &err) == 0);
+    free(out);
+    free(err);
+    FILE *f = fopen(outf, "rb");
+    float *got = calloc(n + 1, sizeof(float));
+    size_t rd = f ? fread(got, sizeof(float), n + 1, f) : 0;
+    if (f) fclose(f);
+    CHECKF(rd == n, "logits file has %zu floats, want %zu", rd, n);
+    CHECK(max_abs_diff(got, want, n) <= 1e-3f);
+    char nbuf[16];
+    snprintf(nbuf, sizeof nbuf, "%zu", no);
+    const char *a2[] = {"run", "-m", model, "--tokens", ptoks, "-n", nbuf, "--temp", "0", "--ids", "--ignore-eos", NULL};
+    CHECK(run_cli(a2, NULL, &out, &err) == 0);
+    out[strcspn(out, "\n")] = 0;
+    CHECKF(!strcmp(out, gens), "run printed '%s', want '%s'", out, gens);
+    free(out);
+    free(err);
+    free(got);
+    free(toks);
+    free(ptoks);
+    free(gens);
+    free(tok);
+    free(want);
+    free(prompt);
+    free(gen);
+}
+
+/* Bad input: exit status 1 with a message, never a signal. */
+TEST(cli_bad_input_clean_errors) {
+    const char *model = convert_fixture("tiny-c", GEMMA8_TYPE_F32);
+    if (!model) return;
+    struct {
+        const char *args[10];
+        int want;
+        const char *mention;
+    } cases[] = {
+        {{"logits", "-m", "/nonexistent.gguf", "--tokens", "2", "-o", "/tmp/x", NULL}, 1, "nonexistent"},
+        {{"logits", "-m", model, "--tokens", "2,999999", "-o", "/tmp/x", NULL}, 1, "outside the vocabulary"},
+        {{"logits", "-m", model, "--tokens", "2,abc", "-o", "/tmp/x", NULL}, 2, "bad token list"},
+        {{"run", "-m", model, "--tokens", "2", "-c", "4", "-n", "10", NULL}, 1, "context"},
+        {{"convert", "/nonexistent-dir", "-o", "/tmp/x.gguf", NULL}, 1, "config.json"},
+        {{"convert", "x", "-o", "y", "--type", "q4_k", NULL}, 2, "unknown type"},
+        {{"info", "-m", data_path("tiny-a/config.json"), NULL}, 1, "not a GGUF file"},
+        {{"frobnicate", NULL}, 2, "unknown command"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *out, *err;
+        int rc = run_cli(cases[i].args, NULL, &out, &err);
+        CHECKF(rc == cases[i].want, "case %zu (%s): exit %d want %d: %s", i, cases[i].args[0], rc, cases[i].want, err);
+        CHECKF(strstr(err, cases[i].mention) != NULL, "case %zu: stderr '%s' lacks '%s'", i, err, cases[i].mention);
+        free(out);
+        free(err);
+    }
+}
+
+TEST(cli_help_on_every_subcommand) {
+    const char *cmds[] = {"convert", "run", "logits", "info"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        const char *a[] = {cmds[i], "--help", NULL};
+        char *out, *err;
+        CHECKF(run_cli(a, NULL, &out, &err) == 0 && strstr(out, "usage: gemma8"), "%s --help", cmds[i]);
+        free(out);
+        free(err);
+    }
+}

@@ -1,0 +1,129 @@
+/* test-kernels.c - every SIMD kernel against the scalar reference, on random
+ * data of awkward sizes; number formats against known values. */
+#include "kernels.h"
+#include "testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint32_t rng_state = 1;
+static float frand(void) {
+    rng_state = rng_state * 1664525u + 1013904223u;
+    return (float)(rng_state >> 8) / (float)(1 << 24) * 2.0f - 1.0f;
+}
+
+static bool close_rel(float a, float b, float tol) { return fabsf(a - b) <= tol * (1.0f + fabsf(b)); }
+
+TEST(kernels_available) {
+    const g8_kernels *all[8];
+    int n = g8_kernels_all(all, 8);
+    CHECK(n >= 1 && !strcmp(all[0]->name, "scalar"));
+    char names[128] = "";
+    for (int i = 0; i < n; i++) strcat(names, all[i]->name), strcat(names, " ");
+    harness_note("kernel tables on this CPU: %s(best: %s)", names, g8_kernels_best()->name);
+}
+
+TEST(kernels_dot_float_match_scalar) {
+    const g8_kernels *all[8], *ref = g8_kernels_scalar();
+    int nk = g8_kernels_all(all, 8);
+    const int sizes[] = {1, 7, 8, 15, 16, 17, 31, 33, 64, 100, 257, 2304};
+    float *x = malloc(4096 * sizeof(float)), *w = malloc(4096 * sizeof(float));
+    uint16_t *h = malloc(4096 * 2), *b = malloc(4096 * 2);
+    for (int i = 0; i < 4096; i++) {
+        x[i] = frand();
+        w[i] = frand();
+        h[i] = g8_f32_to_f16(w[i]);
+        b[i] = g8_f32_to_bf16(w[i]);
+    }
+    for (int k = 0; k < nk; k++)
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            int n = sizes[s];
+            CHECKF(close_rel(all[k]->dot_f32(n, w, x), ref->dot_f32(n, w, x), 1e-5f), "%s dot_f32 n=%d", all[k]->name, n);
+            CHECKF(close_rel(all[k]->dot_f16(n, h, x), ref->dot_f16(n, h, x), 1e-5f), "%s dot_f16 n=%d", all[k]->name, n);
+            CHECKF(close_rel(all[k]->dot_bf16(n, b, x), ref->dot_bf16(n, b, x), 1e-5f), "%s dot_bf16 n=%d", all[k]->name,
+                   n);
+            float y1[4096], y2[4096];
+            memcpy(y1, w, n * sizeof(float));
+            memcpy(y2, w, n * sizeof(float));
+            all[k]->axpy(n, 0.37f, x, y1);
+            ref->axpy(n, 0.37f, x, y2);
+            CHECKF(max_abs_diff(y1, y2, (size_t)n) <= 1e-6f, "%s axpy n=%d", all[k]->name, n);
+        }
+    free(x);
+    free(w);
+    free(h);
+    free(b);
+}
+
+TEST(kernels_q8_0_match_scalar) {
+    const g8_kernels *all[8], *ref = g8_kernels_scalar();
+    int nk = g8_kernels_all(all, 8);
+    const int nbs[] = {1, 2, 3, 7, 72, 288};
+    const int maxb = 288;
+    float *x = malloc((size_t)8 * maxb * 32 * sizeof(float));
+    for (int i = 0; i < 8 * maxb * 32; i++) x[i] = frand() * (i % 97 == 0 ? 40.0f : 1.0f);
+    x[5] = 0.5f * 127.0f / 127.0f; /* values that land on .5 after scaling are covered by the rounding test */
+    block_q8_0 *qa = malloc((size_t)8 * maxb * sizeof(block_q8_0)), *qb = malloc((size_t)8 * maxb * sizeof(block_q8_0));
+    for (int k = 0; k < nk; k++) {
+        /* quantization is bit-identical to the reference */
+        ref->quantize_q8_0(x, qa, 8 * maxb * 32);
+        all[k]->quantize_q8_0(x, qb, 8 * maxb * 32);
+        CHECKF(!memcmp(qa, qb, (size_t)8 * maxb * sizeof(block_q8_0)), "%s quantize_q8_0 differs", all[k]->name);
+        for (size_t s = 0; s < sizeof nbs / sizeof nbs[0]; s++) {
+            int nb = nbs[s];
+            float d1 = all[k]->dot_q8_0(nb, qa, qa + 4 * maxb), d2 = ref->dot_q8_0(nb, qa, qa + 4 * maxb);
+            CHECKF(close_rel(d1, d2, 1e-5f), "%s dot_q8_0 nb=%d: %g vs %g", all[k]->name, nb, d1, d2);
+            float t1[4 * 6], t2[4 * 6];
+            all[k]->tile_q8_0(nb, qa, (size_t)maxb, qa + 4 * maxb, (size_t)maxb, t1, 6);
+            ref->tile_q8_0(nb, qa, (size_t)maxb, qa + 4 * maxb, (size_t)maxb, t2, 6);
+            for (int t = 0; t < 4; t++)
+                for (int r = 0; r < 4; r++)
+                    CHECKF(close_rel(t1[t * 6 + r], t2[t * 6 + r], 1e-5f), "%s tile nb=%d (%d,%d)", all[k]->name, nb, r, t);
+        }
+    }
+    free(x);
+    free(qa);
+    free(qb);
+}
+
+/* Exact halves must round away from zero, as roundf and ggml do. */
+TEST(kernels_q8_0_rounding_ties) {
+    const g8_kernels *all[8];
+    int nk = g8_kernels_all(all, 8);
+    float x[32];
+    for (int i = 0; i < 32; i++) x[i] = (float)(i - 16) + 0.5f; /* with amax scaled to 127 below */
+    x[31] = 127.0f;                                            /* d = 1, id = 1: x * id stays x.5 */
+    for (int k = 0; k < nk; k++) {
+        block_q8_0 q;
+        all[k]->quantize_q8_0(x, &q, 32);
+        CHECKF(g8_f16_to_f32(q.d) == 1.0f, "%s d", all[k]->name);
+        CHECKF(q.qs[0] == -16 && q.qs[15] == -1 && q.qs[16] == 1 && q.qs[17] == 2, "%s ties: %d %d %d %d", all[k]->name,
+               q.qs[0], q.qs[15], q.qs[16], q.qs[17]);
+    }
+}
+
+TEST(quant_half_conversions) {
+    CHECK(g8_f16_to_f32(0x3c00) == 1.0f);
+    CHECK(g8_f16_to_f32(0xc000) == -2.0f);
+    CHECK(g8_f16_to_f32(0x7bff) == 65504.0f);
+    CHECK(g8_f16_to_f32(0x0001) == 5.960464477539063e-08f);
+    CHECK(isinf(g8_f16_to_f32(0x7c00)));
+    CHECK(isnan(g8_f16_to_f32(0x7e00)));
+    CHECK(g8_f32_to_f16(1.0f) == 0x3c00);
+    CHECK(g8_f32_to_f16(65520.0f) == 0x7c00);     /* rounds to infinity */
+    CHECK(g8_f32_to_f16(1.0f + 1.0f / 2048) == 0x3c00); /* tie to even */
+    CHECK(g8_f32_to_f16(1.0f + 3.0f / 2048) == 0x3c02);
+    CHECK(g8_f32_to_f16(5.960464477539063e-08f) == 0x0001);
+    CHECK(g8_bf16_to_f32(0x3f80) == 1.0f);
+    CHECK(g8_f32_to_bf16(1.00390625f) == 0x3f80); /* tie to even */
+    CHECK(g8_f32_to_bf16(1.01171875f) == 0x3f82);
+    /* every f16 value survives f16 -> f32 -> f16 */
+    int bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        uint16_t v = (uint16_t)h;
+        if ((v & 0x7c00) == 0x7c00 && (v & 0x3ff)) continue; /* NaN payloads */
+        bad += g8_f32_to_f16(g8_f16_to_f32(v)) != v;
+    }
+    CHECKF(bad == 0, "%d f16 values do not round-trip", bad);
+}

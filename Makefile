@@ -6,8 +6,8 @@
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Iinclude -Isrc -pthread
-LDLIBS  += -lcjson -lm -pthread
+override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Iinclude -Isrc -pthread
+override LDLIBS += -lcjson -lm -pthread
 PREFIX  ?= /usr/local
 BUILD   ?= build
 
@@ -17,6 +17,15 @@ TOOL_SRC := $(wildcard tools/*.c)
 TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(filter-out tests/test-main.c,$(wildcard tests/*.c))
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+
+# SIMD kernels are compiled for their ISA and chosen at run time by CPU detection
+MACHINE := $(shell $(CC) -dumpmachine)
+ifneq (,$(findstring x86_64,$(MACHINE)))
+$(BUILD)/src/arch/x86_avx2.o: override CFLAGS += -mavx2 -mfma -mf16c
+endif
+ifneq (,$(findstring aarch64,$(MACHINE)))
+$(BUILD)/src/arch/arm_neon.o: override CFLAGS += -march=armv8.2-a+dotprod+fp16
+endif
 
 all: $(BUILD)/gemma8 $(BUILD)/libgemma8.a
 
@@ -43,6 +52,13 @@ test: $(BUILD)/gemma8 $(BUILD)/test-gemma8 $(BUILD)/test-cxx
 test-asan:
 	$(MAKE) BUILD=build-asan CC=clang CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
 
+# aarch64 (NEON dot-product kernels): cross-compiled, tests run under qemu-user
+test-arm:
+	$(MAKE) BUILD=build-arm CC=aarch64-linux-gnu-gcc CFLAGS="-O2 -g -march=armv8.2-a+dotprod" \
+		build-arm/gemma8 build-arm/test-gemma8
+	GEMMA8=build-arm/gemma8 GEMMA8_WRAPPER=qemu-aarch64 \
+		qemu-aarch64 -cpu max build-arm/test-gemma8
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include
 	install -m 755 $(BUILD)/gemma8 $(DESTDIR)$(PREFIX)/bin/
@@ -52,4 +68,4 @@ install: all
 clean:
 	rm -rf build build-asan build-arm
 
-.PHONY: all test test-asan install clean
+.PHONY: all test test-asan test-arm install clean

@@ -167,12 +167,12 @@ gemma8_status gguf_open(const char *path, gguf_file *f) {
     memset(f, 0, sizeof *f);
     gemma8_status st = g8_map_file(path, &f->map);
     if (st) return st;
-    cursor c = {f->map.data, f->map.data, f->map.data + f->map.size, path};
-    char magic[4];
     if (f->map.size < 24) {
         st = g8_fail(GEMMA8_ERR_FORMAT, "'%s' is not a GGUF file: only %zu bytes", path, f->map.size);
         goto fail;
     }
+    cursor c = {f->map.data, f->map.data, f->map.data + f->map.size, path};
+    char magic[4];
     rd(&c, magic, 4, "magic");
     if (memcmp(magic, "GGUF", 4) != 0) {
         st = g8_fail(GEMMA8_ERR_FORMAT, "'%s' is not a GGUF file (bad magic)", path);

@@ -7,6 +7,7 @@
 #define G8_KERNELS_H
 
 #include "quant.h"
+#include <stdbool.h>
 #include <stddef.h>
 
 /* A 4x4 tile of a Q8_0 matrix product: y[t*ldy + r] = dot(w row r, x row t)

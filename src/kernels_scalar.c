@@ -2,6 +2,22 @@
 #include "kernels.h"
 
 #include <stdlib.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+
+/* AVX2 + FMA + F16C, and the OS saves the YMM registers */
+static bool x86_has_avx2(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+    bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28), f16c = c & (1u << 29);
+    if (!(fma && osxsave && avx && f16c)) return false;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 6) != 6) return false;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    return b & (1u << 5);
+}
+#endif
 #if defined(__aarch64__)
 #include <sys/auxv.h>
 #ifndef HWCAP_ASIMDDP
@@ -59,10 +75,7 @@ int g8_kernels_all(const g8_kernels **out, int max) {
     int n = 0;
     if (n < max) out[n++] = &scalar;
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (n < max && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c"))
-        out[n++] = &g8_kernels_avx2;
+    if (n < max && x86_has_avx2()) out[n++] = &g8_kernels_avx2;
 #endif
 #if defined(__aarch64__)
     if (n < max && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP)) out[n++] = &g8_kernels_neon;

@@ -22,8 +22,11 @@ int run_cli(const char *const *args, const char *input, char **out, char **err) 
     fclose(f);
     char *argv[64];
     int n = 0;
+    const char *wrapper = getenv("GEMMA8_WRAPPER"); /* e.g. qemu-aarch64 for a cross build */
+    if (wrapper) argv[n++] = (char *)wrapper;
+    int first = n;
     argv[n++] = (char *)bin;
-    for (; args[n - 1] && n < 63; n++) argv[n] = (char *)args[n - 1];
+    for (; args[n - 1 - first] && n < 63; n++) argv[n] = (char *)args[n - 1 - first];
     argv[n] = NULL;
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
@@ -31,7 +34,7 @@ int run_cli(const char *const *args, const char *input, char **out, char **err) 
     posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     pid_t pid;
-    int rc = posix_spawn(&pid, bin, &fa, NULL, argv, environ);
+    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) return -1;
     int status;

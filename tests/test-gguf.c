@@ -24,7 +24,10 @@ static double mean_kl(const float *ref, const float *got, int T, int V) {
     for (int t = 0; t < T; t++) {
         const float *a = ref + (size_t)t * V, *b = got + (size_t)t * V;
         double ma = -INFINITY, mb = -INFINITY, sa = 0, sb = 0, kl = 0;
-        for (int i = 0; i < V; i++) ma = fmax(ma, a[i]), mb = fmax(mb, b[i]);
+        for (int i = 0; i < V; i++) {
+            if (a[i] > ma) ma = a[i];
+            if (b[i] > mb) mb = b[i];
+        }
         for (int i = 0; i < V; i++) sa += exp(a[i] - ma), sb += exp(b[i] - mb);
         for (int i = 0; i < V; i++) {
             double la = a[i] - ma - log(sa), lb = b[i] - mb - log(sb);

@@ -11,5 +11,12 @@ int cli_usage_error(const char *cmd, const char *arg);
 int cli_load(const char *path, int n_ctx, int n_threads, gemma8_model **model, gemma8_context **ctx);
 
 int cmd_run(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
+
+char *cli_read_stdin(size_t *len);
+struct cJSON;
+/* Parses a JSON array of {"role","content"} (pointers into arr). */
+gemma8_chat_message *cli_parse_messages(struct cJSON *arr, int32_t *n, char *err, size_t errlen);
 
 #endif

@@ -1,7 +1,6 @@
 /* arch/arm_neon.c - kernels for AArch64 NEON with the dot-product extension
  * (ARMv8.2-A sdot, as on Cortex-A76 / RK3588). */
 #if defined(__aarch64__)
-#pragma GCC target("arch=armv8.2-a+dotprod+fp16")
 #include "../kernels.h"
 
 #include <arm_neon.h>

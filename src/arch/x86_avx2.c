@@ -1,6 +1,5 @@
 /* arch/x86_avx2.c - kernels for x86-64 with AVX2, FMA and F16C. */
 #if defined(__x86_64__)
-#pragma GCC target("avx2,fma,f16c")
 #include "../kernels.h"
 
 #include <immintrin.h>

@@ -201,6 +201,15 @@ void gemma8_context_free(gemma8_context *ctx);
 gemma8_status gemma8_eval(gemma8_context *ctx, const int32_t *tokens, int32_t n,
                           float *logits_all);
 
+/* As gemma8_eval, with n inputs of n_embd floats instead of token ids: they
+ * enter the residual stream directly (a token's own input is its embedding row
+ * times sqrt(n_embd)). In the history they count as token -1. */
+gemma8_status gemma8_eval_embd(gemma8_context *ctx, const float *embd, int32_t n, float *logits_all);
+
+/* The last hidden layer (n_embd floats, after the final norm) of the last
+ * evaluated position: RKLLM's GET_LAST_HIDDEN_LAYER, for embeddings. */
+const float *gemma8_get_hidden(const gemma8_context *ctx);
+
 /* The logits (n_vocab floats) of the last evaluated position. */
 const float *gemma8_get_logits(const gemma8_context *ctx);
 
@@ -209,6 +218,121 @@ int32_t gemma8_n_past(const gemma8_context *ctx);
 
 /* Forgets every token: the next gemma8_eval starts at position 0. */
 void gemma8_kv_clear(gemma8_context *ctx);
+
+/* Keeps the first n tokens of the cache (all of them if the sliding-window
+ * rings no longer hold what n needs: then the cache is cleared). */
+void gemma8_kv_truncate(gemma8_context *ctx, int32_t n);
+
+/* The tokens in the cache, oldest first; *n gets their count. */
+const int32_t *gemma8_history(const gemma8_context *ctx, int32_t *n);
+
+/* ---- sampling ----------------------------------------------------------- */
+
+/* A chain as llama.cpp's: penalties, then top-k, top-p, min-p, temperature and
+ * a draw; or penalties, temperature and mirostat. Defaults are RKLLM's. */
+typedef struct gemma8_sampler_params {
+    float temperature;        /* 0: greedy (argmax); default 0.8 */
+    int32_t top_k;            /* keep the k most likely; 0: off; default 40 */
+    float top_p;              /* keep the smallest set with probability >= p; 1: off; default 0.9 */
+    float min_p;              /* drop tokens below min_p * p(max); 0: off; default 0 */
+    float repeat_penalty;     /* divide (multiply if negative) logits of recent tokens; 1: off; default 1.1 */
+    int32_t repeat_last_n;    /* window of recent tokens for the penalties; default 64 */
+    float frequency_penalty;  /* subtract this times the token's count in the window; default 0 */
+    float presence_penalty;   /* subtract this if the token is in the window; default 0 */
+    int32_t mirostat;         /* 0 off, 1 or 2 (mirostat v1 / v2); default 0 */
+    float mirostat_tau;       /* target surprise; default 5.0 */
+    float mirostat_eta;       /* learning rate; default 0.1 */
+    uint32_t seed;            /* the same seed gives the same draws; default 42 */
+} gemma8_sampler_params;
+
+gemma8_sampler_params gemma8_sampler_default_params(void);
+
+typedef struct gemma8_sampler gemma8_sampler;
+
+gemma8_status gemma8_sampler_new(const gemma8_sampler_params *params, gemma8_sampler **out);
+void gemma8_sampler_free(gemma8_sampler *s);
+/* Draws a token from n_vocab logits (not modified). */
+int32_t gemma8_sampler_sample(gemma8_sampler *s, const float *logits, int32_t n_vocab);
+/* Records a token (of the prompt or generated) for the penalties. */
+void gemma8_sampler_accept(gemma8_sampler *s, int32_t token);
+/* Forgets the history and reseeds. */
+void gemma8_sampler_reset(gemma8_sampler *s);
+
+/* ---- generation ------------------------------------------------------- */
+
+/* What a token callback is told (RKLLM's LLMCallState). */
+typedef enum gemma8_run_state {
+    GEMMA8_RUN_NORMAL = 0,    /* text holds new, complete UTF-8 (may be empty) */
+    GEMMA8_RUN_WAITING = 1,   /* the token ended inside a UTF-8 character: held back */
+    GEMMA8_RUN_FINISH = 2,    /* generation ended; token -1, no text */
+    GEMMA8_RUN_ERROR = 3,     /* generation failed; see gemma8_last_error() on that thread */
+} gemma8_run_state;
+
+/* Called for each generated token and once at the end. Return false to stop. */
+typedef bool (*gemma8_token_fn)(int32_t token, const char *text, size_t len, gemma8_run_state state,
+                                void *user_data);
+
+/* Why generation stopped. Append only. */
+typedef enum gemma8_stop_reason {
+    GEMMA8_STOP_NONE = 0,
+    GEMMA8_STOP_EOG = 1,          /* <eos> or <end_of_turn> */
+    GEMMA8_STOP_LENGTH = 2,       /* max_new_tokens reached */
+    GEMMA8_STOP_STRING = 3,       /* a stop string appeared (it is not part of the text) */
+    GEMMA8_STOP_CALLBACK = 4,     /* the callback returned false */
+    GEMMA8_STOP_CONTEXT = 5,      /* the context is full */
+    GEMMA8_STOP_ABORTED = 6,      /* gemma8_abort */
+} gemma8_stop_reason;
+
+typedef struct gemma8_generate_params {
+    int32_t max_new_tokens;         /* default 512 */
+    gemma8_sampler_params sampling; /* default gemma8_sampler_default_params() */
+    bool ignore_eos;                /* keep going past <eos>/<end_of_turn>; default false */
+    const char *const *stop;        /* stop strings (kept alive by the caller); default none */
+    int32_t n_stop;
+    gemma8_token_fn on_token;       /* default NULL */
+    void *user_data;
+    bool drop_oldest_turns;         /* gemma8_chat: drop the oldest turns instead of failing
+                                       with GEMMA8_ERR_CONTEXT_FULL; default false */
+} gemma8_generate_params;
+
+gemma8_generate_params gemma8_generate_default_params(void);
+
+typedef struct gemma8_generate_result {
+    int32_t n_prompt;              /* prompt tokens */
+    int32_t n_reused;              /* of which already in the cache (not evaluated again) */
+    int32_t n_generated;           /* tokens generated (the stop token not counted) */
+    double prompt_seconds, gen_seconds;
+    gemma8_stop_reason stop_reason;
+    int32_t n_dropped_messages;    /* gemma8_chat with drop_oldest_turns */
+} gemma8_generate_result;
+
+/* Generates after prompt. The prompt is the whole sequence so far: the longest
+ * prefix it shares with the cache is kept and only the rest is evaluated, so a
+ * follow-up turn only prefills its new tokens. Generated tokens join the cache. */
+gemma8_status gemma8_generate(gemma8_context *ctx, const int32_t *prompt, int32_t n_prompt,
+                              const gemma8_generate_params *params, gemma8_generate_result *result);
+
+/* Templates a conversation (gemma8_chat_tokenize) and generates the reply. */
+gemma8_status gemma8_chat(gemma8_context *ctx, const gemma8_chat_message *msgs, int32_t n_msgs,
+                          const gemma8_generate_params *params, gemma8_generate_result *result);
+
+/* Stops a running generation (from any thread) within one token; it returns
+ * GEMMA8_ERR_ABORTED. */
+void gemma8_abort(gemma8_context *ctx);
+
+/* gemma8_generate on a thread of its own; prompt is copied, params too (not the
+ * stop strings). One at a time per context; collect it with gemma8_wait. */
+gemma8_status gemma8_generate_async(gemma8_context *ctx, const int32_t *prompt, int32_t n_prompt,
+                                    const gemma8_generate_params *params);
+gemma8_status gemma8_wait(gemma8_context *ctx, gemma8_generate_result *result);
+
+/* ---- prompt cache ------------------------------------------------------- */
+
+/* Writes the cache (tokens and their keys/values) to a file, atomically. */
+gemma8_status gemma8_cache_save(const gemma8_context *ctx, const char *path);
+/* Replaces the cache by a saved one; refused with GEMMA8_ERR_FORMAT if the
+ * file belongs to another model or does not fit this context. */
+gemma8_status gemma8_cache_load(gemma8_context *ctx, const char *path);
 
 #ifdef __cplusplus
 }

@@ -1,36 +1,11 @@
 /* gemma2.c - the Gemma 2 forward pass and the context that holds its state
  * (KV cache and scratch), after transformers' Gemma2ForCausalLM. */
-#include "model.h"
-#include "ops.h"
+#include "context.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-typedef struct g8_kv_layer {
-    float *k;          /* (slots, n_head_kv * head_dim) */
-    float *v;          /* (slots, n_head_kv * head_dim) */
-    int slots;         /* ring length: n_ctx, or window + n_batch on sliding layers */
-} g8_kv_layer;
-
-struct gemma8_context {
-    const gemma8_model *model;
-    int n_ctx, n_batch, n_threads;
-    int n_past;                 /* tokens in the cache */
-    g8_ops ops;
-    g8_kv_layer *kv;            /* (n_layer) */
-    float *inv_freq;            /* (head_dim / 2) RoPE frequencies */
-    /* scratch for one chunk of up to n_batch tokens */
-    int32_t *pos;               /* (n_batch) */
-    float *x;                   /* (n_batch, n_embd) residual stream */
-    float *xn;                  /* (n_batch, n_embd) normed input of a block */
-    float *q, *k, *v, *att;     /* (n_batch, n_head[_kv] * head_dim) */
-    float *proj;                /* (n_batch, n_embd) output of attention / FFN */
-    float *gate, *up;           /* (n_batch, n_ff) */
-    float *attn_scratch;        /* (n_threads, n_ctx) */
-    float *last_logits;         /* (n_vocab) */
-};
 
 gemma8_context_params gemma8_context_default_params(void) {
     gemma8_context_params p = {0, 256, 0};
@@ -39,6 +14,10 @@ gemma8_context_params gemma8_context_default_params(void) {
 
 void gemma8_context_free(gemma8_context *ctx) {
     if (!ctx) return;
+    if (ctx->async_running) {
+        gemma8_abort(ctx);
+        gemma8_wait(ctx, NULL);
+    }
     if (ctx->kv)
         for (int il = 0; il < ctx->model->hp.n_layer; il++) {
             free(ctx->kv[il].k);
@@ -47,7 +26,7 @@ void gemma8_context_free(gemma8_context *ctx) {
     free(ctx->kv);
     if (ctx->ops.pool) g8_pool_free(ctx->ops.pool);
     void *bufs[] = {ctx->ops.qbuf, ctx->inv_freq, ctx->pos, ctx->x, ctx->xn, ctx->q, ctx->k, ctx->v, ctx->att,
-                    ctx->proj, ctx->gate, ctx->up, ctx->attn_scratch, ctx->last_logits};
+                    ctx->proj, ctx->gate, ctx->up, ctx->attn_scratch, ctx->last_logits, ctx->last_hidden, ctx->history};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(ctx);
 }
@@ -105,6 +84,9 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
     ctx->up = alloc_f32(B, F, &ok);
     ctx->attn_scratch = alloc_f32((size_t)ctx->n_threads, (size_t)ctx->n_ctx, &ok);
     ctx->last_logits = alloc_f32(1, (size_t)hp->n_vocab, &ok);
+    ctx->last_hidden = alloc_f32(1, E, &ok);
+    ctx->history = ok ? malloc((size_t)ctx->n_ctx * sizeof(int32_t)) : NULL;
+    ok = ok && ctx->history;
     if (!ok) {
         gemma8_context_free(ctx);
         return g8_fail(GEMMA8_ERR_NOMEM, "out of memory creating a context of %d tokens (try a smaller context)",
@@ -118,6 +100,7 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
     for (int i = 0; i < hp->head_dim / 2; i++)
         ctx->inv_freq[i] = 1.0f / powf(hp->rope_base, (float)(2 * i) / (float)hp->head_dim);
     memset(ctx->last_logits, 0, (size_t)hp->n_vocab * sizeof(float));
+    memset(ctx->last_hidden, 0, E * sizeof(float));
     *out = ctx;
     return GEMMA8_OK;
 }
@@ -125,7 +108,7 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
 /* The forward pass over T <= n_batch tokens at positions n_past.. ; writes the
  * logits of every position to logits_all (T, n_vocab) if given, and those of
  * the last position to ctx->last_logits. */
-static void forward(gemma8_context *ctx, const int32_t *tokens, int T, float *logits_all) {
+void g8_forward(gemma8_context *ctx, const int32_t *tokens, const float *embd, int T, float *logits_all) {
     const gemma8_model *m = ctx->model;
     const g8_hparams *hp = &m->hp;
     g8_ops *ops = &ctx->ops;
@@ -138,6 +121,10 @@ static void forward(gemma8_context *ctx, const int32_t *tokens, int T, float *lo
     /* embedding, scaled by sqrt(hidden) (rounded to f32 as transformers does) */
     const float embd_scale = (float)sqrt((double)E);
     for (int t = 0; t < T; t++) {
+        if (!tokens) {
+            memcpy(x + (size_t)t * E, embd + (size_t)t * E, (size_t)E * sizeof(float));
+            continue;
+        }
         g8_matrix_row(&m->tok_embd, tokens[t], x + (size_t)t * E);
         for (int i = 0; i < E; i++) x[(size_t)t * E + i] *= embd_scale;
     }
@@ -189,12 +176,29 @@ static void forward(gemma8_context *ctx, const int32_t *tokens, int T, float *lo
         g8_matmul(ops, &m->output, xn, T, logits_all);
         g8_softcap(logits_all, (size_t)T * V, hp->final_softcap);
         memcpy(ctx->last_logits, logits_all + (size_t)(T - 1) * V, V * sizeof(float));
+        memcpy(ctx->last_hidden, xn + (size_t)(T - 1) * E, (size_t)E * sizeof(float));
     } else {
         g8_rmsnorm(xn, x + (size_t)(T - 1) * E, m->output_norm, 1, E, hp->rms_eps);
         g8_matmul(ops, &m->output, xn, 1, ctx->last_logits);
         g8_softcap(ctx->last_logits, V, hp->final_softcap);
+        memcpy(ctx->last_hidden, xn, (size_t)E * sizeof(float));
     }
+    for (int t = 0; t < T; t++) ctx->history[ctx->n_past + t] = tokens ? tokens[t] : -1;
     ctx->n_past += T;
+}
+
+static gemma8_status eval(gemma8_context *ctx, const int32_t *tokens, const float *embd, int32_t n, float *logits_all) {
+    const int n_vocab = ctx->model->hp.n_vocab, E = ctx->model->hp.n_embd;
+    if ((int64_t)ctx->n_past + n > ctx->n_ctx)
+        return g8_fail(GEMMA8_ERR_CONTEXT_FULL, "%d tokens do not fit: %d of the context's %d are used", n, ctx->n_past,
+                       ctx->n_ctx);
+    for (int32_t i = 0; i < n; i += ctx->n_batch) {
+        if (atomic_load(&ctx->abort)) return g8_fail(GEMMA8_ERR_ABORTED, "aborted");
+        int T = G8_MIN(ctx->n_batch, n - i);
+        g8_forward(ctx, tokens ? tokens + i : NULL, tokens ? NULL : embd + (size_t)i * E, T,
+                   logits_all ? logits_all + (size_t)i * n_vocab : NULL);
+    }
+    return GEMMA8_OK;
 }
 
 gemma8_status gemma8_eval(gemma8_context *ctx, const int32_t *tokens, int32_t n, float *logits_all) {
@@ -204,14 +208,34 @@ gemma8_status gemma8_eval(gemma8_context *ctx, const int32_t *tokens, int32_t n,
         if (tokens[i] < 0 || tokens[i] >= n_vocab)
             return g8_fail(GEMMA8_ERR_INVALID_ARG, "token id %d at index %d is outside the vocabulary (0..%d)", tokens[i],
                            i, n_vocab - 1);
-    if ((int64_t)ctx->n_past + n > ctx->n_ctx)
-        return g8_fail(GEMMA8_ERR_CONTEXT_FULL, "%d tokens do not fit: %d of the context's %d are used", n, ctx->n_past,
-                       ctx->n_ctx);
-    for (int32_t i = 0; i < n; i += ctx->n_batch) {
-        int T = G8_MIN(ctx->n_batch, n - i);
-        forward(ctx, tokens + i, T, logits_all ? logits_all + (size_t)i * n_vocab : NULL);
+    return eval(ctx, tokens, NULL, n, logits_all);
+}
+
+gemma8_status gemma8_eval_embd(gemma8_context *ctx, const float *embd, int32_t n, float *logits_all) {
+    if (!ctx || (!embd && n > 0) || n < 0) return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to gemma8_eval_embd");
+    const size_t count = (size_t)n * (size_t)ctx->model->hp.n_embd;
+    for (size_t i = 0; i < count; i++)
+        if (!isfinite(embd[i])) return g8_fail(GEMMA8_ERR_INVALID_ARG, "embedding value %zu is not finite", i);
+    return eval(ctx, NULL, embd, n, logits_all);
+}
+
+const float *gemma8_get_hidden(const gemma8_context *ctx) { return ctx->last_hidden; }
+
+bool g8_kv_can_truncate(const gemma8_context *ctx, int32_t n) {
+    if (n >= ctx->n_past) return true;
+    for (int il = 0; il < ctx->model->hp.n_layer; il++) {
+        const g8_kv_layer *L = &ctx->kv[il];
+        if (L->slots >= ctx->n_ctx) continue;
+        /* positions n - window + 1 .. n - 1 must not have been overwritten by n .. n_past - 1 */
+        if (ctx->n_past - 1 - L->slots >= n - ctx->model->hp.sliding_window) return false;
     }
-    return GEMMA8_OK;
+    return true;
+}
+
+void gemma8_kv_truncate(gemma8_context *ctx, int32_t n) {
+    if (n < 0) n = 0;
+    if (n >= ctx->n_past) return;
+    ctx->n_past = g8_kv_can_truncate(ctx, n) ? n : 0;
 }
 
 const float *gemma8_get_logits(const gemma8_context *ctx) { return ctx->last_logits; }
@@ -219,3 +243,8 @@ const float *gemma8_get_logits(const gemma8_context *ctx) { return ctx->last_log
 int32_t gemma8_n_past(const gemma8_context *ctx) { return ctx->n_past; }
 
 void gemma8_kv_clear(gemma8_context *ctx) { ctx->n_past = 0; }
+
+const int32_t *gemma8_history(const gemma8_context *ctx, int32_t *n) {
+    *n = ctx->n_past;
+    return ctx->history;
+}

@@ -553,3 +553,56 @@ char *g8_detokenize(const g8_vocab *v, const int32_t *ids, size_t n, bool skip_s
     if (out_len) *out_len = b.n;
     return b.p;
 }
+
+/* ---- streaming ------------------------------------------------------------ */
+
+static bool append(char **out, size_t *len, const char *s, size_t n) {
+    char *p = realloc(*out, *len + n + 1);
+    if (!p) return false;
+    memcpy(p + *len, s, n);
+    *len += n;
+    p[*len] = 0;
+    *out = p;
+    return true;
+}
+
+/* Releases what the pending bytes allow: whole valid characters, U+FFFD for a
+ * byte that cannot start or continue one; keeps a valid incomplete prefix. */
+static bool stream_drain(g8_stream *s, char **out, size_t *len, bool final) {
+    while (s->n > 0) {
+        uint8_t c = s->pend[0];
+        int need = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        int ok = need > 0;
+        for (int i = 1; ok && i < need && i < s->n; i++) ok = (s->pend[i] & 0xc0) == 0x80;
+        if (ok && s->n >= need) ok = utf8_valid(s->pend, (size_t)need);
+        if (ok && s->n < need && !final) return true; /* wait for more */
+        ok = ok && s->n >= need;                      /* final: an incomplete character is invalid */
+        int used = ok ? need : 1;
+        if (!(ok ? append(out, len, (const char *)s->pend, (size_t)need) : append(out, len, "\xef\xbf\xbd", 3)))
+            return false;
+        memmove(s->pend, s->pend + used, (size_t)(s->n - used));
+        s->n -= used;
+    }
+    return true;
+}
+
+bool g8_stream_feed(const g8_vocab *v, g8_stream *s, int32_t id, char **out, size_t *len) {
+    int raw;
+    char tmp[512];
+    size_t k = g8_token_text(v, id, false, tmp, sizeof tmp, &raw);
+    if (raw >= 0) {
+        if (s->n == (int)sizeof s->pend && !stream_drain(s, out, len, true)) return false;
+        s->pend[s->n++] = (uint8_t)raw;
+        return stream_drain(s, out, len, false);
+    }
+    if (!stream_drain(s, out, len, true)) return false; /* a piece interrupts an incomplete character */
+    if (k <= sizeof tmp) return append(out, len, tmp, k);
+    char *big = malloc(k);
+    if (!big) return false;
+    g8_token_text(v, id, false, big, k, &raw);
+    bool ok = append(out, len, big, k);
+    free(big);
+    return ok;
+}
+
+bool g8_stream_flush(g8_stream *s, char **out, size_t *len) { return stream_drain(s, out, len, true); }

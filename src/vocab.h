@@ -16,7 +16,6 @@ enum g8_token_type {
  * so that the file still loads in llama.cpp. dir may be NULL. */
 gemma8_status g8_vocab_convert(gguf_writer *w, const char *dir, int n_vocab);
 
-#endif
 
 /* ---- the loaded vocabulary and tokenizer ---------------------------------- */
 
@@ -63,7 +62,23 @@ gemma8_status g8_tokenize(const g8_vocab *v, const char *text, size_t len, bool 
  * <0xNN> piece (returns 0 bytes of text then), else -1. */
 size_t g8_token_text(const g8_vocab *v, int32_t id, bool special, char *buf, size_t cap, int *raw_byte);
 
+/* Streaming decoder: text is released only in whole UTF-8 characters; bytes
+ * that cannot complete one come out as U+FFFD. */
+typedef struct g8_stream {
+    uint8_t pend[4];
+    int n;
+} g8_stream;
+
+/* Appends the text completed by token id to *out (a malloc'd buffer of *len
+ * bytes, grown as needed; NUL-terminated). Control tokens give no text.
+ * Returns false on out-of-memory. */
+bool g8_stream_feed(const g8_vocab *v, g8_stream *s, int32_t id, char **out, size_t *len);
+/* Releases held bytes (as U+FFFD) at the end of a stream. */
+bool g8_stream_flush(g8_stream *s, char **out, size_t *len);
+
 /* Decodes ids to UTF-8 as Hugging Face does (byte pieces fused; a run of bytes
  * that is not valid UTF-8 becomes one U+FFFD per byte). Returns a malloc'd
  * NUL-terminated string, NULL on error. */
 char *g8_detokenize(const g8_vocab *v, const int32_t *ids, size_t n, bool skip_special, size_t *out_len);
+
+#endif

@@ -12,6 +12,10 @@ int cli_load(const char *path, int n_ctx, int n_threads, gemma8_model **model, g
 
 int cmd_run(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+double cli_membw(int n_threads, int reps);
+
+#define G8_MAX_INT(a, b) ((a) > (b) ? (a) : (b))
 int cmd_detokenize(int argc, char **argv);
 
 char *cli_read_stdin(size_t *len);

@@ -230,6 +230,7 @@ static const struct {
     {"run", cmd_run, "generate from a prompt or token ids"},
     {"logits", cmd_logits, "write the logits of every position of a token sequence"},
     {"info", cmd_info, "show a model's architecture, sizes and types"},
+    {"bench", cmd_bench, "measure prefill/decode speed, weight GB/s, memory bandwidth"},
     {"tokenize", cmd_tokenize, "text (or a chat as JSON) on stdin to token ids"},
     {"detokenize", cmd_detokenize, "token ids (JSON array) on stdin to text"},
 };

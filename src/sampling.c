@@ -1,0 +1,221 @@
+/* sampling.c - the sampling chain (llama.cpp's order and semantics). */
+#include "sampling.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct gemma8_sampler {
+    gemma8_sampler_params p;
+    g8_cands cands;
+    size_t cap;
+    int32_t *history;       /* ring of the last repeat_last_n tokens */
+    size_t hist_n, hist_pos, hist_cap;
+    uint64_t rng;
+    float mu;               /* mirostat state */
+};
+
+gemma8_sampler_params gemma8_sampler_default_params(void) {
+    gemma8_sampler_params p = {
+        .temperature = 0.8f, .top_k = 40, .top_p = 0.9f, .min_p = 0.0f, .repeat_penalty = 1.1f,
+        .repeat_last_n = 64, .frequency_penalty = 0.0f, .presence_penalty = 0.0f, .mirostat = 0,
+        .mirostat_tau = 5.0f, .mirostat_eta = 0.1f, .seed = 42,
+    };
+    return p;
+}
+
+static int by_logit_desc(const void *a, const void *b) {
+    const g8_cand *x = a, *y = b;
+    if (x->logit != y->logit) return x->logit > y->logit ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+void g8_cands_sort(g8_cands *cs) {
+    if (!cs->sorted) qsort(cs->c, cs->n, sizeof *cs->c, by_logit_desc);
+    cs->sorted = true;
+}
+
+void g8_cands_softmax(g8_cands *cs) {
+    g8_cands_sort(cs);
+    if (!cs->n) return;
+    double sum = 0;
+    const float m = cs->c[0].logit;
+    for (size_t i = 0; i < cs->n; i++) sum += (cs->c[i].p = expf(cs->c[i].logit - m));
+    for (size_t i = 0; i < cs->n; i++) cs->c[i].p = (float)(cs->c[i].p / sum);
+}
+
+void g8_apply_penalties(g8_cands *cs, const int32_t *history, size_t n, float repeat, float freq, float presence) {
+    if (!n || (repeat == 1.0f && freq == 0.0f && presence == 0.0f)) return;
+    for (size_t i = 0; i < cs->n; i++) {
+        size_t count = 0;
+        for (size_t k = 0; k < n; k++) count += history[k] == cs->c[i].id;
+        if (!count) continue;
+        float *l = &cs->c[i].logit;
+        *l = *l <= 0 ? *l * repeat : *l / repeat;
+        *l -= (float)count * freq + presence;
+    }
+    cs->sorted = false;
+}
+
+void g8_top_k(g8_cands *cs, size_t k) {
+    if (k == 0 || k >= cs->n) return;
+    g8_cands_sort(cs);
+    cs->n = k;
+}
+
+void g8_top_p(g8_cands *cs, float p, size_t min_keep) {
+    if (p >= 1.0f) return;
+    g8_cands_softmax(cs);
+    double cum = 0;
+    for (size_t i = 0; i < cs->n; i++) {
+        cum += cs->c[i].p;
+        if (cum >= p && i + 1 >= min_keep) {
+            cs->n = i + 1;
+            return;
+        }
+    }
+}
+
+void g8_min_p(g8_cands *cs, float p, size_t min_keep) {
+    if (p <= 0.0f || !cs->n) return;
+    g8_cands_softmax(cs);
+    const float bar = p * cs->c[0].p;
+    size_t keep = 1;
+    while (keep < cs->n && (cs->c[keep].p >= bar || keep < min_keep)) keep++;
+    cs->n = keep;
+}
+
+void g8_temperature(g8_cands *cs, float t) {
+    for (size_t i = 0; i < cs->n; i++) cs->c[i].logit /= t;
+}
+
+int32_t g8_draw(g8_cands *cs, float u) {
+    g8_cands_softmax(cs);
+    double cum = 0;
+    for (size_t i = 0; i < cs->n; i++) {
+        cum += cs->c[i].p;
+        if (u < cum) return cs->c[i].id;
+    }
+    return cs->c[cs->n - 1].id;
+}
+
+/* ---- the sampler --------------------------------------------------------- */
+
+static uint32_t next_u32(gemma8_sampler *s) { /* xorshift64* */
+    s->rng ^= s->rng >> 12;
+    s->rng ^= s->rng << 25;
+    s->rng ^= s->rng >> 27;
+    return (uint32_t)((s->rng * 0x2545F4914F6CDD1Dull) >> 32);
+}
+
+static float next_uniform(gemma8_sampler *s) { return (float)(next_u32(s) >> 8) / (float)(1 << 24); }
+
+void gemma8_sampler_reset(gemma8_sampler *s) {
+    s->hist_n = s->hist_pos = 0;
+    s->rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)s->p.seed * 0xbf58476d1ce4e5b9ull);
+    if (!s->rng) s->rng = 1;
+    s->mu = 2.0f * s->p.mirostat_tau;
+}
+
+gemma8_status gemma8_sampler_new(const gemma8_sampler_params *params, gemma8_sampler **out) {
+    *out = NULL;
+    const gemma8_sampler_params *p = params;
+    if (!p || p->temperature < 0 || p->top_k < 0 || p->top_p <= 0 || p->top_p > 1 || p->min_p < 0 || p->min_p > 1 ||
+        p->repeat_penalty <= 0 || p->repeat_last_n < 0 || p->repeat_last_n > (1 << 20) || p->mirostat < 0 ||
+        p->mirostat > 2 || isnan(p->temperature) || isnan(p->frequency_penalty) || isnan(p->presence_penalty))
+        return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid sampling parameters");
+    gemma8_sampler *s = g8_calloc(1, sizeof *s, "sampler");
+    if (!s) return GEMMA8_ERR_NOMEM;
+    s->p = *p;
+    s->hist_cap = (size_t)p->repeat_last_n;
+    s->history = g8_calloc(s->hist_cap + 1, sizeof(int32_t), "sampler history");
+    if (!s->history) {
+        free(s);
+        return GEMMA8_ERR_NOMEM;
+    }
+    gemma8_sampler_reset(s);
+    *out = s;
+    return GEMMA8_OK;
+}
+
+void gemma8_sampler_free(gemma8_sampler *s) {
+    if (!s) return;
+    free(s->cands.c);
+    free(s->history);
+    free(s);
+}
+
+void gemma8_sampler_accept(gemma8_sampler *s, int32_t token) {
+    if (!s->hist_cap) return;
+    s->history[s->hist_pos] = token;
+    s->hist_pos = (s->hist_pos + 1) % s->hist_cap;
+    if (s->hist_n < s->hist_cap) s->hist_n++;
+}
+
+/* mirostat v1 (Basu et al.), with llama.cpp's m = 100 */
+static int32_t mirostat_v1(gemma8_sampler *s, g8_cands *cs, int32_t n_vocab) {
+    g8_cands_softmax(cs);
+    const int m = 100;
+    double sum_ti_bi = 0, sum_ti_sq = 0;
+    for (int i = 0; i < m - 1 && (size_t)i + 1 < cs->n; i++) {
+        double ti = log((i + 2) / (double)(i + 1)), bi = log(cs->c[i].p / cs->c[i + 1].p);
+        sum_ti_bi += ti * bi;
+        sum_ti_sq += ti * ti;
+    }
+    double s_hat = sum_ti_sq > 0 ? sum_ti_bi / sum_ti_sq : 1.0;
+    double eps = s_hat - 1, k = pow((eps * pow(2, s->mu)) / (1 - pow(n_vocab, -eps)), 1 / s_hat);
+    if (!(k >= 1)) k = 1;
+    g8_top_k(cs, (size_t)k);
+    int32_t tok = g8_draw(cs, next_uniform(s));
+    for (size_t i = 0; i < cs->n; i++)
+        if (cs->c[i].id == tok) s->mu -= s->p.mirostat_eta * (float)(-log2(cs->c[i].p) - s->p.mirostat_tau);
+    return tok;
+}
+
+static int32_t mirostat_v2(gemma8_sampler *s, g8_cands *cs) {
+    g8_cands_softmax(cs);
+    size_t keep = 1;
+    while (keep < cs->n && -log2(cs->c[keep].p) <= s->mu) keep++;
+    cs->n = keep;
+    int32_t tok = g8_draw(cs, next_uniform(s));
+    for (size_t i = 0; i < cs->n; i++)
+        if (cs->c[i].id == tok) s->mu -= s->p.mirostat_eta * (float)(-log2(cs->c[i].p) - s->p.mirostat_tau);
+    return tok;
+}
+
+int32_t gemma8_sampler_sample(gemma8_sampler *s, const float *logits, int32_t n_vocab) {
+    if (n_vocab <= 0) return -1;
+    if ((size_t)n_vocab > s->cap) {
+        g8_cand *nc = realloc(s->cands.c, (size_t)n_vocab * sizeof *nc);
+        if (!nc) return -1;
+        s->cands.c = nc;
+        s->cap = (size_t)n_vocab;
+    }
+    g8_cands *cs = &s->cands;
+    cs->n = (size_t)n_vocab;
+    cs->sorted = false;
+    for (int32_t i = 0; i < n_vocab; i++) cs->c[i] = (g8_cand){i, logits[i], 0};
+    /* the history window, oldest first */
+    int32_t window[1024] = {0}, *w = s->hist_n <= 1024 ? window : malloc(s->hist_n * sizeof(int32_t));
+    if (!w) return -1;
+    for (size_t k = 0; k < s->hist_n; k++)
+        w[k] = s->history[(s->hist_pos + s->hist_cap - s->hist_n + k) % s->hist_cap];
+    g8_apply_penalties(cs, w, s->hist_n, s->p.repeat_penalty, s->p.frequency_penalty, s->p.presence_penalty);
+    if (w != window) free(w);
+    const gemma8_sampler_params *p = &s->p;
+    if (p->temperature == 0.0f) { /* greedy */
+        size_t best = 0;
+        for (size_t i = 1; i < cs->n; i++)
+            if (cs->c[i].logit > cs->c[best].logit) best = i;
+        return cs->c[best].id;
+    }
+    if (p->mirostat) {
+        g8_temperature(cs, p->temperature);
+        return p->mirostat == 1 ? mirostat_v1(s, cs, n_vocab) : mirostat_v2(s, cs);
+    }
+    g8_top_k(cs, (size_t)p->top_k);
+    g8_top_p(cs, p->top_p, 1);
+    g8_min_p(cs, p->min_p, 1);
+    g8_temperature(cs, p->temperature);
+    return g8_draw(cs, next_uniform(s));
+}

@@ -1,0 +1,445 @@
+/* test-generate.c - the generation API: greedy and seeded sampling, samplers on
+ * hand-made logits, abort, kept cache across turns, prompt cache, overflow,
+ * streaming text, stop strings, embeddings in and hidden states out. */
+#include "ops.h"
+#include "sampling.h"
+#include "testutil.h"
+#include "vocab.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct collect {
+    int32_t tok[4096];
+    int n;
+    char text[65536];
+    size_t tn;
+    int finished, waiting;
+    atomic_int count;
+} collect;
+
+static bool on_token(int32_t token, const char *text, size_t len, gemma8_run_state st, void *user) {
+    collect *c = user;
+    if (st == GEMMA8_RUN_FINISH) c->finished++;
+    if (st == GEMMA8_RUN_WAITING) c->waiting++;
+    if (token >= 0 && c->n < 4096) c->tok[c->n++] = token;
+    if (len && c->tn + len < sizeof c->text) memcpy(c->text + c->tn, text, len), c->tn += len, c->text[c->tn] = 0;
+    atomic_fetch_add(&c->count, 1);
+    return true;
+}
+
+static gemma8_model *load_fixture(const char *name, gemma8_type type) {
+    const char *path = convert_fixture(name, type);
+    gemma8_model *m = NULL;
+    gemma8_model_params mp = gemma8_model_default_params();
+    if (path) CHECKF(gemma8_model_load(path, &mp, &m) == GEMMA8_OK, "%s", gemma8_last_error());
+    return m;
+}
+
+static gemma8_context *new_ctx(gemma8_model *m, int n_ctx) {
+    gemma8_context_params cp = gemma8_context_default_params();
+    cp.n_ctx = n_ctx;
+    gemma8_context *ctx = NULL;
+    CHECKF(gemma8_context_new(m, &cp, &ctx) == GEMMA8_OK, "%s", gemma8_last_error());
+    return ctx;
+}
+
+static gemma8_generate_params greedy(int n, collect *c) {
+    gemma8_generate_params p = gemma8_generate_default_params();
+    p.max_new_tokens = n;
+    p.sampling.temperature = 0;
+    p.sampling.repeat_penalty = 1;
+    p.ignore_eos = true;
+    p.on_token = on_token;
+    p.user_data = c;
+    return p;
+}
+
+TEST(generate_greedy_equals_gen0) {
+    gemma8_model *m = load_fixture("tiny-a", GEMMA8_TYPE_BF16);
+    if (!m) return;
+    char ref[512];
+    snprintf(ref, sizeof ref, "%s/reference.safetensors", data_path("tiny-a"));
+    size_t np, no;
+    int32_t *prompt = ref_load(ref, "gen0.prompt", &np), *want = ref_load(ref, "gen0.output", &no);
+    gemma8_context *ctx = new_ctx(m, 256);
+    collect *c = calloc(1, sizeof *c);
+    gemma8_generate_params p = greedy((int)no, c);
+    gemma8_generate_result r;
+    if (ctx && prompt && want && CHECK(gemma8_generate(ctx, prompt, (int)np, &p, &r) == GEMMA8_OK)) {
+        CHECK(c->n == (int)no && !memcmp(c->tok, want, no * sizeof(int32_t)));
+        CHECK(r.n_generated == (int)no && r.stop_reason == GEMMA8_STOP_LENGTH && c->finished == 1);
+    }
+    free(c);
+    free(prompt);
+    free(want);
+    gemma8_context_free(ctx);
+    gemma8_model_free(m);
+}
+
+static void sample_run(gemma8_model *m, uint32_t seed, collect *c) {
+    gemma8_context *ctx = new_ctx(m, 256);
+    gemma8_generate_params p = gemma8_generate_default_params();
+    p.max_new_tokens = 30;
+    p.sampling.seed = seed;
+    p.sampling.temperature = 1.5f;
+    p.sampling.top_k = 0;
+    p.sampling.top_p = 1.0f;
+    p.ignore_eos = true;
+    p.on_token = on_token;
+    p.user_data = c;
+    int32_t prompt[] = {2, 10, 20, 30};
+    if (ctx) CHECK(gemma8_generate(ctx, prompt, 4, &p, NULL) == GEMMA8_OK);
+    gemma8_context_free(ctx);
+}
+
+TEST(generate_seed_reproducible) {
+    gemma8_model *m = load_fixture("tiny-a", GEMMA8_TYPE_BF16);
+    if (!m) return;
+    collect *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b), *d = calloc(1, sizeof *d);
+    sample_run(m, 7, a);
+    sample_run(m, 7, b);
+    sample_run(m, 8, d);
+    CHECK(a->n == 30 && b->n == 30 && d->n == 30);
+    CHECK(!memcmp(a->tok, b->tok, sizeof a->tok));
+    CHECK(memcmp(a->tok, d->tok, 30 * sizeof(int32_t)) != 0);
+    free(a);
+    free(b);
+    free(d);
+    gemma8_model_free(m);
+}
+
+/* ---- samplers on hand-made logits ---------------------------------------- */
+
+static g8_cands make(float *logits, int n, g8_cand *buf) {
+    for (int i = 0; i < n; i++) buf[i] = (g8_cand){i, logits[i], 0};
+    return (g8_cands){buf, (size_t)n, false};
+}
+
+static bool has(const g8_cands *cs, int32_t id) {
+    for (size_t i = 0; i < cs->n; i++)
+        if (cs->c[i].id == id) return true;
+    return false;
+}
+
+TEST(sampling_steps_on_handmade_logits) {
+    float lg[6] = {1.0f, 3.0f, 2.0f, 0.5f, -1.0f, 2.5f};
+    g8_cand buf[6];
+    g8_cands cs = make(lg, 6, buf);
+    g8_top_k(&cs, 3);
+    CHECK(cs.n == 3 && has(&cs, 1) && has(&cs, 5) && has(&cs, 2));
+    /* top-p: probabilities of logits {2,1,0,-inf..}: p = .665 .245 .090 -> 0.8 keeps two */
+    float lp[4] = {2.0f, 1.0f, 0.0f, -30.0f};
+    g8_cand b2[4];
+    cs = make(lp, 4, b2);
+    g8_top_p(&cs, 0.8f, 1);
+    CHECK(cs.n == 2 && has(&cs, 0) && has(&cs, 1));
+    cs = make(lp, 4, b2);
+    g8_top_p(&cs, 0.6f, 1);
+    CHECK(cs.n == 1);
+    cs = make(lp, 4, b2);
+    g8_top_p(&cs, 0.95f, 1);
+    CHECK(cs.n == 3);
+    /* min-p 0.2: keeps p >= 0.2 * 0.665 */
+    cs = make(lp, 4, b2);
+    g8_min_p(&cs, 0.2f, 1);
+    CHECK(cs.n == 2);
+    /* penalties touch only the tokens in the history */
+    float pl[4] = {2.0f, -2.0f, 1.0f, 1.0f};
+    cs = make(pl, 4, b2);
+    int32_t hist[] = {0, 1, 0};
+    g8_apply_penalties(&cs, hist, 3, 2.0f, 0.5f, 0.25f);
+    float got[4];
+    for (size_t i = 0; i < cs.n; i++) got[cs.c[i].id] = cs.c[i].logit;
+    CHECKF(fabsf(got[0] - (2.0f / 2 - 2 * 0.5f - 0.25f)) < 1e-6f, "token 0: %g", got[0]);
+    CHECKF(fabsf(got[1] - (-2.0f * 2 - 0.5f - 0.25f)) < 1e-6f, "token 1: %g", got[1]);
+    CHECK(got[2] == 1.0f && got[3] == 1.0f);
+    /* temperature scales, the draw follows the probabilities */
+    cs = make(lp, 4, b2);
+    g8_temperature(&cs, 2.0f);
+    CHECK(cs.c[0].logit == 1.0f);
+    cs = make(lp, 4, b2);
+    CHECK(g8_draw(&cs, 0.0f) == 0 && g8_draw(&cs, 0.7f) == 1 && g8_draw(&cs, 0.95f) == 2);
+}
+
+TEST(sampling_greedy_and_distribution) {
+    gemma8_sampler_params p = gemma8_sampler_default_params();
+    p.temperature = 0;
+    gemma8_sampler *s;
+    CHECK(gemma8_sampler_new(&p, &s) == GEMMA8_OK);
+    float lg[5] = {0.1f, 0.2f, 5.0f, 0.3f, 0.0f};
+    CHECK(gemma8_sampler_sample(s, lg, 5) == 2);
+    gemma8_sampler_free(s);
+    /* top-k 2 at temperature 1: only the two best ever come out, in proportion */
+    p = gemma8_sampler_default_params();
+    p.top_k = 2;
+    p.top_p = 1.0f;
+    p.temperature = 1.0f;
+    p.repeat_penalty = 1.0f;
+    CHECK(gemma8_sampler_new(&p, &s) == GEMMA8_OK);
+    float l2[4] = {1.0f, 0.0f, 1.0f + logf(3.0f), -1.0f};
+    int counts[4] = {0};
+    for (int i = 0; i < 4000; i++) counts[gemma8_sampler_sample(s, l2, 4)]++;
+    CHECK(counts[1] == 0 && counts[3] == 0);
+    CHECKF(counts[2] > 2700 && counts[2] < 3300, "token 2 drawn %d of 4000 (want ~3000)", counts[2]);
+    gemma8_sampler_free(s);
+    /* mirostat v2 runs and stays inside the vocabulary */
+    p = gemma8_sampler_default_params();
+    p.mirostat = 2;
+    CHECK(gemma8_sampler_new(&p, &s) == GEMMA8_OK);
+    for (int i = 0; i < 100; i++) {
+        int32_t t = gemma8_sampler_sample(s, l2, 4);
+        CHECK(t >= 0 && t < 4);
+    }
+    gemma8_sampler_free(s);
+    p.top_p = 0; /* invalid */
+    CHECK(gemma8_sampler_new(&p, &s) == GEMMA8_ERR_INVALID_ARG);
+}
+
+/* ---- abort ---------------------------------------------------------------- */
+
+TEST(generate_abort_from_another_thread) {
+    gemma8_model *m = load_fixture("tiny-a", GEMMA8_TYPE_F32);
+    if (!m) return;
+    gemma8_context *ctx = new_ctx(m, 4096);
+    collect *c = calloc(1, sizeof *c);
+    gemma8_generate_params p = greedy(3000, c);
+    int32_t prompt[] = {2, 5, 6};
+    if (ctx && CHECK(gemma8_generate_async(ctx, prompt, 3, &p) == GEMMA8_OK)) {
+        while (atomic_load(&c->count) < 5) usleep(100);
+        gemma8_abort(ctx);
+        int at = atomic_load(&c->count);
+        gemma8_generate_result r;
+        CHECK(gemma8_wait(ctx, &r) == GEMMA8_ERR_ABORTED);
+        CHECK(r.stop_reason == GEMMA8_STOP_ABORTED);
+        CHECKF(r.n_generated <= at + 1, "generated %d after abort at %d", r.n_generated, at);
+        harness_note("abort seen after %d callbacks, %d tokens generated", at, r.n_generated);
+        /* the context works afterwards */
+        memset(c, 0, sizeof *c);
+        p.max_new_tokens = 3;
+        CHECK(gemma8_generate(ctx, prompt, 3, &p, NULL) == GEMMA8_OK && c->n == 3);
+    }
+    free(c);
+    gemma8_context_free(ctx);
+    gemma8_model_free(m);
+}
+
+/* ---- conversation state ------------------------------------------------------- */
+
+TEST(generate_followup_reuses_cache_with_same_logits) {
+    gemma8_model *m = load_fixture("tiny-b", GEMMA8_TYPE_F32);
+    if (!m) return;
+    gemma8_context *a = new_ctx(m, 512), *b = new_ctx(m, 512);
+    collect *c = calloc(1, sizeof *c);
+    int32_t conv[200];
+    int n = 0;
+    for (int i = 0; i < 40; i++) conv[n++] = (i * 37 + 11) % 384;
+    gemma8_generate_params p = greedy(15, c);
+    gemma8_generate_result r;
+    if (a && b && CHECK(gemma8_generate(a, conv, n, &p, &r) == GEMMA8_OK)) {
+        /* the next turn: the reply, then new user tokens (longer than the 16-token window) */
+        for (int i = 0; i < c->n; i++) conv[n++] = c->tok[i];
+        for (int i = 0; i < 30; i++) conv[n++] = (i * 53 + 7) % 384;
+        gemma8_generate_params p0 = greedy(0, NULL);
+        p0.on_token = NULL;
+        CHECK(gemma8_generate(a, conv, n, &p0, &r) == GEMMA8_OK);
+        CHECKF(r.n_reused >= 40 + c->n - 1, "reused %d tokens", r.n_reused);
+        CHECK(gemma8_eval(b, conv, n, NULL) == GEMMA8_OK);
+        float d = max_abs_diff(gemma8_get_logits(a), gemma8_get_logits(b), 384);
+        CHECKF(d <= 1e-4f, "kept cache vs full prefill: %g", d);
+        harness_note("follow-up turn: %d of %d tokens reused, logits max |diff| %.3g", r.n_reused, n, d);
+    }
+    free(c);
+    gemma8_context_free(a);
+    gemma8_context_free(b);
+    gemma8_model_free(m);
+}
+
+TEST(generate_prompt_cache_save_load) {
+    gemma8_model *m = load_fixture("tiny-a", GEMMA8_TYPE_F32), *other = load_fixture("tiny-b", GEMMA8_TYPE_F32);
+    if (!m || !other) return;
+    int32_t prompt[60];
+    for (int i = 0; i < 60; i++) prompt[i] = (i * 29 + 3) % 512;
+    collect *x = calloc(1, sizeof *x), *y = calloc(1, sizeof *y);
+    gemma8_context *a = new_ctx(m, 256), *b = new_ctx(m, 256), *c = new_ctx(m, 256), *o = new_ctx(other, 256);
+    gemma8_generate_params p = greedy(12, x);
+    CHECK(gemma8_generate(a, prompt, 60, &p, NULL) == GEMMA8_OK);
+    const char *file = tmp_path("prompt.g8kv");
+    CHECK(gemma8_eval(b, prompt, 60, NULL) == GEMMA8_OK);
+    CHECK(gemma8_cache_save(b, file) == GEMMA8_OK);
+    CHECK(gemma8_cache_load(c, file) == GEMMA8_OK && gemma8_n_past(c) == 60);
+    gemma8_generate_params q = greedy(12, y);
+    gemma8_generate_result r;
+    CHECK(gemma8_generate(c, prompt, 60, &q, &r) == GEMMA8_OK);
+    CHECK(r.n_reused == 59);
+    CHECK(x->n == 12 && y->n == 12 && !memcmp(x->tok, y->tok, 12 * sizeof(int32_t)));
+    /* another model's context refuses it; so does a truncated file */
+    CHECK(gemma8_cache_load(o, file) == GEMMA8_ERR_FORMAT);
+    CHECK(strstr(gemma8_last_error(), "another model") != NULL);
+    CHECK(truncate(file, 1000) == 0);
+    CHECK(gemma8_cache_load(c, file) == GEMMA8_ERR_FORMAT && gemma8_n_past(c) == 0);
+    free(x);
+    free(y);
+    gemma8_context_free(a);
+    gemma8_context_free(b);
+    gemma8_context_free(c);
+    gemma8_context_free(o);
+    gemma8_model_free(m);
+    gemma8_model_free(other);
+}
+
+static gemma8_model *load_path(const char *path) {
+    gemma8_model *m = NULL;
+    gemma8_model_params mp = gemma8_model_default_params();
+    CHECKF(gemma8_model_load(path, &mp, &m) == GEMMA8_OK, "%s", gemma8_last_error());
+    return m;
+}
+
+TEST(generate_context_overflow) {
+    gemma8_model *m = load_path(data_path("llamacpp-gguf/fullvocab-f16.gguf"));
+    if (!m) return;
+    gemma8_context *ctx = new_ctx(m, 64);
+    gemma8_chat_message msgs[7] = {
+        {"system", "You are terse."},
+        {"user", "Tell me about the history of the city of Rome in some detail please."},
+        {"assistant", "Rome was founded, grew into an empire, and endured."},
+        {"user", "And what about Carthage and the Punic wars?"},
+        {"assistant", "Three wars; Carthage fell."},
+        {"user", "Thanks!"},
+    };
+    gemma8_generate_params p = gemma8_generate_default_params();
+    p.max_new_tokens = 8;
+    gemma8_generate_result r;
+    CHECK(gemma8_chat(ctx, msgs, 6, &p, &r) == GEMMA8_ERR_CONTEXT_FULL);
+    CHECK(strstr(gemma8_last_error(), "does not fit") != NULL);
+    p.drop_oldest_turns = true;
+    CHECK(gemma8_chat(ctx, msgs, 6, &p, &r) == GEMMA8_OK);
+    CHECKF(r.n_dropped_messages >= 2 && r.n_prompt + 8 <= 64, "dropped %d, prompt %d", r.n_dropped_messages, r.n_prompt);
+    /* raw generation stops at the end of the context with its reason */
+    int32_t prompt[60];
+    for (int i = 0; i < 60; i++) prompt[i] = 1000 + i;
+    gemma8_generate_params g = greedy(100, NULL);
+    g.on_token = NULL;
+    CHECK(gemma8_generate(ctx, prompt, 60, &g, &r) == GEMMA8_OK && r.stop_reason == GEMMA8_STOP_CONTEXT && r.n_generated == 5);
+    CHECK(gemma8_generate(ctx, prompt, 60, &g, &r) == GEMMA8_OK && r.n_reused == 59 && r.n_generated == 5);
+    int32_t big[64] = {0};
+    CHECK(gemma8_generate(ctx, big, 64, &g, &r) == GEMMA8_ERR_CONTEXT_FULL);
+    gemma8_context_free(ctx);
+    gemma8_model_free(m);
+}
+
+/* ---- text out -------------------------------------------------------------- */
+
+static size_t feed(const g8_vocab *v, g8_stream *st, int32_t id, char **out, size_t *len) {
+    size_t before = *len;
+    CHECK(g8_stream_feed(v, st, id, out, len));
+    return *len - before;
+}
+
+TEST(stream_detokenizer_whole_characters) {
+    gemma8_model *m = load_path(data_path("llamacpp-gguf/fullvocab-f16.gguf"));
+    if (!m) return;
+    const g8_vocab *v = &m->vocab;
+    g8_stream st = {0};
+    char *out = NULL;
+    size_t len = 0;
+    /* U+4F60 as three byte pieces: nothing until the last one */
+    CHECK(feed(v, &st, v->byte_id[0xE4], &out, &len) == 0);
+    CHECK(feed(v, &st, v->byte_id[0xBD], &out, &len) == 0);
+    CHECK(feed(v, &st, v->byte_id[0xA0], &out, &len) == 3 && !strcmp(out, "\xe4\xbd\xa0"));
+    /* a byte that cannot start a character */
+    len = 0;
+    CHECK(feed(v, &st, v->byte_id[0xFF], &out, &len) == 3 && !memcmp(out, "\xef\xbf\xbd", 3));
+    /* an incomplete character interrupted by a piece, or by an ASCII byte */
+    len = 0;
+    feed(v, &st, v->byte_id[0xE4], &out, &len);
+    feed(v, &st, 4521, &out, &len); /* "Hello" */
+    CHECK(len == 8 && !memcmp(out, "\xef\xbf\xbdHello", 8));
+    len = 0;
+    feed(v, &st, v->byte_id[0xF0], &out, &len);
+    feed(v, &st, v->byte_id[0x9F], &out, &len);
+    feed(v, &st, v->byte_id[0x41], &out, &len);
+    CHECKF(len == 7 && !memcmp(out, "\xef\xbf\xbd\xef\xbf\xbd" "A", 7), "got %zu bytes", len);
+    /* surrogates and overlong forms are invalid too; flush releases what is held */
+    len = 0;
+    feed(v, &st, v->byte_id[0xED], &out, &len);
+    feed(v, &st, v->byte_id[0xA0], &out, &len);
+    feed(v, &st, v->byte_id[0x80], &out, &len);
+    CHECK(len == 9);
+    len = 0;
+    feed(v, &st, v->byte_id[0xE4], &out, &len);
+    CHECK(len == 0 && g8_stream_flush(&st, &out, &len) && len == 3 && st.n == 0);
+    free(out);
+    gemma8_model_free(m);
+}
+
+TEST(generate_stop_strings) {
+    gemma8_model *m = load_fixture("tiny-a", GEMMA8_TYPE_F32);
+    if (!m) return;
+    gemma8_context *ctx = new_ctx(m, 256);
+    collect *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    int32_t prompt[] = {2, 100, 200, 300};
+    gemma8_generate_params p = greedy(20, a);
+    gemma8_generate_result r;
+    CHECK(gemma8_generate(ctx, prompt, 4, &p, &r) == GEMMA8_OK);
+    if (CHECK(a->tn > 20)) {
+        char stop[8];
+        memcpy(stop, a->text + a->tn / 2, 5);
+        stop[5] = 0;
+        const char *stops[] = {"never-appears-xyz", stop};
+        gemma8_generate_params q = greedy(20, b);
+        q.stop = stops;
+        q.n_stop = 2;
+        CHECK(gemma8_generate(ctx, prompt, 4, &q, &r) == GEMMA8_OK && r.stop_reason == GEMMA8_STOP_STRING);
+        const char *at = strstr(a->text, stop);
+        CHECKF(b->tn == (size_t)(at - a->text) && !memcmp(a->text, b->text, b->tn), "stopped text '%s'", b->text);
+    }
+    free(a);
+    free(b);
+    gemma8_context_free(ctx);
+    gemma8_model_free(m);
+}
+
+/* ---- embeddings in, hidden state out ---------------------------------------- */
+
+TEST(generate_embeddings_and_hidden_state) {
+    gemma8_model *m = load_fixture("tiny-a", GEMMA8_TYPE_F32);
+    if (!m) return;
+    char ref[512];
+    snprintf(ref, sizeof ref, "%s/reference.safetensors", data_path("tiny-a"));
+    size_t T, nh;
+    int32_t *tok = ref_load(ref, "seq0.tokens", &T);
+    float *hs = ref_load(ref, "seq0.hidden_states", &nh);
+    gemma8_context *a = new_ctx(m, 64), *b = new_ctx(m, 64);
+    const int E = 64;
+    float *embd = malloc(T * E * sizeof(float));
+    for (size_t t = 0; t < T; t++) {
+        g8_matrix_row(&m->tok_embd, tok[t], embd + t * E);
+        for (int i = 0; i < E; i++) embd[t * E + i] *= 8.0f; /* sqrt(64) */
+    }
+    if (tok && hs && a && b) {
+        CHECK(gemma8_eval(a, tok, (int)T, NULL) == GEMMA8_OK);
+        CHECK(gemma8_eval_embd(b, embd, (int)T, NULL) == GEMMA8_OK);
+        CHECK(max_abs_diff(gemma8_get_logits(a), gemma8_get_logits(b), 512) <= 1e-5f);
+        /* the last hidden layer: transformers' last hidden state (after the final norm) */
+        const float *want = hs + (4 * T + (T - 1)) * E;
+        float d = max_abs_diff(gemma8_get_hidden(a), want, E);
+        CHECKF(d <= 1e-4f, "hidden state differs by %g", d);
+        int32_t n;
+        const int32_t *h = gemma8_history(b, &n);
+        CHECK(n == (int)T && h[0] == -1);
+        CHECK(gemma8_cache_save(b, tmp_path("embd.g8kv")) == GEMMA8_ERR_UNSUPPORTED);
+        embd[3] = NAN;
+        CHECK(gemma8_eval_embd(b, embd, 1, NULL) == GEMMA8_ERR_INVALID_ARG);
+    }
+    free(embd);
+    free(tok);
+    free(hs);
+    gemma8_context_free(a);
+    gemma8_context_free(b);
+    gemma8_model_free(m);
+}

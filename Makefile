@@ -37,7 +37,7 @@ $(BUILD)/libgemma8.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/gemma8: $(TOOL_OBJ) $(BUILD)/libgemma8.a
-	$(CC) $(CFLAGS) $^ -o $@ $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDFLAGS) $(LDLIBS) -ledit
 
 $(BUILD)/test-gemma8: $(TEST_OBJ) $(BUILD)/tests/test-main.o $(BUILD)/libgemma8.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDFLAGS) $(LDLIBS)
@@ -48,6 +48,9 @@ $(BUILD)/test-cxx: tests/test-cxx.cpp include/gemma8.h
 
 test: $(BUILD)/gemma8 $(BUILD)/test-gemma8 $(BUILD)/test-cxx
 	GEMMA8=$(BUILD)/gemma8 $(BUILD)/test-gemma8
+
+demo: $(BUILD)/gemma8
+	$(BUILD)/gemma8 demo
 
 test-asan:
 	$(MAKE) BUILD=build-asan CC=clang CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
@@ -68,4 +71,4 @@ install: all
 clean:
 	rm -rf build build-asan build-arm
 
-.PHONY: all test test-asan test-arm install clean
+.PHONY: all demo test test-asan test-arm install clean

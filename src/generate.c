@@ -127,8 +127,8 @@ static gemma8_status run(gemma8_context *ctx, const int32_t *prompt, int32_t n_p
         }
         if (res->stop_reason != GEMMA8_STOP_STRING) release -= stop_prefix_tail(out.held, out.n, p->stop, p->n_stop);
         gemma8_run_state rs = stream.n && !release ? GEMMA8_RUN_WAITING : GEMMA8_RUN_NORMAL;
-        bool more = emit(p, tok, out.held, release, rs);
-        memmove(out.held, out.held + release, out.n - release);
+        bool more = emit(p, tok, out.held ? out.held : "", release, rs);
+        if (out.held) memmove(out.held, out.held + release, out.n - release);
         out.n -= release;
         if (res->stop_reason == GEMMA8_STOP_STRING) out.n = 0; /* the stop string and what follows are dropped */
         if (out.held) out.held[out.n] = 0;

@@ -44,23 +44,64 @@ void g8_cands_softmax(g8_cands *cs) {
     for (size_t i = 0; i < cs->n; i++) cs->c[i].p = (float)(cs->c[i].p / sum);
 }
 
+/* The candidate of a token: direct when the list is still in id order. */
+static g8_cand *find_cand(g8_cands *cs, int32_t id) {
+    if (id >= 0 && (size_t)id < cs->n && cs->c[id].id == id) return &cs->c[id];
+    for (size_t i = 0; i < cs->n; i++)
+        if (cs->c[i].id == id) return &cs->c[i];
+    return NULL;
+}
+
 void g8_apply_penalties(g8_cands *cs, const int32_t *history, size_t n, float repeat, float freq, float presence) {
     if (!n || (repeat == 1.0f && freq == 0.0f && presence == 0.0f)) return;
-    for (size_t i = 0; i < cs->n; i++) {
+    for (size_t k = 0; k < n; k++) {
+        bool seen = false; /* each distinct token once */
+        for (size_t j = 0; j < k && !seen; j++) seen = history[j] == history[k];
+        if (seen) continue;
         size_t count = 0;
-        for (size_t k = 0; k < n; k++) count += history[k] == cs->c[i].id;
-        if (!count) continue;
-        float *l = &cs->c[i].logit;
-        *l = *l <= 0 ? *l * repeat : *l / repeat;
-        *l -= (float)count * freq + presence;
+        for (size_t j = k; j < n; j++) count += history[j] == history[k];
+        g8_cand *c = find_cand(cs, history[k]);
+        if (!c) continue;
+        c->logit = c->logit <= 0 ? c->logit * repeat : c->logit / repeat;
+        c->logit -= (float)count * freq + presence;
     }
     cs->sorted = false;
 }
 
+static bool cand_before(const g8_cand *a, const g8_cand *b) {
+    return a->logit != b->logit ? a->logit > b->logit : a->id < b->id;
+}
+
+/* The k best first (sorted), in O(n log k): a min-heap of the best k so far. */
 void g8_top_k(g8_cands *cs, size_t k) {
     if (k == 0 || k >= cs->n) return;
-    g8_cands_sort(cs);
+    if (cs->sorted) {
+        cs->n = k;
+        return;
+    }
+    g8_cand *c = cs->c;
+    for (size_t i = 0; i < cs->n; i++) {
+        if (i >= k && !cand_before(&c[i], &c[0])) continue; /* not better than the worst kept */
+        g8_cand x = c[i];
+        size_t n = i < k ? i + 1 : k, pos = i < k ? i : 0;
+        if (i < k) { /* sift up */
+            while (pos > 0 && cand_before(&c[(pos - 1) / 2], &x)) c[pos] = c[(pos - 1) / 2], pos = (pos - 1) / 2;
+        } else { /* replace the root, sift down */
+            for (;;) {
+                size_t l = 2 * pos + 1, r = l + 1, m = pos;
+                const g8_cand *cm = &x;
+                if (l < n && cand_before(cm, &c[l])) m = l, cm = &c[l];
+                if (r < n && cand_before(cm, &c[r])) m = r;
+                if (m == pos) break;
+                c[pos] = c[m];
+                pos = m;
+            }
+        }
+        c[pos] = x;
+    }
     cs->n = k;
+    cs->sorted = false;
+    g8_cands_sort(cs);
 }
 
 void g8_top_p(g8_cands *cs, float p, size_t min_keep) {

@@ -131,7 +131,7 @@ TEST(cli_bad_input_clean_errors) {
 }
 
 TEST(cli_help_on_every_subcommand) {
-    const char *cmds[] = {"convert", "run", "logits", "info"};
+    const char *cmds[] = {"convert", "run", "chat", "demo", "logits", "info", "bench", "tokenize", "detokenize"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         const char *a[] = {cmds[i], "--help", NULL};
         char *out, *err;
@@ -139,4 +139,55 @@ TEST(cli_help_on_every_subcommand) {
         free(out);
         free(err);
     }
+}
+
+/* run -p: the prompt goes through the chat template, text streams to stdout, timings to stderr */
+TEST(cli_run_prompt_streams_text) {
+    const char *model = data_path("llamacpp-gguf/fullvocab-f16.gguf");
+    const char *a[] = {"run", "-m", model, "-p", "Write a hello world program", "-n", "8", "--temp", "0", NULL};
+    char *out, *err;
+    CHECK(run_cli(a, NULL, &out, &err) == 0);
+    CHECKF(strlen(out) > 1, "no text: '%s'", out);
+    CHECKF(strstr(err, "prompt 14 tokens") && strstr(err, "tok/s"), "timings: %s", err);
+    free(out);
+    free(err);
+    /* --tokens/--ids through the same path gives the greedy ids of the chat prompt */
+    const char *b[] = {"run", "-m", model, "--tokens", "2,106,1645,108,5559,476,25612,2134,2733,107,108,106,2516,108",
+                       "-n", "8", "--temp", "0", "--ids", "--ignore-eos", NULL};
+    CHECK(run_cli(b, NULL, &out, &err) == 0);
+    CHECKF(strlen(out) > 8 && strchr(out, ','), "ids: '%s'", out);
+    free(out);
+    free(err);
+}
+
+/* chat through a pipe: two turns, /reset, another turn */
+TEST(cli_chat_two_turns_and_reset) {
+    const char *model = data_path("llamacpp-gguf/fullvocab-f16.gguf");
+    const char *a[] = {"chat", "-m", model, "-n", "6", "--seed", "3", NULL};
+    char *out, *err;
+    int rc = run_cli(a, "Hello there\nAnd a second question?\n/reset\nFresh start\n/exit\n", &out, &err);
+    CHECKF(rc == 0, "exit %d: %s", rc, err);
+    int lines = 0;
+    for (char *p = out; *p; p++) lines += *p == '\n';
+    CHECKF(strstr(out, "(conversation cleared)") != NULL, "stdout: %s", out);
+    CHECKF(lines >= 4, "stdout has %d lines: %s", lines, out);
+    free(out);
+    free(err);
+    /* a turn that cannot fit is an error with a message, not a crash */
+    const char *b[] = {"chat", "-m", model, "-c", "16", "-n", "4", NULL};
+    rc = run_cli(b, "This message is far too long for a context of sixteen tokens, surely it is\n", &out, &err);
+    CHECKF(rc == 1 && strstr(err, "does not fit"), "exit %d: %s", rc, err);
+    free(out);
+    free(err);
+}
+
+TEST(cli_demo_runs_without_a_model) {
+    const char *path = tmp_path("demo.gguf");
+    const char *a[] = {"demo", "-o", path, "--tokenizer", tokenizer_dir(), "-n", "5", NULL};
+    char *out, *err;
+    int rc = run_cli(a, NULL, &out, &err);
+    CHECKF(rc == 0, "exit %d: %s", rc, err);
+    CHECK(strstr(out, "RANDOM weights") != NULL && strstr(out, "> Hello") != NULL);
+    free(out);
+    free(err);
 }

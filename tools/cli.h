@@ -11,6 +11,21 @@ int cli_usage_error(const char *cmd, const char *arg);
 int cli_load(const char *path, int n_ctx, int n_threads, gemma8_model **model, gemma8_context **ctx);
 
 int cmd_run(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+/* generation options shared by run and chat */
+typedef struct cli_gen_extra {
+    const char *stop[16];
+    int n_stop;
+    bool repeat_penalty_set;
+    int n_threads, n_ctx;
+} cli_gen_extra;
+extern const char *cli_sampling_help;
+int cli_generation_option(int argc, char **argv, int *i, gemma8_generate_params *p, cli_gen_extra *x);
+void cli_generation_finish(gemma8_generate_params *p, cli_gen_extra *x);
+/* Prints llama.cpp-style timings to stderr. */
+void cli_print_timings(double load_s, const gemma8_generate_result *r);
 int cmd_tokenize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 double cli_membw(int n_threads, int reps);

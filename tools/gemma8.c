@@ -228,6 +228,8 @@ static const struct {
 } commands[] = {
     {"convert", cmd_convert, "convert a Hugging Face checkpoint to GGUF (default q8_0)"},
     {"run", cmd_run, "generate from a prompt or token ids"},
+    {"chat", cmd_chat, "interactive multi-turn chat"},
+    {"demo", cmd_demo, "chat with a tiny random-weight model (no real model needed)"},
     {"logits", cmd_logits, "write the logits of every position of a token sequence"},
     {"info", cmd_info, "show a model's architecture, sizes and types"},
     {"bench", cmd_bench, "measure prefill/decode speed, weight GB/s, memory bandwidth"},

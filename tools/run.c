@@ -1,78 +1,109 @@
-/* run.c - `gemma8 run`: generation from token ids. */
+/* run.c - `gemma8 run`: one generation from a prompt (chat-templated by
+ * default) or from token ids. */
 #include "cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int32_t argmax(const float *x, int n) {
-    int32_t best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
+typedef struct run_out {
+    bool ids;
+    int n;
+} run_out;
+
+static bool print_token(int32_t token, const char *text, size_t len, gemma8_run_state st, void *user) {
+    run_out *o = user;
+    if (o->ids) {
+        if (token >= 0 && st != GEMMA8_RUN_FINISH) printf(o->n++ ? ",%d" : "%d", token);
+    } else if (len) {
+        fwrite(text, 1, len, stdout);
+    }
+    fflush(stdout);
+    return true;
+}
+
+void cli_print_timings(double load_s, const gemma8_generate_result *r) {
+    int evaluated = r->n_prompt - r->n_reused;
+    fprintf(stderr, "\ngemma8: load %.2f s | prompt %d tokens (%d reused) %.2f s, %.1f tok/s | "
+            "generated %d tokens %.2f s, %.1f tok/s\n", load_s, r->n_prompt, r->n_reused, r->prompt_seconds,
+            r->prompt_seconds > 0 ? evaluated / r->prompt_seconds : 0.0, r->n_generated, r->gen_seconds,
+            r->gen_seconds > 0 ? r->n_generated / r->gen_seconds : 0.0);
 }
 
 int cmd_run(int argc, char **argv) {
-    const char *model_path = NULL, *tokens_s = NULL;
-    int n_predict = 64, n_threads = 0, n_ctx = 0;
-    bool ids = false, ignore_eos = false;
-    float temp = 0.0f;
+    const char *model_path = NULL, *tokens_s = NULL, *prompt = NULL, *system = NULL;
+    bool raw = false, verbose = true;
+    run_out out = {0};
+    gemma8_generate_params p = gemma8_generate_default_params();
+    p.max_new_tokens = 256;
+    cli_gen_extra x = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        int r = cli_generation_option(argc, argv, &i, &p, &x);
+        if (r < 0) return cli_usage_error("run", a);
+        if (r > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: gemma8 run -m MODEL.gguf --tokens 2,17,5 [-n N] [--temp 0] [--ids] [--ignore-eos]\n"
-                   "                 [-t THREADS] [-c CTX]\n\n"
-                   "Generates N tokens after the prompt through the KV cache. --ids prints the generated ids\n"
-                   "as one comma-separated line.\n");
+            printf("usage: gemma8 run -m MODEL.gguf -p PROMPT [--system TEXT] [--raw] [options]\n"
+                   "       gemma8 run -m MODEL.gguf --tokens 2,17,5 [-n N] [--temp 0] [--ids] [--ignore-eos]\n\n"
+                   "Generates after a prompt and streams the text to stdout; timings go to stderr.\n"
+                   "PROMPT is put in Gemma's chat template (one user turn) unless --raw is given.\n"
+                   "  --tokens IDS   the prompt as comma-separated token ids\n"
+                   "  --ids          print the generated ids as one comma-separated line\n"
+                   "  -n N           tokens to generate (default 256)\n"
+                   "  -t N           threads (default: all cores)   -c N  context length (default 8192)\n"
+                   "  -q             no timings\n%s", cli_sampling_help);
             return 0;
         } else if (!strcmp(a, "-m") && i + 1 < argc) model_path = argv[++i];
         else if (!strcmp(a, "--tokens") && i + 1 < argc) tokens_s = argv[++i];
-        else if (!strcmp(a, "-n") && i + 1 < argc) n_predict = atoi(argv[++i]);
-        else if (!strcmp(a, "-t") && i + 1 < argc) n_threads = atoi(argv[++i]);
-        else if (!strcmp(a, "-c") && i + 1 < argc) n_ctx = atoi(argv[++i]);
-        else if (!strcmp(a, "--temp") && i + 1 < argc) temp = (float)atof(argv[++i]);
-        else if (!strcmp(a, "--ids")) ids = true;
-        else if (!strcmp(a, "--ignore-eos")) ignore_eos = true;
+        else if (!strcmp(a, "-p") && i + 1 < argc) prompt = argv[++i];
+        else if (!strcmp(a, "--system") && i + 1 < argc) system = argv[++i];
+        else if (!strcmp(a, "--raw")) raw = true;
+        else if (!strcmp(a, "--ids")) out.ids = true;
+        else if (!strcmp(a, "-q")) verbose = false;
         else return cli_usage_error("run", a);
     }
-    if (!model_path || !tokens_s) {
-        fprintf(stderr, "gemma8: error: run needs -m MODEL and --tokens\n");
+    if (!model_path || (!tokens_s && !prompt)) {
+        fprintf(stderr, "gemma8: error: run needs -m MODEL and -p PROMPT or --tokens IDS\n");
         return 2;
     }
-    if (temp != 0.0f) {
-        fprintf(stderr, "gemma8: error: only greedy decoding (--temp 0) is available in this build\n");
-        return 2;
-    }
-    int32_t *prompt, n_prompt;
-    if (cli_parse_tokens(tokens_s, &prompt, &n_prompt)) return 2;
+    cli_generation_finish(&p, &x);
+    double t0 = cli_now();
     gemma8_model *model;
     gemma8_context *ctx;
-    if (cli_load(model_path, n_ctx, n_threads, &model, &ctx)) {
-        free(prompt);
-        return 1;
-    }
-    const int n_vocab = gemma8_model_get_info(model).n_vocab;
-    int rc = 0;
-    double t0 = cli_now();
-    gemma8_status st = gemma8_eval(ctx, prompt, n_prompt, NULL);
-    double t1 = cli_now();
-    int n_gen = 0;
-    for (; !st && n_gen < n_predict; n_gen++) {
-        int32_t tok = argmax(gemma8_get_logits(ctx), n_vocab);
-        if (!ignore_eos && (tok == 1 || tok == 107)) break;
-        printf(ids ? (n_gen ? ",%d" : "%d") : "%d ", tok);
-        fflush(stdout);
-        if (n_gen + 1 < n_predict) st = gemma8_eval(ctx, &tok, 1, NULL);
+    if (cli_load(model_path, x.n_ctx, x.n_threads, &model, &ctx)) return 1;
+    double load_s = cli_now() - t0;
+    p.on_token = print_token;
+    p.user_data = &out;
+    gemma8_generate_result res = {0};
+    gemma8_status st;
+    int32_t *ids = NULL, n = 0;
+    if (tokens_s) {
+        st = cli_parse_tokens(tokens_s, &ids, &n) ? GEMMA8_ERR_INVALID_ARG : GEMMA8_OK;
+        if (st) {
+            gemma8_context_free(ctx);
+            gemma8_model_free(model);
+            return 2;
+        }
+        st = gemma8_generate(ctx, ids, n, &p, &res);
+    } else if (raw) {
+        size_t len = strlen(prompt);
+        int32_t cap = (int32_t)len + 2;
+        ids = malloc((size_t)cap * sizeof *ids);
+        st = gemma8_tokenize(model, prompt, len, true, false, ids, cap, &n);
+        if (!st) st = gemma8_generate(ctx, ids, n, &p, &res);
+    } else {
+        gemma8_chat_message msgs[2] = {{"system", system}, {"user", prompt}};
+        st = system ? gemma8_chat(ctx, msgs, 2, &p, &res) : gemma8_chat(ctx, msgs + 1, 1, &p, &res);
     }
     printf("\n");
-    double t2 = cli_now();
+    int rc = 0;
     if (st) {
         fprintf(stderr, "gemma8: error: %s\n", gemma8_last_error());
         rc = 1;
+    } else if (verbose) {
+        cli_print_timings(load_s, &res);
     }
-    fprintf(stderr, "gemma8: prompt %d tokens in %.3f s (%.1f tok/s), generated %d tokens in %.3f s (%.1f tok/s)\n",
-            n_prompt, t1 - t0, n_prompt / (t1 - t0), n_gen, t2 - t1, n_gen > 0 ? n_gen / (t2 - t1) : 0.0);
-    free(prompt);
+    free(ids);
     gemma8_context_free(ctx);
     gemma8_model_free(model);
     return rc;

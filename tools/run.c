@@ -100,8 +100,10 @@ int cmd_run(int argc, char **argv) {
     if (st) {
         fprintf(stderr, "gemma8: error: %s\n", gemma8_last_error());
         rc = 1;
-    } else if (verbose) {
-        cli_print_timings(load_s, &res);
+    } else {
+        if (res.stop_reason == GEMMA8_STOP_CONTEXT)
+            fprintf(stderr, "gemma8: stopped: the context of %d tokens is full (use -c)\n", x.n_ctx ? x.n_ctx : 8192);
+        if (verbose) cli_print_timings(load_s, &res);
     }
     free(ids);
     gemma8_context_free(ctx);

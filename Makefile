@@ -46,8 +46,25 @@ $(BUILD)/test-cxx: tests/test-cxx.cpp include/gemma8.h
 	@mkdir -p $(BUILD)
 	$(CXX) -std=c++11 -Wall -Wextra -Iinclude -c $< -o $@
 
-test: $(BUILD)/gemma8 $(BUILD)/test-gemma8 $(BUILD)/test-cxx
-	GEMMA8=$(BUILD)/gemma8 $(BUILD)/test-gemma8
+# random strings encoded by @lenml/tokenizers (node), the second tokenizer reference
+$(BUILD)/diff-cases.jsonl: tests/js/diff-cases.mjs
+	@mkdir -p $(BUILD)
+	node tests/js/diff-cases.mjs $@ 3000
+
+test: $(BUILD)/gemma8 $(BUILD)/test-gemma8 $(BUILD)/test-cxx $(BUILD)/diff-cases.jsonl
+	GEMMA8=$(BUILD)/gemma8 GEMMA8_DIFF_CASES=$(BUILD)/diff-cases.jsonl $(BUILD)/test-gemma8
+
+$(BUILD)/bench-kernels: bench/bench-kernels.c $(BUILD)/libgemma8.a
+	$(CC) $(CFLAGS) $^ -o $@ $(LDFLAGS) $(LDLIBS)
+
+# Speed figures (not part of the tests): kernel GMAC/s, memory bandwidth, and
+# prefill/decode of full-size random-weight models (BENCH_MODELS=2b or "2b 9b").
+BENCH_MODELS ?= 2b
+bench: $(BUILD)/gemma8 $(BUILD)/bench-kernels
+	$(BUILD)/bench-kernels
+	$(BUILD)/gemma8 bench --membw -t 1
+	$(BUILD)/gemma8 bench --membw -t 2
+	BUILD=$(BUILD) sh bench/models.sh $(BENCH_MODELS)
 
 demo: $(BUILD)/gemma8
 	$(BUILD)/gemma8 demo
@@ -59,7 +76,8 @@ test-asan:
 test-arm:
 	$(MAKE) BUILD=build-arm CC=aarch64-linux-gnu-gcc CFLAGS="-O2 -g -march=armv8.2-a+dotprod" \
 		build-arm/gemma8 build-arm/test-gemma8
-	GEMMA8=build-arm/gemma8 GEMMA8_WRAPPER=qemu-aarch64 \
+	$(MAKE) BUILD=build-arm build-arm/diff-cases.jsonl
+	GEMMA8=build-arm/gemma8 GEMMA8_WRAPPER=qemu-aarch64 GEMMA8_DIFF_CASES=build-arm/diff-cases.jsonl \
 		qemu-aarch64 -cpu max build-arm/test-gemma8
 
 install: all
@@ -71,4 +89,4 @@ install: all
 clean:
 	rm -rf build build-asan build-arm
 
-.PHONY: all demo test test-asan test-arm install clean
+.PHONY: all bench demo test test-asan test-arm install clean

@@ -15,6 +15,8 @@
 
 #define SPACE_MARK "\xe2\x96\x81" /* U+2581 */
 
+static bool is_mark(const char *p) { return !memcmp(p, SPACE_MARK, 3); }
+
 bool g8_ids_push(g8_ids *ids, int32_t id) {
     if (ids->n == ids->cap) {
         size_t cap = ids->cap ? ids->cap * 2 : 64;
@@ -247,6 +249,13 @@ gemma8_status g8_vocab_load(g8_vocab *v, const gguf_file *f, const char *path) {
         }
     }
     if (!st) st = rank_pieces(v, scores);
+    /* can words be merged separately? only if no mergeable piece has the mark after another character */
+    v->split_words = true;
+    for (int i = 0; i < v->n && v->split_words; i++) {
+        if (v->rank[i] == UINT32_MAX) continue;
+        for (uint32_t k = 1; k + 3 <= v->len[i] && v->split_words; k++)
+            if (is_mark(v->text[i] + k) && !(k >= 3 && is_mark(v->text[i] + k - 3))) v->split_words = false;
+    }
     free(scores);
     if (st) {
         g8_vocab_free(v);
@@ -350,24 +359,8 @@ static size_t utf8_len(const uint8_t *s, size_t n) {
     return k;
 }
 
-/* BPE of one segment that contains no added token. */
-static gemma8_status bpe(const g8_vocab *v, const char *text, size_t n, g8_ids *out) {
-    /* normalise: ' ' -> U+2581 */
-    size_t spaces = 0;
-    for (size_t i = 0; i < n; i++) spaces += text[i] == ' ';
-    char *buf = malloc(n + 2 * spaces + 1);
-    sym *s = malloc((n + 2 * spaces + 1) * sizeof *s);
-    heap h = {0};
-    gemma8_status st = GEMMA8_OK;
-    if (!buf || !s) {
-        st = g8_fail(GEMMA8_ERR_NOMEM, "out of memory tokenizing %zu bytes", n);
-        goto done;
-    }
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (text[i] == ' ') memcpy(buf + m, SPACE_MARK, 3), m += 3;
-        else buf[m++] = text[i];
-    }
+/* BPE of one word: buf[0..m) already normalised. s and h are scratch. */
+static gemma8_status bpe_word(const g8_vocab *v, const char *buf, size_t m, sym *s, heap *h, g8_ids *out) {
     /* one symbol per character; characters outside the vocabulary become bytes */
     int32_t ns = 0;
     for (size_t i = 0; i < m;) {
@@ -387,12 +380,13 @@ static gemma8_status bpe(const g8_vocab *v, const char *text, size_t n, g8_ids *
         }
         i += k;
     }
-    if (ns == 0) goto done;
+    if (ns == 0) return GEMMA8_OK;
     s[ns - 1].next = -1;
+    h->n = 0;
     for (int32_t i = 0; i + 1 < ns; i++)
-        if (!try_pair(v, buf, s, i, &h)) goto oom;
-    while (h.n) {
-        cand c = heap_pop(&h);
+        if (!try_pair(v, buf, s, i, h)) goto oom;
+    while (h->n) {
+        cand c = heap_pop(h);
         sym *l = &s[c.left], *r = &s[c.right];
         if (l->len == 0 || r->len == 0 || l->next != c.right || l->id != c.a || r->id != c.b) continue; /* stale */
         l->id = c.product;
@@ -400,13 +394,44 @@ static gemma8_status bpe(const g8_vocab *v, const char *text, size_t n, g8_ids *
         r->len = 0;
         l->next = r->next;
         if (r->next >= 0) s[r->next].prev = c.left;
-        if ((l->prev >= 0 && !try_pair(v, buf, s, l->prev, &h)) || !try_pair(v, buf, s, c.left, &h)) goto oom;
+        if ((l->prev >= 0 && !try_pair(v, buf, s, l->prev, h)) || !try_pair(v, buf, s, c.left, h)) goto oom;
     }
     for (int32_t i = 0; i >= 0; i = s[i].next)
         if (!g8_ids_push(out, s[i].id)) goto oom;
-    goto done;
+    return GEMMA8_OK;
 oom:
-    st = g8_fail(GEMMA8_ERR_NOMEM, "out of memory tokenizing %zu bytes", n);
+    return g8_fail(GEMMA8_ERR_NOMEM, "out of memory tokenizing");
+}
+
+/* BPE of one segment that contains no added token. When no piece has U+2581
+ * after another character (v->split_words), no merge can cross the start of a
+ * "▁word", so each word is merged on its own: same result, small heaps. */
+static gemma8_status bpe(const g8_vocab *v, const char *text, size_t n, g8_ids *out) {
+    size_t spaces = 0;
+    for (size_t i = 0; i < n; i++) spaces += text[i] == ' ';
+    char *buf = malloc(n + 2 * spaces + 1);
+    sym *s = malloc((n + 2 * spaces + 1) * sizeof *s);
+    heap h = {0};
+    gemma8_status st = GEMMA8_OK;
+    if (!buf || !s) {
+        st = g8_fail(GEMMA8_ERR_NOMEM, "out of memory tokenizing %zu bytes", n);
+        goto done;
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (text[i] == ' ') memcpy(buf + m, SPACE_MARK, 3), m += 3;
+        else buf[m++] = text[i];
+    }
+    size_t start = 0;
+    for (size_t i = 1; v->split_words && i + 3 <= m; i++) {
+        if (!is_mark(buf + i)) continue;
+        if (!(i >= 3 && is_mark(buf + i - 3))) { /* a mark after another character starts a word */
+            if ((st = bpe_word(v, buf + start, i - start, s, &h, out))) goto done;
+            start = i;
+        }
+        i += 2;
+    }
+    st = bpe_word(v, buf + start, m - start, s, &h, out);
 done:
     free(buf);
     free(s);

@@ -42,6 +42,7 @@ typedef struct g8_vocab {
     g8_trie *added;        /* CONTROL and USER_DEFINED tokens, matched before BPE */
     int32_t bos, eos, unk, pad, start_of_turn, end_of_turn;
     bool add_bos;
+    bool split_words;      /* no mergeable piece has U+2581 after another character */
     char *chat_template;   /* NULL if none */
     char *storage;         /* behind text[] */
 } g8_vocab;

@@ -216,3 +216,41 @@ TEST(tokenizer_chat_cases_gemma8_gguf) {
     if (m) check_chat_cases(m, "gemma8-converted fullvocab");
     gemma8_model_free(m);
 }
+
+/* Differential test against @lenml/tokenizers (JavaScript port of the HF
+ * tokenizers), on random strings made by tests/js/diff-cases.mjs (make test
+ * runs it: GEMMA8_DIFF_CASES names the file). */
+TEST(tokenizer_differential_lenml) {
+    const char *path = getenv("GEMMA8_DIFF_CASES");
+    if (!CHECKF(path != NULL, "GEMMA8_DIFF_CASES is not set (make test generates the cases with node)")) return;
+    gemma8_model *m = load(fullvocab_gguf());
+    FILE *f = fopen(path, "rb");
+    if (!m || !CHECKF(f != NULL, "cannot open %s", path)) {
+        gemma8_model_free(m);
+        return;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int n = 0, same = 0;
+    int32_t *ids = malloc(1 << 20);
+    while ((len = getline(&line, &cap, f)) > 0) {
+        cJSON *j = cJSON_ParseWithLength(line, (size_t)len);
+        if (!j) continue;
+        const char *s = cJSON_GetObjectItem(j, "text")->valuestring;
+        int32_t nid;
+        n++;
+        if (gemma8_tokenize(m, s, strlen(s), false, true, ids, 1 << 18, &nid) == GEMMA8_OK &&
+            ids_equal(cJSON_GetObjectItem(j, "ids"), ids, nid))
+            same++;
+        else if (n - same <= 5)
+            harness_note("differs: %s", s);
+        cJSON_Delete(j);
+    }
+    free(line);
+    free(ids);
+    fclose(f);
+    CHECKF(n >= 1000 && same == n, "%d of %d strings encode identically", same, n);
+    harness_note("@lenml/tokenizers differential: %d of %d random strings identical", same, n);
+    gemma8_model_free(m);
+}

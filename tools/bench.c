@@ -34,18 +34,24 @@ typedef struct membw_arg {
     uint64_t sum;
 } membw_arg;
 
+typedef uint64_t v4u64 __attribute__((vector_size(32)));
+
+/* Sums the buffer with 32-byte vector loads (GCC/clang vector extension), four
+ * independent accumulators: the loads, not the adds, set the pace. */
 static void *membw_read(void *a) {
     membw_arg *m = a;
-    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (size_t i = 0; i + 4 <= m->n; i += 4) s0 += m->p[i], s1 += m->p[i + 1], s2 += m->p[i + 2], s3 += m->p[i + 3];
-    m->sum = s0 + s1 + s2 + s3;
+    const v4u64 *p = (const v4u64 *)m->p;
+    v4u64 s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+    for (size_t i = 0; i + 16 <= m->n; i += 16, p += 4) s0 += p[0], s1 += p[1], s2 += p[2], s3 += p[3];
+    v4u64 s = s0 + s1 + s2 + s3;
+    m->sum = s[0] + s[1] + s[2] + s[3];
     return NULL;
 }
 
 /* Reads a 1 GiB buffer with n_threads threads; returns GB/s (best of reps). */
 double cli_membw(int n_threads, int reps) {
     const size_t bytes = (size_t)1 << 30, n = bytes / 8;
-    uint64_t *buf = malloc(bytes);
+    uint64_t *buf = aligned_alloc(64, bytes);
     if (!buf) return 0;
     for (size_t i = 0; i < n; i++) buf[i] = i;
     double best = 0;

@@ -1,3 +1,4 @@
+SHELL := /bin/bash
 # gemma8 - build, test, install.
 #   make            library and the gemma8 command
 #   make test       build and run the test suite
@@ -80,6 +81,28 @@ test-arm:
 	GEMMA8=build-arm/gemma8 GEMMA8_WRAPPER=qemu-aarch64 GEMMA8_DIFF_CASES=build-arm/diff-cases.jsonl \
 		qemu-aarch64 -cpu max build-arm/test-gemma8
 
+# libFuzzer harnesses (clang): make fuzz [FUZZ_SECONDS=60]. Seeds in fuzz/corpus,
+# new inputs in build-fuzz/corpus-*, crash reproducers in build-fuzz/.
+FUZZERS := gguf safetensors tokenizer chat promptcache
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+build-fuzz/fuzz-%: fuzz/fuzz-%.c fuzz/fuzz-common.h $(LIB_SRC) $(wildcard src/*.h include/*.h)
+	$(MAKE) BUILD=build-fuzz CC=clang CFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" build-fuzz/libgemma8.a
+	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -std=c11 -D_GNU_SOURCE -Iinclude -Isrc $< build-fuzz/libgemma8.a \
+		-o $@ -lcjson -lm -pthread
+
+fuzz: $(FUZZERS:%=build-fuzz/fuzz-%)
+	@for f in $(FUZZERS); do \
+		mkdir -p build-fuzz/corpus-$$f; \
+		echo "== fuzz-$$f for $(FUZZ_SECONDS) s"; \
+		./build-fuzz/fuzz-$$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=65536 \
+			-artifact_prefix=build-fuzz/$$f- -print_final_stats=1 \
+			build-fuzz/corpus-$$f fuzz/corpus/$$f 2>&1 | \
+			grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ *DONE)|ERROR|SUMMARY|cov:" | tail -4; \
+		test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include
 	install -m 755 $(BUILD)/gemma8 $(DESTDIR)$(PREFIX)/bin/
@@ -87,6 +110,6 @@ install: all
 	install -m 644 include/gemma8.h $(DESTDIR)$(PREFIX)/include/
 
 clean:
-	rm -rf build build-asan build-arm
+	rm -rf build build-asan build-arm build-fuzz
 
-.PHONY: all bench demo test test-asan test-arm install clean
+.PHONY: all bench demo fuzz test test-asan test-arm install clean

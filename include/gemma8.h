@@ -190,8 +190,23 @@ typedef struct gemma8_context_params {
 
 gemma8_context_params gemma8_context_default_params(void);
 
+/* Creates a context. Before allocating, the memory it needs (with the weights)
+ * is compared with the memory available: GEMMA8_ERR_NOMEM with both figures
+ * and the largest context that would fit, instead of failing half-way. */
 gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_params *params,
                                  gemma8_context **out);
+
+/* What a model with a context of these parameters needs, in bytes. */
+typedef struct gemma8_memory_estimate {
+    uint64_t weights;            /* tensor data (memory-mapped) */
+    uint64_t kv_cache;           /* KV cache, sliding-window layers as rings */
+    uint64_t kv_cache_full;      /* the same without rings (every layer n_ctx positions) */
+    uint64_t scratch;            /* activations, logits, per-thread buffers */
+    uint64_t total;              /* weights + kv_cache + scratch */
+    uint64_t available;          /* MemAvailable of this machine (0 if unknown) */
+} gemma8_memory_estimate;
+
+gemma8_memory_estimate gemma8_estimate_memory(const gemma8_model *model, const gemma8_context_params *params);
 void gemma8_context_free(gemma8_context *ctx);
 
 /* Runs the model on n tokens that follow the tokens already in the KV cache.

@@ -39,6 +39,45 @@ static float *alloc_f32(size_t a, size_t b, bool *ok) {
     return p;
 }
 
+static uint64_t mem_available(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long long kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
+    if (f) fclose(f);
+    return (uint64_t)kb * 1024;
+}
+
+/* The resolved sizes of a context (as gemma8_context_new will use them). */
+static void resolve(const gemma8_model *m, const gemma8_context_params *p, int *n_ctx, int *n_batch, int *n_threads) {
+    *n_ctx = p->n_ctx ? p->n_ctx : m->hp.n_ctx_train;
+    *n_batch = G8_MIN(p->n_batch ? p->n_batch : 256, *n_ctx);
+    *n_threads = p->n_threads ? p->n_threads : (int)G8_MAX(1, sysconf(_SC_NPROCESSORS_ONLN));
+}
+
+gemma8_memory_estimate gemma8_estimate_memory(const gemma8_model *m, const gemma8_context_params *p) {
+    gemma8_memory_estimate e = {0};
+    const g8_hparams *hp = &m->hp;
+    int n_ctx, B, T;
+    resolve(m, p, &n_ctx, &B, &T);
+    const uint64_t KV = (uint64_t)hp->n_head_kv * hp->head_dim, E = (uint64_t)hp->n_embd,
+                   Q = (uint64_t)hp->n_head * hp->head_dim, F = (uint64_t)hp->n_ff;
+    for (uint64_t i = 0; i < m->file.n_tensors; i++) e.weights += m->file.tensors[i].nbytes;
+    for (int il = 0; il < hp->n_layer; il++) {
+        uint64_t slots = g8_layer_is_sliding(il) ? (uint64_t)G8_MIN(n_ctx, hp->sliding_window + B) : (uint64_t)n_ctx;
+        e.kv_cache += 2 * slots * KV * sizeof(float);
+        e.kv_cache_full += 2 * (uint64_t)n_ctx * KV * sizeof(float);
+    }
+    e.scratch = (uint64_t)B * (3 * E + 2 * Q + 2 * KV + 2 * F) * sizeof(float) +
+                (uint64_t)B * (G8_MAX(G8_MAX(E, Q), F) / QK8_0 + 1) * sizeof(block_q8_0) +
+                (uint64_t)T * n_ctx * sizeof(float) + 2 * (uint64_t)hp->n_vocab * sizeof(float) +
+                (uint64_t)n_ctx * sizeof(int32_t);
+    e.total = e.weights + e.kv_cache + e.scratch;
+    e.available = mem_available();
+    return e;
+}
+
 gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_params *params, gemma8_context **out) {
     *out = NULL;
     if (!model || !params) return g8_fail(GEMMA8_ERR_INVALID_ARG, "no model or parameters given");
@@ -46,12 +85,29 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
     if (params->n_ctx < 0 || params->n_batch < 0 || params->n_threads < 0 || params->n_threads > 1024)
         return g8_fail(GEMMA8_ERR_INVALID_ARG, "negative or absurd context parameters (n_ctx %d, n_batch %d, n_threads %d)",
                        params->n_ctx, params->n_batch, params->n_threads);
+    gemma8_memory_estimate need = gemma8_estimate_memory(model, params);
+    if (need.available && need.total > need.available) {
+        /* the largest context that fits, by halving */
+        gemma8_context_params p = *params;
+        int n = p.n_ctx ? p.n_ctx : hp->n_ctx_train;
+        gemma8_memory_estimate e = need;
+        while (n > 16 && e.total > e.available) {
+            p.n_ctx = n /= 2;
+            e = gemma8_estimate_memory(model, &p);
+        }
+        const double G = 1073741824.0;
+        char hint[96] = "; the weights alone do not fit";
+        if (e.total <= e.available) snprintf(hint, sizeof hint, "; a context of %d tokens would fit (-c %d)", n, n);
+        return g8_fail(GEMMA8_ERR_NOMEM,
+                       "not enough memory: the model with a context of %d tokens needs %.2f GiB (weights %.2f + KV "
+                       "cache %.2f + scratch %.2f) and %.2f GiB are available%s",
+                       params->n_ctx ? params->n_ctx : hp->n_ctx_train, need.total / G, need.weights / G,
+                       need.kv_cache / G, need.scratch / G, need.available / G, hint);
+    }
     gemma8_context *ctx = g8_calloc(1, sizeof *ctx, "the context");
     if (!ctx) return GEMMA8_ERR_NOMEM;
     ctx->model = model;
-    ctx->n_ctx = params->n_ctx ? params->n_ctx : hp->n_ctx_train;
-    ctx->n_batch = G8_MIN(params->n_batch ? params->n_batch : 256, ctx->n_ctx);
-    ctx->n_threads = params->n_threads ? params->n_threads : (int)G8_MAX(1, sysconf(_SC_NPROCESSORS_ONLN));
+    resolve(model, params, &ctx->n_ctx, &ctx->n_batch, &ctx->n_threads);
     ctx->ops.k = g8_kernels_best();
 
     const size_t B = (size_t)ctx->n_batch, E = (size_t)hp->n_embd, Q = (size_t)hp->n_head * hp->head_dim,

@@ -76,13 +76,13 @@ gemma8_status gemma8_cache_load(gemma8_context *ctx, const char *path) {
     g8_map m;
     gemma8_status st = g8_map_file(path, &m);
     if (st) return st;
-    const uint8_t *p = m.data, *end = m.data + m.size;
-    uint32_t version, head[4];
-    uint64_t fp;
-    if (m.size < 32 || memcmp(p, KV_MAGIC, 4)) {
+    if (m.size < 32 || memcmp(m.data, KV_MAGIC, 4)) {
         st = g8_fail(GEMMA8_ERR_FORMAT, "'%s' is not a gemma8 prompt cache", path);
         goto done;
     }
+    const uint8_t *p = m.data, *end = m.data + m.size;
+    uint32_t version, head[4];
+    uint64_t fp;
     memcpy(&version, p + 4, 4);
     memcpy(&fp, p + 8, 8);
     memcpy(head, p + 16, 16);
@@ -112,8 +112,8 @@ gemma8_status gemma8_cache_load(gemma8_context *ctx, const char *path) {
     p += (size_t)n_past * 4;
     for (uint32_t i = 0; i < n_past; i++)
         if (hist[i] < 0 || hist[i] >= hp->n_vocab) {
-            free(hist);
             st = g8_fail(GEMMA8_ERR_FORMAT, "'%s': token %d at %u is outside the vocabulary", path, hist[i], i);
+            free(hist);
             goto done;
         }
     ctx->n_past = 0; /* the cache is invalid until fully read */

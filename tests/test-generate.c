@@ -443,3 +443,19 @@ TEST(generate_embeddings_and_hidden_state) {
     gemma8_context_free(b);
     gemma8_model_free(m);
 }
+
+/* A context that cannot fit is refused up front with both figures and a hint. */
+TEST(context_memory_check) {
+    gemma8_model *m = load_fixture("tiny-a", GEMMA8_TYPE_F32);
+    if (!m) return;
+    gemma8_context_params cp = gemma8_context_default_params();
+    cp.n_ctx = 1 << 30;
+    gemma8_memory_estimate e = gemma8_estimate_memory(m, &cp);
+    CHECK(e.kv_cache == 4ull * 2 * (1ull << 30) * 32 * 4 - 2ull * 2 * ((1ull << 30) - (8 + 256)) * 32 * 4);
+    CHECK(e.kv_cache_full == 4ull * 2 * (1ull << 30) * 32 * 4);
+    gemma8_context *ctx = NULL;
+    CHECK(gemma8_context_new(m, &cp, &ctx) == GEMMA8_ERR_NOMEM && ctx == NULL);
+    CHECKF(strstr(gemma8_last_error(), "not enough memory") && strstr(gemma8_last_error(), "would fit (-c "), "%s",
+           gemma8_last_error());
+    gemma8_model_free(m);
+}

@@ -210,6 +210,12 @@ static int cmd_info(int argc, char **argv) {
     printf("query_pre_attn_scalar: %g\n", in.query_pre_attn_scalar);
     printf("soft-caps (attn/final): %g / %g\n", in.attn_softcap, in.final_softcap);
     printf("rms eps / rope base:   %g / %g\n", in.rms_eps, in.rope_base);
+    gemma8_context_params cp = gemma8_context_default_params();
+    gemma8_memory_estimate e = gemma8_estimate_memory(model, &cp);
+    const double G = 1073741824.0;
+    printf("memory at context %d:  %.2f GiB = weights %.2f + KV cache %.2f (%.2f without sliding-window rings)"
+           " + scratch %.2f; %.2f GiB available\n", in.n_ctx_train, e.total / G, e.weights / G, e.kv_cache / G,
+           e.kv_cache_full / G, e.scratch / G, e.available / G);
     gemma8_model_free(model);
     return 0;
 }

@@ -1,0 +1,42 @@
+/* fuzz-chat.c - chat requests: JSON parsing of {"role","content"} messages and
+ * the chat template, on arbitrary bytes. */
+#include "gemma8.h"
+#include "fuzz-common.h"
+
+#include <cjson/cJSON.h>
+
+static gemma8_model *model;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc, (void)argv;
+    gemma8_model_params mp = gemma8_model_default_params();
+    if (gemma8_model_load(fuzz_data("llamacpp-gguf/fullvocab-f16.gguf"), &mp, &model)) abort();
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    cJSON *arr = cJSON_ParseWithLength((const char *)data, size);
+    if (!cJSON_IsArray(arr)) {
+        cJSON_Delete(arr);
+        return 0;
+    }
+    int n = cJSON_GetArraySize(arr), k = 0;
+    gemma8_chat_message *msgs = calloc((size_t)n + 1, sizeof *msgs);
+    for (cJSON *e = arr->child; e; e = e->next) {
+        cJSON *role = cJSON_GetObjectItemCaseSensitive(e, "role");
+        cJSON *content = cJSON_GetObjectItemCaseSensitive(e, "content");
+        msgs[k].role = cJSON_IsString(role) ? role->valuestring : NULL;
+        msgs[k].content = cJSON_IsString(content) ? content->valuestring : NULL;
+        k++;
+    }
+    int32_t ids[512], count;
+    gemma8_status st = gemma8_chat_tokenize(model, msgs, k, true, ids, 512, &count);
+    if (st == GEMMA8_ERR_BUFFER_TOO_SMALL) {
+        int32_t *big = malloc((size_t)count * sizeof *big);
+        if (gemma8_chat_tokenize(model, msgs, k, true, big, count, &count)) abort(); /* the size it asked for fits */
+        free(big);
+    }
+    free(msgs);
+    cJSON_Delete(arr);
+    return 0;
+}

@@ -1,0 +1,29 @@
+/* fuzz-common.h - helpers for the libFuzzer harnesses. */
+#ifndef G8_FUZZ_COMMON_H
+#define G8_FUZZ_COMMON_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+/* Writes the input to a per-process file and returns its path (the loaders take paths). */
+static inline const char *fuzz_file(const uint8_t *data, size_t size, const char *ext) {
+    static char path[256];
+    snprintf(path, sizeof path, "/tmp/gemma8-fuzz-%d.%s", (int)getpid(), ext);
+    FILE *f = fopen(path, "wb");
+    if (!f) abort();
+    if (size && fwrite(data, 1, size, f) != size) abort();
+    fclose(f);
+    return path;
+}
+
+/* A model under the repository's test data (fuzzers run from the repository root). */
+static inline const char *fuzz_data(const char *rel) {
+    static char path[512];
+    const char *d = getenv("GEMMA8_TESTDATA");
+    snprintf(path, sizeof path, "%s/%s", d ? d : "tests/data", rel);
+    return path;
+}
+
+#endif

@@ -167,3 +167,29 @@ TEST(convert_failure_keeps_previous_output) {
     if (f) fclose(f);
     CHECK(leftovers("keep.gguf.tmp") == 0);
 }
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+/* Disk full (RLIMIT_FSIZE): convert reports the write error and leaves no file. */
+TEST(convert_disk_full) {
+    const char *out = tmp_path("full.gguf");
+    pid_t pid = fork();
+    if (pid == 0) {
+        signal(SIGXFSZ, SIG_IGN); /* writes past the limit fail with EFBIG instead of a signal */
+        struct rlimit rl = {200 * 1024, 200 * 1024};
+        setrlimit(RLIMIT_FSIZE, &rl);
+        gemma8_convert_params p = gemma8_convert_default_params();
+        p.type = GEMMA8_TYPE_F32;
+        gemma8_status st = gemma8_convert_hf(data_path("tiny-a"), out, &p);
+        fprintf(stdout, "      disk full: %s\n", gemma8_last_error());
+        fflush(stdout);
+        _exit(st == GEMMA8_ERR_IO && strstr(gemma8_last_error(), "failed") ? 0 : 1);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+    CHECK(access(out, F_OK) != 0);
+    CHECK(leftovers("full.gguf") == 0);
+}

@@ -186,6 +186,9 @@ typedef struct gemma8_context_params {
     int32_t n_ctx;        /* context length in tokens; 0: the model's (8192); default 0 */
     int32_t n_batch;      /* tokens per prefill chunk; default 256 */
     int32_t n_threads;    /* worker threads; 0: number of online cores; default 0 */
+    gemma8_type kv_type;  /* KV cache storage: GEMMA8_TYPE_F32 or GEMMA8_TYPE_F16; 0 (default):
+                             f32 for float models (exact), f16 for q8_0 models (half the
+                             memory and bandwidth) */
 } gemma8_context_params;
 
 gemma8_context_params gemma8_context_default_params(void);

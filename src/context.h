@@ -9,8 +9,8 @@
 #include <stdatomic.h>
 
 typedef struct g8_kv_layer {
-    float *k;          /* (slots, n_head_kv * head_dim) */
-    float *v;          /* (slots, n_head_kv * head_dim) */
+    void *k;           /* (slots, n_head_kv * head_dim) of the context's kv_type */
+    void *v;           /* (slots, n_head_kv * head_dim) */
     int slots;         /* ring length: n_ctx, or window + n_batch on sliding layers */
 } g8_kv_layer;
 
@@ -18,6 +18,7 @@ struct gemma8_context {
     const gemma8_model *model;
     int n_ctx, n_batch, n_threads;
     int n_past;                 /* tokens in the cache */
+    uint32_t kv_type;           /* GEMMA8_TYPE_F32 or GEMMA8_TYPE_F16 */
     g8_ops ops;
     g8_kv_layer *kv;            /* (n_layer) */
     float *inv_freq;            /* (head_dim / 2) RoPE frequencies */
@@ -42,6 +43,10 @@ struct gemma8_context {
 /* The forward pass over T <= n_batch inputs at positions n_past..: token ids,
  * or (tokens NULL) embeddings of n_embd floats each. */
 void g8_forward(gemma8_context *ctx, const int32_t *tokens, const float *embd, int T, float *logits_all);
+
+/* Row `pos` of a layer's keys (kv 0) or values (kv 1), as f32 / from f32. */
+void g8_kv_get_row(const gemma8_context *ctx, int il, int kv, int32_t pos, float *out);
+void g8_kv_set_row(gemma8_context *ctx, int il, int kv, int32_t pos, const float *in);
 
 /* Whether the cache can be cut back to n tokens (sliding-window rings keep
  * only the last positions, so a long cut back needs a new prefill). */

@@ -8,8 +8,34 @@
 #include <unistd.h>
 
 gemma8_context_params gemma8_context_default_params(void) {
-    gemma8_context_params p = {0, 256, 0};
+    gemma8_context_params p = {0, 256, 0, 0};
     return p;
+}
+
+static uint32_t kv_type_of(const gemma8_model *m, const gemma8_context_params *p) {
+    if (p->kv_type == GEMMA8_TYPE_F16 || p->kv_type == GEMMA8_TYPE_F32) return p->kv_type;
+    return m->layers[0].wq.type == GEMMA8_TYPE_Q8_0 ? GEMMA8_TYPE_F16 : GEMMA8_TYPE_F32;
+}
+
+static size_t kv_elt(uint32_t type) { return type == GEMMA8_TYPE_F16 ? 2 : 4; }
+
+void g8_kv_get_row(const gemma8_context *ctx, int il, int kv, int32_t pos, float *out) {
+    const g8_kv_layer *L = &ctx->kv[il];
+    const size_t n = (size_t)ctx->model->hp.n_head_kv * ctx->model->hp.head_dim;
+    const uint8_t *row = (const uint8_t *)(kv ? L->v : L->k) + (size_t)(pos % L->slots) * n * kv_elt(ctx->kv_type);
+    g8_to_f32(ctx->kv_type, row, out, (int64_t)n);
+}
+
+void g8_kv_set_row(gemma8_context *ctx, int il, int kv, int32_t pos, const float *in) {
+    g8_kv_layer *L = &ctx->kv[il];
+    const size_t n = (size_t)ctx->model->hp.n_head_kv * ctx->model->hp.head_dim;
+    uint8_t *row = (uint8_t *)(kv ? L->v : L->k) + (size_t)(pos % L->slots) * n * kv_elt(ctx->kv_type);
+    if (ctx->kv_type == GEMMA8_TYPE_F32) {
+        memcpy(row, in, n * sizeof(float));
+        return;
+    }
+    uint16_t *h = (uint16_t *)row;
+    for (size_t i = 0; i < n; i++) h[i] = g8_f32_to_f16(in[i]);
 }
 
 void gemma8_context_free(gemma8_context *ctx) {
@@ -66,8 +92,8 @@ gemma8_memory_estimate gemma8_estimate_memory(const gemma8_model *m, const gemma
     for (uint64_t i = 0; i < m->file.n_tensors; i++) e.weights += m->file.tensors[i].nbytes;
     for (int il = 0; il < hp->n_layer; il++) {
         uint64_t slots = g8_layer_is_sliding(il) ? (uint64_t)G8_MIN(n_ctx, hp->sliding_window + B) : (uint64_t)n_ctx;
-        e.kv_cache += 2 * slots * KV * sizeof(float);
-        e.kv_cache_full += 2 * (uint64_t)n_ctx * KV * sizeof(float);
+        e.kv_cache += 2 * slots * KV * kv_elt(kv_type_of(m, p));
+        e.kv_cache_full += 2 * (uint64_t)n_ctx * KV * kv_elt(kv_type_of(m, p));
     }
     e.scratch = (uint64_t)B * (3 * E + 2 * Q + 2 * KV + 2 * F) * sizeof(float) +
                 (uint64_t)B * (G8_MAX(G8_MAX(E, Q), F) / QK8_0 + 1) * sizeof(block_q8_0) +
@@ -82,6 +108,8 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
     *out = NULL;
     if (!model || !params) return g8_fail(GEMMA8_ERR_INVALID_ARG, "no model or parameters given");
     const g8_hparams *hp = &model->hp;
+    if (params->kv_type && params->kv_type != GEMMA8_TYPE_F32 && params->kv_type != GEMMA8_TYPE_F16)
+        return g8_fail(GEMMA8_ERR_INVALID_ARG, "the KV cache type must be f32 or f16");
     if (params->n_ctx < 0 || params->n_batch < 0 || params->n_threads < 0 || params->n_threads > 1024)
         return g8_fail(GEMMA8_ERR_INVALID_ARG, "negative or absurd context parameters (n_ctx %d, n_batch %d, n_threads %d)",
                        params->n_ctx, params->n_batch, params->n_threads);
@@ -108,6 +136,7 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
     if (!ctx) return GEMMA8_ERR_NOMEM;
     ctx->model = model;
     resolve(model, params, &ctx->n_ctx, &ctx->n_batch, &ctx->n_threads);
+    ctx->kv_type = kv_type_of(model, params);
     ctx->ops.k = g8_kernels_best();
 
     const size_t B = (size_t)ctx->n_batch, E = (size_t)hp->n_embd, Q = (size_t)hp->n_head * hp->head_dim,
@@ -119,8 +148,9 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
         g8_kv_layer *L = &ctx->kv[il];
         L->slots = ctx->n_ctx;
         if (g8_layer_is_sliding(il)) L->slots = G8_MIN(ctx->n_ctx, hp->sliding_window + ctx->n_batch);
-        L->k = alloc_f32((size_t)L->slots, KV, &ok);
-        L->v = alloc_f32((size_t)L->slots, KV, &ok);
+        const size_t half = ctx->kv_type == GEMMA8_TYPE_F16 ? 2 : 1; /* f16: half as many floats' room */
+        L->k = alloc_f32((size_t)L->slots, (KV + half - 1) / half, &ok);
+        L->v = alloc_f32((size_t)L->slots, (KV + half - 1) / half, &ok);
     }
     size_t maxin = G8_MAX(G8_MAX(E, Q), F);
     ctx->ops.qbuf_blocks = B * (maxin / QK8_0 + 1);
@@ -197,12 +227,12 @@ void g8_forward(gemma8_context *ctx, const int32_t *tokens, const float *embd, i
         g8_rope(ctx->q, T, hp->n_head, hd, ctx->pos, ctx->inv_freq);
         g8_rope(ctx->k, T, hp->n_head_kv, hd, ctx->pos, ctx->inv_freq);
         for (int t = 0; t < T; t++) {
-            const size_t slot = (size_t)(ctx->pos[t] % kv->slots);
-            memcpy(kv->k + slot * KV, ctx->k + (size_t)t * KV, KV * sizeof(float));
-            memcpy(kv->v + slot * KV, ctx->v + (size_t)t * KV, KV * sizeof(float));
+            g8_kv_set_row(ctx, il, 0, ctx->pos[t], ctx->k + (size_t)t * KV);
+            g8_kv_set_row(ctx, il, 1, ctx->pos[t], ctx->v + (size_t)t * KV);
         }
         g8_attn_args aa = {
-            .q = ctx->q, .k_cache = kv->k, .v_cache = kv->v, .slots = kv->slots, .pos = ctx->pos, .T = T,
+            .q = ctx->q, .k_cache = kv->k, .v_cache = kv->v, .kv_type = ctx->kv_type, .slots = kv->slots,
+            .pos = ctx->pos, .T = T,
             .n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .head_dim = hd,
             .window = g8_layer_is_sliding(il) ? hp->sliding_window : 0,
             .scale = hp->query_scale, .softcap = hp->attn_softcap, .out = ctx->att,

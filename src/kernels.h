@@ -28,6 +28,7 @@ typedef struct g8_kernels {
     void (*quantize_q8_0)(const float *x, block_q8_0 *y, int n);
     /* y += a * x */
     void (*axpy)(int n, float a, const float *x, float *y);
+    void (*axpy_f16)(int n, float a, const uint16_t *x, float *y);
 } g8_kernels;
 
 /* The best table for this CPU (GEMMA8_KERNELS=scalar in the environment forces

@@ -65,8 +65,12 @@ static void axpy(int n, float a, const float *x, float *y) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+static void axpy_f16(int n, float a, const uint16_t *x, float *y) {
+    for (int i = 0; i < n; i++) y[i] += a * g8_f16_to_f32(x[i]);
+}
+
 static const g8_kernels scalar = {
-    "scalar", dot_f32, dot_f16, dot_bf16, dot_q8_0, tile_q8_0, quantize_q8_0, axpy,
+    "scalar", dot_f32, dot_f16, dot_bf16, dot_q8_0, tile_q8_0, quantize_q8_0, axpy, axpy_f16,
 };
 
 const g8_kernels *g8_kernels_scalar(void) { return &scalar; }

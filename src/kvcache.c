@@ -44,9 +44,14 @@ gemma8_status gemma8_cache_save(const gemma8_context *ctx, const char *path) {
             return g8_fail(GEMMA8_ERR_UNSUPPORTED, "a cache holding embedding inputs cannot be saved");
     const g8_hparams *hp = &ctx->model->hp;
     const size_t KV = (size_t)hp->n_head_kv * hp->head_dim;
+    float *row = g8_malloc(KV * sizeof(float), "a cache row");
+    if (!row) return GEMMA8_ERR_NOMEM;
     g8_atomic_file af;
     gemma8_status st = g8_atomic_open(path, &af);
-    if (st) return st;
+    if (st) {
+        free(row);
+        return st;
+    }
     uint32_t head[4] = {(uint32_t)hp->n_layer, (uint32_t)hp->n_head_kv, (uint32_t)hp->head_dim, (uint32_t)ctx->n_past};
     uint32_t version = KV_VERSION;
     uint64_t fp = fingerprint(ctx->model);
@@ -55,16 +60,18 @@ gemma8_status gemma8_cache_save(const gemma8_context *ctx, const char *path) {
         (st = g8_atomic_write(&af, ctx->history, (size_t)ctx->n_past * sizeof(int32_t))))
         goto fail;
     for (int il = 0; il < hp->n_layer; il++) {
-        const g8_kv_layer *L = &ctx->kv[il];
         uint32_t first = (uint32_t)first_kept(ctx, il);
         if ((st = g8_atomic_write(&af, &first, 4))) goto fail;
         for (int kv = 0; kv < 2; kv++)
-            for (int32_t p = (int32_t)first; p < ctx->n_past; p++)
-                if ((st = g8_atomic_write(&af, (kv ? L->v : L->k) + (size_t)(p % L->slots) * KV, KV * sizeof(float))))
-                    goto fail;
+            for (int32_t p = (int32_t)first; p < ctx->n_past; p++) {
+                g8_kv_get_row(ctx, il, kv, p, row);
+                if ((st = g8_atomic_write(&af, row, KV * sizeof(float)))) goto fail;
+            }
     }
+    free(row);
     return g8_atomic_commit(&af);
 fail:
+    free(row);
     g8_atomic_abort(&af);
     return st;
 }
@@ -137,11 +144,19 @@ gemma8_status gemma8_cache_load(gemma8_context *ctx, const char *path) {
             free(hist);
             goto truncated;
         }
+        float *row = g8_malloc(KV * sizeof(float), "a cache row");
+        if (!row) {
+            free(hist);
+            st = GEMMA8_ERR_NOMEM;
+            goto done;
+        }
         for (int kv = 0; kv < 2; kv++)
             for (uint32_t q = first; q < n_past; q++) {
-                memcpy((kv ? L->v : L->k) + (size_t)(q % (uint32_t)L->slots) * KV, p, KV * sizeof(float));
+                memcpy(row, p, KV * sizeof(float));
+                g8_kv_set_row(ctx, il, kv, (int32_t)q, row);
                 p += KV * sizeof(float);
             }
+        free(row);
     }
     if (p != end) {
         free(hist);

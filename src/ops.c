@@ -141,6 +141,7 @@ static void attention_task(void *arg, int ith, int nth) {
     const int hd = a->head_dim, group = a->n_head / a->n_head_kv;
     const size_t q_stride = (size_t)a->n_head * hd, kv_stride = (size_t)a->n_head_kv * hd;
     float *sc = a->scratch + (size_t)ith * a->scratch_len;
+    const bool f16 = a->kv_type == GEMMA8_TYPE_F16;
     for (int task = ith; task < a->T * a->n_head; task += nth) {
         const int t = task / a->n_head, h = task % a->n_head, g = h / group;
         const int p = a->pos[t];
@@ -148,8 +149,9 @@ static void attention_task(void *arg, int ith, int nth) {
         const float *q = a->q + t * q_stride + (size_t)h * hd;
         float maxv = -INFINITY;
         for (int j = lo; j <= p; j++) {
-            const float *kj = a->k_cache + (size_t)(j % a->slots) * kv_stride + (size_t)g * hd;
-            float s = k->dot_f32(hd, q, kj) * a->scale;
+            const size_t at = (size_t)(j % a->slots) * kv_stride + (size_t)g * hd;
+            float s = (f16 ? k->dot_f16(hd, (const uint16_t *)a->k_cache + at, q)
+                           : k->dot_f32(hd, (const float *)a->k_cache + at, q)) * a->scale;
             if (a->softcap != 0) s = tanhf(s / a->softcap) * a->softcap;
             sc[j - lo] = s;
             if (s > maxv) maxv = s;
@@ -160,8 +162,9 @@ static void attention_task(void *arg, int ith, int nth) {
         float *o = a->out + t * q_stride + (size_t)h * hd;
         memset(o, 0, (size_t)hd * sizeof(float));
         for (int j = lo; j <= p; j++) {
-            const float *vj = a->v_cache + (size_t)(j % a->slots) * kv_stride + (size_t)g * hd;
-            k->axpy(hd, sc[j - lo] * inv, vj, o);
+            const size_t at = (size_t)(j % a->slots) * kv_stride + (size_t)g * hd;
+            if (f16) k->axpy_f16(hd, sc[j - lo] * inv, (const uint16_t *)a->v_cache + at, o);
+            else k->axpy(hd, sc[j - lo] * inv, (const float *)a->v_cache + at, o);
         }
     }
 }

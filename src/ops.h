@@ -41,8 +41,9 @@ void g8_add(float *x, const float *y, size_t n);
  * positions (position j lives in slot j % slots). */
 typedef struct g8_attn_args {
     const float *q;        /* (T, n_head * head_dim), RoPE applied */
-    const float *k_cache;  /* (slots, n_head_kv * head_dim) */
-    const float *v_cache;  /* (slots, n_head_kv * head_dim) */
+    const void *k_cache;   /* (slots, n_head_kv * head_dim) of kv_type */
+    const void *v_cache;   /* (slots, n_head_kv * head_dim) of kv_type */
+    uint32_t kv_type;      /* GEMMA8_TYPE_F32 or GEMMA8_TYPE_F16 */
     int slots;
     const int32_t *pos;    /* (T) position of each query */
     int T, n_head, n_head_kv, head_dim;

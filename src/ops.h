@@ -27,7 +27,7 @@ void g8_rmsnorm(float *out, const float *x, const float *w, int T, int n, float 
 void g8_rope(float *x, int T, int n_head, int head_dim, const int32_t *pos, const float *inv_freq);
 
 /* g[i] = gelu_tanh(g[i]) * u[i] */
-void g8_geglu(float *g, const float *u, size_t n);
+void g8_geglu(g8_ops *ops, float *g, const float *u, size_t n);
 
 /* x[i] = cap * tanh(x[i] / cap); nothing if cap == 0 */
 void g8_softcap(float *x, size_t n, float cap);

@@ -182,13 +182,15 @@ gemma8_status gemma8_chat_tokenize(const gemma8_model *model, const gemma8_chat_
 
 typedef struct gemma8_context gemma8_context;
 
+#define GEMMA8_KV_AUTO (-1)
+
 typedef struct gemma8_context_params {
     int32_t n_ctx;        /* context length in tokens; 0: the model's (8192); default 0 */
     int32_t n_batch;      /* tokens per prefill chunk; default 256 */
     int32_t n_threads;    /* worker threads; 0: number of online cores; default 0 */
-    gemma8_type kv_type;  /* KV cache storage: GEMMA8_TYPE_F32 or GEMMA8_TYPE_F16; 0 (default):
-                             f32 for float models (exact), f16 for q8_0 models (half the
-                             memory and bandwidth) */
+    int32_t kv_type;      /* KV cache storage: GEMMA8_TYPE_F32, GEMMA8_TYPE_F16, or GEMMA8_KV_AUTO
+                             (default): f32 for float models (exact), f16 for q8_0 models
+                             (half the memory and bandwidth) */
 } gemma8_context_params;
 
 gemma8_context_params gemma8_context_default_params(void);

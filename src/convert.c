@@ -285,13 +285,6 @@ done:
     return st;
 }
 
-static char *join(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *s = malloc(n);
-    if (s) snprintf(s, n, "%s/%s", dir, name);
-    return s;
-}
-
 static const char *base_name(const char *path) {
     const char *s = path + strlen(path);
     while (s > path && s[-1] == '/') s--; /* trailing slashes */
@@ -305,7 +298,7 @@ static const char *base_name(const char *path) {
 gemma8_status gemma8_convert_hf(const char *hf_dir, const char *out_path, const gemma8_convert_params *params) {
     if (!hf_dir || !out_path) return g8_fail(GEMMA8_ERR_INVALID_ARG, "convert needs an input directory and an output path");
     gemma8_convert_params p = params ? *params : gemma8_convert_default_params();
-    char *config = join(hf_dir, "config.json");
+    char *config = g8_path_join(hf_dir, "config.json");
     if (!config) return g8_fail(GEMMA8_ERR_NOMEM, "out of memory");
     hf_config c;
     gemma8_status st = read_config(config, &c); /* refuse other architectures before touching weights */

@@ -9,6 +9,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+char *g8_path_join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", dir, name);
+    else g8_fail(GEMMA8_ERR_NOMEM, "out of memory");
+    return p;
+}
+
 gemma8_status g8_map_file(const char *path, g8_map *out) {
     memset(out, 0, sizeof *out);
     int fd = open(path, O_RDONLY | O_CLOEXEC);

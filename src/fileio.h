@@ -10,6 +10,9 @@ typedef struct g8_map {
     size_t size;
 } g8_map;
 
+/* dir + "/" + name, malloc'd; NULL (with an error recorded) if out of memory. */
+char *g8_path_join(const char *dir, const char *name);
+
 /* Maps a whole file read-only. */
 gemma8_status g8_map_file(const char *path, g8_map *out);
 void g8_unmap(g8_map *m);

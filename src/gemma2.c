@@ -8,12 +8,12 @@
 #include <unistd.h>
 
 gemma8_context_params gemma8_context_default_params(void) {
-    gemma8_context_params p = {0, 256, 0, 0};
+    gemma8_context_params p = {0, 256, 0, GEMMA8_KV_AUTO};
     return p;
 }
 
 static uint32_t kv_type_of(const gemma8_model *m, const gemma8_context_params *p) {
-    if (p->kv_type == GEMMA8_TYPE_F16 || p->kv_type == GEMMA8_TYPE_F32) return p->kv_type;
+    if (p->kv_type == GEMMA8_TYPE_F16 || p->kv_type == GEMMA8_TYPE_F32) return (uint32_t)p->kv_type;
     return m->layers[0].wq.type == GEMMA8_TYPE_Q8_0 ? GEMMA8_TYPE_F16 : GEMMA8_TYPE_F32;
 }
 
@@ -108,7 +108,7 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
     *out = NULL;
     if (!model || !params) return g8_fail(GEMMA8_ERR_INVALID_ARG, "no model or parameters given");
     const g8_hparams *hp = &model->hp;
-    if (params->kv_type && params->kv_type != GEMMA8_TYPE_F32 && params->kv_type != GEMMA8_TYPE_F16)
+    if (params->kv_type != GEMMA8_KV_AUTO && params->kv_type != GEMMA8_TYPE_F32 && params->kv_type != GEMMA8_TYPE_F16)
         return g8_fail(GEMMA8_ERR_INVALID_ARG, "the KV cache type must be f32 or f16");
     if (params->n_ctx < 0 || params->n_batch < 0 || params->n_threads < 0 || params->n_threads > 1024)
         return g8_fail(GEMMA8_ERR_INVALID_ARG, "negative or absurd context parameters (n_ctx %d, n_batch %d, n_threads %d)",
@@ -260,13 +260,13 @@ void g8_forward(gemma8_context *ctx, const int32_t *tokens, const float *embd, i
     if (logits_all) {
         g8_rmsnorm(xn, x, m->output_norm, T, E, hp->rms_eps);
         g8_matmul(ops, &m->output, xn, T, logits_all);
-        g8_softcap(logits_all, (size_t)T * V, hp->final_softcap);
+        g8_softcap(ops, logits_all, (size_t)T * V, hp->final_softcap);
         memcpy(ctx->last_logits, logits_all + (size_t)(T - 1) * V, V * sizeof(float));
         memcpy(ctx->last_hidden, xn + (size_t)(T - 1) * E, (size_t)E * sizeof(float));
     } else {
         g8_rmsnorm(xn, x + (size_t)(T - 1) * E, m->output_norm, 1, E, hp->rms_eps);
         g8_matmul(ops, &m->output, xn, 1, ctx->last_logits);
-        g8_softcap(ctx->last_logits, V, hp->final_softcap);
+        g8_softcap(ops, ctx->last_logits, V, hp->final_softcap);
         memcpy(ctx->last_hidden, xn, (size_t)E * sizeof(float));
     }
     for (int t = 0; t < T; t++) ctx->history[ctx->n_past + t] = tokens ? tokens[t] : -1;

@@ -29,7 +29,18 @@ typedef struct g8_kernels {
     /* y += a * x */
     void (*axpy)(int n, float a, const float *x, float *y);
     void (*axpy_f16)(int n, float a, const uint16_t *x, float *y);
+    /* x[i] = cap * tanh(x[i] * scale / cap), or x[i] * scale when cap is 0 */
+    void (*softcap)(int n, float *x, float scale, float cap);
+    /* x[i] = exp(x[i] - m); returns the sum */
+    float (*exp_sum)(int n, float *x, float m);
+    /* g[i] = gelu_tanh(g[i]) * u[i] */
+    void (*geglu)(int n, float *g, const float *u);
 } g8_kernels;
+
+/* scalar versions, for tables that have no SIMD one */
+void g8_softcap_scalar(int n, float *x, float scale, float cap);
+float g8_exp_sum_scalar(int n, float *x, float m);
+void g8_geglu_scalar(int n, float *g, const float *u);
 
 /* The best table for this CPU (GEMMA8_KERNELS=scalar in the environment forces
  * the reference). */

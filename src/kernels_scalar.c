@@ -1,6 +1,7 @@
 /* kernels_scalar.c - the portable reference kernels, and the kernel table choice. */
 #include "kernels.h"
 
+#include <math.h>
 #include <stdlib.h>
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -69,8 +70,31 @@ static void axpy_f16(int n, float a, const uint16_t *x, float *y) {
     for (int i = 0; i < n; i++) y[i] += a * g8_f16_to_f32(x[i]);
 }
 
+void g8_softcap_scalar(int n, float *x, float scale, float cap) {
+    if (cap == 0) {
+        for (int i = 0; i < n; i++) x[i] *= scale;
+        return;
+    }
+    for (int i = 0; i < n; i++) x[i] = tanhf(x[i] * scale / cap) * cap;
+}
+
+float g8_exp_sum_scalar(int n, float *x, float m) {
+    float sum = 0;
+    for (int i = 0; i < n; i++) sum += (x[i] = expf(x[i] - m));
+    return sum;
+}
+
+void g8_geglu_scalar(int n, float *g, const float *u) {
+    const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+    for (int i = 0; i < n; i++) {
+        const float x = g[i];
+        g[i] = 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x))) * u[i];
+    }
+}
+
 static const g8_kernels scalar = {
     "scalar", dot_f32, dot_f16, dot_bf16, dot_q8_0, tile_q8_0, quantize_q8_0, axpy, axpy_f16,
+    g8_softcap_scalar, g8_exp_sum_scalar, g8_geglu_scalar,
 };
 
 const g8_kernels *g8_kernels_scalar(void) { return &scalar; }

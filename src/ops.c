@@ -137,27 +137,24 @@ typedef struct geglu_task {
     float *g;
     const float *u;
     size_t n;
+    const g8_kernels *k;
 } geglu_task;
 
 static void geglu_task_fn(void *arg, int ith, int nth) {
     const geglu_task *gt = arg;
-    const float k = 0.7978845608028654f; /* sqrt(2/pi) */
     int64_t i0, i1;
     split((int64_t)gt->n, ith, nth, 64, &i0, &i1);
-    for (int64_t i = i0; i < i1; i++) {
-        const float x = gt->g[i];
-        gt->g[i] = 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x))) * gt->u[i];
-    }
+    gt->k->geglu((int)(i1 - i0), gt->g + i0, gt->u + i0);
 }
 
 void g8_geglu(g8_ops *ops, float *g, const float *u, size_t n) {
-    geglu_task gt = {g, u, n};
+    geglu_task gt = {g, u, n, ops->k};
     g8_pool_run(ops->pool, geglu_task_fn, &gt);
 }
 
-void g8_softcap(float *x, size_t n, float cap) {
+void g8_softcap(g8_ops *ops, float *x, size_t n, float cap) {
     if (cap == 0) return;
-    for (size_t i = 0; i < n; i++) x[i] = tanhf(x[i] / cap) * cap;
+    for (size_t i = 0; i < n; i += 1u << 30) ops->k->softcap((int)G8_MIN(n - i, (size_t)1 << 30), x + i, 1.0f, cap);
 }
 
 void g8_add(float *x, const float *y, size_t n) {
@@ -181,18 +178,16 @@ static void attention_task(void *arg, int ith, int nth) {
         const int p = a->pos[t];
         const int lo = a->window ? G8_MAX(0, p - a->window + 1) : 0;
         const float *q = a->q + t * q_stride + (size_t)h * hd;
-        float maxv = -INFINITY;
         for (int j = lo; j <= p; j++) {
             const size_t at = (size_t)(j % a->slots) * kv_stride + (size_t)g * hd;
-            float s = (f16 ? k->dot_f16(hd, (const uint16_t *)a->k_cache + at, q)
-                           : k->dot_f32(hd, (const float *)a->k_cache + at, q)) * a->scale;
-            if (a->softcap != 0) s = tanhf(s / a->softcap) * a->softcap;
-            sc[j - lo] = s;
-            if (s > maxv) maxv = s;
+            sc[j - lo] = f16 ? k->dot_f16(hd, (const uint16_t *)a->k_cache + at, q)
+                             : k->dot_f32(hd, (const float *)a->k_cache + at, q);
         }
-        float sum = 0;
-        for (int j = lo; j <= p; j++) sum += (sc[j - lo] = expf(sc[j - lo] - maxv));
-        const float inv = 1.0f / sum;
+        const int nk = p - lo + 1;
+        k->softcap(nk, sc, a->scale, a->softcap);
+        float maxv = -INFINITY;
+        for (int j = 0; j < nk; j++) maxv = sc[j] > maxv ? sc[j] : maxv;
+        const float inv = 1.0f / k->exp_sum(nk, sc, maxv);
         float *o = a->out + t * q_stride + (size_t)h * hd;
         memset(o, 0, (size_t)hd * sizeof(float));
         for (int j = lo; j <= p; j++) {

@@ -30,7 +30,7 @@ void g8_rope(float *x, int T, int n_head, int head_dim, const int32_t *pos, cons
 void g8_geglu(g8_ops *ops, float *g, const float *u, size_t n);
 
 /* x[i] = cap * tanh(x[i] / cap); nothing if cap == 0 */
-void g8_softcap(float *x, size_t n, float cap);
+void g8_softcap(g8_ops *ops, float *x, size_t n, float cap);
 
 /* x[i] += y[i] */
 void g8_add(float *x, const float *y, size_t n);

@@ -98,22 +98,15 @@ gemma8_status st_open_file(const char *path, st_set *set) {
     return st;
 }
 
-static char *path_join(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 gemma8_status st_open_dir(const char *dir, st_set *set) {
     memset(set, 0, sizeof *set);
-    char *index_path = path_join(dir, "model.safetensors.index.json");
+    char *index_path = g8_path_join(dir, "model.safetensors.index.json");
     if (!index_path) return g8_fail(GEMMA8_ERR_NOMEM, "out of memory");
     g8_map im;
     gemma8_status st = g8_map_file(index_path, &im);
     if (st) { /* no index: a single file */
         free(index_path);
-        char *single = path_join(dir, "model.safetensors");
+        char *single = g8_path_join(dir, "model.safetensors");
         if (!single) return g8_fail(GEMMA8_ERR_NOMEM, "out of memory");
         st = st_open_file(single, set);
         free(single);
@@ -145,7 +138,7 @@ gemma8_status st_open_dir(const char *dir, st_set *set) {
         }
         seen = ns;
         seen[n_seen++] = it->valuestring;
-        char *p = path_join(dir, it->valuestring);
+        char *p = g8_path_join(dir, it->valuestring);
         st = p ? add_file(set, p) : g8_fail(GEMMA8_ERR_NOMEM, "out of memory");
         free(p);
     }

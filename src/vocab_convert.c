@@ -45,17 +45,10 @@ static gemma8_status vocab_out_alloc(vocab_out *vo, int n) {
     return GEMMA8_OK;
 }
 
-static char *join(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *s = malloc(n);
-    if (s) snprintf(s, n, "%s/%s", dir, name);
-    return s;
-}
-
 /* Parses a JSON file; NULL with *st = OK if it does not exist. */
 static cJSON *read_json(const char *dir, const char *name, gemma8_status *st) {
     *st = GEMMA8_OK;
-    char *p = join(dir, name);
+    char *p = g8_path_join(dir, name);
     if (!p) {
         *st = g8_fail(GEMMA8_ERR_NOMEM, "out of memory");
         return NULL;
@@ -358,7 +351,7 @@ gemma8_status g8_vocab_convert(gguf_writer *w, const char *dir, int n_vocab) {
     vocab_out vo = {0};
     gemma8_status st = GEMMA8_OK;
     cJSON *tj = dir ? read_json(dir, "tokenizer.json", &st) : NULL;
-    char *spm = dir ? join(dir, "tokenizer.model") : NULL;
+    char *spm = dir ? g8_path_join(dir, "tokenizer.model") : NULL;
     g8_map probe = {0};
     if (st) goto done;
     if (tj) {

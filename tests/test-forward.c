@@ -130,25 +130,6 @@ TEST(forward_prefill_then_decode) {
 
 /* ---- w8a8 (q8_0) against the float reference ------------------------------ */
 
-static double kl_mean(const float *ref, const float *got, int T, int V) {
-    double total = 0;
-    for (int t = 0; t < T; t++) {
-        const float *a = ref + (size_t)t * V, *b = got + (size_t)t * V;
-        double ma = a[0], mb = b[0], sa = 0, sb = 0, kl = 0;
-        for (int i = 1; i < V; i++) {
-            if (a[i] > ma) ma = a[i];
-            if (b[i] > mb) mb = b[i];
-        }
-        for (int i = 0; i < V; i++) sa += exp(a[i] - ma), sb += exp(b[i] - mb);
-        for (int i = 0; i < V; i++) {
-            double la = a[i] - ma - log(sa), lb = b[i] - mb - log(sb);
-            kl += exp(la) * (la - lb);
-        }
-        total += kl;
-    }
-    return total / T;
-}
-
 static void check_q8_0(const char *fixture, bool gen0) {
     const char *path = convert_fixture(fixture, GEMMA8_TYPE_Q8_0);
     gemma8_model *m;
@@ -163,7 +144,7 @@ static void check_q8_0(const char *fixture, bool gen0) {
     int V = gemma8_model_get_info(m).n_vocab;
     float *got = tok ? eval_all(m, tok, (int)T, 256, 2) : NULL;
     if (got && want) {
-        double kl = kl_mean(want, got, (int)T, V);
+        double kl = mean_kl(want, got, (int)T, V);
         int agree = argmax_agree(got, want, (int)T, V);
         CHECKF(kl <= 1e-3, "%s q8_0: mean KL %g", fixture, kl);
         CHECKF(agree * 100 >= 99 * (int)T, "%s q8_0: argmax %d/%zu", fixture, agree, T);

@@ -459,3 +459,33 @@ TEST(context_memory_check) {
            gemma8_last_error());
     gemma8_model_free(m);
 }
+
+/* The KV cache type follows the weights unless chosen; f16 stays close to f32. */
+TEST(context_kv_cache_types) {
+    gemma8_model *m = load_fixture("tiny-a", GEMMA8_TYPE_F32), *q = load_fixture("tiny-a", GEMMA8_TYPE_Q8_0);
+    if (!m || !q) return;
+    gemma8_context_params cp = gemma8_context_default_params();
+    cp.n_ctx = 4096;
+    gemma8_memory_estimate ef = gemma8_estimate_memory(m, &cp), eq = gemma8_estimate_memory(q, &cp);
+    CHECKF(ef.kv_cache == 2 * eq.kv_cache, "f32 model %llu vs q8_0 model %llu bytes of KV",
+           (unsigned long long)ef.kv_cache, (unsigned long long)eq.kv_cache);
+    cp.kv_type = GEMMA8_TYPE_F16;
+    CHECK(gemma8_estimate_memory(m, &cp).kv_cache == eq.kv_cache);
+    int32_t tok[24];
+    for (int i = 0; i < 24; i++) tok[i] = (i * 13 + 2) % 512;
+    gemma8_context *a, *b;
+    CHECK(gemma8_context_new(m, &cp, &b) == GEMMA8_OK);
+    cp.kv_type = GEMMA8_TYPE_F32;
+    CHECK(gemma8_context_new(m, &cp, &a) == GEMMA8_OK);
+    CHECK(gemma8_eval(a, tok, 24, NULL) == GEMMA8_OK && gemma8_eval(b, tok, 24, NULL) == GEMMA8_OK);
+    float d = max_abs_diff(gemma8_get_logits(a), gemma8_get_logits(b), 512);
+    CHECKF(d < 2e-2f, "f16 vs f32 KV: %g", d);
+    harness_note("f16 KV cache vs f32: max |logit diff| %.3g", d);
+    cp.kv_type = GEMMA8_TYPE_Q8_0;
+    gemma8_context *c = NULL;
+    CHECK(gemma8_context_new(m, &cp, &c) == GEMMA8_ERR_INVALID_ARG);
+    gemma8_context_free(a);
+    gemma8_context_free(b);
+    gemma8_model_free(m);
+    gemma8_model_free(q);
+}

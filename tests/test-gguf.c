@@ -18,26 +18,6 @@ static float *ref_logits(const char *fixture, const char *seq, int32_t **tokens,
     return ref_load(ref, name, &n);
 }
 
-/* Mean over positions of KL(ref || got) on softmax of the logits. */
-static double mean_kl(const float *ref, const float *got, int T, int V) {
-    double total = 0;
-    for (int t = 0; t < T; t++) {
-        const float *a = ref + (size_t)t * V, *b = got + (size_t)t * V;
-        double ma = -INFINITY, mb = -INFINITY, sa = 0, sb = 0, kl = 0;
-        for (int i = 0; i < V; i++) {
-            if (a[i] > ma) ma = a[i];
-            if (b[i] > mb) mb = b[i];
-        }
-        for (int i = 0; i < V; i++) sa += exp(a[i] - ma), sb += exp(b[i] - mb);
-        for (int i = 0; i < V; i++) {
-            double la = a[i] - ma - log(sa), lb = b[i] - mb - log(sb);
-            kl += exp(la) * (la - lb);
-        }
-        total += kl;
-    }
-    return total / T;
-}
-
 /* A gemma2 file written by llama.cpp's converter runs with the same logits. */
 TEST(gguf_llamacpp_f32_logits) {
     gemma8_model *m;

@@ -127,3 +127,26 @@ TEST(quant_half_conversions) {
     }
     CHECKF(bad == 0, "%d f16 values do not round-trip", bad);
 }
+
+/* the vectorized exp, tanh soft-cap and GeGLU against libm */
+TEST(kernels_elementwise_match_scalar) {
+    const g8_kernels *all[8];
+    int nk = g8_kernels_all(all, 8);
+    float x[203], y[203], u[203], z[203];
+    for (int k = 0; k < nk; k++) {
+        for (int i = 0; i < 203; i++) x[i] = y[i] = (frand() * 60.0f) * (i % 7 == 0 ? 3.0f : 1.0f), u[i] = frand();
+        all[k]->softcap(203, x, 0.0625f, 50.0f);
+        g8_softcap_scalar(203, y, 0.0625f, 50.0f);
+        CHECKF(max_abs_diff(x, y, 203) <= 2e-5f, "%s softcap: %g", all[k]->name, max_abs_diff(x, y, 203));
+        for (int i = 0; i < 203; i++) x[i] = y[i] = frand() * 80.0f - 40.0f;
+        float s1 = all[k]->exp_sum(203, x, 40.0f), s2 = g8_exp_sum_scalar(203, y, 40.0f);
+        CHECKF(close_rel(s1, s2, 1e-5f), "%s exp_sum %g vs %g", all[k]->name, s1, s2);
+        bool ok = true;
+        for (int i = 0; i < 203; i++) ok &= fabsf(x[i] - y[i]) <= 3e-7f * y[i] + 1e-30f;
+        CHECKF(ok, "%s exp values", all[k]->name);
+        for (int i = 0; i < 203; i++) x[i] = z[i] = frand() * 8.0f;
+        all[k]->geglu(203, x, u);
+        g8_geglu_scalar(203, z, u);
+        CHECKF(max_abs_diff(x, z, 203) <= 1e-6f, "%s geglu: %g", all[k]->name, max_abs_diff(x, z, 203));
+    }
+}

@@ -1,6 +1,7 @@
 /* testutil.c - helpers for tests that compare against the reference fixtures. */
 #include "testutil.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -106,3 +107,24 @@ const char *fullvocab_gguf(void) {
     }
     return out;
 }
+
+/* Mean over positions of KL(ref || got) on softmax of the logits. */
+double mean_kl(const float *ref, const float *got, int T, int V) {
+    double total = 0;
+    for (int t = 0; t < T; t++) {
+        const float *a = ref + (size_t)t * V, *b = got + (size_t)t * V;
+        double ma = -INFINITY, mb = -INFINITY, sa = 0, sb = 0, kl = 0;
+        for (int i = 0; i < V; i++) {
+            if (a[i] > ma) ma = a[i];
+            if (b[i] > mb) mb = b[i];
+        }
+        for (int i = 0; i < V; i++) sa += exp(a[i] - ma), sb += exp(b[i] - mb);
+        for (int i = 0; i < V; i++) {
+            double la = a[i] - ma - log(sa), lb = b[i] - mb - log(sb);
+            kl += exp(la) * (la - lb);
+        }
+        total += kl;
+    }
+    return total / T;
+}
+

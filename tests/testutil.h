@@ -18,6 +18,8 @@ const char *convert_fixture(const char *fixture, gemma8_type type);
 float max_abs_diff(const float *a, const float *b, size_t n);
 int argmax_agree(const float *a, const float *b, int T, int V);
 int argmax_f(const float *x, int n);
+/* Mean over T positions of KL(softmax(ref) || softmax(got)). */
+double mean_kl(const float *ref, const float *got, int T, int V);
 
 /* Runs tokens through a fresh context of model; returns T x vocab logits (malloc'd). */
 float *eval_all(gemma8_model *m, const int32_t *tokens, int T, int n_batch, int n_threads);

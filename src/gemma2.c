@@ -97,7 +97,8 @@ gemma8_memory_estimate gemma8_estimate_memory(const gemma8_model *m, const gemma
     }
     e.scratch = (uint64_t)B * (3 * E + 2 * Q + 2 * KV + 2 * F) * sizeof(float) +
                 (uint64_t)B * (G8_MAX(G8_MAX(E, Q), F) / QK8_0 + 1) * sizeof(block_q8_0) +
-                (uint64_t)T * n_ctx * sizeof(float) + 2 * (uint64_t)hp->n_vocab * sizeof(float) +
+                (uint64_t)T * (hp->n_head / hp->n_head_kv + 1) * G8_MAX(n_ctx, hp->head_dim) * sizeof(float) +
+                2 * (uint64_t)hp->n_vocab * sizeof(float) +
                 (uint64_t)n_ctx * sizeof(int32_t);
     e.total = e.weights + e.kv_cache + e.scratch;
     e.available = mem_available();
@@ -168,7 +169,8 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
     ctx->proj = alloc_f32(B, E, &ok);
     ctx->gate = alloc_f32(B, F, &ok);
     ctx->up = alloc_f32(B, F, &ok);
-    ctx->attn_scratch = alloc_f32((size_t)ctx->n_threads, (size_t)ctx->n_ctx, &ok);
+    const size_t group = (size_t)(hp->n_head / hp->n_head_kv);
+    ctx->attn_scratch = alloc_f32((size_t)ctx->n_threads, (group + 1) * (size_t)G8_MAX(ctx->n_ctx, hp->head_dim), &ok);
     ctx->last_logits = alloc_f32(1, (size_t)hp->n_vocab, &ok);
     ctx->last_hidden = alloc_f32(1, E, &ok);
     ctx->history = ok ? malloc((size_t)ctx->n_ctx * sizeof(int32_t)) : NULL;
@@ -236,7 +238,8 @@ void g8_forward(gemma8_context *ctx, const int32_t *tokens, const float *embd, i
             .n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .head_dim = hd,
             .window = g8_layer_is_sliding(il) ? hp->sliding_window : 0,
             .scale = hp->query_scale, .softcap = hp->attn_softcap, .out = ctx->att,
-            .scratch = ctx->attn_scratch, .scratch_len = ctx->n_ctx,
+            .scratch = ctx->attn_scratch,
+            .scratch_len = (hp->n_head / hp->n_head_kv + 1) * G8_MAX(ctx->n_ctx, hd),
         };
         g8_attention(ops, &aa);
         g8_matmul(ops, &L->wo, ctx->att, T, ctx->proj);

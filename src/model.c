@@ -56,7 +56,8 @@ static gemma8_status read_hparams(const gguf_file *f, const char *path, g8_hpara
         return g8_fail(GEMMA8_ERR_FORMAT, "'%s': %d layers need %d tensors, the file has %llu", path, hp->n_layer,
                        hp->n_layer * LT_COUNT + 2, (unsigned long long)f->n_tensors);
     if (hp->n_embd <= 0 || hp->n_layer <= 0 || hp->n_ff <= 0 || hp->n_head <= 0 || hp->n_head_kv <= 0 ||
-        hp->n_head % hp->n_head_kv || hp->n_ctx_train <= 0 || hp->sliding_window <= 0)
+        hp->n_head % hp->n_head_kv || hp->n_head / hp->n_head_kv > 64 || hp->n_ctx_train <= 0 ||
+        hp->sliding_window <= 0)
         return g8_fail(GEMMA8_ERR_FORMAT,
                        "'%s': inconsistent hyper-parameters (embd %d, layers %d, ff %d, heads %d/%d, ctx %d, window %d)",
                        path, hp->n_embd, hp->n_layer, hp->n_ff, hp->n_head, hp->n_head_kv, hp->n_ctx_train,

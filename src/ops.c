@@ -166,34 +166,47 @@ typedef struct attn_task {
     const g8_kernels *k;
 } attn_task;
 
+/* One task is one query position and one KV head with all the query heads
+ * that share it (GQA): each key and value row is read (and widened from f16)
+ * once for the whole group. */
 static void attention_task(void *arg, int ith, int nth) {
     const g8_attn_args *a = ((const attn_task *)arg)->a;
     const g8_kernels *k = ((const attn_task *)arg)->k;
     const int hd = a->head_dim, group = a->n_head / a->n_head_kv;
     const size_t q_stride = (size_t)a->n_head * hd, kv_stride = (size_t)a->n_head_kv * hd;
-    float *sc = a->scratch + (size_t)ith * a->scratch_len;
+    float *sc = a->scratch + (size_t)ith * a->scratch_len; /* (group, keys) scores */
     const bool f16 = a->kv_type == GEMMA8_TYPE_F16;
-    for (int task = ith; task < a->T * a->n_head; task += nth) {
-        const int t = task / a->n_head, h = task % a->n_head, g = h / group;
+    for (int task = ith; task < a->T * a->n_head_kv; task += nth) {
+        const int t = task / a->n_head_kv, g = task % a->n_head_kv;
         const int p = a->pos[t];
-        const int lo = a->window ? G8_MAX(0, p - a->window + 1) : 0;
-        const float *q = a->q + t * q_stride + (size_t)h * hd;
-        for (int j = lo; j <= p; j++) {
+        const int lo = a->window ? G8_MAX(0, p - a->window + 1) : 0, nk = p - lo + 1;
+        const float *q = a->q + t * q_stride + (size_t)g * group * hd;
+        float *o = a->out + t * q_stride + (size_t)g * group * hd;
+        /* scores of every head of the group against each key */
+        for (int j = lo; j <= p; j++) { /* the row is read from memory once, then from L1 */
             const size_t at = (size_t)(j % a->slots) * kv_stride + (size_t)g * hd;
-            sc[j - lo] = f16 ? k->dot_f16(hd, (const uint16_t *)a->k_cache + at, q)
-                             : k->dot_f32(hd, (const float *)a->k_cache + at, q);
+            for (int h = 0; h < group; h++)
+                sc[(size_t)h * nk + (j - lo)] = f16 ? k->dot_f16(hd, (const uint16_t *)a->k_cache + at, q + (size_t)h * hd)
+                                                    : k->dot_f32(hd, (const float *)a->k_cache + at, q + (size_t)h * hd);
         }
-        const int nk = p - lo + 1;
-        k->softcap(nk, sc, a->scale, a->softcap);
-        float maxv = -INFINITY;
-        for (int j = 0; j < nk; j++) maxv = sc[j] > maxv ? sc[j] : maxv;
-        const float inv = 1.0f / k->exp_sum(nk, sc, maxv);
-        float *o = a->out + t * q_stride + (size_t)h * hd;
-        memset(o, 0, (size_t)hd * sizeof(float));
+        /* soft-cap, softmax */
+        float inv[G8_MAX_GROUP];
+        for (int h = 0; h < group; h++) {
+            float *s = sc + (size_t)h * nk;
+            k->softcap(nk, s, a->scale, a->softcap);
+            float maxv = -INFINITY;
+            for (int j = 0; j < nk; j++) maxv = s[j] > maxv ? s[j] : maxv;
+            inv[h] = 1.0f / k->exp_sum(nk, s, maxv);
+        }
+        /* weighted sum of the values */
+        memset(o, 0, (size_t)group * hd * sizeof(float));
         for (int j = lo; j <= p; j++) {
             const size_t at = (size_t)(j % a->slots) * kv_stride + (size_t)g * hd;
-            if (f16) k->axpy_f16(hd, sc[j - lo] * inv, (const uint16_t *)a->v_cache + at, o);
-            else k->axpy(hd, sc[j - lo] * inv, (const float *)a->v_cache + at, o);
+            for (int h = 0; h < group; h++) {
+                const float w = sc[(size_t)h * nk + (j - lo)] * inv[h];
+                if (f16) k->axpy_f16(hd, w, (const uint16_t *)a->v_cache + at, o + (size_t)h * hd);
+                else k->axpy(hd, w, (const float *)a->v_cache + at, o + (size_t)h * hd);
+            }
         }
     }
 }

@@ -37,6 +37,8 @@ void g8_add(float *x, const float *y, size_t n);
 
 #endif
 
+#define G8_MAX_GROUP 64 /* query heads per KV head */
+
 /* Causal attention of T queries over a KV cache kept as a ring of `slots`
  * positions (position j lives in slot j % slots). */
 typedef struct g8_attn_args {
@@ -52,7 +54,7 @@ typedef struct g8_attn_args {
     float softcap;         /* 0: off */
     float *out;            /* (T, n_head * head_dim) */
     float *scratch;        /* (n_threads, scratch_len) */
-    int scratch_len;       /* >= the most keys one query sees */
+    int scratch_len;       /* (group + 1) * the most keys one query sees, group = n_head / n_head_kv */
 } g8_attn_args;
 
 void g8_attention(g8_ops *ops, const g8_attn_args *a);

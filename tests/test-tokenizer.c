@@ -3,6 +3,8 @@
 #include "testutil.h"
 
 #include <cjson/cJSON.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -253,4 +255,93 @@ TEST(tokenizer_differential_lenml) {
     CHECKF(n >= 1000 && same == n, "%d of %d strings encode identically", same, n);
     harness_note("@lenml/tokenizers differential: %d of %d random strings identical", same, n);
     gemma8_model_free(m);
+}
+
+/* ---- SentencePiece tokenizer.model ------------------------------------------- */
+
+static void pb_varint(FILE *f, uint64_t v) {
+    do {
+        uint8_t b = v & 0x7f;
+        v >>= 7;
+        fputc(b | (v ? 0x80 : 0), f);
+    } while (v);
+}
+
+/* Writes the vocabulary of a GGUF file as a SentencePiece ModelProto (pieces
+ * with scores and types; user-defined pieces scored 0 and spelled with U+2581,
+ * as SentencePiece stores them). */
+static bool write_spm(const char *gguf_path, const char *out) {
+    gguf_file g;
+    if (gguf_open(gguf_path, &g)) return false;
+    const gguf_kv *tk = gguf_find_kv(&g, "tokenizer.ggml.tokens"), *sk = gguf_find_kv(&g, "tokenizer.ggml.scores"),
+                  *yk = gguf_find_kv(&g, "tokenizer.ggml.token_type");
+    FILE *f = fopen(out, "wb");
+    char buf[4096];
+    for (uint64_t i = 0; i < tk->n; i++) {
+        int32_t type;
+        float score;
+        memcpy(&type, yk->data + 4 * i, 4);
+        memcpy(&score, sk->data + 4 * i, 4);
+        size_t n = 0;
+        for (uint64_t k = 0; k < tk->strs[i].len && n + 3 < sizeof buf; k++) {
+            if (type == 4 && tk->strs[i].p[k] == ' ') memcpy(buf + n, "\xe2\x96\x81", 3), n += 3;
+            else buf[n++] = tk->strs[i].p[k];
+        }
+        if (type == 4) score = 0;
+        /* inner message: piece (1), score (2), type (3) */
+        uint8_t inner[4200];
+        size_t m = 0;
+        inner[m++] = 0x0a;
+        size_t len = n;
+        do {
+            uint8_t b = len & 0x7f;
+            len >>= 7;
+            inner[m++] = b | (len ? 0x80 : 0);
+        } while (len);
+        memcpy(inner + m, buf, n);
+        m += n;
+        inner[m++] = 0x15;
+        memcpy(inner + m, &score, 4);
+        m += 4;
+        inner[m++] = 0x18;
+        inner[m++] = (uint8_t)type;
+        fputc(0x0a, f);
+        pb_varint(f, m);
+        fwrite(inner, 1, m, f);
+    }
+    /* an unrelated field (trainer_spec = 2) that the reader must skip */
+    fputc(0x12, f);
+    pb_varint(f, 2);
+    fputc(0x08, f);
+    fputc(0x01, f);
+    fclose(f);
+    gguf_close(&g);
+    return true;
+}
+
+TEST(tokenizer_sentencepiece_model) {
+    char dir[1024], a[1200], b[1200], cwd[1024];
+    snprintf(dir, sizeof dir, "%s", tmp_path("spm-hf"));
+    mkdir(dir, 0755);
+    if (!getcwd(cwd, sizeof cwd)) return;
+    const char *links[][2] = {{"config.json", "fullvocab"}, {"model.safetensors", "fullvocab"}};
+    for (int i = 0; i < 2; i++) {
+        snprintf(a, sizeof a, "%s/%s/%s", cwd, data_path(links[i][1]), links[i][0]);
+        snprintf(b, sizeof b, "%s/%s", dir, links[i][0]);
+        CHECK(symlink(a, b) == 0);
+    }
+    snprintf(b, sizeof b, "%s/tokenizer.model", dir);
+    if (!CHECK(write_spm(data_path("llamacpp-gguf/fullvocab-f16.gguf"), b))) return;
+    const char *out = tmp_path("spm.gguf");
+    gemma8_convert_params p = gemma8_convert_default_params();
+    if (!CHECKF(gemma8_convert_hf(dir, out, &p) == GEMMA8_OK, "%s", gemma8_last_error())) return;
+    gemma8_model *m = load(out);
+    if (m) check_encode_cases(m, "converted from tokenizer.model");
+    gemma8_model_free(m);
+    /* a broken model file is refused */
+    FILE *f = fopen(b, "wb");
+    fputs("\x0a\xff\xff\xff\x0f garbage", f);
+    fclose(f);
+    CHECK(gemma8_convert_hf(dir, tmp_path("spm-bad.gguf"), &p) == GEMMA8_ERR_FORMAT);
+    CHECK(strstr(gemma8_last_error(), "SentencePiece") != NULL);
 }

@@ -9,8 +9,7 @@ static gemma8_model *model;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
-    gemma8_model_params mp = gemma8_model_default_params();
-    if (gemma8_model_load(fuzz_data("llamacpp-gguf/fullvocab-f16.gguf"), &mp, &model)) abort();
+    model = fuzz_load_fullvocab();
     return 0;
 }
 

@@ -2,6 +2,8 @@
 #ifndef G8_FUZZ_COMMON_H
 #define G8_FUZZ_COMMON_H
 
+#include "gemma8.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,14 @@ static inline const char *fuzz_data(const char *rel) {
     const char *d = getenv("GEMMA8_TESTDATA");
     snprintf(path, sizeof path, "%s/%s", d ? d : "tests/data", rel);
     return path;
+}
+
+/* The real 256000-piece vocabulary (llama.cpp's fullvocab GGUF), loaded once. */
+static inline struct gemma8_model *fuzz_load_fullvocab(void) {
+    struct gemma8_model *m;
+    gemma8_model_params mp = gemma8_model_default_params();
+    if (gemma8_model_load(fuzz_data("llamacpp-gguf/fullvocab-f16.gguf"), &mp, &m)) abort();
+    return m;
 }
 
 #endif

@@ -92,9 +92,14 @@ void g8_geglu_scalar(int n, float *g, const float *u) {
     }
 }
 
+void g8_wsum_f16_scalar(int n, const float *w, const uint16_t *v, size_t stride, int hd, float *out) {
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < hd; i++) out[i] += w[j] * g8_f16_to_f32(v[(size_t)j * stride + i]);
+}
+
 static const g8_kernels scalar = {
     "scalar", dot_f32, dot_f16, dot_bf16, dot_q8_0, tile_q8_0, quantize_q8_0, axpy, axpy_f16,
-    g8_softcap_scalar, g8_exp_sum_scalar, g8_geglu_scalar,
+    g8_softcap_scalar, g8_exp_sum_scalar, g8_geglu_scalar, g8_wsum_f16_scalar,
 };
 
 const g8_kernels *g8_kernels_scalar(void) { return &scalar; }

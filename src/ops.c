@@ -200,12 +200,23 @@ static void attention_task(void *arg, int ith, int nth) {
         }
         /* weighted sum of the values */
         memset(o, 0, (size_t)group * hd * sizeof(float));
-        for (int j = lo; j <= p; j++) {
-            const size_t at = (size_t)(j % a->slots) * kv_stride + (size_t)g * hd;
+        if (f16) { /* the ring holds positions lo..p in at most two runs of consecutive slots */
             for (int h = 0; h < group; h++) {
-                const float w = sc[(size_t)h * nk + (j - lo)] * inv[h];
-                if (f16) k->axpy_f16(hd, w, (const uint16_t *)a->v_cache + at, o + (size_t)h * hd);
-                else k->axpy(hd, w, (const float *)a->v_cache + at, o + (size_t)h * hd);
+                float *s = sc + (size_t)h * nk;
+                for (int j = 0; j < nk; j++) s[j] *= inv[h];
+            }
+            for (int j = lo; j <= p;) {
+                const int slot = j % a->slots, run = G8_MIN(p - j + 1, a->slots - slot);
+                const uint16_t *v0 = (const uint16_t *)a->v_cache + (size_t)slot * kv_stride + (size_t)g * hd;
+                for (int h = 0; h < group; h++)
+                    k->wsum_f16(run, sc + (size_t)h * nk + (j - lo), v0, kv_stride, hd, o + (size_t)h * hd);
+                j += run;
+            }
+        } else {
+            for (int j = lo; j <= p; j++) {
+                const size_t at = (size_t)(j % a->slots) * kv_stride + (size_t)g * hd;
+                for (int h = 0; h < group; h++)
+                    k->axpy(hd, sc[(size_t)h * nk + (j - lo)] * inv[h], (const float *)a->v_cache + at, o + (size_t)h * hd);
             }
         }
     }

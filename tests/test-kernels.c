@@ -150,3 +150,21 @@ TEST(kernels_elementwise_match_scalar) {
         CHECKF(max_abs_diff(x, z, 203) <= 1e-6f, "%s geglu: %g", all[k]->name, max_abs_diff(x, z, 203));
     }
 }
+
+TEST(kernels_wsum_f16_match_scalar) {
+    const g8_kernels *all[8];
+    int nk = g8_kernels_all(all, 8);
+    const int hds[] = {16, 64, 96, 256};
+    uint16_t v[40 * 300];
+    float w[40], o1[256], o2[256];
+    for (int i = 0; i < 40 * 300; i++) v[i] = g8_f32_to_f16(frand());
+    for (int i = 0; i < 40; i++) w[i] = frand();
+    for (int k = 0; k < nk; k++)
+        for (size_t h = 0; h < sizeof hds / sizeof hds[0]; h++) {
+            for (int i = 0; i < 256; i++) o1[i] = o2[i] = frand();
+            all[k]->wsum_f16(37, w, v + 3, 300, hds[h], o1);
+            g8_wsum_f16_scalar(37, w, v + 3, 300, hds[h], o2);
+            CHECKF(max_abs_diff(o1, o2, 256) <= 1e-5f, "%s wsum_f16 hd=%d: %g", all[k]->name, hds[h],
+                   max_abs_diff(o1, o2, 256));
+        }
+}

@@ -122,6 +122,6 @@ static void axpy_f16(int n, float a, const uint16_t *x, float *y) {
 
 const g8_kernels g8_kernels_neon = {
     "neon-dotprod", dot_f32, dot_f16, dot_bf16, dot_q8_0, tile_q8_0, quantize_q8_0, axpy, axpy_f16,
-    g8_softcap_scalar, g8_exp_sum_scalar, g8_geglu_scalar,
+    g8_softcap_scalar, g8_exp_sum_scalar, g8_geglu_scalar, g8_wsum_f16_scalar,
 };
 #endif

@@ -249,8 +249,29 @@ static void geglu(int n, float *g, const float *u) {
     g8_geglu_scalar(n - i, g + i, u + i);
 }
 
+/* The weighted sum of value rows, 64 dimensions at a time in eight register
+ * accumulators: each row slice is widened and added once, with no
+ * read-modify-write of the output per row. */
+static void wsum_f16(int n, const float *w, const uint16_t *v, size_t stride, int hd, float *out) {
+    int d = 0;
+    for (; d + 64 <= hd; d += 64) {
+        __m256 acc[8];
+        for (int k = 0; k < 8; k++) acc[k] = _mm256_loadu_ps(out + d + 8 * k);
+        for (int j = 0; j < n; j++) {
+            const __m256 wj = _mm256_set1_ps(w[j]);
+            const uint16_t *row = v + (size_t)j * stride + d;
+            for (int k = 0; k < 8; k++)
+                acc[k] = _mm256_fmadd_ps(wj, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 8 * k))), acc[k]);
+        }
+        for (int k = 0; k < 8; k++) _mm256_storeu_ps(out + d + 8 * k, acc[k]);
+    }
+    if (d < hd)
+        for (int j = 0; j < n; j++)
+            for (int i = d; i < hd; i++) out[i] += w[j] * g8_f16_to_f32(v[(size_t)j * stride + i]);
+}
+
 const g8_kernels g8_kernels_avx2 = {
     "avx2", dot_f32, dot_f16, dot_bf16, dot_q8_0, tile_q8_0, quantize_q8_0, axpy, axpy_f16,
-    softcap, exp_sum, geglu,
+    softcap, exp_sum, geglu, wsum_f16,
 };
 #endif

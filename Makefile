@@ -85,6 +85,9 @@ test-arm:
 # new inputs in build-fuzz/corpus-*, crash reproducers in build-fuzz/.
 FUZZERS := gguf safetensors tokenizer chat promptcache
 FUZZ_SECONDS ?= 60
+# FUZZ_RUNS=N: a fixed number of inputs from a fixed seed (a repeatable run, as in CI)
+FUZZ_RUNS ?=
+FUZZ_REPEAT := $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS) -seed=1,)
 FUZZ_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 build-fuzz/fuzz-%: fuzz/fuzz-%.c fuzz/fuzz-common.h $(LIB_SRC) $(wildcard src/*.h include/*.h)
@@ -95,8 +98,8 @@ build-fuzz/fuzz-%: fuzz/fuzz-%.c fuzz/fuzz-common.h $(LIB_SRC) $(wildcard src/*.
 fuzz: $(FUZZERS:%=build-fuzz/fuzz-%)
 	@for f in $(FUZZERS); do \
 		mkdir -p build-fuzz/corpus-$$f; \
-		echo "== fuzz-$$f for $(FUZZ_SECONDS) s"; \
-		./build-fuzz/fuzz-$$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=65536 \
+		echo "== fuzz-$$f for $(FUZZ_SECONDS) s $(FUZZ_REPEAT)"; \
+		./build-fuzz/fuzz-$$f -max_total_time=$(FUZZ_SECONDS) $(FUZZ_REPEAT) -rss_limit_mb=4096 -max_len=65536 \
 			-artifact_prefix=build-fuzz/$$f- -print_final_stats=1 \
 			build-fuzz/corpus-$$f fuzz/corpus/$$f 2>&1 | \
 			grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ *DONE)|ERROR|SUMMARY|cov:" | tail -4; \

@@ -17,6 +17,21 @@
 
 static bool is_mark(const char *p) { return !memcmp(p, SPACE_MARK, 3); }
 
+static int hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+bool g8_byte_piece(const char *s, size_t len, unsigned *b) {
+    if (len != 6 || memcmp(s, "<0x", 3) || s[5] != '>') return false;
+    int hi = hex_digit(s[3]), lo = hex_digit(s[4]);
+    if (hi < 0 || lo < 0) return false;
+    *b = (unsigned)(hi * 16 + lo);
+    return true;
+}
+
 bool g8_ids_push(g8_ids *ids, int32_t id) {
     if (ids->n == ids->cap) {
         size_t cap = ids->cap ? ids->cap * 2 : 64;
@@ -236,7 +251,7 @@ gemma8_status g8_vocab_load(g8_vocab *v, const gguf_file *f, const char *path) {
         else v->type[i] = G8_TOKEN_NORMAL;
         if (v->type[i] == G8_TOKEN_BYTE) {
             unsigned b;
-            if (v->len[i] == 6 && sscanf(v->text[i], "<0x%2X>", &b) == 1) v->byte_id[b] = i;
+            if (g8_byte_piece(v->text[i], v->len[i], &b)) v->byte_id[b] = i;
             else st = g8_fail(GEMMA8_ERR_FORMAT, "'%s': byte token %d is '%s', not <0xNN>", path, i, v->text[i]);
         }
         if (v->type[i] == G8_TOKEN_CONTROL || v->type[i] == G8_TOKEN_USER_DEFINED)
@@ -464,7 +479,7 @@ size_t g8_token_text(const g8_vocab *v, int32_t id, bool special, char *buf, siz
     if (id < 0 || id >= v->n) return 0;
     if (v->type[id] == G8_TOKEN_BYTE) {
         unsigned b = 0;
-        sscanf(v->text[id], "<0x%2X>", &b);
+        g8_byte_piece(v->text[id], v->len[id], &b); /* checked at load */
         *raw_byte = (int)b;
         return 0;
     }

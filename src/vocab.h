@@ -10,6 +10,9 @@ enum g8_token_type {
     G8_TOKEN_USER_DEFINED = 4, G8_TOKEN_UNUSED = 5, G8_TOKEN_BYTE = 6,
 };
 
+/* True if s is a byte piece "<0xNN>" (two upper- or lower-case hex digits); *b gets the byte. */
+bool g8_byte_piece(const char *s, size_t len, unsigned *b);
+
 /* Writes the tokenizer metadata (llama.cpp's keys) of the checkpoint in dir
  * (tokenizer.json, tokenizer_config.json) into w; without them, a placeholder
  * vocabulary of n_vocab pieces (<pad> <eos> <bos> <unk>, byte pieces, fillers)

@@ -75,8 +75,7 @@ static bool looks_special(const char *t) {
 
 static bool is_byte_piece(const char *t) {
     unsigned b;
-    char end;
-    return strlen(t) == 6 && sscanf(t, "<0x%2X%c", &b, &end) == 2 && end == '>';
+    return g8_byte_piece(t, strlen(t), &b);
 }
 
 /* U+2581 -> ' ' (llama.cpp writes user-defined pieces with spaces) */

@@ -53,8 +53,8 @@ static gemma8_status read_hparams(const gguf_file *f, const char *path, g8_hpara
         (st = get_int(f, path, KEY_WINDOW, &hp->sliding_window, 4096, false)))
         return st;
     if (hp->n_layer > 0 && (uint64_t)hp->n_layer * LT_COUNT + 2 > f->n_tensors)
-        return g8_fail(GEMMA8_ERR_FORMAT, "'%s': %d layers need %d tensors, the file has %llu", path, hp->n_layer,
-                       hp->n_layer * LT_COUNT + 2, (unsigned long long)f->n_tensors);
+        return g8_fail(GEMMA8_ERR_FORMAT, "'%s': %d layers need %llu tensors, the file has %llu", path, hp->n_layer,
+                       (unsigned long long)hp->n_layer * LT_COUNT + 2, (unsigned long long)f->n_tensors);
     if (hp->n_embd <= 0 || hp->n_layer <= 0 || hp->n_ff <= 0 || hp->n_head <= 0 || hp->n_head_kv <= 0 ||
         hp->n_head % hp->n_head_kv || hp->n_head / hp->n_head_kv > 64 || hp->n_ctx_train <= 0 ||
         hp->sliding_window <= 0)

@@ -28,7 +28,6 @@ typedef struct g8_kernels {
     void (*quantize_q8_0)(const float *x, block_q8_0 *y, int n);
     /* y += a * x */
     void (*axpy)(int n, float a, const float *x, float *y);
-    void (*axpy_f16)(int n, float a, const uint16_t *x, float *y);
     /* x[i] = cap * tanh(x[i] * scale / cap), or x[i] * scale when cap is 0 */
     void (*softcap)(int n, float *x, float scale, float cap);
     /* x[i] = exp(x[i] - m); returns the sum */

@@ -66,10 +66,6 @@ static void axpy(int n, float a, const float *x, float *y) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
-static void axpy_f16(int n, float a, const uint16_t *x, float *y) {
-    for (int i = 0; i < n; i++) y[i] += a * g8_f16_to_f32(x[i]);
-}
-
 void g8_softcap_scalar(int n, float *x, float scale, float cap) {
     if (cap == 0) {
         for (int i = 0; i < n; i++) x[i] *= scale;
@@ -98,7 +94,7 @@ void g8_wsum_f16_scalar(int n, const float *w, const uint16_t *v, size_t stride,
 }
 
 static const g8_kernels scalar = {
-    "scalar", dot_f32, dot_f16, dot_bf16, dot_q8_0, tile_q8_0, quantize_q8_0, axpy, axpy_f16,
+    "scalar", dot_f32, dot_f16, dot_bf16, dot_q8_0, tile_q8_0, quantize_q8_0, axpy,
     g8_softcap_scalar, g8_exp_sum_scalar, g8_geglu_scalar, g8_wsum_f16_scalar,
 };
 

@@ -110,18 +110,8 @@ static void axpy(int n, float a, const float *x, float *y) {
     for (; i < n; i++) y[i] += a * x[i];
 }
 
-static void axpy_f16(int n, float a, const uint16_t *x, float *y) {
-    int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(x + i));
-        vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), vcvt_f32_f16(vget_low_f16(h)), a));
-        vst1q_f32(y + i + 4, vfmaq_n_f32(vld1q_f32(y + i + 4), vcvt_high_f32_f16(h), a));
-    }
-    for (; i < n; i++) y[i] += a * g8_f16_to_f32(x[i]);
-}
-
 const g8_kernels g8_kernels_neon = {
-    "neon-dotprod", dot_f32, dot_f16, dot_bf16, dot_q8_0, tile_q8_0, quantize_q8_0, axpy, axpy_f16,
+    "neon-dotprod", dot_f32, dot_f16, dot_bf16, dot_q8_0, tile_q8_0, quantize_q8_0, axpy,
     g8_softcap_scalar, g8_exp_sum_scalar, g8_geglu_scalar, g8_wsum_f16_scalar,
 };
 #endif

@@ -175,16 +175,6 @@ static void axpy(int n, float a, const float *x, float *y) {
     for (; i < n; i++) y[i] += a * x[i];
 }
 
-static void axpy_f16(int n, float a, const uint16_t *x, float *y) {
-    __m256 va = _mm256_set1_ps(a);
-    int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 xv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, xv, _mm256_loadu_ps(y + i)));
-    }
-    for (; i < n; i++) y[i] += a * g8_f16_to_f32(x[i]);
-}
-
 /* exp(x) for 8 floats: 2^n * p(r) with r = x - n ln 2 (Cephes' polynomial),
  * within 2 ulp of expf over the float range. */
 static inline __m256 exp8(__m256 x) {
@@ -271,7 +261,7 @@ static void wsum_f16(int n, const float *w, const uint16_t *v, size_t stride, in
 }
 
 const g8_kernels g8_kernels_avx2 = {
-    "avx2", dot_f32, dot_f16, dot_bf16, dot_q8_0, tile_q8_0, quantize_q8_0, axpy, axpy_f16,
+    "avx2", dot_f32, dot_f16, dot_bf16, dot_q8_0, tile_q8_0, quantize_q8_0, axpy,
     softcap, exp_sum, geglu, wsum_f16,
 };
 #endif

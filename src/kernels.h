@@ -34,15 +34,20 @@ typedef struct g8_kernels {
     float (*exp_sum)(int n, float *x, float m);
     /* g[i] = gelu_tanh(g[i]) * u[i] */
     void (*geglu)(int n, float *g, const float *u);
-    /* out[0..hd) += sum_j w[j] * v_j, v_j = the f16 row at v + j * stride (n rows) */
-    void (*wsum_f16)(int n, const float *w, const uint16_t *v, size_t stride, int hd, float *out);
+    /* Attention over n consecutive f16 key/value rows of hd elements (row j at
+     * k + j * hd) for the group of query heads that share them (q_h at q + h * hd):
+     * scores s[h * ls + j] = dot(k_j, q_h); each row is read once for the group. */
+    void (*qk_f16)(int n, const uint16_t *k, int hd, const float *q, int group, float *s, size_t ls);
+    /* out[h * hd + i] += sum_j w[h * lw + j] * v_j[i] */
+    void (*wsum_f16)(int n, const float *w, size_t lw, const uint16_t *v, int hd, int group, float *out);
 } g8_kernels;
 
 /* scalar versions, for tables that have no SIMD one */
 void g8_softcap_scalar(int n, float *x, float scale, float cap);
 float g8_exp_sum_scalar(int n, float *x, float m);
 void g8_geglu_scalar(int n, float *g, const float *u);
-void g8_wsum_f16_scalar(int n, const float *w, const uint16_t *v, size_t stride, int hd, float *out);
+void g8_qk_f16_scalar(int n, const uint16_t *k, int hd, const float *q, int group, float *s, size_t ls);
+void g8_wsum_f16_scalar(int n, const float *w, size_t lw, const uint16_t *v, int hd, int group, float *out);
 
 /* The best table for this CPU (GEMMA8_KERNELS=scalar in the environment forces
  * the reference). */

@@ -88,14 +88,22 @@ void g8_geglu_scalar(int n, float *g, const float *u) {
     }
 }
 
-void g8_wsum_f16_scalar(int n, const float *w, const uint16_t *v, size_t stride, int hd, float *out) {
+void g8_qk_f16_scalar(int n, const uint16_t *k, int hd, const float *q, int group, float *s, size_t ls) {
     for (int j = 0; j < n; j++)
-        for (int i = 0; i < hd; i++) out[i] += w[j] * g8_f16_to_f32(v[(size_t)j * stride + i]);
+        for (int h = 0; h < group; h++) s[h * ls + (size_t)j] = dot_f16(hd, k + (size_t)j * hd, q + (size_t)h * hd);
+}
+
+void g8_wsum_f16_scalar(int n, const float *w, size_t lw, const uint16_t *v, int hd, int group, float *out) {
+    for (int j = 0; j < n; j++)
+        for (int h = 0; h < group; h++) {
+            const float wj = w[h * lw + (size_t)j];
+            for (int i = 0; i < hd; i++) out[(size_t)h * hd + i] += wj * g8_f16_to_f32(v[(size_t)j * hd + i]);
+        }
 }
 
 static const g8_kernels scalar = {
     "scalar", dot_f32, dot_f16, dot_bf16, dot_q8_0, tile_q8_0, quantize_q8_0, axpy,
-    g8_softcap_scalar, g8_exp_sum_scalar, g8_geglu_scalar, g8_wsum_f16_scalar,
+    g8_softcap_scalar, g8_exp_sum_scalar, g8_geglu_scalar, g8_qk_f16_scalar, g8_wsum_f16_scalar,
 };
 
 const g8_kernels *g8_kernels_scalar(void) { return &scalar; }

@@ -1,6 +1,7 @@
 /* ops.c - the operations of the forward pass. */
 #include "ops.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -166,57 +167,103 @@ typedef struct attn_task {
     const g8_kernels *k;
 } attn_task;
 
-/* One task is one query position and one KV head with all the query heads
- * that share it (GQA): each key and value row is read (and widened from f16)
- * once for the whole group. */
+/* Queries are taken ATTN_QTILE at a time, keys and values ATTN_KBLOCK at a
+ * time: a block of one head's keys (128 KiB at head_dim 256, f16) stays in L2
+ * while every query of the tile uses it, so a long prompt reads the cache once
+ * per tile rather than once per query. */
+enum { ATTN_QTILE = 8, ATTN_KBLOCK = 256 };
+
+size_t g8_attention_scratch(int n_head, int n_head_kv, int max_keys) {
+    return (size_t)ATTN_QTILE * (size_t)(n_head / n_head_kv) * (size_t)max_keys;
+}
+
+/* scores s[h * ls + (j - j0)] of the group's heads against keys j0..j1 of head g */
+static void scores(const g8_attn_args *a, const g8_kernels *k, int g, int j0, int j1, const float *q, float *s,
+                   size_t ls) {
+    const int hd = a->head_dim, group = a->n_head / a->n_head_kv;
+    const size_t head = (size_t)g * a->slots * hd;
+    for (int j = j0; j <= j1;) { /* the ring holds consecutive positions in at most two runs of slots */
+        const int slot = j % a->slots, run = G8_MIN(j1 - j + 1, a->slots - slot);
+        if (a->kv_type == GEMMA8_TYPE_F16) {
+            k->qk_f16(run, (const uint16_t *)a->k_cache + head + (size_t)slot * hd, hd, q, group, s + (j - j0), ls);
+        } else {
+            const float *kr = (const float *)a->k_cache + head + (size_t)slot * hd;
+            for (int i = 0; i < run; i++)
+                for (int h = 0; h < group; h++) s[h * ls + (size_t)(j - j0 + i)] = k->dot_f32(hd, kr + (size_t)i * hd, q + (size_t)h * hd);
+        }
+        j += run;
+    }
+}
+
+/* o[h * head_dim ..] += sum over values j0..j1 of head g weighted by w[h * lw + (j - j0)] */
+static void values(const g8_attn_args *a, const g8_kernels *k, int g, int j0, int j1, const float *w, size_t lw,
+                   float *o) {
+    const int hd = a->head_dim, group = a->n_head / a->n_head_kv;
+    const size_t head = (size_t)g * a->slots * hd;
+    for (int j = j0; j <= j1;) {
+        const int slot = j % a->slots, run = G8_MIN(j1 - j + 1, a->slots - slot);
+        if (a->kv_type == GEMMA8_TYPE_F16) {
+            k->wsum_f16(run, w + (j - j0), lw, (const uint16_t *)a->v_cache + head + (size_t)slot * hd, hd, group, o);
+        } else {
+            const float *vr = (const float *)a->v_cache + head + (size_t)slot * hd;
+            for (int i = 0; i < run; i++)
+                for (int h = 0; h < group; h++)
+                    k->axpy(hd, w[h * lw + (size_t)(j - j0 + i)], vr + (size_t)i * hd, o + (size_t)h * hd);
+        }
+        j += run;
+    }
+}
+
+/* One task is a tile of queries and one KV head with all the query heads that
+ * share it (GQA): scores of every query, soft-cap and softmax per row (two
+ * passes, exact), then the weighted sum of the values. */
 static void attention_task(void *arg, int ith, int nth) {
     const g8_attn_args *a = ((const attn_task *)arg)->a;
     const g8_kernels *k = ((const attn_task *)arg)->k;
     const int hd = a->head_dim, group = a->n_head / a->n_head_kv;
-    const size_t q_stride = (size_t)a->n_head * hd, kv_stride = (size_t)a->n_head_kv * hd;
-    float *sc = a->scratch + (size_t)ith * a->scratch_len; /* (group, keys) scores */
-    const bool f16 = a->kv_type == GEMMA8_TYPE_F16;
-    for (int task = ith; task < a->T * a->n_head_kv; task += nth) {
-        const int t = task / a->n_head_kv, g = task % a->n_head_kv;
-        const int p = a->pos[t];
-        const int lo = a->window ? G8_MAX(0, p - a->window + 1) : 0, nk = p - lo + 1;
-        const float *q = a->q + t * q_stride + (size_t)g * group * hd;
-        float *o = a->out + t * q_stride + (size_t)g * group * hd;
-        /* scores of every head of the group against each key */
-        for (int j = lo; j <= p; j++) { /* the row is read from memory once, then from L1 */
-            const size_t at = (size_t)(j % a->slots) * kv_stride + (size_t)g * hd;
-            for (int h = 0; h < group; h++)
-                sc[(size_t)h * nk + (j - lo)] = f16 ? k->dot_f16(hd, (const uint16_t *)a->k_cache + at, q + (size_t)h * hd)
-                                                    : k->dot_f32(hd, (const float *)a->k_cache + at, q + (size_t)h * hd);
+    const size_t q_stride = (size_t)a->n_head * hd;
+    float *scratch = a->scratch + (size_t)ith * a->scratch_len;
+    const int n_tiles = (a->T + ATTN_QTILE - 1) / ATTN_QTILE;
+    for (int task = ith; task < n_tiles * a->n_head_kv; task += nth) {
+        const int t0 = task / a->n_head_kv * ATTN_QTILE, g = task % a->n_head_kv, nt = G8_MIN(ATTN_QTILE, a->T - t0);
+        int lo[ATTN_QTILE], hi[ATTN_QTILE], first = INT_MAX, last = -1;
+        float *sc[ATTN_QTILE]; /* (group, hi - lo + 1) scores of query i */
+        size_t used = 0;
+        for (int i = 0; i < nt; i++) {
+            hi[i] = a->pos[t0 + i];
+            lo[i] = a->window ? G8_MAX(0, hi[i] - a->window + 1) : 0;
+            first = G8_MIN(first, lo[i]), last = G8_MAX(last, hi[i]);
+            sc[i] = scratch + used;
+            used += (size_t)group * (size_t)(hi[i] - lo[i] + 1);
         }
-        /* soft-cap, softmax */
-        float inv[G8_MAX_GROUP];
-        for (int h = 0; h < group; h++) {
-            float *s = sc + (size_t)h * nk;
-            k->softcap(nk, s, a->scale, a->softcap);
-            float maxv = -INFINITY;
-            for (int j = 0; j < nk; j++) maxv = s[j] > maxv ? s[j] : maxv;
-            inv[h] = 1.0f / k->exp_sum(nk, s, maxv);
+        for (int j0 = first; j0 <= last; j0 += ATTN_KBLOCK) {
+            const int j1 = G8_MIN(j0 + ATTN_KBLOCK - 1, last);
+            for (int i = 0; i < nt; i++) {
+                const int a0 = G8_MAX(j0, lo[i]), a1 = G8_MIN(j1, hi[i]);
+                if (a0 > a1) continue;
+                const float *q = a->q + (size_t)(t0 + i) * q_stride + (size_t)g * group * hd;
+                scores(a, k, g, a0, a1, q, sc[i] + (a0 - lo[i]), (size_t)(hi[i] - lo[i] + 1));
+            }
         }
-        /* weighted sum of the values */
-        memset(o, 0, (size_t)group * hd * sizeof(float));
-        if (f16) { /* the ring holds positions lo..p in at most two runs of consecutive slots */
+        for (int i = 0; i < nt; i++) {
+            const int n = hi[i] - lo[i] + 1;
             for (int h = 0; h < group; h++) {
-                float *s = sc + (size_t)h * nk;
-                for (int j = 0; j < nk; j++) s[j] *= inv[h];
+                float *s = sc[i] + (size_t)h * n;
+                k->softcap(n, s, a->scale, a->softcap);
+                float maxv = -INFINITY;
+                for (int j = 0; j < n; j++) maxv = s[j] > maxv ? s[j] : maxv;
+                const float inv = 1.0f / k->exp_sum(n, s, maxv);
+                for (int j = 0; j < n; j++) s[j] *= inv;
             }
-            for (int j = lo; j <= p;) {
-                const int slot = j % a->slots, run = G8_MIN(p - j + 1, a->slots - slot);
-                const uint16_t *v0 = (const uint16_t *)a->v_cache + (size_t)slot * kv_stride + (size_t)g * hd;
-                for (int h = 0; h < group; h++)
-                    k->wsum_f16(run, sc + (size_t)h * nk + (j - lo), v0, kv_stride, hd, o + (size_t)h * hd);
-                j += run;
-            }
-        } else {
-            for (int j = lo; j <= p; j++) {
-                const size_t at = (size_t)(j % a->slots) * kv_stride + (size_t)g * hd;
-                for (int h = 0; h < group; h++)
-                    k->axpy(hd, sc[(size_t)h * nk + (j - lo)] * inv[h], (const float *)a->v_cache + at, o + (size_t)h * hd);
+            memset(a->out + (size_t)(t0 + i) * q_stride + (size_t)g * group * hd, 0, (size_t)group * hd * sizeof(float));
+        }
+        for (int j0 = first; j0 <= last; j0 += ATTN_KBLOCK) {
+            const int j1 = G8_MIN(j0 + ATTN_KBLOCK - 1, last);
+            for (int i = 0; i < nt; i++) {
+                const int a0 = G8_MAX(j0, lo[i]), a1 = G8_MIN(j1, hi[i]);
+                if (a0 > a1) continue;
+                float *o = a->out + (size_t)(t0 + i) * q_stride + (size_t)g * group * hd;
+                values(a, k, g, a0, a1, sc[i] + (a0 - lo[i]), (size_t)(hi[i] - lo[i] + 1), o);
             }
         }
     }

@@ -37,14 +37,13 @@ void g8_add(float *x, const float *y, size_t n);
 
 #endif
 
-#define G8_MAX_GROUP 64 /* query heads per KV head */
 
 /* Causal attention of T queries over a KV cache kept as a ring of `slots`
  * positions (position j lives in slot j % slots). */
 typedef struct g8_attn_args {
     const float *q;        /* (T, n_head * head_dim), RoPE applied */
-    const void *k_cache;   /* (slots, n_head_kv * head_dim) of kv_type */
-    const void *v_cache;   /* (slots, n_head_kv * head_dim) of kv_type */
+    const void *k_cache;   /* (n_head_kv, slots, head_dim) of kv_type */
+    const void *v_cache;   /* (n_head_kv, slots, head_dim) of kv_type */
     uint32_t kv_type;      /* GEMMA8_TYPE_F32 or GEMMA8_TYPE_F16 */
     int slots;
     const int32_t *pos;    /* (T) position of each query */
@@ -54,7 +53,9 @@ typedef struct g8_attn_args {
     float softcap;         /* 0: off */
     float *out;            /* (T, n_head * head_dim) */
     float *scratch;        /* (n_threads, scratch_len) */
-    int scratch_len;       /* (group + 1) * the most keys one query sees, group = n_head / n_head_kv */
+    size_t scratch_len;    /* g8_attention_scratch(n_head, n_head_kv, the most keys one query sees) */
 } g8_attn_args;
 
 void g8_attention(g8_ops *ops, const g8_attn_args *a);
+/* floats of scratch one thread needs */
+size_t g8_attention_scratch(int n_head, int n_head_kv, int max_keys);

@@ -151,20 +151,35 @@ TEST(kernels_elementwise_match_scalar) {
     }
 }
 
-TEST(kernels_wsum_f16_match_scalar) {
+/* attention over f16 rows: scores of a group of heads, then the weighted sum of
+ * values, for odd key counts, head sizes that are and are not a multiple of the
+ * vector width and groups of 1 (MHA), 2 (Gemma 2), 3 (odd) and 8 (MQA-like) */
+TEST(kernels_attention_f16_match_scalar) {
     const g8_kernels *all[8];
     int nk = g8_kernels_all(all, 8);
-    const int hds[] = {16, 64, 96, 256};
-    uint16_t v[40 * 300];
-    float w[40], o1[256], o2[256];
-    for (int i = 0; i < 40 * 300; i++) v[i] = g8_f32_to_f16(frand());
-    for (int i = 0; i < 40; i++) w[i] = frand();
+    const int hds[] = {16, 40, 64, 96, 256}, groups[] = {1, 2, 3, 8}, ns[] = {1, 2, 37, 70};
+    static uint16_t kv[70 * 256];
+    static float q[8 * 256], s1[8 * 71], s2[8 * 71], o1[8 * 256], o2[8 * 256];
+    for (int i = 0; i < 70 * 256; i++) kv[i] = g8_f32_to_f16(frand() * 2 - 1);
+    for (int i = 0; i < 8 * 256; i++) q[i] = frand() * 2 - 1;
     for (int k = 0; k < nk; k++)
-        for (size_t h = 0; h < sizeof hds / sizeof hds[0]; h++) {
-            for (int i = 0; i < 256; i++) o1[i] = o2[i] = frand();
-            all[k]->wsum_f16(37, w, v + 3, 300, hds[h], o1);
-            g8_wsum_f16_scalar(37, w, v + 3, 300, hds[h], o2);
-            CHECKF(max_abs_diff(o1, o2, 256) <= 1e-5f, "%s wsum_f16 hd=%d: %g", all[k]->name, hds[h],
-                   max_abs_diff(o1, o2, 256));
-        }
+        for (size_t a = 0; a < sizeof hds / sizeof hds[0]; a++)
+            for (size_t b = 0; b < sizeof groups / sizeof groups[0]; b++)
+                for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++) {
+                    const int hd = hds[a], group = groups[b], n = ns[c];
+                    for (int i = 0; i < 8 * 71; i++) s1[i] = s2[i] = -1;
+                    all[k]->qk_f16(n, kv, hd, q, group, s1, 71);
+                    g8_qk_f16_scalar(n, kv, hd, q, group, s2, 71);
+                    float worst = 0;
+                    for (int i = 0; i < 8 * 71; i++) worst = fmaxf(worst, fabsf(s1[i] - s2[i]));
+                    CHECKF(worst <= 2e-5f * hd, "%s qk_f16 hd=%d group=%d n=%d: %g", all[k]->name, hd, group, n, worst);
+                    for (int i = 0; i < 8 * 256; i++) o1[i] = o2[i] = frand();
+                    all[k]->wsum_f16(n, s2, 71, kv, hd, group, o1);
+                    g8_wsum_f16_scalar(n, s2, 71, kv, hd, group, o2);
+                    float big = 1;
+                    for (int i = 0; i < 8 * 256; i++) big = fmaxf(big, fabsf(o2[i]));
+                    worst = max_abs_diff(o1, o2, 8 * 256);
+                    CHECKF(worst <= 1e-6f * big, "%s wsum_f16 hd=%d group=%d n=%d: %g of %g", all[k]->name, hd, group, n,
+                           worst, big);
+                }
 }

@@ -110,8 +110,149 @@ static void axpy(int n, float a, const float *x, float *y) {
     for (; i < n; i++) y[i] += a * x[i];
 }
 
+/* exp(x) for 4 floats: 2^n * p(r), r = x - n ln 2 (Cephes' polynomial, as the
+ * AVX2 kernel) */
+static inline float32x4_t exp4(float32x4_t x) {
+    x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-87.3f)), vdupq_n_f32(88.3f));
+    const float32x4_t n = vrndnq_f32(vmulq_n_f32(x, 1.44269504088896341f));
+    float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(0.693359375f));
+    r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
+    float32x4_t p = vdupq_n_f32(1.9875691500e-4f);
+    p = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), p, r);
+    p = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0f)), p, vmulq_f32(r, r));
+    const int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);
+    return vmulq_f32(p, vreinterpretq_f32_s32(e));
+}
+
+/* tanh(x) = sign(x) (1 - t) / (1 + t), t = exp(-2|x|) */
+static inline float32x4_t tanh4(float32x4_t x) {
+    const float32x4_t t = exp4(vmulq_n_f32(vabsq_f32(x), -2.0f));
+    const float32x4_t y = vdivq_f32(vsubq_f32(vdupq_n_f32(1.0f), t), vaddq_f32(vdupq_n_f32(1.0f), t));
+    return vbslq_f32(vdupq_n_u32(0x80000000u), x, y); /* the sign of x, the magnitude of y */
+}
+
+static void softcap(int n, float *x, float scale, float cap) {
+    int i = 0;
+    if (cap == 0) {
+        for (; i + 4 <= n; i += 4) vst1q_f32(x + i, vmulq_n_f32(vld1q_f32(x + i), scale));
+    } else {
+        for (; i + 4 <= n; i += 4) vst1q_f32(x + i, vmulq_n_f32(tanh4(vmulq_n_f32(vld1q_f32(x + i), scale / cap)), cap));
+    }
+    g8_softcap_scalar(n - i, x + i, scale, cap);
+}
+
+static float exp_sum(int n, float *x, float m) {
+    float32x4_t acc = vdupq_n_f32(0);
+    const float32x4_t vm = vdupq_n_f32(m);
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t e = exp4(vsubq_f32(vld1q_f32(x + i), vm));
+        vst1q_f32(x + i, e);
+        acc = vaddq_f32(acc, e);
+    }
+    return vaddvq_f32(acc) + g8_exp_sum_scalar(n - i, x + i, m);
+}
+
+static void geglu(int n, float *g, const float *u) {
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t x = vld1q_f32(g + i);
+        const float32x4_t inner = vmulq_n_f32(vfmaq_f32(x, vmulq_n_f32(x, 0.044715f), vmulq_f32(x, x)), 0.7978845608028654f);
+        const float32x4_t y = vmulq_f32(vmulq_n_f32(x, 0.5f), vaddq_f32(vdupq_n_f32(1.0f), tanh4(inner)));
+        vst1q_f32(g + i, vmulq_f32(y, vld1q_f32(u + i)));
+    }
+    g8_geglu_scalar(n - i, g + i, u + i);
+}
+
+/* Scores of two query heads against two keys at a time (see the AVX2 kernel). */
+static void qk_f16(int n, const uint16_t *k, int hd, const float *q, int group, float *s, size_t ls) {
+    if (hd % 8) {
+        g8_qk_f16_scalar(n, k, hd, q, group, s, ls);
+        return;
+    }
+    int h = 0;
+    for (; h + 2 <= group; h += 2) {
+        const float *q0 = q + (size_t)h * hd, *q1 = q0 + hd;
+        float *s0 = s + h * ls, *s1 = s0 + ls;
+        int j = 0;
+        for (; j + 2 <= n; j += 2) {
+            const uint16_t *k0 = k + (size_t)j * hd, *k1 = k0 + hd;
+            float32x4_t a[8];
+            for (int c = 0; c < 8; c++) a[c] = vdupq_n_f32(0);
+            for (int i = 0; i < hd; i += 8) {
+                const float16x8_t h0 = vreinterpretq_f16_u16(vld1q_u16(k0 + i));
+                const float16x8_t h1 = vreinterpretq_f16_u16(vld1q_u16(k1 + i));
+                const float32x4_t x0[2] = {vcvt_f32_f16(vget_low_f16(h0)), vcvt_high_f32_f16(h0)};
+                const float32x4_t x1[2] = {vcvt_f32_f16(vget_low_f16(h1)), vcvt_high_f32_f16(h1)};
+                for (int u = 0; u < 2; u++) {
+                    const float32x4_t y0 = vld1q_f32(q0 + i + 4 * u), y1 = vld1q_f32(q1 + i + 4 * u);
+                    a[4 * u + 0] = vfmaq_f32(a[4 * u + 0], x0[u], y0);
+                    a[4 * u + 1] = vfmaq_f32(a[4 * u + 1], x0[u], y1);
+                    a[4 * u + 2] = vfmaq_f32(a[4 * u + 2], x1[u], y0);
+                    a[4 * u + 3] = vfmaq_f32(a[4 * u + 3], x1[u], y1);
+                }
+            }
+            s0[j] = vaddvq_f32(vaddq_f32(a[0], a[4]));
+            s1[j] = vaddvq_f32(vaddq_f32(a[1], a[5]));
+            s0[j + 1] = vaddvq_f32(vaddq_f32(a[2], a[6]));
+            s1[j + 1] = vaddvq_f32(vaddq_f32(a[3], a[7]));
+        }
+        for (; j < n; j++) {
+            s0[j] = dot_f16(hd, k + (size_t)j * hd, q0);
+            s1[j] = dot_f16(hd, k + (size_t)j * hd, q1);
+        }
+    }
+    for (; h < group; h++)
+        for (int j = 0; j < n; j++) s[h * ls + j] = dot_f16(hd, k + (size_t)j * hd, q + (size_t)h * hd);
+}
+
+/* The weighted sum of value rows, two heads at a time, rows in L1-sized blocks
+ * and 16-element output slices in registers (see the AVX2 kernel). */
+static void wsum_f16(int n, const float *w, size_t lw, const uint16_t *v, int hd, int group, float *out) {
+    enum { ROWS = 32 };
+    if (hd % 16) {
+        g8_wsum_f16_scalar(n, w, lw, v, hd, group, out);
+        return;
+    }
+    for (int j0 = 0; j0 < n; j0 += ROWS) {
+        const int nj = n - j0 < ROWS ? n - j0 : ROWS;
+        const uint16_t *vb = v + (size_t)j0 * hd;
+        for (int h = 0; h < group; h += 2) {
+            const int pair = h + 1 < group;
+            const float *w0 = w + h * lw + j0, *w1 = pair ? w0 + lw : w0;
+            float *o0 = out + (size_t)h * hd, *o1 = o0 + hd;
+            for (int d = 0; d < hd; d += 16) {
+                float32x4_t a[4], b[4];
+                for (int c = 0; c < 4; c++) {
+                    a[c] = vld1q_f32(o0 + d + 4 * c);
+                    b[c] = pair ? vld1q_f32(o1 + d + 4 * c) : vdupq_n_f32(0);
+                }
+                for (int j = 0; j < nj; j++) {
+                    const uint16_t *row = vb + (size_t)j * hd + d;
+                    const float16x8_t r0 = vreinterpretq_f16_u16(vld1q_u16(row));
+                    const float16x8_t r1 = vreinterpretq_f16_u16(vld1q_u16(row + 8));
+                    const float32x4_t x[4] = {vcvt_f32_f16(vget_low_f16(r0)), vcvt_high_f32_f16(r0),
+                                              vcvt_f32_f16(vget_low_f16(r1)), vcvt_high_f32_f16(r1)};
+                    for (int c = 0; c < 4; c++) {
+                        a[c] = vfmaq_n_f32(a[c], x[c], w0[j]);
+                        b[c] = vfmaq_n_f32(b[c], x[c], w1[j]);
+                    }
+                }
+                for (int c = 0; c < 4; c++) {
+                    vst1q_f32(o0 + d + 4 * c, a[c]);
+                    if (pair) vst1q_f32(o1 + d + 4 * c, b[c]);
+                }
+            }
+        }
+    }
+}
+
 const g8_kernels g8_kernels_neon = {
     "neon-dotprod", dot_f32, dot_f16, dot_bf16, dot_q8_0, tile_q8_0, quantize_q8_0, axpy,
-    g8_softcap_scalar, g8_exp_sum_scalar, g8_geglu_scalar, g8_wsum_f16_scalar,
+    softcap, exp_sum, geglu, qk_f16, wsum_f16,
 };
 #endif

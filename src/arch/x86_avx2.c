@@ -239,29 +239,104 @@ static void geglu(int n, float *g, const float *u) {
     g8_geglu_scalar(n - i, g + i, u + i);
 }
 
-/* The weighted sum of value rows, 64 dimensions at a time in eight register
- * accumulators: each row slice is widened and added once, with no
- * read-modify-write of the output per row. */
-static void wsum_f16(int n, const float *w, const uint16_t *v, size_t stride, int hd, float *out) {
-    int d = 0;
-    for (; d + 64 <= hd; d += 64) {
-        __m256 acc[8];
-        for (int k = 0; k < 8; k++) acc[k] = _mm256_loadu_ps(out + d + 8 * k);
-        for (int j = 0; j < n; j++) {
-            const __m256 wj = _mm256_set1_ps(w[j]);
-            const uint16_t *row = v + (size_t)j * stride + d;
-            for (int k = 0; k < 8; k++)
-                acc[k] = _mm256_fmadd_ps(wj, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 8 * k))), acc[k]);
-        }
-        for (int k = 0; k < 8; k++) _mm256_storeu_ps(out + d + 8 * k, acc[k]);
+/* [sum a, sum b, sum c, sum d] */
+static inline __m128 hsum4_ps(__m256 a, __m256 b, __m256 c, __m256 d) {
+    const __m256 abcd = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+    return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+}
+
+static inline __m256 f16x8(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+
+enum { PREFETCH_ROWS = 8 };
+
+/* Scores of two query heads against two keys at a time: every key element is
+ * widened once, eight independent FMA chains hide the FMA latency. */
+static void qk_f16(int n, const uint16_t *k, int hd, const float *q, int group, float *s, size_t ls) {
+    if (hd % 16) {
+        g8_qk_f16_scalar(n, k, hd, q, group, s, ls);
+        return;
     }
-    if (d < hd)
-        for (int j = 0; j < n; j++)
-            for (int i = d; i < hd; i++) out[i] += w[j] * g8_f16_to_f32(v[(size_t)j * stride + i]);
+    int h = 0;
+    for (; h + 2 <= group; h += 2) {
+        const float *q0 = q + (size_t)h * hd, *q1 = q0 + hd;
+        float *s0 = s + h * ls, *s1 = s0 + ls;
+        int j = 0;
+        for (; j + 2 <= n; j += 2) {
+            const uint16_t *k0 = k + (size_t)j * hd, *k1 = k0 + hd;
+            if (j + 2 + PREFETCH_ROWS <= n) /* the hardware prefetcher alone leaves the loads and the FMAs serialized */
+                for (int i = 0; i < 2 * hd; i += 32) _mm_prefetch((const char *)(k1 + (size_t)PREFETCH_ROWS * hd + i), _MM_HINT_T0);
+            __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00; /* [key][head] */
+            __m256 c00 = a00, c01 = a00, c10 = a00, c11 = a00;                 /* the odd eights */
+            for (int i = 0; i < hd; i += 16) {
+                const __m256 x0 = f16x8(k0 + i), x1 = f16x8(k1 + i), y0 = _mm256_loadu_ps(q0 + i), y1 = _mm256_loadu_ps(q1 + i);
+                a00 = _mm256_fmadd_ps(x0, y0, a00), a01 = _mm256_fmadd_ps(x0, y1, a01);
+                a10 = _mm256_fmadd_ps(x1, y0, a10), a11 = _mm256_fmadd_ps(x1, y1, a11);
+                const __m256 z0 = f16x8(k0 + i + 8), z1 = f16x8(k1 + i + 8);
+                const __m256 u0 = _mm256_loadu_ps(q0 + i + 8), u1 = _mm256_loadu_ps(q1 + i + 8);
+                c00 = _mm256_fmadd_ps(z0, u0, c00), c01 = _mm256_fmadd_ps(z0, u1, c01);
+                c10 = _mm256_fmadd_ps(z1, u0, c10), c11 = _mm256_fmadd_ps(z1, u1, c11);
+            }
+            float r[4];
+            _mm_storeu_ps(r, hsum4_ps(_mm256_add_ps(a00, c00), _mm256_add_ps(a01, c01), _mm256_add_ps(a10, c10),
+                                      _mm256_add_ps(a11, c11)));
+            s0[j] = r[0], s1[j] = r[1], s0[j + 1] = r[2], s1[j + 1] = r[3];
+        }
+        for (; j < n; j++) {
+            s0[j] = dot_f16(hd, k + (size_t)j * hd, q0);
+            s1[j] = dot_f16(hd, k + (size_t)j * hd, q1);
+        }
+    }
+    for (; h < group; h++)
+        for (int j = 0; j < n; j++) s[h * ls + j] = dot_f16(hd, k + (size_t)j * hd, q + (size_t)h * hd);
+}
+
+/* The weighted sum of value rows for the query heads of a group, two heads at a
+ * time: rows are taken in blocks that stay in L1 while each 32-element slice of
+ * the output is summed in registers (each row widened once per head pair). */
+static void wsum_f16(int n, const float *w, size_t lw, const uint16_t *v, int hd, int group, float *out) {
+    enum { ROWS = 16 };
+    if (hd % 32) {
+        g8_wsum_f16_scalar(n, w, lw, v, hd, group, out);
+        return;
+    }
+    for (int j0 = 0; j0 < n; j0 += ROWS) {
+        const int nj = n - j0 < ROWS ? n - j0 : ROWS;
+        const uint16_t *vb = v + (size_t)j0 * hd;
+        for (int h = 0; h < group; h += 2) {
+            const bool pair = h + 1 < group;
+            const float *w0 = w + h * lw + j0, *w1 = pair ? w0 + lw : w0;
+            float *o0 = out + (size_t)h * hd, *o1 = o0 + hd;
+            for (int d = 0; d < hd; d += 32) { /* eight accumulators, named so that they stay in registers */
+                float *p0 = o0 + d, *p1 = o1 + d;
+                __m256 a0 = _mm256_loadu_ps(p0), a1 = _mm256_loadu_ps(p0 + 8), a2 = _mm256_loadu_ps(p0 + 16),
+                       a3 = _mm256_loadu_ps(p0 + 24);
+                __m256 b0 = _mm256_setzero_ps(), b1 = b0, b2 = b0, b3 = b0;
+                if (pair)
+                    b0 = _mm256_loadu_ps(p1), b1 = _mm256_loadu_ps(p1 + 8), b2 = _mm256_loadu_ps(p1 + 16),
+                    b3 = _mm256_loadu_ps(p1 + 24);
+                const uint16_t *row = vb + d;
+                const bool ahead = j0 + ROWS + nj <= n; /* fetch the next block's rows, slice by slice */
+                for (int j = 0; j < nj; j++, row += hd) {
+                    if (ahead) _mm_prefetch((const char *)(row + (size_t)ROWS * hd), _MM_HINT_T0);
+                    const __m256 wa = _mm256_broadcast_ss(w0 + j), wb = _mm256_broadcast_ss(w1 + j);
+                    const __m256 x0 = f16x8(row), x1 = f16x8(row + 8), x2 = f16x8(row + 16), x3 = f16x8(row + 24);
+                    a0 = _mm256_fmadd_ps(wa, x0, a0), b0 = _mm256_fmadd_ps(wb, x0, b0);
+                    a1 = _mm256_fmadd_ps(wa, x1, a1), b1 = _mm256_fmadd_ps(wb, x1, b1);
+                    a2 = _mm256_fmadd_ps(wa, x2, a2), b2 = _mm256_fmadd_ps(wb, x2, b2);
+                    a3 = _mm256_fmadd_ps(wa, x3, a3), b3 = _mm256_fmadd_ps(wb, x3, b3);
+                }
+                _mm256_storeu_ps(p0, a0), _mm256_storeu_ps(p0 + 8, a1), _mm256_storeu_ps(p0 + 16, a2),
+                    _mm256_storeu_ps(p0 + 24, a3);
+                if (pair)
+                    _mm256_storeu_ps(p1, b0), _mm256_storeu_ps(p1 + 8, b1), _mm256_storeu_ps(p1 + 16, b2),
+                        _mm256_storeu_ps(p1 + 24, b3);
+            }
+        }
+    }
 }
 
 const g8_kernels g8_kernels_avx2 = {
     "avx2", dot_f32, dot_f16, dot_bf16, dot_q8_0, tile_q8_0, quantize_q8_0, axpy,
-    softcap, exp_sum, geglu, wsum_f16,
+    softcap, exp_sum, geglu, qk_f16, wsum_f16,
 };
 #endif

@@ -12,7 +12,7 @@ override LDLIBS += -lcjson -lm -pthread
 PREFIX  ?= /usr/local
 BUILD   ?= build
 
-LIB_SRC := $(wildcard src/*.c) $(wildcard src/arch/*.c)
+LIB_SRC := $(wildcard src/*.c) $(filter-out src/arch/x86_vnni.c,$(wildcard src/arch/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TOOL_SRC := $(wildcard tools/*.c)
 TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
@@ -23,9 +23,24 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 MACHINE := $(shell $(CC) -dumpmachine)
 ifneq (,$(findstring x86_64,$(MACHINE)))
 $(BUILD)/src/arch/x86_avx2.o: override CFLAGS += -mavx2 -mfma -mf16c
+# the VNNI GEMM tile, one source built for AVX-VNNI and for AVX512-VNNI (256-bit),
+# and with vpdpbusd emulated in AVX2 for the tests (this machine may have neither)
+X86_AVX2 := -mavx2 -mfma -mf16c
+LIB_OBJ += $(BUILD)/src/arch/x86_vnni_avx.o $(BUILD)/src/arch/x86_vnni_avx512.o
+TEST_OBJ += $(BUILD)/tests/x86_vnni_emulated.o
+$(BUILD)/src/arch/x86_vnni_avx.o: src/arch/x86_vnni.c src/kernels.h src/quant.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(X86_AVX2) -mavxvnni -DG8_VNNI=1 -c $< -o $@
+$(BUILD)/src/arch/x86_vnni_avx512.o: src/arch/x86_vnni.c src/kernels.h src/quant.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(X86_AVX2) -mavx512f -mavx512vl -mavx512vnni -DG8_VNNI=2 -c $< -o $@
+$(BUILD)/tests/x86_vnni_emulated.o: src/arch/x86_vnni.c src/kernels.h src/quant.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(X86_AVX2) -DG8_VNNI=0 -c $< -o $@
 endif
 ifneq (,$(findstring aarch64,$(MACHINE)))
 $(BUILD)/src/arch/arm_neon.o: override CFLAGS += -march=armv8.2-a+dotprod+fp16
+$(BUILD)/src/arch/arm_i8mm.o: override CFLAGS += -march=armv8.2-a+dotprod+fp16+i8mm
 endif
 
 all: $(BUILD)/gemma8 $(BUILD)/libgemma8.a

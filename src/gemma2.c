@@ -13,16 +13,21 @@ gemma8_context_params gemma8_context_default_params(void) {
 }
 
 static uint32_t kv_type_of(const gemma8_model *m, const gemma8_context_params *p) {
-    if (p->kv_type == GEMMA8_TYPE_F16 || p->kv_type == GEMMA8_TYPE_F32) return (uint32_t)p->kv_type;
+    if (p->kv_type == GEMMA8_TYPE_F16 || p->kv_type == GEMMA8_TYPE_F32 || p->kv_type == GEMMA8_TYPE_Q8_0)
+        return (uint32_t)p->kv_type;
     return m->layers[0].wq.type == GEMMA8_TYPE_Q8_0 ? GEMMA8_TYPE_F16 : GEMMA8_TYPE_F32;
 }
 
-static size_t kv_elt(uint32_t type) { return type == GEMMA8_TYPE_F16 ? 2 : 4; }
+/* bytes of one head's key (or value) at one position */
+static size_t kv_head_bytes(uint32_t type, int head_dim) {
+    if (type == GEMMA8_TYPE_Q8_0) return (size_t)(head_dim / QK8_0) * sizeof(block_q8_0);
+    return (size_t)head_dim * (type == GEMMA8_TYPE_F16 ? 2 : 4);
+}
 
 /* The cache of a layer is head-major: (n_head_kv, slots, head_dim), so that
  * attention reads each head's keys and values as one stream. */
 static size_t kv_at(const gemma8_context *ctx, const g8_kv_layer *L, int g, int32_t pos) {
-    return ((size_t)g * L->slots + (size_t)(pos % L->slots)) * ctx->model->hp.head_dim * kv_elt(ctx->kv_type);
+    return ((size_t)g * L->slots + (size_t)(pos % L->slots)) * kv_head_bytes(ctx->kv_type, ctx->model->hp.head_dim);
 }
 
 void g8_kv_get_row(const gemma8_context *ctx, int il, int kv, int32_t pos, float *out) {
@@ -40,6 +45,10 @@ void g8_kv_set_row(gemma8_context *ctx, int il, int kv, int32_t pos, const float
         const float *x = in + (size_t)g * hd;
         if (ctx->kv_type == GEMMA8_TYPE_F32) {
             memcpy(row, x, (size_t)hd * sizeof(float));
+            continue;
+        }
+        if (ctx->kv_type == GEMMA8_TYPE_Q8_0) {
+            ctx->ops.k->quantize_q8_0(x, (block_q8_0 *)row, hd);
             continue;
         }
         uint16_t *h = (uint16_t *)row;
@@ -101,12 +110,13 @@ gemma8_memory_estimate gemma8_estimate_memory(const gemma8_model *m, const gemma
     for (uint64_t i = 0; i < m->file.n_tensors; i++) e.weights += m->file.tensors[i].nbytes;
     for (int il = 0; il < hp->n_layer; il++) {
         uint64_t slots = g8_layer_is_sliding(il) ? (uint64_t)G8_MIN(n_ctx, hp->sliding_window + B) : (uint64_t)n_ctx;
-        e.kv_cache += 2 * slots * KV * kv_elt(kv_type_of(m, p));
-        e.kv_cache_full += 2 * (uint64_t)n_ctx * KV * kv_elt(kv_type_of(m, p));
+        const uint64_t row = (uint64_t)hp->n_head_kv * kv_head_bytes(kv_type_of(m, p), hp->head_dim);
+        e.kv_cache += 2 * slots * row;
+        e.kv_cache_full += 2 * (uint64_t)n_ctx * row;
     }
     e.scratch = (uint64_t)B * (3 * E + 2 * Q + 2 * KV + 2 * F) * sizeof(float) +
                 (uint64_t)B * (G8_MAX(G8_MAX(E, Q), F) / QK8_0 + 1) * sizeof(block_q8_0) +
-                (uint64_t)T * g8_attention_scratch(hp->n_head, hp->n_head_kv, n_ctx) * sizeof(float) +
+                (uint64_t)T * g8_attention_scratch(hp->n_head, hp->n_head_kv, hp->head_dim, n_ctx) * sizeof(float) +
                 2 * (uint64_t)hp->n_vocab * sizeof(float) +
                 (uint64_t)n_ctx * sizeof(int32_t);
     e.total = e.weights + e.kv_cache + e.scratch;
@@ -118,8 +128,12 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
     *out = NULL;
     if (!model || !params) return g8_fail(GEMMA8_ERR_INVALID_ARG, "no model or parameters given");
     const g8_hparams *hp = &model->hp;
-    if (params->kv_type != GEMMA8_KV_AUTO && params->kv_type != GEMMA8_TYPE_F32 && params->kv_type != GEMMA8_TYPE_F16)
-        return g8_fail(GEMMA8_ERR_INVALID_ARG, "the KV cache type must be f32 or f16");
+    if (params->kv_type != GEMMA8_KV_AUTO && params->kv_type != GEMMA8_TYPE_F32 && params->kv_type != GEMMA8_TYPE_F16 &&
+        params->kv_type != GEMMA8_TYPE_Q8_0)
+        return g8_fail(GEMMA8_ERR_INVALID_ARG, "the KV cache type must be f32, f16 or q8_0");
+    if (params->kv_type == GEMMA8_TYPE_Q8_0 && hp->head_dim % QK8_0)
+        return g8_fail(GEMMA8_ERR_INVALID_ARG, "a q8_0 KV cache needs a head size that is a multiple of 32 (this model's: %d)",
+                       hp->head_dim);
     if (params->n_ctx < 0 || params->n_batch < 0 || params->n_threads < 0 || params->n_threads > 1024)
         return g8_fail(GEMMA8_ERR_INVALID_ARG, "negative or absurd context parameters (n_ctx %d, n_batch %d, n_threads %d)",
                        params->n_ctx, params->n_batch, params->n_threads);
@@ -158,9 +172,9 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
         g8_kv_layer *L = &ctx->kv[il];
         L->slots = ctx->n_ctx;
         if (g8_layer_is_sliding(il)) L->slots = G8_MIN(ctx->n_ctx, hp->sliding_window + ctx->n_batch);
-        const size_t half = ctx->kv_type == GEMMA8_TYPE_F16 ? 2 : 1; /* f16: half as many floats' room */
-        L->k = alloc_f32((size_t)L->slots, (KV + half - 1) / half, &ok);
-        L->v = alloc_f32((size_t)L->slots, (KV + half - 1) / half, &ok);
+        const size_t row = (size_t)hp->n_head_kv * kv_head_bytes(ctx->kv_type, hp->head_dim); /* bytes a position */
+        L->k = alloc_f32((size_t)L->slots, (row + sizeof(float) - 1) / sizeof(float), &ok);
+        L->v = alloc_f32((size_t)L->slots, (row + sizeof(float) - 1) / sizeof(float), &ok);
     }
     size_t maxin = G8_MAX(G8_MAX(E, Q), F);
     ctx->ops.qbuf_blocks = B * (maxin / QK8_0 + 1);
@@ -178,7 +192,7 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
     ctx->proj = alloc_f32(B, E, &ok);
     ctx->gate = alloc_f32(B, F, &ok);
     ctx->up = alloc_f32(B, F, &ok);
-    ctx->attn_scratch = alloc_f32((size_t)ctx->n_threads, g8_attention_scratch(hp->n_head, hp->n_head_kv, ctx->n_ctx), &ok);
+    ctx->attn_scratch = alloc_f32((size_t)ctx->n_threads, g8_attention_scratch(hp->n_head, hp->n_head_kv, hp->head_dim, ctx->n_ctx), &ok);
     ctx->last_logits = alloc_f32(1, (size_t)hp->n_vocab, &ok);
     ctx->last_hidden = alloc_f32(1, E, &ok);
     ctx->history = ok ? malloc((size_t)ctx->n_ctx * sizeof(int32_t)) : NULL;
@@ -247,7 +261,7 @@ void g8_forward(gemma8_context *ctx, const int32_t *tokens, const float *embd, i
             .window = g8_layer_is_sliding(il) ? hp->sliding_window : 0,
             .scale = hp->query_scale, .softcap = hp->attn_softcap, .out = ctx->att,
             .scratch = ctx->attn_scratch,
-            .scratch_len = g8_attention_scratch(hp->n_head, hp->n_head_kv, ctx->n_ctx),
+            .scratch_len = g8_attention_scratch(hp->n_head, hp->n_head_kv, hp->head_dim, ctx->n_ctx),
         };
         g8_attention(ops, &aa);
         g8_matmul(ops, &L->wo, ctx->att, T, ctx->proj);

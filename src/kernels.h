@@ -40,6 +40,8 @@ typedef struct g8_kernels {
     void (*qk_f16)(int n, const uint16_t *k, int hd, const float *q, int group, float *s, size_t ls);
     /* out[h * hd + i] += sum_j w[h * lw + j] * v_j[i] */
     void (*wsum_f16)(int n, const float *w, size_t lw, const uint16_t *v, int hd, int group, float *out);
+    /* the same over Q8_0 value rows of hd / 32 blocks (hd a multiple of 32) */
+    void (*wsum_q8_0)(int n, const float *w, size_t lw, const block_q8_0 *v, int hd, int group, float *out);
 } g8_kernels;
 
 /* scalar versions, for tables that have no SIMD one */
@@ -48,6 +50,7 @@ float g8_exp_sum_scalar(int n, float *x, float m);
 void g8_geglu_scalar(int n, float *g, const float *u);
 void g8_qk_f16_scalar(int n, const uint16_t *k, int hd, const float *q, int group, float *s, size_t ls);
 void g8_wsum_f16_scalar(int n, const float *w, size_t lw, const uint16_t *v, int hd, int group, float *out);
+void g8_wsum_q8_0_scalar(int n, const float *w, size_t lw, const block_q8_0 *v, int hd, int group, float *out);
 
 /* The best table for this CPU (GEMMA8_KERNELS=scalar in the environment forces
  * the reference). */
@@ -58,9 +61,18 @@ int g8_kernels_all(const g8_kernels **out, int max);
 
 #if defined(__x86_64__)
 extern const g8_kernels g8_kernels_avx2;
+extern const g8_kernels g8_kernels_avxvnni, g8_kernels_avx512vnni; /* AVX2 with the GEMM tile on vpdpbusd */
+void g8_tile_q8_0_avxvnni(int nb, const block_q8_0 *w, size_t ws, const block_q8_0 *x, size_t xs, float *y, size_t ldy);
+void g8_tile_q8_0_avx512vnni(int nb, const block_q8_0 *w, size_t ws, const block_q8_0 *x, size_t xs, float *y,
+                             size_t ldy);
+/* the same kernel with vpdpbusd emulated in AVX2 (built into the tests only) */
+void g8_tile_q8_0_vnni_emulated(int nb, const block_q8_0 *w, size_t ws, const block_q8_0 *x, size_t xs, float *y,
+                                size_t ldy);
 #endif
 #if defined(__aarch64__)
 extern const g8_kernels g8_kernels_neon;
+extern const g8_kernels g8_kernels_neon_i8mm;
+void g8_tile_q8_0_i8mm(int nb, const block_q8_0 *w, size_t ws, const block_q8_0 *x, size_t xs, float *y, size_t ldy);
 #endif
 
 #endif

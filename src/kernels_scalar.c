@@ -18,9 +18,28 @@ static bool x86_has_avx2(void) {
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
     return b & (1u << 5);
 }
+
+/* AVX-VNNI: CPUID.(7,1).EAX[4] */
+static bool x86_has_avxvnni(void) {
+    unsigned a, b, c, d;
+    return x86_has_avx2() && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4));
+}
+
+/* AVX512F + VL + VNNI, and the OS saves the opmask and ZMM state */
+static bool x86_has_avx512vnni(void) {
+    unsigned a, b, c, d;
+    if (!x86_has_avx2() || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    if (!((b & (1u << 16)) && (b & (1u << 31)) && (c & (1u << 11)))) return false;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo & 0xe6) == 0xe6;
+}
 #endif
 #if defined(__aarch64__)
 #include <sys/auxv.h>
+#ifndef HWCAP2_I8MM
+#define HWCAP2_I8MM (1 << 13)
+#endif
 #ifndef HWCAP_ASIMDDP
 #define HWCAP_ASIMDDP (1 << 20)
 #endif
@@ -101,9 +120,21 @@ void g8_wsum_f16_scalar(int n, const float *w, size_t lw, const uint16_t *v, int
         }
 }
 
+void g8_wsum_q8_0_scalar(int n, const float *w, size_t lw, const block_q8_0 *v, int hd, int group, float *out) {
+    const int nb = hd / QK8_0;
+    for (int j = 0; j < n; j++)
+        for (int h = 0; h < group; h++)
+            for (int b = 0; b < nb; b++) {
+                const block_q8_0 *blk = v + (size_t)j * nb + b;
+                const float s = w[h * lw + (size_t)j] * g8_f16_to_f32(blk->d);
+                for (int i = 0; i < QK8_0; i++) out[(size_t)h * hd + b * QK8_0 + i] += s * (float)blk->qs[i];
+            }
+}
+
 static const g8_kernels scalar = {
     "scalar", dot_f32, dot_f16, dot_bf16, dot_q8_0, tile_q8_0, quantize_q8_0, axpy,
     g8_softcap_scalar, g8_exp_sum_scalar, g8_geglu_scalar, g8_qk_f16_scalar, g8_wsum_f16_scalar,
+    g8_wsum_q8_0_scalar,
 };
 
 const g8_kernels *g8_kernels_scalar(void) { return &scalar; }
@@ -113,9 +144,13 @@ int g8_kernels_all(const g8_kernels **out, int max) {
     if (n < max) out[n++] = &scalar;
 #if defined(__x86_64__)
     if (n < max && x86_has_avx2()) out[n++] = &g8_kernels_avx2;
+    if (n < max && x86_has_avx512vnni()) out[n++] = &g8_kernels_avx512vnni;
+    if (n < max && x86_has_avxvnni()) out[n++] = &g8_kernels_avxvnni; /* VEX: the shorter encoding, preferred */
 #endif
 #if defined(__aarch64__)
     if (n < max && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP)) out[n++] = &g8_kernels_neon;
+    if (n < max && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) && (getauxval(AT_HWCAP2) & HWCAP2_I8MM))
+        out[n++] = &g8_kernels_neon_i8mm;
 #endif
     return n;
 }

@@ -173,18 +173,34 @@ typedef struct attn_task {
  * per tile rather than once per query. */
 enum { ATTN_QTILE = 8, ATTN_KBLOCK = 256 };
 
-size_t g8_attention_scratch(int n_head, int n_head_kv, int max_keys) {
-    return (size_t)ATTN_QTILE * (size_t)(n_head / n_head_kv) * (size_t)max_keys;
+/* floats of a tile's queries as Q8_0 blocks (for a Q8_0 cache) */
+static size_t qq_floats(int group, int head_dim) {
+    return ((size_t)ATTN_QTILE * (size_t)group * (size_t)(head_dim / QK8_0) * sizeof(block_q8_0) + sizeof(float) - 1) /
+           sizeof(float);
 }
 
-/* scores s[h * ls + (j - j0)] of the group's heads against keys j0..j1 of head g */
-static void scores(const g8_attn_args *a, const g8_kernels *k, int g, int j0, int j1, const float *q, float *s,
-                   size_t ls) {
-    const int hd = a->head_dim, group = a->n_head / a->n_head_kv;
+size_t g8_attention_scratch(int n_head, int n_head_kv, int head_dim, int max_keys) {
+    const int group = n_head / n_head_kv;
+    return qq_floats(group, head_dim) + (size_t)ATTN_QTILE * (size_t)group * (size_t)max_keys;
+}
+
+/* scores s[h * ls + (j - j0)] of the group's heads against keys j0..j1 of head g
+ * (q: the group's queries, qq: the same as Q8_0 blocks for a Q8_0 cache) */
+static void scores(const g8_attn_args *a, const g8_kernels *k, int g, int j0, int j1, const float *q,
+                   const block_q8_0 *qq, float *s, size_t ls) {
+    const int hd = a->head_dim, group = a->n_head / a->n_head_kv, nb = hd / QK8_0;
     const size_t head = (size_t)g * a->slots * hd;
     for (int j = j0; j <= j1;) { /* the ring holds consecutive positions in at most two runs of slots */
         const int slot = j % a->slots, run = G8_MIN(j1 - j + 1, a->slots - slot);
-        if (a->kv_type == GEMMA8_TYPE_F16) {
+        if (a->kv_type == GEMMA8_TYPE_Q8_0) {
+            const block_q8_0 *kr = (const block_q8_0 *)a->k_cache + (size_t)g * a->slots * nb + (size_t)slot * nb;
+            for (int i = 0; i < run; i++) {
+#if defined(__GNUC__)
+                if (i + 8 < run) __builtin_prefetch(kr + (size_t)(i + 8) * nb);
+#endif
+                for (int h = 0; h < group; h++) s[h * ls + (size_t)(j - j0 + i)] = k->dot_q8_0(nb, kr + (size_t)i * nb, qq + (size_t)h * nb);
+            }
+        } else if (a->kv_type == GEMMA8_TYPE_F16) {
             k->qk_f16(run, (const uint16_t *)a->k_cache + head + (size_t)slot * hd, hd, q, group, s + (j - j0), ls);
         } else {
             const float *kr = (const float *)a->k_cache + head + (size_t)slot * hd;
@@ -202,7 +218,11 @@ static void values(const g8_attn_args *a, const g8_kernels *k, int g, int j0, in
     const size_t head = (size_t)g * a->slots * hd;
     for (int j = j0; j <= j1;) {
         const int slot = j % a->slots, run = G8_MIN(j1 - j + 1, a->slots - slot);
-        if (a->kv_type == GEMMA8_TYPE_F16) {
+        if (a->kv_type == GEMMA8_TYPE_Q8_0) {
+            const int nb = hd / QK8_0;
+            k->wsum_q8_0(run, w + (j - j0), lw, (const block_q8_0 *)a->v_cache + (size_t)g * a->slots * nb + (size_t)slot * nb, hd,
+                         group, o);
+        } else if (a->kv_type == GEMMA8_TYPE_F16) {
             k->wsum_f16(run, w + (j - j0), lw, (const uint16_t *)a->v_cache + head + (size_t)slot * hd, hd, group, o);
         } else {
             const float *vr = (const float *)a->v_cache + head + (size_t)slot * hd;
@@ -222,7 +242,9 @@ static void attention_task(void *arg, int ith, int nth) {
     const g8_kernels *k = ((const attn_task *)arg)->k;
     const int hd = a->head_dim, group = a->n_head / a->n_head_kv;
     const size_t q_stride = (size_t)a->n_head * hd;
-    float *scratch = a->scratch + (size_t)ith * a->scratch_len;
+    block_q8_0 *qq = (block_q8_0 *)(a->scratch + (size_t)ith * a->scratch_len); /* (tile, group, hd / 32) */
+    float *scratch = a->scratch + (size_t)ith * a->scratch_len + qq_floats(group, hd);
+    const int nb = hd / QK8_0;
     const int n_tiles = (a->T + ATTN_QTILE - 1) / ATTN_QTILE;
     for (int task = ith; task < n_tiles * a->n_head_kv; task += nth) {
         const int t0 = task / a->n_head_kv * ATTN_QTILE, g = task % a->n_head_kv, nt = G8_MIN(ATTN_QTILE, a->T - t0);
@@ -235,6 +257,9 @@ static void attention_task(void *arg, int ith, int nth) {
             first = G8_MIN(first, lo[i]), last = G8_MAX(last, hi[i]);
             sc[i] = scratch + used;
             used += (size_t)group * (size_t)(hi[i] - lo[i] + 1);
+            if (a->kv_type == GEMMA8_TYPE_Q8_0) /* q.k in int8, like the matrix products */
+                k->quantize_q8_0(a->q + (size_t)(t0 + i) * q_stride + (size_t)g * group * hd, qq + (size_t)i * group * nb,
+                                 group * hd);
         }
         for (int j0 = first; j0 <= last; j0 += ATTN_KBLOCK) {
             const int j1 = G8_MIN(j0 + ATTN_KBLOCK - 1, last);
@@ -242,7 +267,7 @@ static void attention_task(void *arg, int ith, int nth) {
                 const int a0 = G8_MAX(j0, lo[i]), a1 = G8_MIN(j1, hi[i]);
                 if (a0 > a1) continue;
                 const float *q = a->q + (size_t)(t0 + i) * q_stride + (size_t)g * group * hd;
-                scores(a, k, g, a0, a1, q, sc[i] + (a0 - lo[i]), (size_t)(hi[i] - lo[i] + 1));
+                scores(a, k, g, a0, a1, q, qq + (size_t)i * group * nb, sc[i] + (a0 - lo[i]), (size_t)(hi[i] - lo[i] + 1));
             }
         }
         for (int i = 0; i < nt; i++) {

@@ -44,7 +44,7 @@ typedef struct g8_attn_args {
     const float *q;        /* (T, n_head * head_dim), RoPE applied */
     const void *k_cache;   /* (n_head_kv, slots, head_dim) of kv_type */
     const void *v_cache;   /* (n_head_kv, slots, head_dim) of kv_type */
-    uint32_t kv_type;      /* GEMMA8_TYPE_F32 or GEMMA8_TYPE_F16 */
+    uint32_t kv_type;      /* GEMMA8_TYPE_F32, GEMMA8_TYPE_F16 or GEMMA8_TYPE_Q8_0 (head_dim / 32 blocks a row) */
     int slots;
     const int32_t *pos;    /* (T) position of each query */
     int T, n_head, n_head_kv, head_dim;
@@ -53,9 +53,9 @@ typedef struct g8_attn_args {
     float softcap;         /* 0: off */
     float *out;            /* (T, n_head * head_dim) */
     float *scratch;        /* (n_threads, scratch_len) */
-    size_t scratch_len;    /* g8_attention_scratch(n_head, n_head_kv, the most keys one query sees) */
+    size_t scratch_len;    /* g8_attention_scratch(n_head, n_head_kv, head_dim, the most keys one query sees) */
 } g8_attn_args;
 
 void g8_attention(g8_ops *ops, const g8_attn_args *a);
 /* floats of scratch one thread needs */
-size_t g8_attention_scratch(int n_head, int n_head_kv, int max_keys);
+size_t g8_attention_scratch(int n_head, int n_head_kv, int head_dim, int max_keys);

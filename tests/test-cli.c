@@ -102,6 +102,40 @@ TEST(cli_logits_and_run_contract) {
     free(gen);
 }
 
+/* --kv-type: a q8_0 cache still gives the reference's greedy tokens (tiny-b,
+ * heads of 32); bench says which cache it measured; a bad name is refused. */
+TEST(cli_kv_type_option) {
+    const char *model = convert_fixture("tiny-b", GEMMA8_TYPE_Q8_0);
+    char ref[512];
+    snprintf(ref, sizeof ref, "%s/reference.safetensors", data_path("tiny-b"));
+    size_t np, no;
+    int32_t *prompt = ref_load(ref, "gen0.prompt", &np), *gen = ref_load(ref, "gen0.output", &no);
+    if (!model || !prompt || !gen) return;
+    char *ptoks = join_ids(prompt, np), *gens = join_ids(gen, no), *out, *err, nbuf[16];
+    snprintf(nbuf, sizeof nbuf, "%zu", no);
+    const char *a1[] = {"run", "-m", model, "--tokens", ptoks, "-n", nbuf, "--temp", "0", "--ids", "--ignore-eos",
+                        "--kv-type", "q8_0", NULL};
+    CHECK(run_cli(a1, NULL, &out, &err) == 0);
+    out[strcspn(out, "\n")] = 0;
+    CHECKF(!strcmp(out, gens), "run --kv-type q8_0 printed '%s', want '%s'", out, gens);
+    free(out);
+    free(err);
+    const char *a2[] = {"bench", "-m", model, "-p", "8", "-n", "4", "-r", "1", "--kv-type", "q8_0", NULL};
+    CHECK(run_cli(a2, NULL, &out, &err) == 0);
+    CHECKF(strstr(out, "KV cache q8_0") && strstr(out, "pp8") && strstr(out, "tg4"), "bench printed '%s'", out);
+    free(out);
+    free(err);
+    const char *a3[] = {"run", "-m", model, "--tokens", ptoks, "-n", "2", "--kv-type", "q4", NULL};
+    CHECK(run_cli(a3, NULL, &out, &err) == 1);
+    CHECKF(strstr(err, "unknown KV cache type 'q4'"), "stderr: %s", err);
+    free(out);
+    free(err);
+    free(ptoks);
+    free(gens);
+    free(prompt);
+    free(gen);
+}
+
 /* Bad input: exit status 1 with a message, never a signal. */
 TEST(cli_bad_input_clean_errors) {
     const char *model = convert_fixture("tiny-c", GEMMA8_TYPE_F32);

@@ -130,7 +130,8 @@ TEST(forward_prefill_then_decode) {
 
 /* ---- w8a8 (q8_0) against the float reference ------------------------------ */
 
-static void check_q8_0(const char *fixture, bool gen0) {
+static void check_q8_0(const char *fixture, bool gen0, int32_t kv_type) {
+    const char *kv = kv_type == GEMMA8_TYPE_Q8_0 ? ", q8_0 KV" : "";
     const char *path = convert_fixture(fixture, GEMMA8_TYPE_Q8_0);
     gemma8_model *m;
     gemma8_model_params mp = gemma8_model_default_params();
@@ -142,19 +143,20 @@ static void check_q8_0(const char *fixture, bool gen0) {
     int32_t *tok = ref_load(ref, "seq0.tokens", &T);
     float *want = ref_load(ref, "seq0.logits", &n);
     int V = gemma8_model_get_info(m).n_vocab;
-    float *got = tok ? eval_all(m, tok, (int)T, 256, 2) : NULL;
+    float *got = tok ? eval_all_kv(m, tok, (int)T, 256, 2, kv_type) : NULL;
     if (got && want) {
         double kl = mean_kl(want, got, (int)T, V);
         int agree = argmax_agree(got, want, (int)T, V);
-        CHECKF(kl <= 1e-3, "%s q8_0: mean KL %g", fixture, kl);
-        CHECKF(agree * 100 >= 99 * (int)T, "%s q8_0: argmax %d/%zu", fixture, agree, T);
-        harness_note("%s q8_0 (w8a8) seq0: mean KL %.3g, argmax %d/%zu, max |diff| %.3g", fixture, kl, agree, T,
+        CHECKF(kl <= 1e-3, "%s q8_0%s: mean KL %g", fixture, kv, kl);
+        CHECKF(agree * 100 >= 99 * (int)T, "%s q8_0%s: argmax %d/%zu", fixture, kv, agree, T);
+        harness_note("%s q8_0 (w8a8)%s seq0: mean KL %.3g, argmax %d/%zu, max |diff| %.3g", fixture, kv, kl, agree, T,
                      max_abs_diff(got, want, n));
     }
     if (gen0) {
         size_t np, no;
         int32_t *prompt = ref_load(ref, "gen0.prompt", &np), *gw = ref_load(ref, "gen0.output", &no);
         gemma8_context_params cp = gemma8_context_default_params();
+        cp.kv_type = kv_type;
         gemma8_context *ctx;
         if (prompt && gw && CHECK(gemma8_context_new(m, &cp, &ctx) == GEMMA8_OK)) {
             CHECK(gemma8_eval(ctx, prompt, (int)np, NULL) == GEMMA8_OK);
@@ -165,8 +167,8 @@ static void check_q8_0(const char *fixture, bool gen0) {
                 same++;
                 CHECK(gemma8_eval(ctx, &t, 1, NULL) == GEMMA8_OK);
             }
-            CHECKF(same == no, "%s q8_0 gen0: first %zu of %zu greedy tokens identical", fixture, same, no);
-            harness_note("%s q8_0 gen0: %zu/%zu greedy tokens identical", fixture, same, no);
+            CHECKF(same == no, "%s q8_0%s gen0: first %zu of %zu greedy tokens identical", fixture, kv, same, no);
+            harness_note("%s q8_0%s gen0: %zu/%zu greedy tokens identical", fixture, kv, same, no);
             gemma8_context_free(ctx);
         }
         free(prompt);
@@ -178,7 +180,27 @@ static void check_q8_0(const char *fixture, bool gen0) {
     gemma8_model_free(m);
 }
 
-TEST(q8_0_tiny_a) { check_q8_0("tiny-a", true); }
-TEST(q8_0_tiny_b) { check_q8_0("tiny-b", true); }
-TEST(q8_0_tiny_c) { check_q8_0("tiny-c", true); }
-TEST(q8_0_tiny_long) { check_q8_0("tiny-long", false); }
+TEST(q8_0_tiny_a) { check_q8_0("tiny-a", true, GEMMA8_KV_AUTO); }
+TEST(q8_0_tiny_b) { check_q8_0("tiny-b", true, GEMMA8_KV_AUTO); }
+TEST(q8_0_tiny_c) { check_q8_0("tiny-c", true, GEMMA8_KV_AUTO); }
+TEST(q8_0_tiny_long) { check_q8_0("tiny-long", false, GEMMA8_KV_AUTO); }
+
+/* the same bars with the KV cache in Q8_0 as well (past the sliding window in
+ * tiny-long); tiny-b and tiny-long have heads of 32, tiny-a's of 16 cannot be
+ * cut in blocks of 32: a clean refusal */
+TEST(q8_0_kv_q8_0_tiny_b) { check_q8_0("tiny-b", true, GEMMA8_TYPE_Q8_0); }
+TEST(q8_0_kv_q8_0_tiny_long) { check_q8_0("tiny-long", false, GEMMA8_TYPE_Q8_0); }
+TEST(q8_0_kv_q8_0_needs_heads_of_32) {
+    const char *path = convert_fixture("tiny-a", GEMMA8_TYPE_Q8_0);
+    gemma8_model *m;
+    gemma8_model_params mp = gemma8_model_default_params();
+    if (!path || !CHECK(gemma8_model_load(path, &mp, &m) == GEMMA8_OK)) return;
+    gemma8_context_params cp = gemma8_context_default_params();
+    cp.kv_type = GEMMA8_TYPE_Q8_0;
+    gemma8_context *ctx = (gemma8_context *)&cp;
+    CHECK(gemma8_context_new(m, &cp, &ctx) == GEMMA8_ERR_INVALID_ARG && ctx == NULL);
+    CHECKF(strstr(gemma8_last_error(), "multiple of 32"), "%s", gemma8_last_error());
+    cp.kv_type = 2; /* not a cache type */
+    CHECK(gemma8_context_new(m, &cp, &ctx) == GEMMA8_ERR_INVALID_ARG && ctx == NULL);
+    gemma8_model_free(m);
+}

@@ -87,6 +87,43 @@ TEST(kernels_q8_0_match_scalar) {
     free(qb);
 }
 
+#if defined(__x86_64__)
+/* The VNNI GEMM tile (vpdpbusd with the +128 offset) with vpdpbusd emulated in
+ * AVX2: its integer sums are exact, so it must equal the AVX2 tile bit for bit
+ * and the scalar reference to rounding. The real builds (AVX-VNNI, AVX512-VNNI)
+ * are in the table on CPUs that have them and are then checked above too. */
+TEST(kernels_vnni_tile_logic_emulated) {
+    const g8_kernels *all[8];
+    int nk = g8_kernels_all(all, 8);
+    if (nk < 2) {
+        harness_note("no AVX2 here: the emulation needs it");
+        return;
+    }
+    const int nbs[] = {1, 2, 5, 72};
+    const int maxb = 72;
+    float *x = malloc((size_t)8 * maxb * 32 * sizeof(float));
+    block_q8_0 *q = malloc((size_t)8 * maxb * sizeof(block_q8_0));
+    for (int i = 0; i < 8 * maxb * 32; i++) x[i] = frand() * 2 - 1;
+    for (int i = 0; i < 32; i++) x[i] = i % 2 ? -1.0f : 1.0f; /* extremes: +-127 against +-127 */
+    for (int i = 4 * maxb * 32; i < 4 * maxb * 32 + 32; i++) x[i] = i % 2 ? -1.0f : 1.0f;
+    g8_quantize_row_q8_0_ref(x, q, 8 * maxb * 32);
+    for (size_t s = 0; s < sizeof nbs / sizeof nbs[0]; s++) {
+        float t1[4 * 6], t2[4 * 6], t3[4 * 6];
+        g8_tile_q8_0_vnni_emulated(nbs[s], q, (size_t)maxb, q + 4 * maxb, (size_t)maxb, t1, 6);
+        g8_kernels_avx2.tile_q8_0(nbs[s], q, (size_t)maxb, q + 4 * maxb, (size_t)maxb, t2, 6);
+        g8_kernels_scalar()->tile_q8_0(nbs[s], q, (size_t)maxb, q + 4 * maxb, (size_t)maxb, t3, 6);
+        for (int t = 0; t < 4; t++)
+            for (int r = 0; r < 4; r++) {
+                CHECKF(t1[t * 6 + r] == t2[t * 6 + r], "nb=%d (%d,%d): %.9g vs AVX2 %.9g", nbs[s], r, t, t1[t * 6 + r],
+                       t2[t * 6 + r]);
+                CHECKF(close_rel(t1[t * 6 + r], t3[t * 6 + r], 1e-5f), "nb=%d (%d,%d) vs scalar", nbs[s], r, t);
+            }
+    }
+    free(x);
+    free(q);
+}
+#endif
+
 /* Exact halves must round away from zero, as roundf and ggml do. */
 TEST(kernels_q8_0_rounding_ties) {
     const g8_kernels *all[8];
@@ -181,5 +218,19 @@ TEST(kernels_attention_f16_match_scalar) {
                     worst = max_abs_diff(o1, o2, 8 * 256);
                     CHECKF(worst <= 1e-6f * big, "%s wsum_f16 hd=%d group=%d n=%d: %g of %g", all[k]->name, hd, group, n,
                            worst, big);
+                    if (hd % QK8_0) continue;
+                    /* Q8_0 value rows (the q8_0 KV cache) */
+                    static block_q8_0 vq[70 * 8];
+                    static float vf[70 * 256];
+                    for (int i = 0; i < 70 * hd; i++) vf[i] = frand() * 2 - 1;
+                    g8_quantize_row_q8_0_ref(vf, vq, 70 * hd);
+                    for (int i = 0; i < 8 * 256; i++) o1[i] = o2[i] = frand();
+                    all[k]->wsum_q8_0(n, s2, 71, vq, hd, group, o1);
+                    g8_wsum_q8_0_scalar(n, s2, 71, vq, hd, group, o2);
+                    big = 1;
+                    for (int i = 0; i < 8 * 256; i++) big = fmaxf(big, fabsf(o2[i]));
+                    worst = max_abs_diff(o1, o2, 8 * 256);
+                    CHECKF(worst <= 1e-6f * big, "%s wsum_q8_0 hd=%d group=%d n=%d: %g of %g", all[k]->name, hd, group,
+                           n, worst, big);
                 }
 }

@@ -58,9 +58,14 @@ int argmax_agree(const float *a, const float *b, int T, int V) {
 }
 
 float *eval_all(gemma8_model *m, const int32_t *tokens, int T, int n_batch, int n_threads) {
+    return eval_all_kv(m, tokens, T, n_batch, n_threads, GEMMA8_KV_AUTO);
+}
+
+float *eval_all_kv(gemma8_model *m, const int32_t *tokens, int T, int n_batch, int n_threads, int32_t kv_type) {
     gemma8_context_params cp = gemma8_context_default_params();
     cp.n_batch = n_batch;
     cp.n_threads = n_threads;
+    cp.kv_type = kv_type;
     gemma8_context *ctx;
     if (!CHECKF(gemma8_context_new(m, &cp, &ctx) == GEMMA8_OK, "%s", gemma8_last_error())) return NULL;
     int V = gemma8_model_get_info(m).n_vocab;

@@ -23,6 +23,8 @@ double mean_kl(const float *ref, const float *got, int T, int V);
 
 /* Runs tokens through a fresh context of model; returns T x vocab logits (malloc'd). */
 float *eval_all(gemma8_model *m, const int32_t *tokens, int T, int n_batch, int n_threads);
+/* the same with a KV cache of the given type */
+float *eval_all_kv(gemma8_model *m, const int32_t *tokens, int T, int n_batch, int n_threads, int32_t kv_type);
 
 #endif
 

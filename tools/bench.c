@@ -74,13 +74,14 @@ double cli_membw(int n_threads, int reps) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    const char *model_path = NULL;
+    const char *model_path = NULL, *kv_type = NULL;
     int n_threads = 2, n_prompt = 512, n_gen = 128, reps = 3, depth = 0;
     bool membw = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: gemma8 bench -m MODEL.gguf [-t THREADS] [-p PROMPT] [-n GEN] [-d DEPTH] [-r REPS]\n"
+                   "                    [--kv-type f16|f32|q8_0]\n"
                    "       gemma8 bench --membw [-t THREADS]\n\n"
                    "Prefill of PROMPT tokens and decode of GEN tokens (after DEPTH tokens of context),\n"
                    "mean +- sd over REPS runs, the GB/s of weights streamed while decoding, and RSS.\n"
@@ -92,6 +93,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-n") && i + 1 < argc) n_gen = atoi(argv[++i]);
         else if (!strcmp(a, "-d") && i + 1 < argc) depth = atoi(argv[++i]);
         else if (!strcmp(a, "-r") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(a, "--kv-type") && i + 1 < argc) kv_type = argv[++i];
         else if (!strcmp(a, "--membw")) membw = true;
         else return cli_usage_error("bench", a);
     }
@@ -111,7 +113,7 @@ int cmd_bench(int argc, char **argv) {
     gemma8_model *model;
     gemma8_context *ctx;
     int n_ctx = depth + G8_MAX_INT(n_prompt, n_gen) + 1;
-    if (cli_load(model_path, n_ctx, n_threads, &model, &ctx)) return 1;
+    if (cli_load(model_path, n_ctx, n_threads, kv_type, &model, &ctx)) return 1;
     double t_load = cli_now() - t0;
     gemma8_model_info info = gemma8_model_get_info(model);
     int32_t *tok = malloc((size_t)(depth + n_prompt + n_gen + 1) * sizeof *tok);
@@ -120,9 +122,9 @@ int cmd_bench(int argc, char **argv) {
         seed = seed * 1664525u + 1013904223u;
         tok[i] = (int32_t)((seed >> 8) % (uint32_t)info.n_vocab);
     }
-    printf("model: %s, %s, %.2f B params, %.2f GiB of weights, %d threads, loaded in %.2f s\n", model_path,
-           gemma8_type_name(info.matrix_type), info.n_params / 1e9, info.weight_bytes / 1073741824.0, n_threads,
-           t_load);
+    printf("model: %s, %s, %.2f B params, %.2f GiB of weights, %d threads, KV cache %s, loaded in %.2f s\n",
+           model_path, gemma8_type_name(info.matrix_type), info.n_params / 1e9, info.weight_bytes / 1073741824.0,
+           n_threads, kv_type ? kv_type : "auto", t_load);
     double pp[64], tg[64];
     int rc = 0;
     for (int r = 0; r < reps && r < 64 && !rc; r++) {

@@ -86,7 +86,7 @@ static int chat_loop(const char *model_path, const char *system, gemma8_generate
     double t0 = cli_now();
     gemma8_model *model;
     gemma8_context *ctx;
-    if (cli_load(model_path, x->n_ctx, x->n_threads, &model, &ctx)) return 1;
+    if (cli_load(model_path, x->n_ctx, x->n_threads, x->kv_type, &model, &ctx)) return 1;
     double load_s = cli_now() - t0;
     bool tty = isatty(0) && isatty(1);
     struct sigaction sa = {0};
@@ -168,7 +168,8 @@ int cmd_chat(int argc, char **argv) {
                    "The KV cache is kept between turns: a follow-up only prefills its new tokens.\n"
                    "Commands: /reset, /save FILE (prompt cache), /load FILE, /exit. Ctrl-C stops a reply.\n"
                    "Without a terminal, reads one message per line from stdin.\n"
-                   "  -n N   tokens per reply at most (default 512)   -t N threads   -c N context\n%s",
+                   "  -n N   tokens per reply at most (default 512)   -t N threads   -c N context\n"
+                   "  --kv-type T   KV cache: f16 (default for q8_0 models), f32, q8_0 (half the bytes)\n%s",
                    cli_sampling_help);
             return 0;
         } else if (!strcmp(a, "-m") && i + 1 < argc) model_path = argv[++i];
@@ -240,7 +241,7 @@ int cmd_demo(int argc, char **argv) {
     printf("%s\n> Hello! What can you do?\n", banner);
     gemma8_model *model;
     gemma8_context *ctx;
-    if (cli_load(out, 512, x.n_threads, &model, &ctx)) return 1;
+    if (cli_load(out, 512, x.n_threads, NULL, &model, &ctx)) return 1;
     gemma8_chat_message msg = {"user", "Hello! What can you do?"};
     reply r = {0};
     p.on_token = stream_reply;

@@ -8,7 +8,8 @@ double cli_now(void);
 int cli_parse_tokens(const char *s, int32_t **out, int32_t *n);
 int cli_usage_error(const char *cmd, const char *arg);
 /* Loads a model and a context; prints the error and returns 1 on failure. */
-int cli_load(const char *path, int n_ctx, int n_threads, gemma8_model **model, gemma8_context **ctx);
+/* Loads a model and makes its context; kv_type: "f32", "f16", "q8_0", "auto" or NULL (auto). */
+int cli_load(const char *path, int n_ctx, int n_threads, const char *kv_type, gemma8_model **model, gemma8_context **ctx);
 
 int cmd_run(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
@@ -20,6 +21,7 @@ typedef struct cli_gen_extra {
     int n_stop;
     bool repeat_penalty_set;
     int n_threads, n_ctx;
+    const char *kv_type; /* --kv-type, NULL: auto */
 } cli_gen_extra;
 extern const char *cli_sampling_help;
 int cli_generation_option(int argc, char **argv, int *i, gemma8_generate_params *p, cli_gen_extra *x);

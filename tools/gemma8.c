@@ -116,13 +116,24 @@ static int cmd_convert(int argc, char **argv) {
 
 /* ---- logits ------------------------------------------------------------------ */
 
-int cli_load(const char *path, int n_ctx, int n_threads, gemma8_model **model, gemma8_context **ctx) {
-    gemma8_model_params mp = gemma8_model_default_params();
-    gemma8_status st = gemma8_model_load(path, &mp, model);
-    if (st) return fail_status(st);
+int cli_load(const char *path, int n_ctx, int n_threads, const char *kv_type, gemma8_model **model, gemma8_context **ctx) {
     gemma8_context_params cp = gemma8_context_default_params();
     cp.n_ctx = n_ctx;
     cp.n_threads = n_threads;
+    if (kv_type) {
+        const struct { const char *name; int32_t type; } kinds[] = {
+            {"f32", GEMMA8_TYPE_F32}, {"f16", GEMMA8_TYPE_F16}, {"q8_0", GEMMA8_TYPE_Q8_0}, {"auto", GEMMA8_KV_AUTO}};
+        cp.kv_type = -2;
+        for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+            if (!strcmp(kv_type, kinds[i].name)) cp.kv_type = kinds[i].type;
+        if (cp.kv_type == -2) {
+            fprintf(stderr, "gemma8: error: unknown KV cache type '%s' (f32, f16, q8_0 or auto)\n", kv_type);
+            return 1;
+        }
+    }
+    gemma8_model_params mp = gemma8_model_default_params();
+    gemma8_status st = gemma8_model_load(path, &mp, model);
+    if (st) return fail_status(st);
     if ((st = gemma8_context_new(*model, &cp, ctx))) {
         gemma8_model_free(*model);
         return fail_status(st);
@@ -153,7 +164,7 @@ static int cmd_logits(int argc, char **argv) {
     if (cli_parse_tokens(tokens_s, &tokens, &n)) return 2;
     gemma8_model *model;
     gemma8_context *ctx;
-    if (cli_load(model_path, 0, n_threads, &model, &ctx)) {
+    if (cli_load(model_path, 0, n_threads, NULL, &model, &ctx)) {
         free(tokens);
         return 1;
     }

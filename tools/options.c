@@ -65,6 +65,11 @@ int cli_generation_option(int argc, char **argv, int *i, gemma8_generate_params 
         (*i)++;
         return 1;
     }
+    if (!strcmp(a, "--kv-type") && v) {
+        x->kv_type = v;
+        (*i)++;
+        return 1;
+    }
     return 0;
 }
 

@@ -51,6 +51,7 @@ int cmd_run(int argc, char **argv) {
                    "  --ids          print the generated ids as one comma-separated line\n"
                    "  -n N           tokens to generate (default 256)\n"
                    "  -t N           threads (default: all cores)   -c N  context length (default 8192)\n"
+                   "  --kv-type T    KV cache: f16 (default for q8_0 models), f32, q8_0 (half the bytes)\n"
                    "  -q             no timings\n%s", cli_sampling_help);
             return 0;
         } else if (!strcmp(a, "-m") && i + 1 < argc) model_path = argv[++i];
@@ -70,7 +71,7 @@ int cmd_run(int argc, char **argv) {
     double t0 = cli_now();
     gemma8_model *model;
     gemma8_context *ctx;
-    if (cli_load(model_path, x.n_ctx, x.n_threads, &model, &ctx)) return 1;
+    if (cli_load(model_path, x.n_ctx, x.n_threads, x.kv_type, &model, &ctx)) return 1;
     double load_s = cli_now() - t0;
     p.on_token = print_token;
     p.user_data = &out;

@@ -251,8 +251,55 @@ static void wsum_f16(int n, const float *w, size_t lw, const uint16_t *v, int hd
     }
 }
 
+/* The weighted sum of Q8_0 value rows: one 32-element output slice per block,
+ * two heads at a time (see the AVX2 kernel). */
+static void wsum_q8_0(int n, const float *w, size_t lw, const block_q8_0 *v, int hd, int group, float *out) {
+    enum { ROWS = 16 };
+    const int nb = hd / QK8_0;
+    for (int j0 = 0; j0 < n; j0 += ROWS) {
+        const int nj = n - j0 < ROWS ? n - j0 : ROWS;
+        const block_q8_0 *vb = v + (size_t)j0 * nb;
+        for (int h = 0; h < group; h += 2) {
+            const int pair = h + 1 < group;
+            const float *w0 = w + h * lw + j0, *w1 = pair ? w0 + lw : w0;
+            for (int b = 0; b < nb; b++) {
+                float *p0 = out + (size_t)h * hd + b * QK8_0, *p1 = p0 + hd;
+                float32x4_t a[8], c[8];
+                for (int k = 0; k < 8; k++) {
+                    a[k] = vld1q_f32(p0 + 4 * k);
+                    c[k] = pair ? vld1q_f32(p1 + 4 * k) : vdupq_n_f32(0);
+                }
+                for (int j = 0; j < nj; j++) {
+                    const block_q8_0 *blk = vb + (size_t)j * nb + b;
+                    const float d = g8_f16_to_f32(blk->d), wa = w0[j] * d, wb = w1[j] * d;
+                    for (int half = 0; half < 2; half++) {
+                        const int8x16_t q = vld1q_s8(blk->qs + 16 * half);
+                        const int16x8_t lo = vmovl_s8(vget_low_s8(q)), hi = vmovl_high_s8(q);
+                        const float32x4_t x[4] = {vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo))), vcvtq_f32_s32(vmovl_high_s16(lo)),
+                                                  vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi))), vcvtq_f32_s32(vmovl_high_s16(hi))};
+                        for (int k = 0; k < 4; k++) {
+                            a[4 * half + k] = vfmaq_n_f32(a[4 * half + k], x[k], wa);
+                            c[4 * half + k] = vfmaq_n_f32(c[4 * half + k], x[k], wb);
+                        }
+                    }
+                }
+                for (int k = 0; k < 8; k++) {
+                    vst1q_f32(p0 + 4 * k, a[k]);
+                    if (pair) vst1q_f32(p1 + 4 * k, c[k]);
+                }
+            }
+        }
+    }
+}
+
 const g8_kernels g8_kernels_neon = {
     "neon-dotprod", dot_f32, dot_f16, dot_bf16, dot_q8_0, tile_q8_0, quantize_q8_0, axpy,
-    softcap, exp_sum, geglu, qk_f16, wsum_f16,
+    softcap, exp_sum, geglu, qk_f16, wsum_f16, wsum_q8_0,
+};
+
+/* the same with the GEMM tile on smmla (arm_i8mm.c), for CPUs with FEAT_I8MM */
+const g8_kernels g8_kernels_neon_i8mm = {
+    "neon-i8mm", dot_f32, dot_f16, dot_bf16, dot_q8_0, g8_tile_q8_0_i8mm, quantize_q8_0, axpy,
+    softcap, exp_sum, geglu, qk_f16, wsum_f16, wsum_q8_0,
 };
 #endif

@@ -335,8 +335,64 @@ static void wsum_f16(int n, const float *w, size_t lw, const uint16_t *v, int hd
     }
 }
 
+/* The weighted sum of Q8_0 value rows: one output slice per block (32
+ * elements), two heads at a time, each block's int8 widened once per pair and
+ * scaled by w * d in the FMA. */
+static void wsum_q8_0(int n, const float *w, size_t lw, const block_q8_0 *v, int hd, int group, float *out) {
+    enum { ROWS = 16 };
+    const int nb = hd / QK8_0;
+    for (int j0 = 0; j0 < n; j0 += ROWS) {
+        const int nj = n - j0 < ROWS ? n - j0 : ROWS;
+        const block_q8_0 *vb = v + (size_t)j0 * nb;
+        for (int h = 0; h < group; h += 2) {
+            const bool pair = h + 1 < group;
+            const float *w0 = w + h * lw + j0, *w1 = pair ? w0 + lw : w0;
+            for (int b = 0; b < nb; b++) {
+                float *p0 = out + (size_t)h * hd + b * QK8_0, *p1 = p0 + hd;
+                __m256 a0 = _mm256_loadu_ps(p0), a1 = _mm256_loadu_ps(p0 + 8), a2 = _mm256_loadu_ps(p0 + 16),
+                       a3 = _mm256_loadu_ps(p0 + 24);
+                __m256 b0 = _mm256_setzero_ps(), b1 = b0, b2 = b0, b3 = b0;
+                if (pair)
+                    b0 = _mm256_loadu_ps(p1), b1 = _mm256_loadu_ps(p1 + 8), b2 = _mm256_loadu_ps(p1 + 16),
+                    b3 = _mm256_loadu_ps(p1 + 24);
+                const bool ahead = j0 + ROWS + nj <= n;
+                for (int j = 0; j < nj; j++) {
+                    const block_q8_0 *blk = vb + (size_t)j * nb + b;
+                    if (ahead) _mm_prefetch((const char *)(blk + (size_t)ROWS * nb), _MM_HINT_T0);
+                    const float d = g8_f16_to_f32(blk->d);
+                    const __m256 wa = _mm256_set1_ps(w0[j] * d), wb = _mm256_set1_ps(w1[j] * d);
+                    const __m128i q01 = _mm_loadu_si128((const __m128i *)blk->qs), q23 = _mm_loadu_si128((const __m128i *)(blk->qs + 16));
+                    const __m256 x0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q01));
+                    const __m256 x1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q01, 8)));
+                    const __m256 x2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q23));
+                    const __m256 x3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q23, 8)));
+                    a0 = _mm256_fmadd_ps(wa, x0, a0), b0 = _mm256_fmadd_ps(wb, x0, b0);
+                    a1 = _mm256_fmadd_ps(wa, x1, a1), b1 = _mm256_fmadd_ps(wb, x1, b1);
+                    a2 = _mm256_fmadd_ps(wa, x2, a2), b2 = _mm256_fmadd_ps(wb, x2, b2);
+                    a3 = _mm256_fmadd_ps(wa, x3, a3), b3 = _mm256_fmadd_ps(wb, x3, b3);
+                }
+                _mm256_storeu_ps(p0, a0), _mm256_storeu_ps(p0 + 8, a1), _mm256_storeu_ps(p0 + 16, a2),
+                    _mm256_storeu_ps(p0 + 24, a3);
+                if (pair)
+                    _mm256_storeu_ps(p1, b0), _mm256_storeu_ps(p1 + 8, b1), _mm256_storeu_ps(p1 + 16, b2),
+                        _mm256_storeu_ps(p1 + 24, b3);
+            }
+        }
+    }
+}
+
 const g8_kernels g8_kernels_avx2 = {
     "avx2", dot_f32, dot_f16, dot_bf16, dot_q8_0, tile_q8_0, quantize_q8_0, axpy,
-    softcap, exp_sum, geglu, qk_f16, wsum_f16,
+    softcap, exp_sum, geglu, qk_f16, wsum_f16, wsum_q8_0,
+};
+
+/* the same with the GEMM tile on vpdpbusd (x86_vnni.c) */
+const g8_kernels g8_kernels_avxvnni = {
+    "avx-vnni", dot_f32, dot_f16, dot_bf16, dot_q8_0, g8_tile_q8_0_avxvnni, quantize_q8_0, axpy,
+    softcap, exp_sum, geglu, qk_f16, wsum_f16, wsum_q8_0,
+};
+const g8_kernels g8_kernels_avx512vnni = {
+    "avx512-vnni", dot_f32, dot_f16, dot_bf16, dot_q8_0, g8_tile_q8_0_avx512vnni, quantize_q8_0, axpy,
+    softcap, exp_sum, geglu, qk_f16, wsum_f16, wsum_q8_0,
 };
 #endif

@@ -70,27 +70,36 @@ static void quantize_task(void *arg, int ith, int nth) {
     for (int64_t t = t0; t < t1; t++) mt->ops->k->quantize_q8_0(mt->x + t * n, mt->ops->qbuf + t * nb, (int)n);
 }
 
+/* Blocks of rows and of tokens sized so that both stay in L2 (about 96 KiB
+ * each) while 4x4 tiles go over them: the weights come from memory once per
+ * chunk, the activations from L3 once per block of rows, not once per 4 rows. */
+enum { MATMUL_BLOCK_BYTES = 96 * 1024 };
+
 static void matmul_q8_0_task(void *arg, int ith, int nth) {
     matmul_task *mt = arg;
     const g8_matrix *W = mt->W;
     const g8_kernels *k = mt->ops->k;
-    const int nb = (int)(W->cols / QK8_0);
+    const int nb = (int)(W->cols / QK8_0), T = mt->T;
     const block_q8_0 *w = W->data, *x = mt->ops->qbuf;
     const size_t ldy = (size_t)W->rows;
+    const int blk = G8_MAX(4, (int)(MATMUL_BLOCK_BYTES / ((size_t)nb * sizeof(block_q8_0))) & ~3);
+    const int T4 = T & ~3;
     int64_t r0, r1;
     (void)ith, (void)nth;
-    while (next_rows(mt, &r0, &r1)) {
-    int64_t r = r0;
-    for (; r + 4 <= r1; r += 4) {
-        int t = 0;
-        for (; t + 4 <= mt->T; t += 4)
-            k->tile_q8_0(nb, w + r * nb, (size_t)nb, x + (size_t)t * nb, (size_t)nb, mt->y + t * ldy + r, ldy);
-        for (; t < mt->T; t++)
-            for (int64_t i = r; i < r + 4; i++) mt->y[t * ldy + i] = k->dot_q8_0(nb, w + i * nb, x + (size_t)t * nb);
-    }
-    for (; r < r1; r++)
-        for (int t = 0; t < mt->T; t++) mt->y[t * ldy + r] = k->dot_q8_0(nb, w + r * nb, x + (size_t)t * nb);
-    }
+    while (next_rows(mt, &r0, &r1))
+        for (int64_t rb = r0; rb < r1; rb += blk) {
+            const int64_t re = G8_MIN(r1, rb + blk), re4 = rb + ((re - rb) & ~3);
+            for (int tb = 0; tb < T4; tb += blk) {
+                const int te = G8_MIN(T4, tb + blk);
+                for (int64_t r = rb; r < re4; r += 4)
+                    for (int t = tb; t < te; t += 4)
+                        k->tile_q8_0(nb, w + r * nb, (size_t)nb, x + (size_t)t * nb, (size_t)nb, mt->y + t * ldy + r, ldy);
+            }
+            for (int t = T4; t < T; t++) /* tokens past the last whole tile */
+                for (int64_t r = rb; r < re4; r++) mt->y[t * ldy + r] = k->dot_q8_0(nb, w + r * nb, x + (size_t)t * nb);
+            for (int64_t r = re4; r < re; r++) /* rows past the last whole tile */
+                for (int t = 0; t < T; t++) mt->y[t * ldy + r] = k->dot_q8_0(nb, w + r * nb, x + (size_t)t * nb);
+        }
 }
 
 void g8_matmul(g8_ops *ops, const g8_matrix *W, const float *x, int T, float *y) {

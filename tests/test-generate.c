@@ -292,6 +292,34 @@ TEST(generate_prompt_cache_save_load) {
     gemma8_model_free(other);
 }
 
+/* A q8_0 KV cache survives save and load (rows go to the file as f32 and are
+ * quantized again: the same blocks), and the continuation is the same. */
+TEST(generate_prompt_cache_q8_0_kv) {
+    gemma8_model *m = load_fixture("tiny-b", GEMMA8_TYPE_Q8_0);
+    if (!m) return;
+    int32_t prompt[50];
+    for (int i = 0; i < 50; i++) prompt[i] = (i * 31 + 7) % 384; /* tiny-b has 384 tokens */
+    gemma8_context_params cp = gemma8_context_default_params();
+    cp.n_ctx = 128;
+    cp.kv_type = GEMMA8_TYPE_Q8_0;
+    gemma8_context *a = NULL, *b = NULL;
+    if (!CHECK(gemma8_context_new(m, &cp, &a) == GEMMA8_OK && gemma8_context_new(m, &cp, &b) == GEMMA8_OK)) return;
+    collect *x = calloc(1, sizeof *x), *y = calloc(1, sizeof *y);
+    const char *file = tmp_path("prompt-q8.g8kv");
+    CHECK(gemma8_eval(a, prompt, 50, NULL) == GEMMA8_OK && gemma8_cache_save(a, file) == GEMMA8_OK);
+    gemma8_generate_params p = greedy(10, x), q = greedy(10, y);
+    CHECK(gemma8_generate(a, prompt, 50, &p, NULL) == GEMMA8_OK);
+    gemma8_generate_result r;
+    CHECK(gemma8_cache_load(b, file) == GEMMA8_OK);
+    CHECK(gemma8_generate(b, prompt, 50, &q, &r) == GEMMA8_OK && r.n_reused == 49);
+    CHECK(x->n == 10 && y->n == 10 && !memcmp(x->tok, y->tok, 10 * sizeof(int32_t)));
+    free(x);
+    free(y);
+    gemma8_context_free(a);
+    gemma8_context_free(b);
+    gemma8_model_free(m);
+}
+
 static gemma8_model *load_path(const char *path) {
     gemma8_model *m = NULL;
     gemma8_model_params mp = gemma8_model_default_params();

@@ -28,13 +28,13 @@ $(BUILD)/src/arch/x86_avx2.o: override CFLAGS += -mavx2 -mfma -mf16c
 X86_AVX2 := -mavx2 -mfma -mf16c
 LIB_OBJ += $(BUILD)/src/arch/x86_vnni_avx.o $(BUILD)/src/arch/x86_vnni_avx512.o
 TEST_OBJ += $(BUILD)/tests/x86_vnni_emulated.o
-$(BUILD)/src/arch/x86_vnni_avx.o: src/arch/x86_vnni.c src/kernels.h src/quant.h
+$(BUILD)/src/arch/x86_vnni_avx.o: src/arch/x86_vnni.c src/arch/x86_tile.h src/kernels.h src/quant.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(X86_AVX2) -mavxvnni -DG8_VNNI=1 -c $< -o $@
-$(BUILD)/src/arch/x86_vnni_avx512.o: src/arch/x86_vnni.c src/kernels.h src/quant.h
+$(BUILD)/src/arch/x86_vnni_avx512.o: src/arch/x86_vnni.c src/arch/x86_tile.h src/kernels.h src/quant.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(X86_AVX2) -mavx512f -mavx512vl -mavx512vnni -DG8_VNNI=2 -c $< -o $@
-$(BUILD)/tests/x86_vnni_emulated.o: src/arch/x86_vnni.c src/kernels.h src/quant.h
+$(BUILD)/tests/x86_vnni_emulated.o: src/arch/x86_vnni.c src/arch/x86_tile.h src/kernels.h src/quant.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(X86_AVX2) -DG8_VNNI=0 -c $< -o $@
 endif
@@ -45,7 +45,7 @@ endif
 
 all: $(BUILD)/gemma8 $(BUILD)/libgemma8.a
 
-$(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h tools/*.h tests/*.h)
+$(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/arch/*.h tools/*.h tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 

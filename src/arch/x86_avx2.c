@@ -1,6 +1,7 @@
 /* arch/x86_avx2.c - kernels for x86-64 with AVX2, FMA and F16C. */
 #if defined(__x86_64__)
 #include "../kernels.h"
+#include "x86_tile.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -83,51 +84,32 @@ static float dot_q8_0(int nb, const block_q8_0 *w, const block_q8_0 *x) {
     return hsum(_mm256_add_ps(acc0, acc1));
 }
 
-/* Sums of the 8 int32 lanes of each of p0..p3: [p0 p1 p2 p3] in both halves
- * (low half from lanes 0-3, high half from lanes 4-7). */
-static inline __m256i hsum4(__m256i p0, __m256i p1, __m256i p2, __m256i p3) {
-    return _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
-}
-
 /* 4 rows x 4 tokens. Per block: the sign of each activation is moved onto the
  * weights (maddubs(|x|, sign(w, x))), the eight int32 lanes of every (row, token)
- * pair are reduced to one, and one FMA scales eight pairs at once. */
+ * pair are reduced to one, and one FMA scales eight pairs at once (x86_tile.h). */
+/* one token's sums against four rows: [r0 r1 r2 r3] in both halves (to be added) */
+static inline __m256i token_sums(const int8_t *qs, __m256i q0, __m256i q1, __m256i q2, __m256i q3) {
+    const __m256i ones = _mm256_set1_epi16(1), xv = _mm256_loadu_si256((const __m256i *)qs), ax = _mm256_sign_epi8(xv, xv);
+    return tile_hsum4(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(q0, xv)), ones),
+                      _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(q1, xv)), ones),
+                      _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(q2, xv)), ones),
+                      _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(q3, xv)), ones));
+}
+
 static void tile_q8_0(int nb, const block_q8_0 *w, size_t ws, const block_q8_0 *x, size_t xs, float *y, size_t ldy) {
-    const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc01 = _mm256_setzero_ps(), acc23 = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
-        const block_q8_0 *w0 = &w[b], *w1 = &w[ws + b], *w2 = &w[2 * ws + b], *w3 = &w[3 * ws + b];
-        const block_q8_0 *x0 = &x[b], *x1 = &x[xs + b], *x2 = &x[2 * xs + b], *x3 = &x[3 * xs + b];
-        const __m128 dw = _mm_cvtph_ps(_mm_setr_epi16((short)w0->d, (short)w1->d, (short)w2->d, (short)w3->d, 0, 0, 0, 0));
-        const __m128 dx = _mm_cvtph_ps(_mm_setr_epi16((short)x0->d, (short)x1->d, (short)x2->d, (short)x3->d, 0, 0, 0, 0));
-        const __m256 dww = _mm256_set_m128(dw, dw);
-        const __m256 s01 = _mm256_mul_ps(dww, _mm256_set_m128(_mm_permute_ps(dx, 0x55), _mm_permute_ps(dx, 0x00)));
-        const __m256 s23 = _mm256_mul_ps(dww, _mm256_set_m128(_mm_permute_ps(dx, 0xff), _mm_permute_ps(dx, 0xaa)));
-        const __m256i q0 = _mm256_loadu_si256((const __m256i *)w0->qs), q1 = _mm256_loadu_si256((const __m256i *)w1->qs);
-        const __m256i q2 = _mm256_loadu_si256((const __m256i *)w2->qs), q3 = _mm256_loadu_si256((const __m256i *)w3->qs);
-#define TOKEN(xb)                                                                                    \
-        ({                                                                                           \
-            const __m256i xv = _mm256_loadu_si256((const __m256i *)(xb)->qs);                        \
-            const __m256i ax = _mm256_sign_epi8(xv, xv);                                             \
-            hsum4(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(q0, xv)), ones),       \
-                  _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(q1, xv)), ones),       \
-                  _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(q2, xv)), ones),       \
-                  _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(q3, xv)), ones));      \
-        })
-        const __m256i r0 = TOKEN(x0), r1 = TOKEN(x1), r2 = TOKEN(x2), r3 = TOKEN(x3);
-#undef TOKEN
-        /* [rows 0-3 of token 0 | rows 0-3 of token 1] and the same for tokens 2, 3 */
-        const __m256i t01 = _mm256_add_epi32(_mm256_permute2x128_si256(r0, r1, 0x20),
-                                             _mm256_permute2x128_si256(r0, r1, 0x31));
-        const __m256i t23 = _mm256_add_epi32(_mm256_permute2x128_si256(r2, r3, 0x20),
-                                             _mm256_permute2x128_si256(r2, r3, 0x31));
-        acc01 = _mm256_fmadd_ps(s01, _mm256_cvtepi32_ps(t01), acc01);
-        acc23 = _mm256_fmadd_ps(s23, _mm256_cvtepi32_ps(t23), acc23);
+        __m256 s01, s23;
+        tile_scales(w, ws, x, xs, b, &s01, &s23);
+        const __m256i q0 = _mm256_loadu_si256((const __m256i *)w[b].qs), q1 = _mm256_loadu_si256((const __m256i *)w[ws + b].qs);
+        const __m256i q2 = _mm256_loadu_si256((const __m256i *)w[2 * ws + b].qs);
+        const __m256i q3 = _mm256_loadu_si256((const __m256i *)w[3 * ws + b].qs);
+        const __m256i r0 = token_sums(x[b].qs, q0, q1, q2, q3), r1 = token_sums(x[xs + b].qs, q0, q1, q2, q3);
+        const __m256i r2 = token_sums(x[2 * xs + b].qs, q0, q1, q2, q3), r3 = token_sums(x[3 * xs + b].qs, q0, q1, q2, q3);
+        acc01 = _mm256_fmadd_ps(s01, _mm256_cvtepi32_ps(tile_pair(r0, r1)), acc01); /* one FMA scales eight pairs */
+        acc23 = _mm256_fmadd_ps(s23, _mm256_cvtepi32_ps(tile_pair(r2, r3)), acc23);
     }
-    _mm_storeu_ps(y, _mm256_castps256_ps128(acc01));
-    _mm_storeu_ps(y + ldy, _mm256_extractf128_ps(acc01, 1));
-    _mm_storeu_ps(y + 2 * ldy, _mm256_castps256_ps128(acc23));
-    _mm_storeu_ps(y + 3 * ldy, _mm256_extractf128_ps(acc23, 1));
+    tile_store(y, ldy, acc01, acc23);
 }
 
 /* Same rounding as roundf (half away from zero), so results equal the reference. */

@@ -187,7 +187,8 @@ typedef struct gemma8_context gemma8_context;
 typedef struct gemma8_context_params {
     int32_t n_ctx;        /* context length in tokens; 0: the model's (8192); default 0 */
     int32_t n_batch;      /* tokens per prefill chunk; default 256 */
-    int32_t n_threads;    /* worker threads; 0: number of online cores; default 0 */
+    int32_t n_threads;    /* worker threads; 0: the physical cores this process may use
+                             (hyper-threads counted once); default 0 */
     int32_t kv_type;      /* KV cache storage: GEMMA8_TYPE_F32, GEMMA8_TYPE_F16, GEMMA8_TYPE_Q8_0, or
                              GEMMA8_KV_AUTO (default): f32 for float models (exact), f16 for q8_0
                              models (half the memory and bandwidth). Q8_0 (blocks of 32 along each

@@ -97,7 +97,7 @@ static uint64_t mem_available(void) {
 static void resolve(const gemma8_model *m, const gemma8_context_params *p, int *n_ctx, int *n_batch, int *n_threads) {
     *n_ctx = p->n_ctx ? p->n_ctx : m->hp.n_ctx_train;
     *n_batch = G8_MIN(p->n_batch ? p->n_batch : 256, *n_ctx);
-    *n_threads = p->n_threads ? p->n_threads : (int)G8_MAX(1, sysconf(_SC_NPROCESSORS_ONLN));
+    *n_threads = p->n_threads ? p->n_threads : g8_physical_cores();
 }
 
 gemma8_memory_estimate gemma8_estimate_memory(const gemma8_model *m, const gemma8_context_params *p) {

@@ -4,8 +4,12 @@
 #include "common.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #define SPIN_LIMIT 20000
 
@@ -111,4 +115,38 @@ void g8_pool_run(g8_pool *pool, g8_task_fn fn, void *arg) {
     pthread_mutex_unlock(&pool->mu);
     fn(arg, 0, pool->n);
     while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0) cpu_relax();
+}
+
+int g8_count_cores(const char *root, const int *cpus, int n) {
+    enum { MAX = 1024 };
+    static char seen[MAX][64]; /* the sibling lists met so far (one per core) */
+    int cores = 0;
+    for (int i = 0; i < n && cores < MAX; i++) {
+        char path[512], list[64] = "";
+        snprintf(path, sizeof path, "%s/cpu%d/topology/thread_siblings_list", root, cpus[i]);
+        FILE *f = fopen(path, "r");
+        if (!f) return 0;
+        const bool ok = fgets(list, sizeof list, f) != NULL;
+        fclose(f);
+        if (!ok) return 0;
+        list[strcspn(list, "\n")] = 0;
+        int j = 0;
+        while (j < cores && strcmp(seen[j], list)) j++;
+        if (j == cores) memcpy(seen[cores++], list, sizeof list);
+    }
+    return cores;
+}
+
+int g8_physical_cores(void) {
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER; /* g8_count_cores keeps a static table */
+    cpu_set_t set;
+    int cpus[CPU_SETSIZE], n = 0;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        for (int c = 0; c < CPU_SETSIZE; c++)
+            if (CPU_ISSET(c, &set)) cpus[n++] = c;
+    pthread_mutex_lock(&mu);
+    int cores = n ? g8_count_cores("/sys/devices/system/cpu", cpus, n) : 0;
+    pthread_mutex_unlock(&mu);
+    if (cores < 1) cores = n ? n : (int)G8_MAX(1, sysconf(_SC_NPROCESSORS_ONLN));
+    return cores;
 }

@@ -50,7 +50,7 @@ int cmd_run(int argc, char **argv) {
                    "  --tokens IDS   the prompt as comma-separated token ids\n"
                    "  --ids          print the generated ids as one comma-separated line\n"
                    "  -n N           tokens to generate (default 256)\n"
-                   "  -t N           threads (default: all cores)   -c N  context length (default 8192)\n"
+                   "  -t N           threads (default: physical cores) -c N  context length (default 8192)\n"
                    "  --kv-type T    KV cache: f16 (default for q8_0 models), f32, q8_0 (half the bytes)\n"
                    "  -q             no timings\n%s", cli_sampling_help);
             return 0;

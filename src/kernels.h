@@ -40,6 +40,9 @@ typedef struct g8_kernels {
     void (*qk_f16)(int n, const uint16_t *k, int hd, const float *q, int group, float *s, size_t ls);
     /* out[h * hd + i] += sum_j w[h * lw + j] * v_j[i] */
     void (*wsum_f16)(int n, const float *w, size_t lw, const uint16_t *v, int hd, int group, float *out);
+    /* scores as qk_f16 over Q8_0 key rows of nb blocks (row j at k + j * nb) and
+     * the group's queries as Q8_0 (q_h at q + h * nb): int8 dot products */
+    void (*qk_q8_0)(int n, const block_q8_0 *k, int nb, const block_q8_0 *q, int group, float *s, size_t ls);
     /* the same over Q8_0 value rows of hd / 32 blocks (hd a multiple of 32) */
     void (*wsum_q8_0)(int n, const float *w, size_t lw, const block_q8_0 *v, int hd, int group, float *out);
 } g8_kernels;
@@ -50,6 +53,7 @@ float g8_exp_sum_scalar(int n, float *x, float m);
 void g8_geglu_scalar(int n, float *g, const float *u);
 void g8_qk_f16_scalar(int n, const uint16_t *k, int hd, const float *q, int group, float *s, size_t ls);
 void g8_wsum_f16_scalar(int n, const float *w, size_t lw, const uint16_t *v, int hd, int group, float *out);
+void g8_qk_q8_0_scalar(int n, const block_q8_0 *k, int nb, const block_q8_0 *q, int group, float *s, size_t ls);
 void g8_wsum_q8_0_scalar(int n, const float *w, size_t lw, const block_q8_0 *v, int hd, int group, float *out);
 
 /* The best table for this CPU (GEMMA8_KERNELS=scalar in the environment forces

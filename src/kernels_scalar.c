@@ -120,6 +120,11 @@ void g8_wsum_f16_scalar(int n, const float *w, size_t lw, const uint16_t *v, int
         }
 }
 
+void g8_qk_q8_0_scalar(int n, const block_q8_0 *k, int nb, const block_q8_0 *q, int group, float *s, size_t ls) {
+    for (int j = 0; j < n; j++)
+        for (int h = 0; h < group; h++) s[h * ls + (size_t)j] = dot_q8_0(nb, k + (size_t)j * nb, q + (size_t)h * nb);
+}
+
 void g8_wsum_q8_0_scalar(int n, const float *w, size_t lw, const block_q8_0 *v, int hd, int group, float *out) {
     const int nb = hd / QK8_0;
     for (int j = 0; j < n; j++)
@@ -134,7 +139,7 @@ void g8_wsum_q8_0_scalar(int n, const float *w, size_t lw, const block_q8_0 *v, 
 static const g8_kernels scalar = {
     "scalar", dot_f32, dot_f16, dot_bf16, dot_q8_0, tile_q8_0, quantize_q8_0, axpy,
     g8_softcap_scalar, g8_exp_sum_scalar, g8_geglu_scalar, g8_qk_f16_scalar, g8_wsum_f16_scalar,
-    g8_wsum_q8_0_scalar,
+    g8_qk_q8_0_scalar, g8_wsum_q8_0_scalar,
 };
 
 const g8_kernels *g8_kernels_scalar(void) { return &scalar; }

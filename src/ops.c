@@ -202,13 +202,8 @@ static void scores(const g8_attn_args *a, const g8_kernels *k, int g, int j0, in
     for (int j = j0; j <= j1;) { /* the ring holds consecutive positions in at most two runs of slots */
         const int slot = j % a->slots, run = G8_MIN(j1 - j + 1, a->slots - slot);
         if (a->kv_type == GEMMA8_TYPE_Q8_0) {
-            const block_q8_0 *kr = (const block_q8_0 *)a->k_cache + (size_t)g * a->slots * nb + (size_t)slot * nb;
-            for (int i = 0; i < run; i++) {
-#if defined(__GNUC__)
-                if (i + 8 < run) __builtin_prefetch(kr + (size_t)(i + 8) * nb);
-#endif
-                for (int h = 0; h < group; h++) s[h * ls + (size_t)(j - j0 + i)] = k->dot_q8_0(nb, kr + (size_t)i * nb, qq + (size_t)h * nb);
-            }
+            k->qk_q8_0(run, (const block_q8_0 *)a->k_cache + (size_t)g * a->slots * nb + (size_t)slot * nb, nb, qq, group,
+                       s + (j - j0), ls);
         } else if (a->kv_type == GEMMA8_TYPE_F16) {
             k->qk_f16(run, (const uint16_t *)a->k_cache + head + (size_t)slot * hd, hd, q, group, s + (j - j0), ls);
         } else {

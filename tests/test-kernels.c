@@ -225,6 +225,16 @@ TEST(kernels_attention_f16_match_scalar) {
                     for (int i = 0; i < 70 * hd; i++) vf[i] = frand() * 2 - 1;
                     g8_quantize_row_q8_0_ref(vf, vq, 70 * hd);
                     for (int i = 0; i < 8 * 256; i++) o1[i] = o2[i] = frand();
+                    /* Q8_0 keys against Q8_0 queries (the q8_0 KV cache's scores) */
+                    static block_q8_0 qq[8 * 8];
+                    g8_quantize_row_q8_0_ref(q, qq, group * hd);
+                    float sq1[8 * 71], sq2[8 * 71];
+                    for (int i = 0; i < 8 * 71; i++) sq1[i] = sq2[i] = -1;
+                    all[k]->qk_q8_0(n, vq, hd / QK8_0, qq, group, sq1, 71);
+                    g8_qk_q8_0_scalar(n, vq, hd / QK8_0, qq, group, sq2, 71);
+                    float wq = 0;
+                    for (int i = 0; i < 8 * 71; i++) wq = fmaxf(wq, fabsf(sq1[i] - sq2[i]));
+                    CHECKF(wq <= 2e-5f * hd, "%s qk_q8_0 hd=%d group=%d n=%d: %g", all[k]->name, hd, group, n, wq);
                     all[k]->wsum_q8_0(n, s2, 71, vq, hd, group, o1);
                     g8_wsum_q8_0_scalar(n, s2, 71, vq, hd, group, o2);
                     big = 1;

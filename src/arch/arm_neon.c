@@ -251,6 +251,36 @@ static void wsum_f16(int n, const float *w, size_t lw, const uint16_t *v, int hd
     }
 }
 
+/* Scores against Q8_0 keys, two keys and two heads at a time (sdot on the
+ * signed bytes directly). */
+static void qk_q8_0(int n, const block_q8_0 *k, int nb, const block_q8_0 *q, int group, float *s, size_t ls) {
+    int h = 0;
+    for (; h + 2 <= group; h += 2) {
+        const block_q8_0 *q0 = q + (size_t)h * nb, *q1 = q0 + nb;
+        float *s0 = s + h * ls, *s1 = s0 + ls;
+        int j = 0;
+        for (; j + 2 <= n; j += 2) {
+            const block_q8_0 *k0 = k + (size_t)j * nb, *k1 = k0 + nb;
+            float32x4_t a00 = vdupq_n_f32(0), a01 = a00, a10 = a00, a11 = a00;
+            for (int b = 0; b < nb; b++) {
+                const float d0 = g8_f16_to_f32(k0[b].d), d1 = g8_f16_to_f32(k1[b].d);
+                const float e0 = g8_f16_to_f32(q0[b].d), e1 = g8_f16_to_f32(q1[b].d);
+                a00 = vfmaq_n_f32(a00, vcvtq_f32_s32(dot_blk(&k0[b], &q0[b])), d0 * e0);
+                a01 = vfmaq_n_f32(a01, vcvtq_f32_s32(dot_blk(&k0[b], &q1[b])), d0 * e1);
+                a10 = vfmaq_n_f32(a10, vcvtq_f32_s32(dot_blk(&k1[b], &q0[b])), d1 * e0);
+                a11 = vfmaq_n_f32(a11, vcvtq_f32_s32(dot_blk(&k1[b], &q1[b])), d1 * e1);
+            }
+            s0[j] = vaddvq_f32(a00), s1[j] = vaddvq_f32(a01), s0[j + 1] = vaddvq_f32(a10), s1[j + 1] = vaddvq_f32(a11);
+        }
+        for (; j < n; j++) {
+            s0[j] = dot_q8_0(nb, k + (size_t)j * nb, q0);
+            s1[j] = dot_q8_0(nb, k + (size_t)j * nb, q1);
+        }
+    }
+    for (; h < group; h++)
+        for (int j = 0; j < n; j++) s[h * ls + j] = dot_q8_0(nb, k + (size_t)j * nb, q + (size_t)h * nb);
+}
+
 /* The weighted sum of Q8_0 value rows: one 32-element output slice per block,
  * two heads at a time (see the AVX2 kernel). */
 static void wsum_q8_0(int n, const float *w, size_t lw, const block_q8_0 *v, int hd, int group, float *out) {
@@ -294,12 +324,12 @@ static void wsum_q8_0(int n, const float *w, size_t lw, const block_q8_0 *v, int
 
 const g8_kernels g8_kernels_neon = {
     "neon-dotprod", dot_f32, dot_f16, dot_bf16, dot_q8_0, tile_q8_0, quantize_q8_0, axpy,
-    softcap, exp_sum, geglu, qk_f16, wsum_f16, wsum_q8_0,
+    softcap, exp_sum, geglu, qk_f16, wsum_f16, qk_q8_0, wsum_q8_0,
 };
 
 /* the same with the GEMM tile on smmla (arm_i8mm.c), for CPUs with FEAT_I8MM */
 const g8_kernels g8_kernels_neon_i8mm = {
     "neon-i8mm", dot_f32, dot_f16, dot_bf16, dot_q8_0, g8_tile_q8_0_i8mm, quantize_q8_0, axpy,
-    softcap, exp_sum, geglu, qk_f16, wsum_f16, wsum_q8_0,
+    softcap, exp_sum, geglu, qk_f16, wsum_f16, qk_q8_0, wsum_q8_0,
 };
 #endif

@@ -317,6 +317,45 @@ static void wsum_f16(int n, const float *w, size_t lw, const uint16_t *v, int hd
     }
 }
 
+/* Scores against Q8_0 keys, two keys and two heads at a time: each key block's
+ * |k| is made once, the sign moves onto the query (maddubs(|k|, sign(q, k))). */
+static void qk_q8_0(int n, const block_q8_0 *k, int nb, const block_q8_0 *q, int group, float *s, size_t ls) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    int h = 0;
+    for (; h + 2 <= group; h += 2) {
+        const block_q8_0 *q0 = q + (size_t)h * nb, *q1 = q0 + nb;
+        float *s0 = s + h * ls, *s1 = s0 + ls;
+        int j = 0;
+        for (; j + 2 <= n; j += 2) {
+            const block_q8_0 *k0 = k + (size_t)j * nb, *k1 = k0 + nb;
+            if (j + 2 + PREFETCH_ROWS <= n)
+                for (int i = 0; i < 2 * nb; i += 2) _mm_prefetch((const char *)(k1 + (size_t)PREFETCH_ROWS * nb + i), _MM_HINT_T0);
+            __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00; /* [key][head] */
+            for (int b = 0; b < nb; b++) {
+                const __m256i x0 = _mm256_loadu_si256((const __m256i *)k0[b].qs), x1 = _mm256_loadu_si256((const __m256i *)k1[b].qs);
+                const __m256i y0 = _mm256_loadu_si256((const __m256i *)q0[b].qs), y1 = _mm256_loadu_si256((const __m256i *)q1[b].qs);
+                const __m256i ax0 = _mm256_sign_epi8(x0, x0), ax1 = _mm256_sign_epi8(x1, x1);
+                const float d0 = h2f(k0[b].d), d1 = h2f(k1[b].d), e0 = h2f(q0[b].d), e1 = h2f(q1[b].d);
+#define DOT(ax, x, y) _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(y, x)), ones))
+                a00 = _mm256_fmadd_ps(_mm256_set1_ps(d0 * e0), DOT(ax0, x0, y0), a00);
+                a01 = _mm256_fmadd_ps(_mm256_set1_ps(d0 * e1), DOT(ax0, x0, y1), a01);
+                a10 = _mm256_fmadd_ps(_mm256_set1_ps(d1 * e0), DOT(ax1, x1, y0), a10);
+                a11 = _mm256_fmadd_ps(_mm256_set1_ps(d1 * e1), DOT(ax1, x1, y1), a11);
+#undef DOT
+            }
+            float r[4];
+            _mm_storeu_ps(r, hsum4_ps(a00, a01, a10, a11));
+            s0[j] = r[0], s1[j] = r[1], s0[j + 1] = r[2], s1[j + 1] = r[3];
+        }
+        for (; j < n; j++) {
+            s0[j] = dot_q8_0(nb, k + (size_t)j * nb, q0);
+            s1[j] = dot_q8_0(nb, k + (size_t)j * nb, q1);
+        }
+    }
+    for (; h < group; h++)
+        for (int j = 0; j < n; j++) s[h * ls + j] = dot_q8_0(nb, k + (size_t)j * nb, q + (size_t)h * nb);
+}
+
 /* The weighted sum of Q8_0 value rows: one output slice per block (32
  * elements), two heads at a time, each block's int8 widened once per pair and
  * scaled by w * d in the FMA. */
@@ -365,16 +404,16 @@ static void wsum_q8_0(int n, const float *w, size_t lw, const block_q8_0 *v, int
 
 const g8_kernels g8_kernels_avx2 = {
     "avx2", dot_f32, dot_f16, dot_bf16, dot_q8_0, tile_q8_0, quantize_q8_0, axpy,
-    softcap, exp_sum, geglu, qk_f16, wsum_f16, wsum_q8_0,
+    softcap, exp_sum, geglu, qk_f16, wsum_f16, qk_q8_0, wsum_q8_0,
 };
 
 /* the same with the GEMM tile on vpdpbusd (x86_vnni.c) */
 const g8_kernels g8_kernels_avxvnni = {
     "avx-vnni", dot_f32, dot_f16, dot_bf16, dot_q8_0, g8_tile_q8_0_avxvnni, quantize_q8_0, axpy,
-    softcap, exp_sum, geglu, qk_f16, wsum_f16, wsum_q8_0,
+    softcap, exp_sum, geglu, qk_f16, wsum_f16, qk_q8_0, wsum_q8_0,
 };
 const g8_kernels g8_kernels_avx512vnni = {
     "avx512-vnni", dot_f32, dot_f16, dot_bf16, dot_q8_0, g8_tile_q8_0_avx512vnni, quantize_q8_0, axpy,
-    softcap, exp_sum, geglu, qk_f16, wsum_f16, wsum_q8_0,
+    softcap, exp_sum, geglu, qk_f16, wsum_f16, qk_q8_0, wsum_q8_0,
 };
 #endif

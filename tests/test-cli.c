@@ -125,6 +125,11 @@ TEST(cli_kv_type_option) {
     CHECKF(strstr(out, "KV cache q8_0") && strstr(out, "pp8") && strstr(out, "tg4"), "bench printed '%s'", out);
     free(out);
     free(err);
+    const char *a4[] = {"info", "-m", model, NULL}; /* heads of 32: info also gives the q8_0 cache's memory */
+    CHECK(run_cli(a4, NULL, &out, &err) == 0);
+    CHECKF(strstr(out, "with --kv-type q8_0:"), "info printed '%s'", out);
+    free(out);
+    free(err);
     const char *a3[] = {"run", "-m", model, "--tokens", ptoks, "-n", "2", "--kv-type", "q4", NULL};
     CHECK(run_cli(a3, NULL, &out, &err) == 1);
     CHECKF(strstr(err, "unknown KV cache type 'q4'"), "stderr: %s", err);

@@ -227,6 +227,11 @@ static int cmd_info(int argc, char **argv) {
     printf("memory at context %d:  %.2f GiB = weights %.2f + KV cache %.2f (%.2f without sliding-window rings)"
            " + scratch %.2f; %.2f GiB available\n", in.n_ctx_train, e.total / G, e.weights / G, e.kv_cache / G,
            e.kv_cache_full / G, e.scratch / G, e.available / G);
+    if (in.head_dim % 32 == 0) { /* what --kv-type q8_0 would take */
+        cp.kv_type = GEMMA8_TYPE_Q8_0;
+        gemma8_memory_estimate q = gemma8_estimate_memory(model, &cp);
+        printf("  with --kv-type q8_0:  %.2f GiB (KV cache %.2f)\n", q.total / G, q.kv_cache / G);
+    }
     gemma8_model_free(model);
     return 0;
 }

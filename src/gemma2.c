@@ -12,22 +12,19 @@ gemma8_context_params gemma8_context_default_params(void) {
     return p;
 }
 
+static bool kv_type_known(int32_t t) {
+    return t == GEMMA8_TYPE_F16 || t == GEMMA8_TYPE_F32 || t == GEMMA8_TYPE_Q8_0;
+}
+
 static uint32_t kv_type_of(const gemma8_model *m, const gemma8_context_params *p) {
-    if (p->kv_type == GEMMA8_TYPE_F16 || p->kv_type == GEMMA8_TYPE_F32 || p->kv_type == GEMMA8_TYPE_Q8_0)
-        return (uint32_t)p->kv_type;
+    if (kv_type_known(p->kv_type)) return (uint32_t)p->kv_type;
     return m->layers[0].wq.type == GEMMA8_TYPE_Q8_0 ? GEMMA8_TYPE_F16 : GEMMA8_TYPE_F32;
 }
 
-/* bytes of one head's key (or value) at one position */
-static size_t kv_head_bytes(uint32_t type, int head_dim) {
-    if (type == GEMMA8_TYPE_Q8_0) return (size_t)(head_dim / QK8_0) * sizeof(block_q8_0);
-    return (size_t)head_dim * (type == GEMMA8_TYPE_F16 ? 2 : 4);
-}
-
-/* The cache of a layer is head-major: (n_head_kv, slots, head_dim), so that
- * attention reads each head's keys and values as one stream. */
+/* The cache of a layer is head-major (g8_kv_offset), so that attention reads
+ * each head's keys and values as one stream. */
 static size_t kv_at(const gemma8_context *ctx, const g8_kv_layer *L, int g, int32_t pos) {
-    return ((size_t)g * L->slots + (size_t)(pos % L->slots)) * kv_head_bytes(ctx->kv_type, ctx->model->hp.head_dim);
+    return g8_kv_offset(ctx->kv_type, ctx->model->hp.head_dim, L->slots, g, pos % L->slots);
 }
 
 void g8_kv_get_row(const gemma8_context *ctx, int il, int kv, int32_t pos, float *out) {
@@ -110,7 +107,7 @@ gemma8_memory_estimate gemma8_estimate_memory(const gemma8_model *m, const gemma
     for (uint64_t i = 0; i < m->file.n_tensors; i++) e.weights += m->file.tensors[i].nbytes;
     for (int il = 0; il < hp->n_layer; il++) {
         uint64_t slots = g8_layer_is_sliding(il) ? (uint64_t)G8_MIN(n_ctx, hp->sliding_window + B) : (uint64_t)n_ctx;
-        const uint64_t row = (uint64_t)hp->n_head_kv * kv_head_bytes(kv_type_of(m, p), hp->head_dim);
+        const uint64_t row = (uint64_t)hp->n_head_kv * g8_kv_head_bytes(kv_type_of(m, p), hp->head_dim);
         e.kv_cache += 2 * slots * row;
         e.kv_cache_full += 2 * (uint64_t)n_ctx * row;
     }
@@ -128,8 +125,7 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
     *out = NULL;
     if (!model || !params) return g8_fail(GEMMA8_ERR_INVALID_ARG, "no model or parameters given");
     const g8_hparams *hp = &model->hp;
-    if (params->kv_type != GEMMA8_KV_AUTO && params->kv_type != GEMMA8_TYPE_F32 && params->kv_type != GEMMA8_TYPE_F16 &&
-        params->kv_type != GEMMA8_TYPE_Q8_0)
+    if (params->kv_type != GEMMA8_KV_AUTO && !kv_type_known(params->kv_type))
         return g8_fail(GEMMA8_ERR_INVALID_ARG, "the KV cache type must be f32, f16 or q8_0");
     if (params->kv_type == GEMMA8_TYPE_Q8_0 && hp->head_dim % QK8_0)
         return g8_fail(GEMMA8_ERR_INVALID_ARG, "a q8_0 KV cache needs a head size that is a multiple of 32 (this model's: %d)",
@@ -172,7 +168,7 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
         g8_kv_layer *L = &ctx->kv[il];
         L->slots = ctx->n_ctx;
         if (g8_layer_is_sliding(il)) L->slots = G8_MIN(ctx->n_ctx, hp->sliding_window + ctx->n_batch);
-        const size_t row = (size_t)hp->n_head_kv * kv_head_bytes(ctx->kv_type, hp->head_dim); /* bytes a position */
+        const size_t row = (size_t)hp->n_head_kv * g8_kv_head_bytes(ctx->kv_type, hp->head_dim); /* bytes a position */
         L->k = alloc_f32((size_t)L->slots, (row + sizeof(float) - 1) / sizeof(float), &ok);
         L->v = alloc_f32((size_t)L->slots, (row + sizeof(float) - 1) / sizeof(float), &ok);
     }

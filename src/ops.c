@@ -193,21 +193,34 @@ size_t g8_attention_scratch(int n_head, int n_head_kv, int head_dim, int max_key
     return qq_floats(group, head_dim) + (size_t)ATTN_QTILE * (size_t)group * (size_t)max_keys;
 }
 
+size_t g8_kv_head_bytes(uint32_t kv_type, int head_dim) {
+    if (kv_type == GEMMA8_TYPE_Q8_0) return (size_t)(head_dim / QK8_0) * sizeof(block_q8_0);
+    return (size_t)head_dim * (kv_type == GEMMA8_TYPE_F16 ? 2 : 4);
+}
+
+size_t g8_kv_offset(uint32_t kv_type, int head_dim, int slots, int g, int slot) {
+    return ((size_t)g * (size_t)slots + (size_t)slot) * g8_kv_head_bytes(kv_type, head_dim);
+}
+
+/* the rows of head g from ring slot `slot` on, in the cache k_cache or v_cache */
+static const void *kv_rows(const g8_attn_args *a, const void *cache, int g, int slot) {
+    return (const uint8_t *)cache + g8_kv_offset(a->kv_type, a->head_dim, a->slots, g, slot);
+}
+
 /* scores s[h * ls + (j - j0)] of the group's heads against keys j0..j1 of head g
  * (q: the group's queries, qq: the same as Q8_0 blocks for a Q8_0 cache) */
 static void scores(const g8_attn_args *a, const g8_kernels *k, int g, int j0, int j1, const float *q,
                    const block_q8_0 *qq, float *s, size_t ls) {
-    const int hd = a->head_dim, group = a->n_head / a->n_head_kv, nb = hd / QK8_0;
-    const size_t head = (size_t)g * a->slots * hd;
+    const int hd = a->head_dim, group = a->n_head / a->n_head_kv;
     for (int j = j0; j <= j1;) { /* the ring holds consecutive positions in at most two runs of slots */
         const int slot = j % a->slots, run = G8_MIN(j1 - j + 1, a->slots - slot);
+        const void *rows = kv_rows(a, a->k_cache, g, slot);
         if (a->kv_type == GEMMA8_TYPE_Q8_0) {
-            k->qk_q8_0(run, (const block_q8_0 *)a->k_cache + (size_t)g * a->slots * nb + (size_t)slot * nb, nb, qq, group,
-                       s + (j - j0), ls);
+            k->qk_q8_0(run, rows, hd / QK8_0, qq, group, s + (j - j0), ls);
         } else if (a->kv_type == GEMMA8_TYPE_F16) {
-            k->qk_f16(run, (const uint16_t *)a->k_cache + head + (size_t)slot * hd, hd, q, group, s + (j - j0), ls);
+            k->qk_f16(run, rows, hd, q, group, s + (j - j0), ls);
         } else {
-            const float *kr = (const float *)a->k_cache + head + (size_t)slot * hd;
+            const float *kr = rows;
             for (int i = 0; i < run; i++)
                 for (int h = 0; h < group; h++) s[h * ls + (size_t)(j - j0 + i)] = k->dot_f32(hd, kr + (size_t)i * hd, q + (size_t)h * hd);
         }
@@ -219,17 +232,15 @@ static void scores(const g8_attn_args *a, const g8_kernels *k, int g, int j0, in
 static void values(const g8_attn_args *a, const g8_kernels *k, int g, int j0, int j1, const float *w, size_t lw,
                    float *o) {
     const int hd = a->head_dim, group = a->n_head / a->n_head_kv;
-    const size_t head = (size_t)g * a->slots * hd;
     for (int j = j0; j <= j1;) {
         const int slot = j % a->slots, run = G8_MIN(j1 - j + 1, a->slots - slot);
+        const void *rows = kv_rows(a, a->v_cache, g, slot);
         if (a->kv_type == GEMMA8_TYPE_Q8_0) {
-            const int nb = hd / QK8_0;
-            k->wsum_q8_0(run, w + (j - j0), lw, (const block_q8_0 *)a->v_cache + (size_t)g * a->slots * nb + (size_t)slot * nb, hd,
-                         group, o);
+            k->wsum_q8_0(run, w + (j - j0), lw, rows, hd, group, o);
         } else if (a->kv_type == GEMMA8_TYPE_F16) {
-            k->wsum_f16(run, w + (j - j0), lw, (const uint16_t *)a->v_cache + head + (size_t)slot * hd, hd, group, o);
+            k->wsum_f16(run, w + (j - j0), lw, rows, hd, group, o);
         } else {
-            const float *vr = (const float *)a->v_cache + head + (size_t)slot * hd;
+            const float *vr = rows;
             for (int i = 0; i < run; i++)
                 for (int h = 0; h < group; h++)
                     k->axpy(hd, w[h * lw + (size_t)(j - j0 + i)], vr + (size_t)i * hd, o + (size_t)h * hd);

@@ -57,5 +57,10 @@ typedef struct g8_attn_args {
 } g8_attn_args;
 
 void g8_attention(g8_ops *ops, const g8_attn_args *a);
+/* bytes of one head's key (or value) at one position in a cache of kv_type;
+ * a layer's cache is head-major: (n_head_kv, slots, these bytes) */
+size_t g8_kv_head_bytes(uint32_t kv_type, int head_dim);
+/* the byte offset of head g at ring slot `slot` in a layer's cache of `slots` positions */
+size_t g8_kv_offset(uint32_t kv_type, int head_dim, int slots, int g, int slot);
 /* floats of scratch one thread needs */
 size_t g8_attention_scratch(int n_head, int n_head_kv, int head_dim, int max_keys);

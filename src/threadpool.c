@@ -118,35 +118,34 @@ void g8_pool_run(g8_pool *pool, g8_task_fn fn, void *arg) {
 }
 
 int g8_count_cores(const char *root, const int *cpus, int n) {
-    enum { MAX = 1024 };
-    static char seen[MAX][64]; /* the sibling lists met so far (one per core) */
+    char (*seen)[64] = malloc((size_t)(n > 0 ? n : 1) * sizeof *seen); /* the sibling lists met: one per core */
     int cores = 0;
-    for (int i = 0; i < n && cores < MAX; i++) {
+    for (int i = 0; seen && i < n; i++) {
         char path[512], list[64] = "";
         snprintf(path, sizeof path, "%s/cpu%d/topology/thread_siblings_list", root, cpus[i]);
         FILE *f = fopen(path, "r");
-        if (!f) return 0;
-        const bool ok = fgets(list, sizeof list, f) != NULL;
-        fclose(f);
-        if (!ok) return 0;
+        const bool ok = f && fgets(list, sizeof list, f) != NULL;
+        if (f) fclose(f);
+        if (!ok) {
+            cores = 0;
+            break;
+        }
         list[strcspn(list, "\n")] = 0;
         int j = 0;
         while (j < cores && strcmp(seen[j], list)) j++;
         if (j == cores) memcpy(seen[cores++], list, sizeof list);
     }
+    free(seen);
     return cores;
 }
 
 int g8_physical_cores(void) {
-    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER; /* g8_count_cores keeps a static table */
     cpu_set_t set;
     int cpus[CPU_SETSIZE], n = 0;
     if (sched_getaffinity(0, sizeof set, &set) == 0)
         for (int c = 0; c < CPU_SETSIZE; c++)
             if (CPU_ISSET(c, &set)) cpus[n++] = c;
-    pthread_mutex_lock(&mu);
     int cores = n ? g8_count_cores("/sys/devices/system/cpu", cpus, n) : 0;
-    pthread_mutex_unlock(&mu);
     if (cores < 1) cores = n ? n : (int)G8_MAX(1, sysconf(_SC_NPROCESSORS_ONLN));
     return cores;
 }

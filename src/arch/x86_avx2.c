@@ -84,9 +84,6 @@ static float dot_q8_0(int nb, const block_q8_0 *w, const block_q8_0 *x) {
     return hsum(_mm256_add_ps(acc0, acc1));
 }
 
-/* 4 rows x 4 tokens. Per block: the sign of each activation is moved onto the
- * weights (maddubs(|x|, sign(w, x))), the eight int32 lanes of every (row, token)
- * pair are reduced to one, and one FMA scales eight pairs at once (x86_tile.h). */
 /* one token's sums against four rows: [r0 r1 r2 r3] in both halves (to be added) */
 static inline __m256i token_sums(const int8_t *qs, __m256i q0, __m256i q1, __m256i q2, __m256i q3) {
     const __m256i ones = _mm256_set1_epi16(1), xv = _mm256_loadu_si256((const __m256i *)qs), ax = _mm256_sign_epi8(xv, xv);
@@ -96,6 +93,9 @@ static inline __m256i token_sums(const int8_t *qs, __m256i q0, __m256i q1, __m25
                       _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(q3, xv)), ones));
 }
 
+/* 4 rows x 4 tokens. Per block: the sign of each activation is moved onto the
+ * weights (maddubs(|x|, sign(w, x))), the eight int32 lanes of every (row, token)
+ * pair are reduced to one, and one FMA scales eight pairs at once (x86_tile.h). */
 static void tile_q8_0(int nb, const block_q8_0 *w, size_t ws, const block_q8_0 *x, size_t xs, float *y, size_t ldy) {
     __m256 acc01 = _mm256_setzero_ps(), acc23 = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {

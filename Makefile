@@ -1,18 +1,26 @@
 SHELL := /bin/bash
 # gemma8 - build, test, install.
-#   make            library and the gemma8 command
+#   make            the library (static and shared) and the gemma8 command
 #   make test       build and run the test suite
 #   make test-asan  the test suite under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make install    PREFIX=/usr/local
+#   make install    PREFIX=/usr/local [DESTDIR=staging]; make uninstall the same way
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
-override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Iinclude -Isrc -pthread
+override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Iinclude -Isrc -pthread -fPIC
 override LDLIBS += -lcjson -lm -pthread
 PREFIX  ?= /usr/local
+LIBDIR  ?= $(PREFIX)/lib
 BUILD   ?= build
 
-LIB_SRC := $(wildcard src/*.c) $(filter-out src/arch/x86_vnni.c,$(wildcard src/arch/*.c))
+# the version is the header's GEMMA8_VERSION; the soname carries the major number
+VERSION := $(shell sed -n 's/^\#define GEMMA8_VERSION "\(.*\)"/\1/p' include/gemma8.h)
+SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
+SONAME  := libgemma8.so.$(SOMAJOR)
+
+all: $(BUILD)/gemma8 $(BUILD)/libgemma8.a $(BUILD)/libgemma8.so.$(VERSION)
+
+LIB_SRC := $(wildcard src/*.c) $(filter-out src/cpu/x86_vnni.c,$(wildcard src/cpu/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TOOL_SRC := $(wildcard tools/*.c)
 TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
@@ -22,35 +30,42 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 # SIMD kernels are compiled for their ISA and chosen at run time by CPU detection
 MACHINE := $(shell $(CC) -dumpmachine)
 ifneq (,$(findstring x86_64,$(MACHINE)))
-$(BUILD)/src/arch/x86_avx2.o: override CFLAGS += -mavx2 -mfma -mf16c
+$(BUILD)/src/cpu/x86_avx2.o: override CFLAGS += -mavx2 -mfma -mf16c
 # the VNNI GEMM tile, one source built for AVX-VNNI and for AVX512-VNNI (256-bit),
 # and with vpdpbusd emulated in AVX2 for the tests (this machine may have neither)
 X86_AVX2 := -mavx2 -mfma -mf16c
-LIB_OBJ += $(BUILD)/src/arch/x86_vnni_avx.o $(BUILD)/src/arch/x86_vnni_avx512.o
+LIB_OBJ += $(BUILD)/src/cpu/x86_vnni_avx.o $(BUILD)/src/cpu/x86_vnni_avx512.o
 TEST_OBJ += $(BUILD)/tests/x86_vnni_emulated.o
-$(BUILD)/src/arch/x86_vnni_avx.o: src/arch/x86_vnni.c src/arch/x86_tile.h src/kernels.h src/quant.h
+$(BUILD)/src/cpu/x86_vnni_avx.o: src/cpu/x86_vnni.c src/cpu/x86_tile.h src/kernels.h src/quant.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(X86_AVX2) -mavxvnni -DG8_VNNI=1 -c $< -o $@
-$(BUILD)/src/arch/x86_vnni_avx512.o: src/arch/x86_vnni.c src/arch/x86_tile.h src/kernels.h src/quant.h
+$(BUILD)/src/cpu/x86_vnni_avx512.o: src/cpu/x86_vnni.c src/cpu/x86_tile.h src/kernels.h src/quant.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(X86_AVX2) -mavx512f -mavx512vl -mavx512vnni -DG8_VNNI=2 -c $< -o $@
-$(BUILD)/tests/x86_vnni_emulated.o: src/arch/x86_vnni.c src/arch/x86_tile.h src/kernels.h src/quant.h
+$(BUILD)/tests/x86_vnni_emulated.o: src/cpu/x86_vnni.c src/cpu/x86_tile.h src/kernels.h src/quant.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(X86_AVX2) -DG8_VNNI=0 -c $< -o $@
 endif
 ifneq (,$(findstring aarch64,$(MACHINE)))
-$(BUILD)/src/arch/arm_neon.o: override CFLAGS += -march=armv8.2-a+dotprod+fp16
-$(BUILD)/src/arch/arm_i8mm.o: override CFLAGS += -march=armv8.2-a+dotprod+fp16+i8mm
+$(BUILD)/src/cpu/arm_neon.o: override CFLAGS += -march=armv8.2-a+dotprod+fp16
+$(BUILD)/src/cpu/arm_i8mm.o: override CFLAGS += -march=armv8.2-a+dotprod+fp16+i8mm
 endif
 
-all: $(BUILD)/gemma8 $(BUILD)/libgemma8.a
-
-$(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/arch/*.h tools/*.h tests/*.h)
+$(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/cpu/*.h tools/*.h tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libgemma8.a: $(LIB_OBJ)
 	ar rcs $@ $^
+
+$(BUILD)/libgemma8.so.$(VERSION): $(LIB_OBJ)
+	$(CC) $(CFLAGS) -shared -Wl,-soname,$(SONAME) $^ -o $@ $(LDFLAGS) $(LDLIBS)
+	ln -sf libgemma8.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/libgemma8.so
+
+$(BUILD)/gemma8.pc: gemma8.pc.in include/gemma8.h
+	@mkdir -p $(BUILD)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
 $(BUILD)/gemma8: $(TOOL_OBJ) $(BUILD)/libgemma8.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDFLAGS) $(LDLIBS) -ledit
@@ -121,13 +136,37 @@ fuzz: $(FUZZERS:%=build-fuzz/fuzz-%)
 		test $${PIPESTATUS[0]} -eq 0 || exit 1; \
 	done
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include
+# the header, the static and shared library (with its soname links), pkg-config's
+# file and the command; a program builds with $(pkg-config --cflags --libs gemma8)
+install: all $(BUILD)/gemma8.pc
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(PREFIX)/include
 	install -m 755 $(BUILD)/gemma8 $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 $(BUILD)/libgemma8.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(BUILD)/libgemma8.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(BUILD)/libgemma8.so.$(VERSION) $(DESTDIR)$(LIBDIR)/
+	ln -sf libgemma8.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libgemma8.so
+	install -m 644 $(BUILD)/gemma8.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
 	install -m 644 include/gemma8.h $(DESTDIR)$(PREFIX)/include/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/gemma8 $(DESTDIR)$(PREFIX)/include/gemma8.h
+	rm -f $(DESTDIR)$(LIBDIR)/libgemma8.a $(DESTDIR)$(LIBDIR)/libgemma8.so $(DESTDIR)$(LIBDIR)/$(SONAME)
+	rm -f $(DESTDIR)$(LIBDIR)/libgemma8.so.$(VERSION) $(DESTDIR)$(LIBDIR)/pkgconfig/gemma8.pc
+
+# every header compiles on its own, and included twice (include guards whole)
+HEADERS := $(wildcard include/*.h src/*.h src/cpu/*.h tools/*.h tests/*.h)
+check-headers:
+	@for h in $(HEADERS); do \
+		isa=""; case $$h in src/cpu/x86_*) isa="-mavx2 -mfma -mf16c";; esac; \
+		printf "#include \"%s\"\n#include \"%s\"\n" $$h $$h | $(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $$isa -Iinclude -Isrc -Itools \
+			-Itests -fsyntax-only -x c - || { echo "check-headers: $$h does not compile alone"; exit 1; }; \
+	done; echo "check-headers: $(words $(HEADERS)) headers compile alone"
+
+# a fresh clone: plain `make`, the installed library used through pkg-config by a program of its own
+check-install:
+	sh tests/install-test.sh
 
 clean:
 	rm -rf build build-asan build-arm build-fuzz
 
-.PHONY: all bench demo fuzz test test-asan test-arm install clean
+.PHONY: all bench demo fuzz test test-asan test-arm install uninstall check-headers check-install clean

@@ -21,7 +21,15 @@
  *
  * Thread safety: a gemma8_model is immutable after loading and may be shared by
  * any number of threads, each with its own gemma8_context. A gemma8_context is
- * used by one thread at a time. gemma8_last_error() is per thread.
+ * used by one thread at a time (gemma8_abort excepted). gemma8_last_error() is
+ * per thread.
+ *
+ * Sequences: a context holds n_seq independent sequences (conversations), each
+ * with its own KV cache of n_ctx / n_seq positions; functions without "seq" in
+ * their name work on sequence 0. A server's slots are sequences of one context.
+ *
+ * Build against the installed library with pkg-config:
+ *     cc app.c $(pkg-config --cflags --libs gemma8)
  *
  * The library never calls exit() and never prints to stdout.
  */
@@ -35,6 +43,10 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The library's version, "MAJOR.MINOR.PATCH". */
+#define GEMMA8_VERSION "0.3.0"
+const char *gemma8_version(void);
 
 /* Status codes. Append only: never reorder or renumber. */
 typedef enum gemma8_status {
@@ -185,7 +197,8 @@ typedef struct gemma8_context gemma8_context;
 #define GEMMA8_KV_AUTO (-1)
 
 typedef struct gemma8_context_params {
-    int32_t n_ctx;        /* context length in tokens; 0: the model's (8192); default 0 */
+    int32_t n_ctx;        /* context length in tokens, shared by the sequences (each gets
+                             n_ctx / n_seq); 0: the model's (8192) for each sequence; default 0 */
     int32_t n_batch;      /* tokens per prefill chunk; default 256 */
     int32_t n_threads;    /* worker threads; 0: the physical cores this process may use
                              (hyper-threads counted once); default 0 */
@@ -194,6 +207,7 @@ typedef struct gemma8_context_params {
                              models (half the memory and bandwidth). Q8_0 (blocks of 32 along each
                              head, q.k in int8, as llama.cpp's -ctk/-ctv q8_0) halves it again:
                              for long contexts, where reading the cache dominates decoding. */
+    int32_t n_seq;        /* independent sequences (conversations, server slots); default 1 */
 } gemma8_context_params;
 
 gemma8_context_params gemma8_context_default_params(void);
@@ -217,12 +231,15 @@ typedef struct gemma8_memory_estimate {
 gemma8_memory_estimate gemma8_estimate_memory(const gemma8_model *model, const gemma8_context_params *params);
 void gemma8_context_free(gemma8_context *ctx);
 
-/* Runs the model on n tokens that follow the tokens already in the KV cache.
- * If logits_all is non-NULL it receives n * n_vocab floats (the logits of every
- * position, row-major). The logits of the last position are always available
- * from gemma8_get_logits(). */
+/* Runs the model on n tokens that follow the tokens already in the KV cache of
+ * sequence 0. If logits_all is non-NULL it receives n * n_vocab floats (the
+ * logits of every position, row-major). The logits of the last position are
+ * always available from gemma8_get_logits(). */
 gemma8_status gemma8_eval(gemma8_context *ctx, const int32_t *tokens, int32_t n,
                           float *logits_all);
+/* The same on sequence seq (0 .. n_seq-1). */
+gemma8_status gemma8_eval_seq(gemma8_context *ctx, int32_t seq, const int32_t *tokens, int32_t n,
+                              float *logits_all);
 
 /* As gemma8_eval, with n inputs of n_embd floats instead of token ids: they
  * enter the residual stream directly (a token's own input is its embedding row
@@ -236,8 +253,13 @@ const float *gemma8_get_hidden(const gemma8_context *ctx);
 /* The logits (n_vocab floats) of the last evaluated position. */
 const float *gemma8_get_logits(const gemma8_context *ctx);
 
-/* Number of tokens in the KV cache. */
+/* Positions each sequence holds, and the number of sequences. */
+int32_t gemma8_n_ctx(const gemma8_context *ctx);
+int32_t gemma8_n_seq(const gemma8_context *ctx);
+
+/* Number of tokens in the KV cache (of sequence 0; gemma8_seq_n_past: of seq). */
 int32_t gemma8_n_past(const gemma8_context *ctx);
+int32_t gemma8_seq_n_past(const gemma8_context *ctx, int32_t seq);
 
 /* Forgets every token: the next gemma8_eval starts at position 0. */
 void gemma8_kv_clear(gemma8_context *ctx);
@@ -248,6 +270,11 @@ void gemma8_kv_truncate(gemma8_context *ctx, int32_t n);
 
 /* The tokens in the cache, oldest first; *n gets their count. */
 const int32_t *gemma8_history(const gemma8_context *ctx, int32_t *n);
+
+/* The same three for sequence seq. */
+void gemma8_seq_clear(gemma8_context *ctx, int32_t seq);
+void gemma8_seq_truncate(gemma8_context *ctx, int32_t seq, int32_t n);
+const int32_t *gemma8_seq_history(const gemma8_context *ctx, int32_t seq, int32_t *n);
 
 /* ---- sampling ----------------------------------------------------------- */
 
@@ -316,6 +343,7 @@ typedef struct gemma8_generate_params {
     void *user_data;
     bool drop_oldest_turns;         /* gemma8_chat: drop the oldest turns instead of failing
                                        with GEMMA8_ERR_CONTEXT_FULL; default false */
+    int32_t seq;                    /* the sequence of the context to generate in; default 0 */
 } gemma8_generate_params;
 
 gemma8_generate_params gemma8_generate_default_params(void);
@@ -339,8 +367,11 @@ gemma8_status gemma8_generate(gemma8_context *ctx, const int32_t *prompt, int32_
 gemma8_status gemma8_chat(gemma8_context *ctx, const gemma8_chat_message *msgs, int32_t n_msgs,
                           const gemma8_generate_params *params, gemma8_generate_result *result);
 
-/* Stops a running generation (from any thread) within one token; it returns
- * GEMMA8_ERR_ABORTED. */
+/* Abort, from any thread. Each gemma8_eval*, gemma8_generate and gemma8_chat
+ * clears the flag when it starts; an abort that arrives while one runs makes it
+ * return GEMMA8_ERR_ABORTED within one layer of the forward pass (the sequence
+ * keeps what was complete: the tokens of an interrupted pass are not added).
+ * An abort between two calls is forgotten by the next. */
 void gemma8_abort(gemma8_context *ctx);
 
 /* gemma8_generate on a thread of its own; prompt is copied, params too (not the

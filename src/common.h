@@ -32,6 +32,9 @@ static inline bool g8_mul_ok(size_t a, size_t b, size_t *out) {
 void *g8_malloc(size_t n, const char *what);
 void *g8_calloc(size_t count, size_t size, const char *what);
 
+/* tokens in one forward pass when the caller does not say */
+#define G8_DEFAULT_BATCH 256
+
 #define G8_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define G8_MAX(a, b) ((a) > (b) ? (a) : (b))
 

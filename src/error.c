@@ -1,4 +1,4 @@
-/* error.c - per-thread error messages, status names, the log callback. */
+/* error.c - per-thread error messages, status names, the log callback, the version. */
 #include "common.h"
 
 #include <stdarg.h>
@@ -10,6 +10,8 @@ static _Thread_local char g_errbuf[1024];
 /* Set once by the application before use (see gemma8_log_set). */
 static gemma8_log_fn g_log_fn;
 static void *g_log_user;
+
+const char *gemma8_version(void) { return GEMMA8_VERSION; }
 
 const char *gemma8_status_str(gemma8_status status) {
     switch (status) {

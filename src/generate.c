@@ -2,6 +2,9 @@
  * stop strings, abort, the asynchronous run and chat turns. */
 #include "context.h"
 
+#include <pthread.h>
+#include <stdio.h>
+
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -18,8 +21,6 @@ static double now_s(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
-
-void gemma8_abort(gemma8_context *ctx) { atomic_store(&ctx->abort, true); }
 
 /* Text waiting for release: a tail that may still become a stop string is held. */
 typedef struct out_text {
@@ -57,6 +58,9 @@ static gemma8_status run(gemma8_context *ctx, const int32_t *prompt, int32_t n_p
     for (int32_t i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || prompt[i] >= n_vocab)
             return g8_fail(GEMMA8_ERR_INVALID_ARG, "token id %d at index %d is outside the vocabulary", prompt[i], i);
+    if (p->seq < 0 || p->seq >= ctx->kv.n_seq)
+        return g8_fail(GEMMA8_ERR_INVALID_ARG, "sequence %d does not exist (the context has %d)", p->seq,
+                       ctx->kv.n_seq);
     if (n_prompt >= ctx->n_ctx)
         return g8_fail(GEMMA8_ERR_CONTEXT_FULL, "the prompt of %d tokens does not fit in the context of %d (leave room "
                        "to generate)", n_prompt, ctx->n_ctx);
@@ -65,12 +69,14 @@ static gemma8_status run(gemma8_context *ctx, const int32_t *prompt, int32_t n_p
     if (st) return st;
 
     /* keep the longest common prefix; the last prompt token is always evaluated for its logits */
+    const int s = p->seq;
+    g8_kv_seq *seq = &ctx->kv.seq[s];
     int32_t keep = 0;
-    while (keep < ctx->n_past && keep < n_prompt - 1 && ctx->history[keep] == prompt[keep]) keep++;
-    gemma8_kv_truncate(ctx, keep);
-    res->n_reused = ctx->n_past;
+    while (keep < seq->n_past && keep < n_prompt - 1 && seq->tokens[keep] == prompt[keep]) keep++;
+    g8_kv_truncate(&ctx->kv, s, keep);
+    res->n_reused = seq->n_past;
     double t0 = now_s();
-    st = gemma8_eval(ctx, prompt + ctx->n_past, n_prompt - ctx->n_past, NULL);
+    st = g8_eval(ctx, s, prompt + seq->n_past, NULL, n_prompt - seq->n_past, NULL);
     res->prompt_seconds = now_s() - t0;
     for (int32_t i = G8_MAX(0, n_prompt - p->sampling.repeat_last_n); i < n_prompt; i++) gemma8_sampler_accept(smp, prompt[i]);
 
@@ -134,11 +140,11 @@ static gemma8_status run(gemma8_context *ctx, const int32_t *prompt, int32_t n_p
         if (out.held) out.held[out.n] = 0;
         if (!more && !res->stop_reason) res->stop_reason = GEMMA8_STOP_CALLBACK;
         if (res->stop_reason) break;
-        if (ctx->n_past >= ctx->n_ctx) {
+        if (seq->n_past >= ctx->n_ctx) {
             res->stop_reason = GEMMA8_STOP_CONTEXT;
             break;
         }
-        if (res->n_generated < p->max_new_tokens) st = gemma8_eval(ctx, &tok, 1, NULL);
+        if (res->n_generated < p->max_new_tokens) st = g8_eval(ctx, s, &tok, NULL, 1, NULL);
     }
     res->gen_seconds = now_s() - t0;
     if (st == GEMMA8_ERR_ABORTED) res->stop_reason = GEMMA8_STOP_ABORTED;
@@ -167,9 +173,8 @@ gemma8_status gemma8_generate(gemma8_context *ctx, const int32_t *prompt, int32_
                               const gemma8_generate_params *params, gemma8_generate_result *result) {
     gemma8_generate_result local;
     if (!ctx || !params || (!prompt && n_prompt)) return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to generate");
-    gemma8_status st = run(ctx, prompt, n_prompt, params, result ? result : &local);
     atomic_store(&ctx->abort, false);
-    return st;
+    return run(ctx, prompt, n_prompt, params, result ? result : &local);
 }
 
 gemma8_status gemma8_chat(gemma8_context *ctx, const gemma8_chat_message *msgs, int32_t n_msgs,
@@ -217,7 +222,9 @@ gemma8_status gemma8_chat(gemma8_context *ctx, const gemma8_chat_message *msgs, 
 
 /* ---- asynchronous run ---------------------------------------------------------- */
 
-typedef struct async_job {
+/* One gemma8_generate on a thread of its own; the context points to it while it runs. */
+typedef struct g8_async {
+    pthread_t thread;
     gemma8_context *ctx;
     int32_t *prompt;
     int32_t n_prompt;
@@ -225,11 +232,12 @@ typedef struct async_job {
     gemma8_generate_result result;
     gemma8_status status;
     char error[1024];
-} async_job;
+} g8_async;
 
 static void *async_main(void *arg) {
-    async_job *job = arg;
-    job->status = gemma8_generate(job->ctx, job->prompt, job->n_prompt, &job->params, &job->result);
+    g8_async *job = arg;
+    /* the flag was cleared by gemma8_generate_async: an abort right after it returned is not lost */
+    job->status = run(job->ctx, job->prompt, job->n_prompt, &job->params, &job->result);
     snprintf(job->error, sizeof job->error, "%s", gemma8_last_error());
     return NULL;
 }
@@ -237,8 +245,8 @@ static void *async_main(void *arg) {
 gemma8_status gemma8_generate_async(gemma8_context *ctx, const int32_t *prompt, int32_t n_prompt,
                                     const gemma8_generate_params *params) {
     if (!ctx || !params || n_prompt <= 0 || !prompt) return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments");
-    if (ctx->async_running) return g8_fail(GEMMA8_ERR_INVALID_ARG, "a generation is already running on this context");
-    async_job *job = g8_calloc(1, sizeof *job, "an asynchronous run");
+    if (ctx->async) return g8_fail(GEMMA8_ERR_INVALID_ARG, "a generation is already running on this context");
+    g8_async *job = g8_calloc(1, sizeof *job, "an asynchronous run");
     if (!job) return GEMMA8_ERR_NOMEM;
     job->prompt = g8_malloc((size_t)n_prompt * sizeof(int32_t), "an asynchronous run");
     if (!job->prompt) {
@@ -249,26 +257,31 @@ gemma8_status gemma8_generate_async(gemma8_context *ctx, const int32_t *prompt, 
     job->ctx = ctx;
     job->n_prompt = n_prompt;
     job->params = *params;
-    if (pthread_create(&ctx->async_thread, NULL, async_main, job) != 0) {
+    atomic_store(&ctx->abort, false);
+    if (pthread_create(&job->thread, NULL, async_main, job) != 0) {
         free(job->prompt);
         free(job);
         return g8_fail(GEMMA8_ERR_NOMEM, "cannot start a thread");
     }
-    ctx->async_running = true;
-    ctx->async_job = job;
+    ctx->async = job;
     return GEMMA8_OK;
 }
 
 gemma8_status gemma8_wait(gemma8_context *ctx, gemma8_generate_result *result) {
-    if (!ctx || !ctx->async_running) return g8_fail(GEMMA8_ERR_INVALID_ARG, "no asynchronous run to wait for");
-    pthread_join(ctx->async_thread, NULL);
-    async_job *job = ctx->async_job;
-    ctx->async_running = false;
-    ctx->async_job = NULL;
+    if (!ctx || !ctx->async) return g8_fail(GEMMA8_ERR_INVALID_ARG, "no asynchronous run to wait for");
+    g8_async *job = ctx->async;
+    pthread_join(job->thread, NULL);
+    ctx->async = NULL;
     gemma8_status st = job->status;
     if (result) *result = job->result;
     if (st) g8_fail(st, "%s", job->error);
     free(job->prompt);
     free(job);
     return st;
+}
+
+void g8_async_finish(gemma8_context *ctx) {
+    if (!ctx->async) return;
+    gemma8_abort(ctx);
+    gemma8_wait(ctx, NULL);
 }

@@ -1,7 +1,7 @@
 /* kernels.h - the table of compute kernels, chosen once by CPU feature detection.
  *
  * Every kernel has a portable scalar reference (kernels_scalar.c) and may have
- * SIMD versions with the same signature (arch/x86_avx2.c, arch/arm_neon.c).
+ * SIMD versions with the same signature (cpu/x86_avx2.c, cpu/arm_neon.c).
  * Kernels know nothing about Gemma. */
 #ifndef G8_KERNELS_H
 #define G8_KERNELS_H

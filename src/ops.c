@@ -193,15 +193,6 @@ size_t g8_attention_scratch(int n_head, int n_head_kv, int head_dim, int max_key
     return qq_floats(group, head_dim) + (size_t)ATTN_QTILE * (size_t)group * (size_t)max_keys;
 }
 
-size_t g8_kv_head_bytes(uint32_t kv_type, int head_dim) {
-    if (kv_type == GEMMA8_TYPE_Q8_0) return (size_t)(head_dim / QK8_0) * sizeof(block_q8_0);
-    return (size_t)head_dim * (kv_type == GEMMA8_TYPE_F16 ? 2 : 4);
-}
-
-size_t g8_kv_offset(uint32_t kv_type, int head_dim, int slots, int g, int slot) {
-    return ((size_t)g * (size_t)slots + (size_t)slot) * g8_kv_head_bytes(kv_type, head_dim);
-}
-
 /* the rows of head g from ring slot `slot` on, in the cache k_cache or v_cache */
 static const void *kv_rows(const g8_attn_args *a, const void *cache, int g, int slot) {
     return (const uint8_t *)cache + g8_kv_offset(a->kv_type, a->head_dim, a->slots, g, slot);

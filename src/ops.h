@@ -4,6 +4,7 @@
 #define G8_OPS_H
 
 #include "kernels.h"
+#include "kvcache.h"
 #include "model.h"
 #include "threadpool.h"
 
@@ -35,16 +36,13 @@ void g8_softcap(g8_ops *ops, float *x, size_t n, float cap);
 /* x[i] += y[i] */
 void g8_add(float *x, const float *y, size_t n);
 
-#endif
-
-
 /* Causal attention of T queries over a KV cache kept as a ring of `slots`
  * positions (position j lives in slot j % slots). */
 typedef struct g8_attn_args {
     const float *q;        /* (T, n_head * head_dim), RoPE applied */
     const void *k_cache;   /* (n_head_kv, slots, head_dim) of kv_type */
     const void *v_cache;   /* (n_head_kv, slots, head_dim) of kv_type */
-    uint32_t kv_type;      /* GEMMA8_TYPE_F32, GEMMA8_TYPE_F16 or GEMMA8_TYPE_Q8_0 (head_dim / 32 blocks a row) */
+    uint32_t kv_type;      /* a KV cache type (kvcache.h) */
     int slots;
     const int32_t *pos;    /* (T) position of each query */
     int T, n_head, n_head_kv, head_dim;
@@ -57,10 +55,7 @@ typedef struct g8_attn_args {
 } g8_attn_args;
 
 void g8_attention(g8_ops *ops, const g8_attn_args *a);
-/* bytes of one head's key (or value) at one position in a cache of kv_type;
- * a layer's cache is head-major: (n_head_kv, slots, these bytes) */
-size_t g8_kv_head_bytes(uint32_t kv_type, int head_dim);
-/* the byte offset of head g at ring slot `slot` in a layer's cache of `slots` positions */
-size_t g8_kv_offset(uint32_t kv_type, int head_dim, int slots, int g, int slot);
 /* floats of scratch one thread needs */
 size_t g8_attention_scratch(int n_head, int n_head_kv, int head_dim, int max_keys);
+
+#endif

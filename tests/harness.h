@@ -10,6 +10,9 @@ typedef void (*test_fn)(void);
 void harness_register(const char *name, test_fn fn);
 bool harness_check(bool ok, const char *expr, const char *file, int line);
 void harness_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Marks the running test skipped (what it needs is not here), with the reason;
+ * the caller returns. A skipped test is counted as skipped, never as passed. */
+void harness_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #define TEST(name)                                                                    \
     static void name(void);                                                           \

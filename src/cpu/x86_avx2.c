@@ -1,4 +1,4 @@
-/* arch/x86_avx2.c - kernels for x86-64 with AVX2, FMA and F16C. */
+/* cpu/x86_avx2.c - kernels for x86-64 with AVX2, FMA and F16C. */
 #if defined(__x86_64__)
 #include "../kernels.h"
 #include "x86_tile.h"
@@ -402,18 +402,27 @@ static void wsum_q8_0(int n, const float *w, size_t lw, const block_q8_0 *v, int
     }
 }
 
+#define AVX2_KERNELS                                                                                        \
+    .dot_f32 = dot_f32, .dot_f16 = dot_f16, .dot_bf16 = dot_bf16, .dot_q8_0 = dot_q8_0,                     \
+    .quantize_q8_0 = quantize_q8_0, .axpy = axpy, .softcap = softcap, .exp_sum = exp_sum, .geglu = geglu,   \
+    .qk_f16 = qk_f16, .wsum_f16 = wsum_f16, .qk_q8_0 = qk_q8_0, .wsum_q8_0 = wsum_q8_0
+
 const g8_kernels g8_kernels_avx2 = {
-    "avx2", dot_f32, dot_f16, dot_bf16, dot_q8_0, tile_q8_0, quantize_q8_0, axpy,
-    softcap, exp_sum, geglu, qk_f16, wsum_f16, qk_q8_0, wsum_q8_0,
+    .name = "avx2",
+    AVX2_KERNELS,
+    .tile_q8_0 = tile_q8_0,
 };
 
-/* the same with the GEMM tile on vpdpbusd (x86_vnni.c) */
+/* the AVX2 table with only the GEMM tile on vpdpbusd (x86_vnni.c) */
 const g8_kernels g8_kernels_avxvnni = {
-    "avx-vnni", dot_f32, dot_f16, dot_bf16, dot_q8_0, g8_tile_q8_0_avxvnni, quantize_q8_0, axpy,
-    softcap, exp_sum, geglu, qk_f16, wsum_f16, qk_q8_0, wsum_q8_0,
+    .name = "avx-vnni",
+    AVX2_KERNELS,
+    .tile_q8_0 = g8_tile_q8_0_avxvnni,
 };
+
 const g8_kernels g8_kernels_avx512vnni = {
-    "avx512-vnni", dot_f32, dot_f16, dot_bf16, dot_q8_0, g8_tile_q8_0_avx512vnni, quantize_q8_0, axpy,
-    softcap, exp_sum, geglu, qk_f16, wsum_f16, qk_q8_0, wsum_q8_0,
+    .name = "avx512-vnni",
+    AVX2_KERNELS,
+    .tile_q8_0 = g8_tile_q8_0_avx512vnni,
 };
 #endif

@@ -1,4 +1,4 @@
-/* arch/x86_vnni.c - the Q8_0 GEMM tile on vpdpbusd (u8 x s8 -> int32, four
+/* cpu/x86_vnni.c - the Q8_0 GEMM tile on vpdpbusd (u8 x s8 -> int32, four
  * products a lane, no saturation). One source, built three ways:
  *   G8_VNNI == 1: AVX-VNNI (VEX, Alder Lake / Sapphire Rapids / Zen 5)
  *   G8_VNNI == 2: AVX512-VNNI on 256-bit registers (EVEX + VL: Ice Lake, Zen 4 and later)

@@ -1,4 +1,4 @@
-/* arch/x86_tile.h - what the 4x4 Q8_0 GEMM tiles of x86_avx2.c (maddubs) and
+/* cpu/x86_tile.h - what the 4x4 Q8_0 GEMM tiles of x86_avx2.c (maddubs) and
  * x86_vnni.c (vpdpbusd) share: the block scales, the lane reduction, the
  * pairing of two tokens' sums for one FMA, and the store. Only the int8
  * products differ. */

@@ -1,4 +1,4 @@
-/* arch/arm_i8mm.c - the Q8_0 GEMM tile with the int8 matrix-multiply extension
+/* cpu/arm_i8mm.c - the Q8_0 GEMM tile with the int8 matrix-multiply extension
  * (FEAT_I8MM, ARMv8.6-A: smmla, on Cortex-A710/X2 and later; RK3588's A76 has
  * only sdot). One smmla multiplies a 2x8 by an 8x2 int8 matrix: a 2x2 tile of
  * (row, token) dot products gains 8 products each, twice the work of an sdot. */

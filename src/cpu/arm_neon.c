@@ -1,4 +1,4 @@
-/* arch/arm_neon.c - kernels for AArch64 NEON with the dot-product extension
+/* cpu/arm_neon.c - kernels for AArch64 NEON with the dot-product extension
  * (ARMv8.2-A sdot, as on Cortex-A76 / RK3588). */
 #if defined(__aarch64__)
 #include "../kernels.h"
@@ -322,14 +322,21 @@ static void wsum_q8_0(int n, const float *w, size_t lw, const block_q8_0 *v, int
     }
 }
 
+#define NEON_KERNELS                                                                                        \
+    .dot_f32 = dot_f32, .dot_f16 = dot_f16, .dot_bf16 = dot_bf16, .dot_q8_0 = dot_q8_0,                     \
+    .quantize_q8_0 = quantize_q8_0, .axpy = axpy, .softcap = softcap, .exp_sum = exp_sum, .geglu = geglu,   \
+    .qk_f16 = qk_f16, .wsum_f16 = wsum_f16, .qk_q8_0 = qk_q8_0, .wsum_q8_0 = wsum_q8_0
+
 const g8_kernels g8_kernels_neon = {
-    "neon-dotprod", dot_f32, dot_f16, dot_bf16, dot_q8_0, tile_q8_0, quantize_q8_0, axpy,
-    softcap, exp_sum, geglu, qk_f16, wsum_f16, qk_q8_0, wsum_q8_0,
+    .name = "neon-dotprod",
+    NEON_KERNELS,
+    .tile_q8_0 = tile_q8_0,
 };
 
-/* the same with the GEMM tile on smmla (arm_i8mm.c), for CPUs with FEAT_I8MM */
+/* the NEON table with only the GEMM tile on smmla (arm_i8mm.c), for CPUs with FEAT_I8MM */
 const g8_kernels g8_kernels_neon_i8mm = {
-    "neon-i8mm", dot_f32, dot_f16, dot_bf16, dot_q8_0, g8_tile_q8_0_i8mm, quantize_q8_0, axpy,
-    softcap, exp_sum, geglu, qk_f16, wsum_f16, qk_q8_0, wsum_q8_0,
+    .name = "neon-i8mm",
+    NEON_KERNELS,
+    .tile_q8_0 = g8_tile_q8_0_i8mm,
 };
 #endif

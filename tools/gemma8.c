@@ -262,10 +262,15 @@ static const struct {
 int main(int argc, char **argv) {
     gemma8_log_set(log_to_stderr, NULL);
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
-        printf("usage: gemma8 COMMAND [options]   (gemma8 COMMAND --help for each)\n\ncommands:\n");
+        printf("usage: gemma8 COMMAND [options]   (gemma8 COMMAND --help for each; gemma8 --version)\n\n"
+               "commands:\n");
         for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
             printf("  %-10s %s\n", commands[i].name, commands[i].help);
         return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("gemma8 %s\n", gemma8_version());
+        return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);

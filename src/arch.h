@@ -32,6 +32,30 @@
 #define KEY_ROPE_BASE "gemma2.rope.freq_base"
 #define KEY_QUERY_SCALAR "gemma2.query_pre_attn_scalar"
 
+/* llama.cpp's tokenizer keys (gguf-py's Keys.Tokenizer) */
+#define KEY_TOK_MODEL "tokenizer.ggml.model"
+#define KEY_TOK_PRE "tokenizer.ggml.pre"
+#define KEY_TOK_TOKENS "tokenizer.ggml.tokens"
+#define KEY_TOK_SCORES "tokenizer.ggml.scores"
+#define KEY_TOK_TYPES "tokenizer.ggml.token_type"
+#define KEY_TOK_BOS "tokenizer.ggml.bos_token_id"
+#define KEY_TOK_EOS "tokenizer.ggml.eos_token_id"
+#define KEY_TOK_UNK "tokenizer.ggml.unknown_token_id"
+#define KEY_TOK_PAD "tokenizer.ggml.padding_token_id"
+#define KEY_TOK_ADD_BOS "tokenizer.ggml.add_bos_token"
+#define KEY_TOK_ADD_EOS "tokenizer.ggml.add_eos_token"
+#define KEY_TOK_ADD_SPACE "tokenizer.ggml.add_space_prefix"
+#define KEY_TOK_TEMPLATE "tokenizer.chat_template"
+
+/* Gemma 2's values where a config.json or a GGUF file does not give them
+ * (transformers' Gemma2Config defaults; llama.cpp's for the soft-caps) */
+#define G8_DEFAULT_CTX_TRAIN 8192
+#define G8_DEFAULT_WINDOW 4096
+#define G8_DEFAULT_ATTN_SOFTCAP 50.0f
+#define G8_DEFAULT_FINAL_SOFTCAP 30.0f
+#define G8_DEFAULT_ROPE_BASE 10000.0f
+#define G8_DEFAULT_RMS_EPS 1e-6f
+
 #define TN_TOKEN_EMBD "token_embd.weight"
 #define TN_OUTPUT_NORM "output_norm.weight"
 #define TN_OUTPUT "output.weight"

@@ -55,9 +55,9 @@ gemma8_status gemma8_detokenize(const gemma8_model *model, const int32_t *ids, i
     return st;
 }
 
-int32_t gemma8_token_bos(const gemma8_model *m) { return m->has_vocab ? m->vocab.bos : 2; }
-int32_t gemma8_token_eos(const gemma8_model *m) { return m->has_vocab ? m->vocab.eos : 1; }
-int32_t gemma8_token_end_of_turn(const gemma8_model *m) { return m->has_vocab ? m->vocab.end_of_turn : 107; }
+int32_t gemma8_token_bos(const gemma8_model *m) { return m->has_vocab ? m->vocab.bos : -1; }
+int32_t gemma8_token_eos(const gemma8_model *m) { return m->has_vocab ? m->vocab.eos : -1; }
+int32_t gemma8_token_end_of_turn(const gemma8_model *m) { return m->has_vocab ? m->vocab.end_of_turn : -1; }
 
 bool gemma8_token_is_eog(const gemma8_model *m, int32_t token) {
     return token >= 0 && (token == gemma8_token_eos(m) || token == gemma8_token_end_of_turn(m));

@@ -105,13 +105,13 @@ static gemma8_status read_config(const char *path, hf_config *c) {
         (st = json_int(root, path, "num_attention_heads", &c->heads, 0, true)) ||
         (st = json_int(root, path, "num_key_value_heads", &c->heads_kv, c->heads, false)) ||
         (st = json_int(root, path, "head_dim", &c->head_dim, c->hidden / c->heads, false)) ||
-        (st = json_int(root, path, "max_position_embeddings", &c->ctx, 8192, false)) ||
-        (st = json_int(root, path, "sliding_window", &c->window, 4096, false)) ||
+        (st = json_int(root, path, "max_position_embeddings", &c->ctx, G8_DEFAULT_CTX_TRAIN, false)) ||
+        (st = json_int(root, path, "sliding_window", &c->window, G8_DEFAULT_WINDOW, false)) ||
         (st = json_float(root, path, "query_pre_attn_scalar", &c->qpas, (float)c->head_dim)) ||
-        (st = json_float(root, path, "rms_norm_eps", &c->eps, 1e-6f)) ||
-        (st = json_float(root, path, "rope_theta", &c->rope_base, 10000.0f)) ||
-        (st = json_float(root, path, "attn_logit_softcapping", &c->attn_cap, 50.0f)) ||
-        (st = json_float(root, path, "final_logit_softcapping", &c->final_cap, 30.0f))) {
+        (st = json_float(root, path, "rms_norm_eps", &c->eps, G8_DEFAULT_RMS_EPS)) ||
+        (st = json_float(root, path, "rope_theta", &c->rope_base, G8_DEFAULT_ROPE_BASE)) ||
+        (st = json_float(root, path, "attn_logit_softcapping", &c->attn_cap, G8_DEFAULT_ATTN_SOFTCAP)) ||
+        (st = json_float(root, path, "final_logit_softcapping", &c->final_cap, G8_DEFAULT_FINAL_SOFTCAP))) {
         cJSON_Delete(root);
         return st;
     }

@@ -49,8 +49,8 @@ static gemma8_status read_hparams(const gguf_file *f, const char *path, g8_hpara
     if ((st = get_int(f, path, KEY_EMBD, &hp->n_embd, 0, true)) || (st = get_int(f, path, KEY_BLOCKS, &hp->n_layer, 0, true)) ||
         (st = get_int(f, path, KEY_FF, &hp->n_ff, 0, true)) || (st = get_int(f, path, KEY_HEADS, &hp->n_head, 0, true)) ||
         (st = get_int(f, path, KEY_HEADS_KV, &hp->n_head_kv, hp->n_head, false)) ||
-        (st = get_int(f, path, KEY_CTX, &hp->n_ctx_train, 8192, false)) ||
-        (st = get_int(f, path, KEY_WINDOW, &hp->sliding_window, 4096, false)))
+        (st = get_int(f, path, KEY_CTX, &hp->n_ctx_train, G8_DEFAULT_CTX_TRAIN, false)) ||
+        (st = get_int(f, path, KEY_WINDOW, &hp->sliding_window, G8_DEFAULT_WINDOW, false)))
         return st;
     if (hp->n_layer > 0 && (uint64_t)hp->n_layer * LT_COUNT + 2 > f->n_tensors)
         return g8_fail(GEMMA8_ERR_FORMAT, "'%s': %d layers need %llu tensors, the file has %llu", path, hp->n_layer,
@@ -71,10 +71,10 @@ static gemma8_status read_hparams(const gguf_file *f, const char *path, g8_hpara
                        hp->head_dim, vlen);
     /* llama.cpp's rule when the file does not say (see arch.h) */
     float qpas_default = hp->n_layer == 46 ? (float)(hp->n_embd / hp->n_head) : (float)hp->head_dim;
-    if ((st = get_float(f, path, KEY_RMS_EPS, &hp->rms_eps, 1e-6f)) ||
-        (st = get_float(f, path, KEY_ATTN_SOFTCAP, &hp->attn_softcap, 50.0f)) ||
-        (st = get_float(f, path, KEY_FINAL_SOFTCAP, &hp->final_softcap, 30.0f)) ||
-        (st = get_float(f, path, KEY_ROPE_BASE, &hp->rope_base, 10000.0f)) ||
+    if ((st = get_float(f, path, KEY_RMS_EPS, &hp->rms_eps, G8_DEFAULT_RMS_EPS)) ||
+        (st = get_float(f, path, KEY_ATTN_SOFTCAP, &hp->attn_softcap, G8_DEFAULT_ATTN_SOFTCAP)) ||
+        (st = get_float(f, path, KEY_FINAL_SOFTCAP, &hp->final_softcap, G8_DEFAULT_FINAL_SOFTCAP)) ||
+        (st = get_float(f, path, KEY_ROPE_BASE, &hp->rope_base, G8_DEFAULT_ROPE_BASE)) ||
         (st = get_float(f, path, KEY_QUERY_SCALAR, &hp->query_pre_attn_scalar, qpas_default)))
         return st;
     if (hp->query_pre_attn_scalar <= 0 || hp->rope_base <= 0)
@@ -170,7 +170,7 @@ gemma8_status gemma8_model_load(const char *path, const gemma8_model_params *par
             if (st) goto fail;
         }
     }
-    if (gguf_find_kv(f, "tokenizer.ggml.model")) {
+    if (gguf_find_kv(f, KEY_TOK_MODEL)) {
         if ((st = g8_vocab_load(&m->vocab, f, path))) goto fail;
         m->has_vocab = true;
         if (m->vocab.n < hp->n_vocab)

@@ -8,6 +8,7 @@
  *   user-defined pieces first, by id; then normal pieces by score, highest first;
  *   then, for one piece, by (id of left part, id of right part).
  * (Checked against all 580604 merges of the real tokenizer.json.) */
+#include "arch.h"
 #include "vocab.h"
 
 #include <stdlib.h>
@@ -185,16 +186,16 @@ gemma8_status g8_vocab_load(g8_vocab *v, const gguf_file *f, const char *path) {
     memset(v, 0, sizeof *v);
     gemma8_status st;
     gguf_str model;
-    if (!gguf_get_str(f, "tokenizer.ggml.model", &model, &st))
-        return g8_fail(GEMMA8_ERR_FORMAT, "'%s' has no tokenizer (tokenizer.ggml.model missing)", path);
+    if (!gguf_get_str(f, KEY_TOK_MODEL, &model, &st))
+        return g8_fail(GEMMA8_ERR_FORMAT, "'%s' has no tokenizer (%s missing)", path, KEY_TOK_MODEL);
     if (model.len != 5 || memcmp(model.p, "llama", 5))
         return g8_fail(GEMMA8_ERR_UNSUPPORTED, "'%s': tokenizer model '%.*s' is not supported (Gemma's is 'llama')",
                        path, (int)G8_MIN(model.len, 32), model.p);
-    const gguf_kv *tk = gguf_find_kv(f, "tokenizer.ggml.tokens");
-    const gguf_kv *sk = gguf_find_kv(f, "tokenizer.ggml.scores");
-    const gguf_kv *yk = gguf_find_kv(f, "tokenizer.ggml.token_type");
+    const gguf_kv *tk = gguf_find_kv(f, KEY_TOK_TOKENS);
+    const gguf_kv *sk = gguf_find_kv(f, KEY_TOK_SCORES);
+    const gguf_kv *yk = gguf_find_kv(f, KEY_TOK_TYPES);
     if (!tk || tk->type != GGUF_ARRAY || tk->arr_type != GGUF_STRING || tk->n == 0 || tk->n > (1u << 20))
-        return g8_fail(GEMMA8_ERR_FORMAT, "'%s': tokenizer.ggml.tokens is missing or not a string array", path);
+        return g8_fail(GEMMA8_ERR_FORMAT, "'%s': %s is missing or not a string array", path, KEY_TOK_TOKENS);
     v->n = (int)tk->n;
     if ((sk && (sk->type != GGUF_ARRAY || sk->arr_type != GGUF_FLOAT32 || sk->n != tk->n)) ||
         (yk && (yk->type != GGUF_ARRAY || yk->arr_type != GGUF_INT32 || yk->n != tk->n)))
@@ -278,17 +279,17 @@ gemma8_status g8_vocab_load(g8_vocab *v, const gguf_file *f, const char *path) {
     }
     uint32_t u;
     gemma8_status s2;
-    v->bos = gguf_get_u32(f, "tokenizer.ggml.bos_token_id", &u, &s2) && u < (uint32_t)v->n ? (int32_t)u : id_of(v, "<bos>");
-    v->eos = gguf_get_u32(f, "tokenizer.ggml.eos_token_id", &u, &s2) && u < (uint32_t)v->n ? (int32_t)u : id_of(v, "<eos>");
-    v->unk = gguf_get_u32(f, "tokenizer.ggml.unknown_token_id", &u, &s2) && u < (uint32_t)v->n ? (int32_t)u : id_of(v, "<unk>");
-    v->pad = gguf_get_u32(f, "tokenizer.ggml.padding_token_id", &u, &s2) && u < (uint32_t)v->n ? (int32_t)u : id_of(v, "<pad>");
+    v->bos = gguf_get_u32(f, KEY_TOK_BOS, &u, &s2) && u < (uint32_t)v->n ? (int32_t)u : id_of(v, "<bos>");
+    v->eos = gguf_get_u32(f, KEY_TOK_EOS, &u, &s2) && u < (uint32_t)v->n ? (int32_t)u : id_of(v, "<eos>");
+    v->unk = gguf_get_u32(f, KEY_TOK_UNK, &u, &s2) && u < (uint32_t)v->n ? (int32_t)u : id_of(v, "<unk>");
+    v->pad = gguf_get_u32(f, KEY_TOK_PAD, &u, &s2) && u < (uint32_t)v->n ? (int32_t)u : id_of(v, "<pad>");
     v->start_of_turn = id_of(v, "<start_of_turn>");
     v->end_of_turn = id_of(v, "<end_of_turn>");
     mark_special(v);
     bool b;
-    v->add_bos = gguf_get_bool(f, "tokenizer.ggml.add_bos_token", &b, &s2) ? b : true;
+    v->add_bos = gguf_get_bool(f, KEY_TOK_ADD_BOS, &b, &s2) ? b : true;
     gguf_str tmpl;
-    if (gguf_get_str(f, "tokenizer.chat_template", &tmpl, &s2)) {
+    if (gguf_get_str(f, KEY_TOK_TEMPLATE, &tmpl, &s2)) {
         v->chat_template = g8_malloc(tmpl.len + 1, "chat template");
         if (!v->chat_template) {
             g8_vocab_free(v);

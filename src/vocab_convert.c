@@ -8,6 +8,7 @@
  *          first merge that makes them (pieces no merge makes: -(merges + 1)),
  *          or the SentencePiece scores. vocab.c rebuilds the merges from these. */
 #include "fileio.h"
+#include "arch.h"
 #include "vocab.h"
 
 #include <cjson/cJSON.h>
@@ -372,19 +373,19 @@ gemma8_status g8_vocab_convert(gguf_writer *w, const char *dir, int n_vocab) {
     if (vo.n > n_vocab)
         g8_log(G8_LOG_WARN, "the tokenizer has %d tokens, the model %d: ids past %d are never produced", vo.n, n_vocab,
                n_vocab - 1);
-    gguf_set_str(w, "tokenizer.ggml.model", "llama");
-    gguf_set_str(w, "tokenizer.ggml.pre", "default");
-    gguf_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)vo.tokens, (uint64_t)vo.n);
-    gguf_set_arr(w, "tokenizer.ggml.scores", GGUF_FLOAT32, vo.scores, (uint64_t)vo.n);
-    gguf_set_arr(w, "tokenizer.ggml.token_type", GGUF_INT32, vo.types, (uint64_t)vo.n);
-    gguf_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)vo.bos);
-    gguf_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)vo.eos);
-    gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)vo.unk);
-    gguf_set_u32(w, "tokenizer.ggml.padding_token_id", (uint32_t)vo.pad);
-    gguf_set_bool(w, "tokenizer.ggml.add_bos_token", vo.add_bos);
-    gguf_set_bool(w, "tokenizer.ggml.add_eos_token", vo.add_eos);
-    if (vo.chat_template) gguf_set_str(w, "tokenizer.chat_template", vo.chat_template);
-    gguf_set_bool(w, "tokenizer.ggml.add_space_prefix", false);
+    gguf_set_str(w, KEY_TOK_MODEL, "llama");
+    gguf_set_str(w, KEY_TOK_PRE, "default");
+    gguf_set_arr_str(w, KEY_TOK_TOKENS, (const char *const *)vo.tokens, (uint64_t)vo.n);
+    gguf_set_arr(w, KEY_TOK_SCORES, GGUF_FLOAT32, vo.scores, (uint64_t)vo.n);
+    gguf_set_arr(w, KEY_TOK_TYPES, GGUF_INT32, vo.types, (uint64_t)vo.n);
+    gguf_set_u32(w, KEY_TOK_BOS, (uint32_t)vo.bos);
+    gguf_set_u32(w, KEY_TOK_EOS, (uint32_t)vo.eos);
+    gguf_set_u32(w, KEY_TOK_UNK, (uint32_t)vo.unk);
+    gguf_set_u32(w, KEY_TOK_PAD, (uint32_t)vo.pad);
+    gguf_set_bool(w, KEY_TOK_ADD_BOS, vo.add_bos);
+    gguf_set_bool(w, KEY_TOK_ADD_EOS, vo.add_eos);
+    if (vo.chat_template) gguf_set_str(w, KEY_TOK_TEMPLATE, vo.chat_template);
+    gguf_set_bool(w, KEY_TOK_ADD_SPACE, false);
 done:
     cJSON_Delete(tj);
     free(spm);

@@ -210,7 +210,8 @@ TEST(generate_abort_from_another_thread) {
     gemma8_generate_params p = greedy(3000, c);
     int32_t prompt[] = {2, 5, 6};
     if (ctx && CHECK(gemma8_generate_async(ctx, prompt, 3, &p) == GEMMA8_OK)) {
-        while (atomic_load(&c->count) < 5) usleep(100);
+        for (int waited = 0; atomic_load(&c->count) < 5 && waited < 100000; waited++) usleep(100); /* <= 10 s */
+        CHECKF(atomic_load(&c->count) >= 5, "no 5 tokens within 10 s");
         gemma8_abort(ctx);
         int at = atomic_load(&c->count);
         gemma8_generate_result r;
@@ -224,6 +225,57 @@ TEST(generate_abort_from_another_thread) {
         CHECK(gemma8_generate(ctx, prompt, 3, &p, NULL) == GEMMA8_OK && c->n == 3);
     }
     free(c);
+    gemma8_context_free(ctx);
+    gemma8_model_free(m);
+}
+
+typedef struct aborter {
+    gemma8_context *ctx;
+    useconds_t after;
+} aborter;
+
+static void *abort_later(void *arg) {
+    aborter *a = arg;
+    usleep(a->after);
+    gemma8_abort(a->ctx);
+    return NULL;
+}
+
+/* gemma8_abort means the same for eval as for generate: the flag is cleared
+ * when a call starts, an abort during one makes it return GEMMA8_ERR_ABORTED
+ * and leaves the sequence as it was, so the context goes on exactly. */
+TEST(eval_abort_rule) {
+    gemma8_model *m = load_fixture("tiny-a", GEMMA8_TYPE_F32);
+    if (!m) return;
+    const int N = 8000;
+    gemma8_context *ctx = new_ctx(m, 8192);
+    int32_t *tokens = malloc((size_t)N * sizeof *tokens);
+    for (int i = 0; i < N; i++) tokens[i] = 3 + (i * 7) % 250;
+    if (ctx) {
+        /* an abort before the call is forgotten by it */
+        gemma8_abort(ctx);
+        CHECK(gemma8_eval(ctx, tokens, 4, NULL) == GEMMA8_OK && gemma8_n_past(ctx) == 4);
+        /* an abort during a long prefill stops it; the 4 tokens stay */
+        aborter a = {ctx, 20000};
+        pthread_t th;
+        pthread_create(&th, NULL, abort_later, &a);
+        gemma8_status st = gemma8_eval(ctx, tokens + 4, N - 4, NULL);
+        pthread_join(th, NULL);
+        CHECKF(st == GEMMA8_ERR_ABORTED, "eval of %d tokens returned %d, not aborted", N - 4, st);
+        CHECKF(gemma8_n_past(ctx) < N, "n_past %d after the aborted eval", gemma8_n_past(ctx));
+        /* the flag does not stick: the next eval runs, and after the chunks that were
+         * complete (n_past) it gives the logits of an uninterrupted run */
+        const int kept = gemma8_n_past(ctx);
+        CHECKF(kept >= 4 && (kept - 4) % 256 == 0, "kept %d positions", kept);
+        CHECK(gemma8_eval(ctx, tokens + kept, 8, NULL) == GEMMA8_OK);
+        float *want = eval_all(m, tokens, kept + 8, 256, 0);
+        const float *got = gemma8_get_logits(ctx);
+        const int V = gemma8_model_get_info(m).n_vocab;
+        CHECK(want && max_abs_diff(got, want + (size_t)(kept + 7) * V, (size_t)V) == 0.0f);
+        harness_note("aborted after %d of %d positions; the next eval matches an uninterrupted run", kept, N);
+        free(want);
+    }
+    free(tokens);
     gemma8_context_free(ctx);
     gemma8_model_free(m);
 }

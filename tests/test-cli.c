@@ -1,6 +1,8 @@
 /* test-cli.c - the gemma8 command's contract, driven as a user would (pipes). */
 #include "testutil.h"
 
+#include <cjson/cJSON.h>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -14,6 +16,8 @@ extern char **environ;
 /* Runs the gemma8 binary with args, stdin from `input` (may be NULL); returns
  * the exit status (128+signal if killed) and the malloc'd stdout/stderr. */
 int run_cli(const char *const *args, const char *input, char **out, char **err) {
+    if (out) *out = calloc(1, 1);
+    if (err) *err = calloc(1, 1);
     const char *bin = getenv("GEMMA8");
     if (!bin) bin = "build/gemma8";
     const char *in_path = tmp_path("cli.in"), *out_path = tmp_path("cli.out"), *err_path = tmp_path("cli.err");
@@ -44,6 +48,8 @@ int run_cli(const char *const *args, const char *input, char **out, char **err) 
     for (int k = 0; k < 2; k++) {
         if (!dst[k]) continue;
         FILE *g = fopen(paths[k], "rb");
+        if (!g) continue;
+        free(*dst[k]);
         fseek(g, 0, SEEK_END);
         long len = ftell(g);
         fseek(g, 0, SEEK_SET);
@@ -181,23 +187,51 @@ TEST(cli_help_on_every_subcommand) {
     }
 }
 
-/* run -p: the prompt goes through the chat template, text streams to stdout, timings to stderr */
+/* run -p: the prompt goes through the chat template, text streams to stdout,
+ * timings to stderr; the text and the ids are the reference's greedy ones
+ * (chat case 0 of the fullvocab fixture, from transformers) */
 TEST(cli_run_prompt_streams_text) {
     const char *model = data_path("llamacpp-gguf/fullvocab-f16.gguf");
-    const char *a[] = {"run", "-m", model, "-p", "Write a hello world program", "-n", "8", "--temp", "0", NULL};
+    FILE *f = fopen(data_path("fullvocab/chat_cases.jsonl"), "r");
+    char line[1 << 16];
+    cJSON *c = f && fgets(line, sizeof line, f) ? cJSON_Parse(line) : NULL;
+    if (f) fclose(f);
+    const cJSON *ids = cJSON_GetObjectItem(c, "ids"), *greedy = cJSON_GetObjectItem(c, "greedy_ids");
+    const cJSON *text = cJSON_GetObjectItem(c, "greedy_text");
+    const cJSON *msg = cJSON_GetArrayItem(cJSON_GetObjectItem(c, "messages"), 0);
+    if (!CHECK(cJSON_IsArray(ids) && cJSON_IsArray(greedy) && cJSON_IsString(text) && msg)) {
+        cJSON_Delete(c);
+        return;
+    }
+    const int n = 8;
+    int32_t want_ids[8], prompt[256];
+    int np = 0;
+    for (int i = 0; i < n; i++) want_ids[i] = cJSON_GetArrayItem(greedy, i)->valueint;
+    for (const cJSON *x = ids->child; x && np < 256; x = x->next) prompt[np++] = x->valueint;
+    char *want = join_ids(want_ids, (size_t)n), *ptoks = join_ids(prompt, (size_t)np);
+    /* the first n characters of the greedy text are the n tokens' text (one character each here) */
+    char want_text[64];
+    snprintf(want_text, sizeof want_text, "%.*s\n", n, text->valuestring);
+    const char *content = cJSON_GetObjectItem(msg, "content")->valuestring;
+    const char *a[] = {"run", "-m", model, "-p", content, "-n", "8", "--temp", "0", "--ignore-eos", NULL};
     char *out, *err;
     CHECK(run_cli(a, NULL, &out, &err) == 0);
-    CHECKF(strlen(out) > 1, "no text: '%s'", out);
-    CHECKF(strstr(err, "prompt 14 tokens") && strstr(err, "tok/s"), "timings: %s", err);
+    CHECKF(!strcmp(out, want_text), "run -p printed '%s', want '%s'", out, want_text);
+    char pt[32];
+    snprintf(pt, sizeof pt, "prompt %d tokens", np);
+    CHECKF(strstr(err, pt) && strstr(err, "tok/s"), "timings: %s", err);
     free(out);
     free(err);
-    /* --tokens/--ids through the same path gives the greedy ids of the chat prompt */
-    const char *b[] = {"run", "-m", model, "--tokens", "2,106,1645,108,5559,476,25612,2134,2733,107,108,106,2516,108",
-                       "-n", "8", "--temp", "0", "--ids", "--ignore-eos", NULL};
+    /* --tokens/--ids with the template's ids gives the greedy ids */
+    const char *b[] = {"run", "-m", model, "--tokens", ptoks, "-n", "8", "--temp", "0", "--ids", "--ignore-eos", NULL};
     CHECK(run_cli(b, NULL, &out, &err) == 0);
-    CHECKF(strlen(out) > 8 && strchr(out, ','), "ids: '%s'", out);
+    out[strcspn(out, "\n")] = 0;
+    CHECKF(!strcmp(out, want), "ids: '%s', want '%s'", out, want);
     free(out);
     free(err);
+    free(want);
+    free(ptoks);
+    cJSON_Delete(c);
 }
 
 /* chat through a pipe: two turns, /reset, another turn */

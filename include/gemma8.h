@@ -87,8 +87,10 @@ const char *gemma8_type_name(gemma8_type type);
 /* Parses a type name; returns false if unknown. */
 bool gemma8_type_parse(const char *name, gemma8_type *out);
 
-/* Progress callback: done of total units (tensors). */
-typedef void (*gemma8_progress_fn)(const char *what, uint64_t done, uint64_t total, void *user_data);
+/* Progress callback: `what` is being written, done of total bytes of the file.
+ * Called at least every 64 MiB. Return false to cancel: the conversion then
+ * stops, removes its temporary file and returns GEMMA8_ERR_ABORTED. */
+typedef bool (*gemma8_progress_fn)(const char *what, uint64_t done, uint64_t total, void *user_data);
 
 typedef struct gemma8_convert_params {
     gemma8_type type;              /* matrix storage type; default GEMMA8_TYPE_Q8_0 */
@@ -146,6 +148,7 @@ typedef struct gemma8_model_info {
     gemma8_type matrix_type;   /* storage type of most matrices */
     uint64_t n_params;         /* number of weights */
     uint64_t weight_bytes;     /* bytes of tensor data */
+    char name[128];            /* general.name of the file ("gemma2" if it has none) */
 } gemma8_model_info;
 
 gemma8_model_info gemma8_model_get_info(const gemma8_model *model);

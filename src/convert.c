@@ -37,6 +37,8 @@ typedef struct conv_state {
     out_tensor *t;
     size_t n;
     float *row;             /* (cols) scratch */
+    int n_kept;             /* matrices left unquantized (columns not a multiple of 32) */
+    char kept_names[256];   /* the first of them */
 } conv_state;
 
 gemma8_convert_params gemma8_convert_default_params(void) {
@@ -205,8 +207,10 @@ static gemma8_status add_tensor(gguf_writer *w, conv_state *cs, const st_set *se
         ot->type = p->type;
         if (p->type == GEMMA8_TYPE_Q8_0 && cols % QK8_0) {
             ot->type = src_type == GEMMA8_TYPE_BF16 ? GEMMA8_TYPE_BF16 : GEMMA8_TYPE_F16;
-            g8_log(G8_LOG_WARN, "%s: %lld columns are not a multiple of 32, stored as %s", gguf_name, (long long)cols,
-                   gemma8_type_name(ot->type));
+            size_t used = strlen(cs->kept_names);
+            if (cs->n_kept++ < 3)
+                snprintf(cs->kept_names + used, sizeof cs->kept_names - used, "%s%s %s", used ? ", " : "",
+                         gguf_name, gemma8_type_name(ot->type));
         }
     }
     int64_t ne[2] = {cols, rows};
@@ -277,6 +281,9 @@ static gemma8_status convert(const char *config_path, const st_set *set, const c
         }
     }
     if ((st = add_tensor(w, &cs, set, "model.norm.weight", TN_OUTPUT_NORM, 1, E, 1, p))) goto done;
+    if (cs.n_kept)
+        g8_log(G8_LOG_WARN, "%d matrices stay unquantized, their rows not being a multiple of 32: %s%s", cs.n_kept,
+               cs.kept_names, cs.n_kept > 3 ? ", ..." : "");
     st = gguf_write(w, out_path, fill_tensor, &cs, p->progress, p->progress_user_data);
 done:
     gguf_writer_free(w);

@@ -69,7 +69,7 @@ gemma8_status g8_atomic_open(const char *path, g8_atomic_file *af) {
     snprintf(af->tmp_path, n + 16, "%s.tmp.XXXXXX", path);
     int fd = mkstemp(af->tmp_path);
     if (fd < 0) {
-        gemma8_status st = g8_fail(GEMMA8_ERR_IO, "cannot create '%s': %s", af->tmp_path, strerror(errno));
+        gemma8_status st = g8_fail(GEMMA8_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
         atomic_release(af);
         return st;
     }
@@ -86,20 +86,20 @@ gemma8_status g8_atomic_open(const char *path, g8_atomic_file *af) {
 
 gemma8_status g8_atomic_write(g8_atomic_file *af, const void *buf, size_t n) {
     if (n && fwrite(buf, 1, n, af->fp) != n)
-        return g8_fail(GEMMA8_ERR_IO, "write to '%s' failed: %s", af->tmp_path, strerror(errno));
+        return g8_fail(GEMMA8_ERR_IO, "write to '%s' failed: %s", af->final_path, strerror(errno));
     return GEMMA8_OK;
 }
 
 gemma8_status g8_atomic_commit(g8_atomic_file *af) {
     gemma8_status st = GEMMA8_OK;
     if (fflush(af->fp) != 0 || fsync(fileno(af->fp)) != 0)
-        st = g8_fail(GEMMA8_ERR_IO, "write to '%s' failed: %s", af->tmp_path, strerror(errno));
+        st = g8_fail(GEMMA8_ERR_IO, "write to '%s' failed: %s", af->final_path, strerror(errno));
     if (fclose(af->fp) != 0 && st == GEMMA8_OK)
-        st = g8_fail(GEMMA8_ERR_IO, "closing '%s' failed: %s", af->tmp_path, strerror(errno));
+        st = g8_fail(GEMMA8_ERR_IO, "closing '%s' failed: %s", af->final_path, strerror(errno));
     af->fp = NULL;
     if (st == GEMMA8_OK && rename(af->tmp_path, af->final_path) != 0)
-        st = g8_fail(GEMMA8_ERR_IO, "cannot rename '%s' to '%s': %s", af->tmp_path, af->final_path,
-                     strerror(errno));
+        st = g8_fail(GEMMA8_ERR_IO, "cannot write '%s' (renaming the finished temporary file failed: %s)",
+                     af->final_path, strerror(errno));
     if (st != GEMMA8_OK) unlink(af->tmp_path);
     atomic_release(af);
     return st;

@@ -483,11 +483,20 @@ gemma8_status gguf_write(gguf_writer *w, const char *path, gguf_fill_fn fill, vo
         W(&t->offset, 8);
     }
     W(zeros, (GGUF_DEFAULT_ALIGNMENT - pos % GGUF_DEFAULT_ALIGNMENT) % GGUF_DEFAULT_ALIGNMENT);
+    const uint64_t total = pos + off;
     for (size_t i = 0; i < w->n_t; i++) {
         if ((st = fill(user, i, buf, w->t[i].nbytes))) goto fail;
-        W(buf, w->t[i].nbytes);
+        /* in chunks, so that progress (and a cancel) comes at least every 64 MiB */
+        for (uint64_t done = 0; done < w->t[i].nbytes;) {
+            const uint64_t n = G8_MIN(w->t[i].nbytes - done, (uint64_t)64 << 20);
+            W(buf + done, n);
+            done += n;
+            if (progress && !progress(w->t[i].name, pos, total, progress_user)) {
+                st = g8_fail(GEMMA8_ERR_ABORTED, "writing '%s' was cancelled", path);
+                goto fail;
+            }
+        }
         W(zeros, (GGUF_DEFAULT_ALIGNMENT - pos % GGUF_DEFAULT_ALIGNMENT) % GGUF_DEFAULT_ALIGNMENT);
-        if (progress) progress(w->t[i].name, i + 1, w->n_t, progress_user);
     }
 #undef W
     free(buf);

@@ -216,5 +216,11 @@ gemma8_model_info gemma8_model_get_info(const gemma8_model *m) {
         info.n_params += (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
         info.weight_bytes += t->nbytes;
     }
+    gemma8_status st;
+    gguf_str name;
+    if (gguf_get_str(&m->file, KEY_NAME, &name, &st))
+        snprintf(info.name, sizeof info.name, "%.*s", (int)G8_MIN(name.len, sizeof info.name - 1), name.p);
+    else
+        snprintf(info.name, sizeof info.name, "gemma2");
     return info;
 }

@@ -161,10 +161,19 @@ void gemma8_sampler_reset(gemma8_sampler *s) {
 gemma8_status gemma8_sampler_new(const gemma8_sampler_params *params, gemma8_sampler **out) {
     *out = NULL;
     const gemma8_sampler_params *p = params;
-    if (!p || p->temperature < 0 || p->top_k < 0 || p->top_p <= 0 || p->top_p > 1 || p->min_p < 0 || p->min_p > 1 ||
-        p->repeat_penalty <= 0 || p->repeat_last_n < 0 || p->repeat_last_n > (1 << 20) || p->mirostat < 0 ||
-        p->mirostat > 2 || isnan(p->temperature) || isnan(p->frequency_penalty) || isnan(p->presence_penalty))
-        return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid sampling parameters");
+    if (!p) return g8_fail(GEMMA8_ERR_INVALID_ARG, "no sampling parameters");
+    if (!(p->temperature >= 0)) return g8_fail(GEMMA8_ERR_INVALID_ARG, "temperature %g is not >= 0", p->temperature);
+    if (p->top_k < 0) return g8_fail(GEMMA8_ERR_INVALID_ARG, "top_k %d is negative", p->top_k);
+    if (!(p->top_p > 0 && p->top_p <= 1)) return g8_fail(GEMMA8_ERR_INVALID_ARG, "top_p %g is not in (0, 1]", p->top_p);
+    if (!(p->min_p >= 0 && p->min_p <= 1)) return g8_fail(GEMMA8_ERR_INVALID_ARG, "min_p %g is not in [0, 1]", p->min_p);
+    if (!(p->repeat_penalty > 0))
+        return g8_fail(GEMMA8_ERR_INVALID_ARG, "repeat_penalty %g is not > 0", p->repeat_penalty);
+    if (p->repeat_last_n < 0 || p->repeat_last_n > (1 << 20))
+        return g8_fail(GEMMA8_ERR_INVALID_ARG, "repeat_last_n %d is not in 0..%d", p->repeat_last_n, 1 << 20);
+    if (p->mirostat < 0 || p->mirostat > 2)
+        return g8_fail(GEMMA8_ERR_INVALID_ARG, "mirostat %d is not 0, 1 or 2", p->mirostat);
+    if (isnan(p->frequency_penalty) || isnan(p->presence_penalty))
+        return g8_fail(GEMMA8_ERR_INVALID_ARG, "a penalty is not a number");
     gemma8_sampler *s = g8_calloc(1, sizeof *s, "sampler");
     if (!s) return GEMMA8_ERR_NOMEM;
     s->p = *p;

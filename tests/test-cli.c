@@ -8,6 +8,7 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -162,7 +163,16 @@ TEST(cli_bad_input_clean_errors) {
         {{"run", "-m", model, "--tokens", "2,3,4,5,6", "-c", "4", "-n", "10", NULL}, 1, "does not fit"},
         {{"run", "-m", model, "--tokens", "2", "-c", "4", "-n", "10", NULL}, 0, "context of 4 tokens is full"},
         {{"convert", "/nonexistent-dir", "-o", "/tmp/x.gguf", NULL}, 1, "config.json"},
-        {{"convert", "x", "-o", "y", "--type", "q4_k", NULL}, 2, "unknown type"},
+        {{"convert", "x", "-o", "y", "--type", "q4_k", NULL}, 2, "--type expects q8_0, f32, f16 or bf16, got 'q4_k'"},
+        {{"run", "-m", model, "--tokens", "2", "-n", "abc", NULL}, 2, "-n expects a number, got 'abc'"},
+        {{"run", "-m", model, "--tokens", "2", "-n", NULL}, 2, "-n needs a value"},
+        {{"run", "-m", model, "--tokens", "2", "--temp", "hot", NULL}, 2, "--temp expects a number, got 'hot'"},
+        {{"run", "-m", model, "--tokens", "2", "--seed", "-7", NULL}, 2, "--seed expects a seed"},
+        {{"run", "-m", model, "--tokens", "2", "--top-p", "0", NULL}, 2, "top_p 0 is not in (0, 1]"},
+        {{"run", "-m", model, "--tokens", "2", "--frobnicate", NULL}, 2, "unknown option '--frobnicate'"},
+        {{"run", "-m", model, "--tokens", "2", "-t", "-3", NULL}, 2, "-t expects 0 to 1024 threads, got -3"},
+        {{"chat", "-m", model, "--top-k", "-1", NULL}, 2, "top_k -1 is negative"},
+        {{"bench", "-m", model, "-r", "0", NULL}, 2, "-r 1..64"},
         {{"info", "-m", data_path("tiny-a/config.json"), NULL}, 1, "not a GGUF file"},
         {{"frobnicate", NULL}, 2, "unknown command"},
     };
@@ -218,8 +228,9 @@ TEST(cli_run_prompt_streams_text) {
     CHECK(run_cli(a, NULL, &out, &err) == 0);
     CHECKF(!strcmp(out, want_text), "run -p printed '%s', want '%s'", out, want_text);
     char pt[32];
-    snprintf(pt, sizeof pt, "prompt %d tokens", np);
-    CHECKF(strstr(err, pt) && strstr(err, "tok/s"), "timings: %s", err);
+    snprintf(pt, sizeof pt, "(prompt %d tokens, 0 reused)", np);
+    CHECKF(strstr(err, pt) && strstr(err, "tokens per second") && strstr(err, "load time") && strstr(err, "total time"),
+           "timings: %s", err);
     free(out);
     free(err);
     /* --tokens/--ids with the template's ids gives the greedy ids */
@@ -323,4 +334,183 @@ TEST(cli_truncated_and_corrupted_models) {
     }
     harness_note("40 header flips: %d clean errors, %d still ran, %d signals", errors, loads, signals);
     free(buf);
+}
+
+/* llama.cpp's long option names, --seed -1, a warning for more threads than
+ * CPUs and for a context past the training length; --help one option a line */
+TEST(cli_llamacpp_option_names) {
+    const char *model = convert_fixture("tiny-a", GEMMA8_TYPE_F32);
+    char ref[512];
+    snprintf(ref, sizeof ref, "%s/reference.safetensors", data_path("tiny-a"));
+    size_t np, no;
+    int32_t *prompt = ref_load(ref, "gen0.prompt", &np), *gen = ref_load(ref, "gen0.output", &no);
+    if (!model || !prompt || !gen) return;
+    char *ptoks = join_ids(prompt, np), *gens = join_ids(gen, no), *out, *err, nbuf[16];
+    snprintf(nbuf, sizeof nbuf, "%zu", no);
+    const char *a[] = {"run", "--model", model, "--tokens", ptoks, "--n-predict", nbuf, "--temp=0", "--ids",
+                       "--ignore-eos", "--ctx-size", "100000", "--threads", "999", "--batch-size", "7", "-s", "-1",
+                       NULL};
+    CHECK(run_cli(a, NULL, &out, &err) == 0);
+    out[strcspn(out, "\n")] = 0;
+    CHECKF(!strcmp(out, gens), "printed '%s', want '%s' (%s)", out, gens, err);
+    CHECKF(strstr(err, "-t 999 is more threads than the"), "no thread warning: %s", err);
+    CHECKF(strstr(err, "longer than the 8192 the model was trained for"), "no context warning: %s", err);
+    free(out);
+    free(err);
+    const char *h[] = {"run", "--help", NULL};
+    CHECK(run_cli(h, NULL, &out, &err) == 0);
+    CHECKF(strstr(out, "\n  -n,--n-predict N") && strstr(out, "(default 256)\n") && strstr(out, "\n  -s,--seed S") &&
+               strstr(out, "\n  -f,--file FILE") && strstr(out, "\n  --top-k K") && strstr(out, "(default 40)\n"),
+           "run --help: %s", out);
+    free(out);
+    free(err);
+    free(ptoks);
+    free(gens);
+    free(prompt);
+    free(gen);
+}
+
+/* chat: unknown commands say so; a trailing \ and """ blocks make one message;
+ * /save then /load in a new process resumes the conversation (its next turn
+ * reuses the history); --drop-oldest keeps a long chat going */
+TEST(cli_chat_commands_multiline_and_resume) {
+    const char *model = data_path("llamacpp-gguf/fullvocab-f16.gguf");
+    const char *saved = tmp_path("chat.cache");
+    char input[1024];
+    snprintf(input, sizeof input,
+             "/frobnicate\nFirst line\\\nsecond line\n\"\"\"\nA block\nof two lines\n\"\"\"\n/save %s\n", saved);
+    const char *a[] = {"chat", "-m", model, "-n", "4", "--temp", "0", NULL};
+    char *out, *err;
+    int rc = run_cli(a, input, &out, &err);
+    CHECKF(rc == 0, "exit %d: %s", rc, err);
+    CHECKF(strstr(out, "unknown command '/frobnicate'"), "stdout: %s", out);
+    CHECKF(strstr(out, "(saved the conversation"), "stdout: %s", out);
+    /* two user turns went in: the timings show 2 prompts */
+    int turns = 0;
+    for (const char *p = err; (p = strstr(p, "prompt eval")); p++) turns++;
+    CHECKF(turns == 2, "%d turns, want 2: %s", turns, err);
+    free(out);
+    free(err);
+    snprintf(input, sizeof input, "/load %s\nAnd now?\n", saved);
+    rc = run_cli(a, input, &out, &err);
+    CHECKF(rc == 0, "exit %d: %s", rc, err);
+    CHECKF(strstr(out, "(loaded a conversation of 4 messages"), "stdout: %s", out);
+    const char *reuse = strstr(err, " reused)");
+    int n_prompt = 0, n_reused = 0;
+    const char *pp = reuse ? strstr(err, "(prompt ") : NULL;
+    if (pp) sscanf(pp, "(prompt %d tokens, %d reused)", &n_prompt, &n_reused);
+    const char *lp = strstr(out, "(loaded a conversation of 4 messages, ");
+    int loaded = 0;
+    if (lp) sscanf(lp, "(loaded a conversation of 4 messages, %d tokens", &loaded);
+    /* all of it but the last reply (4 tokens, which the template trims, as in any next turn);
+     * a dropped conversation would reuse only the template's first tokens */
+    CHECKF(loaded > 20 && n_reused >= loaded - 4, "after /load of %d tokens: prompt %d, reused %d: %s", loaded,
+           n_prompt, n_reused, err);
+    harness_note("after /load of %d tokens: prompt %d tokens, %d reused", loaded, n_prompt, n_reused);
+    free(out);
+    free(err);
+    /* a context that holds one turn: --drop-oldest goes on, without it the turn is refused */
+    const char *b[] = {"chat", "-m", model, "-c", "48", "-n", "4", "--temp", "0", "--drop-oldest", NULL};
+    rc = run_cli(b, "Tell me a story about a cat\nAnd another about a dog\nAnd a third one\n", &out, &err);
+    CHECKF(rc == 0 && strstr(out, "oldest messages no longer fit"), "exit %d: %s / %s", rc, out, err);
+    free(out);
+    free(err);
+}
+
+/* Runs `gemma8 ARGS` through sh in folder dir with extra environment; returns the exit status. */
+static int run_sh(const char *dir, const char *env, const char *args, char **out, char **err) {
+    char bin[1024], cmd[4096];
+    const char *b = getenv("GEMMA8") ? getenv("GEMMA8") : "build/gemma8";
+    if (!realpath(b, bin)) return -1;
+    const char *wrapper = getenv("GEMMA8_WRAPPER") ? getenv("GEMMA8_WRAPPER") : "";
+    const char *o = tmp_path("sh.out"), *e = tmp_path("sh.err");
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s %s '%s' %s </dev/null >'%s' 2>'%s'", dir, env, wrapper, bin, args, o, e);
+    int st = system(cmd);
+    const char *paths[2] = {o, e};
+    char **dst[2] = {out, err};
+    for (int k = 0; k < 2; k++) {
+        FILE *f = fopen(paths[k], "rb");
+        *dst[k] = calloc(1, 1 << 16);
+        if (f) {
+            size_t n = fread(*dst[k], 1, (1 << 16) - 1, f);
+            (*dst[k])[n] = 0;
+            fclose(f);
+        }
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* demo from another folder: it finds the tokenizer beside the program, keeps
+ * its model in $XDG_CACHE_HOME, and refuses a folder without tokenizer.json */
+TEST(cli_demo_from_any_folder) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", tmp_path("elsewhere"));
+    mkdir(dir, 0755);
+    char *out, *err;
+    /* without GEMMA8_TOKENIZER_DIR, as a new user has it */
+    int rc = run_sh(dir, "env -u GEMMA8_TOKENIZER_DIR XDG_CACHE_HOME=cache", "demo -n 3", &out, &err);
+    CHECKF(rc == 0 && strstr(out, "RANDOM weights"), "exit %d: %s / %s", rc, out, err);
+    char cached[1200];
+    snprintf(cached, sizeof cached, "%s/cache/gemma8/demo.gguf", dir);
+    CHECKF(access(cached, R_OK) == 0, "no demo model at %s", cached);
+    free(out);
+    free(err);
+    rc = run_sh(dir, "XDG_CACHE_HOME=cache2", "demo -n 3 --tokenizer /nonexistent", &out, &err);
+    CHECKF(rc == 1 && strstr(err, "no tokenizer.json in /nonexistent"), "exit %d: %s", rc, err);
+    snprintf(cached, sizeof cached, "%s/cache2/gemma8/demo.gguf", dir);
+    CHECKF(access(cached, F_OK) != 0, "a model was cached without a tokenizer");
+    free(out);
+    free(err);
+}
+
+/* Ctrl-C during a conversion leaves neither the output nor a temporary file;
+ * convert progress is plain lines in a log and ends with the size */
+TEST(cli_convert_interrupted_leaves_nothing) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", tmp_path("conv-int"));
+    mkdir(dir, 0755);
+    const char *bin = getenv("GEMMA8") ? getenv("GEMMA8") : "build/gemma8";
+    const char *wrapper = getenv("GEMMA8_WRAPPER");
+    char outp[1200];
+    snprintf(outp, sizeof outp, "%s/big.gguf", dir);
+    char *argv[12];
+    int n = 0;
+    if (wrapper) argv[n++] = (char *)wrapper;
+    argv[n++] = (char *)bin;
+    argv[n++] = "convert";
+    argv[n++] = "--random";
+    argv[n++] = (char *)data_path("gemma2-configs/gemma-2-2b-it.json");
+    argv[n++] = "-o";
+    argv[n++] = outp;
+    argv[n] = NULL;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 2, tmp_path("conv-int.err"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    pid_t pid;
+    CHECK(posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ) == 0);
+    posix_spawn_file_actions_destroy(&fa);
+    sleep(1);
+    kill(pid, SIGINT);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 130, "status %d", status);
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "test -z \"$(ls -A '%s')\"", dir);
+    CHECKF(system(cmd) == 0, "files left in %s after Ctrl-C", dir);
+    /* a small conversion: plain progress lines, the size at the end */
+    char small[1200];
+    snprintf(small, sizeof small, "%s/small.gguf", dir);
+    const char *a[] = {"convert", data_path("tiny-a"), "-o", small, NULL};
+    char *out, *err;
+    CHECK(run_cli(a, NULL, &out, &err) == 0);
+    CHECKF(strstr(err, "(100%)\n") && !strchr(err, '\r') && strstr(err, " GB) in "), "stderr: %s", err);
+    free(out);
+    free(err);
+    const char *b[] = {"info", "-m", small, NULL};
+    CHECK(run_cli(b, NULL, &out, &err) == 0);
+    CHECKF(strstr(out, "file:                  ") && strstr(out, "name:                  tiny-a") &&
+               strstr(out, " M ("),
+           "info: %s", out);
+    free(out);
+    free(err);
 }

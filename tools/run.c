@@ -1,5 +1,5 @@
 /* run.c - `gemma8 run`: one generation from a prompt (chat-templated by
- * default) or from token ids. */
+ * default), a prompt file, or token ids. */
 #include "cli.h"
 
 #include <stdio.h>
@@ -22,75 +22,93 @@ static bool print_token(int32_t token, const char *text, size_t len, gemma8_run_
     return true;
 }
 
-void cli_print_timings(double load_s, const gemma8_generate_result *r) {
-    int evaluated = r->n_prompt - r->n_reused;
-    fprintf(stderr, "\ngemma8: load %.2f s | prompt %d tokens (%d reused) %.2f s, %.1f tok/s | "
-            "generated %d tokens %.2f s, %.1f tok/s\n", load_s, r->n_prompt, r->n_reused, r->prompt_seconds,
-            r->prompt_seconds > 0 ? evaluated / r->prompt_seconds : 0.0, r->n_generated, r->gen_seconds,
-            r->gen_seconds > 0 ? r->n_generated / r->gen_seconds : 0.0);
+/* the whole of a prompt file, NUL-terminated, without one trailing newline */
+static char *read_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    size_t k;
+    while (buf && (k = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += k;
+        if (n + 1 == cap) {
+            char *nb = realloc(buf, cap *= 2);
+            if (!nb) free(buf);
+            buf = nb;
+        }
+    }
+    fclose(f);
+    if (!buf) return NULL;
+    if (n && buf[n - 1] == '\n') n--;
+    buf[n] = 0;
+    return buf;
 }
 
 int cmd_run(int argc, char **argv) {
-    const char *model_path = NULL, *tokens_s = NULL, *prompt = NULL, *system = NULL;
-    bool raw = false, verbose = true;
-    run_out out = {0};
+    cli_common c = cli_common_defaults();
     gemma8_generate_params p = gemma8_generate_default_params();
     p.max_new_tokens = 256;
     cli_gen_extra x = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int r = cli_generation_option(argc, argv, &i, &p, &x);
-        if (r < 0) return cli_usage_error("run", a);
-        if (r > 0) continue;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: gemma8 run -m MODEL.gguf -p PROMPT [--system TEXT] [--raw] [options]\n"
-                   "       gemma8 run -m MODEL.gguf --tokens 2,17,5 [-n N] [--temp 0] [--ids] [--ignore-eos]\n\n"
-                   "Generates after a prompt and streams the text to stdout; timings go to stderr.\n"
-                   "PROMPT is put in Gemma's chat template (one user turn) unless --raw is given.\n"
-                   "  --tokens IDS   the prompt as comma-separated token ids\n"
-                   "  --ids          print the generated ids as one comma-separated line\n"
-                   "  -n N           tokens to generate (default 256)\n"
-                   "  -t N           threads (default: physical cores) -c N  context length (default 8192)\n"
-                   "  --kv-type T    KV cache: f16 (default for q8_0 models), f32, q8_0 (half the bytes)\n"
-                   "  -q             no timings\n%s", cli_sampling_help);
-            return 0;
-        } else if (!strcmp(a, "-m") && i + 1 < argc) model_path = argv[++i];
-        else if (!strcmp(a, "--tokens") && i + 1 < argc) tokens_s = argv[++i];
-        else if (!strcmp(a, "-p") && i + 1 < argc) prompt = argv[++i];
-        else if (!strcmp(a, "--system") && i + 1 < argc) system = argv[++i];
-        else if (!strcmp(a, "--raw")) raw = true;
-        else if (!strcmp(a, "--ids")) out.ids = true;
-        else if (!strcmp(a, "-q")) verbose = false;
-        else return cli_usage_error("run", a);
-    }
-    if (!model_path || (!tokens_s && !prompt)) {
-        fprintf(stderr, "gemma8: error: run needs -m MODEL and -p PROMPT or --tokens IDS\n");
+    const char *tokens_s = NULL, *prompt = NULL, *file = NULL, *system = NULL;
+    bool raw = false, quiet = false;
+    run_out out = {0};
+    cli_opt common[8], gen[20];
+    cli_common_table(&c, common, true);
+    cli_generation_table(&p, &x, gen);
+    const cli_opt opts[] = {
+        {"-p|--prompt", CLI_STR, &prompt, "TEXT", "the prompt (one user turn of Gemma's chat template)", NULL},
+        {"-f|--file", CLI_STR, &file, "FILE", "the prompt from a file", NULL},
+        {"--system", CLI_STR, &system, "TEXT", "a system message (folded into the user turn)", NULL},
+        {"--raw", CLI_FLAG, &raw, NULL, "the prompt as it is, without the chat template", NULL},
+        {"--tokens", CLI_STR, &tokens_s, "IDS", "the prompt as comma-separated token ids", NULL},
+        {"--ids", CLI_FLAG, &out.ids, NULL, "print the generated ids as one comma-separated line", NULL},
+        {"-q|--quiet", CLI_FLAG, &quiet, NULL, "no timings", NULL},
+        {0},
+    };
+    const cli_opt *tables[] = {common, opts, gen, NULL};
+    char usage[512];
+    snprintf(usage, sizeof usage,
+             "usage: gemma8 run -m MODEL.gguf -p PROMPT [options]\n"
+             "       gemma8 run -m MODEL.gguf --tokens 2,17,5 [-n N] [--temp 0] [--ids]\n\n"
+             "Generates after a prompt and streams the text to stdout; timings go to stderr.\n%s",
+             cli_sampling_note);
+    int r = cli_parse("run", usage, argc, argv, tables, NULL, 0, NULL);
+    if (r) return r == 1 ? 0 : 2;
+    if ((r = cli_common_check("run", &c)) || (r = cli_generation_finish("run", &p, &x))) return r;
+    if (!tokens_s && !prompt && !file) {
+        fprintf(stderr, "gemma8 run: needs -p PROMPT, -f FILE or --tokens IDS\n");
         return 2;
     }
-    cli_generation_finish(&p, &x);
+    char *file_text = NULL;
+    if (file && !(prompt = file_text = read_file(file))) {
+        fprintf(stderr, "gemma8 run: cannot read the prompt file '%s'\n", file);
+        return 1;
+    }
+    int32_t *ids = NULL, n = 0;
+    if (tokens_s && cli_parse_tokens(tokens_s, &ids, &n)) {
+        free(file_text);
+        return 2;
+    }
     double t0 = cli_now();
     gemma8_model *model;
     gemma8_context *ctx;
-    if (cli_load(model_path, x.n_ctx, x.n_threads, x.kv_type, &model, &ctx)) return 1;
+    if (cli_load(&c, 1, &model, &ctx)) {
+        free(ids);
+        free(file_text);
+        return 1;
+    }
     double load_s = cli_now() - t0;
     p.on_token = print_token;
     p.user_data = &out;
     gemma8_generate_result res = {0};
     gemma8_status st;
-    int32_t *ids = NULL, n = 0;
     if (tokens_s) {
-        st = cli_parse_tokens(tokens_s, &ids, &n) ? GEMMA8_ERR_INVALID_ARG : GEMMA8_OK;
-        if (st) {
-            gemma8_context_free(ctx);
-            gemma8_model_free(model);
-            return 2;
-        }
         st = gemma8_generate(ctx, ids, n, &p, &res);
     } else if (raw) {
         size_t len = strlen(prompt);
         int32_t cap = (int32_t)len + 2;
         ids = malloc((size_t)cap * sizeof *ids);
-        st = gemma8_tokenize(model, prompt, len, true, false, ids, cap, &n);
+        st = ids ? gemma8_tokenize(model, prompt, len, true, false, ids, cap, &n) : GEMMA8_ERR_NOMEM;
         if (!st) st = gemma8_generate(ctx, ids, n, &p, &res);
     } else {
         gemma8_chat_message msgs[2] = {{"system", system}, {"user", prompt}};
@@ -99,14 +117,14 @@ int cmd_run(int argc, char **argv) {
     printf("\n");
     int rc = 0;
     if (st) {
-        fprintf(stderr, "gemma8: error: %s\n", gemma8_last_error());
-        rc = 1;
+        rc = cli_fail(st);
     } else {
         if (res.stop_reason == GEMMA8_STOP_CONTEXT)
-            fprintf(stderr, "gemma8: stopped: the context of %d tokens is full (use -c)\n", x.n_ctx ? x.n_ctx : 8192);
-        if (verbose) cli_print_timings(load_s, &res);
+            fprintf(stderr, "gemma8: stopped: the context of %d tokens is full (use -c)\n", gemma8_n_ctx(ctx));
+        if (!quiet) cli_print_timings(load_s, &res);
     }
     free(ids);
+    free(file_text);
     gemma8_context_free(ctx);
     gemma8_model_free(model);
     return rc;

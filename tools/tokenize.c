@@ -78,26 +78,21 @@ gemma8_chat_message *cli_parse_messages(cJSON *arr, int32_t *n, char *err, size_
 int cmd_tokenize(int argc, char **argv) {
     const char *model_path = NULL;
     bool bos = false, special = false, jsonl = false, chat = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: gemma8 tokenize -m MODEL.gguf [--bos] [--parse-special] [--jsonl | --chat] < input\n\n"
-                   "Reads UTF-8 text on stdin and prints its token ids as a JSON array.\n"
-                   "  --bos            put <bos> first\n"
-                   "  --parse-special  recognise control-token text such as <start_of_turn>\n"
-                   "  --jsonl          each input line is a JSON string; one JSON array per line out\n"
-                   "  --chat           input is a JSON array of {\"role\", \"content\"} messages; prints the ids\n"
-                   "                   of Gemma's chat prompt with the generation prompt appended\n");
-            return 0;
-        } else if (!strcmp(a, "-m") && i + 1 < argc) model_path = argv[++i];
-        else if (!strcmp(a, "--bos")) bos = true;
-        else if (!strcmp(a, "--parse-special")) special = true;
-        else if (!strcmp(a, "--jsonl")) jsonl = true;
-        else if (!strcmp(a, "--chat")) chat = true;
-        else return cli_usage_error("tokenize", a);
-    }
+    const cli_opt opts[] = {
+        {"-m|--model", CLI_STR, &model_path, "FILE", "the model (GGUF)", NULL},
+        {"--bos", CLI_FLAG, &bos, NULL, "put <bos> first", NULL},
+        {"--parse-special", CLI_FLAG, &special, NULL, "recognise control-token text such as <start_of_turn>", NULL},
+        {"--jsonl", CLI_FLAG, &jsonl, NULL, "each input line is a JSON string; one JSON array per line out", NULL},
+        {"--chat", CLI_FLAG, &chat, NULL, "input: a JSON array of {role, content}; out: the chat prompt's ids", NULL},
+        {0},
+    };
+    const cli_opt *tables[] = {opts, NULL};
+    const char *usage = "usage: gemma8 tokenize -m MODEL.gguf [--bos] [--parse-special] [--jsonl | --chat] < input\n\n"
+                        "Reads UTF-8 text on stdin and prints its token ids as a JSON array.\n";
+    int r = cli_parse("tokenize", usage, argc, argv, tables, NULL, 0, NULL);
+    if (r) return r == 1 ? 0 : 2;
     if (!model_path) {
-        fprintf(stderr, "gemma8: error: tokenize needs -m MODEL\n");
+        fprintf(stderr, "gemma8 tokenize: -m MODEL is required\n");
         return 2;
     }
     gemma8_model *m;
@@ -171,18 +166,18 @@ int cmd_tokenize(int argc, char **argv) {
 int cmd_detokenize(int argc, char **argv) {
     const char *model_path = NULL;
     bool skip = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: gemma8 detokenize -m MODEL.gguf [--skip-special] < ids.json\n\n"
-                   "Reads a JSON array of token ids on stdin and prints the text.\n");
-            return 0;
-        } else if (!strcmp(a, "-m") && i + 1 < argc) model_path = argv[++i];
-        else if (!strcmp(a, "--skip-special")) skip = true;
-        else return cli_usage_error("detokenize", a);
-    }
+    const cli_opt opts[] = {
+        {"-m|--model", CLI_STR, &model_path, "FILE", "the model (GGUF)", NULL},
+        {"--skip-special", CLI_FLAG, &skip, NULL, "leave out control tokens", NULL},
+        {0},
+    };
+    const cli_opt *tables[] = {opts, NULL};
+    const char *usage = "usage: gemma8 detokenize -m MODEL.gguf [--skip-special] < ids.json\n\n"
+                        "Reads a JSON array of token ids on stdin and prints the text.\n";
+    int r = cli_parse("detokenize", usage, argc, argv, tables, NULL, 0, NULL);
+    if (r) return r == 1 ? 0 : 2;
     if (!model_path) {
-        fprintf(stderr, "gemma8: error: detokenize needs -m MODEL\n");
+        fprintf(stderr, "gemma8 detokenize: -m MODEL is required\n");
         return 2;
     }
     size_t len;

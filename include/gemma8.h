@@ -366,6 +366,26 @@ typedef struct gemma8_generate_result {
 gemma8_status gemma8_generate(gemma8_context *ctx, const int32_t *prompt, int32_t n_prompt,
                               const gemma8_generate_params *params, gemma8_generate_result *result);
 
+/* The same one step at a time, for a caller that interleaves several
+ * generations (a server's slots, each on its own sequence of one context).
+ * gemma8_gen_begin keeps the longest prefix the sequence shares with the prompt
+ * (prompt stays owned by the caller and alive until gemma8_gen_prefilled) but
+ * runs nothing; each gemma8_gen_step evaluates one chunk of the prompt (at most
+ * n_batch tokens) or produces one token (through params->on_token), and sets
+ * *done when the generation has ended; gemma8_gen_end reports the result
+ * (FINISH to the callback; GEMMA8_STOP_ABORTED if ended before done) and frees
+ * it. Steps of different generations may alternate on one context. */
+typedef struct gemma8_gen gemma8_gen;
+gemma8_status gemma8_gen_begin(gemma8_context *ctx, const int32_t *prompt, int32_t n_prompt,
+                               const gemma8_generate_params *params, gemma8_gen **out);
+gemma8_status gemma8_gen_step(gemma8_gen *gen, bool *done);
+/* Whether the whole prompt has been evaluated. */
+bool gemma8_gen_prefilled(const gemma8_gen *gen);
+/* The logits (n_vocab) the last token was drawn from; valid until the next step
+ * of any generation, or eval, on the context. */
+const float *gemma8_gen_logits(const gemma8_gen *gen);
+gemma8_status gemma8_gen_end(gemma8_gen *gen, gemma8_generate_result *result);
+
 /* Templates a conversation (gemma8_chat_tokenize) and generates the reply. */
 gemma8_status gemma8_chat(gemma8_context *ctx, const gemma8_chat_message *msgs, int32_t n_msgs,
                           const gemma8_generate_params *params, gemma8_generate_result *result);

@@ -46,135 +46,228 @@ static bool emit(const gemma8_generate_params *p, int32_t tok, const char *text,
     return p->on_token ? p->on_token(tok, text, len, st, p->user_data) : true;
 }
 
-static gemma8_status run(gemma8_context *ctx, const int32_t *prompt, int32_t n_prompt, const gemma8_generate_params *p,
-                         gemma8_generate_result *res) {
-    const gemma8_model *m = ctx->model;
-    const int n_vocab = m->hp.n_vocab;
-    memset(res, 0, sizeof *res);
-    res->n_prompt = n_prompt;
+/* A generation in progress: prefill in chunks, then one token a step. */
+struct gemma8_gen {
+    gemma8_context *ctx;
+    int seq;
+    gemma8_generate_params p;
+    gemma8_generate_result res;
+    gemma8_sampler *smp;
+    const int32_t *prompt;   /* the caller's, alive until the prefill is done */
+    int32_t n_prompt;
+    int32_t pending;         /* sampled, emitted, to be evaluated by the next step; -1: none */
+    bool prefilled;
+    bool done;
+    gemma8_status status;
+    double t_start;          /* of the current phase */
+    g8_stream stream;        /* bytes of a character not yet complete */
+    out_text out;            /* text held back: it may still become a stop string */
+    char *piece;
+};
+
+static gemma8_status check_generation(const gemma8_context *ctx, const int32_t *prompt, int32_t n_prompt,
+                                      const gemma8_generate_params *p) {
+    const int n_vocab = ctx->model->hp.n_vocab;
     if (n_prompt <= 0) return g8_fail(GEMMA8_ERR_INVALID_ARG, "the prompt is empty");
     if (p->max_new_tokens < 0 || p->n_stop < 0 || (p->n_stop && !p->stop))
         return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid generation parameters");
-    for (int32_t i = 0; i < n_prompt; i++)
-        if (prompt[i] < 0 || prompt[i] >= n_vocab)
-            return g8_fail(GEMMA8_ERR_INVALID_ARG, "token id %d at index %d is outside the vocabulary", prompt[i], i);
     if (p->seq < 0 || p->seq >= ctx->kv.n_seq)
         return g8_fail(GEMMA8_ERR_INVALID_ARG, "sequence %d does not exist (the context has %d)", p->seq,
                        ctx->kv.n_seq);
+    for (int32_t i = 0; i < n_prompt; i++)
+        if (prompt[i] < 0 || prompt[i] >= n_vocab)
+            return g8_fail(GEMMA8_ERR_INVALID_ARG, "token id %d at index %d is outside the vocabulary", prompt[i], i);
     if (n_prompt >= ctx->n_ctx)
         return g8_fail(GEMMA8_ERR_CONTEXT_FULL, "the prompt of %d tokens does not fit in the context of %d (leave room "
                        "to generate)", n_prompt, ctx->n_ctx);
-    gemma8_sampler *smp;
-    gemma8_status st = gemma8_sampler_new(&p->sampling, &smp);
-    if (st) return st;
+    return GEMMA8_OK;
+}
 
+/* clear_abort: false for the asynchronous run, whose flag was cleared before its thread started */
+static gemma8_status begin(gemma8_context *ctx, const int32_t *prompt, int32_t n_prompt,
+                           const gemma8_generate_params *params, bool clear_abort, gemma8_gen **out) {
+    *out = NULL;
+    if (!ctx || !params || (!prompt && n_prompt)) return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to generate");
+    gemma8_status st = check_generation(ctx, prompt, n_prompt, params);
+    if (st) return st;
+    gemma8_gen *g = g8_calloc(1, sizeof *g, "a generation");
+    if (!g) return GEMMA8_ERR_NOMEM;
+    if ((st = gemma8_sampler_new(&params->sampling, &g->smp))) {
+        free(g);
+        return st;
+    }
+    if (clear_abort) atomic_store(&ctx->abort, false);
+    g->ctx = ctx;
+    g->seq = params->seq;
+    g->p = *params;
+    g->prompt = prompt;
+    g->n_prompt = n_prompt;
+    g->pending = -1;
+    g->res.n_prompt = n_prompt;
     /* keep the longest common prefix; the last prompt token is always evaluated for its logits */
-    const int s = p->seq;
-    g8_kv_seq *seq = &ctx->kv.seq[s];
+    g8_kv_seq *seq = &ctx->kv.seq[g->seq];
     int32_t keep = 0;
     while (keep < seq->n_past && keep < n_prompt - 1 && seq->tokens[keep] == prompt[keep]) keep++;
-    g8_kv_truncate(&ctx->kv, s, keep);
-    res->n_reused = seq->n_past;
-    double t0 = now_s();
-    st = g8_eval(ctx, s, prompt + seq->n_past, NULL, n_prompt - seq->n_past, NULL);
-    res->prompt_seconds = now_s() - t0;
-    for (int32_t i = G8_MAX(0, n_prompt - p->sampling.repeat_last_n); i < n_prompt; i++) gemma8_sampler_accept(smp, prompt[i]);
+    g8_kv_truncate(&ctx->kv, g->seq, keep);
+    g->res.n_reused = seq->n_past;
+    for (int32_t i = G8_MAX(0, n_prompt - params->sampling.repeat_last_n); i < n_prompt; i++)
+        gemma8_sampler_accept(g->smp, prompt[i]);
+    g->t_start = now_s();
+    *out = g;
+    return GEMMA8_OK;
+}
 
-    g8_stream stream = {0};
-    out_text out = {0};
-    char *piece = NULL;
-    size_t piece_len = 0;
-    t0 = now_s();
-    while (!st && !res->stop_reason) {
-        if (res->n_generated >= p->max_new_tokens) {
-            res->stop_reason = GEMMA8_STOP_LENGTH;
-            break;
-        }
-        if (atomic_load(&ctx->abort)) {
-            res->stop_reason = GEMMA8_STOP_ABORTED;
-            st = g8_fail(GEMMA8_ERR_ABORTED, "generation aborted");
-            break;
-        }
-        int32_t tok = gemma8_sampler_sample(smp, gemma8_get_logits(ctx), n_vocab);
-        if (tok < 0) {
-            st = g8_fail(GEMMA8_ERR_NOMEM, "out of memory sampling");
-            break;
-        }
-        if (!p->ignore_eos && gemma8_token_is_eog(m, tok)) {
-            res->stop_reason = GEMMA8_STOP_EOG;
-            break;
-        }
-        gemma8_sampler_accept(smp, tok);
-        res->n_generated++;
-        /* text: the stream releases whole characters; stop strings are cut out */
-        piece_len = 0;
-        bool ok = m->has_vocab ? g8_stream_feed(&m->vocab, &stream, tok, &piece, &piece_len) : true;
-        if (ok && piece_len) {
-            char *nh = realloc(out.held, out.n + piece_len + 1);
-            ok = nh != NULL;
-            if (ok) {
-                memcpy(nh + out.n, piece, piece_len);
-                out.held = nh;
-                out.n += piece_len;
-                out.held[out.n] = 0;
-            }
-        }
-        if (!ok) {
-            st = g8_fail(GEMMA8_ERR_NOMEM, "out of memory decoding");
-            break;
-        }
-        size_t release = out.n;
-        for (int32_t k = 0; k < p->n_stop; k++) {
-            const char *hit = strlen(p->stop[k]) ? strstr(out.held, p->stop[k]) : NULL;
-            if (hit && (size_t)(hit - out.held) < release) {
-                release = (size_t)(hit - out.held);
-                res->stop_reason = GEMMA8_STOP_STRING;
-            }
-        }
-        if (res->stop_reason != GEMMA8_STOP_STRING) release -= stop_prefix_tail(out.held, out.n, p->stop, p->n_stop);
-        gemma8_run_state rs = stream.n && !release ? GEMMA8_RUN_WAITING : GEMMA8_RUN_NORMAL;
-        bool more = emit(p, tok, out.held ? out.held : "", release, rs);
-        if (out.held) memmove(out.held, out.held + release, out.n - release);
-        out.n -= release;
-        if (res->stop_reason == GEMMA8_STOP_STRING) out.n = 0; /* the stop string and what follows are dropped */
-        if (out.held) out.held[out.n] = 0;
-        if (!more && !res->stop_reason) res->stop_reason = GEMMA8_STOP_CALLBACK;
-        if (res->stop_reason) break;
-        if (seq->n_past >= ctx->n_ctx) {
-            res->stop_reason = GEMMA8_STOP_CONTEXT;
-            break;
-        }
-        if (res->n_generated < p->max_new_tokens) st = g8_eval(ctx, s, &tok, NULL, 1, NULL);
+gemma8_status gemma8_gen_begin(gemma8_context *ctx, const int32_t *prompt, int32_t n_prompt,
+                               const gemma8_generate_params *params, gemma8_gen **out) {
+    return begin(ctx, prompt, n_prompt, params, true, out);
+}
+
+/* One chunk of the prompt; the prompt is done when the sequence holds all of it. */
+static gemma8_status prefill_chunk(gemma8_gen *g) {
+    gemma8_context *ctx = g->ctx;
+    const int32_t at = ctx->kv.seq[g->seq].n_past;
+    const int32_t n = G8_MIN(ctx->n_batch, g->n_prompt - at);
+    gemma8_status st = g8_eval(ctx, g->seq, g->prompt + at, NULL, n, NULL);
+    if (!st && at + n == g->n_prompt) {
+        g->prefilled = true;
+        g->prompt = NULL;
+        g->res.prompt_seconds = now_s() - g->t_start;
+        g->t_start = now_s();
     }
-    res->gen_seconds = now_s() - t0;
-    if (st == GEMMA8_ERR_ABORTED) res->stop_reason = GEMMA8_STOP_ABORTED;
-    /* what is still held: incomplete bytes as U+FFFD, a stop-string prefix that never completed */
-    if (!st && res->stop_reason != GEMMA8_STOP_STRING) {
-        piece_len = 0;
-        if (g8_stream_flush(&stream, &piece, &piece_len) && (out.n || piece_len)) {
-            char *nh = realloc(out.held, out.n + piece_len + 1);
-            if (nh) {
-                memcpy(nh + out.n, piece, piece_len);
-                out.held = nh;
-                out.n += piece_len;
-                emit(p, -1, out.held, out.n, GEMMA8_RUN_NORMAL);
-            }
-        }
-    }
-    if (st && st != GEMMA8_ERR_ABORTED) emit(p, -1, "", 0, GEMMA8_RUN_ERROR);
-    else emit(p, -1, "", 0, GEMMA8_RUN_FINISH);
-    free(piece);
-    free(out.held);
-    gemma8_sampler_free(smp);
     return st;
+}
+
+/* Adds a token's text to what is held, releases what cannot be part of a stop
+ * string, and calls the callback; sets the stop reason. */
+static gemma8_status emit_token(gemma8_gen *g, int32_t tok) {
+    const gemma8_model *m = g->ctx->model;
+    const gemma8_generate_params *p = &g->p;
+    gemma8_generate_result *res = &g->res;
+    out_text *out = &g->out;
+    size_t piece_len = 0;
+    bool ok = m->has_vocab ? g8_stream_feed(&m->vocab, &g->stream, tok, &g->piece, &piece_len) : true;
+    if (ok && piece_len) {
+        char *nh = realloc(out->held, out->n + piece_len + 1);
+        ok = nh != NULL;
+        if (ok) {
+            memcpy(nh + out->n, g->piece, piece_len);
+            out->held = nh;
+            out->n += piece_len;
+            out->held[out->n] = 0;
+        }
+    }
+    if (!ok) return g8_fail(GEMMA8_ERR_NOMEM, "out of memory decoding");
+    size_t release = out->n;
+    for (int32_t k = 0; k < p->n_stop; k++) {
+        const char *hit = strlen(p->stop[k]) ? strstr(out->held, p->stop[k]) : NULL;
+        if (hit && (size_t)(hit - out->held) < release) {
+            release = (size_t)(hit - out->held);
+            res->stop_reason = GEMMA8_STOP_STRING;
+        }
+    }
+    if (res->stop_reason != GEMMA8_STOP_STRING) release -= stop_prefix_tail(out->held, out->n, p->stop, p->n_stop);
+    gemma8_run_state rs = g->stream.n && !release ? GEMMA8_RUN_WAITING : GEMMA8_RUN_NORMAL;
+    bool more = emit(p, tok, out->held ? out->held : "", release, rs);
+    if (out->held) memmove(out->held, out->held + release, out->n - release);
+    out->n -= release;
+    if (res->stop_reason == GEMMA8_STOP_STRING) out->n = 0; /* the stop string and what follows are dropped */
+    if (out->held) out->held[out->n] = 0;
+    if (!more && !res->stop_reason) res->stop_reason = GEMMA8_STOP_CALLBACK;
+    return GEMMA8_OK;
+}
+
+/* Evaluates the token sampled last, then samples and emits the next one. */
+static gemma8_status decode_step(gemma8_gen *g) {
+    gemma8_context *ctx = g->ctx;
+    gemma8_generate_result *res = &g->res;
+    if (g->pending >= 0) {
+        gemma8_status st = g8_eval(ctx, g->seq, &g->pending, NULL, 1, NULL);
+        g->pending = -1;
+        if (st) return st;
+    }
+    if (res->n_generated >= g->p.max_new_tokens) {
+        res->stop_reason = GEMMA8_STOP_LENGTH;
+        return GEMMA8_OK;
+    }
+    if (atomic_load(&ctx->abort)) return g8_fail(GEMMA8_ERR_ABORTED, "generation aborted");
+    int32_t tok = gemma8_sampler_sample(g->smp, ctx->last_logits, ctx->model->hp.n_vocab);
+    if (tok < 0) return g8_fail(GEMMA8_ERR_NOMEM, "out of memory sampling");
+    if (!g->p.ignore_eos && gemma8_token_is_eog(ctx->model, tok)) {
+        res->stop_reason = GEMMA8_STOP_EOG;
+        return GEMMA8_OK;
+    }
+    gemma8_sampler_accept(g->smp, tok);
+    res->n_generated++;
+    gemma8_status st = emit_token(g, tok);
+    if (st || res->stop_reason) return st;
+    if (res->n_generated >= g->p.max_new_tokens) res->stop_reason = GEMMA8_STOP_LENGTH;
+    else if (ctx->kv.seq[g->seq].n_past >= ctx->n_ctx) res->stop_reason = GEMMA8_STOP_CONTEXT;
+    else g->pending = tok;
+    return GEMMA8_OK;
+}
+
+gemma8_status gemma8_gen_step(gemma8_gen *g, bool *done) {
+    if (!g->done) {
+        g->status = g->prefilled ? decode_step(g) : prefill_chunk(g);
+        if (!g->status && g->prefilled && !g->res.stop_reason && !g->res.n_generated && g->pending < 0)
+            g->status = decode_step(g); /* the first token right after the prompt */
+        g->done = g->status || g->res.stop_reason;
+    }
+    if (done) *done = g->done;
+    return g->status;
+}
+
+bool gemma8_gen_prefilled(const gemma8_gen *g) { return g->prefilled; }
+
+const float *gemma8_gen_logits(const gemma8_gen *g) { return g->ctx->last_logits; }
+
+gemma8_status gemma8_gen_end(gemma8_gen *g, gemma8_generate_result *result) {
+    if (!g) return GEMMA8_OK;
+    gemma8_status st = g->status;
+    gemma8_generate_result *res = &g->res;
+    if (g->prefilled) res->gen_seconds = now_s() - g->t_start;
+    else res->prompt_seconds = now_s() - g->t_start;
+    if (st == GEMMA8_ERR_ABORTED) res->stop_reason = GEMMA8_STOP_ABORTED;
+    if (!st && !res->stop_reason) res->stop_reason = GEMMA8_STOP_ABORTED; /* ended by the caller */
+    /* what is still held: incomplete bytes as U+FFFD, a stop-string prefix that never completed */
+    out_text *out = &g->out;
+    size_t piece_len = 0;
+    if (!st && res->stop_reason != GEMMA8_STOP_STRING && g8_stream_flush(&g->stream, &g->piece, &piece_len) &&
+        (out->n || piece_len)) {
+        char *nh = realloc(out->held, out->n + piece_len + 1);
+        if (nh) {
+            memcpy(nh + out->n, g->piece, piece_len);
+            out->held = nh;
+            out->n += piece_len;
+            emit(&g->p, -1, out->held, out->n, GEMMA8_RUN_NORMAL);
+        }
+    }
+    emit(&g->p, -1, "", 0, st && st != GEMMA8_ERR_ABORTED ? GEMMA8_RUN_ERROR : GEMMA8_RUN_FINISH);
+    if (result) *result = *res;
+    free(g->piece);
+    free(out->held);
+    gemma8_sampler_free(g->smp);
+    free(g);
+    return st;
+}
+
+static gemma8_status run(gemma8_context *ctx, const int32_t *prompt, int32_t n_prompt, const gemma8_generate_params *p,
+                         bool clear_abort, gemma8_generate_result *res) {
+    memset(res, 0, sizeof *res);
+    res->n_prompt = n_prompt;
+    gemma8_gen *g;
+    gemma8_status st = begin(ctx, prompt, n_prompt, p, clear_abort, &g);
+    if (st) return st;
+    bool done = false;
+    while (!done) gemma8_gen_step(g, &done);
+    return gemma8_gen_end(g, res);
 }
 
 gemma8_status gemma8_generate(gemma8_context *ctx, const int32_t *prompt, int32_t n_prompt,
                               const gemma8_generate_params *params, gemma8_generate_result *result) {
     gemma8_generate_result local;
     if (!ctx || !params || (!prompt && n_prompt)) return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to generate");
-    atomic_store(&ctx->abort, false);
-    return run(ctx, prompt, n_prompt, params, result ? result : &local);
+    return run(ctx, prompt, n_prompt, params, true, result ? result : &local);
 }
 
 gemma8_status gemma8_chat(gemma8_context *ctx, const gemma8_chat_message *msgs, int32_t n_msgs,
@@ -237,7 +330,7 @@ typedef struct g8_async {
 static void *async_main(void *arg) {
     g8_async *job = arg;
     /* the flag was cleared by gemma8_generate_async: an abort right after it returned is not lost */
-    job->status = run(job->ctx, job->prompt, job->n_prompt, &job->params, &job->result);
+    job->status = run(job->ctx, job->prompt, job->n_prompt, &job->params, false, &job->result);
     snprintf(job->error, sizeof job->error, "%s", gemma8_last_error());
     return NULL;
 }

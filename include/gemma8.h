@@ -253,6 +253,12 @@ gemma8_status gemma8_eval_embd(gemma8_context *ctx, const float *embd, int32_t n
  * evaluated position: RKLLM's GET_LAST_HIDDEN_LAYER, for embeddings. */
 const float *gemma8_get_hidden(const gemma8_context *ctx);
 
+/* Evaluates n tokens after those of sequence seq and writes the last hidden
+ * layer (after the final norm) of every one of them to hidden_all (n * n_embd
+ * floats): what mean-pooled embeddings are made of. */
+gemma8_status gemma8_eval_hidden(gemma8_context *ctx, int32_t seq, const int32_t *tokens, int32_t n,
+                                 float *hidden_all);
+
 /* The logits (n_vocab floats) of the last evaluated position. */
 const float *gemma8_get_logits(const gemma8_context *ctx);
 

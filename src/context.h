@@ -37,14 +37,15 @@ struct gemma8_context {
 
 /* The forward pass of sequence s over T <= n_batch inputs at positions
  * n_past..: token ids, or (tokens NULL) embeddings of n_embd floats each.
+ * hidden_all, if given, gets the final-normed hidden state of every position.
  * Returns GEMMA8_ERR_ABORTED (between layers) when ctx->abort is set; the
  * sequence is then as before the call. */
 gemma8_status g8_forward(gemma8_context *ctx, int s, const int32_t *tokens, const float *embd, int T,
-                         float *logits_all);
+                         float *logits_all, float *hidden_all);
 
 /* gemma8_eval without clearing the abort flag (generation's inner steps). */
 gemma8_status g8_eval(gemma8_context *ctx, int s, const int32_t *tokens, const float *embd, int32_t n,
-                      float *logits_all);
+                      float *logits_all, float *hidden_all);
 
 /* generate.c: stops and collects the asynchronous run, if any (gemma8_context_free). */
 void g8_async_finish(gemma8_context *ctx);

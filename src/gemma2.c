@@ -10,7 +10,7 @@
  * s; writes the logits of every position to logits_all (T, n_vocab) if given,
  * and those of the last position to ctx->last_logits. */
 gemma8_status g8_forward(gemma8_context *ctx, int s, const int32_t *tokens, const float *embd, int T,
-                         float *logits_all) {
+                         float *logits_all, float *hidden_all) {
     const gemma8_model *m = ctx->model;
     const g8_hparams *hp = &m->hp;
     g8_ops *ops = &ctx->ops;
@@ -76,8 +76,12 @@ gemma8_status g8_forward(gemma8_context *ctx, int s, const int32_t *tokens, cons
 
     /* final norm, tied output embedding, final soft-cap */
     const size_t V = (size_t)hp->n_vocab;
-    if (logits_all) {
+    if (hidden_all) {
         g8_rmsnorm(xn, x, m->output_norm, T, E, hp->rms_eps);
+        memcpy(hidden_all, xn, (size_t)T * E * sizeof(float));
+    }
+    if (logits_all) {
+        if (!hidden_all) g8_rmsnorm(xn, x, m->output_norm, T, E, hp->rms_eps);
         g8_matmul(ops, &m->output, xn, T, logits_all);
         g8_softcap(ops, logits_all, (size_t)T * V, hp->final_softcap);
         memcpy(ctx->last_logits, logits_all + (size_t)(T - 1) * V, V * sizeof(float));
@@ -94,7 +98,7 @@ gemma8_status g8_forward(gemma8_context *ctx, int s, const int32_t *tokens, cons
 }
 
 gemma8_status g8_eval(gemma8_context *ctx, int s, const int32_t *tokens, const float *embd, int32_t n,
-                      float *logits_all) {
+                      float *logits_all, float *hidden_all) {
     const int n_vocab = ctx->model->hp.n_vocab;
     const int E = ctx->model->hp.n_embd;
     const g8_kv_seq *seq = &ctx->kv.seq[s];
@@ -106,7 +110,9 @@ gemma8_status g8_eval(gemma8_context *ctx, int s, const int32_t *tokens, const f
         const int T = G8_MIN(ctx->n_batch, n - i);
         const int32_t *tok = tokens ? tokens + i : NULL;
         const float *in = tokens ? NULL : embd + (size_t)i * E;
-        st = g8_forward(ctx, s, tok, in, T, logits_all ? logits_all + (size_t)i * n_vocab : NULL);
+        float *logits = logits_all ? logits_all + (size_t)i * n_vocab : NULL;
+        float *hidden = hidden_all ? hidden_all + (size_t)i * E : NULL;
+        st = g8_forward(ctx, s, tok, in, T, logits, hidden);
     }
     return st;
 }
@@ -127,7 +133,22 @@ gemma8_status gemma8_eval_seq(gemma8_context *ctx, int32_t s, const int32_t *tok
         if (tokens[i] < 0 || tokens[i] >= n_vocab)
             return g8_fail(GEMMA8_ERR_INVALID_ARG, "token id %d at index %d is outside the vocabulary (0..%d)",
                            tokens[i], i, n_vocab - 1);
-    return g8_eval(ctx, s, tokens, NULL, n, logits_all);
+    return g8_eval(ctx, s, tokens, NULL, n, logits_all, NULL);
+}
+
+gemma8_status gemma8_eval_hidden(gemma8_context *ctx, int32_t s, const int32_t *tokens, int32_t n,
+                                 float *hidden_all) {
+    if (!ctx || !tokens || n <= 0 || !hidden_all)
+        return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to gemma8_eval_hidden");
+    atomic_store(&ctx->abort, false);
+    gemma8_status st = check_seq(ctx, s);
+    if (st) return st;
+    const int n_vocab = ctx->model->hp.n_vocab;
+    for (int32_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= n_vocab)
+            return g8_fail(GEMMA8_ERR_INVALID_ARG, "token id %d at index %d is outside the vocabulary (0..%d)",
+                           tokens[i], i, n_vocab - 1);
+    return g8_eval(ctx, s, tokens, NULL, n, NULL, hidden_all);
 }
 
 gemma8_status gemma8_eval(gemma8_context *ctx, const int32_t *tokens, int32_t n, float *logits_all) {
@@ -141,5 +162,5 @@ gemma8_status gemma8_eval_embd(gemma8_context *ctx, const float *embd, int32_t n
     const size_t count = (size_t)n * (size_t)ctx->model->hp.n_embd;
     for (size_t i = 0; i < count; i++)
         if (!isfinite(embd[i])) return g8_fail(GEMMA8_ERR_INVALID_ARG, "embedding value %zu is not finite", i);
-    return g8_eval(ctx, 0, NULL, embd, n, logits_all);
+    return g8_eval(ctx, 0, NULL, embd, n, logits_all, NULL);
 }

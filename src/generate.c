@@ -127,7 +127,7 @@ static gemma8_status prefill_chunk(gemma8_gen *g) {
     gemma8_context *ctx = g->ctx;
     const int32_t at = ctx->kv.seq[g->seq].n_past;
     const int32_t n = G8_MIN(ctx->n_batch, g->n_prompt - at);
-    gemma8_status st = g8_eval(ctx, g->seq, g->prompt + at, NULL, n, NULL);
+    gemma8_status st = g8_eval(ctx, g->seq, g->prompt + at, NULL, n, NULL, NULL);
     if (!st && at + n == g->n_prompt) {
         g->prefilled = true;
         g->prompt = NULL;
@@ -181,7 +181,7 @@ static gemma8_status decode_step(gemma8_gen *g) {
     gemma8_context *ctx = g->ctx;
     gemma8_generate_result *res = &g->res;
     if (g->pending >= 0) {
-        gemma8_status st = g8_eval(ctx, g->seq, &g->pending, NULL, 1, NULL);
+        gemma8_status st = g8_eval(ctx, g->seq, &g->pending, NULL, 1, NULL, NULL);
         g->pending = -1;
         if (st) return st;
     }

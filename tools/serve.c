@@ -1,0 +1,496 @@
+/* serve.c - `gemma8 serve`: the HTTP side. A request's body is read with
+ * limits (size, time), checked (API key), routed through a table to an API
+ * handler, and answered with JSON or a stream; one log line per request. */
+#include "cli.h"
+#include "serve.h"
+
+#include <microhttpd.h>
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct srv_conn {
+    srv *s;
+    struct MHD_Connection *mhd;
+    char method[16];
+    char url[256];
+    char *body;
+    size_t len, cap;
+    bool too_big;
+    bool replied;
+    double t0;
+    unsigned status;               /* for the log line */
+    int32_t n_prompt, n_reused, n_generated;
+    bool has_tokens;
+};
+
+srv *srv_of(srv_conn *c) { return c->s; }
+
+double srv_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void srv_conn_log_tokens(srv_conn *c, int32_t prompt, int32_t reused, int32_t generated) {
+    c->n_prompt = prompt;
+    c->n_reused = reused;
+    c->n_generated = generated;
+    c->has_tokens = true;
+}
+
+/* ---- replies ----------------------------------------------------------------------------- */
+
+static int queue(srv_conn *c, unsigned status, struct MHD_Response *r, const char *type) {
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", type);
+    if (status == 503) MHD_add_response_header(r, "Retry-After", "1");
+    if (status == 401) MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
+    c->status = status;
+    c->replied = true;
+    enum MHD_Result ok = MHD_queue_response(c->mhd, status, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
+int srv_reply_text(srv_conn *c, unsigned status, const char *type, const char *text) {
+    char *copy = strdup(text);
+    if (!copy) return MHD_NO;
+    return queue(c, status, MHD_create_response_from_buffer(strlen(copy), copy, MHD_RESPMEM_MUST_FREE), type);
+}
+
+int srv_reply_json(srv_conn *c, unsigned status, cJSON *body) {
+    char *text = body ? cJSON_PrintUnformatted(body) : NULL;
+    cJSON_Delete(body);
+    if (!text) return MHD_NO;
+    return queue(c, status, MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE),
+                 "application/json");
+}
+
+int srv_reply_error(srv_conn *c, unsigned status, const char *type, const char *code, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cJSON *root = cJSON_CreateObject();
+    cJSON *err = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(err, "message", msg);
+    cJSON_AddStringToObject(err, "type", type);
+    cJSON_AddNullToObject(err, "param");
+    if (code) cJSON_AddStringToObject(err, "code", code);
+    else cJSON_AddNullToObject(err, "code");
+    return srv_reply_json(c, status, root);
+}
+
+/* ---- streamed replies -------------------------------------------------------------------- */
+
+typedef struct stream {
+    srv *s;
+    srv_conn *c;                   /* valid while MHD reads the stream */
+    srv_task *t;
+    srv_stream_fn next;
+    void *state;
+    void (*free_state)(void *);
+    char *pend;                    /* a piece not yet sent in full */
+    long pend_len, pend_off;
+    bool ended;
+} stream;
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    stream *st = cls;
+    while (st->pend_off == st->pend_len) {
+        free(st->pend);
+        st->pend = NULL;
+        st->pend_len = st->pend_off = 0;
+        if (st->ended) return MHD_CONTENT_READER_END_OF_STREAM;
+        char *out = NULL;
+        long n = st->next(st->c, st->t, st->state, &out);
+        if (n < 0) {
+            st->ended = true;
+            free(out);
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        }
+        st->pend = out;
+        st->pend_len = n;
+    }
+    size_t n = (size_t)(st->pend_len - st->pend_off);
+    if (n > max) n = max;
+    memcpy(buf, st->pend + st->pend_off, n);
+    st->pend_off += (long)n;
+    return (ssize_t)n;
+}
+
+/* The stream is over: sent in full, or the client went away (its generation stops). */
+static void stream_free(void *cls) {
+    stream *st = cls;
+    atomic_store(&st->t->cancelled, true);
+    srv_sched_wake(st->s->sched);
+    srv_task_unref(st->t);
+    if (st->free_state) st->free_state(st->state);
+    free(st->pend);
+    free(st);
+}
+
+int srv_reply_stream(srv_conn *c, const char *content_type, srv_task *t, srv_stream_fn next, void *state,
+                     void (*free_state)(void *)) {
+    stream *st = calloc(1, sizeof *st);
+    if (!st) return MHD_NO;
+    st->s = c->s;
+    st->c = c;
+    st->t = t;
+    st->next = next;
+    st->state = state;
+    st->free_state = free_state;
+    pthread_mutex_lock(&t->mu);
+    t->refs++;
+    pthread_mutex_unlock(&t->mu);
+    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free);
+    if (!r) {
+        stream_free(st);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    return queue(c, 200, r, content_type);
+}
+
+bool srv_task_wait(srv_task *t, int seen, double wait_s) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    long long ns = until.tv_nsec + (long long)(wait_s * 1e9);
+    until.tv_sec += (time_t)(ns / 1000000000);
+    until.tv_nsec = (long)(ns % 1000000000);
+    pthread_mutex_lock(&t->mu);
+    int rc = 0;
+    while (t->n_ev <= seen && !t->done && rc == 0) rc = pthread_cond_timedwait(&t->cv, &t->mu, &until);
+    bool news = t->n_ev > seen || t->done;
+    pthread_mutex_unlock(&t->mu);
+    return news;
+}
+
+bool srv_run_blocking(srv *s, srv_task *t) {
+    if (!srv_submit(s->sched, t)) return false;
+    pthread_mutex_lock(&t->mu);
+    while (!t->done) pthread_cond_wait(&t->cv, &t->mu);
+    pthread_mutex_unlock(&t->mu);
+    return true;
+}
+
+/* ---- built-in endpoints ------------------------------------------------------------------- */
+
+static int health(srv_conn *c, cJSON *body) {
+    (void)body;
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "status", "ok");
+    return srv_reply_json(c, 200, r);
+}
+
+static int metrics(srv_conn *c, cJSON *body) {
+    (void)body;
+    srv_metrics m = srv_sched_metrics(c->s->sched);
+    char text[2048];
+    snprintf(text, sizeof text,
+             "# HELP gemma8_requests_total Generation and embedding requests served.\n"
+             "# TYPE gemma8_requests_total counter\ngemma8_requests_total %llu\n"
+             "# HELP gemma8_prompt_tokens_total Prompt tokens evaluated (reused ones not counted).\n"
+             "# TYPE gemma8_prompt_tokens_total counter\ngemma8_prompt_tokens_total %llu\n"
+             "# HELP gemma8_tokens_predicted_total Tokens generated for requests that were not aborted.\n"
+             "# TYPE gemma8_tokens_predicted_total counter\ngemma8_tokens_predicted_total %llu\n"
+             "# HELP gemma8_requests_rejected_total Requests refused because the queue was full.\n"
+             "# TYPE gemma8_requests_rejected_total counter\ngemma8_requests_rejected_total %llu\n"
+             "# HELP gemma8_predicted_tokens_seconds Generation speed of a slot, tokens per second.\n"
+             "# TYPE gemma8_predicted_tokens_seconds gauge\ngemma8_predicted_tokens_seconds %.3f\n"
+             "# HELP gemma8_requests_processing Busy slots.\n"
+             "# TYPE gemma8_requests_processing gauge\ngemma8_requests_processing %d\n"
+             "# HELP gemma8_requests_deferred Requests waiting in the queue.\n"
+             "# TYPE gemma8_requests_deferred gauge\ngemma8_requests_deferred %d\n"
+             "# HELP gemma8_slots Slots (parallel sequences).\n"
+             "# TYPE gemma8_slots gauge\ngemma8_slots %d\n",
+             (unsigned long long)m.requests, (unsigned long long)m.prompt_tokens,
+             (unsigned long long)m.generated_tokens, (unsigned long long)m.rejected,
+             m.gen_seconds > 0 ? m.generated_tokens / m.gen_seconds : 0.0, m.busy_slots, m.queued, c->s->n_slots);
+    return srv_reply_text(c, 200, "text/plain; version=0.0.4", text);
+}
+
+static int tokenize(srv_conn *c, cJSON *body) {
+    const cJSON *content = cJSON_GetObjectItem(body, "content");
+    if (!cJSON_IsString(content))
+        return srv_reply_error(c, 400, "invalid_request_error", NULL, "'content' must be a string");
+    const cJSON *add = cJSON_GetObjectItem(body, "add_special");
+    const cJSON *parse = cJSON_GetObjectItem(body, "parse_special");
+    int32_t *ids;
+    int32_t n;
+    gemma8_status st = srv_text_tokens(c->s, content->valuestring, cJSON_IsTrue(add), !cJSON_IsFalse(parse), &ids, &n);
+    if (st) return srv_reply_error(c, 400, "invalid_request_error", NULL, "%s", gemma8_last_error());
+    cJSON *r = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(r, "tokens");
+    for (int32_t i = 0; i < n; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids[i]));
+    free(ids);
+    return srv_reply_json(c, 200, r);
+}
+
+static int detokenize(srv_conn *c, cJSON *body) {
+    const cJSON *tokens = cJSON_GetObjectItem(body, "tokens");
+    if (!cJSON_IsArray(tokens))
+        return srv_reply_error(c, 400, "invalid_request_error", NULL, "'tokens' must be an array of token ids");
+    const int n = cJSON_GetArraySize(tokens);
+    const int V = c->s->info.n_vocab;
+    int32_t *ids = malloc(((size_t)n + 1) * sizeof *ids);
+    int k = 0;
+    for (const cJSON *e = tokens->child; ids && e; e = e->next) {
+        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble >= V || e->valuedouble != (int32_t)e->valuedouble) {
+            free(ids);
+            return srv_reply_error(c, 400, "invalid_request_error", NULL, "token ids must be integers in 0..%d", V - 1);
+        }
+        ids[k++] = (int32_t)e->valuedouble;
+    }
+    size_t cap = (size_t)n * 64 + 16, len;
+    char *text = malloc(cap);
+    gemma8_status st = ids && text ? gemma8_detokenize(c->s->model, ids, k, false, text, cap, &len) : GEMMA8_ERR_NOMEM;
+    free(ids);
+    if (st) {
+        free(text);
+        return srv_reply_error(c, 500, "server_error", NULL, "%s", gemma8_last_error());
+    }
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "content", text);
+    free(text);
+    return srv_reply_json(c, 200, r);
+}
+
+/* ---- routing -------------------------------------------------------------------------------- */
+
+typedef struct route {
+    const char *method;
+    const char *path;
+    int (*fn)(srv_conn *c, cJSON *body);
+} route;
+
+static const route routes[] = {
+    {"GET", "/health", health},
+    {"GET", "/metrics", metrics},
+    {"POST", "/tokenize", tokenize},
+    {"POST", "/detokenize", detokenize},
+    {"GET", "/v1/models", oai_models},
+    {"GET", "/models", oai_models},
+    {"POST", "/v1/chat/completions", oai_chat},
+    {"POST", "/v1/completions", oai_completions},
+    {"POST", "/v1/embeddings", oai_embeddings},
+    {"POST", "/api/chat", ollama_chat},
+    {"POST", "/api/generate", ollama_generate},
+    {"GET", "/api/tags", ollama_tags},
+    {"POST", "/api/show", ollama_show},
+    {"GET", "/api/version", ollama_version},
+    {"GET", "/api/ps", ollama_ps},
+    {"POST", "/api/embed", ollama_embed},
+};
+
+/* constant-time comparison of the request's bearer token with the key */
+static bool authorized(srv_conn *c) {
+    const char *key = c->s->api_key;
+    if (!key || !strcmp(c->url, "/health")) return true;
+    const char *h = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncmp(h, "Bearer ", 7)) return false;
+    h += 7;
+    const size_t n = strlen(key), m = strlen(h);
+    unsigned diff = (unsigned)(n ^ m);
+    for (size_t i = 0; i < n; i++) diff |= (unsigned char)key[i] ^ (unsigned char)(i < m ? h[i] : 0);
+    return diff == 0;
+}
+
+static int dispatch(srv_conn *c) {
+    if (!authorized(c)) return srv_reply_error(c, 401, "authentication_error", "invalid_api_key", "invalid API key");
+    const route *r = NULL;
+    bool path_known = false;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (strcmp(routes[i].path, c->url)) continue;
+        path_known = true;
+        if (!strcmp(routes[i].method, c->method)) r = &routes[i];
+    }
+    if (!path_known) return srv_reply_error(c, 404, "invalid_request_error", "not_found", "no endpoint %s", c->url);
+    if (!r) return srv_reply_error(c, 405, "invalid_request_error", "method_not_allowed", "%s is not allowed on %s",
+                                   c->method, c->url);
+    if (atomic_load(&c->s->stopping))
+        return srv_reply_error(c, 503, "server_error", "shutting_down", "the server is shutting down");
+    cJSON *body = NULL;
+    if (!strcmp(c->method, "POST")) {
+        if (!srv_valid_utf8(c->body ? c->body : "", c->len))
+            return srv_reply_error(c, 400, "invalid_request_error", NULL, "the body is not valid UTF-8");
+        body = c->len ? cJSON_ParseWithLength(c->body, c->len) : NULL;
+        if (!cJSON_IsObject(body)) {
+            cJSON_Delete(body);
+            return srv_reply_error(c, 400, "invalid_request_error", NULL, "the body must be a JSON object");
+        }
+    }
+    int rc = r->fn(c, body);
+    cJSON_Delete(body);
+    return rc;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url, const char *method,
+                                  const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+    (void)version;
+    srv *s = cls;
+    srv_conn *c = *con_cls;
+    if (!c) { /* the headers: check the declared size before reading the body */
+        c = calloc(1, sizeof *c);
+        if (!c) return MHD_NO;
+        c->s = s;
+        c->mhd = mc;
+        c->t0 = srv_now();
+        snprintf(c->method, sizeof c->method, "%s", method);
+        snprintf(c->url, sizeof c->url, "%s", url);
+        *con_cls = c;
+        const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > s->max_body) {
+            c->too_big = true;
+            return (enum MHD_Result)srv_reply_error(c, 413, "invalid_request_error", "body_too_large",
+                                                    "the body is larger than %zu bytes", s->max_body);
+        }
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (srv_now() - c->t0 > s->read_timeout) return MHD_NO; /* a client too slow to send its request */
+        if (!c->too_big && c->len + *upload_size > s->max_body) {
+            c->too_big = true;
+            free(c->body);
+            c->body = NULL;
+        }
+        if (!c->too_big) {
+            if (c->len + *upload_size + 1 > c->cap) {
+                size_t cap = (c->len + *upload_size + 1) * 2;
+                char *nb = realloc(c->body, cap);
+                if (!nb) return MHD_NO;
+                c->body = nb;
+                c->cap = cap;
+            }
+            memcpy(c->body + c->len, upload, *upload_size);
+            c->len += *upload_size;
+            c->body[c->len] = 0;
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (c->replied) return MHD_YES;
+    if (c->too_big)
+        return (enum MHD_Result)srv_reply_error(c, 413, "invalid_request_error", "body_too_large",
+                                                "the body is larger than %zu bytes", s->max_body);
+    return (enum MHD_Result)dispatch(c);
+}
+
+/* The request is over: its log line, and its memory. */
+static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, enum MHD_RequestTerminationCode tc) {
+    (void)cls;
+    (void)mc;
+    srv_conn *c = *con_cls;
+    if (!c) return;
+    char tokens[96] = "";
+    if (c->has_tokens)
+        snprintf(tokens, sizeof tokens, " prompt %d (%d reused) generated %d", c->n_prompt, c->n_reused,
+                 c->n_generated);
+    fprintf(stderr, "gemma8 serve: %s %s %u%s %.0f ms%s\n", c->method, c->url, c->status, tokens,
+            (srv_now() - c->t0) * 1e3, tc == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed)");
+    free(c->body);
+    free(c);
+    *con_cls = NULL;
+}
+
+/* ---- the command ---------------------------------------------------------------------------- */
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+
+int cmd_serve(int argc, char **argv) {
+    cli_common c = cli_common_defaults();
+    const char *host = "127.0.0.1", *alias = NULL, *api_key = NULL;
+    int32_t port = 8080, parallel = 4, queue_max = 64, max_body_mb = 8, read_timeout = 10;
+    cli_opt common[8];
+    cli_common_table(&c, common, true);
+    const cli_opt opts[] = {
+        {"--host", CLI_STR, &host, "ADDR", "address to listen on (IPv4)", NULL},
+        {"--port", CLI_INT, &port, "N", "port", NULL},
+        {"-np|--parallel", CLI_INT, &parallel, "N", "slots: requests generated at once, each with -c / N tokens", NULL},
+        {"--queue", CLI_INT, &queue_max, "N", "requests that may wait for a slot; past it, 503", NULL},
+        {"--api-key", CLI_STR, &api_key, "KEY", "require Authorization: Bearer KEY", NULL},
+        {"-a|--alias", CLI_STR, &alias, "NAME", "the model's name in the APIs (default: its general.name)", NULL},
+        {"--max-body-mb", CLI_INT, &max_body_mb, "N", "largest request body, MiB (413 past it)", NULL},
+        {"--read-timeout", CLI_INT, &read_timeout, "S", "seconds a client has to send its request", NULL},
+        {0},
+    };
+    const cli_opt *tables[] = {common, opts, NULL};
+    const char *usage =
+        "usage: gemma8 serve -m MODEL.gguf [--host 127.0.0.1] [--port 8080] [--parallel N] [-c CTX] [options]\n\n"
+        "An HTTP server with the OpenAI API (/v1/chat/completions, /v1/completions, /v1/models,\n"
+        "/v1/embeddings) and Ollama's (/api/chat, /api/generate, /api/tags, /api/show, /api/embed, ...),\n"
+        "plus /health, /metrics, /tokenize, /detokenize. -c is the total context: each of the\n"
+        "--parallel slots gets -c / N tokens (default: the model's context for each).\n";
+    int r = cli_parse("serve", usage, argc, argv, tables, NULL, 0, NULL);
+    if (r) return r == 1 ? 0 : 2;
+    if ((r = cli_common_check("serve", &c))) return r;
+    struct sockaddr_in addr = {0};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)port);
+    if (port < 0 || port > 65535 || inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+        fprintf(stderr, "gemma8 serve: --host expects an IPv4 address and --port 0..65535, got %s:%d\n", host, port);
+        return 2;
+    }
+    if (parallel < 1 || parallel > 256 || queue_max < 0 || max_body_mb < 1 || read_timeout < 1) {
+        fprintf(stderr, "gemma8 serve: --parallel 1..256, --queue >= 0, --max-body-mb and --read-timeout >= 1\n");
+        return 2;
+    }
+    srv s = {0};
+    double t0 = srv_now();
+    gemma8_context *ctx;
+    if (cli_load(&c, parallel, &s.model, &ctx)) return 1;
+    s.load_seconds = srv_now() - t0;
+    s.info = gemma8_model_get_info(s.model);
+    s.alias = alias ? alias : s.info.name;
+    s.api_key = api_key;
+    s.n_slots = parallel;
+    s.n_ctx_slot = gemma8_n_ctx(ctx);
+    s.max_body = (size_t)max_body_mb << 20;
+    s.read_timeout = read_timeout;
+    s.t_loaded = (double)time(NULL);
+    s.sched = srv_sched_start(s.model, ctx, queue_max);
+    struct MHD_Daemon *d = s.sched ? MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, (uint16_t)port, NULL,
+        NULL, on_request, &s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, &s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)read_timeout, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)1024, MHD_OPTION_END) : NULL;
+    if (!d) {
+        fprintf(stderr, "gemma8 serve: error: cannot listen on %s:%d (in use?)\n", host, port);
+        srv_sched_free(s.sched);
+        gemma8_context_free(ctx);
+        gemma8_model_free(s.model);
+        return 1;
+    }
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    fprintf(stderr, "gemma8 serve: %s (%s) on http://%s:%d, %d slots of %d tokens, queue %d\n", s.alias,
+            gemma8_type_name(s.info.matrix_type), host, port, parallel, s.n_ctx_slot, queue_max);
+    while (!g_stop) pause();
+    /* stop accepting, end open requests with an error, wait for their threads */
+    fprintf(stderr, "gemma8 serve: stopping\n");
+    atomic_store(&s.stopping, true);
+    MHD_quiesce_daemon(d);
+    srv_sched_stop(s.sched);
+    MHD_stop_daemon(d);
+    srv_sched_free(s.sched);
+    gemma8_context_free(ctx);
+    gemma8_model_free(s.model);
+    fprintf(stderr, "gemma8 serve: stopped\n");
+    return 0;
+}

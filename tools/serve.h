@@ -1,0 +1,178 @@
+/* serve.h - `gemma8 serve`: what its parts share. Public API only.
+ *
+ *   serve.c         options, the HTTP daemon (libmicrohttpd), routing, limits,
+ *                   authentication, the request log, streamed replies
+ *   serve_sched.c   slots (sequences of one context), the bounded queue and the
+ *                   scheduler thread that owns every forward pass
+ *   serve_openai.c  the OpenAI API (/v1/...)
+ *   serve_ollama.c  the Ollama API (/api/...)
+ *   serve_util.c    request fields shared by both: messages, sampling, stop, UTF-8
+ *
+ * HTTP threads parse, queue and stream; only the scheduler thread runs the model. */
+#ifndef GEMMA8_SERVE_H
+#define GEMMA8_SERVE_H
+
+#include "gemma8.h"
+
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define SRV_MAX_STOP 8
+#define SRV_MAX_TOP 20
+
+/* One generated token (or, with token -1, text released at the end). */
+typedef struct srv_event {
+    char *text;
+    size_t len;
+    int32_t token;
+    float logprob;                 /* of token, when logprobs were asked for */
+    int n_top;
+    int32_t top_id[SRV_MAX_TOP];
+    float top_lp[SRV_MAX_TOP];
+} srv_event;
+
+typedef enum srv_kind {
+    SRV_GENERATE,
+    SRV_EMBED,
+} srv_kind;
+
+/* A request as the scheduler sees it; shared by the HTTP thread (refs). */
+typedef struct srv_task {
+    srv_kind kind;
+    int32_t *prompt;               /* SRV_GENERATE: the prompt's ids */
+    int32_t n_prompt;
+    gemma8_generate_params params;
+    char *stop[SRV_MAX_STOP];      /* owned copies behind params.stop */
+    int n_logprobs;                /* alternatives to report a token; -1: no logprobs */
+    int32_t **inputs;              /* SRV_EMBED: each input's ids */
+    int32_t *n_inputs;
+    int n_in;
+    /* results, under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    srv_event *ev;
+    int n_ev, cap_ev;
+    bool started, done;
+    gemma8_status status;
+    char error[512];
+    gemma8_generate_result res;
+    float *embeddings;             /* SRV_EMBED: n_in x n_embd, mean-pooled, L2-normalised */
+    int32_t embed_tokens;
+    double t_queued, t_started, t_done;  /* seconds (monotonic) */
+    int refs;
+    atomic_bool cancelled;         /* the client went away */
+} srv_task;
+
+srv_task *srv_task_new(srv_kind kind);
+/* Drops a reference; the last one frees the task. */
+void srv_task_unref(srv_task *t);
+/* Copies stop strings into the task (at most SRV_MAX_STOP). */
+void srv_task_set_stop(srv_task *t, const char *const *stop, int n);
+
+typedef struct srv_metrics {
+    uint64_t requests;             /* generation and embedding requests served */
+    uint64_t prompt_tokens;        /* evaluated (not reused) */
+    uint64_t generated_tokens;     /* of requests that were not aborted */
+    uint64_t rejected;             /* queue full */
+    double gen_seconds;
+    int busy_slots;
+    int queued;
+} srv_metrics;
+
+typedef struct srv_sched srv_sched;
+
+/* The scheduler owns ctx (n_slots sequences) and runs on its own thread. */
+srv_sched *srv_sched_start(gemma8_model *model, gemma8_context *ctx, int queue_max);
+/* Queues t (taking a reference); false when the queue is full. */
+bool srv_submit(srv_sched *s, srv_task *t);
+/* Wakes the scheduler (a task was cancelled). */
+void srv_sched_wake(srv_sched *s);
+srv_metrics srv_sched_metrics(srv_sched *s);
+/* Ends every task with an error, stops the thread; srv_sched_free then frees it. */
+void srv_sched_stop(srv_sched *s);
+void srv_sched_free(srv_sched *s);
+
+/* ---- the server and its replies (serve.c) ---------------------------------------------- */
+
+typedef struct srv_conn srv_conn;
+
+typedef struct srv {
+    gemma8_model *model;
+    gemma8_model_info info;
+    srv_sched *sched;
+    const char *alias;             /* the model's name in the APIs */
+    const char *api_key;
+    int n_slots, n_ctx_slot;
+    double t_loaded, load_seconds;
+    size_t max_body;
+    double read_timeout;           /* seconds a client has to send its request */
+    atomic_bool stopping;
+} srv;
+
+/* Replies (each queues one response on the connection) return libmicrohttpd's
+ * result: 1, or SRV_FAIL to drop the connection. */
+#define SRV_FAIL 0
+int srv_reply_json(srv_conn *c, unsigned status, cJSON *body);        /* takes body */
+int srv_reply_text(srv_conn *c, unsigned status, const char *type, const char *text);
+/* OpenAI's error shape {error: {message, type, param, code}}. */
+int srv_reply_error(srv_conn *c, unsigned status, const char *type, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* A streamed reply: next() is called on the HTTP thread while the task runs and
+ * writes the next piece into a buffer it mallocs; it returns its length, 0 when
+ * there is nothing yet (it is called again), -1 at the end. */
+typedef long (*srv_stream_fn)(srv_conn *c, srv_task *t, void *state, char **out);
+int srv_reply_stream(srv_conn *c, const char *content_type, srv_task *t, srv_stream_fn next, void *state,
+                     void (*free_state)(void *));
+
+srv *srv_of(srv_conn *c);
+/* The request's tokens, for the log line. */
+void srv_conn_log_tokens(srv_conn *c, int32_t prompt, int32_t reused, int32_t generated);
+
+/* Queues t and waits for it to finish (non-streamed replies); false if the queue was full. */
+bool srv_run_blocking(srv *s, srv_task *t);
+/* Waits until t has events past *seen, or is done; true when something is new.
+ * A wait longer than wait_s returns false. */
+bool srv_task_wait(srv_task *t, int seen, double wait_s);
+
+/* ---- request fields (serve_util.c) -------------------------------------------------------- */
+
+/* Messages of {role, content}: content a string or [{type: "text", text}];
+ * "developer" read as "system". Strings are copied into *store (free with
+ * srv_messages_free). NULL and err set on a bad request. */
+gemma8_chat_message *srv_messages(const cJSON *arr, int32_t *n, char ***store, char *err, size_t cap);
+void srv_messages_free(gemma8_chat_message *m, int32_t n, char **store);
+/* "stop": a string or an array of strings; false with err on a bad value. */
+bool srv_stop(const cJSON *v, srv_task *t, char *err, size_t cap);
+/* A number field in [lo, hi] if present; false with err otherwise. */
+bool srv_number(const cJSON *obj, const char *name, double lo, double hi, double *out, char *err, size_t cap);
+bool srv_valid_utf8(const char *s, size_t n);
+/* The tokens of a chat; GEMMA8_ERR_CONTEXT_FULL (with *n_out the count) when they
+ * do not fit in a slot. */
+gemma8_status srv_chat_tokens(srv *s, const gemma8_chat_message *m, int32_t n, int32_t **out, int32_t *n_out);
+/* The tokens of a raw prompt; GEMMA8_ERR_CONTEXT_FULL as srv_chat_tokens. */
+gemma8_status srv_text_tokens(srv *s, const char *text, bool add_bos, bool special, int32_t **out, int32_t *n_out);
+/* The model name a request gave is ours (or absent). */
+bool srv_model_ok(srv *s, const cJSON *body);
+/* The text of one token, for logprobs. */
+void srv_token_text(srv *s, int32_t token, char *buf, size_t cap);
+double srv_now(void);
+
+/* ---- the APIs ------------------------------------------------------------------------------- */
+
+int oai_chat(srv_conn *c, cJSON *body);
+int oai_completions(srv_conn *c, cJSON *body);
+int oai_models(srv_conn *c, cJSON *body);
+int oai_embeddings(srv_conn *c, cJSON *body);
+int ollama_chat(srv_conn *c, cJSON *body);
+int ollama_generate(srv_conn *c, cJSON *body);
+int ollama_tags(srv_conn *c, cJSON *body);
+int ollama_show(srv_conn *c, cJSON *body);
+int ollama_version(srv_conn *c, cJSON *body);
+int ollama_ps(srv_conn *c, cJSON *body);
+int ollama_embed(srv_conn *c, cJSON *body);
+
+#endif

@@ -1,0 +1,401 @@
+/* serve_ollama.c - Ollama's API: chat and generate (NDJSON streams by
+ * default), tags, show, version, ps, embed. Unset options take Ollama's
+ * documented defaults: temperature 0.8, top_k 40, top_p 0.9, min_p 0,
+ * repeat_penalty 1.1, repeat_last_n 64, num_predict -1 (until the context is full). */
+#include "serve.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void created_at(char *buf, size_t cap) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, cap - n, ".%06ldZ", ts.tv_nsec / 1000);
+}
+
+static int err400(srv_conn *c, const char *msg) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "error", msg);
+    return srv_reply_json(c, 400, o);
+}
+
+static int ollama_error(srv_conn *c, unsigned status, const char *msg) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "error", msg);
+    return srv_reply_json(c, status, o);
+}
+
+/* Ollama's options object (and its defaults) */
+static bool read_options(srv *s, const cJSON *body, srv_task *t, char *err, size_t cap) {
+    const cJSON *o = cJSON_GetObjectItem(body, "options");
+    if (o && !cJSON_IsNull(o) && !cJSON_IsObject(o)) return snprintf(err, cap, "'options' must be an object") < 0;
+    gemma8_generate_params *p = &t->params;
+    gemma8_sampler_params *sp = &p->sampling;
+    double temp = 0.8, top_k = 40, top_p = 0.9, min_p = 0, rep = 1.1, last_n = 64, seed = 0, n_predict = -1;
+    double pres = 0, freq = 0, num_ctx = 0;
+    if (!srv_number(o, "temperature", 0, 100, &temp, err, cap) || !srv_number(o, "top_k", 0, 1e6, &top_k, err, cap) ||
+        !srv_number(o, "top_p", 0, 1, &top_p, err, cap) || !srv_number(o, "min_p", 0, 1, &min_p, err, cap) ||
+        !srv_number(o, "repeat_penalty", 0.01, 100, &rep, err, cap) ||
+        !srv_number(o, "repeat_last_n", -1, 1 << 20, &last_n, err, cap) ||
+        !srv_number(o, "seed", -9.3e18, 9.3e18, &seed, err, cap) ||
+        !srv_number(o, "num_predict", -2, 2147483647.0, &n_predict, err, cap) ||
+        !srv_number(o, "presence_penalty", -100, 100, &pres, err, cap) ||
+        !srv_number(o, "frequency_penalty", -100, 100, &freq, err, cap) ||
+        !srv_number(o, "num_ctx", 0, 1e9, &num_ctx, err, cap))
+        return false;
+    if (!srv_stop(cJSON_GetObjectItem(o, "stop"), t, err, cap)) return false;
+    sp->temperature = (float)temp;
+    sp->top_k = (int32_t)top_k;
+    sp->top_p = top_p > 0 ? (float)top_p : 1e-6f;
+    sp->min_p = (float)min_p;
+    sp->repeat_penalty = (float)rep;
+    sp->repeat_last_n = last_n < 0 ? s->n_ctx_slot : (int32_t)last_n; /* -1: the whole context */
+    sp->presence_penalty = (float)pres;
+    sp->frequency_penalty = (float)freq;
+    sp->seed = seed > 0 ? (uint32_t)(uint64_t)seed : (uint32_t)time(NULL) ^ (uint32_t)(uintptr_t)t;
+    p->max_new_tokens = n_predict < 0 || n_predict > s->n_ctx_slot ? s->n_ctx_slot : (int32_t)n_predict;
+    const cJSON *fmt = cJSON_GetObjectItem(body, "format");
+    if (fmt && !cJSON_IsNull(fmt) && !(cJSON_IsString(fmt) && !fmt->valuestring[0]))
+        return snprintf(err, cap, "'format': structured output is not supported yet") < 0;
+    const cJSON *tools = cJSON_GetObjectItem(body, "tools");
+    if (cJSON_IsArray(tools) && cJSON_GetArraySize(tools)) return snprintf(err, cap, "tools are not supported") < 0;
+    return true;
+}
+
+static const char *done_reason(const srv_task *t) {
+    return t->res.stop_reason == GEMMA8_STOP_LENGTH || t->res.stop_reason == GEMMA8_STOP_CONTEXT ? "length" : "stop";
+}
+
+typedef struct ol_stream {
+    bool chat;
+    int seen;
+    bool finished;
+    double t0;                     /* the request's arrival */
+} ol_stream;
+
+/* {model, created_at, message|response, done} */
+static cJSON *base(srv *s, const ol_stream *st, const char *text, bool done) {
+    char when[48];
+    created_at(when, sizeof when);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "model", s->alias);
+    cJSON_AddStringToObject(o, "created_at", when);
+    if (st->chat) {
+        cJSON *m = cJSON_AddObjectToObject(o, "message");
+        cJSON_AddStringToObject(m, "role", "assistant");
+        cJSON_AddStringToObject(m, "content", text);
+    } else {
+        cJSON_AddStringToObject(o, "response", text);
+    }
+    cJSON_AddBoolToObject(o, "done", done);
+    return o;
+}
+
+/* the final object's reason and durations (nanoseconds) */
+static void add_stats(srv *s, const ol_stream *st, const srv_task *t, cJSON *o) {
+    (void)s;
+    const double ns = 1e9;
+    cJSON_AddStringToObject(o, "done_reason", done_reason(t));
+    cJSON_AddNumberToObject(o, "total_duration", (double)(long long)((srv_now() - st->t0) * ns));
+    cJSON_AddNumberToObject(o, "load_duration", (double)(long long)((t->t_started - t->t_queued) * ns));
+    cJSON_AddNumberToObject(o, "prompt_eval_count", t->res.n_prompt - t->res.n_reused);
+    cJSON_AddNumberToObject(o, "prompt_eval_duration", (double)(long long)(t->res.prompt_seconds * ns));
+    cJSON_AddNumberToObject(o, "eval_count", t->res.n_generated);
+    cJSON_AddNumberToObject(o, "eval_duration", (double)(long long)(t->res.gen_seconds * ns));
+}
+
+static void ndjson(char **out, size_t *len, cJSON *j) {
+    char *text = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (!text) return;
+    size_t n = strlen(text);
+    char *no = realloc(*out, *len + n + 2);
+    if (no) {
+        *out = no;
+        memcpy(no + *len, text, n);
+        no[*len + n] = '\n';
+        no[*len + n + 1] = 0;
+        *len += n + 1;
+    }
+    free(text);
+}
+
+static char *events_text(const srv_task *t, int from, int to) {
+    size_t len = 0;
+    for (int i = from; i < to; i++) len += t->ev[i].len;
+    char *text = malloc(len + 1);
+    len = 0;
+    for (int i = from; text && i < to; i++) {
+        memcpy(text + len, t->ev[i].text, t->ev[i].len);
+        len += t->ev[i].len;
+    }
+    if (text) text[len] = 0;
+    return text;
+}
+
+static long stream_next(srv_conn *c, srv_task *t, void *state, char **out) {
+    srv *s = srv_of(c);
+    ol_stream *st = state;
+    size_t len = 0;
+    *out = NULL;
+    if (st->finished) return -1;
+    if (!srv_task_wait(t, st->seen, 1.0)) return 0;
+    pthread_mutex_lock(&t->mu);
+    const int n = t->n_ev;
+    const bool done = t->done;
+    pthread_mutex_unlock(&t->mu);
+    if (n > st->seen) {
+        char *text = events_text(t, st->seen, n);
+        ndjson(out, &len, base(s, st, text ? text : "", false));
+        free(text);
+        st->seen = n;
+    }
+    if (done) {
+        if (t->status) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "error", t->error);
+            ndjson(out, &len, e);
+        } else {
+            cJSON *o = base(s, st, "", true);
+            add_stats(s, st, t, o);
+            ndjson(out, &len, o);
+        }
+        srv_conn_log_tokens(c, t->res.n_prompt, t->res.n_reused, t->res.n_generated);
+        st->finished = true;
+    }
+    return (long)len;
+}
+
+/* Runs t and answers as a stream (the default) or one object. */
+static int answer(srv_conn *c, const cJSON *body, srv_task *t, bool chat) {
+    srv *s = srv_of(c);
+    ol_stream *st = calloc(1, sizeof *st);
+    if (!st) return SRV_FAIL;
+    st->chat = chat;
+    st->t0 = srv_now();
+    const cJSON *stream = cJSON_GetObjectItem(body, "stream");
+    if (!cJSON_IsFalse(stream)) {
+        if (!srv_submit(s->sched, t)) {
+            free(st);
+            return ollama_error(c, 503, "every slot is busy and the queue is full");
+        }
+        return srv_reply_stream(c, "application/x-ndjson", t, stream_next, st, free);
+    }
+    int rc;
+    if (!srv_run_blocking(s, t)) {
+        rc = ollama_error(c, 503, "every slot is busy and the queue is full");
+    } else if (t->status) {
+        rc = ollama_error(c, atomic_load(&s->stopping) ? 503 : 500, t->error);
+    } else {
+        char *text = events_text(t, 0, t->n_ev);
+        cJSON *o = base(s, st, text ? text : "", true);
+        free(text);
+        add_stats(s, st, t, o);
+        srv_conn_log_tokens(c, t->res.n_prompt, t->res.n_reused, t->res.n_generated);
+        rc = srv_reply_json(c, 200, o);
+    }
+    free(st);
+    return rc;
+}
+
+/* An empty request loads the model (it is loaded): done_reason "load". */
+static int load_reply(srv_conn *c, bool chat) {
+    ol_stream st = {chat, 0, false, srv_now()};
+    cJSON *o = base(srv_of(c), &st, "", true);
+    cJSON_AddStringToObject(o, "done_reason", "load");
+    return srv_reply_json(c, 200, o);
+}
+
+static int model_missing(srv_conn *c, const cJSON *body) {
+    const cJSON *m = cJSON_GetObjectItem(body, "model");
+    char msg[200];
+    snprintf(msg, sizeof msg, "model '%.100s' not found", cJSON_IsString(m) ? m->valuestring : "?");
+    return ollama_error(c, 404, msg);
+}
+
+static int tokens_error(srv_conn *c, gemma8_status gs, srv_task *t) {
+    char msg[256];
+    if (gs == GEMMA8_ERR_CONTEXT_FULL)
+        snprintf(msg, sizeof msg, "the prompt has %d tokens, more than the slot's context of %d", t->n_prompt,
+                 srv_of(c)->n_ctx_slot);
+    else
+        snprintf(msg, sizeof msg, "%s", gemma8_last_error());
+    return err400(c, msg);
+}
+
+int ollama_chat(srv_conn *c, cJSON *body) {
+    srv *s = srv_of(c);
+    char err[256] = "";
+    if (!srv_model_ok(s, body)) return model_missing(c, body);
+    const cJSON *arr = cJSON_GetObjectItem(body, "messages");
+    if (!arr || (cJSON_IsArray(arr) && !cJSON_GetArraySize(arr))) return load_reply(c, true);
+    int32_t n;
+    char **store;
+    gemma8_chat_message *msgs = srv_messages(arr, &n, &store, err, sizeof err);
+    if (!msgs) return err400(c, err);
+    srv_task *t = srv_task_new(SRV_GENERATE);
+    gemma8_status gs = srv_chat_tokens(s, msgs, n, &t->prompt, &t->n_prompt);
+    srv_messages_free(msgs, n, store);
+    int rc = gs ? tokens_error(c, gs, t) : !read_options(s, body, t, err, sizeof err) ? err400(c, err)
+                                                                                       : answer(c, body, t, true);
+    srv_task_unref(t);
+    return rc;
+}
+
+int ollama_generate(srv_conn *c, cJSON *body) {
+    srv *s = srv_of(c);
+    char err[256] = "";
+    if (!srv_model_ok(s, body)) return model_missing(c, body);
+    const cJSON *prompt = cJSON_GetObjectItem(body, "prompt"), *system = cJSON_GetObjectItem(body, "system");
+    if (prompt && !cJSON_IsString(prompt)) return err400(c, "'prompt' must be a string");
+    if (system && !cJSON_IsNull(system) && !cJSON_IsString(system)) return err400(c, "'system' must be a string");
+    if (!prompt || !prompt->valuestring[0]) return load_reply(c, false);
+    srv_task *t = srv_task_new(SRV_GENERATE);
+    gemma8_status gs;
+    if (cJSON_IsTrue(cJSON_GetObjectItem(body, "raw"))) {
+        gs = srv_text_tokens(s, prompt->valuestring, true, true, &t->prompt, &t->n_prompt);
+    } else { /* the prompt as a user turn of the chat template, as Ollama's template does */
+        gemma8_chat_message m[2] = {{"system", cJSON_IsString(system) ? system->valuestring : ""},
+                                    {"user", prompt->valuestring}};
+        const bool sys = cJSON_IsString(system) && system->valuestring[0];
+        gs = srv_chat_tokens(s, sys ? m : m + 1, sys ? 2 : 1, &t->prompt, &t->n_prompt);
+    }
+    int rc = gs ? tokens_error(c, gs, t) : !read_options(s, body, t, err, sizeof err) ? err400(c, err)
+                                                                                       : answer(c, body, t, false);
+    srv_task_unref(t);
+    return rc;
+}
+
+static cJSON *details(srv *s) {
+    cJSON *d = cJSON_CreateObject();
+    char size[32], quant[16];
+    snprintf(size, sizeof size, s->info.n_params >= 1000000000ull ? "%.1fB" : "%.1fM",
+             s->info.n_params >= 1000000000ull ? s->info.n_params / 1e9 : s->info.n_params / 1e6);
+    snprintf(quant, sizeof quant, "%s", gemma8_type_name(s->info.matrix_type));
+    for (char *p = quant; *p; p++) *p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+    cJSON_AddStringToObject(d, "parent_model", "");
+    cJSON_AddStringToObject(d, "format", "gguf");
+    cJSON_AddStringToObject(d, "family", "gemma2");
+    cJSON *f = cJSON_AddArrayToObject(d, "families");
+    cJSON_AddItemToArray(f, cJSON_CreateString("gemma2"));
+    cJSON_AddStringToObject(d, "parameter_size", size);
+    cJSON_AddStringToObject(d, "quantization_level", quant);
+    return d;
+}
+
+static cJSON *model_entry(srv *s, bool running) {
+    char when[48];
+    created_at(when, sizeof when);
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "name", s->alias);
+    cJSON_AddStringToObject(m, "model", s->alias);
+    if (!running) cJSON_AddStringToObject(m, "modified_at", when);
+    cJSON_AddNumberToObject(m, "size", (double)s->info.weight_bytes);
+    cJSON_AddStringToObject(m, "digest", "");
+    cJSON_AddItemToObject(m, "details", details(s));
+    if (running) {
+        cJSON_AddStringToObject(m, "expires_at", "2318-01-01T00:00:00Z");
+        cJSON_AddNumberToObject(m, "size_vram", 0);
+    }
+    return m;
+}
+
+int ollama_tags(srv_conn *c, cJSON *body) {
+    (void)body;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "models"), model_entry(srv_of(c), false));
+    return srv_reply_json(c, 200, o);
+}
+
+int ollama_ps(srv_conn *c, cJSON *body) {
+    (void)body;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "models"), model_entry(srv_of(c), true));
+    return srv_reply_json(c, 200, o);
+}
+
+int ollama_show(srv_conn *c, cJSON *body) {
+    srv *s = srv_of(c);
+    const cJSON *m = cJSON_GetObjectItem(body, "model");
+    if (!m) m = cJSON_GetObjectItem(body, "name");
+    if (!cJSON_IsString(m) || (strcmp(m->valuestring, s->alias) && strcmp(m->valuestring, s->info.name)))
+        return ollama_error(c, 404, "model not found");
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "modelfile", "");
+    cJSON_AddStringToObject(o, "parameters", "stop \"<end_of_turn>\"");
+    cJSON_AddStringToObject(o, "template", "<start_of_turn>user\n{{ .Prompt }}<end_of_turn>\n<start_of_turn>model\n");
+    cJSON_AddItemToObject(o, "details", details(s));
+    cJSON *info = cJSON_AddObjectToObject(o, "model_info");
+    cJSON_AddStringToObject(info, "general.architecture", "gemma2");
+    cJSON_AddNumberToObject(info, "general.parameter_count", (double)s->info.n_params);
+    cJSON_AddNumberToObject(info, "gemma2.context_length", s->info.n_ctx_train);
+    cJSON_AddNumberToObject(info, "gemma2.embedding_length", s->info.n_embd);
+    cJSON_AddNumberToObject(info, "gemma2.block_count", s->info.n_layer);
+    cJSON_AddNumberToObject(info, "gemma2.attention.head_count", s->info.n_head);
+    cJSON_AddNumberToObject(info, "gemma2.attention.head_count_kv", s->info.n_head_kv);
+    cJSON *caps = cJSON_AddArrayToObject(o, "capabilities");
+    cJSON_AddItemToArray(caps, cJSON_CreateString("completion"));
+    return srv_reply_json(c, 200, o);
+}
+
+int ollama_version(srv_conn *c, cJSON *body) {
+    (void)body;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "version", gemma8_version());
+    return srv_reply_json(c, 200, o);
+}
+
+int ollama_embed(srv_conn *c, cJSON *body) {
+    srv *s = srv_of(c);
+    if (!srv_model_ok(s, body)) return model_missing(c, body);
+    const cJSON *in = cJSON_GetObjectItem(body, "input");
+    const bool list = cJSON_IsArray(in);
+    const int n = list ? cJSON_GetArraySize(in) : 1;
+    if (!(cJSON_IsString(in) || list) || n == 0 || n > 2048) return err400(c, "'input' must be a string or strings");
+    srv_task *t = srv_task_new(SRV_EMBED);
+    t->inputs = calloc((size_t)n, sizeof *t->inputs);
+    t->n_inputs = calloc((size_t)n, sizeof *t->n_inputs);
+    const cJSON *e = list ? in->child : in;
+    int rc = 0;
+    char msg[256] = "";
+    for (int i = 0; !msg[0] && i < n; i++, e = e->next) {
+        t->n_in = i + 1;
+        if (!cJSON_IsString(e) || !e->valuestring[0]) {
+            snprintf(msg, sizeof msg, "input %d must be a non-empty string", i);
+            break;
+        }
+        gemma8_status gs = srv_text_tokens(s, e->valuestring, true, false, &t->inputs[i], &t->n_inputs[i]);
+        if (gs) snprintf(msg, sizeof msg, "input %d does not fit in a slot of %d tokens", i, s->n_ctx_slot);
+    }
+    const double t0 = srv_now();
+    if (msg[0]) {
+        rc = err400(c, msg);
+    } else if (!srv_run_blocking(s, t)) {
+        rc = ollama_error(c, 503, "every slot is busy and the queue is full");
+    } else if (t->status) {
+        rc = ollama_error(c, 500, t->error);
+    } else {
+        const int E = s->info.n_embd;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "model", s->alias);
+        cJSON *embs = cJSON_AddArrayToObject(o, "embeddings");
+        for (int i = 0; i < t->n_in; i++) {
+            cJSON *v = cJSON_CreateArray();
+            for (int k = 0; k < E; k++) cJSON_AddItemToArray(v, cJSON_CreateNumber(t->embeddings[(size_t)i * E + k]));
+            cJSON_AddItemToArray(embs, v);
+        }
+        cJSON_AddNumberToObject(o, "total_duration", (double)(long long)((srv_now() - t0) * 1e9));
+        cJSON_AddNumberToObject(o, "load_duration", 0);
+        cJSON_AddNumberToObject(o, "prompt_eval_count", t->embed_tokens);
+        srv_conn_log_tokens(c, t->embed_tokens, 0, 0);
+        rc = srv_reply_json(c, 200, o);
+    }
+    srv_task_unref(t);
+    return rc;
+}

@@ -1,0 +1,518 @@
+/* serve_openai.c - the OpenAI API: chat completions, completions (streamed as
+ * server-sent events or not), models, embeddings. Unset sampling fields take
+ * OpenAI's defaults: temperature 1, top_p 1, no top-k, no penalties. */
+#include "serve.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static atomic_ullong g_next_id = 1;
+
+#define ERR(c, ...) srv_reply_error(c, 400, "invalid_request_error", NULL, __VA_ARGS__)
+
+/* The request's sampling and length fields (llama.cpp's extras where they map). */
+static bool read_params(srv *s, const cJSON *b, srv_task *t, bool chat, char *err, size_t cap) {
+    gemma8_generate_params *p = &t->params;
+    gemma8_sampler_params *sp = &p->sampling;
+    sp->temperature = 1.0f;
+    sp->top_p = 1.0f;
+    sp->top_k = 0;
+    sp->min_p = 0.0f;
+    sp->repeat_penalty = 1.0f;
+    sp->seed = (uint32_t)time(NULL) ^ (uint32_t)atomic_fetch_add(&g_next_id, 0) * 2654435761u;
+    double temp = sp->temperature, top_p = sp->top_p, top_k = 0, min_p = 0, rep = 1, pres = 0, freq = 0, seed = -1;
+    double max_tokens = chat ? -1 : 16, n = 1;
+    if (!srv_number(b, "temperature", 0, 2, &temp, err, cap) || !srv_number(b, "top_p", 0, 1, &top_p, err, cap) ||
+        !srv_number(b, "top_k", 0, 1e6, &top_k, err, cap) || !srv_number(b, "min_p", 0, 1, &min_p, err, cap) ||
+        !srv_number(b, "repeat_penalty", 0.01, 100, &rep, err, cap) ||
+        !srv_number(b, "presence_penalty", -2, 2, &pres, err, cap) ||
+        !srv_number(b, "frequency_penalty", -2, 2, &freq, err, cap) ||
+        !srv_number(b, "seed", -9.3e18, 9.3e18, &seed, err, cap) ||
+        !srv_number(b, "max_tokens", -1, 2147483647.0, &max_tokens, err, cap) ||
+        !srv_number(b, "max_completion_tokens", -1, 2147483647.0, &max_tokens, err, cap) ||
+        !srv_number(b, "n", 1, 1, &n, err, cap))
+        return false;
+    if (!srv_stop(cJSON_GetObjectItem(b, "stop"), t, err, cap)) return false;
+    sp->temperature = (float)temp;
+    sp->top_p = top_p > 0 ? (float)top_p : 1e-6f;
+    sp->top_k = (int32_t)top_k;
+    sp->min_p = (float)min_p;
+    sp->repeat_penalty = (float)rep;
+    sp->presence_penalty = (float)pres;
+    sp->frequency_penalty = (float)freq;
+    if (seed >= 0) sp->seed = (uint32_t)(uint64_t)seed;
+    /* as many as the slot holds when unset (-1) or larger */
+    p->max_new_tokens = max_tokens < 0 || max_tokens > s->n_ctx_slot ? s->n_ctx_slot : (int32_t)max_tokens;
+    p->ignore_eos = cJSON_IsTrue(cJSON_GetObjectItem(b, "ignore_eos"));
+    const cJSON *lp = cJSON_GetObjectItem(b, "logprobs");
+    if (chat) {
+        double top = 0;
+        if (!srv_number(b, "top_logprobs", 0, 20, &top, err, cap)) return false;
+        if (cJSON_IsTrue(lp)) t->n_logprobs = (int)top;
+        else if (lp && !cJSON_IsBool(lp) && !cJSON_IsNull(lp)) return snprintf(err, cap, "'logprobs' must be a boolean") < 0;
+    } else {
+        double k = -1;
+        if (!srv_number(b, "logprobs", 0, 5, &k, err, cap)) return false;
+        t->n_logprobs = (int)k;
+    }
+    const char *unsupported[] = {"tools", "functions", "tool_choice", "function_call"};
+    for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItem(b, unsupported[i]);
+        if (v && !cJSON_IsNull(v) && !(cJSON_IsArray(v) && !cJSON_GetArraySize(v)) &&
+            !(cJSON_IsString(v) && !strcmp(v->valuestring, "none")))
+            return snprintf(err, cap, "'%s': tool calling is not supported", unsupported[i]) < 0;
+    }
+    const cJSON *rf = cJSON_GetObjectItem(b, "response_format");
+    const cJSON *rft = cJSON_GetObjectItem(rf, "type");
+    if (rf && !cJSON_IsNull(rf) && !(cJSON_IsString(rft) && !strcmp(rft->valuestring, "text")))
+        return snprintf(err, cap, "'response_format': only {\"type\": \"text\"} is supported") < 0;
+    return true;
+}
+
+static const char *finish_reason(const srv_task *t) {
+    switch (t->res.stop_reason) {
+    case GEMMA8_STOP_LENGTH:
+    case GEMMA8_STOP_CONTEXT: return "length";
+    default: return "stop";
+    }
+}
+
+static cJSON *usage(const srv_task *t) {
+    cJSON *u = cJSON_CreateObject();
+    cJSON_AddNumberToObject(u, "prompt_tokens", t->res.n_prompt);
+    cJSON_AddNumberToObject(u, "completion_tokens", t->res.n_generated);
+    cJSON_AddNumberToObject(u, "total_tokens", t->res.n_prompt + t->res.n_generated);
+    cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
+    cJSON_AddNumberToObject(d, "cached_tokens", t->res.n_reused);
+    return u;
+}
+
+static cJSON *token_bytes(const char *text) {
+    cJSON *a = cJSON_CreateArray();
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) cJSON_AddItemToArray(a, cJSON_CreateNumber(*p));
+    return a;
+}
+
+/* chat: {token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]} */
+static cJSON *chat_logprob(srv *s, const srv_event *e) {
+    char tok[256];
+    cJSON *o = cJSON_CreateObject();
+    srv_token_text(s, e->token, tok, sizeof tok);
+    cJSON_AddStringToObject(o, "token", tok);
+    cJSON_AddNumberToObject(o, "logprob", e->logprob);
+    cJSON_AddItemToObject(o, "bytes", token_bytes(tok));
+    cJSON *top = cJSON_AddArrayToObject(o, "top_logprobs");
+    for (int k = 0; k < e->n_top; k++) {
+        cJSON *a = cJSON_CreateObject();
+        srv_token_text(s, e->top_id[k], tok, sizeof tok);
+        cJSON_AddStringToObject(a, "token", tok);
+        cJSON_AddNumberToObject(a, "logprob", e->top_lp[k]);
+        cJSON_AddItemToObject(a, "bytes", token_bytes(tok));
+        cJSON_AddItemToArray(top, a);
+    }
+    return o;
+}
+
+/* completions: {tokens, token_logprobs, top_logprobs: [{token: logprob}], text_offset} */
+static cJSON *completion_logprobs(srv *s, const srv_event *ev, int n, size_t offset) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON *tokens = cJSON_AddArrayToObject(o, "tokens"), *lps = cJSON_AddArrayToObject(o, "token_logprobs");
+    cJSON *tops = cJSON_AddArrayToObject(o, "top_logprobs"), *offs = cJSON_AddArrayToObject(o, "text_offset");
+    char tok[256];
+    for (int i = 0; i < n; i++) {
+        if (ev[i].token < 0) continue;
+        srv_token_text(s, ev[i].token, tok, sizeof tok);
+        cJSON_AddItemToArray(tokens, cJSON_CreateString(tok));
+        cJSON_AddItemToArray(lps, cJSON_CreateNumber(ev[i].logprob));
+        cJSON *top = cJSON_CreateObject();
+        for (int k = 0; k < ev[i].n_top; k++) {
+            srv_token_text(s, ev[i].top_id[k], tok, sizeof tok);
+            if (!cJSON_GetObjectItemCaseSensitive(top, tok)) cJSON_AddNumberToObject(top, tok, ev[i].top_lp[k]);
+        }
+        cJSON_AddItemToArray(tops, top);
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)offset));
+        offset += ev[i].len;
+    }
+    return o;
+}
+
+/* ---- one generation request, streamed or not ---------------------------------------------- */
+
+typedef struct oai_stream {
+    bool chat;
+    bool include_usage;
+    int seen;
+    int phase;                     /* 0 role chunk, 1 tokens, 2 finished */
+    size_t offset;                 /* text sent so far (completions' text_offset) */
+    char id[48];
+    long created;
+} oai_stream;
+
+static cJSON *chunk_base(srv *s, const oai_stream *st) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", st->id);
+    cJSON_AddStringToObject(o, "object", st->chat ? "chat.completion.chunk" : "text_completion");
+    cJSON_AddNumberToObject(o, "created", (double)st->created);
+    cJSON_AddStringToObject(o, "model", s->alias);
+    return o;
+}
+
+/* appends "data: JSON\n\n" to out (taking j) */
+static void sse(char **out, size_t *len, cJSON *j) {
+    char *text = j ? cJSON_PrintUnformatted(j) : NULL;
+    cJSON_Delete(j);
+    if (!text) return;
+    size_t n = strlen(text);
+    char *no = realloc(*out, *len + n + 9);
+    if (no) {
+        *out = no;
+        *len += (size_t)sprintf(no + *len, "data: %s\n\n", text);
+    }
+    free(text);
+}
+
+static void sse_raw(char **out, size_t *len, const char *text) {
+    size_t n = strlen(text);
+    char *no = realloc(*out, *len + n + 1);
+    if (no) {
+        *out = no;
+        memcpy(no + *len, text, n + 1);
+        *len += n;
+    }
+}
+
+static cJSON *choice(srv *s, oai_stream *st, const srv_event *e, int n_ev, const char *finish, bool logprobs) {
+    cJSON *ch = cJSON_CreateObject();
+    cJSON_AddNumberToObject(ch, "index", 0);
+    size_t len = 0;
+    for (int i = 0; i < n_ev; i++) len += e[i].len;
+    char *text = malloc(len + 1);
+    len = 0;
+    for (int i = 0; text && i < n_ev; i++) {
+        memcpy(text + len, e[i].text, e[i].len);
+        len += e[i].len;
+    }
+    if (text) text[len] = 0;
+    if (st->chat) {
+        cJSON *delta = cJSON_AddObjectToObject(ch, "delta");
+        if (n_ev) cJSON_AddStringToObject(delta, "content", text ? text : "");
+    } else {
+        cJSON_AddStringToObject(ch, "text", text ? text : "");
+    }
+    free(text);
+    if (logprobs && n_ev) {
+        if (st->chat) {
+            cJSON *lp = cJSON_AddObjectToObject(ch, "logprobs");
+            cJSON *content = cJSON_AddArrayToObject(lp, "content");
+            for (int i = 0; i < n_ev; i++)
+                if (e[i].token >= 0) cJSON_AddItemToArray(content, chat_logprob(s, &e[i]));
+        } else {
+            cJSON_AddItemToObject(ch, "logprobs", completion_logprobs(s, e, n_ev, st->offset));
+        }
+    } else {
+        cJSON_AddNullToObject(ch, "logprobs");
+    }
+    for (int i = 0; i < n_ev; i++) st->offset += e[i].len;
+    if (finish) cJSON_AddStringToObject(ch, "finish_reason", finish);
+    else cJSON_AddNullToObject(ch, "finish_reason");
+    return ch;
+}
+
+static long stream_next(srv_conn *c, srv_task *t, void *state, char **out) {
+    srv *s = srv_of(c);
+    oai_stream *st = state;
+    size_t len = 0;
+    *out = NULL;
+    if (st->phase == 2) return -1;
+    if (st->phase == 0 && st->chat) { /* the role first, as OpenAI does */
+        cJSON *o = chunk_base(s, st);
+        cJSON *ch = cJSON_CreateObject();
+        cJSON_AddNumberToObject(ch, "index", 0);
+        cJSON *delta = cJSON_AddObjectToObject(ch, "delta");
+        cJSON_AddStringToObject(delta, "role", "assistant");
+        cJSON_AddStringToObject(delta, "content", "");
+        cJSON_AddNullToObject(ch, "logprobs");
+        cJSON_AddNullToObject(ch, "finish_reason");
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), ch);
+        st->phase = 1;
+        sse(out, &len, o);
+        return (long)len;
+    }
+    st->phase = 1;
+    if (!srv_task_wait(t, st->seen, 1.0)) {
+        pthread_mutex_lock(&t->mu);
+        bool waiting = !t->started;
+        pthread_mutex_unlock(&t->mu);
+        if (waiting) sse_raw(out, &len, ": waiting\n\n"); /* keeps proxies and clients from timing out */
+        return (long)len;
+    }
+    pthread_mutex_lock(&t->mu);
+    const int n = t->n_ev;
+    const bool done = t->done;
+    pthread_mutex_unlock(&t->mu);
+    if (n > st->seen) { /* the new tokens, one chunk (events are not moved once written) */
+        cJSON *o = chunk_base(s, st);
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"),
+                             choice(s, st, t->ev + st->seen, n - st->seen, NULL, t->n_logprobs >= 0));
+        st->seen = n;
+        sse(out, &len, o);
+    }
+    if (done && st->seen == n) {
+        if (t->status) { /* an error, or the server shutting down: an error event ends the stream */
+            cJSON *e = cJSON_CreateObject();
+            cJSON *err = cJSON_AddObjectToObject(e, "error");
+            cJSON_AddStringToObject(err, "message", t->error);
+            cJSON_AddStringToObject(err, "type", "server_error");
+            sse(out, &len, e);
+        } else {
+            cJSON *o = chunk_base(s, st);
+            cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), choice(s, st, NULL, 0, finish_reason(t), false));
+            sse(out, &len, o);
+            if (st->include_usage) {
+                cJSON *u = chunk_base(s, st);
+                cJSON_AddArrayToObject(u, "choices");
+                cJSON_AddItemToObject(u, "usage", usage(t));
+                sse(out, &len, u);
+            }
+        }
+        sse_raw(out, &len, "data: [DONE]\n\n");
+        srv_conn_log_tokens(c, t->res.n_prompt, t->res.n_reused, t->res.n_generated);
+        st->phase = 2;
+    }
+    return (long)len;
+}
+
+static int reply_task_error(srv_conn *c, srv_task *t) {
+    if (atomic_load(&srv_of(c)->stopping))
+        return srv_reply_error(c, 503, "server_error", "shutting_down", "%s", t->error);
+    return srv_reply_error(c, 500, "server_error", NULL, "%s", t->error);
+}
+
+/* Runs t (its prompt and parameters set) and answers in the chat or completion shape. */
+static int answer(srv_conn *c, const cJSON *body, srv_task *t, bool chat) {
+    srv *s = srv_of(c);
+    oai_stream *st = calloc(1, sizeof *st);
+    if (!st) return SRV_FAIL;
+    st->chat = chat;
+    snprintf(st->id, sizeof st->id, "%s-%llx", chat ? "chatcmpl" : "cmpl",
+             (unsigned long long)atomic_fetch_add(&g_next_id, 1));
+    st->created = (long)time(NULL);
+    st->include_usage = cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(body, "stream_options"), "include_usage"));
+    if (cJSON_IsTrue(cJSON_GetObjectItem(body, "stream"))) {
+        if (!srv_submit(s->sched, t)) {
+            free(st);
+            return srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
+        }
+        return srv_reply_stream(c, "text/event-stream", t, stream_next, st, free);
+    }
+    if (!srv_run_blocking(s, t)) {
+        free(st);
+        return srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
+    }
+    if (t->status) {
+        free(st);
+        return reply_task_error(c, t);
+    }
+    srv_conn_log_tokens(c, t->res.n_prompt, t->res.n_reused, t->res.n_generated);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", st->id);
+    cJSON_AddStringToObject(o, "object", chat ? "chat.completion" : "text_completion");
+    cJSON_AddNumberToObject(o, "created", (double)st->created);
+    cJSON_AddStringToObject(o, "model", s->alias);
+    cJSON *ch = choice(s, st, t->ev, t->n_ev, finish_reason(t), t->n_logprobs >= 0);
+    if (chat) { /* a message instead of a delta */
+        cJSON *delta = cJSON_DetachItemFromObject(ch, "delta");
+        cJSON *msg = cJSON_CreateObject();
+        cJSON_AddStringToObject(msg, "role", "assistant");
+        const cJSON *content = cJSON_GetObjectItem(delta, "content");
+        cJSON_AddStringToObject(msg, "content", cJSON_IsString(content) ? content->valuestring : "");
+        cJSON_AddItemToObject(ch, "message", msg);
+        cJSON_Delete(delta);
+    }
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), ch);
+    cJSON_AddItemToObject(o, "usage", usage(t));
+    free(st);
+    return srv_reply_json(c, 200, o);
+}
+
+static int model_not_found(srv_conn *c, const cJSON *body) {
+    const cJSON *m = cJSON_GetObjectItem(body, "model");
+    return srv_reply_error(c, 404, "invalid_request_error", "model_not_found", "the model '%.100s' does not exist",
+                           cJSON_IsString(m) ? m->valuestring : "?");
+}
+
+int oai_chat(srv_conn *c, cJSON *body) {
+    srv *s = srv_of(c);
+    char err[256] = "";
+    if (!srv_model_ok(s, body)) return model_not_found(c, body);
+    int32_t n_msgs;
+    char **store;
+    gemma8_chat_message *msgs = srv_messages(cJSON_GetObjectItem(body, "messages"), &n_msgs, &store, err, sizeof err);
+    if (!msgs) return ERR(c, "%s", err);
+    if (!n_msgs) {
+        srv_messages_free(msgs, n_msgs, store);
+        return ERR(c, "'messages' is empty");
+    }
+    srv_task *t = srv_task_new(SRV_GENERATE);
+    gemma8_status gs = srv_chat_tokens(s, msgs, n_msgs, &t->prompt, &t->n_prompt);
+    srv_messages_free(msgs, n_msgs, store);
+    int rc;
+    if (gs == GEMMA8_ERR_CONTEXT_FULL)
+        rc = srv_reply_error(c, 400, "invalid_request_error", "context_length_exceeded",
+                             "the prompt has %d tokens, more than the slot's context of %d", t->n_prompt,
+                             s->n_ctx_slot);
+    else if (gs)
+        rc = ERR(c, "%s", gemma8_last_error());
+    else if (!read_params(s, body, t, true, err, sizeof err))
+        rc = ERR(c, "%s", err);
+    else
+        rc = answer(c, body, t, true);
+    srv_task_unref(t);
+    return rc;
+}
+
+int oai_completions(srv_conn *c, cJSON *body) {
+    srv *s = srv_of(c);
+    char err[256] = "";
+    if (!srv_model_ok(s, body)) return model_not_found(c, body);
+    const cJSON *prompt = cJSON_GetObjectItem(body, "prompt");
+    if (cJSON_IsArray(prompt) && cJSON_GetArraySize(prompt) == 1 && cJSON_IsString(prompt->child))
+        prompt = prompt->child;
+    if (!cJSON_IsString(prompt)) return ERR(c, "'prompt' must be a string");
+    srv_task *t = srv_task_new(SRV_GENERATE);
+    /* the prompt as given, <bos> first, control-token text recognised (llama.cpp's rule) */
+    gemma8_status gs = srv_text_tokens(s, prompt->valuestring, true, true, &t->prompt, &t->n_prompt);
+    int rc;
+    if (gs == GEMMA8_ERR_CONTEXT_FULL)
+        rc = srv_reply_error(c, 400, "invalid_request_error", "context_length_exceeded",
+                             "the prompt has %d tokens, more than the slot's context of %d", t->n_prompt,
+                             s->n_ctx_slot);
+    else if (gs)
+        rc = ERR(c, "%s", gemma8_last_error());
+    else if (!read_params(s, body, t, false, err, sizeof err))
+        rc = ERR(c, "%s", err);
+    else
+        rc = answer(c, body, t, false);
+    srv_task_unref(t);
+    return rc;
+}
+
+int oai_models(srv_conn *c, cJSON *body) {
+    (void)body;
+    srv *s = srv_of(c);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "object", "list");
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "id", s->alias);
+    cJSON_AddStringToObject(m, "object", "model");
+    cJSON_AddNumberToObject(m, "created", s->t_loaded);
+    cJSON_AddStringToObject(m, "owned_by", "gemma8");
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "data"), m);
+    return srv_reply_json(c, 200, o);
+}
+
+/* ---- embeddings ----------------------------------------------------------------------------- */
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static char *base64(const unsigned char *p, size_t n) {
+    char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
+    for (size_t i = 0; out && i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+        *o++ = b64[v >> 18 & 63];
+        *o++ = b64[v >> 12 & 63];
+        *o++ = i + 1 < n ? b64[v >> 6 & 63] : '=';
+        *o++ = i + 2 < n ? b64[v & 63] : '=';
+    }
+    if (out) *o = 0;
+    return out;
+}
+
+/* The inputs of an embedding request: a string, strings, token ids, or lists of ids. */
+static bool embed_inputs(srv *s, const cJSON *in, srv_task *t, char *err, size_t cap) {
+    const cJSON *one[1] = {in};
+    const bool list = cJSON_IsArray(in) && in->child && !cJSON_IsNumber(in->child);
+    const int n = list ? cJSON_GetArraySize(in) : 1;
+    if (!in || n == 0 || n > 2048) return snprintf(err, cap, "'input' must be a string, an array of strings or "
+                                                   "of token ids (1 to 2048 inputs)") < 0;
+    t->inputs = calloc((size_t)n, sizeof *t->inputs);
+    t->n_inputs = calloc((size_t)n, sizeof *t->n_inputs);
+    if (!t->inputs || !t->n_inputs) return snprintf(err, cap, "out of memory") < 0;
+    const cJSON *e = list ? in->child : one[0];
+    for (int i = 0; i < n; i++, e = list ? e->next : NULL) {
+        t->n_in = i + 1;
+        if (cJSON_IsString(e)) {
+            gemma8_status st = srv_text_tokens(s, e->valuestring, true, false, &t->inputs[i], &t->n_inputs[i]);
+            if (st == GEMMA8_ERR_CONTEXT_FULL)
+                return snprintf(err, cap, "input %d has %d tokens, more than the slot's context of %d", i,
+                                t->n_inputs[i], s->n_ctx_slot) < 0;
+            if (st) return snprintf(err, cap, "input %d: %s", i, gemma8_last_error()) < 0;
+        } else if (cJSON_IsArray(e) && e->child) {
+            const int m = cJSON_GetArraySize(e);
+            if (m >= s->n_ctx_slot) return snprintf(err, cap, "input %d has more tokens than a slot holds", i) < 0;
+            t->inputs[i] = malloc((size_t)m * sizeof(int32_t));
+            int k = 0;
+            for (const cJSON *x = e->child; t->inputs[i] && x; x = x->next) {
+                if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble >= s->info.n_vocab)
+                    return snprintf(err, cap, "input %d: token ids must be in 0..%d", i, s->info.n_vocab - 1) < 0;
+                t->inputs[i][k++] = (int32_t)x->valuedouble;
+            }
+            t->n_inputs[i] = k;
+        } else {
+            return snprintf(err, cap, "input %d must be a string or an array of token ids", i) < 0;
+        }
+        if (t->n_inputs[i] == 0) return snprintf(err, cap, "input %d is empty", i) < 0;
+    }
+    return true;
+}
+
+int oai_embeddings(srv_conn *c, cJSON *body) {
+    srv *s = srv_of(c);
+    char err[256] = "";
+    if (!srv_model_ok(s, body)) return model_not_found(c, body);
+    const cJSON *fmt = cJSON_GetObjectItem(body, "encoding_format");
+    const bool b64out = cJSON_IsString(fmt) && !strcmp(fmt->valuestring, "base64");
+    if (fmt && !cJSON_IsNull(fmt) && !b64out && !(cJSON_IsString(fmt) && !strcmp(fmt->valuestring, "float")))
+        return ERR(c, "'encoding_format' must be \"float\" or \"base64\"");
+    srv_task *t = srv_task_new(SRV_EMBED);
+    int rc;
+    if (!embed_inputs(s, cJSON_GetObjectItem(body, "input"), t, err, sizeof err)) {
+        rc = ERR(c, "%s", err);
+    } else if (!srv_run_blocking(s, t)) {
+        rc = srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
+    } else if (t->status) {
+        rc = reply_task_error(c, t);
+    } else {
+        const int E = s->info.n_embd;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "object", "list");
+        cJSON *data = cJSON_AddArrayToObject(o, "data");
+        for (int i = 0; i < t->n_in; i++) {
+            cJSON *d = cJSON_CreateObject();
+            cJSON_AddStringToObject(d, "object", "embedding");
+            cJSON_AddNumberToObject(d, "index", i);
+            const float *v = t->embeddings + (size_t)i * E;
+            if (b64out) {
+                char *enc = base64((const unsigned char *)v, (size_t)E * sizeof(float)); /* little-endian f32 */
+                cJSON_AddStringToObject(d, "embedding", enc ? enc : "");
+                free(enc);
+            } else {
+                cJSON *arr = cJSON_AddArrayToObject(d, "embedding");
+                for (int k = 0; k < E; k++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(v[k]));
+            }
+            cJSON_AddItemToArray(data, d);
+        }
+        cJSON_AddStringToObject(o, "model", s->alias);
+        cJSON *u = cJSON_AddObjectToObject(o, "usage");
+        cJSON_AddNumberToObject(u, "prompt_tokens", t->embed_tokens);
+        cJSON_AddNumberToObject(u, "total_tokens", t->embed_tokens);
+        srv_conn_log_tokens(c, t->embed_tokens, 0, 0);
+        rc = srv_reply_json(c, 200, o);
+    }
+    srv_task_unref(t);
+    return rc;
+}

@@ -1,0 +1,382 @@
+/* serve_sched.c - the scheduler: slots are sequences of one context; one thread
+ * owns every forward pass and steps the busy slots in turn (a prompt chunk or
+ * one token each), so no request waits for another to finish. */
+#include "serve.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct srv_slot {
+    srv_sched *sched;
+    srv_task *task;                /* NULL: free */
+    gemma8_gen *gen;
+    uint64_t last_used;
+} srv_slot;
+
+struct srv_sched {
+    gemma8_model *model;
+    gemma8_context *ctx;
+    int n_slots;
+    srv_slot *slots;
+    pthread_mutex_t mu;            /* the queue, the metrics, stopping */
+    pthread_cond_t cv;
+    srv_task **queue;              /* a ring of queue_max */
+    int q_head, q_len, q_max;
+    bool stopping;
+    uint64_t tick;
+    srv_metrics m;
+    pthread_t thread;
+};
+
+/* ---- tasks ---------------------------------------------------------------------- */
+
+srv_task *srv_task_new(srv_kind kind) {
+    srv_task *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->kind = kind;
+    t->n_logprobs = -1;
+    t->refs = 1;
+    t->params = gemma8_generate_default_params();
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
+    return t;
+}
+
+void srv_task_unref(srv_task *t) {
+    if (!t) return;
+    pthread_mutex_lock(&t->mu);
+    const int left = --t->refs;
+    pthread_mutex_unlock(&t->mu);
+    if (left) return;
+    for (int i = 0; i < t->n_ev; i++) free(t->ev[i].text);
+    free(t->ev);
+    for (int i = 0; i < SRV_MAX_STOP; i++) free(t->stop[i]);
+    for (int i = 0; i < t->n_in; i++) free(t->inputs[i]);
+    free(t->inputs);
+    free(t->n_inputs);
+    free(t->prompt);
+    free(t->embeddings);
+    pthread_mutex_destroy(&t->mu);
+    pthread_cond_destroy(&t->cv);
+    free(t);
+}
+
+void srv_task_set_stop(srv_task *t, const char *const *stop, int n) {
+    int k = 0;
+    for (int i = 0; i < n && k < SRV_MAX_STOP; i++)
+        if (stop[i][0]) t->stop[k++] = strdup(stop[i]);
+    t->params.stop = (const char *const *)t->stop;
+    t->params.n_stop = k;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void task_push(srv_task *t, srv_event *e) {
+    pthread_mutex_lock(&t->mu);
+    if (t->n_ev == t->cap_ev) {
+        int cap = t->cap_ev ? 2 * t->cap_ev : 64;
+        srv_event *ne = realloc(t->ev, (size_t)cap * sizeof *ne);
+        if (ne) {
+            t->ev = ne;
+            t->cap_ev = cap;
+        }
+    }
+    if (t->n_ev < t->cap_ev) t->ev[t->n_ev++] = *e;
+    else free(e->text);
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+}
+
+static void task_finish(srv_task *t, gemma8_status st, const char *error) {
+    pthread_mutex_lock(&t->mu);
+    t->status = st;
+    if (st) snprintf(t->error, sizeof t->error, "%s", error);
+    t->done = true;
+    t->t_done = now_s();
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* ---- token events (the scheduler thread, inside gemma8_gen_step) ------------------- */
+
+/* log-softmax of the logits the token was drawn from, and the n_top best */
+static void logprobs(const float *logits, int n_vocab, srv_event *e, int n_top) {
+    float mx = logits[0];
+    for (int i = 1; i < n_vocab; i++) mx = logits[i] > mx ? logits[i] : mx;
+    double sum = 0;
+    for (int i = 0; i < n_vocab; i++) sum += exp((double)(logits[i] - mx));
+    const float lse = mx + (float)log(sum);
+    e->logprob = logits[e->token] - lse;
+    e->n_top = 0;
+    for (int i = 0; i < n_vocab && n_top > 0; i++) {
+        const float lp = logits[i] - lse;
+        if (e->n_top == n_top && lp <= e->top_lp[n_top - 1]) continue;
+        int k = e->n_top < n_top ? e->n_top++ : n_top - 1; /* the last place, then move up */
+        while (k > 0 && e->top_lp[k - 1] < lp) {
+            e->top_lp[k] = e->top_lp[k - 1];
+            e->top_id[k] = e->top_id[k - 1];
+            k--;
+        }
+        e->top_lp[k] = lp;
+        e->top_id[k] = i;
+    }
+}
+
+static bool on_token(int32_t token, const char *text, size_t len, gemma8_run_state st, void *user) {
+    srv_slot *slot = user;
+    srv_task *t = slot->task;
+    if (st == GEMMA8_RUN_FINISH || st == GEMMA8_RUN_ERROR) return true;
+    srv_event e = {0};
+    e.token = token;
+    e.len = len;
+    e.text = malloc(len + 1);
+    if (e.text) {
+        memcpy(e.text, text, len);
+        e.text[len] = 0;
+    }
+    if (token >= 0 && t->n_logprobs >= 0) {
+        const int V = gemma8_model_get_info(slot->sched->model).n_vocab;
+        logprobs(gemma8_gen_logits(slot->gen), V, &e, t->n_logprobs < SRV_MAX_TOP ? t->n_logprobs : SRV_MAX_TOP);
+    }
+    task_push(t, &e);
+    return !atomic_load(&t->cancelled);
+}
+
+/* ---- slots ------------------------------------------------------------------------------ */
+
+/* The free slot whose cached tokens share the longest prefix with the prompt
+ * (the least recently used among equals). */
+static int pick_slot(srv_sched *s, const srv_task *t) {
+    int best = -1;
+    int32_t best_len = -1;
+    for (int i = 0; i < s->n_slots; i++) {
+        if (s->slots[i].task) continue;
+        int32_t n, k = 0;
+        const int32_t *h = gemma8_seq_history(s->ctx, i, &n);
+        while (t->kind == SRV_GENERATE && k < n && k < t->n_prompt && h[k] == t->prompt[k]) k++;
+        if (k > best_len || (k == best_len && s->slots[i].last_used < s->slots[best].last_used)) {
+            best = i;
+            best_len = k;
+        }
+    }
+    return best;
+}
+
+/* Mean-pooled, L2-normalised last hidden layer of each input, on sequence seq. */
+static void run_embedding(srv_sched *s, int seq, srv_task *t) {
+    const int E = gemma8_model_get_info(s->model).n_embd;
+    t->embeddings = calloc((size_t)t->n_in * E, sizeof(float));
+    gemma8_status st = t->embeddings ? GEMMA8_OK : GEMMA8_ERR_NOMEM;
+    for (int i = 0; !st && i < t->n_in; i++) {
+        float *h = malloc((size_t)t->n_inputs[i] * E * sizeof(float));
+        gemma8_seq_clear(s->ctx, seq);
+        st = h ? gemma8_eval_hidden(s->ctx, seq, t->inputs[i], t->n_inputs[i], h) : GEMMA8_ERR_NOMEM;
+        float *out = t->embeddings + (size_t)i * E;
+        double norm = 0;
+        for (int d = 0; !st && d < E; d++) {
+            double sum = 0;
+            for (int j = 0; j < t->n_inputs[i]; j++) sum += h[(size_t)j * E + d];
+            out[d] = (float)(sum / t->n_inputs[i]);
+            norm += (double)out[d] * out[d];
+        }
+        for (int d = 0; !st && norm > 0 && d < E; d++) out[d] = (float)(out[d] / sqrt(norm));
+        t->embed_tokens += t->n_inputs[i];
+        free(h);
+    }
+    gemma8_seq_clear(s->ctx, seq); /* hidden states only: nothing to reuse */
+    pthread_mutex_lock(&s->mu);
+    s->m.requests += !st;
+    s->m.prompt_tokens += (uint64_t)t->embed_tokens;
+    pthread_mutex_unlock(&s->mu);
+    task_finish(t, st, st ? gemma8_last_error() : "");
+}
+
+/* Starts a queued task on a free slot. */
+static void start_task(srv_sched *s, int i, srv_task *t) {
+    srv_slot *slot = &s->slots[i];
+    slot->last_used = ++s->tick;
+    pthread_mutex_lock(&t->mu);
+    t->started = true;
+    t->t_started = now_s();
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    if (t->kind == SRV_EMBED) {
+        run_embedding(s, i, t);
+        srv_task_unref(t);
+        return;
+    }
+    slot->task = t;
+    t->params.seq = i;
+    t->params.on_token = on_token;
+    t->params.user_data = slot;
+    gemma8_status st = gemma8_gen_begin(s->ctx, t->prompt, t->n_prompt, &t->params, &slot->gen);
+    if (st) {
+        task_finish(t, st, gemma8_last_error());
+        slot->task = NULL;
+        srv_task_unref(t);
+    }
+}
+
+/* Ends the generation of a slot and frees it. */
+static void end_task(srv_sched *s, srv_slot *slot) {
+    srv_task *t = slot->task;
+    gemma8_status st = gemma8_gen_end(slot->gen, &t->res);
+    const bool aborted = atomic_load(&t->cancelled) || t->res.stop_reason == GEMMA8_STOP_ABORTED;
+    pthread_mutex_lock(&s->mu);
+    s->m.prompt_tokens += (uint64_t)(t->res.n_prompt - t->res.n_reused);
+    if (!aborted && !st) {
+        s->m.requests++;
+        s->m.generated_tokens += (uint64_t)t->res.n_generated;
+        s->m.gen_seconds += t->res.gen_seconds;
+    }
+    pthread_mutex_unlock(&s->mu);
+    task_finish(t, st, st ? gemma8_last_error() : "");
+    slot->gen = NULL;
+    slot->task = NULL;
+    srv_task_unref(t);
+}
+
+static void *sched_main(void *arg) {
+    srv_sched *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        int busy = 0;
+        for (int i = 0; i < s->n_slots; i++) busy += s->slots[i].task != NULL;
+        while (!s->stopping && !busy && !s->q_len) pthread_cond_wait(&s->cv, &s->mu);
+        if (s->stopping) {
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        /* queued tasks to free slots; a cancelled one is dropped */
+        while (s->q_len) {
+            srv_task *t = s->queue[s->q_head];
+            int i = atomic_load(&t->cancelled) ? -2 : pick_slot(s, t);
+            if (i == -1) break;
+            s->q_head = (s->q_head + 1) % s->q_max;
+            s->q_len--;
+            pthread_mutex_unlock(&s->mu);
+            if (i >= 0) start_task(s, i, t);
+            else {
+                task_finish(t, GEMMA8_ERR_ABORTED, "the client went away");
+                srv_task_unref(t);
+            }
+            pthread_mutex_lock(&s->mu);
+        }
+        busy = 0;
+        for (int i = 0; i < s->n_slots; i++) busy += s->slots[i].task != NULL;
+        s->m.busy_slots = busy;
+        s->m.queued = s->q_len;
+        pthread_mutex_unlock(&s->mu);
+        /* one step of every busy slot, in turn */
+        for (int i = 0; i < s->n_slots; i++) {
+            srv_slot *slot = &s->slots[i];
+            if (!slot->task) continue;
+            bool done = atomic_load(&slot->task->cancelled);
+            if (!done) gemma8_gen_step(slot->gen, &done);
+            if (done) end_task(s, slot);
+        }
+    }
+    /* shutting down: every task ends with an error */
+    for (int i = 0; i < s->n_slots; i++)
+        if (s->slots[i].task) {
+            atomic_store(&s->slots[i].task->cancelled, true);
+            gemma8_gen_end(s->slots[i].gen, NULL);
+            task_finish(s->slots[i].task, GEMMA8_ERR_ABORTED, "the server is shutting down");
+            srv_task_unref(s->slots[i].task);
+            s->slots[i].task = NULL;
+        }
+    pthread_mutex_lock(&s->mu);
+    while (s->q_len) {
+        srv_task *t = s->queue[s->q_head];
+        s->q_head = (s->q_head + 1) % s->q_max;
+        s->q_len--;
+        task_finish(t, GEMMA8_ERR_ABORTED, "the server is shutting down");
+        srv_task_unref(t);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+srv_sched *srv_sched_start(gemma8_model *model, gemma8_context *ctx, int queue_max) {
+    srv_sched *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->model = model;
+    s->ctx = ctx;
+    s->n_slots = gemma8_n_seq(ctx);
+    s->slots = calloc((size_t)s->n_slots, sizeof *s->slots);
+    s->q_max = queue_max + s->n_slots; /* tasks wait here until a slot takes them */
+    s->queue = calloc((size_t)s->q_max, sizeof *s->queue);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    for (int i = 0; s->slots && i < s->n_slots; i++) s->slots[i].sched = s;
+    if (!s->slots || !s->queue || pthread_create(&s->thread, NULL, sched_main, s)) {
+        free(s->slots);
+        free(s->queue);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+bool srv_submit(srv_sched *s, srv_task *t) {
+    pthread_mutex_lock(&s->mu);
+    int busy = 0;
+    for (int i = 0; i < s->n_slots; i++) busy += s->slots[i].task != NULL;
+    /* the slots that are free take tasks at once; beyond them, queue_max may wait */
+    const bool full = s->stopping || s->q_len >= s->q_max - busy;
+    if (!full) {
+        pthread_mutex_lock(&t->mu);
+        t->refs++;
+        t->t_queued = now_s();
+        pthread_mutex_unlock(&t->mu);
+        s->queue[(s->q_head + s->q_len) % s->q_max] = t;
+        s->q_len++;
+        s->m.queued = s->q_len;
+        pthread_cond_signal(&s->cv);
+    } else {
+        s->m.rejected++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return !full;
+}
+
+void srv_sched_wake(srv_sched *s) {
+    pthread_mutex_lock(&s->mu);
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+srv_metrics srv_sched_metrics(srv_sched *s) {
+    pthread_mutex_lock(&s->mu);
+    srv_metrics m = s->m;
+    pthread_mutex_unlock(&s->mu);
+    return m;
+}
+
+void srv_sched_stop(srv_sched *s) {
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    const bool was = s->stopping;
+    s->stopping = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (!was) pthread_join(s->thread, NULL);
+}
+
+void srv_sched_free(srv_sched *s) {
+    if (!s) return;
+    srv_sched_stop(s);
+    free(s->slots);
+    free(s->queue);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}

@@ -1,0 +1,175 @@
+/* serve_util.c - request fields the OpenAI and Ollama handlers share. */
+#include "serve.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool srv_valid_utf8(const char *s, size_t n) {
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        unsigned char b = p[i];
+        int k = b < 0x80 ? 0 : (b & 0xe0) == 0xc0 ? 1 : (b & 0xf0) == 0xe0 ? 2 : (b & 0xf8) == 0xf0 ? 3 : -1;
+        if (k < 0 || i + (size_t)k >= n + (k ? 0 : 1)) return false;
+        uint32_t cp = k == 0 ? b : k == 1 ? b & 0x1f : k == 2 ? b & 0x0f : b & 0x07;
+        for (int j = 1; j <= k; j++) {
+            if ((p[i + j] & 0xc0) != 0x80) return false;
+            cp = cp << 6 | (p[i + j] & 0x3f);
+        }
+        if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += (size_t)k + 1;
+    }
+    return true;
+}
+
+/* A message's content: a string, or an array of {type: "text", text} parts joined. */
+static char *content_text(const cJSON *content, char *err, size_t cap) {
+    if (cJSON_IsString(content)) return strdup(content->valuestring);
+    if (cJSON_IsNull(content) || !content) return strdup("");
+    if (!cJSON_IsArray(content)) {
+        snprintf(err, cap, "a message's content must be a string or an array of text parts");
+        return NULL;
+    }
+    size_t len = 0;
+    for (const cJSON *p = content->child; p; p = p->next) {
+        const cJSON *type = cJSON_GetObjectItem(p, "type"), *text = cJSON_GetObjectItem(p, "text");
+        if (!cJSON_IsString(type) || strcmp(type->valuestring, "text") || !cJSON_IsString(text)) {
+            snprintf(err, cap, "only content parts of type \"text\" are supported");
+            return NULL;
+        }
+        len += strlen(text->valuestring);
+    }
+    char *out = malloc(len + 1);
+    if (!out) return NULL;
+    out[0] = 0;
+    for (const cJSON *p = content->child; p; p = p->next) strcat(out, cJSON_GetObjectItem(p, "text")->valuestring);
+    return out;
+}
+
+gemma8_chat_message *srv_messages(const cJSON *arr, int32_t *n, char ***store, char *err, size_t cap) {
+    *n = 0;
+    *store = NULL;
+    if (!cJSON_IsArray(arr)) {
+        snprintf(err, cap, "'messages' must be an array");
+        return NULL;
+    }
+    const int count = cJSON_GetArraySize(arr);
+    gemma8_chat_message *m = calloc((size_t)count + 1, sizeof *m);
+    char **s = calloc((size_t)count + 1, sizeof *s);
+    if (!m || !s) {
+        free(m);
+        free(s);
+        snprintf(err, cap, "out of memory");
+        return NULL;
+    }
+    int k = 0;
+    for (const cJSON *e = arr->child; e; e = e->next, k++) {
+        const cJSON *role = cJSON_GetObjectItem(e, "role");
+        if (!cJSON_IsObject(e) || !cJSON_IsString(role)) {
+            snprintf(err, cap, "message %d has no 'role'", k);
+            break;
+        }
+        const char *r = role->valuestring;
+        if (!strcmp(r, "developer")) r = "system";
+        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant") && strcmp(r, "model")) {
+            snprintf(err, cap, "message %d: unknown role '%.32s' (system, developer, user, assistant)", k, r);
+            break;
+        }
+        if (cJSON_GetObjectItem(e, "tool_calls") || !strcmp(r, "tool")) {
+            snprintf(err, cap, "tool calls are not supported");
+            break;
+        }
+        if (!(s[k] = content_text(cJSON_GetObjectItem(e, "content"), err, cap))) break;
+        m[k].role = !strcmp(r, "system") ? "system" : !strcmp(r, "user") ? "user" : "assistant";
+        m[k].content = s[k];
+    }
+    if (k < count) {
+        srv_messages_free(m, count, s);
+        return NULL;
+    }
+    *n = count;
+    *store = s;
+    return m;
+}
+
+void srv_messages_free(gemma8_chat_message *m, int32_t n, char **store) {
+    for (int32_t i = 0; store && i < n; i++) free(store[i]);
+    free(store);
+    free(m);
+}
+
+bool srv_stop(const cJSON *v, srv_task *t, char *err, size_t cap) {
+    const char *list[SRV_MAX_STOP];
+    int n = 0;
+    if (!v || cJSON_IsNull(v)) return true;
+    if (cJSON_IsString(v)) {
+        list[n++] = v->valuestring;
+    } else if (cJSON_IsArray(v)) {
+        for (const cJSON *e = v->child; e; e = e->next) {
+            if (!cJSON_IsString(e) || n == SRV_MAX_STOP) {
+                snprintf(err, cap, "'stop' must be a string or an array of at most %d strings", SRV_MAX_STOP);
+                return false;
+            }
+            list[n++] = e->valuestring;
+        }
+    } else {
+        snprintf(err, cap, "'stop' must be a string or an array of strings");
+        return false;
+    }
+    srv_task_set_stop(t, list, n);
+    return true;
+}
+
+bool srv_number(const cJSON *obj, const char *name, double lo, double hi, double *out, char *err, size_t cap) {
+    const cJSON *v = cJSON_GetObjectItem(obj, name);
+    if (!v || cJSON_IsNull(v)) return true;
+    if (!cJSON_IsNumber(v) || v->valuedouble < lo || v->valuedouble > hi) {
+        snprintf(err, cap, "'%s' must be a number from %g to %g", name, lo, hi);
+        return false;
+    }
+    *out = v->valuedouble;
+    return true;
+}
+
+gemma8_status srv_chat_tokens(srv *s, const gemma8_chat_message *m, int32_t n, int32_t **out, int32_t *n_out) {
+    int32_t cap = s->n_ctx_slot + 1;
+    int32_t *ids = malloc((size_t)cap * sizeof *ids);
+    if (!ids) return GEMMA8_ERR_NOMEM;
+    gemma8_status st = gemma8_chat_tokenize(s->model, m, n, true, ids, cap, n_out);
+    if (st == GEMMA8_ERR_BUFFER_TOO_SMALL || (!st && *n_out >= s->n_ctx_slot)) st = GEMMA8_ERR_CONTEXT_FULL;
+    if (st) {
+        free(ids);
+        return st;
+    }
+    *out = ids;
+    return GEMMA8_OK;
+}
+
+gemma8_status srv_text_tokens(srv *s, const char *text, bool add_bos, bool special, int32_t **out, int32_t *n_out) {
+    size_t len = strlen(text);
+    int32_t cap = (int32_t)(len < (size_t)s->n_ctx_slot ? len : (size_t)s->n_ctx_slot) + 2;
+    int32_t *ids = malloc((size_t)cap * sizeof *ids);
+    if (!ids) return GEMMA8_ERR_NOMEM;
+    gemma8_status st = gemma8_tokenize(s->model, text, len, add_bos, special, ids, cap, n_out);
+    if (st == GEMMA8_ERR_BUFFER_TOO_SMALL || (!st && *n_out >= s->n_ctx_slot)) st = GEMMA8_ERR_CONTEXT_FULL;
+    if (st) {
+        free(ids);
+        return st;
+    }
+    *out = ids;
+    return GEMMA8_OK;
+}
+
+bool srv_model_ok(srv *s, const cJSON *body) {
+    const cJSON *m = cJSON_GetObjectItem(body, "model");
+    if (!m || cJSON_IsNull(m)) return true;
+    return cJSON_IsString(m) && (!strcmp(m->valuestring, s->alias) || !strcmp(m->valuestring, s->info.name) ||
+                                 !m->valuestring[0]);
+}
+
+void srv_token_text(srv *s, int32_t token, char *buf, size_t cap) {
+    size_t len;
+    if (gemma8_detokenize(s->model, &token, 1, false, buf, cap, &len)) buf[0] = 0;
+}

@@ -347,12 +347,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         snprintf(c->method, sizeof c->method, "%s", method);
         snprintf(c->url, sizeof c->url, "%s", url);
         *con_cls = c;
+        /* a body past the limit is read and dropped (within the read deadline), then refused */
         const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > s->max_body) {
-            c->too_big = true;
-            return (enum MHD_Result)srv_reply_error(c, 413, "invalid_request_error", "body_too_large",
-                                                    "the body is larger than %zu bytes", s->max_body);
-        }
+        if (cl && strtoull(cl, NULL, 10) > s->max_body) c->too_big = true;
         return MHD_YES;
     }
     if (*upload_size) {

@@ -214,6 +214,9 @@ static void start_task(srv_sched *s, int i, srv_task *t) {
         return;
     }
     slot->task = t;
+    pthread_mutex_lock(&s->mu);
+    s->m.busy_slots++;
+    pthread_mutex_unlock(&s->mu);
     t->params.seq = i;
     t->params.on_token = on_token;
     t->params.user_data = slot;
@@ -221,6 +224,9 @@ static void start_task(srv_sched *s, int i, srv_task *t) {
     if (st) {
         task_finish(t, st, gemma8_last_error());
         slot->task = NULL;
+        pthread_mutex_lock(&s->mu);
+        s->m.busy_slots--;
+        pthread_mutex_unlock(&s->mu);
         srv_task_unref(t);
     }
 }
@@ -231,6 +237,7 @@ static void end_task(srv_sched *s, srv_slot *slot) {
     gemma8_status st = gemma8_gen_end(slot->gen, &t->res);
     const bool aborted = atomic_load(&t->cancelled) || t->res.stop_reason == GEMMA8_STOP_ABORTED;
     pthread_mutex_lock(&s->mu);
+    s->m.busy_slots--;
     s->m.prompt_tokens += (uint64_t)(t->res.n_prompt - t->res.n_reused);
     if (!aborted && !st) {
         s->m.requests++;
@@ -270,9 +277,6 @@ static void *sched_main(void *arg) {
             }
             pthread_mutex_lock(&s->mu);
         }
-        busy = 0;
-        for (int i = 0; i < s->n_slots; i++) busy += s->slots[i].task != NULL;
-        s->m.busy_slots = busy;
         s->m.queued = s->q_len;
         pthread_mutex_unlock(&s->mu);
         /* one step of every busy slot, in turn */

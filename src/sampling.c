@@ -130,12 +130,19 @@ void g8_temperature(g8_cands *cs, float t) {
     for (size_t i = 0; i < cs->n; i++) cs->c[i].logit /= t;
 }
 
+/* In the candidates' order as they are: a draw needs no sort (a full vocabulary
+ * of 256000 would cost far more than the forward pass of a small model). */
 int32_t g8_draw(g8_cands *cs, float u) {
-    g8_cands_softmax(cs);
+    if (!cs->n) return -1;
+    float m = cs->c[0].logit;
+    for (size_t i = 1; i < cs->n; i++) m = cs->c[i].logit > m ? cs->c[i].logit : m;
+    double sum = 0;
+    for (size_t i = 0; i < cs->n; i++) sum += (cs->c[i].p = expf(cs->c[i].logit - m));
+    const double target = (double)u * sum;
     double cum = 0;
     for (size_t i = 0; i < cs->n; i++) {
         cum += cs->c[i].p;
-        if (u < cum) return cs->c[i].id;
+        if (target < cum) return cs->c[i].id;
     }
     return cs->c[cs->n - 1].id;
 }

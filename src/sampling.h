@@ -26,7 +26,7 @@ void g8_top_k(g8_cands *cs, size_t k);
 void g8_top_p(g8_cands *cs, float p, size_t min_keep);
 void g8_min_p(g8_cands *cs, float p, size_t min_keep);
 void g8_temperature(g8_cands *cs, float t);
-/* Draws from p (softmax applied); u uniform in [0, 1). */
+/* Draws from the softmax of the logits, in the candidates' order; u uniform in [0, 1). */
 int32_t g8_draw(g8_cands *cs, float u);
 
 #endif

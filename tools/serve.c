@@ -132,6 +132,7 @@ static void stream_free(void *cls) {
     stream *st = cls;
     atomic_store(&st->t->cancelled, true);
     srv_sched_wake(st->s->sched);
+    atomic_fetch_sub(&st->s->open_streams, 1);
     srv_task_unref(st->t);
     if (st->free_state) st->free_state(st->state);
     free(st->pend);
@@ -151,6 +152,7 @@ int srv_reply_stream(srv_conn *c, const char *content_type, srv_task *t, srv_str
     pthread_mutex_lock(&t->mu);
     t->refs++;
     pthread_mutex_unlock(&t->mu);
+    atomic_fetch_add(&c->s->open_streams, 1);
     struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free);
     if (!r) {
         stream_free(st);
@@ -484,6 +486,8 @@ int cmd_serve(int argc, char **argv) {
     atomic_store(&s.stopping, true);
     MHD_quiesce_daemon(d);
     srv_sched_stop(s.sched);
+    /* open streams write their error event and end (2 s at most) before connections are closed */
+    for (int i = 0; i < 200 && atomic_load(&s.open_streams) > 0; i++) usleep(10000);
     MHD_stop_daemon(d);
     srv_sched_free(s.sched);
     gemma8_context_free(ctx);

@@ -110,6 +110,7 @@ typedef struct srv {
     size_t max_body;
     double read_timeout;           /* seconds a client has to send its request */
     atomic_bool stopping;
+    atomic_int open_streams;       /* streamed replies not yet over */
 } srv;
 
 /* Replies (each queues one response on the connection) return libmicrohttpd's
@@ -161,7 +162,26 @@ bool srv_model_ok(srv *s, const cJSON *body);
 void srv_token_text(srv *s, int32_t token, char *buf, size_t cap);
 double srv_now(void);
 
-/* ---- the APIs ------------------------------------------------------------------------------- */
+/* ---- the APIs ------------------------------------------------------------------------------ */
+
+/* Why a request was refused: an HTTP status, OpenAI's error code (or NULL), a message. */
+typedef struct srv_error {
+    unsigned status;
+    const char *code;
+    char msg[512];
+} srv_error;
+
+/* Requests to tasks (no reply: the handlers answer; the fuzz harness checks
+ * that any body gives a valid task or an error). true with *out set, or false
+ * with e filled. */
+bool oai_parse_chat(srv *s, const cJSON *body, srv_task **out, srv_error *e);
+bool oai_parse_completion(srv *s, const cJSON *body, srv_task **out, srv_error *e);
+bool oai_parse_embedding(srv *s, const cJSON *body, srv_task **out, srv_error *e);
+bool ollama_parse_chat(srv *s, const cJSON *body, srv_task **out, srv_error *e);
+bool ollama_parse_generate(srv *s, const cJSON *body, srv_task **out, srv_error *e);
+bool ollama_parse_embed(srv *s, const cJSON *body, srv_task **out, srv_error *e);
+
+/* ---- the handlers ------------------------------------------------------------------------------- */
 
 int oai_chat(srv_conn *c, cJSON *body);
 int oai_completions(srv_conn *c, cJSON *body);

@@ -4,6 +4,7 @@
  * repeat_penalty 1.1, repeat_last_n 64, num_predict -1 (until the context is full). */
 #include "serve.h"
 
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,12 +18,6 @@ static void created_at(char *buf, size_t cap) {
     gmtime_r(&ts.tv_sec, &tm);
     size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(buf + n, cap - n, ".%06ldZ", ts.tv_nsec / 1000);
-}
-
-static int err400(srv_conn *c, const char *msg) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "error", msg);
-    return srv_reply_json(c, 400, o);
 }
 
 static int ollama_error(srv_conn *c, unsigned status, const char *msg) {
@@ -212,62 +207,97 @@ static int load_reply(srv_conn *c, bool chat) {
     return srv_reply_json(c, 200, o);
 }
 
-static int model_missing(srv_conn *c, const cJSON *body) {
+static bool fail(srv_error *e, unsigned status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static bool fail(srv_error *e, unsigned status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    e->status = status;
+    e->code = NULL;
+    return false;
+}
+
+static bool model_known(srv *s, const cJSON *body, srv_error *e) {
+    if (srv_model_ok(s, body)) return true;
     const cJSON *m = cJSON_GetObjectItem(body, "model");
-    char msg[200];
-    snprintf(msg, sizeof msg, "model '%.100s' not found", cJSON_IsString(m) ? m->valuestring : "?");
-    return ollama_error(c, 404, msg);
+    return fail(e, 404, "model '%.100s' not found", cJSON_IsString(m) ? m->valuestring : "?");
 }
 
-static int tokens_error(srv_conn *c, gemma8_status gs, srv_task *t) {
-    char msg[256];
+/* the task with its options, or false with e filled (and the task freed) */
+static bool finish_parse(srv *s, const cJSON *body, srv_task *t, gemma8_status gs, srv_task **out, srv_error *e) {
+    char err[256];
+    bool ok = true;
     if (gs == GEMMA8_ERR_CONTEXT_FULL)
-        snprintf(msg, sizeof msg, "the prompt has %d tokens, more than the slot's context of %d", t->n_prompt,
-                 srv_of(c)->n_ctx_slot);
-    else
-        snprintf(msg, sizeof msg, "%s", gemma8_last_error());
-    return err400(c, msg);
+        ok = fail(e, 400, "the prompt has %d tokens, more than the slot's context of %d", t->n_prompt, s->n_ctx_slot);
+    else if (gs)
+        ok = fail(e, 400, "%s", gemma8_last_error());
+    if (ok && !read_options(s, body, t, err, sizeof err)) ok = fail(e, 400, "%s", err);
+    if (!ok) {
+        srv_task_unref(t);
+        return false;
+    }
+    *out = t;
+    return true;
 }
 
-int ollama_chat(srv_conn *c, cJSON *body) {
-    srv *s = srv_of(c);
+/* An empty request loads the model (it is loaded): true with no task. */
+bool ollama_parse_chat(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
     char err[256] = "";
-    if (!srv_model_ok(s, body)) return model_missing(c, body);
+    *out = NULL;
+    if (!model_known(s, body, e)) return false;
     const cJSON *arr = cJSON_GetObjectItem(body, "messages");
-    if (!arr || (cJSON_IsArray(arr) && !cJSON_GetArraySize(arr))) return load_reply(c, true);
+    if (!arr || (cJSON_IsArray(arr) && !cJSON_GetArraySize(arr))) return true;
     int32_t n;
     char **store;
     gemma8_chat_message *msgs = srv_messages(arr, &n, &store, err, sizeof err);
-    if (!msgs) return err400(c, err);
+    if (!msgs) return fail(e, 400, "%s", err);
     srv_task *t = srv_task_new(SRV_GENERATE);
+    if (!t) return fail(e, 500, "out of memory");
     gemma8_status gs = srv_chat_tokens(s, msgs, n, &t->prompt, &t->n_prompt);
     srv_messages_free(msgs, n, store);
-    int rc = gs ? tokens_error(c, gs, t) : !read_options(s, body, t, err, sizeof err) ? err400(c, err)
-                                                                                       : answer(c, body, t, true);
+    return finish_parse(s, body, t, gs, out, e);
+}
+
+bool ollama_parse_generate(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
+    *out = NULL;
+    if (!model_known(s, body, e)) return false;
+    const cJSON *prompt = cJSON_GetObjectItem(body, "prompt"), *system = cJSON_GetObjectItem(body, "system");
+    if (prompt && !cJSON_IsString(prompt)) return fail(e, 400, "'prompt' must be a string");
+    if (system && !cJSON_IsNull(system) && !cJSON_IsString(system)) return fail(e, 400, "'system' must be a string");
+    if (!prompt || !prompt->valuestring[0]) return true;
+    srv_task *t = srv_task_new(SRV_GENERATE);
+    if (!t) return fail(e, 500, "out of memory");
+    gemma8_status gs;
+    if (cJSON_IsTrue(cJSON_GetObjectItem(body, "raw"))) {
+        gs = srv_text_tokens(s, prompt->valuestring, true, true, &t->prompt, &t->n_prompt);
+    } else { /* the prompt as a user turn of the chat template, as Ollama's template does */
+        const bool sys = cJSON_IsString(system) && system->valuestring[0];
+        gemma8_chat_message m[2] = {{"system", sys ? system->valuestring : ""}, {"user", prompt->valuestring}};
+        gs = srv_chat_tokens(s, sys ? m : m + 1, sys ? 2 : 1, &t->prompt, &t->n_prompt);
+    }
+    return finish_parse(s, body, t, gs, out, e);
+}
+
+static int refuse(srv_conn *c, const srv_error *e) { return ollama_error(c, e->status, e->msg); }
+
+int ollama_chat(srv_conn *c, cJSON *body) {
+    srv_task *t;
+    srv_error e;
+    if (!ollama_parse_chat(srv_of(c), body, &t, &e)) return refuse(c, &e);
+    if (!t) return load_reply(c, true);
+    int rc = answer(c, body, t, true);
     srv_task_unref(t);
     return rc;
 }
 
 int ollama_generate(srv_conn *c, cJSON *body) {
-    srv *s = srv_of(c);
-    char err[256] = "";
-    if (!srv_model_ok(s, body)) return model_missing(c, body);
-    const cJSON *prompt = cJSON_GetObjectItem(body, "prompt"), *system = cJSON_GetObjectItem(body, "system");
-    if (prompt && !cJSON_IsString(prompt)) return err400(c, "'prompt' must be a string");
-    if (system && !cJSON_IsNull(system) && !cJSON_IsString(system)) return err400(c, "'system' must be a string");
-    if (!prompt || !prompt->valuestring[0]) return load_reply(c, false);
-    srv_task *t = srv_task_new(SRV_GENERATE);
-    gemma8_status gs;
-    if (cJSON_IsTrue(cJSON_GetObjectItem(body, "raw"))) {
-        gs = srv_text_tokens(s, prompt->valuestring, true, true, &t->prompt, &t->n_prompt);
-    } else { /* the prompt as a user turn of the chat template, as Ollama's template does */
-        gemma8_chat_message m[2] = {{"system", cJSON_IsString(system) ? system->valuestring : ""},
-                                    {"user", prompt->valuestring}};
-        const bool sys = cJSON_IsString(system) && system->valuestring[0];
-        gs = srv_chat_tokens(s, sys ? m : m + 1, sys ? 2 : 1, &t->prompt, &t->n_prompt);
-    }
-    int rc = gs ? tokens_error(c, gs, t) : !read_options(s, body, t, err, sizeof err) ? err400(c, err)
-                                                                                       : answer(c, body, t, false);
+    srv_task *t;
+    srv_error e;
+    if (!ollama_parse_generate(srv_of(c), body, &t, &e)) return refuse(c, &e);
+    if (!t) return load_reply(c, false);
+    int rc = answer(c, body, t, false);
     srv_task_unref(t);
     return rc;
 }
@@ -351,32 +381,44 @@ int ollama_version(srv_conn *c, cJSON *body) {
     return srv_reply_json(c, 200, o);
 }
 
-int ollama_embed(srv_conn *c, cJSON *body) {
-    srv *s = srv_of(c);
-    if (!srv_model_ok(s, body)) return model_missing(c, body);
+bool ollama_parse_embed(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
+    *out = NULL;
+    if (!model_known(s, body, e)) return false;
     const cJSON *in = cJSON_GetObjectItem(body, "input");
     const bool list = cJSON_IsArray(in);
     const int n = list ? cJSON_GetArraySize(in) : 1;
-    if (!(cJSON_IsString(in) || list) || n == 0 || n > 2048) return err400(c, "'input' must be a string or strings");
+    if (!(cJSON_IsString(in) || list) || n == 0 || n > 2048) return fail(e, 400, "'input' must be a string or strings");
     srv_task *t = srv_task_new(SRV_EMBED);
-    t->inputs = calloc((size_t)n, sizeof *t->inputs);
-    t->n_inputs = calloc((size_t)n, sizeof *t->n_inputs);
-    const cJSON *e = list ? in->child : in;
-    int rc = 0;
-    char msg[256] = "";
-    for (int i = 0; !msg[0] && i < n; i++, e = e->next) {
-        t->n_in = i + 1;
-        if (!cJSON_IsString(e) || !e->valuestring[0]) {
-            snprintf(msg, sizeof msg, "input %d must be a non-empty string", i);
-            break;
-        }
-        gemma8_status gs = srv_text_tokens(s, e->valuestring, true, false, &t->inputs[i], &t->n_inputs[i]);
-        if (gs) snprintf(msg, sizeof msg, "input %d does not fit in a slot of %d tokens", i, s->n_ctx_slot);
+    if (t) t->inputs = calloc((size_t)n, sizeof *t->inputs);
+    if (t) t->n_inputs = calloc((size_t)n, sizeof *t->n_inputs);
+    if (!t || !t->inputs || !t->n_inputs) {
+        srv_task_unref(t);
+        return fail(e, 500, "out of memory");
     }
+    const cJSON *x = list ? in->child : in;
+    for (int i = 0; i < n; i++, x = x->next) {
+        t->n_in = i + 1;
+        bool ok = cJSON_IsString(x) && x->valuestring[0];
+        if (!ok) fail(e, 400, "input %d must be a non-empty string", i);
+        if (ok && srv_text_tokens(s, x->valuestring, true, false, &t->inputs[i], &t->n_inputs[i]))
+            ok = fail(e, 400, "input %d does not fit in a slot of %d tokens", i, s->n_ctx_slot);
+        if (!ok) {
+            srv_task_unref(t);
+            return false;
+        }
+    }
+    *out = t;
+    return true;
+}
+
+int ollama_embed(srv_conn *c, cJSON *body) {
+    srv *s = srv_of(c);
+    srv_task *t;
+    srv_error e;
+    if (!ollama_parse_embed(s, body, &t, &e)) return refuse(c, &e);
+    int rc;
     const double t0 = srv_now();
-    if (msg[0]) {
-        rc = err400(c, msg);
-    } else if (!srv_run_blocking(s, t)) {
+    if (!srv_run_blocking(s, t)) {
         rc = ollama_error(c, 503, "every slot is busy and the queue is full");
     } else if (t->status) {
         rc = ollama_error(c, 500, t->error);

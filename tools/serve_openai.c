@@ -4,6 +4,7 @@
 #include "serve.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -339,64 +340,100 @@ static int answer(srv_conn *c, const cJSON *body, srv_task *t, bool chat) {
     return srv_reply_json(c, 200, o);
 }
 
-static int model_not_found(srv_conn *c, const cJSON *body) {
-    const cJSON *m = cJSON_GetObjectItem(body, "model");
-    return srv_reply_error(c, 404, "invalid_request_error", "model_not_found", "the model '%.100s' does not exist",
-                           cJSON_IsString(m) ? m->valuestring : "?");
+static bool fail(srv_error *e, unsigned status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static bool fail(srv_error *e, unsigned status, const char *code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    e->status = status;
+    e->code = code;
+    return false;
 }
 
-int oai_chat(srv_conn *c, cJSON *body) {
-    srv *s = srv_of(c);
+static bool model_known(srv *s, const cJSON *body, srv_error *e) {
+    if (srv_model_ok(s, body)) return true;
+    const cJSON *m = cJSON_GetObjectItem(body, "model");
+    return fail(e, 404, "model_not_found", "the model '%.100s' does not exist", cJSON_IsString(m) ? m->valuestring : "?");
+}
+
+static bool tokens_ok(srv *s, gemma8_status gs, const srv_task *t, srv_error *e) {
+    if (gs == GEMMA8_ERR_CONTEXT_FULL)
+        return fail(e, 400, "context_length_exceeded", "the prompt has %d tokens, more than the slot's context of %d",
+                    t->n_prompt, s->n_ctx_slot);
+    if (gs) return fail(e, 400, NULL, "%s", gemma8_last_error());
+    return true;
+}
+
+/* the task, or false with e filled (and the task freed) */
+static bool finish_parse(srv *s, const cJSON *body, srv_task *t, gemma8_status gs, bool chat, srv_task **out,
+                         srv_error *e) {
+    char err[256];
+    bool ok = tokens_ok(s, gs, t, e);
+    if (ok && !read_params(s, body, t, chat, err, sizeof err)) ok = fail(e, 400, NULL, "%s", err);
+    if (!ok) {
+        srv_task_unref(t);
+        return false;
+    }
+    *out = t;
+    return true;
+}
+
+bool oai_parse_chat(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
     char err[256] = "";
-    if (!srv_model_ok(s, body)) return model_not_found(c, body);
+    *out = NULL;
+    if (!model_known(s, body, e)) return false;
     int32_t n_msgs;
     char **store;
     gemma8_chat_message *msgs = srv_messages(cJSON_GetObjectItem(body, "messages"), &n_msgs, &store, err, sizeof err);
-    if (!msgs) return ERR(c, "%s", err);
+    if (!msgs) return fail(e, 400, NULL, "%s", err);
     if (!n_msgs) {
         srv_messages_free(msgs, n_msgs, store);
-        return ERR(c, "'messages' is empty");
+        return fail(e, 400, NULL, "'messages' is empty");
     }
     srv_task *t = srv_task_new(SRV_GENERATE);
+    if (!t) return fail(e, 500, NULL, "out of memory");
     gemma8_status gs = srv_chat_tokens(s, msgs, n_msgs, &t->prompt, &t->n_prompt);
     srv_messages_free(msgs, n_msgs, store);
-    int rc;
-    if (gs == GEMMA8_ERR_CONTEXT_FULL)
-        rc = srv_reply_error(c, 400, "invalid_request_error", "context_length_exceeded",
-                             "the prompt has %d tokens, more than the slot's context of %d", t->n_prompt,
-                             s->n_ctx_slot);
-    else if (gs)
-        rc = ERR(c, "%s", gemma8_last_error());
-    else if (!read_params(s, body, t, true, err, sizeof err))
-        rc = ERR(c, "%s", err);
-    else
-        rc = answer(c, body, t, true);
+    return finish_parse(s, body, t, gs, true, out, e);
+}
+
+bool oai_parse_completion(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
+    *out = NULL;
+    if (!model_known(s, body, e)) return false;
+    const cJSON *prompt = cJSON_GetObjectItem(body, "prompt");
+    if (cJSON_IsArray(prompt) && cJSON_GetArraySize(prompt) == 1 && cJSON_IsString(prompt->child))
+        prompt = prompt->child;
+    if (!cJSON_IsString(prompt)) return fail(e, 400, NULL, "'prompt' must be a string");
+    srv_task *t = srv_task_new(SRV_GENERATE);
+    if (!t) return fail(e, 500, NULL, "out of memory");
+    /* the prompt as given, <bos> first, control-token text recognised (llama.cpp's rule) */
+    gemma8_status gs = srv_text_tokens(s, prompt->valuestring, true, true, &t->prompt, &t->n_prompt);
+    return finish_parse(s, body, t, gs, false, out, e);
+}
+
+static int refuse(srv_conn *c, const srv_error *e) {
+    const char *type = e->status == 401 ? "authentication_error" : e->status >= 500 ? "server_error"
+                                                                                     : "invalid_request_error";
+    return srv_reply_error(c, e->status, type, e->code, "%s", e->msg);
+}
+
+int oai_chat(srv_conn *c, cJSON *body) {
+    srv_task *t;
+    srv_error e;
+    if (!oai_parse_chat(srv_of(c), body, &t, &e)) return refuse(c, &e);
+    int rc = answer(c, body, t, true);
     srv_task_unref(t);
     return rc;
 }
 
 int oai_completions(srv_conn *c, cJSON *body) {
-    srv *s = srv_of(c);
-    char err[256] = "";
-    if (!srv_model_ok(s, body)) return model_not_found(c, body);
-    const cJSON *prompt = cJSON_GetObjectItem(body, "prompt");
-    if (cJSON_IsArray(prompt) && cJSON_GetArraySize(prompt) == 1 && cJSON_IsString(prompt->child))
-        prompt = prompt->child;
-    if (!cJSON_IsString(prompt)) return ERR(c, "'prompt' must be a string");
-    srv_task *t = srv_task_new(SRV_GENERATE);
-    /* the prompt as given, <bos> first, control-token text recognised (llama.cpp's rule) */
-    gemma8_status gs = srv_text_tokens(s, prompt->valuestring, true, true, &t->prompt, &t->n_prompt);
-    int rc;
-    if (gs == GEMMA8_ERR_CONTEXT_FULL)
-        rc = srv_reply_error(c, 400, "invalid_request_error", "context_length_exceeded",
-                             "the prompt has %d tokens, more than the slot's context of %d", t->n_prompt,
-                             s->n_ctx_slot);
-    else if (gs)
-        rc = ERR(c, "%s", gemma8_last_error());
-    else if (!read_params(s, body, t, false, err, sizeof err))
-        rc = ERR(c, "%s", err);
-    else
-        rc = answer(c, body, t, false);
+    srv_task *t;
+    srv_error e;
+    if (!oai_parse_completion(srv_of(c), body, &t, &e)) return refuse(c, &e);
+    int rc = answer(c, body, t, false);
     srv_task_unref(t);
     return rc;
 }
@@ -470,19 +507,33 @@ static bool embed_inputs(srv *s, const cJSON *in, srv_task *t, char *err, size_t
     return true;
 }
 
+bool oai_parse_embedding(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
+    char err[256] = "";
+    *out = NULL;
+    if (!model_known(s, body, e)) return false;
+    const cJSON *fmt = cJSON_GetObjectItem(body, "encoding_format");
+    const bool known = !fmt || cJSON_IsNull(fmt) ||
+                       (cJSON_IsString(fmt) && (!strcmp(fmt->valuestring, "base64") || !strcmp(fmt->valuestring, "float")));
+    if (!known) return fail(e, 400, NULL, "'encoding_format' must be \"float\" or \"base64\"");
+    srv_task *t = srv_task_new(SRV_EMBED);
+    if (!t) return fail(e, 500, NULL, "out of memory");
+    if (!embed_inputs(s, cJSON_GetObjectItem(body, "input"), t, err, sizeof err)) {
+        srv_task_unref(t);
+        return fail(e, 400, NULL, "%s", err);
+    }
+    *out = t;
+    return true;
+}
+
 int oai_embeddings(srv_conn *c, cJSON *body) {
     srv *s = srv_of(c);
-    char err[256] = "";
-    if (!srv_model_ok(s, body)) return model_not_found(c, body);
+    srv_task *t;
+    srv_error e;
+    if (!oai_parse_embedding(s, body, &t, &e)) return refuse(c, &e);
     const cJSON *fmt = cJSON_GetObjectItem(body, "encoding_format");
     const bool b64out = cJSON_IsString(fmt) && !strcmp(fmt->valuestring, "base64");
-    if (fmt && !cJSON_IsNull(fmt) && !b64out && !(cJSON_IsString(fmt) && !strcmp(fmt->valuestring, "float")))
-        return ERR(c, "'encoding_format' must be \"float\" or \"base64\"");
-    srv_task *t = srv_task_new(SRV_EMBED);
     int rc;
-    if (!embed_inputs(s, cJSON_GetObjectItem(body, "input"), t, err, sizeof err)) {
-        rc = ERR(c, "%s", err);
-    } else if (!srv_run_blocking(s, t)) {
+    if (!srv_run_blocking(s, t)) {
         rc = srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
     } else if (t->status) {
         rc = reply_task_error(c, t);

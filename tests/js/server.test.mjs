@@ -217,7 +217,10 @@ test("16 simultaneous streams on 4 slots: each equals its request alone, the 12 
   assert.equal(await metric("gemma8_requests_rejected_total"), 0);
 });
 
-test("RSS after 200 requests is within 5% of RSS after 20", async () => {
+// AddressSanitizer keeps freed memory in quarantine: the figure means nothing there
+const sanitized = process.env.GEMMA8_SANITIZED ? "AddressSanitizer's quarantine holds freed memory" : false;
+
+test("RSS after 200 requests is within 5% of RSS after 20", { skip: sanitized }, async () => {
   const rss = () => Number(readFileSync(`/proc/${srv.proc.pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/)[1]);
   const one = (i) => fetch(srv.url + "/v1/chat/completions", {
     method: "POST",

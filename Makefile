@@ -116,7 +116,7 @@ test-arm:
 
 # libFuzzer harnesses (clang): make fuzz [FUZZ_SECONDS=60]. Seeds in fuzz/corpus,
 # new inputs in build-fuzz/corpus-*, crash reproducers in build-fuzz/.
-FUZZERS := gguf safetensors tokenizer chat promptcache
+FUZZERS := gguf safetensors tokenizer chat promptcache request
 FUZZ_SECONDS ?= 60
 # FUZZ_RUNS=N: a fixed number of inputs from a fixed seed (a repeatable run, as in CI)
 FUZZ_RUNS ?=
@@ -127,6 +127,13 @@ build-fuzz/fuzz-%: fuzz/fuzz-%.c fuzz/fuzz-common.h $(LIB_SRC) $(wildcard src/*.
 	$(MAKE) BUILD=build-fuzz CC=clang CFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" build-fuzz/libgemma8.a
 	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -std=c11 -D_GNU_SOURCE -Iinclude -Isrc $< build-fuzz/libgemma8.a \
 		-o $@ -lcjson -lm -pthread
+
+# the server's request parsers (tools/serve_*.c, the daemon's file linked but never started)
+SERVE_SRC := tools/serve.c tools/serve_sched.c tools/serve_util.c tools/serve_openai.c tools/serve_ollama.c
+build-fuzz/fuzz-request: fuzz/fuzz-request.c fuzz/fuzz-common.h $(SERVE_SRC) tools/serve.h $(LIB_SRC)
+	$(MAKE) BUILD=build-fuzz CC=clang CFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" build-fuzz/libgemma8.a
+	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -std=c11 -D_GNU_SOURCE -Iinclude -Isrc $< $(SERVE_SRC) \
+		build-fuzz/libgemma8.a -o $@ -lcjson -lmicrohttpd -lm -pthread
 
 fuzz: $(FUZZERS:%=build-fuzz/fuzz-%)
 	@for f in $(FUZZERS); do \

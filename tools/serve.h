@@ -1,6 +1,7 @@
 /* serve.h - `gemma8 serve`: what its parts share. Public API only.
  *
- *   serve.c         options, the HTTP daemon (libmicrohttpd), routing, limits,
+ *   serve_main.c    the command: options, loading, start and a clean stop
+ *   serve.c         the HTTP daemon (libmicrohttpd), routing, limits,
  *                   authentication, the request log, streamed replies
  *   serve_sched.c   slots (sequences of one context), the bounded queue and the
  *                   scheduler thread that owns every forward pass
@@ -130,6 +131,10 @@ int srv_reply_stream(srv_conn *c, const char *content_type, srv_task *t, srv_str
                      void (*free_state)(void *));
 
 srv *srv_of(srv_conn *c);
+/* The daemon on host:port (IPv4), NULL if it cannot listen; stopping ends every
+ * request (open streams with an error event) and waits for their threads. */
+void *srv_http_start(srv *s, const char *host, int port);
+void srv_http_stop(srv *s, void *daemon);
 /* The request's tokens, for the log line. */
 void srv_conn_log_tokens(srv_conn *c, int32_t prompt, int32_t reused, int32_t generated);
 

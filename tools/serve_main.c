@@ -1,0 +1,93 @@
+/* serve_main.c - the `gemma8 serve` command: options, the model and its
+ * context, the scheduler and the HTTP daemon, and a clean stop on SIGINT/SIGTERM. */
+#include "cli.h"
+#include "serve.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+
+int cmd_serve(int argc, char **argv) {
+    cli_common c = cli_common_defaults();
+    const char *host = "127.0.0.1", *alias = NULL, *api_key = NULL;
+    int32_t port = 8080, parallel = 4, queue_max = 64, max_body_mb = 8, read_timeout = 10;
+    cli_opt common[8];
+    cli_common_table(&c, common, true);
+    const cli_opt opts[] = {
+        {"--host", CLI_STR, &host, "ADDR", "address to listen on (IPv4)", NULL},
+        {"--port", CLI_INT, &port, "N", "port", NULL},
+        {"-np|--parallel", CLI_INT, &parallel, "N", "slots: requests generated at once, each with -c / N tokens", NULL},
+        {"--queue", CLI_INT, &queue_max, "N", "requests that may wait for a slot; past it, 503", NULL},
+        {"--api-key", CLI_STR, &api_key, "KEY", "require Authorization: Bearer KEY", NULL},
+        {"-a|--alias", CLI_STR, &alias, "NAME", "the model's name in the APIs (default: its general.name)", NULL},
+        {"--max-body-mb", CLI_INT, &max_body_mb, "N", "largest request body, MiB (413 past it)", NULL},
+        {"--read-timeout", CLI_INT, &read_timeout, "S", "seconds a client has to send its request", NULL},
+        {0},
+    };
+    const cli_opt *tables[] = {common, opts, NULL};
+    const char *usage =
+        "usage: gemma8 serve -m MODEL.gguf [--host 127.0.0.1] [--port 8080] [--parallel N] [-c CTX] [options]\n\n"
+        "An HTTP server with the OpenAI API (/v1/chat/completions, /v1/completions, /v1/models,\n"
+        "/v1/embeddings) and Ollama's (/api/chat, /api/generate, /api/tags, /api/show, /api/embed, ...),\n"
+        "plus /health, /metrics, /tokenize, /detokenize. -c is the total context: each of the\n"
+        "--parallel slots gets -c / N tokens (default: the model's context for each).\n";
+    int r = cli_parse("serve", usage, argc, argv, tables, NULL, 0, NULL);
+    if (r) return r == 1 ? 0 : 2;
+    if ((r = cli_common_check("serve", &c))) return r;
+    unsigned char probe[4];
+    if (port < 0 || port > 65535 || sscanf(host, "%hhu.%hhu.%hhu.%hhu", &probe[0], &probe[1], &probe[2], &probe[3]) != 4) {
+        fprintf(stderr, "gemma8 serve: --host expects an IPv4 address and --port 0..65535, got %s:%d\n", host, port);
+        return 2;
+    }
+    if (parallel < 1 || parallel > 256 || queue_max < 0 || max_body_mb < 1 || read_timeout < 1) {
+        fprintf(stderr, "gemma8 serve: --parallel 1..256, --queue >= 0, --max-body-mb and --read-timeout >= 1\n");
+        return 2;
+    }
+    srv s = {0};
+    double t0 = srv_now();
+    gemma8_context *ctx;
+    if (cli_load(&c, parallel, &s.model, &ctx)) return 1;
+    s.load_seconds = srv_now() - t0;
+    s.info = gemma8_model_get_info(s.model);
+    s.alias = alias ? alias : s.info.name;
+    s.api_key = api_key;
+    s.n_slots = parallel;
+    s.n_ctx_slot = gemma8_n_ctx(ctx);
+    s.max_body = (size_t)max_body_mb << 20;
+    s.read_timeout = read_timeout;
+    s.t_loaded = (double)time(NULL);
+    s.sched = srv_sched_start(s.model, ctx, queue_max);
+    void *d = s.sched ? srv_http_start(&s, host, port) : NULL;
+    if (!d) {
+        fprintf(stderr, "gemma8 serve: error: cannot listen on %s:%d (in use?)\n", host, port);
+        srv_sched_free(s.sched);
+        gemma8_context_free(ctx);
+        gemma8_model_free(s.model);
+        return 1;
+    }
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    fprintf(stderr, "gemma8 serve: %s (%s) on http://%s:%d, %d slots of %d tokens, queue %d\n", s.alias,
+            gemma8_type_name(s.info.matrix_type), host, port, parallel, s.n_ctx_slot, queue_max);
+    while (!g_stop) pause();
+    /* stop accepting, end open requests with an error, wait for their threads */
+    fprintf(stderr, "gemma8 serve: stopping\n");
+    srv_http_stop(&s, d);
+    srv_sched_free(s.sched);
+    gemma8_context_free(ctx);
+    gemma8_model_free(s.model);
+    fprintf(stderr, "gemma8 serve: stopped\n");
+    return 0;
+}

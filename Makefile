@@ -100,6 +100,11 @@ bench: $(BUILD)/gemma8 $(BUILD)/bench-kernels
 	$(BUILD)/gemma8 bench --membw -t 2
 	BUILD=$(BUILD) sh bench/models.sh $(BENCH_MODELS)
 
+# the server over HTTP: TTFT and decode tok/s for 1 and 4 streams (2B-shaped random q8_0 model)
+bench-serve: $(BUILD)/gemma8
+	BUILD=$(BUILD) sh bench/models.sh build-only 2b
+	node bench/serve.mjs -m $(BUILD)/bench-models/gemma-2-2b-it-q8_0.gguf -t 2 -np 4 -n 64 --streams 1,4
+
 demo: $(BUILD)/gemma8
 	$(BUILD)/gemma8 demo
 
@@ -185,4 +190,4 @@ check-install:
 clean:
 	rm -rf build build-asan build-arm build-fuzz
 
-.PHONY: all bench demo fuzz test test-asan test-arm install uninstall check-headers check-install clean
+.PHONY: all bench bench-serve demo fuzz test test-asan test-arm install uninstall check-headers check-install clean

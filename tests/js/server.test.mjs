@@ -360,3 +360,33 @@ test("--api-key: 401 without the key, answers with it; SIGTERM ends open streams
   assert.equal(code, 0);
   assert.ok(Date.now() - t0 < 5000, `stopped in ${Date.now() - t0} ms`);
 });
+
+test("past the queue: 503 with Retry-After; a waiting stream gets ': waiting' comments", async () => {
+  const s3 = await startServer(["-np", "1", "-c", "2048", "-t", "1", "--queue", "1"]);
+  const long = (n) => fetch(s3.url + "/v1/chat/completions", {
+    method: "POST",
+    body: JSON.stringify({ messages: [{ role: "user", content: "x" }], max_tokens: n, ignore_eos: true, stream: true }),
+  });
+  const busy = await long(1500); // holds the only slot
+  const reader = busy.body.getReader();
+  await reader.read();
+  const waiting = await long(2); // waits in the queue (its place is the one place)
+  const refused = await fetch(s3.url + "/v1/chat/completions", {
+    method: "POST", body: JSON.stringify({ messages: [{ role: "user", content: "y" }], max_tokens: 2 }),
+  });
+  assert.equal(refused.status, 503);
+  assert.equal(refused.headers.get("retry-after"), "1");
+  assert.equal((await refused.json()).error.code, "queue_full");
+  const wr = waiting.body.getReader();
+  let text = "";
+  while (!text.includes(": waiting")) text += new TextDecoder().decode((await wr.read()).value);
+  await reader.cancel(); // the slot frees: the waiting stream runs to its end
+  for (;;) {
+    const { value, done } = await wr.read();
+    if (done) break;
+    text += new TextDecoder().decode(value);
+  }
+  assert.match(text, /"finish_reason":"length"/);
+  assert.match(text, /data: \[DONE\]/);
+  assert.equal(await stopServer(s3), 0);
+});

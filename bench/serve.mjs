@@ -1,0 +1,91 @@
+// serve.mjs - time to first token and decode speed of `gemma8 serve` over HTTP,
+// for 1 and N concurrent streaming chat requests (ignore_eos: every request
+// generates the same number of tokens). A benchmark, not a test.
+// usage: node bench/serve.mjs -m MODEL.gguf [-t 2] [-np 4] [-n 64] [--streams 1,4] [--prompt-tokens 64]
+import { spawn } from "node:child_process";
+import net from "node:net";
+import { resolve } from "node:path";
+
+const args = process.argv.slice(2);
+const opt = (name, def) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : def;
+};
+const model = opt("-m");
+if (!model) {
+  console.error("usage: node bench/serve.mjs -m MODEL.gguf [-t 2] [-np 4] [-n 64] [--streams 1,4]");
+  process.exit(2);
+}
+const threads = opt("-t", "2");
+const slots = Number(opt("-np", "4"));
+const nGen = Number(opt("-n", "64"));
+const streams = opt("--streams", "1," + slots).split(",").map(Number);
+const promptWords = Number(opt("--prompt-tokens", "64"));
+const bin = resolve(process.env.GEMMA8 ?? "build/gemma8");
+
+const port = await new Promise((res) => {
+  const s = net.createServer().listen(0, "127.0.0.1", () => {
+    const p = s.address().port;
+    s.close(() => res(p));
+  });
+});
+const url = `http://127.0.0.1:${port}`;
+const srv = spawn(bin, ["serve", "-m", model, "--port", String(port), "-t", threads, "-np", String(slots),
+  "-c", String(slots * 1024)], { stdio: ["ignore", "ignore", "inherit"] });
+for (let i = 0; ; i++) {
+  try {
+    if ((await fetch(url + "/health")).ok) break;
+  } catch {}
+  if (i > 600) throw new Error("the server did not start");
+  await new Promise((r) => setTimeout(r, 100));
+}
+
+// one streamed request; resolves with its time to first token and token times
+async function one(k) {
+  const words = Array.from({ length: promptWords }, (_, i) => `w${(i * 7 + k * 13) % 997}`).join(" ");
+  const t0 = performance.now();
+  const r = await fetch(url + "/v1/chat/completions", {
+    method: "POST",
+    body: JSON.stringify({ messages: [{ role: "user", content: `Stream ${k}: ${words}` }], max_tokens: nGen,
+      ignore_eos: true, stream: true, stream_options: { include_usage: true } }),
+  });
+  const reader = r.body.getReader();
+  const dec = new TextDecoder();
+  let first = 0;
+  let last = 0;
+  let usage = null;
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += dec.decode(value, { stream: true });
+    let i;
+    while ((i = buf.indexOf("\n\n")) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      if (!line.startsWith("data: {")) continue;
+      const j = JSON.parse(line.slice(6));
+      if (j.usage) usage = j.usage;
+      if (j.choices?.[0]?.delta?.content) {
+        if (!first) first = performance.now();
+        last = performance.now();
+      }
+    }
+  }
+  return { ttft: (first - t0) / 1e3, decode: (last - first) / 1e3, tokens: usage?.completion_tokens ?? 0, end: last };
+}
+
+console.log(`gemma8 serve, ${model}, ${threads} threads, ${slots} slots, ${nGen} tokens a request, prompt ~${promptWords} words`);
+await one(999); // warm-up: pages the model in
+for (const n of streams) {
+  const t0 = performance.now();
+  const res = await Promise.all(Array.from({ length: n }, (_, k) => one(k + n * 100)));
+  const wall = (Math.max(...res.map((r) => r.end)) - t0) / 1e3;
+  const tokens = res.reduce((a, r) => a + r.tokens, 0);
+  const ttft = res.map((r) => r.ttft);
+  const perStream = res.map((r) => (r.tokens - 1) / r.decode);
+  console.log(`${n} stream(s): aggregate ${(tokens / wall).toFixed(2)} tok/s over ${wall.toFixed(1)} s; ` +
+    `per stream decode ${Math.min(...perStream).toFixed(2)}-${Math.max(...perStream).toFixed(2)} tok/s; ` +
+    `TTFT ${Math.min(...ttft).toFixed(2)}-${Math.max(...ttft).toFixed(2)} s`);
+}
+srv.kill("SIGTERM");

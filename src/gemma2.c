@@ -117,23 +117,23 @@ gemma8_status g8_eval(gemma8_context *ctx, int s, const int32_t *tokens, const f
     return st;
 }
 
-static gemma8_status check_seq(const gemma8_context *ctx, int32_t s) {
+/* The checks of a public eval: the sequence exists, every id is in the vocabulary. */
+static gemma8_status check_input(const gemma8_context *ctx, int32_t s, const int32_t *tokens, int32_t n) {
     if (s < 0 || s >= ctx->kv.n_seq)
         return g8_fail(GEMMA8_ERR_INVALID_ARG, "sequence %d does not exist (the context has %d)", s, ctx->kv.n_seq);
+    const int n_vocab = ctx->model->hp.n_vocab;
+    for (int32_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= n_vocab)
+            return g8_fail(GEMMA8_ERR_INVALID_ARG, "token id %d at index %d is outside the vocabulary (0..%d)",
+                           tokens[i], i, n_vocab - 1);
     return GEMMA8_OK;
 }
 
 gemma8_status gemma8_eval_seq(gemma8_context *ctx, int32_t s, const int32_t *tokens, int32_t n, float *logits_all) {
     if (!ctx || (!tokens && n > 0) || n < 0) return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to gemma8_eval");
     atomic_store(&ctx->abort, false);
-    gemma8_status st = check_seq(ctx, s);
-    if (st) return st;
-    const int n_vocab = ctx->model->hp.n_vocab;
-    for (int32_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= n_vocab)
-            return g8_fail(GEMMA8_ERR_INVALID_ARG, "token id %d at index %d is outside the vocabulary (0..%d)",
-                           tokens[i], i, n_vocab - 1);
-    return g8_eval(ctx, s, tokens, NULL, n, logits_all, NULL);
+    gemma8_status st = check_input(ctx, s, tokens, n);
+    return st ? st : g8_eval(ctx, s, tokens, NULL, n, logits_all, NULL);
 }
 
 gemma8_status gemma8_eval_hidden(gemma8_context *ctx, int32_t s, const int32_t *tokens, int32_t n,
@@ -141,14 +141,8 @@ gemma8_status gemma8_eval_hidden(gemma8_context *ctx, int32_t s, const int32_t *
     if (!ctx || !tokens || n <= 0 || !hidden_all)
         return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to gemma8_eval_hidden");
     atomic_store(&ctx->abort, false);
-    gemma8_status st = check_seq(ctx, s);
-    if (st) return st;
-    const int n_vocab = ctx->model->hp.n_vocab;
-    for (int32_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= n_vocab)
-            return g8_fail(GEMMA8_ERR_INVALID_ARG, "token id %d at index %d is outside the vocabulary (0..%d)",
-                           tokens[i], i, n_vocab - 1);
-    return g8_eval(ctx, s, tokens, NULL, n, NULL, hidden_all);
+    gemma8_status st = check_input(ctx, s, tokens, n);
+    return st ? st : g8_eval(ctx, s, tokens, NULL, n, NULL, hidden_all);
 }
 
 gemma8_status gemma8_eval(gemma8_context *ctx, const int32_t *tokens, int32_t n, float *logits_all) {

@@ -305,6 +305,9 @@ static bool authorized(srv_conn *c) {
 }
 
 static int dispatch(srv_conn *c) {
+    /* the request is in: no inactivity timeout while it is answered (a prefill, a queue
+     * or a slow model may keep a stream silent for long); on_completed restores it */
+    MHD_set_connection_option(c->mhd, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)0);
     if (!authorized(c)) return srv_reply_error(c, 401, "authentication_error", "invalid_api_key", "invalid API key");
     const route *r = NULL;
     bool path_known = false;
@@ -383,10 +386,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 
 /* The request is over: its log line, and its memory. */
 static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, enum MHD_RequestTerminationCode tc) {
-    (void)cls;
-    (void)mc;
+    srv *s = cls;
     srv_conn *c = *con_cls;
     if (!c) return;
+    /* an idle keep-alive connection, or the next request, has read_timeout again */
+    MHD_set_connection_option(mc, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)s->read_timeout);
     char tokens[96] = "";
     if (c->has_tokens)
         snprintf(tokens, sizeof tokens, " prompt %d (%d reused) generated %d", c->n_prompt, c->n_reused,

@@ -362,7 +362,7 @@ test("--api-key: 401 without the key, answers with it; SIGTERM ends open streams
 });
 
 test("past the queue: 503 with Retry-After; a waiting stream gets ': waiting' comments", async () => {
-  const s3 = await startServer(["-np", "1", "-c", "2048", "-t", "1", "--queue", "1"]);
+  const s3 = await startServer(["-np", "1", "-c", "2048", "-t", "1", "--queue", "1", "--read-timeout", "1"]);
   const long = (n) => fetch(s3.url + "/v1/chat/completions", {
     method: "POST",
     body: JSON.stringify({ messages: [{ role: "user", content: "x" }], max_tokens: n, ignore_eos: true, stream: true }),
@@ -388,5 +388,13 @@ test("past the queue: 503 with Retry-After; a waiting stream gets ': waiting' co
   }
   assert.match(text, /"finish_reason":"length"/);
   assert.match(text, /data: \[DONE\]/);
+  // a reply that takes longer than --read-timeout is not cut: the timeout is for receiving requests
+  const t0 = Date.now();
+  const slow = await fetch(s3.url + "/v1/chat/completions", {
+    method: "POST", body: JSON.stringify({ messages: [{ role: "user", content: "z" }], max_tokens: 1500, ignore_eos: true }),
+  });
+  assert.equal(slow.status, 200);
+  assert.equal((await slow.json()).usage.completion_tokens, 1500);
+  console.log(`# a 1500-token reply took ${Date.now() - t0} ms with --read-timeout 1`);
   assert.equal(await stopServer(s3), 0);
 });

@@ -253,6 +253,15 @@ gemma8_status gemma8_eval_embd(gemma8_context *ctx, const float *embd, int32_t n
  * evaluated position: RKLLM's GET_LAST_HIDDEN_LAYER, for embeddings. */
 const float *gemma8_get_hidden(const gemma8_context *ctx);
 
+/* Batched decode: one token for each of n different sequences, each appended
+ * at its sequence's end, evaluated in one forward pass (every weight is read
+ * once for all of them: several conversations decode at the cost of about
+ * one). logits receives n * n_vocab floats, row i for tokens[i].
+ * Batch invariance: each row is bit-identical to what gemma8_eval_seq of that
+ * token alone gives, whatever else is in the batch and in whatever order. */
+gemma8_status gemma8_decode_batch(gemma8_context *ctx, const int32_t *seqs, const int32_t *tokens, int32_t n,
+                                  float *logits);
+
 /* Evaluates n tokens after those of sequence seq and writes the last hidden
  * layer (after the final norm) of every one of them to hidden_all (n * n_embd
  * floats): what mean-pooled embeddings are made of. */

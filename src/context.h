@@ -35,13 +35,18 @@ struct gemma8_context {
     struct g8_async *async;     /* the asynchronous run, NULL when none */
 };
 
-/* The forward pass of sequence s over T <= n_batch inputs at positions
- * n_past..: token ids, or (tokens NULL) embeddings of n_embd floats each.
- * hidden_all, if given, gets the final-normed hidden state of every position.
- * Returns GEMMA8_ERR_ABORTED (between layers) when ctx->abort is set; the
- * sequence is then as before the call. */
-gemma8_status g8_forward(gemma8_context *ctx, int s, const int32_t *tokens, const float *embd, int T,
-                         float *logits_all, float *hidden_all);
+/* The forward pass over T <= n_batch inputs: token ids, or (tokens NULL)
+ * embeddings of n_embd floats each; all of sequence s at its next positions
+ * (seqs NULL), or one token of each sequence seqs[t] (gemma2.c says how that
+ * stays bit-identical to each alone). hidden_all, if given, gets the
+ * final-normed hidden state of every position. Returns GEMMA8_ERR_ABORTED
+ * (between layers) when ctx->abort is set; the sequences are then as before. */
+gemma8_status g8_forward(gemma8_context *ctx, int s, const int32_t *seqs, const int32_t *tokens, const float *embd,
+                         int T, float *logits_all, float *hidden_all);
+
+/* One token for each of n different sequences, checked by the caller. */
+gemma8_status g8_decode_batch(gemma8_context *ctx, const int32_t *seqs, const int32_t *tokens, int32_t n,
+                              float *logits);
 
 /* gemma8_eval without clearing the abort flag (generation's inner steps). */
 gemma8_status g8_eval(gemma8_context *ctx, int s, const int32_t *tokens, const float *embd, int32_t n,

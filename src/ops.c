@@ -18,6 +18,7 @@ typedef struct matmul_task {
     float *y;
     atomic_long next;   /* next chunk of rows to take */
     long chunk;         /* rows per chunk, a multiple of 4 */
+    bool each;          /* every token by the single-token kernel (no 4x4 tiles) */
 } matmul_task;
 
 /* Hands out chunks of rows to threads as they come: no thread waits for a
@@ -83,7 +84,7 @@ static void matmul_q8_0_task(void *arg, int ith, int nth) {
     const block_q8_0 *w = W->data, *x = mt->ops->qbuf;
     const size_t ldy = (size_t)W->rows;
     const int blk = G8_MAX(4, (int)(MATMUL_BLOCK_BYTES / ((size_t)nb * sizeof(block_q8_0))) & ~3);
-    const int T4 = T & ~3;
+    const int T4 = mt->each ? 0 : T & ~3;
     int64_t r0, r1;
     (void)ith, (void)nth;
     while (next_rows(mt, &r0, &r1))
@@ -102,18 +103,24 @@ static void matmul_q8_0_task(void *arg, int ith, int nth) {
         }
 }
 
-void g8_matmul(g8_ops *ops, const g8_matrix *W, const float *x, int T, float *y) {
+static void matmul(g8_ops *ops, const g8_matrix *W, const float *x, int T, float *y, bool each) {
     /* chunks: at least 16 per thread for balance, at least 16 rows for locality */
     const int nth = g8_pool_size(ops->pool);
     long chunk = (long)((W->rows / (16 * nth)) & ~(int64_t)3);
     if (chunk < 16) chunk = 16;
-    matmul_task mt = {ops, W, x, T, y, 0, chunk};
+    matmul_task mt = {ops, W, x, T, y, 0, chunk, each};
     if (W->type == GEMMA8_TYPE_Q8_0) {
         g8_pool_run(ops->pool, quantize_task, &mt);
         g8_pool_run(ops->pool, matmul_q8_0_task, &mt);
     } else {
         g8_pool_run(ops->pool, matmul_float_task, &mt);
     }
+}
+
+void g8_matmul(g8_ops *ops, const g8_matrix *W, const float *x, int T, float *y) { matmul(ops, W, x, T, y, false); }
+
+void g8_matmul_each(g8_ops *ops, const g8_matrix *W, const float *x, int T, float *y) {
+    matmul(ops, W, x, T, y, true);
 }
 
 void g8_rmsnorm(float *out, const float *x, const float *w, int T, int n, float eps) {

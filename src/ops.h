@@ -18,6 +18,11 @@ typedef struct g8_ops {
 /* y[t][r] = sum_c W[r][c] * x[t][c] for t < T (x rows W->cols apart, y rows W->rows apart). */
 void g8_matmul(g8_ops *ops, const g8_matrix *W, const float *x, int T, float *y);
 
+/* The same, each token by the single-token kernel, rows outer and tokens inner
+ * (a row is read once for all tokens): every y[t] is bit-identical to a call
+ * with that token alone. For tokens of different sequences decoded together. */
+void g8_matmul_each(g8_ops *ops, const g8_matrix *W, const float *x, int T, float *y);
+
 /* Row r of W (any type) as f32. */
 void g8_matrix_row(const g8_matrix *W, int64_t r, float *out);
 

@@ -400,6 +400,11 @@ bool gemma8_gen_prefilled(const gemma8_gen *gen);
  * of any generation, or eval, on the context. */
 const float *gemma8_gen_logits(const gemma8_gen *gen);
 gemma8_status gemma8_gen_end(gemma8_gen *gen, gemma8_generate_result *result);
+/* One step of each of n generations of one context (done[i] as for
+ * gemma8_gen_step): those producing tokens share one batched forward pass
+ * (gemma8_decode_batch: each bit-identical to stepping it alone), the others
+ * evaluate their next prompt chunk. A server's loop over its slots. */
+gemma8_status gemma8_gen_step_many(gemma8_gen **gens, int32_t n, bool *done);
 
 /* Templates a conversation (gemma8_chat_tokenize) and generates the reply. */
 gemma8_status gemma8_chat(gemma8_context *ctx, const gemma8_chat_message *msgs, int32_t n_msgs,

@@ -65,7 +65,7 @@ gemma8_memory_estimate gemma8_estimate_memory(const gemma8_model *m, const gemma
     e.scratch = B * (3 * E + 2 * Q + 2 * KV + 2 * F) * sizeof(float);
     e.scratch += B * (G8_MAX(G8_MAX(E, Q), F) / QK8_0 + 1) * sizeof(block_q8_0);
     e.scratch += (uint64_t)z.n_threads * attn * sizeof(float);
-    e.scratch += 2 * (uint64_t)hp->n_vocab * sizeof(float);
+    e.scratch += (2 + (uint64_t)(z.n_seq > 1 ? z.n_seq : 0)) * (uint64_t)hp->n_vocab * sizeof(float);
     e.scratch += (uint64_t)z.n_seq * (uint64_t)z.n_ctx * sizeof(int32_t);
     e.total = e.weights + e.kv_cache + e.scratch;
     e.available = mem_available();
@@ -165,6 +165,10 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
     ctx->attn_scratch = alloc_f32((size_t)ctx->n_threads, attn, &ok);
     ctx->last_logits = alloc_f32(1, (size_t)hp->n_vocab, &ok);
     ctx->last_hidden = alloc_f32(1, E, &ok);
+    ctx->batch_logits = alloc_f32((size_t)z.n_seq, (size_t)hp->n_vocab, &ok);
+    ctx->batch_seqs = calloc((size_t)z.n_seq, sizeof(int32_t));
+    ctx->batch_tokens = calloc((size_t)z.n_seq, sizeof(int32_t));
+    ok = ok && ctx->batch_seqs && ctx->batch_tokens;
     if (!ok) {
         gemma8_context_free(ctx);
         return g8_fail(GEMMA8_ERR_NOMEM, "out of memory creating a context of %d tokens (try a smaller context)",
@@ -189,7 +193,8 @@ void gemma8_context_free(gemma8_context *ctx) {
     g8_kv_free(&ctx->kv);
     if (ctx->ops.pool) g8_pool_free(ctx->ops.pool);
     void *bufs[] = {ctx->ops.qbuf, ctx->inv_freq, ctx->pos, ctx->x, ctx->xn, ctx->q, ctx->k, ctx->v, ctx->att,
-                    ctx->proj, ctx->gate, ctx->up, ctx->attn_scratch, ctx->last_logits, ctx->last_hidden};
+                    ctx->proj, ctx->gate, ctx->up, ctx->attn_scratch, ctx->last_logits, ctx->last_hidden,
+                    ctx->batch_logits, ctx->batch_seqs, ctx->batch_tokens};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(ctx);
 }

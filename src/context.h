@@ -31,6 +31,9 @@ struct gemma8_context {
     float *attn_scratch;        /* (n_threads, g8_attention_scratch(.., n_ctx)) */
     float *last_logits;         /* (n_vocab) of the last evaluated position */
     float *last_hidden;         /* (n_embd) final-normed hidden state of the last position */
+    float *batch_logits;        /* (n_seq, n_vocab) a batched decode's logits */
+    int32_t *batch_seqs;        /* (n_seq) */
+    int32_t *batch_tokens;      /* (n_seq) */
     atomic_bool abort;          /* gemma8_abort; cleared when an eval or a generation starts */
     struct g8_async *async;     /* the asynchronous run, NULL when none */
 };

@@ -58,6 +58,7 @@ struct gemma8_gen {
     int32_t pending;         /* sampled, emitted, to be evaluated by the next step; -1: none */
     bool prefilled;
     bool done;
+    const float *logits;     /* what the last token was drawn from */
     gemma8_status status;
     double t_start;          /* of the current phase */
     g8_stream stream;        /* bytes of a character not yet complete */
@@ -176,21 +177,17 @@ static gemma8_status emit_token(gemma8_gen *g, int32_t tok) {
     return GEMMA8_OK;
 }
 
-/* Evaluates the token sampled last, then samples and emits the next one. */
-static gemma8_status decode_step(gemma8_gen *g) {
+/* Samples and emits the next token from logits (the last one's evaluated). */
+static gemma8_status decode_sample(gemma8_gen *g, const float *logits) {
     gemma8_context *ctx = g->ctx;
     gemma8_generate_result *res = &g->res;
-    if (g->pending >= 0) {
-        gemma8_status st = g8_eval(ctx, g->seq, &g->pending, NULL, 1, NULL, NULL);
-        g->pending = -1;
-        if (st) return st;
-    }
+    g->logits = logits;
     if (res->n_generated >= g->p.max_new_tokens) {
         res->stop_reason = GEMMA8_STOP_LENGTH;
         return GEMMA8_OK;
     }
     if (atomic_load(&ctx->abort)) return g8_fail(GEMMA8_ERR_ABORTED, "generation aborted");
-    int32_t tok = gemma8_sampler_sample(g->smp, ctx->last_logits, ctx->model->hp.n_vocab);
+    int32_t tok = gemma8_sampler_sample(g->smp, logits, ctx->model->hp.n_vocab);
     if (tok < 0) return g8_fail(GEMMA8_ERR_NOMEM, "out of memory sampling");
     if (!g->p.ignore_eos && gemma8_token_is_eog(ctx->model, tok)) {
         res->stop_reason = GEMMA8_STOP_EOG;
@@ -206,6 +203,16 @@ static gemma8_status decode_step(gemma8_gen *g) {
     return GEMMA8_OK;
 }
 
+/* Evaluates the token sampled last, then samples and emits the next one. */
+static gemma8_status decode_step(gemma8_gen *g) {
+    if (g->pending >= 0) {
+        gemma8_status st = g8_eval(g->ctx, g->seq, &g->pending, NULL, 1, NULL, NULL);
+        g->pending = -1;
+        if (st) return st;
+    }
+    return decode_sample(g, g->ctx->last_logits);
+}
+
 gemma8_status gemma8_gen_step(gemma8_gen *g, bool *done) {
     if (!g->done) {
         g->status = g->prefilled ? decode_step(g) : prefill_chunk(g);
@@ -219,7 +226,42 @@ gemma8_status gemma8_gen_step(gemma8_gen *g, bool *done) {
 
 bool gemma8_gen_prefilled(const gemma8_gen *g) { return g->prefilled; }
 
-const float *gemma8_gen_logits(const gemma8_gen *g) { return g->ctx->last_logits; }
+const float *gemma8_gen_logits(const gemma8_gen *g) { return g->logits ? g->logits : g->ctx->last_logits; }
+
+/* One step of each generation: those decoding give their pending tokens to one
+ * batched forward pass (each token bit-identical to its own pass), the others
+ * (prompt chunks) step alone. */
+gemma8_status gemma8_gen_step_many(gemma8_gen **gens, int32_t n, bool *done) {
+    if (n <= 0 || !gens) return GEMMA8_OK;
+    gemma8_context *ctx = gens[0]->ctx;
+    const size_t V = (size_t)ctx->model->hp.n_vocab;
+    int32_t *seqs = ctx->batch_seqs, *toks = ctx->batch_tokens;
+    int nb = 0;
+    for (int32_t i = 0; i < n; i++) {
+        gemma8_gen *g = gens[i];
+        if (g->ctx != ctx) return g8_fail(GEMMA8_ERR_INVALID_ARG, "generations of different contexts");
+        if (!g->done && g->prefilled && g->pending >= 0 && nb < ctx->kv.n_seq) {
+            seqs[nb] = g->seq;
+            toks[nb++] = g->pending;
+        }
+    }
+    gemma8_status st = nb >= 2 ? g8_decode_batch(ctx, seqs, toks, nb, ctx->batch_logits) : GEMMA8_OK;
+    int k = 0;
+    for (int32_t i = 0; i < n; i++) {
+        gemma8_gen *g = gens[i];
+        const bool batched = nb >= 2 && k < nb && !g->done && g->prefilled && g->pending >= 0 && seqs[k] == g->seq;
+        if (batched) {
+            g->pending = -1;
+            g->status = st ? st : decode_sample(g, ctx->batch_logits + (size_t)k * V);
+            g->done = g->status || g->res.stop_reason;
+            k++;
+        } else {
+            gemma8_gen_step(g, NULL);
+        }
+        if (done) done[i] = g->done;
+    }
+    return GEMMA8_OK;
+}
 
 gemma8_status gemma8_gen_end(gemma8_gen *g, gemma8_generate_result *result) {
     if (!g) return GEMMA8_OK;

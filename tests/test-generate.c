@@ -670,9 +670,15 @@ TEST(generate_steps_interleaved) {
     }
     bool done[2] = {false, false};
     int steps = 0;
-    while (g[0] && g[1] && (!done[0] || !done[1]) && steps++ < 100)
+    /* in turn at first, then both together (a batched decode once both generate) */
+    while (g[0] && g[1] && (!done[0] || !done[1]) && steps++ < 100) {
+        if (steps > 5) {
+            CHECK(gemma8_gen_step_many(g, 2, done) == GEMMA8_OK);
+            continue;
+        }
         for (int s = 0; s < 2; s++)
             if (!done[s]) CHECK(gemma8_gen_step(g[s], &done[s]) == GEMMA8_OK);
+    }
     for (int s = 0; s < 2 && g[s]; s++) {
         gemma8_generate_result r;
         CHECK(gemma8_gen_end(g[s], &r) == GEMMA8_OK && r.stop_reason == GEMMA8_STOP_LENGTH);
@@ -753,11 +759,11 @@ static void check_batch_invariance(const char *fixture, gemma8_type type, int32_
     cp.n_seq = 4;
     cp.n_batch = 8;
     cp.kv_type = kv_type;
-    gemma8_context *ctx = NULL, *solo = NULL;
+    gemma8_context *ctx = NULL, *solo[4] = {NULL, NULL, NULL, NULL};
     CHECKF(gemma8_context_new(m, &cp, &ctx) == GEMMA8_OK, "%s", gemma8_last_error());
     cp.n_ctx = 64;
     cp.n_seq = 1;
-    CHECK(gemma8_context_new(m, &cp, &solo) == GEMMA8_OK);
+    for (int s = 0; s < 4; s++) CHECK(gemma8_context_new(m, &cp, &solo[s]) == GEMMA8_OK); /* each alone */
     float *batch = malloc((size_t)4 * V * sizeof(float));
     float *alone = malloc((size_t)V * sizeof(float));
     const int plen[4] = {3, 17, 9, 30}; /* tiny models' windows are 8 or 16 */
@@ -765,8 +771,11 @@ static void check_batch_invariance(const char *fixture, gemma8_type type, int32_
     for (int s = 0; s < 4; s++)
         for (int i = 0; i < 64; i++) tok[s][i] = 1 + (i * (7 + 2 * s) + 3 * s) % (V - 1);
     int diffs = 0, rows = 0;
-    for (int s = 0; ctx && s < 4; s++) CHECK(gemma8_eval_seq(ctx, s, tok[s], plen[s], NULL) == GEMMA8_OK);
-    for (int step = 0; ctx && solo && step < 12; step++) {
+    for (int s = 0; ctx && s < 4; s++) {
+        CHECK(gemma8_eval_seq(ctx, s, tok[s], plen[s], NULL) == GEMMA8_OK);
+        CHECK(gemma8_eval(solo[s], tok[s], plen[s], NULL) == GEMMA8_OK);
+    }
+    for (int step = 0; ctx && solo[3] && step < 12; step++) {
         int32_t seqs[4], ids[4];
         int n = 0;
         for (int k = 0; k < 4; k++) {
@@ -777,13 +786,9 @@ static void check_batch_invariance(const char *fixture, gemma8_type type, int32_
         }
         CHECK(gemma8_decode_batch(ctx, seqs, ids, n, batch) == GEMMA8_OK);
         for (int i = 0; i < n; i++) {
-            /* the same sequence alone: its whole history through gemma8_eval_seq, one token last */
-            int32_t np;
-            const int32_t *h = gemma8_seq_history(ctx, seqs[i], &np);
-            gemma8_kv_clear(solo);
-            if (np > 1) CHECK(gemma8_eval_seq(solo, 0, h, np - 1, NULL) == GEMMA8_OK);
-            CHECK(gemma8_eval_seq(solo, 0, h + np - 1, 1, NULL) == GEMMA8_OK);
-            memcpy(alone, gemma8_get_logits(solo), (size_t)V * sizeof(float));
+            /* the same sequence decoded alone, one token a step in a context of its own */
+            CHECK(gemma8_eval(solo[seqs[i]], &ids[i], 1, NULL) == GEMMA8_OK);
+            memcpy(alone, gemma8_get_logits(solo[seqs[i]]), (size_t)V * sizeof(float));
             diffs += memcmp(alone, batch + (size_t)i * V, (size_t)V * sizeof(float)) != 0;
             rows++;
         }
@@ -798,7 +803,7 @@ static void check_batch_invariance(const char *fixture, gemma8_type type, int32_
     free(batch);
     free(alone);
     gemma8_context_free(ctx);
-    gemma8_context_free(solo);
+    for (int s = 0; s < 4; s++) gemma8_context_free(solo[s]);
     gemma8_model_free(m);
 }
 

@@ -1,6 +1,7 @@
 /* serve_sched.c - the scheduler: slots are sequences of one context; one thread
- * owns every forward pass and steps the busy slots in turn (a prompt chunk or
- * one token each), so no request waits for another to finish. */
+ * owns every forward pass and steps all busy slots at once (a prompt chunk, or
+ * one token each in one batched decode), so no request waits for another to
+ * finish and the weights are read once per step for all generating slots. */
 #include "serve.h"
 
 #include <errno.h>
@@ -279,14 +280,24 @@ static void *sched_main(void *arg) {
         }
         s->m.queued = s->q_len;
         pthread_mutex_unlock(&s->mu);
-        /* one step of every busy slot, in turn */
+        /* one step of every busy slot: the tokens of those generating in one batched forward
+         * pass (each bit-identical to its slot alone), a prompt chunk for the others */
+        gemma8_gen *gens[s->n_slots];
+        int idx[s->n_slots], n = 0;
+        bool done[s->n_slots];
         for (int i = 0; i < s->n_slots; i++) {
             srv_slot *slot = &s->slots[i];
             if (!slot->task) continue;
-            bool done = atomic_load(&slot->task->cancelled);
-            if (!done) gemma8_gen_step(slot->gen, &done);
-            if (done) end_task(s, slot);
+            if (atomic_load(&slot->task->cancelled)) {
+                end_task(s, slot);
+                continue;
+            }
+            idx[n] = i;
+            gens[n++] = slot->gen;
         }
+        gemma8_gen_step_many(gens, n, done);
+        for (int k = 0; k < n; k++)
+            if (done[k]) end_task(s, &s->slots[idx[k]]);
     }
     /* shutting down: every task ends with an error */
     for (int i = 0; i < s->n_slots; i++)

@@ -76,7 +76,7 @@ double cli_membw(int n_threads, int reps) {
 int cmd_bench(int argc, char **argv) {
     cli_common c = cli_common_defaults();
     c.n_threads = 2;
-    int32_t n_prompt = 512, n_gen = 128, reps = 3, depth = 0;
+    int32_t n_prompt = 512, n_gen = 128, reps = 3, depth = 0, parallel = 1;
     bool membw = false;
     cli_opt common[8];
     cli_common_table(&c, common, false);
@@ -87,6 +87,8 @@ int cmd_bench(int argc, char **argv) {
         {"-r|--repetitions", CLI_INT, &reps, "N", "runs (mean +- sd)", NULL},
         {"-b|--batch-size", CLI_INT, &c.n_batch, "N", "tokens per prefill step", NULL},
         {"--kv-type", CLI_STR, &c.kv_type, "T", "KV cache: auto, f32, f16, q8_0", NULL},
+        {"-np|--parallel", CLI_INT, &parallel, "N", "sequences decoded together (batched decode); tg is their sum",
+         NULL},
         {"--membw", CLI_FLAG, &membw, NULL, "measure this machine's read bandwidth (1 GiB, best of 5)", NULL},
         {0},
     };
@@ -98,7 +100,8 @@ int cmd_bench(int argc, char **argv) {
         "mean +- sd over REPS runs, the GB/s of weights streamed while decoding, and RSS.\n";
     int r = cli_parse("bench", usage, argc, argv, tables, NULL, 0, NULL);
     if (r) return r == 1 ? 0 : 2;
-    if (c.n_threads < 1 || c.n_threads > 1024 || reps < 1 || reps > 64 || n_prompt < 0 || n_gen < 0 || depth < 0) {
+    if (c.n_threads < 1 || c.n_threads > 1024 || reps < 1 || reps > 64 || n_prompt < 0 || n_gen < 0 || depth < 0 ||
+        parallel < 1 || parallel > 256) {
         fprintf(stderr, "gemma8 bench: -t 1..1024, -r 1..64, and -p, -n, -d >= 0 (got %d, %d, %d, %d, %d)\n",
                 c.n_threads, reps, n_prompt, n_gen, depth);
         return 2;
@@ -114,8 +117,8 @@ int cmd_bench(int argc, char **argv) {
     double t0 = cli_now();
     gemma8_model *model;
     gemma8_context *ctx;
-    c.n_ctx = depth + (n_prompt > n_gen ? n_prompt : n_gen) + 1;
-    if (cli_load(&c, 1, &model, &ctx)) return 1;
+    c.n_ctx = (depth + (n_prompt > n_gen ? n_prompt : n_gen) + 1) * parallel;
+    if (cli_load(&c, parallel, &model, &ctx)) return 1;
     double t_load = cli_now() - t0;
     gemma8_model_info info = gemma8_model_get_info(model);
     int32_t *tok = malloc((size_t)(depth + n_prompt + n_gen + 1) * sizeof *tok);
@@ -128,6 +131,7 @@ int cmd_bench(int argc, char **argv) {
            model_path, gemma8_type_name(info.matrix_type), info.n_params / 1e9, info.weight_bytes / 1073741824.0,
            n_threads, kv_type ? kv_type : "auto", t_load);
     double pp[64], tg[64];
+    float *logits = malloc((size_t)parallel * info.n_vocab * sizeof(float));
     int rc = 0;
     for (int r = 0; r < reps && r < 64 && !rc; r++) {
         gemma8_kv_clear(ctx);
@@ -136,12 +140,20 @@ int cmd_bench(int argc, char **argv) {
             if (gemma8_eval(ctx, tok, n_prompt, NULL)) rc = 1;
             pp[r] = n_prompt / (cli_now() - a);
         }
-        gemma8_kv_clear(ctx);
-        if (depth && gemma8_eval(ctx, tok, depth, NULL)) rc = 1;
+        /* decode: each of the sequences after depth tokens, together when there are several */
+        int32_t seqs[256], ids[256];
+        for (int q = 0; q < parallel; q++) {
+            gemma8_seq_clear(ctx, q);
+            if (depth && gemma8_eval_seq(ctx, q, tok, depth, NULL)) rc = 1;
+            seqs[q] = q;
+        }
         double a = cli_now();
-        for (int i = 0; i < n_gen && !rc; i++)
-            if (gemma8_eval(ctx, &tok[depth + i], 1, NULL)) rc = 1;
-        tg[r] = n_gen / (cli_now() - a);
+        for (int i = 0; i < n_gen && !rc; i++) {
+            for (int q = 0; q < parallel; q++) ids[q] = tok[(depth + i + 31 * q) % (depth + n_prompt + n_gen + 1)];
+            if (parallel == 1 ? gemma8_eval(ctx, ids, 1, NULL) : gemma8_decode_batch(ctx, seqs, ids, parallel, logits))
+                rc = 1;
+        }
+        tg[r] = (double)n_gen * parallel / (cli_now() - a);
     }
     if (rc) {
         fprintf(stderr, "gemma8: error: %s\n", gemma8_last_error());
@@ -154,12 +166,13 @@ int cmd_bench(int argc, char **argv) {
         }
         if (n_gen) {
             mean_sd(tg, nr, &m, &sd);
-            printf("tg%-5d  %8.2f ± %.2f tok/s  (depth %d)  weights streamed: %.2f GB/s\n", n_gen, m, sd, depth,
-                   m * info.weight_bytes / 1e9);
+            printf("tg%-5d  %8.2f ± %.2f tok/s  (depth %d, %d sequences)  weights streamed: %.2f GB/s\n", n_gen, m,
+                   sd, depth, parallel, m / parallel * info.weight_bytes / 1e9);
         }
         printf("RSS %.2f GiB (peak %.2f GiB)\n", rss_gib("VmRSS:"), rss_gib("VmHWM:"));
     }
     free(tok);
+    free(logits);
     gemma8_context_free(ctx);
     gemma8_model_free(model);
     return rc;

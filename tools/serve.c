@@ -22,7 +22,7 @@ struct srv_conn {
     bool too_big;
     bool replied;
     double t0;
-    unsigned status;               /* for the log line */
+    unsigned status; /* for the log line */
     int32_t n_prompt, n_reused, n_generated;
     bool has_tokens;
 };
@@ -81,8 +81,10 @@ int srv_reply_error(srv_conn *c, unsigned status, const char *type, const char *
     cJSON_AddStringToObject(err, "message", msg);
     cJSON_AddStringToObject(err, "type", type);
     cJSON_AddNullToObject(err, "param");
-    if (code) cJSON_AddStringToObject(err, "code", code);
-    else cJSON_AddNullToObject(err, "code");
+    if (code)
+        cJSON_AddStringToObject(err, "code", code);
+    else
+        cJSON_AddNullToObject(err, "code");
     return srv_reply_json(c, status, root);
 }
 
@@ -90,12 +92,12 @@ int srv_reply_error(srv_conn *c, unsigned status, const char *type, const char *
 
 typedef struct stream {
     srv *s;
-    srv_conn *c;                   /* valid while MHD reads the stream */
+    srv_conn *c; /* valid while MHD reads the stream */
     srv_task *t;
     srv_stream_fn next;
     void *state;
     void (*free_state)(void *);
-    char *pend;                    /* a piece not yet sent in full */
+    char *pend; /* a piece not yet sent in full */
     long pend_len, pend_off;
     bool ended;
 } stream;
@@ -151,7 +153,8 @@ int srv_reply_stream(srv_conn *c, const char *content_type, srv_task *t, srv_str
     t->refs++;
     pthread_mutex_unlock(&t->mu);
     atomic_fetch_add(&c->s->open_streams, 1);
-    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free);
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free);
     if (!r) {
         stream_free(st);
         return MHD_NO;
@@ -214,7 +217,8 @@ static int metrics(srv_conn *c, cJSON *body) {
              "# TYPE gemma8_slots gauge\ngemma8_slots %d\n",
              (unsigned long long)m.requests, (unsigned long long)m.prompt_tokens,
              (unsigned long long)m.generated_tokens, (unsigned long long)m.rejected,
-             m.gen_seconds > 0 ? m.generated_tokens / m.gen_seconds : 0.0, m.busy_slots, m.queued, c->s->n_slots);
+             m.gen_seconds > 0 ? m.generated_tokens / m.gen_seconds : 0.0, m.busy_slots, m.queued,
+             c->s->n_slots);
     return srv_reply_text(c, 200, "text/plain; version=0.0.4", text);
 }
 
@@ -226,7 +230,8 @@ static int tokenize(srv_conn *c, cJSON *body) {
     const cJSON *parse = cJSON_GetObjectItem(body, "parse_special");
     int32_t *ids;
     int32_t n;
-    gemma8_status st = srv_text_tokens(c->s, content->valuestring, cJSON_IsTrue(add), !cJSON_IsFalse(parse), &ids, &n);
+    gemma8_status st =
+        srv_text_tokens(c->s, content->valuestring, cJSON_IsTrue(add), !cJSON_IsFalse(parse), &ids, &n);
     if (st) return srv_reply_error(c, 400, "invalid_request_error", NULL, "%s", gemma8_last_error());
     cJSON *r = cJSON_CreateObject();
     cJSON *arr = cJSON_AddArrayToObject(r, "tokens");
@@ -238,21 +243,25 @@ static int tokenize(srv_conn *c, cJSON *body) {
 static int detokenize(srv_conn *c, cJSON *body) {
     const cJSON *tokens = cJSON_GetObjectItem(body, "tokens");
     if (!cJSON_IsArray(tokens))
-        return srv_reply_error(c, 400, "invalid_request_error", NULL, "'tokens' must be an array of token ids");
+        return srv_reply_error(c, 400, "invalid_request_error", NULL,
+                               "'tokens' must be an array of token ids");
     const int n = cJSON_GetArraySize(tokens);
     const int V = c->s->info.n_vocab;
     int32_t *ids = malloc(((size_t)n + 1) * sizeof *ids);
     int k = 0;
     for (const cJSON *e = tokens->child; ids && e; e = e->next) {
-        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble >= V || e->valuedouble != (int32_t)e->valuedouble) {
+        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble >= V ||
+            e->valuedouble != (int32_t)e->valuedouble) {
             free(ids);
-            return srv_reply_error(c, 400, "invalid_request_error", NULL, "token ids must be integers in 0..%d", V - 1);
+            return srv_reply_error(c, 400, "invalid_request_error", NULL,
+                                   "token ids must be integers in 0..%d", V - 1);
         }
         ids[k++] = (int32_t)e->valuedouble;
     }
     size_t cap = (size_t)n * 64 + 16, len;
     char *text = malloc(cap);
-    gemma8_status st = ids && text ? gemma8_detokenize(c->s->model, ids, k, false, text, cap, &len) : GEMMA8_ERR_NOMEM;
+    gemma8_status st =
+        ids && text ? gemma8_detokenize(c->s->model, ids, k, false, text, cap, &len) : GEMMA8_ERR_NOMEM;
     free(ids);
     if (st) {
         free(text);
@@ -308,7 +317,8 @@ static int dispatch(srv_conn *c) {
     /* the request is in: no inactivity timeout while it is answered (a prefill, a queue
      * or a slow model may keep a stream silent for long); on_completed restores it */
     MHD_set_connection_option(c->mhd, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)0);
-    if (!authorized(c)) return srv_reply_error(c, 401, "authentication_error", "invalid_api_key", "invalid API key");
+    if (!authorized(c))
+        return srv_reply_error(c, 401, "authentication_error", "invalid_api_key", "invalid API key");
     const route *r = NULL;
     bool path_known = false;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
@@ -316,9 +326,11 @@ static int dispatch(srv_conn *c) {
         path_known = true;
         if (!strcmp(routes[i].method, c->method)) r = &routes[i];
     }
-    if (!path_known) return srv_reply_error(c, 404, "invalid_request_error", "not_found", "no endpoint %s", c->url);
-    if (!r) return srv_reply_error(c, 405, "invalid_request_error", "method_not_allowed", "%s is not allowed on %s",
-                                   c->method, c->url);
+    if (!path_known)
+        return srv_reply_error(c, 404, "invalid_request_error", "not_found", "no endpoint %s", c->url);
+    if (!r)
+        return srv_reply_error(c, 405, "invalid_request_error", "method_not_allowed",
+                               "%s is not allowed on %s", c->method, c->url);
     if (atomic_load(&c->s->stopping))
         return srv_reply_error(c, 503, "server_error", "shutting_down", "the server is shutting down");
     cJSON *body = NULL;
@@ -337,7 +349,8 @@ static int dispatch(srv_conn *c) {
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url, const char *method,
-                                  const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+                                  const char *version, const char *upload, size_t *upload_size,
+                                  void **con_cls) {
     (void)version;
     srv *s = cls;
     srv_conn *c = *con_cls;
@@ -385,7 +398,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 }
 
 /* The request is over: its log line, and its memory. */
-static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, enum MHD_RequestTerminationCode tc) {
+static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
+                         enum MHD_RequestTerminationCode tc) {
     srv *s = cls;
     srv_conn *c = *con_cls;
     if (!c) return;
@@ -396,7 +410,8 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, e
         snprintf(tokens, sizeof tokens, " prompt %d (%d reused) generated %d", c->n_prompt, c->n_reused,
                  c->n_generated);
     fprintf(stderr, "gemma8 serve: %s %s %u%s %.0f ms%s\n", c->method, c->url, c->status, tokens,
-            (srv_now() - c->t0) * 1e3, tc == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed)");
+            (srv_now() - c->t0) * 1e3,
+            tc == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed)");
     free(c->body);
     free(c);
     *con_cls = NULL;
@@ -409,10 +424,11 @@ void *srv_http_start(srv *s, const char *host, int port) {
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)port);
     if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) return NULL;
-    return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG,
-                            (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
-                            (unsigned)s->read_timeout, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024, MHD_OPTION_END);
+    return MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, (uint16_t)port,
+        NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)s->read_timeout, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024, MHD_OPTION_END);
 }
 
 void srv_http_stop(srv *s, void *daemon) {

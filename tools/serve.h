@@ -22,14 +22,14 @@
 #include <stddef.h>
 
 #define SRV_MAX_STOP 8
-#define SRV_MAX_TOP 20
+#define SRV_MAX_TOP  20
 
 /* One generated token (or, with token -1, text released at the end). */
 typedef struct srv_event {
     char *text;
     size_t len;
     int32_t token;
-    float logprob;                 /* of token, when logprobs were asked for */
+    float logprob; /* of token, when logprobs were asked for */
     int n_top;
     int32_t top_id[SRV_MAX_TOP];
     float top_lp[SRV_MAX_TOP];
@@ -43,12 +43,12 @@ typedef enum srv_kind {
 /* A request as the scheduler sees it; shared by the HTTP thread (refs). */
 typedef struct srv_task {
     srv_kind kind;
-    int32_t *prompt;               /* SRV_GENERATE: the prompt's ids */
+    int32_t *prompt; /* SRV_GENERATE: the prompt's ids */
     int32_t n_prompt;
     gemma8_generate_params params;
-    char *stop[SRV_MAX_STOP];      /* owned copies behind params.stop */
-    int n_logprobs;                /* alternatives to report a token; -1: no logprobs */
-    int32_t **inputs;              /* SRV_EMBED: each input's ids */
+    char *stop[SRV_MAX_STOP]; /* owned copies behind params.stop */
+    int n_logprobs;           /* alternatives to report a token; -1: no logprobs */
+    int32_t **inputs;         /* SRV_EMBED: each input's ids */
     int32_t *n_inputs;
     int n_in;
     /* results, under mu */
@@ -60,11 +60,11 @@ typedef struct srv_task {
     gemma8_status status;
     char error[512];
     gemma8_generate_result res;
-    float *embeddings;             /* SRV_EMBED: n_in x n_embd, mean-pooled, L2-normalised */
+    float *embeddings; /* SRV_EMBED: n_in x n_embd, mean-pooled, L2-normalised */
     int32_t embed_tokens;
-    double t_queued, t_started, t_done;  /* seconds (monotonic) */
+    double t_queued, t_started, t_done; /* seconds (monotonic) */
     int refs;
-    atomic_bool cancelled;         /* the client went away */
+    atomic_bool cancelled; /* the client went away */
 } srv_task;
 
 srv_task *srv_task_new(srv_kind kind);
@@ -74,10 +74,10 @@ void srv_task_unref(srv_task *t);
 void srv_task_set_stop(srv_task *t, const char *const *stop, int n);
 
 typedef struct srv_metrics {
-    uint64_t requests;             /* generation and embedding requests served */
-    uint64_t prompt_tokens;        /* evaluated (not reused) */
-    uint64_t generated_tokens;     /* of requests that were not aborted */
-    uint64_t rejected;             /* queue full */
+    uint64_t requests;         /* generation and embedding requests served */
+    uint64_t prompt_tokens;    /* evaluated (not reused) */
+    uint64_t generated_tokens; /* of requests that were not aborted */
+    uint64_t rejected;         /* queue full */
     double gen_seconds;
     int busy_slots;
     int queued;
@@ -104,20 +104,20 @@ typedef struct srv {
     gemma8_model *model;
     gemma8_model_info info;
     srv_sched *sched;
-    const char *alias;             /* the model's name in the APIs */
+    const char *alias; /* the model's name in the APIs */
     const char *api_key;
     int n_slots, n_ctx_slot;
     double t_loaded, load_seconds;
     size_t max_body;
-    double read_timeout;           /* seconds a client has to send its request */
+    double read_timeout; /* seconds a client has to send its request */
     atomic_bool stopping;
-    atomic_int open_streams;       /* streamed replies not yet over */
+    atomic_int open_streams; /* streamed replies not yet over */
 } srv;
 
 /* Replies (each queues one response on the connection) return libmicrohttpd's
  * result: 1, or SRV_FAIL to drop the connection. */
 #define SRV_FAIL 0
-int srv_reply_json(srv_conn *c, unsigned status, cJSON *body);        /* takes body */
+int srv_reply_json(srv_conn *c, unsigned status, cJSON *body); /* takes body */
 int srv_reply_text(srv_conn *c, unsigned status, const char *type, const char *text);
 /* OpenAI's error shape {error: {message, type, param, code}}. */
 int srv_reply_error(srv_conn *c, unsigned status, const char *type, const char *code, const char *fmt, ...)
@@ -160,7 +160,8 @@ bool srv_valid_utf8(const char *s, size_t n);
  * do not fit in a slot. */
 gemma8_status srv_chat_tokens(srv *s, const gemma8_chat_message *m, int32_t n, int32_t **out, int32_t *n_out);
 /* The tokens of a raw prompt; GEMMA8_ERR_CONTEXT_FULL as srv_chat_tokens. */
-gemma8_status srv_text_tokens(srv *s, const char *text, bool add_bos, bool special, int32_t **out, int32_t *n_out);
+gemma8_status srv_text_tokens(srv *s, const char *text, bool add_bos, bool special, int32_t **out,
+                              int32_t *n_out);
 /* The model name a request gave is ours (or absent). */
 bool srv_model_ok(srv *s, const cJSON *body);
 /* The text of one token, for logprobs. */

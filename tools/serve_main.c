@@ -25,17 +25,20 @@ int cmd_serve(int argc, char **argv) {
     const cli_opt opts[] = {
         {"--host", CLI_STR, &host, "ADDR", "address to listen on (IPv4)", NULL},
         {"--port", CLI_INT, &port, "N", "port", NULL},
-        {"-np|--parallel", CLI_INT, &parallel, "N", "slots: requests generated at once, each with -c / N tokens", NULL},
+        {"-np|--parallel", CLI_INT, &parallel, "N",
+         "slots: requests generated at once, each with -c / N tokens", NULL},
         {"--queue", CLI_INT, &queue_max, "N", "requests that may wait for a slot; past it, 503", NULL},
         {"--api-key", CLI_STR, &api_key, "KEY", "require Authorization: Bearer KEY", NULL},
-        {"-a|--alias", CLI_STR, &alias, "NAME", "the model's name in the APIs (default: its general.name)", NULL},
+        {"-a|--alias", CLI_STR, &alias, "NAME", "the model's name in the APIs (default: its general.name)",
+         NULL},
         {"--max-body-mb", CLI_INT, &max_body_mb, "N", "largest request body, MiB (413 past it)", NULL},
         {"--read-timeout", CLI_INT, &read_timeout, "S", "seconds a client has to send its request", NULL},
         {0},
     };
     const cli_opt *tables[] = {common, opts, NULL};
     const char *usage =
-        "usage: gemma8 serve -m MODEL.gguf [--host 127.0.0.1] [--port 8080] [--parallel N] [-c CTX] [options]\n\n"
+        "usage: gemma8 serve -m MODEL.gguf [--host 127.0.0.1] [--port 8080] [--parallel N] [-c CTX] "
+        "[options]\n\n"
         "An HTTP server with the OpenAI API (/v1/chat/completions, /v1/completions, /v1/models,\n"
         "/v1/embeddings) and Ollama's (/api/chat, /api/generate, /api/tags, /api/show, /api/embed, ...),\n"
         "plus /health, /metrics, /tokenize, /detokenize. -c is the total context: each of the\n"
@@ -44,12 +47,15 @@ int cmd_serve(int argc, char **argv) {
     if (r) return r == 1 ? 0 : 2;
     if ((r = cli_common_check("serve", &c))) return r;
     unsigned char probe[4];
-    if (port < 0 || port > 65535 || sscanf(host, "%hhu.%hhu.%hhu.%hhu", &probe[0], &probe[1], &probe[2], &probe[3]) != 4) {
-        fprintf(stderr, "gemma8 serve: --host expects an IPv4 address and --port 0..65535, got %s:%d\n", host, port);
+    if (port < 0 || port > 65535 ||
+        sscanf(host, "%hhu.%hhu.%hhu.%hhu", &probe[0], &probe[1], &probe[2], &probe[3]) != 4) {
+        fprintf(stderr, "gemma8 serve: --host expects an IPv4 address and --port 0..65535, got %s:%d\n", host,
+                port);
         return 2;
     }
     if (parallel < 1 || parallel > 256 || queue_max < 0 || max_body_mb < 1 || read_timeout < 1) {
-        fprintf(stderr, "gemma8 serve: --parallel 1..256, --queue >= 0, --max-body-mb and --read-timeout >= 1\n");
+        fprintf(stderr,
+                "gemma8 serve: --parallel 1..256, --queue >= 0, --max-body-mb and --read-timeout >= 1\n");
         return 2;
     }
     srv s = {0};

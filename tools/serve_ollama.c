@@ -29,12 +29,14 @@ static int ollama_error(srv_conn *c, unsigned status, const char *msg) {
 /* Ollama's options object (and its defaults) */
 static bool read_options(srv *s, const cJSON *body, srv_task *t, char *err, size_t cap) {
     const cJSON *o = cJSON_GetObjectItem(body, "options");
-    if (o && !cJSON_IsNull(o) && !cJSON_IsObject(o)) return snprintf(err, cap, "'options' must be an object") < 0;
+    if (o && !cJSON_IsNull(o) && !cJSON_IsObject(o))
+        return snprintf(err, cap, "'options' must be an object") < 0;
     gemma8_generate_params *p = &t->params;
     gemma8_sampler_params *sp = &p->sampling;
     double temp = 0.8, top_k = 40, top_p = 0.9, min_p = 0, rep = 1.1, last_n = 64, seed = 0, n_predict = -1;
     double pres = 0, freq = 0, num_ctx = 0;
-    if (!srv_number(o, "temperature", 0, 100, &temp, err, cap) || !srv_number(o, "top_k", 0, 1e6, &top_k, err, cap) ||
+    if (!srv_number(o, "temperature", 0, 100, &temp, err, cap) ||
+        !srv_number(o, "top_k", 0, 1e6, &top_k, err, cap) ||
         !srv_number(o, "top_p", 0, 1, &top_p, err, cap) || !srv_number(o, "min_p", 0, 1, &min_p, err, cap) ||
         !srv_number(o, "repeat_penalty", 0.01, 100, &rep, err, cap) ||
         !srv_number(o, "repeat_last_n", -1, 1 << 20, &last_n, err, cap) ||
@@ -59,19 +61,21 @@ static bool read_options(srv *s, const cJSON *body, srv_task *t, char *err, size
     if (fmt && !cJSON_IsNull(fmt) && !(cJSON_IsString(fmt) && !fmt->valuestring[0]))
         return snprintf(err, cap, "'format': structured output is not supported yet") < 0;
     const cJSON *tools = cJSON_GetObjectItem(body, "tools");
-    if (cJSON_IsArray(tools) && cJSON_GetArraySize(tools)) return snprintf(err, cap, "tools are not supported") < 0;
+    if (cJSON_IsArray(tools) && cJSON_GetArraySize(tools))
+        return snprintf(err, cap, "tools are not supported") < 0;
     return true;
 }
 
 static const char *done_reason(const srv_task *t) {
-    return t->res.stop_reason == GEMMA8_STOP_LENGTH || t->res.stop_reason == GEMMA8_STOP_CONTEXT ? "length" : "stop";
+    return t->res.stop_reason == GEMMA8_STOP_LENGTH || t->res.stop_reason == GEMMA8_STOP_CONTEXT ? "length"
+                                                                                                 : "stop";
 }
 
 typedef struct ol_stream {
     bool chat;
     int seen;
     bool finished;
-    double t0;                     /* the request's arrival */
+    double t0; /* the request's arrival */
 } ol_stream;
 
 /* {model, created_at, message|response, done} */
@@ -226,11 +230,13 @@ static bool model_known(srv *s, const cJSON *body, srv_error *e) {
 }
 
 /* the task with its options, or false with e filled (and the task freed) */
-static bool finish_parse(srv *s, const cJSON *body, srv_task *t, gemma8_status gs, srv_task **out, srv_error *e) {
+static bool finish_parse(srv *s, const cJSON *body, srv_task *t, gemma8_status gs, srv_task **out,
+                         srv_error *e) {
     char err[256];
     bool ok = true;
     if (gs == GEMMA8_ERR_CONTEXT_FULL)
-        ok = fail(e, 400, "the prompt has %d tokens, more than the slot's context of %d", t->n_prompt, s->n_ctx_slot);
+        ok = fail(e, 400, "the prompt has %d tokens, more than the slot's context of %d", t->n_prompt,
+                  s->n_ctx_slot);
     else if (gs)
         ok = fail(e, 400, "%s", gemma8_last_error());
     if (ok && !read_options(s, body, t, err, sizeof err)) ok = fail(e, 400, "%s", err);
@@ -265,7 +271,8 @@ bool ollama_parse_generate(srv *s, const cJSON *body, srv_task **out, srv_error 
     if (!model_known(s, body, e)) return false;
     const cJSON *prompt = cJSON_GetObjectItem(body, "prompt"), *system = cJSON_GetObjectItem(body, "system");
     if (prompt && !cJSON_IsString(prompt)) return fail(e, 400, "'prompt' must be a string");
-    if (system && !cJSON_IsNull(system) && !cJSON_IsString(system)) return fail(e, 400, "'system' must be a string");
+    if (system && !cJSON_IsNull(system) && !cJSON_IsString(system))
+        return fail(e, 400, "'system' must be a string");
     if (!prompt || !prompt->valuestring[0]) return true;
     srv_task *t = srv_task_new(SRV_GENERATE);
     if (!t) return fail(e, 500, "out of memory");
@@ -274,7 +281,8 @@ bool ollama_parse_generate(srv *s, const cJSON *body, srv_task **out, srv_error 
         gs = srv_text_tokens(s, prompt->valuestring, true, true, &t->prompt, &t->n_prompt);
     } else { /* the prompt as a user turn of the chat template, as Ollama's template does */
         const bool sys = cJSON_IsString(system) && system->valuestring[0];
-        gemma8_chat_message m[2] = {{"system", sys ? system->valuestring : ""}, {"user", prompt->valuestring}};
+        gemma8_chat_message m[2] = {{"system", sys ? system->valuestring : ""},
+                                    {"user", prompt->valuestring}};
         gs = srv_chat_tokens(s, sys ? m : m + 1, sys ? 2 : 1, &t->prompt, &t->n_prompt);
     }
     return finish_parse(s, body, t, gs, out, e);
@@ -359,7 +367,8 @@ int ollama_show(srv_conn *c, cJSON *body) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "modelfile", "");
     cJSON_AddStringToObject(o, "parameters", "stop \"<end_of_turn>\"");
-    cJSON_AddStringToObject(o, "template", "<start_of_turn>user\n{{ .Prompt }}<end_of_turn>\n<start_of_turn>model\n");
+    cJSON_AddStringToObject(o, "template",
+                            "<start_of_turn>user\n{{ .Prompt }}<end_of_turn>\n<start_of_turn>model\n");
     cJSON_AddItemToObject(o, "details", details(s));
     cJSON *info = cJSON_AddObjectToObject(o, "model_info");
     cJSON_AddStringToObject(info, "general.architecture", "gemma2");
@@ -387,7 +396,8 @@ bool ollama_parse_embed(srv *s, const cJSON *body, srv_task **out, srv_error *e)
     const cJSON *in = cJSON_GetObjectItem(body, "input");
     const bool list = cJSON_IsArray(in);
     const int n = list ? cJSON_GetArraySize(in) : 1;
-    if (!(cJSON_IsString(in) || list) || n == 0 || n > 2048) return fail(e, 400, "'input' must be a string or strings");
+    if (!(cJSON_IsString(in) || list) || n == 0 || n > 2048)
+        return fail(e, 400, "'input' must be a string or strings");
     srv_task *t = srv_task_new(SRV_EMBED);
     if (t) t->inputs = calloc((size_t)n, sizeof *t->inputs);
     if (t) t->n_inputs = calloc((size_t)n, sizeof *t->n_inputs);
@@ -429,7 +439,8 @@ int ollama_embed(srv_conn *c, cJSON *body) {
         cJSON *embs = cJSON_AddArrayToObject(o, "embeddings");
         for (int i = 0; i < t->n_in; i++) {
             cJSON *v = cJSON_CreateArray();
-            for (int k = 0; k < E; k++) cJSON_AddItemToArray(v, cJSON_CreateNumber(t->embeddings[(size_t)i * E + k]));
+            for (int k = 0; k < E; k++)
+                cJSON_AddItemToArray(v, cJSON_CreateNumber(t->embeddings[(size_t)i * E + k]));
             cJSON_AddItemToArray(embs, v);
         }
         cJSON_AddNumberToObject(o, "total_duration", (double)(long long)((srv_now() - t0) * 1e9));

@@ -25,10 +25,13 @@ static bool read_params(srv *s, const cJSON *b, srv_task *t, bool chat, char *er
     sp->min_p = 0.0f;
     sp->repeat_penalty = 1.0f;
     sp->seed = (uint32_t)time(NULL) ^ (uint32_t)atomic_fetch_add(&g_next_id, 0) * 2654435761u;
-    double temp = sp->temperature, top_p = sp->top_p, top_k = 0, min_p = 0, rep = 1, pres = 0, freq = 0, seed = -1;
+    double temp = sp->temperature, top_p = sp->top_p, top_k = 0, min_p = 0, rep = 1, pres = 0, freq = 0,
+           seed = -1;
     double max_tokens = chat ? -1 : 16, n = 1;
-    if (!srv_number(b, "temperature", 0, 2, &temp, err, cap) || !srv_number(b, "top_p", 0, 1, &top_p, err, cap) ||
-        !srv_number(b, "top_k", 0, 1e6, &top_k, err, cap) || !srv_number(b, "min_p", 0, 1, &min_p, err, cap) ||
+    if (!srv_number(b, "temperature", 0, 2, &temp, err, cap) ||
+        !srv_number(b, "top_p", 0, 1, &top_p, err, cap) ||
+        !srv_number(b, "top_k", 0, 1e6, &top_k, err, cap) ||
+        !srv_number(b, "min_p", 0, 1, &min_p, err, cap) ||
         !srv_number(b, "repeat_penalty", 0.01, 100, &rep, err, cap) ||
         !srv_number(b, "presence_penalty", -2, 2, &pres, err, cap) ||
         !srv_number(b, "frequency_penalty", -2, 2, &freq, err, cap) ||
@@ -53,8 +56,10 @@ static bool read_params(srv *s, const cJSON *b, srv_task *t, bool chat, char *er
     if (chat) {
         double top = 0;
         if (!srv_number(b, "top_logprobs", 0, 20, &top, err, cap)) return false;
-        if (cJSON_IsTrue(lp)) t->n_logprobs = (int)top;
-        else if (lp && !cJSON_IsBool(lp) && !cJSON_IsNull(lp)) return snprintf(err, cap, "'logprobs' must be a boolean") < 0;
+        if (cJSON_IsTrue(lp))
+            t->n_logprobs = (int)top;
+        else if (lp && !cJSON_IsBool(lp) && !cJSON_IsNull(lp))
+            return snprintf(err, cap, "'logprobs' must be a boolean") < 0;
     } else {
         double k = -1;
         if (!srv_number(b, "logprobs", 0, 5, &k, err, cap)) return false;
@@ -77,8 +82,10 @@ static bool read_params(srv *s, const cJSON *b, srv_task *t, bool chat, char *er
 static const char *finish_reason(const srv_task *t) {
     switch (t->res.stop_reason) {
     case GEMMA8_STOP_LENGTH:
-    case GEMMA8_STOP_CONTEXT: return "length";
-    default: return "stop";
+    case GEMMA8_STOP_CONTEXT:
+        return "length";
+    default:
+        return "stop";
     }
 }
 
@@ -94,7 +101,8 @@ static cJSON *usage(const srv_task *t) {
 
 static cJSON *token_bytes(const char *text) {
     cJSON *a = cJSON_CreateArray();
-    for (const unsigned char *p = (const unsigned char *)text; *p; p++) cJSON_AddItemToArray(a, cJSON_CreateNumber(*p));
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber(*p));
     return a;
 }
 
@@ -132,7 +140,8 @@ static cJSON *completion_logprobs(srv *s, const srv_event *ev, int n, size_t off
         cJSON *top = cJSON_CreateObject();
         for (int k = 0; k < ev[i].n_top; k++) {
             srv_token_text(s, ev[i].top_id[k], tok, sizeof tok);
-            if (!cJSON_GetObjectItemCaseSensitive(top, tok)) cJSON_AddNumberToObject(top, tok, ev[i].top_lp[k]);
+            if (!cJSON_GetObjectItemCaseSensitive(top, tok))
+                cJSON_AddNumberToObject(top, tok, ev[i].top_lp[k]);
         }
         cJSON_AddItemToArray(tops, top);
         cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)offset));
@@ -147,8 +156,8 @@ typedef struct oai_stream {
     bool chat;
     bool include_usage;
     int seen;
-    int phase;                     /* 0 role chunk, 1 tokens, 2 finished */
-    size_t offset;                 /* text sent so far (completions' text_offset) */
+    int phase;     /* 0 role chunk, 1 tokens, 2 finished */
+    size_t offset; /* text sent so far (completions' text_offset) */
     char id[48];
     long created;
 } oai_stream;
@@ -186,7 +195,8 @@ static void sse_raw(char **out, size_t *len, const char *text) {
     }
 }
 
-static cJSON *choice(srv *s, oai_stream *st, const srv_event *e, int n_ev, const char *finish, bool logprobs) {
+static cJSON *choice(srv *s, oai_stream *st, const srv_event *e, int n_ev, const char *finish,
+                     bool logprobs) {
     cJSON *ch = cJSON_CreateObject();
     cJSON_AddNumberToObject(ch, "index", 0);
     size_t len = 0;
@@ -218,8 +228,10 @@ static cJSON *choice(srv *s, oai_stream *st, const srv_event *e, int n_ev, const
         cJSON_AddNullToObject(ch, "logprobs");
     }
     for (int i = 0; i < n_ev; i++) st->offset += e[i].len;
-    if (finish) cJSON_AddStringToObject(ch, "finish_reason", finish);
-    else cJSON_AddNullToObject(ch, "finish_reason");
+    if (finish)
+        cJSON_AddStringToObject(ch, "finish_reason", finish);
+    else
+        cJSON_AddNullToObject(ch, "finish_reason");
     return ch;
 }
 
@@ -271,7 +283,8 @@ static long stream_next(srv_conn *c, srv_task *t, void *state, char **out) {
             sse(out, &len, e);
         } else {
             cJSON *o = chunk_base(s, st);
-            cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), choice(s, st, NULL, 0, finish_reason(t), false));
+            cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"),
+                                 choice(s, st, NULL, 0, finish_reason(t), false));
             sse(out, &len, o);
             if (st->include_usage) {
                 cJSON *u = chunk_base(s, st);
@@ -302,17 +315,20 @@ static int answer(srv_conn *c, const cJSON *body, srv_task *t, bool chat) {
     snprintf(st->id, sizeof st->id, "%s-%llx", chat ? "chatcmpl" : "cmpl",
              (unsigned long long)atomic_fetch_add(&g_next_id, 1));
     st->created = (long)time(NULL);
-    st->include_usage = cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(body, "stream_options"), "include_usage"));
+    st->include_usage =
+        cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(body, "stream_options"), "include_usage"));
     if (cJSON_IsTrue(cJSON_GetObjectItem(body, "stream"))) {
         if (!srv_submit(s->sched, t)) {
             free(st);
-            return srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
+            return srv_reply_error(c, 503, "server_error", "queue_full",
+                                   "every slot is busy and the queue is full");
         }
         return srv_reply_stream(c, "text/event-stream", t, stream_next, st, free);
     }
     if (!srv_run_blocking(s, t)) {
         free(st);
-        return srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
+        return srv_reply_error(c, 503, "server_error", "queue_full",
+                               "every slot is busy and the queue is full");
     }
     if (t->status) {
         free(st);
@@ -356,13 +372,15 @@ static bool fail(srv_error *e, unsigned status, const char *code, const char *fm
 static bool model_known(srv *s, const cJSON *body, srv_error *e) {
     if (srv_model_ok(s, body)) return true;
     const cJSON *m = cJSON_GetObjectItem(body, "model");
-    return fail(e, 404, "model_not_found", "the model '%.100s' does not exist", cJSON_IsString(m) ? m->valuestring : "?");
+    return fail(e, 404, "model_not_found", "the model '%.100s' does not exist",
+                cJSON_IsString(m) ? m->valuestring : "?");
 }
 
 static bool tokens_ok(srv *s, gemma8_status gs, const srv_task *t, srv_error *e) {
     if (gs == GEMMA8_ERR_CONTEXT_FULL)
-        return fail(e, 400, "context_length_exceeded", "the prompt has %d tokens, more than the slot's context of %d",
-                    t->n_prompt, s->n_ctx_slot);
+        return fail(e, 400, "context_length_exceeded",
+                    "the prompt has %d tokens, more than the slot's context of %d", t->n_prompt,
+                    s->n_ctx_slot);
     if (gs) return fail(e, 400, NULL, "%s", gemma8_last_error());
     return true;
 }
@@ -387,7 +405,8 @@ bool oai_parse_chat(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
     if (!model_known(s, body, e)) return false;
     int32_t n_msgs;
     char **store;
-    gemma8_chat_message *msgs = srv_messages(cJSON_GetObjectItem(body, "messages"), &n_msgs, &store, err, sizeof err);
+    gemma8_chat_message *msgs =
+        srv_messages(cJSON_GetObjectItem(body, "messages"), &n_msgs, &store, err, sizeof err);
     if (!msgs) return fail(e, 400, NULL, "%s", err);
     if (!n_msgs) {
         srv_messages_free(msgs, n_msgs, store);
@@ -415,8 +434,9 @@ bool oai_parse_completion(srv *s, const cJSON *body, srv_task **out, srv_error *
 }
 
 static int refuse(srv_conn *c, const srv_error *e) {
-    const char *type = e->status == 401 ? "authentication_error" : e->status >= 500 ? "server_error"
-                                                                                     : "invalid_request_error";
+    const char *type = e->status == 401   ? "authentication_error"
+                       : e->status >= 500 ? "server_error"
+                                          : "invalid_request_error";
     return srv_reply_error(c, e->status, type, e->code, "%s", e->msg);
 }
 
@@ -459,7 +479,8 @@ static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0
 static char *base64(const unsigned char *p, size_t n) {
     char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
     for (size_t i = 0; out && i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+        uint32_t v =
+            (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
         *o++ = b64[v >> 18 & 63];
         *o++ = b64[v >> 12 & 63];
         *o++ = i + 1 < n ? b64[v >> 6 & 63] : '=';
@@ -474,8 +495,10 @@ static bool embed_inputs(srv *s, const cJSON *in, srv_task *t, char *err, size_t
     const cJSON *one[1] = {in};
     const bool list = cJSON_IsArray(in) && in->child && !cJSON_IsNumber(in->child);
     const int n = list ? cJSON_GetArraySize(in) : 1;
-    if (!in || n == 0 || n > 2048) return snprintf(err, cap, "'input' must be a string, an array of strings or "
-                                                   "of token ids (1 to 2048 inputs)") < 0;
+    if (!in || n == 0 || n > 2048)
+        return snprintf(err, cap,
+                        "'input' must be a string, an array of strings or "
+                        "of token ids (1 to 2048 inputs)") < 0;
     t->inputs = calloc((size_t)n, sizeof *t->inputs);
     t->n_inputs = calloc((size_t)n, sizeof *t->n_inputs);
     if (!t->inputs || !t->n_inputs) return snprintf(err, cap, "out of memory") < 0;
@@ -483,19 +506,22 @@ static bool embed_inputs(srv *s, const cJSON *in, srv_task *t, char *err, size_t
     for (int i = 0; i < n; i++, e = list ? e->next : NULL) {
         t->n_in = i + 1;
         if (cJSON_IsString(e)) {
-            gemma8_status st = srv_text_tokens(s, e->valuestring, true, false, &t->inputs[i], &t->n_inputs[i]);
+            gemma8_status st =
+                srv_text_tokens(s, e->valuestring, true, false, &t->inputs[i], &t->n_inputs[i]);
             if (st == GEMMA8_ERR_CONTEXT_FULL)
                 return snprintf(err, cap, "input %d has %d tokens, more than the slot's context of %d", i,
                                 t->n_inputs[i], s->n_ctx_slot) < 0;
             if (st) return snprintf(err, cap, "input %d: %s", i, gemma8_last_error()) < 0;
         } else if (cJSON_IsArray(e) && e->child) {
             const int m = cJSON_GetArraySize(e);
-            if (m >= s->n_ctx_slot) return snprintf(err, cap, "input %d has more tokens than a slot holds", i) < 0;
+            if (m >= s->n_ctx_slot)
+                return snprintf(err, cap, "input %d has more tokens than a slot holds", i) < 0;
             t->inputs[i] = malloc((size_t)m * sizeof(int32_t));
             int k = 0;
             for (const cJSON *x = e->child; t->inputs[i] && x; x = x->next) {
                 if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble >= s->info.n_vocab)
-                    return snprintf(err, cap, "input %d: token ids must be in 0..%d", i, s->info.n_vocab - 1) < 0;
+                    return snprintf(err, cap, "input %d: token ids must be in 0..%d", i,
+                                    s->info.n_vocab - 1) < 0;
                 t->inputs[i][k++] = (int32_t)x->valuedouble;
             }
             t->n_inputs[i] = k;
@@ -512,8 +538,9 @@ bool oai_parse_embedding(srv *s, const cJSON *body, srv_task **out, srv_error *e
     *out = NULL;
     if (!model_known(s, body, e)) return false;
     const cJSON *fmt = cJSON_GetObjectItem(body, "encoding_format");
-    const bool known = !fmt || cJSON_IsNull(fmt) ||
-                       (cJSON_IsString(fmt) && (!strcmp(fmt->valuestring, "base64") || !strcmp(fmt->valuestring, "float")));
+    const bool known =
+        !fmt || cJSON_IsNull(fmt) ||
+        (cJSON_IsString(fmt) && (!strcmp(fmt->valuestring, "base64") || !strcmp(fmt->valuestring, "float")));
     if (!known) return fail(e, 400, NULL, "'encoding_format' must be \"float\" or \"base64\"");
     srv_task *t = srv_task_new(SRV_EMBED);
     if (!t) return fail(e, 500, NULL, "out of memory");
@@ -534,7 +561,8 @@ int oai_embeddings(srv_conn *c, cJSON *body) {
     const bool b64out = cJSON_IsString(fmt) && !strcmp(fmt->valuestring, "base64");
     int rc;
     if (!srv_run_blocking(s, t)) {
-        rc = srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
+        rc =
+            srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
     } else if (t->status) {
         rc = reply_task_error(c, t);
     } else {
@@ -548,7 +576,8 @@ int oai_embeddings(srv_conn *c, cJSON *body) {
             cJSON_AddNumberToObject(d, "index", i);
             const float *v = t->embeddings + (size_t)i * E;
             if (b64out) {
-                char *enc = base64((const unsigned char *)v, (size_t)E * sizeof(float)); /* little-endian f32 */
+                char *enc =
+                    base64((const unsigned char *)v, (size_t)E * sizeof(float)); /* little-endian f32 */
                 cJSON_AddStringToObject(d, "embedding", enc ? enc : "");
                 free(enc);
             } else {

@@ -13,7 +13,7 @@
 
 typedef struct srv_slot {
     srv_sched *sched;
-    srv_task *task;                /* NULL: free */
+    srv_task *task; /* NULL: free */
     gemma8_gen *gen;
     uint64_t last_used;
 } srv_slot;
@@ -23,9 +23,9 @@ struct srv_sched {
     gemma8_context *ctx;
     int n_slots;
     srv_slot *slots;
-    pthread_mutex_t mu;            /* the queue, the metrics, stopping */
+    pthread_mutex_t mu; /* the queue, the metrics, stopping */
     pthread_cond_t cv;
-    srv_task **queue;              /* a ring of queue_max */
+    srv_task **queue; /* a ring of queue_max */
     int q_head, q_len, q_max;
     bool stopping;
     uint64_t tick;
@@ -90,8 +90,10 @@ static void task_push(srv_task *t, srv_event *e) {
             t->cap_ev = cap;
         }
     }
-    if (t->n_ev < t->cap_ev) t->ev[t->n_ev++] = *e;
-    else free(e->text);
+    if (t->n_ev < t->cap_ev)
+        t->ev[t->n_ev++] = *e;
+    else
+        free(e->text);
     pthread_cond_broadcast(&t->cv);
     pthread_mutex_unlock(&t->mu);
 }
@@ -145,7 +147,8 @@ static bool on_token(int32_t token, const char *text, size_t len, gemma8_run_sta
     }
     if (token >= 0 && t->n_logprobs >= 0) {
         const int V = gemma8_model_get_info(slot->sched->model).n_vocab;
-        logprobs(gemma8_gen_logits(slot->gen), V, &e, t->n_logprobs < SRV_MAX_TOP ? t->n_logprobs : SRV_MAX_TOP);
+        logprobs(gemma8_gen_logits(slot->gen), V, &e,
+                 t->n_logprobs < SRV_MAX_TOP ? t->n_logprobs : SRV_MAX_TOP);
     }
     task_push(t, &e);
     return !atomic_load(&t->cancelled);
@@ -271,7 +274,8 @@ static void *sched_main(void *arg) {
             s->q_head = (s->q_head + 1) % s->q_max;
             s->q_len--;
             pthread_mutex_unlock(&s->mu);
-            if (i >= 0) start_task(s, i, t);
+            if (i >= 0)
+                start_task(s, i, t);
             else {
                 task_finish(t, GEMMA8_ERR_ABORTED, "the client went away");
                 srv_task_unref(t);

@@ -44,7 +44,8 @@ static char *content_text(const cJSON *content, char *err, size_t cap) {
     char *out = malloc(len + 1);
     if (!out) return NULL;
     out[0] = 0;
-    for (const cJSON *p = content->child; p; p = p->next) strcat(out, cJSON_GetObjectItem(p, "text")->valuestring);
+    for (const cJSON *p = content->child; p; p = p->next)
+        strcat(out, cJSON_GetObjectItem(p, "text")->valuestring);
     return out;
 }
 
@@ -122,7 +123,8 @@ bool srv_stop(const cJSON *v, srv_task *t, char *err, size_t cap) {
     return true;
 }
 
-bool srv_number(const cJSON *obj, const char *name, double lo, double hi, double *out, char *err, size_t cap) {
+bool srv_number(const cJSON *obj, const char *name, double lo, double hi, double *out, char *err,
+                size_t cap) {
     const cJSON *v = cJSON_GetObjectItem(obj, name);
     if (!v || cJSON_IsNull(v)) return true;
     if (!cJSON_IsNumber(v) || v->valuedouble < lo || v->valuedouble > hi) {
@@ -133,7 +135,8 @@ bool srv_number(const cJSON *obj, const char *name, double lo, double hi, double
     return true;
 }
 
-gemma8_status srv_chat_tokens(srv *s, const gemma8_chat_message *m, int32_t n, int32_t **out, int32_t *n_out) {
+gemma8_status srv_chat_tokens(srv *s, const gemma8_chat_message *m, int32_t n, int32_t **out,
+                              int32_t *n_out) {
     int32_t cap = s->n_ctx_slot + 1;
     int32_t *ids = malloc((size_t)cap * sizeof *ids);
     if (!ids) return GEMMA8_ERR_NOMEM;
@@ -147,7 +150,8 @@ gemma8_status srv_chat_tokens(srv *s, const gemma8_chat_message *m, int32_t n, i
     return GEMMA8_OK;
 }
 
-gemma8_status srv_text_tokens(srv *s, const char *text, bool add_bos, bool special, int32_t **out, int32_t *n_out) {
+gemma8_status srv_text_tokens(srv *s, const char *text, bool add_bos, bool special, int32_t **out,
+                              int32_t *n_out) {
     size_t len = strlen(text);
     int32_t cap = (int32_t)(len < (size_t)s->n_ctx_slot ? len : (size_t)s->n_ctx_slot) + 2;
     int32_t *ids = malloc((size_t)cap * sizeof *ids);
@@ -165,8 +169,8 @@ gemma8_status srv_text_tokens(srv *s, const char *text, bool add_bos, bool speci
 bool srv_model_ok(srv *s, const cJSON *body) {
     const cJSON *m = cJSON_GetObjectItem(body, "model");
     if (!m || cJSON_IsNull(m)) return true;
-    return cJSON_IsString(m) && (!strcmp(m->valuestring, s->alias) || !strcmp(m->valuestring, s->info.name) ||
-                                 !m->valuestring[0]);
+    return cJSON_IsString(m) &&
+           (!strcmp(m->valuestring, s->alias) || !strcmp(m->valuestring, s->info.name) || !m->valuestring[0]);
 }
 
 void srv_token_text(srv *s, int32_t token, char *buf, size_t cap) {

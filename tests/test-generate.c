@@ -486,14 +486,21 @@ TEST(generate_stop_strings) {
 
 /* ---- embeddings in, hidden state out ---------------------------------------- */
 
+/* tiny-a's seq0: its tokens and transformers' hidden states [layers + 1, T, hidden] */
+static void load_seq0_hidden(int32_t **tok, size_t *T, float **hs, size_t *nh) {
+    char ref[512];
+    snprintf(ref, sizeof ref, "%s/reference.safetensors", data_path("tiny-a"));
+    *tok = ref_load(ref, "seq0.tokens", T);
+    *hs = ref_load(ref, "seq0.hidden_states", nh);
+}
+
 TEST(generate_embeddings_and_hidden_state) {
     gemma8_model *m = load_fixture("tiny-a", GEMMA8_TYPE_F32);
     if (!m) return;
-    char ref[512];
-    snprintf(ref, sizeof ref, "%s/reference.safetensors", data_path("tiny-a"));
     size_t T, nh;
-    int32_t *tok = ref_load(ref, "seq0.tokens", &T);
-    float *hs = ref_load(ref, "seq0.hidden_states", &nh);
+    int32_t *tok;
+    float *hs;
+    load_seq0_hidden(&tok, &T, &hs, &nh);
     gemma8_context *a = new_ctx(m, 64), *b = new_ctx(m, 64);
     const int E = 64;
     float *embd = malloc(T * E * sizeof(float));
@@ -715,11 +722,10 @@ TEST(generate_steps_interleaved) {
 TEST(eval_hidden_every_position) {
     gemma8_model *m = load_fixture("tiny-a", GEMMA8_TYPE_F32);
     if (!m) return;
-    char ref[512];
-    snprintf(ref, sizeof ref, "%s/reference.safetensors", data_path("tiny-a"));
     size_t T, nh;
-    int32_t *tok = ref_load(ref, "seq0.tokens", &T);
-    float *hs = ref_load(ref, "seq0.hidden_states", &nh);
+    int32_t *tok;
+    float *hs;
+    load_seq0_hidden(&tok, &T, &hs, &nh);
     const size_t E = (size_t)gemma8_model_get_info(m).n_embd;
     const size_t layers = nh / (T * E); /* layers + 1 entries; the last is after the final norm */
     gemma8_context_params cp = gemma8_context_default_params();

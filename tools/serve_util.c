@@ -78,8 +78,13 @@ gemma8_chat_message *srv_messages(const cJSON *arr, int32_t *n, char ***store, c
             snprintf(err, cap, "message %d: unknown role '%.32s' (system, developer, user, assistant)", k, r);
             break;
         }
-        if (cJSON_GetObjectItem(e, "tool_calls") || !strcmp(r, "tool")) {
-            snprintf(err, cap, "tool calls are not supported");
+        const cJSON *calls = cJSON_GetObjectItem(e, "tool_calls"), *images = cJSON_GetObjectItem(e, "images");
+        if (calls && !cJSON_IsNull(calls) && !(cJSON_IsArray(calls) && !cJSON_GetArraySize(calls))) {
+            snprintf(err, cap, "message %d: tool calls are not supported", k);
+            break;
+        }
+        if (images && !cJSON_IsNull(images) && !(cJSON_IsArray(images) && !cJSON_GetArraySize(images))) {
+            snprintf(err, cap, "message %d: images are not supported (Gemma 2 reads text only)", k);
             break;
         }
         if (!(s[k] = content_text(cJSON_GetObjectItem(e, "content"), err, cap))) break;

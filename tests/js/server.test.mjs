@@ -264,6 +264,8 @@ const malformed = [
   ["embeddings without input", "POST", "/v1/embeddings", {}, {}, 400],
   ["embeddings bad encoding", "POST", "/v1/embeddings", { input: "x", encoding_format: "hex" }, {}, 400],
   ["embeddings token out of range", "POST", "/v1/embeddings", { input: [[1, 999999]] }, {}, 400],
+  ["ollama chat with images", "POST", "/api/chat", { messages: [{ role: "user", content: "x", images: ["aGk="] }] }, {}, 400],
+  ["tool_calls in a message", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }, { role: "assistant", content: "", tool_calls: [{ id: "1" }] }, { role: "user", content: "y" }] }, {}, 400],
   ["ollama chat bad options", "POST", "/api/chat", { messages: [{ role: "user", content: "x" }], options: "fast" }, {}, 400],
   ["ollama generate prompt a number", "POST", "/api/generate", { prompt: 7 }, {}, 400],
   ["ollama format", "POST", "/api/generate", { prompt: "x", format: "json" }, {}, 400],

@@ -76,7 +76,8 @@ gemma8_memory_estimate gemma8_estimate_memory(const gemma8_model *m, const gemma
 static gemma8_status not_enough_memory(const gemma8_model *model, const gemma8_context_params *params,
                                        const gemma8_memory_estimate *need) {
     gemma8_context_params p = *params;
-    const int asked = resolve(model, params).n_ctx * resolve(model, params).n_seq;
+    const ctx_sizes z = resolve(model, params);
+    const int asked = z.n_ctx * z.n_seq;
     int n = asked;
     gemma8_memory_estimate e = *need;
     while (n > 16 && e.total > e.available) {

@@ -47,6 +47,10 @@ struct gemma8_context {
 gemma8_status g8_forward(gemma8_context *ctx, int s, const int32_t *seqs, const int32_t *tokens, const float *embd,
                          int T, float *logits_all, float *hidden_all);
 
+/* The checks of every public entry that takes tokens: sequence s exists and
+ * each of the n ids is in the vocabulary. */
+gemma8_status g8_check_input(const gemma8_context *ctx, int32_t s, const int32_t *tokens, int32_t n);
+
 /* One token for each of n different sequences, checked by the caller. */
 gemma8_status g8_decode_batch(gemma8_context *ctx, const int32_t *seqs, const int32_t *tokens, int32_t n,
                               float *logits);

@@ -135,8 +135,7 @@ gemma8_status g8_eval(gemma8_context *ctx, int s, const int32_t *tokens, const f
     return st;
 }
 
-/* The checks of a public eval: the sequence exists, every id is in the vocabulary. */
-static gemma8_status check_input(const gemma8_context *ctx, int32_t s, const int32_t *tokens, int32_t n) {
+gemma8_status g8_check_input(const gemma8_context *ctx, int32_t s, const int32_t *tokens, int32_t n) {
     if (s < 0 || s >= ctx->kv.n_seq)
         return g8_fail(GEMMA8_ERR_INVALID_ARG, "sequence %d does not exist (the context has %d)", s, ctx->kv.n_seq);
     const int n_vocab = ctx->model->hp.n_vocab;
@@ -150,7 +149,7 @@ static gemma8_status check_input(const gemma8_context *ctx, int32_t s, const int
 gemma8_status gemma8_eval_seq(gemma8_context *ctx, int32_t s, const int32_t *tokens, int32_t n, float *logits_all) {
     if (!ctx || (!tokens && n > 0) || n < 0) return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to gemma8_eval");
     atomic_store(&ctx->abort, false);
-    gemma8_status st = check_input(ctx, s, tokens, n);
+    gemma8_status st = g8_check_input(ctx, s, tokens, n);
     return st ? st : g8_eval(ctx, s, tokens, NULL, n, logits_all, NULL);
 }
 
@@ -159,7 +158,7 @@ gemma8_status gemma8_eval_hidden(gemma8_context *ctx, int32_t s, const int32_t *
     if (!ctx || !tokens || n <= 0 || !hidden_all)
         return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to gemma8_eval_hidden");
     atomic_store(&ctx->abort, false);
-    gemma8_status st = check_input(ctx, s, tokens, n);
+    gemma8_status st = g8_check_input(ctx, s, tokens, n);
     return st ? st : g8_eval(ctx, s, tokens, NULL, n, NULL, hidden_all);
 }
 
@@ -180,7 +179,7 @@ gemma8_status gemma8_decode_batch(gemma8_context *ctx, const int32_t *seqs, cons
         return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to gemma8_decode_batch");
     atomic_store(&ctx->abort, false);
     for (int32_t i = 0; i < n; i++) {
-        gemma8_status st = check_input(ctx, seqs[i], tokens + i, 1);
+        gemma8_status st = g8_check_input(ctx, seqs[i], tokens + i, 1);
         if (st) return st;
         for (int32_t j = 0; j < i; j++)
             if (seqs[j] == seqs[i])

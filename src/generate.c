@@ -28,6 +28,17 @@ typedef struct out_text {
     size_t n;
 } out_text;
 
+/* Appends n bytes to what is held (kept NUL-terminated); false if out of memory. */
+static bool held_append(out_text *out, const char *p, size_t n) {
+    char *nh = realloc(out->held, out->n + n + 1);
+    if (!nh) return false;
+    memcpy(nh + out->n, p, n);
+    out->held = nh;
+    out->n += n;
+    out->held[out->n] = 0;
+    return true;
+}
+
 /* Length of the longest suffix of s that is a proper prefix of a stop string. */
 static size_t stop_prefix_tail(const char *s, size_t n, const char *const *stop, int32_t n_stop) {
     size_t best = 0;
@@ -68,16 +79,11 @@ struct gemma8_gen {
 
 static gemma8_status check_generation(const gemma8_context *ctx, const int32_t *prompt, int32_t n_prompt,
                                       const gemma8_generate_params *p) {
-    const int n_vocab = ctx->model->hp.n_vocab;
     if (n_prompt <= 0) return g8_fail(GEMMA8_ERR_INVALID_ARG, "the prompt is empty");
     if (p->max_new_tokens < 0 || p->n_stop < 0 || (p->n_stop && !p->stop))
         return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid generation parameters");
-    if (p->seq < 0 || p->seq >= ctx->kv.n_seq)
-        return g8_fail(GEMMA8_ERR_INVALID_ARG, "sequence %d does not exist (the context has %d)", p->seq,
-                       ctx->kv.n_seq);
-    for (int32_t i = 0; i < n_prompt; i++)
-        if (prompt[i] < 0 || prompt[i] >= n_vocab)
-            return g8_fail(GEMMA8_ERR_INVALID_ARG, "token id %d at index %d is outside the vocabulary", prompt[i], i);
+    gemma8_status st = g8_check_input(ctx, p->seq, prompt, n_prompt);
+    if (st) return st;
     if (n_prompt >= ctx->n_ctx)
         return g8_fail(GEMMA8_ERR_CONTEXT_FULL, "the prompt of %d tokens does not fit in the context of %d (leave room "
                        "to generate)", n_prompt, ctx->n_ctx);
@@ -147,16 +153,7 @@ static gemma8_status emit_token(gemma8_gen *g, int32_t tok) {
     out_text *out = &g->out;
     size_t piece_len = 0;
     bool ok = m->has_vocab ? g8_stream_feed(&m->vocab, &g->stream, tok, &g->piece, &piece_len) : true;
-    if (ok && piece_len) {
-        char *nh = realloc(out->held, out->n + piece_len + 1);
-        ok = nh != NULL;
-        if (ok) {
-            memcpy(nh + out->n, g->piece, piece_len);
-            out->held = nh;
-            out->n += piece_len;
-            out->held[out->n] = 0;
-        }
-    }
+    if (ok && piece_len) ok = held_append(out, g->piece, piece_len);
     if (!ok) return g8_fail(GEMMA8_ERR_NOMEM, "out of memory decoding");
     size_t release = out->n;
     for (int32_t k = 0; k < p->n_stop; k++) {
@@ -275,15 +272,8 @@ gemma8_status gemma8_gen_end(gemma8_gen *g, gemma8_generate_result *result) {
     out_text *out = &g->out;
     size_t piece_len = 0;
     if (!st && res->stop_reason != GEMMA8_STOP_STRING && g8_stream_flush(&g->stream, &g->piece, &piece_len) &&
-        (out->n || piece_len)) {
-        char *nh = realloc(out->held, out->n + piece_len + 1);
-        if (nh) {
-            memcpy(nh + out->n, g->piece, piece_len);
-            out->held = nh;
-            out->n += piece_len;
-            emit(&g->p, -1, out->held, out->n, GEMMA8_RUN_NORMAL);
-        }
-    }
+        (out->n || piece_len) && held_append(out, g->piece, piece_len))
+        emit(&g->p, -1, out->held, out->n, GEMMA8_RUN_NORMAL);
     emit(&g->p, -1, "", 0, st && st != GEMMA8_ERR_ABORTED ? GEMMA8_RUN_ERROR : GEMMA8_RUN_FINISH);
     if (result) *result = *res;
     free(g->piece);

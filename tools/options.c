@@ -129,11 +129,7 @@ int cli_parse(const char *cmd, const char *usage, int argc, char **argv, const c
             return 2;
         }
         if (o->given) *o->given = true;
-        if (o->kind == CLI_FLAG) {
-            *(bool *)o->dst = true;
-            continue;
-        }
-        const char *v = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
+        const char *v = o->kind == CLI_FLAG ? "" : eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
         if (!v) {
             fprintf(stderr, "gemma8 %s: %.*s needs a value (%s)\n", cmd, (int)len, a, o->arg ? o->arg : "");
             return 2;

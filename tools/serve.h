@@ -167,6 +167,13 @@ bool srv_model_ok(srv *s, const cJSON *body);
 /* The text of one token, for logprobs. */
 void srv_token_text(srv *s, int32_t token, char *buf, size_t cap);
 double srv_now(void);
+/* The text of n events, NUL-terminated (malloc'd; NULL if out of memory). */
+char *srv_events_text(const srv_event *e, int n);
+/* Appends prefix + text + suffix (NUL-terminated) to a growing buffer; the JSON form takes j. */
+void srv_buf_add(char **out, size_t *len, const char *prefix, const char *text, const char *suffix);
+void srv_buf_json(char **out, size_t *len, const char *prefix, cJSON *j, const char *suffix);
+/* A seed for a request that gives none (both APIs draw one then). */
+uint32_t srv_random_seed(void);
 
 /* ---- the APIs ------------------------------------------------------------------------------ */
 

@@ -55,7 +55,7 @@ static bool read_options(srv *s, const cJSON *body, srv_task *t, char *err, size
     sp->repeat_last_n = last_n < 0 ? s->n_ctx_slot : (int32_t)last_n; /* -1: the whole context */
     sp->presence_penalty = (float)pres;
     sp->frequency_penalty = (float)freq;
-    sp->seed = seed > 0 ? (uint32_t)(uint64_t)seed : (uint32_t)time(NULL) ^ (uint32_t)(uintptr_t)t;
+    sp->seed = seed > 0 ? (uint32_t)(uint64_t)seed : srv_random_seed();
     p->max_new_tokens = n_predict < 0 || n_predict > s->n_ctx_slot ? s->n_ctx_slot : (int32_t)n_predict;
     const cJSON *fmt = cJSON_GetObjectItem(body, "format");
     if (fmt && !cJSON_IsNull(fmt) && !(cJSON_IsString(fmt) && !fmt->valuestring[0]))
@@ -109,34 +109,7 @@ static void add_stats(srv *s, const ol_stream *st, const srv_task *t, cJSON *o) 
     cJSON_AddNumberToObject(o, "eval_duration", (double)(long long)(t->res.gen_seconds * ns));
 }
 
-static void ndjson(char **out, size_t *len, cJSON *j) {
-    char *text = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    if (!text) return;
-    size_t n = strlen(text);
-    char *no = realloc(*out, *len + n + 2);
-    if (no) {
-        *out = no;
-        memcpy(no + *len, text, n);
-        no[*len + n] = '\n';
-        no[*len + n + 1] = 0;
-        *len += n + 1;
-    }
-    free(text);
-}
-
-static char *events_text(const srv_task *t, int from, int to) {
-    size_t len = 0;
-    for (int i = from; i < to; i++) len += t->ev[i].len;
-    char *text = malloc(len + 1);
-    len = 0;
-    for (int i = from; text && i < to; i++) {
-        memcpy(text + len, t->ev[i].text, t->ev[i].len);
-        len += t->ev[i].len;
-    }
-    if (text) text[len] = 0;
-    return text;
-}
+static void ndjson(char **out, size_t *len, cJSON *j) { srv_buf_json(out, len, "", j, "\n"); }
 
 static long stream_next(srv_conn *c, srv_task *t, void *state, char **out) {
     srv *s = srv_of(c);
@@ -150,7 +123,7 @@ static long stream_next(srv_conn *c, srv_task *t, void *state, char **out) {
     const bool done = t->done;
     pthread_mutex_unlock(&t->mu);
     if (n > st->seen) {
-        char *text = events_text(t, st->seen, n);
+        char *text = srv_events_text(t->ev + st->seen, n - st->seen);
         ndjson(out, &len, base(s, st, text ? text : "", false));
         free(text);
         st->seen = n;
@@ -192,7 +165,7 @@ static int answer(srv_conn *c, const cJSON *body, srv_task *t, bool chat) {
     } else if (t->status) {
         rc = ollama_error(c, atomic_load(&s->stopping) ? 503 : 500, t->error);
     } else {
-        char *text = events_text(t, 0, t->n_ev);
+        char *text = srv_events_text(t->ev, t->n_ev);
         cJSON *o = base(s, st, text ? text : "", true);
         free(text);
         add_stats(s, st, t, o);

@@ -24,7 +24,7 @@ static bool read_params(srv *s, const cJSON *b, srv_task *t, bool chat, char *er
     sp->top_k = 0;
     sp->min_p = 0.0f;
     sp->repeat_penalty = 1.0f;
-    sp->seed = (uint32_t)time(NULL) ^ (uint32_t)atomic_fetch_add(&g_next_id, 0) * 2654435761u;
+    sp->seed = srv_random_seed();
     double temp = sp->temperature, top_p = sp->top_p, top_k = 0, min_p = 0, rep = 1, pres = 0, freq = 0,
            seed = -1;
     double max_tokens = chat ? -1 : 16, n = 1;
@@ -172,42 +172,13 @@ static cJSON *chunk_base(srv *s, const oai_stream *st) {
 }
 
 /* appends "data: JSON\n\n" to out (taking j) */
-static void sse(char **out, size_t *len, cJSON *j) {
-    char *text = j ? cJSON_PrintUnformatted(j) : NULL;
-    cJSON_Delete(j);
-    if (!text) return;
-    size_t n = strlen(text);
-    char *no = realloc(*out, *len + n + 9);
-    if (no) {
-        *out = no;
-        *len += (size_t)sprintf(no + *len, "data: %s\n\n", text);
-    }
-    free(text);
-}
-
-static void sse_raw(char **out, size_t *len, const char *text) {
-    size_t n = strlen(text);
-    char *no = realloc(*out, *len + n + 1);
-    if (no) {
-        *out = no;
-        memcpy(no + *len, text, n + 1);
-        *len += n;
-    }
-}
+static void sse(char **out, size_t *len, cJSON *j) { srv_buf_json(out, len, "data: ", j, "\n\n"); }
 
 static cJSON *choice(srv *s, oai_stream *st, const srv_event *e, int n_ev, const char *finish,
                      bool logprobs) {
     cJSON *ch = cJSON_CreateObject();
     cJSON_AddNumberToObject(ch, "index", 0);
-    size_t len = 0;
-    for (int i = 0; i < n_ev; i++) len += e[i].len;
-    char *text = malloc(len + 1);
-    len = 0;
-    for (int i = 0; text && i < n_ev; i++) {
-        memcpy(text + len, e[i].text, e[i].len);
-        len += e[i].len;
-    }
-    if (text) text[len] = 0;
+    char *text = srv_events_text(e, n_ev);
     if (st->chat) {
         cJSON *delta = cJSON_AddObjectToObject(ch, "delta");
         if (n_ev) cJSON_AddStringToObject(delta, "content", text ? text : "");
@@ -260,7 +231,8 @@ static long stream_next(srv_conn *c, srv_task *t, void *state, char **out) {
         pthread_mutex_lock(&t->mu);
         bool waiting = !t->started;
         pthread_mutex_unlock(&t->mu);
-        if (waiting) sse_raw(out, &len, ": waiting\n\n"); /* keeps proxies and clients from timing out */
+        if (waiting)
+            srv_buf_add(out, &len, "", ": waiting\n\n", ""); /* keeps proxies and clients from timing out */
         return (long)len;
     }
     pthread_mutex_lock(&t->mu);
@@ -293,7 +265,7 @@ static long stream_next(srv_conn *c, srv_task *t, void *state, char **out) {
                 sse(out, &len, u);
             }
         }
-        sse_raw(out, &len, "data: [DONE]\n\n");
+        srv_buf_add(out, &len, "", "data: [DONE]\n\n", "");
         srv_conn_log_tokens(c, t->res.n_prompt, t->res.n_reused, t->res.n_generated);
         st->phase = 2;
     }

@@ -20,6 +20,7 @@ typedef struct srv_slot {
 
 struct srv_sched {
     gemma8_model *model;
+    int n_vocab;
     gemma8_context *ctx;
     int n_slots;
     srv_slot *slots;
@@ -146,8 +147,7 @@ static bool on_token(int32_t token, const char *text, size_t len, gemma8_run_sta
         e.text[len] = 0;
     }
     if (token >= 0 && t->n_logprobs >= 0) {
-        const int V = gemma8_model_get_info(slot->sched->model).n_vocab;
-        logprobs(gemma8_gen_logits(slot->gen), V, &e,
+        logprobs(gemma8_gen_logits(slot->gen), slot->sched->n_vocab, &e,
                  t->n_logprobs < SRV_MAX_TOP ? t->n_logprobs : SRV_MAX_TOP);
     }
     task_push(t, &e);
@@ -328,6 +328,7 @@ srv_sched *srv_sched_start(gemma8_model *model, gemma8_context *ctx, int queue_m
     srv_sched *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->model = model;
+    s->n_vocab = gemma8_model_get_info(model).n_vocab;
     s->ctx = ctx;
     s->n_slots = gemma8_n_seq(ctx);
     s->slots = calloc((size_t)s->n_slots, sizeof *s->slots);
@@ -347,10 +348,9 @@ srv_sched *srv_sched_start(gemma8_model *model, gemma8_context *ctx, int queue_m
 
 bool srv_submit(srv_sched *s, srv_task *t) {
     pthread_mutex_lock(&s->mu);
-    int busy = 0;
-    for (int i = 0; i < s->n_slots; i++) busy += s->slots[i].task != NULL;
-    /* the slots that are free take tasks at once; beyond them, queue_max may wait */
-    const bool full = s->stopping || s->q_len >= s->q_max - busy;
+    /* the slots that are free take tasks at once; beyond them, queue_max may wait (busy_slots
+     * changes under mu; the slots themselves belong to the scheduler thread) */
+    const bool full = s->stopping || s->q_len >= s->q_max - s->m.busy_slots;
     if (!full) {
         pthread_mutex_lock(&t->mu);
         t->refs++;

@@ -2,6 +2,7 @@
 #include "serve.h"
 
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -181,4 +182,43 @@ bool srv_model_ok(srv *s, const cJSON *body) {
 void srv_token_text(srv *s, int32_t token, char *buf, size_t cap) {
     size_t len;
     if (gemma8_detokenize(s->model, &token, 1, false, buf, cap, &len)) buf[0] = 0;
+}
+
+char *srv_events_text(const srv_event *e, int n) {
+    size_t len = 0;
+    for (int i = 0; i < n; i++) len += e[i].len;
+    char *text = malloc(len + 1);
+    if (!text) return NULL;
+    len = 0;
+    for (int i = 0; i < n; i++) {
+        memcpy(text + len, e[i].text, e[i].len);
+        len += e[i].len;
+    }
+    text[len] = 0;
+    return text;
+}
+
+void srv_buf_add(char **out, size_t *len, const char *prefix, const char *text, const char *suffix) {
+    const size_t a = strlen(prefix), b = strlen(text), c = strlen(suffix);
+    char *no = realloc(*out, *len + a + b + c + 1);
+    if (!no) return;
+    memcpy(no + *len, prefix, a);
+    memcpy(no + *len + a, text, b);
+    memcpy(no + *len + a + b, suffix, c + 1);
+    *out = no;
+    *len += a + b + c;
+}
+
+void srv_buf_json(char **out, size_t *len, const char *prefix, cJSON *j, const char *suffix) {
+    char *text = j ? cJSON_PrintUnformatted(j) : NULL;
+    cJSON_Delete(j);
+    if (text) srv_buf_add(out, len, prefix, text, suffix);
+    free(text);
+}
+
+uint32_t srv_random_seed(void) {
+    static atomic_uint counter;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint32_t)ts.tv_sec ^ (uint32_t)ts.tv_nsec ^ (atomic_fetch_add(&counter, 1) * 2654435761u);
 }

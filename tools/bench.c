@@ -102,8 +102,8 @@ int cmd_bench(int argc, char **argv) {
     if (r) return r == 1 ? 0 : 2;
     if (c.n_threads < 1 || c.n_threads > 1024 || reps < 1 || reps > 64 || n_prompt < 0 || n_gen < 0 || depth < 0 ||
         parallel < 1 || parallel > 256) {
-        fprintf(stderr, "gemma8 bench: -t 1..1024, -r 1..64, and -p, -n, -d >= 0 (got %d, %d, %d, %d, %d)\n",
-                c.n_threads, reps, n_prompt, n_gen, depth);
+        fprintf(stderr, "gemma8 bench: -t 1..1024, -r 1..64, -np 1..256, and -p, -n, -d >= 0 (got %d, %d, %d, %d, %d, "
+                "%d)\n", c.n_threads, reps, parallel, n_prompt, n_gen, depth);
         return 2;
     }
     if (membw) {

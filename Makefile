@@ -32,18 +32,16 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 MACHINE := $(shell $(CC) -dumpmachine)
 ifneq (,$(findstring x86_64,$(MACHINE)))
 $(BUILD)/src/cpu/x86_avx2.o: override CFLAGS += -mavx2 -mfma -mf16c
-# the VNNI GEMM tile, one source built for AVX-VNNI and for AVX512-VNNI (256-bit),
-# and with vpdpbusd emulated in AVX2 for the tests (this machine may have neither)
+# the VNNI GEMMs: 256-bit for AVX-VNNI, 512-bit for AVX512-VNNI, and the 256-bit
+# one with vpdpbusd emulated in AVX2 for the tests (this machine may have neither)
 X86_AVX2 := -mavx2 -mfma -mf16c
-LIB_OBJ += $(BUILD)/src/cpu/x86_vnni_avx.o $(BUILD)/src/cpu/x86_vnni_avx512.o
+LIB_OBJ += $(BUILD)/src/cpu/x86_vnni_avx.o
 TEST_OBJ += $(BUILD)/tests/x86_vnni_emulated.o
-$(BUILD)/src/cpu/x86_vnni_avx.o: src/cpu/x86_vnni.c src/cpu/x86_tile.h src/kernels.h src/quant.h
+$(BUILD)/src/cpu/x86_avx512.o: override CFLAGS += $(X86_AVX2) -mavx512f -mavx512bw -mavx512vl -mavx512vnni
+$(BUILD)/src/cpu/x86_vnni_avx.o: src/cpu/x86_vnni.c src/cpu/x86_gemm.h src/kernels.h src/quant.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(X86_AVX2) -mavxvnni -DG8_VNNI=1 -c $< -o $@
-$(BUILD)/src/cpu/x86_vnni_avx512.o: src/cpu/x86_vnni.c src/cpu/x86_tile.h src/kernels.h src/quant.h
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(X86_AVX2) -mavx512f -mavx512vl -mavx512vnni -DG8_VNNI=2 -c $< -o $@
-$(BUILD)/tests/x86_vnni_emulated.o: src/cpu/x86_vnni.c src/cpu/x86_tile.h src/kernels.h src/quant.h
+$(BUILD)/tests/x86_vnni_emulated.o: src/cpu/x86_vnni.c src/cpu/x86_gemm.h src/kernels.h src/quant.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(X86_AVX2) -DG8_VNNI=0 -c $< -o $@
 endif

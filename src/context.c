@@ -150,7 +150,8 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
     bool ok = true;
     ctx->ops.qbuf_blocks = B * (G8_MAX(G8_MAX(E, Q), F) / QK8_0 + 1);
     ctx->ops.qbuf = malloc(ctx->ops.qbuf_blocks * sizeof(block_q8_0));
-    ok = ctx->ops.qbuf != NULL;
+    ctx->ops.qsum = malloc(ctx->ops.qbuf_blocks * sizeof(int32_t));
+    ok = ctx->ops.qbuf != NULL && ctx->ops.qsum != NULL;
     ctx->inv_freq = alloc_f32((size_t)hp->head_dim / 2, 1, &ok);
     ctx->pos = malloc(B * sizeof(int32_t));
     ok = ok && ctx->pos;
@@ -193,7 +194,7 @@ void gemma8_context_free(gemma8_context *ctx) {
     g8_async_finish(ctx);
     g8_kv_free(&ctx->kv);
     if (ctx->ops.pool) g8_pool_free(ctx->ops.pool);
-    void *bufs[] = {ctx->ops.qbuf, ctx->inv_freq, ctx->pos, ctx->x, ctx->xn, ctx->q, ctx->k, ctx->v, ctx->att,
+    void *bufs[] = {ctx->ops.qbuf, ctx->ops.qsum, ctx->inv_freq, ctx->pos, ctx->x, ctx->xn, ctx->q, ctx->k, ctx->v, ctx->att,
                     ctx->proj, ctx->gate, ctx->up, ctx->attn_scratch, ctx->last_logits, ctx->last_hidden,
                     ctx->batch_logits, ctx->batch_seqs, ctx->batch_tokens};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);

@@ -22,8 +22,7 @@ gemma8_status g8_forward(gemma8_context *ctx, int s, const int32_t *seqs, const 
     const size_t Q = (size_t)hp->n_head * hd, KV = (size_t)hp->n_head_kv * hd, F = (size_t)hp->n_ff;
     const size_t V = (size_t)hp->n_vocab;
     float *x = ctx->x, *xn = ctx->xn;
-    /* several sequences: each token alone in each product (no tile mixes them) */
-    void (*matmul)(g8_ops *, const g8_matrix *, const float *, int, float *) = seqs ? g8_matmul_each : g8_matmul;
+    void (*matmul)(g8_ops *, const g8_matrix *, const float *, int, float *) = g8_matmul;
     const int runs = seqs ? T : 1;             /* attention and element-wise steps, per token or at once */
     const int per_run = seqs ? 1 : T;
 

@@ -26,11 +26,11 @@ static bool x86_has_avxvnni(void) {
     return x86_has_avx2() && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4));
 }
 
-/* AVX512F + VL + VNNI, and the OS saves the opmask and ZMM state */
+/* AVX512F + BW + VL + VNNI, and the OS saves the opmask and ZMM state */
 static bool x86_has_avx512vnni(void) {
     unsigned a, b, c, d;
     if (!x86_has_avx2() || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-    if (!((b & (1u << 16)) && (b & (1u << 31)) && (c & (1u << 11)))) return false;
+    if (!((b & (1u << 16)) && (b & (1u << 30)) && (b & (1u << 31)) && (c & (1u << 11)))) return false;
     unsigned lo, hi;
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     return (lo & 0xe6) == 0xe6;
@@ -51,8 +51,8 @@ int g8_kernels_all(const g8_kernels **out, int max) {
     if (n < max) out[n++] = g8_kernels_scalar();
 #if defined(__x86_64__)
     if (n < max && x86_has_avx2()) out[n++] = &g8_kernels_avx2;
-    if (n < max && x86_has_avx512vnni()) out[n++] = &g8_kernels_avx512vnni;
-    if (n < max && x86_has_avxvnni()) out[n++] = &g8_kernels_avxvnni; /* VEX: the shorter encoding, preferred */
+    if (n < max && x86_has_avxvnni()) out[n++] = &g8_kernels_avxvnni;
+    if (n < max && x86_has_avx512vnni()) out[n++] = &g8_kernels_avx512vnni; /* 512-bit: preferred */
 #endif
 #if defined(__aarch64__)
     if (n < max && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP)) out[n++] = &g8_kernels_neon;

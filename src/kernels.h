@@ -10,10 +10,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* A 4x4 tile of a Q8_0 matrix product: y[t*ldy + r] = dot(w row r, x row t)
- * for r, t in 0..3. Rows of w are w_stride blocks apart, rows of x x_stride. */
-typedef void (*g8_tile_q8_0_fn)(int nb, const block_q8_0 *w, size_t w_stride, const block_q8_0 *x,
-                               size_t x_stride, float *y, size_t ldy);
+/* The Q8_0 matrix product of one packed group of 16 weight rows (quant.h) by
+ * T tokens of nb Q8_0 blocks each (x, token t at x + t * nb), 1 <= T <= G8_GEMM_T:
+ * y[t * ldy + i] = dot(row i, token t) for i < 16. xsum[t * nb + b] is -128 times
+ * the sum of token t's quants in block b (kernels that make the weights
+ * unsigned need it). Every table computes each (row, token) pair the same way:
+ * per block the exact int32 sum s_b, then acc = fma((float)s_b, d_w * d_x, acc)
+ * block after block from acc = 0. So the result of a pair depends on neither T,
+ * the pair's place in the tile, nor the table: batch invariance by design. */
+enum { G8_GEMM_T = 8 };
+typedef void (*g8_gemm_q8_0_fn)(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
+                                size_t ldy);
 
 typedef struct g8_kernels {
     const char *name;
@@ -21,9 +28,9 @@ typedef struct g8_kernels {
     float (*dot_f32)(int n, const float *w, const float *x);
     float (*dot_f16)(int n, const uint16_t *w, const float *x);
     float (*dot_bf16)(int n, const uint16_t *w, const float *x);
-    /* dot product of nb Q8_0 blocks by nb Q8_0 blocks */
+    /* dot product of nb Q8_0 blocks by nb Q8_0 blocks (attention over a Q8_0 cache) */
     float (*dot_q8_0)(int nb, const block_q8_0 *w, const block_q8_0 *x);
-    g8_tile_q8_0_fn tile_q8_0;
+    g8_gemm_q8_0_fn gemm_q8_0;
     /* activations to Q8_0 (n a multiple of 32), same result as the reference */
     void (*quantize_q8_0)(const float *x, block_q8_0 *y, int n);
     /* y += a * x */
@@ -65,18 +72,21 @@ int g8_kernels_all(const g8_kernels **out, int max);
 
 #if defined(__x86_64__)
 extern const g8_kernels g8_kernels_avx2;
-extern const g8_kernels g8_kernels_avxvnni, g8_kernels_avx512vnni; /* AVX2 with the GEMM tile on vpdpbusd */
-void g8_tile_q8_0_avxvnni(int nb, const block_q8_0 *w, size_t ws, const block_q8_0 *x, size_t xs, float *y, size_t ldy);
-void g8_tile_q8_0_avx512vnni(int nb, const block_q8_0 *w, size_t ws, const block_q8_0 *x, size_t xs, float *y,
+/* AVX2 with the GEMM on vpdpbusd: 256-bit (AVX-VNNI, or AVX512-VNNI with VL) and 512-bit */
+extern const g8_kernels g8_kernels_avxvnni, g8_kernels_avx512vnni;
+void g8_gemm_q8_0_avxvnni(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
+                          size_t ldy);
+void g8_gemm_q8_0_avx512vnni(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                              size_t ldy);
-/* the same kernel with vpdpbusd emulated in AVX2 (built into the tests only) */
-void g8_tile_q8_0_vnni_emulated(int nb, const block_q8_0 *w, size_t ws, const block_q8_0 *x, size_t xs, float *y,
+/* the 256-bit VNNI GEMM with vpdpbusd emulated in AVX2 (built into the tests only) */
+void g8_gemm_q8_0_vnni_emulated(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                                 size_t ldy);
 #endif
 #if defined(__aarch64__)
 extern const g8_kernels g8_kernels_neon;
 extern const g8_kernels g8_kernels_neon_i8mm;
-void g8_tile_q8_0_i8mm(int nb, const block_q8_0 *w, size_t ws, const block_q8_0 *x, size_t xs, float *y, size_t ldy);
+void g8_gemm_q8_0_i8mm(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
+                       size_t ldy);
 #endif
 
 #endif

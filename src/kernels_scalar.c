@@ -33,9 +33,25 @@ static float dot_q8_0(int nb, const block_q8_0 *w, const block_q8_0 *x) {
     return s;
 }
 
-static void tile_q8_0(int nb, const block_q8_0 *w, size_t ws, const block_q8_0 *x, size_t xs, float *y, size_t ldy) {
-    for (int t = 0; t < 4; t++)
-        for (int r = 0; r < 4; r++) y[t * ldy + r] = dot_q8_0(nb, w + r * ws, x + t * xs);
+/* The definition every table's GEMM meets bit for bit (kernels.h). */
+static void gemm_q8_0(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
+                      size_t ldy) {
+    const int8_t *q = g8_pack_quants(group);
+    const uint16_t *d = g8_pack_scales(group, nb);
+    (void)xsum;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < G8_PACK_ROWS; i++) {
+            float acc = 0;
+            for (int b = 0; b < nb; b++) {
+                const block_q8_0 *xb = x + (size_t)t * nb + b;
+                const int8_t *qb = q + (size_t)b * G8_PACK_BLOCK;
+                int32_t sum = 0;
+                for (int j = 0; j < QK8_0; j++) sum += qb[G8_PACK_ROWS * 4 * (j / 4) + 4 * i + j % 4] * xb->qs[j];
+                const float scale = g8_f16_to_f32(d[b * G8_PACK_ROWS + i]) * g8_f16_to_f32(xb->d);
+                acc = fmaf((float)sum, scale, acc);
+            }
+            y[(size_t)t * ldy + i] = acc;
+        }
 }
 
 static void quantize_q8_0(const float *x, block_q8_0 *y, int n) { g8_quantize_row_q8_0_ref(x, y, n); }
@@ -101,7 +117,7 @@ static const g8_kernels scalar = {
     .dot_f16 = dot_f16,
     .dot_bf16 = dot_bf16,
     .dot_q8_0 = dot_q8_0,
-    .tile_q8_0 = tile_q8_0,
+    .gemm_q8_0 = gemm_q8_0,
     .quantize_q8_0 = quantize_q8_0,
     .axpy = axpy,
     .softcap = g8_softcap_scalar,

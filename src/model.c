@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 gemma8_model_params gemma8_model_default_params(void) {
     gemma8_model_params p = {0};
@@ -111,6 +113,33 @@ static gemma8_status bind_norm(const gguf_file *f, const char *path, const char 
     return GEMMA8_OK;
 }
 
+enum { LAYER_MATRICES = 7 };
+
+/* The matrices of a layer. */
+static void layer_matrices(g8_layer *L, g8_matrix *out[LAYER_MATRICES]) {
+    g8_matrix *mats[LAYER_MATRICES] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+    memcpy(out, mats, sizeof mats);
+}
+
+/* A Q8_0 matrix packed for the GEMM, in memory of its own; the file's pages it
+ * was read from are then given back (they stay in the page cache, and the
+ * embedding's rows are read from the file again when needed). */
+static gemma8_status pack_matrix(const char *path, g8_matrix *w) {
+    if (w->type != GEMMA8_TYPE_Q8_0) return GEMMA8_OK;
+    const int64_t nb = w->cols / QK8_0, groups = (w->rows + G8_PACK_ROWS - 1) / G8_PACK_ROWS;
+    const size_t bytes = (size_t)groups * g8_pack_group_bytes(nb);
+    w->packed = aligned_alloc(64, bytes);
+    if (!w->packed)
+        return g8_fail(GEMMA8_ERR_NOMEM, "'%s': out of memory for a %lld x %lld matrix (%zu bytes)", path,
+                       (long long)w->rows, (long long)w->cols, bytes);
+    g8_pack_q8_0(w->data, w->rows, nb, 0, groups, w->packed);
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t lo = ((uintptr_t)w->data + page - 1) & ~(page - 1);
+    const uintptr_t hi = ((uintptr_t)w->data + (size_t)w->rows * w->row_bytes) & ~(page - 1);
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    return GEMMA8_OK;
+}
+
 gemma8_status gemma8_model_load(const char *path, const gemma8_model_params *params, gemma8_model **out) {
     (void)params;
     *out = NULL;
@@ -170,6 +199,13 @@ gemma8_status gemma8_model_load(const char *path, const gemma8_model_params *par
             if (st) goto fail;
         }
     }
+    st = pack_matrix(path, &m->output);
+    for (int il = 0; !st && il < hp->n_layer; il++) {
+        g8_matrix *mats[LAYER_MATRICES];
+        layer_matrices(&m->layers[il], mats);
+        for (int k = 0; !st && k < LAYER_MATRICES; k++) st = pack_matrix(path, mats[k]);
+    }
+    if (st) goto fail;
     if (gguf_find_kv(f, KEY_TOK_MODEL)) {
         if ((st = g8_vocab_load(&m->vocab, f, path))) goto fail;
         m->has_vocab = true;
@@ -187,6 +223,12 @@ fail:
 void gemma8_model_free(gemma8_model *m) {
     if (!m) return;
     if (m->has_vocab) g8_vocab_free(&m->vocab);
+    free(m->output.packed);
+    for (int il = 0; m->layers && il < m->hp.n_layer; il++) {
+        g8_matrix *mats[LAYER_MATRICES];
+        layer_matrices(&m->layers[il], mats);
+        for (int k = 0; k < LAYER_MATRICES; k++) free(mats[k]->packed);
+    }
     gguf_close(&m->file);
     free(m->layers);
     free(m->norm_data);

@@ -25,12 +25,14 @@ typedef struct g8_hparams {
     float rope_base;
 } g8_hparams;
 
-/* A weight matrix of `rows` rows of `cols` elements, stored row after row. */
+/* A weight matrix of `rows` rows of `cols` elements, stored row after row;
+ * a Q8_0 matrix that is multiplied is also packed for the GEMM (quant.h). */
 typedef struct g8_matrix {
     uint32_t type;         /* gemma8_type */
     int64_t rows, cols;
     size_t row_bytes;
     const void *data;      /* in the mapped file */
+    void *packed;          /* Q8_0: (rows + 15) / 16 groups of g8_pack_group_bytes(cols / 32) */
 } g8_matrix;
 
 typedef struct g8_layer {

@@ -17,8 +17,7 @@ typedef struct matmul_task {
     int T;
     float *y;
     atomic_long next;   /* next chunk of rows to take */
-    long chunk;         /* rows per chunk, a multiple of 4 */
-    bool each;          /* every token by the single-token kernel (no 4x4 tiles) */
+    long chunk;         /* rows per chunk, a multiple of G8_PACK_ROWS */
 } matmul_task;
 
 /* Hands out chunks of rows to threads as they come: no thread waits for a
@@ -63,17 +62,26 @@ static void matmul_float_task(void *arg, int ith, int nth) {
     }
 }
 
+/* the activations as Q8_0, and -128 times each block's sum of quants */
 static void quantize_task(void *arg, int ith, int nth) {
     const matmul_task *mt = arg;
     int64_t t0, t1;
     split(mt->T, ith, nth, 1, &t0, &t1);
     const int64_t n = mt->W->cols, nb = n / QK8_0;
-    for (int64_t t = t0; t < t1; t++) mt->ops->k->quantize_q8_0(mt->x + t * n, mt->ops->qbuf + t * nb, (int)n);
+    for (int64_t t = t0; t < t1; t++) {
+        block_q8_0 *q = mt->ops->qbuf + t * nb;
+        mt->ops->k->quantize_q8_0(mt->x + t * n, q, (int)n);
+        for (int64_t b = 0; b < nb; b++) {
+            int32_t sum = 0;
+            for (int j = 0; j < QK8_0; j++) sum += q[b].qs[j];
+            mt->ops->qsum[t * nb + b] = -128 * sum;
+        }
+    }
 }
 
-/* Blocks of rows and of tokens sized so that both stay in L2 (about 96 KiB
- * each) while 4x4 tiles go over them: the weights come from memory once per
- * chunk, the activations from L3 once per block of rows, not once per 4 rows. */
+/* Groups of rows per block sized so that a block's packed weights stay in L2
+ * (about 96 KiB) while every G8_GEMM_T tokens go over them: the weights come
+ * from memory once per block, the activations from L2/L3 once per block. */
 enum { MATMUL_BLOCK_BYTES = 96 * 1024 };
 
 static void matmul_q8_0_task(void *arg, int ith, int nth) {
@@ -81,46 +89,48 @@ static void matmul_q8_0_task(void *arg, int ith, int nth) {
     const g8_matrix *W = mt->W;
     const g8_kernels *k = mt->ops->k;
     const int nb = (int)(W->cols / QK8_0), T = mt->T;
-    const block_q8_0 *w = W->data, *x = mt->ops->qbuf;
-    const size_t ldy = (size_t)W->rows;
-    const int blk = G8_MAX(4, (int)(MATMUL_BLOCK_BYTES / ((size_t)nb * sizeof(block_q8_0))) & ~3);
-    const int T4 = mt->each ? 0 : T & ~3;
+    const size_t gbytes = g8_pack_group_bytes(nb), ldy = (size_t)W->rows;
+    const uint8_t *packed = W->packed;
+    const block_q8_0 *x = mt->ops->qbuf;
+    const int32_t *xsum = mt->ops->qsum;
+    const int64_t blk = G8_MAX(1, (int64_t)(MATMUL_BLOCK_BYTES / gbytes)) * G8_PACK_ROWS;
+    float last[G8_GEMM_T * G8_PACK_ROWS]; /* the results of a group that passes the last row */
     int64_t r0, r1;
     (void)ith, (void)nth;
     while (next_rows(mt, &r0, &r1))
         for (int64_t rb = r0; rb < r1; rb += blk) {
-            const int64_t re = G8_MIN(r1, rb + blk), re4 = rb + ((re - rb) & ~3);
-            for (int tb = 0; tb < T4; tb += blk) {
-                const int te = G8_MIN(T4, tb + blk);
-                for (int64_t r = rb; r < re4; r += 4)
-                    for (int t = tb; t < te; t += 4)
-                        k->tile_q8_0(nb, w + r * nb, (size_t)nb, x + (size_t)t * nb, (size_t)nb, mt->y + t * ldy + r, ldy);
+            const int64_t re = G8_MIN(r1, rb + blk);
+            for (int t = 0; t < T; t += G8_GEMM_T) {
+                const int tn = G8_MIN(G8_GEMM_T, T - t);
+                const block_q8_0 *xt = x + (size_t)t * nb;
+                const int32_t *st = xsum + (size_t)t * nb;
+                for (int64_t r = rb; r < re; r += G8_PACK_ROWS) {
+                    const void *group = packed + (size_t)(r / G8_PACK_ROWS) * gbytes;
+                    if (r + G8_PACK_ROWS <= W->rows) {
+                        k->gemm_q8_0(nb, group, xt, st, tn, mt->y + (size_t)t * ldy + r, ldy);
+                        continue;
+                    }
+                    k->gemm_q8_0(nb, group, xt, st, tn, last, G8_PACK_ROWS);
+                    for (int i = 0; i < tn; i++)
+                        memcpy(mt->y + (size_t)(t + i) * ldy + r, last + i * G8_PACK_ROWS,
+                               (size_t)(W->rows - r) * sizeof(float));
+                }
             }
-            for (int t = T4; t < T; t++) /* tokens past the last whole tile */
-                for (int64_t r = rb; r < re4; r++) mt->y[t * ldy + r] = k->dot_q8_0(nb, w + r * nb, x + (size_t)t * nb);
-            for (int64_t r = re4; r < re; r++) /* rows past the last whole tile */
-                for (int t = 0; t < T; t++) mt->y[t * ldy + r] = k->dot_q8_0(nb, w + r * nb, x + (size_t)t * nb);
         }
 }
 
-static void matmul(g8_ops *ops, const g8_matrix *W, const float *x, int T, float *y, bool each) {
-    /* chunks: at least 16 per thread for balance, at least 16 rows for locality */
+void g8_matmul(g8_ops *ops, const g8_matrix *W, const float *x, int T, float *y) {
+    /* chunks: at least 16 per thread for balance, whole groups of rows */
     const int nth = g8_pool_size(ops->pool);
-    long chunk = (long)((W->rows / (16 * nth)) & ~(int64_t)3);
-    if (chunk < 16) chunk = 16;
-    matmul_task mt = {ops, W, x, T, y, 0, chunk, each};
+    long chunk = (long)((W->rows / (16 * nth)) & ~(int64_t)(G8_PACK_ROWS - 1));
+    if (chunk < G8_PACK_ROWS) chunk = G8_PACK_ROWS;
+    matmul_task mt = {ops, W, x, T, y, 0, chunk};
     if (W->type == GEMMA8_TYPE_Q8_0) {
         g8_pool_run(ops->pool, quantize_task, &mt);
         g8_pool_run(ops->pool, matmul_q8_0_task, &mt);
     } else {
         g8_pool_run(ops->pool, matmul_float_task, &mt);
     }
-}
-
-void g8_matmul(g8_ops *ops, const g8_matrix *W, const float *x, int T, float *y) { matmul(ops, W, x, T, y, false); }
-
-void g8_matmul_each(g8_ops *ops, const g8_matrix *W, const float *x, int T, float *y) {
-    matmul(ops, W, x, T, y, true);
 }
 
 void g8_rmsnorm(float *out, const float *x, const float *w, int T, int n, float eps) {

@@ -12,16 +12,14 @@ typedef struct g8_ops {
     const g8_kernels *k;
     g8_pool *pool;
     block_q8_0 *qbuf;      /* activations quantized for Q8_0 matrices */
+    int32_t *qsum;         /* -128 * the sum of each block's quants (kernels.h) */
     size_t qbuf_blocks;
 } g8_ops;
 
-/* y[t][r] = sum_c W[r][c] * x[t][c] for t < T (x rows W->cols apart, y rows W->rows apart). */
+/* y[t][r] = sum_c W[r][c] * x[t][c] for t < T (x rows W->cols apart, y rows W->rows apart).
+ * Every y[t] is bit-identical to a call with token t alone (kernels.h), so
+ * tokens of different sequences can share a call. */
 void g8_matmul(g8_ops *ops, const g8_matrix *W, const float *x, int T, float *y);
-
-/* The same, each token by the single-token kernel, rows outer and tokens inner
- * (a row is read once for all tokens): every y[t] is bit-identical to a call
- * with that token alone. For tokens of different sequences decoded together. */
-void g8_matmul_each(g8_ops *ops, const g8_matrix *W, const float *x, int T, float *y);
 
 /* Row r of W (any type) as f32. */
 void g8_matrix_row(const g8_matrix *W, int64_t r, float *out);

@@ -23,6 +23,23 @@ void g8_dequantize_row_q8_0(const block_q8_0 *x, float *y, int64_t n) {
     }
 }
 
+void g8_pack_q8_0(const block_q8_0 *src, int64_t rows, int64_t nb, int64_t g0, int64_t g1, void *dst) {
+    const size_t gbytes = g8_pack_group_bytes(nb);
+    for (int64_t g = g0; g < g1; g++) {
+        int8_t *q = (int8_t *)dst + (size_t)g * gbytes;
+        uint16_t *d = (uint16_t *)(q + (size_t)nb * G8_PACK_BLOCK);
+        memset(q, 0, gbytes);
+        for (int64_t i = 0; i < G8_PACK_ROWS && g * G8_PACK_ROWS + i < rows; i++) {
+            const block_q8_0 *row = src + (size_t)(g * G8_PACK_ROWS + i) * (size_t)nb;
+            for (int64_t b = 0; b < nb; b++) {
+                int8_t *qb = q + (size_t)b * G8_PACK_BLOCK;
+                for (int c = 0; c < QK8_0 / 4; c++) memcpy(qb + 4 * (G8_PACK_ROWS * c + i), row[b].qs + 4 * c, 4);
+                d[b * G8_PACK_ROWS + i] = row[b].d;
+            }
+        }
+    }
+}
+
 void g8_to_f32(uint32_t type, const void *src, float *dst, int64_t n) {
     switch (type) {
     case GEMMA8_TYPE_F32: memcpy(dst, src, (size_t)n * 4); break;

@@ -81,6 +81,32 @@ static inline uint16_t g8_f32_to_bf16(float f) {
 void g8_quantize_row_q8_0_ref(const float *x, block_q8_0 *y, int64_t n);
 void g8_dequantize_row_q8_0(const block_q8_0 *x, float *y, int64_t n);
 
+/* Q8_0 weights as the GEMM kernels read them: 16 rows at a time (a group).
+ * A group of nb blocks holds first the quants, block after block, four bytes
+ * of each of the 16 rows at a time: quants[b][16 * 4 * c + 4 * i + j] is row
+ * i's quant 4c + j of block b (c < 8). Then the 16 rows' f16 scales of each
+ * block: d[b][i]. One 64-byte load holds four quants of each of 16 rows: an
+ * activation's four quants, broadcast, multiply all 16 rows at once, and every
+ * (row, token) sum stays in its own lane, with no reduction across lanes.
+ * Groups are 64 bytes aligned; rows past the matrix's last are zero. */
+#define G8_PACK_ROWS 16
+#define G8_PACK_BLOCK (G8_PACK_ROWS * QK8_0) /* quant bytes of one block of a group */
+
+/* bytes of one group of nb blocks (a multiple of 64) */
+static inline size_t g8_pack_group_bytes(int64_t nb) {
+    return ((size_t)nb * (G8_PACK_BLOCK + 2 * G8_PACK_ROWS) + 63) & ~(size_t)63;
+}
+
+/* The quants and the scales of a group of nb blocks. */
+static inline const int8_t *g8_pack_quants(const void *group) { return group; }
+static inline const uint16_t *g8_pack_scales(const void *group, int64_t nb) {
+    return (const uint16_t *)((const int8_t *)group + (size_t)nb * G8_PACK_BLOCK);
+}
+
+/* Packs rows [g0 * 16, g1 * 16) of a Q8_0 matrix of `rows` rows of nb blocks
+ * into groups g0..g1-1 at dst (the matrix's packed start). */
+void g8_pack_q8_0(const block_q8_0 *src, int64_t rows, int64_t nb, int64_t g0, int64_t g1, void *dst);
+
 /* Converts n values of a stored type (gemma8_type) to f32. */
 void g8_to_f32(uint32_t type, const void *src, float *dst, int64_t n);
 

@@ -1,7 +1,6 @@
 /* cpu/x86_avx2.c - kernels for x86-64 with AVX2, FMA and F16C. */
 #if defined(__x86_64__)
 #include "../kernels.h"
-#include "x86_tile.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -84,32 +83,24 @@ static float dot_q8_0(int nb, const block_q8_0 *w, const block_q8_0 *x) {
     return hsum(_mm256_add_ps(acc0, acc1));
 }
 
-/* one token's sums against four rows: [r0 r1 r2 r3] in both halves (to be added) */
-static inline __m256i token_sums(const int8_t *qs, __m256i q0, __m256i q1, __m256i q2, __m256i q3) {
-    const __m256i ones = _mm256_set1_epi16(1), xv = _mm256_loadu_si256((const __m256i *)qs), ax = _mm256_sign_epi8(xv, xv);
-    return tile_hsum4(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(q0, xv)), ones),
-                      _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(q1, xv)), ones),
-                      _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(q2, xv)), ones),
-                      _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(q3, xv)), ones));
+/* The GEMM (x86_gemm.h): the sign of each weight moved onto the activation,
+ * maddubs(|w|, sign(x, w)) (|w| <= 128 as unsigned, |x| <= 127: no pair of
+ * products saturates int16), then madd to int32 lanes. */
+#define GEMM_TOKENS 2
+static inline __m256i gemm_prep(__m256i w) { return _mm256_abs_epi8(w); }
+static inline __m256i gemm_dot(__m256i acc, __m256i aw, __m256i w, __m256i x4) {
+    const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(x4, w));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
 }
+static inline int32_t gemm_init(int32_t xsum) {
+    (void)xsum;
+    return 0;
+}
+#include "x86_gemm.h"
 
-/* 4 rows x 4 tokens. Per block: the sign of each activation is moved onto the
- * weights (maddubs(|x|, sign(w, x))), the eight int32 lanes of every (row, token)
- * pair are reduced to one, and one FMA scales eight pairs at once (x86_tile.h). */
-static void tile_q8_0(int nb, const block_q8_0 *w, size_t ws, const block_q8_0 *x, size_t xs, float *y, size_t ldy) {
-    __m256 acc01 = _mm256_setzero_ps(), acc23 = _mm256_setzero_ps();
-    for (int b = 0; b < nb; b++) {
-        __m256 s01, s23;
-        tile_scales(w, ws, x, xs, b, &s01, &s23);
-        const __m256i q0 = _mm256_loadu_si256((const __m256i *)w[b].qs), q1 = _mm256_loadu_si256((const __m256i *)w[ws + b].qs);
-        const __m256i q2 = _mm256_loadu_si256((const __m256i *)w[2 * ws + b].qs);
-        const __m256i q3 = _mm256_loadu_si256((const __m256i *)w[3 * ws + b].qs);
-        const __m256i r0 = token_sums(x[b].qs, q0, q1, q2, q3), r1 = token_sums(x[xs + b].qs, q0, q1, q2, q3);
-        const __m256i r2 = token_sums(x[2 * xs + b].qs, q0, q1, q2, q3), r3 = token_sums(x[3 * xs + b].qs, q0, q1, q2, q3);
-        acc01 = _mm256_fmadd_ps(s01, _mm256_cvtepi32_ps(tile_pair(r0, r1)), acc01); /* one FMA scales eight pairs */
-        acc23 = _mm256_fmadd_ps(s23, _mm256_cvtepi32_ps(tile_pair(r2, r3)), acc23);
-    }
-    tile_store(y, ldy, acc01, acc23);
+static void gemm_q8_0(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
+                      size_t ldy) {
+    gemm_q8_0_256(nb, group, x, xsum, T, y, ldy);
 }
 
 /* Same rounding as roundf (half away from zero), so results equal the reference. */
@@ -410,19 +401,19 @@ static void wsum_q8_0(int n, const float *w, size_t lw, const block_q8_0 *v, int
 const g8_kernels g8_kernels_avx2 = {
     .name = "avx2",
     AVX2_KERNELS,
-    .tile_q8_0 = tile_q8_0,
+    .gemm_q8_0 = gemm_q8_0,
 };
 
-/* the AVX2 table with only the GEMM tile on vpdpbusd (x86_vnni.c) */
+/* the AVX2 table with only the GEMM on vpdpbusd: 256-bit (x86_vnni.c), 512-bit (x86_avx512.c) */
 const g8_kernels g8_kernels_avxvnni = {
     .name = "avx-vnni",
     AVX2_KERNELS,
-    .tile_q8_0 = g8_tile_q8_0_avxvnni,
+    .gemm_q8_0 = g8_gemm_q8_0_avxvnni,
 };
 
 const g8_kernels g8_kernels_avx512vnni = {
     .name = "avx512-vnni",
     AVX2_KERNELS,
-    .tile_q8_0 = g8_tile_q8_0_avx512vnni,
+    .gemm_q8_0 = g8_gemm_q8_0_avx512vnni,
 };
 #endif

@@ -1,0 +1,54 @@
+/* cpu/x86_avx512.c - the Q8_0 GEMM on 512-bit vpdpbusd (AVX512-VNNI: Ice Lake,
+ * Sapphire Rapids, Zen 4 and later). One zmm holds four quants of each of a
+ * packed group's 16 rows (quant.h), made unsigned once per load (w ^ 0x80); each
+ * token's four quants are broadcast from memory into the vpdpbusd; the token's
+ * int32 accumulator starts at xsum (-128 times its block sum), which makes the
+ * sums exact. Per block and token: 8 vpdpbusd, then one convert and one FMA
+ * with the 16 rows' scales times the token's, every lane its own (row, token). */
+#if defined(__x86_64__) && defined(__AVX512VNNI__)
+#include "../kernels.h"
+
+#include <immintrin.h>
+
+static inline __attribute__((always_inline)) void pass(int nb, const void *group, const block_q8_0 *x,
+                                                       const int32_t *xsum, const int T, float *y, size_t ldy) {
+    const int8_t *q = g8_pack_quants(group);
+    const uint16_t *d = g8_pack_scales(group, nb);
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    __m512 f[G8_GEMM_T];
+    for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const int8_t *qb = q + (size_t)b * G8_PACK_BLOCK;
+        __m512i acc[G8_GEMM_T];
+        for (int t = 0; t < T; t++) acc[t] = _mm512_set1_epi32(xsum[(size_t)t * nb + b]);
+        for (int c = 0; c < QK8_0 / 4; c++) {
+            const __m512i u = _mm512_xor_si512(_mm512_loadu_si512((const void *)(qb + 64 * c)), bias);
+            for (int t = 0; t < T; t++) {
+                int32_t x4;
+                memcpy(&x4, x[(size_t)t * nb + b].qs + 4 * c, 4);
+                acc[t] = _mm512_dpbusd_epi32(acc[t], u, _mm512_set1_epi32(x4));
+            }
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(d + (size_t)b * G8_PACK_ROWS)));
+        for (int t = 0; t < T; t++) {
+            const __m512 dx = _mm512_set1_ps(_cvtsh_ss(x[(size_t)t * nb + b].d));
+            f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[t]), _mm512_mul_ps(dw, dx), f[t]);
+        }
+    }
+    for (int t = 0; t < T; t++) _mm512_storeu_ps(y + (size_t)t * ldy, f[t]);
+}
+
+void g8_gemm_q8_0_avx512vnni(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
+                             size_t ldy) {
+    switch (T) { /* a pass for each count, so that the accumulators stay in registers */
+    case 1: pass(nb, group, x, xsum, 1, y, ldy); break;
+    case 2: pass(nb, group, x, xsum, 2, y, ldy); break;
+    case 3: pass(nb, group, x, xsum, 3, y, ldy); break;
+    case 4: pass(nb, group, x, xsum, 4, y, ldy); break;
+    case 5: pass(nb, group, x, xsum, 5, y, ldy); break;
+    case 6: pass(nb, group, x, xsum, 6, y, ldy); break;
+    case 7: pass(nb, group, x, xsum, 7, y, ldy); break;
+    default: pass(nb, group, x, xsum, 8, y, ldy); break;
+    }
+}
+#endif

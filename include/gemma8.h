@@ -253,12 +253,17 @@ gemma8_status gemma8_eval_embd(gemma8_context *ctx, const float *embd, int32_t n
  * evaluated position: RKLLM's GET_LAST_HIDDEN_LAYER, for embeddings. */
 const float *gemma8_get_hidden(const gemma8_context *ctx);
 
-/* Batched decode: one token for each of n different sequences, each appended
- * at its sequence's end, evaluated in one forward pass (every weight is read
- * once for all of them: several conversations decode at the cost of about
- * one). logits receives n * n_vocab floats, row i for tokens[i].
- * Batch invariance: each row is bit-identical to what gemma8_eval_seq of that
- * token alone gives, whatever else is in the batch and in whatever order. */
+/* Batched evaluation: n <= n_batch entries (seqs[i], tokens[i]), the entries of
+ * a sequence together and in order: its next tokens, appended at its end (one
+ * token of each decoding conversation, a chunk of a new prompt), all in one
+ * forward pass (every weight is read once for all of them: several
+ * conversations decode at the cost of about one). logits receives one row of
+ * n_vocab floats for each sequence in the batch (for its last token), in the
+ * order the sequences appear.
+ * Batch invariance: each row is bit-identical to what evaluating that
+ * sequence's tokens alone (gemma8_eval_seq) gives, whatever else is in the
+ * batch, in whatever order, and however the sequence's earlier tokens were cut
+ * into evaluations. */
 gemma8_status gemma8_decode_batch(gemma8_context *ctx, const int32_t *seqs, const int32_t *tokens, int32_t n,
                                   float *logits);
 
@@ -401,9 +406,11 @@ bool gemma8_gen_prefilled(const gemma8_gen *gen);
 const float *gemma8_gen_logits(const gemma8_gen *gen);
 gemma8_status gemma8_gen_end(gemma8_gen *gen, gemma8_generate_result *result);
 /* One step of each of n generations of one context (done[i] as for
- * gemma8_gen_step): those producing tokens share one batched forward pass
- * (gemma8_decode_batch: each bit-identical to stepping it alone), the others
- * evaluate their next prompt chunk. A server's loop over its slots. */
+ * gemma8_gen_step), all in one forward pass (gemma8_decode_batch): the next
+ * token of each that is decoding, and the next chunk of the prompts being
+ * evaluated, as many prompt tokens as n_batch leaves room for, the earlier
+ * generations in gens first. Each is bit-identical to stepping it alone. A
+ * server's loop over its slots. */
 gemma8_status gemma8_gen_step_many(gemma8_gen **gens, int32_t n, bool *done);
 
 /* Templates a conversation (gemma8_chat_tokenize) and generates the reply. */

@@ -168,9 +168,10 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
     ctx->last_logits = alloc_f32(1, (size_t)hp->n_vocab, &ok);
     ctx->last_hidden = alloc_f32(1, E, &ok);
     ctx->batch_logits = alloc_f32((size_t)z.n_seq, (size_t)hp->n_vocab, &ok);
-    ctx->batch_seqs = calloc((size_t)z.n_seq, sizeof(int32_t));
-    ctx->batch_tokens = calloc((size_t)z.n_seq, sizeof(int32_t));
-    ok = ok && ctx->batch_seqs && ctx->batch_tokens;
+    ctx->batch_seqs = calloc(B, sizeof(int32_t));
+    ctx->batch_tokens = calloc(B, sizeof(int32_t));
+    ctx->batch_take = calloc((size_t)z.n_seq, sizeof(int32_t));
+    ok = ok && ctx->batch_seqs && ctx->batch_tokens && ctx->batch_take;
     if (!ok) {
         gemma8_context_free(ctx);
         return g8_fail(GEMMA8_ERR_NOMEM, "out of memory creating a context of %d tokens (try a smaller context)",
@@ -196,7 +197,7 @@ void gemma8_context_free(gemma8_context *ctx) {
     if (ctx->ops.pool) g8_pool_free(ctx->ops.pool);
     void *bufs[] = {ctx->ops.qbuf, ctx->ops.qsum, ctx->inv_freq, ctx->pos, ctx->x, ctx->xn, ctx->q, ctx->k, ctx->v, ctx->att,
                     ctx->proj, ctx->gate, ctx->up, ctx->attn_scratch, ctx->last_logits, ctx->last_hidden,
-                    ctx->batch_logits, ctx->batch_seqs, ctx->batch_tokens};
+                    ctx->batch_logits, ctx->batch_seqs, ctx->batch_tokens, ctx->batch_take};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(ctx);
 }

@@ -31,29 +31,38 @@ struct gemma8_context {
     float *attn_scratch;        /* (n_threads, g8_attention_scratch(.., n_ctx)) */
     float *last_logits;         /* (n_vocab) of the last evaluated position */
     float *last_hidden;         /* (n_embd) final-normed hidden state of the last position */
-    float *batch_logits;        /* (n_seq, n_vocab) a batched decode's logits */
-    int32_t *batch_seqs;        /* (n_seq) */
-    int32_t *batch_tokens;      /* (n_seq) */
+    float *batch_logits;        /* (n_seq, n_vocab) the logits of a batch's runs */
+    int32_t *batch_seqs;        /* (n_batch) a batch's entries */
+    int32_t *batch_tokens;      /* (n_batch) */
+    int32_t *batch_take;        /* (n_seq) tokens of each generation in a batch */
     atomic_bool abort;          /* gemma8_abort; cleared when an eval or a generation starts */
     struct g8_async *async;     /* the asynchronous run, NULL when none */
 };
 
-/* The forward pass over T <= n_batch inputs: token ids, or (tokens NULL)
- * embeddings of n_embd floats each; all of sequence s at its next positions
- * (seqs NULL), or one token of each sequence seqs[t] (gemma2.c says how that
- * stays bit-identical to each alone). hidden_all, if given, gets the
- * final-normed hidden state of every position. Returns GEMMA8_ERR_ABORTED
- * (between layers) when ctx->abort is set; the sequences are then as before. */
-gemma8_status g8_forward(gemma8_context *ctx, int s, const int32_t *seqs, const int32_t *tokens, const float *embd,
-                         int T, float *logits_all, float *hidden_all);
+/* A batch for the forward pass: T <= n_batch entries, token ids or (tokens
+ * NULL) embeddings of n_embd floats; entry t belongs to sequence seqs[t] (or s
+ * for all when seqs is NULL) and a sequence's entries are together: its next
+ * tokens in order (a run). */
+typedef struct g8_batch {
+    int T;
+    int s;
+    const int32_t *seqs;
+    const int32_t *tokens;
+    const float *embd;
+    float *logits_all;         /* (T, n_vocab) every entry's logits, or NULL */
+    float *logits_ends;        /* (runs, n_vocab) the last entry's of each run, or NULL */
+    float *hidden_all;         /* (T, n_embd) every entry's final-normed hidden state, or NULL */
+} g8_batch;
+
+/* The forward pass (gemma2.c). Without logits_all, logits_ends or hidden_all
+ * it computes the logits of the last entry (one run) into ctx->last_logits,
+ * which always ends with the last entry's. Returns GEMMA8_ERR_ABORTED (between
+ * layers) when ctx->abort is set; the sequences are then as before. */
+gemma8_status g8_forward(gemma8_context *ctx, const g8_batch *b);
 
 /* The checks of every public entry that takes tokens: sequence s exists and
  * each of the n ids is in the vocabulary. */
 gemma8_status g8_check_input(const gemma8_context *ctx, int32_t s, const int32_t *tokens, int32_t n);
-
-/* One token for each of n different sequences, checked by the caller. */
-gemma8_status g8_decode_batch(gemma8_context *ctx, const int32_t *seqs, const int32_t *tokens, int32_t n,
-                              float *logits);
 
 /* gemma8_eval without clearing the abort flag (generation's inner steps). */
 gemma8_status g8_eval(gemma8_context *ctx, int s, const int32_t *tokens, const float *embd, int32_t n,

@@ -6,36 +6,55 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The forward pass over T <= n_batch inputs. Either one sequence (seqs NULL):
- * the T tokens at positions n_past.. of sequence s, matrices by the GEMM tiles;
- * or T tokens of T different sequences (seqs[t]), each at its sequence's
- * n_past, every product by the single-token kernels and every element-wise step
- * per token, so that each token's results are bit-identical to its sequence
- * decoded alone. Writes the logits of every position to logits_all (T, n_vocab)
- * if given, and those of the last position to ctx->last_logits. */
-gemma8_status g8_forward(gemma8_context *ctx, int s, const int32_t *seqs, const int32_t *tokens, const float *embd,
-                         int T, float *logits_all, float *hidden_all) {
+static int seq_of(const g8_batch *b, int t) { return b->seqs ? b->seqs[t] : b->s; }
+
+/* the end of the run of entries of one sequence that starts at t0 */
+static int run_end(const g8_batch *b, int t0) {
+    int t1 = t0 + 1;
+    while (t1 < b->T && seq_of(b, t1) == seq_of(b, t0)) t1++;
+    return t1;
+}
+
+/* Row-wise steps whose SIMD kernels round a vector's elements and a tail's
+ * differently are applied to each token's row on its own: an element's result
+ * then depends on its place in the row only, never on the batch. */
+static void geglu_rows(g8_ops *ops, float *g, const float *u, int T, size_t n) {
+    for (int t = 0; t < T; t++) g8_geglu(ops, g + (size_t)t * n, u + (size_t)t * n, n);
+}
+
+static void softcap_rows(g8_ops *ops, float *x, int T, size_t n, float cap) {
+    for (int t = 0; t < T; t++) g8_softcap(ops, x + (size_t)t * n, n, cap);
+}
+
+/* The forward pass over a batch of b->T <= n_batch entries: runs of tokens (or
+ * embeddings), each run the next tokens of one sequence, each sequence at its
+ * own positions over its own cache. Matrices multiply all entries at once (the
+ * GEMM gives each token what it gives it alone); attention runs per run;
+ * everything else per token row. So each sequence's results are bit-identical
+ * whatever else is in the batch, wherever it sits, however its prompt was cut
+ * into chunks. */
+gemma8_status g8_forward(gemma8_context *ctx, const g8_batch *b) {
     const gemma8_model *m = ctx->model;
     const g8_hparams *hp = &m->hp;
     g8_ops *ops = &ctx->ops;
-    const int E = hp->n_embd, hd = hp->head_dim;
+    const int E = hp->n_embd, hd = hp->head_dim, T = b->T;
     const size_t Q = (size_t)hp->n_head * hd, KV = (size_t)hp->n_head_kv * hd, F = (size_t)hp->n_ff;
     const size_t V = (size_t)hp->n_vocab;
     float *x = ctx->x, *xn = ctx->xn;
-    void (*matmul)(g8_ops *, const g8_matrix *, const float *, int, float *) = g8_matmul;
-    const int runs = seqs ? T : 1;             /* attention and element-wise steps, per token or at once */
-    const int per_run = seqs ? 1 : T;
 
-    for (int t = 0; t < T; t++) ctx->pos[t] = seqs ? ctx->kv.seq[seqs[t]].n_past : ctx->kv.seq[s].n_past + t;
+    for (int t0 = 0, t1; t0 < T; t0 = t1) {
+        t1 = run_end(b, t0);
+        for (int t = t0; t < t1; t++) ctx->pos[t] = ctx->kv.seq[seq_of(b, t0)].n_past + (t - t0);
+    }
 
     /* embedding, scaled by sqrt(hidden) (rounded to f32 as transformers does) */
     const float embd_scale = (float)sqrt((double)E);
     for (int t = 0; t < T; t++) {
-        if (!tokens) {
-            memcpy(x + (size_t)t * E, embd + (size_t)t * E, (size_t)E * sizeof(float));
+        if (!b->tokens) {
+            memcpy(x + (size_t)t * E, b->embd + (size_t)t * E, (size_t)E * sizeof(float));
             continue;
         }
-        g8_matrix_row(&m->tok_embd, tokens[t], x + (size_t)t * E);
+        g8_matrix_row(&m->tok_embd, b->tokens[t], x + (size_t)t * E);
         for (int i = 0; i < E; i++) x[(size_t)t * E + i] *= embd_scale;
     }
 
@@ -45,30 +64,30 @@ gemma8_status g8_forward(gemma8_context *ctx, int s, const int32_t *seqs, const 
 
         /* attention block: norm, q/k/v projections, RoPE, cache, attention, output projection */
         g8_rmsnorm(xn, x, L->attn_norm, T, E, hp->rms_eps);
-        matmul(ops, &L->wq, xn, T, ctx->q);
-        matmul(ops, &L->wk, xn, T, ctx->k);
-        matmul(ops, &L->wv, xn, T, ctx->v);
+        g8_matmul(ops, &L->wq, xn, T, ctx->q);
+        g8_matmul(ops, &L->wk, xn, T, ctx->k);
+        g8_matmul(ops, &L->wv, xn, T, ctx->v);
         g8_rope(ctx->q, T, hp->n_head, hd, ctx->pos, ctx->inv_freq);
         g8_rope(ctx->k, T, hp->n_head_kv, hd, ctx->pos, ctx->inv_freq);
         for (int t = 0; t < T; t++) {
-            g8_kv_set_row(&ctx->kv, seqs ? seqs[t] : s, il, 0, ctx->pos[t], ctx->k + (size_t)t * KV);
-            g8_kv_set_row(&ctx->kv, seqs ? seqs[t] : s, il, 1, ctx->pos[t], ctx->v + (size_t)t * KV);
+            g8_kv_set_row(&ctx->kv, seq_of(b, t), il, 0, ctx->pos[t], ctx->k + (size_t)t * KV);
+            g8_kv_set_row(&ctx->kv, seq_of(b, t), il, 1, ctx->pos[t], ctx->v + (size_t)t * KV);
         }
-        for (int r = 0; r < runs; r++) { /* each sequence over its own cache */
-            const g8_kv_layer *kv = &ctx->kv.seq[seqs ? seqs[r] : s].layers[il];
-            const size_t t0 = (size_t)r * per_run;
+        for (int t0 = 0, t1; t0 < T; t0 = t1) { /* each run over its sequence's cache, as stored */
+            t1 = run_end(b, t0);
+            const g8_kv_layer *kv = &ctx->kv.seq[seq_of(b, t0)].layers[il];
             g8_attn_args aa = {
-                .q = ctx->q + t0 * Q, .k_cache = kv->k, .v_cache = kv->v, .kv_type = ctx->kv.type,
-                .slots = kv->slots, .pos = ctx->pos + t0, .T = per_run,
+                .q = ctx->q + (size_t)t0 * Q, .k_cache = kv->k, .v_cache = kv->v, .kv_type = ctx->kv.type,
+                .slots = kv->slots, .pos = ctx->pos + t0, .T = t1 - t0,
                 .n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .head_dim = hd,
                 .window = g8_layer_is_sliding(il) ? hp->sliding_window : 0,
-                .scale = hp->query_scale, .softcap = hp->attn_softcap, .out = ctx->att + t0 * Q,
+                .scale = hp->query_scale, .softcap = hp->attn_softcap, .out = ctx->att + (size_t)t0 * Q,
                 .scratch = ctx->attn_scratch,
                 .scratch_len = g8_attention_scratch(hp->n_head, hp->n_head_kv, hp->head_dim, ctx->n_ctx),
             };
             g8_attention(ops, &aa);
         }
-        matmul(ops, &L->wo, ctx->att, T, ctx->proj);
+        g8_matmul(ops, &L->wo, ctx->att, T, ctx->proj);
 
         /* post-attention norm, residual */
         g8_rmsnorm(ctx->proj, ctx->proj, L->post_attn_norm, T, E, hp->rms_eps);
@@ -76,41 +95,40 @@ gemma8_status g8_forward(gemma8_context *ctx, int s, const int32_t *seqs, const 
 
         /* feed-forward block: pre-norm, GeGLU (tanh GELU), down projection, post-norm, residual */
         g8_rmsnorm(xn, x, L->ffn_norm, T, E, hp->rms_eps);
-        matmul(ops, &L->w_gate, xn, T, ctx->gate);
-        matmul(ops, &L->w_up, xn, T, ctx->up);
-        for (int r = 0; r < runs; r++)
-            g8_geglu(ops, ctx->gate + (size_t)r * per_run * F, ctx->up + (size_t)r * per_run * F, (size_t)per_run * F);
-        matmul(ops, &L->w_down, ctx->gate, T, ctx->proj);
+        g8_matmul(ops, &L->w_gate, xn, T, ctx->gate);
+        g8_matmul(ops, &L->w_up, xn, T, ctx->up);
+        geglu_rows(ops, ctx->gate, ctx->up, T, F);
+        g8_matmul(ops, &L->w_down, ctx->gate, T, ctx->proj);
         g8_rmsnorm(ctx->proj, ctx->proj, L->post_ffw_norm, T, E, hp->rms_eps);
         g8_add(x, ctx->proj, (size_t)T * E);
     }
 
-    /* final norm, tied output embedding, final soft-cap */
-    if (hidden_all) {
-        g8_rmsnorm(xn, x, m->output_norm, T, E, hp->rms_eps);
-        memcpy(hidden_all, xn, (size_t)T * E * sizeof(float));
-    }
-    if (logits_all) {
-        if (!hidden_all) g8_rmsnorm(xn, x, m->output_norm, T, E, hp->rms_eps);
-        matmul(ops, &m->output, xn, T, logits_all);
-        for (int r = 0; r < runs; r++)
-            g8_softcap(ops, logits_all + (size_t)r * per_run * V, (size_t)per_run * V, hp->final_softcap);
-        memcpy(ctx->last_logits, logits_all + (size_t)(T - 1) * V, V * sizeof(float));
-        memcpy(ctx->last_hidden, xn + (size_t)(T - 1) * E, (size_t)E * sizeof(float));
+    /* final norm, tied output embedding, final soft-cap: for every entry, or
+     * for the last entry of each run */
+    g8_rmsnorm(xn, x, m->output_norm, T, E, hp->rms_eps);
+    if (b->hidden_all) memcpy(b->hidden_all, xn, (size_t)T * E * sizeof(float));
+    memcpy(ctx->last_hidden, xn + (size_t)(T - 1) * E, (size_t)E * sizeof(float));
+    if (b->logits_all) {
+        g8_matmul(ops, &m->output, xn, T, b->logits_all);
+        softcap_rows(ops, b->logits_all, T, V, hp->final_softcap);
+        memcpy(ctx->last_logits, b->logits_all + (size_t)(T - 1) * V, V * sizeof(float));
     } else {
-        g8_rmsnorm(xn, x + (size_t)(T - 1) * E, m->output_norm, 1, E, hp->rms_eps);
-        g8_matmul(ops, &m->output, xn, 1, ctx->last_logits);
-        g8_softcap(ops, ctx->last_logits, V, hp->final_softcap);
-        memcpy(ctx->last_hidden, xn, (size_t)E * sizeof(float));
+        float *ends = b->logits_ends ? b->logits_ends : ctx->last_logits;
+        int R = 0;
+        for (int t0 = 0, t1; t0 < T; t0 = t1, R++) {
+            t1 = run_end(b, t0);
+            memmove(xn + (size_t)R * E, xn + (size_t)(t1 - 1) * E, (size_t)E * sizeof(float));
+        }
+        g8_matmul(ops, &m->output, xn, R, ends);
+        softcap_rows(ops, ends, R, V, hp->final_softcap);
+        if (ends != ctx->last_logits) memcpy(ctx->last_logits, ends + (size_t)(R - 1) * V, V * sizeof(float));
     }
-    for (int t = 0; t < T; t++) {
-        g8_kv_seq *seq = &ctx->kv.seq[seqs ? seqs[t] : s];
-        seq->tokens[seq->n_past + (seqs ? 0 : t)] = tokens ? tokens[t] : -1;
+    for (int t0 = 0, t1; t0 < T; t0 = t1) {
+        t1 = run_end(b, t0);
+        g8_kv_seq *seq = &ctx->kv.seq[seq_of(b, t0)];
+        for (int t = t0; t < t1; t++) seq->tokens[seq->n_past + (t - t0)] = b->tokens ? b->tokens[t] : -1;
+        seq->n_past += t1 - t0;
     }
-    if (seqs)
-        for (int t = 0; t < T; t++) ctx->kv.seq[seqs[t]].n_past++;
-    else
-        ctx->kv.seq[s].n_past += T;
     return GEMMA8_OK;
 }
 
@@ -129,7 +147,8 @@ gemma8_status g8_eval(gemma8_context *ctx, int s, const int32_t *tokens, const f
         const float *in = tokens ? NULL : embd + (size_t)i * E;
         float *logits = logits_all ? logits_all + (size_t)i * n_vocab : NULL;
         float *hidden = hidden_all ? hidden_all + (size_t)i * E : NULL;
-        st = g8_forward(ctx, s, NULL, tok, in, T, logits, hidden);
+        const g8_batch b = {.T = T, .s = s, .tokens = tok, .embd = in, .logits_all = logits, .hidden_all = hidden};
+        st = g8_forward(ctx, &b);
     }
     return st;
 }
@@ -161,32 +180,30 @@ gemma8_status gemma8_eval_hidden(gemma8_context *ctx, int32_t s, const int32_t *
     return st ? st : g8_eval(ctx, s, tokens, NULL, n, NULL, hidden_all);
 }
 
-gemma8_status g8_decode_batch(gemma8_context *ctx, const int32_t *seqs, const int32_t *tokens, int32_t n,
-                              float *logits) {
-    gemma8_status st = GEMMA8_OK;
-    const size_t V = (size_t)ctx->model->hp.n_vocab;
-    for (int32_t i = 0; !st && i < n; i += ctx->n_batch) {
-        const int T = G8_MIN(ctx->n_batch, n - i);
-        st = g8_forward(ctx, 0, seqs + i, tokens + i, NULL, T, logits + (size_t)i * V, NULL);
-    }
-    return st;
-}
-
 gemma8_status gemma8_decode_batch(gemma8_context *ctx, const int32_t *seqs, const int32_t *tokens, int32_t n,
                                   float *logits) {
     if (!ctx || !seqs || !tokens || !logits || n <= 0)
         return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to gemma8_decode_batch");
+    if (n > ctx->n_batch)
+        return g8_fail(GEMMA8_ERR_INVALID_ARG, "a batch of %d tokens is more than the context's n_batch (%d)", n,
+                       ctx->n_batch);
     atomic_store(&ctx->abort, false);
-    for (int32_t i = 0; i < n; i++) {
+    for (int32_t i = 0, end; i < n; i = end) {
         gemma8_status st = g8_check_input(ctx, seqs[i], tokens + i, 1);
         if (st) return st;
+        for (end = i + 1; end < n && seqs[end] == seqs[i]; end++) {
+            if ((st = g8_check_input(ctx, seqs[i], tokens + end, 1))) return st;
+        }
         for (int32_t j = 0; j < i; j++)
             if (seqs[j] == seqs[i])
-                return g8_fail(GEMMA8_ERR_INVALID_ARG, "sequence %d appears twice in the batch", seqs[i]);
-        if (ctx->kv.seq[seqs[i]].n_past >= ctx->n_ctx)
-            return g8_fail(GEMMA8_ERR_CONTEXT_FULL, "sequence %d is full (%d tokens)", seqs[i], ctx->n_ctx);
+                return g8_fail(GEMMA8_ERR_INVALID_ARG,
+                               "sequence %d appears in two places of the batch (its tokens must be together)", seqs[i]);
+        if (ctx->kv.seq[seqs[i]].n_past + (end - i) > ctx->n_ctx)
+            return g8_fail(GEMMA8_ERR_CONTEXT_FULL, "sequence %d has %d of %d positions used; %d more do not fit",
+                           seqs[i], ctx->kv.seq[seqs[i]].n_past, ctx->n_ctx, end - i);
     }
-    return g8_decode_batch(ctx, seqs, tokens, n, logits);
+    const g8_batch b = {.T = n, .seqs = seqs, .tokens = tokens, .logits_ends = logits};
+    return g8_forward(ctx, &b);
 }
 
 gemma8_status gemma8_eval(gemma8_context *ctx, const int32_t *tokens, int32_t n, float *logits_all) {

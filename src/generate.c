@@ -129,18 +129,20 @@ gemma8_status gemma8_gen_begin(gemma8_context *ctx, const int32_t *prompt, int32
     return begin(ctx, prompt, n_prompt, params, true, out);
 }
 
+static void prefill_done(gemma8_gen *g) {
+    g->prefilled = true;
+    g->prompt = NULL;
+    g->res.prompt_seconds = now_s() - g->t_start;
+    g->t_start = now_s();
+}
+
 /* One chunk of the prompt; the prompt is done when the sequence holds all of it. */
 static gemma8_status prefill_chunk(gemma8_gen *g) {
     gemma8_context *ctx = g->ctx;
     const int32_t at = ctx->kv.seq[g->seq].n_past;
     const int32_t n = G8_MIN(ctx->n_batch, g->n_prompt - at);
     gemma8_status st = g8_eval(ctx, g->seq, g->prompt + at, NULL, n, NULL, NULL);
-    if (!st && at + n == g->n_prompt) {
-        g->prefilled = true;
-        g->prompt = NULL;
-        g->res.prompt_seconds = now_s() - g->t_start;
-        g->t_start = now_s();
-    }
+    if (!st && at + n == g->n_prompt) prefill_done(g);
     return st;
 }
 
@@ -225,35 +227,59 @@ bool gemma8_gen_prefilled(const gemma8_gen *g) { return g->prefilled; }
 
 const float *gemma8_gen_logits(const gemma8_gen *g) { return g->logits ? g->logits : g->ctx->last_logits; }
 
-/* One step of each generation: those decoding give their pending tokens to one
- * batched forward pass (each token bit-identical to its own pass), the others
- * (prompt chunks) step alone. */
+/* One step of each generation in one forward pass: the pending token of each
+ * that is decoding, and the next prompt chunk of those prefilling, as many
+ * prompt tokens as n_batch leaves room for (the first prefilling ones first).
+ * Every token's results are bit-identical to its generation stepped alone. */
 gemma8_status gemma8_gen_step_many(gemma8_gen **gens, int32_t n, bool *done) {
     if (n <= 0 || !gens) return GEMMA8_OK;
     gemma8_context *ctx = gens[0]->ctx;
+    if (n > ctx->kv.n_seq)
+        return g8_fail(GEMMA8_ERR_INVALID_ARG, "%d generations on a context of %d sequences", n, ctx->kv.n_seq);
     const size_t V = (size_t)ctx->model->hp.n_vocab;
     int32_t *seqs = ctx->batch_seqs, *toks = ctx->batch_tokens;
-    int nb = 0;
+    int T = 0, budget = ctx->n_batch;
+    for (int32_t i = 0; i < n; i++) {
+        const gemma8_gen *g = gens[i];
+        if (g->ctx != ctx) return g8_fail(GEMMA8_ERR_INVALID_ARG, "generations of different contexts");
+        budget -= !g->done && g->prefilled && g->pending >= 0;
+    }
+    int32_t *take = ctx->batch_take;   /* tokens each generation puts in the batch */
     for (int32_t i = 0; i < n; i++) {
         gemma8_gen *g = gens[i];
-        if (g->ctx != ctx) return g8_fail(GEMMA8_ERR_INVALID_ARG, "generations of different contexts");
-        if (!g->done && g->prefilled && g->pending >= 0 && nb < ctx->kv.n_seq) {
-            seqs[nb] = g->seq;
-            toks[nb++] = g->pending;
+        take[i] = 0;
+        if (g->done || T >= ctx->n_batch) continue;
+        if (g->prefilled && g->pending >= 0) {
+            take[i] = 1;
+        } else if (!g->prefilled && budget > 0) {
+            const int32_t at = ctx->kv.seq[g->seq].n_past;
+            take[i] = G8_MIN(budget, g->n_prompt - at);
+            budget -= take[i];
+        }
+        for (int32_t k = 0; k < take[i]; k++) {
+            seqs[T] = g->seq;
+            toks[T++] = g->prefilled ? g->pending : g->prompt[ctx->kv.seq[g->seq].n_past + k];
         }
     }
-    gemma8_status st = nb >= 2 ? g8_decode_batch(ctx, seqs, toks, nb, ctx->batch_logits) : GEMMA8_OK;
-    int k = 0;
-    for (int32_t i = 0; i < n; i++) {
+    gemma8_status st = GEMMA8_OK;
+    if (T > 0) {
+        const g8_batch b = {.T = T, .seqs = seqs, .tokens = toks, .logits_ends = ctx->batch_logits};
+        st = g8_forward(ctx, &b);
+    }
+    for (int32_t i = 0, run = 0; i < n; i++) {
         gemma8_gen *g = gens[i];
-        const bool batched = nb >= 2 && k < nb && !g->done && g->prefilled && g->pending >= 0 && seqs[k] == g->seq;
-        if (batched) {
-            g->pending = -1;
-            g->status = st ? st : decode_sample(g, ctx->batch_logits + (size_t)k * V);
+        if (take[i] > 0) {
+            const float *logits = ctx->batch_logits + (size_t)run++ * V;
+            if (st) {
+                g->status = st;
+            } else if (g->prefilled) {
+                g->pending = -1;
+                g->status = decode_sample(g, logits);
+            } else if (ctx->kv.seq[g->seq].n_past == g->n_prompt) {
+                prefill_done(g);
+                g->status = decode_sample(g, logits); /* the first token right after the prompt */
+            }
             g->done = g->status || g->res.stop_reason;
-            k++;
-        } else {
-            gemma8_gen_step(g, NULL);
         }
         if (done) done[i] = g->done;
     }

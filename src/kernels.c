@@ -38,9 +38,6 @@ static bool x86_has_avx512vnni(void) {
 #endif
 #if defined(__aarch64__)
 #include <sys/auxv.h>
-#ifndef HWCAP2_I8MM
-#define HWCAP2_I8MM (1 << 13)
-#endif
 #ifndef HWCAP_ASIMDDP
 #define HWCAP_ASIMDDP (1 << 20)
 #endif
@@ -56,8 +53,6 @@ int g8_kernels_all(const g8_kernels **out, int max) {
 #endif
 #if defined(__aarch64__)
     if (n < max && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP)) out[n++] = &g8_kernels_neon;
-    if (n < max && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) && (getauxval(AT_HWCAP2) & HWCAP2_I8MM))
-        out[n++] = &g8_kernels_neon_i8mm;
 #endif
     return n;
 }

@@ -84,9 +84,6 @@ void g8_gemm_q8_0_vnni_emulated(int nb, const void *group, const block_q8_0 *x, 
 #endif
 #if defined(__aarch64__)
 extern const g8_kernels g8_kernels_neon;
-extern const g8_kernels g8_kernels_neon_i8mm;
-void g8_gemm_q8_0_i8mm(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
-                       size_t ldy);
 #endif
 
 #endif

@@ -752,60 +752,69 @@ TEST(eval_hidden_every_position) {
 
 /* ---- batched decode ------------------------------------------------------------------- */
 
-/* Four sequences with prompts of different lengths (one past its sliding
- * window), decoded together for 12 steps in a varying order, one joining late
- * and one leaving early: every row of logits equals, bit for bit, that
- * sequence decoded alone (f32, f16 and q8_0 models; f16 and q8_0 caches). */
+/* Four sequences, each fed its prompt in chunks of 1 to 5 tokens inside
+ * batches that also decode the others (one past its sliding window while
+ * another is short), in a varying order, one joining late and one leaving
+ * early: the logits of every run equal, bit for bit, those the sequence gives
+ * alone in a context of its own with its own chunking (n_batch 3), for f32,
+ * f16 and q8_0 models and f16 and q8_0 caches. */
 static void check_batch_invariance(const char *fixture, gemma8_type type, int32_t kv_type) {
     gemma8_model *m = load_fixture(fixture, type);
     if (!m) return;
     const int V = gemma8_model_get_info(m).n_vocab;
     gemma8_context_params cp = gemma8_context_default_params();
-    cp.n_ctx = 4 * 64;
+    cp.n_ctx = 4 * 64; /* 64 positions each */
     cp.n_seq = 4;
-    cp.n_batch = 8;
+    cp.n_batch = 16;
     cp.kv_type = kv_type;
     gemma8_context *ctx = NULL, *solo[4] = {NULL, NULL, NULL, NULL};
     CHECKF(gemma8_context_new(m, &cp, &ctx) == GEMMA8_OK, "%s", gemma8_last_error());
     cp.n_ctx = 64;
     cp.n_seq = 1;
+    cp.n_batch = 3;
     for (int s = 0; s < 4; s++) CHECK(gemma8_context_new(m, &cp, &solo[s]) == GEMMA8_OK); /* each alone */
     float *batch = malloc((size_t)4 * V * sizeof(float));
-    float *alone = malloc((size_t)V * sizeof(float));
-    const int plen[4] = {3, 17, 9, 30}; /* tiny models' windows are 8 or 16 */
+    float *alone = malloc((size_t)5 * V * sizeof(float));
     int32_t tok[4][64];
     for (int s = 0; s < 4; s++)
         for (int i = 0; i < 64; i++) tok[s][i] = 1 + (i * (7 + 2 * s) + 3 * s) % (V - 1);
-    int diffs = 0, rows = 0;
-    for (int s = 0; ctx && s < 4; s++) {
-        CHECK(gemma8_eval_seq(ctx, s, tok[s], plen[s], NULL) == GEMMA8_OK);
-        CHECK(gemma8_eval(solo[s], tok[s], plen[s], NULL) == GEMMA8_OK);
-    }
-    for (int step = 0; ctx && solo[3] && step < 12; step++) {
-        int32_t seqs[4], ids[4];
-        int n = 0;
+    const int plen[4] = {3, 17, 9, 30}; /* tiny models' windows are 8 or 16 */
+    int at[4] = {0, 0, 0, 0}, diffs = 0, rows = 0, mixed = 0;
+    for (int step = 0; ctx && solo[3] && step < 16; step++) {
+        int32_t seqs[16], ids[16], runs[4], lens[4];
+        int n = 0, nr = 0, prefill = 0;
         for (int k = 0; k < 4; k++) {
             const int s = (k + step) % 4; /* a different order each step */
-            if ((s == 3 && step < 4) || (s == 1 && step >= 8)) continue; /* 3 joins late, 1 leaves early */
-            seqs[n] = s;
-            ids[n++] = tok[s][plen[s] + step];
+            if ((s == 3 && step < 4) || (s == 1 && step >= 10)) continue; /* 3 joins late, 1 leaves early */
+            const int len = at[s] < plen[s] ? (plen[s] - at[s] < 1 + (step + s) % 5 ? plen[s] - at[s] : 1 + (step + s) % 5) : 1;
+            prefill += at[s] < plen[s];
+            for (int i = 0; i < len; i++) {
+                seqs[n] = s;
+                ids[n++] = tok[s][at[s] + i];
+            }
+            runs[nr] = s;
+            lens[nr++] = len;
         }
-        CHECK(gemma8_decode_batch(ctx, seqs, ids, n, batch) == GEMMA8_OK);
-        for (int i = 0; i < n; i++) {
-            /* the same sequence decoded alone, one token a step in a context of its own */
-            CHECK(gemma8_eval(solo[seqs[i]], &ids[i], 1, NULL) == GEMMA8_OK);
-            memcpy(alone, gemma8_get_logits(solo[seqs[i]]), (size_t)V * sizeof(float));
-            diffs += memcmp(alone, batch + (size_t)i * V, (size_t)V * sizeof(float)) != 0;
+        mixed += prefill > 0 && prefill < nr;
+        CHECKF(gemma8_decode_batch(ctx, seqs, ids, n, batch) == GEMMA8_OK, "%s", gemma8_last_error());
+        for (int r = 0; r < nr; r++) {
+            const int s = runs[r];
+            /* the same tokens alone, in a context of its own, evaluated 3 at a time */
+            CHECK(gemma8_eval(solo[s], &tok[s][at[s]], lens[r], alone) == GEMMA8_OK);
+            diffs += memcmp(alone + (size_t)(lens[r] - 1) * V, batch + (size_t)r * V, (size_t)V * sizeof(float)) != 0;
+            at[s] += lens[r];
             rows++;
         }
     }
-    CHECKF(diffs == 0 && rows > 30, "%s %s kv %d: %d of %d rows differ from the sequence alone", fixture,
+    CHECKF(diffs == 0 && rows > 40 && mixed > 4, "%s %s kv %d: %d of %d rows differ from the sequence alone", fixture,
            gemma8_type_name(type), kv_type, diffs, rows);
-    /* a sequence twice, or one that does not exist */
-    int32_t twice[2] = {0, 0}, ids[2] = {5, 6};
-    CHECK(!ctx || gemma8_decode_batch(ctx, twice, ids, 2, batch) == GEMMA8_ERR_INVALID_ARG);
-    twice[1] = 9;
-    CHECK(!ctx || gemma8_decode_batch(ctx, twice, ids, 2, batch) == GEMMA8_ERR_INVALID_ARG);
+    /* a sequence in two places, one that does not exist, more than n_batch tokens */
+    int32_t split[3] = {0, 1, 0}, ids[3] = {5, 6, 7};
+    CHECK(!ctx || gemma8_decode_batch(ctx, split, ids, 3, batch) == GEMMA8_ERR_INVALID_ARG);
+    split[1] = 9;
+    CHECK(!ctx || gemma8_decode_batch(ctx, split + 1, ids, 1, batch) == GEMMA8_ERR_INVALID_ARG);
+    int32_t many[17] = {0}, many_ids[17] = {0};
+    CHECK(!ctx || gemma8_decode_batch(ctx, many, many_ids, 17, batch) == GEMMA8_ERR_INVALID_ARG);
     free(batch);
     free(alone);
     gemma8_context_free(ctx);

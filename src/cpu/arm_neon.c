@@ -57,30 +57,55 @@ static float dot_q8_0(int nb, const block_q8_0 *w, const block_q8_0 *x) {
     return vaddvq_f32(acc);
 }
 
-static void tile_q8_0(int nb, const block_q8_0 *w, size_t ws, const block_q8_0 *x, size_t xs, float *y, size_t ldy) {
-    float32x4_t acc[4][4];
-    for (int r = 0; r < 4; r++)
-        for (int t = 0; t < 4; t++) acc[r][t] = vdupq_n_f32(0);
+/* The GEMM over packed weights (quant.h): a q-register holds four quants of
+ * each of four rows; vdotq_laneq_s32 multiplies it by one token's four quants
+ * (a lane of a 16-byte load of the token), so each (row, token) sum stays in its
+ * own lane. Per block: the exact int32 sums, then one FMA with the scales. */
+#define GEMM_TOKENS 2
+static inline __attribute__((always_inline)) void gemm_pass(int nb, const void *group, const block_q8_0 *x,
+                                                            const int T, float *y, size_t ldy) {
+    const int8_t *q = g8_pack_quants(group);
+    const uint16_t *d = g8_pack_scales(group, nb);
+    float32x4_t f[GEMM_TOKENS][4];
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < 4; r++) f[t][r] = vdupq_n_f32(0);
     for (int b = 0; b < nb; b++) {
-        int8x16_t x0[4], x1[4];
-        float dx[4];
-        for (int t = 0; t < 4; t++) {
-            x0[t] = vld1q_s8(x[t * xs + b].qs);
-            x1[t] = vld1q_s8(x[t * xs + b].qs + 16);
-            dx[t] = g8_f16_to_f32(x[t * xs + b].d);
+        const int8_t *qb = q + (size_t)b * G8_PACK_BLOCK;
+        int32x4_t acc[GEMM_TOKENS][4];
+        for (int t = 0; t < T; t++)
+            for (int r = 0; r < 4; r++) acc[t][r] = vdupq_n_s32(0);
+        for (int h = 0; h < 2; h++) { /* quants 16h..16h+15: chunks 4h..4h+3 */
+            int8x16_t xv[GEMM_TOKENS];
+            for (int t = 0; t < T; t++) xv[t] = vld1q_s8(x[(size_t)t * nb + b].qs + 16 * h);
+#define CHUNK(lane)                                                                                         \
+    for (int r = 0; r < 4; r++) {                                                                           \
+        const int8x16_t w = vld1q_s8(qb + 64 * (4 * h + (lane)) + 16 * r);                                  \
+        for (int t = 0; t < T; t++) acc[t][r] = vdotq_laneq_s32(acc[t][r], w, xv[t], lane);                 \
+    }
+            CHUNK(0)
+            CHUNK(1)
+            CHUNK(2)
+            CHUNK(3)
+#undef CHUNK
         }
         for (int r = 0; r < 4; r++) {
-            const block_q8_0 *wb = &w[r * ws + b];
-            int8x16_t w0 = vld1q_s8(wb->qs), w1 = vld1q_s8(wb->qs + 16);
-            float dw = g8_f16_to_f32(wb->d);
-            for (int t = 0; t < 4; t++) {
-                int32x4_t p = vdotq_s32(vdotq_s32(vdupq_n_s32(0), w0, x0[t]), w1, x1[t]);
-                acc[r][t] = vfmaq_n_f32(acc[r][t], vcvtq_f32_s32(p), dw * dx[t]);
+            const float32x4_t dw = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d + (size_t)b * G8_PACK_ROWS + 4 * r)));
+            for (int t = 0; t < T; t++) {
+                const float32x4_t s = vmulq_n_f32(dw, g8_f16_to_f32(x[(size_t)t * nb + b].d));
+                f[t][r] = vfmaq_f32(f[t][r], vcvtq_f32_s32(acc[t][r]), s);
             }
         }
     }
-    for (int t = 0; t < 4; t++)
-        for (int r = 0; r < 4; r++) y[t * ldy + r] = vaddvq_f32(acc[r][t]);
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < 4; r++) vst1q_f32(y + (size_t)t * ldy + 4 * r, f[t][r]);
+}
+
+static void gemm_q8_0(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
+                      size_t ldy) {
+    (void)xsum;
+    int t = 0;
+    for (; t + GEMM_TOKENS <= T; t += GEMM_TOKENS) gemm_pass(nb, group, x + (size_t)t * nb, GEMM_TOKENS, y + (size_t)t * ldy, ldy);
+    if (t < T) gemm_pass(nb, group, x + (size_t)t * nb, 1, y + (size_t)t * ldy, ldy);
 }
 
 static void quantize_q8_0(const float *x, block_q8_0 *y, int n) {
@@ -322,21 +347,11 @@ static void wsum_q8_0(int n, const float *w, size_t lw, const block_q8_0 *v, int
     }
 }
 
-#define NEON_KERNELS                                                                                        \
-    .dot_f32 = dot_f32, .dot_f16 = dot_f16, .dot_bf16 = dot_bf16, .dot_q8_0 = dot_q8_0,                     \
-    .quantize_q8_0 = quantize_q8_0, .axpy = axpy, .softcap = softcap, .exp_sum = exp_sum, .geglu = geglu,   \
-    .qk_f16 = qk_f16, .wsum_f16 = wsum_f16, .qk_q8_0 = qk_q8_0, .wsum_q8_0 = wsum_q8_0
-
 const g8_kernels g8_kernels_neon = {
     .name = "neon-dotprod",
-    NEON_KERNELS,
-    .tile_q8_0 = tile_q8_0,
-};
-
-/* the NEON table with only the GEMM tile on smmla (arm_i8mm.c), for CPUs with FEAT_I8MM */
-const g8_kernels g8_kernels_neon_i8mm = {
-    .name = "neon-i8mm",
-    NEON_KERNELS,
-    .tile_q8_0 = g8_tile_q8_0_i8mm,
+    .dot_f32 = dot_f32, .dot_f16 = dot_f16, .dot_bf16 = dot_bf16, .dot_q8_0 = dot_q8_0,
+    .quantize_q8_0 = quantize_q8_0, .axpy = axpy, .softcap = softcap, .exp_sum = exp_sum, .geglu = geglu,
+    .qk_f16 = qk_f16, .wsum_f16 = wsum_f16, .qk_q8_0 = qk_q8_0, .wsum_q8_0 = wsum_q8_0,
+    .gemm_q8_0 = gemm_q8_0,
 };
 #endif

@@ -1,5 +1,6 @@
 /* quant.c - reference Q8_0 quantization and conversions to f32. */
 #include "quant.h"
+#include "common.h"
 #include "gemma8.h"
 
 #include <math.h>
@@ -26,17 +27,24 @@ void g8_dequantize_row_q8_0(const block_q8_0 *x, float *y, int64_t n) {
 void g8_pack_q8_0(const block_q8_0 *src, int64_t rows, int64_t nb, int64_t g0, int64_t g1, void *dst) {
     const size_t gbytes = g8_pack_group_bytes(nb);
     for (int64_t g = g0; g < g1; g++) {
-        int8_t *q = (int8_t *)dst + (size_t)g * gbytes;
-        uint16_t *d = (uint16_t *)(q + (size_t)nb * G8_PACK_BLOCK);
-        memset(q, 0, gbytes);
-        for (int64_t i = 0; i < G8_PACK_ROWS && g * G8_PACK_ROWS + i < rows; i++) {
-            const block_q8_0 *row = src + (size_t)(g * G8_PACK_ROWS + i) * (size_t)nb;
-            for (int64_t b = 0; b < nb; b++) {
-                int8_t *qb = q + (size_t)b * G8_PACK_BLOCK;
-                for (int c = 0; c < QK8_0 / 4; c++) memcpy(qb + 4 * (G8_PACK_ROWS * c + i), row[b].qs + 4 * c, 4);
-                d[b * G8_PACK_ROWS + i] = row[b].d;
+        uint8_t *group = (uint8_t *)dst + (size_t)g * gbytes;
+        uint16_t *d = (uint16_t *)(group + (size_t)nb * G8_PACK_BLOCK);
+        const int64_t n = G8_MIN(G8_PACK_ROWS, rows - g * G8_PACK_ROWS); /* rows of this group */
+        const block_q8_0 *row0 = src + (size_t)(g * G8_PACK_ROWS) * (size_t)nb;
+        if (n < G8_PACK_ROWS) memset(d, 0, (size_t)nb * G8_PACK_ROWS * sizeof *d);
+        for (int64_t b = 0; b < nb; b++) { /* a block of the group at a time, written in order */
+            uint32_t in[G8_PACK_ROWS][QK8_0 / 4] = {{0}}, out[QK8_0 / 4][G8_PACK_ROWS];
+            for (int64_t i = 0; i < n; i++) {
+                const block_q8_0 *blk = row0 + (size_t)i * (size_t)nb + b;
+                memcpy(in[i], blk->qs, QK8_0);
+                d[b * G8_PACK_ROWS + i] = blk->d;
             }
+            for (int c = 0; c < QK8_0 / 4; c++)
+                for (int i = 0; i < G8_PACK_ROWS; i++) out[c][i] = in[i][c];
+            memcpy(group + (size_t)b * G8_PACK_BLOCK, out, sizeof out);
         }
+        const size_t used = (size_t)nb * (G8_PACK_BLOCK + 2 * G8_PACK_ROWS);
+        memset(group + used, 0, gbytes - used); /* to the 64-byte boundary */
     }
 }
 

@@ -1,7 +1,8 @@
 /* serve_sched.c - the scheduler: slots are sequences of one context; one thread
- * owns every forward pass and steps all busy slots at once (a prompt chunk, or
- * one token each in one batched decode), so no request waits for another to
- * finish and the weights are read once per step for all generating slots. */
+ * owns every forward pass and steps all busy slots at once, in one pass: one
+ * token of each generating slot and the next chunk of new prompts (at most
+ * n_batch tokens, -b), so no request waits for another to finish, a long
+ * prompt does not stall the streams, and the weights are read once per step. */
 #include "serve.h"
 
 #include <errno.h>
@@ -284,8 +285,7 @@ static void *sched_main(void *arg) {
         }
         s->m.queued = s->q_len;
         pthread_mutex_unlock(&s->mu);
-        /* one step of every busy slot: the tokens of those generating in one batched forward
-         * pass (each bit-identical to its slot alone), a prompt chunk for the others */
+        /* one step of every busy slot in one forward pass (each bit-identical to its slot alone) */
         gemma8_gen *gens[s->n_slots];
         int idx[s->n_slots], n = 0;
         bool done[s->n_slots];

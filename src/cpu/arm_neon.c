@@ -67,19 +67,27 @@ static inline __attribute__((always_inline)) void gemm_pass(int nb, const void *
     const int8_t *q = g8_pack_quants(group);
     const uint16_t *d = g8_pack_scales(group, nb);
     float32x4_t f[GEMM_TOKENS][4];
+    _Pragma("GCC unroll 8")
     for (int t = 0; t < T; t++)
+        _Pragma("GCC unroll 8")
         for (int r = 0; r < 4; r++) f[t][r] = vdupq_n_f32(0);
     for (int b = 0; b < nb; b++) {
         const int8_t *qb = q + (size_t)b * G8_PACK_BLOCK;
         int32x4_t acc[GEMM_TOKENS][4];
+        _Pragma("GCC unroll 8")
         for (int t = 0; t < T; t++)
+            _Pragma("GCC unroll 8")
             for (int r = 0; r < 4; r++) acc[t][r] = vdupq_n_s32(0);
+        _Pragma("GCC unroll 8")
         for (int h = 0; h < 2; h++) { /* quants 16h..16h+15: chunks 4h..4h+3 */
             int8x16_t xv[GEMM_TOKENS];
+            _Pragma("GCC unroll 8")
             for (int t = 0; t < T; t++) xv[t] = vld1q_s8(x[(size_t)t * nb + b].qs + 16 * h);
 #define CHUNK(lane)                                                                                         \
+    _Pragma("GCC unroll 8")
     for (int r = 0; r < 4; r++) {                                                                           \
         const int8x16_t w = vld1q_s8(qb + 64 * (4 * h + (lane)) + 16 * r);                                  \
+        _Pragma("GCC unroll 8")
         for (int t = 0; t < T; t++) acc[t][r] = vdotq_laneq_s32(acc[t][r], w, xv[t], lane);                 \
     }
             CHUNK(0)
@@ -88,15 +96,19 @@ static inline __attribute__((always_inline)) void gemm_pass(int nb, const void *
             CHUNK(3)
 #undef CHUNK
         }
+        _Pragma("GCC unroll 8")
         for (int r = 0; r < 4; r++) {
             const float32x4_t dw = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d + (size_t)b * G8_PACK_ROWS + 4 * r)));
+            _Pragma("GCC unroll 8")
             for (int t = 0; t < T; t++) {
                 const float32x4_t s = vmulq_n_f32(dw, g8_f16_to_f32(x[(size_t)t * nb + b].d));
                 f[t][r] = vfmaq_f32(f[t][r], vcvtq_f32_s32(acc[t][r]), s);
             }
         }
     }
+    _Pragma("GCC unroll 8")
     for (int t = 0; t < T; t++)
+        _Pragma("GCC unroll 8")
         for (int r = 0; r < 4; r++) vst1q_f32(y + (size_t)t * ldy + 4 * r, f[t][r]);
 }
 

@@ -16,13 +16,17 @@ static inline __attribute__((always_inline)) void pass(int nb, const void *group
     const uint16_t *d = g8_pack_scales(group, nb);
     const __m512i bias = _mm512_set1_epi8((char)0x80);
     __m512 f[G8_GEMM_T];
+    _Pragma("GCC unroll 8")
     for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
     for (int b = 0; b < nb; b++) {
         const int8_t *qb = q + (size_t)b * G8_PACK_BLOCK;
         __m512i acc[G8_GEMM_T];
+        _Pragma("GCC unroll 8")
         for (int t = 0; t < T; t++) acc[t] = _mm512_set1_epi32(xsum[(size_t)t * nb + b]);
+        _Pragma("GCC unroll 8")
         for (int c = 0; c < QK8_0 / 4; c++) {
             const __m512i u = _mm512_xor_si512(_mm512_loadu_si512((const void *)(qb + 64 * c)), bias);
+            _Pragma("GCC unroll 8")
             for (int t = 0; t < T; t++) {
                 int32_t x4;
                 memcpy(&x4, x[(size_t)t * nb + b].qs + 4 * c, 4);
@@ -30,11 +34,13 @@ static inline __attribute__((always_inline)) void pass(int nb, const void *group
             }
         }
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(d + (size_t)b * G8_PACK_ROWS)));
+        _Pragma("GCC unroll 8")
         for (int t = 0; t < T; t++) {
             const __m512 dx = _mm512_set1_ps(_cvtsh_ss(x[(size_t)t * nb + b].d));
             f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[t]), _mm512_mul_ps(dw, dx), f[t]);
         }
     }
+    _Pragma("GCC unroll 8")
     for (int t = 0; t < T; t++) _mm512_storeu_ps(y + (size_t)t * ldy, f[t]);
 }
 

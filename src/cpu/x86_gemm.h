@@ -22,15 +22,19 @@ static inline __attribute__((always_inline)) void gemm_pass(int nb, const void *
     const int8_t *q = g8_pack_quants(group);
     const uint16_t *d = g8_pack_scales(group, nb);
     __m256 f[GEMM_TOKENS][2];
+    _Pragma("GCC unroll 8")
     for (int t = 0; t < T; t++) f[t][0] = f[t][1] = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
         const int8_t *qb = q + (size_t)b * G8_PACK_BLOCK;
         __m256i acc[GEMM_TOKENS][2];
+        _Pragma("GCC unroll 8")
         for (int t = 0; t < T; t++) acc[t][0] = acc[t][1] = _mm256_set1_epi32(gemm_init(xsum[(size_t)t * nb + b]));
+        _Pragma("GCC unroll 8")
         for (int c = 0; c < QK8_0 / 4; c++) {
             const __m256i w0 = _mm256_loadu_si256((const __m256i *)(qb + 64 * c));
             const __m256i w1 = _mm256_loadu_si256((const __m256i *)(qb + 64 * c + 32));
             const __m256i p0 = gemm_prep(w0), p1 = gemm_prep(w1);
+            _Pragma("GCC unroll 8")
             for (int t = 0; t < T; t++) {
                 int32_t x4;
                 memcpy(&x4, x[(size_t)t * nb + b].qs + 4 * c, 4);
@@ -41,12 +45,14 @@ static inline __attribute__((always_inline)) void gemm_pass(int nb, const void *
         }
         const __m256 d0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + (size_t)b * G8_PACK_ROWS)));
         const __m256 d1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + (size_t)b * G8_PACK_ROWS + 8)));
+        _Pragma("GCC unroll 8")
         for (int t = 0; t < T; t++) {
             const __m256 dx = _mm256_set1_ps(_cvtsh_ss(x[(size_t)t * nb + b].d));
             f[t][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[t][0]), _mm256_mul_ps(d0, dx), f[t][0]);
             f[t][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[t][1]), _mm256_mul_ps(d1, dx), f[t][1]);
         }
     }
+    _Pragma("GCC unroll 8")
     for (int t = 0; t < T; t++) {
         _mm256_storeu_ps(y + (size_t)t * ldy, f[t][0]);
         _mm256_storeu_ps(y + (size_t)t * ldy + 8, f[t][1]);

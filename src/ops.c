@@ -126,7 +126,10 @@ void g8_matmul(g8_ops *ops, const g8_matrix *W, const float *x, int T, float *y)
     if (chunk < G8_PACK_ROWS) chunk = G8_PACK_ROWS;
     matmul_task mt = {ops, W, x, T, y, 0, chunk};
     if (W->type == GEMMA8_TYPE_Q8_0) {
-        g8_pool_run(ops->pool, quantize_task, &mt);
+        if (T <= 4) /* a few tokens: quantized here, saving the threads a round trip */
+            quantize_task(&mt, 0, 1);
+        else
+            g8_pool_run(ops->pool, quantize_task, &mt);
         g8_pool_run(ops->pool, matmul_q8_0_task, &mt);
     } else {
         g8_pool_run(ops->pool, matmul_float_task, &mt);

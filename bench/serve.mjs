@@ -1,7 +1,10 @@
 // serve.mjs - time to first token and decode speed of `gemma8 serve` over HTTP,
 // for 1 and N concurrent streaming chat requests (ignore_eos: every request
-// generates the same number of tokens). A benchmark, not a test.
+// generates the same number of tokens), then the time to first token of a new
+// request that arrives while np - 1 others stream. A benchmark, not a test.
+// --llama-server PATH runs llama.cpp's server on the same file instead (the anchor).
 // usage: node bench/serve.mjs -m MODEL.gguf [-t 2] [-np 4] [-n 64] [--streams 1,4] [--prompt-tokens 64]
+//        [--llama-server PATH]
 import { spawn } from "node:child_process";
 import net from "node:net";
 import { resolve } from "node:path";
@@ -22,6 +25,7 @@ const nGen = Number(opt("-n", "64"));
 const streams = opt("--streams", "1," + slots).split(",").map(Number);
 const promptWords = Number(opt("--prompt-tokens", "64"));
 const bin = resolve(process.env.GEMMA8 ?? "build/gemma8");
+const llama = opt("--llama-server");
 
 const port = await new Promise((res) => {
   const s = net.createServer().listen(0, "127.0.0.1", () => {
@@ -30,8 +34,10 @@ const port = await new Promise((res) => {
   });
 });
 const url = `http://127.0.0.1:${port}`;
-const srv = spawn(bin, ["serve", "-m", model, "--port", String(port), "-t", threads, "-np", String(slots),
-  "-c", String(slots * 1024)], { stdio: ["ignore", "ignore", "inherit"] });
+const common = ["-m", model, "--port", String(port), "-t", threads, "-np", String(slots), "-c", String(slots * 1024)];
+const srv = llama
+  ? spawn(llama, [...common, "--host", "127.0.0.1"], { stdio: ["ignore", "ignore", "ignore"] })
+  : spawn(bin, ["serve", ...common], { stdio: ["ignore", "ignore", "inherit"] });
 for (let i = 0; ; i++) {
   try {
     if ((await fetch(url + "/health")).ok) break;
@@ -40,13 +46,18 @@ for (let i = 0; ; i++) {
   await new Promise((r) => setTimeout(r, 100));
 }
 
+// common English words: about one token each, so the prompt has about --prompt-tokens tokens
+const WORDS = ("the of and to in is was for on that with as by at from his her it an were are which this be " +
+  "or has had not but one all their they there been have more new first who also after would when can into " +
+  "time two other over only some most may used three out so any years these while where than made such well").split(" ");
+
 // one streamed request; resolves with its time to first token and token times
-async function one(k) {
-  const words = Array.from({ length: promptWords }, (_, i) => `w${(i * 7 + k * 13) % 997}`).join(" ");
+async function one(k, n = nGen, onFirst = () => {}) {
+  const words = Array.from({ length: promptWords }, (_, i) => WORDS[(i * 7 + k * 13) % WORDS.length]).join(" ");
   const t0 = performance.now();
   const r = await fetch(url + "/v1/chat/completions", {
     method: "POST",
-    body: JSON.stringify({ messages: [{ role: "user", content: `Stream ${k}: ${words}` }], max_tokens: nGen,
+    body: JSON.stringify({ messages: [{ role: "user", content: `Stream ${k}: ${words}` }], max_tokens: n,
       ignore_eos: true, stream: true, stream_options: { include_usage: true } }),
   });
   const reader = r.body.getReader();
@@ -67,7 +78,10 @@ async function one(k) {
       const j = JSON.parse(line.slice(6));
       if (j.usage) usage = j.usage;
       if (j.choices?.[0]?.delta?.content) {
-        if (!first) first = performance.now();
+        if (!first) {
+          first = performance.now();
+          onFirst();
+        }
         last = performance.now();
       }
     }
@@ -75,7 +89,7 @@ async function one(k) {
   return { ttft: (first - t0) / 1e3, decode: (last - first) / 1e3, tokens: usage?.completion_tokens ?? 0, end: last };
 }
 
-console.log(`gemma8 serve, ${model}, ${threads} threads, ${slots} slots, ${nGen} tokens a request, prompt ~${promptWords} words`);
+console.log(`${llama ? "llama-server" : "gemma8 serve"}, ${model}, ${threads} threads, ${slots} slots, ${nGen} tokens a request, prompt ~${promptWords} words`);
 await one(999); // warm-up: pages the model in
 for (const n of streams) {
   const t0 = performance.now();
@@ -87,5 +101,19 @@ for (const n of streams) {
   console.log(`${n} stream(s): aggregate ${(tokens / wall).toFixed(2)} tok/s over ${wall.toFixed(1)} s; ` +
     `per stream decode ${Math.min(...perStream).toFixed(2)}-${Math.max(...perStream).toFixed(2)} tok/s; ` +
     `TTFT ${Math.min(...ttft).toFixed(2)}-${Math.max(...ttft).toFixed(2)} s`);
+}
+if (slots >= 2) {
+  // np - 1 long streams; once each has its first token, a new request arrives
+  const started = [];
+  const long = Array.from({ length: slots - 1 }, (_, k) => {
+    let go;
+    started.push(new Promise((r) => (go = r)));
+    return one(k + 5000, nGen * 4, go);
+  });
+  await Promise.all(started);
+  const mid = await one(7777);
+  await Promise.all(long);
+  console.log(`a new request while ${slots - 1} stream: TTFT ${mid.ttft.toFixed(2)} s, ` +
+    `decode ${((mid.tokens - 1) / mid.decode).toFixed(2)} tok/s`);
 }
 srv.kill("SIGTERM");

@@ -213,6 +213,28 @@ TEST(kernels_q8_0_match_scalar) {
     free(qb);
 }
 
+/* The tables this CPU cannot run are reported as skipped, not passed: their
+ * kernels are checked above only where the CPU has them. */
+TEST(kernels_tables_this_cpu_lacks) {
+#if defined(__x86_64__)
+    const char *names[] = {"avx2", "avx-vnni", "avx512-vnni"};
+#elif defined(__aarch64__)
+    const char *names[] = {"neon-dotprod"};
+#else
+    const char *names[] = {"scalar"};
+#endif
+    const g8_kernels *all[8];
+    int n = g8_kernels_all(all, 8);
+    char missing[128] = "";
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        bool have = false;
+        for (int k = 0; k < n; k++) have |= !strcmp(all[k]->name, names[i]);
+        if (!have) snprintf(missing + strlen(missing), sizeof missing - strlen(missing), " %s", names[i]);
+    }
+    CHECK(n >= 1);
+    if (missing[0]) harness_skip("not run on this CPU:%s (run them on a CPU that has them)", missing);
+}
+
 #if defined(__x86_64__)
 /* The 256-bit VNNI GEMM (vpdpbusd on weights + 128) with vpdpbusd emulated in
  * AVX2: its logic must meet the definition bit for bit, so that the real build

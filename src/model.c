@@ -298,6 +298,7 @@ gemma8_status gemma8_model_load(const char *path, const gemma8_model_params *par
     st = pack_matrices(path, f, mats, 1 + LAYER_MATRICES * hp->n_layer);
     free(mats);
     if (st) goto fail;
+    if (m->tok_embd.data == m->output.data) m->tok_embd.packed = m->output.packed; /* tied: rows from there */
     if (gguf_find_kv(f, KEY_TOK_MODEL)) {
         if ((st = g8_vocab_load(&m->vocab, f, path))) goto fail;
         m->has_vocab = true;

@@ -52,7 +52,7 @@ typedef struct g8_layer {
 struct gemma8_model {
     gguf_file file;
     g8_hparams hp;
-    g8_matrix tok_embd;        /* (n_vocab, n_embd), also the tied output */
+    g8_matrix tok_embd;        /* (n_vocab, n_embd), also the tied output (sharing its packing) */
     g8_matrix output;          /* = tok_embd unless the file has output.weight */
     float *output_norm;        /* (n_embd) */
     g8_layer *layers;          /* (n_layer) */

@@ -7,7 +7,19 @@
 #include <string.h>
 
 void g8_matrix_row(const g8_matrix *W, int64_t r, float *out) {
-    g8_to_f32(W->type, (const uint8_t *)W->data + (size_t)r * W->row_bytes, out, W->cols);
+    if (!W->packed) {
+        g8_to_f32(W->type, (const uint8_t *)W->data + (size_t)r * W->row_bytes, out, W->cols);
+        return;
+    }
+    const int64_t nb = W->cols / QK8_0, i = r % G8_PACK_ROWS;
+    const void *group = (const uint8_t *)W->packed + (size_t)(r / G8_PACK_ROWS) * g8_pack_group_bytes(nb);
+    const int8_t *q = g8_pack_quants(group);
+    const uint16_t *d = g8_pack_scales(group, nb);
+    for (int64_t b = 0; b < nb; b++) {
+        const float scale = g8_f16_to_f32(d[b * G8_PACK_ROWS + i]);
+        for (int j = 0; j < QK8_0; j++)
+            out[b * QK8_0 + j] = scale * q[(size_t)b * G8_PACK_BLOCK + G8_PACK_ROWS * 4 * (j / 4) + 4 * i + j % 4];
+    }
 }
 
 typedef struct matmul_task {

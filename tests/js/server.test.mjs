@@ -34,7 +34,11 @@ async function freePort() {
 // Starts the server; resolves when /health answers.
 async function startServer(args) {
   const port = await freePort();
-  const proc = spawn(BIN, ["serve", "-m", MODEL, "--port", String(port), ...args], { stdio: ["ignore", "ignore", "pipe"] });
+  // a fixed mmap threshold: glibc's moving one keeps a freed per-request buffer (a sampler's 3 MB
+  // of candidates) in the heap or not depending on timing, which moves RSS by ~10 MB either way
+  const env = { ...process.env, MALLOC_MMAP_THRESHOLD_: "131072" };
+  const proc = spawn(BIN, ["serve", "-m", MODEL, "--port", String(port), ...args],
+    { stdio: ["ignore", "ignore", "pipe"], env });
   let log = "";
   proc.stderr.on("data", (d) => (log += d));
   const url = `http://127.0.0.1:${port}`;

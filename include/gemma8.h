@@ -253,6 +253,31 @@ gemma8_status gemma8_eval_embd(gemma8_context *ctx, const float *embd, int32_t n
  * evaluated position: RKLLM's GET_LAST_HIDDEN_LAYER, for embeddings. */
 const float *gemma8_get_hidden(const gemma8_context *ctx);
 
+/* ---- LoRA adapters ---------------------------------------------------------------- */
+
+/* A LoRA adapter for a model: a llama.cpp LoRA GGUF file (general.type
+ * "adapter", tensors blk.N.attn_q.weight.lora_a/.lora_b, scale alpha / r) or a
+ * PEFT adapter folder (adapter_config.json + adapter_model.safetensors; alpha / r,
+ * alpha / sqrt(r) with rsLoRA, rank_pattern / alpha_pattern per module). It
+ * refers to the model and never changes its weights; free it before the model.
+ * DoRA, modules_to_save, bias terms and adapters on the embedding are refused. */
+typedef struct gemma8_lora gemma8_lora;
+gemma8_status gemma8_lora_load(const gemma8_model *model, const char *path, gemma8_lora **out);
+void gemma8_lora_free(gemma8_lora *lora);
+/* The file or folder name it was loaded from. */
+const char *gemma8_lora_name(const gemma8_lora *lora);
+/* Sequence s applies these adapters (at most 8), each with its scale, from now
+ * on: y = W x + sum scale_i * (alpha/r) * B_i (A_i x) for every adapted matrix
+ * (n = 0: none). A change of set clears the sequence (its cache was computed
+ * under the old one). Sequences of one context may use different sets, also in
+ * one batch; scale 0 gives the base model bit for bit. */
+gemma8_status gemma8_seq_set_lora(gemma8_context *ctx, int32_t s, const gemma8_lora *const *adapters,
+                                  const float *scales, int32_t n);
+/* Writes a PEFT adapter folder as a LoRA GGUF file in llama.cpp's layout (alpha
+ * and per-module factors folded so that llama.cpp's alpha / r rule gives PEFT's
+ * scaling): the file works in both engines. */
+gemma8_status gemma8_lora_convert(const char *peft_dir, const char *out_path);
+
 /* Batched evaluation: n <= n_batch entries (seqs[i], tokens[i]), the entries of
  * a sequence together and in order: its next tokens, appended at its end (one
  * token of each decoding conversation, a chunk of a new prompt), all in one

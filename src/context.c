@@ -171,6 +171,9 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
     ctx->batch_seqs = calloc(B, sizeof(int32_t));
     ctx->batch_tokens = calloc(B, sizeof(int32_t));
     ctx->batch_take = calloc((size_t)z.n_seq, sizeof(int32_t));
+    ctx->lora = calloc((size_t)z.n_seq, sizeof(g8_lora_set));
+    ctx->lora_of = calloc(B, sizeof(g8_lora_set *));
+    ok = ok && ctx->lora && ctx->lora_of;
     ok = ok && ctx->batch_seqs && ctx->batch_tokens && ctx->batch_take;
     if (!ok) {
         gemma8_context_free(ctx);
@@ -197,7 +200,8 @@ void gemma8_context_free(gemma8_context *ctx) {
     if (ctx->ops.pool) g8_pool_free(ctx->ops.pool);
     void *bufs[] = {ctx->ops.qbuf, ctx->ops.qsum, ctx->inv_freq, ctx->pos, ctx->x, ctx->xn, ctx->q, ctx->k, ctx->v, ctx->att,
                     ctx->proj, ctx->gate, ctx->up, ctx->attn_scratch, ctx->last_logits, ctx->last_hidden,
-                    ctx->batch_logits, ctx->batch_seqs, ctx->batch_tokens, ctx->batch_take};
+                    ctx->batch_logits, ctx->batch_seqs, ctx->batch_tokens, ctx->batch_take, ctx->lora, ctx->lora_of,
+                    ctx->lora_u};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(ctx);
 }
@@ -222,6 +226,35 @@ void gemma8_seq_truncate(gemma8_context *ctx, int32_t s, int32_t n) {
     if (seq_ok(ctx, s)) g8_kv_truncate(&ctx->kv, s, n);
 }
 
+gemma8_status gemma8_seq_set_lora(gemma8_context *ctx, int32_t s, const gemma8_lora *const *adapters,
+                                  const float *scales, int32_t n) {
+    if (!seq_ok(ctx, s) || n < 0 || (n > 0 && (!adapters || !scales)))
+        return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to gemma8_seq_set_lora");
+    if (n > G8_MAX_LORA) return g8_fail(GEMMA8_ERR_INVALID_ARG, "%d adapters; at most %d", n, G8_MAX_LORA);
+    g8_lora_set set = {.n = n};
+    int max_r = 0;
+    for (int32_t i = 0; i < n; i++) {
+        if (!adapters[i] || adapters[i]->model != ctx->model)
+            return g8_fail(GEMMA8_ERR_INVALID_ARG, "adapter %d was not loaded for this context's model", i);
+        if (!isfinite(scales[i])) return g8_fail(GEMMA8_ERR_INVALID_ARG, "the scale of adapter %d is not finite", i);
+        set.a[i] = adapters[i];
+        set.scale[i] = scales[i];
+        max_r = G8_MAX(max_r, adapters[i]->max_r);
+    }
+    if (max_r > ctx->lora_u_cap) {
+        float *u = realloc(ctx->lora_u, (size_t)max_r * sizeof(float));
+        if (!u) return g8_fail(GEMMA8_ERR_NOMEM, "out of memory");
+        ctx->lora_u = u;
+        ctx->lora_u_cap = max_r;
+    }
+    /* what the sequence holds was computed under the old set: it is kept only if the set is the same */
+    bool same = set.n == ctx->lora[s].n;
+    for (int32_t i = 0; same && i < n; i++) same = set.a[i] == ctx->lora[s].a[i] && set.scale[i] == ctx->lora[s].scale[i];
+    if (!same) g8_kv_clear(&ctx->kv, s);
+    ctx->lora[s] = set;
+    return GEMMA8_OK;
+}
+
 const int32_t *gemma8_seq_history(const gemma8_context *ctx, int32_t s, int32_t *n) {
     *n = seq_ok(ctx, s) ? ctx->kv.seq[s].n_past : 0;
     return seq_ok(ctx, s) ? ctx->kv.seq[s].tokens : NULL;
@@ -243,10 +276,11 @@ void gemma8_abort(gemma8_context *ctx) { atomic_store(&ctx->abort, true); }
 
 gemma8_status gemma8_cache_save(const gemma8_context *ctx, const char *path) {
     if (!ctx || !path) return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to cache_save");
-    return g8_kv_save(&ctx->kv, 0, g8_model_fingerprint(ctx->model), path);
+    return g8_kv_save(&ctx->kv, 0, g8_model_fingerprint(ctx->model) ^ g8_lora_set_fingerprint(&ctx->lora[0]), path);
 }
 
 gemma8_status gemma8_cache_load(gemma8_context *ctx, const char *path) {
     if (!ctx || !path) return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to cache_load");
-    return g8_kv_load(&ctx->kv, 0, g8_model_fingerprint(ctx->model), ctx->model->hp.n_vocab, path);
+    return g8_kv_load(&ctx->kv, 0, g8_model_fingerprint(ctx->model) ^ g8_lora_set_fingerprint(&ctx->lora[0]),
+                      ctx->model->hp.n_vocab, path);
 }

@@ -4,6 +4,7 @@
 #define G8_CONTEXT_H
 
 #include "kvcache.h"
+#include "lora.h"
 #include "model.h"
 #include "ops.h"
 
@@ -35,6 +36,10 @@ struct gemma8_context {
     int32_t *batch_seqs;        /* (n_batch) a batch's entries */
     int32_t *batch_tokens;      /* (n_batch) */
     int32_t *batch_take;        /* (n_seq) tokens of each generation in a batch */
+    g8_lora_set *lora;          /* (n_seq) the adapters each sequence applies */
+    const g8_lora_set **lora_of; /* (n_batch) a batch entry's set, NULL: none */
+    float *lora_u;              /* (lora_u_cap) A x of one adapted matrix */
+    int lora_u_cap;
     atomic_bool abort;          /* gemma8_abort; cleared when an eval or a generation starts */
     struct g8_async *async;     /* the asynchronous run, NULL when none */
 };

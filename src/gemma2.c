@@ -42,10 +42,18 @@ gemma8_status g8_forward(gemma8_context *ctx, const g8_batch *b) {
     const size_t V = (size_t)hp->n_vocab;
     float *x = ctx->x, *xn = ctx->xn;
 
+    bool adapted = false; /* any entry under LoRA adapters */
     for (int t0 = 0, t1; t0 < T; t0 = t1) {
         t1 = run_end(b, t0);
-        for (int t = t0; t < t1; t++) ctx->pos[t] = ctx->kv.seq[seq_of(b, t0)].n_past + (t - t0);
+        const g8_lora_set *set = ctx->lora[seq_of(b, t0)].n ? &ctx->lora[seq_of(b, t0)] : NULL;
+        adapted |= set != NULL;
+        for (int t = t0; t < t1; t++) {
+            ctx->pos[t] = ctx->kv.seq[seq_of(b, t0)].n_past + (t - t0);
+            ctx->lora_of[t] = set;
+        }
     }
+#define LORA(which, x, in, y, out) /* each entry's adapters' deltas, added to the product */      \
+    if (adapted) g8_lora_apply(ops->k, ctx->lora_of, il, which, x, in, y, out, T, ctx->lora_u)
 
     /* embedding, scaled by sqrt(hidden) (rounded to f32 as transformers does) */
     const float embd_scale = (float)sqrt((double)E);
@@ -65,8 +73,11 @@ gemma8_status g8_forward(gemma8_context *ctx, const g8_batch *b) {
         /* attention block: norm, q/k/v projections, RoPE, cache, attention, output projection */
         g8_rmsnorm(xn, x, L->attn_norm, T, E, hp->rms_eps);
         g8_matmul(ops, &L->wq, xn, T, ctx->q);
+        LORA(LORA_Q, xn, E, ctx->q, (int)Q);
         g8_matmul(ops, &L->wk, xn, T, ctx->k);
+        LORA(LORA_K, xn, E, ctx->k, (int)KV);
         g8_matmul(ops, &L->wv, xn, T, ctx->v);
+        LORA(LORA_V, xn, E, ctx->v, (int)KV);
         g8_rope(ctx->q, T, hp->n_head, hd, ctx->pos, ctx->inv_freq);
         g8_rope(ctx->k, T, hp->n_head_kv, hd, ctx->pos, ctx->inv_freq);
         for (int t = 0; t < T; t++) {
@@ -88,6 +99,7 @@ gemma8_status g8_forward(gemma8_context *ctx, const g8_batch *b) {
             g8_attention(ops, &aa);
         }
         g8_matmul(ops, &L->wo, ctx->att, T, ctx->proj);
+        LORA(LORA_O, ctx->att, (int)Q, ctx->proj, E);
 
         /* post-attention norm, residual */
         g8_rmsnorm(ctx->proj, ctx->proj, L->post_attn_norm, T, E, hp->rms_eps);
@@ -96,12 +108,17 @@ gemma8_status g8_forward(gemma8_context *ctx, const g8_batch *b) {
         /* feed-forward block: pre-norm, GeGLU (tanh GELU), down projection, post-norm, residual */
         g8_rmsnorm(xn, x, L->ffn_norm, T, E, hp->rms_eps);
         g8_matmul(ops, &L->w_gate, xn, T, ctx->gate);
+        LORA(LORA_GATE, xn, E, ctx->gate, (int)F);
         g8_matmul(ops, &L->w_up, xn, T, ctx->up);
+        LORA(LORA_UP, xn, E, ctx->up, (int)F);
         geglu_rows(ops, ctx->gate, ctx->up, T, F);
         g8_matmul(ops, &L->w_down, ctx->gate, T, ctx->proj);
+        LORA(LORA_DOWN, ctx->gate, (int)F, ctx->proj, E);
         g8_rmsnorm(ctx->proj, ctx->proj, L->post_ffw_norm, T, E, hp->rms_eps);
         g8_add(x, ctx->proj, (size_t)T * E);
     }
+
+#undef LORA
 
     /* final norm, tied output embedding, final soft-cap: for every entry, or
      * for the last entry of each run */

@@ -529,3 +529,46 @@ TEST(cli_convert_interrupted_leaves_nothing) {
     free(out);
     free(err);
 }
+
+/* convert-lora writes llama.cpp's file; logits --lora FILE and --lora DIR:SCALE
+ * give PEFT's base + adapter logits (scale 1), and scale 0 the base's. */
+TEST(cli_lora) {
+    const char *model = convert_fixture("tiny-a", GEMMA8_TYPE_F32);
+    char ref[512], dir[512];
+    snprintf(ref, sizeof ref, "%s", data_path("tiny-a-lora/reference.safetensors"));
+    snprintf(dir, sizeof dir, "%s", data_path("tiny-a-lora"));
+    size_t T, n;
+    int32_t *tok = ref_load(ref, "seq0.tokens", &T);
+    float *want = ref_load(ref, "seq0.logits", &n);
+    if (!model || !tok || !want) return;
+    char *toks = join_ids(tok, T), *out, *err;
+    const char *gguf = tmp_path("cli-lora.gguf"), *outf = tmp_path("cli-lora.f32");
+    const char *a0[] = {"convert-lora", dir, "-o", gguf, NULL};
+    CHECK(run_cli(a0, NULL, &out, &err) == 0);
+    free(out);
+    free(err);
+    char dir1[600], dir0[600];
+    snprintf(dir1, sizeof dir1, "%s:1", dir);
+    snprintf(dir0, sizeof dir0, "%s:0", dir);
+    const char *adapters[] = {gguf, dir1, dir0};
+    float *got = calloc(n + 1, sizeof(float));
+    for (int i = 0; i < 3 && got; i++) {
+        const char *a1[] = {"logits", "-m", model, "--tokens", toks, "-o", outf, "--lora", adapters[i], NULL};
+        CHECKF(run_cli(a1, NULL, &out, &err) == 0, "%s", err);
+        free(out);
+        free(err);
+        FILE *f = fopen(outf, "rb");
+        size_t rd = f ? fread(got, sizeof(float), n + 1, f) : 0;
+        if (f) fclose(f);
+        const float d = max_abs_diff(got, want, n);
+        CHECKF(rd == n && (i < 2 ? d <= 1e-3f : d > 1.0f), "--lora %s: %zu floats, max |diff| %g", adapters[i], rd, d);
+    }
+    const char *a2[] = {"logits", "-m", model, "--tokens", toks, "-o", outf, "--lora", "/nonexistent", NULL};
+    CHECK(run_cli(a2, NULL, &out, &err) == 1 && strstr(err, "/nonexistent"));
+    free(out);
+    free(err);
+    free(got);
+    free(toks);
+    free(tok);
+    free(want);
+}

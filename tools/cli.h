@@ -45,9 +45,10 @@ typedef struct cli_common {
     int32_t n_ctx;
     int32_t n_batch;
     const char *kv_type;
+    cli_list lora;         /* --lora FILE[:SCALE], applied to every sequence */
 } cli_common;
 cli_common cli_common_defaults(void);
-/* t: room for 6 entries */
+/* t: room for 7 entries */
 void cli_common_table(cli_common *c, cli_opt *t, bool with_ctx);
 int cli_common_check(const char *cmd, const cli_common *c);
 

@@ -145,6 +145,29 @@ static int cmd_convert(int argc, char **argv) {
     return 0;
 }
 
+static int cmd_convert_lora(int argc, char **argv) {
+    const char *out = NULL, *in = NULL;
+    const cli_opt opts[] = {
+        {"-o|--output", CLI_STR, &out, "OUT.gguf", "the file to write (it appears only when complete)", NULL},
+        {0},
+    };
+    const cli_opt *tables[] = {opts, NULL};
+    const char *usage = "usage: gemma8 convert-lora ADAPTER_DIR -o OUT.gguf\n\n"
+                        "Writes a PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors) as a\n"
+                        "LoRA GGUF in llama.cpp's layout, usable by gemma8 and llama.cpp alike.\n";
+    int np = 0;
+    int r = cli_parse("convert-lora", usage, argc, argv, tables, &in, 1, &np);
+    if (r) return r == 1 ? 0 : 2;
+    if (!in || !out) {
+        fprintf(stderr, "gemma8 convert-lora: needs ADAPTER_DIR and -o OUT.gguf\n");
+        return 2;
+    }
+    gemma8_status st = gemma8_lora_convert(in, out);
+    if (st) return cli_fail(st);
+    fprintf(stderr, "gemma8: wrote %s\n", out);
+    return 0;
+}
+
 /* ---- loading ------------------------------------------------------------------------ */
 
 int cli_fail(gemma8_status st) {
@@ -166,6 +189,45 @@ static bool kv_type_of(const char *name, int32_t *out) {
     return false;
 }
 
+/* the adapters of --lora, freed at exit (before the leak check) */
+static gemma8_lora *loaded_lora[16];
+static int n_loaded_lora;
+
+static void free_lora(void) {
+    for (int i = 0; i < n_loaded_lora; i++) gemma8_lora_free(loaded_lora[i]);
+    n_loaded_lora = 0;
+}
+
+/* Loads the --lora adapters and sets them on every sequence of ctx. */
+static gemma8_status apply_lora(const cli_common *c, const gemma8_model *model, gemma8_context *ctx) {
+    float scales[16];
+    for (int i = 0; i < c->lora.n; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s", c->lora.v[i]);
+        char *colon = strrchr(path, ':'), *end = NULL;
+        scales[i] = 1.0f;
+        if (colon) {
+            double v = strtod(colon + 1, &end);
+            if (end != colon + 1 && *end == 0 && isfinite(v)) {
+                scales[i] = (float)v;
+                *colon = 0;
+            }
+        }
+        if (n_loaded_lora == 0) atexit(free_lora);
+        gemma8_status st = gemma8_lora_load(model, path, &loaded_lora[n_loaded_lora]);
+        if (st) return st;
+        fprintf(stderr, "gemma8: LoRA adapter %s, scale %g\n", gemma8_lora_name(loaded_lora[n_loaded_lora]),
+                scales[i]);
+        n_loaded_lora++;
+    }
+    const gemma8_lora *const *set = (const gemma8_lora *const *)loaded_lora + n_loaded_lora - c->lora.n;
+    for (int32_t s = 0; c->lora.n && s < gemma8_n_seq(ctx); s++) {
+        gemma8_status st = gemma8_seq_set_lora(ctx, s, set, scales, c->lora.n);
+        if (st) return st;
+    }
+    return GEMMA8_OK;
+}
+
 int cli_load(const cli_common *c, int32_t n_seq, gemma8_model **model, gemma8_context **ctx) {
     gemma8_context_params cp = gemma8_context_default_params();
     cp.n_ctx = c->n_ctx;
@@ -183,7 +245,8 @@ int cli_load(const cli_common *c, int32_t n_seq, gemma8_model **model, gemma8_co
     if (c->n_ctx / (n_seq > 0 ? n_seq : 1) > train)
         fprintf(stderr, "gemma8: warning: a context of %d tokens is longer than the %d the model was trained for\n",
                 c->n_ctx, train);
-    if ((st = gemma8_context_new(*model, &cp, ctx))) {
+    if ((st = gemma8_context_new(*model, &cp, ctx)) || (st = apply_lora(c, *model, *ctx))) {
+        gemma8_context_free(*ctx);
         gemma8_model_free(*model);
         return cli_fail(st);
     }
@@ -315,6 +378,7 @@ static const struct {
     const char *help;
 } commands[] = {
     {"convert", cmd_convert, "convert a Hugging Face checkpoint to GGUF (default q8_0)"},
+    {"convert-lora", cmd_convert_lora, "convert a PEFT LoRA adapter to a LoRA GGUF (llama.cpp's layout)"},
     {"run", cmd_run, "generate from a prompt or token ids"},
     {"chat", cmd_chat, "interactive multi-turn chat"},
     {"demo", cmd_demo, "chat with a tiny random-weight model (no real model needed)"},

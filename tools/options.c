@@ -161,6 +161,8 @@ void cli_common_table(cli_common *c, cli_opt *t, bool with_ctx) {
         t[n++] = (cli_opt){"--kv-type", CLI_STR, &c->kv_type, "T", "KV cache: auto (f32 for float models, f16 "
                            "for q8_0), f32, f16, q8_0 (half of f16)", NULL};
     }
+    t[n++] = (cli_opt){"--lora", CLI_LIST, &c->lora, "FILE[:SCALE]", "a LoRA adapter (llama.cpp GGUF or PEFT folder), "
+                       "scale 1 by default; repeatable", NULL};
     t[n] = (cli_opt){0};
 }
 

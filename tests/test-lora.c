@@ -1,0 +1,253 @@
+/* test-lora.c - LoRA adapters against PEFT's reference logits (tiny-a-lora),
+ * llama.cpp's adapter file, the converter's output, and bad adapters. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static gemma8_model *load_base(gemma8_type type) {
+    const char *path = convert_fixture("tiny-a", type);
+    gemma8_model *m = NULL;
+    gemma8_model_params mp = gemma8_model_default_params();
+    if (path) CHECKF(gemma8_model_load(path, &mp, &m) == GEMMA8_OK, "%s", gemma8_last_error());
+    return m;
+}
+
+static gemma8_context *new_ctx(gemma8_model *m, int n_seq) {
+    gemma8_context_params cp = gemma8_context_default_params();
+    cp.n_ctx = 64 * n_seq;
+    cp.n_seq = n_seq;
+    cp.n_batch = 7; /* several chunks */
+    gemma8_context *ctx = NULL;
+    CHECKF(gemma8_context_new(m, &cp, &ctx) == GEMMA8_OK, "%s", gemma8_last_error());
+    return ctx;
+}
+
+/* logits of every position of tokens on sequence s (T x V, malloc'd) */
+static float *eval_seq(gemma8_context *ctx, int s, const int32_t *tok, int T, int V) {
+    float *out = malloc((size_t)T * V * sizeof(float));
+    if (out && !CHECKF(gemma8_eval_seq(ctx, s, tok, T, out) == GEMMA8_OK, "%s", gemma8_last_error())) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+typedef struct ref_seq {
+    int32_t *tok;
+    float *base, *lora; /* tiny-a's reference, and base + adapter's */
+    int T;
+} ref_seq;
+
+static bool load_refs(ref_seq *r) {
+    char a[512], b[512];
+    snprintf(a, sizeof a, "%s", data_path("tiny-a/reference.safetensors"));
+    snprintf(b, sizeof b, "%s", data_path("tiny-a-lora/reference.safetensors"));
+    size_t T, n1, n2, T2;
+    r->tok = ref_load(b, "seq0.tokens", &T);
+    int32_t *tok_base = ref_load(a, "seq0.tokens", &T2);
+    r->lora = ref_load(b, "seq0.logits", &n1);
+    r->base = ref_load(a, "seq0.logits", &n2);
+    r->T = (int)T;
+    bool same = tok_base && r->tok && T == T2 && !memcmp(tok_base, r->tok, T * sizeof(int32_t));
+    free(tok_base);
+    return CHECKF(same && r->lora && r->base, "the two references hold different sequences");
+}
+
+static void free_refs(ref_seq *r) {
+    free(r->tok);
+    free(r->base);
+    free(r->lora);
+}
+
+/* The PEFT folder and llama.cpp's file, on an f32 base, give PEFT's logits
+ * (1e-3); on a q8_0 base they stay within the w8a8 tolerance; scale 0 gives the
+ * base bit for bit; a sequence with the adapter and one without, interleaved in
+ * one context and batched together, each match their reference. */
+static void check_runtime(gemma8_type type) {
+    gemma8_model *m = load_base(type);
+    ref_seq r = {0};
+    if (!m || !load_refs(&r)) {
+        gemma8_model_free(m);
+        free_refs(&r);
+        return;
+    }
+    const int V = gemma8_model_get_info(m).n_vocab, T = r.T;
+    const char *paths[2] = {data_path("tiny-a-lora"), NULL};
+    char gguf[512];
+    snprintf(gguf, sizeof gguf, "%s", data_path("llamacpp-gguf/tiny-a-lora.gguf"));
+    paths[1] = gguf;
+    for (int p = 0; p < 2; p++) {
+        gemma8_lora *lora = NULL;
+        if (!CHECKF(gemma8_lora_load(m, paths[p], &lora) == GEMMA8_OK, "%s", gemma8_last_error())) continue;
+        gemma8_context *ctx = new_ctx(m, 2);
+        const gemma8_lora *set[1] = {lora};
+        const float one = 1.0f, zero = 0.0f;
+        float *base = ctx ? eval_seq(ctx, 1, r.tok, T, V) : NULL; /* sequence 1 has no adapter */
+        CHECK(ctx && gemma8_seq_set_lora(ctx, 0, set, &one, 1) == GEMMA8_OK);
+        float *got = ctx ? eval_seq(ctx, 0, r.tok, T, V) : NULL;
+        if (got && base) {
+            const float d = max_abs_diff(got, r.lora, (size_t)T * V);
+            const double kl = mean_kl(r.lora, got, T, V);
+            if (type == GEMMA8_TYPE_F32)
+                CHECKF(d <= 1e-3f, "%s on f32: max |diff| %g from PEFT's logits", paths[p], d);
+            else
+                CHECKF(kl <= 1e-3 && argmax_agree(got, r.lora, T, V) * 100 >= 99 * T, "%s on q8_0: mean KL %g",
+                       paths[p], kl);
+            harness_note("%s on %s: max |diff| %.3g from PEFT (mean KL %.3g); without it %.3g from PEFT",
+                         p ? "llama.cpp's file" : "the PEFT folder", gemma8_type_name(type), d, kl,
+                         max_abs_diff(base, r.lora, (size_t)T * V));
+        }
+        /* scale 0: the base, bit for bit (the set changed: the sequence starts over) */
+        CHECK(ctx && gemma8_seq_set_lora(ctx, 0, set, &zero, 1) == GEMMA8_OK && gemma8_seq_n_past(ctx, 0) == 0);
+        float *z = ctx ? eval_seq(ctx, 0, r.tok, T, V) : NULL;
+        CHECK(z && base && !memcmp(z, base, (size_t)T * V * sizeof(float)));
+        /* interleaved and batched: sequence 0 under the adapter, 1 without, one token each a step */
+        float *rows = malloc((size_t)2 * V * sizeof(float));
+        int diffs = 0;
+        if (ctx && rows && got && base) {
+            CHECK(gemma8_seq_set_lora(ctx, 0, set, &one, 1) == GEMMA8_OK);
+            gemma8_seq_clear(ctx, 1);
+            for (int t = 0; t < T; t++) {
+                const int32_t seqs[2] = {t % 2, 1 - t % 2}, ids[2] = {r.tok[t], r.tok[t]};
+                CHECK(gemma8_decode_batch(ctx, seqs, ids, 2, rows) == GEMMA8_OK);
+                const float *l0 = rows + (size_t)(t % 2) * V, *l1 = rows + (size_t)(1 - t % 2) * V;
+                diffs += memcmp(l0, got + (size_t)t * V, V * 4) || memcmp(l1, base + (size_t)t * V, V * 4);
+            }
+            CHECKF(diffs == 0, "%d of %d batched steps differ from each sequence alone", diffs, T);
+        }
+        free(rows);
+        free(z);
+        free(got);
+        free(base);
+        gemma8_context_free(ctx);
+        gemma8_lora_free(lora);
+    }
+    free_refs(&r);
+    gemma8_model_free(m);
+}
+
+TEST(lora_runtime_f32_matches_peft) { check_runtime(GEMMA8_TYPE_F32); }
+TEST(lora_runtime_q8_0_within_w8a8) { check_runtime(GEMMA8_TYPE_Q8_0); }
+
+/* convert-lora writes, from the PEFT folder, the file llama.cpp's tools wrote
+ * for the same adapter: same keys, names, shapes, values, bytes. */
+TEST(lora_convert_matches_llamacpp_file) {
+    const char *out = tmp_path("tiny-a-lora.gguf");
+    CHECKF(gemma8_lora_convert(data_path("tiny-a-lora"), out) == GEMMA8_OK, "%s", gemma8_last_error());
+    char want[512];
+    snprintf(want, sizeof want, "%s", data_path("llamacpp-gguf/tiny-a-lora.gguf"));
+    FILE *a = fopen(out, "rb"), *b = fopen(want, "rb");
+    size_t same = 0, total = 0;
+    int ca = 0, cb = 0;
+    while (a && b) {
+        ca = fgetc(a);
+        cb = fgetc(b);
+        if (ca == EOF || cb == EOF) break;
+        total++;
+        same += ca == cb;
+    }
+    CHECKF(a && b && ca == EOF && cb == EOF && same == total && total > 0, "%zu of %zu bytes equal", same, total);
+    if (a) fclose(a);
+    if (b) fclose(b);
+}
+
+/* writes text to dir/name */
+static void write_file(const char *dir, const char *name, const void *data, size_t n) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "wb");
+    if (f) {
+        fwrite(data, 1, n, f);
+        fclose(f);
+    }
+}
+
+static char *read_all(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc(*n + 1);
+    if (buf && fread(buf, 1, *n, f) != *n) *n = 0;
+    fclose(f);
+    return buf;
+}
+
+/* A PEFT folder with tiny-a-lora's tensors and this config. */
+static const char *peft_with_config(const char *name, const char *config) {
+    const char *dir = tmp_path(name);
+    mkdir(dir, 0755);
+    size_t n = 0;
+    char src[512];
+    snprintf(src, sizeof src, "%s", data_path("tiny-a-lora/adapter_model.safetensors"));
+    char *st = read_all(src, &n);
+    write_file(dir, "adapter_model.safetensors", st, n);
+    write_file(dir, "adapter_config.json", config, strlen(config));
+    free(st);
+    return dir;
+}
+
+/* Adapters that do not fit or are damaged get an error that names the problem. */
+TEST(lora_bad_adapters) {
+    gemma8_model *m = load_base(GEMMA8_TYPE_F32);
+    const char *b_path = convert_fixture("tiny-b", GEMMA8_TYPE_F32);
+    gemma8_model *other = NULL;
+    gemma8_model_params mp = gemma8_model_default_params();
+    if (!m || !b_path || !CHECK(gemma8_model_load(b_path, &mp, &other) == GEMMA8_OK)) {
+        gemma8_model_free(m);
+        return;
+    }
+    gemma8_lora *l = NULL;
+    /* made for another model (tiny-b has other shapes) */
+    CHECK(gemma8_lora_load(other, data_path("tiny-a-lora"), &l) == GEMMA8_ERR_FORMAT && !l);
+    CHECKF(strstr(gemma8_last_error(), "another model") != NULL, "%s", gemma8_last_error());
+    /* PEFT variants gemma8 refuses */
+    const char *cfg[][2] = {
+        {"dora", "{\"peft_type\":\"LORA\",\"r\":4,\"lora_alpha\":8,\"use_dora\":true,\"target_modules\":[\"q_proj\"]}"},
+        {"embed", "{\"peft_type\":\"LORA\",\"r\":4,\"lora_alpha\":8,\"target_modules\":[\"embed_tokens\"]}"},
+        {"save", "{\"peft_type\":\"LORA\",\"r\":4,\"lora_alpha\":8,\"target_modules\":[\"q_proj\"],"
+                 "\"modules_to_save\":[\"lm_head\"]}"},
+        {"rank0", "{\"peft_type\":\"LORA\",\"r\":0,\"lora_alpha\":8,\"target_modules\":[\"q_proj\"]}"},
+        {"bias", "{\"peft_type\":\"LORA\",\"r\":4,\"lora_alpha\":8,\"bias\":\"all\",\"target_modules\":[\"q_proj\"]}"},
+        {"notjson", "{\"peft_type\":"},
+    };
+    for (size_t i = 0; i < sizeof cfg / sizeof cfg[0]; i++) {
+        l = NULL;
+        gemma8_status st = gemma8_lora_load(m, peft_with_config(cfg[i][0], cfg[i][1]), &l);
+        CHECKF(st != GEMMA8_OK && !l, "%s accepted", cfg[i][0]);
+        harness_note("%s: %s", cfg[i][0], gemma8_last_error());
+    }
+    /* llama.cpp's file cut short, or with a byte of its header changed */
+    size_t n = 0;
+    char src[512];
+    snprintf(src, sizeof src, "%s", data_path("llamacpp-gguf/tiny-a-lora.gguf"));
+    char *g = read_all(src, &n);
+    const char *dir = tmp_path("");
+    for (size_t cut = 8; g && cut < n; cut = cut * 3 + 1) {
+        write_file(dir, "cut.gguf", g, cut);
+        l = NULL;
+        CHECKF(gemma8_lora_load(m, tmp_path("cut.gguf"), &l) != GEMMA8_OK && !l, "cut at %zu accepted", cut);
+    }
+    /* the base model given where an adapter is expected */
+    l = NULL;
+    CHECK(gemma8_lora_load(m, b_path, &l) == GEMMA8_ERR_FORMAT && !l);
+    CHECKF(strstr(gemma8_last_error(), "not a LoRA adapter") != NULL, "%s", gemma8_last_error());
+    /* a set with an adapter of another model */
+    gemma8_lora *ok = NULL;
+    gemma8_context *ctx = new_ctx(other, 1);
+    if (CHECK(gemma8_lora_load(m, data_path("tiny-a-lora"), &ok) == GEMMA8_OK) && ctx) {
+        const gemma8_lora *set[1] = {ok};
+        const float s = 1.0f;
+        CHECK(gemma8_seq_set_lora(ctx, 0, set, &s, 1) == GEMMA8_ERR_INVALID_ARG);
+    }
+    gemma8_context_free(ctx);
+    gemma8_lora_free(ok);
+    free(g);
+    gemma8_model_free(other);
+    gemma8_model_free(m);
+}

@@ -45,7 +45,7 @@ typedef struct cli_common {
     int32_t n_ctx;
     int32_t n_batch;
     const char *kv_type;
-    cli_list lora;         /* --lora FILE[:SCALE], applied to every sequence */
+    cli_list lora;         /* --lora [NAME=]FILE[:SCALE], applied to every sequence */
 } cli_common;
 cli_common cli_common_defaults(void);
 /* t: room for 7 entries */
@@ -71,6 +71,10 @@ int cli_fail(gemma8_status st);
 /* Loads a model and makes its context of c's sizes (n_seq sequences); warns when the
  * context exceeds the model's training length; prints the error and returns 1 on failure. */
 int cli_load(const cli_common *c, int32_t n_seq, gemma8_model **model, gemma8_context **ctx);
+
+/* The adapters --lora loaded ("NAME=FILE[:SCALE]" names one; else the file's name), in order. */
+int cli_lora_count(void);
+const gemma8_lora *cli_lora_get(int i, const char **name, float *scale);
 
 /* llama.cpp-style timings on stderr: load (when load_s >= 0), prompt, generation, total. */
 void cli_print_timings(double load_s, const gemma8_generate_result *r);

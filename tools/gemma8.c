@@ -191,7 +191,18 @@ static bool kv_type_of(const char *name, int32_t *out) {
 
 /* the adapters of --lora, freed at exit (before the leak check) */
 static gemma8_lora *loaded_lora[16];
+static char loaded_name[16][64];
+static float loaded_scale[16];
 static int n_loaded_lora;
+
+int cli_lora_count(void) { return n_loaded_lora; }
+
+const gemma8_lora *cli_lora_get(int i, const char **name, float *scale) {
+    if (i < 0 || i >= n_loaded_lora) return NULL;
+    if (name) *name = loaded_name[i];
+    if (scale) *scale = loaded_scale[i];
+    return loaded_lora[i];
+}
 
 static void free_lora(void) {
     for (int i = 0; i < n_loaded_lora; i++) gemma8_lora_free(loaded_lora[i]);
@@ -202,8 +213,13 @@ static void free_lora(void) {
 static gemma8_status apply_lora(const cli_common *c, const gemma8_model *model, gemma8_context *ctx) {
     float scales[16];
     for (int i = 0; i < c->lora.n; i++) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s", c->lora.v[i]);
+        char path[4096], name[64] = "";
+        const char *spec = c->lora.v[i], *eq = strchr(spec, '=');
+        if (eq && !memchr(spec, '/', (size_t)(eq - spec))) { /* NAME=FILE */
+            snprintf(name, sizeof name, "%.*s", (int)(eq - spec), spec);
+            spec = eq + 1;
+        }
+        snprintf(path, sizeof path, "%s", spec);
         char *colon = strrchr(path, ':'), *end = NULL;
         scales[i] = 1.0f;
         if (colon) {
@@ -216,8 +232,11 @@ static gemma8_status apply_lora(const cli_common *c, const gemma8_model *model, 
         if (n_loaded_lora == 0) atexit(free_lora);
         gemma8_status st = gemma8_lora_load(model, path, &loaded_lora[n_loaded_lora]);
         if (st) return st;
-        fprintf(stderr, "gemma8: LoRA adapter %s, scale %g\n", gemma8_lora_name(loaded_lora[n_loaded_lora]),
-                scales[i]);
+        snprintf(loaded_name[n_loaded_lora], sizeof loaded_name[0], "%s",
+                 name[0] ? name : gemma8_lora_name(loaded_lora[n_loaded_lora]));
+        loaded_scale[n_loaded_lora] = scales[i];
+        fprintf(stderr, "gemma8: LoRA adapter %d '%s' (%s), scale %g\n", n_loaded_lora,
+                loaded_name[n_loaded_lora], path, scales[i]);
         n_loaded_lora++;
     }
     const gemma8_lora *const *set = (const gemma8_lora *const *)loaded_lora + n_loaded_lora - c->lora.n;

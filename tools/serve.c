@@ -297,6 +297,7 @@ static const route routes[] = {
     {"POST", "/api/show", ollama_show},
     {"GET", "/api/version", ollama_version},
     {"GET", "/api/ps", ollama_ps},
+    {"GET", "/lora-adapters", srv_lora_adapters},
     {"POST", "/api/embed", ollama_embed},
 };
 

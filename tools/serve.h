@@ -48,6 +48,9 @@ typedef struct srv_task {
     gemma8_generate_params params;
     char *stop[SRV_MAX_STOP]; /* owned copies behind params.stop */
     int n_logprobs;           /* alternatives to report a token; -1: no logprobs */
+    int n_lora;               /* the adapters the request runs under, with their scales */
+    const gemma8_lora *lora[8];
+    float lora_scale[8];
     int32_t **inputs;         /* SRV_EMBED: each input's ids */
     int32_t *n_inputs;
     int n_in;
@@ -100,8 +103,17 @@ void srv_sched_free(srv_sched *s);
 
 typedef struct srv_conn srv_conn;
 
+/* An adapter loaded at start (--lora NAME=FILE:SCALE): id = its index. */
+typedef struct srv_adapter {
+    const gemma8_lora *a;
+    const char *name;
+    float scale; /* for requests that name no adapter */
+} srv_adapter;
+
 typedef struct srv {
     gemma8_model *model;
+    int n_lora;
+    srv_adapter lora[16];
     gemma8_model_info info;
     srv_sched *sched;
     const char *alias; /* the model's name in the APIs */
@@ -162,8 +174,12 @@ gemma8_status srv_chat_tokens(srv *s, const gemma8_chat_message *m, int32_t n, i
 /* The tokens of a raw prompt; GEMMA8_ERR_CONTEXT_FULL as srv_chat_tokens. */
 gemma8_status srv_text_tokens(srv *s, const char *text, bool add_bos, bool special, int32_t **out,
                               int32_t *n_out);
-/* The model name a request gave is ours (or absent). */
+/* The model name a request gave is ours, "<ours>:<adapter name>", or absent. */
 bool srv_model_ok(srv *s, const cJSON *body);
+/* The adapters a request runs under, into t: llama.cpp's "lora": [{"id", "scale"}] (others
+ * at 0) or "lora": "NAME", or the model "<ours>:NAME" (that one at scale 1); else those given
+ * at start at their scales. false with err on a bad value. */
+bool srv_lora_set(srv *s, const cJSON *body, srv_task *t, char *err, size_t cap);
 /* The text of one token, for logprobs. */
 void srv_token_text(srv *s, int32_t token, char *buf, size_t cap);
 double srv_now(void);
@@ -207,5 +223,6 @@ int ollama_show(srv_conn *c, cJSON *body);
 int ollama_version(srv_conn *c, cJSON *body);
 int ollama_ps(srv_conn *c, cJSON *body);
 int ollama_embed(srv_conn *c, cJSON *body);
+int srv_lora_adapters(srv_conn *c, cJSON *body);
 
 #endif

@@ -64,6 +64,10 @@ int cmd_serve(int argc, char **argv) {
     if (cli_load(&c, parallel, &s.model, &ctx)) return 1;
     s.load_seconds = srv_now() - t0;
     s.info = gemma8_model_get_info(s.model);
+    for (int i = 0; i < cli_lora_count() && i < (int)(sizeof s.lora / sizeof s.lora[0]); i++) {
+        s.lora[i].a = cli_lora_get(i, &s.lora[i].name, &s.lora[i].scale);
+        s.n_lora++;
+    }
     s.alias = alias ? alias : s.info.name;
     s.api_key = api_key;
     s.n_slots = parallel;

@@ -213,6 +213,7 @@ static bool finish_parse(srv *s, const cJSON *body, srv_task *t, gemma8_status g
     else if (gs)
         ok = fail(e, 400, "%s", gemma8_last_error());
     if (ok && !read_options(s, body, t, err, sizeof err)) ok = fail(e, 400, "%s", err);
+    if (ok && !srv_lora_set(s, body, t, err, sizeof err)) ok = fail(e, 400, "%s", err);
     if (!ok) {
         srv_task_unref(t);
         return false;
@@ -319,8 +320,17 @@ static cJSON *model_entry(srv *s, bool running) {
 
 int ollama_tags(srv_conn *c, cJSON *body) {
     (void)body;
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "models"), model_entry(srv_of(c), false));
+    srv *s = srv_of(c);
+    cJSON *o = cJSON_CreateObject(), *models = cJSON_AddArrayToObject(o, "models");
+    cJSON_AddItemToArray(models, model_entry(s, false));
+    for (int i = 0; i < s->n_lora; i++) { /* "<model>:<adapter>": the model under that adapter */
+        cJSON *m = model_entry(s, false);
+        char name[256];
+        snprintf(name, sizeof name, "%s:%s", s->alias, s->lora[i].name);
+        cJSON_ReplaceItemInObject(m, "name", cJSON_CreateString(name));
+        cJSON_ReplaceItemInObject(m, "model", cJSON_CreateString(name));
+        cJSON_AddItemToArray(models, m);
+    }
     return srv_reply_json(c, 200, o);
 }
 

@@ -363,6 +363,7 @@ static bool finish_parse(srv *s, const cJSON *body, srv_task *t, gemma8_status g
     char err[256];
     bool ok = tokens_ok(s, gs, t, e);
     if (ok && !read_params(s, body, t, chat, err, sizeof err)) ok = fail(e, 400, NULL, "%s", err);
+    if (ok && !srv_lora_set(s, body, t, err, sizeof err)) ok = fail(e, 400, NULL, "%s", err);
     if (!ok) {
         srv_task_unref(t);
         return false;
@@ -440,8 +441,32 @@ int oai_models(srv_conn *c, cJSON *body) {
     cJSON_AddStringToObject(m, "object", "model");
     cJSON_AddNumberToObject(m, "created", s->t_loaded);
     cJSON_AddStringToObject(m, "owned_by", "gemma8");
-    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "data"), m);
+    cJSON *data = cJSON_AddArrayToObject(o, "data");
+    cJSON_AddItemToArray(data, m);
+    for (int i = 0; i < s->n_lora; i++) { /* "<model>:<adapter>": the model under that adapter */
+        cJSON *a = cJSON_Duplicate(m, true);
+        char id[256];
+        snprintf(id, sizeof id, "%s:%s", s->alias, s->lora[i].name);
+        cJSON_ReplaceItemInObject(a, "id", cJSON_CreateString(id));
+        cJSON_AddItemToArray(data, a);
+    }
     return srv_reply_json(c, 200, o);
+}
+
+/* llama-server's list: [{id, path, scale}] (path: the adapter's name) */
+int srv_lora_adapters(srv_conn *c, cJSON *body) {
+    (void)body;
+    srv *s = srv_of(c);
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = 0; i < s->n_lora; i++) {
+        cJSON *a = cJSON_CreateObject();
+        cJSON_AddNumberToObject(a, "id", i);
+        cJSON_AddStringToObject(a, "path", gemma8_lora_name(s->lora[i].a));
+        cJSON_AddStringToObject(a, "name", s->lora[i].name);
+        cJSON_AddNumberToObject(a, "scale", s->lora[i].scale);
+        cJSON_AddItemToArray(arr, a);
+    }
+    return srv_reply_json(c, 200, arr);
 }
 
 /* ---- embeddings ----------------------------------------------------------------------------- */

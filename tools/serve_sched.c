@@ -213,6 +213,13 @@ static void start_task(srv_sched *s, int i, srv_task *t) {
     t->t_started = now_s();
     pthread_cond_broadcast(&t->cv);
     pthread_mutex_unlock(&t->mu);
+    /* the request's adapters (a different set than the slot had clears the slot's cache) */
+    gemma8_status lst = gemma8_seq_set_lora(s->ctx, i, t->lora, t->lora_scale, t->n_lora);
+    if (lst) {
+        task_finish(t, lst, gemma8_last_error());
+        srv_task_unref(t);
+        return;
+    }
     if (t->kind == SRV_EMBED) {
         run_embedding(s, i, t);
         srv_task_unref(t);

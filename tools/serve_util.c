@@ -172,11 +172,68 @@ gemma8_status srv_text_tokens(srv *s, const char *text, bool add_bos, bool speci
     return GEMMA8_OK;
 }
 
+/* the adapter a model name "<ours>:NAME" picks; -1: none (a plain name), -2: not ours */
+static int model_adapter(srv *s, const char *model) {
+    if (!strcmp(model, s->alias) || !strcmp(model, s->info.name) || !model[0]) return -1;
+    for (int i = 0; i < s->n_lora; i++) {
+        const size_t la = strlen(s->alias), ln = strlen(s->info.name);
+        const char *rest = !strncmp(model, s->alias, la) && model[la] == ':'  ? model + la + 1
+                           : !strncmp(model, s->info.name, ln) && model[ln] == ':' ? model + ln + 1
+                                                                                   : NULL;
+        if (rest && !strcmp(rest, s->lora[i].name)) return i;
+    }
+    return -2;
+}
+
 bool srv_model_ok(srv *s, const cJSON *body) {
     const cJSON *m = cJSON_GetObjectItem(body, "model");
     if (!m || cJSON_IsNull(m)) return true;
-    return cJSON_IsString(m) &&
-           (!strcmp(m->valuestring, s->alias) || !strcmp(m->valuestring, s->info.name) || !m->valuestring[0]);
+    return cJSON_IsString(m) && model_adapter(s, m->valuestring) != -2;
+}
+
+static bool lora_add(srv_task *t, const gemma8_lora *a, double scale, char *err, size_t cap) {
+    if (t->n_lora == (int)(sizeof t->lora / sizeof t->lora[0])) {
+        snprintf(err, cap, "'lora': at most %zu adapters", sizeof t->lora / sizeof t->lora[0]);
+        return false;
+    }
+    t->lora[t->n_lora] = a;
+    t->lora_scale[t->n_lora++] = (float)scale;
+    return true;
+}
+
+bool srv_lora_set(srv *s, const cJSON *body, srv_task *t, char *err, size_t cap) {
+    const cJSON *l = cJSON_GetObjectItem(body, "lora"), *m = cJSON_GetObjectItem(body, "model");
+    const int by_model = cJSON_IsString(m) ? model_adapter(s, m->valuestring) : -1;
+    t->n_lora = 0;
+    if (cJSON_IsString(l)) {
+        for (int i = 0; i < s->n_lora; i++)
+            if (!strcmp(l->valuestring, s->lora[i].name)) return lora_add(t, s->lora[i].a, 1.0, err, cap);
+        snprintf(err, cap, "'lora': no adapter named '%.64s' (GET /lora-adapters lists them)", l->valuestring);
+        return false;
+    }
+    if (cJSON_IsArray(l)) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, l) {
+            const cJSON *id = cJSON_GetObjectItem(e, "id");
+            double scale = 1.0;
+            if (!cJSON_IsNumber(id) || id->valuedouble != (int)id->valuedouble || id->valueint < 0 ||
+                id->valueint >= s->n_lora) {
+                snprintf(err, cap, "'lora': each entry needs an 'id' of a loaded adapter (0..%d)", s->n_lora - 1);
+                return false;
+            }
+            if (!srv_number(e, "scale", -100, 100, &scale, err, cap)) return false;
+            if (scale != 0 && !lora_add(t, s->lora[id->valueint].a, scale, err, cap)) return false;
+        }
+        return true;
+    }
+    if (l && !cJSON_IsNull(l)) {
+        snprintf(err, cap, "'lora' must be a list of {\"id\", \"scale\"} or an adapter's name");
+        return false;
+    }
+    if (by_model >= 0) return lora_add(t, s->lora[by_model].a, 1.0, err, cap);
+    for (int i = 0; i < s->n_lora; i++)
+        if (s->lora[i].scale != 0 && !lora_add(t, s->lora[i].a, s->lora[i].scale, err, cap)) return false;
+    return true;
 }
 
 void srv_token_text(srv *s, int32_t token, char *buf, size_t cap) {

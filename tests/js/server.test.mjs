@@ -6,7 +6,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import net from "node:net";
@@ -403,4 +403,56 @@ test("past the queue: 503 with Retry-After; a waiting stream gets ': waiting' co
   assert.equal((await slow.json()).usage.completion_tokens, 1500);
   console.log(`# a 1500-token reply took ${Date.now() - t0} ms with --read-timeout 1`);
   assert.equal(await stopServer(s3), 0);
+});
+
+test("LoRA adapters per request: by id and scale, by name, by model name; mixed in one batch", async () => {
+  // a random adapter for the demo model's shape, loaded at start at scale 0.5
+  const cfg = join(dir, "demo-config.json"), lora = join(dir, "lora-ta");
+  writeFileSync(cfg, JSON.stringify({ hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2,
+    num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16 }));
+  const g = spawnSync(process.execPath, ["bench/random-lora.mjs", cfg, lora, "-r", "4", "--amplitude", "2"],
+    { encoding: "utf8" });
+  assert.equal(g.status, 0, g.stderr);
+  const s = await startServer(["-np", "2", "-c", "2048", "-t", "1", "--lora", `ta=${lora}:0.5`]);
+  try {
+    const list = await (await fetch(s.url + "/lora-adapters")).json();
+    assert.deepEqual(list.map((a) => [a.id, a.name, a.scale]), [[0, "ta", 0.5]]);
+    const models = (await (await fetch(s.url + "/v1/models")).json()).data.map((m) => m.id);
+    assert.deepEqual(models, [NAME, NAME + ":ta"]);
+    const tags = (await (await fetch(s.url + "/api/tags")).json()).models.map((m) => m.name);
+    assert.deepEqual(tags, [NAME, NAME + ":ta"]);
+    const complete = async (extra) => {
+      const r = await fetch(s.url + "/v1/completions", { method: "POST", body: JSON.stringify({
+        prompt: "The weather today is", max_tokens: 12, temperature: 0, ...extra }) });
+      assert.equal(r.status, 200, await r.clone().text());
+      return (await r.json()).choices[0].text;
+    };
+    const base = await complete({ lora: [{ id: 0, scale: 0 }] });
+    const half = await complete({});
+    const full = await complete({ lora: [{ id: 0, scale: 1 }] });
+    assert.notEqual(full, base, "the adapter changes the greedy text");
+    assert.equal(await complete({ lora: [{ id: 0, scale: 0.5 }] }), half);
+    assert.equal(await complete({ lora: "ta" }), full);
+    assert.equal(await complete({ model: NAME + ":ta" }), full);
+    // the official client, picking the adapter by model name
+    const client = new OpenAI({ baseURL: s.url + "/v1", apiKey: "none" });
+    const c = await client.completions.create({ model: NAME + ":ta", prompt: "The weather today is", max_tokens: 12,
+      temperature: 0 });
+    assert.equal(c.choices[0].text, full);
+    // with and without the adapter at once, in one batch: each as alone
+    const mixed = await Promise.all([0, 1, 2, 3].map((i) => complete({ lora: [{ id: 0, scale: i % 2 }] })));
+    assert.deepEqual(mixed, [base, full, base, full]);
+    // Ollama's client by model name
+    const o = new Ollama({ host: s.url });
+    const oc = await o.generate({ model: NAME + ":ta", prompt: "The weather today is", raw: true,
+      options: { temperature: 0, num_predict: 12, repeat_penalty: 1 } });
+    assert.equal(oc.response, full);
+    for (const bad of [{ lora: [{ id: 3 }] }, { lora: "nope" }, { lora: 7 }, { model: NAME + ":nope" }]) {
+      const r = await fetch(s.url + "/v1/completions", { method: "POST", body: JSON.stringify({
+        prompt: "x", max_tokens: 1, ...bad }) });
+      assert.ok(r.status === 400 || r.status === 404, `${JSON.stringify(bad)}: ${r.status}`);
+    }
+  } finally {
+    await stopServer(s);
+  }
 });

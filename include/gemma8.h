@@ -96,6 +96,9 @@ typedef struct gemma8_convert_params {
     gemma8_type type;              /* matrix storage type; default GEMMA8_TYPE_Q8_0 */
     gemma8_progress_fn progress;   /* NULL: silent */
     void *progress_user_data;
+    const char *lora;              /* a LoRA adapter (PEFT folder or LoRA GGUF) merged in float before
+                                      the matrices are stored; NULL: none */
+    float lora_scale;              /* its scale; default 1 */
 } gemma8_convert_params;
 
 gemma8_convert_params gemma8_convert_default_params(void);

@@ -3,6 +3,7 @@
  * config.json, for benchmarks. */
 #include "arch.h"
 #include "gguf.h"
+#include "lora.h"
 #include "quant.h"
 #include "safetensors.h"
 #include "vocab.h"
@@ -31,6 +32,7 @@ typedef struct out_tensor {
     uint32_t type;
     int is_norm;            /* store 1 + w */
     uint64_t seed;
+    int layer, lora;        /* a layer matrix the adapter may change: its layer and LORA_* (lora -1: none) */
 } out_tensor;
 
 typedef struct conv_state {
@@ -38,11 +40,13 @@ typedef struct conv_state {
     size_t n;
     float *row;             /* (cols) scratch */
     int n_kept;             /* matrices left unquantized (columns not a multiple of 32) */
+    const gemma8_lora *lora; /* merged into the layer matrices, at lora_scale */
+    float lora_scale;
     char kept_names[256];   /* the first of them */
 } conv_state;
 
 gemma8_convert_params gemma8_convert_default_params(void) {
-    gemma8_convert_params p = {GEMMA8_TYPE_Q8_0, NULL, NULL};
+    gemma8_convert_params p = {GEMMA8_TYPE_Q8_0, NULL, NULL, NULL, 1.0f};
     return p;
 }
 
@@ -151,6 +155,7 @@ static gemma8_status fill_tensor(void *user, size_t index, void *buf, size_t nby
         }
         if (ot->is_norm)
             for (int64_t i = 0; i < ot->cols; i++) row[i] += 1.0f;
+        if (cs->lora && ot->lora >= 0) g8_lora_merge_row(cs->lora, ot->layer, ot->lora, r, cs->lora_scale, row);
         uint8_t *dst = (uint8_t *)buf + (size_t)r * row_bytes;
         switch (ot->type) {
         case GEMMA8_TYPE_F32: memcpy(dst, row, (size_t)ot->cols * 4); break;
@@ -182,6 +187,7 @@ static gemma8_status add_tensor(gguf_writer *w, conv_state *cs, const st_set *se
     ot->cols = cols;
     ot->is_norm = is_norm;
     ot->seed = 0x5eed0000ull + cs->n;
+    ot->lora = -1;
     uint32_t src_type = GEMMA8_TYPE_BF16;
     if (set) {
         const st_tensor *t = st_find(set, hf_name);
@@ -262,6 +268,17 @@ static gemma8_status convert(const char *config_path, const st_set *set, const c
     if ((st = g8_vocab_convert(w, hf_dir, c.vocab))) goto done;
 
     const int64_t E = c.hidden, Q = (int64_t)c.heads * c.head_dim, KV = (int64_t)c.heads_kv * c.head_dim;
+    gemma8_lora *lora = NULL;
+    if (p->lora) { /* checked against the checkpoint's shapes, merged row by row as the file is written */
+        const int64_t rows[LORA_MATS] = {Q, KV, KV, E, c.ff, c.ff, E}, cols[LORA_MATS] = {E, E, E, Q, E, E, c.ff};
+        if (!isfinite(p->lora_scale)) {
+            st = g8_fail(GEMMA8_ERR_INVALID_ARG, "the LoRA scale is not finite");
+            goto done;
+        }
+        if ((st = g8_lora_load_shaped(p->lora, c.layers, rows, cols, &lora))) goto done;
+        cs.lora = lora;
+        cs.lora_scale = p->lora_scale;
+    }
     if ((st = add_tensor(w, &cs, set, "model.embed_tokens.weight", TN_TOKEN_EMBD, c.vocab, E, 0, p))) goto done;
     if (set && st_find(set, "lm_head.weight") &&
         (st = add_tensor(w, &cs, set, "lm_head.weight", TN_OUTPUT, c.vocab, E, 0, p)))
@@ -278,6 +295,8 @@ static gemma8_status convert(const char *config_path, const st_set *set, const c
             snprintf(gg, sizeof gg, "blk.%d.%s", il, g8_layer_tensor_names[k].gguf);
             if ((st = add_tensor(w, &cs, set, hf, gg, shape[k][0], shape[k][1], g8_layer_tensor_names[k].is_norm, p)))
                 goto done;
+            for (int j = 0; j < LORA_MATS; j++)
+                if (g8_lora_layer_tensor[j] == k) cs.t[cs.n - 1].lora = j, cs.t[cs.n - 1].layer = il;
         }
     }
     if ((st = add_tensor(w, &cs, set, "model.norm.weight", TN_OUTPUT_NORM, 1, E, 1, p))) goto done;
@@ -286,6 +305,7 @@ static gemma8_status convert(const char *config_path, const st_set *set, const c
                cs.kept_names, cs.n_kept > 3 ? ", ..." : "");
     st = gguf_write(w, out_path, fill_tensor, &cs, p->progress, p->progress_user_data);
 done:
+    gemma8_lora_free((gemma8_lora *)cs.lora);
     gguf_writer_free(w);
     free(cs.t);
     free(cs.row);

@@ -36,11 +36,13 @@ void gemma8_lora_free(gemma8_lora *lora) {
     free(lora);
 }
 
-static gemma8_lora *lora_new(const gemma8_model *m, const char *path) {
+static gemma8_lora *lora_new(int n_layer, const int64_t rows[LORA_MATS], const int64_t cols[LORA_MATS],
+                             const char *path) {
     gemma8_lora *l = g8_calloc(1, sizeof *l, "a LoRA adapter");
     if (!l) return NULL;
-    l->model = m;
-    l->n_layer = m->hp.n_layer;
+    l->n_layer = n_layer;
+    memcpy(l->rows, rows, sizeof l->rows);
+    memcpy(l->cols, cols, sizeof l->cols);
     l->mats = g8_calloc((size_t)l->n_layer * LORA_MATS, sizeof *l->mats, "a LoRA adapter");
     if (!l->mats) {
         free(l);
@@ -59,23 +61,23 @@ static gemma8_lora *lora_new(const gemma8_model *m, const char *path) {
  * results, after checking them against the base matrix. */
 static gemma8_status set_mat(gemma8_lora *l, const char *path, int il, int which, int r, int64_t a_in, int64_t b_out,
                              int64_t b_r, float s) {
-    const g8_matrix *w = base_matrix(l->model, il, which);
+    const int64_t rows = l->rows[which], cols = l->cols[which];
     const char *name = g8_layer_tensor_names[g8_lora_layer_tensor[which]].gguf;
     if (r <= 0 || r > 65536)
         return g8_fail(GEMMA8_ERR_FORMAT, "'%s': layer %d %s: rank %d is not valid", path, il, name, r);
-    if (a_in != w->cols || b_out != w->rows || b_r != r)
+    if (a_in != cols || b_out != rows || b_r != r)
         return g8_fail(GEMMA8_ERR_FORMAT,
                        "'%s': layer %d %s: A is (%d, %lld) and B (%lld, %lld), the model's matrix is (%lld, %lld): "
                        "an adapter for another model",
-                       path, il, name, r, (long long)a_in, (long long)b_out, (long long)b_r, (long long)w->rows,
-                       (long long)w->cols);
+                       path, il, name, r, (long long)a_in, (long long)b_out, (long long)b_r, (long long)rows,
+                       (long long)cols);
     if (!isfinite(s)) return g8_fail(GEMMA8_ERR_FORMAT, "'%s': layer %d %s: its scale is not finite", path, il, name);
     g8_lora_mat *m = &l->mats[il * LORA_MATS + which];
     if (m->r) return g8_fail(GEMMA8_ERR_FORMAT, "'%s': layer %d %s is adapted twice", path, il, name);
     m->r = r;
     m->s = s;
-    m->a = malloc((size_t)r * (size_t)w->cols * sizeof(float));
-    m->bt = malloc((size_t)r * (size_t)w->rows * sizeof(float));
+    m->a = malloc((size_t)r * (size_t)cols * sizeof(float));
+    m->bt = malloc((size_t)r * (size_t)rows * sizeof(float));
     if (!m->a || !m->bt) return g8_fail(GEMMA8_ERR_NOMEM, "out of memory for a LoRA adapter");
     if (r > l->max_r) l->max_r = r;
     return GEMMA8_OK;
@@ -348,13 +350,12 @@ static gemma8_status load_peft(gemma8_lora *l, const char *dir) {
 
 /* ---- public ------------------------------------------------------------------------ */
 
-gemma8_status gemma8_lora_load(const gemma8_model *model, const char *path, gemma8_lora **out) {
-    if (!out) return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to gemma8_lora_load");
+gemma8_status g8_lora_load_shaped(const char *path, int n_layer, const int64_t rows[LORA_MATS],
+                                  const int64_t cols[LORA_MATS], gemma8_lora **out) {
     *out = NULL;
-    if (!model || !path) return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to gemma8_lora_load");
     struct stat sb;
     if (stat(path, &sb) != 0) return g8_fail(GEMMA8_ERR_IO, "cannot open '%s'", path);
-    gemma8_lora *l = lora_new(model, path);
+    gemma8_lora *l = lora_new(n_layer, rows, cols, path);
     if (!l) return GEMMA8_ERR_NOMEM;
     gemma8_status st = S_ISDIR(sb.st_mode) ? load_peft(l, path) : load_gguf(l, path);
     if (!st && !l->max_r) st = g8_fail(GEMMA8_ERR_FORMAT, "'%s' adapts no matrix", path);
@@ -364,6 +365,29 @@ gemma8_status gemma8_lora_load(const gemma8_model *model, const char *path, gemm
     }
     *out = l;
     return GEMMA8_OK;
+}
+
+gemma8_status gemma8_lora_load(const gemma8_model *model, const char *path, gemma8_lora **out) {
+    if (!out) return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to gemma8_lora_load");
+    *out = NULL;
+    if (!model || !path) return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to gemma8_lora_load");
+    int64_t rows[LORA_MATS], cols[LORA_MATS];
+    for (int k = 0; k < LORA_MATS; k++) {
+        rows[k] = base_matrix(model, 0, k)->rows;
+        cols[k] = base_matrix(model, 0, k)->cols;
+    }
+    gemma8_status st = g8_lora_load_shaped(path, model->hp.n_layer, rows, cols, out);
+    if (!st) (*out)->model = model;
+    return st;
+}
+
+void g8_lora_merge_row(const gemma8_lora *l, int il, int which, int64_t o, float scale, float *row) {
+    const g8_lora_mat *m = &l->mats[il * LORA_MATS + which];
+    const int64_t out = l->rows[which], in = l->cols[which];
+    for (int j = 0; j < m->r; j++) {
+        const float f = scale * m->s * m->bt[(size_t)j * (size_t)out + (size_t)o];
+        for (int64_t i = 0; i < in; i++) row[i] += f * m->a[(size_t)j * (size_t)in + (size_t)i];
+    }
 }
 
 const char *gemma8_lora_name(const gemma8_lora *lora) { return lora ? lora->name : ""; }
@@ -381,10 +405,9 @@ uint64_t g8_lora_set_fingerprint(const g8_lora_set *set) {
         for (int k = 0; k < l->n_layer * LORA_MATS; k++) {
             const g8_lora_mat *m = &l->mats[k];
             if (!m->r) continue;
-            const g8_matrix *w = base_matrix(l->model, k / LORA_MATS, k % LORA_MATS);
             h = fnv64(h, &m->s, sizeof m->s);
-            h = fnv64(h, m->a, (size_t)m->r * (size_t)w->cols * sizeof(float));
-            h = fnv64(h, m->bt, (size_t)m->r * (size_t)w->rows * sizeof(float));
+            h = fnv64(h, m->a, (size_t)m->r * (size_t)l->cols[k % LORA_MATS] * sizeof(float));
+            h = fnv64(h, m->bt, (size_t)m->r * (size_t)l->rows[k % LORA_MATS] * sizeof(float));
         }
     }
     return h;

@@ -20,13 +20,22 @@ typedef struct g8_lora_mat {
 } g8_lora_mat;
 
 struct gemma8_lora {
-    const gemma8_model *model;
+    const gemma8_model *model; /* NULL for an adapter read for a conversion */
     int n_layer;
+    int64_t rows[LORA_MATS], cols[LORA_MATS]; /* each matrix's shape (the same in every layer) */
     g8_lora_mat *mats;  /* (n_layer, LORA_MATS) */
     int max_r;
     float alpha;        /* as a llama.cpp file holds it (0: none, factor 1) */
     char name[64];      /* the file or folder name, for messages and `info` */
 };
+
+/* A PEFT folder or llama.cpp file read for a model of n_layer layers whose
+ * matrices have these shapes (a conversion's merge: no model loaded). */
+gemma8_status g8_lora_load_shaped(const char *path, int n_layer, const int64_t rows[LORA_MATS],
+                                  const int64_t cols[LORA_MATS], gemma8_lora **out);
+
+/* Adds scale * s * B A's row o of matrix `which` of layer il to row (cols floats). */
+void g8_lora_merge_row(const gemma8_lora *l, int il, int which, int64_t o, float scale, float *row);
 
 /* The layer-tensor (arch.h LT_*) of each adapted matrix. */
 extern const int g8_lora_layer_tensor[LORA_MATS];

@@ -251,3 +251,43 @@ TEST(lora_bad_adapters) {
     gemma8_model_free(other);
     gemma8_model_free(m);
 }
+
+/* Merged at conversion (f32 and q8_0): PEFT's logits, as at run time. */
+TEST(lora_merged_at_conversion) {
+    ref_seq r = {0};
+    if (!load_refs(&r)) return;
+    const gemma8_type types[2] = {GEMMA8_TYPE_F32, GEMMA8_TYPE_Q8_0};
+    for (int k = 0; k < 2; k++) {
+        gemma8_convert_params p = gemma8_convert_default_params();
+        p.type = types[k];
+        p.lora = data_path("tiny-a-lora");
+        char out[512];
+        snprintf(out, sizeof out, "%s", tmp_path(k ? "merged-q8_0.gguf" : "merged-f32.gguf"));
+        if (!CHECKF(gemma8_convert_hf(data_path("tiny-a"), out, &p) == GEMMA8_OK, "%s", gemma8_last_error()))
+            continue;
+        gemma8_model *m = NULL;
+        gemma8_model_params mp = gemma8_model_default_params();
+        if (!CHECK(gemma8_model_load(out, &mp, &m) == GEMMA8_OK)) continue;
+        const int V = gemma8_model_get_info(m).n_vocab;
+        gemma8_context *ctx = new_ctx(m, 1);
+        float *got = ctx ? eval_seq(ctx, 0, r.tok, r.T, V) : NULL;
+        if (got) {
+            const float d = max_abs_diff(got, r.lora, (size_t)r.T * V);
+            const double kl = mean_kl(r.lora, got, r.T, V);
+            CHECKF(k ? kl <= 1e-3 : d <= 1e-3f, "merged %s: max |diff| %g, mean KL %g", gemma8_type_name(types[k]), d,
+                   kl);
+            harness_note("merged into %s: max |diff| %.3g from PEFT, mean KL %.3g", gemma8_type_name(types[k]), d, kl);
+        }
+        free(got);
+        gemma8_context_free(ctx);
+        gemma8_model_free(m);
+    }
+    /* a bad adapter stops the conversion with nothing written */
+    gemma8_convert_params p = gemma8_convert_default_params();
+    p.lora = data_path("tiny-b");
+    const char *out = tmp_path("merged-bad.gguf");
+    CHECK(gemma8_convert_hf(data_path("tiny-a"), out, &p) != GEMMA8_OK);
+    struct stat sb;
+    CHECK(stat(out, &sb) != 0);
+    free_refs(&r);
+}

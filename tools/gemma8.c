@@ -93,17 +93,20 @@ static bool progress(const char *what, uint64_t done, uint64_t total, void *user
 static int cmd_convert(int argc, char **argv) {
     const char *out = NULL, *random_cfg = NULL, *tok_dir = NULL, *type = "q8_0";
     bool quiet = false;
+    gemma8_convert_params p = gemma8_convert_default_params();
     const cli_opt opts[] = {
         {"-o|--output", CLI_STR, &out, "OUT.gguf", "the file to write (it appears only when complete)", NULL},
         {"--type", CLI_STR, &type, "T", "matrix storage: q8_0 (w8a8), f32, f16, bf16", NULL},
         {"--random", CLI_STR, &random_cfg, "CONFIG.json", "random weights of this shape (benchmarks)", NULL},
+        {"--lora", CLI_STR, &p.lora, "ADAPTER", "merge a LoRA adapter (PEFT folder or LoRA GGUF) before storing", NULL},
+        {"--lora-scale", CLI_FLOAT, &p.lora_scale, "S", "its scale", NULL},
         {"--tokenizer", CLI_STR, &tok_dir, "DIR", "tokenizer.json for --random", NULL},
         {"-q|--quiet", CLI_FLAG, &quiet, NULL, "no progress", NULL},
         {0},
     };
     const cli_opt *tables[] = {opts, NULL};
     const char *usage =
-        "usage: gemma8 convert HF_DIR -o OUT.gguf [--type q8_0|f32|f16|bf16]\n"
+        "usage: gemma8 convert HF_DIR -o OUT.gguf [--type q8_0|f32|f16|bf16] [--lora ADAPTER [--lora-scale S]]\n"
         "       gemma8 convert --random CONFIG.json -o OUT.gguf [--type T] [--tokenizer DIR]\n\n"
         "Converts a Hugging Face Gemma 2 checkpoint (config.json, model.safetensors or shards with\n"
         "model.safetensors.index.json; bf16, f16 or f32) into one GGUF file in llama.cpp's gemma2\n"
@@ -113,7 +116,6 @@ static int cmd_convert(int argc, char **argv) {
     int np = 0;
     int r = cli_parse("convert", usage, argc, argv, tables, &in, 1, &np);
     if (r) return r == 1 ? 0 : 2;
-    gemma8_convert_params p = gemma8_convert_default_params();
     if (!gemma8_type_parse(type, &p.type)) {
         fprintf(stderr, "gemma8 convert: --type expects q8_0, f32, f16 or bf16, got '%s'\n", type);
         return 2;

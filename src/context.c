@@ -242,7 +242,7 @@ gemma8_status gemma8_seq_set_lora(gemma8_context *ctx, int32_t s, const gemma8_l
         max_r = G8_MAX(max_r, adapters[i]->max_r);
     }
     if (max_r > ctx->lora_u_cap) {
-        float *u = realloc(ctx->lora_u, (size_t)max_r * sizeof(float));
+        float *u = realloc(ctx->lora_u, (size_t)ctx->n_batch * G8_MAX_LORA * (size_t)max_r * sizeof(float));
         if (!u) return g8_fail(GEMMA8_ERR_NOMEM, "out of memory");
         ctx->lora_u = u;
         ctx->lora_u_cap = max_r;

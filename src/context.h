@@ -38,8 +38,8 @@ struct gemma8_context {
     int32_t *batch_take;        /* (n_seq) tokens of each generation in a batch */
     g8_lora_set *lora;          /* (n_seq) the adapters each sequence applies */
     const g8_lora_set **lora_of; /* (n_batch) a batch entry's set, NULL: none */
-    float *lora_u;              /* (lora_u_cap) A x of one adapted matrix */
-    int lora_u_cap;
+    float *lora_u;              /* (n_batch, G8_MAX_LORA, lora_u_cap) A x of one adapted matrix */
+    int lora_u_cap;             /* the largest rank any sequence's set has had */
     atomic_bool abort;          /* gemma8_abort; cleared when an eval or a generation starts */
     struct g8_async *async;     /* the asynchronous run, NULL when none */
 };

@@ -53,7 +53,7 @@ gemma8_status g8_forward(gemma8_context *ctx, const g8_batch *b) {
         }
     }
 #define LORA(which, x, in, y, out) /* each entry's adapters' deltas, added to the product */      \
-    if (adapted) g8_lora_apply(ops->k, ctx->lora_of, il, which, x, in, y, out, T, ctx->lora_u)
+    if (adapted) g8_lora_apply(ops->pool, ops->k, ctx->lora_of, il, which, x, in, y, out, T, ctx->lora_u, ctx->lora_u_cap)
 
     /* embedding, scaled by sqrt(hidden) (rounded to f32 as transformers does) */
     const float embd_scale = (float)sqrt((double)E);

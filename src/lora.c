@@ -5,6 +5,7 @@
 #include "lora.h"
 #include "gguf.h"
 #include "safetensors.h"
+#include "threadpool.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -415,18 +416,54 @@ uint64_t g8_lora_set_fingerprint(const g8_lora_set *set) {
 
 /* ---- run time ---------------------------------------------------------------------- */
 
-void g8_lora_apply(const g8_kernels *k, const g8_lora_set *const *sets, int il, int which, const float *x, int in,
-                   float *y, int out, int T, float *u) {
-    for (int t = 0; t < T; t++) {
-        const g8_lora_set *set = sets[t];
+typedef struct apply_task {
+    const g8_kernels *k;
+    const g8_lora_set *const *sets;
+    int il, which, in, out, T, max_r;
+    const float *x;
+    float *y, *u;
+} apply_task;
+
+/* u[t][i][j] = A_j x_t for the adapters i of token t's set, the j split over threads */
+static void apply_down(void *arg, int ith, int nth) {
+    const apply_task *at = arg;
+    for (int t = 0; t < at->T; t++) {
+        const g8_lora_set *set = at->sets[t];
+        float *u = at->u + (size_t)t * G8_MAX_LORA * at->max_r;
         for (int i = 0; set && i < set->n; i++) {
-            const g8_lora_mat *m = &set->a[i]->mats[il * LORA_MATS + which];
-            if (!m->r || set->scale[i] == 0) continue;
-            for (int j = 0; j < m->r; j++) u[j] = k->dot_f32(in, m->a + (size_t)j * in, x + (size_t)t * in);
-            const float f = set->scale[i] * m->s;
-            for (int j = 0; j < m->r; j++) k->axpy(out, f * u[j], m->bt + (size_t)j * out, y + (size_t)t * out);
+            const g8_lora_mat *m = &set->a[i]->mats[at->il * LORA_MATS + at->which];
+            for (int j = ith; j < m->r; j += nth)
+                u[i * at->max_r + j] = at->k->dot_f32(at->in, m->a + (size_t)j * at->in, at->x + (size_t)t * at->in);
         }
     }
+}
+
+/* y_t += scale_i s_i sum_j u[t][i][j] B_j, each thread a slice of y's columns (64-aligned, so
+ * an element takes the same SIMD or tail path whatever the thread count) */
+static void apply_up(void *arg, int ith, int nth) {
+    const apply_task *at = arg;
+    const int units = (at->out + 63) / 64, per = units / nth, extra = units % nth;
+    const int u0 = ith * per + G8_MIN(ith, extra), u1 = u0 + per + (ith < extra);
+    const int o0 = G8_MIN(at->out, 64 * u0), o1 = G8_MIN(at->out, 64 * u1);
+    for (int t = 0; o1 > o0 && t < at->T; t++) {
+        const g8_lora_set *set = at->sets[t];
+        const float *u = at->u + (size_t)t * G8_MAX_LORA * at->max_r;
+        for (int i = 0; set && i < set->n; i++) {
+            const g8_lora_mat *m = &set->a[i]->mats[at->il * LORA_MATS + at->which];
+            if (!m->r || set->scale[i] == 0) continue;
+            const float f = set->scale[i] * m->s;
+            for (int j = 0; j < m->r; j++)
+                at->k->axpy(o1 - o0, f * u[i * at->max_r + j], m->bt + (size_t)j * at->out + o0,
+                            at->y + (size_t)t * at->out + o0);
+        }
+    }
+}
+
+void g8_lora_apply(g8_pool *pool, const g8_kernels *k, const g8_lora_set *const *sets, int il, int which,
+                   const float *x, int in, float *y, int out, int T, float *u, int max_r) {
+    apply_task at = {k, sets, il, which, in, out, T, max_r, x, y, u};
+    g8_pool_run(pool, apply_down, &at);
+    g8_pool_run(pool, apply_up, &at);
 }
 
 /* ---- PEFT folder -> llama.cpp LoRA GGUF -------------------------------------------- */

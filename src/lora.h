@@ -6,6 +6,7 @@
 #define G8_LORA_H
 
 #include "kernels.h"
+#include "threadpool.h"
 #include "model.h"
 
 /* the adapted matrices of a layer, in this order */
@@ -53,8 +54,10 @@ typedef struct g8_lora_set {
 uint64_t g8_lora_set_fingerprint(const g8_lora_set *set);
 
 /* y[t] += the deltas of the adapters of token t's set for matrix `which` of
- * layer il; x (T, in), y (T, out); sets[t] NULL: none. u: max r floats. */
-void g8_lora_apply(const g8_kernels *k, const g8_lora_set *const *sets, int il, int which, const float *x, int in,
-                   float *y, int out, int T, float *u);
+ * layer il; x (T, in), y (T, out); sets[t] NULL: none; u: T * G8_MAX_LORA * max_r
+ * floats (max_r: the largest rank of the sets). Each token's result is the same
+ * whatever the batch and the thread count. */
+void g8_lora_apply(g8_pool *pool, const g8_kernels *k, const g8_lora_set *const *sets, int il, int which,
+                   const float *x, int in, float *y, int out, int T, float *u, int max_r);
 
 #endif

@@ -269,6 +269,13 @@ gemma8_status gemma8_lora_load(const gemma8_model *model, const char *path, gemm
 void gemma8_lora_free(gemma8_lora *lora);
 /* The file or folder name it was loaded from. */
 const char *gemma8_lora_name(const gemma8_lora *lora);
+typedef struct gemma8_lora_info {
+    int32_t n_matrices;     /* adapted matrices (of n_layer * 7) */
+    int32_t min_rank, max_rank;
+    uint64_t n_params;      /* of A and B */
+    float alpha;            /* as llama.cpp's file holds it (PEFT: lora_alpha, times sqrt(r) with rsLoRA) */
+} gemma8_lora_info;
+gemma8_lora_info gemma8_lora_get_info(const gemma8_lora *lora);
 /* Sequence s applies these adapters (at most 8), each with its scale, from now
  * on: y = W x + sum scale_i * (alpha/r) * B_i (A_i x) for every adapted matrix
  * (n = 0: none). A change of set clears the sequence (its cache was computed

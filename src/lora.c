@@ -393,6 +393,20 @@ void g8_lora_merge_row(const gemma8_lora *l, int il, int which, int64_t o, float
 
 const char *gemma8_lora_name(const gemma8_lora *lora) { return lora ? lora->name : ""; }
 
+gemma8_lora_info gemma8_lora_get_info(const gemma8_lora *l) {
+    gemma8_lora_info info = {0};
+    for (int k = 0; l && k < l->n_layer * LORA_MATS; k++) {
+        const g8_lora_mat *m = &l->mats[k];
+        if (!m->r) continue;
+        info.min_rank = info.n_matrices ? G8_MIN(info.min_rank, m->r) : m->r;
+        info.max_rank = G8_MAX(info.max_rank, m->r);
+        info.n_matrices++;
+        info.n_params += (uint64_t)m->r * (uint64_t)(l->rows[k % LORA_MATS] + l->cols[k % LORA_MATS]);
+    }
+    if (l) info.alpha = l->alpha;
+    return info;
+}
+
 static uint64_t fnv64(uint64_t h, const void *p, size_t n) {
     for (size_t i = 0; i < n; i++) h = (h ^ ((const uint8_t *)p)[i]) * 0x100000001b3ull;
     return h;

@@ -344,9 +344,13 @@ static int cmd_logits(int argc, char **argv) {
 
 static int cmd_info(int argc, char **argv) {
     const char *model_path = NULL;
-    const cli_opt opts[] = {{"-m|--model", CLI_STR, &model_path, "FILE", "the model (GGUF)", NULL}, {0}};
+    cli_list lora = {0};
+    const cli_opt opts[] = {{"-m|--model", CLI_STR, &model_path, "FILE", "the model (GGUF)", NULL},
+                            {"--lora", CLI_LIST, &lora, "ADAPTER", "also check and describe a LoRA adapter", NULL},
+                            {0}};
     const cli_opt *tables[] = {opts, NULL};
-    const char *usage = "usage: gemma8 info -m MODEL.gguf\n\nPrints the architecture, sizes and types of a model.\n";
+    const char *usage = "usage: gemma8 info -m MODEL.gguf [--lora ADAPTER]\n\n"
+                        "Prints the architecture, sizes and types of a model (and of adapters for it).\n";
     int r = cli_parse("info", usage, argc, argv, tables, NULL, 0, NULL);
     if (r) return r == 1 ? 0 : 2;
     if (!model_path) {
@@ -387,7 +391,22 @@ static int cmd_info(int argc, char **argv) {
         gemma8_memory_estimate q = gemma8_estimate_memory(model, &cp);
         printf("  with --kv-type q8_0:  %.2f GiB (KV cache %.2f)\n", q.total / G, q.kv_cache / G);
     }
+    int rc = 0;
+    for (int i = 0; i < lora.n && !rc; i++) {
+        gemma8_lora *l;
+        if ((st = gemma8_lora_load(model, lora.v[i], &l))) {
+            rc = cli_fail(st);
+            break;
+        }
+        gemma8_lora_info li = gemma8_lora_get_info(l);
+        printf("LoRA adapter:          %s: %d of %d matrices, rank %d", gemma8_lora_name(l), li.n_matrices,
+               in.n_layer * 7, li.min_rank);
+        if (li.max_rank != li.min_rank) printf("..%d", li.max_rank);
+        printf(", alpha %g, %.2f M parameters\n", li.alpha, li.n_params / 1e6);
+        gemma8_lora_free(l);
+    }
     gemma8_model_free(model);
+    if (rc) return rc;
     return 0;
 }
 

@@ -259,6 +259,22 @@ static gemma8_status read_peft_config(const char *dir, peft_config *c) {
     return GEMMA8_OK;
 }
 
+/* "base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight" -> layer, matrix, side */
+static bool peft_name(const char *name, int *il, int *which, bool *is_b) {
+    int consumed = 0;
+    const char *p = strstr(name, "model.layers.");
+    *il = -1;
+    *which = -1;
+    if (!p || sscanf(p, "model.layers.%d.%n", il, &consumed) != 1 || !consumed || *il < 0) return false;
+    for (int k = 0; k < LORA_MATS; k++) {
+        const size_t n = strlen(peft_modules[k]);
+        if (!strncmp(p + consumed, peft_modules[k], n) && p[consumed + n] == '.') *which = k;
+    }
+    const char *side = *which >= 0 ? p + consumed + strlen(peft_modules[*which]) : "";
+    *is_b = !strcmp(side, ".lora_B.weight");
+    return *is_b || !strcmp(side, ".lora_A.weight");
+}
+
 /* a rank_pattern / alpha_pattern entry for a module ("model.layers.3.self_attn.q_proj"):
  * the longest key that ends the module's name at a dot boundary */
 static const cJSON *pattern_for(const cJSON *pattern, const char *module) {
@@ -282,26 +298,14 @@ static gemma8_status load_peft(gemma8_lora *l, const char *dir) {
     if (!st) st = st_open_file(path, &set);
     for (size_t i = 0; !st && i < set.n_tensors; i++) {
         const st_tensor *t = &set.tensors[i];
-        int il = -1, consumed = 0;
-        const char *p = strstr(t->name, "model.layers.");
-        if (!p || sscanf(p, "model.layers.%d.%n", &il, &consumed) != 1 || !consumed) {
-            st = g8_fail(GEMMA8_ERR_UNSUPPORTED, "'%s': tensor '%s' is not supported (LoRA on the attention and "
-                         "feed-forward projections only)", path, t->name);
-            break;
-        }
-        const char *rest = p + consumed;
-        int which = -1;
-        for (int k = 0; k < LORA_MATS; k++) {
-            const size_t n = strlen(peft_modules[k]);
-            if (!strncmp(rest, peft_modules[k], n) && rest[n] == '.') which = k;
-        }
-        const char *side = which >= 0 ? rest + strlen(peft_modules[which]) : "";
-        if (which < 0 || (strcmp(side, ".lora_A.weight") && strcmp(side, ".lora_B.weight"))) {
+        int il, which;
+        bool is_b;
+        if (!peft_name(t->name, &il, &which, &is_b)) {
             st = g8_fail(GEMMA8_ERR_UNSUPPORTED, "'%s': tensor '%s' is not supported (lora_A/lora_B weights of "
                          "q/k/v/o_proj and gate/up/down_proj only)", path, t->name);
             break;
         }
-        if (side[6] == 'B') continue; /* taken with its A */
+        if (is_b) continue; /* taken with its A */
         if (il < 0 || il >= l->n_layer) {
             st = g8_fail(GEMMA8_ERR_FORMAT, "'%s': '%s' is for layer %d; the model has %d", path, t->name, il,
                          l->n_layer);
@@ -519,20 +523,14 @@ gemma8_status gemma8_lora_convert(const char *peft_dir, const char *out_path) {
     size_t n = 0;
     for (size_t i = 0; !st && i < set.n_tensors; i++) {
         const st_tensor *t = &set.tensors[i];
-        int il = -1, consumed = 0, which = -1;
-        const char *p = strstr(t->name, "model.layers.");
-        if (p && sscanf(p, "model.layers.%d.%n", &il, &consumed) == 1 && consumed)
-            for (int k = 0; k < LORA_MATS; k++) {
-                const size_t len = strlen(peft_modules[k]);
-                if (!strncmp(p + consumed, peft_modules[k], len) && p[consumed + len] == '.') which = k;
-            }
-        const char *side = which >= 0 ? p + consumed + strlen(peft_modules[which]) : "";
-        const bool is_a = !strcmp(side, ".lora_A.weight"), is_b = !strcmp(side, ".lora_B.weight");
-        if (il < 0 || (!is_a && !is_b) || t->n_dims != 2 || t->type == ST_TYPE_I32) {
+        int il, which;
+        bool is_b;
+        if (!peft_name(t->name, &il, &which, &is_b) || t->n_dims != 2 || t->type == ST_TYPE_I32) {
             st = g8_fail(GEMMA8_ERR_UNSUPPORTED, "'%s': tensor '%s' is not supported (lora_A/lora_B weights of "
                          "q/k/v/o_proj and gate/up/down_proj only)", path, t->name);
             break;
         }
+        const bool is_a = !is_b;
         char module[128], name[160];
         snprintf(module, sizeof module, "model.layers.%d.%s", il, peft_modules[which]);
         const int r = (int)(is_a ? t->shape[0] : t->shape[1]);

@@ -38,10 +38,10 @@ X86_AVX2 := -mavx2 -mfma -mf16c
 LIB_OBJ += $(BUILD)/src/cpu/x86_vnni_avx.o
 TEST_OBJ += $(BUILD)/tests/x86_vnni_emulated.o
 $(BUILD)/src/cpu/x86_avx512.o: override CFLAGS += $(X86_AVX2) -mavx512f -mavx512bw -mavx512vl -mavx512vnni
-$(BUILD)/src/cpu/x86_vnni_avx.o: src/cpu/x86_vnni.c src/cpu/x86_gemm.h src/kernels.h src/quant.h
+$(BUILD)/src/cpu/x86_vnni_avx.o: src/cpu/x86_vnni.c src/cpu/x86_gemm.inc src/kernels.h src/quant.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(X86_AVX2) -mavxvnni -DG8_VNNI=1 -c $< -o $@
-$(BUILD)/tests/x86_vnni_emulated.o: src/cpu/x86_vnni.c src/cpu/x86_gemm.h src/kernels.h src/quant.h
+$(BUILD)/tests/x86_vnni_emulated.o: src/cpu/x86_vnni.c src/cpu/x86_gemm.inc src/kernels.h src/quant.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(X86_AVX2) -DG8_VNNI=0 -c $< -o $@
 endif
@@ -49,7 +49,7 @@ ifneq (,$(findstring aarch64,$(MACHINE)))
 $(BUILD)/src/cpu/arm_neon.o: override CFLAGS += -march=armv8.2-a+dotprod+fp16
 endif
 
-$(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/cpu/*.h tools/*.h tests/*.h)
+$(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/cpu/*.h src/cpu/*.inc tools/*.h tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 

@@ -83,7 +83,7 @@ static float dot_q8_0(int nb, const block_q8_0 *w, const block_q8_0 *x) {
     return hsum(_mm256_add_ps(acc0, acc1));
 }
 
-/* The GEMM (x86_gemm.h): the sign of each weight moved onto the activation,
+/* The GEMM (x86_gemm.inc): the sign of each weight moved onto the activation,
  * maddubs(|w|, sign(x, w)) (|w| <= 128 as unsigned, |x| <= 127: no pair of
  * products saturates int16), then madd to int32 lanes. */
 #define GEMM_TOKENS 2
@@ -96,7 +96,7 @@ static inline int32_t gemm_init(int32_t xsum) {
     (void)xsum;
     return 0;
 }
-#include "x86_gemm.h"
+#include "x86_gemm.inc"
 
 static void gemm_q8_0(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                       size_t ldy) {

@@ -1,4 +1,4 @@
-/* cpu/x86_vnni.c - the Q8_0 GEMM (x86_gemm.h) on 256-bit vpdpbusd (u8 x s8 ->
+/* cpu/x86_vnni.c - the Q8_0 GEMM (x86_gemm.inc) on 256-bit vpdpbusd (u8 x s8 ->
  * int32, four products a lane, no saturation). Built two ways:
  *   G8_VNNI == 1: AVX-VNNI (VEX: Alder Lake, Sapphire Rapids, Zen 5)
  *   G8_VNNI == 0: vpdpbusd emulated exactly with AVX2, so that the kernel's logic is
@@ -36,7 +36,7 @@ static inline __m256i gemm_dot(__m256i acc, __m256i u, __m256i w, __m256i x4) {
     return dpbusd(acc, u, x4);
 }
 static inline int32_t gemm_init(int32_t xsum) { return xsum; }
-#include "x86_gemm.h"
+#include "x86_gemm.inc"
 
 void GEMM(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y, size_t ldy) {
     gemm_q8_0_256(nb, group, x, xsum, T, y, ldy);

@@ -291,3 +291,55 @@ TEST(lora_merged_at_conversion) {
     CHECK(stat(out, &sb) != 0);
     free_refs(&r);
 }
+
+/* rsLoRA (alpha / sqrt(r)) and alpha_pattern: read from PEFT, and as convert-lora
+ * writes them for llama.cpp's alpha / r rule (alpha * sqrt(r), per-module factors
+ * folded into lora_b): the same logits both ways. */
+TEST(lora_rslora_and_patterns_convert) {
+    gemma8_model *m = load_base(GEMMA8_TYPE_F32);
+    ref_seq r = {0};
+    if (!m || !load_refs(&r)) {
+        gemma8_model_free(m);
+        free_refs(&r);
+        return;
+    }
+    const int V = gemma8_model_get_info(m).n_vocab, T = r.T;
+    const char *targets = "\"target_modules\":[\"q_proj\",\"k_proj\",\"v_proj\",\"o_proj\",\"gate_proj\",\"up_proj\","
+                          "\"down_proj\"]";
+    char cfg[3][512];
+    /* r = 4: rsLoRA with alpha 8 scales by 4, as plain LoRA with alpha 16 does */
+    snprintf(cfg[0], sizeof cfg[0], "{\"peft_type\":\"LORA\",\"r\":4,\"lora_alpha\":8,\"use_rslora\":true,%s}", targets);
+    snprintf(cfg[1], sizeof cfg[1], "{\"peft_type\":\"LORA\",\"r\":4,\"lora_alpha\":16,%s}", targets);
+    snprintf(cfg[2], sizeof cfg[2], "{\"peft_type\":\"LORA\",\"r\":4,\"lora_alpha\":8,\"alpha_pattern\":{\"q_proj\":32,"
+             "\"model.layers.1.mlp.down_proj\":2},%s}", targets);
+    const char *names[3] = {"rslora", "alpha16", "pattern"};
+    float *logits[3][2] = {{NULL}};
+    for (int k = 0; k < 3; k++)
+        for (int way = 0; way < 2; way++) { /* 0: the PEFT folder, 1: convert-lora's file */
+            char dir[512], gguf[600];
+            snprintf(dir, sizeof dir, "%s", peft_with_config(names[k], cfg[k]));
+            snprintf(gguf, sizeof gguf, "%s.gguf", dir);
+            if (way && !CHECKF(gemma8_lora_convert(dir, gguf) == GEMMA8_OK, "%s", gemma8_last_error())) continue;
+            gemma8_lora *l = NULL;
+            if (!CHECKF(gemma8_lora_load(m, way ? gguf : dir, &l) == GEMMA8_OK, "%s", gemma8_last_error())) continue;
+            gemma8_context *ctx = new_ctx(m, 1);
+            const gemma8_lora *set[1] = {l};
+            const float one = 1.0f;
+            if (ctx && CHECK(gemma8_seq_set_lora(ctx, 0, set, &one, 1) == GEMMA8_OK))
+                logits[k][way] = eval_seq(ctx, 0, r.tok, T, V);
+            gemma8_context_free(ctx);
+            gemma8_lora_free(l);
+        }
+    const size_t n = (size_t)T * V;
+    if (logits[0][0] && logits[1][0])
+        CHECKF(!memcmp(logits[0][0], logits[1][0], n * sizeof(float)), "rsLoRA alpha 8 differs from alpha 16");
+    for (int k = 0; k < 3; k++)
+        if (logits[k][0] && logits[k][1])
+            CHECKF(max_abs_diff(logits[k][0], logits[k][1], n) <= 1e-4f, "%s: PEFT and converted differ by %g",
+                   names[k], max_abs_diff(logits[k][0], logits[k][1], n));
+    if (logits[2][0] && logits[1][0])
+        CHECKF(max_abs_diff(logits[2][0], r.lora, n) > 1e-2f, "the pattern changed nothing");
+    for (int k = 0; k < 3; k++) free(logits[k][0]), free(logits[k][1]);
+    free_refs(&r);
+    gemma8_model_free(m);
+}

@@ -84,11 +84,10 @@ static inline __attribute__((always_inline)) void gemm_pass(int nb, const void *
             _Pragma("GCC unroll 8")
             for (int t = 0; t < T; t++) xv[t] = vld1q_s8(x[(size_t)t * nb + b].qs + 16 * h);
 #define CHUNK(lane)                                                                                         \
-    _Pragma("GCC unroll 8")
-    for (int r = 0; r < 4; r++) {                                                                           \
+    _Pragma("GCC unroll 8") for (int r = 0; r < 4; r++) {                                                   \
         const int8x16_t w = vld1q_s8(qb + 64 * (4 * h + (lane)) + 16 * r);                                  \
-        _Pragma("GCC unroll 8")
-        for (int t = 0; t < T; t++) acc[t][r] = vdotq_laneq_s32(acc[t][r], w, xv[t], lane);                 \
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) acc[t][r] =                                     \
+            vdotq_laneq_s32(acc[t][r], w, xv[t], lane);                                                     \
     }
             CHUNK(0)
             CHUNK(1)
@@ -116,7 +115,8 @@ static void gemm_q8_0(int nb, const void *group, const block_q8_0 *x, const int3
                       size_t ldy) {
     (void)xsum;
     int t = 0;
-    for (; t + GEMM_TOKENS <= T; t += GEMM_TOKENS) gemm_pass(nb, group, x + (size_t)t * nb, GEMM_TOKENS, y + (size_t)t * ldy, ldy);
+    for (; t + GEMM_TOKENS <= T; t += GEMM_TOKENS)
+        gemm_pass(nb, group, x + (size_t)t * nb, GEMM_TOKENS, y + (size_t)t * ldy, ldy);
     if (t < T) gemm_pass(nb, group, x + (size_t)t * nb, 1, y + (size_t)t * ldy, ldy);
 }
 

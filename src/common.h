@@ -28,6 +28,15 @@ static inline bool g8_mul_ok(size_t a, size_t b, size_t *out) {
     return !__builtin_mul_overflow(a, b, out);
 }
 
+/* FNV-1a over n bytes, continuing from h (G8_FNV64_SEED to start): fingerprints
+ * of models and adapters, not a cryptographic hash. */
+#define G8_FNV64_SEED 0xcbf29ce484222325ull
+static inline uint64_t g8_fnv64(uint64_t h, const void *p, size_t n) {
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
 /* malloc/calloc that record an out-of-memory message naming what was wanted. */
 void *g8_malloc(size_t n, const char *what);
 void *g8_calloc(size_t count, size_t size, const char *what);

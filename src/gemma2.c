@@ -206,11 +206,9 @@ gemma8_status gemma8_decode_batch(gemma8_context *ctx, const int32_t *seqs, cons
                        ctx->n_batch);
     atomic_store(&ctx->abort, false);
     for (int32_t i = 0, end; i < n; i = end) {
-        gemma8_status st = g8_check_input(ctx, seqs[i], tokens + i, 1);
+        for (end = i + 1; end < n && seqs[end] == seqs[i];) end++;
+        gemma8_status st = g8_check_input(ctx, seqs[i], tokens + i, end - i);
         if (st) return st;
-        for (end = i + 1; end < n && seqs[end] == seqs[i]; end++) {
-            if ((st = g8_check_input(ctx, seqs[i], tokens + end, 1))) return st;
-        }
         for (int32_t j = 0; j < i; j++)
             if (seqs[j] == seqs[i])
                 return g8_fail(GEMMA8_ERR_INVALID_ARG,

@@ -46,7 +46,7 @@ static void gemm_q8_0(int nb, const void *group, const block_q8_0 *x, const int3
                 const block_q8_0 *xb = x + (size_t)t * nb + b;
                 const int8_t *qb = q + (size_t)b * G8_PACK_BLOCK;
                 int32_t sum = 0;
-                for (int j = 0; j < QK8_0; j++) sum += qb[G8_PACK_ROWS * 4 * (j / 4) + 4 * i + j % 4] * xb->qs[j];
+                for (int j = 0; j < QK8_0; j++) sum += qb[g8_pack_at(i, j)] * xb->qs[j];
                 const float scale = g8_f16_to_f32(d[b * G8_PACK_ROWS + i]) * g8_f16_to_f32(xb->d);
                 acc = fmaf((float)sum, scale, acc);
             }

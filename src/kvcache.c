@@ -153,17 +153,11 @@ void g8_kv_clear(g8_kvcache *c, int s) {
 
 /* ---- prompt-cache files ------------------------------------------------------ */
 
-static uint64_t fnv64(uint64_t h, const void *p, size_t n) {
-    const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
-    return h;
-}
-
 uint64_t g8_model_fingerprint(const gemma8_model *m) {
-    uint64_t h = fnv64(0xcbf29ce484222325ull, m->file.map.data, (size_t)m->file.data_offset);
+    uint64_t h = g8_fnv64(G8_FNV64_SEED, m->file.map.data, (size_t)m->file.data_offset);
     for (uint64_t i = 0; i < m->file.n_tensors; i++) {
         const gguf_tensor *t = &m->file.tensors[i];
-        h = fnv64(h, t->data, (size_t)G8_MIN(t->nbytes, (uint64_t)256));
+        h = g8_fnv64(h, t->data, (size_t)G8_MIN(t->nbytes, (uint64_t)256));
     }
     return h;
 }

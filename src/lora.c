@@ -411,22 +411,18 @@ gemma8_lora_info gemma8_lora_get_info(const gemma8_lora *l) {
     return info;
 }
 
-static uint64_t fnv64(uint64_t h, const void *p, size_t n) {
-    for (size_t i = 0; i < n; i++) h = (h ^ ((const uint8_t *)p)[i]) * 0x100000001b3ull;
-    return h;
-}
 
 uint64_t g8_lora_set_fingerprint(const g8_lora_set *set) {
-    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t h = G8_FNV64_SEED;
     for (int i = 0; set && i < set->n; i++) {
         const gemma8_lora *l = set->a[i];
-        h = fnv64(h, &set->scale[i], sizeof(float));
+        h = g8_fnv64(h, &set->scale[i], sizeof(float));
         for (int k = 0; k < l->n_layer * LORA_MATS; k++) {
             const g8_lora_mat *m = &l->mats[k];
             if (!m->r) continue;
-            h = fnv64(h, &m->s, sizeof m->s);
-            h = fnv64(h, m->a, (size_t)m->r * (size_t)l->cols[k % LORA_MATS] * sizeof(float));
-            h = fnv64(h, m->bt, (size_t)m->r * (size_t)l->rows[k % LORA_MATS] * sizeof(float));
+            h = g8_fnv64(h, &m->s, sizeof m->s);
+            h = g8_fnv64(h, m->a, (size_t)m->r * (size_t)l->cols[k % LORA_MATS] * sizeof(float));
+            h = g8_fnv64(h, m->bt, (size_t)m->r * (size_t)l->rows[k % LORA_MATS] * sizeof(float));
         }
     }
     return h;

@@ -18,7 +18,7 @@ void g8_matrix_row(const g8_matrix *W, int64_t r, float *out) {
     for (int64_t b = 0; b < nb; b++) {
         const float scale = g8_f16_to_f32(d[b * G8_PACK_ROWS + i]);
         for (int j = 0; j < QK8_0; j++)
-            out[b * QK8_0 + j] = scale * q[(size_t)b * G8_PACK_BLOCK + G8_PACK_ROWS * 4 * (j / 4) + 4 * i + j % 4];
+            out[b * QK8_0 + j] = scale * q[(size_t)b * G8_PACK_BLOCK + g8_pack_at((int)i, j)];
     }
 }
 

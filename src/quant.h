@@ -92,6 +92,9 @@ void g8_dequantize_row_q8_0(const block_q8_0 *x, float *y, int64_t n);
 #define G8_PACK_ROWS 16
 #define G8_PACK_BLOCK (G8_PACK_ROWS * QK8_0) /* quant bytes of one block of a group */
 
+/* where row i's quant j of a block lies among the block's G8_PACK_BLOCK bytes */
+static inline size_t g8_pack_at(int i, int j) { return (size_t)(4 * (G8_PACK_ROWS * (j / 4) + i) + j % 4); }
+
 /* bytes of one group of nb blocks (a multiple of 64) */
 static inline size_t g8_pack_group_bytes(int64_t nb) {
     return ((size_t)nb * (G8_PACK_BLOCK + 2 * G8_PACK_ROWS) + 63) & ~(size_t)63;

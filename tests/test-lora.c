@@ -63,18 +63,24 @@ static void free_refs(ref_seq *r) {
     free(r->lora);
 }
 
+/* tiny-a of a type and both references; false (with nothing left to free) if any is missing */
+static bool load_base_and_refs(gemma8_type type, gemma8_model **m, ref_seq *r) {
+    memset(r, 0, sizeof *r);
+    *m = load_base(type);
+    if (*m && load_refs(r)) return true;
+    gemma8_model_free(*m);
+    free_refs(r);
+    return false;
+}
+
 /* The PEFT folder and llama.cpp's file, on an f32 base, give PEFT's logits
  * (1e-3); on a q8_0 base they stay within the w8a8 tolerance; scale 0 gives the
  * base bit for bit; a sequence with the adapter and one without, interleaved in
  * one context and batched together, each match their reference. */
 static void check_runtime(gemma8_type type) {
-    gemma8_model *m = load_base(type);
-    ref_seq r = {0};
-    if (!m || !load_refs(&r)) {
-        gemma8_model_free(m);
-        free_refs(&r);
-        return;
-    }
+    gemma8_model *m;
+    ref_seq r;
+    if (!load_base_and_refs(type, &m, &r)) return;
     const int V = gemma8_model_get_info(m).n_vocab, T = r.T;
     const char *paths[2] = {data_path("tiny-a-lora"), NULL};
     char gguf[512];
@@ -296,13 +302,9 @@ TEST(lora_merged_at_conversion) {
  * writes them for llama.cpp's alpha / r rule (alpha * sqrt(r), per-module factors
  * folded into lora_b): the same logits both ways. */
 TEST(lora_rslora_and_patterns_convert) {
-    gemma8_model *m = load_base(GEMMA8_TYPE_F32);
-    ref_seq r = {0};
-    if (!m || !load_refs(&r)) {
-        gemma8_model_free(m);
-        free_refs(&r);
-        return;
-    }
+    gemma8_model *m;
+    ref_seq r;
+    if (!load_base_and_refs(GEMMA8_TYPE_F32, &m, &r)) return;
     const int V = gemma8_model_get_info(m).n_vocab, T = r.T;
     const char *targets = "\"target_modules\":[\"q_proj\",\"k_proj\",\"v_proj\",\"o_proj\",\"gate_proj\",\"up_proj\","
                           "\"down_proj\"]";

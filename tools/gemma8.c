@@ -214,6 +214,8 @@ static void free_lora(void) {
 /* Loads the --lora adapters and sets them on every sequence of ctx. */
 static gemma8_status apply_lora(const cli_common *c, const gemma8_model *model, gemma8_context *ctx) {
     float scales[16];
+    if (n_loaded_lora + c->lora.n > (int)(sizeof loaded_lora / sizeof loaded_lora[0])) /* a second load */
+        return GEMMA8_ERR_INVALID_ARG;
     for (int i = 0; i < c->lora.n; i++) {
         char path[4096], name[64] = "";
         const char *spec = c->lora.v[i], *eq = strchr(spec, '=');

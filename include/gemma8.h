@@ -366,6 +366,44 @@ void gemma8_sampler_accept(gemma8_sampler *s, int32_t token);
 /* Forgets the history and reseeds. */
 void gemma8_sampler_reset(gemma8_sampler *s);
 
+/* ---- constrained output -------------------------------------------------- */
+
+/* A grammar the reply must follow: llama.cpp's GBNF, or a JSON Schema compiled
+ * to it. Compiled once, read-only after: one grammar may serve any number of
+ * generations at once (and several models). */
+typedef struct gemma8_grammar gemma8_grammar;
+
+/* GBNF text (start rule "root"); a bad grammar fails with the line or rule named. */
+gemma8_status gemma8_grammar_from_gbnf(const char *gbnf, gemma8_grammar **out);
+/* A JSON Schema (its JSON text): replies are JSON valid against it. NULL: any
+ * JSON object (OpenAI's json_object, Ollama's "json"). Unsupported keywords
+ * fail, naming the keyword; `format` values it cannot enforce are warnings. */
+gemma8_status gemma8_grammar_from_json_schema(const char *schema, gemma8_grammar **out);
+/* The grammar's GBNF (a schema's translation); its warnings (lines), or NULL. */
+const char *gemma8_grammar_gbnf(const gemma8_grammar *g);
+const char *gemma8_grammar_warnings(const gemma8_grammar *g);
+void gemma8_grammar_free(gemma8_grammar *g);
+
+/* A grammar followed over a model's vocabulary: which tokens may come next.
+ * Control and unused tokens are never allowed; <eos>/<end_of_turn> only where
+ * the grammar is complete. The first matcher of a model builds an index of its
+ * vocabulary (a trie of token texts), which the model keeps. */
+typedef struct gemma8_matcher gemma8_matcher;
+gemma8_status gemma8_matcher_new(const gemma8_model *model, const gemma8_grammar *g, gemma8_matcher **out);
+/* Sets bit (id % 8) of mask[id / 8] for each token allowed next ((n_vocab + 7) / 8 bytes). */
+gemma8_status gemma8_matcher_mask(gemma8_matcher *m, uint8_t *mask);
+/* Follows a token; GEMMA8_ERR_INVALID_ARG (state unchanged) if not allowed. */
+gemma8_status gemma8_matcher_accept(gemma8_matcher *m, int32_t token);
+/* True when the grammar is complete and nothing more can follow. */
+bool gemma8_matcher_done(const gemma8_matcher *m);
+void gemma8_matcher_reset(gemma8_matcher *m);
+void gemma8_matcher_free(gemma8_matcher *m);
+
+/* The sampler draws only tokens the grammar allows, and follows each token it
+ * is given (gemma8_sampler_accept) once the grammar is set; NULL removes it.
+ * The grammar and model must outlive the sampler. */
+gemma8_status gemma8_sampler_set_grammar(gemma8_sampler *s, const gemma8_model *model, const gemma8_grammar *g);
+
 /* ---- generation ------------------------------------------------------- */
 
 /* What a token callback is told (RKLLM's LLMCallState). */
@@ -402,6 +440,8 @@ typedef struct gemma8_generate_params {
     bool drop_oldest_turns;         /* gemma8_chat: drop the oldest turns instead of failing
                                        with GEMMA8_ERR_CONTEXT_FULL; default false */
     int32_t seq;                    /* the sequence of the context to generate in; default 0 */
+    const gemma8_grammar *grammar;  /* the reply follows it (kept alive by the caller); the reply
+                                       ends where it is complete; default NULL */
 } gemma8_generate_params;
 
 gemma8_generate_params gemma8_generate_default_params(void);
@@ -413,6 +453,7 @@ typedef struct gemma8_generate_result {
     double prompt_seconds, gen_seconds;
     gemma8_stop_reason stop_reason;
     int32_t n_dropped_messages;    /* gemma8_chat with drop_oldest_turns */
+    double mask_seconds;           /* of gen_seconds, spent finding the tokens the grammar allows */
 } gemma8_generate_result;
 
 /* Generates after prompt. The prompt is the whole sequence so far: the longest

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <time.h>
 
 #if defined(__GNUC__)
 #define G8_PRINTF(a, b) __attribute__((format(printf, a, b)))
@@ -40,6 +41,13 @@ static inline uint64_t g8_fnv64(uint64_t h, const void *p, size_t n) {
 /* malloc/calloc that record an out-of-memory message naming what was wanted. */
 void *g8_malloc(size_t n, const char *what);
 void *g8_calloc(size_t count, size_t size, const char *what);
+
+/* Seconds on the monotonic clock. */
+static inline double g8_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 /* tokens in one forward pass when the caller does not say */
 #define G8_DEFAULT_BATCH 256

@@ -1,6 +1,7 @@
 /* generate.c - generation: prompt reuse, the sampling loop, streaming text,
  * stop strings, abort, the asynchronous run and chat turns. */
 #include "context.h"
+#include "sampling.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -14,12 +15,6 @@ gemma8_generate_params gemma8_generate_default_params(void) {
     p.max_new_tokens = 512;
     p.sampling = gemma8_sampler_default_params();
     return p;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* Text waiting for release: a tail that may still become a stop string is held. */
@@ -119,7 +114,13 @@ static gemma8_status begin(gemma8_context *ctx, const int32_t *prompt, int32_t n
     g->res.n_reused = seq->n_past;
     for (int32_t i = G8_MAX(0, n_prompt - params->sampling.repeat_last_n); i < n_prompt; i++)
         gemma8_sampler_accept(g->smp, prompt[i]);
-    g->t_start = now_s();
+    /* after the prompt: the grammar follows only what is generated */
+    if (params->grammar && (st = gemma8_sampler_set_grammar(g->smp, ctx->model, params->grammar))) {
+        gemma8_sampler_free(g->smp);
+        free(g);
+        return st;
+    }
+    g->t_start = g8_now();
     *out = g;
     return GEMMA8_OK;
 }
@@ -132,8 +133,8 @@ gemma8_status gemma8_gen_begin(gemma8_context *ctx, const int32_t *prompt, int32
 static void prefill_done(gemma8_gen *g) {
     g->prefilled = true;
     g->prompt = NULL;
-    g->res.prompt_seconds = now_s() - g->t_start;
-    g->t_start = now_s();
+    g->res.prompt_seconds = g8_now() - g->t_start;
+    g->t_start = g8_now();
 }
 
 /* One chunk of the prompt; the prompt is done when the sequence holds all of it. */
@@ -186,9 +187,12 @@ static gemma8_status decode_sample(gemma8_gen *g, const float *logits) {
         return GEMMA8_OK;
     }
     if (atomic_load(&ctx->abort)) return g8_fail(GEMMA8_ERR_ABORTED, "generation aborted");
-    int32_t tok = gemma8_sampler_sample(g->smp, logits, ctx->model->hp.n_vocab);
-    if (tok < 0) return g8_fail(GEMMA8_ERR_NOMEM, "out of memory sampling");
-    if (!g->p.ignore_eos && gemma8_token_is_eog(ctx->model, tok)) {
+    int32_t tok;
+    gemma8_status drawn = g8_sampler_draw(g->smp, logits, ctx->model->hp.n_vocab, &tok);
+    res->mask_seconds = g8_sampler_mask_seconds(g->smp);
+    if (drawn) return drawn;
+    /* with a grammar the end token comes only where the reply is complete, and ends it */
+    if ((!g->p.ignore_eos || g->p.grammar) && gemma8_token_is_eog(ctx->model, tok)) {
         res->stop_reason = GEMMA8_STOP_EOG;
         return GEMMA8_OK;
     }
@@ -197,6 +201,7 @@ static gemma8_status decode_sample(gemma8_gen *g, const float *logits) {
     gemma8_status st = emit_token(g, tok);
     if (st || res->stop_reason) return st;
     if (res->n_generated >= g->p.max_new_tokens) res->stop_reason = GEMMA8_STOP_LENGTH;
+    else if (g8_sampler_grammar_done(g->smp)) res->stop_reason = GEMMA8_STOP_EOG; /* nothing else could follow */
     else if (ctx->kv.seq[g->seq].n_past >= ctx->n_ctx) res->stop_reason = GEMMA8_STOP_CONTEXT;
     else g->pending = tok;
     return GEMMA8_OK;
@@ -290,8 +295,8 @@ gemma8_status gemma8_gen_end(gemma8_gen *g, gemma8_generate_result *result) {
     if (!g) return GEMMA8_OK;
     gemma8_status st = g->status;
     gemma8_generate_result *res = &g->res;
-    if (g->prefilled) res->gen_seconds = now_s() - g->t_start;
-    else res->prompt_seconds = now_s() - g->t_start;
+    if (g->prefilled) res->gen_seconds = g8_now() - g->t_start;
+    else res->prompt_seconds = g8_now() - g->t_start;
     if (st == GEMMA8_ERR_ABORTED) res->stop_reason = GEMMA8_STOP_ABORTED;
     if (!st && !res->stop_reason) res->stop_reason = GEMMA8_STOP_ABORTED; /* ended by the caller */
     /* what is still held: incomplete bytes as U+FFFD, a stop-string prefix that never completed */

@@ -1,6 +1,7 @@
 /* model.c - loading a gemma2 GGUF file: hyper-parameters, shape checks, weights
  * in place (mapped), Q8_0 matrices packed for the GEMM. */
 #include "model.h"
+#include "tokmask.h"
 #include "quant.h"
 #include "threadpool.h"
 
@@ -316,6 +317,7 @@ fail:
 void gemma8_model_free(gemma8_model *m) {
     if (!m) return;
     if (m->has_vocab) g8_vocab_free(&m->vocab);
+    g8_vindex_free(m->vindex);
     free(m->output.packed);
     for (int il = 0; m->layers && il < m->hp.n_layer; il++) {
         g8_matrix *mats[LAYER_MATRICES];

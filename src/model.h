@@ -59,6 +59,7 @@ struct gemma8_model {
     float *norm_data;          /* one allocation behind all norm vectors */
     g8_vocab vocab;            /* the tokenizer */
     bool has_vocab;            /* false for a file without tokenizer metadata */
+    struct g8_vindex *vindex;  /* the vocabulary's trie for grammars, built on first use */
 };
 
 /* Sliding-window layers are the even ones, as in transformers' layer_types. */

@@ -1,6 +1,8 @@
 /* sampling.c - the sampling chain (llama.cpp's order and semantics). */
 #include "sampling.h"
 
+#include "model.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,10 @@ struct gemma8_sampler {
     size_t hist_n, hist_pos, hist_cap;
     uint64_t rng;
     float mu;               /* mirostat state */
+    gemma8_matcher *matcher;/* the grammar, if any */
+    uint8_t *mask;          /* its allowed tokens, a bit each */
+    bool off_grammar;       /* a token was accepted that the grammar refused */
+    double mask_seconds;
 };
 
 gemma8_sampler_params gemma8_sampler_default_params(void) {
@@ -163,7 +169,35 @@ void gemma8_sampler_reset(gemma8_sampler *s) {
     s->rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)s->p.seed * 0xbf58476d1ce4e5b9ull);
     if (!s->rng) s->rng = 1;
     s->mu = 2.0f * s->p.mirostat_tau;
+    if (s->matcher) gemma8_matcher_reset(s->matcher);
+    s->off_grammar = false;
+    s->mask_seconds = 0;
 }
+
+gemma8_status gemma8_sampler_set_grammar(gemma8_sampler *s, const gemma8_model *model, const gemma8_grammar *g) {
+    if (!s) return g8_fail(GEMMA8_ERR_INVALID_ARG, "no sampler");
+    gemma8_matcher_free(s->matcher);
+    free(s->mask);
+    s->matcher = NULL;
+    s->mask = NULL;
+    s->off_grammar = false;
+    if (!g) return GEMMA8_OK;
+    if (!model) return g8_fail(GEMMA8_ERR_INVALID_ARG, "a grammar needs the model");
+    gemma8_status st = gemma8_matcher_new(model, g, &s->matcher);
+    if (st) return st;
+    /* as many bits as logits or tokens, whichever is more; the rest stay 0 */
+    s->mask = calloc(((size_t)G8_MAX(model->hp.n_vocab, model->vocab.n) + 7) / 8, 1);
+    if (!s->mask) {
+        gemma8_matcher_free(s->matcher);
+        s->matcher = NULL;
+        return g8_fail(GEMMA8_ERR_NOMEM, "out of memory for a grammar's mask");
+    }
+    return GEMMA8_OK;
+}
+
+bool g8_sampler_grammar_done(const gemma8_sampler *s) { return s->matcher && gemma8_matcher_done(s->matcher); }
+
+double g8_sampler_mask_seconds(const gemma8_sampler *s) { return s->mask_seconds; }
 
 gemma8_status gemma8_sampler_new(const gemma8_sampler_params *params, gemma8_sampler **out) {
     *out = NULL;
@@ -197,12 +231,15 @@ gemma8_status gemma8_sampler_new(const gemma8_sampler_params *params, gemma8_sam
 
 void gemma8_sampler_free(gemma8_sampler *s) {
     if (!s) return;
+    gemma8_matcher_free(s->matcher);
+    free(s->mask);
     free(s->cands.c);
     free(s->history);
     free(s);
 }
 
 void gemma8_sampler_accept(gemma8_sampler *s, int32_t token) {
+    if (s->matcher && gemma8_matcher_accept(s->matcher, token)) s->off_grammar = true;
     if (!s->hist_cap) return;
     s->history[s->hist_pos] = token;
     s->hist_pos = (s->hist_pos + 1) % s->hist_cap;
@@ -240,21 +277,48 @@ static int32_t mirostat_v2(gemma8_sampler *s, g8_cands *cs) {
     return tok;
 }
 
-int32_t gemma8_sampler_sample(gemma8_sampler *s, const float *logits, int32_t n_vocab) {
-    if (n_vocab <= 0) return -1;
+static int32_t sample(gemma8_sampler *s, const float *logits, int32_t n_vocab, gemma8_status *st) {
+    *st = GEMMA8_ERR_NOMEM;
+    if (n_vocab <= 0) return *st = g8_fail(GEMMA8_ERR_INVALID_ARG, "no logits to sample from"), -1;
     if ((size_t)n_vocab > s->cap) {
         g8_cand *nc = realloc(s->cands.c, (size_t)n_vocab * sizeof *nc);
-        if (!nc) return -1;
+        if (!nc) return g8_fail(GEMMA8_ERR_NOMEM, "out of memory sampling"), -1;
         s->cands.c = nc;
         s->cap = (size_t)n_vocab;
     }
     g8_cands *cs = &s->cands;
-    cs->n = (size_t)n_vocab;
     cs->sorted = false;
-    for (int32_t i = 0; i < n_vocab; i++) cs->c[i] = (g8_cand){i, logits[i], 0};
+    if (s->matcher) { /* only what the grammar allows */
+        if (s->off_grammar) {
+            *st = g8_fail(GEMMA8_ERR_INVALID_ARG, "a token the grammar refused was accepted: it cannot go on");
+            return -1;
+        }
+        double t0 = g8_now();
+        *st = gemma8_matcher_mask(s->matcher, s->mask);
+        s->mask_seconds += g8_now() - t0;
+        if (*st) return -1;
+        size_t n = 0;
+        for (int32_t i = 0; i < n_vocab; i += 8) {
+            uint8_t bits = s->mask[i >> 3];
+            while (bits) {
+                int32_t id = i + __builtin_ctz(bits);
+                bits &= (uint8_t)(bits - 1);
+                if (id < n_vocab) cs->c[n++] = (g8_cand){id, logits[id], 0};
+            }
+        }
+        if (!n) {
+            *st = g8_fail(GEMMA8_ERR_INVALID_ARG, "the grammar allows no token here");
+            return -1;
+        }
+        cs->n = n;
+    } else {
+        cs->n = (size_t)n_vocab;
+        for (int32_t i = 0; i < n_vocab; i++) cs->c[i] = (g8_cand){i, logits[i], 0};
+    }
     /* the history window, oldest first */
     int32_t window[1024] = {0}, *w = s->hist_n <= 1024 ? window : malloc(s->hist_n * sizeof(int32_t));
-    if (!w) return -1;
+    if (!w) return g8_fail(GEMMA8_ERR_NOMEM, "out of memory sampling"), -1;
+    *st = GEMMA8_OK;
     for (size_t k = 0; k < s->hist_n; k++)
         w[k] = s->history[(s->hist_pos + s->hist_cap - s->hist_n + k) % s->hist_cap];
     g8_apply_penalties(cs, w, s->hist_n, s->p.repeat_penalty, s->p.frequency_penalty, s->p.presence_penalty);
@@ -275,4 +339,15 @@ int32_t gemma8_sampler_sample(gemma8_sampler *s, const float *logits, int32_t n_
     g8_min_p(cs, p->min_p, 1);
     g8_temperature(cs, p->temperature);
     return g8_draw(cs, next_uniform(s));
+}
+
+gemma8_status g8_sampler_draw(gemma8_sampler *s, const float *logits, int32_t n_vocab, int32_t *token) {
+    gemma8_status st;
+    *token = sample(s, logits, n_vocab, &st);
+    return *token < 0 ? st : GEMMA8_OK;
+}
+
+int32_t gemma8_sampler_sample(gemma8_sampler *s, const float *logits, int32_t n_vocab) {
+    gemma8_status st;
+    return sample(s, logits, n_vocab, &st);
 }

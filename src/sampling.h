@@ -29,4 +29,11 @@ void g8_temperature(g8_cands *cs, float t);
 /* Draws from the softmax of the logits, in the candidates' order; u uniform in [0, 1). */
 int32_t g8_draw(g8_cands *cs, float u);
 
+/* gemma8_sampler_sample with the reason of a failure. */
+gemma8_status g8_sampler_draw(gemma8_sampler *s, const float *logits, int32_t n_vocab, int32_t *token);
+/* The sampler's grammar is complete: nothing more may follow. */
+bool g8_sampler_grammar_done(const gemma8_sampler *s);
+/* Time spent finding the tokens the grammar allows, since the last reset. */
+double g8_sampler_mask_seconds(const gemma8_sampler *s);
+
 #endif

@@ -268,7 +268,9 @@ int cmd_chat(int argc, char **argv) {
     int r = cli_parse("chat", chat_usage, argc, argv, tables, NULL, 0, NULL);
     if (r) return r == 1 ? 0 : 2;
     if ((r = cli_common_check("chat", &c)) || (r = cli_generation_finish("chat", &p, &x))) return r;
-    return chat_loop(&c, &o, &p, NULL);
+    r = chat_loop(&c, &o, &p, NULL);
+    cli_generation_free(&x);
+    return r;
 }
 
 /* ---- demo ---------------------------------------------------------------- */
@@ -341,30 +343,9 @@ static int build_demo(const char *out, const char *tok_dir) {
     return st ? cli_fail(st) : 0;
 }
 
-int cmd_demo(int argc, char **argv) {
-    cli_common c = cli_common_defaults();
-    gemma8_generate_params p = gemma8_generate_default_params();
-    p.max_new_tokens = 24;
-    cli_gen_extra x = {0};
-    const char *tok_given = NULL, *out = NULL;
-    cli_opt gen[20];
-    cli_generation_table(&p, &x, gen);
-    const cli_opt opts[] = {
-        {"--tokenizer", CLI_STR, &tok_given, "DIR", "folder of the real tokenizer.json (default: the one "
-         "scripts/setup.sh installs, found beside the program, or $GEMMA8_TOKENIZER_DIR)", NULL},
-        {"-o|--output", CLI_STR, &out, "FILE", "where the demo model is kept (default "
-         "$XDG_CACHE_HOME/gemma8/demo.gguf)", NULL},
-        {"-t|--threads", CLI_INT, &c.n_threads, "N", "threads; 0: the physical cores", NULL},
-        {0},
-    };
-    const cli_opt *tables[] = {opts, gen, NULL};
-    const char *usage =
-        "usage: gemma8 demo [--tokenizer DIR] [-o MODEL.gguf] [chat options]\n\n"
-        "Builds a tiny random-weight Gemma 2 model with the real tokenizer and chats with it. Its\n"
-        "replies are meaningless: the weights are random. It shows the whole pipeline working.\n";
-    int r = cli_parse("demo", usage, argc, argv, tables, NULL, 0, NULL);
-    if (r) return r == 1 ? 0 : 2;
-    if ((r = cli_generation_finish("demo", &p, &x))) return r;
+/* The demo after its options: the model built if needed, then a chat (or one canned turn). */
+static int demo_main(cli_common c, gemma8_generate_params p, const char *out, const char *tok_given) {
+    int r;
     char path[4096], tok_buf[4096];
     if (!out) out = demo_cache_path(path, sizeof path);
     if (access(out, R_OK) != 0) {
@@ -402,4 +383,33 @@ int cmd_demo(int argc, char **argv) {
     gemma8_context_free(ctx);
     gemma8_model_free(model);
     return st ? 1 : 0;
+}
+
+int cmd_demo(int argc, char **argv) {
+    cli_common c = cli_common_defaults();
+    gemma8_generate_params p = gemma8_generate_default_params();
+    p.max_new_tokens = 24;
+    cli_gen_extra x = {0};
+    const char *tok_given = NULL, *out = NULL;
+    cli_opt gen[20];
+    cli_generation_table(&p, &x, gen);
+    const cli_opt opts[] = {
+        {"--tokenizer", CLI_STR, &tok_given, "DIR", "folder of the real tokenizer.json (default: the one "
+         "scripts/setup.sh installs, found beside the program, or $GEMMA8_TOKENIZER_DIR)", NULL},
+        {"-o|--output", CLI_STR, &out, "FILE", "where the demo model is kept (default "
+         "$XDG_CACHE_HOME/gemma8/demo.gguf)", NULL},
+        {"-t|--threads", CLI_INT, &c.n_threads, "N", "threads; 0: the physical cores", NULL},
+        {0},
+    };
+    const cli_opt *tables[] = {opts, gen, NULL};
+    const char *usage =
+        "usage: gemma8 demo [--tokenizer DIR] [-o MODEL.gguf] [chat options]\n\n"
+        "Builds a tiny random-weight Gemma 2 model with the real tokenizer and chats with it. Its\n"
+        "replies are meaningless: the weights are random. It shows the whole pipeline working.\n";
+    int r = cli_parse("demo", usage, argc, argv, tables, NULL, 0, NULL);
+    if (r) return r == 1 ? 0 : 2;
+    if ((r = cli_generation_finish("demo", &p, &x))) return r;
+    r = demo_main(c, p, out, tok_given);
+    cli_generation_free(&x);
+    return r;
 }

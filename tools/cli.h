@@ -56,15 +56,23 @@ int cli_common_check(const char *cmd, const cli_common *c);
 typedef struct cli_gen_extra {
     cli_list stop;
     bool repeat_penalty_set;
+    bool json;                 /* --json: any JSON object */
+    const char *json_schema;   /* --json-schema FILE (or the schema itself, if it starts with '{') */
+    const char *grammar_file;  /* --grammar FILE (GBNF) */
+    gemma8_grammar *grammar;   /* compiled from one of them by cli_generation_finish */
 } cli_gen_extra;
 extern const char *cli_sampling_note;
-/* t: room for 16 entries */
+/* t: room for 19 entries */
 void cli_generation_table(gemma8_generate_params *p, cli_gen_extra *x, cli_opt *t);
+/* Checks the options and compiles a grammar: 0, or 2 after printing the error. */
 int cli_generation_finish(const char *cmd, gemma8_generate_params *p, cli_gen_extra *x);
+void cli_generation_free(cli_gen_extra *x);
 
 /* ---- shared helpers (gemma8.c) ------------------------------------------------------ */
 
 double cli_now(void);
+/* The whole of a file, NUL-terminated (*len bytes if len); NULL if it cannot be read. */
+char *cli_read_file(const char *path, size_t *len);
 int cli_parse_tokens(const char *s, int32_t **out, int32_t *n);
 /* Prints gemma8_last_error() (or the status) and returns 1. */
 int cli_fail(gemma8_status st);

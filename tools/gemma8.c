@@ -20,6 +20,27 @@ static void log_to_stderr(int level, const char *msg, void *user) {
     if (level <= 2) fprintf(stderr, "gemma8: %s: %s\n", names[level < 0 || level > 3 ? 0 : level], msg);
 }
 
+char *cli_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 4096, n = 0, k;
+    char *buf = malloc(cap);
+    while (buf && (k = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += k;
+        if (n + 1 == cap) {
+            char *nb = realloc(buf, cap *= 2);
+            if (!nb) free(buf);
+            buf = nb;
+        }
+    }
+    bool bad = ferror(f);
+    fclose(f);
+    if (!buf || bad) return free(buf), NULL;
+    buf[n] = 0;
+    if (len) *len = n;
+    return buf;
+}
+
 double cli_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

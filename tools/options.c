@@ -210,7 +210,40 @@ void cli_generation_table(gemma8_generate_params *p, cli_gen_extra *x, cli_opt *
     t[n++] = (cli_opt){"--stop", CLI_LIST, &x->stop, "TEXT", "stop when TEXT appears (repeatable)", NULL};
     t[n++] = (cli_opt){"--ignore-eos", CLI_FLAG, &p->ignore_eos, NULL, "keep generating past <eos>/<end_of_turn>",
                        NULL};
+    t[n++] = (cli_opt){"--json", CLI_FLAG, &x->json, NULL, "the reply is a JSON object (constrained decoding)", NULL};
+    t[n++] = (cli_opt){"--json-schema", CLI_STR, &x->json_schema, "FILE",
+                       "the reply is JSON valid against this JSON Schema (a file, or the schema if it starts with {)",
+                       NULL};
+    t[n++] = (cli_opt){"--grammar", CLI_STR, &x->grammar_file, "FILE", "the reply follows this GBNF grammar (llama.cpp's)",
+                       NULL};
     t[n] = (cli_opt){0};
+}
+
+/* --json, --json-schema or --grammar, compiled */
+static int compile_grammar(const char *cmd, gemma8_generate_params *p, cli_gen_extra *x) {
+    if (x->json + !!x->json_schema + !!x->grammar_file > 1) {
+        fprintf(stderr, "gemma8 %s: --json, --json-schema and --grammar exclude each other\n", cmd);
+        return 2;
+    }
+    const char *file = x->json_schema ? x->json_schema : x->grammar_file;
+    char *text = NULL;
+    if (file && !(x->json_schema && file[0] == '{') && !(text = cli_read_file(file, NULL))) {
+        fprintf(stderr, "gemma8 %s: cannot read '%s'\n", cmd, file);
+        return 2;
+    }
+    gemma8_status st = GEMMA8_OK;
+    if (x->json) st = gemma8_grammar_from_json_schema(NULL, &x->grammar);
+    else if (x->json_schema) st = gemma8_grammar_from_json_schema(text ? text : file, &x->grammar);
+    else if (x->grammar_file) st = gemma8_grammar_from_gbnf(text, &x->grammar);
+    free(text);
+    if (st) {
+        fprintf(stderr, "gemma8 %s: %s: %s\n", cmd, file ? file : "--json", gemma8_last_error());
+        return 2;
+    }
+    const char *warn = gemma8_grammar_warnings(x->grammar);
+    if (warn) fprintf(stderr, "gemma8 %s: warning: %s", cmd, warn);
+    p->grammar = x->grammar;
+    return 0;
 }
 
 /* Finishes and checks the generation options (the sampler's checks, before the model loads). */
@@ -228,5 +261,10 @@ int cli_generation_finish(const char *cmd, gemma8_generate_params *p, cli_gen_ex
         return 2;
     }
     gemma8_sampler_free(s);
-    return 0;
+    return compile_grammar(cmd, p, x);
+}
+
+void cli_generation_free(cli_gen_extra *x) {
+    gemma8_grammar_free(x->grammar);
+    x->grammar = NULL;
 }

@@ -22,28 +22,6 @@ static bool print_token(int32_t token, const char *text, size_t len, gemma8_run_
     return true;
 }
 
-/* the whole of a prompt file, NUL-terminated, without one trailing newline */
-static char *read_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    size_t k;
-    while (buf && (k = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += k;
-        if (n + 1 == cap) {
-            char *nb = realloc(buf, cap *= 2);
-            if (!nb) free(buf);
-            buf = nb;
-        }
-    }
-    fclose(f);
-    if (!buf) return NULL;
-    if (n && buf[n - 1] == '\n') n--;
-    buf[n] = 0;
-    return buf;
-}
-
 int cmd_run(int argc, char **argv) {
     cli_common c = cli_common_defaults();
     gemma8_generate_params p = gemma8_generate_default_params();
@@ -77,16 +55,22 @@ int cmd_run(int argc, char **argv) {
     if ((r = cli_common_check("run", &c)) || (r = cli_generation_finish("run", &p, &x))) return r;
     if (!tokens_s && !prompt && !file) {
         fprintf(stderr, "gemma8 run: needs -p PROMPT, -f FILE or --tokens IDS\n");
+        cli_generation_free(&x);
         return 2;
     }
     char *file_text = NULL;
-    if (file && !(prompt = file_text = read_file(file))) {
+    size_t file_len = 0;
+    if (file && (file_text = cli_read_file(file, &file_len)) && file_len && file_text[file_len - 1] == '\n')
+        file_text[file_len - 1] = 0; /* one trailing newline is not part of the prompt */
+    if (file && !(prompt = file_text)) {
         fprintf(stderr, "gemma8 run: cannot read the prompt file '%s'\n", file);
+        cli_generation_free(&x);
         return 1;
     }
     int32_t *ids = NULL, n = 0;
     if (tokens_s && cli_parse_tokens(tokens_s, &ids, &n)) {
         free(file_text);
+        cli_generation_free(&x);
         return 2;
     }
     double t0 = cli_now();
@@ -95,6 +79,7 @@ int cmd_run(int argc, char **argv) {
     if (cli_load(&c, 1, &model, &ctx)) {
         free(ids);
         free(file_text);
+        cli_generation_free(&x);
         return 1;
     }
     double load_s = cli_now() - t0;
@@ -125,6 +110,7 @@ int cmd_run(int argc, char **argv) {
     }
     free(ids);
     free(file_text);
+    cli_generation_free(&x);
     gemma8_context_free(ctx);
     gemma8_model_free(model);
     return rc;

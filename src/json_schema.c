@@ -1,0 +1,831 @@
+/* json_schema.c - JSON Schema compiled to GBNF, whose replies are JSON that the
+ * schema accepts.
+ *
+ * Supported: type (one or a list, "null" among them for nullable), properties,
+ * required, additionalProperties, items, minItems, maxItems, enum, const,
+ * anyOf, allOf of one schema, $ref to #/$defs/... or #/definitions/..., string
+ * minLength / maxLength / pattern (a regex subset: literals, ., classes,
+ * ?, *, +, {m,n}, groups, |, anchors ^ $) / format (date, date-time, time,
+ * uuid; others are warnings), integer minimum / maximum / exclusiveMinimum /
+ * exclusiveMaximum. Annotations are ignored. Any other keyword is an error
+ * naming it: a schema is never half enforced.
+ *
+ * Properties come in the schema's order; optional ones may be left out; extra
+ * ones only where additionalProperties allows them (an object schema with no
+ * properties and no additionalProperties: any object). Whitespace between
+ * tokens is bounded as in llama.cpp's JSON grammar, numbers to 16 digits. */
+#include "common.h"
+#include "grammar.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct sbuf {
+    char *p;
+    size_t n, cap;
+    bool oom;
+} sbuf;
+
+static void sb_add(sbuf *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap < b->n + n + 1) cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np) {
+            b->oom = true;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+
+static void sb_printf(sbuf *b, const char *fmt, ...) G8_PRINTF(2, 3);
+static void sb_printf(sbuf *b, const char *fmt, ...) {
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n < sizeof tmp) {
+        sb_add(b, tmp, (size_t)n);
+        return;
+    }
+    char *big = malloc((size_t)n + 1);
+    if (!big) {
+        b->oom = true;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    sb_add(b, big, (size_t)n);
+    free(big);
+}
+
+#define sb_str(b, s) sb_add((b), (s), strlen(s))
+
+typedef struct jsc {
+    sbuf out;             /* the rules */
+    sbuf warn;
+    const cJSON *doc;     /* for $ref */
+    char **refs;          /* $ref targets given a rule already */
+    int n_refs;
+    unsigned n_rules;
+    unsigned have;        /* which shared rules are written (bit per PRIM_*) */
+    int depth;
+    bool failed;
+} jsc;
+
+static bool fail(jsc *c, const char *fmt, ...) G8_PRINTF(2, 3);
+static bool fail(jsc *c, const char *fmt, ...) {
+    if (c->failed) return false;
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    g8_fail(GEMMA8_ERR_INVALID_ARG, "JSON schema: %s", msg);
+    c->failed = true;
+    return false;
+}
+
+/* ---- the shared rules -------------------------------------------------------- */
+
+enum { P_WS, P_CHAR, P_STRING, P_NUMBER, P_INTEGER, P_BOOLEAN, P_NULL, P_VALUE, P_OBJECT, P_ARRAY, P_DATE, P_TIME };
+
+static const char *const prim_name[] = {"ws", "char", "string", "number", "integer", "boolean", "null", "value",
+                                        "object", "array", "date", "time"};
+static const char *const prim_body[] = {
+    "| \" \" | \"\\n\" [ \\t]{0,20}",
+    "[^\"\\\\\\x00-\\x1F] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4})",
+    "\"\\\"\" char* \"\\\"\"",
+    "\"-\"? (\"0\" | [1-9] [0-9]{0,15}) (\".\" [0-9]{1,16})? ([eE] [-+]? [0-9]{1,3})?",
+    "\"-\"? (\"0\" | [1-9] [0-9]{0,15})",
+    "\"true\" | \"false\"",
+    "\"null\"",
+    "object | array | string | number | boolean | null",
+    "\"{\" ws (string ws \":\" ws value ws (\",\" ws string ws \":\" ws value ws)*)? \"}\"",
+    "\"[\" ws (value ws (\",\" ws value ws)*)? \"]\"",
+    "[0-9]{4} \"-\" ((\"0\" [1-9] | \"1\" [0-2]) \"-\" (\"0\" [1-9] | \"1\" [0-9] | \"2\" [0-8]) | "
+    "(\"0\" [13-9] | \"1\" [0-2]) \"-\" (\"29\" | \"30\") | (\"0\" [13578] | \"1\" [02]) \"-31\")",
+    "([01] [0-9] | \"2\" [0-3]) \":\" [0-5] [0-9] \":\" [0-5] [0-9] (\".\" [0-9]{1,6})? "
+    "(\"Z\" | [+-] ([01] [0-9] | \"2\" [0-3]) \":\" [0-5] [0-9])",
+};
+/* what each shared rule uses */
+static const unsigned prim_uses[] = {
+    0, 0, 1u << P_CHAR, 0, 0, 0, 0,
+    1u << P_OBJECT | 1u << P_ARRAY | 1u << P_STRING | 1u << P_NUMBER | 1u << P_BOOLEAN | 1u << P_NULL,
+    1u << P_WS | 1u << P_STRING | 1u << P_VALUE, 1u << P_WS | 1u << P_VALUE, 0, 0,
+};
+
+static const char *prim(jsc *c, int p) {
+    if (!(c->have & (1u << p))) {
+        c->have |= 1u << p;
+        sb_printf(&c->out, "%s ::= %s\n", prim_name[p], prim_body[p]);
+        for (int q = 0; q <= P_TIME; q++)
+            if (prim_uses[p] & (1u << q)) prim(c, q);
+    }
+    return prim_name[p];
+}
+
+/* ---- helpers ------------------------------------------------------------------- */
+
+/* A new rule name from a hint: letters, digits and '-' only. */
+static char *new_name(jsc *c, const char *hint) {
+    char buf[80];
+    size_t k = 0;
+    for (const char *s = hint; *s && k < 40; s++) {
+        char ch = *s;
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+        buf[k++] = ok ? ch : '-';
+    }
+    snprintf(buf + k, sizeof buf - k, "-%u", ++c->n_rules);
+    char *s = strdup(buf);
+    if (!s) c->out.oom = true;
+    return s;
+}
+
+/* GBNF literal for the bytes s (quotes and backslashes escaped). */
+static void gbnf_literal(sbuf *b, const char *s) {
+    sb_str(b, "\"");
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') sb_str(b, "\\");
+        if ((unsigned char)*s < 0x20) {
+            sb_printf(b, "\\x%02X", (unsigned char)*s);
+            continue;
+        }
+        sb_add(b, s, 1);
+    }
+    sb_str(b, "\"");
+}
+
+/* GBNF literal for a JSON value as it is written (a string with its quotes). */
+static bool json_literal(jsc *c, sbuf *b, const cJSON *v) {
+    char *text = cJSON_PrintUnformatted(v);
+    if (!text) return fail(c, "cannot print a value");
+    gbnf_literal(b, text);
+    free(text);
+    return true;
+}
+
+static bool is_annotation(const char *k) {
+    static const char *const ann[] = {"$schema", "$id", "title", "description", "default", "examples", "$comment",
+                                      "deprecated", "readOnly", "writeOnly", "$defs", "definitions"};
+    for (size_t i = 0; i < sizeof ann / sizeof *ann; i++)
+        if (!strcmp(k, ann[i])) return true;
+    return false;
+}
+
+static const char *visit(jsc *c, const cJSON *s, const char *hint);
+
+/* ---- integers in a range -------------------------------------------------------- */
+
+/* Digit strings lo..hi of equal length, as GBNF alternatives. */
+static void same_len(sbuf *b, const char *lo, const char *hi, size_t n) {
+    if (!n) {
+        sb_str(b, "\"\"");
+        return;
+    }
+    if (lo[0] == hi[0]) {
+        sb_printf(b, "\"%c\" ", lo[0]);
+        if (n > 1) same_len(b, lo + 1, hi + 1, n - 1);
+        return;
+    }
+    bool lo_zeros = strspn(lo + 1, "0") == n - 1, hi_nines = strspn(hi + 1, "9") == n - 1;
+    char a = lo[0], z = hi[0];
+    sb_str(b, "(");
+    bool first = true;
+    if (!lo_zeros) {
+        char nines[24];
+        memset(nines, '9', n - 1);
+        sb_printf(b, "\"%c\" (", a);
+        same_len(b, lo + 1, nines, n - 1);
+        sb_str(b, ")");
+        a++;
+        first = false;
+    }
+    char zmid = hi_nines ? z : (char)(z - 1);
+    if (a <= zmid) {
+        sb_printf(b, "%s[%c-%c]", first ? "" : " | ", a, zmid);
+        if (n > 1) sb_printf(b, " [0-9]{%zu}", n - 1);
+        first = false;
+    }
+    if (!hi_nines) {
+        char zeros[24];
+        memset(zeros, '0', n - 1);
+        sb_printf(b, "%s\"%c\" (", first ? "" : " | ", z);
+        same_len(b, zeros, hi + 1, n - 1);
+        sb_str(b, ")");
+    }
+    sb_str(b, ")");
+}
+
+/* Non-negative integers lo..hi (lo <= hi), written without leading zeros. */
+static void nonneg_range(sbuf *b, uint64_t lo, uint64_t hi) {
+    sb_str(b, "(");
+    bool first = true;
+    uint64_t p = 1;
+    for (int d = 1; d <= 19; d++, p *= 10) {
+        uint64_t dlo = d == 1 ? 0 : p, dhi = d == 19 ? UINT64_MAX : p * 10 - 1;
+        if (dhi < lo || dlo > hi) continue;
+        uint64_t a = lo > dlo ? lo : dlo, z = hi < dhi ? hi : dhi;
+        char sa[24], sz[24];
+        snprintf(sa, sizeof sa, "%llu", (unsigned long long)a);
+        snprintf(sz, sizeof sz, "%llu", (unsigned long long)z);
+        if (!first) sb_str(b, " | ");
+        same_len(b, sa, sz, strlen(sa));
+        first = false;
+        if (d == 19) break;
+    }
+    sb_str(b, ")");
+}
+
+#define INT_LIMIT 999999999999999LL /* 15 digits, as the integer rule allows without bounds */
+
+static bool int_range(jsc *c, const cJSON *s, sbuf *b) {
+    const cJSON *mn = cJSON_GetObjectItem(s, "minimum"), *mx = cJSON_GetObjectItem(s, "maximum");
+    const cJSON *xmn = cJSON_GetObjectItem(s, "exclusiveMinimum"), *xmx = cJSON_GetObjectItem(s, "exclusiveMaximum");
+    double lo = -(double)INT_LIMIT, hi = (double)INT_LIMIT;
+    const cJSON *bounds[4] = {mn, mx, xmn, xmx};
+    for (int i = 0; i < 4; i++)
+        if (bounds[i] && (!cJSON_IsNumber(bounds[i]) || fabs(bounds[i]->valuedouble) > 9e15))
+            return fail(c, "minimum/maximum must be numbers within +-9e15");
+    if (mn) lo = fmax(lo, ceil(mn->valuedouble));
+    if (xmn) lo = fmax(lo, floor(xmn->valuedouble) + 1);
+    if (mx) hi = fmin(hi, floor(mx->valuedouble));
+    if (xmx) hi = fmin(hi, ceil(xmx->valuedouble) - 1);
+    if (lo > hi) return fail(c, "no integer lies between minimum %g and maximum %g", lo, hi);
+    int64_t l = (int64_t)lo, h = (int64_t)hi;
+    sb_str(b, "(");
+    if (l < 0) {
+        sb_str(b, "\"-\" ");
+        nonneg_range(b, h < 0 ? (uint64_t)-h : 1, (uint64_t)-l);
+        if (h >= 0) sb_str(b, " | ");
+    }
+    if (h >= 0) nonneg_range(b, l > 0 ? (uint64_t)l : 0, (uint64_t)h);
+    sb_str(b, ")");
+    return true;
+}
+
+/* ---- pattern: a regex subset ---------------------------------------------------- */
+
+typedef struct rx {
+    jsc *c;
+    const char *p;
+    sbuf *b;
+} rx;
+
+static bool rx_alt(rx *r, int depth);
+
+/* One code point of the pattern (after a backslash if escaped) as JSON string text. */
+static void rx_char_json(sbuf *b, uint32_t cp, const char *raw, size_t rawlen) {
+    if (cp == '"') sb_str(b, "\"\\\\\\\"\"");
+    else if (cp == '\\') sb_str(b, "\"\\\\\\\\\"");
+    else if (cp < 0x20) sb_printf(b, "\"\\\\u%04X\"", cp);
+    else {
+        sb_str(b, "\"");
+        sb_add(b, raw, rawlen);
+        sb_str(b, "\"");
+    }
+}
+
+static bool rx_class_body(rx *r, sbuf *b) {
+    /* [ ... ]: members kept as GBNF class text, minus what JSON must escape */
+    r->p++;
+    bool neg = *r->p == '^';
+    if (neg) r->p++;
+    sb_str(b, neg ? "[^\"\\\\\\x00-\\x1F" : "[");
+    bool any = false;
+    while (*r->p && *r->p != ']') {
+        const char *q = r->p;
+        if (*q == '\\') {
+            char e = q[1];
+            if (e == 'd') sb_str(b, "0-9");
+            else if (e == 'w') sb_str(b, "a-zA-Z0-9_");
+            else if (e == 's') sb_str(b, " ");
+            else if (e && strchr(".-^$[]()|*+?{}/", e)) sb_printf(b, "\\%c", e);
+            else return fail(r->c, "pattern: the escape \\%c is not supported", e ? e : ' ');
+            r->p += 2;
+        } else if (*q == '"' || *q == '\\' || (unsigned char)*q < 0x20) {
+            r->p++; /* left out: the string would need an escape */
+            continue;
+        } else {
+            if (*q == '[') sb_str(b, "\\");
+            sb_add(b, q, 1);
+            r->p++;
+        }
+        any = true;
+    }
+    if (*r->p != ']') return fail(r->c, "pattern: unterminated [");
+    r->p++;
+    sb_str(b, "]");
+    if (!any && !neg) return fail(r->c, "pattern: an empty class");
+    return true;
+}
+
+static bool rx_atom(rx *r, int depth) {
+    sbuf *b = r->b;
+    const char *q = r->p;
+    if (*q == '(') {
+        r->p++;
+        if (r->p[0] == '?' && r->p[1] == ':') r->p += 2;
+        else if (r->p[0] == '?') return fail(r->c, "pattern: (?...) groups other than (?:...) are not supported");
+        sb_str(b, "(");
+        if (!rx_alt(r, depth + 1)) return false;
+        if (*r->p != ')') return fail(r->c, "pattern: unbalanced (");
+        r->p++;
+        sb_str(b, ")");
+        return true;
+    }
+    if (*q == '[') return rx_class_body(r, b);
+    if (*q == '.') {
+        r->p++;
+        sb_str(b, prim(r->c, P_CHAR));
+        return true;
+    }
+    if (*q == '\\') {
+        char e = q[1];
+        r->p += 2;
+        if (e == 'd') sb_str(b, "[0-9]");
+        else if (e == 'w') sb_str(b, "[a-zA-Z0-9_]");
+        else if (e == 's') sb_str(b, "\" \"");
+        else if (e == 'n') sb_str(b, "\"\\\\n\"");
+        else if (e == 't') sb_str(b, "\"\\\\t\"");
+        else if (e && strchr(".-^$[]()|*+?{}/\\\"", e)) rx_char_json(b, (uint32_t)e, q + 1, 1);
+        else return fail(r->c, "pattern: the escape \\%c is not supported", e ? e : ' ');
+        return true;
+    }
+    if (strchr("*+?{", *q)) return fail(r->c, "pattern: a quantifier with nothing before it");
+    size_t len = (*q & 0x80) == 0 ? 1 : (*q & 0xE0) == 0xC0 ? 2 : (*q & 0xF0) == 0xE0 ? 3 : 4;
+    for (size_t i = 1; i < len; i++)
+        if (!q[i]) return fail(r->c, "pattern: invalid UTF-8");
+    rx_char_json(b, (unsigned char)*q, q, len);
+    r->p += len;
+    return true;
+}
+
+static bool rx_seq(rx *r, int depth) {
+    bool empty = true;
+    while (*r->p && *r->p != '|' && *r->p != ')') {
+        if (*r->p == '^' || *r->p == '$') {
+            r->p++; /* anchors: the whole string is matched anyway */
+            continue;
+        }
+        sb_str(r->b, " (");
+        if (!rx_atom(r, depth)) return false;
+        sb_str(r->b, ")");
+        char q = *r->p;
+        if (q == '*' || q == '+' || q == '?') {
+            sb_add(r->b, &q, 1);
+            r->p++;
+        } else if (q == '{') {
+            const char *e = strchr(r->p, '}');
+            if (!e || e - r->p > 20) return fail(r->c, "pattern: a bad {m,n}");
+            for (const char *k = r->p + 1; k < e; k++)
+                if (!strchr("0123456789,", *k)) return fail(r->c, "pattern: a bad {m,n}");
+            sb_add(r->b, r->p, (size_t)(e - r->p + 1));
+            r->p = e + 1;
+        }
+        if (*r->p == '?' || *r->p == '+') return fail(r->c, "pattern: lazy or possessive quantifiers are not supported");
+        empty = false;
+    }
+    if (empty) sb_str(r->b, " \"\"");
+    return true;
+}
+
+static bool rx_alt(rx *r, int depth) {
+    if (depth > 50) return fail(r->c, "pattern: groups nested too deeply");
+    if (!rx_seq(r, depth)) return false;
+    while (*r->p == '|') {
+        r->p++;
+        sb_str(r->b, " |");
+        if (!rx_seq(r, depth)) return false;
+    }
+    return true;
+}
+
+/* ---- the schema ------------------------------------------------------------------ */
+
+static const char *emit(jsc *c, const char *hint, sbuf *body) {
+    char *name = new_name(c, hint);
+    if (!name || body->oom) {
+        free(name);
+        free(body->p);
+        c->out.oom = true;
+        return fail(c, "out of memory"), NULL;
+    }
+    sb_printf(&c->out, "%s ::= %s\n", name, body->p ? body->p : "\"\"");
+    free(body->p);
+    /* names live until the compile ends: kept in refs' list */
+    char **nr = realloc(c->refs, ((size_t)c->n_refs + 2) * sizeof *nr);
+    if (!nr) {
+        free(name);
+        return fail(c, "out of memory"), NULL;
+    }
+    c->refs = nr;
+    c->refs[c->n_refs++] = name;
+    c->refs[c->n_refs++] = NULL;
+    return name;
+}
+
+static bool check_keys(jsc *c, const cJSON *s, const char *const *allowed) {
+    for (const cJSON *k = s->child; k; k = k->next) {
+        if (is_annotation(k->string)) continue;
+        bool ok = false;
+        for (const char *const *a = allowed; *a && !ok; a++) ok = !strcmp(*a, k->string);
+        if (!ok) return fail(c, "the keyword '%.60s' is not supported here", k->string);
+    }
+    return true;
+}
+
+static bool get_count(jsc *c, const cJSON *s, const char *key, uint32_t *out, uint32_t dflt) {
+    const cJSON *v = cJSON_GetObjectItem(s, key);
+    *out = dflt;
+    if (!v) return true;
+    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 100000 || v->valuedouble != floor(v->valuedouble))
+        return fail(c, "'%s' must be a whole number from 0 to 100000", key);
+    *out = (uint32_t)v->valuedouble;
+    return true;
+}
+
+static const char *visit_string(jsc *c, const cJSON *s, const char *hint) {
+    static const char *const keys[] = {"type", "minLength", "maxLength", "pattern", "format", NULL};
+    if (!check_keys(c, s, keys)) return NULL;
+    uint32_t mn, mx;
+    if (!get_count(c, s, "minLength", &mn, 0) || !get_count(c, s, "maxLength", &mx, G8_G_INF)) return NULL;
+    if (mx < mn) return fail(c, "maxLength %u is below minLength %u", mx, mn), NULL;
+    const cJSON *pat = cJSON_GetObjectItem(s, "pattern"), *fmt = cJSON_GetObjectItem(s, "format");
+    bool bounded = mn > 0 || mx != G8_G_INF;
+    sbuf b = {0};
+    if (pat) {
+        if (!cJSON_IsString(pat)) return fail(c, "'pattern' must be a string"), NULL;
+        if (bounded) return fail(c, "'pattern' together with minLength/maxLength is not supported"), NULL;
+        sb_str(&b, "\"\\\"\" (");
+        rx r = {c, pat->valuestring, &b};
+        if (!rx_alt(&r, 0)) return free(b.p), NULL;
+        if (*r.p) return free(b.p), fail(c, "pattern: unbalanced )"), NULL;
+        sb_str(&b, " ) \"\\\"\"");
+        return emit(c, hint, &b);
+    }
+    if (fmt) {
+        const char *f = cJSON_IsString(fmt) ? fmt->valuestring : "";
+        if (bounded && (!strcmp(f, "date") || !strcmp(f, "date-time") || !strcmp(f, "time") || !strcmp(f, "uuid")))
+            return fail(c, "'format' together with minLength/maxLength is not supported"), NULL;
+        if (!strcmp(f, "date")) sb_printf(&b, "\"\\\"\" %s \"\\\"\"", prim(c, P_DATE));
+        else if (!strcmp(f, "time")) sb_printf(&b, "\"\\\"\" %s \"\\\"\"", prim(c, P_TIME));
+        else if (!strcmp(f, "date-time"))
+            sb_printf(&b, "\"\\\"\" %s \"T\" %s \"\\\"\"", prim(c, P_DATE), prim(c, P_TIME));
+        else if (!strcmp(f, "uuid"))
+            sb_str(&b, "\"\\\"\" [0-9a-f]{8} \"-\" [0-9a-f]{4} \"-\" [0-9a-f]{4} \"-\" [0-9a-f]{4} \"-\" [0-9a-f]{12} "
+                       "\"\\\"\"");
+        else
+            sb_printf(&c->warn, "format '%.60s' is not enforced\n", f);
+        if (b.n) return emit(c, hint, &b);
+    }
+    if (!bounded) return prim(c, P_STRING);
+    if (mx == G8_G_INF) sb_printf(&b, "\"\\\"\" %s{%u,} \"\\\"\"", prim(c, P_CHAR), mn);
+    else sb_printf(&b, "\"\\\"\" %s{%u,%u} \"\\\"\"", prim(c, P_CHAR), mn, mx);
+    return emit(c, hint, &b);
+}
+
+static const char *visit_number(jsc *c, const cJSON *s, const char *hint, bool integer) {
+    static const char *const keys[] = {"type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", NULL};
+    if (!check_keys(c, s, keys)) return NULL;
+    bool ranged = cJSON_GetObjectItem(s, "minimum") || cJSON_GetObjectItem(s, "maximum") ||
+                  cJSON_GetObjectItem(s, "exclusiveMinimum") || cJSON_GetObjectItem(s, "exclusiveMaximum");
+    if (!ranged) return prim(c, integer ? P_INTEGER : P_NUMBER);
+    if (!integer) return fail(c, "minimum/maximum are supported for integers, not numbers"), NULL;
+    sbuf b = {0};
+    if (!int_range(c, s, &b)) return free(b.p), NULL;
+    return emit(c, hint, &b);
+}
+
+static const char *visit_array(jsc *c, const cJSON *s, const char *hint) {
+    static const char *const keys[] = {"type", "items", "minItems", "maxItems", "uniqueItems", NULL};
+    if (!check_keys(c, s, keys)) return NULL;
+    const cJSON *uq = cJSON_GetObjectItem(s, "uniqueItems");
+    if (uq && !cJSON_IsFalse(uq)) return fail(c, "uniqueItems is not supported"), NULL;
+    uint32_t mn, mx;
+    if (!get_count(c, s, "minItems", &mn, 0) || !get_count(c, s, "maxItems", &mx, G8_G_INF)) return NULL;
+    if (mx < mn) return fail(c, "maxItems %u is below minItems %u", mx, mn), NULL;
+    const cJSON *items = cJSON_GetObjectItem(s, "items");
+    char ih[64];
+    snprintf(ih, sizeof ih, "%.40s-item", hint);
+    const char *item = items ? visit(c, items, ih) : prim(c, P_VALUE);
+    if (!item) return NULL;
+    const char *ws = prim(c, P_WS);
+    sbuf b = {0};
+    if (mx == 0) {
+        sb_printf(&b, "\"[\" %s \"]\"", ws);
+        return emit(c, hint, &b);
+    }
+    sb_printf(&b, "\"[\" %s %s(%s %s (\",\" %s %s %s)", ws, mn ? "" : "(", item, ws, ws, item, ws);
+    if (mx == G8_G_INF) sb_printf(&b, "{%u,}", mn ? mn - 1 : 0);
+    else sb_printf(&b, "{%u,%u}", mn ? mn - 1 : 0, mx - 1);
+    sb_printf(&b, ")%s \"]\"", mn ? "" : ")?");
+    return emit(c, hint, &b);
+}
+
+/* Extra property names: letters, digits and '_' (fewer than JSON allows, never
+ * wrong), and none of the schema's own keys: a trie of those keys, where at
+ * each prefix the name goes on with a character no key has there, follows a
+ * key, or ends if the prefix is not a key. */
+static const char KEY_CHARS[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_";
+
+static const char *not_keys_node(jsc *c, char **k, int from, int to, size_t depth) {
+    sbuf b = {0};
+    bool is_key = false;
+    char taken[sizeof KEY_CHARS] = {0};
+    size_t n_taken = 0;
+    for (int i = from; i < to && !c->failed;) {
+        if (strlen(k[i]) == depth) {
+            is_key = true;
+            i++;
+            continue;
+        }
+        char x = k[i][depth];
+        int j = i;
+        while (j < to && strlen(k[j]) > depth && k[j][depth] == x) j++;
+        const char *child = not_keys_node(c, k, i, j, depth + 1);
+        if (child) sb_printf(&b, "\"%c\" %s | ", x, child);
+        taken[n_taken++] = x;
+        i = j;
+    }
+    sb_str(&b, "[");
+    for (const char *a = KEY_CHARS; *a; a++)
+        if (!memchr(taken, *a, n_taken)) sb_add(&b, a, 1);
+    sb_str(&b, "] [a-zA-Z0-9_]{0,20}");
+    if (!is_key) sb_str(&b, " | \"\"");
+    if (c->failed) return free(b.p), NULL;
+    return emit(c, "key", &b);
+}
+
+static const char *not_keys(jsc *c, const cJSON *props) {
+    int n = cJSON_GetArraySize(props), m = 0;
+    char **k = calloc((size_t)n + 1, sizeof *k);
+    if (!k) return fail(c, "out of memory"), NULL;
+    for (const cJSON *p = props->child; p; p = p->next) {
+        size_t len = strlen(p->string);
+        if (strspn(p->string, KEY_CHARS) != len) continue; /* never generated anyway */
+        if (len > 200) continue;                             /* longer than any generated name */
+        k[m++] = p->string;
+    }
+    for (int a = 0; a < m; a++)
+        for (int z = a + 1; z < m; z++)
+            if (strcmp(k[a], k[z]) > 0) {
+                char *t = k[a];
+                k[a] = k[z];
+                k[z] = t;
+            }
+    const char *node = not_keys_node(c, k, 0, m, 0);
+    free(k);
+    if (!node) return NULL;
+    sbuf b = {0};
+    sb_printf(&b, "\"\\\"\" %s \"\\\"\"", node);
+    return emit(c, "extra-key", &b);
+}
+
+static const char *visit_object(jsc *c, const cJSON *s, const char *hint) {
+    static const char *const keys[] = {"type", "properties", "required", "additionalProperties", NULL};
+    if (!check_keys(c, s, keys)) return NULL;
+    const cJSON *props = cJSON_GetObjectItem(s, "properties"), *req = cJSON_GetObjectItem(s, "required");
+    const cJSON *add = cJSON_GetObjectItem(s, "additionalProperties");
+    if (props && !cJSON_IsObject(props)) return fail(c, "'properties' must be an object"), NULL;
+    if (req && !cJSON_IsArray(req)) return fail(c, "'required' must be an array"), NULL;
+    if (add && !cJSON_IsBool(add) && !cJSON_IsObject(add))
+        return fail(c, "'additionalProperties' must be a boolean or a schema"), NULL;
+    int n = props ? cJSON_GetArraySize(props) : 0;
+    for (const cJSON *r = req ? req->child : NULL; r; r = r->next) {
+        if (!cJSON_IsString(r)) return fail(c, "'required' must list strings"), NULL;
+        if (!props || !cJSON_GetObjectItemCaseSensitive(props, r->valuestring))
+            return fail(c, "required property '%.60s' is not among the properties", r->valuestring), NULL;
+    }
+    bool extra = add ? !cJSON_IsFalse(add) : n == 0;
+    if (!n && extra && (!add || cJSON_IsTrue(add))) return prim(c, P_OBJECT);
+    const char *ws = prim(c, P_WS);
+    const char *extra_kv = NULL;
+    if (extra) {
+        const char *key = n ? not_keys(c, props) : prim(c, P_STRING);
+        if (!key) return NULL;
+        char vh[64];
+        snprintf(vh, sizeof vh, "%.40s-extra", hint);
+        const char *val = cJSON_IsObject(add) ? visit(c, add, vh) : prim(c, P_VALUE);
+        if (!val) return NULL;
+        sbuf kb = {0};
+        sb_printf(&kb, "%s %s \":\" %s %s %s", key, ws, ws, val, ws);
+        snprintf(vh, sizeof vh, "%.40s-kv", hint);
+        if (!(extra_kv = emit(c, vh, &kb))) return NULL;
+    }
+    /* kv_i, then after_i (something came before: a comma first) and from_i (nothing yet) */
+    const char **kv = calloc((size_t)n + 1, sizeof *kv);
+    bool *required = calloc((size_t)n + 1, 1);
+    if (!kv || !required) return free(kv), free(required), fail(c, "out of memory"), NULL;
+    int i = 0;
+    for (const cJSON *p = props ? props->child : NULL; p && !c->failed; p = p->next, i++) {
+        char ph[80];
+        snprintf(ph, sizeof ph, "%.30s-%.30s", hint, p->string);
+        const char *val = visit(c, p, ph);
+        if (!val) break;
+        sbuf kb = {0};
+        cJSON *key = cJSON_CreateString(p->string);
+        if (!key || !json_literal(c, &kb, key)) {
+            cJSON_Delete(key);
+            free(kb.p);
+            break;
+        }
+        cJSON_Delete(key);
+        sb_printf(&kb, " %s \":\" %s %s %s", ws, ws, val, ws);
+        snprintf(ph, sizeof ph, "%.30s-%.30s-kv", hint, p->string);
+        kv[i] = emit(c, ph, &kb);
+        for (const cJSON *r = req ? req->child : NULL; r; r = r->next)
+            if (!strcmp(r->valuestring, p->string)) required[i] = true;
+    }
+    const char *result = NULL;
+    if (!c->failed) {
+        /* written from the last property back */
+        const char *after = NULL, *from = NULL;
+        sbuf b = {0};
+        if (extra_kv) sb_printf(&b, "(\",\" %s %s)*", ws, extra_kv);
+        else sb_str(&b, "\"\"");
+        after = emit(c, hint, &b);
+        b = (sbuf){0};
+        if (extra_kv) sb_printf(&b, "(%s (\",\" %s %s)*)?", extra_kv, ws, extra_kv);
+        else sb_str(&b, "\"\"");
+        from = emit(c, hint, &b);
+        for (int k = n - 1; k >= 0 && after && from; k--) {
+            sbuf a = {0}, f = {0};
+            if (required[k]) {
+                sb_printf(&a, "\",\" %s %s %s", ws, kv[k], after);
+                sb_printf(&f, "%s %s", kv[k], after);
+            } else {
+                sb_printf(&a, "\",\" %s %s %s | %s", ws, kv[k], after, after);
+                sb_printf(&f, "%s %s | %s", kv[k], after, from);
+            }
+            after = emit(c, hint, &a);
+            from = emit(c, hint, &f);
+        }
+        if (after && from) {
+            sbuf o = {0};
+            sb_printf(&o, "\"{\" %s %s \"}\"", ws, from);
+            result = emit(c, hint, &o);
+        }
+    }
+    free(kv);
+    free(required);
+    return result;
+}
+
+static const char *visit_ref(jsc *c, const char *ref) {
+    const char *name = NULL;
+    if (!strncmp(ref, "#/$defs/", 8)) name = ref + 8;
+    else if (!strncmp(ref, "#/definitions/", 14)) name = ref + 14;
+    if (!name || strchr(name, '/')) return fail(c, "$ref '%.80s': only #/$defs/NAME and #/definitions/NAME", ref), NULL;
+    const cJSON *defs = cJSON_GetObjectItem(c->doc, ref[2] == '$' ? "$defs" : "definitions");
+    const cJSON *target = defs ? cJSON_GetObjectItemCaseSensitive(defs, name) : NULL;
+    if (!target) return fail(c, "$ref '%.80s' points to nothing", ref), NULL;
+    /* one rule per target, named before it is written so that it may refer to itself */
+    for (int i = 0; i + 1 < c->n_refs; i += 2)
+        if (c->refs[i + 1] && !strcmp(c->refs[i + 1], ref)) return c->refs[i];
+    char *rule = new_name(c, name), *key = strdup(ref);
+    char **nr = rule && key ? realloc(c->refs, ((size_t)c->n_refs + 2) * sizeof *nr) : NULL;
+    if (!nr) return free(rule), free(key), fail(c, "out of memory"), NULL;
+    c->refs = nr;
+    c->refs[c->n_refs++] = rule;
+    c->refs[c->n_refs++] = key;
+    const char *body = visit(c, target, name);
+    if (!body) return NULL;
+    sb_printf(&c->out, "%s ::= %s\n", rule, body);
+    return rule;
+}
+
+/* One alternative per type of a type list. */
+static const char *visit_typed(jsc *c, const cJSON *s, const char *type, const char *hint) {
+    if (!strcmp(type, "string")) return visit_string(c, s, hint);
+    if (!strcmp(type, "number")) return visit_number(c, s, hint, false);
+    if (!strcmp(type, "integer")) return visit_number(c, s, hint, true);
+    if (!strcmp(type, "object")) return visit_object(c, s, hint);
+    if (!strcmp(type, "array")) return visit_array(c, s, hint);
+    static const char *const keys[] = {"type", NULL};
+    if (!check_keys(c, s, keys)) return NULL;
+    if (!strcmp(type, "boolean")) return prim(c, P_BOOLEAN);
+    if (!strcmp(type, "null")) return prim(c, P_NULL);
+    return fail(c, "unknown type '%.40s'", type), NULL;
+}
+
+static const char *visit(jsc *c, const cJSON *s, const char *hint) {
+    if (c->failed) return NULL;
+    if (++c->depth > 64) return fail(c, "nested too deeply"), NULL;
+    const char *r = NULL;
+    sbuf b = {0};
+    const cJSON *t = cJSON_GetObjectItem(s, "type"), *any = cJSON_GetObjectItem(s, "anyOf");
+    const cJSON *all = cJSON_GetObjectItem(s, "allOf"), *en = cJSON_GetObjectItem(s, "enum");
+    const cJSON *cn = cJSON_GetObjectItem(s, "const"), *ref = cJSON_GetObjectItem(s, "$ref");
+    if (cJSON_IsTrue(s)) {
+        r = prim(c, P_VALUE);
+    } else if (!cJSON_IsObject(s)) {
+        fail(c, "a schema must be an object or true");
+    } else if (ref) {
+        static const char *const keys[] = {"$ref", NULL};
+        if (!cJSON_IsString(ref)) fail(c, "'$ref' must be a string");
+        else if (check_keys(c, s, keys)) r = visit_ref(c, ref->valuestring);
+    } else if (en || cn) {
+        static const char *const keys[] = {"enum", "const", "type", NULL};
+        if (en && (!cJSON_IsArray(en) || !cJSON_GetArraySize(en))) fail(c, "'enum' must be a non-empty array");
+        else if (en && cn) fail(c, "'enum' and 'const' together are not supported");
+        else if (check_keys(c, s, keys)) {
+            /* values as written; a type beside them must agree (checked by the reader) */
+            const cJSON *v = en ? en->child : cn;
+            for (bool first = true; v && !c->failed; v = en ? v->next : NULL, first = false) {
+                if (!first) sb_str(&b, " | ");
+                json_literal(c, &b, v);
+            }
+            if (!c->failed) r = emit(c, hint, &b);
+            b = (sbuf){0};
+        }
+    } else if (any || all) {
+        static const char *const keys[] = {"anyOf", "allOf", NULL};
+        const cJSON *list = any ? any : all;
+        if (any && all) fail(c, "'anyOf' and 'allOf' together are not supported");
+        else if (!cJSON_IsArray(list) || !cJSON_GetArraySize(list)) fail(c, "'%s' must be a non-empty array", any ? "anyOf" : "allOf");
+        else if (all && cJSON_GetArraySize(all) != 1) fail(c, "'allOf' is supported with one schema only");
+        else if (check_keys(c, s, keys)) {
+            int i = 0;
+            for (const cJSON *v = list->child; v && !c->failed; v = v->next, i++) {
+                char h[64];
+                snprintf(h, sizeof h, "%.40s-%d", hint, i);
+                const char *alt = visit(c, v, h);
+                if (alt) sb_printf(&b, "%s%s", i ? " | " : "", alt);
+            }
+            if (!c->failed) r = emit(c, hint, &b);
+            b = (sbuf){0};
+        }
+    } else if (cJSON_IsString(t)) {
+        r = visit_typed(c, s, t->valuestring, hint);
+    } else if (cJSON_IsArray(t) && cJSON_GetArraySize(t) > 0) {
+        int i = 0;
+        for (const cJSON *v = t->child; v && !c->failed; v = v->next, i++) {
+            if (!cJSON_IsString(v)) {
+                fail(c, "'type' must list strings");
+                break;
+            }
+            const char *alt = visit_typed(c, s, v->valuestring, hint);
+            if (alt) sb_printf(&b, "%s%s", i ? " | " : "", alt);
+        }
+        if (!c->failed) r = emit(c, hint, &b);
+        b = (sbuf){0};
+    } else if (t) {
+        fail(c, "'type' must be a string or a list of strings");
+    } else {
+        /* no type: what the keywords say, else anything */
+        if (cJSON_GetObjectItem(s, "properties") || cJSON_GetObjectItem(s, "additionalProperties") ||
+            cJSON_GetObjectItem(s, "required"))
+            r = visit_object(c, s, hint);
+        else if (cJSON_GetObjectItem(s, "items") || cJSON_GetObjectItem(s, "minItems") ||
+                 cJSON_GetObjectItem(s, "maxItems"))
+            r = visit_array(c, s, hint);
+        else if (cJSON_GetObjectItem(s, "minLength") || cJSON_GetObjectItem(s, "maxLength") ||
+                 cJSON_GetObjectItem(s, "pattern") || cJSON_GetObjectItem(s, "format"))
+            r = visit_string(c, s, hint);
+        else {
+            static const char *const keys[] = {NULL};
+            if (check_keys(c, s, keys)) r = prim(c, P_VALUE);
+        }
+    }
+    free(b.p);
+    c->depth--;
+    if (c->out.oom || c->warn.oom) return fail(c, "out of memory"), NULL;
+    return c->failed ? NULL : r;
+}
+
+gemma8_status gemma8_grammar_from_json_schema(const char *schema, gemma8_grammar **out) {
+    if (!out) return g8_fail(GEMMA8_ERR_INVALID_ARG, "no place for the grammar");
+    *out = NULL;
+    cJSON *doc = cJSON_Parse(schema ? schema : "{\"type\": \"object\"}");
+    if (!doc) return g8_fail(GEMMA8_ERR_INVALID_ARG, "JSON schema: not valid JSON");
+    jsc c = {.doc = doc};
+    const char *root = visit(&c, doc, "root");
+    gemma8_status st = root ? GEMMA8_OK : GEMMA8_ERR_INVALID_ARG;
+    if (!st) sb_printf(&c.out, "root ::= %s\n", root);
+    if (!st && c.out.oom) st = g8_fail(GEMMA8_ERR_NOMEM, "out of memory compiling a JSON schema");
+    gemma8_grammar *g = NULL;
+    if (!st) st = gemma8_grammar_from_gbnf(c.out.p, &g);
+    if (!st && c.warn.n) g->warnings = strdup(c.warn.p);
+    for (int i = 0; i < c.n_refs; i++) free(c.refs[i]);
+    free(c.refs);
+    free(c.out.p);
+    free(c.warn.p);
+    cJSON_Delete(doc);
+    if (st) return st;
+    *out = g;
+    return GEMMA8_OK;
+}

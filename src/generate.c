@@ -187,6 +187,8 @@ static gemma8_status decode_sample(gemma8_gen *g, const float *logits) {
         return GEMMA8_OK;
     }
     if (atomic_load(&ctx->abort)) return g8_fail(GEMMA8_ERR_ABORTED, "generation aborted");
+    int32_t left = G8_MIN(g->p.max_new_tokens - res->n_generated, ctx->n_ctx - ctx->kv.seq[g->seq].n_past);
+    g8_sampler_set_budget(g->smp, left);
     int32_t tok;
     gemma8_status drawn = g8_sampler_draw(g->smp, logits, ctx->model->hp.n_vocab, &tok);
     res->mask_seconds = g8_sampler_mask_seconds(g->smp);

@@ -506,9 +506,59 @@ void gemma8_grammar_free(gemma8_grammar *g) {
     free(g->rule);
     free(g->alt);
     free(g->alt_off);
+    free(g->rule_min);
+    free(g->rest);
     free(g->gbnf);
     free(g->warnings);
     free(g);
+}
+
+#define FAR (1u << 30) /* "never": sums saturate here */
+
+static uint32_t sat_add(uint32_t a, uint32_t b) { return a + b > FAR ? FAR : a + b; }
+static uint32_t sat_mul(uint32_t a, uint32_t b) { return (uint64_t)a * b > FAR ? FAR : a * b; }
+
+/* The fewest bytes of a character of class c. */
+static uint32_t class_min_bytes(const g8_gclass *c) {
+    uint32_t cp = c->n ? c->r[0] : 0;
+    return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+}
+
+static uint32_t elem_min(const gemma8_grammar *g, const g8_gelem *e) {
+    if (e->type == G8_G_CLASS) return sat_mul(e->min, class_min_bytes(&g->cls[e->v]));
+    if (e->type == G8_G_RULE) return sat_mul(e->min, g->rule_min[e->v]);
+    return 0;
+}
+
+/* Shortest matches, to a fixpoint: rule_min, then rest (for the budget of a reply). */
+static bool shortest(gemma8_grammar *g) {
+    g->rule_min = malloc(g->n_rules * sizeof *g->rule_min);
+    g->rest = malloc((g->n_e + 1) * sizeof *g->rest);
+    if (!g->rule_min || !g->rest) return false;
+    for (uint32_t r = 0; r < g->n_rules; r++) g->rule_min[r] = FAR;
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (uint32_t r = 0; r < g->n_rules; r++) {
+            uint32_t best = FAR, sum = 0;
+            for (uint32_t i = g->rule[r];; i++) {
+                const g8_gelem *e = &g->e[i];
+                if (e->type <= G8_G_ALT) {
+                    if (sum < best) best = sum;
+                    sum = 0;
+                    if (e->type == G8_G_END) break;
+                    continue;
+                }
+                sum = sat_add(sum, elem_min(g, e));
+            }
+            if (best < g->rule_min[r]) g->rule_min[r] = best, changed = true;
+        }
+    }
+    g->rest[g->n_e] = 0;
+    for (size_t i = g->n_e; i-- > 0;) {
+        const g8_gelem *e = &g->e[i];
+        g->rest[i] = e->type <= G8_G_ALT ? 0 : sat_add(elem_min(g, e), g->rest[i + 1]);
+    }
+    return true;
 }
 
 static gemma8_status link_grammar(parser *ps, gemma8_grammar *g) {
@@ -545,6 +595,7 @@ static gemma8_status link_grammar(parser *ps, gemma8_grammar *g) {
     g->n_cls = ps->n_cls;
     ps->cls = NULL;
     ps->n_cls = 0;
+    if (!shortest(g)) return g8_fail(GEMMA8_ERR_NOMEM, "out of memory for a grammar");
     return GEMMA8_OK;
 }
 
@@ -773,6 +824,31 @@ bool g8_gstate_compact(g8_garena *a, g8_gstate *s) {
     a->n = (size_t)k;
     free(map);
     return true;
+}
+
+uint32_t g8_gstack_distance(const gemma8_grammar *g, const g8_garena *a, int32_t t) {
+    const g8_gframe *f = &a->f[t];
+    const g8_gelem *e = &g->e[f->pos];
+    uint32_t d = e->min > f->count ? sat_mul(e->min - f->count, class_min_bytes(&g->cls[e->v])) : 0;
+    d = sat_add(d, g->rest[f->pos + 1]);
+    /* each rule below: the iterations still owed after the one under way, then what follows it */
+    for (int32_t p = f->parent; p >= 0; p = a->f[p].parent) {
+        const g8_gframe *pf = &a->f[p];
+        const g8_gelem *pe = &g->e[pf->pos];
+        if (pe->min > pf->count + 1) d = sat_add(d, sat_mul(pe->min - pf->count - 1, g->rule_min[pe->v]));
+        d = sat_add(d, g->rest[pf->pos + 1]);
+    }
+    return d;
+}
+
+uint32_t g8_gstate_distance(const gemma8_grammar *g, const g8_garena *a, const g8_gstate *s) {
+    if (s->accept && !s->need) return 0;
+    uint32_t best = FAR;
+    for (int i = 0; i < s->n; i++) {
+        uint32_t d = g8_gstack_distance(g, a, s->top[i]);
+        if (d < best) best = d;
+    }
+    return sat_add(best, s->need); /* a character under way: its last bytes, at most */
 }
 
 uint64_t g8_gstate_hash(const g8_garena *a, const g8_gstate *s) {

@@ -41,6 +41,8 @@ struct gemma8_grammar {
     uint32_t n_rules, root;
     g8_gclass *cls;
     uint32_t n_cls;
+    uint32_t *rule_min;   /* (n_rules) fewest bytes a rule matches */
+    uint32_t *rest;       /* (n_e) fewest bytes from an element to the end of its alternative */
     char *gbnf;           /* the source text */
     char *warnings;       /* NULL if none */
 };
@@ -98,6 +100,10 @@ bool g8_gstate_byte(const gemma8_grammar *g, g8_garena *a, const g8_gstate *in, 
 static inline bool g8_gstate_live(const g8_gstate *s) { return s->n > 0 || (s->accept && !s->need); }
 /* Copies the frames s uses to the front of a (compacting it); s is rewritten. */
 bool g8_gstate_compact(g8_garena *a, g8_gstate *s);
+/* The fewest bytes that complete the grammar from s (0 if it may end here). */
+uint32_t g8_gstate_distance(const gemma8_grammar *g, const g8_garena *a, const g8_gstate *s);
+/* The same through one stack (top frame t). */
+uint32_t g8_gstack_distance(const gemma8_grammar *g, const g8_garena *a, int32_t t);
 /* A fingerprint of the state's structure (equal states, equal fingerprints). */
 uint64_t g8_gstate_hash(const g8_garena *a, const g8_gstate *s);
 bool g8_gstate_equal(const g8_garena *a, const g8_gstate *x, const g8_gstate *y);

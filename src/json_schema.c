@@ -84,6 +84,7 @@ typedef struct jsc {
     unsigned have;        /* which shared rules are written (bit per PRIM_*) */
     int depth;
     bool failed;
+    bool keys_checked;    /* a type list's keywords were checked as a whole */
 } jsc;
 
 static bool fail(jsc *c, const char *fmt, ...) G8_PRINTF(2, 3);
@@ -109,7 +110,7 @@ static const char *const prim_body[] = {
     "| \" \" | \"\\n\" [ \\t]{0,20}",
     "[^\"\\\\\\x00-\\x1F] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4})",
     "\"\\\"\" char* \"\\\"\"",
-    "\"-\"? (\"0\" | [1-9] [0-9]{0,15}) (\".\" [0-9]{1,16})? ([eE] [-+]? [0-9]{1,3})?",
+    "\"-\"? (\"0\" | [1-9] [0-9]{0,15}) (\".\" [0-9]{1,16})? ([eE] [-+]? [0-9]{1,2})?",
     "\"-\"? (\"0\" | [1-9] [0-9]{0,15})",
     "\"true\" | \"false\"",
     "\"null\"",
@@ -439,6 +440,7 @@ static const char *emit(jsc *c, const char *hint, sbuf *body) {
 }
 
 static bool check_keys(jsc *c, const cJSON *s, const char *const *allowed) {
+    if (c->keys_checked) return true;
     for (const cJSON *k = s->child; k; k = k->next) {
         if (is_annotation(k->string)) continue;
         bool ok = false;
@@ -458,9 +460,23 @@ static bool get_count(jsc *c, const cJSON *s, const char *key, uint32_t *out, ui
     return true;
 }
 
+static const char *const STRING_KEYS[] = {"type", "minLength", "maxLength", "pattern", "format", NULL};
+static const char *const NUMBER_KEYS[] = {"type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", NULL};
+static const char *const ARRAY_KEYS[] = {"type", "items", "minItems", "maxItems", "uniqueItems", NULL};
+static const char *const OBJECT_KEYS[] = {"type", "properties", "required", "additionalProperties", NULL};
+
+static bool type_has_key(const char *type, const char *key) {
+    const char *const *keys = !strcmp(type, "string") ? STRING_KEYS
+                              : !strcmp(type, "number") || !strcmp(type, "integer") ? NUMBER_KEYS
+                              : !strcmp(type, "array") ? ARRAY_KEYS
+                              : !strcmp(type, "object") ? OBJECT_KEYS : NULL;
+    for (; keys && *keys; keys++)
+        if (!strcmp(*keys, key)) return true;
+    return false;
+}
+
 static const char *visit_string(jsc *c, const cJSON *s, const char *hint) {
-    static const char *const keys[] = {"type", "minLength", "maxLength", "pattern", "format", NULL};
-    if (!check_keys(c, s, keys)) return NULL;
+    if (!check_keys(c, s, STRING_KEYS)) return NULL;
     uint32_t mn, mx;
     if (!get_count(c, s, "minLength", &mn, 0) || !get_count(c, s, "maxLength", &mx, G8_G_INF)) return NULL;
     if (mx < mn) return fail(c, "maxLength %u is below minLength %u", mx, mn), NULL;
@@ -499,8 +515,7 @@ static const char *visit_string(jsc *c, const cJSON *s, const char *hint) {
 }
 
 static const char *visit_number(jsc *c, const cJSON *s, const char *hint, bool integer) {
-    static const char *const keys[] = {"type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", NULL};
-    if (!check_keys(c, s, keys)) return NULL;
+    if (!check_keys(c, s, NUMBER_KEYS)) return NULL;
     bool ranged = cJSON_GetObjectItem(s, "minimum") || cJSON_GetObjectItem(s, "maximum") ||
                   cJSON_GetObjectItem(s, "exclusiveMinimum") || cJSON_GetObjectItem(s, "exclusiveMaximum");
     if (!ranged) return prim(c, integer ? P_INTEGER : P_NUMBER);
@@ -511,8 +526,7 @@ static const char *visit_number(jsc *c, const cJSON *s, const char *hint, bool i
 }
 
 static const char *visit_array(jsc *c, const cJSON *s, const char *hint) {
-    static const char *const keys[] = {"type", "items", "minItems", "maxItems", "uniqueItems", NULL};
-    if (!check_keys(c, s, keys)) return NULL;
+    if (!check_keys(c, s, ARRAY_KEYS)) return NULL;
     const cJSON *uq = cJSON_GetObjectItem(s, "uniqueItems");
     if (uq && !cJSON_IsFalse(uq)) return fail(c, "uniqueItems is not supported"), NULL;
     uint32_t mn, mx;
@@ -596,8 +610,7 @@ static const char *not_keys(jsc *c, const cJSON *props) {
 }
 
 static const char *visit_object(jsc *c, const cJSON *s, const char *hint) {
-    static const char *const keys[] = {"type", "properties", "required", "additionalProperties", NULL};
-    if (!check_keys(c, s, keys)) return NULL;
+    if (!check_keys(c, s, OBJECT_KEYS)) return NULL;
     const cJSON *props = cJSON_GetObjectItem(s, "properties"), *req = cJSON_GetObjectItem(s, "required");
     const cJSON *add = cJSON_GetObjectItem(s, "additionalProperties");
     if (props && !cJSON_IsObject(props)) return fail(c, "'properties' must be an object"), NULL;
@@ -725,6 +738,8 @@ static const char *visit_typed(jsc *c, const cJSON *s, const char *type, const c
 static const char *visit(jsc *c, const cJSON *s, const char *hint) {
     if (c->failed) return NULL;
     if (++c->depth > 64) return fail(c, "nested too deeply"), NULL;
+    bool checked = c->keys_checked;
+    c->keys_checked = false;
     const char *r = NULL;
     sbuf b = {0};
     const cJSON *t = cJSON_GetObjectItem(s, "type"), *any = cJSON_GetObjectItem(s, "anyOf");
@@ -772,13 +787,22 @@ static const char *visit(jsc *c, const cJSON *s, const char *hint) {
     } else if (cJSON_IsString(t)) {
         r = visit_typed(c, s, t->valuestring, hint);
     } else if (cJSON_IsArray(t) && cJSON_GetArraySize(t) > 0) {
+        /* each keyword must belong to one of the types; each type then takes its own */
+        for (const cJSON *k = s->child; k && !c->failed; k = k->next) {
+            bool known = is_annotation(k->string) || !strcmp(k->string, "type");
+            for (const cJSON *v = t->child; v && !known; v = v->next)
+                known = cJSON_IsString(v) && type_has_key(v->valuestring, k->string);
+            if (!known) fail(c, "the keyword '%.60s' is not supported here", k->string);
+        }
         int i = 0;
         for (const cJSON *v = t->child; v && !c->failed; v = v->next, i++) {
             if (!cJSON_IsString(v)) {
                 fail(c, "'type' must list strings");
                 break;
             }
+            c->keys_checked = true;
             const char *alt = visit_typed(c, s, v->valuestring, hint);
+            c->keys_checked = false;
             if (alt) sb_printf(&b, "%s%s", i ? " | " : "", alt);
         }
         if (!c->failed) r = emit(c, hint, &b);
@@ -803,6 +827,7 @@ static const char *visit(jsc *c, const cJSON *s, const char *hint) {
     }
     free(b.p);
     c->depth--;
+    c->keys_checked = checked;
     if (c->out.oom || c->warn.oom) return fail(c, "out of memory"), NULL;
     return c->failed ? NULL : r;
 }

@@ -195,6 +195,10 @@ gemma8_status gemma8_sampler_set_grammar(gemma8_sampler *s, const gemma8_model *
     return GEMMA8_OK;
 }
 
+void g8_sampler_set_budget(gemma8_sampler *s, int32_t tokens) {
+    if (s->matcher) gemma8_matcher_set_budget(s->matcher, tokens > 0 ? tokens : 1);
+}
+
 bool g8_sampler_grammar_done(const gemma8_sampler *s) { return s->matcher && gemma8_matcher_done(s->matcher); }
 
 double g8_sampler_mask_seconds(const gemma8_sampler *s) { return s->mask_seconds; }

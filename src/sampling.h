@@ -31,6 +31,8 @@ int32_t g8_draw(g8_cands *cs, float u);
 
 /* gemma8_sampler_sample with the reason of a failure. */
 gemma8_status g8_sampler_draw(gemma8_sampler *s, const float *logits, int32_t n_vocab, int32_t *token);
+/* Tokens the reply may still take (its grammar completes within them). */
+void g8_sampler_set_budget(gemma8_sampler *s, int32_t tokens);
 /* The sampler's grammar is complete: nothing more may follow. */
 bool g8_sampler_grammar_done(const gemma8_sampler *s);
 /* Time spent finding the tokens the grammar allows, since the last reset. */

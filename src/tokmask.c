@@ -240,6 +240,8 @@ typedef struct memo_entry {
     size_t key_n;
     uint8_t *mask;
     uint64_t used;
+    uint32_t budget;      /* what it was found with */
+    bool clean;           /* the budget left nothing out: good for any larger budget too */
 } memo_entry;
 
 struct gemma8_matcher {
@@ -251,6 +253,8 @@ struct gemma8_matcher {
     g8_gstate *walk;      /* (max_len + 1) states along a walk */
     uint8_t *mask;        /* the walk's output (the caller's) */
     bool ended;           /* the end token was accepted */
+    uint32_t budget;      /* tokens left, counting the next; UINT32_MAX: no limit */
+    bool cut;             /* the walk left something out for the budget */
     memo_entry memo[MEMO];
     uint64_t clock;
     uint32_t *key;
@@ -270,6 +274,12 @@ void gemma8_matcher_free(gemma8_matcher *m) {
     free(m);
 }
 
+gemma8_status gemma8_matcher_set_budget(gemma8_matcher *m, int32_t tokens) {
+    if (!m || tokens < 0) return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid budget for a grammar");
+    m->budget = tokens ? (uint32_t)tokens : UINT32_MAX;
+    return GEMMA8_OK;
+}
+
 void gemma8_matcher_reset(gemma8_matcher *m) {
     m->a.n = 0;
     m->ended = false;
@@ -286,6 +296,7 @@ gemma8_status gemma8_matcher_new(const gemma8_model *model, const gemma8_grammar
     if (!m) return GEMMA8_ERR_NOMEM;
     m->g = g;
     m->vx = vx;
+    m->budget = UINT32_MAX;
     m->sum = calloc(g->n_cls ? g->n_cls : 1, sizeof *m->sum);
     m->walk = malloc((vx->max_len + 2) * sizeof *m->walk);
     if (!m->sum || !m->walk) {
@@ -317,8 +328,15 @@ gemma8_status gemma8_matcher_new(const gemma8_model *model, const gemma8_grammar
 
 static inline void set_bit(uint8_t *mask, int32_t id) { mask[id >> 3] |= (uint8_t)(1u << (id & 7)); }
 
+/* Can the grammar still complete in the tokens left after this one? */
+static bool in_budget(gemma8_matcher *m, uint32_t distance) {
+    if (m->budget == UINT32_MAX || distance + 1 <= m->budget) return true;
+    m->cut = true;
+    return false;
+}
+
 /* May every token below node be taken by one stack of s staying inside a repeated class? */
-static bool whole_subtree(const gemma8_matcher *m, const g8_gstate *s, uint32_t node) {
+static bool whole_subtree(gemma8_matcher *m, const g8_gstate *s, uint32_t node) {
     if (s->need) return false;
     const gemma8_grammar *g = m->g;
     for (int i = 0; i < s->n; i++) {
@@ -326,11 +344,14 @@ static bool whole_subtree(const gemma8_matcher *m, const g8_gstate *s, uint32_t 
         const g8_gelem *e = &g->e[f->pos];
         const uint8_t *sum = m->sum[e->v];
         if (!sum || sum[node] == IMPURE) continue;
-        if (e->max > 1 && (e->max == G8_G_INF || sum[node] <= e->max - f->count)) return true;
-        if (!e->solo || e->max != 1 || f->count || f->parent < 0) continue;
-        const g8_gframe *p = &m->a.f[f->parent];
-        const g8_gelem *loop = &g->e[p->pos];
-        if (loop->max > 1 && (loop->max == G8_G_INF || sum[node] <= loop->max - p->count)) return true;
+        bool fits = e->max > 1 && (e->max == G8_G_INF || sum[node] <= e->max - f->count);
+        if (!fits && e->solo && e->max == 1 && !f->count && f->parent >= 0) {
+            const g8_gframe *p = &m->a.f[f->parent];
+            const g8_gelem *loop = &g->e[p->pos];
+            fits = loop->max > 1 && (loop->max == G8_G_INF || sum[node] <= loop->max - p->count);
+        }
+        /* staying in the class brings the end no further away: the stack's distance now bounds it */
+        if (fits && in_budget(m, g8_gstack_distance(g, &m->a, s->top[i]))) return true;
     }
     return false;
 }
@@ -346,7 +367,8 @@ static void walk(gemma8_matcher *m, uint32_t node, uint32_t depth, const g8_gsta
         mark_range(vx, m->mask, vx->tok[node], vx->tok[vx->skip[node]]);
         return;
     }
-    if (depth) mark_range(vx, m->mask, vx->tok[node], vx->tok[node] + vx->own[node]);
+    if (depth && vx->own[node] && (m->budget == UINT32_MAX || in_budget(m, g8_gstate_distance(m->g, &m->a, s))))
+        mark_range(vx, m->mask, vx->tok[node], vx->tok[node] + vx->own[node]);
     g8_gstate *next = &m->walk[depth + 1];
     for (uint32_t c = node + 1; c < vx->skip[node]; c = vx->skip[c]) {
         size_t mark = m->a.n;
@@ -384,13 +406,18 @@ gemma8_status gemma8_matcher_mask(gemma8_matcher *m, uint8_t *mask) {
     memset(mask, 0, bytes);
     if (m->ended) return GEMMA8_OK;
     bool keyed = serialize(m, &kn);
+    /* the budget binds only when the end is near: otherwise the same state gives the same mask */
+    if (m->budget != UINT32_MAX && g8_gstate_distance(m->g, &m->a, &m->st) > m->budget)
+        m->budget = UINT32_MAX; /* too late: it cannot fit for sure; let the reply run out instead */
     for (int i = 0; keyed && i < MEMO; i++)
-        if (m->memo[i].mask && m->memo[i].key_n == kn && !memcmp(m->memo[i].key, m->key, kn * sizeof *m->key)) {
+        if (m->memo[i].mask && m->memo[i].key_n == kn && !memcmp(m->memo[i].key, m->key, kn * sizeof *m->key) &&
+            (m->memo[i].clean ? m->budget >= m->memo[i].budget : m->budget == m->memo[i].budget)) {
             memcpy(mask, m->memo[i].mask, bytes);
             m->memo[i].used = ++m->clock;
             return GEMMA8_OK;
         }
     m->mask = mask;
+    m->cut = false;
     size_t mark = m->a.n;
     m->walk[0] = m->st;
     walk(m, 0, 0, &m->walk[0]);
@@ -415,7 +442,7 @@ gemma8_status gemma8_matcher_mask(gemma8_matcher *m, uint8_t *mask) {
     memcpy(key, m->key, kn * sizeof *key);
     memcpy(copy, mask, bytes);
     free(slot->key);
-    *slot = (memo_entry){key, kn, copy, ++m->clock};
+    *slot = (memo_entry){key, kn, copy, ++m->clock, m->budget, !m->cut};
     return GEMMA8_OK;
 }
 

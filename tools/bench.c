@@ -77,7 +77,8 @@ int cmd_bench(int argc, char **argv) {
     cli_common c = cli_common_defaults();
     c.n_threads = 2;
     int32_t n_prompt = 512, n_gen = 128, reps = 3, depth = 0, parallel = 1;
-    bool membw = false;
+    bool membw = false, json = false;
+    cli_list schemas = {0};
     cli_opt common[8];
     cli_common_table(&c, common, false);
     const cli_opt opts[] = {
@@ -90,6 +91,9 @@ int cmd_bench(int argc, char **argv) {
         {"-np|--parallel", CLI_INT, &parallel, "N", "sequences decoded together (batched decode); tg is their sum",
          NULL},
         {"--membw", CLI_FLAG, &membw, NULL, "measure this machine's read bandwidth (1 GiB, best of 5)", NULL},
+        {"--json-schema", CLI_LIST, &schemas, "FILE", "sampled decode with and without this schema (repeatable: "
+         "the streams take them in turn), and the time of each mask", NULL},
+        {"--json", CLI_FLAG, &json, NULL, "the same with any JSON object", NULL},
         {0},
     };
     const cli_opt *tables[] = {common, opts, NULL};
@@ -120,6 +124,13 @@ int cmd_bench(int argc, char **argv) {
     c.n_ctx = (depth + (n_prompt > n_gen ? n_prompt : n_gen) + 1) * parallel;
     if (cli_load(&c, parallel, &model, &ctx)) return 1;
     double t_load = cli_now() - t0;
+    if (schemas.n || json) {
+        printf("model: %s, %d threads, loaded in %.2f s\n", model_path, n_threads, t_load);
+        r = cli_bench_grammar(model, ctx, &schemas, json, parallel, n_gen, reps);
+        gemma8_context_free(ctx);
+        gemma8_model_free(model);
+        return r;
+    }
     gemma8_model_info info = gemma8_model_get_info(model);
     int32_t *tok = malloc((size_t)(depth + n_prompt + n_gen + 1) * sizeof *tok);
     uint32_t seed = 1;

@@ -84,6 +84,10 @@ int cli_load(const cli_common *c, int32_t n_seq, gemma8_model **model, gemma8_co
 int cli_lora_count(void);
 const gemma8_lora *cli_lora_get(int i, const char **name, float *scale);
 
+/* bench --json-schema: sampled decode of n_streams with and without the grammars, and each mask's time. */
+int cli_bench_grammar(gemma8_model *model, gemma8_context *ctx, const cli_list *schemas, bool json, int n_streams,
+                      int n_gen, int reps);
+
 /* llama.cpp-style timings on stderr: load (when load_s >= 0), prompt, generation, total. */
 void cli_print_timings(double load_s, const gemma8_generate_result *r);
 

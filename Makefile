@@ -84,7 +84,7 @@ test: $(BUILD)/gemma8 $(BUILD)/test-gemma8 $(BUILD)/test-cxx $(BUILD)/diff-cases
 	GEMMA8=$(BUILD)/gemma8 GEMMA8_DIFF_CASES=$(BUILD)/diff-cases.jsonl GEMMA8_GRAMMAR_OUT=$(BUILD)/grammar-replies.jsonl \
 		$(BUILD)/test-gemma8
 	@# the server on loopback, driven by the official openai and ollama npm clients
-	GEMMA8=$(BUILD)/gemma8 node --test tests/js/server.test.mjs
+	GEMMA8=$(BUILD)/gemma8 GEMMA8_GRAMMAR_OUT=$(BUILD)/grammar-replies.jsonl node --test tests/js/server.test.mjs
 
 $(BUILD)/bench-kernels: bench/bench-kernels.c $(BUILD)/libgemma8.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDFLAGS) $(LDLIBS)

@@ -51,6 +51,7 @@ typedef struct srv_task {
     int n_lora;               /* the adapters the request runs under, with their scales */
     const gemma8_lora *lora[8];
     float lora_scale[8];
+    gemma8_grammar *grammar;  /* the reply's constraint (behind params.grammar), owned */
     int32_t **inputs;         /* SRV_EMBED: each input's ids */
     int32_t *n_inputs;
     int n_in;
@@ -165,6 +166,9 @@ gemma8_chat_message *srv_messages(const cJSON *arr, int32_t *n, char ***store, c
 void srv_messages_free(gemma8_chat_message *m, int32_t n, char **store);
 /* "stop": a string or an array of strings; false with err on a bad value. */
 bool srv_stop(const cJSON *v, srv_task *t, char *err, size_t cap);
+/* Constrains the reply: a JSON Schema (json_schema: its JSON, NULL for any JSON
+ * object) or GBNF text (gbnf); false with the reason in err (a 400). */
+bool srv_constrain(srv_task *t, const cJSON *json_schema, const char *gbnf, char *err, size_t cap);
 /* A number field in [lo, hi] if present; false with err otherwise. */
 bool srv_number(const cJSON *obj, const char *name, double lo, double hi, double *out, char *err, size_t cap);
 bool srv_valid_utf8(const char *s, size_t n);

@@ -57,9 +57,15 @@ static bool read_options(srv *s, const cJSON *body, srv_task *t, char *err, size
     sp->frequency_penalty = (float)freq;
     sp->seed = seed > 0 ? (uint32_t)(uint64_t)seed : srv_random_seed();
     p->max_new_tokens = n_predict < 0 || n_predict > s->n_ctx_slot ? s->n_ctx_slot : (int32_t)n_predict;
+    /* format: "json" (any JSON object) or a JSON Schema */
     const cJSON *fmt = cJSON_GetObjectItem(body, "format");
-    if (fmt && !cJSON_IsNull(fmt) && !(cJSON_IsString(fmt) && !fmt->valuestring[0]))
-        return snprintf(err, cap, "'format': structured output is not supported yet") < 0;
+    if (cJSON_IsString(fmt) && !strcmp(fmt->valuestring, "json")) {
+        if (!srv_constrain(t, NULL, NULL, err, cap)) return false;
+    } else if (cJSON_IsObject(fmt)) {
+        if (!srv_constrain(t, fmt, NULL, err, cap)) return false;
+    } else if (fmt && !cJSON_IsNull(fmt) && !(cJSON_IsString(fmt) && !fmt->valuestring[0])) {
+        return snprintf(err, cap, "'format' must be \"json\" or a JSON schema") < 0;
+    }
     const cJSON *tools = cJSON_GetObjectItem(body, "tools");
     if (cJSON_IsArray(tools) && cJSON_GetArraySize(tools))
         return snprintf(err, cap, "tools are not supported") < 0;

@@ -15,6 +15,39 @@ static atomic_ullong g_next_id = 1;
 
 #define ERR(c, ...) srv_reply_error(c, 400, "invalid_request_error", NULL, __VA_ARGS__)
 
+/* response_format: text, json_object (llama.cpp: with an optional schema) or
+ * json_schema {name, schema, strict}; llama.cpp's json_schema and grammar fields. */
+static bool read_format(const cJSON *b, srv_task *t, char *err, size_t cap) {
+    const cJSON *rf = cJSON_GetObjectItem(b, "response_format");
+    const cJSON *rft = cJSON_GetObjectItem(rf, "type");
+    const cJSON *js = cJSON_GetObjectItem(b, "json_schema"), *gr = cJSON_GetObjectItem(b, "grammar");
+    if (rf && !cJSON_IsNull(rf)) {
+        const char *type = cJSON_IsString(rft) ? rft->valuestring : "";
+        if (!cJSON_IsObject(rf) || !cJSON_IsString(rft))
+            return snprintf(err, cap, "'response_format' must be an object with a 'type'") < 0;
+        if (!strcmp(type, "json_object")) {
+            const cJSON *sch = cJSON_GetObjectItem(rf, "schema");
+            if (!srv_constrain(t, cJSON_IsObject(sch) ? sch : NULL, NULL, err, cap)) return false;
+        } else if (!strcmp(type, "json_schema")) {
+            const cJSON *w = cJSON_GetObjectItem(rf, "json_schema");
+            const cJSON *sch = cJSON_GetObjectItem(w, "schema");
+            if (!cJSON_IsObject(w)) return snprintf(err, cap, "'response_format.json_schema' must be an object") < 0;
+            if (sch && !cJSON_IsObject(sch) && !cJSON_IsBool(sch))
+                return snprintf(err, cap, "'response_format.json_schema.schema' must be an object") < 0;
+            if (!srv_constrain(t, sch, NULL, err, cap)) return false;
+        } else if (strcmp(type, "text")) {
+            return snprintf(err, cap, "'response_format': type '%.40s' is not text, json_object or json_schema",
+                            type) < 0;
+        }
+    }
+    if (js && !cJSON_IsNull(js) && !srv_constrain(t, js, NULL, err, cap)) return false;
+    if (gr && !cJSON_IsNull(gr)) {
+        if (!cJSON_IsString(gr)) return snprintf(err, cap, "'grammar' must be a string (GBNF)") < 0;
+        if (!srv_constrain(t, NULL, gr->valuestring, err, cap)) return false;
+    }
+    return true;
+}
+
 /* The request's sampling and length fields (llama.cpp's extras where they map). */
 static bool read_params(srv *s, const cJSON *b, srv_task *t, bool chat, char *err, size_t cap) {
     gemma8_generate_params *p = &t->params;
@@ -72,11 +105,7 @@ static bool read_params(srv *s, const cJSON *b, srv_task *t, bool chat, char *er
             !(cJSON_IsString(v) && !strcmp(v->valuestring, "none")))
             return snprintf(err, cap, "'%s': tool calling is not supported", unsupported[i]) < 0;
     }
-    const cJSON *rf = cJSON_GetObjectItem(b, "response_format");
-    const cJSON *rft = cJSON_GetObjectItem(rf, "type");
-    if (rf && !cJSON_IsNull(rf) && !(cJSON_IsString(rft) && !strcmp(rft->valuestring, "text")))
-        return snprintf(err, cap, "'response_format': only {\"type\": \"text\"} is supported") < 0;
-    return true;
+    return read_format(b, t, err, cap);
 }
 
 static const char *finish_reason(const srv_task *t) {

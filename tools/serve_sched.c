@@ -63,6 +63,7 @@ void srv_task_unref(srv_task *t) {
     free(t->n_inputs);
     free(t->prompt);
     free(t->embeddings);
+    gemma8_grammar_free(t->grammar);
     pthread_mutex_destroy(&t->mu);
     pthread_cond_destroy(&t->cv);
     free(t);

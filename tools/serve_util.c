@@ -279,3 +279,21 @@ uint32_t srv_random_seed(void) {
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint32_t)ts.tv_sec ^ (uint32_t)ts.tv_nsec ^ (atomic_fetch_add(&counter, 1) * 2654435761u);
 }
+
+bool srv_constrain(srv_task *t, const cJSON *json_schema, const char *gbnf, char *err, size_t cap) {
+    if (t->grammar) return snprintf(err, cap, "only one of response_format/format, json_schema and grammar") < 0;
+    gemma8_status st;
+    if (gbnf) {
+        st = gemma8_grammar_from_gbnf(gbnf, &t->grammar);
+    } else {
+        char *text = json_schema ? cJSON_PrintUnformatted(json_schema) : NULL;
+        if (json_schema && !text) return snprintf(err, cap, "out of memory") < 0;
+        st = gemma8_grammar_from_json_schema(text, &t->grammar);
+        free(text);
+    }
+    if (st) return snprintf(err, cap, "%s", gemma8_last_error()) < 0;
+    const char *warn = gemma8_grammar_warnings(t->grammar);
+    if (warn) fprintf(stderr, "gemma8 serve: warning: %s", warn);
+    t->params.grammar = t->grammar;
+    return true;
+}

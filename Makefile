@@ -119,7 +119,7 @@ test-arm:
 
 # libFuzzer harnesses (clang): make fuzz [FUZZ_SECONDS=60]. Seeds in fuzz/corpus,
 # new inputs in build-fuzz/corpus-*, crash reproducers in build-fuzz/.
-FUZZERS := gguf safetensors tokenizer chat promptcache request
+FUZZERS := gguf safetensors tokenizer chat promptcache request grammar
 FUZZ_SECONDS ?= 60
 # FUZZ_RUNS=N: a fixed number of inputs from a fixed seed (a repeatable run, as in CI)
 FUZZ_RUNS ?=

@@ -171,7 +171,7 @@ static int cmp_u64(const void *a, const void *b) {
 /* Adds a class (ranges as lo << 32 | hi, n of them; negate: the complement),
  * sorted, merged, without surrogates; an equal class already there is reused. */
 static int64_t add_class(parser *ps, uint64_t *rg, size_t n, bool negate) {
-    qsort(rg, n, sizeof *rg, cmp_u64);
+    if (n) qsort(rg, n, sizeof *rg, cmp_u64);
     uint32_t *r = malloc((2 * n + 6) * sizeof *r);
     if (!r) return perr(ps, "out of memory"), -1;
     uint32_t m = 0;

@@ -764,8 +764,10 @@ static const char *visit(jsc *c, const cJSON *s, const char *hint) {
                 if (!first) sb_str(&b, " | ");
                 json_literal(c, &b, v);
             }
-            if (!c->failed) r = emit(c, hint, &b);
-            b = (sbuf){0};
+            if (!c->failed) {
+                r = emit(c, hint, &b); /* it frees b */
+                b = (sbuf){0};
+            }
         }
     } else if (any || all) {
         static const char *const keys[] = {"anyOf", "allOf", NULL};
@@ -781,8 +783,10 @@ static const char *visit(jsc *c, const cJSON *s, const char *hint) {
                 const char *alt = visit(c, v, h);
                 if (alt) sb_printf(&b, "%s%s", i ? " | " : "", alt);
             }
-            if (!c->failed) r = emit(c, hint, &b);
-            b = (sbuf){0};
+            if (!c->failed) {
+                r = emit(c, hint, &b); /* it frees b */
+                b = (sbuf){0};
+            }
         }
     } else if (cJSON_IsString(t)) {
         r = visit_typed(c, s, t->valuestring, hint);
@@ -805,8 +809,10 @@ static const char *visit(jsc *c, const cJSON *s, const char *hint) {
             c->keys_checked = false;
             if (alt) sb_printf(&b, "%s%s", i ? " | " : "", alt);
         }
-        if (!c->failed) r = emit(c, hint, &b);
-        b = (sbuf){0};
+        if (!c->failed) {
+            r = emit(c, hint, &b); /* it frees b */
+            b = (sbuf){0};
+        }
     } else if (t) {
         fail(c, "'type' must be a string or a list of strings");
     } else {

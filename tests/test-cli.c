@@ -572,3 +572,69 @@ TEST(cli_lora) {
     free(tok);
     free(want);
 }
+
+/* --json-schema FILE / --json / --grammar FILE: stdout is the reply alone, and it parses. */
+TEST(cli_structured_output) {
+    const char *model = data_path("llamacpp-gguf/fullvocab-f16.gguf");
+    char schema_path[1024], gbnf_path[1024]; /* tmp_path's buffer is reused */
+    snprintf(schema_path, sizeof schema_path, "%s", tmp_path("cli-schema.json"));
+    snprintf(gbnf_path, sizeof gbnf_path, "%s", tmp_path("cli.gbnf"));
+    FILE *f = fopen(schema_path, "w");
+    fputs("{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"maxLength\":10},\"n\":{\"type\":"
+          "\"integer\",\"minimum\":1,\"maximum\":5}},\"required\":[\"name\",\"n\"],\"additionalProperties\":false}",
+          f);
+    fclose(f);
+    f = fopen(gbnf_path, "w");
+    fputs("root ::= \"[\" item (\",\" item){0,3} \"]\"\nitem ::= [0-9]{1,2}\n", f);
+    fclose(f);
+    for (int seed = 1; seed <= 3; seed++) {
+        char s[8];
+        snprintf(s, sizeof s, "%d", seed);
+        const char *a[] = {"run", "-m", model, "-p", "Name and number?", "--json-schema", schema_path, "--temp", "1",
+                           "-s", s, "-n", "120", NULL};
+        char *out, *err;
+        CHECK(run_cli(a, NULL, &out, &err) == 0);
+        cJSON *v = cJSON_Parse(out); /* the whole of stdout: the JSON and a newline */
+        const cJSON *n = cJSON_GetObjectItem(v, "n");
+        CHECKF(v && cJSON_IsString(cJSON_GetObjectItem(v, "name")) && cJSON_IsNumber(n) && n->valueint >= 1 &&
+                   n->valueint <= 5 && cJSON_GetArraySize(v) == 2,
+               "stdout '%s' (stderr %s)", out, err);
+        cJSON_Delete(v);
+        free(out);
+        free(err);
+    }
+    const char *j[] = {"run", "-m", model, "-p", "hi", "--json", "--temp", "0", "-n", "100", "-q", NULL};
+    char *out, *err;
+    CHECK(run_cli(j, NULL, &out, &err) == 0);
+    cJSON *v = cJSON_Parse(out);
+    CHECKF(cJSON_IsObject(v), "--json greedy: '%s'", out);
+    cJSON_Delete(v);
+    free(out);
+    free(err);
+    const char *g[] = {"run", "-m", model, "-p", "hi", "--grammar", gbnf_path, "--temp", "1", "-n", "40", "-q", NULL};
+    CHECK(run_cli(g, NULL, &out, &err) == 0);
+    v = cJSON_Parse(out);
+    CHECKF(cJSON_IsArray(v) && cJSON_GetArraySize(v) >= 1 && cJSON_GetArraySize(v) <= 4, "--grammar: '%s'", out);
+    cJSON_Delete(v);
+    free(out);
+    free(err);
+    /* bad input: named, status 2, nothing on stdout */
+    const char *bad[][2] = {{"{\"type\":\"integer\",\"multipleOf\":2}", "multipleOf"}, {"{\"type\":", "not valid JSON"}};
+    for (int i = 0; i < 2; i++) {
+        const char *a[] = {"run", "-m", model, "-p", "x", "--json-schema", bad[i][0], NULL};
+        CHECK(run_cli(a, NULL, &out, &err) == 2);
+        CHECKF(strstr(err, bad[i][1]) && !out[0], "'%s': %s", bad[i][0], err);
+        free(out);
+        free(err);
+    }
+    const char *both[] = {"run", "-m", model, "-p", "x", "--json", "--grammar", gbnf_path, NULL};
+    CHECK(run_cli(both, NULL, &out, &err) == 2);
+    CHECKF(strstr(err, "exclude each other"), "%s", err);
+    free(out);
+    free(err);
+    const char *missing[] = {"run", "-m", model, "-p", "x", "--grammar", "/nonexistent.gbnf", NULL};
+    CHECK(run_cli(missing, NULL, &out, &err) == 2);
+    CHECKF(strstr(err, "/nonexistent.gbnf"), "%s", err);
+    free(out);
+    free(err);
+}

@@ -78,11 +78,13 @@ void gemma8_log_set(gemma8_log_fn fn, void *user_data);
 typedef enum gemma8_type {
     GEMMA8_TYPE_F32 = 0,
     GEMMA8_TYPE_F16 = 1,
+    GEMMA8_TYPE_Q4_0 = 2,   /* w4a8: 4-bit weights, int8 activations */
     GEMMA8_TYPE_Q8_0 = 8,
+    GEMMA8_TYPE_Q6_K = 14,  /* read (llama.cpp's Q4_0 files keep token_embd in it), not written */
     GEMMA8_TYPE_BF16 = 30,
 } gemma8_type;
 
-/* Name of a type ("f32", "f16", "q8_0", "bf16"); "?" if unknown. */
+/* Name of a type ("f32", "f16", "q4_0", "q8_0", "q6_k", "bf16"); "?" if unknown. */
 const char *gemma8_type_name(gemma8_type type);
 /* Parses a type name; returns false if unknown. */
 bool gemma8_type_parse(const char *name, gemma8_type *out);

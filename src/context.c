@@ -150,7 +150,7 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
     bool ok = true;
     ctx->ops.qbuf_blocks = B * (G8_MAX(G8_MAX(E, Q), F) / QK8_0 + 1);
     ctx->ops.qbuf = malloc(ctx->ops.qbuf_blocks * sizeof(block_q8_0));
-    ctx->ops.qsum = malloc(ctx->ops.qbuf_blocks * sizeof(int32_t));
+    ctx->ops.qsum = malloc(3 * ctx->ops.qbuf_blocks * sizeof(int32_t)); /* and the halves' sums (ops.h) */
     ok = ctx->ops.qbuf != NULL && ctx->ops.qsum != NULL;
     ctx->inv_freq = alloc_f32((size_t)hp->head_dim / 2, 1, &ok);
     ctx->pos = malloc(B * sizeof(int32_t));

@@ -9,7 +9,8 @@
 int gguf_block_size(uint32_t type) {
     switch (type) {
     case GEMMA8_TYPE_F32: case GEMMA8_TYPE_F16: case GEMMA8_TYPE_BF16: return 1;
-    case GEMMA8_TYPE_Q8_0: return 32;
+    case GEMMA8_TYPE_Q8_0: case GEMMA8_TYPE_Q4_0: return 32;
+    case GEMMA8_TYPE_Q6_K: return 256;
     default: return 0;
     }
 }
@@ -20,6 +21,8 @@ size_t gguf_row_size(uint32_t type, int64_t n) {
     case GEMMA8_TYPE_F32: return (size_t)n * 4;
     case GEMMA8_TYPE_F16: case GEMMA8_TYPE_BF16: return (size_t)n * 2;
     case GEMMA8_TYPE_Q8_0: return n % 32 ? 0 : (size_t)(n / 32) * 34;
+    case GEMMA8_TYPE_Q4_0: return n % 32 ? 0 : (size_t)(n / 32) * 18;
+    case GEMMA8_TYPE_Q6_K: return n % 256 ? 0 : (size_t)(n / 256) * 210;
     default: return 0;
     }
 }

@@ -31,6 +31,14 @@ typedef struct g8_kernels {
     /* dot product of nb Q8_0 blocks by nb Q8_0 blocks (attention over a Q8_0 cache) */
     float (*dot_q8_0)(int nb, const block_q8_0 *w, const block_q8_0 *x);
     g8_gemm_q8_0_fn gemm_q8_0;
+    /* The same over Q4_0 weights packed 4-bit (quant.h; xsum as for Q8_0): per
+     * block the exact int32 sum of (q - 8) * x, then the same FMA. */
+    g8_gemm_q8_0_fn gemm_q4_0;
+    /* The same over Q6_K weights packed for 32-blocks (quant.h); xsum holds two
+     * entries per block, -32 times the sums of the token's quants 0-15 and
+     * 16-31: per block s = sc_a * sum_a (q - 32) x + sc_b * sum_b (q - 32) x,
+     * exact in int32, then acc = fma((float)s, d_w * d_x, acc). */
+    g8_gemm_q8_0_fn gemm_q6_k;
     /* activations to Q8_0 (n a multiple of 32), same result as the reference */
     void (*quantize_q8_0)(const float *x, block_q8_0 *y, int n);
     /* y += a * x */
@@ -78,8 +86,20 @@ void g8_gemm_q8_0_avxvnni(int nb, const void *group, const block_q8_0 *x, const 
                           size_t ldy);
 void g8_gemm_q8_0_avx512vnni(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                              size_t ldy);
-/* the 256-bit VNNI GEMM with vpdpbusd emulated in AVX2 (built into the tests only) */
+void g8_gemm_q4_0_avxvnni(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
+                          size_t ldy);
+void g8_gemm_q4_0_avx512vnni(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
+                             size_t ldy);
+void g8_gemm_q6_k_avxvnni(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
+                          size_t ldy);
+void g8_gemm_q6_k_avx512vnni(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
+                             size_t ldy);
+/* the 256-bit VNNI GEMMs with vpdpbusd emulated in AVX2 (built into the tests only) */
 void g8_gemm_q8_0_vnni_emulated(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
+                                size_t ldy);
+void g8_gemm_q4_0_vnni_emulated(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
+                                size_t ldy);
+void g8_gemm_q6_k_vnni_emulated(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                                 size_t ldy);
 #endif
 #if defined(__aarch64__)

@@ -54,6 +54,50 @@ static void gemm_q8_0(int nb, const void *group, const block_q8_0 *x, const int3
         }
 }
 
+/* Q4_0: the definition, per block the exact sum of (q - 8) * x */
+static void gemm_q4_0(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
+                      size_t ldy) {
+    const uint8_t *q = group;
+    const uint16_t *d = g8_pack4_scales(group, nb);
+    (void)xsum;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < G8_PACK_ROWS; i++) {
+            float acc = 0;
+            for (int b = 0; b < nb; b++) {
+                const block_q8_0 *xb = x + (size_t)t * nb + b;
+                int32_t sum = 0;
+                for (int j = 0; j < QK4_0; j++) sum += (g8_pack4_quant(q + (size_t)b * G8_PACK4_BLOCK, i, j) - 8) * xb->qs[j];
+                const float scale = g8_f16_to_f32(d[b * G8_PACK_ROWS + i]) * g8_f16_to_f32(xb->d);
+                acc = fmaf((float)sum, scale, acc);
+            }
+            y[(size_t)t * ldy + i] = acc;
+        }
+}
+
+/* Q6_K: the definition, per block sc_a * sum_a + sc_b * sum_b of (q - 32) * x */
+static void gemm_q6_k(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
+                      size_t ldy) {
+    const uint8_t *q = group;
+    const uint16_t *d = g8_pack6_d(group, nb);
+    const int8_t *sc = g8_pack6_sc(group, nb);
+    (void)xsum;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < G8_PACK_ROWS; i++) {
+            float acc = 0;
+            for (int b = 0; b < nb; b++) {
+                const block_q8_0 *xb = x + (size_t)t * nb + b;
+                const uint8_t *qb = q + (size_t)b * G8_PACK_BLOCK;
+                int32_t half[2] = {0, 0};
+                for (int j = 0; j < QK8_0; j++) half[j / 16] += (qb[g8_pack_at(i, j)] - 32) * xb->qs[j];
+                const int32_t sum = sc[b * 2 * G8_PACK_ROWS + i] * half[0] +
+                                    sc[b * 2 * G8_PACK_ROWS + G8_PACK_ROWS + i] * half[1];
+                const float scale = g8_f16_to_f32(d[b * G8_PACK_ROWS + i]) * g8_f16_to_f32(xb->d);
+                acc = fmaf((float)sum, scale, acc);
+            }
+            y[(size_t)t * ldy + i] = acc;
+        }
+}
+
 static void quantize_q8_0(const float *x, block_q8_0 *y, int n) { g8_quantize_row_q8_0_ref(x, y, n); }
 
 static void axpy(int n, float a, const float *x, float *y) {
@@ -118,6 +162,8 @@ static const g8_kernels scalar = {
     .dot_bf16 = dot_bf16,
     .dot_q8_0 = dot_q8_0,
     .gemm_q8_0 = gemm_q8_0,
+    .gemm_q4_0 = gemm_q4_0,
+    .gemm_q6_k = gemm_q6_k,
     .quantize_q8_0 = quantize_q8_0,
     .axpy = axpy,
     .softcap = g8_softcap_scalar,

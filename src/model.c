@@ -127,7 +127,7 @@ static void layer_matrices(g8_layer *L, g8_matrix *out[LAYER_MATRICES]) {
     memcpy(out, mats, sizeof mats);
 }
 
-/* Packing: the Q8_0 matrices the forward pass multiplies, each into memory of
+/* Packing: the quantized matrices (Q8_0, Q4_0, Q6_K) the forward pass multiplies, each into memory of
  * its own, in units of PACK_UNIT groups handed to the threads as they come.
  * The rows are read with pread into a buffer of the thread's rather than
  * through the mapping: the kernel copies from the page cache much faster than
@@ -169,6 +169,15 @@ static bool read_rows(const pack_job *pj, const g8_matrix *w, int64_t r0, int64_
     return true;
 }
 
+/* Group g of rows [0, rows) at src (w's type), into its place from dst. */
+static void pack_group(const g8_matrix *w, const void *src, int64_t rows, int64_t g, void *dst) {
+    switch (w->type) {
+    case GEMMA8_TYPE_Q8_0: g8_pack_q8_0(src, rows, w->cols / QK8_0, g, g + 1, dst); break;
+    case GEMMA8_TYPE_Q4_0: g8_pack_q4_0(src, rows, w->cols / QK4_0, g, g + 1, dst); break;
+    default: g8_pack_q6_K(src, rows, w->cols / QK8_0, g, g + 1, dst); break;
+    }
+}
+
 static void pack_task(void *arg, int ith, int nth) {
     pack_job *pj = arg;
     (void)ith, (void)nth;
@@ -184,14 +193,13 @@ static void pack_task(void *arg, int ith, int nth) {
         if (i == pj->n) break;
         const g8_matrix *w = pj->mats[i];
         const int64_t g0 = (int64_t)u * PACK_UNIT, g1 = G8_MIN(pack_groups(w), g0 + PACK_UNIT);
-        const int64_t nb = w->cols / QK8_0;
-        const size_t gbytes = g8_pack_group_bytes(nb);
+        const size_t gbytes = g8_packed_bytes(w->type, G8_PACK_ROWS, w->cols);
         for (int64_t g = g0; g < g1; g++) { /* a group at a time: the buffer stays in L2 */
             const int64_t r0 = g * G8_PACK_ROWS, r1 = G8_MIN(w->rows, r0 + G8_PACK_ROWS);
             if (buf && read_rows(pj, w, r0, r1, buf))
-                g8_pack_q8_0((const block_q8_0 *)buf, r1 - r0, nb, 0, 1, (uint8_t *)w->packed + (size_t)g * gbytes);
+                pack_group(w, buf, r1 - r0, 0, (uint8_t *)w->packed + (size_t)g * gbytes);
             else
-                g8_pack_q8_0(w->data, w->rows, nb, g, g + 1, w->packed);
+                pack_group(w, w->data, w->rows, g, w->packed);
         }
     }
     free(buf);
@@ -203,8 +211,8 @@ static gemma8_status pack_matrices(const char *path, const gguf_file *f, g8_matr
     pack_job pj = {.mats = mats, .n = 0, .fd = -1, .base = f->map.data};
     for (int i = 0; i < n; i++) {
         g8_matrix *w = mats[i];
-        if (w->type != GEMMA8_TYPE_Q8_0) continue;
-        const size_t bytes = (size_t)pack_groups(w) * g8_pack_group_bytes(w->cols / QK8_0);
+        const size_t bytes = g8_packed_bytes(w->type, w->rows, w->cols);
+        if (!bytes) continue; /* float matrices are used in place */
         w->packed = aligned_alloc(64, bytes);
         if (!w->packed)
             return g8_fail(GEMMA8_ERR_NOMEM, "'%s': out of memory for a %lld x %lld matrix (%zu bytes)", path,

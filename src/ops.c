@@ -12,13 +12,25 @@ void g8_matrix_row(const g8_matrix *W, int64_t r, float *out) {
         return;
     }
     const int64_t nb = W->cols / QK8_0, i = r % G8_PACK_ROWS;
-    const void *group = (const uint8_t *)W->packed + (size_t)(r / G8_PACK_ROWS) * g8_pack_group_bytes(nb);
-    const int8_t *q = g8_pack_quants(group);
-    const uint16_t *d = g8_pack_scales(group, nb);
+    const size_t gbytes = g8_packed_bytes(W->type, G8_PACK_ROWS, W->cols);
+    const uint8_t *group = (const uint8_t *)W->packed + (size_t)(r / G8_PACK_ROWS) * gbytes;
     for (int64_t b = 0; b < nb; b++) {
-        const float scale = g8_f16_to_f32(d[b * G8_PACK_ROWS + i]);
-        for (int j = 0; j < QK8_0; j++)
-            out[b * QK8_0 + j] = scale * q[(size_t)b * G8_PACK_BLOCK + g8_pack_at((int)i, j)];
+        float *o = out + b * QK8_0;
+        if (W->type == GEMMA8_TYPE_Q4_0) {
+            const float scale = g8_f16_to_f32(g8_pack4_scales(group, nb)[b * G8_PACK_ROWS + i]);
+            for (int j = 0; j < QK4_0; j++)
+                o[j] = (g8_pack4_quant(group + (size_t)b * G8_PACK4_BLOCK, (int)i, j) - 8) * scale;
+        } else if (W->type == GEMMA8_TYPE_Q6_K) {
+            const float d = g8_f16_to_f32(g8_pack6_d(group, nb)[b * G8_PACK_ROWS + i]);
+            const int8_t *sc = g8_pack6_sc(group, nb) + b * 2 * G8_PACK_ROWS;
+            const uint8_t *q = group + (size_t)b * G8_PACK_BLOCK;
+            for (int j = 0; j < QK8_0; j++)
+                o[j] = d * sc[(j / 16) * G8_PACK_ROWS + i] * (q[g8_pack_at((int)i, j)] - 32);
+        } else {
+            const float scale = g8_f16_to_f32(g8_pack_scales(group, nb)[b * G8_PACK_ROWS + i]);
+            const int8_t *q = g8_pack_quants(group) + (size_t)b * G8_PACK_BLOCK;
+            for (int j = 0; j < QK8_0; j++) o[j] = scale * q[g8_pack_at((int)i, j)];
+        }
     }
 }
 
@@ -74,19 +86,24 @@ static void matmul_float_task(void *arg, int ith, int nth) {
     }
 }
 
-/* the activations as Q8_0, and -128 times each block's sum of quants */
+/* the activations as Q8_0, and -128 times each block's sum of quants (for
+ * Q6_K, -32 times the sums of its halves, after the first qbuf_blocks) */
 static void quantize_task(void *arg, int ith, int nth) {
     const matmul_task *mt = arg;
     int64_t t0, t1;
     split(mt->T, ith, nth, 1, &t0, &t1);
     const int64_t n = mt->W->cols, nb = n / QK8_0;
+    int32_t *halves = mt->ops->qsum + mt->ops->qbuf_blocks;
     for (int64_t t = t0; t < t1; t++) {
         block_q8_0 *q = mt->ops->qbuf + t * nb;
         mt->ops->k->quantize_q8_0(mt->x + t * n, q, (int)n);
         for (int64_t b = 0; b < nb; b++) {
-            int32_t sum = 0;
-            for (int j = 0; j < QK8_0; j++) sum += q[b].qs[j];
-            mt->ops->qsum[t * nb + b] = -128 * sum;
+            int32_t lo = 0, hi = 0;
+            for (int j = 0; j < QK8_0 / 2; j++) lo += q[b].qs[j], hi += q[b].qs[j + QK8_0 / 2];
+            mt->ops->qsum[t * nb + b] = -128 * (lo + hi);
+            if (mt->W->type != GEMMA8_TYPE_Q6_K) continue;
+            halves[2 * (t * nb + b)] = -32 * lo;
+            halves[2 * (t * nb + b) + 1] = -32 * hi;
         }
     }
 }
@@ -96,15 +113,18 @@ static void quantize_task(void *arg, int ith, int nth) {
  * from memory once per block, the activations from L2/L3 once per block. */
 enum { MATMUL_BLOCK_BYTES = 96 * 1024 };
 
-static void matmul_q8_0_task(void *arg, int ith, int nth) {
+static void matmul_quant_task(void *arg, int ith, int nth) {
     matmul_task *mt = arg;
     const g8_matrix *W = mt->W;
     const g8_kernels *k = mt->ops->k;
     const int nb = (int)(W->cols / QK8_0), T = mt->T;
-    const size_t gbytes = g8_pack_group_bytes(nb), ldy = (size_t)W->rows;
+    const size_t gbytes = g8_packed_bytes(W->type, G8_PACK_ROWS, W->cols), ldy = (size_t)W->rows;
     const uint8_t *packed = W->packed;
     const block_q8_0 *x = mt->ops->qbuf;
-    const int32_t *xsum = mt->ops->qsum;
+    const bool q6 = W->type == GEMMA8_TYPE_Q6_K;
+    const int32_t *xsum = q6 ? mt->ops->qsum + mt->ops->qbuf_blocks : mt->ops->qsum;
+    const int per = q6 ? 2 : 1; /* xsum entries per block */
+    const g8_gemm_q8_0_fn gemm = q6 ? k->gemm_q6_k : W->type == GEMMA8_TYPE_Q4_0 ? k->gemm_q4_0 : k->gemm_q8_0;
     const int64_t blk = G8_MAX(1, (int64_t)(MATMUL_BLOCK_BYTES / gbytes)) * G8_PACK_ROWS;
     float last[G8_GEMM_T * G8_PACK_ROWS]; /* the results of a group that passes the last row */
     int64_t r0, r1;
@@ -115,14 +135,14 @@ static void matmul_q8_0_task(void *arg, int ith, int nth) {
             for (int t = 0; t < T; t += G8_GEMM_T) {
                 const int tn = G8_MIN(G8_GEMM_T, T - t);
                 const block_q8_0 *xt = x + (size_t)t * nb;
-                const int32_t *st = xsum + (size_t)t * nb;
+                const int32_t *st = xsum + (size_t)t * nb * per;
                 for (int64_t r = rb; r < re; r += G8_PACK_ROWS) {
                     const void *group = packed + (size_t)(r / G8_PACK_ROWS) * gbytes;
                     if (r + G8_PACK_ROWS <= W->rows) {
-                        k->gemm_q8_0(nb, group, xt, st, tn, mt->y + (size_t)t * ldy + r, ldy);
+                        gemm(nb, group, xt, st, tn, mt->y + (size_t)t * ldy + r, ldy);
                         continue;
                     }
-                    k->gemm_q8_0(nb, group, xt, st, tn, last, G8_PACK_ROWS);
+                    gemm(nb, group, xt, st, tn, last, G8_PACK_ROWS);
                     for (int i = 0; i < tn; i++)
                         memcpy(mt->y + (size_t)(t + i) * ldy + r, last + i * G8_PACK_ROWS,
                                (size_t)(W->rows - r) * sizeof(float));
@@ -137,12 +157,12 @@ void g8_matmul(g8_ops *ops, const g8_matrix *W, const float *x, int T, float *y)
     long chunk = (long)((W->rows / (16 * nth)) & ~(int64_t)(G8_PACK_ROWS - 1));
     if (chunk < G8_PACK_ROWS) chunk = G8_PACK_ROWS;
     matmul_task mt = {ops, W, x, T, y, 0, chunk};
-    if (W->type == GEMMA8_TYPE_Q8_0) {
+    if (W->packed) { /* Q8_0, Q4_0, Q6_K: int8 activations */
         if (T <= 4) /* a few tokens: quantized here, saving the threads a round trip */
             quantize_task(&mt, 0, 1);
         else
             g8_pool_run(ops->pool, quantize_task, &mt);
-        g8_pool_run(ops->pool, matmul_q8_0_task, &mt);
+        g8_pool_run(ops->pool, matmul_quant_task, &mt);
     } else {
         g8_pool_run(ops->pool, matmul_float_task, &mt);
     }

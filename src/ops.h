@@ -12,7 +12,8 @@ typedef struct g8_ops {
     const g8_kernels *k;
     g8_pool *pool;
     block_q8_0 *qbuf;      /* activations quantized for Q8_0 matrices */
-    int32_t *qsum;         /* -128 * the sum of each block's quants (kernels.h) */
+    int32_t *qsum;         /* -128 * the sum of each block's quants (kernels.h); after qbuf_blocks
+                              of them, for Q6_K, -32 * the sums of each block's halves */
     size_t qbuf_blocks;
 } g8_ops;
 

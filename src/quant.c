@@ -1,4 +1,5 @@
-/* quant.c - reference Q8_0 quantization and conversions to f32. */
+/* quant.c - reference quantization (Q8_0, Q4_0), dequantization (and Q6_K),
+ * the packings for the GEMM, and conversions to f32. */
 #include "quant.h"
 #include "common.h"
 #include "gemma8.h"
@@ -21,6 +22,103 @@ void g8_dequantize_row_q8_0(const block_q8_0 *x, float *y, int64_t n) {
     for (int64_t b = 0; b < n / QK8_0; b++) {
         const float d = g8_f16_to_f32(x[b].d);
         for (int j = 0; j < QK8_0; j++) y[b * QK8_0 + j] = d * x[b].qs[j];
+    }
+}
+
+void g8_quantize_row_q4_0_ref(const float *x, block_q4_0 *y, int64_t n) {
+    for (int64_t b = 0; b < n / QK4_0; b++) {
+        const float *xb = x + b * QK4_0;
+        float amax = 0.0f, max = 0.0f; /* the value of largest magnitude, with its sign (the first of equals) */
+        for (int j = 0; j < QK4_0; j++)
+            if (amax < fabsf(xb[j])) {
+                amax = fabsf(xb[j]);
+                max = xb[j];
+            }
+        const float d = max / -8;
+        const float id = d ? 1.0f / d : 0.0f;
+        y[b].d = g8_f32_to_f16(d);
+        for (int j = 0; j < QK4_0 / 2; j++) {
+            const float x0 = xb[j] * id, x1 = xb[QK4_0 / 2 + j] * id;
+            const uint8_t q0 = (uint8_t)G8_MIN(15, (int8_t)(x0 + 8.5f)), q1 = (uint8_t)G8_MIN(15, (int8_t)(x1 + 8.5f));
+            y[b].qs[j] = (uint8_t)(q0 | q1 << 4);
+        }
+    }
+}
+
+void g8_dequantize_row_q4_0(const block_q4_0 *x, float *y, int64_t n) {
+    for (int64_t b = 0; b < n / QK4_0; b++) {
+        const float d = g8_f16_to_f32(x[b].d);
+        for (int j = 0; j < QK4_0 / 2; j++) {
+            y[b * QK4_0 + j] = ((x[b].qs[j] & 0xF) - 8) * d;
+            y[b * QK4_0 + j + QK4_0 / 2] = ((x[b].qs[j] >> 4) - 8) * d;
+        }
+    }
+}
+
+void g8_dequantize_row_q6_K(const block_q6_K *x, float *y, int64_t n) {
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const float d = g8_f16_to_f32(x[b].d);
+        for (int j = 0; j < QK_K; j++) y[b * QK_K + j] = d * x[b].scales[j / 16] * (g8_q6_K_quant(&x[b], j) - 32);
+    }
+}
+
+void g8_pack_q4_0(const block_q4_0 *src, int64_t rows, int64_t nb, int64_t g0, int64_t g1, void *dst) {
+    const size_t gbytes = g8_pack4_group_bytes(nb);
+    for (int64_t g = g0; g < g1; g++) {
+        uint8_t *group = (uint8_t *)dst + (size_t)g * gbytes;
+        uint16_t *d = (uint16_t *)(group + (size_t)nb * G8_PACK4_BLOCK);
+        const int64_t n = G8_MIN(G8_PACK_ROWS, rows - g * G8_PACK_ROWS);
+        const block_q4_0 *row0 = src + (size_t)(g * G8_PACK_ROWS) * (size_t)nb;
+        memset(group, 0, gbytes);
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *out = group + (size_t)b * G8_PACK4_BLOCK;
+            for (int64_t i = 0; i < n; i++) {
+                const block_q4_0 *blk = row0 + (size_t)i * (size_t)nb + b;
+                d[b * G8_PACK_ROWS + i] = blk->d;
+                for (int j = 0; j < QK4_0; j++) {
+                    const int q = j < 16 ? blk->qs[j] & 0xF : blk->qs[j - 16] >> 4;
+                    out[64 * (j / 8) + 4 * i + j % 4] |= (uint8_t)(j % 8 < 4 ? q : q << 4);
+                }
+            }
+            /* rows past the end: quants 8 (value 0) with scale 0 */
+            for (int64_t i = n; i < G8_PACK_ROWS; i++)
+                for (int c = 0; c < 4; c++) memset(out + 64 * c + 4 * i, 0x88, 4);
+        }
+    }
+}
+
+void g8_pack_q6_K(const block_q6_K *src, int64_t rows, int64_t nb, int64_t g0, int64_t g1, void *dst) {
+    const size_t gbytes = g8_pack6_group_bytes(nb);
+    const int64_t nk = nb / (QK_K / QK8_0); /* Q6_K blocks per row */
+    for (int64_t g = g0; g < g1; g++) {
+        uint8_t *group = (uint8_t *)dst + (size_t)g * gbytes;
+        uint16_t *d = (uint16_t *)(group + (size_t)nb * G8_PACK_BLOCK);
+        int8_t *sc = (int8_t *)group + (size_t)nb * (G8_PACK_BLOCK + 2 * G8_PACK_ROWS);
+        const int64_t n = G8_MIN(G8_PACK_ROWS, rows - g * G8_PACK_ROWS);
+        memset(group, 0, gbytes);
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *out = group + (size_t)b * G8_PACK_BLOCK;
+            for (int64_t i = 0; i < n; i++) {
+                const block_q6_K *k = src + (size_t)(g * G8_PACK_ROWS + i) * (size_t)nk + b / 8;
+                const int j0 = (int)(b % 8) * QK8_0;
+                d[b * G8_PACK_ROWS + i] = k->d;
+                sc[b * 2 * G8_PACK_ROWS + i] = k->scales[j0 / 16];
+                sc[b * 2 * G8_PACK_ROWS + G8_PACK_ROWS + i] = k->scales[j0 / 16 + 1];
+                for (int j = 0; j < QK8_0; j++) out[g8_pack_at((int)i, j)] = (uint8_t)g8_q6_K_quant(k, j0 + j);
+            }
+            for (int64_t i = n; i < G8_PACK_ROWS; i++) /* past the end: quants 32 (value 0), scales 0 */
+                for (int j = 0; j < QK8_0; j++) out[g8_pack_at((int)i, j)] = 32;
+        }
+    }
+}
+
+size_t g8_packed_bytes(uint32_t type, int64_t rows, int64_t cols) {
+    const size_t groups = (size_t)((rows + G8_PACK_ROWS - 1) / G8_PACK_ROWS);
+    switch (type) {
+    case GEMMA8_TYPE_Q8_0: return groups * g8_pack_group_bytes(cols / QK8_0);
+    case GEMMA8_TYPE_Q4_0: return groups * g8_pack4_group_bytes(cols / QK4_0);
+    case GEMMA8_TYPE_Q6_K: return groups * g8_pack6_group_bytes(cols / QK8_0);
+    default: return 0;
     }
 }
 
@@ -70,6 +168,8 @@ void g8_to_f32(uint32_t type, const void *src, float *dst, int64_t n) {
         break;
     }
     case GEMMA8_TYPE_Q8_0: g8_dequantize_row_q8_0(src, dst, n); break;
+    case GEMMA8_TYPE_Q4_0: g8_dequantize_row_q4_0(src, dst, n); break;
+    case GEMMA8_TYPE_Q6_K: g8_dequantize_row_q6_K(src, dst, n); break;
     default:
         for (int64_t i = 0; i < n; i++) dst[i] = NAN;
     }
@@ -81,12 +181,15 @@ const char *gemma8_type_name(gemma8_type type) {
     case GEMMA8_TYPE_F16: return "f16";
     case GEMMA8_TYPE_BF16: return "bf16";
     case GEMMA8_TYPE_Q8_0: return "q8_0";
+    case GEMMA8_TYPE_Q4_0: return "q4_0";
+    case GEMMA8_TYPE_Q6_K: return "q6_k";
     }
     return "?";
 }
 
 bool gemma8_type_parse(const char *name, gemma8_type *out) {
-    static const gemma8_type all[] = {GEMMA8_TYPE_F32, GEMMA8_TYPE_F16, GEMMA8_TYPE_BF16, GEMMA8_TYPE_Q8_0};
+    static const gemma8_type all[] = {GEMMA8_TYPE_F32,  GEMMA8_TYPE_F16,  GEMMA8_TYPE_BF16,
+                                      GEMMA8_TYPE_Q8_0, GEMMA8_TYPE_Q4_0, GEMMA8_TYPE_Q6_K};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (strcmp(name, gemma8_type_name(all[i])) == 0) {
             *out = all[i];

@@ -1,4 +1,4 @@
-/* quant.h - number formats: f16, bf16 and ggml's Q8_0 blocks. */
+/* quant.h - number formats: f16, bf16 and ggml's Q8_0, Q4_0 and Q6_K blocks. */
 #ifndef G8_QUANT_H
 #define G8_QUANT_H
 
@@ -14,6 +14,28 @@ typedef struct block_q8_0 {
     int8_t qs[QK8_0];    /* x[i] = d * qs[i] */
 } block_q8_0;
 static_assert(sizeof(block_q8_0) == 34, "block_q8_0 must be 34 bytes");
+
+#define QK4_0 32
+
+/* ggml's block_q4_0: an f16 scale, then 32 4-bit quants: qs[j] holds element j
+ * (low nibble) and element j + 16 (high nibble); x = d * (q - 8). */
+typedef struct block_q4_0 {
+    uint16_t d;
+    uint8_t qs[QK4_0 / 2];
+} block_q4_0;
+static_assert(sizeof(block_q4_0) == 18, "block_q4_0 must be 18 bytes");
+
+#define QK_K 256
+
+/* ggml's block_q6_K: 256 6-bit quants (low 4 bits in ql, high 2 in qh), an int8
+ * scale per 16, an f16 scale for all: x = d * scales[i / 16] * (q - 32). */
+typedef struct block_q6_K {
+    uint8_t ql[QK_K / 2];
+    uint8_t qh[QK_K / 4];
+    int8_t scales[QK_K / 16];
+    uint16_t d;
+} block_q6_K;
+static_assert(sizeof(block_q6_K) == 210, "block_q6_K must be 210 bytes");
 
 static inline float g8_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16;
@@ -80,6 +102,17 @@ static inline uint16_t g8_f32_to_bf16(float f) {
  * ggml's quantize_row_q8_0_ref (and gguf-py) do. */
 void g8_quantize_row_q8_0_ref(const float *x, block_q8_0 *y, int64_t n);
 void g8_dequantize_row_q8_0(const block_q8_0 *x, float *y, int64_t n);
+/* ggml's quantize_row_q4_0_ref, byte for byte; n a multiple of 32 */
+void g8_quantize_row_q4_0_ref(const float *x, block_q4_0 *y, int64_t n);
+void g8_dequantize_row_q4_0(const block_q4_0 *x, float *y, int64_t n);
+/* n a multiple of 256 */
+void g8_dequantize_row_q6_K(const block_q6_K *x, float *y, int64_t n);
+/* Quant j (0..255) of a Q6_K block, 0..63 (its value is q - 32), and its scale's index. */
+static inline int g8_q6_K_quant(const block_q6_K *b, int j) {
+    const int h = j / 128, l = j % 32, k = (j % 128) / 32; /* half, lane, quarter */
+    const uint8_t lo = b->ql[64 * h + l + 32 * (k & 1)], hi = b->qh[32 * h + l];
+    return ((k < 2 ? lo & 0xF : lo >> 4) | (((hi >> (2 * k)) & 3) << 4));
+}
 
 /* Q8_0 weights as the GEMM kernels read them: 16 rows at a time (a group).
  * A group of nb blocks holds first the quants, block after block, four bytes
@@ -109,6 +142,45 @@ static inline const uint16_t *g8_pack_scales(const void *group, int64_t nb) {
 /* Packs rows [g0 * 16, g1 * 16) of a Q8_0 matrix of `rows` rows of nb blocks
  * into groups g0..g1-1 at dst (the matrix's packed start). */
 void g8_pack_q8_0(const block_q8_0 *src, int64_t rows, int64_t nb, int64_t g0, int64_t g1, void *dst);
+
+/* Q4_0 packed as Q8_0 is (16 rows a group), in 4-bit: per block, four 64-byte
+ * chunks of 16 rows x 4 bytes; byte j of row i in chunk c holds quant 8c + j in
+ * its low nibble and quant 8c + 4 + j in its high one (unsigned, 0..15: the
+ * value is q - 8). One load and a mask give four quants of each of 16 rows, a
+ * shift and the mask four more. Then the 16 rows' f16 scales of each block. */
+#define G8_PACK4_BLOCK (G8_PACK_ROWS * QK4_0 / 2)
+static inline size_t g8_pack4_group_bytes(int64_t nb) {
+    return ((size_t)nb * (G8_PACK4_BLOCK + 2 * G8_PACK_ROWS) + 63) & ~(size_t)63;
+}
+static inline const uint16_t *g8_pack4_scales(const void *group, int64_t nb) {
+    return (const uint16_t *)((const uint8_t *)group + (size_t)nb * G8_PACK4_BLOCK);
+}
+/* row i's quant j (0..31) of a block's G8_PACK4_BLOCK bytes, 0..15 */
+static inline int g8_pack4_quant(const uint8_t *block, int i, int j) {
+    const uint8_t v = block[64 * (j / 8) + 4 * i + j % 4];
+    return (j % 8) < 4 ? v & 0xF : v >> 4;
+}
+void g8_pack_q4_0(const block_q4_0 *src, int64_t rows, int64_t nb, int64_t g0, int64_t g1, void *dst);
+
+/* Q6_K packed for the GEMM on 32-blocks: the quants as Q8_0's packing places
+ * them (unsigned, 0..63: the value is q - 32), then per block the 16 rows' f16
+ * super-block scales, then their int8 scales of the block's two halves (16
+ * rows for elements 0-15, 16 rows for 16-31). */
+#define G8_PACK6_EXTRA (2 * G8_PACK_ROWS + 2 * G8_PACK_ROWS) /* bytes of scales per block */
+static inline size_t g8_pack6_group_bytes(int64_t nb) {
+    return ((size_t)nb * (G8_PACK_BLOCK + G8_PACK6_EXTRA) + 63) & ~(size_t)63;
+}
+static inline const uint16_t *g8_pack6_d(const void *group, int64_t nb) {
+    return (const uint16_t *)((const uint8_t *)group + (size_t)nb * G8_PACK_BLOCK);
+}
+static inline const int8_t *g8_pack6_sc(const void *group, int64_t nb) {
+    return (const int8_t *)group + (size_t)nb * (G8_PACK_BLOCK + 2 * G8_PACK_ROWS);
+}
+/* nb: 32-blocks per row (8 per Q6_K block) */
+void g8_pack_q6_K(const block_q6_K *src, int64_t rows, int64_t nb, int64_t g0, int64_t g1, void *dst);
+
+/* The packed size of a matrix of a type (0 if the type is not packed). */
+size_t g8_packed_bytes(uint32_t type, int64_t rows, int64_t cols);
 
 /* Converts n values of a stored type (gemma8_type) to f32. */
 void g8_to_f32(uint32_t type, const void *src, float *dst, int64_t n);

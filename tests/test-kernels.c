@@ -1,6 +1,7 @@
 /* test-kernels.c - every SIMD kernel against the scalar reference, on random
  * data of awkward sizes; number formats against known values. */
 #include "kernels.h"
+#include "ops.h"
 #include "testutil.h"
 
 #include <math.h>
@@ -185,6 +186,131 @@ TEST(kernels_gemm_q8_0_bit_identical) {
     }
     free(xq);
     free(xsum);
+}
+
+/* A group of Q4_0 or Q6_K weights (rows of nb 32-blocks, packed; the rows as
+ * floats in f), tokens as Q8_0 with their sums as the kernels want them. */
+static void *random_group_q(uint32_t type, int nb, int rows, float *f, block_q8_0 *xq, int32_t *xsum, int T) {
+    const int n = nb * 32;
+    void *g = aligned_alloc(64, g8_packed_bytes(type, 16, n));
+    if (type == GEMMA8_TYPE_Q4_0) {
+        block_q4_0 *w = malloc((size_t)16 * nb * sizeof *w);
+        for (int i = 0; i < 16 * n; i++) f[i] = frand() * (i % 89 == 0 ? 30.0f : 1.0f);
+        g8_quantize_row_q4_0_ref(f, w, (int64_t)16 * n);
+        for (int i = 0; i < 16 * nb; i++) w[i].qs[i % 16] = (uint8_t)(i % 3 ? 0x0F : 0xF0); /* extremes 0, 15 */
+        g8_pack_q4_0(w, rows, nb, 0, 1, g);
+        for (int r = 0; r < 16; r++) g8_dequantize_row_q4_0(w + (size_t)r * nb, f + (size_t)r * n, n);
+        free(w);
+    } else {
+        block_q6_K *w = malloc((size_t)16 * (nb / 8) * sizeof *w);
+        uint8_t *bytes = (uint8_t *)w;
+        for (size_t i = 0; i < (size_t)16 * (nb / 8) * sizeof *w; i++) bytes[i] = (uint8_t)(frand() * 1e4f);
+        for (int k = 0; k < 16 * (nb / 8); k++) {
+            w[k].d = g8_f32_to_f16(0.001f + 0.01f * fabsf(frand()));
+            w[k].scales[k % 16] = (int8_t)(k % 2 ? -128 : 127);
+            w[k].ql[k % 128] = 0xFF, w[k].qh[k % 64] = 0xFF; /* quants of 63 */
+        }
+        g8_pack_q6_K(w, rows, nb, 0, 1, g);
+        for (int r = 0; r < 16; r++) g8_dequantize_row_q6_K(w + (size_t)r * (nb / 8), f + (size_t)r * n, n);
+        free(w);
+    }
+    float *xf = malloc((size_t)T * n * sizeof *xf);
+    for (int i = 0; i < T * n; i++) xf[i] = frand() * (i % 61 == 0 ? 20.0f : 1.0f);
+    g8_quantize_row_q8_0_ref(xf, xq, (int64_t)T * n);
+    for (int i = 0; i < T * nb; i++) xq[i].qs[(i * 7) % 32] = (int8_t)(i % 2 ? -127 : 127);
+    for (int i = 0; i < T * nb; i++) {
+        int32_t lo = 0, hi = 0;
+        for (int j = 0; j < 16; j++) lo += xq[i].qs[j], hi += xq[i].qs[16 + j];
+        if (type == GEMMA8_TYPE_Q4_0) xsum[i] = -128 * (lo + hi);
+        else xsum[2 * i] = -32 * lo, xsum[2 * i + 1] = -32 * hi;
+    }
+    free(xf);
+    return g;
+}
+
+/* Q4_0 and Q6_K: every table's GEMM equals the scalar definition bit for bit
+ * for every token count, padding rows are zero, and the definition agrees
+ * with the dequantized weights in double. */
+TEST(kernels_gemm_q4_0_q6_k_bit_identical) {
+    const g8_kernels *all[8], *ref = g8_kernels_scalar();
+    int nk = g8_kernels_all(all, 8);
+    const uint32_t types[] = {GEMMA8_TYPE_Q4_0, GEMMA8_TYPE_Q6_K};
+    const int nbs[2][6] = {{1, 2, 3, 7, 72, 288}, {8, 16, 8, 72, 288, 8}};
+    const int rows[] = {16, 16, 13, 16, 16, 5};
+    block_q8_0 *xq = malloc((size_t)G8_GEMM_T * 288 * sizeof(block_q8_0));
+    int32_t *xsum = malloc((size_t)2 * G8_GEMM_T * 288 * sizeof(int32_t));
+    float *f = malloc((size_t)16 * 288 * 32 * sizeof(float));
+    float want[G8_GEMM_T * 16], got[G8_GEMM_T * 16];
+    for (int ty = 0; ty < 2; ty++)
+        for (int s = 0; s < 6; s++) {
+            const int nb = nbs[ty][s];
+            void *g = random_group_q(types[ty], nb, rows[s], f, xq, xsum, G8_GEMM_T);
+            g8_gemm_q8_0_fn def = ty ? ref->gemm_q6_k : ref->gemm_q4_0;
+            def(nb, g, xq, xsum, G8_GEMM_T, want, 16);
+            for (int t = 0; t < G8_GEMM_T; t++)
+                for (int i = 0; i < 16; i++) {
+                    double e = 0, mag = 0;
+                    for (int j = 0; j < nb * 32; j++) {
+                        const double xv = (double)g8_f16_to_f32(xq[t * nb + j / 32].d) * xq[t * nb + j / 32].qs[j % 32];
+                        e += (double)f[(size_t)i * nb * 32 + j] * xv;
+                        mag += fabs(f[(size_t)i * nb * 32 + j] * xv);
+                    }
+                    if (i < rows[s])
+                        CHECKF(fabs(want[t * 16 + i] - e) <= 1e-5 * mag + 1e-30, "%s nb=%d (%d,%d): %g vs %g",
+                               ty ? "q6_k" : "q4_0", nb, i, t, want[t * 16 + i], e);
+                    else
+                        CHECKF(want[t * 16 + i] == 0, "padding row %d is not zero", i);
+                }
+            for (int k = 0; k < nk; k++)
+                for (int T = 1; T <= G8_GEMM_T; T++)
+                    for (int t0 = 0; t0 + T <= G8_GEMM_T; t0 += T) {
+                        g8_gemm_q8_0_fn fn = ty ? all[k]->gemm_q6_k : all[k]->gemm_q4_0;
+                        memset(got, 0xff, sizeof got);
+                        fn(nb, g, xq + (size_t)t0 * nb, xsum + (size_t)t0 * nb * (ty + 1), T, got, 16);
+                        CHECKF(!memcmp(got, want + t0 * 16, (size_t)T * 16 * sizeof(float)),
+                               "%s %s nb=%d T=%d from token %d differs from the definition", all[k]->name,
+                               ty ? "q6_k" : "q4_0", nb, T, t0);
+                    }
+#if defined(__x86_64__)
+            if (nk >= 2) /* the 256-bit VNNI logic, vpdpbusd emulated */
+                for (int T = 1; T <= G8_GEMM_T; T++) {
+                    (ty ? g8_gemm_q6_k_vnni_emulated : g8_gemm_q4_0_vnni_emulated)(nb, g, xq, xsum, T, got, 16);
+                    CHECKF(!memcmp(got, want, (size_t)T * 16 * sizeof(float)), "emulated vnni %s nb=%d T=%d",
+                           ty ? "q6_k" : "q4_0", nb, T);
+                }
+#endif
+            /* a row read back from the packing is the dequantized row */
+            g8_matrix W = {.type = types[ty], .rows = rows[s], .cols = nb * 32, .packed = g};
+            float *row = malloc((size_t)nb * 32 * sizeof *row);
+            for (int r = 0; r < rows[s]; r++) {
+                g8_matrix_row(&W, r, row);
+                CHECKF(!memcmp(row, f + (size_t)r * nb * 32, (size_t)nb * 32 * sizeof *row), "row %d read back", r);
+            }
+            free(row);
+            free(g);
+        }
+    free(xq);
+    free(xsum);
+    free(f);
+}
+
+/* ggml's Q4_0 rounding: d = max / -8 (the signed value of largest magnitude),
+ * q = min(15, (int8)(x / d + 8.5)); the first of equal magnitudes sets the sign. */
+TEST(quant_q4_0_reference_rule) {
+    float x[32];
+    for (int i = 0; i < 32; i++) x[i] = (float)(i - 16) * 0.25f; /* -4 .. 3.75: max = -4, d = 0.5 */
+    block_q4_0 q;
+    g8_quantize_row_q4_0_ref(x, &q, 32);
+    CHECK(g8_f16_to_f32(q.d) == 0.5f);
+    CHECK((q.qs[0] & 0xF) == 0);  /* x[0] = -4: -4 * 2 + 8.5 = 0.5, truncated to 0 */
+    CHECK((q.qs[15] >> 4) == 15); /* x[31] = 3.75: 7.5 + 8.5 = 16, capped at 15 */
+    CHECK((q.qs[8] & 0xF) == 4);  /* x[8] = -2: -4 + 8.5 = 4.5, truncated to 4 */
+    float back[32];
+    g8_dequantize_row_q4_0(&q, back, 32);
+    for (int i = 0; i < 32; i++) CHECKF(fabsf(back[i] - x[i]) <= 0.25f + 1e-6f, "%d: %g vs %g", i, back[i], x[i]);
+    x[3] = 4.0f; /* +4 after -4 of equal magnitude: the first one (-4) keeps the sign */
+    g8_quantize_row_q4_0_ref(x, &q, 32);
+    CHECK(g8_f16_to_f32(q.d) == 0.5f);
 }
 
 TEST(kernels_q8_0_match_scalar) {

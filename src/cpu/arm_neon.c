@@ -120,6 +120,145 @@ static void gemm_q8_0(int nb, const void *group, const block_q8_0 *x, const int3
     if (t < T) gemm_pass(nb, group, x + (size_t)t * nb, 1, y + (size_t)t * ldy, ldy);
 }
 
+/* Q4_0 (quant.h's 4-bit packing): a 16-byte load holds eight quants of each of
+ * four rows as nibbles; masked (low) and shifted (high), less 8, they are signed
+ * quants for vdotq_laneq_s32 with the token's quants 8c..8c+3 and 8c+4..8c+7. */
+static inline __attribute__((always_inline)) void gemm_pass_q4(int nb, const void *group, const block_q8_0 *x,
+                                                               const int T, float *y, size_t ldy) {
+    const uint8_t *q = group;
+    const uint16_t *d = g8_pack4_scales(group, nb);
+    const uint8x16_t m4 = vdupq_n_u8(0x0F);
+    const int8x16_t eight = vdupq_n_s8(8);
+    float32x4_t f[GEMM_TOKENS][4];
+    _Pragma("GCC unroll 8")
+    for (int t = 0; t < T; t++)
+        _Pragma("GCC unroll 8")
+        for (int r = 0; r < 4; r++) f[t][r] = vdupq_n_f32(0);
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *qb = q + (size_t)b * G8_PACK4_BLOCK;
+        int32x4_t acc[GEMM_TOKENS][4];
+        int8x16_t xv[GEMM_TOKENS][2];
+        _Pragma("GCC unroll 8")
+        for (int t = 0; t < T; t++) {
+            xv[t][0] = vld1q_s8(x[(size_t)t * nb + b].qs);
+            xv[t][1] = vld1q_s8(x[(size_t)t * nb + b].qs + 16);
+            _Pragma("GCC unroll 8")
+            for (int r = 0; r < 4; r++) acc[t][r] = vdupq_n_s32(0);
+        }
+#define CHUNK4(c, half, lane)                                                                               \
+    _Pragma("GCC unroll 8") for (int r = 0; r < 4; r++) {                                                   \
+        const uint8x16_t v = vld1q_u8(qb + 64 * (c) + 16 * r);                                              \
+        const int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, m4)), eight);                         \
+        const int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), eight);                        \
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {                                               \
+            acc[t][r] = vdotq_laneq_s32(acc[t][r], lo, xv[t][half], lane);                                  \
+            acc[t][r] = vdotq_laneq_s32(acc[t][r], hi, xv[t][half], (lane) + 1);                            \
+        }                                                                                                   \
+    }
+        CHUNK4(0, 0, 0)
+        CHUNK4(1, 0, 2)
+        CHUNK4(2, 1, 0)
+        CHUNK4(3, 1, 2)
+#undef CHUNK4
+        _Pragma("GCC unroll 8")
+        for (int r = 0; r < 4; r++) {
+            const float32x4_t dw = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d + (size_t)b * G8_PACK_ROWS + 4 * r)));
+            _Pragma("GCC unroll 8")
+            for (int t = 0; t < T; t++) {
+                const float32x4_t s = vmulq_n_f32(dw, g8_f16_to_f32(x[(size_t)t * nb + b].d));
+                f[t][r] = vfmaq_f32(f[t][r], vcvtq_f32_s32(acc[t][r]), s);
+            }
+        }
+    }
+    _Pragma("GCC unroll 8")
+    for (int t = 0; t < T; t++)
+        _Pragma("GCC unroll 8")
+        for (int r = 0; r < 4; r++) vst1q_f32(y + (size_t)t * ldy + 4 * r, f[t][r]);
+}
+
+/* Q6_K (quant.h): unsigned 6-bit quants in Q8_0's packing, less 32, by lane; the
+ * halves of a block sum apart, then s = sc_a * a + sc_b * b. */
+static inline __attribute__((always_inline)) void gemm_pass_q6(int nb, const void *group, const block_q8_0 *x,
+                                                               const int T, float *y, size_t ldy) {
+    const uint8_t *q = group;
+    const uint16_t *d = g8_pack6_d(group, nb);
+    const int8_t *sc = g8_pack6_sc(group, nb);
+    const int8x16_t k32 = vdupq_n_s8(32);
+    float32x4_t f[GEMM_TOKENS][4];
+    _Pragma("GCC unroll 8")
+    for (int t = 0; t < T; t++)
+        _Pragma("GCC unroll 8")
+        for (int r = 0; r < 4; r++) f[t][r] = vdupq_n_f32(0);
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *qb = q + (size_t)b * G8_PACK_BLOCK;
+        int32x4_t s[GEMM_TOKENS][4];
+        _Pragma("GCC unroll 8")
+        for (int t = 0; t < T; t++)
+            _Pragma("GCC unroll 8")
+            for (int r = 0; r < 4; r++) s[t][r] = vdupq_n_s32(0);
+        _Pragma("GCC unroll 2")
+        for (int h = 0; h < 2; h++) {
+            int32x4_t acc[GEMM_TOKENS][4];
+            int8x16_t xv[GEMM_TOKENS];
+            _Pragma("GCC unroll 8")
+            for (int t = 0; t < T; t++) {
+                xv[t] = vld1q_s8(x[(size_t)t * nb + b].qs + 16 * h);
+                _Pragma("GCC unroll 8")
+                for (int r = 0; r < 4; r++) acc[t][r] = vdupq_n_s32(0);
+            }
+#define CHUNK6(lane)                                                                                        \
+    _Pragma("GCC unroll 8") for (int r = 0; r < 4; r++) {                                                   \
+        const int8x16_t w = vsubq_s8(vreinterpretq_s8_u8(vld1q_u8(qb + 64 * (4 * h + (lane)) + 16 * r)), k32); \
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) acc[t][r] =                                     \
+            vdotq_laneq_s32(acc[t][r], w, xv[t], lane);                                                     \
+    }
+            CHUNK6(0)
+            CHUNK6(1)
+            CHUNK6(2)
+            CHUNK6(3)
+#undef CHUNK6
+            _Pragma("GCC unroll 8")
+            for (int r = 0; r < 4; r++) {
+                const int8_t *sr = sc + (2 * b + h) * G8_PACK_ROWS + 4 * r;
+                const int32x4_t sv = {sr[0], sr[1], sr[2], sr[3]};
+                _Pragma("GCC unroll 8")
+                for (int t = 0; t < T; t++) s[t][r] = vmlaq_s32(s[t][r], acc[t][r], sv);
+            }
+        }
+        _Pragma("GCC unroll 8")
+        for (int r = 0; r < 4; r++) {
+            const float32x4_t dw = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d + (size_t)b * G8_PACK_ROWS + 4 * r)));
+            _Pragma("GCC unroll 8")
+            for (int t = 0; t < T; t++) {
+                const float32x4_t m = vmulq_n_f32(dw, g8_f16_to_f32(x[(size_t)t * nb + b].d));
+                f[t][r] = vfmaq_f32(f[t][r], vcvtq_f32_s32(s[t][r]), m);
+            }
+        }
+    }
+    _Pragma("GCC unroll 8")
+    for (int t = 0; t < T; t++)
+        _Pragma("GCC unroll 8")
+        for (int r = 0; r < 4; r++) vst1q_f32(y + (size_t)t * ldy + 4 * r, f[t][r]);
+}
+
+static void gemm_q4_0(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
+                      size_t ldy) {
+    (void)xsum;
+    int t = 0;
+    for (; t + GEMM_TOKENS <= T; t += GEMM_TOKENS)
+        gemm_pass_q4(nb, group, x + (size_t)t * nb, GEMM_TOKENS, y + (size_t)t * ldy, ldy);
+    if (t < T) gemm_pass_q4(nb, group, x + (size_t)t * nb, 1, y + (size_t)t * ldy, ldy);
+}
+
+static void gemm_q6_k(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
+                      size_t ldy) {
+    (void)xsum;
+    int t = 0;
+    for (; t + GEMM_TOKENS <= T; t += GEMM_TOKENS)
+        gemm_pass_q6(nb, group, x + (size_t)t * nb, GEMM_TOKENS, y + (size_t)t * ldy, ldy);
+    if (t < T) gemm_pass_q6(nb, group, x + (size_t)t * nb, 1, y + (size_t)t * ldy, ldy);
+}
+
 static void quantize_q8_0(const float *x, block_q8_0 *y, int n) {
     for (int b = 0; b < n / QK8_0; b++) {
         const float *xb = x + b * QK8_0;
@@ -365,5 +504,7 @@ const g8_kernels g8_kernels_neon = {
     .quantize_q8_0 = quantize_q8_0, .axpy = axpy, .softcap = softcap, .exp_sum = exp_sum, .geglu = geglu,
     .qk_f16 = qk_f16, .wsum_f16 = wsum_f16, .qk_q8_0 = qk_q8_0, .wsum_q8_0 = wsum_q8_0,
     .gemm_q8_0 = gemm_q8_0,
+    .gemm_q4_0 = gemm_q4_0,
+    .gemm_q6_k = gemm_q6_k,
 };
 #endif

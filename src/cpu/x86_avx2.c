@@ -96,11 +96,25 @@ static inline int32_t gemm_init(int32_t xsum) {
     (void)xsum;
     return 0;
 }
+/* unsigned weights (Q4_0, Q6_K: at most 63): maddubs pairs stay below 2 * 63 * 127, exact */
+static inline __m256i gemm_udot(__m256i acc, __m256i u, __m256i x4) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x4), _mm256_set1_epi16(1)));
+}
 #include "x86_gemm.inc"
 
 static void gemm_q8_0(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                       size_t ldy) {
     gemm_q8_0_256(nb, group, x, xsum, T, y, ldy);
+}
+
+static void gemm_q4_0(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
+                      size_t ldy) {
+    gemm_q4_0_256(nb, group, x, xsum, T, y, ldy);
+}
+
+static void gemm_q6_k(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
+                      size_t ldy) {
+    gemm_q6_k_256(nb, group, x, xsum, T, y, ldy);
 }
 
 /* Same rounding as roundf (half away from zero), so results equal the reference. */
@@ -402,18 +416,24 @@ const g8_kernels g8_kernels_avx2 = {
     .name = "avx2",
     AVX2_KERNELS,
     .gemm_q8_0 = gemm_q8_0,
+    .gemm_q4_0 = gemm_q4_0,
+    .gemm_q6_k = gemm_q6_k,
 };
 
-/* the AVX2 table with only the GEMM on vpdpbusd: 256-bit (x86_vnni.c), 512-bit (x86_avx512.c) */
+/* the AVX2 table with only the GEMMs on vpdpbusd: 256-bit (x86_vnni.c), 512-bit (x86_avx512.c) */
 const g8_kernels g8_kernels_avxvnni = {
     .name = "avx-vnni",
     AVX2_KERNELS,
     .gemm_q8_0 = g8_gemm_q8_0_avxvnni,
+    .gemm_q4_0 = g8_gemm_q4_0_avxvnni,
+    .gemm_q6_k = g8_gemm_q6_k_avxvnni,
 };
 
 const g8_kernels g8_kernels_avx512vnni = {
     .name = "avx512-vnni",
     AVX2_KERNELS,
     .gemm_q8_0 = g8_gemm_q8_0_avx512vnni,
+    .gemm_q4_0 = g8_gemm_q4_0_avx512vnni,
+    .gemm_q6_k = g8_gemm_q6_k_avx512vnni,
 };
 #endif

@@ -72,4 +72,115 @@ void g8_gemm_q8_0_avx512vnni(int nb, const void *group, const block_q8_0 *x, con
     default: pass(nb, group, x, xsum, 8, y, ldy); break;
     }
 }
+/* Q4_0 (quant.h's 4-bit packing): a zmm load holds eight quants of each of 16
+ * rows as nibbles: the low ones (masked) pair with the token's quants 8c..8c+3,
+ * the high ones (shifted, masked) with 8c+4..8c+7; unsigned 0..15 into vpdpbusd,
+ * the accumulator starting at -8 times the token's block sum (xsum / 16). */
+static inline __attribute__((always_inline)) void pass4(int nb, const void *group, const block_q8_0 *x,
+                                                        const int32_t *xsum, const int T, float *y, size_t ldy) {
+    const uint8_t *q = group;
+    const uint16_t *d = g8_pack4_scales(group, nb);
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 f[G8_GEMM_T];
+    _Pragma("GCC unroll 8")
+    for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *qb = q + (size_t)b * G8_PACK4_BLOCK;
+        __m512i acc[G8_GEMM_T][2];
+        _Pragma("GCC unroll 8")
+        for (int t = 0; t < T; t++) {
+            acc[t][0] = _mm512_set1_epi32(xsum[(size_t)t * nb + b] / 16);
+            acc[t][1] = _mm512_setzero_si512();
+        }
+        _Pragma("GCC unroll 4")
+        for (int c = 0; c < QK4_0 / 8; c++) {
+            _mm_prefetch((const char *)(qb + PREFETCH + 64 * c), _MM_HINT_T0);
+            const __m512i v = _mm512_loadu_si512((const void *)(qb + 64 * c));
+            const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            _Pragma("GCC unroll 8")
+            for (int t = 0; t < T; t++) {
+                int32_t xl, xh;
+                memcpy(&xl, x[(size_t)t * nb + b].qs + 8 * c, 4);
+                memcpy(&xh, x[(size_t)t * nb + b].qs + 8 * c + 4, 4);
+                acc[t][0] = _mm512_dpbusd_epi32(acc[t][0], lo, _mm512_set1_epi32(xl));
+                acc[t][1] = _mm512_dpbusd_epi32(acc[t][1], hi, _mm512_set1_epi32(xh));
+            }
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(d + (size_t)b * G8_PACK_ROWS)));
+        _Pragma("GCC unroll 8")
+        for (int t = 0; t < T; t++) {
+            const __m512 dx = _mm512_set1_ps(_cvtsh_ss(x[(size_t)t * nb + b].d));
+            const __m512i s = _mm512_add_epi32(acc[t][0], acc[t][1]);
+            f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, dx), f[t]);
+        }
+    }
+    _Pragma("GCC unroll 8")
+    for (int t = 0; t < T; t++) _mm512_storeu_ps(y + (size_t)t * ldy, f[t]);
+}
+
+/* Q6_K (quant.h): unsigned 6-bit quants in Q8_0's packing; each half of a block
+ * (chunks 0-3, 4-7) sums apart from -32 times the token's half sum, then
+ * s = sc_a * a + sc_b * b in int32 lanes. */
+static inline __attribute__((always_inline)) void pass6(int nb, const void *group, const block_q8_0 *x,
+                                                        const int32_t *xsum, const int T, float *y, size_t ldy) {
+    const uint8_t *q = group;
+    const uint16_t *d = g8_pack6_d(group, nb);
+    const int8_t *sc = g8_pack6_sc(group, nb);
+    __m512 f[G8_GEMM_T];
+    _Pragma("GCC unroll 8")
+    for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *qb = q + (size_t)b * G8_PACK_BLOCK;
+        const __m512i sa = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(sc + 2 * b * G8_PACK_ROWS)));
+        const __m512i sb = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(sc + (2 * b + 1) * G8_PACK_ROWS)));
+        __m512i acc[G8_GEMM_T][2];
+        _Pragma("GCC unroll 8")
+        for (int t = 0; t < T; t++) {
+            acc[t][0] = _mm512_set1_epi32(xsum[2 * ((size_t)t * nb + b)]);
+            acc[t][1] = _mm512_set1_epi32(xsum[2 * ((size_t)t * nb + b) + 1]);
+        }
+        _Pragma("GCC unroll 8")
+        for (int c = 0; c < QK8_0 / 4; c++) {
+            _mm_prefetch((const char *)(qb + PREFETCH + 64 * c), _MM_HINT_T0);
+            const __m512i u = _mm512_loadu_si512((const void *)(qb + 64 * c));
+            _Pragma("GCC unroll 8")
+            for (int t = 0; t < T; t++) {
+                int32_t x4;
+                memcpy(&x4, x[(size_t)t * nb + b].qs + 4 * c, 4);
+                acc[t][c / 4] = _mm512_dpbusd_epi32(acc[t][c / 4], u, _mm512_set1_epi32(x4));
+            }
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(d + (size_t)b * G8_PACK_ROWS)));
+        _Pragma("GCC unroll 8")
+        for (int t = 0; t < T; t++) {
+            const __m512 dx = _mm512_set1_ps(_cvtsh_ss(x[(size_t)t * nb + b].d));
+            const __m512i s = _mm512_add_epi32(_mm512_mullo_epi32(acc[t][0], sa), _mm512_mullo_epi32(acc[t][1], sb));
+            f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, dx), f[t]);
+        }
+    }
+    _Pragma("GCC unroll 8")
+    for (int t = 0; t < T; t++) _mm512_storeu_ps(y + (size_t)t * ldy, f[t]);
+}
+
+#define DISPATCH(PASS)                                                                                 \
+    switch (T) { /* a pass for each count, so that the accumulators stay in registers */                    \
+    case 1: PASS(nb, group, x, xsum, 1, y, ldy); break;                                                     \
+    case 2: PASS(nb, group, x, xsum, 2, y, ldy); break;                                                     \
+    case 3: PASS(nb, group, x, xsum, 3, y, ldy); break;                                                     \
+    case 4: PASS(nb, group, x, xsum, 4, y, ldy); break;                                                     \
+    case 5: PASS(nb, group, x, xsum, 5, y, ldy); break;                                                     \
+    case 6: PASS(nb, group, x, xsum, 6, y, ldy); break;                                                     \
+    case 7: PASS(nb, group, x, xsum, 7, y, ldy); break;                                                     \
+    default: PASS(nb, group, x, xsum, 8, y, ldy); break;                                                    \
+    }
+
+void g8_gemm_q4_0_avx512vnni(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
+                             size_t ldy) {
+    DISPATCH(pass4)
+}
+
+void g8_gemm_q6_k_avx512vnni(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
+                             size_t ldy) {
+    DISPATCH(pass6)
+}
 #endif

@@ -15,6 +15,8 @@
 #if G8_VNNI == 1
 #define dpbusd(acc, u, s) _mm256_dpbusd_avx_epi32(acc, u, s)
 #define GEMM g8_gemm_q8_0_avxvnni
+#define GEMM4 g8_gemm_q4_0_avxvnni
+#define GEMM6 g8_gemm_q6_k_avxvnni
 #else
 /* acc[i] += sum_{k<4} u[4i+k] * s[4i+k], u unsigned, s signed, exact */
 static inline __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
@@ -27,6 +29,8 @@ static inline __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
     return _mm256_add_epi32(acc, _mm256_permute4x64_epi64(h, _MM_SHUFFLE(3, 1, 2, 0)));
 }
 #define GEMM g8_gemm_q8_0_vnni_emulated
+#define GEMM4 g8_gemm_q4_0_vnni_emulated
+#define GEMM6 g8_gemm_q6_k_vnni_emulated
 #endif
 
 #define GEMM_TOKENS 3
@@ -36,9 +40,18 @@ static inline __m256i gemm_dot(__m256i acc, __m256i u, __m256i w, __m256i x4) {
     return dpbusd(acc, u, x4);
 }
 static inline int32_t gemm_init(int32_t xsum) { return xsum; }
+static inline __m256i gemm_udot(__m256i acc, __m256i u, __m256i x4) { return dpbusd(acc, u, x4); }
 #include "x86_gemm.inc"
 
 void GEMM(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y, size_t ldy) {
     gemm_q8_0_256(nb, group, x, xsum, T, y, ldy);
+}
+
+void GEMM4(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y, size_t ldy) {
+    gemm_q4_0_256(nb, group, x, xsum, T, y, ldy);
+}
+
+void GEMM6(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y, size_t ldy) {
+    gemm_q6_k_256(nb, group, x, xsum, T, y, ldy);
 }
 #endif

@@ -95,12 +95,14 @@ bool gemma8_type_parse(const char *name, gemma8_type *out);
 typedef bool (*gemma8_progress_fn)(const char *what, uint64_t done, uint64_t total, void *user_data);
 
 typedef struct gemma8_convert_params {
-    gemma8_type type;              /* matrix storage type; default GEMMA8_TYPE_Q8_0 */
+    gemma8_type type;              /* matrix storage type (f32, f16, bf16, q8_0, q4_0); default q8_0 */
     gemma8_progress_fn progress;   /* NULL: silent */
     void *progress_user_data;
     const char *lora;              /* a LoRA adapter (PEFT folder or LoRA GGUF) merged in float before
                                       the matrices are stored; NULL: none */
     float lora_scale;              /* its scale; default 1 */
+    int32_t output_type;           /* type of token_embd (and output): it decides every logit; -1:
+                                      q8_0 when type is q4_0, else type; default -1 */
 } gemma8_convert_params;
 
 gemma8_convert_params gemma8_convert_default_params(void);
@@ -111,6 +113,11 @@ gemma8_convert_params gemma8_convert_default_params(void);
  * renamed only when complete. */
 gemma8_status gemma8_convert_hf(const char *hf_dir, const char *out_path,
                                 const gemma8_convert_params *params);
+
+/* Re-quantizes a GGUF Gemma 2 model (f32, f16, bf16, q8_0 or q4_0 matrices, as
+ * llama.cpp's llama-quantize does) to params->type and output_type: the
+ * matrices are widened to f32 and quantized again; everything else is copied. */
+gemma8_status gemma8_quantize(const char *in_path, const char *out_path, const gemma8_convert_params *params);
 
 /* Writes a random-weight model of the shape given by a Hugging Face config.json
  * (for benchmarks), with the tokenizer of tokenizer_dir (tokenizer.json) when

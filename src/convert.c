@@ -2,6 +2,7 @@
  * gemma2 GGUF file in llama.cpp's layout; also random-weight models of a given
  * config.json, for benchmarks. */
 #include "arch.h"
+#include "convert.h"
 #include "gguf.h"
 #include "lora.h"
 #include "quant.h"
@@ -17,6 +18,7 @@
 /* llama.cpp's general.file_type values */
 #define FTYPE_ALL_F32 0
 #define FTYPE_MOSTLY_F16 1
+#define FTYPE_MOSTLY_Q4_0 2
 #define FTYPE_MOSTLY_Q8_0 7
 #define FTYPE_MOSTLY_BF16 32
 
@@ -46,7 +48,7 @@ typedef struct conv_state {
 } conv_state;
 
 gemma8_convert_params gemma8_convert_default_params(void) {
-    gemma8_convert_params p = {GEMMA8_TYPE_Q8_0, NULL, NULL, NULL, 1.0f};
+    gemma8_convert_params p = {GEMMA8_TYPE_Q8_0, NULL, NULL, NULL, 1.0f, -1};
     return p;
 }
 
@@ -172,8 +174,39 @@ static gemma8_status fill_tensor(void *user, size_t index, void *buf, size_t nby
             }
             break;
         case GEMMA8_TYPE_Q8_0: g8_quantize_row_q8_0_ref(row, (block_q8_0 *)dst, ot->cols); break;
+        case GEMMA8_TYPE_Q4_0: g8_quantize_row_q4_0_ref(row, (block_q4_0 *)dst, ot->cols); break;
         }
     }
+    return GEMMA8_OK;
+}
+
+uint32_t g8_file_type(uint32_t type) {
+    switch (type) {
+    case GEMMA8_TYPE_Q8_0: return FTYPE_MOSTLY_Q8_0;
+    case GEMMA8_TYPE_Q4_0: return FTYPE_MOSTLY_Q4_0;
+    case GEMMA8_TYPE_F16: return FTYPE_MOSTLY_F16;
+    case GEMMA8_TYPE_BF16: return FTYPE_MOSTLY_BF16;
+    default: return FTYPE_ALL_F32;
+    }
+}
+
+uint32_t g8_output_type(const gemma8_convert_params *p) {
+    if (p->output_type >= 0) return (uint32_t)p->output_type;
+    return p->type == GEMMA8_TYPE_Q4_0 ? GEMMA8_TYPE_Q8_0 : p->type;
+}
+
+static bool writable_type(int32_t t) {
+    return t == GEMMA8_TYPE_F32 || t == GEMMA8_TYPE_F16 || t == GEMMA8_TYPE_BF16 || t == GEMMA8_TYPE_Q8_0 ||
+           t == GEMMA8_TYPE_Q4_0;
+}
+
+gemma8_status g8_check_convert_types(const gemma8_convert_params *p) {
+    if (!writable_type((int32_t)p->type))
+        return g8_fail(GEMMA8_ERR_INVALID_ARG, "output type %s (%d) is not supported (f32, f16, bf16, q8_0, q4_0)",
+                       gemma8_type_name(p->type), (int)p->type);
+    if (p->output_type != -1 && !writable_type(p->output_type))
+        return g8_fail(GEMMA8_ERR_INVALID_ARG, "the embedding's type %d is not supported (f32, f16, bf16, q8_0, q4_0)",
+                       (int)p->output_type);
     return GEMMA8_OK;
 }
 
@@ -210,8 +243,9 @@ static gemma8_status add_tensor(gguf_writer *w, conv_state *cs, const st_set *se
     if (is_norm) {
         ot->type = GEMMA8_TYPE_F32;
     } else {
-        ot->type = p->type;
-        if (p->type == GEMMA8_TYPE_Q8_0 && cols % QK8_0) {
+        const bool embd = !strcmp(gguf_name, TN_TOKEN_EMBD) || !strcmp(gguf_name, TN_OUTPUT);
+        ot->type = embd ? g8_output_type(p) : p->type;
+        if ((ot->type == GEMMA8_TYPE_Q8_0 || ot->type == GEMMA8_TYPE_Q4_0) && cols % QK8_0) {
             ot->type = src_type == GEMMA8_TYPE_BF16 ? GEMMA8_TYPE_BF16 : GEMMA8_TYPE_F16;
             size_t used = strlen(cs->kept_names);
             if (cs->n_kept++ < 3)
@@ -227,12 +261,10 @@ static gemma8_status add_tensor(gguf_writer *w, conv_state *cs, const st_set *se
 
 static gemma8_status convert(const char *config_path, const st_set *set, const char *hf_dir, const char *name,
                              const char *out_path, const gemma8_convert_params *p) {
-    if (p->type != GEMMA8_TYPE_F32 && p->type != GEMMA8_TYPE_F16 && p->type != GEMMA8_TYPE_BF16 &&
-        p->type != GEMMA8_TYPE_Q8_0)
-        return g8_fail(GEMMA8_ERR_INVALID_ARG, "output type %d is not supported (f32, f16, bf16, q8_0)", (int)p->type);
-    hf_config c;
-    gemma8_status st = read_config(config_path, &c);
+    gemma8_status st = g8_check_convert_types(p);
     if (st) return st;
+    hf_config c;
+    if ((st = read_config(config_path, &c))) return st;
     gguf_writer *w = gguf_writer_new();
     conv_state cs = {0};
     size_t max_tensors = (size_t)c.layers * LT_COUNT + 3;
@@ -255,10 +287,7 @@ static gemma8_status convert(const char *config_path, const st_set *set, const c
     gguf_set_f32(w, KEY_RMS_EPS, c.eps);
     gguf_set_u32(w, KEY_KEY_LEN, (uint32_t)c.head_dim);
     gguf_set_u32(w, KEY_VAL_LEN, (uint32_t)c.head_dim);
-    gguf_set_u32(w, KEY_FILE_TYPE,
-                 p->type == GEMMA8_TYPE_Q8_0 ? FTYPE_MOSTLY_Q8_0
-                 : p->type == GEMMA8_TYPE_F16 ? FTYPE_MOSTLY_F16
-                 : p->type == GEMMA8_TYPE_BF16 ? FTYPE_MOSTLY_BF16 : FTYPE_ALL_F32);
+    gguf_set_u32(w, KEY_FILE_TYPE, g8_file_type(p->type));
     gguf_set_f32(w, KEY_ATTN_SOFTCAP, c.attn_cap);
     gguf_set_f32(w, KEY_FINAL_SOFTCAP, c.final_cap);
     gguf_set_u32(w, KEY_WINDOW, (uint32_t)c.window);

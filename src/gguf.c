@@ -417,6 +417,27 @@ void gguf_set_arr(gguf_writer *w, const char *key, uint32_t elem_type, const voi
     put(w, vals, vtype_size(elem_type) * n);
 }
 
+void gguf_copy_kv(gguf_writer *w, const gguf_kv *kv) {
+    put_key(w, kv->key, kv->type);
+    if (kv->type == GGUF_STRING) {
+        put(w, &kv->strs[0].len, 8);
+        put(w, kv->strs[0].p, kv->strs[0].len);
+    } else if (kv->type == GGUF_ARRAY) {
+        put(w, &kv->arr_type, 4);
+        put(w, &kv->n, 8);
+        if (kv->arr_type == GGUF_STRING) {
+            for (uint64_t i = 0; i < kv->n; i++) {
+                put(w, &kv->strs[i].len, 8);
+                put(w, kv->strs[i].p, kv->strs[i].len);
+            }
+        } else {
+            put(w, kv->data, vtype_size(kv->arr_type) * kv->n);
+        }
+    } else {
+        put(w, kv->data, vtype_size(kv->type));
+    }
+}
+
 size_t gguf_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims, const int64_t *ne) {
     if (w->n_t == w->cap_t) {
         size_t cap = w->cap_t ? w->cap_t * 2 : 64;

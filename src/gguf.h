@@ -112,6 +112,10 @@ void gguf_set_arr_str(gguf_writer *w, const char *key, const char *const *vals, 
 /* Array of fixed-size scalars (elem_type GGUF_FLOAT32, GGUF_INT32, ...), copied. */
 void gguf_set_arr(gguf_writer *w, const char *key, uint32_t elem_type, const void *vals, uint64_t n);
 
+/* Copies a key/value pair of a file being read (a nested array is not copied: GGUF
+ * readers here refuse them). */
+void gguf_copy_kv(gguf_writer *w, const gguf_kv *kv);
+
 /* Declares a tensor; its data comes from fill(user, index, ...) during write.
  * Returns the index. */
 size_t gguf_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,

@@ -193,3 +193,109 @@ TEST(convert_disk_full) {
     CHECK(access(out, F_OK) != 0);
     CHECK(leftovers("full.gguf") == 0);
 }
+
+/* ---- q4_0 (w4a8) ------------------------------------------------------------------- */
+
+#include "gguf.h"
+
+/* Every tensor of a is in b, of the same type, shape and bytes. */
+static void same_tensors(const char *pa, const char *pb) {
+    gguf_file a, b;
+    if (!CHECK(gguf_open(pa, &a) == GEMMA8_OK)) return;
+    if (!CHECK(gguf_open(pb, &b) == GEMMA8_OK)) {
+        gguf_close(&a);
+        return;
+    }
+    CHECK(a.n_tensors == b.n_tensors);
+    int differ = 0;
+    for (uint64_t i = 0; i < a.n_tensors; i++) {
+        const gguf_tensor *x = &a.tensors[i], *y = gguf_find_tensor(&b, x->name);
+        bool same = y && x->type == y->type && x->nbytes == y->nbytes && !memcmp(x->ne, y->ne, sizeof x->ne) &&
+                    !memcmp(x->data, y->data, x->nbytes);
+        if (!same && differ++ < 5)
+            harness_note("%s: %s %s vs %s", x->name, gemma8_type_name(x->type), y ? gemma8_type_name(y->type) : "-",
+                         y && x->type == y->type ? "(bytes differ)" : "");
+    }
+    CHECKF(differ == 0, "%d tensors differ", differ);
+    gguf_close(&a);
+    gguf_close(&b);
+}
+
+/* gemma8's Q4_0 (and the Q8_0 embedding it keeps) are ggml's, byte for byte: from
+ * the checkpoint (bf16 widened to f32) and from llama.cpp's f32 file. */
+TEST(convert_q4_0_byte_identical_to_llama_quantize) {
+    char ours[1024], requant[1024];
+    snprintf(ours, sizeof ours, "%s", tmp_path("tiny-a-q4_0-gemma8.gguf"));
+    snprintf(requant, sizeof requant, "%s", tmp_path("tiny-a-q4_0-requant.gguf"));
+    gemma8_convert_params p = gemma8_convert_default_params();
+    p.type = GEMMA8_TYPE_Q4_0;
+    CHECK(gemma8_convert_hf(data_path("tiny-a"), ours, &p) == GEMMA8_OK);
+    same_tensors(ours, data_path("llamacpp-gguf/tiny-a-q4_0.gguf"));
+    CHECKF(gemma8_quantize(data_path("llamacpp-gguf/tiny-a-f32.gguf"), requant, &p) == GEMMA8_OK, "%s",
+           gemma8_last_error());
+    same_tensors(requant, data_path("llamacpp-gguf/tiny-a-q4_0.gguf"));
+    /* and llama.cpp's file gives the logits of gemma8's own */
+    gemma8_model *a = NULL, *b = NULL;
+    gemma8_model_params mp = gemma8_model_default_params();
+    CHECK(gemma8_model_load(ours, &mp, &a) == GEMMA8_OK);
+    CHECK(gemma8_model_load(data_path("llamacpp-gguf/tiny-a-q4_0.gguf"), &mp, &b) == GEMMA8_OK);
+    int32_t tok[12] = {2, 17, 300, 5, 99, 411, 7, 7, 256, 1, 44, 510};
+    float *la = a ? eval_all(a, tok, 12, 256, 2) : NULL, *lb = b ? eval_all(b, tok, 12, 256, 2) : NULL;
+    CHECK(la && lb && !memcmp(la, lb, (size_t)12 * 512 * sizeof(float)));
+    free(la);
+    free(lb);
+    gemma8_model_free(a);
+    gemma8_model_free(b);
+}
+
+/* llama.cpp's Q4_0 file keeps token_embd in Q6_K: row lookup and the output
+ * projection (int8 activations) equal the same file widened to f32 up to the
+ * activations' rounding. */
+TEST(quantize_llamacpp_q4_0_with_q6_k_embedding) {
+    const char *src = data_path("llamacpp-gguf/random-h256-q4_0.gguf");
+    char f32[1024];
+    snprintf(f32, sizeof f32, "%s", tmp_path("random-h256-as-f32.gguf"));
+    gguf_file f;
+    if (CHECK(gguf_open(src, &f) == GEMMA8_OK)) {
+        const gguf_tensor *t = gguf_find_tensor(&f, "token_embd.weight");
+        CHECK(t && t->type == GEMMA8_TYPE_Q6_K);
+        gguf_close(&f);
+    }
+    gemma8_convert_params p = gemma8_convert_default_params();
+    p.type = GEMMA8_TYPE_F32;
+    CHECKF(gemma8_quantize(src, f32, &p) == GEMMA8_OK, "%s", gemma8_last_error());
+    gemma8_model *a = NULL, *b = NULL;
+    gemma8_model_params mp = gemma8_model_default_params();
+    CHECK(gemma8_model_load(src, &mp, &a) == GEMMA8_OK);
+    CHECK(gemma8_model_load(f32, &mp, &b) == GEMMA8_OK);
+    int32_t tok[32];
+    for (int i = 0; i < 32; i++) tok[i] = (int32_t)((i * 131 + 7) % 512);
+    float *la = a ? eval_all(a, tok, 32, 256, 2) : NULL, *lb = b ? eval_all(b, tok, 32, 256, 2) : NULL;
+    if (la && lb) {
+        double kl = mean_kl(lb, la, 32, 512);
+        int agree = argmax_agree(la, lb, 32, 512);
+        harness_note("llama.cpp q4_0 + q6_k embedding vs its weights in f32: mean KL %.3g, argmax %d/32", kl, agree);
+        CHECKF(kl <= 1e-3, "mean KL %g", kl);
+        CHECKF(agree >= 31, "argmax %d/32", agree);
+    }
+    free(la);
+    free(lb);
+    gemma8_model_free(a);
+    gemma8_model_free(b);
+}
+
+TEST(quantize_bad_input) {
+    char out[1024];
+    snprintf(out, sizeof out, "%s", tmp_path("quantize-bad.gguf"));
+    gemma8_convert_params p = gemma8_convert_default_params();
+    p.type = GEMMA8_TYPE_Q4_0;
+    /* an adapter is not a model */
+    CHECK(gemma8_quantize(data_path("llamacpp-gguf/tiny-a-lora.gguf"), out, &p) != GEMMA8_OK);
+    CHECKF(strstr(gemma8_last_error(), "not a model"), "%s", gemma8_last_error());
+    CHECK(access(out, F_OK) != 0);
+    CHECK(gemma8_quantize(data_path("nonexistent.gguf"), out, &p) != GEMMA8_OK);
+    p.type = GEMMA8_TYPE_Q6_K; /* read, never written */
+    CHECK(gemma8_quantize(data_path("llamacpp-gguf/tiny-a-f32.gguf"), out, &p) == GEMMA8_ERR_INVALID_ARG);
+    CHECK(strstr(gemma8_last_error(), "q6_k") != NULL);
+    CHECK(access(out, F_OK) != 0);
+}

@@ -204,3 +204,84 @@ TEST(q8_0_kv_q8_0_needs_heads_of_32) {
     CHECK(gemma8_context_new(m, &cp, &ctx) == GEMMA8_ERR_INVALID_ARG && ctx == NULL);
     gemma8_model_free(m);
 }
+
+/* ---- w4a8 (q4_0) ----------------------------------------------------------------- */
+
+/* Logits of a fixture's seq0 with model file path; the reference's too. */
+static float *seq0_logits(const char *fixture, const char *path, float **want, size_t *T, int *V) {
+    gemma8_model *m;
+    gemma8_model_params mp = gemma8_model_default_params();
+    if (!path || !CHECK(gemma8_model_load(path, &mp, &m) == GEMMA8_OK)) return NULL;
+    char ref[512];
+    snprintf(ref, sizeof ref, "%s/reference.safetensors", data_path(fixture));
+    size_t n;
+    int32_t *tok = ref_load(ref, "seq0.tokens", T);
+    if (want) *want = ref_load(ref, "seq0.logits", &n);
+    *V = gemma8_model_get_info(m).n_vocab;
+    float *got = tok ? eval_all(m, tok, (int)*T, 256, 2) : NULL;
+    free(tok);
+    gemma8_model_free(m);
+    return got;
+}
+
+/* q4_0 matrices (the embedding q8_0, the default, or q4_0 too) against the float
+ * reference: tiny random models are far harsher on 4 bits than trained ones, so
+ * the bound is what ggml's own rounding gives them (the tensors are ggml's, byte
+ * for byte: test-convert), with room: KL printed. */
+static void check_q4_0(const char *fixture, int32_t output_type, double max_kl, int min_agree_pct) {
+    char name[128];
+    snprintf(name, sizeof name, "%s-q4_0-out%d.gguf", fixture, output_type);
+    const char *path = tmp_path(name);
+    char p_copy[1024];
+    snprintf(p_copy, sizeof p_copy, "%s", path);
+    gemma8_convert_params p = gemma8_convert_default_params();
+    p.type = GEMMA8_TYPE_Q4_0;
+    p.output_type = output_type;
+    if (!CHECKF(gemma8_convert_hf(data_path(fixture), p_copy, &p) == GEMMA8_OK, "%s", gemma8_last_error())) return;
+    float *want = NULL;
+    size_t T = 0;
+    int V = 0;
+    float *got = seq0_logits(fixture, p_copy, &want, &T, &V);
+    if (got && want) {
+        double kl = mean_kl(want, got, (int)T, V);
+        int agree = argmax_agree(got, want, (int)T, V);
+        harness_note("%s q4_0 (w4a8), embedding %s, seq0: mean KL %.3g, argmax %d/%zu", fixture,
+                     output_type < 0 ? "q8_0" : gemma8_type_name(output_type), kl, agree, T);
+        CHECKF(kl <= max_kl, "%s q4_0: mean KL %g > %g", fixture, kl, max_kl);
+        CHECKF(agree * 100 >= min_agree_pct * (int)T, "%s q4_0: argmax %d/%zu", fixture, agree, T);
+    }
+    free(want);
+    free(got);
+}
+
+TEST(q4_0_tiny_a) { check_q4_0("tiny-a", -1, 0.005, 95); }
+TEST(q4_0_tiny_b) { check_q4_0("tiny-b", -1, 0.005, 95); }
+TEST(q4_0_tiny_a_embedding_q4_0) { check_q4_0("tiny-a", GEMMA8_TYPE_Q4_0, 0.02, 90); }
+
+/* The w4a8 product is the dequantized weights' product up to the activations'
+ * int8 rounding: the same file widened to f32 (gemma8 quantize) gives logits as
+ * close as q8_0's are to f32. */
+TEST(q4_0_equals_its_weights_in_float) {
+    char q4[1024], f32[1024];
+    snprintf(q4, sizeof q4, "%s", tmp_path("tiny-b-q4_0-own.gguf"));
+    snprintf(f32, sizeof f32, "%s", tmp_path("tiny-b-q4_0-as-f32.gguf"));
+    gemma8_convert_params p = gemma8_convert_default_params();
+    p.type = GEMMA8_TYPE_Q4_0;
+    p.output_type = GEMMA8_TYPE_Q4_0;
+    if (!CHECK(gemma8_convert_hf(data_path("tiny-b"), q4, &p) == GEMMA8_OK)) return;
+    p.type = GEMMA8_TYPE_F32;
+    p.output_type = -1;
+    if (!CHECKF(gemma8_quantize(q4, f32, &p) == GEMMA8_OK, "%s", gemma8_last_error())) return;
+    size_t T = 0, T2 = 0;
+    int V = 0, V2 = 0;
+    float *a = seq0_logits("tiny-b", q4, NULL, &T, &V), *b = seq0_logits("tiny-b", f32, NULL, &T2, &V2);
+    if (a && b && CHECK(T == T2 && V == V2)) {
+        double kl = mean_kl(b, a, (int)T, V);
+        int agree = argmax_agree(a, b, (int)T, V);
+        harness_note("tiny-b q4_0 vs its weights in f32: mean KL %.3g, argmax %d/%zu", kl, agree, T);
+        CHECKF(kl <= 1e-3, "mean KL %g", kl);
+        CHECKF(agree * 100 >= 99 * (int)T, "argmax %d/%zu", agree, T);
+    }
+    free(a);
+    free(b);
+}

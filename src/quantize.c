@@ -61,9 +61,10 @@ gemma8_status gemma8_quantize(const char *in_path, const char *out_path, const g
     }
     gguf_str kind = {0};
     if (gguf_get_str(&f, "general.type", &kind, &st) && !(kind.len == 5 && !memcmp(kind.p, "model", 5))) {
+        st = g8_fail(GEMMA8_ERR_UNSUPPORTED, "'%s': not a model (general.type '%.*s'): quantize takes a model",
+                     in_path, (int)G8_MIN(kind.len, 40), kind.p); /* before the mapping goes */
         gguf_close(&f);
-        return g8_fail(GEMMA8_ERR_UNSUPPORTED, "'%s': not a model (general.type '%.*s'): quantize takes a model",
-                       in_path, (int)G8_MIN(kind.len, 40), kind.p);
+        return st;
     }
     st = GEMMA8_OK;
     gguf_writer *w = gguf_writer_new();

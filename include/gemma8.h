@@ -159,8 +159,11 @@ typedef struct gemma8_model_info {
     float rope_base;
     gemma8_type matrix_type;   /* storage type of most matrices */
     uint64_t n_params;         /* number of weights */
-    uint64_t weight_bytes;     /* bytes of tensor data */
+    uint64_t weight_bytes;     /* bytes of tensor data in memory (quantized matrices as packed for
+                                  the GEMM: what a decoded token reads) */
     char name[128];            /* general.name of the file ("gemma2" if it has none) */
+    uint64_t file_bytes_of_type[32]; /* bytes of tensor data in the file, by gemma8_type */
+    int32_t tensors_of_type[32];
 } gemma8_model_info;
 
 gemma8_model_info gemma8_model_get_info(const gemma8_model *model);
@@ -218,7 +221,7 @@ typedef struct gemma8_context_params {
     int32_t n_threads;    /* worker threads; 0: the physical cores this process may use
                              (hyper-threads counted once); default 0 */
     int32_t kv_type;      /* KV cache storage: GEMMA8_TYPE_F32, GEMMA8_TYPE_F16, GEMMA8_TYPE_Q8_0, or
-                             GEMMA8_KV_AUTO (default): f32 for float models (exact), f16 for q8_0
+                             GEMMA8_KV_AUTO (default): f32 for float models (exact), f16 for quantized ones
                              models (half the memory and bandwidth). Q8_0 (blocks of 32 along each
                              head, q.k in int8, as llama.cpp's -ctk/-ctv q8_0) halves it again:
                              for long contexts, where reading the cache dominates decoding. */

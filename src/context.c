@@ -17,7 +17,7 @@ gemma8_context_params gemma8_context_default_params(void) {
 
 static uint32_t kv_type_of(const gemma8_model *m, const gemma8_context_params *p) {
     if (g8_kv_type_known(p->kv_type)) return (uint32_t)p->kv_type;
-    return m->layers[0].wq.type == GEMMA8_TYPE_Q8_0 ? GEMMA8_TYPE_F16 : GEMMA8_TYPE_F32;
+    return m->layers[0].wq.packed ? GEMMA8_TYPE_F16 : GEMMA8_TYPE_F32; /* quantized models: f16 */
 }
 
 /* The resolved sizes of a context, as gemma8_context_new will use them. */
@@ -58,7 +58,7 @@ gemma8_memory_estimate gemma8_estimate_memory(const gemma8_model *m, const gemma
     const uint64_t Q = (uint64_t)hp->n_head * hp->head_dim;
     const uint64_t F = (uint64_t)hp->n_ff;
     const uint32_t type = kv_type_of(m, p);
-    for (uint64_t i = 0; i < m->file.n_tensors; i++) e.weights += m->file.tensors[i].nbytes;
+    e.weights = g8_model_resident_bytes(m);
     e.kv_cache = g8_kv_bytes(hp, type, z.n_seq, z.n_ctx, z.n_batch, true);
     e.kv_cache_full = g8_kv_bytes(hp, type, z.n_seq, z.n_ctx, z.n_batch, false);
     const size_t attn = g8_attention_scratch(hp->n_head, hp->n_head_kv, hp->head_dim, z.n_ctx);

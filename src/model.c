@@ -338,6 +338,16 @@ void gemma8_model_free(gemma8_model *m) {
     free(m);
 }
 
+uint64_t g8_model_resident_bytes(const gemma8_model *m) {
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < m->file.n_tensors; i++) {
+        const gguf_tensor *t = &m->file.tensors[i];
+        const size_t packed = t->n_dims == 2 ? g8_packed_bytes(t->type, t->ne[1], t->ne[0]) : 0;
+        n += packed ? packed : t->nbytes;
+    }
+    return n;
+}
+
 gemma8_model_info gemma8_model_get_info(const gemma8_model *m) {
     gemma8_model_info info = {0};
     const g8_hparams *hp = &m->hp;
@@ -359,8 +369,12 @@ gemma8_model_info gemma8_model_get_info(const gemma8_model *m) {
     for (uint64_t i = 0; i < m->file.n_tensors; i++) {
         const gguf_tensor *t = &m->file.tensors[i];
         info.n_params += (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]);
-        info.weight_bytes += t->nbytes;
+        if (t->type < 32) {
+            info.file_bytes_of_type[t->type] += t->nbytes;
+            info.tensors_of_type[t->type]++;
+        }
     }
+    info.weight_bytes = g8_model_resident_bytes(m);
     gemma8_status st;
     gguf_str name;
     if (gguf_get_str(&m->file, KEY_NAME, &name, &st))

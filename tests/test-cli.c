@@ -159,7 +159,7 @@ TEST(cli_kv_type_option) {
     free(err);
     const char *a4[] = {"info", "-m", model, NULL}; /* heads of 32: info also gives the q8_0 cache's memory */
     CHECK(run_cli(a4, NULL, &out, &err) == 0);
-    CHECKF(strstr(out, "with --kv-type q8_0:"), "info printed '%s'", out);
+    CHECKF(strstr(out, "| KV q8_0") && strstr(out, "by type:"), "info printed '%s'", out);
     free(out);
     free(err);
     const char *a3[] = {"run", "-m", model, "--tokens", ptoks, "-n", "2", "--kv-type", "q4", NULL};
@@ -185,7 +185,7 @@ TEST(cli_bad_input_clean_errors) {
         {{"run", "-m", model, "--tokens", "2,3,4,5,6", "-c", "4", "-n", "10", NULL}, 1, "does not fit"},
         {{"run", "-m", model, "--tokens", "2", "-c", "4", "-n", "10", NULL}, 0, "context of 4 tokens is full"},
         {{"convert", "/nonexistent-dir", "-o", "/tmp/x.gguf", NULL}, 1, "config.json"},
-        {{"convert", "x", "-o", "y", "--type", "q4_k", NULL}, 2, "--type expects q8_0, f32, f16 or bf16, got 'q4_k'"},
+        {{"convert", "x", "-o", "y", "--type", "q4_k", NULL}, 2, "--type expects q8_0, q4_0, f32, f16 or bf16, got 'q4_k'"},
         {{"run", "-m", model, "--tokens", "2", "-n", "abc", NULL}, 2, "-n expects a number, got 'abc'"},
         {{"run", "-m", model, "--tokens", "2", "-n", NULL}, 2, "-n needs a value"},
         {{"run", "-m", model, "--tokens", "2", "--temp", "hot", NULL}, 2, "--temp expects a number, got 'hot'"},

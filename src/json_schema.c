@@ -16,6 +16,7 @@
  * tokens is bounded as in llama.cpp's JSON grammar, numbers to 16 digits. */
 #include "common.h"
 #include "grammar.h"
+#include "strbuf.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -24,59 +25,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-static void sb_printf(sbuf *b, const char *fmt, ...) G8_PRINTF(2, 3);
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n < sizeof tmp) {
-        sb_add(b, tmp, (size_t)n);
-        return;
-    }
-    char *big = malloc((size_t)n + 1);
-    if (!big) {
-        b->oom = true;
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    sb_add(b, big, (size_t)n);
-    free(big);
-}
-
-#define sb_str(b, s) sb_add((b), (s), strlen(s))
+#define sb_str(b, s) g8_sb_put((b), (s), strlen(s))
 
 typedef struct jsc {
-    sbuf out;             /* the rules */
-    sbuf warn;
+    g8_sbuf out;             /* the rules */
+    g8_sbuf warn;
     const cJSON *doc;     /* for $ref */
     char **refs;          /* $ref targets given a rule already */
     int n_refs;
@@ -132,7 +85,7 @@ static const unsigned prim_uses[] = {
 static const char *prim(jsc *c, int p) {
     if (!(c->have & (1u << p))) {
         c->have |= 1u << p;
-        sb_printf(&c->out, "%s ::= %s\n", prim_name[p], prim_body[p]);
+        g8_sb_printf(&c->out, "%s ::= %s\n", prim_name[p], prim_body[p]);
         for (int q = 0; q <= P_TIME; q++)
             if (prim_uses[p] & (1u << q)) prim(c, q);
     }
@@ -157,21 +110,21 @@ static char *new_name(jsc *c, const char *hint) {
 }
 
 /* GBNF literal for the bytes s (quotes and backslashes escaped). */
-static void gbnf_literal(sbuf *b, const char *s) {
+static void gbnf_literal(g8_sbuf *b, const char *s) {
     sb_str(b, "\"");
     for (; *s; s++) {
         if (*s == '"' || *s == '\\') sb_str(b, "\\");
         if ((unsigned char)*s < 0x20) {
-            sb_printf(b, "\\x%02X", (unsigned char)*s);
+            g8_sb_printf(b, "\\x%02X", (unsigned char)*s);
             continue;
         }
-        sb_add(b, s, 1);
+        g8_sb_put(b, s, 1);
     }
     sb_str(b, "\"");
 }
 
 /* GBNF literal for a JSON value as it is written (a string with its quotes). */
-static bool json_literal(jsc *c, sbuf *b, const cJSON *v) {
+static bool json_literal(jsc *c, g8_sbuf *b, const cJSON *v) {
     char *text = cJSON_PrintUnformatted(v);
     if (!text) return fail(c, "cannot print a value");
     gbnf_literal(b, text);
@@ -192,13 +145,13 @@ static const char *visit(jsc *c, const cJSON *s, const char *hint);
 /* ---- integers in a range -------------------------------------------------------- */
 
 /* Digit strings lo..hi of equal length, as GBNF alternatives. */
-static void same_len(sbuf *b, const char *lo, const char *hi, size_t n) {
+static void same_len(g8_sbuf *b, const char *lo, const char *hi, size_t n) {
     if (!n) {
         sb_str(b, "\"\"");
         return;
     }
     if (lo[0] == hi[0]) {
-        sb_printf(b, "\"%c\" ", lo[0]);
+        g8_sb_printf(b, "\"%c\" ", lo[0]);
         if (n > 1) same_len(b, lo + 1, hi + 1, n - 1);
         return;
     }
@@ -209,7 +162,7 @@ static void same_len(sbuf *b, const char *lo, const char *hi, size_t n) {
     if (!lo_zeros) {
         char nines[24];
         memset(nines, '9', n - 1);
-        sb_printf(b, "\"%c\" (", a);
+        g8_sb_printf(b, "\"%c\" (", a);
         same_len(b, lo + 1, nines, n - 1);
         sb_str(b, ")");
         a++;
@@ -217,14 +170,14 @@ static void same_len(sbuf *b, const char *lo, const char *hi, size_t n) {
     }
     char zmid = hi_nines ? z : (char)(z - 1);
     if (a <= zmid) {
-        sb_printf(b, "%s[%c-%c]", first ? "" : " | ", a, zmid);
-        if (n > 1) sb_printf(b, " [0-9]{%zu}", n - 1);
+        g8_sb_printf(b, "%s[%c-%c]", first ? "" : " | ", a, zmid);
+        if (n > 1) g8_sb_printf(b, " [0-9]{%zu}", n - 1);
         first = false;
     }
     if (!hi_nines) {
         char zeros[24];
         memset(zeros, '0', n - 1);
-        sb_printf(b, "%s\"%c\" (", first ? "" : " | ", z);
+        g8_sb_printf(b, "%s\"%c\" (", first ? "" : " | ", z);
         same_len(b, zeros, hi + 1, n - 1);
         sb_str(b, ")");
     }
@@ -232,7 +185,7 @@ static void same_len(sbuf *b, const char *lo, const char *hi, size_t n) {
 }
 
 /* Non-negative integers lo..hi (lo <= hi), written without leading zeros. */
-static void nonneg_range(sbuf *b, uint64_t lo, uint64_t hi) {
+static void nonneg_range(g8_sbuf *b, uint64_t lo, uint64_t hi) {
     sb_str(b, "(");
     bool first = true;
     uint64_t p = 1;
@@ -253,7 +206,7 @@ static void nonneg_range(sbuf *b, uint64_t lo, uint64_t hi) {
 
 #define INT_LIMIT 999999999999999LL /* 15 digits, as the integer rule allows without bounds */
 
-static bool int_range(jsc *c, const cJSON *s, sbuf *b) {
+static bool int_range(jsc *c, const cJSON *s, g8_sbuf *b) {
     const cJSON *mn = cJSON_GetObjectItem(s, "minimum"), *mx = cJSON_GetObjectItem(s, "maximum");
     const cJSON *xmn = cJSON_GetObjectItem(s, "exclusiveMinimum"), *xmx = cJSON_GetObjectItem(s, "exclusiveMaximum");
     double lo = -(double)INT_LIMIT, hi = (double)INT_LIMIT;
@@ -283,24 +236,24 @@ static bool int_range(jsc *c, const cJSON *s, sbuf *b) {
 typedef struct rx {
     jsc *c;
     const char *p;
-    sbuf *b;
+    g8_sbuf *b;
 } rx;
 
 static bool rx_alt(rx *r, int depth);
 
 /* One code point of the pattern (after a backslash if escaped) as JSON string text. */
-static void rx_char_json(sbuf *b, uint32_t cp, const char *raw, size_t rawlen) {
+static void rx_char_json(g8_sbuf *b, uint32_t cp, const char *raw, size_t rawlen) {
     if (cp == '"') sb_str(b, "\"\\\\\\\"\"");
     else if (cp == '\\') sb_str(b, "\"\\\\\\\\\"");
-    else if (cp < 0x20) sb_printf(b, "\"\\\\u%04X\"", cp);
+    else if (cp < 0x20) g8_sb_printf(b, "\"\\\\u%04X\"", cp);
     else {
         sb_str(b, "\"");
-        sb_add(b, raw, rawlen);
+        g8_sb_put(b, raw, rawlen);
         sb_str(b, "\"");
     }
 }
 
-static bool rx_class_body(rx *r, sbuf *b) {
+static bool rx_class_body(rx *r, g8_sbuf *b) {
     /* [ ... ]: members kept as GBNF class text, minus what JSON must escape */
     r->p++;
     bool neg = *r->p == '^';
@@ -314,7 +267,7 @@ static bool rx_class_body(rx *r, sbuf *b) {
             if (e == 'd') sb_str(b, "0-9");
             else if (e == 'w') sb_str(b, "a-zA-Z0-9_");
             else if (e == 's') sb_str(b, " ");
-            else if (e && strchr(".-^$[]()|*+?{}/", e)) sb_printf(b, "\\%c", e);
+            else if (e && strchr(".-^$[]()|*+?{}/", e)) g8_sb_printf(b, "\\%c", e);
             else return fail(r->c, "pattern: the escape \\%c is not supported", e ? e : ' ');
             r->p += 2;
         } else if (*q == '"' || *q == '\\' || (unsigned char)*q < 0x20) {
@@ -322,7 +275,7 @@ static bool rx_class_body(rx *r, sbuf *b) {
             continue;
         } else {
             if (*q == '[') sb_str(b, "\\");
-            sb_add(b, q, 1);
+            g8_sb_put(b, q, 1);
             r->p++;
         }
         any = true;
@@ -335,7 +288,7 @@ static bool rx_class_body(rx *r, sbuf *b) {
 }
 
 static bool rx_atom(rx *r, int depth) {
-    sbuf *b = r->b;
+    g8_sbuf *b = r->b;
     const char *q = r->p;
     if (*q == '(') {
         r->p++;
@@ -387,14 +340,14 @@ static bool rx_seq(rx *r, int depth) {
         sb_str(r->b, ")");
         char q = *r->p;
         if (q == '*' || q == '+' || q == '?') {
-            sb_add(r->b, &q, 1);
+            g8_sb_put(r->b, &q, 1);
             r->p++;
         } else if (q == '{') {
             const char *e = strchr(r->p, '}');
             if (!e || e - r->p > 20) return fail(r->c, "pattern: a bad {m,n}");
             for (const char *k = r->p + 1; k < e; k++)
                 if (!strchr("0123456789,", *k)) return fail(r->c, "pattern: a bad {m,n}");
-            sb_add(r->b, r->p, (size_t)(e - r->p + 1));
+            g8_sb_put(r->b, r->p, (size_t)(e - r->p + 1));
             r->p = e + 1;
         }
         if (*r->p == '?' || *r->p == '+') return fail(r->c, "pattern: lazy or possessive quantifiers are not supported");
@@ -417,7 +370,7 @@ static bool rx_alt(rx *r, int depth) {
 
 /* ---- the schema ------------------------------------------------------------------ */
 
-static const char *emit(jsc *c, const char *hint, sbuf *body) {
+static const char *emit(jsc *c, const char *hint, g8_sbuf *body) {
     char *name = new_name(c, hint);
     if (!name || body->oom) {
         free(name);
@@ -425,7 +378,7 @@ static const char *emit(jsc *c, const char *hint, sbuf *body) {
         c->out.oom = true;
         return fail(c, "out of memory"), NULL;
     }
-    sb_printf(&c->out, "%s ::= %s\n", name, body->p ? body->p : "\"\"");
+    g8_sb_printf(&c->out, "%s ::= %s\n", name, body->p ? body->p : "\"\"");
     free(body->p);
     /* names live until the compile ends: kept in refs' list */
     char **nr = realloc(c->refs, ((size_t)c->n_refs + 2) * sizeof *nr);
@@ -482,7 +435,7 @@ static const char *visit_string(jsc *c, const cJSON *s, const char *hint) {
     if (mx < mn) return fail(c, "maxLength %u is below minLength %u", mx, mn), NULL;
     const cJSON *pat = cJSON_GetObjectItem(s, "pattern"), *fmt = cJSON_GetObjectItem(s, "format");
     bool bounded = mn > 0 || mx != G8_G_INF;
-    sbuf b = {0};
+    g8_sbuf b = {0};
     if (pat) {
         if (!cJSON_IsString(pat)) return fail(c, "'pattern' must be a string"), NULL;
         if (bounded) return fail(c, "'pattern' together with minLength/maxLength is not supported"), NULL;
@@ -497,20 +450,20 @@ static const char *visit_string(jsc *c, const cJSON *s, const char *hint) {
         const char *f = cJSON_IsString(fmt) ? fmt->valuestring : "";
         if (bounded && (!strcmp(f, "date") || !strcmp(f, "date-time") || !strcmp(f, "time") || !strcmp(f, "uuid")))
             return fail(c, "'format' together with minLength/maxLength is not supported"), NULL;
-        if (!strcmp(f, "date")) sb_printf(&b, "\"\\\"\" %s \"\\\"\"", prim(c, P_DATE));
-        else if (!strcmp(f, "time")) sb_printf(&b, "\"\\\"\" %s \"\\\"\"", prim(c, P_TIME));
+        if (!strcmp(f, "date")) g8_sb_printf(&b, "\"\\\"\" %s \"\\\"\"", prim(c, P_DATE));
+        else if (!strcmp(f, "time")) g8_sb_printf(&b, "\"\\\"\" %s \"\\\"\"", prim(c, P_TIME));
         else if (!strcmp(f, "date-time"))
-            sb_printf(&b, "\"\\\"\" %s \"T\" %s \"\\\"\"", prim(c, P_DATE), prim(c, P_TIME));
+            g8_sb_printf(&b, "\"\\\"\" %s \"T\" %s \"\\\"\"", prim(c, P_DATE), prim(c, P_TIME));
         else if (!strcmp(f, "uuid"))
             sb_str(&b, "\"\\\"\" [0-9a-f]{8} \"-\" [0-9a-f]{4} \"-\" [0-9a-f]{4} \"-\" [0-9a-f]{4} \"-\" [0-9a-f]{12} "
                        "\"\\\"\"");
         else
-            sb_printf(&c->warn, "format '%.60s' is not enforced\n", f);
+            g8_sb_printf(&c->warn, "format '%.60s' is not enforced\n", f);
         if (b.n) return emit(c, hint, &b);
     }
     if (!bounded) return prim(c, P_STRING);
-    if (mx == G8_G_INF) sb_printf(&b, "\"\\\"\" %s{%u,} \"\\\"\"", prim(c, P_CHAR), mn);
-    else sb_printf(&b, "\"\\\"\" %s{%u,%u} \"\\\"\"", prim(c, P_CHAR), mn, mx);
+    if (mx == G8_G_INF) g8_sb_printf(&b, "\"\\\"\" %s{%u,} \"\\\"\"", prim(c, P_CHAR), mn);
+    else g8_sb_printf(&b, "\"\\\"\" %s{%u,%u} \"\\\"\"", prim(c, P_CHAR), mn, mx);
     return emit(c, hint, &b);
 }
 
@@ -520,7 +473,7 @@ static const char *visit_number(jsc *c, const cJSON *s, const char *hint, bool i
                   cJSON_GetObjectItem(s, "exclusiveMinimum") || cJSON_GetObjectItem(s, "exclusiveMaximum");
     if (!ranged) return prim(c, integer ? P_INTEGER : P_NUMBER);
     if (!integer) return fail(c, "minimum/maximum are supported for integers, not numbers"), NULL;
-    sbuf b = {0};
+    g8_sbuf b = {0};
     if (!int_range(c, s, &b)) return free(b.p), NULL;
     return emit(c, hint, &b);
 }
@@ -538,15 +491,15 @@ static const char *visit_array(jsc *c, const cJSON *s, const char *hint) {
     const char *item = items ? visit(c, items, ih) : prim(c, P_VALUE);
     if (!item) return NULL;
     const char *ws = prim(c, P_WS);
-    sbuf b = {0};
+    g8_sbuf b = {0};
     if (mx == 0) {
-        sb_printf(&b, "\"[\" %s \"]\"", ws);
+        g8_sb_printf(&b, "\"[\" %s \"]\"", ws);
         return emit(c, hint, &b);
     }
-    sb_printf(&b, "\"[\" %s %s(%s %s (\",\" %s %s %s)", ws, mn ? "" : "(", item, ws, ws, item, ws);
-    if (mx == G8_G_INF) sb_printf(&b, "{%u,}", mn ? mn - 1 : 0);
-    else sb_printf(&b, "{%u,%u}", mn ? mn - 1 : 0, mx - 1);
-    sb_printf(&b, ")%s \"]\"", mn ? "" : ")?");
+    g8_sb_printf(&b, "\"[\" %s %s(%s %s (\",\" %s %s %s)", ws, mn ? "" : "(", item, ws, ws, item, ws);
+    if (mx == G8_G_INF) g8_sb_printf(&b, "{%u,}", mn ? mn - 1 : 0);
+    else g8_sb_printf(&b, "{%u,%u}", mn ? mn - 1 : 0, mx - 1);
+    g8_sb_printf(&b, ")%s \"]\"", mn ? "" : ")?");
     return emit(c, hint, &b);
 }
 
@@ -557,7 +510,7 @@ static const char *visit_array(jsc *c, const cJSON *s, const char *hint) {
 static const char KEY_CHARS[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_";
 
 static const char *not_keys_node(jsc *c, char **k, int from, int to, size_t depth) {
-    sbuf b = {0};
+    g8_sbuf b = {0};
     bool is_key = false;
     char taken[sizeof KEY_CHARS] = {0};
     size_t n_taken = 0;
@@ -571,13 +524,13 @@ static const char *not_keys_node(jsc *c, char **k, int from, int to, size_t dept
         int j = i;
         while (j < to && strlen(k[j]) > depth && k[j][depth] == x) j++;
         const char *child = not_keys_node(c, k, i, j, depth + 1);
-        if (child) sb_printf(&b, "\"%c\" %s | ", x, child);
+        if (child) g8_sb_printf(&b, "\"%c\" %s | ", x, child);
         taken[n_taken++] = x;
         i = j;
     }
     sb_str(&b, "[");
     for (const char *a = KEY_CHARS; *a; a++)
-        if (!memchr(taken, *a, n_taken)) sb_add(&b, a, 1);
+        if (!memchr(taken, *a, n_taken)) g8_sb_put(&b, a, 1);
     sb_str(&b, "] [a-zA-Z0-9_]{0,20}");
     if (!is_key) sb_str(&b, " | \"\"");
     if (c->failed) return free(b.p), NULL;
@@ -604,8 +557,8 @@ static const char *not_keys(jsc *c, const cJSON *props) {
     const char *node = not_keys_node(c, k, 0, m, 0);
     free(k);
     if (!node) return NULL;
-    sbuf b = {0};
-    sb_printf(&b, "\"\\\"\" %s \"\\\"\"", node);
+    g8_sbuf b = {0};
+    g8_sb_printf(&b, "\"\\\"\" %s \"\\\"\"", node);
     return emit(c, "extra-key", &b);
 }
 
@@ -634,8 +587,8 @@ static const char *visit_object(jsc *c, const cJSON *s, const char *hint) {
         snprintf(vh, sizeof vh, "%.40s-extra", hint);
         const char *val = cJSON_IsObject(add) ? visit(c, add, vh) : prim(c, P_VALUE);
         if (!val) return NULL;
-        sbuf kb = {0};
-        sb_printf(&kb, "%s %s \":\" %s %s %s", key, ws, ws, val, ws);
+        g8_sbuf kb = {0};
+        g8_sb_printf(&kb, "%s %s \":\" %s %s %s", key, ws, ws, val, ws);
         snprintf(vh, sizeof vh, "%.40s-kv", hint);
         if (!(extra_kv = emit(c, vh, &kb))) return NULL;
     }
@@ -649,7 +602,7 @@ static const char *visit_object(jsc *c, const cJSON *s, const char *hint) {
         snprintf(ph, sizeof ph, "%.30s-%.30s", hint, p->string);
         const char *val = visit(c, p, ph);
         if (!val) break;
-        sbuf kb = {0};
+        g8_sbuf kb = {0};
         cJSON *key = cJSON_CreateString(p->string);
         if (!key || !json_literal(c, &kb, key)) {
             cJSON_Delete(key);
@@ -657,7 +610,7 @@ static const char *visit_object(jsc *c, const cJSON *s, const char *hint) {
             break;
         }
         cJSON_Delete(key);
-        sb_printf(&kb, " %s \":\" %s %s %s", ws, ws, val, ws);
+        g8_sb_printf(&kb, " %s \":\" %s %s %s", ws, ws, val, ws);
         snprintf(ph, sizeof ph, "%.30s-%.30s-kv", hint, p->string);
         kv[i] = emit(c, ph, &kb);
         for (const cJSON *r = req ? req->child : NULL; r; r = r->next)
@@ -667,29 +620,29 @@ static const char *visit_object(jsc *c, const cJSON *s, const char *hint) {
     if (!c->failed) {
         /* written from the last property back */
         const char *after = NULL, *from = NULL;
-        sbuf b = {0};
-        if (extra_kv) sb_printf(&b, "(\",\" %s %s)*", ws, extra_kv);
+        g8_sbuf b = {0};
+        if (extra_kv) g8_sb_printf(&b, "(\",\" %s %s)*", ws, extra_kv);
         else sb_str(&b, "\"\"");
         after = emit(c, hint, &b);
-        b = (sbuf){0};
-        if (extra_kv) sb_printf(&b, "(%s (\",\" %s %s)*)?", extra_kv, ws, extra_kv);
+        b = (g8_sbuf){0};
+        if (extra_kv) g8_sb_printf(&b, "(%s (\",\" %s %s)*)?", extra_kv, ws, extra_kv);
         else sb_str(&b, "\"\"");
         from = emit(c, hint, &b);
         for (int k = n - 1; k >= 0 && after && from; k--) {
-            sbuf a = {0}, f = {0};
+            g8_sbuf a = {0}, f = {0};
             if (required[k]) {
-                sb_printf(&a, "\",\" %s %s %s", ws, kv[k], after);
-                sb_printf(&f, "%s %s", kv[k], after);
+                g8_sb_printf(&a, "\",\" %s %s %s", ws, kv[k], after);
+                g8_sb_printf(&f, "%s %s", kv[k], after);
             } else {
-                sb_printf(&a, "\",\" %s %s %s | %s", ws, kv[k], after, after);
-                sb_printf(&f, "%s %s | %s", kv[k], after, from);
+                g8_sb_printf(&a, "\",\" %s %s %s | %s", ws, kv[k], after, after);
+                g8_sb_printf(&f, "%s %s | %s", kv[k], after, from);
             }
             after = emit(c, hint, &a);
             from = emit(c, hint, &f);
         }
         if (after && from) {
-            sbuf o = {0};
-            sb_printf(&o, "\"{\" %s %s \"}\"", ws, from);
+            g8_sbuf o = {0};
+            g8_sb_printf(&o, "\"{\" %s %s \"}\"", ws, from);
             result = emit(c, hint, &o);
         }
     }
@@ -717,7 +670,7 @@ static const char *visit_ref(jsc *c, const char *ref) {
     c->refs[c->n_refs++] = key;
     const char *body = visit(c, target, name);
     if (!body) return NULL;
-    sb_printf(&c->out, "%s ::= %s\n", rule, body);
+    g8_sb_printf(&c->out, "%s ::= %s\n", rule, body);
     return rule;
 }
 
@@ -741,7 +694,7 @@ static const char *visit(jsc *c, const cJSON *s, const char *hint) {
     bool checked = c->keys_checked;
     c->keys_checked = false;
     const char *r = NULL;
-    sbuf b = {0};
+    g8_sbuf b = {0};
     const cJSON *t = cJSON_GetObjectItem(s, "type"), *any = cJSON_GetObjectItem(s, "anyOf");
     const cJSON *all = cJSON_GetObjectItem(s, "allOf"), *en = cJSON_GetObjectItem(s, "enum");
     const cJSON *cn = cJSON_GetObjectItem(s, "const"), *ref = cJSON_GetObjectItem(s, "$ref");
@@ -766,7 +719,7 @@ static const char *visit(jsc *c, const cJSON *s, const char *hint) {
             }
             if (!c->failed) {
                 r = emit(c, hint, &b); /* it frees b */
-                b = (sbuf){0};
+                b = (g8_sbuf){0};
             }
         }
     } else if (any || all) {
@@ -781,11 +734,11 @@ static const char *visit(jsc *c, const cJSON *s, const char *hint) {
                 char h[64];
                 snprintf(h, sizeof h, "%.40s-%d", hint, i);
                 const char *alt = visit(c, v, h);
-                if (alt) sb_printf(&b, "%s%s", i ? " | " : "", alt);
+                if (alt) g8_sb_printf(&b, "%s%s", i ? " | " : "", alt);
             }
             if (!c->failed) {
                 r = emit(c, hint, &b); /* it frees b */
-                b = (sbuf){0};
+                b = (g8_sbuf){0};
             }
         }
     } else if (cJSON_IsString(t)) {
@@ -807,11 +760,11 @@ static const char *visit(jsc *c, const cJSON *s, const char *hint) {
             c->keys_checked = true;
             const char *alt = visit_typed(c, s, v->valuestring, hint);
             c->keys_checked = false;
-            if (alt) sb_printf(&b, "%s%s", i ? " | " : "", alt);
+            if (alt) g8_sb_printf(&b, "%s%s", i ? " | " : "", alt);
         }
         if (!c->failed) {
             r = emit(c, hint, &b); /* it frees b */
-            b = (sbuf){0};
+            b = (g8_sbuf){0};
         }
     } else if (t) {
         fail(c, "'type' must be a string or a list of strings");
@@ -846,7 +799,7 @@ gemma8_status gemma8_grammar_from_json_schema(const char *schema, gemma8_grammar
     jsc c = {.doc = doc};
     const char *root = visit(&c, doc, "root");
     gemma8_status st = root ? GEMMA8_OK : GEMMA8_ERR_INVALID_ARG;
-    if (!st) sb_printf(&c.out, "root ::= %s\n", root);
+    if (!st) g8_sb_printf(&c.out, "root ::= %s\n", root);
     if (!st && c.out.oom) st = g8_fail(GEMMA8_ERR_NOMEM, "out of memory compiling a JSON schema");
     gemma8_grammar *g = NULL;
     if (!st) st = gemma8_grammar_from_gbnf(c.out.p, &g);

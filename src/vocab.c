@@ -10,6 +10,7 @@
  * (Checked against all 580604 merges of the real tokenizer.json.) */
 #include "arch.h"
 #include "vocab.h"
+#include "strbuf.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -498,30 +499,6 @@ size_t g8_token_text(const g8_vocab *v, int32_t id, bool special, char *buf, siz
     return n;
 }
 
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
 /* true if the bytes are valid UTF-8 (shortest forms, no surrogates) */
 static bool utf8_valid(const uint8_t *s, size_t n) {
     for (size_t i = 0; i < n;) {
@@ -546,22 +523,22 @@ static bool utf8_valid(const uint8_t *s, size_t n) {
     return true;
 }
 
-static void flush_bytes(sbuf *b, uint8_t *bytes, size_t *nb) {
+static void flush_bytes(g8_sbuf *b, uint8_t *bytes, size_t *nb) {
     if (!*nb) return;
     if (utf8_valid(bytes, *nb)) {
-        sb_put(b, (const char *)bytes, *nb);
+        g8_sb_put(b, (const char *)bytes, *nb);
     } else {
-        for (size_t i = 0; i < *nb; i++) sb_put(b, "\xef\xbf\xbd", 3);
+        for (size_t i = 0; i < *nb; i++) g8_sb_put(b, "\xef\xbf\xbd", 3);
     }
     *nb = 0;
 }
 
 char *g8_detokenize(const g8_vocab *v, const int32_t *ids, size_t n, bool skip_special, size_t *out_len) {
-    sbuf b = {0};
+    g8_sbuf b = {0};
     uint8_t *bytes = malloc(n + 1);
     size_t nb = 0;
     if (!bytes) return NULL;
-    sb_put(&b, "", 0);
+    g8_sb_put(&b, "", 0);
     for (size_t i = 0; i < n; i++) {
         int raw;
         char tmp[256];
@@ -572,7 +549,7 @@ char *g8_detokenize(const g8_vocab *v, const int32_t *ids, size_t n, bool skip_s
         }
         flush_bytes(&b, bytes, &nb);
         if (k <= sizeof tmp) {
-            sb_put(&b, tmp, k);
+            g8_sb_put(&b, tmp, k);
         } else {
             char *big = malloc(k);
             if (!big) {
@@ -580,7 +557,7 @@ char *g8_detokenize(const g8_vocab *v, const int32_t *ids, size_t n, bool skip_s
                 break;
             }
             g8_token_text(v, ids[i], !skip_special, big, k, &raw);
-            sb_put(&b, big, k);
+            g8_sb_put(&b, big, k);
             free(big);
         }
     }

@@ -204,7 +204,11 @@ static void *random_group_q(uint32_t type, int nb, int rows, float *f, block_q8_
     } else {
         block_q6_K *w = malloc((size_t)16 * (nb / 8) * sizeof *w);
         uint8_t *bytes = (uint8_t *)w;
-        for (size_t i = 0; i < (size_t)16 * (nb / 8) * sizeof *w; i++) bytes[i] = (uint8_t)(frand() * 1e4f);
+        uint32_t h = 0x9e3779b9u + (uint32_t)nb;
+        for (size_t i = 0; i < (size_t)16 * (nb / 8) * sizeof *w; i++) {
+            h ^= h << 13, h ^= h >> 17, h ^= h << 5; /* xorshift32: any byte */
+            bytes[i] = (uint8_t)h;
+        }
         for (int k = 0; k < 16 * (nb / 8); k++) {
             w[k].d = g8_f32_to_f16(0.001f + 0.01f * fabsf(frand()));
             w[k].scales[k % 16] = (int8_t)(k % 2 ? -128 : 127);

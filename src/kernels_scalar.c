@@ -33,69 +33,62 @@ static float dot_q8_0(int nb, const block_q8_0 *w, const block_q8_0 *x) {
     return s;
 }
 
-/* The definition every table's GEMM meets bit for bit (kernels.h). */
+/* The definition every table's GEMM meets bit for bit (kernels.h): per block the
+ * exact int32 sum of row i's quants by the token's, then one FMA with the scales.
+ * What differs by format is only the block's sum and its weight scale. */
+enum pack_format { PACK_Q8_0, PACK_Q4_0, PACK_Q6_K };
+
+static int32_t block_sum(enum pack_format type, const void *group, int nb, int b, int i, const int8_t *x, uint16_t *d_w) {
+    int32_t sum = 0;
+    if (type == PACK_Q4_0) { /* (q - 8) * x */
+        const uint8_t *qb = (const uint8_t *)group + (size_t)b * G8_PACK4_BLOCK;
+        for (int j = 0; j < QK4_0; j++) sum += (g8_pack4_quant(qb, i, j) - 8) * x[j];
+        *d_w = g8_pack4_scales(group, nb)[b * G8_PACK_ROWS + i];
+    } else if (type == PACK_Q6_K) { /* sc_a * sum_a + sc_b * sum_b of (q - 32) * x */
+        const uint8_t *qb = (const uint8_t *)group + (size_t)b * G8_PACK_BLOCK;
+        const int8_t *sc = g8_pack6_sc(group, nb) + b * 2 * G8_PACK_ROWS;
+        int32_t half[2] = {0, 0};
+        for (int j = 0; j < QK8_0; j++) half[j / 16] += (qb[g8_pack_at(i, j)] - 32) * x[j];
+        sum = sc[i] * half[0] + sc[G8_PACK_ROWS + i] * half[1];
+        *d_w = g8_pack6_d(group, nb)[b * G8_PACK_ROWS + i];
+    } else { /* Q8_0: q * x */
+        const int8_t *qb = g8_pack_quants(group) + (size_t)b * G8_PACK_BLOCK;
+        for (int j = 0; j < QK8_0; j++) sum += qb[g8_pack_at(i, j)] * x[j];
+        *d_w = g8_pack_scales(group, nb)[b * G8_PACK_ROWS + i];
+    }
+    return sum;
+}
+
+static void gemm_def(enum pack_format type, int nb, const void *group, const block_q8_0 *x, int T, float *y, size_t ldy) {
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < G8_PACK_ROWS; i++) {
+            float acc = 0;
+            for (int b = 0; b < nb; b++) {
+                const block_q8_0 *xb = x + (size_t)t * nb + b;
+                uint16_t d_w;
+                const int32_t sum = block_sum(type, group, nb, b, i, xb->qs, &d_w);
+                acc = fmaf((float)sum, g8_f16_to_f32(d_w) * g8_f16_to_f32(xb->d), acc);
+            }
+            y[(size_t)t * ldy + i] = acc;
+        }
+}
+
 static void gemm_q8_0(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                       size_t ldy) {
-    const int8_t *q = g8_pack_quants(group);
-    const uint16_t *d = g8_pack_scales(group, nb);
     (void)xsum;
-    for (int t = 0; t < T; t++)
-        for (int i = 0; i < G8_PACK_ROWS; i++) {
-            float acc = 0;
-            for (int b = 0; b < nb; b++) {
-                const block_q8_0 *xb = x + (size_t)t * nb + b;
-                const int8_t *qb = q + (size_t)b * G8_PACK_BLOCK;
-                int32_t sum = 0;
-                for (int j = 0; j < QK8_0; j++) sum += qb[g8_pack_at(i, j)] * xb->qs[j];
-                const float scale = g8_f16_to_f32(d[b * G8_PACK_ROWS + i]) * g8_f16_to_f32(xb->d);
-                acc = fmaf((float)sum, scale, acc);
-            }
-            y[(size_t)t * ldy + i] = acc;
-        }
+    gemm_def(PACK_Q8_0, nb, group, x, T, y, ldy);
 }
 
-/* Q4_0: the definition, per block the exact sum of (q - 8) * x */
 static void gemm_q4_0(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                       size_t ldy) {
-    const uint8_t *q = group;
-    const uint16_t *d = g8_pack4_scales(group, nb);
     (void)xsum;
-    for (int t = 0; t < T; t++)
-        for (int i = 0; i < G8_PACK_ROWS; i++) {
-            float acc = 0;
-            for (int b = 0; b < nb; b++) {
-                const block_q8_0 *xb = x + (size_t)t * nb + b;
-                int32_t sum = 0;
-                for (int j = 0; j < QK4_0; j++) sum += (g8_pack4_quant(q + (size_t)b * G8_PACK4_BLOCK, i, j) - 8) * xb->qs[j];
-                const float scale = g8_f16_to_f32(d[b * G8_PACK_ROWS + i]) * g8_f16_to_f32(xb->d);
-                acc = fmaf((float)sum, scale, acc);
-            }
-            y[(size_t)t * ldy + i] = acc;
-        }
+    gemm_def(PACK_Q4_0, nb, group, x, T, y, ldy);
 }
 
-/* Q6_K: the definition, per block sc_a * sum_a + sc_b * sum_b of (q - 32) * x */
 static void gemm_q6_k(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                       size_t ldy) {
-    const uint8_t *q = group;
-    const uint16_t *d = g8_pack6_d(group, nb);
-    const int8_t *sc = g8_pack6_sc(group, nb);
     (void)xsum;
-    for (int t = 0; t < T; t++)
-        for (int i = 0; i < G8_PACK_ROWS; i++) {
-            float acc = 0;
-            for (int b = 0; b < nb; b++) {
-                const block_q8_0 *xb = x + (size_t)t * nb + b;
-                const uint8_t *qb = q + (size_t)b * G8_PACK_BLOCK;
-                int32_t half[2] = {0, 0};
-                for (int j = 0; j < QK8_0; j++) half[j / 16] += (qb[g8_pack_at(i, j)] - 32) * xb->qs[j];
-                const int32_t sum = sc[b * 2 * G8_PACK_ROWS + i] * half[0] +
-                                    sc[b * 2 * G8_PACK_ROWS + G8_PACK_ROWS + i] * half[1];
-                const float scale = g8_f16_to_f32(d[b * G8_PACK_ROWS + i]) * g8_f16_to_f32(xb->d);
-                acc = fmaf((float)sum, scale, acc);
-            }
-            y[(size_t)t * ldy + i] = acc;
-        }
+    gemm_def(PACK_Q6_K, nb, group, x, T, y, ldy);
 }
 
 static void quantize_q8_0(const float *x, block_q8_0 *y, int n) { g8_quantize_row_q8_0_ref(x, y, n); }

@@ -351,7 +351,7 @@ static bool whole_subtree(gemma8_matcher *m, const g8_gstate *s, uint32_t node) 
             fits = loop->max > 1 && (loop->max == G8_G_INF || sum[node] <= loop->max - p->count);
         }
         /* staying in the class brings the end no further away: the stack's distance now bounds it */
-        if (fits && in_budget(m, g8_gstack_distance(g, &m->a, s->top[i]))) return true;
+        if (fits && (m->budget == UINT32_MAX || in_budget(m, g8_gstack_distance(g, &m->a, s->top[i])))) return true;
     }
     return false;
 }

@@ -157,6 +157,19 @@ static void populate(void *p, size_t n) {
     madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
 }
 
+/* Memory for a packed matrix, on 2 MiB pages where the kernel gives them (transparent huge pages in
+ * "madvise" mode, as Debian sets them): decode streams every matrix once per token, and with 4 KiB
+ * pages it would walk the page tables for a new page every 4 KiB. */
+static void *alloc_huge(size_t bytes) {
+    enum { HUGE = 2 << 20 };
+    const size_t n = (bytes + HUGE - 1) / HUGE * HUGE;
+    void *p = aligned_alloc(HUGE, n);
+#ifdef MADV_HUGEPAGE
+    if (p) madvise(p, n, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
 /* rows [r0, r1) of w at buf, read from the file; false on a short read */
 static bool read_rows(const pack_job *pj, const g8_matrix *w, int64_t r0, int64_t r1, uint8_t *buf) {
     const size_t n = (size_t)(r1 - r0) * w->row_bytes;
@@ -207,21 +220,26 @@ static void pack_task(void *arg, int ith, int nth) {
 
 /* Packs every Q8_0 matrix of mats on the machine's cores; pages of the mapping
  * that were read are given back (they stay in the page cache). */
-static gemma8_status pack_matrices(const char *path, const gguf_file *f, g8_matrix **mats, int n) {
+static gemma8_status pack_matrices(const char *path, const gguf_file *f, g8_matrix **mats, int n, void **arena_out) {
     pack_job pj = {.mats = mats, .n = 0, .fd = -1, .base = f->map.data};
+    size_t total = 0;
     for (int i = 0; i < n; i++) {
         g8_matrix *w = mats[i];
         const size_t bytes = g8_packed_bytes(w->type, w->rows, w->cols);
         if (!bytes) continue; /* float matrices are used in place */
-        w->packed = aligned_alloc(64, bytes);
-        if (!w->packed)
-            return g8_fail(GEMMA8_ERR_NOMEM, "'%s': out of memory for a %lld x %lld matrix (%zu bytes)", path,
-                           (long long)w->rows, (long long)w->cols, bytes);
-        populate(w->packed, bytes); /* one call maps every page: far cheaper than a fault per page */
+        total += (bytes + 63) / 64 * 64;
         pj.max_group = G8_MAX(pj.max_group, (size_t)G8_PACK_ROWS * w->row_bytes);
         mats[pj.n++] = w;
     }
     if (!pj.n) return GEMMA8_OK;
+    uint8_t *arena = alloc_huge(total);
+    if (!arena) return g8_fail(GEMMA8_ERR_NOMEM, "'%s': out of memory for the packed weights (%zu bytes)", path, total);
+    populate(arena, total); /* one call maps every page: far cheaper than a fault per page */
+    *arena_out = arena;
+    for (int i = 0; i < pj.n; i++) {
+        mats[i]->packed = arena;
+        arena += (g8_packed_bytes(mats[i]->type, mats[i]->rows, mats[i]->cols) + 63) / 64 * 64;
+    }
     g8_pool *pool = g8_pool_new(g8_physical_cores());
     if (!pool) return g8_fail(GEMMA8_ERR_NOMEM, "out of memory for threads");
     pj.fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -304,7 +322,7 @@ gemma8_status gemma8_model_load(const char *path, const gemma8_model_params *par
     }
     mats[0] = &m->output;
     for (int il = 0; il < hp->n_layer; il++) layer_matrices(&m->layers[il], mats + 1 + LAYER_MATRICES * il);
-    st = pack_matrices(path, f, mats, 1 + LAYER_MATRICES * hp->n_layer);
+    st = pack_matrices(path, f, mats, 1 + LAYER_MATRICES * hp->n_layer, &m->packed);
     free(mats);
     if (st) goto fail;
     if (m->tok_embd.data == m->output.data) m->tok_embd.packed = m->output.packed; /* tied: rows from there */
@@ -326,12 +344,7 @@ void gemma8_model_free(gemma8_model *m) {
     if (!m) return;
     if (m->has_vocab) g8_vocab_free(&m->vocab);
     g8_vindex_free(m->vindex);
-    free(m->output.packed);
-    for (int il = 0; m->layers && il < m->hp.n_layer; il++) {
-        g8_matrix *mats[LAYER_MATRICES];
-        layer_matrices(&m->layers[il], mats);
-        for (int k = 0; k < LAYER_MATRICES; k++) free(mats[k]->packed);
-    }
+    free(m->packed);
     gguf_close(&m->file);
     free(m->layers);
     free(m->norm_data);

@@ -38,23 +38,23 @@ static float dot_q8_0(int nb, const block_q8_0 *w, const block_q8_0 *x) {
  * What differs by format is only the block's sum and its weight scale. */
 enum pack_format { PACK_Q8_0, PACK_Q4_0, PACK_Q6_K };
 
-static int32_t block_sum(enum pack_format type, const void *group, int nb, int b, int i, const int8_t *x, uint16_t *d_w) {
+static int32_t block_sum(enum pack_format type, const void *group, int b, int i, const int8_t *x, uint16_t *d_w) {
     int32_t sum = 0;
     if (type == PACK_Q4_0) { /* (q - 8) * x */
-        const uint8_t *qb = (const uint8_t *)group + (size_t)b * G8_PACK4_BLOCK;
+        const uint8_t *qb = g8_pack4_quants(group, b);
         for (int j = 0; j < QK4_0; j++) sum += (g8_pack4_quant(qb, i, j) - 8) * x[j];
-        *d_w = g8_pack4_scales(group, nb)[b * G8_PACK_ROWS + i];
+        *d_w = g8_pack4_scales(group, b)[i];
     } else if (type == PACK_Q6_K) { /* sc_a * sum_a + sc_b * sum_b of (q - 32) * x */
-        const uint8_t *qb = (const uint8_t *)group + (size_t)b * G8_PACK_BLOCK;
-        const int8_t *sc = g8_pack6_sc(group, nb) + b * 2 * G8_PACK_ROWS;
+        const uint8_t *qb = g8_pack6_quants(group, b);
+        const int8_t *sc = g8_pack6_sc(group, b);
         int32_t half[2] = {0, 0};
         for (int j = 0; j < QK8_0; j++) half[j / 16] += (qb[g8_pack_at(i, j)] - 32) * x[j];
         sum = sc[i] * half[0] + sc[G8_PACK_ROWS + i] * half[1];
-        *d_w = g8_pack6_d(group, nb)[b * G8_PACK_ROWS + i];
+        *d_w = g8_pack6_d(group, b)[i];
     } else { /* Q8_0: q * x */
-        const int8_t *qb = g8_pack_quants(group) + (size_t)b * G8_PACK_BLOCK;
+        const int8_t *qb = g8_pack_quants(group, b);
         for (int j = 0; j < QK8_0; j++) sum += qb[g8_pack_at(i, j)] * x[j];
-        *d_w = g8_pack_scales(group, nb)[b * G8_PACK_ROWS + i];
+        *d_w = g8_pack_scales(group, b)[i];
     }
     return sum;
 }
@@ -66,7 +66,7 @@ static void gemm_def(enum pack_format type, int nb, const void *group, const blo
             for (int b = 0; b < nb; b++) {
                 const block_q8_0 *xb = x + (size_t)t * nb + b;
                 uint16_t d_w;
-                const int32_t sum = block_sum(type, group, nb, b, i, xb->qs, &d_w);
+                const int32_t sum = block_sum(type, group, b, i, xb->qs, &d_w);
                 acc = fmaf((float)sum, g8_f16_to_f32(d_w) * g8_f16_to_f32(xb->d), acc);
             }
             y[(size_t)t * ldy + i] = acc;

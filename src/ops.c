@@ -17,18 +17,18 @@ void g8_matrix_row(const g8_matrix *W, int64_t r, float *out) {
     for (int64_t b = 0; b < nb; b++) {
         float *o = out + b * QK8_0;
         if (W->type == GEMMA8_TYPE_Q4_0) {
-            const float scale = g8_f16_to_f32(g8_pack4_scales(group, nb)[b * G8_PACK_ROWS + i]);
+            const float scale = g8_f16_to_f32(g8_pack4_scales(group, b)[i]);
             for (int j = 0; j < QK4_0; j++)
-                o[j] = (g8_pack4_quant(group + (size_t)b * G8_PACK4_BLOCK, (int)i, j) - 8) * scale;
+                o[j] = (g8_pack4_quant(g8_pack4_quants(group, b), (int)i, j) - 8) * scale;
         } else if (W->type == GEMMA8_TYPE_Q6_K) {
-            const float d = g8_f16_to_f32(g8_pack6_d(group, nb)[b * G8_PACK_ROWS + i]);
-            const int8_t *sc = g8_pack6_sc(group, nb) + b * 2 * G8_PACK_ROWS;
-            const uint8_t *q = group + (size_t)b * G8_PACK_BLOCK;
+            const float d = g8_f16_to_f32(g8_pack6_d(group, b)[i]);
+            const int8_t *sc = g8_pack6_sc(group, b);
+            const uint8_t *q = g8_pack6_quants(group, b);
             for (int j = 0; j < QK8_0; j++)
                 o[j] = d * sc[(j / 16) * G8_PACK_ROWS + i] * (q[g8_pack_at((int)i, j)] - 32);
         } else {
-            const float scale = g8_f16_to_f32(g8_pack_scales(group, nb)[b * G8_PACK_ROWS + i]);
-            const int8_t *q = g8_pack_quants(group) + (size_t)b * G8_PACK_BLOCK;
+            const float scale = g8_f16_to_f32(g8_pack_scales(group, b)[i]);
+            const int8_t *q = g8_pack_quants(group, b);
             for (int j = 0; j < QK8_0; j++) o[j] = scale * q[g8_pack_at((int)i, j)];
         }
     }

@@ -66,15 +66,15 @@ void g8_pack_q4_0(const block_q4_0 *src, int64_t rows, int64_t nb, int64_t g0, i
     const size_t gbytes = g8_pack4_group_bytes(nb);
     for (int64_t g = g0; g < g1; g++) {
         uint8_t *group = (uint8_t *)dst + (size_t)g * gbytes;
-        uint16_t *d = (uint16_t *)(group + (size_t)nb * G8_PACK4_BLOCK);
         const int64_t n = G8_MIN(G8_PACK_ROWS, rows - g * G8_PACK_ROWS);
         const block_q4_0 *row0 = src + (size_t)(g * G8_PACK_ROWS) * (size_t)nb;
         memset(group, 0, gbytes);
         for (int64_t b = 0; b < nb; b++) {
-            uint8_t *out = group + (size_t)b * G8_PACK4_BLOCK;
+            uint8_t *out = (uint8_t *)g8_pack4_quants(group, b);
+            uint16_t *d = (uint16_t *)g8_pack4_scales(group, b);
             for (int64_t i = 0; i < n; i++) {
                 const block_q4_0 *blk = row0 + (size_t)i * (size_t)nb + b;
-                d[b * G8_PACK_ROWS + i] = blk->d;
+                d[i] = blk->d;
                 for (int j = 0; j < QK4_0; j++) {
                     const int q = j < 16 ? blk->qs[j] & 0xF : blk->qs[j - 16] >> 4;
                     out[64 * (j / 8) + 4 * i + j % 4] |= (uint8_t)(j % 8 < 4 ? q : q << 4);
@@ -92,18 +92,18 @@ void g8_pack_q6_K(const block_q6_K *src, int64_t rows, int64_t nb, int64_t g0, i
     const int64_t nk = nb / (QK_K / QK8_0); /* Q6_K blocks per row */
     for (int64_t g = g0; g < g1; g++) {
         uint8_t *group = (uint8_t *)dst + (size_t)g * gbytes;
-        uint16_t *d = (uint16_t *)(group + (size_t)nb * G8_PACK_BLOCK);
-        int8_t *sc = (int8_t *)group + (size_t)nb * (G8_PACK_BLOCK + 2 * G8_PACK_ROWS);
         const int64_t n = G8_MIN(G8_PACK_ROWS, rows - g * G8_PACK_ROWS);
         memset(group, 0, gbytes);
         for (int64_t b = 0; b < nb; b++) {
-            uint8_t *out = group + (size_t)b * G8_PACK_BLOCK;
+            uint8_t *out = (uint8_t *)g8_pack6_quants(group, b);
+            uint16_t *d = (uint16_t *)g8_pack6_d(group, b);
+            int8_t *sc = (int8_t *)g8_pack6_sc(group, b);
             for (int64_t i = 0; i < n; i++) {
                 const block_q6_K *k = src + (size_t)(g * G8_PACK_ROWS + i) * (size_t)nk + b / 8;
                 const int j0 = (int)(b % 8) * QK8_0;
-                d[b * G8_PACK_ROWS + i] = k->d;
-                sc[b * 2 * G8_PACK_ROWS + i] = k->scales[j0 / 16];
-                sc[b * 2 * G8_PACK_ROWS + G8_PACK_ROWS + i] = k->scales[j0 / 16 + 1];
+                d[i] = k->d;
+                sc[i] = k->scales[j0 / 16];
+                sc[G8_PACK_ROWS + i] = k->scales[j0 / 16 + 1];
                 for (int j = 0; j < QK8_0; j++) out[g8_pack_at((int)i, j)] = (uint8_t)g8_q6_K_quant(k, j0 + j);
             }
             for (int64_t i = n; i < G8_PACK_ROWS; i++) /* past the end: quants 32 (value 0), scales 0 */
@@ -126,23 +126,25 @@ void g8_pack_q8_0(const block_q8_0 *src, int64_t rows, int64_t nb, int64_t g0, i
     const size_t gbytes = g8_pack_group_bytes(nb);
     for (int64_t g = g0; g < g1; g++) {
         uint8_t *group = (uint8_t *)dst + (size_t)g * gbytes;
-        uint16_t *d = (uint16_t *)(group + (size_t)nb * G8_PACK_BLOCK);
         const int64_t n = G8_MIN(G8_PACK_ROWS, rows - g * G8_PACK_ROWS); /* rows of this group */
         const block_q8_0 *row0 = src + (size_t)(g * G8_PACK_ROWS) * (size_t)nb;
-        if (n < G8_PACK_ROWS) memset(d, 0, (size_t)nb * G8_PACK_ROWS * sizeof *d);
         for (int64_t b = 0; b < nb; b++) { /* a block of the group at a time, written in order */
             uint32_t in[G8_PACK_ROWS][QK8_0 / 4] = {{0}}, out[QK8_0 / 4][G8_PACK_ROWS];
+            uint16_t d[G8_PACK_ROWS] = {0};
             for (int64_t i = 0; i < n; i++) {
                 const block_q8_0 *blk = row0 + (size_t)i * (size_t)nb + b;
                 memcpy(in[i], blk->qs, QK8_0);
-                d[b * G8_PACK_ROWS + i] = blk->d;
+                d[i] = blk->d;
             }
             for (int c = 0; c < QK8_0 / 4; c++)
                 for (int i = 0; i < G8_PACK_ROWS; i++) out[c][i] = in[i][c];
-            memcpy(group + (size_t)b * G8_PACK_BLOCK, out, sizeof out);
+            memcpy((int8_t *)g8_pack_quants(group, b), out, sizeof out);
+            memcpy((uint16_t *)g8_pack_scales(group, b), d, sizeof d);
         }
-        const size_t used = (size_t)nb * (G8_PACK_BLOCK + 2 * G8_PACK_ROWS);
-        memset(group + used, 0, gbytes - used); /* to the 64-byte boundary */
+        if (nb % 2) { /* the unused half of the last pair */
+            memset(group + g8_pair_quants(nb, G8_PACK_BLOCK, G8_PACK_EXTRA), 0, G8_PACK_BLOCK);
+            memset(group + g8_pair_extra(nb, G8_PACK_BLOCK, G8_PACK_EXTRA), 0, G8_PACK_EXTRA);
+        }
     }
 }
 

@@ -115,28 +115,41 @@ static inline int g8_q6_K_quant(const block_q6_K *b, int j) {
 }
 
 /* Q8_0 weights as the GEMM kernels read them: 16 rows at a time (a group).
- * A group of nb blocks holds first the quants, block after block, four bytes
- * of each of the 16 rows at a time: quants[b][16 * 4 * c + 4 * i + j] is row
- * i's quant 4c + j of block b (c < 8). Then the 16 rows' f16 scales of each
- * block: d[b][i]. One 64-byte load holds four quants of each of 16 rows: an
- * activation's four quants, broadcast, multiply all 16 rows at once, and every
- * (row, token) sum stays in its own lane, with no reduction across lanes.
- * Groups are 64 bytes aligned; rows past the matrix's last are zero. */
+ * A block of a group holds four bytes of each of the 16 rows at a time:
+ * quants[16 * 4 * c + 4 * i + j] is row i's quant 4c + j of the block (c < 8),
+ * and then the 16 rows' f16 scales of the block. One 64-byte load holds four
+ * quants of each of 16 rows: an activation's four quants, broadcast, multiply
+ * all 16 rows at once, and every (row, token) sum stays in its own lane, with
+ * no reduction across lanes. Rows past the matrix's last are zero.
+ *
+ * The blocks lie in pairs: the quants of blocks 2p and 2p + 1, then the scales
+ * of both. So a group is one stream a GEMV reads front to back (a stream of
+ * scales apart from the quants' cost decode ~20% of its bandwidth: a new stream
+ * to find at every group), and every 64-byte load stays aligned. Q4_0 and Q6_K
+ * pack the same way with their own quants and scales. */
 #define G8_PACK_ROWS 16
 #define G8_PACK_BLOCK (G8_PACK_ROWS * QK8_0) /* quant bytes of one block of a group */
 
 /* where row i's quant j of a block lies among the block's G8_PACK_BLOCK bytes */
 static inline size_t g8_pack_at(int i, int j) { return (size_t)(4 * (G8_PACK_ROWS * (j / 4) + i) + j % 4); }
 
-/* bytes of one group of nb blocks (a multiple of 64) */
-static inline size_t g8_pack_group_bytes(int64_t nb) {
-    return ((size_t)nb * (G8_PACK_BLOCK + 2 * G8_PACK_ROWS) + 63) & ~(size_t)63;
+/* Where block b's quants (q bytes a block) and its scales (e bytes) lie in a group. */
+static inline size_t g8_pair_quants(int64_t b, size_t q, size_t e) {
+    return (size_t)(b / 2) * 2 * (q + e) + (size_t)(b % 2) * q;
 }
+static inline size_t g8_pair_extra(int64_t b, size_t q, size_t e) {
+    return (size_t)(b / 2) * 2 * (q + e) + 2 * q + (size_t)(b % 2) * e;
+}
+/* bytes of a group of nb blocks (whole pairs: a multiple of 64 for every format) */
+static inline size_t g8_pair_group_bytes(int64_t nb, size_t q, size_t e) { return (size_t)(nb + 1) / 2 * 2 * (q + e); }
 
-/* The quants and the scales of a group of nb blocks. */
-static inline const int8_t *g8_pack_quants(const void *group) { return group; }
-static inline const uint16_t *g8_pack_scales(const void *group, int64_t nb) {
-    return (const uint16_t *)((const int8_t *)group + (size_t)nb * G8_PACK_BLOCK);
+#define G8_PACK_EXTRA (2 * G8_PACK_ROWS) /* the 16 rows' f16 scales */
+static inline size_t g8_pack_group_bytes(int64_t nb) { return g8_pair_group_bytes(nb, G8_PACK_BLOCK, G8_PACK_EXTRA); }
+static inline const int8_t *g8_pack_quants(const void *group, int64_t b) {
+    return (const int8_t *)group + g8_pair_quants(b, G8_PACK_BLOCK, G8_PACK_EXTRA);
+}
+static inline const uint16_t *g8_pack_scales(const void *group, int64_t b) {
+    return (const uint16_t *)((const uint8_t *)group + g8_pair_extra(b, G8_PACK_BLOCK, G8_PACK_EXTRA));
 }
 
 /* Packs rows [g0 * 16, g1 * 16) of a Q8_0 matrix of `rows` rows of nb blocks
@@ -147,13 +160,16 @@ void g8_pack_q8_0(const block_q8_0 *src, int64_t rows, int64_t nb, int64_t g0, i
  * chunks of 16 rows x 4 bytes; byte j of row i in chunk c holds quant 8c + j in
  * its low nibble and quant 8c + 4 + j in its high one (unsigned, 0..15: the
  * value is q - 8). One load and a mask give four quants of each of 16 rows, a
- * shift and the mask four more. Then the 16 rows' f16 scales of each block. */
+ * shift and the mask four more. Each block's 16 f16 scales as for Q8_0. */
 #define G8_PACK4_BLOCK (G8_PACK_ROWS * QK4_0 / 2)
 static inline size_t g8_pack4_group_bytes(int64_t nb) {
-    return ((size_t)nb * (G8_PACK4_BLOCK + 2 * G8_PACK_ROWS) + 63) & ~(size_t)63;
+    return g8_pair_group_bytes(nb, G8_PACK4_BLOCK, G8_PACK_EXTRA);
 }
-static inline const uint16_t *g8_pack4_scales(const void *group, int64_t nb) {
-    return (const uint16_t *)((const uint8_t *)group + (size_t)nb * G8_PACK4_BLOCK);
+static inline const uint8_t *g8_pack4_quants(const void *group, int64_t b) {
+    return (const uint8_t *)group + g8_pair_quants(b, G8_PACK4_BLOCK, G8_PACK_EXTRA);
+}
+static inline const uint16_t *g8_pack4_scales(const void *group, int64_t b) {
+    return (const uint16_t *)((const uint8_t *)group + g8_pair_extra(b, G8_PACK4_BLOCK, G8_PACK_EXTRA));
 }
 /* row i's quant j (0..31) of a block's G8_PACK4_BLOCK bytes, 0..15 */
 static inline int g8_pack4_quant(const uint8_t *block, int i, int j) {
@@ -163,18 +179,21 @@ static inline int g8_pack4_quant(const uint8_t *block, int i, int j) {
 void g8_pack_q4_0(const block_q4_0 *src, int64_t rows, int64_t nb, int64_t g0, int64_t g1, void *dst);
 
 /* Q6_K packed for the GEMM on 32-blocks: the quants as Q8_0's packing places
- * them (unsigned, 0..63: the value is q - 32), then per block the 16 rows' f16
+ * them (unsigned, 0..63: the value is q - 32); per block, the 16 rows' f16
  * super-block scales, then their int8 scales of the block's two halves (16
  * rows for elements 0-15, 16 rows for 16-31). */
 #define G8_PACK6_EXTRA (2 * G8_PACK_ROWS + 2 * G8_PACK_ROWS) /* bytes of scales per block */
 static inline size_t g8_pack6_group_bytes(int64_t nb) {
-    return ((size_t)nb * (G8_PACK_BLOCK + G8_PACK6_EXTRA) + 63) & ~(size_t)63;
+    return g8_pair_group_bytes(nb, G8_PACK_BLOCK, G8_PACK6_EXTRA);
 }
-static inline const uint16_t *g8_pack6_d(const void *group, int64_t nb) {
-    return (const uint16_t *)((const uint8_t *)group + (size_t)nb * G8_PACK_BLOCK);
+static inline const uint8_t *g8_pack6_quants(const void *group, int64_t b) {
+    return (const uint8_t *)group + g8_pair_quants(b, G8_PACK_BLOCK, G8_PACK6_EXTRA);
 }
-static inline const int8_t *g8_pack6_sc(const void *group, int64_t nb) {
-    return (const int8_t *)group + (size_t)nb * (G8_PACK_BLOCK + 2 * G8_PACK_ROWS);
+static inline const uint16_t *g8_pack6_d(const void *group, int64_t b) {
+    return (const uint16_t *)((const uint8_t *)group + g8_pair_extra(b, G8_PACK_BLOCK, G8_PACK6_EXTRA));
+}
+static inline const int8_t *g8_pack6_sc(const void *group, int64_t b) {
+    return (const int8_t *)group + g8_pair_extra(b, G8_PACK_BLOCK, G8_PACK6_EXTRA) + 2 * G8_PACK_ROWS;
 }
 /* nb: 32-blocks per row (8 per Q6_K block) */
 void g8_pack_q6_K(const block_q6_K *src, int64_t rows, int64_t nb, int64_t g0, int64_t g1, void *dst);

@@ -158,15 +158,13 @@ TEST(kernels_gemm_q8_0_bit_identical) {
         void *g = random_group(nb, rows[s], xq, G8_GEMM_T);
         block_sums(nb, G8_GEMM_T, xq, xsum);
         ref->gemm_q8_0(nb, g, xq, xsum, G8_GEMM_T, want, 16);
-        const int8_t *q = g8_pack_quants(g);
-        const uint16_t *d = g8_pack_scales(g, nb);
         for (int t = 0; t < G8_GEMM_T; t++)
             for (int i = 0; i < 16; i++) {
                 double e = 0, mag = 0;
                 for (int b = 0; b < nb; b++) {
                     long sum = 0;
-                    for (int j = 0; j < 32; j++) sum += (long)q[b * 512 + 64 * (j / 4) + 4 * i + j % 4] * xq[t * nb + b].qs[j];
-                    const double sc = (double)g8_f16_to_f32(d[b * 16 + i]) * g8_f16_to_f32(xq[t * nb + b].d);
+                    for (int j = 0; j < 32; j++) sum += (long)g8_pack_quants(g, b)[64 * (j / 4) + 4 * i + j % 4] * xq[t * nb + b].qs[j];
+                    const double sc = (double)g8_f16_to_f32(g8_pack_scales(g, b)[i]) * g8_f16_to_f32(xq[t * nb + b].d);
                     e += sc * (double)sum;
                     mag += fabs(sc) * 32 * 128 * 127;
                 }

@@ -64,15 +64,14 @@ static float dot_q8_0(int nb, const block_q8_0 *w, const block_q8_0 *x) {
 #define GEMM_TOKENS 2
 static inline __attribute__((always_inline)) void gemm_pass(int nb, const void *group, const block_q8_0 *x,
                                                             const int T, float *y, size_t ldy) {
-    const int8_t *q = g8_pack_quants(group);
-    const uint16_t *d = g8_pack_scales(group, nb);
     float32x4_t f[GEMM_TOKENS][4];
     _Pragma("GCC unroll 8")
     for (int t = 0; t < T; t++)
         _Pragma("GCC unroll 8")
         for (int r = 0; r < 4; r++) f[t][r] = vdupq_n_f32(0);
     for (int b = 0; b < nb; b++) {
-        const int8_t *qb = q + (size_t)b * G8_PACK_BLOCK;
+        const int8_t *qb = g8_pack_quants(group, b);
+        const uint16_t *d = g8_pack_scales(group, b);
         int32x4_t acc[GEMM_TOKENS][4];
         _Pragma("GCC unroll 8")
         for (int t = 0; t < T; t++)
@@ -97,7 +96,7 @@ static inline __attribute__((always_inline)) void gemm_pass(int nb, const void *
         }
         _Pragma("GCC unroll 8")
         for (int r = 0; r < 4; r++) {
-            const float32x4_t dw = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d + (size_t)b * G8_PACK_ROWS + 4 * r)));
+            const float32x4_t dw = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d + 4 * r)));
             _Pragma("GCC unroll 8")
             for (int t = 0; t < T; t++) {
                 const float32x4_t s = vmulq_n_f32(dw, g8_f16_to_f32(x[(size_t)t * nb + b].d));
@@ -125,8 +124,6 @@ static void gemm_q8_0(int nb, const void *group, const block_q8_0 *x, const int3
  * quants for vdotq_laneq_s32 with the token's quants 8c..8c+3 and 8c+4..8c+7. */
 static inline __attribute__((always_inline)) void gemm_pass_q4(int nb, const void *group, const block_q8_0 *x,
                                                                const int T, float *y, size_t ldy) {
-    const uint8_t *q = group;
-    const uint16_t *d = g8_pack4_scales(group, nb);
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     const int8x16_t eight = vdupq_n_s8(8);
     float32x4_t f[GEMM_TOKENS][4];
@@ -135,7 +132,8 @@ static inline __attribute__((always_inline)) void gemm_pass_q4(int nb, const voi
         _Pragma("GCC unroll 8")
         for (int r = 0; r < 4; r++) f[t][r] = vdupq_n_f32(0);
     for (int b = 0; b < nb; b++) {
-        const uint8_t *qb = q + (size_t)b * G8_PACK4_BLOCK;
+        const uint8_t *qb = g8_pack4_quants(group, b);
+        const uint16_t *d = g8_pack4_scales(group, b);
         int32x4_t acc[GEMM_TOKENS][4];
         int8x16_t xv[GEMM_TOKENS][2];
         _Pragma("GCC unroll 8")
@@ -162,7 +160,7 @@ static inline __attribute__((always_inline)) void gemm_pass_q4(int nb, const voi
 #undef CHUNK4
         _Pragma("GCC unroll 8")
         for (int r = 0; r < 4; r++) {
-            const float32x4_t dw = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d + (size_t)b * G8_PACK_ROWS + 4 * r)));
+            const float32x4_t dw = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d + 4 * r)));
             _Pragma("GCC unroll 8")
             for (int t = 0; t < T; t++) {
                 const float32x4_t s = vmulq_n_f32(dw, g8_f16_to_f32(x[(size_t)t * nb + b].d));
@@ -180,9 +178,6 @@ static inline __attribute__((always_inline)) void gemm_pass_q4(int nb, const voi
  * halves of a block sum apart, then s = sc_a * a + sc_b * b. */
 static inline __attribute__((always_inline)) void gemm_pass_q6(int nb, const void *group, const block_q8_0 *x,
                                                                const int T, float *y, size_t ldy) {
-    const uint8_t *q = group;
-    const uint16_t *d = g8_pack6_d(group, nb);
-    const int8_t *sc = g8_pack6_sc(group, nb);
     const int8x16_t k32 = vdupq_n_s8(32);
     float32x4_t f[GEMM_TOKENS][4];
     _Pragma("GCC unroll 8")
@@ -190,7 +185,9 @@ static inline __attribute__((always_inline)) void gemm_pass_q6(int nb, const voi
         _Pragma("GCC unroll 8")
         for (int r = 0; r < 4; r++) f[t][r] = vdupq_n_f32(0);
     for (int b = 0; b < nb; b++) {
-        const uint8_t *qb = q + (size_t)b * G8_PACK_BLOCK;
+        const uint8_t *qb = g8_pack6_quants(group, b);
+        const uint16_t *d = g8_pack6_d(group, b);
+        const int8_t *sc = g8_pack6_sc(group, b);
         int32x4_t s[GEMM_TOKENS][4];
         _Pragma("GCC unroll 8")
         for (int t = 0; t < T; t++)
@@ -219,7 +216,7 @@ static inline __attribute__((always_inline)) void gemm_pass_q6(int nb, const voi
 #undef CHUNK6
             _Pragma("GCC unroll 8")
             for (int r = 0; r < 4; r++) {
-                const int8_t *sr = sc + (2 * b + h) * G8_PACK_ROWS + 4 * r;
+                const int8_t *sr = sc + h * G8_PACK_ROWS + 4 * r;
                 const int32x4_t sv = {sr[0], sr[1], sr[2], sr[3]};
                 _Pragma("GCC unroll 8")
                 for (int t = 0; t < T; t++) s[t][r] = vmlaq_s32(s[t][r], acc[t][r], sv);
@@ -227,7 +224,7 @@ static inline __attribute__((always_inline)) void gemm_pass_q6(int nb, const voi
         }
         _Pragma("GCC unroll 8")
         for (int r = 0; r < 4; r++) {
-            const float32x4_t dw = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d + (size_t)b * G8_PACK_ROWS + 4 * r)));
+            const float32x4_t dw = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d + 4 * r)));
             _Pragma("GCC unroll 8")
             for (int t = 0; t < T; t++) {
                 const float32x4_t m = vmulq_n_f32(dw, g8_f16_to_f32(x[(size_t)t * nb + b].d));

@@ -15,14 +15,13 @@ enum { PREFETCH = 2048 };
 
 static inline __attribute__((always_inline)) void pass(int nb, const void *group, const block_q8_0 *x,
                                                        const int32_t *xsum, const int T, float *y, size_t ldy) {
-    const int8_t *q = g8_pack_quants(group);
-    const uint16_t *d = g8_pack_scales(group, nb);
     const __m512i bias = _mm512_set1_epi8((char)0x80);
     __m512 f[G8_GEMM_T];
     _Pragma("GCC unroll 8")
     for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
     for (int b = 0; b < nb; b++) {
-        const int8_t *qb = q + (size_t)b * G8_PACK_BLOCK;
+        const int8_t *qb = g8_pack_quants(group, b);
+        const uint16_t *d = g8_pack_scales(group, b);
         /* two chains of vpdpbusd (even and odd loads) when few tokens would leave the
          * unit waiting on one chain's latency; integer sums, so the split is exact */
         enum { CH = 2 };
@@ -48,7 +47,7 @@ static inline __attribute__((always_inline)) void pass(int nb, const void *group
             _Pragma("GCC unroll 8")
             for (int t = 0; t < T; t++) acc[t][0] = _mm512_add_epi32(acc[t][0], acc[t][1]);
         }
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(d + (size_t)b * G8_PACK_ROWS)));
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d));
         _Pragma("GCC unroll 8")
         for (int t = 0; t < T; t++) {
             const __m512 dx = _mm512_set1_ps(_cvtsh_ss(x[(size_t)t * nb + b].d));
@@ -78,14 +77,13 @@ void g8_gemm_q8_0_avx512vnni(int nb, const void *group, const block_q8_0 *x, con
  * the accumulator starting at -8 times the token's block sum (xsum / 16). */
 static inline __attribute__((always_inline)) void pass4(int nb, const void *group, const block_q8_0 *x,
                                                         const int32_t *xsum, const int T, float *y, size_t ldy) {
-    const uint8_t *q = group;
-    const uint16_t *d = g8_pack4_scales(group, nb);
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     __m512 f[G8_GEMM_T];
     _Pragma("GCC unroll 8")
     for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
     for (int b = 0; b < nb; b++) {
-        const uint8_t *qb = q + (size_t)b * G8_PACK4_BLOCK;
+        const uint8_t *qb = g8_pack4_quants(group, b);
+        const uint16_t *d = g8_pack4_scales(group, b);
         __m512i acc[G8_GEMM_T][2];
         _Pragma("GCC unroll 8")
         for (int t = 0; t < T; t++) {
@@ -106,7 +104,7 @@ static inline __attribute__((always_inline)) void pass4(int nb, const void *grou
                 acc[t][1] = _mm512_dpbusd_epi32(acc[t][1], hi, _mm512_set1_epi32(xh));
             }
         }
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(d + (size_t)b * G8_PACK_ROWS)));
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d));
         _Pragma("GCC unroll 8")
         for (int t = 0; t < T; t++) {
             const __m512 dx = _mm512_set1_ps(_cvtsh_ss(x[(size_t)t * nb + b].d));
@@ -123,16 +121,15 @@ static inline __attribute__((always_inline)) void pass4(int nb, const void *grou
  * s = sc_a * a + sc_b * b in int32 lanes. */
 static inline __attribute__((always_inline)) void pass6(int nb, const void *group, const block_q8_0 *x,
                                                         const int32_t *xsum, const int T, float *y, size_t ldy) {
-    const uint8_t *q = group;
-    const uint16_t *d = g8_pack6_d(group, nb);
-    const int8_t *sc = g8_pack6_sc(group, nb);
     __m512 f[G8_GEMM_T];
     _Pragma("GCC unroll 8")
     for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
     for (int b = 0; b < nb; b++) {
-        const uint8_t *qb = q + (size_t)b * G8_PACK_BLOCK;
-        const __m512i sa = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(sc + 2 * b * G8_PACK_ROWS)));
-        const __m512i sb = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(sc + (2 * b + 1) * G8_PACK_ROWS)));
+        const uint8_t *qb = g8_pack6_quants(group, b);
+        const uint16_t *d = g8_pack6_d(group, b);
+        const int8_t *sc = g8_pack6_sc(group, b);
+        const __m512i sa = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)sc));
+        const __m512i sb = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(sc + G8_PACK_ROWS)));
         __m512i acc[G8_GEMM_T][2];
         _Pragma("GCC unroll 8")
         for (int t = 0; t < T; t++) {
@@ -150,7 +147,7 @@ static inline __attribute__((always_inline)) void pass6(int nb, const void *grou
                 acc[t][c / 4] = _mm512_dpbusd_epi32(acc[t][c / 4], u, _mm512_set1_epi32(x4));
             }
         }
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(d + (size_t)b * G8_PACK_ROWS)));
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d));
         _Pragma("GCC unroll 8")
         for (int t = 0; t < T; t++) {
             const __m512 dx = _mm512_set1_ps(_cvtsh_ss(x[(size_t)t * nb + b].d));

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 static double now(void) {
@@ -71,7 +72,12 @@ int main(void) {
     const g8_kernels *ref = g8_kernels_scalar();
     for (int r = 0; r < R; r++) ref->quantize_q8_0(x + (size_t)(r % T) * K, w + (size_t)r * nb, K);
     const size_t gb = g8_pack_group_bytes(nb);
-    uint8_t *pw = aligned_alloc(64, gb * (R / 16)), *big = aligned_alloc(64, gb * (RB / 16));
+    uint8_t *pw = aligned_alloc(64, gb * (R / 16));
+    const size_t big_bytes = (gb * (RB / 16) + (2 << 20) - 1) / (2 << 20) * (2 << 20);
+    uint8_t *big = aligned_alloc(2 << 20, big_bytes);
+#ifdef MADV_HUGEPAGE
+    madvise(big, big_bytes, MADV_HUGEPAGE); /* as the engine's packed weights */
+#endif
     g8_pack_q8_0(w, R, nb, 0, R / 16, pw);
     for (int g = 0; g < RB / 16; g++) memcpy(big + (size_t)g * gb, pw + (size_t)(g % (R / 16)) * gb, gb);
     const g8_kernels *all[8];

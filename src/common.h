@@ -42,6 +42,11 @@ static inline uint64_t g8_fnv64(uint64_t h, const void *p, size_t n) {
 void *g8_malloc(size_t n, const char *what);
 void *g8_calloc(size_t count, size_t size, const char *what);
 
+/* Memory for what is streamed again and again (packed weights, KV cache): on 2 MiB pages where the
+ * kernel gives them (transparent huge pages in "madvise" mode, as Debian sets them), so that a
+ * stream does not walk the page tables every 4 KiB. Released with free(); NULL when out of memory. */
+void *g8_alloc_huge(size_t bytes);
+
 /* Seconds on the monotonic clock. */
 static inline double g8_now(void) {
     struct timespec ts;

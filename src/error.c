@@ -1,9 +1,10 @@
-/* error.c - per-thread error messages, status names, the log callback, the version. */
+/* error.c - per-thread error messages, status names, the log callback, the version, allocation. */
 #include "common.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 static _Thread_local char g_errbuf[1024];
 
@@ -58,6 +59,17 @@ void g8_log(int level, const char *fmt, ...) {
 void *g8_malloc(size_t n, const char *what) {
     void *p = malloc(n ? n : 1);
     if (!p) g8_fail(GEMMA8_ERR_NOMEM, "out of memory allocating %zu bytes for %s", n, what);
+    return p;
+}
+
+void *g8_alloc_huge(size_t bytes) {
+    enum { HUGE = 2 << 20 };
+    if (bytes < HUGE) return malloc(bytes ? bytes : 1);
+    const size_t n = (bytes + HUGE - 1) / HUGE * HUGE;
+    void *p = aligned_alloc(HUGE, n);
+#ifdef MADV_HUGEPAGE
+    if (p) madvise(p, n, MADV_HUGEPAGE);
+#endif
     return p;
 }
 

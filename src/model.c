@@ -157,19 +157,6 @@ static void populate(void *p, size_t n) {
     madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
 }
 
-/* Memory for a packed matrix, on 2 MiB pages where the kernel gives them (transparent huge pages in
- * "madvise" mode, as Debian sets them): decode streams every matrix once per token, and with 4 KiB
- * pages it would walk the page tables for a new page every 4 KiB. */
-static void *alloc_huge(size_t bytes) {
-    enum { HUGE = 2 << 20 };
-    const size_t n = (bytes + HUGE - 1) / HUGE * HUGE;
-    void *p = aligned_alloc(HUGE, n);
-#ifdef MADV_HUGEPAGE
-    if (p) madvise(p, n, MADV_HUGEPAGE);
-#endif
-    return p;
-}
-
 /* rows [r0, r1) of w at buf, read from the file; false on a short read */
 static bool read_rows(const pack_job *pj, const g8_matrix *w, int64_t r0, int64_t r1, uint8_t *buf) {
     const size_t n = (size_t)(r1 - r0) * w->row_bytes;
@@ -232,7 +219,7 @@ static gemma8_status pack_matrices(const char *path, const gguf_file *f, g8_matr
         mats[pj.n++] = w;
     }
     if (!pj.n) return GEMMA8_OK;
-    uint8_t *arena = alloc_huge(total);
+    uint8_t *arena = g8_alloc_huge(total);
     if (!arena) return g8_fail(GEMMA8_ERR_NOMEM, "'%s': out of memory for the packed weights (%zu bytes)", path, total);
     populate(arena, total); /* one call maps every page: far cheaper than a fault per page */
     *arena_out = arena;

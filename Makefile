@@ -47,6 +47,7 @@ $(BUILD)/tests/x86_vnni_emulated.o: src/cpu/x86_vnni.c src/cpu/x86_gemm.inc src/
 endif
 ifneq (,$(findstring aarch64,$(MACHINE)))
 $(BUILD)/src/cpu/arm_neon.o: override CFLAGS += -march=armv8.2-a+dotprod+fp16
+$(BUILD)/src/cpu/arm_i8mm.o: override CFLAGS += -march=armv8.2-a+dotprod+fp16+i8mm
 endif
 
 $(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/cpu/*.h src/cpu/*.inc tools/*.h tests/*.h)

@@ -41,6 +41,9 @@ static bool x86_has_avx512vnni(void) {
 #ifndef HWCAP_ASIMDDP
 #define HWCAP_ASIMDDP (1 << 20)
 #endif
+#ifndef HWCAP2_I8MM
+#define HWCAP2_I8MM (1 << 13)
+#endif
 #endif
 
 int g8_kernels_all(const g8_kernels **out, int max) {
@@ -52,7 +55,9 @@ int g8_kernels_all(const g8_kernels **out, int max) {
     if (n < max && x86_has_avx512vnni()) out[n++] = &g8_kernels_avx512vnni; /* 512-bit: preferred */
 #endif
 #if defined(__aarch64__)
-    if (n < max && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP)) out[n++] = &g8_kernels_neon;
+    const bool dotprod = getauxval(AT_HWCAP) & HWCAP_ASIMDDP;
+    if (n < max && dotprod) out[n++] = &g8_kernels_neon;
+    if (n < max && dotprod && (getauxval(AT_HWCAP2) & HWCAP2_I8MM)) out[n++] = &g8_kernels_neon_i8mm;
 #endif
     return n;
 }

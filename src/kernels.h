@@ -104,6 +104,14 @@ void g8_gemm_q6_k_vnni_emulated(int nb, const void *group, const block_q8_0 *x, 
 #endif
 #if defined(__aarch64__)
 extern const g8_kernels g8_kernels_neon;
+/* the NEON table with the GEMMs on smmla (FEAT_I8MM) */
+extern const g8_kernels g8_kernels_neon_i8mm;
+void g8_gemm_q8_0_i8mm(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
+                       size_t ldy);
+void g8_gemm_q4_0_i8mm(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
+                       size_t ldy);
+void g8_gemm_q6_k_i8mm(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
+                       size_t ldy);
 #endif
 
 #endif

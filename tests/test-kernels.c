@@ -62,7 +62,8 @@ static const char *expected_table(void) {
     if (f) fclose(f);
     return want;
 #elif defined(__aarch64__)
-    return getauxval(AT_HWCAP) & (1ul << 20) ? "neon-dotprod" : "scalar"; /* HWCAP_ASIMDDP */
+    if (!(getauxval(AT_HWCAP) & (1ul << 20))) return "scalar"; /* HWCAP_ASIMDDP */
+    return getauxval(AT_HWCAP2) & (1ul << 13) ? "neon-i8mm" : "neon-dotprod"; /* HWCAP2_I8MM */
 #else
     return "scalar";
 #endif
@@ -347,7 +348,7 @@ TEST(kernels_tables_this_cpu_lacks) {
 #if defined(__x86_64__)
     const char *names[] = {"avx2", "avx-vnni", "avx512-vnni"};
 #elif defined(__aarch64__)
-    const char *names[] = {"neon-dotprod"};
+    const char *names[] = {"neon-dotprod", "neon-i8mm"};
 #else
     const char *names[] = {"scalar"};
 #endif

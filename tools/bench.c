@@ -121,7 +121,8 @@ int cmd_bench(int argc, char **argv) {
         {"--kv-type", CLI_STR, &c.kv_type, "T", "KV cache: auto, f32, f16, q8_0", NULL},
         {"-np|--parallel", CLI_INT, &parallel, "N", "sequences decoded together (batched decode); tg is their sum",
          NULL},
-        {"--membw", CLI_FLAG, &membw, NULL, "measure this machine's read bandwidth (1 GiB, best of 5)", NULL},
+        {"--membw", CLI_FLAG, &membw, NULL, "measure this machine's read bandwidth (1 GiB, best of 5); with -m, "
+         "before each decode run, and print decode's share of it (peak RSS then counts the 1 GiB)", NULL},
         {"--json-schema", CLI_LIST, &schemas, "FILE", "sampled decode with and without this schema (repeatable: "
          "the streams take them in turn), and the time of each mask", NULL},
         {"--json", CLI_FLAG, &json, NULL, "the same with any JSON object", NULL},
@@ -130,7 +131,8 @@ int cmd_bench(int argc, char **argv) {
     const cli_opt *tables[] = {common, opts, NULL};
     const char *usage =
         "usage: gemma8 bench -m MODEL.gguf [-t THREADS] [-p PROMPT] [-n GEN] [-d DEPTH] [-r REPS]\n"
-        "       gemma8 bench --membw [-t THREADS]\n\n"
+        "       gemma8 bench --membw [-t THREADS]\n"
+        "       gemma8 bench -m MODEL.gguf --membw ...  (decode as a share of the bandwidth)\n\n"
         "Prefill of PROMPT tokens and decode of GEN tokens (after DEPTH tokens of context),\n"
         "mean +- sd over REPS runs, the GB/s of weights streamed while decoding, and RSS.\n";
     int r = cli_parse("bench", usage, argc, argv, tables, NULL, 0, NULL);
@@ -141,7 +143,7 @@ int cmd_bench(int argc, char **argv) {
                 "%d)\n", c.n_threads, reps, parallel, n_prompt, n_gen, depth);
         return 2;
     }
-    if (membw) {
+    if (membw && !c.model) {
         printf("memory read bandwidth (%d threads): %.2f GB/s\n", c.n_threads, cli_membw(c.n_threads, 5));
         return 0;
     }
@@ -172,7 +174,7 @@ int cmd_bench(int argc, char **argv) {
     printf("model: %s, %s, %.2f B params, %.2f GiB of weights, %d threads, KV cache %s, loaded in %.2f s\n",
            model_path, gemma8_type_name(info.matrix_type), info.n_params / 1e9, info.weight_bytes / 1073741824.0,
            n_threads, kv_type ? kv_type : "auto", t_load);
-    double pp[64], tg[64];
+    double pp[64], tg[64], bw[64];
     float *logits = malloc((size_t)parallel * info.n_vocab * sizeof(float));
     int rc = 0;
     for (int r = 0; r < reps && r < 64 && !rc; r++) {
@@ -189,6 +191,7 @@ int cmd_bench(int argc, char **argv) {
             if (depth && gemma8_eval_seq(ctx, q, tok, depth, NULL)) rc = 1;
             seqs[q] = q;
         }
+        bw[r] = membw && n_gen ? cli_membw(n_threads, 3) : 0; /* the machine's read bandwidth, just before */
         double a = cli_now();
         for (int i = 0; i < n_gen && !rc; i++) {
             for (int q = 0; q < parallel; q++) ids[q] = tok[(depth + i + 31 * q) % (depth + n_prompt + n_gen + 1)];
@@ -210,6 +213,15 @@ int cmd_bench(int argc, char **argv) {
             mean_sd(tg, nr, &m, &sd);
             printf("tg%-5d  %8.2f ± %.2f tok/s  (depth %d, %d sequences)  weights streamed: %.2f GB/s\n", n_gen, m,
                    sd, depth, parallel, m / parallel * info.weight_bytes / 1e9);
+            if (membw) { /* each round's stream against the bandwidth read just before it */
+                double f[64] = {0};
+                for (int r = 0; r < nr; r++) f[r] = tg[r] / parallel * info.weight_bytes / 1e9 / bw[r];
+                mean_sd(f, nr, &m, &sd);
+                printf("decode read %.0f%% ± %.0f%% of the memory read bandwidth measured before each run", 100 * m,
+                       100 * sd);
+                for (int r = 0; r < nr; r++) printf("%s%.1f", r ? ", " : " (GB/s: ", bw[r]);
+                printf(")\n");
+            }
         }
         printf("RSS %.2f GiB (peak %.2f GiB)\n", rss_gib("VmRSS:"), rss_gib("VmHWM:"));
     }

@@ -495,11 +495,15 @@ static void wsum_q8_0(int n, const float *w, size_t lw, const block_q8_0 *v, int
     }
 }
 
+/* what the dot-product and the i8mm tables share: all but the GEMMs */
+#define NEON_COMMON                                                                                         \
+    .dot_f32 = dot_f32, .dot_f16 = dot_f16, .dot_bf16 = dot_bf16, .dot_q8_0 = dot_q8_0,                     \
+    .quantize_q8_0 = quantize_q8_0, .axpy = axpy, .softcap = softcap, .exp_sum = exp_sum, .geglu = geglu,   \
+    .qk_f16 = qk_f16, .wsum_f16 = wsum_f16, .qk_q8_0 = qk_q8_0, .wsum_q8_0 = wsum_q8_0
+
 const g8_kernels g8_kernels_neon = {
     .name = "neon-dotprod",
-    .dot_f32 = dot_f32, .dot_f16 = dot_f16, .dot_bf16 = dot_bf16, .dot_q8_0 = dot_q8_0,
-    .quantize_q8_0 = quantize_q8_0, .axpy = axpy, .softcap = softcap, .exp_sum = exp_sum, .geglu = geglu,
-    .qk_f16 = qk_f16, .wsum_f16 = wsum_f16, .qk_q8_0 = qk_q8_0, .wsum_q8_0 = wsum_q8_0,
+    NEON_COMMON,
     .gemm_q8_0 = gemm_q8_0,
     .gemm_q4_0 = gemm_q4_0,
     .gemm_q6_k = gemm_q6_k,
@@ -507,9 +511,7 @@ const g8_kernels g8_kernels_neon = {
 
 const g8_kernels g8_kernels_neon_i8mm = {
     .name = "neon-i8mm",
-    .dot_f32 = dot_f32, .dot_f16 = dot_f16, .dot_bf16 = dot_bf16, .dot_q8_0 = dot_q8_0,
-    .quantize_q8_0 = quantize_q8_0, .axpy = axpy, .softcap = softcap, .exp_sum = exp_sum, .geglu = geglu,
-    .qk_f16 = qk_f16, .wsum_f16 = wsum_f16, .qk_q8_0 = qk_q8_0, .wsum_q8_0 = wsum_q8_0,
+    NEON_COMMON,
     .gemm_q8_0 = g8_gemm_q8_0_i8mm,
     .gemm_q4_0 = g8_gemm_q4_0_i8mm,
     .gemm_q6_k = g8_gemm_q6_k_i8mm,

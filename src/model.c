@@ -205,8 +205,8 @@ static void pack_task(void *arg, int ith, int nth) {
     free(buf);
 }
 
-/* Packs every Q8_0 matrix of mats on the machine's cores; pages of the mapping
- * that were read are given back (they stay in the page cache). */
+/* Packs every quantized matrix of mats on the machine's cores, into one allocation (*arena_out); pages of
+ * the mapping that were read are given back (they stay in the page cache). */
 static gemma8_status pack_matrices(const char *path, const gguf_file *f, g8_matrix **mats, int n, void **arena_out) {
     pack_job pj = {.mats = mats, .n = 0, .fd = -1, .base = f->map.data};
     size_t total = 0;
@@ -220,7 +220,8 @@ static gemma8_status pack_matrices(const char *path, const gguf_file *f, g8_matr
     }
     if (!pj.n) return GEMMA8_OK;
     uint8_t *arena = g8_alloc_huge(total);
-    if (!arena) return g8_fail(GEMMA8_ERR_NOMEM, "'%s': out of memory for the packed weights (%zu bytes)", path, total);
+    if (!arena)
+        return g8_fail(GEMMA8_ERR_NOMEM, "'%s': out of memory for the packed weights (%zu bytes)", path, total);
     populate(arena, total); /* one call maps every page: far cheaper than a fault per page */
     *arena_out = arena;
     for (int i = 0; i < pj.n; i++) {

@@ -23,12 +23,14 @@ static inline int8x16_t token_pair(const int8_t *x0, const int8_t *x1, int o) {
 }
 
 /* f[p] += (float)acc[p] * (d_w * d_x) for each (row, token) lane: [r t0, r t1, r+1 t0, r+1 t1] */
-static inline void block_fma(const uint16_t *d, float dx0, float dx1, const int32x4_t acc[PAIRS], float32x4_t f[PAIRS]) {
+static inline void block_fma(const uint16_t *d, float dx0, float dx1, const int32x4_t acc[PAIRS],
+                             float32x4_t f[PAIRS]) {
     const float32x4_t dx = {dx0, dx1, dx0, dx1};
     for (int r = 0; r < 4; r++) {
         const float32x4_t dw = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d + 4 * r)));
         f[2 * r] = vfmaq_f32(f[2 * r], vcvtq_f32_s32(acc[2 * r]), vmulq_f32(vzip1q_f32(dw, dw), dx));
-        f[2 * r + 1] = vfmaq_f32(f[2 * r + 1], vcvtq_f32_s32(acc[2 * r + 1]), vmulq_f32(vzip2q_f32(dw, dw), dx));
+        f[2 * r + 1] =
+            vfmaq_f32(f[2 * r + 1], vcvtq_f32_s32(acc[2 * r + 1]), vmulq_f32(vzip2q_f32(dw, dw), dx));
     }
 }
 
@@ -47,7 +49,8 @@ static inline void mmla4(int32x4_t acc[PAIRS], int r, int8x16_t a, int8x16_t b, 
     acc[2 * r + 1] = vmmlaq_s32(acc[2 * r + 1], vreinterpretq_s8_s32(vzip2q_s32(lo, hi)), xv);
 }
 
-static void pass_q8_0(int nb, const void *group, const block_q8_0 *x0, const block_q8_0 *x1, float *y, size_t ldy) {
+static void pass_q8_0(int nb, const void *group, const block_q8_0 *x0, const block_q8_0 *x1, float *y,
+                      size_t ldy) {
     float32x4_t f[PAIRS];
     for (int p = 0; p < PAIRS; p++) f[p] = vdupq_n_f32(0);
     for (int b = 0; b < nb; b++) {
@@ -57,14 +60,16 @@ static void pass_q8_0(int nb, const void *group, const block_q8_0 *x0, const blo
         for (int o = 0; o < QK8_0 / 8; o++) { /* quants 8o..8o+7: chunks 2o, 2o + 1 */
             const int8x16_t xv = token_pair(x0[b].qs, x1[b].qs, 8 * o);
             for (int r = 0; r < 4; r++)
-                mmla4(acc, r, vld1q_s8(qb + 64 * (2 * o) + 16 * r), vld1q_s8(qb + 64 * (2 * o + 1) + 16 * r), xv);
+                mmla4(acc, r, vld1q_s8(qb + 64 * (2 * o) + 16 * r), vld1q_s8(qb + 64 * (2 * o + 1) + 16 * r),
+                      xv);
         }
         block_fma(g8_pack_scales(group, b), g8_f16_to_f32(x0[b].d), g8_f16_to_f32(x1[b].d), acc, f);
     }
     store_pairs(f, y, ldy);
 }
 
-static void pass_q4_0(int nb, const void *group, const block_q8_0 *x0, const block_q8_0 *x1, float *y, size_t ldy) {
+static void pass_q4_0(int nb, const void *group, const block_q8_0 *x0, const block_q8_0 *x1, float *y,
+                      size_t ldy) {
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     const int8x16_t eight = vdupq_n_s8(8);
     float32x4_t f[PAIRS];
@@ -87,7 +92,8 @@ static void pass_q4_0(int nb, const void *group, const block_q8_0 *x0, const blo
     store_pairs(f, y, ldy);
 }
 
-static void pass_q6_k(int nb, const void *group, const block_q8_0 *x0, const block_q8_0 *x1, float *y, size_t ldy) {
+static void pass_q6_k(int nb, const void *group, const block_q8_0 *x0, const block_q8_0 *x1, float *y,
+                      size_t ldy) {
     const int8x16_t k32 = vdupq_n_s8(32);
     float32x4_t f[PAIRS];
     for (int p = 0; p < PAIRS; p++) f[p] = vdupq_n_f32(0);
@@ -102,8 +108,10 @@ static void pass_q6_k(int nb, const void *group, const block_q8_0 *x0, const blo
             for (int o = 2 * h; o < 2 * h + 2; o++) {
                 const int8x16_t xv = token_pair(x0[b].qs, x1[b].qs, 8 * o);
                 for (int r = 0; r < 4; r++) {
-                    const int8x16_t a = vsubq_s8(vreinterpretq_s8_u8(vld1q_u8(qb + 64 * (2 * o) + 16 * r)), k32);
-                    const int8x16_t c = vsubq_s8(vreinterpretq_s8_u8(vld1q_u8(qb + 64 * (2 * o + 1) + 16 * r)), k32);
+                    const int8x16_t a =
+                        vsubq_s8(vreinterpretq_s8_u8(vld1q_u8(qb + 64 * (2 * o) + 16 * r)), k32);
+                    const int8x16_t c =
+                        vsubq_s8(vreinterpretq_s8_u8(vld1q_u8(qb + 64 * (2 * o + 1) + 16 * r)), k32);
                     mmla4(acc, r, a, c, xv);
                 }
             }
@@ -118,13 +126,15 @@ static void pass_q6_k(int nb, const void *group, const block_q8_0 *x0, const blo
     store_pairs(f, y, ldy);
 }
 
-typedef void (*pass_fn)(int nb, const void *group, const block_q8_0 *x0, const block_q8_0 *x1, float *y, size_t ldy);
+typedef void (*pass_fn)(int nb, const void *group, const block_q8_0 *x0, const block_q8_0 *x1, float *y,
+                        size_t ldy);
 
 /* token pairs on smmla, a token left over on the dot-product pass */
-static inline void gemm(pass_fn pass, g8_gemm_q8_0_fn one, int xper, int nb, const void *group, const block_q8_0 *x,
-                        const int32_t *xsum, int T, float *y, size_t ldy) {
+static inline void gemm(pass_fn pass, g8_gemm_q8_0_fn one, int xper, int nb, const void *group,
+                        const block_q8_0 *x, const int32_t *xsum, int T, float *y, size_t ldy) {
     int t = 0;
-    for (; t + 2 <= T; t += 2) pass(nb, group, x + (size_t)t * nb, x + (size_t)(t + 1) * nb, y + (size_t)t * ldy, ldy);
+    for (; t + 2 <= T; t += 2)
+        pass(nb, group, x + (size_t)t * nb, x + (size_t)(t + 1) * nb, y + (size_t)t * ldy, ldy);
     if (t < T) one(nb, group, x + (size_t)t * nb, xsum + (size_t)t * nb * xper, 1, y + (size_t)t * ldy, ldy);
 }
 

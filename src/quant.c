@@ -68,21 +68,30 @@ void g8_pack_q4_0(const block_q4_0 *src, int64_t rows, int64_t nb, int64_t g0, i
         uint8_t *group = (uint8_t *)dst + (size_t)g * gbytes;
         const int64_t n = G8_MIN(G8_PACK_ROWS, rows - g * G8_PACK_ROWS);
         const block_q4_0 *row0 = src + (size_t)(g * G8_PACK_ROWS) * (size_t)nb;
-        memset(group, 0, gbytes);
-        for (int64_t b = 0; b < nb; b++) {
+        for (int64_t b = 0; b < nb; b++) { /* every byte written once, in order */
             uint8_t *out = (uint8_t *)g8_pack4_quants(group, b);
-            uint16_t *d = (uint16_t *)g8_pack4_scales(group, b);
+            uint16_t d[G8_PACK_ROWS] = {0}; /* rows past the end: scale 0 */
+            uint8_t qs[G8_PACK_ROWS][QK4_0 / 2];
+            memset(qs, 0x88, sizeof qs); /* and quants 8 (value 0) */
             for (int64_t i = 0; i < n; i++) {
                 const block_q4_0 *blk = row0 + (size_t)i * (size_t)nb + b;
                 d[i] = blk->d;
-                for (int j = 0; j < QK4_0; j++) {
-                    const int q = j < 16 ? blk->qs[j] & 0xF : blk->qs[j - 16] >> 4;
-                    out[64 * (j / 8) + 4 * i + j % 4] |= (uint8_t)(j % 8 < 4 ? q : q << 4);
-                }
+                memcpy(qs[i], blk->qs, sizeof blk->qs);
             }
-            /* rows past the end: quants 8 (value 0) with scale 0 */
-            for (int64_t i = n; i < G8_PACK_ROWS; i++)
-                for (int c = 0; c < 4; c++) memset(out + 64 * c + 4 * i, 0x88, 4);
+            /* chunk c, row i, byte k: quant 8c + k low, 8c + 4 + k high; quant m is qs[m] & 15 for
+             * m < 16, qs[m - 16] >> 4 after */
+            for (int c = 0; c < 4; c++)
+                for (int i = 0; i < G8_PACK_ROWS; i++)
+                    for (int k = 0; k < 4; k++) {
+                        const uint8_t lo = qs[i][8 * (c % 2) + k], hi = qs[i][8 * (c % 2) + 4 + k];
+                        out[64 * c + 4 * i + k] =
+                            c < 2 ? (uint8_t)((lo & 0xF) | (hi & 0xF) << 4) : (uint8_t)((lo >> 4) | (hi & 0xF0));
+                    }
+            memcpy((uint16_t *)g8_pack4_scales(group, b), d, sizeof d);
+        }
+        if (nb % 2) { /* the unused half of the last pair */
+            memset(group + g8_pair_quants(nb, G8_PACK4_BLOCK, G8_PACK_EXTRA), 0, G8_PACK4_BLOCK);
+            memset(group + g8_pair_extra(nb, G8_PACK4_BLOCK, G8_PACK_EXTRA), 0, G8_PACK_EXTRA);
         }
     }
 }

@@ -10,7 +10,10 @@
 
 #include <immintrin.h>
 
-/* bytes ahead of the loads to prefetch: the stream of a GEMV then runs ~10% faster */
+/* Bytes ahead of the loads to prefetch, when several tokens go over a block of weights that
+ * comes from L2 (prefill: ~12% faster). A single token's pass (decode) streams from memory
+ * and leaves it to the hardware prefetcher: with the prefetches it read 75-85% of the
+ * bandwidth a plain read gets (Q4_0: 69%), without them 86-107% (Q4_0: 82-86%). */
 enum { PREFETCH = 2048 };
 
 static inline __attribute__((always_inline)) void pass(int nb, const void *group, const block_q8_0 *x,
@@ -34,7 +37,7 @@ static inline __attribute__((always_inline)) void pass(int nb, const void *group
         }
         _Pragma("GCC unroll 8")
         for (int c = 0; c < QK8_0 / 4; c++) {
-            _mm_prefetch((const char *)(qb + PREFETCH + 64 * c), _MM_HINT_T0);
+            if (T > 1) _mm_prefetch((const char *)(qb + PREFETCH + 64 * c), _MM_HINT_T0);
             const __m512i u = _mm512_xor_si512(_mm512_loadu_si512((const void *)(qb + 64 * c)), bias);
             _Pragma("GCC unroll 8")
             for (int t = 0; t < T; t++) {
@@ -92,7 +95,7 @@ static inline __attribute__((always_inline)) void pass4(int nb, const void *grou
         }
         _Pragma("GCC unroll 4")
         for (int c = 0; c < QK4_0 / 8; c++) {
-            _mm_prefetch((const char *)(qb + PREFETCH + 64 * c), _MM_HINT_T0);
+            if (T > 1) _mm_prefetch((const char *)(qb + PREFETCH + 64 * c), _MM_HINT_T0);
             const __m512i v = _mm512_loadu_si512((const void *)(qb + 64 * c));
             const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
             _Pragma("GCC unroll 8")
@@ -138,7 +141,7 @@ static inline __attribute__((always_inline)) void pass6(int nb, const void *grou
         }
         _Pragma("GCC unroll 8")
         for (int c = 0; c < QK8_0 / 4; c++) {
-            _mm_prefetch((const char *)(qb + PREFETCH + 64 * c), _MM_HINT_T0);
+            if (T > 1) _mm_prefetch((const char *)(qb + PREFETCH + 64 * c), _MM_HINT_T0);
             const __m512i u = _mm512_loadu_si512((const void *)(qb + 64 * c));
             _Pragma("GCC unroll 8")
             for (int t = 0; t < T; t++) {

@@ -72,11 +72,11 @@ gemma8_status g8_forward(gemma8_context *ctx, const g8_batch *b) {
 
         /* attention block: norm, q/k/v projections, RoPE, cache, attention, output projection */
         g8_rmsnorm(xn, x, L->attn_norm, T, E, hp->rms_eps);
-        g8_matmul(ops, &L->wq, xn, T, ctx->q);
+        const g8_matrix *qkv[3] = {&L->wq, &L->wk, &L->wv};
+        float *const qkv_out[3] = {ctx->q, ctx->k, ctx->v};
+        g8_matmul_n(ops, qkv, qkv_out, 3, xn, T);
         LORA(LORA_Q, xn, E, ctx->q, (int)Q);
-        g8_matmul(ops, &L->wk, xn, T, ctx->k);
         LORA(LORA_K, xn, E, ctx->k, (int)KV);
-        g8_matmul(ops, &L->wv, xn, T, ctx->v);
         LORA(LORA_V, xn, E, ctx->v, (int)KV);
         g8_rope(ctx->q, T, hp->n_head, hd, ctx->pos, ctx->inv_freq);
         g8_rope(ctx->k, T, hp->n_head_kv, hd, ctx->pos, ctx->inv_freq);
@@ -107,9 +107,10 @@ gemma8_status g8_forward(gemma8_context *ctx, const g8_batch *b) {
 
         /* feed-forward block: pre-norm, GeGLU (tanh GELU), down projection, post-norm, residual */
         g8_rmsnorm(xn, x, L->ffn_norm, T, E, hp->rms_eps);
-        g8_matmul(ops, &L->w_gate, xn, T, ctx->gate);
+        const g8_matrix *gate_up[2] = {&L->w_gate, &L->w_up};
+        float *const gate_up_out[2] = {ctx->gate, ctx->up};
+        g8_matmul_n(ops, gate_up, gate_up_out, 2, xn, T);
         LORA(LORA_GATE, xn, E, ctx->gate, (int)F);
-        g8_matmul(ops, &L->w_up, xn, T, ctx->up);
         LORA(LORA_UP, xn, E, ctx->up, (int)F);
         geglu_rows(ops, ctx->gate, ctx->up, T, F);
         g8_matmul(ops, &L->w_down, ctx->gate, T, ctx->proj);

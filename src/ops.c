@@ -36,22 +36,29 @@ void g8_matrix_row(const g8_matrix *W, int64_t r, float *out) {
 
 typedef struct matmul_task {
     const g8_ops *ops;
-    const g8_matrix *W;
+    const g8_matrix *const *W; /* n matrices of the same input width */
+    float *const *y;
+    int n;
     const float *x;
     int T;
-    float *y;
-    atomic_long next;   /* next chunk of rows to take */
+    atomic_long next;   /* next chunk of rows to take, counted over the n matrices in turn */
     long chunk;         /* rows per chunk, a multiple of G8_PACK_ROWS */
 } matmul_task;
 
-/* Hands out chunks of rows to threads as they come: no thread waits for a
- * slower one. Returns false when all rows are taken. */
-static bool next_rows(matmul_task *mt, int64_t *r0, int64_t *r1) {
+/* Hands out chunks of rows (of matrix *i) to threads as they come: no thread
+ * waits for a slower one. Returns false when all rows are taken. */
+static bool next_rows(matmul_task *mt, int *i, int64_t *r0, int64_t *r1) {
     long c = atomic_fetch_add(&mt->next, 1);
-    *r0 = (int64_t)c * mt->chunk;
-    if (*r0 >= mt->W->rows) return false;
-    *r1 = G8_MIN(mt->W->rows, *r0 + mt->chunk);
-    return true;
+    for (*i = 0; *i < mt->n; (*i)++) {
+        const int64_t rows = mt->W[*i]->rows, chunks = (rows + mt->chunk - 1) / mt->chunk;
+        if (c < chunks) {
+            *r0 = (int64_t)c * mt->chunk;
+            *r1 = G8_MIN(rows, *r0 + mt->chunk);
+            return true;
+        }
+        c -= (long)chunks;
+    }
+    return false;
 }
 
 /* Splits [0, n) in nth parts aligned to `align`: the part of thread ith. */
@@ -65,13 +72,14 @@ static void split(int64_t n, int ith, int nth, int64_t align, int64_t *r0, int64
 
 static void matmul_float_task(void *arg, int ith, int nth) {
     matmul_task *mt = arg;
-    const g8_matrix *W = mt->W;
     const g8_kernels *k = mt->ops->k;
     int64_t r0, r1;
+    int m;
     (void)ith, (void)nth;
-    const int n = (int)W->cols;
-    while (next_rows(mt, &r0, &r1))
+    while (next_rows(mt, &m, &r0, &r1))
     for (int64_t r = r0; r < r1; r++) {
+        const g8_matrix *W = mt->W[m];
+        const int n = (int)W->cols;
         const void *row = (const uint8_t *)W->data + (size_t)r * W->row_bytes;
         for (int t = 0; t < mt->T; t++) {
             const float *x = mt->x + (size_t)t * n;
@@ -81,7 +89,7 @@ static void matmul_float_task(void *arg, int ith, int nth) {
             case GEMMA8_TYPE_F16: s = k->dot_f16(n, row, x); break;
             default: s = k->dot_bf16(n, row, x); break;
             }
-            mt->y[(size_t)t * W->rows + r] = s;
+            mt->y[m][(size_t)t * W->rows + r] = s;
         }
     }
 }
@@ -92,7 +100,9 @@ static void quantize_task(void *arg, int ith, int nth) {
     const matmul_task *mt = arg;
     int64_t t0, t1;
     split(mt->T, ith, nth, 1, &t0, &t1);
-    const int64_t n = mt->W->cols, nb = n / QK8_0;
+    const int64_t n = mt->W[0]->cols, nb = n / QK8_0;
+    bool q6 = false;
+    for (int i = 0; i < mt->n; i++) q6 |= mt->W[i]->type == GEMMA8_TYPE_Q6_K;
     int32_t *halves = mt->ops->qsum + mt->ops->qbuf_blocks;
     for (int64_t t = t0; t < t1; t++) {
         block_q8_0 *q = mt->ops->qbuf + t * nb;
@@ -101,7 +111,7 @@ static void quantize_task(void *arg, int ith, int nth) {
             int32_t lo = 0, hi = 0;
             for (int j = 0; j < QK8_0 / 2; j++) lo += q[b].qs[j], hi += q[b].qs[j + QK8_0 / 2];
             mt->ops->qsum[t * nb + b] = -128 * (lo + hi);
-            if (mt->W->type != GEMMA8_TYPE_Q6_K) continue;
+            if (!q6) continue;
             halves[2 * (t * nb + b)] = -32 * lo;
             halves[2 * (t * nb + b) + 1] = -32 * hi;
         }
@@ -113,9 +123,8 @@ static void quantize_task(void *arg, int ith, int nth) {
  * from memory once per block, the activations from L2/L3 once per block. */
 enum { MATMUL_BLOCK_BYTES = 96 * 1024 };
 
-static void matmul_quant_task(void *arg, int ith, int nth) {
-    matmul_task *mt = arg;
-    const g8_matrix *W = mt->W;
+/* Rows [r0, r1) of matrix W (packed) for every token. */
+static void matmul_quant_rows(const matmul_task *mt, const g8_matrix *W, float *y, int64_t r0, int64_t r1) {
     const g8_kernels *k = mt->ops->k;
     const int nb = (int)(W->cols / QK8_0), T = mt->T;
     const size_t gbytes = g8_packed_bytes(W->type, G8_PACK_ROWS, W->cols), ldy = (size_t)W->rows;
@@ -127,37 +136,50 @@ static void matmul_quant_task(void *arg, int ith, int nth) {
     const g8_gemm_q8_0_fn gemm = q6 ? k->gemm_q6_k : W->type == GEMMA8_TYPE_Q4_0 ? k->gemm_q4_0 : k->gemm_q8_0;
     const int64_t blk = G8_MAX(1, (int64_t)(MATMUL_BLOCK_BYTES / gbytes)) * G8_PACK_ROWS;
     float last[G8_GEMM_T * G8_PACK_ROWS]; /* the results of a group that passes the last row */
-    int64_t r0, r1;
-    (void)ith, (void)nth;
-    while (next_rows(mt, &r0, &r1))
-        for (int64_t rb = r0; rb < r1; rb += blk) {
-            const int64_t re = G8_MIN(r1, rb + blk);
-            for (int t = 0; t < T; t += G8_GEMM_T) {
-                const int tn = G8_MIN(G8_GEMM_T, T - t);
-                const block_q8_0 *xt = x + (size_t)t * nb;
-                const int32_t *st = xsum + (size_t)t * nb * per;
-                for (int64_t r = rb; r < re; r += G8_PACK_ROWS) {
-                    const void *group = packed + (size_t)(r / G8_PACK_ROWS) * gbytes;
-                    if (r + G8_PACK_ROWS <= W->rows) {
-                        gemm(nb, group, xt, st, tn, mt->y + (size_t)t * ldy + r, ldy);
-                        continue;
-                    }
-                    gemm(nb, group, xt, st, tn, last, G8_PACK_ROWS);
-                    for (int i = 0; i < tn; i++)
-                        memcpy(mt->y + (size_t)(t + i) * ldy + r, last + i * G8_PACK_ROWS,
-                               (size_t)(W->rows - r) * sizeof(float));
+    for (int64_t rb = r0; rb < r1; rb += blk) {
+        const int64_t re = G8_MIN(r1, rb + blk);
+        for (int t = 0; t < T; t += G8_GEMM_T) {
+            const int tn = G8_MIN(G8_GEMM_T, T - t);
+            const block_q8_0 *xt = x + (size_t)t * nb;
+            const int32_t *st = xsum + (size_t)t * nb * per;
+            for (int64_t r = rb; r < re; r += G8_PACK_ROWS) {
+                const void *group = packed + (size_t)(r / G8_PACK_ROWS) * gbytes;
+                if (r + G8_PACK_ROWS <= W->rows) {
+                    gemm(nb, group, xt, st, tn, y + (size_t)t * ldy + r, ldy);
+                    continue;
                 }
+                gemm(nb, group, xt, st, tn, last, G8_PACK_ROWS);
+                for (int i = 0; i < tn; i++)
+                    memcpy(y + (size_t)(t + i) * ldy + r, last + i * G8_PACK_ROWS,
+                           (size_t)(W->rows - r) * sizeof(float));
             }
         }
+    }
 }
 
-void g8_matmul(g8_ops *ops, const g8_matrix *W, const float *x, int T, float *y) {
+static void matmul_quant_task(void *arg, int ith, int nth) {
+    matmul_task *mt = arg;
+    int64_t r0, r1;
+    int m;
+    (void)ith, (void)nth;
+    while (next_rows(mt, &m, &r0, &r1)) matmul_quant_rows(mt, mt->W[m], mt->y[m], r0, r1);
+}
+
+void g8_matmul_n(g8_ops *ops, const g8_matrix *const *W, float *const *y, int n, const float *x, int T) {
+    bool packed = W[0]->packed != NULL;
+    for (int i = 1; i < n; i++)
+        if ((W[i]->packed != NULL) != packed || W[i]->cols != W[0]->cols) { /* one at a time */
+            for (int j = 0; j < n; j++) g8_matmul_n(ops, W + j, y + j, 1, x, T);
+            return;
+        }
     /* chunks: at least 16 per thread for balance, whole groups of rows */
+    int64_t rows = 0;
+    for (int i = 0; i < n; i++) rows += W[i]->rows;
     const int nth = g8_pool_size(ops->pool);
-    long chunk = (long)((W->rows / (16 * nth)) & ~(int64_t)(G8_PACK_ROWS - 1));
+    long chunk = (long)((rows / (16 * nth)) & ~(int64_t)(G8_PACK_ROWS - 1));
     if (chunk < G8_PACK_ROWS) chunk = G8_PACK_ROWS;
-    matmul_task mt = {ops, W, x, T, y, 0, chunk};
-    if (W->packed) { /* Q8_0, Q4_0, Q6_K: int8 activations */
+    matmul_task mt = {.ops = ops, .W = W, .y = y, .n = n, .x = x, .T = T, .next = 0, .chunk = chunk};
+    if (packed) { /* Q8_0, Q4_0, Q6_K: int8 activations, quantized once for the n matrices */
         if (T <= 4) /* a few tokens: quantized here, saving the threads a round trip */
             quantize_task(&mt, 0, 1);
         else
@@ -166,6 +188,10 @@ void g8_matmul(g8_ops *ops, const g8_matrix *W, const float *x, int T, float *y)
     } else {
         g8_pool_run(ops->pool, matmul_float_task, &mt);
     }
+}
+
+void g8_matmul(g8_ops *ops, const g8_matrix *W, const float *x, int T, float *y) {
+    g8_matmul_n(ops, &W, &y, 1, x, T);
 }
 
 void g8_rmsnorm(float *out, const float *x, const float *w, int T, int n, float eps) {

@@ -22,6 +22,11 @@ typedef struct g8_ops {
  * tokens of different sequences can share a call. */
 void g8_matmul(g8_ops *ops, const g8_matrix *W, const float *x, int T, float *y);
 
+/* The same for n matrices of one input (q, k, v; gate, up): y[i] = W[i] x, the
+ * activations quantized once and the rows of all n shared out in one run of the
+ * threads. Each y[i] is bit-identical to g8_matmul(W[i]). */
+void g8_matmul_n(g8_ops *ops, const g8_matrix *const *W, float *const *y, int n, const float *x, int T);
+
 /* Row r of W (any type) as f32. */
 void g8_matrix_row(const g8_matrix *W, int64_t r, float *out);
 

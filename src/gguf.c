@@ -1,5 +1,6 @@
 /* gguf.c - GGUF v3 reader (mmap, bounds-checked, zero copy) and writer. */
 #include "gguf.h"
+#include "strbuf.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -335,8 +336,7 @@ typedef struct wtensor {
 } wtensor;
 
 struct gguf_writer {
-    uint8_t *kv;       /* serialized key/value pairs */
-    size_t kv_len, kv_cap;
+    g8_sbuf kv;        /* serialized key/value pairs (bytes; the buffer's NUL is not written) */
     uint64_t n_kv;
     wtensor *t;
     size_t n_t, cap_t;
@@ -349,26 +349,11 @@ void gguf_writer_free(gguf_writer *w) {
     if (!w) return;
     for (size_t i = 0; i < w->n_t; i++) free(w->t[i].name);
     free(w->t);
-    free(w->kv);
+    free(w->kv.p);
     free(w);
 }
 
-static void put(gguf_writer *w, const void *p, size_t n) {
-    if (w->oom) return;
-    if (w->kv_len + n > w->kv_cap) {
-        size_t cap = w->kv_cap ? w->kv_cap * 2 : 4096;
-        while (cap < w->kv_len + n) cap *= 2;
-        uint8_t *nk = realloc(w->kv, cap);
-        if (!nk) {
-            w->oom = true;
-            return;
-        }
-        w->kv = nk;
-        w->kv_cap = cap;
-    }
-    memcpy(w->kv + w->kv_len, p, n);
-    w->kv_len += n;
-}
+static void put(gguf_writer *w, const void *p, size_t n) { g8_sb_put(&w->kv, p, n); }
 
 static void put_str(gguf_writer *w, const char *s) {
     uint64_t n = strlen(s);
@@ -466,7 +451,7 @@ static const uint8_t zeros[GGUF_DEFAULT_ALIGNMENT];
 
 gemma8_status gguf_write(gguf_writer *w, const char *path, gguf_fill_fn fill, void *user,
                          gemma8_progress_fn progress, void *progress_user) {
-    if (w->oom) return g8_fail(GEMMA8_ERR_NOMEM, "out of memory building the GGUF header of '%s'", path);
+    if (w->oom || w->kv.oom) return g8_fail(GEMMA8_ERR_NOMEM, "out of memory building the GGUF header of '%s'", path);
     uint64_t off = 0, max_bytes = 0;
     for (size_t i = 0; i < w->n_t; i++) {
         if (!w->t[i].nbytes)
@@ -492,7 +477,7 @@ gemma8_status gguf_write(gguf_writer *w, const char *path, gguf_fill_fn fill, vo
     W(&version, 4);
     W(&nt, 8);
     W(&w->n_kv, 8);
-    W(w->kv, w->kv_len);
+    W(w->kv.p, w->kv.n);
     for (size_t i = 0; i < w->n_t; i++) {
         const wtensor *t = &w->t[i];
         uint64_t n = strlen(t->name), d;

@@ -1,4 +1,4 @@
-/* strbuf.c - a growing NUL-terminated string. */
+/* strbuf.c - a growing buffer of bytes, NUL-terminated. */
 #include "strbuf.h"
 
 #include <stdarg.h>

@@ -1,4 +1,5 @@
-/* strbuf.h - a growing NUL-terminated string; out of memory is sticky (checked once at the end). */
+/* strbuf.h - a growing buffer of bytes, kept NUL-terminated so that text in it reads as a string;
+ * out of memory is sticky (checked once at the end). */
 #ifndef G8_STRBUF_H
 #define G8_STRBUF_H
 

@@ -205,6 +205,12 @@ static void pack_task(void *arg, int ith, int nth) {
     free(buf);
 }
 
+/* A matrix's place in the packed weights' allocation: its packed bytes, to a 64-byte boundary (0: not
+ * packed). */
+static size_t arena_bytes(const g8_matrix *w) {
+    return (g8_packed_bytes(w->type, w->rows, w->cols) + 63) / 64 * 64;
+}
+
 /* Packs every quantized matrix of mats on the machine's cores, into one allocation (*arena_out); pages of
  * the mapping that were read are given back (they stay in the page cache). */
 static gemma8_status pack_matrices(const char *path, const gguf_file *f, g8_matrix **mats, int n, void **arena_out) {
@@ -212,9 +218,8 @@ static gemma8_status pack_matrices(const char *path, const gguf_file *f, g8_matr
     size_t total = 0;
     for (int i = 0; i < n; i++) {
         g8_matrix *w = mats[i];
-        const size_t bytes = g8_packed_bytes(w->type, w->rows, w->cols);
-        if (!bytes) continue; /* float matrices are used in place */
-        total += (bytes + 63) / 64 * 64;
+        if (!arena_bytes(w)) continue; /* float matrices are used in place */
+        total += arena_bytes(w);
         pj.max_group = G8_MAX(pj.max_group, (size_t)G8_PACK_ROWS * w->row_bytes);
         mats[pj.n++] = w;
     }
@@ -226,7 +231,7 @@ static gemma8_status pack_matrices(const char *path, const gguf_file *f, g8_matr
     *arena_out = arena;
     for (int i = 0; i < pj.n; i++) {
         mats[i]->packed = arena;
-        arena += (g8_packed_bytes(mats[i]->type, mats[i]->rows, mats[i]->cols) + 63) / 64 * 64;
+        arena += arena_bytes(mats[i]);
     }
     g8_pool *pool = g8_pool_new(g8_physical_cores());
     if (!pool) return g8_fail(GEMMA8_ERR_NOMEM, "out of memory for threads");

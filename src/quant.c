@@ -62,6 +62,14 @@ void g8_dequantize_row_q6_K(const block_q6_K *x, float *y, int64_t n) {
     }
 }
 
+/* A group of an odd number of blocks ends in half a pair: its unused block (q quant bytes, e bytes of
+ * scales) is zero. */
+static void clear_unused_half(uint8_t *group, int64_t nb, size_t q, size_t e) {
+    if (nb % 2 == 0) return;
+    memset(group + g8_pair_quants(nb, q, e), 0, q);
+    memset(group + g8_pair_extra(nb, q, e), 0, e);
+}
+
 void g8_pack_q4_0(const block_q4_0 *src, int64_t rows, int64_t nb, int64_t g0, int64_t g1, void *dst) {
     const size_t gbytes = g8_pack4_group_bytes(nb);
     for (int64_t g = g0; g < g1; g++) {
@@ -89,10 +97,7 @@ void g8_pack_q4_0(const block_q4_0 *src, int64_t rows, int64_t nb, int64_t g0, i
                     }
             memcpy((uint16_t *)g8_pack4_scales(group, b), d, sizeof d);
         }
-        if (nb % 2) { /* the unused half of the last pair */
-            memset(group + g8_pair_quants(nb, G8_PACK4_BLOCK, G8_PACK_EXTRA), 0, G8_PACK4_BLOCK);
-            memset(group + g8_pair_extra(nb, G8_PACK4_BLOCK, G8_PACK_EXTRA), 0, G8_PACK_EXTRA);
-        }
+        clear_unused_half(group, nb, G8_PACK4_BLOCK, G8_PACK_EXTRA);
     }
 }
 
@@ -150,10 +155,7 @@ void g8_pack_q8_0(const block_q8_0 *src, int64_t rows, int64_t nb, int64_t g0, i
             memcpy((int8_t *)g8_pack_quants(group, b), out, sizeof out);
             memcpy((uint16_t *)g8_pack_scales(group, b), d, sizeof d);
         }
-        if (nb % 2) { /* the unused half of the last pair */
-            memset(group + g8_pair_quants(nb, G8_PACK_BLOCK, G8_PACK_EXTRA), 0, G8_PACK_BLOCK);
-            memset(group + g8_pair_extra(nb, G8_PACK_BLOCK, G8_PACK_EXTRA), 0, G8_PACK_EXTRA);
-        }
+        clear_unused_half(group, nb, G8_PACK_BLOCK, G8_PACK_EXTRA);
     }
 }
 

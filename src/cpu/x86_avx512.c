@@ -119,6 +119,53 @@ static inline __attribute__((always_inline)) void pass4(int nb, const void *grou
     for (int t = 0; t < T; t++) _mm512_storeu_ps(y + (size_t)t * ldy, f[t]);
 }
 
+/* Q4_0 for one token (decode), n = 1 or 2 blocks of a pair side by side: 2n independent chains
+ * of vpdpbusd. The high nibbles stay in place (v & 0xF0 = 16 q: one op instead of a shift and a
+ * mask) and their sum is shifted back, exact as it is a multiple of 16. Same integer sums as
+ * pass4, so the same floats. A pair at a time gets ~20% more GB/s from L2 than pass4 at T = 1,
+ * and decode streams at the bandwidth only with that margin (a core shared by two VMs has less). */
+static inline __attribute__((always_inline)) __m512 gemv4_blocks(const int n, const void *group, int b,
+                                                                 const block_q8_0 *x, const int32_t *xsum,
+                                                                 __m512 f) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), mh = _mm512_set1_epi8((char)0xF0);
+    const uint8_t *q = g8_pack4_quants(group, b);
+    const uint16_t *d = g8_pack4_scales(group, b);
+    __m512i lo[2], hi[2];
+    _Pragma("GCC unroll 2")
+    for (int k = 0; k < n; k++) {
+        lo[k] = _mm512_set1_epi32(xsum[b + k] / 16);
+        hi[k] = _mm512_setzero_si512();
+    }
+    _Pragma("GCC unroll 4")
+    for (int c = 0; c < QK4_0 / 8; c++) {
+        _Pragma("GCC unroll 2")
+        for (int k = 0; k < n; k++) {
+            const __m512i v = _mm512_loadu_si512((const void *)(q + k * G8_PACK4_BLOCK + 64 * c));
+            int32_t xl, xh;
+            memcpy(&xl, x[b + k].qs + 8 * c, 4);
+            memcpy(&xh, x[b + k].qs + 8 * c + 4, 4);
+            lo[k] = _mm512_dpbusd_epi32(lo[k], _mm512_and_si512(v, m4), _mm512_set1_epi32(xl));
+            hi[k] = _mm512_dpbusd_epi32(hi[k], _mm512_and_si512(v, mh), _mm512_set1_epi32(xh));
+        }
+    }
+    _Pragma("GCC unroll 2")
+    for (int k = 0; k < n; k++) {
+        const __m512i s = _mm512_add_epi32(lo[k], _mm512_srai_epi32(hi[k], 4));
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(d + k * G8_PACK_ROWS)));
+        const __m512 dx = _mm512_set1_ps(_cvtsh_ss(x[b + k].d));
+        f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, dx), f);
+    }
+    return f;
+}
+
+static void gemv4(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, float *y) {
+    __m512 f = _mm512_setzero_ps();
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) f = gemv4_blocks(2, group, b, x, xsum, f);
+    if (b < nb) f = gemv4_blocks(1, group, b, x, xsum, f);
+    _mm512_storeu_ps(y, f);
+}
+
 /* Q6_K (quant.h): unsigned 6-bit quants in Q8_0's packing; each half of a block
  * (chunks 0-3, 4-7) sums apart from -32 times the token's half sum, then
  * s = sc_a * a + sc_b * b in int32 lanes. */
@@ -176,6 +223,10 @@ static inline __attribute__((always_inline)) void pass6(int nb, const void *grou
 
 void g8_gemm_q4_0_avx512vnni(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                              size_t ldy) {
+    if (T == 1) {
+        gemv4(nb, group, x, xsum, y);
+        return;
+    }
     DISPATCH(pass4)
 }
 

@@ -100,6 +100,29 @@ static inline int32_t gemm_init(int32_t xsum) {
 static inline __m256i gemm_udot(__m256i acc, __m256i u, __m256i x4) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x4), _mm256_set1_epi16(1)));
 }
+/* A Q4_0 block for one token: the eight maddubs of each half add up in int16 lanes (each at most
+ * 2 * 15 * 127, eight at most 30480: exact), and one madd widens them: half the operations of
+ * eight gemm_udot. */
+static inline void gemv_q4_block(const uint8_t *qb, const int8_t *xq, __m256i acc[2]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256i p[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    _Pragma("GCC unroll 4")
+    for (int c = 0; c < QK4_0 / 8; c++) {
+        int32_t xl, xh;
+        memcpy(&xl, xq + 8 * c, 4);
+        memcpy(&xh, xq + 8 * c + 4, 4);
+        const __m256i vl = _mm256_set1_epi32(xl), vh = _mm256_set1_epi32(xh);
+        _Pragma("GCC unroll 2")
+        for (int h = 0; h < 2; h++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(qb + 64 * c + 32 * h));
+            const __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(v, m4), vl);
+            const __m256i hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), vh);
+            p[h] = _mm256_add_epi16(p[h], _mm256_add_epi16(lo, hi));
+        }
+    }
+    acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(p[0], _mm256_set1_epi16(1)));
+    acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(p[1], _mm256_set1_epi16(1)));
+}
 #include "x86_gemm.inc"
 
 static void gemm_q8_0(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,

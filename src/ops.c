@@ -3,7 +3,6 @@
 
 #include <limits.h>
 #include <math.h>
-#include <stdatomic.h>
 #include <string.h>
 
 void g8_matrix_row(const g8_matrix *W, int64_t r, float *out) {
@@ -41,22 +40,25 @@ typedef struct matmul_task {
     int n;
     const float *x;
     int T;
-    atomic_long next;   /* next chunk of rows to take, counted over the n matrices in turn */
-    long chunk;         /* rows per chunk, a multiple of G8_PACK_ROWS */
+    int64_t unit;       /* rows per unit of work shared out (g8_pool_share): a group, or a row */
+    int64_t step;       /* units a thread takes at a time */
 } matmul_task;
 
-/* Hands out chunks of rows (of matrix *i) to threads as they come: no thread
- * waits for a slower one. Returns false when all rows are taken. */
-static bool next_rows(matmul_task *mt, int *i, int64_t *r0, int64_t *r1) {
-    long c = atomic_fetch_add(&mt->next, 1);
+/* The next rows [r0, r1) of matrix *i this thread takes (the matrices' units laid end to end; a
+ * piece stops at the end of a matrix, the rest of its units come back in the next call). */
+static bool next_rows(matmul_task *mt, int ith, int *i, int64_t *r0, int64_t *r1, int64_t *u0, int64_t *u1) {
+    if (*u0 >= *u1 && !g8_pool_take(mt->ops->pool, ith, mt->step, u0, u1)) return false;
+    int64_t base = 0;
     for (*i = 0; *i < mt->n; (*i)++) {
-        const int64_t rows = mt->W[*i]->rows, chunks = (rows + mt->chunk - 1) / mt->chunk;
-        if (c < chunks) {
-            *r0 = (int64_t)c * mt->chunk;
-            *r1 = G8_MIN(rows, *r0 + mt->chunk);
+        const int64_t rows = mt->W[*i]->rows, units = (rows + mt->unit - 1) / mt->unit;
+        if (*u0 < base + units) {
+            const int64_t end = G8_MIN(*u1, base + units);
+            *r0 = (*u0 - base) * mt->unit;
+            *r1 = G8_MIN(rows, (end - base) * mt->unit);
+            *u0 = end;
             return true;
         }
-        c -= (long)chunks;
+        base += units;
     }
     return false;
 }
@@ -73,10 +75,10 @@ static void split(int64_t n, int ith, int nth, int64_t align, int64_t *r0, int64
 static void matmul_float_task(void *arg, int ith, int nth) {
     matmul_task *mt = arg;
     const g8_kernels *k = mt->ops->k;
-    int64_t r0, r1;
+    int64_t r0, r1, u0 = 0, u1 = 0;
     int m;
-    (void)ith, (void)nth;
-    while (next_rows(mt, &m, &r0, &r1))
+    (void)nth;
+    while (next_rows(mt, ith, &m, &r0, &r1, &u0, &u1))
     for (int64_t r = r0; r < r1; r++) {
         const g8_matrix *W = mt->W[m];
         const int n = (int)W->cols;
@@ -159,10 +161,10 @@ static void matmul_quant_rows(const matmul_task *mt, const g8_matrix *W, float *
 
 static void matmul_quant_task(void *arg, int ith, int nth) {
     matmul_task *mt = arg;
-    int64_t r0, r1;
+    int64_t r0, r1, u0 = 0, u1 = 0;
     int m;
-    (void)ith, (void)nth;
-    while (next_rows(mt, &m, &r0, &r1)) matmul_quant_rows(mt, mt->W[m], mt->y[m], r0, r1);
+    (void)nth;
+    while (next_rows(mt, ith, &m, &r0, &r1, &u0, &u1)) matmul_quant_rows(mt, mt->W[m], mt->y[m], r0, r1);
 }
 
 void g8_matmul_n(g8_ops *ops, const g8_matrix *const *W, float *const *y, int n, const float *x, int T) {
@@ -172,16 +174,17 @@ void g8_matmul_n(g8_ops *ops, const g8_matrix *const *W, float *const *y, int n,
             for (int j = 0; j < n; j++) g8_matmul_n(ops, W + j, y + j, 1, x, T);
             return;
         }
-    /* chunks of whole groups of rows. A few tokens (decode) stream the weights from memory, and
-     * each chunk is a new stream for the hardware prefetcher to find: there 16 chunks per thread
-     * read the small matrices (q/k/v, o) ~15% slower than 2-4; 4 keep a thread that a neighbour
-     * slows down from holding up the run long. More tokens are compute-bound: 16 balance better. */
-    int64_t rows = 0;
-    for (int i = 0; i < n; i++) rows += W[i]->rows;
-    const int nth = g8_pool_size(ops->pool), per_thread = T <= 4 ? 4 : 16;
-    long chunk = (long)((rows / (per_thread * nth)) & ~(int64_t)(G8_PACK_ROWS - 1));
-    if (chunk < G8_PACK_ROWS) chunk = G8_PACK_ROWS;
-    matmul_task mt = {.ops = ops, .W = W, .y = y, .n = n, .x = x, .T = T, .next = 0, .chunk = chunk};
+    /* Each thread streams a contiguous share of the rows and then helps with the others' (threadpool.h):
+     * a chunk handed out anywhere is a new stream for the hardware prefetcher to find, which cost
+     * decode ~15% on the small matrices (q/k/v, o) with 16 chunks a thread. A step is 4 groups (a
+     * few tokens, from memory) or the rows of one L2 block (prefill, see matmul_quant_rows). */
+    const int64_t unit = packed ? G8_PACK_ROWS : 1;
+    int64_t units = 0;
+    for (int i = 0; i < n; i++) units += (W[i]->rows + unit - 1) / unit;
+    const size_t gbytes = packed ? g8_packed_bytes(W[0]->type, G8_PACK_ROWS, W[0]->cols) : 0;
+    const int64_t step = !packed ? 64 : T <= 4 ? 4 : G8_MAX(1, (int64_t)(MATMUL_BLOCK_BYTES / gbytes));
+    matmul_task mt = {.ops = ops, .W = W, .y = y, .n = n, .x = x, .T = T, .unit = unit, .step = step};
+    g8_pool_share(ops->pool, units);
     if (packed) { /* Q8_0, Q4_0, Q6_K: int8 activations, quantized once for the n matrices */
         if (T <= 4) /* a few tokens: quantized here, saving the threads a round trip */
             quantize_task(&mt, 0, 1);

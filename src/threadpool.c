@@ -13,8 +13,14 @@
 
 #define SPIN_LIMIT 20000
 
+/* a thread's share of the work: units [lo, hi) left, lo in the low 32 bits, on a line of its own */
+typedef struct share {
+    _Alignas(64) _Atomic uint64_t range;
+} share;
+
 struct g8_pool {
     int n;
+    share *shares;          /* n */
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -69,7 +75,10 @@ g8_pool *g8_pool_new(int n_threads) {
     pthread_mutex_init(&pool->mu, NULL);
     pthread_cond_init(&pool->cv, NULL);
     pool->threads = g8_calloc((size_t)n_threads, sizeof(pthread_t), "thread pool");
-    if (!pool->threads) {
+    pool->shares = pool->threads ? aligned_alloc(_Alignof(share), (size_t)n_threads * sizeof(share)) : NULL;
+    if (!pool->shares) {
+        if (pool->threads) g8_fail(GEMMA8_ERR_NOMEM, "out of memory for the work shares of %d threads", n_threads);
+        free(pool->threads);
         free(pool);
         return NULL;
     }
@@ -96,6 +105,7 @@ void g8_pool_free(g8_pool *pool) {
     pthread_mutex_destroy(&pool->mu);
     pthread_cond_destroy(&pool->cv);
     free(pool->threads);
+    free(pool->shares);
     free(pool);
 }
 
@@ -115,6 +125,47 @@ void g8_pool_run(g8_pool *pool, g8_task_fn fn, void *arg) {
     pthread_mutex_unlock(&pool->mu);
     fn(arg, 0, pool->n);
     while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0) cpu_relax();
+}
+
+static inline uint64_t range_of(uint64_t lo, uint64_t hi) { return lo | hi << 32; }
+
+void g8_pool_share(g8_pool *pool, int64_t n) {
+    for (int i = 0; i < pool->n; i++) { /* contiguous shares, the first n % pool->n one unit longer */
+        const int64_t per = n / pool->n, extra = n % pool->n;
+        const int64_t lo = i * per + G8_MIN(i, extra), hi = lo + per + (i < extra);
+        atomic_store_explicit(&pool->shares[i].range, range_of((uint64_t)lo, (uint64_t)hi), memory_order_relaxed);
+    }
+}
+
+/* Takes up to step units from the front (own share) or the back (another's) of share s. */
+static bool take_from(share *s, bool front, int64_t step, int64_t *u0, int64_t *u1) {
+    uint64_t r = atomic_load_explicit(&s->range, memory_order_relaxed);
+    for (;;) {
+        const int64_t lo = (int64_t)(r & 0xffffffffu), hi = (int64_t)(r >> 32);
+        if (lo >= hi) return false;
+        const int64_t a = front ? lo : G8_MAX(lo, hi - step), b = front ? G8_MIN(hi, lo + step) : hi;
+        const uint64_t left = front ? range_of((uint64_t)b, (uint64_t)hi) : range_of((uint64_t)lo, (uint64_t)a);
+        if (atomic_compare_exchange_weak_explicit(&s->range, &r, left, memory_order_relaxed, memory_order_relaxed)) {
+            *u0 = a;
+            *u1 = b;
+            return true;
+        }
+    }
+}
+
+bool g8_pool_take(g8_pool *pool, int ith, int64_t step, int64_t *u0, int64_t *u1) {
+    if (take_from(&pool->shares[ith], true, step, u0, u1)) return true;
+    for (;;) { /* help the thread with the most left */
+        int most = -1;
+        int64_t most_left = 0;
+        for (int i = 0; i < pool->n; i++) {
+            const uint64_t r = atomic_load_explicit(&pool->shares[i].range, memory_order_relaxed);
+            const int64_t left = (int64_t)(r >> 32) - (int64_t)(r & 0xffffffffu);
+            if (left > most_left) most = i, most_left = left;
+        }
+        if (most < 0) return false;
+        if (take_from(&pool->shares[most], false, step, u0, u1)) return true;
+    }
 }
 
 int g8_count_cores(const char *root, const int *cpus, int n) {

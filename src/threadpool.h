@@ -2,6 +2,9 @@
 #ifndef G8_THREADPOOL_H
 #define G8_THREADPOOL_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 typedef struct g8_pool g8_pool;
 
 /* fn(arg, ith, nth) runs once for each ith in [0, nth). */
@@ -13,6 +16,13 @@ void g8_pool_free(g8_pool *pool);
 int g8_pool_size(const g8_pool *pool);
 /* Runs fn on every thread (the caller is thread 0) and returns when all are done. */
 void g8_pool_run(g8_pool *pool, g8_task_fn fn, void *arg);
+
+/* Work of n units shared out for the next run: thread ith owns the ith contiguous share and takes
+ * it front to back (one stream through memory), `step` units at a time; a thread whose share is
+ * done takes steps from the back of the share with the most left, so no thread waits for long.
+ * Call g8_pool_share before g8_pool_run; g8_pool_take returns false when every unit is taken. */
+void g8_pool_share(g8_pool *pool, int64_t n);
+bool g8_pool_take(g8_pool *pool, int ith, int64_t step, int64_t *u0, int64_t *u1);
 
 /* The default thread count: physical cores this process may run on (the CPUs
  * of its affinity mask, hyper-threads of one core counted once). */

@@ -1,5 +1,6 @@
 /* test-threadpool.c - the thread pool's default size. */
 #include "testutil.h"
+#include "common.h"
 #include "threadpool.h"
 
 #include <stdio.h>
@@ -30,4 +31,67 @@ TEST(threads_physical_cores) {
     const int n = g8_physical_cores();
     CHECKF(n >= 1 && n <= sysconf(_SC_NPROCESSORS_ONLN), "%d physical cores", n);
     harness_note("physical cores here: %d (online CPUs %ld)", n, sysconf(_SC_NPROCESSORS_ONLN));
+}
+
+typedef struct take_run {
+    g8_pool *pool;
+    int64_t step;
+    int *hits;          /* per unit: how many threads took it */
+    int64_t *first;     /* per thread: the first unit it took of its own share */
+    int *out_of_order;  /* per thread: own-share steps that did not follow the previous one */
+    int64_t *own_start, *own_end; /* per thread: its share as set out */
+} take_run;
+
+static void take_task(void *arg, int ith, int nth) {
+    take_run *r = arg;
+    int64_t u0, u1, next = -1;
+    (void)nth;
+    r->first[ith] = -1;
+    r->out_of_order[ith] = 0;
+    while (g8_pool_take(r->pool, ith, r->step, &u0, &u1)) {
+        const bool own = u0 >= r->own_start[ith] && u0 < r->own_end[ith];
+        if (own && r->first[ith] < 0) r->first[ith] = u0;
+        if (own && next >= 0 && u0 != next) r->out_of_order[ith]++;
+        if (own) next = u1;
+        for (int64_t u = u0; u < u1; u++) __atomic_fetch_add(&r->hits[u], 1, __ATOMIC_RELAXED);
+        if ((u0 * 7 + ith) % 5 == 0) usleep(50); /* uneven speeds: some threads fall behind */
+    }
+}
+
+/* Shared-out work (g8_pool_share/take): every unit is taken exactly once, whatever the counts of
+ * units, threads and the step, with threads of uneven speed; what a thread takes of its own share
+ * starts at the share's front and follows on step after step (others take from the back). */
+TEST(threads_shares_every_unit_once) {
+    const int threads[] = {1, 2, 3, 5};
+    const int64_t counts[] = {0, 1, 7, 64, 1000};
+    const int64_t steps[] = {1, 4, 64};
+    for (int a = 0; a < 4; a++) {
+        g8_pool *pool = g8_pool_new(threads[a]);
+        if (!CHECK(pool != NULL)) return;
+        const int nth = g8_pool_size(pool);
+        for (int b = 0; b < 5; b++)
+            for (int c = 0; c < 3; c++) {
+                const int64_t n = counts[b];
+                int *hits = calloc((size_t)n + 1, sizeof *hits), out_of_order[8];
+                int64_t first[8], own_start[8], own_end[8];
+                for (int i = 0; i < nth; i++) { /* the shares as g8_pool_share sets them out */
+                    own_start[i] = i * (n / nth) + G8_MIN(i, n % nth);
+                    own_end[i] = own_start[i] + n / nth + (i < n % nth);
+                }
+                take_run r = {pool, steps[c], hits, first, out_of_order, own_start, own_end};
+                g8_pool_share(pool, n);
+                g8_pool_run(pool, take_task, &r);
+                int bad = 0;
+                for (int64_t u = 0; u < n; u++) bad += hits[u] != 1;
+                CHECKF(bad == 0, "%d threads, %lld units, step %lld: %d units not taken exactly once", nth,
+                       (long long)n, (long long)steps[c], bad);
+                for (int i = 0; i < nth; i++) {
+                    CHECKF(first[i] < 0 || first[i] == own_start[i], "thread %d began its share at %lld, not %lld",
+                           i, (long long)first[i], (long long)own_start[i]);
+                    CHECKF(out_of_order[i] == 0, "thread %d took its own share out of order", i);
+                }
+                free(hits);
+            }
+        g8_pool_free(pool);
+    }
 }

@@ -43,6 +43,9 @@ typedef struct g8_kernels {
     void (*quantize_q8_0)(const float *x, block_q8_0 *y, int n);
     /* y += a * x */
     void (*axpy)(int n, float a, const float *x, float *y);
+    /* y[i] = x[i] as f16, rounded to nearest even (g8_f32_to_f16's bits for every x but NaN,
+     * which stays a NaN): the KV cache's rows */
+    void (*to_f16)(int n, const float *x, uint16_t *y);
     /* x[i] = cap * tanh(x[i] * scale / cap), or x[i] * scale when cap is 0 */
     void (*softcap)(int n, float *x, float scale, float cap);
     /* x[i] = exp(x[i] - m); returns the sum */

@@ -97,6 +97,10 @@ static void axpy(int n, float a, const float *x, float *y) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+static void to_f16(int n, const float *x, uint16_t *y) {
+    for (int i = 0; i < n; i++) y[i] = g8_f32_to_f16(x[i]);
+}
+
 void g8_softcap_scalar(int n, float *x, float scale, float cap) {
     if (cap == 0) {
         for (int i = 0; i < n; i++) x[i] *= scale;
@@ -159,6 +163,7 @@ static const g8_kernels scalar = {
     .gemm_q6_k = gemm_q6_k,
     .quantize_q8_0 = quantize_q8_0,
     .axpy = axpy,
+    .to_f16 = to_f16,
     .softcap = g8_softcap_scalar,
     .exp_sum = g8_exp_sum_scalar,
     .geglu = g8_geglu_scalar,

@@ -120,8 +120,7 @@ void g8_kv_set_row(g8_kvcache *c, int s, int il, int kv, int32_t pos, const floa
         } else if (c->type == GEMMA8_TYPE_Q8_0) {
             c->k->quantize_q8_0(x, (block_q8_0 *)head, hd);
         } else {
-            uint16_t *h = (uint16_t *)head;
-            for (int i = 0; i < hd; i++) h[i] = g8_f32_to_f16(x[i]);
+            c->k->to_f16(hd, x, (uint16_t *)head);
         }
     }
 }

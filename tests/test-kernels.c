@@ -116,6 +116,44 @@ TEST(kernels_dot_float_match_scalar) {
     free(b);
 }
 
+/* f32 -> f16 (the KV cache's rows): every table gives g8_f32_to_f16's bits (round to nearest even)
+ * over all exponents, halfway cases, f16 subnormals, overflow to infinity and infinities, at
+ * lengths around the vector widths; a NaN stays a NaN. */
+TEST(kernels_to_f16_matches_scalar) {
+    const g8_kernels *all[8];
+    int nk = g8_kernels_all(all, 8);
+    enum { N = 4099 };
+    float *x = malloc(N * sizeof(float));
+    uint16_t *got = malloc(N * sizeof(uint16_t));
+    unsigned st = 7;
+    for (int i = 0; i < N; i++) {
+        st = st * 1664525u + 1013904223u;
+        uint32_t bits = st;
+        if (i % 4 == 1) bits = (st & 0x80000000u) | ((uint32_t)(103 + i % 40) << 23) | (st & 0x7fffffu); /* around f16 */
+        if (i % 4 == 2) bits = (bits & ~0x1fffu) | 0x1000u;     /* halfway between two f16 */
+        if (i % 4 == 3) bits = (bits & 0x807fffffu) | (101u << 23); /* f16 subnormals */
+        memcpy(&x[i], &bits, 4);
+        if (isnan(x[i])) x[i] = 1e9f;
+    }
+    x[0] = INFINITY, x[1] = -INFINITY, x[2] = 65520.0f, x[3] = 65519.0f, x[4] = -0.0f, x[5] = 5.96e-8f;
+    for (int k = 0; k < nk; k++) {
+        const int lens[] = {1, 3, 4, 7, 8, 9, 17, 256, N};
+        for (int l = 0; l < 9; l++) {
+            memset(got, 0xAB, N * sizeof(uint16_t));
+            all[k]->to_f16(lens[l], x, got);
+            int bad = 0;
+            for (int i = 0; i < lens[l]; i++) bad += got[i] != g8_f32_to_f16(x[i]);
+            CHECKF(bad == 0, "%s to_f16 n=%d: %d values differ from the scalar rounding", all[k]->name, lens[l], bad);
+        }
+        const float nan[9] = {NAN, 1, NAN, 2, 3, 4, 5, 6, -NAN};
+        all[k]->to_f16(9, nan, got);
+        CHECKF((got[0] & 0x7fff) > 0x7c00 && (got[2] & 0x7fff) > 0x7c00 && (got[8] & 0x7fff) > 0x7c00,
+               "%s to_f16: a NaN did not stay a NaN", all[k]->name);
+    }
+    free(x);
+    free(got);
+}
+
 /* One packed group of 16 rows of nb blocks (rows past `rows` zero) from random
  * floats, with the extremes -128 and 127 among the quants (real files rarely
  * have -128, a valid Q8_0 file may), and T tokens of activations with +-127. */

@@ -283,6 +283,12 @@ static void axpy(int n, float a, const float *x, float *y) {
     for (; i < n; i++) y[i] += a * x[i];
 }
 
+static void to_f16(int n, const float *x, uint16_t *y) {
+    int i = 0;
+    for (; i + 4 <= n; i += 4) vst1_u16(y + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(x + i))));
+    for (; i < n; i++) y[i] = g8_f32_to_f16(x[i]);
+}
+
 /* exp(x) for 4 floats: 2^n * p(r), r = x - n ln 2 (Cephes' polynomial, as the
  * AVX2 kernel) */
 static inline float32x4_t exp4(float32x4_t x) {
@@ -498,7 +504,7 @@ static void wsum_q8_0(int n, const float *w, size_t lw, const block_q8_0 *v, int
 /* what the dot-product and the i8mm tables share: all but the GEMMs */
 #define NEON_COMMON                                                                                         \
     .dot_f32 = dot_f32, .dot_f16 = dot_f16, .dot_bf16 = dot_bf16, .dot_q8_0 = dot_q8_0,                     \
-    .quantize_q8_0 = quantize_q8_0, .axpy = axpy, .softcap = softcap, .exp_sum = exp_sum, .geglu = geglu,   \
+    .quantize_q8_0 = quantize_q8_0, .axpy = axpy, .to_f16 = to_f16, .softcap = softcap, .exp_sum = exp_sum, .geglu = geglu,   \
     .qk_f16 = qk_f16, .wsum_f16 = wsum_f16, .qk_q8_0 = qk_q8_0, .wsum_q8_0 = wsum_q8_0
 
 const g8_kernels g8_kernels_neon = {

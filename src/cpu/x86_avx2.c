@@ -185,6 +185,13 @@ static void axpy(int n, float a, const float *x, float *y) {
     for (; i < n; i++) y[i] += a * x[i];
 }
 
+static void to_f16(int n, const float *x, uint16_t *y) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) y[i] = g8_f32_to_f16(x[i]);
+}
+
 /* exp(x) for 8 floats: 2^n * p(r) with r = x - n ln 2 (Cephes' polynomial),
  * within 2 ulp of expf over the float range. */
 static inline __m256 exp8(__m256 x) {
@@ -432,7 +439,7 @@ static void wsum_q8_0(int n, const float *w, size_t lw, const block_q8_0 *v, int
 
 #define AVX2_KERNELS                                                                                        \
     .dot_f32 = dot_f32, .dot_f16 = dot_f16, .dot_bf16 = dot_bf16, .dot_q8_0 = dot_q8_0,                     \
-    .quantize_q8_0 = quantize_q8_0, .axpy = axpy, .softcap = softcap, .exp_sum = exp_sum, .geglu = geglu,   \
+    .quantize_q8_0 = quantize_q8_0, .axpy = axpy, .to_f16 = to_f16, .softcap = softcap, .exp_sum = exp_sum, .geglu = geglu,   \
     .qk_f16 = qk_f16, .wsum_f16 = wsum_f16, .qk_q8_0 = qk_q8_0, .wsum_q8_0 = wsum_q8_0
 
 const g8_kernels g8_kernels_avx2 = {

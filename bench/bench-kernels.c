@@ -1,7 +1,9 @@
 /* bench-kernels.c - GMAC/s of each kernel table's Q8_0 GEMM (64 tokens) and
  * GEMV (one token) on packed weights of a real layer shape (K = 2304, 2048
  * rows), and the GEMV over a matrix larger than the caches (K = 2304, 131072
- * rows, 316 MB: read from memory, as in decode; GB/s of packed weights); then
+ * rows, 316 MB: read from memory, as in decode; GB/s of packed weights); the
+ * same from memory for Q4_0 at K = 2304 and 9216 (compare with `gemma8 bench
+ * --membw`, a plain read of 1 GiB on the same threads); then
  * the decode attention kernels (scores, weighted sum of values) over 4096 f16
  * keys of one head (head_dim 256, 2 query heads), cycling through 16 heads'
  * caches (64 MiB) so that the rows come from memory as in decode. */
@@ -20,21 +22,26 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* y = W x for T tokens, W packed, groups of 16 rows, G8_GEMM_T tokens at a time */
-static void gemm(const g8_kernels *kt, int nb, const uint8_t *w, int R, const block_q8_0 *xq, const int32_t *xs,
-                 int T, float *y) {
-    const size_t gb = g8_pack_group_bytes(nb);
+/* y = W x for T tokens, W packed (groups of 16 rows of gb bytes), G8_GEMM_T tokens at a time */
+static void gemm_with(g8_gemm_q8_0_fn fn, size_t gb, int nb, const uint8_t *w, int R, const block_q8_0 *xq,
+                      const int32_t *xs, int T, float *y) {
     for (int r = 0; r < R; r += 16)
         for (int t = 0; t < T; t += G8_GEMM_T) {
             const int tn = T - t < G8_GEMM_T ? T - t : G8_GEMM_T;
-            kt->gemm_q8_0(nb, w + (size_t)(r / 16) * gb, xq + (size_t)t * nb, xs + (size_t)t * nb, tn,
-                          y + (size_t)t * R + r, (size_t)R);
+            fn(nb, w + (size_t)(r / 16) * gb, xq + (size_t)t * nb, xs + (size_t)t * nb, tn, y + (size_t)t * R + r,
+               (size_t)R);
         }
+}
+
+static void gemm(const g8_kernels *kt, int nb, const uint8_t *w, int R, const block_q8_0 *xq, const int32_t *xs,
+                 int T, float *y) {
+    gemm_with(kt->gemm_q8_0, g8_pack_group_bytes(nb), nb, w, R, xq, xs, T, y);
 }
 
 /* one thread's half of a GEMV over the large matrix */
 typedef struct half {
-    const g8_kernels *kt;
+    g8_gemm_q8_0_fn fn;
+    size_t gb;
     int nb, R;
     const uint8_t *w;
     const block_q8_0 *xq;
@@ -44,15 +51,15 @@ typedef struct half {
 
 static void *gemv_half(void *arg) {
     const half *h = arg;
-    gemm(h->kt, h->nb, h->w, h->R, h->xq, h->xs, 1, h->y);
+    gemm_with(h->fn, h->gb, h->nb, h->w, h->R, h->xq, h->xs, 1, h->y);
     return NULL;
 }
 
 /* seconds for a GEMV of the large matrix on two threads, each streaming half of it */
-static double gemv_two_threads(const g8_kernels *kt, int nb, const uint8_t *big, int RB, const block_q8_0 *xq,
-                               const int32_t *xs, float *y) {
-    const size_t gb = g8_pack_group_bytes(nb);
-    half h[2] = {{kt, nb, RB / 2, big, xq, xs, y}, {kt, nb, RB / 2, big + gb * (size_t)(RB / 32), xq, xs, y + RB / 2}};
+static double gemv_pair(g8_gemm_q8_0_fn fn, size_t gb, int nb, const uint8_t *big, int RB, const block_q8_0 *xq,
+                        const int32_t *xs, float *y) {
+    half h[2] = {{fn, gb, nb, RB / 2, big, xq, xs, y},
+                 {fn, gb, nb, RB / 2, big + gb * (size_t)(RB / 32), xq, xs, y + RB / 2}};
     pthread_t th;
     double t0 = now();
     pthread_create(&th, NULL, gemv_half, &h[1]);
@@ -103,7 +110,7 @@ int main(void) {
             best = t1 - t0 < best ? t1 - t0 : best;
             best2 = (t2 - t1) / 20 < best2 ? (t2 - t1) / 20 : best2;
             best3 = t3 - t2 < best3 ? t3 - t2 : best3;
-            const double t4 = gemv_two_threads(kt, nb, big, RB, xq, xs, y);
+            const double t4 = gemv_pair(kt->gemm_q8_0, gb, nb, big, RB, xq, xs, y);
             best4 = t4 < best4 ? t4 : best4;
         }
         printf("%-12s GEMM (64 tokens): %6.1f GMAC/s   GEMV from L2: %6.1f GMAC/s   GEMV from memory: %6.1f GMAC/s"
@@ -111,12 +118,49 @@ int main(void) {
                kt->name, (double)K * R * T / best / 1e9, (double)K * R / best2 / 1e9, (double)K * RB / best3 / 1e9,
                (double)gb * (RB / 16) / best3 / 1e9, (double)gb * (RB / 16) / best4 / 1e9);
     }
-    free(x);
     free(w);
+    free(pw);
+
+    /* Q4_0, one token from memory on two threads, as decode reads it: the same bytes as above in
+     * matrices of K = 2304 (q/k/v, o, gate/up of 2B) and 9216 (its down projection) */
+    for (int ki = 0; ki < 2; ki++) {
+        const int K4 = ki ? 9216 : 2304, nb4 = K4 / 32;
+        const size_t gb4 = g8_pack4_group_bytes(nb4);
+        const int R4 = (int)(big_bytes / gb4 / 2 * 32), RS = 64; /* rows of the big matrix, of a sample */
+        block_q4_0 *w4 = malloc(sizeof(block_q4_0) * (size_t)nb4 * RS);
+        float *row = malloc(sizeof(float) * K4);
+        for (int r = 0; r < RS; r++) {
+            for (int i = 0; i < K4; i++) s = s * 1664525u + 1013904223u, row[i] = (float)(s >> 8) / (1 << 24) - 0.5f;
+            g8_quantize_row_q4_0_ref(row, w4 + (size_t)r * nb4, K4);
+        }
+        g8_pack_q4_0(w4, RS, nb4, 0, RS / 16, big);
+        for (int g = RS / 16; g < R4 / 16; g++) memcpy(big + (size_t)g * gb4, big + (size_t)(g % (RS / 16)) * gb4, gb4);
+        block_q8_0 *x4 = malloc(sizeof(block_q8_0) * nb4);
+        int32_t *xs4 = malloc(sizeof(int32_t) * nb4);
+        ref->quantize_q8_0(row, x4, K4);
+        for (int b = 0; b < nb4; b++) {
+            int32_t sum = 0;
+            for (int j = 0; j < 32; j++) sum += x4[b].qs[j];
+            xs4[b] = -128 * sum;
+        }
+        for (int k = 1; k < n; k++) { /* the scalar table would take minutes */
+            double best = 1e9;
+            for (int rep = 0; rep < 5; rep++) {
+                const double t = gemv_pair(all[k]->gemm_q4_0, gb4, nb4, big, R4, x4, xs4, y);
+                best = t < best ? t : best;
+            }
+            printf("%-12s Q4_0 GEMV from memory, K = %d: %5.1f GB/s (2 threads)\n", all[k]->name, K4,
+                   (double)gb4 * (R4 / 16) / best / 1e9);
+        }
+        free(w4);
+        free(row);
+        free(x4);
+        free(xs4);
+    }
+    free(x);
     free(xq);
     free(xs);
     free(y);
-    free(pw);
     free(big);
 
     enum { NK = 4096, HD = 256, GROUP = 2, HEADS = 16 };

@@ -139,7 +139,8 @@ TEST(cli_logits_and_run_contract) {
 }
 
 /* --kv-type: a q8_0 cache still gives the reference's greedy tokens (tiny-b,
- * heads of 32); bench says which cache it measured; a bad name is refused. */
+ * heads of 32); bench says which cache it measured (and with --membw the bandwidth it read between
+ * tokens); a bad name is refused. */
 TEST(cli_kv_type_option) {
     const char *model = convert_fixture("tiny-b", GEMMA8_TYPE_Q8_0);
     gen0_ids g;
@@ -152,9 +153,12 @@ TEST(cli_kv_type_option) {
     CHECKF(!strcmp(out, gens), "run --kv-type q8_0 printed '%s', want '%s'", out, gens);
     free(out);
     free(err);
-    const char *a2[] = {"bench", "-m", model, "-p", "8", "-n", "4", "-r", "1", "--kv-type", "q8_0", NULL};
+    const char *a2[] = {"bench", "-m", model, "-p", "8", "-n", "4", "-r", "1", "--kv-type", "q8_0", "--membw", NULL};
     CHECK(run_cli(a2, NULL, &out, &err) == 0);
     CHECKF(strstr(out, "KV cache q8_0") && strstr(out, "pp8") && strstr(out, "tg4"), "bench printed '%s'", out);
+    const char *share = strstr(out, "read between its tokens (GB/s: "); /* --membw: the bandwidth it read */
+    CHECKF(strstr(out, "decode read ") && share && atof(share + strlen("read between its tokens (GB/s: ")) > 0,
+           "bench --membw printed '%s'", out);
     free(out);
     free(err);
     const char *a4[] = {"info", "-m", model, NULL}; /* heads of 32: info also gives the q8_0 cache's memory */

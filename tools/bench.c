@@ -4,10 +4,13 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 static double rss_gib(const char *field) {
     FILE *f = fopen("/proc/self/status", "r");
@@ -33,6 +36,9 @@ typedef struct membw_arg {
     const uint64_t *p;
     size_t n;
     uint64_t sum;
+    atomic_int *ready;  /* threads at the start line; all start reading together */
+    int n_threads;
+    double t0, t1;      /* when this thread began and ended its reads */
 } membw_arg;
 
 typedef uint64_t v4u64 __attribute__((vector_size(32)));
@@ -60,44 +66,73 @@ __attribute__((target("avx512f"))) static uint64_t read_sum_512(const v8u64 *p, 
 __attribute__((target("avx2"))) static uint64_t read_sum_256(const v4u64 *p, size_t n) { return read_sum(p, n); }
 #endif
 
+static uint64_t read_best(const uint64_t *p, size_t n) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("avx512f")) return read_sum_512((const v8u64 *)p, n);
+    if (__builtin_cpu_supports("avx2")) return read_sum_256((const v4u64 *)p, n);
+#endif
+    return read_sum((const v4u64 *)p, n);
+}
+
 static void *membw_read(void *a) {
     membw_arg *m = a;
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (__builtin_cpu_supports("avx512f")) {
-        m->sum = read_sum_512((const v8u64 *)m->p, m->n);
-        return NULL;
+    atomic_fetch_add(m->ready, 1);
+    while (atomic_load(m->ready) < m->n_threads) {
     }
-    if (__builtin_cpu_supports("avx2")) {
-        m->sum = read_sum_256((const v4u64 *)m->p, m->n);
-        return NULL;
-    }
-#endif
-    m->sum = read_sum((const v4u64 *)m->p, m->n);
+    m->t0 = cli_now();
+    m->sum = read_best(m->p, m->n);
+    m->t1 = cli_now();
     return NULL;
+}
+
+/* Seconds n_threads threads take to read the n words at p, each a contiguous part, from when
+ * all have started (thread start-up is not counted) to when the last is done. */
+static double read_seconds(const uint64_t *p, size_t n, int n_threads) {
+    pthread_t th[64];
+    membw_arg args[64];
+    atomic_int ready = 0;
+    bool started[64] = {false};
+    n_threads = n_threads < 64 ? n_threads : 64;
+    for (int t = 0; t < n_threads; t++) {
+        args[t] = (membw_arg){p + n / n_threads * t, n / n_threads, 0, &ready, n_threads, 0, 0};
+        started[t] = t && pthread_create(&th[t], NULL, membw_read, &args[t]) == 0;
+        if (t && !started[t]) atomic_fetch_add(&ready, 1); /* its part is read below, after the others */
+    }
+    membw_read(&args[0]);
+    uint64_t sum = args[0].sum;
+    double t0 = args[0].t0, t1 = args[0].t1;
+    for (int t = 1; t < n_threads; t++) {
+        if (started[t]) pthread_join(th[t], NULL);
+        else membw_read(&args[t]);
+        sum += args[t].sum;
+        t0 = args[t].t0 < t0 ? args[t].t0 : t0;
+        t1 = args[t].t1 > t1 ? args[t].t1 : t1;
+    }
+    if (sum == 42) fprintf(stderr, " "); /* keep the reads */
+    return t1 - t0;
+}
+
+enum { MEMBW_BYTES = 1 << 30, MEMBW_WINDOW = 128 << 20 };
+
+/* A 1 GiB buffer to read, on huge pages as the engine's packed weights (no page walk every
+ * 4 KiB), filled; NULL when out of memory. */
+static uint64_t *membw_buffer(void) {
+    uint64_t *buf = aligned_alloc(2 << 20, MEMBW_BYTES);
+    if (!buf) return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(buf, MEMBW_BYTES, MADV_HUGEPAGE);
+#endif
+    for (size_t i = 0; i < MEMBW_BYTES / 8; i++) buf[i] = i;
+    return buf;
 }
 
 /* Reads a 1 GiB buffer with n_threads threads; returns GB/s (best of reps). */
 double cli_membw(int n_threads, int reps) {
-    const size_t bytes = (size_t)1 << 30, n = bytes / 8;
-    uint64_t *buf = aligned_alloc(2 << 20, bytes);
+    uint64_t *buf = membw_buffer();
     if (!buf) return 0;
-#ifdef MADV_HUGEPAGE
-    madvise(buf, bytes, MADV_HUGEPAGE); /* as the engine's packed weights: no page walk every 4 KiB */
-#endif
-    for (size_t i = 0; i < n; i++) buf[i] = i;
     double best = 0;
     for (int r = 0; r < reps; r++) {
-        pthread_t th[64];
-        membw_arg args[64];
-        double t0 = cli_now();
-        for (int t = 0; t < n_threads; t++) {
-            args[t] = (membw_arg){buf + n / n_threads * t, n / n_threads, 0};
-            pthread_create(&th[t], NULL, membw_read, &args[t]);
-        }
-        uint64_t sum = 0;
-        for (int t = 0; t < n_threads; t++) pthread_join(th[t], NULL), sum += args[t].sum;
-        double gbs = bytes / (cli_now() - t0) / 1e9;
-        if (sum == 42) fprintf(stderr, " "); /* keep the reads */
+        const double gbs = MEMBW_BYTES / read_seconds(buf, MEMBW_BYTES / 8, n_threads) / 1e9;
         if (gbs > best) best = gbs;
     }
     free(buf);
@@ -122,7 +157,8 @@ int cmd_bench(int argc, char **argv) {
         {"-np|--parallel", CLI_INT, &parallel, "N", "sequences decoded together (batched decode); tg is their sum",
          NULL},
         {"--membw", CLI_FLAG, &membw, NULL, "measure this machine's read bandwidth (1 GiB, best of 5); with -m, "
-         "before each decode run, and print decode's share of it (peak RSS then counts the 1 GiB)", NULL},
+         "read 128 MiB of it after every decoded token (not timed as decode; with a pause of 3 ms before it) "
+         "and print decode's share of that bandwidth (peak RSS then counts the 1 GiB)", NULL},
         {"--json-schema", CLI_LIST, &schemas, "FILE", "sampled decode with and without this schema (repeatable: "
          "the streams take them in turn), and the time of each mask", NULL},
         {"--json", CLI_FLAG, &json, NULL, "the same with any JSON object", NULL},
@@ -175,6 +211,8 @@ int cmd_bench(int argc, char **argv) {
            model_path, gemma8_type_name(info.matrix_type), info.n_params / 1e9, info.weight_bytes / 1073741824.0,
            n_threads, kv_type ? kv_type : "auto", t_load);
     double pp[64], tg[64], bw[64];
+    uint64_t *bwbuf = membw && n_gen ? membw_buffer() : NULL;
+    if (membw && n_gen && !bwbuf) fprintf(stderr, "gemma8 bench: no memory for --membw's 1 GiB, left out\n");
     float *logits = malloc((size_t)parallel * info.n_vocab * sizeof(float));
     int rc = 0;
     for (int r = 0; r < reps && r < 64 && !rc; r++) {
@@ -191,14 +229,23 @@ int cmd_bench(int argc, char **argv) {
             if (depth && gemma8_eval_seq(ctx, q, tok, depth, NULL)) rc = 1;
             seqs[q] = q;
         }
-        bw[r] = membw && n_gen ? cli_membw(n_threads, 3) : 0; /* the machine's read bandwidth, just before */
-        double a = cli_now();
+        /* with --membw, a window of MEMBW_WINDOW bytes is read after every token, on as many threads,
+         * so that decode and the plain read see the same seconds of this machine */
+        double t_tokens = 0, t_read = 0;
         for (int i = 0; i < n_gen && !rc; i++) {
             for (int q = 0; q < parallel; q++) ids[q] = tok[(depth + i + 31 * q) % (depth + n_prompt + n_gen + 1)];
+            const double a = cli_now();
             if (parallel == 1 ? gemma8_eval(ctx, ids, 1, NULL) : gemma8_decode_batch(ctx, seqs, ids, parallel, logits))
                 rc = 1;
+            t_tokens += cli_now() - a;
+            if (bwbuf) {
+                usleep(3000); /* the engine's idle workers stop spinning (threadpool.c), leaving the cores */
+                const size_t words = MEMBW_WINDOW / 8, at = (size_t)i % (MEMBW_BYTES / MEMBW_WINDOW) * words;
+                t_read += read_seconds(bwbuf + at, words, n_threads);
+            }
         }
-        tg[r] = (double)n_gen * parallel / (cli_now() - a);
+        tg[r] = (double)n_gen * parallel / t_tokens;
+        bw[r] = bwbuf ? (double)n_gen * MEMBW_WINDOW / t_read / 1e9 : 0;
     }
     if (rc) {
         fprintf(stderr, "gemma8: error: %s\n", gemma8_last_error());
@@ -213,11 +260,11 @@ int cmd_bench(int argc, char **argv) {
             mean_sd(tg, nr, &m, &sd);
             printf("tg%-5d  %8.2f ± %.2f tok/s  (depth %d, %d sequences)  weights streamed: %.2f GB/s\n", n_gen, m,
                    sd, depth, parallel, m / parallel * info.weight_bytes / 1e9);
-            if (membw) { /* each round's stream against the bandwidth read just before it */
+            if (bwbuf) { /* each run's stream against the plain read between its tokens */
                 double f[64] = {0};
                 for (int r = 0; r < nr; r++) f[r] = tg[r] / parallel * info.weight_bytes / 1e9 / bw[r];
                 mean_sd(f, nr, &m, &sd);
-                printf("decode read %.0f%% ± %.0f%% of the memory read bandwidth measured before each run", 100 * m,
+                printf("decode read %.0f%% ± %.0f%% of the memory read bandwidth, read between its tokens", 100 * m,
                        100 * sd);
                 for (int r = 0; r < nr; r++) printf("%s%.1f", r ? ", " : " (GB/s: ", bw[r]);
                 printf(")\n");
@@ -227,6 +274,7 @@ int cmd_bench(int argc, char **argv) {
     }
     free(tok);
     free(logits);
+    free(bwbuf);
     gemma8_context_free(ctx);
     gemma8_model_free(model);
     return rc;

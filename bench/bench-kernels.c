@@ -130,11 +130,13 @@ int main(void) {
         block_q4_0 *w4 = malloc(sizeof(block_q4_0) * (size_t)nb4 * RS);
         float *row = malloc(sizeof(float) * K4);
         for (int r = 0; r < RS; r++) {
-            for (int i = 0; i < K4; i++) s = s * 1664525u + 1013904223u, row[i] = (float)(s >> 8) / (1 << 24) - 0.5f;
+            for (int i = 0; i < K4; i++)
+                s = s * 1664525u + 1013904223u, row[i] = (float)(s >> 8) / (1 << 24) - 0.5f;
             g8_quantize_row_q4_0_ref(row, w4 + (size_t)r * nb4, K4);
         }
         g8_pack_q4_0(w4, RS, nb4, 0, RS / 16, big);
-        for (int g = RS / 16; g < R4 / 16; g++) memcpy(big + (size_t)g * gb4, big + (size_t)(g % (RS / 16)) * gb4, gb4);
+        for (int g = RS / 16; g < R4 / 16; g++)
+            memcpy(big + (size_t)g * gb4, big + (size_t)(g % (RS / 16)) * gb4, gb4);
         block_q8_0 *x4 = malloc(sizeof(block_q8_0) * nb4);
         int32_t *xs4 = malloc(sizeof(int32_t) * nb4);
         ref->quantize_q8_0(row, x4, K4);

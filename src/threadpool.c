@@ -77,7 +77,8 @@ g8_pool *g8_pool_new(int n_threads) {
     pool->threads = g8_calloc((size_t)n_threads, sizeof(pthread_t), "thread pool");
     pool->shares = pool->threads ? aligned_alloc(_Alignof(share), (size_t)n_threads * sizeof(share)) : NULL;
     if (!pool->shares) {
-        if (pool->threads) g8_fail(GEMMA8_ERR_NOMEM, "out of memory for the work shares of %d threads", n_threads);
+        if (pool->threads)
+            g8_fail(GEMMA8_ERR_NOMEM, "out of memory for the work shares of %d threads", n_threads);
         free(pool->threads);
         free(pool);
         return NULL;
@@ -133,7 +134,8 @@ void g8_pool_share(g8_pool *pool, int64_t n) {
     for (int i = 0; i < pool->n; i++) { /* contiguous shares, the first n % pool->n one unit longer */
         const int64_t per = n / pool->n, extra = n % pool->n;
         const int64_t lo = i * per + G8_MIN(i, extra), hi = lo + per + (i < extra);
-        atomic_store_explicit(&pool->shares[i].range, range_of((uint64_t)lo, (uint64_t)hi), memory_order_relaxed);
+        atomic_store_explicit(&pool->shares[i].range, range_of((uint64_t)lo, (uint64_t)hi),
+                              memory_order_relaxed);
     }
 }
 
@@ -145,7 +147,8 @@ static bool take_from(share *s, bool front, int64_t step, int64_t *u0, int64_t *
         if (lo >= hi) return false;
         const int64_t a = front ? lo : G8_MAX(lo, hi - step), b = front ? G8_MIN(hi, lo + step) : hi;
         const uint64_t left = front ? range_of((uint64_t)b, (uint64_t)hi) : range_of((uint64_t)lo, (uint64_t)a);
-        if (atomic_compare_exchange_weak_explicit(&s->range, &r, left, memory_order_relaxed, memory_order_relaxed)) {
+        if (atomic_compare_exchange_weak_explicit(&s->range, &r, left, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
             *u0 = a;
             *u1 = b;
             return true;

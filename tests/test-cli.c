@@ -153,7 +153,8 @@ TEST(cli_kv_type_option) {
     CHECKF(!strcmp(out, gens), "run --kv-type q8_0 printed '%s', want '%s'", out, gens);
     free(out);
     free(err);
-    const char *a2[] = {"bench", "-m", model, "-p", "8", "-n", "4", "-r", "1", "--kv-type", "q8_0", "--membw", NULL};
+    const char *a2[] = {"bench", "-m", model, "-p", "8", "-n", "4", "-r", "1", "--kv-type", "q8_0",
+                        "--membw", NULL};
     CHECK(run_cli(a2, NULL, &out, &err) == 0);
     CHECKF(strstr(out, "KV cache q8_0") && strstr(out, "pp8") && strstr(out, "tg4"), "bench printed '%s'", out);
     const char *share = strstr(out, "read between its tokens (GB/s: "); /* --membw: the bandwidth it read */

@@ -129,7 +129,8 @@ TEST(kernels_to_f16_matches_scalar) {
     for (int i = 0; i < N; i++) {
         st = st * 1664525u + 1013904223u;
         uint32_t bits = st;
-        if (i % 4 == 1) bits = (st & 0x80000000u) | ((uint32_t)(103 + i % 40) << 23) | (st & 0x7fffffu); /* around f16 */
+        if (i % 4 == 1) /* around the f16 range */
+            bits = (st & 0x80000000u) | ((uint32_t)(103 + i % 40) << 23) | (st & 0x7fffffu);
         if (i % 4 == 2) bits = (bits & ~0x1fffu) | 0x1000u;     /* halfway between two f16 */
         if (i % 4 == 3) bits = (bits & 0x807fffffu) | (101u << 23); /* f16 subnormals */
         memcpy(&x[i], &bits, 4);
@@ -143,7 +144,8 @@ TEST(kernels_to_f16_matches_scalar) {
             all[k]->to_f16(lens[l], x, got);
             int bad = 0;
             for (int i = 0; i < lens[l]; i++) bad += got[i] != g8_f32_to_f16(x[i]);
-            CHECKF(bad == 0, "%s to_f16 n=%d: %d values differ from the scalar rounding", all[k]->name, lens[l], bad);
+            CHECKF(bad == 0, "%s to_f16 n=%d: %d values differ from the scalar rounding", all[k]->name, lens[l],
+                   bad);
         }
         const float nan[9] = {NAN, 1, NAN, 2, 3, 4, 5, 6, -NAN};
         all[k]->to_f16(9, nan, got);

@@ -502,10 +502,10 @@ static void wsum_q8_0(int n, const float *w, size_t lw, const block_q8_0 *v, int
 }
 
 /* what the dot-product and the i8mm tables share: all but the GEMMs */
-#define NEON_COMMON                                                                                         \
-    .dot_f32 = dot_f32, .dot_f16 = dot_f16, .dot_bf16 = dot_bf16, .dot_q8_0 = dot_q8_0,                     \
-    .quantize_q8_0 = quantize_q8_0, .axpy = axpy, .to_f16 = to_f16, .softcap = softcap, .exp_sum = exp_sum, .geglu = geglu,   \
-    .qk_f16 = qk_f16, .wsum_f16 = wsum_f16, .qk_q8_0 = qk_q8_0, .wsum_q8_0 = wsum_q8_0
+#define NEON_COMMON                                                                                          \
+    .dot_f32 = dot_f32, .dot_f16 = dot_f16, .dot_bf16 = dot_bf16, .dot_q8_0 = dot_q8_0,                      \
+    .quantize_q8_0 = quantize_q8_0, .axpy = axpy, .to_f16 = to_f16, .softcap = softcap, .exp_sum = exp_sum,  \
+    .geglu = geglu, .qk_f16 = qk_f16, .wsum_f16 = wsum_f16, .qk_q8_0 = qk_q8_0, .wsum_q8_0 = wsum_q8_0
 
 const g8_kernels g8_kernels_neon = {
     .name = "neon-dotprod",

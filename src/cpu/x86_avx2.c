@@ -100,28 +100,17 @@ static inline int32_t gemm_init(int32_t xsum) {
 static inline __m256i gemm_udot(__m256i acc, __m256i u, __m256i x4) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x4), _mm256_set1_epi16(1)));
 }
-/* A Q4_0 block for one token: the eight maddubs of each half add up in int16 lanes (each at most
- * 2 * 15 * 127, eight at most 30480: exact), and one madd widens them: half the operations of
- * eight gemm_udot. */
-static inline void gemv_q4_block(const uint8_t *qb, const int8_t *xq, __m256i acc[2]) {
+/* A Q4_0 chunk for one token (x86_gemm.inc's gemv_q4): the maddubs of the low and high nibbles add
+ * up in int16 lanes over the block (each at most 2 * 15 * 127, the eight at most 30480: exact), and
+ * one madd widens them at the end: half the operations of gemm_udot. */
+static inline void gemv_q4_chunk(__m256i part[2], __m256i v, __m256i xl, __m256i xh) {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
-    __m256i p[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-    _Pragma("GCC unroll 4")
-    for (int c = 0; c < QK4_0 / 8; c++) {
-        int32_t xl, xh;
-        memcpy(&xl, xq + 8 * c, 4);
-        memcpy(&xh, xq + 8 * c + 4, 4);
-        const __m256i vl = _mm256_set1_epi32(xl), vh = _mm256_set1_epi32(xh);
-        _Pragma("GCC unroll 2")
-        for (int h = 0; h < 2; h++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(qb + 64 * c + 32 * h));
-            const __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(v, m4), vl);
-            const __m256i hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), vh);
-            p[h] = _mm256_add_epi16(p[h], _mm256_add_epi16(lo, hi));
-        }
-    }
-    acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(p[0], _mm256_set1_epi16(1)));
-    acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(p[1], _mm256_set1_epi16(1)));
+    const __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(v, m4), xl);
+    const __m256i hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), xh);
+    part[0] = _mm256_add_epi16(part[0], _mm256_add_epi16(lo, hi));
+}
+static inline __m256i gemv_q4_close(__m256i acc, const __m256i part[2]) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(part[0], _mm256_set1_epi16(1)));
 }
 #include "x86_gemm.inc"
 
@@ -188,7 +177,8 @@ static void axpy(int n, float a, const float *x, float *y) {
 static void to_f16(int n, const float *x, uint16_t *y) {
     int i = 0;
     for (; i + 8 <= n; i += 8)
-        _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+        _mm_storeu_si128((__m128i *)(y + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
     for (; i < n; i++) y[i] = g8_f32_to_f16(x[i]);
 }
 
@@ -437,10 +427,10 @@ static void wsum_q8_0(int n, const float *w, size_t lw, const block_q8_0 *v, int
     }
 }
 
-#define AVX2_KERNELS                                                                                        \
-    .dot_f32 = dot_f32, .dot_f16 = dot_f16, .dot_bf16 = dot_bf16, .dot_q8_0 = dot_q8_0,                     \
-    .quantize_q8_0 = quantize_q8_0, .axpy = axpy, .to_f16 = to_f16, .softcap = softcap, .exp_sum = exp_sum, .geglu = geglu,   \
-    .qk_f16 = qk_f16, .wsum_f16 = wsum_f16, .qk_q8_0 = qk_q8_0, .wsum_q8_0 = wsum_q8_0
+#define AVX2_KERNELS                                                                                         \
+    .dot_f32 = dot_f32, .dot_f16 = dot_f16, .dot_bf16 = dot_bf16, .dot_q8_0 = dot_q8_0,                      \
+    .quantize_q8_0 = quantize_q8_0, .axpy = axpy, .to_f16 = to_f16, .softcap = softcap, .exp_sum = exp_sum,  \
+    .geglu = geglu, .qk_f16 = qk_f16, .wsum_f16 = wsum_f16, .qk_q8_0 = qk_q8_0, .wsum_q8_0 = wsum_q8_0
 
 const g8_kernels g8_kernels_avx2 = {
     .name = "avx2",

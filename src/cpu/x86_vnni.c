@@ -41,27 +41,15 @@ static inline __m256i gemm_dot(__m256i acc, __m256i u, __m256i w, __m256i x4) {
 }
 static inline int32_t gemm_init(int32_t xsum) { return xsum; }
 static inline __m256i gemm_udot(__m256i acc, __m256i u, __m256i x4) { return dpbusd(acc, u, x4); }
-/* A Q4_0 block for one token: the high nibbles stay in place (v & 0xF0 = 16 q: one operation
- * instead of a shift and a mask) in accumulators of their own, shifted back at the end (exact: a
- * multiple of 16); four independent chains. */
-static inline void gemv_q4_block(const uint8_t *qb, const int8_t *xq, __m256i acc[2]) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), mh = _mm256_set1_epi8((char)0xF0);
-    __m256i hi[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-    _Pragma("GCC unroll 4")
-    for (int c = 0; c < QK4_0 / 8; c++) {
-        int32_t xl, xh;
-        memcpy(&xl, xq + 8 * c, 4);
-        memcpy(&xh, xq + 8 * c + 4, 4);
-        const __m256i vl = _mm256_set1_epi32(xl), vh = _mm256_set1_epi32(xh);
-        _Pragma("GCC unroll 2")
-        for (int h = 0; h < 2; h++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(qb + 64 * c + 32 * h));
-            acc[h] = dpbusd(acc[h], _mm256_and_si256(v, m4), vl);
-            hi[h] = dpbusd(hi[h], _mm256_and_si256(v, mh), vh);
-        }
-    }
-    acc[0] = _mm256_add_epi32(acc[0], _mm256_srai_epi32(hi[0], 4));
-    acc[1] = _mm256_add_epi32(acc[1], _mm256_srai_epi32(hi[1], 4));
+/* A Q4_0 chunk for one token (x86_gemm.inc's gemv_q4): the high nibbles stay in place (v & 0xF0 =
+ * 16 q: one operation instead of a shift and a mask) in a sum of their own, shifted back at the
+ * end (exact: a multiple of 16). */
+static inline void gemv_q4_chunk(__m256i part[2], __m256i v, __m256i xl, __m256i xh) {
+    part[0] = dpbusd(part[0], _mm256_and_si256(v, _mm256_set1_epi8(0x0F)), xl);
+    part[1] = dpbusd(part[1], _mm256_and_si256(v, _mm256_set1_epi8((char)0xF0)), xh);
+}
+static inline __m256i gemv_q4_close(__m256i acc, const __m256i part[2]) {
+    return _mm256_add_epi32(acc, _mm256_add_epi32(part[0], _mm256_srai_epi32(part[1], 4)));
 }
 #include "x86_gemm.inc"
 

@@ -456,9 +456,8 @@ static void apply_down(void *arg, int ith, int nth) {
  * an element takes the same SIMD or tail path whatever the thread count) */
 static void apply_up(void *arg, int ith, int nth) {
     const apply_task *at = arg;
-    const int units = (at->out + 63) / 64, per = units / nth, extra = units % nth;
-    const int u0 = ith * per + G8_MIN(ith, extra), u1 = u0 + per + (ith < extra);
-    const int o0 = G8_MIN(at->out, 64 * u0), o1 = G8_MIN(at->out, 64 * u1);
+    int64_t o0, o1;
+    g8_split(at->out, ith, nth, 64, &o0, &o1);
     for (int t = 0; o1 > o0 && t < at->T; t++) {
         const g8_lora_set *set = at->sets[t];
         const float *u = at->u + (size_t)t * G8_MAX_LORA * at->max_r;
@@ -467,7 +466,7 @@ static void apply_up(void *arg, int ith, int nth) {
             if (!m->r || set->scale[i] == 0) continue;
             const float f = set->scale[i] * m->s;
             for (int j = 0; j < m->r; j++)
-                at->k->axpy(o1 - o0, f * u[i * at->max_r + j], m->bt + (size_t)j * at->out + o0,
+                at->k->axpy((int)(o1 - o0), f * u[i * at->max_r + j], m->bt + (size_t)j * at->out + o0,
                             at->y + (size_t)t * at->out + o0);
         }
     }

@@ -63,15 +63,6 @@ static bool next_rows(matmul_task *mt, int ith, int *i, int64_t *r0, int64_t *r1
     return false;
 }
 
-/* Splits [0, n) in nth parts aligned to `align`: the part of thread ith. */
-static void split(int64_t n, int ith, int nth, int64_t align, int64_t *r0, int64_t *r1) {
-    int64_t units = (n + align - 1) / align;
-    int64_t per = units / nth, extra = units % nth;
-    int64_t u0 = ith * per + G8_MIN(ith, extra), u1 = u0 + per + (ith < extra);
-    *r0 = G8_MIN(n, u0 * align);
-    *r1 = G8_MIN(n, u1 * align);
-}
-
 static void matmul_float_task(void *arg, int ith, int nth) {
     matmul_task *mt = arg;
     const g8_kernels *k = mt->ops->k;
@@ -101,7 +92,7 @@ static void matmul_float_task(void *arg, int ith, int nth) {
 static void quantize_task(void *arg, int ith, int nth) {
     const matmul_task *mt = arg;
     int64_t t0, t1;
-    split(mt->T, ith, nth, 1, &t0, &t1);
+    g8_split(mt->T, ith, nth, 1, &t0, &t1);
     const int64_t n = mt->W[0]->cols, nb = n / QK8_0;
     bool q6 = false;
     for (int i = 0; i < mt->n; i++) q6 |= mt->W[i]->type == GEMMA8_TYPE_Q6_K;
@@ -237,7 +228,7 @@ typedef struct geglu_task {
 static void geglu_task_fn(void *arg, int ith, int nth) {
     const geglu_task *gt = arg;
     int64_t i0, i1;
-    split((int64_t)gt->n, ith, nth, 64, &i0, &i1);
+    g8_split((int64_t)gt->n, ith, nth, 64, &i0, &i1);
     gt->k->geglu((int)(i1 - i0), gt->g + i0, gt->u + i0);
 }
 

@@ -130,10 +130,18 @@ void g8_pool_run(g8_pool *pool, g8_task_fn fn, void *arg) {
 
 static inline uint64_t range_of(uint64_t lo, uint64_t hi) { return lo | hi << 32; }
 
+void g8_split(int64_t n, int ith, int nth, int64_t align, int64_t *r0, int64_t *r1) {
+    const int64_t units = (n + align - 1) / align;
+    const int64_t per = units / nth, extra = units % nth;
+    const int64_t u0 = ith * per + G8_MIN(ith, extra), u1 = u0 + per + (ith < extra);
+    *r0 = G8_MIN(n, u0 * align);
+    *r1 = G8_MIN(n, u1 * align);
+}
+
 void g8_pool_share(g8_pool *pool, int64_t n) {
-    for (int i = 0; i < pool->n; i++) { /* contiguous shares, the first n % pool->n one unit longer */
-        const int64_t per = n / pool->n, extra = n % pool->n;
-        const int64_t lo = i * per + G8_MIN(i, extra), hi = lo + per + (i < extra);
+    for (int i = 0; i < pool->n; i++) {
+        int64_t lo, hi;
+        g8_split(n, i, pool->n, 1, &lo, &hi);
         atomic_store_explicit(&pool->shares[i].range, range_of((uint64_t)lo, (uint64_t)hi),
                               memory_order_relaxed);
     }

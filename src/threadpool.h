@@ -17,6 +17,10 @@ int g8_pool_size(const g8_pool *pool);
 /* Runs fn on every thread (the caller is thread 0) and returns when all are done. */
 void g8_pool_run(g8_pool *pool, g8_task_fn fn, void *arg);
 
+/* Splits [0, n) in nth contiguous parts aligned to `align` (the first ones one unit longer when
+ * they do not come out even): the part [*r0, *r1) of thread ith. */
+void g8_split(int64_t n, int ith, int nth, int64_t align, int64_t *r0, int64_t *r1);
+
 /* Work of n units shared out for the next run: thread ith owns the ith contiguous share and takes
  * it front to back (one stream through memory), `step` units at a time; a thread whose share is
  * done takes steps from the back of the share with the most left, so no thread waits for long.

@@ -39,6 +39,7 @@ typedef struct take_run {
     int *hits;          /* per unit: how many threads took it */
     int64_t *first;     /* per thread: the first unit it took of its own share */
     int *out_of_order;  /* per thread: own-share steps that did not follow the previous one */
+    int *bad_size;      /* per thread: takes from another's share of more than a step */
     int64_t *own_start, *own_end; /* per thread: its share as set out */
 } take_run;
 
@@ -48,11 +49,13 @@ static void take_task(void *arg, int ith, int nth) {
     (void)nth;
     r->first[ith] = -1;
     r->out_of_order[ith] = 0;
+    r->bad_size[ith] = 0;
     while (g8_pool_take(r->pool, ith, r->step, &u0, &u1)) {
         const bool own = u0 >= r->own_start[ith] && u0 < r->own_end[ith];
         if (own && r->first[ith] < 0) r->first[ith] = u0;
         if (own && next >= 0 && u0 != next) r->out_of_order[ith]++;
         if (own) next = u1;
+        if (!own && u1 - u0 > r->step) r->bad_size[ith]++; /* another's: a step at most */
         for (int64_t u = u0; u < u1; u++) __atomic_fetch_add(&r->hits[u], 1, __ATOMIC_RELAXED);
         if ((u0 * 7 + ith) % 5 == 0) usleep(50); /* uneven speeds: some threads fall behind */
     }
@@ -72,13 +75,13 @@ TEST(threads_shares_every_unit_once) {
         for (int b = 0; b < 5; b++)
             for (int c = 0; c < 3; c++) {
                 const int64_t n = counts[b];
-                int *hits = calloc((size_t)n + 1, sizeof *hits), out_of_order[8];
+                int *hits = calloc((size_t)n + 1, sizeof *hits), out_of_order[8], bad_size[8];
                 int64_t first[8], own_start[8], own_end[8];
                 for (int i = 0; i < nth; i++) { /* the shares as g8_pool_share sets them out */
                     own_start[i] = i * (n / nth) + G8_MIN(i, n % nth);
                     own_end[i] = own_start[i] + n / nth + (i < n % nth);
                 }
-                take_run r = {pool, steps[c], hits, first, out_of_order, own_start, own_end};
+                take_run r = {pool, steps[c], hits, first, out_of_order, bad_size, own_start, own_end};
                 g8_pool_share(pool, n);
                 g8_pool_run(pool, take_task, &r);
                 int bad = 0;
@@ -89,6 +92,7 @@ TEST(threads_shares_every_unit_once) {
                     CHECKF(first[i] < 0 || first[i] == own_start[i], "thread %d began its share at %lld, not %lld",
                            i, (long long)first[i], (long long)own_start[i]);
                     CHECKF(out_of_order[i] == 0, "thread %d took its own share out of order", i);
+                    CHECKF(bad_size[i] == 0, "thread %d: %d takes of the wrong size", i, bad_size[i]);
                 }
                 free(hits);
             }

@@ -337,6 +337,47 @@ TEST(kernels_gemm_q4_0_q6_k_bit_identical) {
     free(f);
 }
 
+/* One token by two Q4_0 groups at once (decode's two streams, ops.c): each table's gemv2_q4_0 gives
+ * each group bit for bit what the scalar definition gives it alone, on awkward sizes (odd block
+ * counts, a partial group). */
+TEST(kernels_gemv2_q4_0_bit_identical) {
+    const g8_kernels *all[8], *ref = g8_kernels_scalar();
+    const int nk = g8_kernels_all(all, 8);
+    const int nbs[] = {1, 2, 3, 7, 72, 288};
+    block_q8_0 *xq = malloc(288 * sizeof(block_q8_0)), *xq_b = malloc(288 * sizeof(block_q8_0));
+    int32_t *xsum = malloc(2 * 288 * sizeof(int32_t)), *xsum_b = malloc(2 * 288 * sizeof(int32_t));
+    float *f = malloc((size_t)16 * 288 * 32 * sizeof(float));
+    for (size_t s = 0; s < sizeof nbs / sizeof nbs[0]; s++) {
+        const int nb = nbs[s];
+        void *gb = random_group_q(GEMMA8_TYPE_Q4_0, nb, 11, f, xq_b, xsum_b, 1);
+        void *ga = random_group_q(GEMMA8_TYPE_Q4_0, nb, 16, f, xq, xsum, 1); /* the token: xq */
+        float want_a[16], want_b[16], got_a[16], got_b[16];
+        ref->gemm_q4_0(nb, ga, xq, xsum, 1, want_a, 16);
+        ref->gemm_q4_0(nb, gb, xq, xsum, 1, want_b, 16);
+        for (int k = 0; k < nk; k++) {
+            memset(got_a, 0xff, sizeof got_a);
+            memset(got_b, 0xff, sizeof got_b);
+            all[k]->gemv2_q4_0(nb, ga, gb, xq, xsum, got_a, got_b);
+            CHECKF(!memcmp(got_a, want_a, sizeof want_a) && !memcmp(got_b, want_b, sizeof want_b),
+                   "%s gemv2_q4_0 nb=%d differs from the definition", all[k]->name, nb);
+        }
+#if defined(__x86_64__)
+        if (nk >= 2) { /* the 256-bit VNNI logic, vpdpbusd emulated */
+            g8_gemv2_q4_0_vnni_emulated(nb, ga, gb, xq, xsum, got_a, got_b);
+            CHECKF(!memcmp(got_a, want_a, sizeof want_a) && !memcmp(got_b, want_b, sizeof want_b),
+                   "emulated vnni gemv2_q4_0 nb=%d", nb);
+        }
+#endif
+        free(ga);
+        free(gb);
+    }
+    free(xq);
+    free(xq_b);
+    free(xsum);
+    free(xsum_b);
+    free(f);
+}
+
 /* ggml's Q4_0 rounding: d = max / -8 (the signed value of largest magnitude),
  * q = min(15, (int8)(x / d + 8.5)); the first of equal magnitudes sets the sign. */
 TEST(quant_q4_0_reference_rule) {

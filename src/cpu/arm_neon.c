@@ -247,6 +247,52 @@ static void gemm_q4_0(int nb, const void *group, const block_q8_0 *x, const int3
     if (t < T) gemm_pass_q4(nb, group, x + (size_t)t * nb, 1, y + (size_t)t * ldy, ldy);
 }
 
+/* One token by two groups of Q4_0 (kernels.h): gemm_pass_q4's sums and FMAs for T = 1, the token's
+ * quants loaded once a block for both groups. */
+void g8_gemv2_q4_0_neon(int nb, const void *ga, const void *gb, const block_q8_0 *x, const int32_t *xsum,
+                        float *ya, float *yb) {
+    (void)xsum;
+    const void *group[2] = {ga, gb};
+    float *y[2] = {ya, yb};
+    const uint8x16_t m4 = vdupq_n_u8(0x0F);
+    const int8x16_t eight = vdupq_n_s8(8);
+    float32x4_t f[2][4];
+    for (int g = 0; g < 2; g++)
+        for (int r = 0; r < 4; r++) f[g][r] = vdupq_n_f32(0);
+    for (int b = 0; b < nb; b++) {
+        const int8x16_t xv[2] = {vld1q_s8(x[b].qs), vld1q_s8(x[b].qs + 16)};
+        const float dx = g8_f16_to_f32(x[b].d);
+        _Pragma("GCC unroll 2")
+        for (int g = 0; g < 2; g++) {
+            const uint8_t *qb = g8_pack4_quants(group[g], b);
+            const uint16_t *d = g8_pack4_scales(group[g], b);
+            int32x4_t acc[4];
+            _Pragma("GCC unroll 4")
+            for (int r = 0; r < 4; r++) acc[r] = vdupq_n_s32(0);
+#define CHUNK4(c, half, lane)                                                                               \
+    _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {                                                   \
+        const uint8x16_t v = vld1q_u8(qb + 64 * (c) + 16 * r);                                              \
+        const int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, m4)), eight);                         \
+        const int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), eight);                        \
+        acc[r] = vdotq_laneq_s32(acc[r], lo, xv[half], lane);                                               \
+        acc[r] = vdotq_laneq_s32(acc[r], hi, xv[half], (lane) + 1);                                         \
+    }
+            CHUNK4(0, 0, 0)
+            CHUNK4(1, 0, 2)
+            CHUNK4(2, 1, 0)
+            CHUNK4(3, 1, 2)
+#undef CHUNK4
+            _Pragma("GCC unroll 4")
+            for (int r = 0; r < 4; r++) {
+                const float32x4_t dw = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d + 4 * r)));
+                f[g][r] = vfmaq_f32(f[g][r], vcvtq_f32_s32(acc[r]), vmulq_n_f32(dw, dx));
+            }
+        }
+    }
+    for (int g = 0; g < 2; g++)
+        for (int r = 0; r < 4; r++) vst1q_f32(y[g] + 4 * r, f[g][r]);
+}
+
 static void gemm_q6_k(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                       size_t ldy) {
     (void)xsum;
@@ -512,6 +558,7 @@ const g8_kernels g8_kernels_neon = {
     NEON_COMMON,
     .gemm_q8_0 = gemm_q8_0,
     .gemm_q4_0 = gemm_q4_0,
+    .gemv2_q4_0 = g8_gemv2_q4_0_neon,
     .gemm_q6_k = gemm_q6_k,
 };
 
@@ -520,6 +567,7 @@ const g8_kernels g8_kernels_neon_i8mm = {
     NEON_COMMON,
     .gemm_q8_0 = g8_gemm_q8_0_i8mm,
     .gemm_q4_0 = g8_gemm_q4_0_i8mm,
+    .gemv2_q4_0 = g8_gemv2_q4_0_neon,
     .gemm_q6_k = g8_gemm_q6_k_i8mm,
 };
 #endif

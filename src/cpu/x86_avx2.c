@@ -427,6 +427,11 @@ static void wsum_q8_0(int n, const float *w, size_t lw, const block_q8_0 *v, int
     }
 }
 
+static void gemv2_q4_0(int nb, const void *ga, const void *gb, const block_q8_0 *x, const int32_t *xsum,
+                       float *ya, float *yb) {
+    gemv2_q4_256(nb, ga, gb, x, xsum, ya, yb);
+}
+
 #define AVX2_KERNELS                                                                                         \
     .dot_f32 = dot_f32, .dot_f16 = dot_f16, .dot_bf16 = dot_bf16, .dot_q8_0 = dot_q8_0,                      \
     .quantize_q8_0 = quantize_q8_0, .axpy = axpy, .to_f16 = to_f16, .softcap = softcap, .exp_sum = exp_sum,  \
@@ -437,6 +442,7 @@ const g8_kernels g8_kernels_avx2 = {
     AVX2_KERNELS,
     .gemm_q8_0 = gemm_q8_0,
     .gemm_q4_0 = gemm_q4_0,
+    .gemv2_q4_0 = gemv2_q4_0,
     .gemm_q6_k = gemm_q6_k,
 };
 
@@ -446,6 +452,7 @@ const g8_kernels g8_kernels_avxvnni = {
     AVX2_KERNELS,
     .gemm_q8_0 = g8_gemm_q8_0_avxvnni,
     .gemm_q4_0 = g8_gemm_q4_0_avxvnni,
+    .gemv2_q4_0 = g8_gemv2_q4_0_avxvnni,
     .gemm_q6_k = g8_gemm_q6_k_avxvnni,
 };
 
@@ -454,6 +461,7 @@ const g8_kernels g8_kernels_avx512vnni = {
     AVX2_KERNELS,
     .gemm_q8_0 = g8_gemm_q8_0_avx512vnni,
     .gemm_q4_0 = g8_gemm_q4_0_avx512vnni,
+    .gemv2_q4_0 = g8_gemv2_q4_0_avx512vnni,
     .gemm_q6_k = g8_gemm_q6_k_avx512vnni,
 };
 #endif

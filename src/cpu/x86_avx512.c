@@ -124,46 +124,68 @@ static inline __attribute__((always_inline)) void pass4(int nb, const void *grou
  * mask) and their sum is shifted back, exact as it is a multiple of 16. Same integer sums as
  * pass4, so the same floats. A pair at a time gets ~20% more GB/s from L2 than pass4 at T = 1,
  * and decode streams at the bandwidth only with that margin (a core shared by two VMs has less). */
-static inline __attribute__((always_inline)) __m512 gemv4_blocks(const int n, const void *group, int b,
-                                                                 const block_q8_0 *x, const int32_t *xsum,
-                                                                 __m512 f) {
+/* Blocks b..b+n-1 (n <= 2) of G groups (G <= 2) for one token, into f[g]: each broadcast of the
+ * token's quants serves every group; per group the sums and the FMAs are those of one group alone. */
+static inline __attribute__((always_inline)) void gemv4_blocks(const int n, const int G,
+                                                               const void *const *group, int b,
+                                                               const block_q8_0 *x, const int32_t *xsum,
+                                                               __m512 *f) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), mh = _mm512_set1_epi8((char)0xF0);
-    const uint8_t *q = g8_pack4_quants(group, b);
-    const uint16_t *d = g8_pack4_scales(group, b);
-    __m512i lo[2], hi[2];
+    __m512i lo[2][2], hi[2][2];
     _Pragma("GCC unroll 2")
-    for (int k = 0; k < n; k++) {
-        lo[k] = _mm512_set1_epi32(xsum[b + k] / 16);
-        hi[k] = _mm512_setzero_si512();
-    }
+    for (int g = 0; g < G; g++)
+        _Pragma("GCC unroll 2")
+        for (int k = 0; k < n; k++) {
+            lo[g][k] = _mm512_set1_epi32(xsum[b + k] / 16);
+            hi[g][k] = _mm512_setzero_si512();
+        }
     _Pragma("GCC unroll 4")
     for (int c = 0; c < QK4_0 / 8; c++) {
         _Pragma("GCC unroll 2")
         for (int k = 0; k < n; k++) {
-            const __m512i v = _mm512_loadu_si512((const void *)(q + k * G8_PACK4_BLOCK + 64 * c));
             int32_t xl, xh;
             memcpy(&xl, x[b + k].qs + 8 * c, 4);
             memcpy(&xh, x[b + k].qs + 8 * c + 4, 4);
-            lo[k] = _mm512_dpbusd_epi32(lo[k], _mm512_and_si512(v, m4), _mm512_set1_epi32(xl));
-            hi[k] = _mm512_dpbusd_epi32(hi[k], _mm512_and_si512(v, mh), _mm512_set1_epi32(xh));
+            const __m512i vl = _mm512_set1_epi32(xl), vh = _mm512_set1_epi32(xh);
+            _Pragma("GCC unroll 2")
+            for (int g = 0; g < G; g++) {
+                const uint8_t *q = g8_pack4_quants(group[g], b) + k * G8_PACK4_BLOCK + 64 * c;
+                const __m512i v = _mm512_loadu_si512((const void *)q);
+                lo[g][k] = _mm512_dpbusd_epi32(lo[g][k], _mm512_and_si512(v, m4), vl);
+                hi[g][k] = _mm512_dpbusd_epi32(hi[g][k], _mm512_and_si512(v, mh), vh);
+            }
         }
     }
     _Pragma("GCC unroll 2")
-    for (int k = 0; k < n; k++) {
-        const __m512i s = _mm512_add_epi32(lo[k], _mm512_srai_epi32(hi[k], 4));
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(d + k * G8_PACK_ROWS)));
-        const __m512 dx = _mm512_set1_ps(_cvtsh_ss(x[b + k].d));
-        f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, dx), f);
-    }
-    return f;
+    for (int g = 0; g < G; g++)
+        _Pragma("GCC unroll 2")
+        for (int k = 0; k < n; k++) {
+            const uint16_t *d = g8_pack4_scales(group[g], b) + k * G8_PACK_ROWS;
+            const __m512i s = _mm512_add_epi32(lo[g][k], _mm512_srai_epi32(hi[g][k], 4));
+            const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d));
+            const __m512 dx = _mm512_set1_ps(_cvtsh_ss(x[b + k].d));
+            f[g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, dx), f[g]);
+        }
 }
 
-static void gemv4(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, float *y) {
-    __m512 f = _mm512_setzero_ps();
+/* One token by G groups (G <= 2): the two blocks of a pair side by side (four vpdpbusd chains a
+ * group), the high nibbles masked in place (v & 0xF0 = 16 q) and their sum shifted back (exact). */
+static inline __attribute__((always_inline)) void gemv4(const int G, int nb, const void *const *group,
+                                                        const block_q8_0 *x, const int32_t *xsum,
+                                                        float *const *y) {
+    __m512 f[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
     int b = 0;
-    for (; b + 2 <= nb; b += 2) f = gemv4_blocks(2, group, b, x, xsum, f);
-    if (b < nb) f = gemv4_blocks(1, group, b, x, xsum, f);
-    _mm512_storeu_ps(y, f);
+    for (; b + 2 <= nb; b += 2) gemv4_blocks(2, G, group, b, x, xsum, f);
+    if (b < nb) gemv4_blocks(1, G, group, b, x, xsum, f);
+    _Pragma("GCC unroll 2")
+    for (int g = 0; g < G; g++) _mm512_storeu_ps(y[g], f[g]);
+}
+
+void g8_gemv2_q4_0_avx512vnni(int nb, const void *ga, const void *gb, const block_q8_0 *x, const int32_t *xsum,
+                              float *ya, float *yb) {
+    const void *group[2] = {ga, gb};
+    float *y[2] = {ya, yb};
+    gemv4(2, nb, group, x, xsum, y);
 }
 
 /* Q6_K (quant.h): unsigned 6-bit quants in Q8_0's packing; each half of a block
@@ -224,7 +246,7 @@ static inline __attribute__((always_inline)) void pass6(int nb, const void *grou
 void g8_gemm_q4_0_avx512vnni(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                              size_t ldy) {
     if (T == 1) {
-        gemv4(nb, group, x, xsum, y);
+        gemv4(1, nb, &group, x, xsum, &y);
         return;
     }
     DISPATCH(pass4)

@@ -20,7 +20,9 @@ typedef struct share {
 
 struct g8_pool {
     int n;
-    share *shares;          /* n */
+    share *shares;          /* n * G8_POOL_STREAMS */
+    int n_shares;           /* of the current run */
+    int streams;            /* shares a thread owns in the current run */
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -75,7 +77,8 @@ g8_pool *g8_pool_new(int n_threads) {
     pthread_mutex_init(&pool->mu, NULL);
     pthread_cond_init(&pool->cv, NULL);
     pool->threads = g8_calloc((size_t)n_threads, sizeof(pthread_t), "thread pool");
-    pool->shares = pool->threads ? aligned_alloc(_Alignof(share), (size_t)n_threads * sizeof(share)) : NULL;
+    const size_t shares = (size_t)n_threads * G8_POOL_STREAMS;
+    pool->shares = pool->threads ? aligned_alloc(_Alignof(share), shares * sizeof(share)) : NULL;
     if (!pool->shares) {
         if (pool->threads)
             g8_fail(GEMMA8_ERR_NOMEM, "out of memory for the work shares of %d threads", n_threads);
@@ -138,10 +141,12 @@ void g8_split(int64_t n, int ith, int nth, int64_t align, int64_t *r0, int64_t *
     *r1 = G8_MIN(n, u1 * align);
 }
 
-void g8_pool_share(g8_pool *pool, int64_t n) {
-    for (int i = 0; i < pool->n; i++) {
+void g8_pool_share(g8_pool *pool, int64_t n, int streams) {
+    pool->streams = G8_MAX(1, G8_MIN(streams, G8_POOL_STREAMS));
+    pool->n_shares = pool->n * pool->streams;
+    for (int i = 0; i < pool->n_shares; i++) {
         int64_t lo, hi;
-        g8_split(n, i, pool->n, 1, &lo, &hi);
+        g8_split(n, i, pool->n_shares, 1, &lo, &hi);
         atomic_store_explicit(&pool->shares[i].range, range_of((uint64_t)lo, (uint64_t)hi),
                               memory_order_relaxed);
     }
@@ -164,12 +169,13 @@ static bool take_from(share *s, bool front, int64_t step, int64_t *u0, int64_t *
     }
 }
 
-bool g8_pool_take(g8_pool *pool, int ith, int64_t step, int64_t *u0, int64_t *u1) {
-    if (take_from(&pool->shares[ith], true, step, u0, u1)) return true;
-    for (;;) { /* help the thread with the most left */
+bool g8_pool_take(g8_pool *pool, int ith, int stream, int64_t step, int64_t *u0, int64_t *u1) {
+    if (stream < pool->streams && take_from(&pool->shares[ith * pool->streams + stream], true, step, u0, u1))
+        return true;
+    for (;;) { /* help the share with the most left */
         int most = -1;
         int64_t most_left = 0;
-        for (int i = 0; i < pool->n; i++) {
+        for (int i = 0; i < pool->n_shares; i++) {
             const uint64_t r = atomic_load_explicit(&pool->shares[i].range, memory_order_relaxed);
             const int64_t left = (int64_t)(r >> 32) - (int64_t)(r & 0xffffffffu);
             if (left > most_left) most = i, most_left = left;

@@ -21,12 +21,16 @@ void g8_pool_run(g8_pool *pool, g8_task_fn fn, void *arg);
  * they do not come out even): the part [*r0, *r1) of thread ith. */
 void g8_split(int64_t n, int ith, int nth, int64_t align, int64_t *r0, int64_t *r1);
 
-/* Work of n units shared out for the next run: thread ith owns the ith contiguous share and takes
- * it front to back (one stream through memory), `step` units at a time; a thread whose share is
- * done takes steps from the back of the share with the most left, so no thread waits for long.
- * Call g8_pool_share before g8_pool_run; g8_pool_take returns false when every unit is taken. */
-void g8_pool_share(g8_pool *pool, int64_t n);
-bool g8_pool_take(g8_pool *pool, int ith, int64_t step, int64_t *u0, int64_t *u1);
+/* Work of n units shared out for the next run: thread ith owns `streams` contiguous shares (the
+ * shares ith * streams .. ith * streams + streams - 1 of n cut in nth * streams parts) and takes
+ * each front to back (one stream through memory per share), `step` units at a time; a thread whose
+ * share is done takes steps from the back of the share with the most left, so no thread waits for
+ * long. A thread reading two shares far apart side by side keeps more of memory busy than one
+ * reading one share (ops.c). Call g8_pool_share before g8_pool_run; g8_pool_take returns false
+ * when every unit is taken. streams <= G8_POOL_STREAMS. */
+enum { G8_POOL_STREAMS = 2 };
+void g8_pool_share(g8_pool *pool, int64_t n, int streams);
+bool g8_pool_take(g8_pool *pool, int ith, int stream, int64_t step, int64_t *u0, int64_t *u1);
 
 /* The default thread count: physical cores this process may run on (the CPUs
  * of its affinity mask, hyper-threads of one core counted once). */

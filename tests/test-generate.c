@@ -757,7 +757,8 @@ TEST(eval_hidden_every_position) {
  * another is short), in a varying order, one joining late and one leaving
  * early: the logits of every run equal, bit for bit, those the sequence gives
  * alone in a context of its own with its own chunking (n_batch 3), for f32,
- * f16 and q8_0 models and f16 and q8_0 caches. */
+ * f16, q8_0 and q4_0 models (q4_0's one-token runs take two streams a thread,
+ * ops.c) and f16 and q8_0 caches. */
 static void check_batch_invariance(const char *fixture, gemma8_type type, int32_t kv_type) {
     gemma8_model *m = load_fixture(fixture, type);
     if (!m) return;
@@ -826,3 +827,4 @@ TEST(decode_batch_invariant_f32) { check_batch_invariance("tiny-a", GEMMA8_TYPE_
 TEST(decode_batch_invariant_f16) { check_batch_invariance("tiny-c", GEMMA8_TYPE_F16, GEMMA8_TYPE_F16); }
 TEST(decode_batch_invariant_q8_0) { check_batch_invariance("tiny-b", GEMMA8_TYPE_Q8_0, GEMMA8_TYPE_F16); }
 TEST(decode_batch_invariant_q8_0_kv_q8_0) { check_batch_invariance("tiny-b", GEMMA8_TYPE_Q8_0, GEMMA8_TYPE_Q8_0); }
+TEST(decode_batch_invariant_q4_0) { check_batch_invariance("tiny-b", GEMMA8_TYPE_Q4_0, GEMMA8_TYPE_F16); }

@@ -36,34 +36,48 @@ TEST(threads_physical_cores) {
 typedef struct take_run {
     g8_pool *pool;
     int64_t step;
+    int streams;        /* shares a thread owns */
     int *hits;          /* per unit: how many threads took it */
-    int64_t *first;     /* per thread: the first unit it took of its own share */
-    int *out_of_order;  /* per thread: own-share steps that did not follow the previous one */
+    int64_t *first;     /* per share: the first unit its owner took of it */
+    int *out_of_order;  /* per share: its owner's steps that did not follow the previous one */
     int *bad_size;      /* per thread: takes from another's share of more than a step */
-    int64_t *own_start, *own_end; /* per thread: its share as set out */
+    int64_t *own_start, *own_end; /* per share: as set out */
 } take_run;
 
+/* Takes from the thread's own shares in turn, as ops.c does with two streams. */
 static void take_task(void *arg, int ith, int nth) {
     take_run *r = arg;
-    int64_t u0, u1, next = -1;
+    int64_t u0, u1, next[G8_POOL_STREAMS];
     (void)nth;
-    r->first[ith] = -1;
-    r->out_of_order[ith] = 0;
     r->bad_size[ith] = 0;
-    while (g8_pool_take(r->pool, ith, r->step, &u0, &u1)) {
-        const bool own = u0 >= r->own_start[ith] && u0 < r->own_end[ith];
-        if (own && r->first[ith] < 0) r->first[ith] = u0;
-        if (own && next >= 0 && u0 != next) r->out_of_order[ith]++;
-        if (own) next = u1;
-        if (!own && u1 - u0 > r->step) r->bad_size[ith]++; /* another's: a step at most */
+    for (int k = 0; k < r->streams; k++) {
+        const int sh = ith * r->streams + k;
+        r->first[sh] = -1;
+        r->out_of_order[sh] = 0;
+        next[k] = -1;
+    }
+    for (int turn = 0; g8_pool_take(r->pool, ith, turn % r->streams, r->step, &u0, &u1); turn++) {
+        int own = -1; /* which of the thread's own shares u0 lies in */
+        for (int k = 0; k < r->streams; k++) {
+            const int sh = ith * r->streams + k;
+            if (u0 >= r->own_start[sh] && u0 < r->own_end[sh]) own = k;
+        }
+        if (own >= 0) {
+            const int sh = ith * r->streams + own;
+            if (r->first[sh] < 0) r->first[sh] = u0;
+            if (next[own] >= 0 && u0 != next[own]) r->out_of_order[sh]++;
+            next[own] = u1;
+        }
+        if (u1 - u0 > r->step) r->bad_size[ith]++; /* a step at most */
         for (int64_t u = u0; u < u1; u++) __atomic_fetch_add(&r->hits[u], 1, __ATOMIC_RELAXED);
         if ((u0 * 7 + ith) % 5 == 0) usleep(50); /* uneven speeds: some threads fall behind */
     }
 }
 
 /* Shared-out work (g8_pool_share/take): every unit is taken exactly once, whatever the counts of
- * units, threads and the step, with threads of uneven speed; what a thread takes of its own share
- * starts at the share's front and follows on step after step (others take from the back). */
+ * units, threads, streams and the step, with threads of uneven speed; what a thread takes of each
+ * of its own shares starts at the share's front and follows on step after step (others take from
+ * the back), and no take is more than a step. */
 TEST(threads_shares_every_unit_once) {
     const int threads[] = {1, 2, 3, 5};
     const int64_t counts[] = {0, 1, 7, 64, 1000};
@@ -72,30 +86,34 @@ TEST(threads_shares_every_unit_once) {
         g8_pool *pool = g8_pool_new(threads[a]);
         if (!CHECK(pool != NULL)) return;
         const int nth = g8_pool_size(pool);
-        for (int b = 0; b < 5; b++)
-            for (int c = 0; c < 3; c++) {
-                const int64_t n = counts[b];
-                int *hits = calloc((size_t)n + 1, sizeof *hits), out_of_order[8], bad_size[8];
-                int64_t first[8], own_start[8], own_end[8];
-                for (int i = 0; i < nth; i++) { /* the shares as g8_pool_share sets them out */
-                    own_start[i] = i * (n / nth) + G8_MIN(i, n % nth);
-                    own_end[i] = own_start[i] + n / nth + (i < n % nth);
+        for (int streams = 1; streams <= G8_POOL_STREAMS; streams++)
+            for (int b = 0; b < 5; b++)
+                for (int c = 0; c < 3; c++) {
+                    const int64_t n = counts[b];
+                    const int ns = nth * streams;
+                    int *hits = calloc((size_t)n + 1, sizeof *hits), out_of_order[16], bad_size[8];
+                    int64_t first[16], own_start[16], own_end[16];
+                    for (int i = 0; i < ns; i++) { /* the shares as g8_pool_share sets them out */
+                        own_start[i] = i * (n / ns) + G8_MIN(i, n % ns);
+                        own_end[i] = own_start[i] + n / ns + (i < n % ns);
+                    }
+                    take_run r = {pool, steps[c], streams, hits, first, out_of_order, bad_size,
+                                  own_start, own_end};
+                    g8_pool_share(pool, n, streams);
+                    g8_pool_run(pool, take_task, &r);
+                    int bad = 0;
+                    for (int64_t u = 0; u < n; u++) bad += hits[u] != 1;
+                    CHECKF(bad == 0, "%d threads, %d streams, %lld units, step %lld: %d units not taken once", nth,
+                           streams, (long long)n, (long long)steps[c], bad);
+                    for (int i = 0; i < ns; i++) {
+                        CHECKF(first[i] < 0 || first[i] == own_start[i], "share %d began at %lld, not %lld", i,
+                               (long long)first[i], (long long)own_start[i]);
+                        CHECKF(out_of_order[i] == 0, "share %d taken out of order by its owner", i);
+                    }
+                    for (int i = 0; i < nth; i++)
+                        CHECKF(bad_size[i] == 0, "thread %d: %d takes of more than a step", i, bad_size[i]);
+                    free(hits);
                 }
-                take_run r = {pool, steps[c], hits, first, out_of_order, bad_size, own_start, own_end};
-                g8_pool_share(pool, n);
-                g8_pool_run(pool, take_task, &r);
-                int bad = 0;
-                for (int64_t u = 0; u < n; u++) bad += hits[u] != 1;
-                CHECKF(bad == 0, "%d threads, %lld units, step %lld: %d units not taken exactly once", nth,
-                       (long long)n, (long long)steps[c], bad);
-                for (int i = 0; i < nth; i++) {
-                    CHECKF(first[i] < 0 || first[i] == own_start[i], "thread %d began its share at %lld, not %lld",
-                           i, (long long)first[i], (long long)own_start[i]);
-                    CHECKF(out_of_order[i] == 0, "thread %d took its own share out of order", i);
-                    CHECKF(bad_size[i] == 0, "thread %d: %d takes of the wrong size", i, bad_size[i]);
-                }
-                free(hits);
-            }
         g8_pool_free(pool);
     }
 }

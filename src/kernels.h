@@ -22,6 +22,9 @@ enum { G8_GEMM_T = 8 };
 typedef void (*g8_gemm_q8_0_fn)(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                                 size_t ldy);
 
+typedef void (*g8_gemv_q4_0_fn)(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
+                                float *const *y);
+
 typedef struct g8_kernels {
     const char *name;
     /* dot products of n elements: weight row of a type, activations f32 */
@@ -34,11 +37,12 @@ typedef struct g8_kernels {
     /* The same over Q4_0 weights packed 4-bit (quant.h; xsum as for Q8_0): per
      * block the exact int32 sum of (q - 8) * x, then the same FMA. */
     g8_gemm_q8_0_fn gemm_q4_0;
-    /* One token by two groups of Q4_0 weights at once: ya and yb (16 floats each) bit for bit what
-     * gemm_q4_0 gives each with T = 1. Two groups far apart are two streams through memory, which
-     * keep more of it busy than one (ops.c), and each broadcast of the token's quants serves both. */
-    void (*gemv2_q4_0)(int nb, const void *ga, const void *gb, const block_q8_0 *x, const int32_t *xsum,
-                       float *ya, float *yb);
+    /* One token by n groups of Q4_0 weights at once (1 <= n <= q4_groups): y[g] (16 floats each) bit
+     * for bit what gemm_q4_0 gives group g with T = 1. Groups far apart are as many streams through
+     * memory, which keep more of it busy than one (ops.c), and each broadcast of the token's quants
+     * serves them all. */
+    g8_gemv_q4_0_fn gemv_q4_0;
+    int q4_groups;
     /* The same over Q6_K weights packed for 32-blocks (quant.h); xsum holds two
      * entries per block, -32 times the sums of the token's quants 0-15 and
      * 16-31: per block s = sc_a * sum_a (q - 32) x + sc_b * sum_b (q - 32) x,
@@ -107,12 +111,12 @@ void g8_gemm_q8_0_vnni_emulated(int nb, const void *group, const block_q8_0 *x, 
                                 size_t ldy);
 void g8_gemm_q4_0_vnni_emulated(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                                 size_t ldy);
-void g8_gemv2_q4_0_vnni_emulated(int nb, const void *ga, const void *gb, const block_q8_0 *x, const int32_t *xsum,
-                                 float *ya, float *yb);
-void g8_gemv2_q4_0_avxvnni(int nb, const void *ga, const void *gb, const block_q8_0 *x, const int32_t *xsum,
-                           float *ya, float *yb);
-void g8_gemv2_q4_0_avx512vnni(int nb, const void *ga, const void *gb, const block_q8_0 *x, const int32_t *xsum,
-                              float *ya, float *yb);
+void g8_gemv_q4_0_vnni_emulated(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
+                                float *const *y);
+void g8_gemv_q4_0_avxvnni(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
+                          float *const *y);
+void g8_gemv_q4_0_avx512vnni(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
+                             float *const *y);
 void g8_gemm_q6_k_vnni_emulated(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                                 size_t ldy);
 #endif
@@ -120,8 +124,8 @@ void g8_gemm_q6_k_vnni_emulated(int nb, const void *group, const block_q8_0 *x, 
 extern const g8_kernels g8_kernels_neon;
 /* the NEON table with the GEMMs on smmla (FEAT_I8MM) */
 extern const g8_kernels g8_kernels_neon_i8mm;
-void g8_gemv2_q4_0_neon(int nb, const void *ga, const void *gb, const block_q8_0 *x, const int32_t *xsum, float *ya,
-                        float *yb);
+void g8_gemv_q4_0_neon(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
+                       float *const *y);
 void g8_gemm_q8_0_i8mm(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                        size_t ldy);
 void g8_gemm_q4_0_i8mm(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,

@@ -85,10 +85,9 @@ static void gemm_q4_0(int nb, const void *group, const block_q8_0 *x, const int3
     gemm_def(PACK_Q4_0, nb, group, x, T, y, ldy);
 }
 
-static void gemv2_q4_0(int nb, const void *ga, const void *gb, const block_q8_0 *x, const int32_t *xsum,
-                       float *ya, float *yb) {
-    gemm_q4_0(nb, ga, x, xsum, 1, ya, G8_PACK_ROWS);
-    gemm_q4_0(nb, gb, x, xsum, 1, yb, G8_PACK_ROWS);
+static void gemv_q4_0(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
+                      float *const *y) {
+    for (int g = 0; g < n; g++) gemm_q4_0(nb, group[g], x, xsum, 1, y[g], G8_PACK_ROWS);
 }
 
 static void gemm_q6_k(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
@@ -166,7 +165,8 @@ static const g8_kernels scalar = {
     .dot_q8_0 = dot_q8_0,
     .gemm_q8_0 = gemm_q8_0,
     .gemm_q4_0 = gemm_q4_0,
-    .gemv2_q4_0 = gemv2_q4_0,
+    .gemv_q4_0 = gemv_q4_0,
+    .q4_groups = 4,
     .gemm_q6_k = gemm_q6_k,
     .quantize_q8_0 = quantize_q8_0,
     .axpy = axpy,

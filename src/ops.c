@@ -42,6 +42,7 @@ typedef struct matmul_task {
     int T;
     int64_t unit;       /* rows per unit of work shared out (g8_pool_share): a group, or a row */
     int64_t step;       /* units a thread takes at a time */
+    int streams;        /* shares a thread owns (g8_pool_share) */
 } matmul_task;
 
 /* The next rows [r0, r1) of matrix *i this thread takes (the matrices' units laid end to end; a
@@ -170,40 +171,41 @@ static void stream_next(matmul_task *mt, int ith, int k, stream *s) {
     s->live = next_rows(mt, ith, k, &s->m, &s->r0, &s->r1, &s->u0, &s->u1);
 }
 
-/* One token over Q4_0 matrices, the thread's two shares side by side: a group of each at a time
- * through gemv2_q4_0, so that two streams far apart keep more of memory busy than one (on the VM
- * measured, a GEMV over 1 GiB read ~10% more of the bandwidth at K = 2304 and ~20% at K = 9216,
- * where each broadcast of the activations now serves two groups). A stream left alone goes on by
- * itself; a partial group (past the last row) goes by itself. */
-static void matmul_two_streams_task(void *arg, int ith, int nth) {
+/* One token over Q4_0 matrices, the thread's shares side by side: a group of each at a time through
+ * gemv_q4_0, so that streams far apart keep more of memory busy than one. On the VM measured, a
+ * GEMV over 1 GiB on two threads read, of what a read of four streams a thread gets: one stream
+ * 72% (K = 2304) and 60% (K = 9216), two 80% and 72%, four 87% and 84%; each broadcast of the
+ * activations serves every group. A partial group (past the last row) goes by itself. */
+static void matmul_streams_task(void *arg, int ith, int nth) {
     matmul_task *mt = arg;
-    const block_q8_0 *x = mt->ops->qbuf;
+    const g8_kernels *k = mt->ops->k;
     const int nb = (int)(mt->W[0]->cols / QK8_0);
     const size_t gbytes = g8_packed_bytes(GEMMA8_TYPE_Q4_0, G8_PACK_ROWS, mt->W[0]->cols);
-    stream s[2] = {{0}, {0}};
+    stream s[G8_POOL_STREAMS];
     (void)nth;
-    stream_next(mt, ith, 0, &s[0]);
-    stream_next(mt, ith, 1, &s[1]);
-    while (s[0].live || s[1].live) {
-        const bool whole0 = s[0].live && s[0].r0 + G8_PACK_ROWS <= s[0].r1;
-        const bool whole1 = s[1].live && s[1].r0 + G8_PACK_ROWS <= s[1].r1;
-        if (whole0 && whole1) {
-            const uint8_t *g[2];
-            float *y[2];
-            for (int k = 0; k < 2; k++) {
-                g[k] = (const uint8_t *)mt->W[s[k].m]->packed + (size_t)(s[k].r0 / G8_PACK_ROWS) * gbytes;
-                y[k] = mt->y[s[k].m] + s[k].r0;
+    for (int i = 0; i < mt->streams; i++) {
+        s[i] = (stream){0};
+        stream_next(mt, ith, i, &s[i]);
+    }
+    for (;;) {
+        const void *g[G8_POOL_STREAMS];
+        float *y[G8_POOL_STREAMS];
+        int n = 0, live = 0;
+        for (int i = 0; i < mt->streams; i++) {
+            if (!s[i].live) continue;
+            live++;
+            const int64_t end = G8_MIN(s[i].r1, s[i].r0 + G8_PACK_ROWS);
+            if (end - s[i].r0 == G8_PACK_ROWS) {
+                g[n] = (const uint8_t *)mt->W[s[i].m]->packed + (size_t)(s[i].r0 / G8_PACK_ROWS) * gbytes;
+                y[n++] = mt->y[s[i].m] + s[i].r0;
+            } else {
+                matmul_quant_rows(mt, mt->W[s[i].m], mt->y[s[i].m], s[i].r0, end);
             }
-            mt->ops->k->gemv2_q4_0(nb, g[0], g[1], x, mt->ops->qsum, y[0], y[1]);
+            s[i].r0 = end;
+            if (s[i].r0 >= s[i].r1) stream_next(mt, ith, i, &s[i]);
         }
-        for (int k = 0; k < 2; k++) {
-            if (!s[k].live) continue;
-            const int64_t end = G8_MIN(s[k].r1, s[k].r0 + G8_PACK_ROWS);
-            if (!(whole0 && whole1)) /* alone, or a partial group */
-                matmul_quant_rows(mt, mt->W[s[k].m], mt->y[s[k].m], s[k].r0, end);
-            s[k].r0 = end;
-            if (s[k].r0 >= s[k].r1) stream_next(mt, ith, k, &s[k]);
-        }
+        if (!live) break;
+        if (n) k->gemv_q4_0(n, nb, g, mt->ops->qbuf, mt->ops->qsum, y);
     }
 }
 
@@ -224,15 +226,16 @@ void g8_matmul_n(g8_ops *ops, const g8_matrix *const *W, float *const *y, int n,
     const size_t gbytes = packed ? g8_packed_bytes(W[0]->type, G8_PACK_ROWS, W[0]->cols) : 0;
     const int64_t step = !packed ? 64 : T <= 4 ? 4 : G8_MAX(1, (int64_t)(MATMUL_BLOCK_BYTES / gbytes));
     matmul_task mt = {.ops = ops, .W = W, .y = y, .n = n, .x = x, .T = T, .unit = unit, .step = step};
-    bool q4 = packed && T == 1 && ops->k->gemv2_q4_0;
+    bool q4 = packed && T == 1;
     for (int i = 0; i < n; i++) q4 &= W[i]->type == GEMMA8_TYPE_Q4_0;
-    g8_pool_share(ops->pool, units, q4 ? 2 : 1);
+    mt.streams = q4 ? G8_MIN(ops->k->q4_groups, G8_POOL_STREAMS) : 1;
+    g8_pool_share(ops->pool, units, mt.streams);
     if (packed) { /* Q8_0, Q4_0, Q6_K: int8 activations, quantized once for the n matrices */
         if (T <= 4) /* a few tokens: quantized here, saving the threads a round trip */
             quantize_task(&mt, 0, 1);
         else
             g8_pool_run(ops->pool, quantize_task, &mt);
-        g8_pool_run(ops->pool, q4 ? matmul_two_streams_task : matmul_quant_task, &mt);
+        g8_pool_run(ops->pool, mt.streams > 1 ? matmul_streams_task : matmul_quant_task, &mt);
     } else {
         g8_pool_run(ops->pool, matmul_float_task, &mt);
     }

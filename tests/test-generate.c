@@ -757,7 +757,7 @@ TEST(eval_hidden_every_position) {
  * another is short), in a varying order, one joining late and one leaving
  * early: the logits of every run equal, bit for bit, those the sequence gives
  * alone in a context of its own with its own chunking (n_batch 3), for f32,
- * f16, q8_0 and q4_0 models (q4_0's one-token runs take two streams a thread,
+ * f16, q8_0 and q4_0 models (q4_0's one-token runs take several streams a thread,
  * ops.c) and f16 and q8_0 caches. */
 static void check_batch_invariance(const char *fixture, gemma8_type type, int32_t kv_type) {
     gemma8_model *m = load_fixture(fixture, type);

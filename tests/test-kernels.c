@@ -337,44 +337,43 @@ TEST(kernels_gemm_q4_0_q6_k_bit_identical) {
     free(f);
 }
 
-/* One token by two Q4_0 groups at once (decode's two streams, ops.c): each table's gemv2_q4_0 gives
- * each group bit for bit what the scalar definition gives it alone, on awkward sizes (odd block
- * counts, a partial group). */
-TEST(kernels_gemv2_q4_0_bit_identical) {
+/* One token by several Q4_0 groups at once (decode's streams, ops.c): each table's gemv_q4_0 gives
+ * each group bit for bit what the scalar definition gives it alone, for every group count it takes,
+ * on awkward sizes (odd block counts, a partial group). */
+TEST(kernels_gemv_q4_0_bit_identical) {
     const g8_kernels *all[8], *ref = g8_kernels_scalar();
     const int nk = g8_kernels_all(all, 8);
     const int nbs[] = {1, 2, 3, 7, 72, 288};
-    block_q8_0 *xq = malloc(288 * sizeof(block_q8_0)), *xq_b = malloc(288 * sizeof(block_q8_0));
-    int32_t *xsum = malloc(2 * 288 * sizeof(int32_t)), *xsum_b = malloc(2 * 288 * sizeof(int32_t));
+    block_q8_0 *xq = malloc(288 * sizeof(block_q8_0)), *xq_other = malloc(288 * sizeof(block_q8_0));
+    int32_t *xsum = malloc(2 * 288 * sizeof(int32_t)), *xsum_other = malloc(2 * 288 * sizeof(int32_t));
     float *f = malloc((size_t)16 * 288 * 32 * sizeof(float));
     for (size_t s = 0; s < sizeof nbs / sizeof nbs[0]; s++) {
         const int nb = nbs[s];
-        void *gb = random_group_q(GEMMA8_TYPE_Q4_0, nb, 11, f, xq_b, xsum_b, 1);
-        void *ga = random_group_q(GEMMA8_TYPE_Q4_0, nb, 16, f, xq, xsum, 1); /* the token: xq */
-        float want_a[16], want_b[16], got_a[16], got_b[16];
-        ref->gemm_q4_0(nb, ga, xq, xsum, 1, want_a, 16);
-        ref->gemm_q4_0(nb, gb, xq, xsum, 1, want_b, 16);
-        for (int k = 0; k < nk; k++) {
-            memset(got_a, 0xff, sizeof got_a);
-            memset(got_b, 0xff, sizeof got_b);
-            all[k]->gemv2_q4_0(nb, ga, gb, xq, xsum, got_a, got_b);
-            CHECKF(!memcmp(got_a, want_a, sizeof want_a) && !memcmp(got_b, want_b, sizeof want_b),
-                   "%s gemv2_q4_0 nb=%d differs from the definition", all[k]->name, nb);
-        }
+        void *g[4];
+        float want[4][16], got[4][16];
+        float *yg[4] = {got[0], got[1], got[2], got[3]};
+        for (int i = 3; i > 0; i--) g[i] = random_group_q(GEMMA8_TYPE_Q4_0, nb, 16 - 3 * i, f, xq_other, xsum_other, 1);
+        g[0] = random_group_q(GEMMA8_TYPE_Q4_0, nb, 16, f, xq, xsum, 1); /* the token: xq */
+        for (int i = 0; i < 4; i++) ref->gemm_q4_0(nb, g[i], xq, xsum, 1, want[i], 16);
+        for (int k = 0; k < nk; k++)
+            for (int n = 1; n <= all[k]->q4_groups; n++) {
+                memset(got, 0xff, sizeof got);
+                all[k]->gemv_q4_0(n, nb, (const void *const *)g, xq, xsum, yg);
+                CHECKF(!memcmp(got, want, (size_t)n * sizeof want[0]), "%s gemv_q4_0 of %d nb=%d differs", all[k]->name,
+                       n, nb);
+            }
 #if defined(__x86_64__)
-        if (nk >= 2) { /* the 256-bit VNNI logic, vpdpbusd emulated */
-            g8_gemv2_q4_0_vnni_emulated(nb, ga, gb, xq, xsum, got_a, got_b);
-            CHECKF(!memcmp(got_a, want_a, sizeof want_a) && !memcmp(got_b, want_b, sizeof want_b),
-                   "emulated vnni gemv2_q4_0 nb=%d", nb);
+        for (int n = 1; nk >= 2 && n <= 2; n++) { /* the 256-bit VNNI logic, vpdpbusd emulated */
+            g8_gemv_q4_0_vnni_emulated(n, nb, (const void *const *)g, xq, xsum, yg);
+            CHECKF(!memcmp(got, want, (size_t)n * sizeof want[0]), "emulated vnni gemv_q4_0 of %d nb=%d", n, nb);
         }
 #endif
-        free(ga);
-        free(gb);
+        for (int i = 0; i < 4; i++) free(g[i]);
     }
     free(xq);
-    free(xq_b);
+    free(xq_other);
     free(xsum);
-    free(xsum_b);
+    free(xsum_other);
     free(f);
 }
 

@@ -44,7 +44,7 @@ typedef struct take_run {
     int64_t *own_start, *own_end; /* per share: as set out */
 } take_run;
 
-/* Takes from the thread's own shares in turn, as ops.c does with two streams. */
+/* Takes from the thread's own shares in turn, as ops.c does with several streams. */
 static void take_task(void *arg, int ith, int nth) {
     take_run *r = arg;
     int64_t u0, u1, next[G8_POOL_STREAMS];
@@ -91,8 +91,8 @@ TEST(threads_shares_every_unit_once) {
                 for (int c = 0; c < 3; c++) {
                     const int64_t n = counts[b];
                     const int ns = nth * streams;
-                    int *hits = calloc((size_t)n + 1, sizeof *hits), out_of_order[16], bad_size[8];
-                    int64_t first[16], own_start[16], own_end[16];
+                    int *hits = calloc((size_t)n + 1, sizeof *hits), out_of_order[32], bad_size[8];
+                    int64_t first[32], own_start[32], own_end[32];
                     for (int i = 0; i < ns; i++) { /* the shares as g8_pool_share sets them out */
                         own_start[i] = i * (n / ns) + G8_MIN(i, n % ns);
                         own_end[i] = own_start[i] + n / ns + (i < n % ns);

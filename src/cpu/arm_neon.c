@@ -247,23 +247,22 @@ static void gemm_q4_0(int nb, const void *group, const block_q8_0 *x, const int3
     if (t < T) gemm_pass_q4(nb, group, x + (size_t)t * nb, 1, y + (size_t)t * ldy, ldy);
 }
 
-/* One token by two groups of Q4_0 (kernels.h): gemm_pass_q4's sums and FMAs for T = 1, the token's
- * quants loaded once a block for both groups. */
-void g8_gemv2_q4_0_neon(int nb, const void *ga, const void *gb, const block_q8_0 *x, const int32_t *xsum,
-                        float *ya, float *yb) {
-    (void)xsum;
-    const void *group[2] = {ga, gb};
-    float *y[2] = {ya, yb};
+/* One token by n <= 2 groups of Q4_0 (kernels.h): gemm_pass_q4's sums and FMAs for T = 1, the
+ * token's quants loaded once a block for both groups (32 registers hold the sums of no more). */
+static inline __attribute__((always_inline)) void gemv_q4(const int G, int nb, const void *const *group,
+                                                          const block_q8_0 *x, float *const *y) {
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     const int8x16_t eight = vdupq_n_s8(8);
     float32x4_t f[2][4];
-    for (int g = 0; g < 2; g++)
+    _Pragma("GCC unroll 2")
+    for (int g = 0; g < G; g++)
+        _Pragma("GCC unroll 4")
         for (int r = 0; r < 4; r++) f[g][r] = vdupq_n_f32(0);
     for (int b = 0; b < nb; b++) {
         const int8x16_t xv[2] = {vld1q_s8(x[b].qs), vld1q_s8(x[b].qs + 16)};
         const float dx = g8_f16_to_f32(x[b].d);
         _Pragma("GCC unroll 2")
-        for (int g = 0; g < 2; g++) {
+        for (int g = 0; g < G; g++) {
             const uint8_t *qb = g8_pack4_quants(group[g], b);
             const uint16_t *d = g8_pack4_scales(group[g], b);
             int32x4_t acc[4];
@@ -289,8 +288,19 @@ void g8_gemv2_q4_0_neon(int nb, const void *ga, const void *gb, const block_q8_0
             }
         }
     }
-    for (int g = 0; g < 2; g++)
+    _Pragma("GCC unroll 2")
+    for (int g = 0; g < G; g++)
+        _Pragma("GCC unroll 4")
         for (int r = 0; r < 4; r++) vst1q_f32(y[g] + 4 * r, f[g][r]);
+}
+
+void g8_gemv_q4_0_neon(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
+                       float *const *y) {
+    (void)xsum;
+    if (n == 1)
+        gemv_q4(1, nb, group, x, y);
+    else
+        gemv_q4(2, nb, group, x, y);
 }
 
 static void gemm_q6_k(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
@@ -558,7 +568,8 @@ const g8_kernels g8_kernels_neon = {
     NEON_COMMON,
     .gemm_q8_0 = gemm_q8_0,
     .gemm_q4_0 = gemm_q4_0,
-    .gemv2_q4_0 = g8_gemv2_q4_0_neon,
+    .gemv_q4_0 = g8_gemv_q4_0_neon,
+    .q4_groups = 2,
     .gemm_q6_k = gemm_q6_k,
 };
 
@@ -567,7 +578,8 @@ const g8_kernels g8_kernels_neon_i8mm = {
     NEON_COMMON,
     .gemm_q8_0 = g8_gemm_q8_0_i8mm,
     .gemm_q4_0 = g8_gemm_q4_0_i8mm,
-    .gemv2_q4_0 = g8_gemv2_q4_0_neon,
+    .gemv_q4_0 = g8_gemv_q4_0_neon,
+    .q4_groups = 2,
     .gemm_q6_k = g8_gemm_q6_k_i8mm,
 };
 #endif

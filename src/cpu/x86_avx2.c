@@ -427,9 +427,9 @@ static void wsum_q8_0(int n, const float *w, size_t lw, const block_q8_0 *v, int
     }
 }
 
-static void gemv2_q4_0(int nb, const void *ga, const void *gb, const block_q8_0 *x, const int32_t *xsum,
-                       float *ya, float *yb) {
-    gemv2_q4_256(nb, ga, gb, x, xsum, ya, yb);
+static void gemv_q4_0(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
+                      float *const *y) {
+    gemv_q4_256(n, nb, group, x, xsum, y);
 }
 
 #define AVX2_KERNELS                                                                                         \
@@ -442,7 +442,8 @@ const g8_kernels g8_kernels_avx2 = {
     AVX2_KERNELS,
     .gemm_q8_0 = gemm_q8_0,
     .gemm_q4_0 = gemm_q4_0,
-    .gemv2_q4_0 = gemv2_q4_0,
+    .gemv_q4_0 = gemv_q4_0,
+    .q4_groups = 2,
     .gemm_q6_k = gemm_q6_k,
 };
 
@@ -452,7 +453,8 @@ const g8_kernels g8_kernels_avxvnni = {
     AVX2_KERNELS,
     .gemm_q8_0 = g8_gemm_q8_0_avxvnni,
     .gemm_q4_0 = g8_gemm_q4_0_avxvnni,
-    .gemv2_q4_0 = g8_gemv2_q4_0_avxvnni,
+    .gemv_q4_0 = g8_gemv_q4_0_avxvnni,
+    .q4_groups = 2,
     .gemm_q6_k = g8_gemm_q6_k_avxvnni,
 };
 
@@ -461,7 +463,8 @@ const g8_kernels g8_kernels_avx512vnni = {
     AVX2_KERNELS,
     .gemm_q8_0 = g8_gemm_q8_0_avx512vnni,
     .gemm_q4_0 = g8_gemm_q4_0_avx512vnni,
-    .gemv2_q4_0 = g8_gemv2_q4_0_avx512vnni,
+    .gemv_q4_0 = g8_gemv_q4_0_avx512vnni,
+    .q4_groups = 4,
     .gemm_q6_k = g8_gemm_q6_k_avx512vnni,
 };
 #endif

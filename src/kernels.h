@@ -22,8 +22,8 @@ enum { G8_GEMM_T = 8 };
 typedef void (*g8_gemm_q8_0_fn)(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                                 size_t ldy);
 
-typedef void (*g8_gemv_q4_0_fn)(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
-                                float *const *y);
+typedef void (*g8_gemv_q4_0_fn)(int n, int nb, const void *const *group, const block_q8_0 *x,
+                                const int32_t *xsum, float *const *y);
 
 typedef struct g8_kernels {
     const char *name;

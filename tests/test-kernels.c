@@ -352,15 +352,16 @@ TEST(kernels_gemv_q4_0_bit_identical) {
         void *g[4];
         float want[4][16], got[4][16];
         float *yg[4] = {got[0], got[1], got[2], got[3]};
-        for (int i = 3; i > 0; i--) g[i] = random_group_q(GEMMA8_TYPE_Q4_0, nb, 16 - 3 * i, f, xq_other, xsum_other, 1);
+        for (int i = 3; i > 0; i--) /* other groups (of 13, 10, 7 rows), then the token with the first */
+            g[i] = random_group_q(GEMMA8_TYPE_Q4_0, nb, 16 - 3 * i, f, xq_other, xsum_other, 1);
         g[0] = random_group_q(GEMMA8_TYPE_Q4_0, nb, 16, f, xq, xsum, 1); /* the token: xq */
         for (int i = 0; i < 4; i++) ref->gemm_q4_0(nb, g[i], xq, xsum, 1, want[i], 16);
         for (int k = 0; k < nk; k++)
             for (int n = 1; n <= all[k]->q4_groups; n++) {
                 memset(got, 0xff, sizeof got);
                 all[k]->gemv_q4_0(n, nb, (const void *const *)g, xq, xsum, yg);
-                CHECKF(!memcmp(got, want, (size_t)n * sizeof want[0]), "%s gemv_q4_0 of %d nb=%d differs", all[k]->name,
-                       n, nb);
+                CHECKF(!memcmp(got, want, (size_t)n * sizeof want[0]), "%s gemv_q4_0 of %d nb=%d differs",
+                       all[k]->name, n, nb);
             }
 #if defined(__x86_64__)
         for (int n = 1; nk >= 2 && n <= 2; n++) { /* the 256-bit VNNI logic, vpdpbusd emulated */

@@ -119,6 +119,21 @@ static void gemm_q8_0(int nb, const void *group, const block_q8_0 *x, const int3
     if (t < T) gemm_pass(nb, group, x + (size_t)t * nb, 1, y + (size_t)t * ldy, ldy);
 }
 
+/* A Q4_0 block at qb for T tokens: chunk c's four row quads (16-byte loads), masked (low nibbles)
+ * and shifted (high), less 8, by the tokens' quants 8c..8c+3 and 8c+4..8c+7 (xv[t], the token's
+ * block) into acc[t][quad]; m4 and eight are the masks. For gemm_pass_q4 and gemv_q4. */
+#define Q4_CHUNK(c, half, lane)                                                                             \
+    _Pragma("GCC unroll 8") for (int r = 0; r < 4; r++) {                                                   \
+        const uint8x16_t v = vld1q_u8(qb + 64 * (c) + 16 * r);                                              \
+        const int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, m4)), eight);                         \
+        const int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), eight);                        \
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {                                               \
+            acc[t][r] = vdotq_laneq_s32(acc[t][r], lo, xv[t][half], lane);                                  \
+            acc[t][r] = vdotq_laneq_s32(acc[t][r], hi, xv[t][half], (lane) + 1);                            \
+        }                                                                                                   \
+    }
+#define Q4_BLOCK() Q4_CHUNK(0, 0, 0) Q4_CHUNK(1, 0, 2) Q4_CHUNK(2, 1, 0) Q4_CHUNK(3, 1, 2)
+
 /* Q4_0 (quant.h's 4-bit packing): a 16-byte load holds eight quants of each of
  * four rows as nibbles; masked (low) and shifted (high), less 8, they are signed
  * quants for vdotq_laneq_s32 with the token's quants 8c..8c+3 and 8c+4..8c+7. */
@@ -143,21 +158,7 @@ static inline __attribute__((always_inline)) void gemm_pass_q4(int nb, const voi
             _Pragma("GCC unroll 8")
             for (int r = 0; r < 4; r++) acc[t][r] = vdupq_n_s32(0);
         }
-#define CHUNK4(c, half, lane)                                                                               \
-    _Pragma("GCC unroll 8") for (int r = 0; r < 4; r++) {                                                   \
-        const uint8x16_t v = vld1q_u8(qb + 64 * (c) + 16 * r);                                              \
-        const int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, m4)), eight);                         \
-        const int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), eight);                        \
-        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {                                               \
-            acc[t][r] = vdotq_laneq_s32(acc[t][r], lo, xv[t][half], lane);                                  \
-            acc[t][r] = vdotq_laneq_s32(acc[t][r], hi, xv[t][half], (lane) + 1);                            \
-        }                                                                                                   \
-    }
-        CHUNK4(0, 0, 0)
-        CHUNK4(1, 0, 2)
-        CHUNK4(2, 1, 0)
-        CHUNK4(3, 1, 2)
-#undef CHUNK4
+        Q4_BLOCK()
         _Pragma("GCC unroll 8")
         for (int r = 0; r < 4; r++) {
             const float32x4_t dw = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d + 4 * r)));
@@ -258,33 +259,22 @@ static inline __attribute__((always_inline)) void gemv_q4(const int G, int nb, c
     for (int g = 0; g < G; g++)
         _Pragma("GCC unroll 4")
         for (int r = 0; r < 4; r++) f[g][r] = vdupq_n_f32(0);
+    const int T = 1;
     for (int b = 0; b < nb; b++) {
-        const int8x16_t xv[2] = {vld1q_s8(x[b].qs), vld1q_s8(x[b].qs + 16)};
+        const int8x16_t xv[1][2] = {{vld1q_s8(x[b].qs), vld1q_s8(x[b].qs + 16)}};
         const float dx = g8_f16_to_f32(x[b].d);
         _Pragma("GCC unroll 2")
         for (int g = 0; g < G; g++) {
             const uint8_t *qb = g8_pack4_quants(group[g], b);
             const uint16_t *d = g8_pack4_scales(group[g], b);
-            int32x4_t acc[4];
+            int32x4_t acc[1][4];
             _Pragma("GCC unroll 4")
-            for (int r = 0; r < 4; r++) acc[r] = vdupq_n_s32(0);
-#define CHUNK4(c, half, lane)                                                                               \
-    _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {                                                   \
-        const uint8x16_t v = vld1q_u8(qb + 64 * (c) + 16 * r);                                              \
-        const int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, m4)), eight);                         \
-        const int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), eight);                        \
-        acc[r] = vdotq_laneq_s32(acc[r], lo, xv[half], lane);                                               \
-        acc[r] = vdotq_laneq_s32(acc[r], hi, xv[half], (lane) + 1);                                         \
-    }
-            CHUNK4(0, 0, 0)
-            CHUNK4(1, 0, 2)
-            CHUNK4(2, 1, 0)
-            CHUNK4(3, 1, 2)
-#undef CHUNK4
+            for (int r = 0; r < 4; r++) acc[0][r] = vdupq_n_s32(0);
+            Q4_BLOCK()
             _Pragma("GCC unroll 4")
             for (int r = 0; r < 4; r++) {
                 const float32x4_t dw = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d + 4 * r)));
-                f[g][r] = vfmaq_f32(f[g][r], vcvtq_f32_s32(acc[r]), vmulq_n_f32(dw, dx));
+                f[g][r] = vfmaq_f32(f[g][r], vcvtq_f32_s32(acc[0][r]), vmulq_n_f32(dw, dx));
             }
         }
     }

@@ -160,8 +160,8 @@ int cmd_bench(int argc, char **argv) {
         {"-np|--parallel", CLI_INT, &parallel, "N", "sequences decoded together (batched decode); tg is their sum",
          NULL},
         {"--membw", CLI_FLAG, &membw, NULL, "measure this machine's read bandwidth (1 GiB, four streams a thread, "
-         "best of 5); with -m, read 128 MiB of it after every decoded token (not timed as decode; after a 3 ms busy wait) "
-         "and print decode's share of that bandwidth (peak RSS then counts the 1 GiB)", NULL},
+         "best of 5); with -m, read 128 MiB of it after every decoded token (not timed as decode; after a "
+         "3 ms busy wait) and print decode's share of that bandwidth (peak RSS then counts the 1 GiB)", NULL},
         {"--json-schema", CLI_LIST, &schemas, "FILE", "sampled decode with and without this schema (repeatable: "
          "the streams take them in turn), and the time of each mask", NULL},
         {"--json", CLI_FLAG, &json, NULL, "the same with any JSON object", NULL},

@@ -22,8 +22,8 @@ enum { G8_GEMM_T = 8 };
 typedef void (*g8_gemm_q8_0_fn)(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                                 size_t ldy);
 
-typedef void (*g8_gemv_q4_0_fn)(int n, int nb, const void *const *group, const block_q8_0 *x,
-                                const int32_t *xsum, float *const *y);
+typedef void (*g8_gemv_fn)(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
+                           float *const *y);
 
 typedef struct g8_kernels {
     const char *name;
@@ -41,8 +41,11 @@ typedef struct g8_kernels {
      * for bit what gemm_q4_0 gives group g with T = 1. Groups far apart are as many streams through
      * memory, which keep more of it busy than one (ops.c), and each broadcast of the token's quants
      * serves them all. */
-    g8_gemv_q4_0_fn gemv_q4_0;
+    g8_gemv_fn gemv_q4_0;
     int q4_groups;
+    /* The same over Q8_0 weights: y[g] bit for bit what gemm_q8_0 gives group g with T = 1. */
+    g8_gemv_fn gemv_q8_0;
+    int q8_groups;
     /* The same over Q6_K weights packed for 32-blocks (quant.h); xsum holds two
      * entries per block, -32 times the sums of the token's quants 0-15 and
      * 16-31: per block s = sc_a * sum_a (q - 32) x + sc_b * sum_b (q - 32) x,
@@ -113,9 +116,15 @@ void g8_gemm_q4_0_vnni_emulated(int nb, const void *group, const block_q8_0 *x, 
                                 size_t ldy);
 void g8_gemv_q4_0_vnni_emulated(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
                                 float *const *y);
+void g8_gemv_q8_0_vnni_emulated(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
+                                float *const *y);
 void g8_gemv_q4_0_avxvnni(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
                           float *const *y);
+void g8_gemv_q8_0_avxvnni(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
+                          float *const *y);
 void g8_gemv_q4_0_avx512vnni(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
+                             float *const *y);
+void g8_gemv_q8_0_avx512vnni(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
                              float *const *y);
 void g8_gemm_q6_k_vnni_emulated(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                                 size_t ldy);
@@ -125,6 +134,8 @@ extern const g8_kernels g8_kernels_neon;
 /* the NEON table with the GEMMs on smmla (FEAT_I8MM) */
 extern const g8_kernels g8_kernels_neon_i8mm;
 void g8_gemv_q4_0_neon(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
+                       float *const *y);
+void g8_gemv_q8_0_neon(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
                        float *const *y);
 void g8_gemm_q8_0_i8mm(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                        size_t ldy);

@@ -90,6 +90,11 @@ static void gemv_q4_0(int n, int nb, const void *const *group, const block_q8_0 
     for (int g = 0; g < n; g++) gemm_q4_0(nb, group[g], x, xsum, 1, y[g], G8_PACK_ROWS);
 }
 
+static void gemv_q8_0(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
+                      float *const *y) {
+    for (int g = 0; g < n; g++) gemm_q8_0(nb, group[g], x, xsum, 1, y[g], G8_PACK_ROWS);
+}
+
 static void gemm_q6_k(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                       size_t ldy) {
     (void)xsum;
@@ -167,6 +172,8 @@ static const g8_kernels scalar = {
     .gemm_q4_0 = gemm_q4_0,
     .gemv_q4_0 = gemv_q4_0,
     .q4_groups = 4,
+    .gemv_q8_0 = gemv_q8_0,
+    .q8_groups = 4,
     .gemm_q6_k = gemm_q6_k,
     .quantize_q8_0 = quantize_q8_0,
     .axpy = axpy,

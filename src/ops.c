@@ -171,16 +171,27 @@ static void stream_next(matmul_task *mt, int ith, int k, stream *s) {
     s->live = next_rows(mt, ith, k, &s->m, &s->r0, &s->r1, &s->u0, &s->u1);
 }
 
-/* One token over Q4_0 matrices, the thread's shares side by side: a group of each at a time through
- * gemv_q4_0, so that streams far apart keep more of memory busy than one. On the VM measured, a
- * GEMV over 1 GiB on two threads read, of what a read of four streams a thread gets: one stream
- * 72% (K = 2304) and 60% (K = 9216), two 80% and 72%, four 87% and 84%; each broadcast of the
- * activations serves every group. A partial group (past the last row) goes by itself. */
+/* The table's GEMV of several groups for a type and how many groups it takes; NULL and 1 if none */
+static g8_gemv_fn gemv_of(const g8_kernels *k, uint32_t type, int *groups) {
+    const g8_gemv_fn f = type == GEMMA8_TYPE_Q4_0 ? k->gemv_q4_0 : type == GEMMA8_TYPE_Q8_0 ? k->gemv_q8_0 : NULL;
+    const int n = type == GEMMA8_TYPE_Q4_0 ? k->q4_groups : type == GEMMA8_TYPE_Q8_0 ? k->q8_groups : 1;
+    *groups = f && n > 1 ? n : 1;
+    return *groups > 1 ? f : NULL;
+}
+
+/* One token over Q4_0 or Q8_0 matrices (all of one type), the thread's shares side by side: a group
+ * of each at a time through the table's GEMV, so that streams far apart keep more of memory busy
+ * than one. On the VM measured, a Q4_0 GEMV over 1 GiB on two threads read, of what a read of four
+ * streams a thread gets: one stream 72% (K = 2304) and 60% (K = 9216), two 80% and 72%, four 87%
+ * and 84% (90-95% since each group's bytes are loaded in order); Q8_0 one stream 75-85%, four
+ * 95-98%. Each broadcast of the activations serves every group. A partial group (past the last
+ * row) goes by itself. */
 static void matmul_streams_task(void *arg, int ith, int nth) {
     matmul_task *mt = arg;
-    const g8_kernels *k = mt->ops->k;
+    int groups;
+    const g8_gemv_fn gemv = gemv_of(mt->ops->k, mt->W[0]->type, &groups);
     const int nb = (int)(mt->W[0]->cols / QK8_0);
-    const size_t gbytes = g8_packed_bytes(GEMMA8_TYPE_Q4_0, G8_PACK_ROWS, mt->W[0]->cols);
+    const size_t gbytes = g8_packed_bytes(mt->W[0]->type, G8_PACK_ROWS, mt->W[0]->cols);
     stream s[G8_POOL_STREAMS];
     (void)nth;
     for (int i = 0; i < mt->streams; i++) {
@@ -205,7 +216,7 @@ static void matmul_streams_task(void *arg, int ith, int nth) {
             if (s[i].r0 >= s[i].r1) stream_next(mt, ith, i, &s[i]);
         }
         if (!live) break;
-        if (n) k->gemv_q4_0(n, nb, g, mt->ops->qbuf, mt->ops->qsum, y);
+        if (n) gemv(n, nb, g, mt->ops->qbuf, mt->ops->qsum, y);
     }
 }
 
@@ -226,9 +237,10 @@ void g8_matmul_n(g8_ops *ops, const g8_matrix *const *W, float *const *y, int n,
     const size_t gbytes = packed ? g8_packed_bytes(W[0]->type, G8_PACK_ROWS, W[0]->cols) : 0;
     const int64_t step = !packed ? 64 : T <= 4 ? 4 : G8_MAX(1, (int64_t)(MATMUL_BLOCK_BYTES / gbytes));
     matmul_task mt = {.ops = ops, .W = W, .y = y, .n = n, .x = x, .T = T, .unit = unit, .step = step};
-    bool q4 = packed && T == 1;
-    for (int i = 0; i < n; i++) q4 &= W[i]->type == GEMMA8_TYPE_Q4_0;
-    mt.streams = q4 ? G8_MIN(ops->k->q4_groups, G8_POOL_STREAMS) : 1;
+    int groups = 1; /* one token over matrices of one type that has a GEMV of several groups */
+    if (packed && T == 1 && gemv_of(ops->k, W[0]->type, &groups))
+        for (int i = 1; i < n; i++) groups = W[i]->type == W[0]->type ? groups : 1;
+    mt.streams = G8_MIN(groups, G8_POOL_STREAMS);
     g8_pool_share(ops->pool, units, mt.streams);
     if (packed) { /* Q8_0, Q4_0, Q6_K: int8 activations, quantized once for the n matrices */
         if (T <= 4) /* a few tokens: quantized here, saving the threads a round trip */

@@ -337,40 +337,51 @@ TEST(kernels_gemm_q4_0_q6_k_bit_identical) {
     free(f);
 }
 
-/* One token by several Q4_0 groups at once (decode's streams, ops.c): each table's gemv_q4_0 gives
- * each group bit for bit what the scalar definition gives it alone, for every group count it takes,
- * on awkward sizes (odd block counts, a partial group). */
-TEST(kernels_gemv_q4_0_bit_identical) {
+/* One token by several groups at once (decode's streams, ops.c): each table's gemv_q4_0 and
+ * gemv_q8_0 give each group bit for bit what the scalar definition gives it alone, for every group
+ * count they take, on awkward sizes (odd block counts, a partial group). */
+TEST(kernels_gemv_bit_identical) {
     const g8_kernels *all[8], *ref = g8_kernels_scalar();
     const int nk = g8_kernels_all(all, 8);
     const int nbs[] = {1, 2, 3, 7, 72, 288};
     block_q8_0 *xq = malloc(288 * sizeof(block_q8_0)), *xq_other = malloc(288 * sizeof(block_q8_0));
     int32_t *xsum = malloc(2 * 288 * sizeof(int32_t)), *xsum_other = malloc(2 * 288 * sizeof(int32_t));
     float *f = malloc((size_t)16 * 288 * 32 * sizeof(float));
-    for (size_t s = 0; s < sizeof nbs / sizeof nbs[0]; s++) {
-        const int nb = nbs[s];
-        void *g[4];
-        float want[4][16], got[4][16];
-        float *yg[4] = {got[0], got[1], got[2], got[3]};
-        for (int i = 3; i > 0; i--) /* other groups (of 13, 10, 7 rows), then the token with the first */
-            g[i] = random_group_q(GEMMA8_TYPE_Q4_0, nb, 16 - 3 * i, f, xq_other, xsum_other, 1);
-        g[0] = random_group_q(GEMMA8_TYPE_Q4_0, nb, 16, f, xq, xsum, 1); /* the token: xq */
-        for (int i = 0; i < 4; i++) ref->gemm_q4_0(nb, g[i], xq, xsum, 1, want[i], 16);
-        for (int k = 0; k < nk; k++)
-            for (int n = 1; n <= all[k]->q4_groups; n++) {
-                memset(got, 0xff, sizeof got);
-                all[k]->gemv_q4_0(n, nb, (const void *const *)g, xq, xsum, yg);
-                CHECKF(!memcmp(got, want, (size_t)n * sizeof want[0]), "%s gemv_q4_0 of %d nb=%d differs",
-                       all[k]->name, n, nb);
+    for (int q8 = 0; q8 < 2; q8++)
+        for (size_t s = 0; s < sizeof nbs / sizeof nbs[0]; s++) {
+            const int nb = nbs[s];
+            const uint32_t type = q8 ? GEMMA8_TYPE_Q8_0 : GEMMA8_TYPE_Q4_0;
+            const char *name = q8 ? "gemv_q8_0" : "gemv_q4_0";
+            void *g[4];
+            float want[4][16], got[4][16];
+            float *yg[4] = {got[0], got[1], got[2], got[3]};
+            for (int i = 3; i >= 0; i--) { /* other groups (of 13, 10, 7 rows), then the token with the first */
+                block_q8_0 *x = i ? xq_other : xq;
+                int32_t *xs = i ? xsum_other : xsum;
+                g[i] = q8 ? random_group(nb, 16 - 3 * i, x, 1) : random_group_q(type, nb, 16 - 3 * i, f, x, xs, 1);
+                if (q8) block_sums(nb, 1, x, xs);
+            }
+            for (int i = 0; i < 4; i++) (q8 ? ref->gemm_q8_0 : ref->gemm_q4_0)(nb, g[i], xq, xsum, 1, want[i], 16);
+            for (int k = 0; k < nk; k++) {
+                const int groups = q8 ? all[k]->q8_groups : all[k]->q4_groups;
+                CHECKF(groups >= 1 && groups <= 4, "%s %s takes %d groups", all[k]->name, name, groups);
+                for (int n = 1; n <= groups; n++) {
+                    memset(got, 0xff, sizeof got);
+                    (q8 ? all[k]->gemv_q8_0 : all[k]->gemv_q4_0)(n, nb, (const void *const *)g, xq, xsum, yg);
+                    CHECKF(!memcmp(got, want, (size_t)n * sizeof want[0]), "%s %s of %d nb=%d differs",
+                           all[k]->name, name, n, nb);
+                }
             }
 #if defined(__x86_64__)
-        for (int n = 1; nk >= 2 && n <= 2; n++) { /* the 256-bit VNNI logic, vpdpbusd emulated */
-            g8_gemv_q4_0_vnni_emulated(n, nb, (const void *const *)g, xq, xsum, yg);
-            CHECKF(!memcmp(got, want, (size_t)n * sizeof want[0]), "emulated vnni gemv_q4_0 of %d nb=%d", n, nb);
-        }
+            for (int n = 1; nk >= 2 && n <= 2; n++) { /* the 256-bit VNNI logic, vpdpbusd emulated */
+                (q8 ? g8_gemv_q8_0_vnni_emulated : g8_gemv_q4_0_vnni_emulated)(n, nb, (const void *const *)g, xq,
+                                                                                 xsum, yg);
+                CHECKF(!memcmp(got, want, (size_t)n * sizeof want[0]), "emulated vnni %s of %d nb=%d", name, n,
+                       nb);
+            }
 #endif
-        for (int i = 0; i < 4; i++) free(g[i]);
-    }
+            for (int i = 0; i < 4; i++) free(g[i]);
+        }
     free(xq);
     free(xq_other);
     free(xsum);

@@ -293,6 +293,63 @@ void g8_gemv_q4_0_neon(int n, int nb, const void *const *group, const block_q8_0
         gemv_q4(2, nb, group, x, y);
 }
 
+/* One token by n <= 2 groups of Q8_0 (kernels.h): gemm_pass's sums and FMAs for T = 1, the token's
+ * quants loaded once a block for both groups. */
+static inline __attribute__((always_inline)) void gemv_q8(const int G, int nb, const void *const *group,
+                                                          const block_q8_0 *x, float *const *y) {
+    float32x4_t f[2][4];
+    _Pragma("GCC unroll 2")
+    for (int g = 0; g < G; g++)
+        _Pragma("GCC unroll 4")
+        for (int r = 0; r < 4; r++) f[g][r] = vdupq_n_f32(0);
+    for (int b = 0; b < nb; b++) {
+        const float dx = g8_f16_to_f32(x[b].d);
+        int32x4_t acc[2][4];
+        _Pragma("GCC unroll 2")
+        for (int g = 0; g < G; g++)
+            _Pragma("GCC unroll 4")
+            for (int r = 0; r < 4; r++) acc[g][r] = vdupq_n_s32(0);
+        _Pragma("GCC unroll 2")
+        for (int h = 0; h < 2; h++) { /* quants 16h..16h+15: chunks 4h..4h+3 */
+            const int8x16_t xv = vld1q_s8(x[b].qs + 16 * h);
+            _Pragma("GCC unroll 2")
+            for (int g = 0; g < G; g++) {
+                const int8_t *qb = g8_pack_quants(group[g], b) + 64 * 4 * h;
+#define CHUNK(lane)                                                                                         \
+    _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) acc[g][r] =                                         \
+        vdotq_laneq_s32(acc[g][r], vld1q_s8(qb + 64 * (lane) + 16 * r), xv, lane);
+                CHUNK(0)
+                CHUNK(1)
+                CHUNK(2)
+                CHUNK(3)
+#undef CHUNK
+            }
+        }
+        _Pragma("GCC unroll 2")
+        for (int g = 0; g < G; g++) {
+            const uint16_t *d = g8_pack_scales(group[g], b);
+            _Pragma("GCC unroll 4")
+            for (int r = 0; r < 4; r++) {
+                const float32x4_t dw = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d + 4 * r)));
+                f[g][r] = vfmaq_f32(f[g][r], vcvtq_f32_s32(acc[g][r]), vmulq_n_f32(dw, dx));
+            }
+        }
+    }
+    _Pragma("GCC unroll 2")
+    for (int g = 0; g < G; g++)
+        _Pragma("GCC unroll 4")
+        for (int r = 0; r < 4; r++) vst1q_f32(y[g] + 4 * r, f[g][r]);
+}
+
+void g8_gemv_q8_0_neon(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
+                       float *const *y) {
+    (void)xsum;
+    if (n == 1)
+        gemv_q8(1, nb, group, x, y);
+    else
+        gemv_q8(2, nb, group, x, y);
+}
+
 static void gemm_q6_k(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                       size_t ldy) {
     (void)xsum;
@@ -560,6 +617,8 @@ const g8_kernels g8_kernels_neon = {
     .gemm_q4_0 = gemm_q4_0,
     .gemv_q4_0 = g8_gemv_q4_0_neon,
     .q4_groups = 2,
+    .gemv_q8_0 = g8_gemv_q8_0_neon,
+    .q8_groups = 2,
     .gemm_q6_k = gemm_q6_k,
 };
 
@@ -570,6 +629,8 @@ const g8_kernels g8_kernels_neon_i8mm = {
     .gemm_q4_0 = g8_gemm_q4_0_i8mm,
     .gemv_q4_0 = g8_gemv_q4_0_neon,
     .q4_groups = 2,
+    .gemv_q8_0 = g8_gemv_q8_0_neon,
+    .q8_groups = 2,
     .gemm_q6_k = g8_gemm_q6_k_i8mm,
 };
 #endif

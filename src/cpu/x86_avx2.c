@@ -432,6 +432,11 @@ static void gemv_q4_0(int n, int nb, const void *const *group, const block_q8_0 
     gemv_q4_256(n, nb, group, x, xsum, y);
 }
 
+static void gemv_q8_0(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
+                      float *const *y) {
+    gemv_q8_256(n, nb, group, x, xsum, y);
+}
+
 #define AVX2_KERNELS                                                                                         \
     .dot_f32 = dot_f32, .dot_f16 = dot_f16, .dot_bf16 = dot_bf16, .dot_q8_0 = dot_q8_0,                      \
     .quantize_q8_0 = quantize_q8_0, .axpy = axpy, .to_f16 = to_f16, .softcap = softcap, .exp_sum = exp_sum,  \
@@ -444,6 +449,8 @@ const g8_kernels g8_kernels_avx2 = {
     .gemm_q4_0 = gemm_q4_0,
     .gemv_q4_0 = gemv_q4_0,
     .q4_groups = 2,
+    .gemv_q8_0 = gemv_q8_0,
+    .q8_groups = 2,
     .gemm_q6_k = gemm_q6_k,
 };
 
@@ -455,6 +462,8 @@ const g8_kernels g8_kernels_avxvnni = {
     .gemm_q4_0 = g8_gemm_q4_0_avxvnni,
     .gemv_q4_0 = g8_gemv_q4_0_avxvnni,
     .q4_groups = 2,
+    .gemv_q8_0 = g8_gemv_q8_0_avxvnni,
+    .q8_groups = 2,
     .gemm_q6_k = g8_gemm_q6_k_avxvnni,
 };
 
@@ -465,6 +474,8 @@ const g8_kernels g8_kernels_avx512vnni = {
     .gemm_q4_0 = g8_gemm_q4_0_avx512vnni,
     .gemv_q4_0 = g8_gemv_q4_0_avx512vnni,
     .q4_groups = 4,
+    .gemv_q8_0 = g8_gemv_q8_0_avx512vnni,
+    .q8_groups = 4,
     .gemm_q6_k = g8_gemm_q6_k_avx512vnni,
 };
 #endif

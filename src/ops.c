@@ -173,8 +173,9 @@ static void stream_next(matmul_task *mt, int ith, int k, stream *s) {
 
 /* The table's GEMV of several groups for a type and how many groups it takes; NULL and 1 if none */
 static g8_gemv_fn gemv_of(const g8_kernels *k, uint32_t type, int *groups) {
-    const g8_gemv_fn f = type == GEMMA8_TYPE_Q4_0 ? k->gemv_q4_0 : type == GEMMA8_TYPE_Q8_0 ? k->gemv_q8_0 : NULL;
-    const int n = type == GEMMA8_TYPE_Q4_0 ? k->q4_groups : type == GEMMA8_TYPE_Q8_0 ? k->q8_groups : 1;
+    const bool q4 = type == GEMMA8_TYPE_Q4_0, q8 = type == GEMMA8_TYPE_Q8_0;
+    const g8_gemv_fn f = q4 ? k->gemv_q4_0 : q8 ? k->gemv_q8_0 : NULL;
+    const int n = q4 ? k->q4_groups : q8 ? k->q8_groups : 1;
     *groups = f && n > 1 ? n : 1;
     return *groups > 1 ? f : NULL;
 }

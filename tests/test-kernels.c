@@ -355,13 +355,15 @@ TEST(kernels_gemv_bit_identical) {
             void *g[4];
             float want[4][16], got[4][16];
             float *yg[4] = {got[0], got[1], got[2], got[3]};
-            for (int i = 3; i >= 0; i--) { /* other groups (of 13, 10, 7 rows), then the token with the first */
+            for (int i = 3; i >= 0; i--) { /* other groups (of 13, 10, 7 rows), then the token's (xq) */
+                const int rows = 16 - 3 * i;
                 block_q8_0 *x = i ? xq_other : xq;
                 int32_t *xs = i ? xsum_other : xsum;
-                g[i] = q8 ? random_group(nb, 16 - 3 * i, x, 1) : random_group_q(type, nb, 16 - 3 * i, f, x, xs, 1);
+                g[i] = q8 ? random_group(nb, rows, x, 1) : random_group_q(type, nb, rows, f, x, xs, 1);
                 if (q8) block_sums(nb, 1, x, xs);
             }
-            for (int i = 0; i < 4; i++) (q8 ? ref->gemm_q8_0 : ref->gemm_q4_0)(nb, g[i], xq, xsum, 1, want[i], 16);
+            const g8_gemm_q8_0_fn gemm = q8 ? ref->gemm_q8_0 : ref->gemm_q4_0;
+            for (int i = 0; i < 4; i++) gemm(nb, g[i], xq, xsum, 1, want[i], 16);
             for (int k = 0; k < nk; k++) {
                 const int groups = q8 ? all[k]->q8_groups : all[k]->q4_groups;
                 CHECKF(groups >= 1 && groups <= 4, "%s %s takes %d groups", all[k]->name, name, groups);

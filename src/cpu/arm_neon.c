@@ -62,6 +62,18 @@ static float dot_q8_0(int nb, const block_q8_0 *w, const block_q8_0 *x) {
  * (a lane of a 16-byte load of the token), so each (row, token) sum stays in its
  * own lane. Per block: the exact int32 sums, then one FMA with the scales. */
 #define GEMM_TOKENS 2
+
+/* Half h of a Q8_0 block at qb for T tokens (chunks 4h..4h+3, the tokens' quants 16h..16h+15 in
+ * xv[t]): each chunk's four row quads (16-byte loads) by a lane of xv[t] into acc[t][quad]. For
+ * gemm_pass and gemv_q8. */
+#define Q8_CHUNK(h, lane)                                                                                   \
+    _Pragma("GCC unroll 8") for (int r = 0; r < 4; r++) {                                                   \
+        const int8x16_t w = vld1q_s8(qb + 64 * (4 * (h) + (lane)) + 16 * r);                                \
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) acc[t][r] =                                     \
+            vdotq_laneq_s32(acc[t][r], w, xv[t], lane);                                                     \
+    }
+#define Q8_HALF(h) Q8_CHUNK(h, 0) Q8_CHUNK(h, 1) Q8_CHUNK(h, 2) Q8_CHUNK(h, 3)
+
 static inline __attribute__((always_inline)) void gemm_pass(int nb, const void *group, const block_q8_0 *x,
                                                             const int T, float *y, size_t ldy) {
     float32x4_t f[GEMM_TOKENS][4];
@@ -82,17 +94,7 @@ static inline __attribute__((always_inline)) void gemm_pass(int nb, const void *
             int8x16_t xv[GEMM_TOKENS];
             _Pragma("GCC unroll 8")
             for (int t = 0; t < T; t++) xv[t] = vld1q_s8(x[(size_t)t * nb + b].qs + 16 * h);
-#define CHUNK(lane)                                                                                         \
-    _Pragma("GCC unroll 8") for (int r = 0; r < 4; r++) {                                                   \
-        const int8x16_t w = vld1q_s8(qb + 64 * (4 * h + (lane)) + 16 * r);                                  \
-        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) acc[t][r] =                                     \
-            vdotq_laneq_s32(acc[t][r], w, xv[t], lane);                                                     \
-    }
-            CHUNK(0)
-            CHUNK(1)
-            CHUNK(2)
-            CHUNK(3)
-#undef CHUNK
+            Q8_HALF(h)
         }
         _Pragma("GCC unroll 8")
         for (int r = 0; r < 4; r++) {
@@ -293,8 +295,8 @@ void g8_gemv_q4_0_neon(int n, int nb, const void *const *group, const block_q8_0
         gemv_q4(2, nb, group, x, y);
 }
 
-/* One token by n <= 2 groups of Q8_0 (kernels.h): gemm_pass's sums and FMAs for T = 1, the token's
- * quants loaded once a block for both groups. */
+/* One token by n <= 2 groups of Q8_0 (kernels.h): gemm_pass's sums and FMAs for T = 1, a block of
+ * each group in turn. */
 static inline __attribute__((always_inline)) void gemv_q8(const int G, int nb, const void *const *group,
                                                           const block_q8_0 *x, float *const *y) {
     float32x4_t f[2][4];
@@ -302,36 +304,25 @@ static inline __attribute__((always_inline)) void gemv_q8(const int G, int nb, c
     for (int g = 0; g < G; g++)
         _Pragma("GCC unroll 4")
         for (int r = 0; r < 4; r++) f[g][r] = vdupq_n_f32(0);
+    const int T = 1;
     for (int b = 0; b < nb; b++) {
         const float dx = g8_f16_to_f32(x[b].d);
-        int32x4_t acc[2][4];
-        _Pragma("GCC unroll 2")
-        for (int g = 0; g < G; g++)
-            _Pragma("GCC unroll 4")
-            for (int r = 0; r < 4; r++) acc[g][r] = vdupq_n_s32(0);
-        _Pragma("GCC unroll 2")
-        for (int h = 0; h < 2; h++) { /* quants 16h..16h+15: chunks 4h..4h+3 */
-            const int8x16_t xv = vld1q_s8(x[b].qs + 16 * h);
-            _Pragma("GCC unroll 2")
-            for (int g = 0; g < G; g++) {
-                const int8_t *qb = g8_pack_quants(group[g], b) + 64 * 4 * h;
-#define CHUNK(lane)                                                                                         \
-    _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) acc[g][r] =                                         \
-        vdotq_laneq_s32(acc[g][r], vld1q_s8(qb + 64 * (lane) + 16 * r), xv, lane);
-                CHUNK(0)
-                CHUNK(1)
-                CHUNK(2)
-                CHUNK(3)
-#undef CHUNK
-            }
-        }
         _Pragma("GCC unroll 2")
         for (int g = 0; g < G; g++) {
+            const int8_t *qb = g8_pack_quants(group[g], b);
             const uint16_t *d = g8_pack_scales(group[g], b);
+            int32x4_t acc[1][4];
+            _Pragma("GCC unroll 4")
+            for (int r = 0; r < 4; r++) acc[0][r] = vdupq_n_s32(0);
+            _Pragma("GCC unroll 2")
+            for (int h = 0; h < 2; h++) {
+                const int8x16_t xv[1] = {vld1q_s8(x[b].qs + 16 * h)};
+                Q8_HALF(h)
+            }
             _Pragma("GCC unroll 4")
             for (int r = 0; r < 4; r++) {
                 const float32x4_t dw = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d + 4 * r)));
-                f[g][r] = vfmaq_f32(f[g][r], vcvtq_f32_s32(acc[g][r]), vmulq_n_f32(dw, dx));
+                f[g][r] = vfmaq_f32(f[g][r], vcvtq_f32_s32(acc[0][r]), vmulq_n_f32(dw, dx));
             }
         }
     }

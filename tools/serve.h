@@ -58,7 +58,8 @@ typedef struct srv_task {
     /* results, under mu */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    srv_event *ev;
+    srv_event *ev;            /* grows (moves) as the scheduler adds events: read it only under mu,
+                                 or through srv_task_events */
     int n_ev, cap_ev;
     bool started, done;
     gemma8_status status;
@@ -74,6 +75,11 @@ typedef struct srv_task {
 srv_task *srv_task_new(srv_kind kind);
 /* Drops a reference; the last one frees the task. */
 void srv_task_unref(srv_task *t);
+/* A copy of the task's events from index `from` on (malloc'd into *out, free it; NULL when
+ * none): their count, and whether the task was done when they were taken. The array the
+ * scheduler fills moves as it grows, so no other thread reads it outside the task's mutex;
+ * the texts the events point to never move and live as long as the task. */
+int srv_task_events(srv_task *t, int from, srv_event **out, bool *done);
 /* Copies stop strings into the task (at most SRV_MAX_STOP). */
 void srv_task_set_stop(srv_task *t, const char *const *stop, int n);
 

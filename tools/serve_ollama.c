@@ -124,15 +124,15 @@ static long stream_next(srv_conn *c, srv_task *t, void *state, char **out) {
     *out = NULL;
     if (st->finished) return -1;
     if (!srv_task_wait(t, st->seen, 1.0)) return 0;
-    pthread_mutex_lock(&t->mu);
-    const int n = t->n_ev;
-    const bool done = t->done;
-    pthread_mutex_unlock(&t->mu);
-    if (n > st->seen) {
-        char *text = srv_events_text(t->ev + st->seen, n - st->seen);
+    bool done;
+    srv_event *ev;
+    const int n = srv_task_events(t, st->seen, &ev, &done);
+    if (n > 0) {
+        char *text = srv_events_text(ev, n);
         ndjson(out, &len, base(s, st, text ? text : "", false));
         free(text);
-        st->seen = n;
+        free(ev);
+        st->seen += n;
     }
     if (done) {
         if (t->status) {
@@ -171,7 +171,10 @@ static int answer(srv_conn *c, const cJSON *body, srv_task *t, bool chat) {
     } else if (t->status) {
         rc = ollama_error(c, atomic_load(&s->stopping) ? 503 : 500, t->error);
     } else {
-        char *text = srv_events_text(t->ev, t->n_ev);
+        srv_event *ev;
+        const int n = srv_task_events(t, 0, &ev, NULL);
+        char *text = srv_events_text(ev, n);
+        free(ev);
         cJSON *o = base(s, st, text ? text : "", true);
         free(text);
         add_stats(s, st, t, o);

@@ -264,18 +264,18 @@ static long stream_next(srv_conn *c, srv_task *t, void *state, char **out) {
             srv_buf_add(out, &len, "", ": waiting\n\n", ""); /* keeps proxies and clients from timing out */
         return (long)len;
     }
-    pthread_mutex_lock(&t->mu);
-    const int n = t->n_ev;
-    const bool done = t->done;
-    pthread_mutex_unlock(&t->mu);
-    if (n > st->seen) { /* the new tokens, one chunk (events are not moved once written) */
+    bool done;
+    srv_event *ev;
+    const int n = srv_task_events(t, st->seen, &ev, &done); /* the new tokens, a copy */
+    if (n > 0) {
         cJSON *o = chunk_base(s, st);
         cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"),
-                             choice(s, st, t->ev + st->seen, n - st->seen, NULL, t->n_logprobs >= 0));
-        st->seen = n;
+                             choice(s, st, ev, n, NULL, t->n_logprobs >= 0));
+        free(ev);
+        st->seen += n;
         sse(out, &len, o);
     }
-    if (done && st->seen == n) {
+    if (done) {
         if (t->status) { /* an error, or the server shutting down: an error event ends the stream */
             cJSON *e = cJSON_CreateObject();
             cJSON *err = cJSON_AddObjectToObject(e, "error");
@@ -341,7 +341,10 @@ static int answer(srv_conn *c, const cJSON *body, srv_task *t, bool chat) {
     cJSON_AddStringToObject(o, "object", chat ? "chat.completion" : "text_completion");
     cJSON_AddNumberToObject(o, "created", (double)st->created);
     cJSON_AddStringToObject(o, "model", s->alias);
-    cJSON *ch = choice(s, st, t->ev, t->n_ev, finish_reason(t), t->n_logprobs >= 0);
+    srv_event *ev;
+    const int n_ev = srv_task_events(t, 0, &ev, NULL);
+    cJSON *ch = choice(s, st, ev, n_ev, finish_reason(t), t->n_logprobs >= 0);
+    free(ev);
     if (chat) { /* a message instead of a delta */
         cJSON *delta = cJSON_DetachItemFromObject(ch, "delta");
         cJSON *msg = cJSON_CreateObject();

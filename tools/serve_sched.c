@@ -101,6 +101,21 @@ static void task_push(srv_task *t, srv_event *e) {
     pthread_mutex_unlock(&t->mu);
 }
 
+int srv_task_events(srv_task *t, int from, srv_event **out, bool *done) {
+    *out = NULL;
+    pthread_mutex_lock(&t->mu);
+    const int n = t->n_ev > from ? t->n_ev - from : 0;
+    if (done) *done = t->done;
+    if (n) *out = malloc((size_t)n * sizeof **out);
+    if (*out) memcpy(*out, t->ev + from, (size_t)n * sizeof **out);
+    pthread_mutex_unlock(&t->mu);
+    if (n && !*out) {
+        if (done) *done = false; /* out of memory: nothing taken, the caller asks again */
+        return 0;
+    }
+    return n;
+}
+
 static void task_finish(srv_task *t, gemma8_status st, const char *error) {
     pthread_mutex_lock(&t->mu);
     t->status = st;

@@ -61,6 +61,7 @@ async function stopServer(s) {
 }
 
 let srv;
+let sharedLog; // the shared server's stderr so far
 let NAME; // the model's name in the APIs (its general.name)
 let openai;
 let ollama;
@@ -70,6 +71,7 @@ before(async () => {
   const r = spawnSync(BIN, ["demo", "-o", MODEL, "--tokenizer", TOK, "-n", "1"], { encoding: "utf8" });
   assert.equal(r.status, 0, r.stderr);
   srv = await startServer(["-np", "4", "-c", "4096", "-t", "1", "--queue", "64"]);
+  sharedLog = srv.log;
   openai = new OpenAI({ baseURL: srv.url + "/v1", apiKey: "none" });
   ollama = new Ollama({ host: srv.url });
   NAME = (await (await fetch(srv.url + "/v1/models")).json()).data[0].id;
@@ -547,4 +549,14 @@ test("ollama client: format schema and format json give valid JSON; llama.cpp's 
     body: JSON.stringify({ prompt: "Pick:", max_tokens: 40, temperature: 1, seed: 5, grammar: 'root ::= ("yes" | "no") " " [0-9]{1,3}' }),
   })).json();
   assert.match(c.choices[0].text, /^(yes|no) [0-9]{1,3}$/);
+});
+
+// Last: the shared server stops on SIGTERM with status 0 and no sanitizer report (under
+// `make test-tsan` and `make test-asan` a race or a memory error fails here).
+test("the server stops cleanly, with no sanitizer report", async () => {
+  const code = await stopServer(srv);
+  srv = null;
+  const log = sharedLog();
+  assert.doesNotMatch(log, /ThreadSanitizer|AddressSanitizer|LeakSanitizer|runtime error/, log.slice(0, 4000));
+  assert.equal(code, 0);
 });

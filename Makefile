@@ -7,7 +7,7 @@ SHELL := /bin/bash
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
-override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Iinclude -Isrc -pthread -fPIC
+override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Iinclude -Isrc -pthread -fPIC -fvisibility=hidden
 override LDLIBS += -lcjson -lm -pthread
 PREFIX  ?= /usr/local
 LIBDIR  ?= $(PREFIX)/lib
@@ -86,6 +86,7 @@ test: $(BUILD)/gemma8 $(BUILD)/test-gemma8 $(BUILD)/test-cxx $(BUILD)/diff-cases
 		$(BUILD)/test-gemma8
 	@# the server on loopback, driven by the official openai and ollama npm clients
 	GEMMA8=$(BUILD)/gemma8 GEMMA8_GRAMMAR_OUT=$(BUILD)/grammar-replies.jsonl node --test tests/js/server.test.mjs
+	GEMMA8=$(BUILD)/gemma8 node --test tests/js/stream-stress.test.mjs
 
 $(BUILD)/bench-kernels: bench/bench-kernels.c $(BUILD)/libgemma8.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDFLAGS) $(LDLIBS)
@@ -109,6 +110,16 @@ demo: $(BUILD)/gemma8
 
 test-asan:
 	GEMMA8_SANITIZED=1 $(MAKE) BUILD=build-asan CC=clang CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
+
+# ThreadSanitizer: the library's threaded tests (thread pool, batches, asynchronous runs,
+# abort), the server suite and the streaming stress test; any report fails the run
+TSAN_TESTS := threads generate decode_batch eval_ sampling lora_ serve
+test-tsan:
+	$(MAKE) BUILD=build-tsan CC=clang CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
+		build-tsan/gemma8 build-tsan/test-gemma8
+	TSAN_OPTIONS="halt_on_error=1 exitcode=66" GEMMA8_SANITIZED=1 build-tsan/test-gemma8 $(TSAN_TESTS)
+	TSAN_OPTIONS="exitcode=66" GEMMA8=build-tsan/gemma8 GEMMA8_SANITIZED=1 node --test \
+		tests/js/server.test.mjs tests/js/stream-stress.test.mjs
 
 # aarch64 (NEON dot-product kernels): cross-compiled, tests run under qemu-user
 test-arm:
@@ -182,11 +193,16 @@ check-headers:
 			-Itests -fsyntax-only -x c - || { echo "check-headers: $$h does not compile alone"; exit 1; }; \
 	done; echo "check-headers: $(words $(HEADERS)) headers compile alone"
 
+# the shared library exports exactly the public header's functions, and a program that links
+# a library exporting ggml's gguf_* names before libgemma8 still reaches gemma8's own code
+check-exports: $(BUILD)/libgemma8.so.$(VERSION)
+	BUILD=$(BUILD) sh tests/exports/check.sh
+
 # a fresh clone: plain `make`, the installed library used through pkg-config by a program of its own
 check-install:
 	sh tests/install-test.sh
 
 clean:
-	rm -rf build build-asan build-arm build-fuzz
+	rm -rf build build-asan build-tsan build-arm build-fuzz
 
-.PHONY: all bench bench-serve demo fuzz test test-asan test-arm install uninstall check-headers check-install clean
+.PHONY: all bench bench-serve demo fuzz test test-asan test-tsan test-arm install uninstall check-headers check-exports check-install clean

@@ -38,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         gemma8_lora_free(lora);
     }
     gguf_file f;
-    if (gguf_open(path, &f) == GEMMA8_OK) gguf_close(&f);
+    if (g8_gguf_open(path, &f) == GEMMA8_OK) g8_gguf_close(&f);
     gemma8_model *m;
     gemma8_model_params mp = gemma8_model_default_params();
     if (gemma8_model_load(path, &mp, &m) == GEMMA8_OK) {

@@ -44,9 +44,19 @@
 extern "C" {
 #endif
 
+/* Marks the library's exported functions: it is built with hidden visibility,
+ * so these are the only symbols libgemma8.so exports. */
+#ifndef GEMMA8_API
+#if defined(__GNUC__) || defined(__clang__)
+#define GEMMA8_API __attribute__((visibility("default")))
+#else
+#define GEMMA8_API
+#endif
+#endif
+
 /* The library's version, "MAJOR.MINOR.PATCH". */
 #define GEMMA8_VERSION "0.3.0"
-const char *gemma8_version(void);
+GEMMA8_API const char *gemma8_version(void);
 
 /* Status codes. Append only: never reorder or renumber. */
 typedef enum gemma8_status {
@@ -62,15 +72,15 @@ typedef enum gemma8_status {
 } gemma8_status;
 
 /* A short name for a status ("ok", "i/o error", ...). Never NULL. */
-const char *gemma8_status_str(gemma8_status status);
+GEMMA8_API const char *gemma8_status_str(gemma8_status status);
 
 /* The message of the last failure on the calling thread, naming the problem
  * (file, tensor, offset, ...). Empty string if none. */
-const char *gemma8_last_error(void);
+GEMMA8_API const char *gemma8_last_error(void);
 
 /* Log callback, set once. level: 0 error, 1 warning, 2 info, 3 debug. */
 typedef void (*gemma8_log_fn)(int level, const char *msg, void *user_data);
-void gemma8_log_set(gemma8_log_fn fn, void *user_data);
+GEMMA8_API void gemma8_log_set(gemma8_log_fn fn, void *user_data);
 
 /* ---- conversion ------------------------------------------------------- */
 
@@ -85,9 +95,9 @@ typedef enum gemma8_type {
 } gemma8_type;
 
 /* Name of a type ("f32", "f16", "q4_0", "q8_0", "q6_k", "bf16"); "?" if unknown. */
-const char *gemma8_type_name(gemma8_type type);
+GEMMA8_API const char *gemma8_type_name(gemma8_type type);
 /* Parses a type name; returns false if unknown. */
-bool gemma8_type_parse(const char *name, gemma8_type *out);
+GEMMA8_API bool gemma8_type_parse(const char *name, gemma8_type *out);
 
 /* Progress callback: `what` is being written, done of total bytes of the file.
  * Called at least every 64 MiB. Return false to cancel: the conversion then
@@ -105,24 +115,24 @@ typedef struct gemma8_convert_params {
                                       q8_0 when type is q4_0, else type; default -1 */
 } gemma8_convert_params;
 
-gemma8_convert_params gemma8_convert_default_params(void);
+GEMMA8_API gemma8_convert_params gemma8_convert_default_params(void);
 
 /* Converts a Hugging Face Gemma 2 checkpoint directory (config.json and
  * model.safetensors or shards with model.safetensors.index.json) into one GGUF
  * file. The file is written to a temporary name in the same directory and
  * renamed only when complete. */
-gemma8_status gemma8_convert_hf(const char *hf_dir, const char *out_path,
+GEMMA8_API gemma8_status gemma8_convert_hf(const char *hf_dir, const char *out_path,
                                 const gemma8_convert_params *params);
 
 /* Re-quantizes a GGUF Gemma 2 model (f32, f16, bf16, q8_0 or q4_0 matrices, as
  * llama.cpp's llama-quantize does) to params->type and output_type: the
  * matrices are widened to f32 and quantized again; everything else is copied. */
-gemma8_status gemma8_quantize(const char *in_path, const char *out_path, const gemma8_convert_params *params);
+GEMMA8_API gemma8_status gemma8_quantize(const char *in_path, const char *out_path, const gemma8_convert_params *params);
 
 /* Writes a random-weight model of the shape given by a Hugging Face config.json
  * (for benchmarks), with the tokenizer of tokenizer_dir (tokenizer.json) when
  * given, else a placeholder vocabulary. */
-gemma8_status gemma8_convert_random(const char *config_path, const char *tokenizer_dir, const char *out_path,
+GEMMA8_API gemma8_status gemma8_convert_random(const char *config_path, const char *tokenizer_dir, const char *out_path,
                                     const gemma8_convert_params *params);
 
 /* ---- model ------------------------------------------------------------ */
@@ -133,13 +143,13 @@ typedef struct gemma8_model_params {
     int32_t reserved;              /* no options yet; keep for ABI growth */
 } gemma8_model_params;
 
-gemma8_model_params gemma8_model_default_params(void);
+GEMMA8_API gemma8_model_params gemma8_model_default_params(void);
 
 /* Loads a gemma2 GGUF file (written by gemma8 or by llama.cpp). The weights are
  * memory-mapped and used in place. */
-gemma8_status gemma8_model_load(const char *path, const gemma8_model_params *params,
+GEMMA8_API gemma8_status gemma8_model_load(const char *path, const gemma8_model_params *params,
                                 gemma8_model **out);
-void gemma8_model_free(gemma8_model *model);
+GEMMA8_API void gemma8_model_free(gemma8_model *model);
 
 /* Hyper-parameters of a loaded model. */
 typedef struct gemma8_model_info {
@@ -166,7 +176,7 @@ typedef struct gemma8_model_info {
     int32_t tensors_of_type[32];
 } gemma8_model_info;
 
-gemma8_model_info gemma8_model_get_info(const gemma8_model *model);
+GEMMA8_API gemma8_model_info gemma8_model_get_info(const gemma8_model *model);
 
 /* ---- tokenizer and chat template -------------------------------------- */
 
@@ -176,21 +186,21 @@ gemma8_model_info gemma8_model_get_info(const gemma8_model *model);
  * (newline and space runs, HTML tags) are always recognised, as in Hugging Face.
  * Writes at most max ids to out and the count to *n_out; if they do not fit,
  * returns GEMMA8_ERR_BUFFER_TOO_SMALL with *n_out the count needed. */
-gemma8_status gemma8_tokenize(const gemma8_model *model, const char *text, size_t len, bool add_bos,
+GEMMA8_API gemma8_status gemma8_tokenize(const gemma8_model *model, const char *text, size_t len, bool add_bos,
                               bool parse_special, int32_t *out, int32_t max, int32_t *n_out);
 
 /* Decodes ids to UTF-8 text (byte pieces fused; invalid byte runs become
  * U+FFFD). skip_special leaves out control tokens. Writes at most cap bytes
  * plus a NUL; *n_out gets the length; GEMMA8_ERR_BUFFER_TOO_SMALL if it did not fit. */
-gemma8_status gemma8_detokenize(const gemma8_model *model, const int32_t *ids, int32_t n, bool skip_special,
+GEMMA8_API gemma8_status gemma8_detokenize(const gemma8_model *model, const int32_t *ids, int32_t n, bool skip_special,
                                 char *buf, size_t cap, size_t *n_out);
 
 /* Special token ids (-1 if the vocabulary has none). */
-int32_t gemma8_token_bos(const gemma8_model *model);
-int32_t gemma8_token_eos(const gemma8_model *model);
-int32_t gemma8_token_end_of_turn(const gemma8_model *model);
+GEMMA8_API int32_t gemma8_token_bos(const gemma8_model *model);
+GEMMA8_API int32_t gemma8_token_eos(const gemma8_model *model);
+GEMMA8_API int32_t gemma8_token_end_of_turn(const gemma8_model *model);
 /* True for tokens that end a chat reply (<eos>, <end_of_turn>). */
-bool gemma8_token_is_eog(const gemma8_model *model, int32_t token);
+GEMMA8_API bool gemma8_token_is_eog(const gemma8_model *model, int32_t token);
 
 typedef struct gemma8_chat_message {
     const char *role;      /* "user", "assistant" (or "model"), or "system" */
@@ -205,7 +215,7 @@ typedef struct gemma8_chat_message {
  * add_generation_prompt, "<start_of_turn>model\n" ends the prompt. Fails with
  * GEMMA8_ERR_UNSUPPORTED if the model's chat template is not Gemma's. Output
  * as gemma8_tokenize. */
-gemma8_status gemma8_chat_tokenize(const gemma8_model *model, const gemma8_chat_message *msgs, int32_t n_msgs,
+GEMMA8_API gemma8_status gemma8_chat_tokenize(const gemma8_model *model, const gemma8_chat_message *msgs, int32_t n_msgs,
                                    bool add_generation_prompt, int32_t *out, int32_t max, int32_t *n_out);
 
 /* ---- context ---------------------------------------------------------- */
@@ -228,12 +238,12 @@ typedef struct gemma8_context_params {
     int32_t n_seq;        /* independent sequences (conversations, server slots); default 1 */
 } gemma8_context_params;
 
-gemma8_context_params gemma8_context_default_params(void);
+GEMMA8_API gemma8_context_params gemma8_context_default_params(void);
 
 /* Creates a context. Before allocating, the memory it needs (with the weights)
  * is compared with the memory available: GEMMA8_ERR_NOMEM with both figures
  * and the largest context that would fit, instead of failing half-way. */
-gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_params *params,
+GEMMA8_API gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_params *params,
                                  gemma8_context **out);
 
 /* What a model with a context of these parameters needs, in bytes. */
@@ -246,27 +256,27 @@ typedef struct gemma8_memory_estimate {
     uint64_t available;          /* MemAvailable of this machine (0 if unknown) */
 } gemma8_memory_estimate;
 
-gemma8_memory_estimate gemma8_estimate_memory(const gemma8_model *model, const gemma8_context_params *params);
-void gemma8_context_free(gemma8_context *ctx);
+GEMMA8_API gemma8_memory_estimate gemma8_estimate_memory(const gemma8_model *model, const gemma8_context_params *params);
+GEMMA8_API void gemma8_context_free(gemma8_context *ctx);
 
 /* Runs the model on n tokens that follow the tokens already in the KV cache of
  * sequence 0. If logits_all is non-NULL it receives n * n_vocab floats (the
  * logits of every position, row-major). The logits of the last position are
  * always available from gemma8_get_logits(). */
-gemma8_status gemma8_eval(gemma8_context *ctx, const int32_t *tokens, int32_t n,
+GEMMA8_API gemma8_status gemma8_eval(gemma8_context *ctx, const int32_t *tokens, int32_t n,
                           float *logits_all);
 /* The same on sequence seq (0 .. n_seq-1). */
-gemma8_status gemma8_eval_seq(gemma8_context *ctx, int32_t seq, const int32_t *tokens, int32_t n,
+GEMMA8_API gemma8_status gemma8_eval_seq(gemma8_context *ctx, int32_t seq, const int32_t *tokens, int32_t n,
                               float *logits_all);
 
 /* As gemma8_eval, with n inputs of n_embd floats instead of token ids: they
  * enter the residual stream directly (a token's own input is its embedding row
  * times sqrt(n_embd)). In the history they count as token -1. */
-gemma8_status gemma8_eval_embd(gemma8_context *ctx, const float *embd, int32_t n, float *logits_all);
+GEMMA8_API gemma8_status gemma8_eval_embd(gemma8_context *ctx, const float *embd, int32_t n, float *logits_all);
 
 /* The last hidden layer (n_embd floats, after the final norm) of the last
  * evaluated position: RKLLM's GET_LAST_HIDDEN_LAYER, for embeddings. */
-const float *gemma8_get_hidden(const gemma8_context *ctx);
+GEMMA8_API const float *gemma8_get_hidden(const gemma8_context *ctx);
 
 /* ---- LoRA adapters ---------------------------------------------------------------- */
 
@@ -277,28 +287,28 @@ const float *gemma8_get_hidden(const gemma8_context *ctx);
  * refers to the model and never changes its weights; free it before the model.
  * DoRA, modules_to_save, bias terms and adapters on the embedding are refused. */
 typedef struct gemma8_lora gemma8_lora;
-gemma8_status gemma8_lora_load(const gemma8_model *model, const char *path, gemma8_lora **out);
-void gemma8_lora_free(gemma8_lora *lora);
+GEMMA8_API gemma8_status gemma8_lora_load(const gemma8_model *model, const char *path, gemma8_lora **out);
+GEMMA8_API void gemma8_lora_free(gemma8_lora *lora);
 /* The file or folder name it was loaded from. */
-const char *gemma8_lora_name(const gemma8_lora *lora);
+GEMMA8_API const char *gemma8_lora_name(const gemma8_lora *lora);
 typedef struct gemma8_lora_info {
     int32_t n_matrices;     /* adapted matrices (of n_layer * 7) */
     int32_t min_rank, max_rank;
     uint64_t n_params;      /* of A and B */
     float alpha;            /* as llama.cpp's file holds it (PEFT: lora_alpha, times sqrt(r) with rsLoRA) */
 } gemma8_lora_info;
-gemma8_lora_info gemma8_lora_get_info(const gemma8_lora *lora);
+GEMMA8_API gemma8_lora_info gemma8_lora_get_info(const gemma8_lora *lora);
 /* Sequence s applies these adapters (at most 8), each with its scale, from now
  * on: y = W x + sum scale_i * (alpha/r) * B_i (A_i x) for every adapted matrix
  * (n = 0: none). A change of set clears the sequence (its cache was computed
  * under the old one). Sequences of one context may use different sets, also in
  * one batch; scale 0 gives the base model bit for bit. */
-gemma8_status gemma8_seq_set_lora(gemma8_context *ctx, int32_t s, const gemma8_lora *const *adapters,
+GEMMA8_API gemma8_status gemma8_seq_set_lora(gemma8_context *ctx, int32_t s, const gemma8_lora *const *adapters,
                                   const float *scales, int32_t n);
 /* Writes a PEFT adapter folder as a LoRA GGUF file in llama.cpp's layout (alpha
  * and per-module factors folded so that llama.cpp's alpha / r rule gives PEFT's
  * scaling): the file works in both engines. */
-gemma8_status gemma8_lora_convert(const char *peft_dir, const char *out_path);
+GEMMA8_API gemma8_status gemma8_lora_convert(const char *peft_dir, const char *out_path);
 
 /* Batched evaluation: n <= n_batch entries (seqs[i], tokens[i]), the entries of
  * a sequence together and in order: its next tokens, appended at its end (one
@@ -311,40 +321,40 @@ gemma8_status gemma8_lora_convert(const char *peft_dir, const char *out_path);
  * sequence's tokens alone (gemma8_eval_seq) gives, whatever else is in the
  * batch, in whatever order, and however the sequence's earlier tokens were cut
  * into evaluations. */
-gemma8_status gemma8_decode_batch(gemma8_context *ctx, const int32_t *seqs, const int32_t *tokens, int32_t n,
+GEMMA8_API gemma8_status gemma8_decode_batch(gemma8_context *ctx, const int32_t *seqs, const int32_t *tokens, int32_t n,
                                   float *logits);
 
 /* Evaluates n tokens after those of sequence seq and writes the last hidden
  * layer (after the final norm) of every one of them to hidden_all (n * n_embd
  * floats): what mean-pooled embeddings are made of. */
-gemma8_status gemma8_eval_hidden(gemma8_context *ctx, int32_t seq, const int32_t *tokens, int32_t n,
+GEMMA8_API gemma8_status gemma8_eval_hidden(gemma8_context *ctx, int32_t seq, const int32_t *tokens, int32_t n,
                                  float *hidden_all);
 
 /* The logits (n_vocab floats) of the last evaluated position. */
-const float *gemma8_get_logits(const gemma8_context *ctx);
+GEMMA8_API const float *gemma8_get_logits(const gemma8_context *ctx);
 
 /* Positions each sequence holds, and the number of sequences. */
-int32_t gemma8_n_ctx(const gemma8_context *ctx);
-int32_t gemma8_n_seq(const gemma8_context *ctx);
+GEMMA8_API int32_t gemma8_n_ctx(const gemma8_context *ctx);
+GEMMA8_API int32_t gemma8_n_seq(const gemma8_context *ctx);
 
 /* Number of tokens in the KV cache (of sequence 0; gemma8_seq_n_past: of seq). */
-int32_t gemma8_n_past(const gemma8_context *ctx);
-int32_t gemma8_seq_n_past(const gemma8_context *ctx, int32_t seq);
+GEMMA8_API int32_t gemma8_n_past(const gemma8_context *ctx);
+GEMMA8_API int32_t gemma8_seq_n_past(const gemma8_context *ctx, int32_t seq);
 
 /* Forgets every token: the next gemma8_eval starts at position 0. */
-void gemma8_kv_clear(gemma8_context *ctx);
+GEMMA8_API void gemma8_kv_clear(gemma8_context *ctx);
 
 /* Keeps the first n tokens of the cache (all of them if the sliding-window
  * rings no longer hold what n needs: then the cache is cleared). */
-void gemma8_kv_truncate(gemma8_context *ctx, int32_t n);
+GEMMA8_API void gemma8_kv_truncate(gemma8_context *ctx, int32_t n);
 
 /* The tokens in the cache, oldest first; *n gets their count. */
-const int32_t *gemma8_history(const gemma8_context *ctx, int32_t *n);
+GEMMA8_API const int32_t *gemma8_history(const gemma8_context *ctx, int32_t *n);
 
 /* The same three for sequence seq. */
-void gemma8_seq_clear(gemma8_context *ctx, int32_t seq);
-void gemma8_seq_truncate(gemma8_context *ctx, int32_t seq, int32_t n);
-const int32_t *gemma8_seq_history(const gemma8_context *ctx, int32_t seq, int32_t *n);
+GEMMA8_API void gemma8_seq_clear(gemma8_context *ctx, int32_t seq);
+GEMMA8_API void gemma8_seq_truncate(gemma8_context *ctx, int32_t seq, int32_t n);
+GEMMA8_API const int32_t *gemma8_seq_history(const gemma8_context *ctx, int32_t seq, int32_t *n);
 
 /* ---- sampling ----------------------------------------------------------- */
 
@@ -365,18 +375,18 @@ typedef struct gemma8_sampler_params {
     uint32_t seed;            /* the same seed gives the same draws; default 42 */
 } gemma8_sampler_params;
 
-gemma8_sampler_params gemma8_sampler_default_params(void);
+GEMMA8_API gemma8_sampler_params gemma8_sampler_default_params(void);
 
 typedef struct gemma8_sampler gemma8_sampler;
 
-gemma8_status gemma8_sampler_new(const gemma8_sampler_params *params, gemma8_sampler **out);
-void gemma8_sampler_free(gemma8_sampler *s);
+GEMMA8_API gemma8_status gemma8_sampler_new(const gemma8_sampler_params *params, gemma8_sampler **out);
+GEMMA8_API void gemma8_sampler_free(gemma8_sampler *s);
 /* Draws a token from n_vocab logits (not modified). */
-int32_t gemma8_sampler_sample(gemma8_sampler *s, const float *logits, int32_t n_vocab);
+GEMMA8_API int32_t gemma8_sampler_sample(gemma8_sampler *s, const float *logits, int32_t n_vocab);
 /* Records a token (of the prompt or generated) for the penalties. */
-void gemma8_sampler_accept(gemma8_sampler *s, int32_t token);
+GEMMA8_API void gemma8_sampler_accept(gemma8_sampler *s, int32_t token);
 /* Forgets the history and reseeds. */
-void gemma8_sampler_reset(gemma8_sampler *s);
+GEMMA8_API void gemma8_sampler_reset(gemma8_sampler *s);
 
 /* ---- constrained output -------------------------------------------------- */
 
@@ -386,39 +396,39 @@ void gemma8_sampler_reset(gemma8_sampler *s);
 typedef struct gemma8_grammar gemma8_grammar;
 
 /* GBNF text (start rule "root"); a bad grammar fails with the line or rule named. */
-gemma8_status gemma8_grammar_from_gbnf(const char *gbnf, gemma8_grammar **out);
+GEMMA8_API gemma8_status gemma8_grammar_from_gbnf(const char *gbnf, gemma8_grammar **out);
 /* A JSON Schema (its JSON text): replies are JSON valid against it. NULL: any
  * JSON object (OpenAI's json_object, Ollama's "json"). Unsupported keywords
  * fail, naming the keyword; `format` values it cannot enforce are warnings. */
-gemma8_status gemma8_grammar_from_json_schema(const char *schema, gemma8_grammar **out);
+GEMMA8_API gemma8_status gemma8_grammar_from_json_schema(const char *schema, gemma8_grammar **out);
 /* The grammar's GBNF (a schema's translation); its warnings (lines), or NULL. */
-const char *gemma8_grammar_gbnf(const gemma8_grammar *g);
-const char *gemma8_grammar_warnings(const gemma8_grammar *g);
-void gemma8_grammar_free(gemma8_grammar *g);
+GEMMA8_API const char *gemma8_grammar_gbnf(const gemma8_grammar *g);
+GEMMA8_API const char *gemma8_grammar_warnings(const gemma8_grammar *g);
+GEMMA8_API void gemma8_grammar_free(gemma8_grammar *g);
 
 /* A grammar followed over a model's vocabulary: which tokens may come next.
  * Control and unused tokens are never allowed; <eos>/<end_of_turn> only where
  * the grammar is complete. The first matcher of a model builds an index of its
  * vocabulary (a trie of token texts), which the model keeps. */
 typedef struct gemma8_matcher gemma8_matcher;
-gemma8_status gemma8_matcher_new(const gemma8_model *model, const gemma8_grammar *g, gemma8_matcher **out);
+GEMMA8_API gemma8_status gemma8_matcher_new(const gemma8_model *model, const gemma8_grammar *g, gemma8_matcher **out);
 /* Sets bit (id % 8) of mask[id / 8] for each token allowed next ((n_vocab + 7) / 8 bytes). */
-gemma8_status gemma8_matcher_mask(gemma8_matcher *m, uint8_t *mask);
+GEMMA8_API gemma8_status gemma8_matcher_mask(gemma8_matcher *m, uint8_t *mask);
 /* Tokens the reply may still take, counting the next (0: no limit): the mask then
  * keeps only tokens after which the grammar can still be completed in time, so a
  * reply that reaches its length limit is complete. (gemma8_generate sets it.) */
-gemma8_status gemma8_matcher_set_budget(gemma8_matcher *m, int32_t tokens);
+GEMMA8_API gemma8_status gemma8_matcher_set_budget(gemma8_matcher *m, int32_t tokens);
 /* Follows a token; GEMMA8_ERR_INVALID_ARG (state unchanged) if not allowed. */
-gemma8_status gemma8_matcher_accept(gemma8_matcher *m, int32_t token);
+GEMMA8_API gemma8_status gemma8_matcher_accept(gemma8_matcher *m, int32_t token);
 /* True when the grammar is complete and nothing more can follow. */
-bool gemma8_matcher_done(const gemma8_matcher *m);
-void gemma8_matcher_reset(gemma8_matcher *m);
-void gemma8_matcher_free(gemma8_matcher *m);
+GEMMA8_API bool gemma8_matcher_done(const gemma8_matcher *m);
+GEMMA8_API void gemma8_matcher_reset(gemma8_matcher *m);
+GEMMA8_API void gemma8_matcher_free(gemma8_matcher *m);
 
 /* The sampler draws only tokens the grammar allows, and follows each token it
  * is given (gemma8_sampler_accept) once the grammar is set; NULL removes it.
  * The grammar and model must outlive the sampler. */
-gemma8_status gemma8_sampler_set_grammar(gemma8_sampler *s, const gemma8_model *model, const gemma8_grammar *g);
+GEMMA8_API gemma8_status gemma8_sampler_set_grammar(gemma8_sampler *s, const gemma8_model *model, const gemma8_grammar *g);
 
 /* ---- generation ------------------------------------------------------- */
 
@@ -460,7 +470,7 @@ typedef struct gemma8_generate_params {
                                        ends where it is complete; default NULL */
 } gemma8_generate_params;
 
-gemma8_generate_params gemma8_generate_default_params(void);
+GEMMA8_API gemma8_generate_params gemma8_generate_default_params(void);
 
 typedef struct gemma8_generate_result {
     int32_t n_prompt;              /* prompt tokens */
@@ -475,7 +485,7 @@ typedef struct gemma8_generate_result {
 /* Generates after prompt. The prompt is the whole sequence so far: the longest
  * prefix it shares with the cache is kept and only the rest is evaluated, so a
  * follow-up turn only prefills its new tokens. Generated tokens join the cache. */
-gemma8_status gemma8_generate(gemma8_context *ctx, const int32_t *prompt, int32_t n_prompt,
+GEMMA8_API gemma8_status gemma8_generate(gemma8_context *ctx, const int32_t *prompt, int32_t n_prompt,
                               const gemma8_generate_params *params, gemma8_generate_result *result);
 
 /* The same one step at a time, for a caller that interleaves several
@@ -488,25 +498,25 @@ gemma8_status gemma8_generate(gemma8_context *ctx, const int32_t *prompt, int32_
  * (FINISH to the callback; GEMMA8_STOP_ABORTED if ended before done) and frees
  * it. Steps of different generations may alternate on one context. */
 typedef struct gemma8_gen gemma8_gen;
-gemma8_status gemma8_gen_begin(gemma8_context *ctx, const int32_t *prompt, int32_t n_prompt,
+GEMMA8_API gemma8_status gemma8_gen_begin(gemma8_context *ctx, const int32_t *prompt, int32_t n_prompt,
                                const gemma8_generate_params *params, gemma8_gen **out);
-gemma8_status gemma8_gen_step(gemma8_gen *gen, bool *done);
+GEMMA8_API gemma8_status gemma8_gen_step(gemma8_gen *gen, bool *done);
 /* Whether the whole prompt has been evaluated. */
-bool gemma8_gen_prefilled(const gemma8_gen *gen);
+GEMMA8_API bool gemma8_gen_prefilled(const gemma8_gen *gen);
 /* The logits (n_vocab) the last token was drawn from; valid until the next step
  * of any generation, or eval, on the context. */
-const float *gemma8_gen_logits(const gemma8_gen *gen);
-gemma8_status gemma8_gen_end(gemma8_gen *gen, gemma8_generate_result *result);
+GEMMA8_API const float *gemma8_gen_logits(const gemma8_gen *gen);
+GEMMA8_API gemma8_status gemma8_gen_end(gemma8_gen *gen, gemma8_generate_result *result);
 /* One step of each of n generations of one context (done[i] as for
  * gemma8_gen_step), all in one forward pass (gemma8_decode_batch): the next
  * token of each that is decoding, and the next chunk of the prompts being
  * evaluated, as many prompt tokens as n_batch leaves room for, the earlier
  * generations in gens first. Each is bit-identical to stepping it alone. A
  * server's loop over its slots. */
-gemma8_status gemma8_gen_step_many(gemma8_gen **gens, int32_t n, bool *done);
+GEMMA8_API gemma8_status gemma8_gen_step_many(gemma8_gen **gens, int32_t n, bool *done);
 
 /* Templates a conversation (gemma8_chat_tokenize) and generates the reply. */
-gemma8_status gemma8_chat(gemma8_context *ctx, const gemma8_chat_message *msgs, int32_t n_msgs,
+GEMMA8_API gemma8_status gemma8_chat(gemma8_context *ctx, const gemma8_chat_message *msgs, int32_t n_msgs,
                           const gemma8_generate_params *params, gemma8_generate_result *result);
 
 /* Abort, from any thread. Each gemma8_eval*, gemma8_generate and gemma8_chat
@@ -514,21 +524,21 @@ gemma8_status gemma8_chat(gemma8_context *ctx, const gemma8_chat_message *msgs, 
  * return GEMMA8_ERR_ABORTED within one layer of the forward pass (the sequence
  * keeps what was complete: the tokens of an interrupted pass are not added).
  * An abort between two calls is forgotten by the next. */
-void gemma8_abort(gemma8_context *ctx);
+GEMMA8_API void gemma8_abort(gemma8_context *ctx);
 
 /* gemma8_generate on a thread of its own; prompt is copied, params too (not the
  * stop strings). One at a time per context; collect it with gemma8_wait. */
-gemma8_status gemma8_generate_async(gemma8_context *ctx, const int32_t *prompt, int32_t n_prompt,
+GEMMA8_API gemma8_status gemma8_generate_async(gemma8_context *ctx, const int32_t *prompt, int32_t n_prompt,
                                     const gemma8_generate_params *params);
-gemma8_status gemma8_wait(gemma8_context *ctx, gemma8_generate_result *result);
+GEMMA8_API gemma8_status gemma8_wait(gemma8_context *ctx, gemma8_generate_result *result);
 
 /* ---- prompt cache ------------------------------------------------------- */
 
 /* Writes the cache (tokens and their keys/values) to a file, atomically. */
-gemma8_status gemma8_cache_save(const gemma8_context *ctx, const char *path);
+GEMMA8_API gemma8_status gemma8_cache_save(const gemma8_context *ctx, const char *path);
 /* Replaces the cache by a saved one; refused with GEMMA8_ERR_FORMAT if the
  * file belongs to another model or does not fit this context. */
-gemma8_status gemma8_cache_load(gemma8_context *ctx, const char *path);
+GEMMA8_API gemma8_status gemma8_cache_load(gemma8_context *ctx, const char *path);
 
 #ifdef __cplusplus
 }

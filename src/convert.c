@@ -142,7 +142,7 @@ static uint64_t splitmix(uint64_t *s) {
 static gemma8_status fill_tensor(void *user, size_t index, void *buf, size_t nbytes) {
     conv_state *cs = user;
     const out_tensor *ot = &cs->t[index];
-    const size_t row_bytes = gguf_row_size(ot->type, ot->cols);
+    const size_t row_bytes = g8_gguf_row_size(ot->type, ot->cols);
     (void)nbytes;
     uint64_t rng = ot->seed;
     for (int64_t r = 0; r < ot->rows; r++) {
@@ -223,7 +223,7 @@ static gemma8_status add_tensor(gguf_writer *w, conv_state *cs, const st_set *se
     ot->lora = -1;
     uint32_t src_type = GEMMA8_TYPE_BF16;
     if (set) {
-        const st_tensor *t = st_find(set, hf_name);
+        const st_tensor *t = g8_st_find(set, hf_name);
         if (!t) return g8_fail(GEMMA8_ERR_FORMAT, "tensor '%s' is missing from the checkpoint", hf_name);
         bool ok = is_norm ? (t->n_dims == 1 && t->shape[0] == cols)
                           : (t->n_dims == 2 && t->shape[0] == rows && t->shape[1] == cols);
@@ -254,7 +254,7 @@ static gemma8_status add_tensor(gguf_writer *w, conv_state *cs, const st_set *se
         }
     }
     int64_t ne[2] = {cols, rows};
-    gguf_add_tensor(w, gguf_name, ot->type, is_norm ? 1 : 2, ne);
+    g8_gguf_add_tensor(w, gguf_name, ot->type, is_norm ? 1 : 2, ne);
     cs->n++;
     return GEMMA8_OK;
 }
@@ -265,7 +265,7 @@ static gemma8_status convert(const char *config_path, const st_set *set, const c
     if (st) return st;
     hf_config c;
     if ((st = read_config(config_path, &c))) return st;
-    gguf_writer *w = gguf_writer_new();
+    gguf_writer *w = g8_gguf_writer_new();
     conv_state cs = {0};
     size_t max_tensors = (size_t)c.layers * LT_COUNT + 3;
     cs.t = g8_calloc(max_tensors, sizeof(out_tensor), "tensor list");
@@ -275,25 +275,25 @@ static gemma8_status convert(const char *config_path, const st_set *set, const c
         goto done;
     }
 
-    gguf_set_str(w, KEY_ARCH, G8_ARCH_NAME);
-    gguf_set_str(w, "general.type", "model");
-    gguf_set_str(w, KEY_NAME, name);
-    gguf_set_u32(w, KEY_CTX, (uint32_t)c.ctx);
-    gguf_set_u32(w, KEY_EMBD, (uint32_t)c.hidden);
-    gguf_set_u32(w, KEY_BLOCKS, (uint32_t)c.layers);
-    gguf_set_u32(w, KEY_FF, (uint32_t)c.ff);
-    gguf_set_u32(w, KEY_HEADS, (uint32_t)c.heads);
-    gguf_set_u32(w, KEY_HEADS_KV, (uint32_t)c.heads_kv);
-    gguf_set_f32(w, KEY_RMS_EPS, c.eps);
-    gguf_set_u32(w, KEY_KEY_LEN, (uint32_t)c.head_dim);
-    gguf_set_u32(w, KEY_VAL_LEN, (uint32_t)c.head_dim);
-    gguf_set_u32(w, KEY_FILE_TYPE, g8_file_type(p->type));
-    gguf_set_f32(w, KEY_ATTN_SOFTCAP, c.attn_cap);
-    gguf_set_f32(w, KEY_FINAL_SOFTCAP, c.final_cap);
-    gguf_set_u32(w, KEY_WINDOW, (uint32_t)c.window);
-    gguf_set_f32(w, KEY_ROPE_BASE, c.rope_base);
-    gguf_set_f32(w, KEY_QUERY_SCALAR, c.qpas);
-    gguf_set_u32(w, KEY_QUANT_VERSION, 2);
+    g8_gguf_set_str(w, KEY_ARCH, G8_ARCH_NAME);
+    g8_gguf_set_str(w, "general.type", "model");
+    g8_gguf_set_str(w, KEY_NAME, name);
+    g8_gguf_set_u32(w, KEY_CTX, (uint32_t)c.ctx);
+    g8_gguf_set_u32(w, KEY_EMBD, (uint32_t)c.hidden);
+    g8_gguf_set_u32(w, KEY_BLOCKS, (uint32_t)c.layers);
+    g8_gguf_set_u32(w, KEY_FF, (uint32_t)c.ff);
+    g8_gguf_set_u32(w, KEY_HEADS, (uint32_t)c.heads);
+    g8_gguf_set_u32(w, KEY_HEADS_KV, (uint32_t)c.heads_kv);
+    g8_gguf_set_f32(w, KEY_RMS_EPS, c.eps);
+    g8_gguf_set_u32(w, KEY_KEY_LEN, (uint32_t)c.head_dim);
+    g8_gguf_set_u32(w, KEY_VAL_LEN, (uint32_t)c.head_dim);
+    g8_gguf_set_u32(w, KEY_FILE_TYPE, g8_file_type(p->type));
+    g8_gguf_set_f32(w, KEY_ATTN_SOFTCAP, c.attn_cap);
+    g8_gguf_set_f32(w, KEY_FINAL_SOFTCAP, c.final_cap);
+    g8_gguf_set_u32(w, KEY_WINDOW, (uint32_t)c.window);
+    g8_gguf_set_f32(w, KEY_ROPE_BASE, c.rope_base);
+    g8_gguf_set_f32(w, KEY_QUERY_SCALAR, c.qpas);
+    g8_gguf_set_u32(w, KEY_QUANT_VERSION, 2);
     if ((st = g8_vocab_convert(w, hf_dir, c.vocab))) goto done;
 
     const int64_t E = c.hidden, Q = (int64_t)c.heads * c.head_dim, KV = (int64_t)c.heads_kv * c.head_dim;
@@ -309,7 +309,7 @@ static gemma8_status convert(const char *config_path, const st_set *set, const c
         cs.lora_scale = p->lora_scale;
     }
     if ((st = add_tensor(w, &cs, set, "model.embed_tokens.weight", TN_TOKEN_EMBD, c.vocab, E, 0, p))) goto done;
-    if (set && st_find(set, "lm_head.weight") &&
+    if (set && g8_st_find(set, "lm_head.weight") &&
         (st = add_tensor(w, &cs, set, "lm_head.weight", TN_OUTPUT, c.vocab, E, 0, p)))
         goto done;
     for (int il = 0; il < c.layers; il++) {
@@ -332,10 +332,10 @@ static gemma8_status convert(const char *config_path, const st_set *set, const c
     if (cs.n_kept)
         g8_log(G8_LOG_WARN, "%d matrices stay unquantized, their rows not being a multiple of 32: %s%s", cs.n_kept,
                cs.kept_names, cs.n_kept > 3 ? ", ..." : "");
-    st = gguf_write(w, out_path, fill_tensor, &cs, p->progress, p->progress_user_data);
+    st = g8_gguf_write(w, out_path, fill_tensor, &cs, p->progress, p->progress_user_data);
 done:
     gemma8_lora_free((gemma8_lora *)cs.lora);
-    gguf_writer_free(w);
+    g8_gguf_writer_free(w);
     free(cs.t);
     free(cs.row);
     return st;
@@ -359,10 +359,10 @@ gemma8_status gemma8_convert_hf(const char *hf_dir, const char *out_path, const 
     hf_config c;
     gemma8_status st = read_config(config, &c); /* refuse other architectures before touching weights */
     st_set set;
-    if (!st) st = st_open_dir(hf_dir, &set);
+    if (!st) st = g8_st_open_dir(hf_dir, &set);
     if (!st) {
         st = convert(config, &set, hf_dir, base_name(hf_dir), out_path, &p);
-        st_close(&set);
+        g8_st_close(&set);
     }
     free(config);
     return st;

@@ -7,7 +7,7 @@
 
 /* ---- types -------------------------------------------------------------- */
 
-int gguf_block_size(uint32_t type) {
+int g8_gguf_block_size(uint32_t type) {
     switch (type) {
     case GEMMA8_TYPE_F32: case GEMMA8_TYPE_F16: case GEMMA8_TYPE_BF16: return 1;
     case GEMMA8_TYPE_Q8_0: case GEMMA8_TYPE_Q4_0: return 32;
@@ -16,7 +16,7 @@ int gguf_block_size(uint32_t type) {
     }
 }
 
-size_t gguf_row_size(uint32_t type, int64_t n) {
+size_t g8_gguf_row_size(uint32_t type, int64_t n) {
     if (n < 0) return 0;
     switch (type) {
     case GEMMA8_TYPE_F32: return (size_t)n * 4;
@@ -141,9 +141,9 @@ static gemma8_status read_tensor_info(cursor *c, gguf_tensor *t) {
     }
     if ((st = rd(c, &t->type, 4, t->name))) return st;
     if ((st = rd(c, &t->offset, 8, t->name))) return st;
-    size_t row = gguf_row_size(t->type, t->ne[0]);
+    size_t row = g8_gguf_row_size(t->type, t->ne[0]);
     if (!row) {
-        if (!gguf_block_size(t->type))
+        if (!g8_gguf_block_size(t->type))
             return g8_fail(GEMMA8_ERR_UNSUPPORTED, "'%s': tensor '%s' has ggml type %u, which gemma8 does not support "
                            "(supported: f32, f16, bf16, q8_0)", c->path, t->name, t->type);
         return g8_fail(GEMMA8_ERR_FORMAT, "'%s': tensor '%s' row of %lld elements is not a whole number of blocks",
@@ -153,7 +153,7 @@ static gemma8_status read_tensor_info(cursor *c, gguf_tensor *t) {
     return GEMMA8_OK;
 }
 
-void gguf_close(gguf_file *f) {
+void g8_gguf_close(gguf_file *f) {
     if (f->kv)
         for (uint64_t i = 0; i < f->n_kv; i++) {
             free(f->kv[i].key);
@@ -167,7 +167,7 @@ void gguf_close(gguf_file *f) {
     memset(f, 0, sizeof *f);
 }
 
-gemma8_status gguf_open(const char *path, gguf_file *f) {
+gemma8_status g8_gguf_open(const char *path, gguf_file *f) {
     memset(f, 0, sizeof *f);
     gemma8_status st = g8_map_file(path, &f->map);
     if (st) return st;
@@ -208,7 +208,7 @@ gemma8_status gguf_open(const char *path, gguf_file *f) {
 
     f->alignment = GGUF_DEFAULT_ALIGNMENT;
     uint32_t al;
-    if (gguf_get_u32(f, "general.alignment", &al, &st)) {
+    if (g8_gguf_get_u32(f, "general.alignment", &al, &st)) {
         if (al == 0 || (al & (al - 1))) {
             st = g8_fail(GEMMA8_ERR_FORMAT, "'%s': general.alignment %u is not a power of two", path, al);
             goto fail;
@@ -244,17 +244,17 @@ gemma8_status gguf_open(const char *path, gguf_file *f) {
     }
     return GEMMA8_OK;
 fail:
-    gguf_close(f);
+    g8_gguf_close(f);
     return st;
 }
 
-const gguf_kv *gguf_find_kv(const gguf_file *f, const char *key) {
+const gguf_kv *g8_gguf_find_kv(const gguf_file *f, const char *key) {
     for (uint64_t i = 0; i < f->n_kv; i++)
         if (strcmp(f->kv[i].key, key) == 0) return &f->kv[i];
     return NULL;
 }
 
-const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name) {
+const gguf_tensor *g8_gguf_find_tensor(const gguf_file *f, const char *name) {
     for (uint64_t i = 0; i < f->n_tensors; i++)
         if (strcmp(f->tensors[i].name, name) == 0) return &f->tensors[i];
     return NULL;
@@ -262,10 +262,10 @@ const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name) {
 
 static const gguf_kv *typed_kv(const gguf_file *f, const char *key, gemma8_status *st) {
     *st = GEMMA8_OK;
-    return gguf_find_kv(f, key);
+    return g8_gguf_find_kv(f, key);
 }
 
-bool gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out, gemma8_status *st) {
+bool g8_gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out, gemma8_status *st) {
     const gguf_kv *kv = typed_kv(f, key, st);
     if (!kv) return false;
     if (kv->type == GGUF_UINT32 || kv->type == GGUF_INT32) {
@@ -287,7 +287,7 @@ bad:
     return false;
 }
 
-bool gguf_get_f32(const gguf_file *f, const char *key, float *out, gemma8_status *st) {
+bool g8_gguf_get_f32(const gguf_file *f, const char *key, float *out, gemma8_status *st) {
     const gguf_kv *kv = typed_kv(f, key, st);
     if (!kv) return false;
     if (kv->type == GGUF_FLOAT32) {
@@ -304,7 +304,7 @@ bool gguf_get_f32(const gguf_file *f, const char *key, float *out, gemma8_status
     return false;
 }
 
-bool gguf_get_bool(const gguf_file *f, const char *key, bool *out, gemma8_status *st) {
+bool g8_gguf_get_bool(const gguf_file *f, const char *key, bool *out, gemma8_status *st) {
     const gguf_kv *kv = typed_kv(f, key, st);
     if (!kv) return false;
     if (kv->type != GGUF_BOOL) {
@@ -315,7 +315,7 @@ bool gguf_get_bool(const gguf_file *f, const char *key, bool *out, gemma8_status
     return true;
 }
 
-bool gguf_get_str(const gguf_file *f, const char *key, gguf_str *out, gemma8_status *st) {
+bool g8_gguf_get_str(const gguf_file *f, const char *key, gguf_str *out, gemma8_status *st) {
     const gguf_kv *kv = typed_kv(f, key, st);
     if (!kv) return false;
     if (kv->type != GGUF_STRING) {
@@ -343,9 +343,9 @@ struct gguf_writer {
     bool oom;
 };
 
-gguf_writer *gguf_writer_new(void) { return g8_calloc(1, sizeof(gguf_writer), "GGUF writer"); }
+gguf_writer *g8_gguf_writer_new(void) { return g8_calloc(1, sizeof(gguf_writer), "GGUF writer"); }
 
-void gguf_writer_free(gguf_writer *w) {
+void g8_gguf_writer_free(gguf_writer *w) {
     if (!w) return;
     for (size_t i = 0; i < w->n_t; i++) free(w->t[i].name);
     free(w->t);
@@ -367,42 +367,38 @@ static void put_key(gguf_writer *w, const char *key, uint32_t type) {
     w->n_kv++;
 }
 
-void gguf_set_str(gguf_writer *w, const char *key, const char *val) {
+void g8_gguf_set_str(gguf_writer *w, const char *key, const char *val) {
     put_key(w, key, GGUF_STRING);
     put_str(w, val);
 }
-void gguf_set_u32(gguf_writer *w, const char *key, uint32_t val) {
+void g8_gguf_set_u32(gguf_writer *w, const char *key, uint32_t val) {
     put_key(w, key, GGUF_UINT32);
     put(w, &val, 4);
 }
-void gguf_set_i32(gguf_writer *w, const char *key, int32_t val) {
-    put_key(w, key, GGUF_INT32);
-    put(w, &val, 4);
-}
-void gguf_set_f32(gguf_writer *w, const char *key, float val) {
+void g8_gguf_set_f32(gguf_writer *w, const char *key, float val) {
     put_key(w, key, GGUF_FLOAT32);
     put(w, &val, 4);
 }
-void gguf_set_bool(gguf_writer *w, const char *key, bool val) {
+void g8_gguf_set_bool(gguf_writer *w, const char *key, bool val) {
     uint8_t b = val;
     put_key(w, key, GGUF_BOOL);
     put(w, &b, 1);
 }
-void gguf_set_arr_str(gguf_writer *w, const char *key, const char *const *vals, uint64_t n) {
+void g8_gguf_set_arr_str(gguf_writer *w, const char *key, const char *const *vals, uint64_t n) {
     uint32_t t = GGUF_STRING;
     put_key(w, key, GGUF_ARRAY);
     put(w, &t, 4);
     put(w, &n, 8);
     for (uint64_t i = 0; i < n; i++) put_str(w, vals[i]);
 }
-void gguf_set_arr(gguf_writer *w, const char *key, uint32_t elem_type, const void *vals, uint64_t n) {
+void g8_gguf_set_arr(gguf_writer *w, const char *key, uint32_t elem_type, const void *vals, uint64_t n) {
     put_key(w, key, GGUF_ARRAY);
     put(w, &elem_type, 4);
     put(w, &n, 8);
     put(w, vals, vtype_size(elem_type) * n);
 }
 
-void gguf_copy_kv(gguf_writer *w, const gguf_kv *kv) {
+void g8_gguf_copy_kv(gguf_writer *w, const gguf_kv *kv) {
     put_key(w, kv->key, kv->type);
     if (kv->type == GGUF_STRING) {
         put(w, &kv->strs[0].len, 8);
@@ -423,7 +419,7 @@ void gguf_copy_kv(gguf_writer *w, const gguf_kv *kv) {
     }
 }
 
-size_t gguf_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims, const int64_t *ne) {
+size_t g8_gguf_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims, const int64_t *ne) {
     if (w->n_t == w->cap_t) {
         size_t cap = w->cap_t ? w->cap_t * 2 : 64;
         wtensor *nt = realloc(w->t, cap * sizeof *nt);
@@ -443,13 +439,13 @@ size_t gguf_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t
     uint64_t rows = 1;
     for (int i = 0; i < GGUF_MAX_DIMS; i++) t->ne[i] = i < (int)n_dims ? ne[i] : 1;
     for (int i = 1; i < GGUF_MAX_DIMS; i++) rows *= (uint64_t)t->ne[i];
-    t->nbytes = gguf_row_size(type, t->ne[0]) * rows;
+    t->nbytes = g8_gguf_row_size(type, t->ne[0]) * rows;
     return w->n_t++;
 }
 
 static const uint8_t zeros[GGUF_DEFAULT_ALIGNMENT];
 
-gemma8_status gguf_write(gguf_writer *w, const char *path, gguf_fill_fn fill, void *user,
+gemma8_status g8_gguf_write(gguf_writer *w, const char *path, gguf_fill_fn fill, void *user,
                          gemma8_progress_fn progress, void *progress_user) {
     if (w->oom || w->kv.oom) return g8_fail(GEMMA8_ERR_NOMEM, "out of memory building the GGUF header of '%s'", path);
     uint64_t off = 0, max_bytes = 0;

@@ -76,22 +76,22 @@ typedef struct gguf_file {
 
 /* Bytes of a row of n elements of a ggml type; 0 if unsupported or not a whole
  * number of blocks. */
-size_t gguf_row_size(uint32_t type, int64_t n);
+size_t g8_gguf_row_size(uint32_t type, int64_t n);
 /* Elements per block of a type (1 for float types, 32 for Q8_0); 0 if unknown. */
-int gguf_block_size(uint32_t type);
+int g8_gguf_block_size(uint32_t type);
 
-gemma8_status gguf_open(const char *path, gguf_file *f);
-void gguf_close(gguf_file *f);
+gemma8_status g8_gguf_open(const char *path, gguf_file *f);
+void g8_gguf_close(gguf_file *f);
 
-const gguf_kv *gguf_find_kv(const gguf_file *f, const char *key);
-const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name);
+const gguf_kv *g8_gguf_find_kv(const gguf_file *f, const char *key);
+const gguf_tensor *g8_gguf_find_tensor(const gguf_file *f, const char *name);
 
 /* Typed getters: return false if the key is missing; fail with a message if it
  * has the wrong type (*st set to an error then). */
-bool gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out, gemma8_status *st);
-bool gguf_get_f32(const gguf_file *f, const char *key, float *out, gemma8_status *st);
-bool gguf_get_bool(const gguf_file *f, const char *key, bool *out, gemma8_status *st);
-bool gguf_get_str(const gguf_file *f, const char *key, gguf_str *out, gemma8_status *st);
+bool g8_gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out, gemma8_status *st);
+bool g8_gguf_get_f32(const gguf_file *f, const char *key, float *out, gemma8_status *st);
+bool g8_gguf_get_bool(const gguf_file *f, const char *key, bool *out, gemma8_status *st);
+bool g8_gguf_get_str(const gguf_file *f, const char *key, gguf_str *out, gemma8_status *st);
 
 /* ---- writer ------------------------------------------------------------ */
 
@@ -100,29 +100,28 @@ typedef struct gguf_writer gguf_writer;
 /* Fills buf (nbytes) with the data of tensor `index` at write time. */
 typedef gemma8_status (*gguf_fill_fn)(void *user, size_t index, void *buf, size_t nbytes);
 
-gguf_writer *gguf_writer_new(void);
-void gguf_writer_free(gguf_writer *w);
+gguf_writer *g8_gguf_writer_new(void);
+void g8_gguf_writer_free(gguf_writer *w);
 
-void gguf_set_str(gguf_writer *w, const char *key, const char *val);
-void gguf_set_u32(gguf_writer *w, const char *key, uint32_t val);
-void gguf_set_i32(gguf_writer *w, const char *key, int32_t val);
-void gguf_set_f32(gguf_writer *w, const char *key, float val);
-void gguf_set_bool(gguf_writer *w, const char *key, bool val);
-void gguf_set_arr_str(gguf_writer *w, const char *key, const char *const *vals, uint64_t n);
+void g8_gguf_set_str(gguf_writer *w, const char *key, const char *val);
+void g8_gguf_set_u32(gguf_writer *w, const char *key, uint32_t val);
+void g8_gguf_set_f32(gguf_writer *w, const char *key, float val);
+void g8_gguf_set_bool(gguf_writer *w, const char *key, bool val);
+void g8_gguf_set_arr_str(gguf_writer *w, const char *key, const char *const *vals, uint64_t n);
 /* Array of fixed-size scalars (elem_type GGUF_FLOAT32, GGUF_INT32, ...), copied. */
-void gguf_set_arr(gguf_writer *w, const char *key, uint32_t elem_type, const void *vals, uint64_t n);
+void g8_gguf_set_arr(gguf_writer *w, const char *key, uint32_t elem_type, const void *vals, uint64_t n);
 
 /* Copies a key/value pair of a file being read (a nested array is not copied: GGUF
  * readers here refuse them). */
-void gguf_copy_kv(gguf_writer *w, const gguf_kv *kv);
+void g8_gguf_copy_kv(gguf_writer *w, const gguf_kv *kv);
 
 /* Declares a tensor; its data comes from fill(user, index, ...) during write.
  * Returns the index. */
-size_t gguf_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
+size_t g8_gguf_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
                        const int64_t *ne);
 
 /* Writes the file atomically (temp file + rename). progress may be NULL. */
-gemma8_status gguf_write(gguf_writer *w, const char *path, gguf_fill_fn fill, void *user,
+gemma8_status g8_gguf_write(gguf_writer *w, const char *path, gguf_fill_fn fill, void *user,
                          gemma8_progress_fn progress, void *progress_user);
 
 #endif

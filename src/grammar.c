@@ -850,25 +850,3 @@ uint32_t g8_gstate_distance(const gemma8_grammar *g, const g8_garena *a, const g
     }
     return sat_add(best, s->need); /* a character under way: its last bytes, at most */
 }
-
-uint64_t g8_gstate_hash(const g8_garena *a, const g8_gstate *s) {
-    uint64_t h = G8_FNV64_SEED;
-    uint32_t head[4] = {(uint32_t)s->n, s->accept, (uint32_t)s->need << 8 | s->len, s->cp};
-    h = g8_fnv64(h, head, sizeof head);
-    for (int i = 0; i < s->n; i++) {
-        for (int32_t f = s->top[i]; f >= 0; f = a->f[f].parent) {
-            uint32_t pc[2] = {a->f[f].pos, a->f[f].count};
-            h = g8_fnv64(h, pc, sizeof pc);
-        }
-        h = g8_fnv64(h, "|", 1);
-    }
-    return h;
-}
-
-bool g8_gstate_equal(const g8_garena *a, const g8_gstate *x, const g8_gstate *y) {
-    if (x->n != y->n || x->accept != y->accept || x->need != y->need || x->len != y->len || x->cp != y->cp)
-        return false;
-    for (int i = 0; i < x->n; i++)
-        if (!same_stack(a, x->top[i], y->top[i])) return false;
-    return true;
-}

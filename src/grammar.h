@@ -104,8 +104,5 @@ bool g8_gstate_compact(g8_garena *a, g8_gstate *s);
 uint32_t g8_gstate_distance(const gemma8_grammar *g, const g8_garena *a, const g8_gstate *s);
 /* The same through one stack (top frame t). */
 uint32_t g8_gstack_distance(const gemma8_grammar *g, const g8_garena *a, int32_t t);
-/* A fingerprint of the state's structure (equal states, equal fingerprints). */
-uint64_t g8_gstate_hash(const g8_garena *a, const g8_gstate *s);
-bool g8_gstate_equal(const g8_garena *a, const g8_gstate *x, const g8_gstate *y);
 
 #endif

@@ -125,22 +125,22 @@ static bool parse_gguf_name(const char *name, int *il, int *which, bool *is_b) {
 
 static gemma8_status load_gguf(gemma8_lora *l, const char *path) {
     gguf_file f;
-    gemma8_status st = gguf_open(path, &f);
+    gemma8_status st = g8_gguf_open(path, &f);
     if (st) return st;
     gguf_str s;
-    if (!gguf_get_str(&f, "general.type", &s, &st) || !str_is(&s, "adapter") ||
-        !gguf_get_str(&f, "adapter.type", &s, &st) || !str_is(&s, "lora")) {
+    if (!g8_gguf_get_str(&f, "general.type", &s, &st) || !str_is(&s, "adapter") ||
+        !g8_gguf_get_str(&f, "adapter.type", &s, &st) || !str_is(&s, "lora")) {
         st = st ? st : g8_fail(GEMMA8_ERR_FORMAT, "'%s' is not a LoRA adapter (general.type 'adapter', adapter.type "
                                                   "'lora')", path);
         goto done;
     }
-    if (gguf_get_str(&f, "general.architecture", &s, &st) && !str_is(&s, "gemma2")) {
+    if (g8_gguf_get_str(&f, "general.architecture", &s, &st) && !str_is(&s, "gemma2")) {
         st = g8_fail(GEMMA8_ERR_UNSUPPORTED, "'%s': an adapter for architecture '%.*s', not gemma2", path,
                      (int)G8_MIN(s.len, 64), s.p);
         goto done;
     }
     if (st) goto done;
-    if (!gguf_get_f32(&f, "adapter.lora.alpha", &l->alpha, &st) && st) goto done;
+    if (!g8_gguf_get_f32(&f, "adapter.lora.alpha", &l->alpha, &st) && st) goto done;
     for (uint64_t i = 0; i < f.n_tensors; i++) {
         const gguf_tensor *a = &f.tensors[i];
         int il, which;
@@ -159,7 +159,7 @@ static gemma8_status load_gguf(gemma8_lora *l, const char *path) {
         }
         char bname[160];
         snprintf(bname, sizeof bname, "%.*s_b", (int)strlen(a->name) - 2, a->name);
-        const gguf_tensor *b = gguf_find_tensor(&f, bname);
+        const gguf_tensor *b = g8_gguf_find_tensor(&f, bname);
         if (!b) {
             st = g8_fail(GEMMA8_ERR_FORMAT, "'%s': '%s' has no '%s'", path, a->name, bname);
             goto done;
@@ -191,7 +191,7 @@ static gemma8_status load_gguf(gemma8_lora *l, const char *path) {
         }
     }
 done:
-    gguf_close(&f);
+    g8_gguf_close(&f);
     return st;
 }
 
@@ -295,7 +295,7 @@ static gemma8_status load_peft(gemma8_lora *l, const char *dir) {
     st_set set = {0};
     char path[4096];
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
-    if (!st) st = st_open_file(path, &set);
+    if (!st) st = g8_st_open_file(path, &set);
     for (size_t i = 0; !st && i < set.n_tensors; i++) {
         const st_tensor *t = &set.tensors[i];
         int il, which;
@@ -313,7 +313,7 @@ static gemma8_status load_peft(gemma8_lora *l, const char *dir) {
         }
         char bname[512];
         snprintf(bname, sizeof bname, "%.*sB.weight", (int)(strlen(t->name) - strlen("A.weight")), t->name);
-        const st_tensor *b = st_find(&set, bname);
+        const st_tensor *b = g8_st_find(&set, bname);
         if (!b) {
             st = g8_fail(GEMMA8_ERR_FORMAT, "'%s': '%s' has no '%s'", path, t->name, bname);
             break;
@@ -345,10 +345,10 @@ static gemma8_status load_peft(gemma8_lora *l, const char *dir) {
         if (len < 14 || strcmp(n + len - 14, ".lora_B.weight")) continue;
         char aname[512];
         snprintf(aname, sizeof aname, "%.*sA.weight", (int)(len - strlen("B.weight")), n);
-        if (!st_find(&set, aname)) st = g8_fail(GEMMA8_ERR_FORMAT, "'%s': '%s' has no lora_A", path, n);
+        if (!g8_st_find(&set, aname)) st = g8_fail(GEMMA8_ERR_FORMAT, "'%s': '%s' has no lora_A", path, n);
     }
     l->alpha = c.alpha * (c.rslora ? sqrtf((float)c.r) : 1.0f);
-    st_close(&set);
+    g8_st_close(&set);
     cJSON_Delete(c.root);
     return st;
 }
@@ -505,15 +505,15 @@ gemma8_status gemma8_lora_convert(const char *peft_dir, const char *out_path) {
     char path[4096];
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", peft_dir);
     gemma8_status st = read_peft_config(peft_dir, &c);
-    if (!st) st = st_open_file(path, &set);
+    if (!st) st = g8_st_open_file(path, &set);
     if (!st && !(ct = g8_calloc(set.n_tensors + 1, sizeof *ct, "a conversion"))) st = GEMMA8_ERR_NOMEM;
-    if (!st && !(w = gguf_writer_new())) st = g8_fail(GEMMA8_ERR_NOMEM, "out of memory");
+    if (!st && !(w = g8_gguf_writer_new())) st = g8_fail(GEMMA8_ERR_NOMEM, "out of memory");
     const float alpha_file = c.alpha * (c.rslora ? sqrtf((float)c.r) : 1.0f);
     if (!st) {
-        gguf_set_str(w, "general.architecture", "gemma2");
-        gguf_set_str(w, "general.type", "adapter");
-        gguf_set_str(w, "adapter.type", "lora");
-        gguf_set_f32(w, "adapter.lora.alpha", alpha_file);
+        g8_gguf_set_str(w, "general.architecture", "gemma2");
+        g8_gguf_set_str(w, "general.type", "adapter");
+        g8_gguf_set_str(w, "adapter.type", "lora");
+        g8_gguf_set_f32(w, "adapter.lora.alpha", alpha_file);
     }
     size_t n = 0;
     for (size_t i = 0; !st && i < set.n_tensors; i++) {
@@ -538,14 +538,14 @@ gemma8_status gemma8_lora_convert(const char *peft_dir, const char *out_path) {
         snprintf(name, sizeof name, "blk.%d.%s.lora_%c", il, g8_layer_tensor_names[g8_lora_layer_tensor[which]].gguf,
                  is_a ? 'a' : 'b');
         const int64_t ne[2] = {t->shape[1], t->shape[0]};
-        gguf_add_tensor(w, name, GEMMA8_TYPE_F32, 2, ne);
+        g8_gguf_add_tensor(w, name, GEMMA8_TYPE_F32, 2, ne);
         n++;
     }
     if (!st && n == 0) st = g8_fail(GEMMA8_ERR_FORMAT, "'%s' holds no LoRA tensor", path);
-    if (!st) st = gguf_write(w, out_path, fill_lora, ct, NULL, NULL);
-    gguf_writer_free(w);
+    if (!st) st = g8_gguf_write(w, out_path, fill_lora, ct, NULL, NULL);
+    g8_gguf_writer_free(w);
     free(ct);
-    st_close(&set);
+    g8_st_close(&set);
     cJSON_Delete(c.root);
     return st;
 }

@@ -23,7 +23,7 @@ gemma8_model_params gemma8_model_default_params(void) {
 static gemma8_status get_int(const gguf_file *f, const char *path, const char *key, int *out, int def, bool required) {
     gemma8_status st;
     uint32_t v;
-    if (gguf_get_u32(f, key, &v, &st)) {
+    if (g8_gguf_get_u32(f, key, &v, &st)) {
         if (v > (1u << 30)) return g8_fail(GEMMA8_ERR_FORMAT, "'%s': %s = %u is out of range", path, key, v);
         *out = (int)v;
         return GEMMA8_OK;
@@ -36,7 +36,7 @@ static gemma8_status get_int(const gguf_file *f, const char *path, const char *k
 
 static gemma8_status get_float(const gguf_file *f, const char *path, const char *key, float *out, float def) {
     gemma8_status st;
-    if (gguf_get_f32(f, key, out, &st)) {
+    if (g8_gguf_get_f32(f, key, out, &st)) {
         if (!isfinite(*out) || *out < 0)
             return g8_fail(GEMMA8_ERR_FORMAT, "'%s': %s = %g is not a valid value", path, key, *out);
         return GEMMA8_OK;
@@ -49,7 +49,7 @@ static gemma8_status get_float(const gguf_file *f, const char *path, const char 
 static gemma8_status read_hparams(const gguf_file *f, const char *path, g8_hparams *hp) {
     gemma8_status st;
     gguf_str arch;
-    if (!gguf_get_str(f, KEY_ARCH, &arch, &st))
+    if (!g8_gguf_get_str(f, KEY_ARCH, &arch, &st))
         return g8_fail(GEMMA8_ERR_FORMAT, "'%s': no '%s' in the file", path, KEY_ARCH);
     if (arch.len != strlen(G8_ARCH_NAME) || memcmp(arch.p, G8_ARCH_NAME, arch.len) != 0)
         return g8_fail(GEMMA8_ERR_UNSUPPORTED, "'%s': architecture '%.*s' is not supported (gemma8 runs gemma2 models)",
@@ -93,7 +93,7 @@ static gemma8_status read_hparams(const gguf_file *f, const char *path, g8_hpara
 
 static gemma8_status bind_matrix(const gguf_file *f, const char *path, const char *name, int64_t rows, int64_t cols,
                                  g8_matrix *m) {
-    const gguf_tensor *t = gguf_find_tensor(f, name);
+    const gguf_tensor *t = g8_gguf_find_tensor(f, name);
     if (!t) return g8_fail(GEMMA8_ERR_FORMAT, "'%s': tensor '%s' is missing", path, name);
     if (t->n_dims != 2 || t->ne[0] != cols || (rows >= 0 && t->ne[1] != rows))
         return g8_fail(GEMMA8_ERR_FORMAT, "'%s': tensor '%s' has shape [%lld, %lld] (%u dims), expected [%lld, %lld]",
@@ -102,13 +102,13 @@ static gemma8_status bind_matrix(const gguf_file *f, const char *path, const cha
     m->type = t->type;
     m->cols = t->ne[0];
     m->rows = t->ne[1];
-    m->row_bytes = gguf_row_size(t->type, t->ne[0]);
+    m->row_bytes = g8_gguf_row_size(t->type, t->ne[0]);
     m->data = t->data;
     return GEMMA8_OK;
 }
 
 static gemma8_status bind_norm(const gguf_file *f, const char *path, const char *name, int64_t n, float *dst) {
-    const gguf_tensor *t = gguf_find_tensor(f, name);
+    const gguf_tensor *t = g8_gguf_find_tensor(f, name);
     if (!t) return g8_fail(GEMMA8_ERR_FORMAT, "'%s': tensor '%s' is missing", path, name);
     if (t->n_dims != 1 || t->ne[0] != n || t->type == GEMMA8_TYPE_Q8_0)
         return g8_fail(GEMMA8_ERR_FORMAT, "'%s': tensor '%s' has shape [%lld] of type %s, expected a float vector of %lld",
@@ -255,7 +255,7 @@ gemma8_status gemma8_model_load(const char *path, const gemma8_model_params *par
     if (!path) return g8_fail(GEMMA8_ERR_INVALID_ARG, "no model path given");
     gemma8_model *m = g8_calloc(1, sizeof *m, "the model");
     if (!m) return GEMMA8_ERR_NOMEM;
-    gemma8_status st = gguf_open(path, &m->file);
+    gemma8_status st = g8_gguf_open(path, &m->file);
     if (st) {
         free(m);
         return st;
@@ -272,7 +272,7 @@ gemma8_status gemma8_model_load(const char *path, const gemma8_model_params *par
     }
     hp->n_vocab = (int)m->tok_embd.rows;
     m->output = m->tok_embd;
-    if (gguf_find_tensor(f, TN_OUTPUT) && (st = bind_matrix(f, path, TN_OUTPUT, hp->n_vocab, E, &m->output))) goto fail;
+    if (g8_gguf_find_tensor(f, TN_OUTPUT) && (st = bind_matrix(f, path, TN_OUTPUT, hp->n_vocab, E, &m->output))) goto fail;
 
     size_t n_norms = (size_t)hp->n_layer * 4 + 1;
     m->norm_data = g8_malloc(n_norms * (size_t)E * sizeof(float), "norm weights");
@@ -319,7 +319,7 @@ gemma8_status gemma8_model_load(const char *path, const gemma8_model_params *par
     free(mats);
     if (st) goto fail;
     if (m->tok_embd.data == m->output.data) m->tok_embd.packed = m->output.packed; /* tied: rows from there */
-    if (gguf_find_kv(f, KEY_TOK_MODEL)) {
+    if (g8_gguf_find_kv(f, KEY_TOK_MODEL)) {
         if ((st = g8_vocab_load(&m->vocab, f, path))) goto fail;
         m->has_vocab = true;
         if (m->vocab.n < hp->n_vocab)
@@ -338,7 +338,7 @@ void gemma8_model_free(gemma8_model *m) {
     if (m->has_vocab) g8_vocab_free(&m->vocab);
     g8_vindex_free(m->vindex);
     free(m->packed);
-    gguf_close(&m->file);
+    g8_gguf_close(&m->file);
     free(m->layers);
     free(m->norm_data);
     free(m);
@@ -383,7 +383,7 @@ gemma8_model_info gemma8_model_get_info(const gemma8_model *m) {
     info.weight_bytes = g8_model_resident_bytes(m);
     gemma8_status st;
     gguf_str name;
-    if (gguf_get_str(&m->file, KEY_NAME, &name, &st))
+    if (g8_gguf_get_str(&m->file, KEY_NAME, &name, &st))
         snprintf(info.name, sizeof info.name, "%.*s", (int)G8_MIN(name.len, sizeof info.name - 1), name.p);
     else
         snprintf(info.name, sizeof info.name, "gemma2");

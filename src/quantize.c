@@ -27,8 +27,8 @@ static gemma8_status fill(void *user, size_t index, void *buf, size_t nbytes) {
         memcpy(buf, src->data, nbytes);
         return GEMMA8_OK;
     }
-    const int64_t cols = src->ne[0], rows = (int64_t)(src->nbytes / gguf_row_size(src->type, cols));
-    const size_t in_bytes = gguf_row_size(src->type, cols), out_bytes = gguf_row_size(qt->type, cols);
+    const int64_t cols = src->ne[0], rows = (int64_t)(src->nbytes / g8_gguf_row_size(src->type, cols));
+    const size_t in_bytes = g8_gguf_row_size(src->type, cols), out_bytes = g8_gguf_row_size(qt->type, cols);
     for (int64_t r = 0; r < rows; r++) {
         g8_to_f32(src->type, (const uint8_t *)src->data + (size_t)r * in_bytes, q->row, cols);
         uint8_t *dst = (uint8_t *)buf + (size_t)r * out_bytes;
@@ -52,22 +52,22 @@ gemma8_status gemma8_quantize(const char *in_path, const char *out_path, const g
     gemma8_status st = g8_check_convert_types(&p);
     if (st) return st;
     gguf_file f;
-    if ((st = gguf_open(in_path, &f))) return st;
+    if ((st = g8_gguf_open(in_path, &f))) return st;
     gguf_str arch = {0};
-    if (!gguf_get_str(&f, KEY_ARCH, &arch, &st) || arch.len != strlen(G8_ARCH_NAME) ||
+    if (!g8_gguf_get_str(&f, KEY_ARCH, &arch, &st) || arch.len != strlen(G8_ARCH_NAME) ||
         memcmp(arch.p, G8_ARCH_NAME, arch.len)) {
-        gguf_close(&f);
+        g8_gguf_close(&f);
         return st ? st : g8_fail(GEMMA8_ERR_UNSUPPORTED, "'%s': not a %s model", in_path, G8_ARCH_NAME);
     }
     gguf_str kind = {0};
-    if (gguf_get_str(&f, "general.type", &kind, &st) && !(kind.len == 5 && !memcmp(kind.p, "model", 5))) {
+    if (g8_gguf_get_str(&f, "general.type", &kind, &st) && !(kind.len == 5 && !memcmp(kind.p, "model", 5))) {
         st = g8_fail(GEMMA8_ERR_UNSUPPORTED, "'%s': not a model (general.type '%.*s'): quantize takes a model",
                      in_path, (int)G8_MIN(kind.len, 40), kind.p); /* before the mapping goes */
-        gguf_close(&f);
+        g8_gguf_close(&f);
         return st;
     }
     st = GEMMA8_OK;
-    gguf_writer *w = gguf_writer_new();
+    gguf_writer *w = g8_gguf_writer_new();
     qjob q = {calloc(f.n_tensors ? f.n_tensors : 1, sizeof *q.t), NULL};
     int64_t max_cols = 1;
     for (uint64_t i = 0; i < f.n_tensors; i++) max_cols = G8_MAX(max_cols, f.tensors[i].ne[0]);
@@ -75,8 +75,8 @@ gemma8_status gemma8_quantize(const char *in_path, const char *out_path, const g
     if (!w || !q.t || !q.row) st = g8_fail(GEMMA8_ERR_NOMEM, "out of memory quantizing '%s'", in_path);
     for (uint64_t i = 0; !st && i < f.n_kv; i++) {
         const gguf_kv *kv = &f.kv[i];
-        if (!strcmp(kv->key, KEY_FILE_TYPE)) gguf_set_u32(w, KEY_FILE_TYPE, g8_file_type(p.type));
-        else gguf_copy_kv(w, kv);
+        if (!strcmp(kv->key, KEY_FILE_TYPE)) g8_gguf_set_u32(w, KEY_FILE_TYPE, g8_file_type(p.type));
+        else g8_gguf_copy_kv(w, kv);
     }
     int kept = 0;
     for (uint64_t i = 0; !st && i < f.n_tensors; i++) {
@@ -85,21 +85,21 @@ gemma8_status gemma8_quantize(const char *in_path, const char *out_path, const g
         if (t->n_dims == 2) { /* a matrix: the new type, where its rows are whole blocks of it */
             const bool embd = !strcmp(t->name, TN_TOKEN_EMBD) || !strcmp(t->name, TN_OUTPUT);
             const uint32_t want = embd ? g8_output_type(&p) : (uint32_t)p.type;
-            if (gguf_row_size(want, t->ne[0])) type = want;
+            if (g8_gguf_row_size(want, t->ne[0])) type = want;
             else kept++;
-            if (!gguf_block_size(t->type))
+            if (!g8_gguf_block_size(t->type))
                 st = g8_fail(GEMMA8_ERR_UNSUPPORTED, "'%s': tensor '%s' has type %s", in_path, t->name,
                              gemma8_type_name(t->type));
         }
         q.t[i] = (qtensor){t, type};
-        gguf_add_tensor(w, t->name, type, t->n_dims, t->ne);
+        g8_gguf_add_tensor(w, t->name, type, t->n_dims, t->ne);
     }
     if (kept) g8_log(G8_LOG_WARN, "%d matrices keep their type: their rows are not whole blocks of %s", kept,
                      gemma8_type_name(p.type));
-    if (!st) st = gguf_write(w, out_path, fill, &q, p.progress, p.progress_user_data);
-    gguf_writer_free(w);
+    if (!st) st = g8_gguf_write(w, out_path, fill, &q, p.progress, p.progress_user_data);
+    g8_gguf_writer_free(w);
     free(q.t);
     free(q.row);
-    gguf_close(&f);
+    g8_gguf_close(&f);
     return st;
 }

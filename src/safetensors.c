@@ -74,7 +74,7 @@ static gemma8_status add_file(st_set *set, const char *path) {
         t.data = data + (uint64_t)b;
         t.nbytes = (uint64_t)e - (uint64_t)b;
         t.shard = shard;
-        if (st_find(set, it->string)) {
+        if (g8_st_find(set, it->string)) {
             st = g8_fail(GEMMA8_ERR_FORMAT, "'%s': tensor '%s' appears twice", path, it->string);
             break;
         }
@@ -91,14 +91,14 @@ static gemma8_status add_file(st_set *set, const char *path) {
     return st;
 }
 
-gemma8_status st_open_file(const char *path, st_set *set) {
+gemma8_status g8_st_open_file(const char *path, st_set *set) {
     memset(set, 0, sizeof *set);
     gemma8_status st = add_file(set, path);
-    if (st) st_close(set);
+    if (st) g8_st_close(set);
     return st;
 }
 
-gemma8_status st_open_dir(const char *dir, st_set *set) {
+gemma8_status g8_st_open_dir(const char *dir, st_set *set) {
     memset(set, 0, sizeof *set);
     char *index_path = g8_path_join(dir, "model.safetensors.index.json");
     if (!index_path) return g8_fail(GEMMA8_ERR_NOMEM, "out of memory");
@@ -108,7 +108,7 @@ gemma8_status st_open_dir(const char *dir, st_set *set) {
         free(index_path);
         char *single = g8_path_join(dir, "model.safetensors");
         if (!single) return g8_fail(GEMMA8_ERR_NOMEM, "out of memory");
-        st = st_open_file(single, set);
+        st = g8_st_open_file(single, set);
         free(single);
         return st;
     }
@@ -145,17 +145,17 @@ gemma8_status st_open_dir(const char *dir, st_set *set) {
     free(seen);
     /* every tensor of the index must be in its shard */
     for (cJSON *it = wm->child; it && !st; it = it->next)
-        if (!st_find(set, it->string))
+        if (!g8_st_find(set, it->string))
             st = g8_fail(GEMMA8_ERR_FORMAT, "tensor '%s' is listed in '%s' but missing from shard '%s'", it->string,
                          index_path, it->valuestring);
 done:
     cJSON_Delete(root);
     free(index_path);
-    if (st) st_close(set);
+    if (st) g8_st_close(set);
     return st;
 }
 
-void st_close(st_set *set) {
+void g8_st_close(st_set *set) {
     for (int i = 0; i < set->n_maps; i++) g8_unmap(&set->maps[i]);
     for (size_t i = 0; i < set->n_tensors; i++) free(set->tensors[i].name);
     free(set->maps);
@@ -163,7 +163,7 @@ void st_close(st_set *set) {
     memset(set, 0, sizeof *set);
 }
 
-const st_tensor *st_find(const st_set *set, const char *name) {
+const st_tensor *g8_st_find(const st_set *set, const char *name) {
     for (size_t i = 0; i < set->n_tensors; i++)
         if (strcmp(set->tensors[i].name, name) == 0) return &set->tensors[i];
     return NULL;

@@ -30,10 +30,10 @@ typedef struct st_set {
 } st_set;
 
 /* Opens DIR/model.safetensors, or the shards listed by DIR/model.safetensors.index.json. */
-gemma8_status st_open_dir(const char *dir, st_set *set);
+gemma8_status g8_st_open_dir(const char *dir, st_set *set);
 /* Opens one file. */
-gemma8_status st_open_file(const char *path, st_set *set);
-void st_close(st_set *set);
-const st_tensor *st_find(const st_set *set, const char *name);
+gemma8_status g8_st_open_file(const char *path, st_set *set);
+void g8_st_close(st_set *set);
+const st_tensor *g8_st_find(const st_set *set, const char *name);
 
 #endif

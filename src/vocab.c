@@ -187,14 +187,14 @@ gemma8_status g8_vocab_load(g8_vocab *v, const gguf_file *f, const char *path) {
     memset(v, 0, sizeof *v);
     gemma8_status st;
     gguf_str model;
-    if (!gguf_get_str(f, KEY_TOK_MODEL, &model, &st))
+    if (!g8_gguf_get_str(f, KEY_TOK_MODEL, &model, &st))
         return g8_fail(GEMMA8_ERR_FORMAT, "'%s' has no tokenizer (%s missing)", path, KEY_TOK_MODEL);
     if (model.len != 5 || memcmp(model.p, "llama", 5))
         return g8_fail(GEMMA8_ERR_UNSUPPORTED, "'%s': tokenizer model '%.*s' is not supported (Gemma's is 'llama')",
                        path, (int)G8_MIN(model.len, 32), model.p);
-    const gguf_kv *tk = gguf_find_kv(f, KEY_TOK_TOKENS);
-    const gguf_kv *sk = gguf_find_kv(f, KEY_TOK_SCORES);
-    const gguf_kv *yk = gguf_find_kv(f, KEY_TOK_TYPES);
+    const gguf_kv *tk = g8_gguf_find_kv(f, KEY_TOK_TOKENS);
+    const gguf_kv *sk = g8_gguf_find_kv(f, KEY_TOK_SCORES);
+    const gguf_kv *yk = g8_gguf_find_kv(f, KEY_TOK_TYPES);
     if (!tk || tk->type != GGUF_ARRAY || tk->arr_type != GGUF_STRING || tk->n == 0 || tk->n > (1u << 20))
         return g8_fail(GEMMA8_ERR_FORMAT, "'%s': %s is missing or not a string array", path, KEY_TOK_TOKENS);
     v->n = (int)tk->n;
@@ -280,17 +280,17 @@ gemma8_status g8_vocab_load(g8_vocab *v, const gguf_file *f, const char *path) {
     }
     uint32_t u;
     gemma8_status s2;
-    v->bos = gguf_get_u32(f, KEY_TOK_BOS, &u, &s2) && u < (uint32_t)v->n ? (int32_t)u : id_of(v, "<bos>");
-    v->eos = gguf_get_u32(f, KEY_TOK_EOS, &u, &s2) && u < (uint32_t)v->n ? (int32_t)u : id_of(v, "<eos>");
-    v->unk = gguf_get_u32(f, KEY_TOK_UNK, &u, &s2) && u < (uint32_t)v->n ? (int32_t)u : id_of(v, "<unk>");
-    v->pad = gguf_get_u32(f, KEY_TOK_PAD, &u, &s2) && u < (uint32_t)v->n ? (int32_t)u : id_of(v, "<pad>");
+    v->bos = g8_gguf_get_u32(f, KEY_TOK_BOS, &u, &s2) && u < (uint32_t)v->n ? (int32_t)u : id_of(v, "<bos>");
+    v->eos = g8_gguf_get_u32(f, KEY_TOK_EOS, &u, &s2) && u < (uint32_t)v->n ? (int32_t)u : id_of(v, "<eos>");
+    v->unk = g8_gguf_get_u32(f, KEY_TOK_UNK, &u, &s2) && u < (uint32_t)v->n ? (int32_t)u : id_of(v, "<unk>");
+    v->pad = g8_gguf_get_u32(f, KEY_TOK_PAD, &u, &s2) && u < (uint32_t)v->n ? (int32_t)u : id_of(v, "<pad>");
     v->start_of_turn = id_of(v, "<start_of_turn>");
     v->end_of_turn = id_of(v, "<end_of_turn>");
     mark_special(v);
     bool b;
-    v->add_bos = gguf_get_bool(f, KEY_TOK_ADD_BOS, &b, &s2) ? b : true;
+    v->add_bos = g8_gguf_get_bool(f, KEY_TOK_ADD_BOS, &b, &s2) ? b : true;
     gguf_str tmpl;
-    if (gguf_get_str(f, KEY_TOK_TEMPLATE, &tmpl, &s2)) {
+    if (g8_gguf_get_str(f, KEY_TOK_TEMPLATE, &tmpl, &s2)) {
         v->chat_template = g8_malloc(tmpl.len + 1, "chat template");
         if (!v->chat_template) {
             g8_vocab_free(v);

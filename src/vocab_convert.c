@@ -373,19 +373,19 @@ gemma8_status g8_vocab_convert(gguf_writer *w, const char *dir, int n_vocab) {
     if (vo.n > n_vocab)
         g8_log(G8_LOG_WARN, "the tokenizer has %d tokens, the model %d: ids past %d are never produced", vo.n, n_vocab,
                n_vocab - 1);
-    gguf_set_str(w, KEY_TOK_MODEL, "llama");
-    gguf_set_str(w, KEY_TOK_PRE, "default");
-    gguf_set_arr_str(w, KEY_TOK_TOKENS, (const char *const *)vo.tokens, (uint64_t)vo.n);
-    gguf_set_arr(w, KEY_TOK_SCORES, GGUF_FLOAT32, vo.scores, (uint64_t)vo.n);
-    gguf_set_arr(w, KEY_TOK_TYPES, GGUF_INT32, vo.types, (uint64_t)vo.n);
-    gguf_set_u32(w, KEY_TOK_BOS, (uint32_t)vo.bos);
-    gguf_set_u32(w, KEY_TOK_EOS, (uint32_t)vo.eos);
-    gguf_set_u32(w, KEY_TOK_UNK, (uint32_t)vo.unk);
-    gguf_set_u32(w, KEY_TOK_PAD, (uint32_t)vo.pad);
-    gguf_set_bool(w, KEY_TOK_ADD_BOS, vo.add_bos);
-    gguf_set_bool(w, KEY_TOK_ADD_EOS, vo.add_eos);
-    if (vo.chat_template) gguf_set_str(w, KEY_TOK_TEMPLATE, vo.chat_template);
-    gguf_set_bool(w, KEY_TOK_ADD_SPACE, false);
+    g8_gguf_set_str(w, KEY_TOK_MODEL, "llama");
+    g8_gguf_set_str(w, KEY_TOK_PRE, "default");
+    g8_gguf_set_arr_str(w, KEY_TOK_TOKENS, (const char *const *)vo.tokens, (uint64_t)vo.n);
+    g8_gguf_set_arr(w, KEY_TOK_SCORES, GGUF_FLOAT32, vo.scores, (uint64_t)vo.n);
+    g8_gguf_set_arr(w, KEY_TOK_TYPES, GGUF_INT32, vo.types, (uint64_t)vo.n);
+    g8_gguf_set_u32(w, KEY_TOK_BOS, (uint32_t)vo.bos);
+    g8_gguf_set_u32(w, KEY_TOK_EOS, (uint32_t)vo.eos);
+    g8_gguf_set_u32(w, KEY_TOK_UNK, (uint32_t)vo.unk);
+    g8_gguf_set_u32(w, KEY_TOK_PAD, (uint32_t)vo.pad);
+    g8_gguf_set_bool(w, KEY_TOK_ADD_BOS, vo.add_bos);
+    g8_gguf_set_bool(w, KEY_TOK_ADD_EOS, vo.add_eos);
+    if (vo.chat_template) g8_gguf_set_str(w, KEY_TOK_TEMPLATE, vo.chat_template);
+    g8_gguf_set_bool(w, KEY_TOK_ADD_SPACE, false);
 done:
     cJSON_Delete(tj);
     free(spm);

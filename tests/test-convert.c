@@ -42,7 +42,7 @@ static const char *make_checkpoint(const char *name, const mutation *mu, const c
         copy_file(data_path("tiny-a/config.json"), p);
     }
     st_set set;
-    if (!CHECK(st_open_file(data_path("tiny-a/model.safetensors"), &set) == GEMMA8_OK)) return dir;
+    if (!CHECK(g8_st_open_file(data_path("tiny-a/model.safetensors"), &set) == GEMMA8_OK)) return dir;
     cJSON *h = cJSON_CreateObject();
     uint64_t off = 0;
     for (size_t i = 0; i < set.n_tensors; i++) {
@@ -75,7 +75,7 @@ static const char *make_checkpoint(const char *name, const mutation *mu, const c
     }
     free(js);
     cJSON_Delete(h);
-    st_close(&set);
+    g8_st_close(&set);
     return dir;
 }
 
@@ -201,15 +201,15 @@ TEST(convert_disk_full) {
 /* Every tensor of a is in b, of the same type, shape and bytes. */
 static void same_tensors(const char *pa, const char *pb) {
     gguf_file a, b;
-    if (!CHECK(gguf_open(pa, &a) == GEMMA8_OK)) return;
-    if (!CHECK(gguf_open(pb, &b) == GEMMA8_OK)) {
-        gguf_close(&a);
+    if (!CHECK(g8_gguf_open(pa, &a) == GEMMA8_OK)) return;
+    if (!CHECK(g8_gguf_open(pb, &b) == GEMMA8_OK)) {
+        g8_gguf_close(&a);
         return;
     }
     CHECK(a.n_tensors == b.n_tensors);
     int differ = 0;
     for (uint64_t i = 0; i < a.n_tensors; i++) {
-        const gguf_tensor *x = &a.tensors[i], *y = gguf_find_tensor(&b, x->name);
+        const gguf_tensor *x = &a.tensors[i], *y = g8_gguf_find_tensor(&b, x->name);
         bool same = y && x->type == y->type && x->nbytes == y->nbytes && !memcmp(x->ne, y->ne, sizeof x->ne) &&
                     !memcmp(x->data, y->data, x->nbytes);
         if (!same && differ++ < 5)
@@ -217,8 +217,8 @@ static void same_tensors(const char *pa, const char *pb) {
                          y && x->type == y->type ? "(bytes differ)" : "");
     }
     CHECKF(differ == 0, "%d tensors differ", differ);
-    gguf_close(&a);
-    gguf_close(&b);
+    g8_gguf_close(&a);
+    g8_gguf_close(&b);
 }
 
 /* gemma8's Q4_0 (and the Q8_0 embedding it keeps) are ggml's, byte for byte: from
@@ -256,10 +256,10 @@ TEST(quantize_llamacpp_q4_0_with_q6_k_embedding) {
     char f32[1024];
     snprintf(f32, sizeof f32, "%s", tmp_path("random-h256-as-f32.gguf"));
     gguf_file f;
-    if (CHECK(gguf_open(src, &f) == GEMMA8_OK)) {
-        const gguf_tensor *t = gguf_find_tensor(&f, "token_embd.weight");
+    if (CHECK(g8_gguf_open(src, &f) == GEMMA8_OK)) {
+        const gguf_tensor *t = g8_gguf_find_tensor(&f, "token_embd.weight");
         CHECK(t && t->type == GEMMA8_TYPE_Q6_K);
-        gguf_close(&f);
+        g8_gguf_close(&f);
     }
     gemma8_convert_params p = gemma8_convert_default_params();
     p.type = GEMMA8_TYPE_F32;

@@ -72,15 +72,15 @@ TEST(gguf_llamacpp_q8_0_logits) {
 static void compare_tensors(gemma8_type type, const char *llama_file) {
     const char *ours = convert_fixture("tiny-a", type);
     gguf_file a, b;
-    if (!ours || !CHECK(gguf_open(ours, &a) == GEMMA8_OK)) return;
-    if (!CHECK(gguf_open(data_path(llama_file), &b) == GEMMA8_OK)) {
-        gguf_close(&a);
+    if (!ours || !CHECK(g8_gguf_open(ours, &a) == GEMMA8_OK)) return;
+    if (!CHECK(g8_gguf_open(data_path(llama_file), &b) == GEMMA8_OK)) {
+        g8_gguf_close(&a);
         return;
     }
     CHECK(a.n_tensors == b.n_tensors);
     int same = 0;
     for (uint64_t i = 0; i < b.n_tensors; i++) {
-        const gguf_tensor *tb = &b.tensors[i], *ta = gguf_find_tensor(&a, tb->name);
+        const gguf_tensor *tb = &b.tensors[i], *ta = g8_gguf_find_tensor(&a, tb->name);
         if (!CHECKF(ta != NULL, "tensor %s missing from gemma8's file", tb->name)) continue;
         bool ok = ta->type == tb->type && ta->n_dims == tb->n_dims && !memcmp(ta->ne, tb->ne, sizeof ta->ne) &&
                   ta->nbytes == tb->nbytes && !memcmp(ta->data, tb->data, ta->nbytes);
@@ -96,7 +96,7 @@ static void compare_tensors(gemma8_type type, const char *llama_file) {
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
         gemma8_status st;
         uint32_t va = 0, vb = 1;
-        CHECKF(gguf_get_u32(&a, keys[k], &va, &st) && gguf_get_u32(&b, keys[k], &vb, &st) && va == vb, "key %s",
+        CHECKF(g8_gguf_get_u32(&a, keys[k], &va, &st) && g8_gguf_get_u32(&b, keys[k], &vb, &st) && va == vb, "key %s",
                keys[k]);
     }
     const char *fkeys[] = {"gemma2.attention.layer_norm_rms_epsilon", "gemma2.attn_logit_softcapping",
@@ -104,11 +104,11 @@ static void compare_tensors(gemma8_type type, const char *llama_file) {
     for (size_t k = 0; k < sizeof fkeys / sizeof fkeys[0]; k++) {
         gemma8_status st;
         float va = 0, vb = 1;
-        CHECKF(gguf_get_f32(&a, fkeys[k], &va, &st) && gguf_get_f32(&b, fkeys[k], &vb, &st) && va == vb, "key %s",
+        CHECKF(g8_gguf_get_f32(&a, fkeys[k], &va, &st) && g8_gguf_get_f32(&b, fkeys[k], &vb, &st) && va == vb, "key %s",
                fkeys[k]);
     }
-    gguf_close(&a);
-    gguf_close(&b);
+    g8_gguf_close(&a);
+    g8_gguf_close(&b);
 }
 
 TEST(gguf_convert_matches_llamacpp_f32) { compare_tensors(GEMMA8_TYPE_F32, "llamacpp-gguf/tiny-a-f32.gguf"); }
@@ -117,17 +117,17 @@ TEST(gguf_convert_matches_llamacpp_q8_0) { compare_tensors(GEMMA8_TYPE_Q8_0, "ll
 /* The llama.cpp file with the real tokenizer: metadata arrays are read. */
 TEST(gguf_llamacpp_fullvocab_metadata) {
     gguf_file f;
-    if (!CHECKF(gguf_open(data_path("llamacpp-gguf/fullvocab-f16.gguf"), &f) == GEMMA8_OK, "%s", gemma8_last_error()))
+    if (!CHECKF(g8_gguf_open(data_path("llamacpp-gguf/fullvocab-f16.gguf"), &f) == GEMMA8_OK, "%s", gemma8_last_error()))
         return;
-    const gguf_kv *tokens = gguf_find_kv(&f, "tokenizer.ggml.tokens");
+    const gguf_kv *tokens = g8_gguf_find_kv(&f, "tokenizer.ggml.tokens");
     CHECK(tokens && tokens->type == GGUF_ARRAY && tokens->arr_type == GGUF_STRING && tokens->n == 256000);
     if (tokens) CHECK(tokens->strs[2].len == 5 && !memcmp(tokens->strs[2].p, "<bos>", 5));
-    const gguf_kv *types = gguf_find_kv(&f, "tokenizer.ggml.token_type");
+    const gguf_kv *types = g8_gguf_find_kv(&f, "tokenizer.ggml.token_type");
     CHECK(types && types->arr_type == GGUF_INT32 && types->n == 256000);
     gguf_str tmpl;
     gemma8_status st;
-    CHECK(gguf_get_str(&f, "tokenizer.chat_template", &tmpl, &st) && tmpl.len > 100);
-    gguf_close(&f);
+    CHECK(g8_gguf_get_str(&f, "tokenizer.chat_template", &tmpl, &st) && tmpl.len > 100);
+    g8_gguf_close(&f);
 }
 
 /* ---- bad input ------------------------------------------------------------ */
@@ -206,9 +206,9 @@ TEST(gguf_bit_flips_never_crash) {
     uint8_t *buf = read_all(data_path("llamacpp-gguf/tiny-a-q8_0.gguf"), &n);
     if (!CHECK(buf != NULL)) return;
     gguf_file f;
-    CHECK(gguf_open(data_path("llamacpp-gguf/tiny-a-q8_0.gguf"), &f) == GEMMA8_OK);
+    CHECK(g8_gguf_open(data_path("llamacpp-gguf/tiny-a-q8_0.gguf"), &f) == GEMMA8_OK);
     size_t header = (size_t)f.data_offset;
-    gguf_close(&f);
+    g8_gguf_close(&f);
     const char *p = tmp_path("flip.gguf");
     unsigned seed = 12345;
     int errors = 0, loads = 0;
@@ -231,48 +231,48 @@ TEST(gguf_bit_flips_never_crash) {
 
 /* A model whose architecture is not gemma2 is refused with its name. */
 TEST(gguf_unknown_architecture) {
-    gguf_writer *w = gguf_writer_new();
-    gguf_set_str(w, "general.architecture", "llama");
+    gguf_writer *w = g8_gguf_writer_new();
+    g8_gguf_set_str(w, "general.architecture", "llama");
     const char *p = tmp_path("llama.gguf");
-    CHECK(gguf_write(w, p, NULL, NULL, NULL, NULL) == GEMMA8_OK);
-    gguf_writer_free(w);
+    CHECK(g8_gguf_write(w, p, NULL, NULL, NULL, NULL) == GEMMA8_OK);
+    g8_gguf_writer_free(w);
     CHECK(try_load(p) == GEMMA8_ERR_UNSUPPORTED);
     CHECK(strstr(gemma8_last_error(), "'llama'") != NULL);
 }
 
 /* A writer/reader round trip of every metadata type used. */
 TEST(gguf_writer_round_trip) {
-    gguf_writer *w = gguf_writer_new();
-    gguf_set_str(w, "a.str", "hello");
-    gguf_set_u32(w, "a.u32", 7);
-    gguf_set_f32(w, "a.f32", 1.5f);
-    gguf_set_bool(w, "a.bool", true);
+    gguf_writer *w = g8_gguf_writer_new();
+    g8_gguf_set_str(w, "a.str", "hello");
+    g8_gguf_set_u32(w, "a.u32", 7);
+    g8_gguf_set_f32(w, "a.f32", 1.5f);
+    g8_gguf_set_bool(w, "a.bool", true);
     const char *strs[] = {"x", "", "yz"};
-    gguf_set_arr_str(w, "a.strs", strs, 3);
+    g8_gguf_set_arr_str(w, "a.strs", strs, 3);
     int32_t ints[] = {1, -2, 3};
-    gguf_set_arr(w, "a.ints", GGUF_INT32, ints, 3);
+    g8_gguf_set_arr(w, "a.ints", GGUF_INT32, ints, 3);
     const char *p = tmp_path("rt.gguf");
-    CHECK(gguf_write(w, p, NULL, NULL, NULL, NULL) == GEMMA8_OK);
-    gguf_writer_free(w);
+    CHECK(g8_gguf_write(w, p, NULL, NULL, NULL, NULL) == GEMMA8_OK);
+    g8_gguf_writer_free(w);
     gguf_file f;
-    if (!CHECK(gguf_open(p, &f) == GEMMA8_OK)) return;
+    if (!CHECK(g8_gguf_open(p, &f) == GEMMA8_OK)) return;
     gemma8_status st;
     gguf_str s;
     uint32_t u;
     float x;
     bool b;
-    CHECK(gguf_get_str(&f, "a.str", &s, &st) && s.len == 5 && !memcmp(s.p, "hello", 5));
-    CHECK(gguf_get_u32(&f, "a.u32", &u, &st) && u == 7);
-    CHECK(gguf_get_f32(&f, "a.f32", &x, &st) && x == 1.5f);
-    CHECK(gguf_get_bool(&f, "a.bool", &b, &st) && b);
-    CHECK(!gguf_get_u32(&f, "a.str", &u, &st) && st == GEMMA8_ERR_FORMAT);
-    const gguf_kv *kv = gguf_find_kv(&f, "a.strs");
+    CHECK(g8_gguf_get_str(&f, "a.str", &s, &st) && s.len == 5 && !memcmp(s.p, "hello", 5));
+    CHECK(g8_gguf_get_u32(&f, "a.u32", &u, &st) && u == 7);
+    CHECK(g8_gguf_get_f32(&f, "a.f32", &x, &st) && x == 1.5f);
+    CHECK(g8_gguf_get_bool(&f, "a.bool", &b, &st) && b);
+    CHECK(!g8_gguf_get_u32(&f, "a.str", &u, &st) && st == GEMMA8_ERR_FORMAT);
+    const gguf_kv *kv = g8_gguf_find_kv(&f, "a.strs");
     CHECK(kv && kv->n == 3 && kv->strs[2].len == 2 && kv->strs[1].len == 0);
-    kv = gguf_find_kv(&f, "a.ints");
+    kv = g8_gguf_find_kv(&f, "a.ints");
     int32_t got[3];
     if (CHECK(kv && kv->n == 3)) {
         memcpy(got, kv->data, sizeof got);
         CHECK(got[1] == -2);
     }
-    gguf_close(&f);
+    g8_gguf_close(&f);
 }

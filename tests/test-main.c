@@ -78,7 +78,9 @@ int main(int argc, char **argv) {
     qsort(tests, (size_t)n_tests, sizeof tests[0], cmp_name);
     int passed = 0, failed = 0, skipped = 0;
     for (int i = 0; i < n_tests; i++) {
-        if (argc > 1 && !strstr(tests[i].name, argv[1])) continue;
+        bool picked = argc == 1; /* arguments: run the tests whose names contain any of them */
+        for (int a = 1; a < argc; a++) picked = picked || strstr(tests[i].name, argv[a]);
+        if (!picked) continue;
         cur_failures = 0;
         cur_skipped = false;
         tests[i].fn();

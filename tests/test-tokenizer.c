@@ -174,14 +174,14 @@ TEST(tokenizer_chat_content_cannot_forge_turns) {
 TEST(tokenizer_convert_matches_llamacpp_metadata) {
     const char *ours = fullvocab_gguf();
     gguf_file a, b;
-    if (!ours || !CHECK(gguf_open(ours, &a) == GEMMA8_OK)) return;
-    if (!CHECK(gguf_open(data_path("llamacpp-gguf/fullvocab-f16.gguf"), &b) == GEMMA8_OK)) {
-        gguf_close(&a);
+    if (!ours || !CHECK(g8_gguf_open(ours, &a) == GEMMA8_OK)) return;
+    if (!CHECK(g8_gguf_open(data_path("llamacpp-gguf/fullvocab-f16.gguf"), &b) == GEMMA8_OK)) {
+        g8_gguf_close(&a);
         return;
     }
     const char *arrays[] = {"tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type"};
     for (int k = 0; k < 3; k++) {
-        const gguf_kv *x = gguf_find_kv(&a, arrays[k]), *y = gguf_find_kv(&b, arrays[k]);
+        const gguf_kv *x = g8_gguf_find_kv(&a, arrays[k]), *y = g8_gguf_find_kv(&b, arrays[k]);
         if (!CHECKF(x && y && x->n == y->n && x->arr_type == y->arr_type, "%s", arrays[k])) continue;
         size_t diff = 0;
         for (uint64_t i = 0; i < x->n; i++) {
@@ -197,14 +197,14 @@ TEST(tokenizer_convert_matches_llamacpp_metadata) {
     for (int k = 0; k < 4; k++) {
         uint32_t x = 0, y = 1;
         gemma8_status st;
-        CHECKF(gguf_get_u32(&a, ukeys[k], &x, &st) && gguf_get_u32(&b, ukeys[k], &y, &st) && x == y, "%s", ukeys[k]);
+        CHECKF(g8_gguf_get_u32(&a, ukeys[k], &x, &st) && g8_gguf_get_u32(&b, ukeys[k], &y, &st) && x == y, "%s", ukeys[k]);
     }
     gguf_str ta, tb;
     gemma8_status st;
-    CHECK(gguf_get_str(&a, "tokenizer.chat_template", &ta, &st) && gguf_get_str(&b, "tokenizer.chat_template", &tb, &st) &&
+    CHECK(g8_gguf_get_str(&a, "tokenizer.chat_template", &ta, &st) && g8_gguf_get_str(&b, "tokenizer.chat_template", &tb, &st) &&
           ta.len == tb.len && !memcmp(ta.p, tb.p, ta.len));
-    gguf_close(&a);
-    gguf_close(&b);
+    g8_gguf_close(&a);
+    g8_gguf_close(&b);
 }
 
 TEST(tokenizer_encode_cases_gemma8_gguf) {
@@ -272,9 +272,9 @@ static void pb_varint(FILE *f, uint64_t v) {
  * as SentencePiece stores them). */
 static bool write_spm(const char *gguf_path, const char *out) {
     gguf_file g;
-    if (gguf_open(gguf_path, &g)) return false;
-    const gguf_kv *tk = gguf_find_kv(&g, "tokenizer.ggml.tokens"), *sk = gguf_find_kv(&g, "tokenizer.ggml.scores"),
-                  *yk = gguf_find_kv(&g, "tokenizer.ggml.token_type");
+    if (g8_gguf_open(gguf_path, &g)) return false;
+    const gguf_kv *tk = g8_gguf_find_kv(&g, "tokenizer.ggml.tokens"), *sk = g8_gguf_find_kv(&g, "tokenizer.ggml.scores"),
+                  *yk = g8_gguf_find_kv(&g, "tokenizer.ggml.token_type");
     FILE *f = fopen(out, "wb");
     char buf[4096];
     for (uint64_t i = 0; i < tk->n; i++) {
@@ -315,7 +315,7 @@ static bool write_spm(const char *gguf_path, const char *out) {
     fputc(0x08, f);
     fputc(0x01, f);
     fclose(f);
-    gguf_close(&g);
+    g8_gguf_close(&g);
     return true;
 }
 

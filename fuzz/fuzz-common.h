@@ -20,6 +20,12 @@ static inline const char *fuzz_file(const uint8_t *data, size_t size, const char
     return path;
 }
 
+/* Decodes n tokens on sequence 0. */
+static inline gemma8_status fuzz_eval(gemma8_context *ctx, const int32_t *tokens, int32_t n) {
+    const gemma8_batch b = gemma8_batch_tokens(0, tokens, n);
+    return gemma8_decode(ctx, &b);
+}
+
 /* A model under the repository's test data (fuzzers run from the repository root). */
 static inline const char *fuzz_data(const char *rel) {
     static char path[512];

@@ -33,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const gemma8_lora *set[1] = {lora};
         const float scale = 1.0f;
         int32_t tok[2] = {2, 5};
-        if (gemma8_seq_set_lora(base_ctx, 0, set, &scale, 1) == GEMMA8_OK) gemma8_eval(base_ctx, tok, 2, NULL);
+        if (gemma8_seq_set_lora(base_ctx, 0, set, &scale, 1) == GEMMA8_OK) fuzz_eval(base_ctx, tok, 2);
         gemma8_seq_set_lora(base_ctx, 0, NULL, NULL, 0);
         gemma8_lora_free(lora);
     }
@@ -51,7 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if ((uint64_t)info.n_embd * info.n_ff < (1u << 22) && info.n_vocab < (1 << 20) &&
             gemma8_context_new(m, &cp, &ctx) == GEMMA8_OK) {
             int32_t tok[2] = {0, info.n_vocab - 1};
-            gemma8_eval(ctx, tok, 2, NULL);
+            fuzz_eval(ctx, tok, 2);
             gemma8_context_free(ctx);
         }
         gemma8_model_free(m);

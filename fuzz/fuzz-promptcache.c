@@ -20,11 +20,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *path = fuzz_file(data, size, "g8kv");
-    if (gemma8_cache_load(ctx, path) == GEMMA8_OK) {
+    if (gemma8_cache_load(ctx, 0, path) == GEMMA8_OK) {
         int32_t tok = 5;
-        if (gemma8_n_past(ctx) < 64 && gemma8_eval(ctx, &tok, 1, NULL)) abort();
+        if (gemma8_seq_n_past(ctx, 0) < 64 && fuzz_eval(ctx, &tok, 1)) abort();
     }
-    gemma8_kv_clear(ctx);
+    gemma8_seq_clear(ctx, 0);
     unlink(path);
     return 0;
 }

@@ -18,10 +18,11 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 20; i++) tok[i] = (i * 7 + 2) % 512;
     char path[512];
     for (int n = 1; n <= 20; n += 19) {
-        gemma8_kv_clear(ctx);
-        gemma8_eval(ctx, tok, n, NULL);
+        gemma8_seq_clear(ctx, 0);
+        const gemma8_batch b = gemma8_batch_tokens(0, tok, n);
+        gemma8_decode(ctx, &b);
         snprintf(path, sizeof path, "%s/cache-%d.g8kv", argv[2], n);
-        if (gemma8_cache_save(ctx, path)) return 1;
+        if (gemma8_cache_save(ctx, 0, path)) return 1;
     }
     gemma8_context_free(ctx);
     gemma8_model_free(m);

@@ -13,8 +13,9 @@
  *     gemma8_context_params cp = gemma8_context_default_params();
  *     gemma8_context_new(model, &cp, &ctx);
  *     int32_t prompt[] = {2, 651, 6037};
- *     gemma8_eval(ctx, prompt, 3, NULL);          // prefill, KV cache kept
- *     const float *logits = gemma8_get_logits(ctx); // logits of the last token
+ *     gemma8_batch b = gemma8_batch_tokens(0, prompt, 3); // sequence 0, the last token's logits
+ *     gemma8_decode(ctx, &b);                         // prefill, KV cache kept
+ *     const float *logits = gemma8_get_logits(ctx, -1);
  *     ...
  *     gemma8_context_free(ctx);
  *     gemma8_model_free(model);
@@ -25,8 +26,8 @@
  * per thread.
  *
  * Sequences: a context holds n_seq independent sequences (conversations), each
- * with its own KV cache of n_ctx / n_seq positions; functions without "seq" in
- * their name work on sequence 0. A server's slots are sequences of one context.
+ * with its own KV cache of n_ctx / n_seq positions; every function that reads or
+ * changes one takes its index. A server's slots are sequences of one context.
  *
  * Build against the installed library with pkg-config:
  *     cc app.c $(pkg-config --cflags --libs gemma8)
@@ -55,7 +56,7 @@ extern "C" {
 #endif
 
 /* The library's version, "MAJOR.MINOR.PATCH". */
-#define GEMMA8_VERSION "0.3.0"
+#define GEMMA8_VERSION "0.4.0"
 GEMMA8_API const char *gemma8_version(void);
 
 /* Status codes. Append only: never reorder or renumber. */
@@ -259,24 +260,52 @@ typedef struct gemma8_memory_estimate {
 GEMMA8_API gemma8_memory_estimate gemma8_estimate_memory(const gemma8_model *model, const gemma8_context_params *params);
 GEMMA8_API void gemma8_context_free(gemma8_context *ctx);
 
-/* Runs the model on n tokens that follow the tokens already in the KV cache of
- * sequence 0. If logits_all is non-NULL it receives n * n_vocab floats (the
- * logits of every position, row-major). The logits of the last position are
- * always available from gemma8_get_logits(). */
-GEMMA8_API gemma8_status gemma8_eval(gemma8_context *ctx, const int32_t *tokens, int32_t n,
-                          float *logits_all);
-/* The same on sequence seq (0 .. n_seq-1). */
-GEMMA8_API gemma8_status gemma8_eval_seq(gemma8_context *ctx, int32_t seq, const int32_t *tokens, int32_t n,
-                              float *logits_all);
+/* ---- the forward pass: batches ------------------------------------------------------- */
 
-/* As gemma8_eval, with n inputs of n_embd floats instead of token ids: they
- * enter the residual stream directly (a token's own input is its embedding row
- * times sqrt(n_embd)). In the history they count as token -1. */
-GEMMA8_API gemma8_status gemma8_eval_embd(gemma8_context *ctx, const float *embd, int32_t n, float *logits_all);
+/* What an entry of a batch outputs (flags; combine with |). */
+enum {
+    GEMMA8_OUTPUT_NONE = 0,
+    GEMMA8_OUTPUT_LOGITS = 1,   /* n_vocab floats: the next token's logits (after the final soft-cap) */
+    GEMMA8_OUTPUT_HIDDEN = 2,   /* n_embd floats: the last hidden layer, after the final norm (RKLLM's
+                                   GET_LAST_HIDDEN_LAYER, what embeddings are made of) */
+};
 
-/* The last hidden layer (n_embd floats, after the final norm) of the last
- * evaluated position: RKLLM's GET_LAST_HIDDEN_LAYER, for embeddings. */
-GEMMA8_API const float *gemma8_get_hidden(const gemma8_context *ctx);
+/* A batch: n entries, each the next input of a sequence, appended at its end.
+ * The entries of a sequence are together and in order (a run): one token of
+ * each decoding conversation, a chunk of a new prompt. */
+typedef struct gemma8_batch {
+    int32_t n;                /* entries */
+    const int32_t *token;     /* (n) token ids; NULL when embd is given */
+    const float *embd;        /* (n * n_embd) inputs that enter the residual stream directly (a token's
+                                 own is its embedding row times sqrt(n_embd)); in the history they
+                                 count as token -1. NULL when token is given */
+    const int32_t *seq;       /* (n) each entry's sequence; NULL: every entry in seq_id */
+    int32_t seq_id;           /* the sequence of every entry when seq is NULL */
+    const uint8_t *output;    /* (n) GEMMA8_OUTPUT_* of each entry; NULL: the logits of the last
+                                 entry of each sequence */
+} gemma8_batch;
+
+/* A batch of n tokens of sequence seq, the last one's logits out (the fields above). */
+GEMMA8_API gemma8_batch gemma8_batch_tokens(int32_t seq, const int32_t *tokens, int32_t n);
+
+/* The forward pass over a batch: every input is checked first (sequences,
+ * runs, ids, finite embeddings, room in each sequence; nothing runs if one
+ * fails); the entries then run n_batch at a time, every weight read once for
+ * all the entries of a step (several conversations decode at the cost of
+ * about one). The outputs asked for stay readable until the next decode on
+ * the context (gemma8_get_logits, gemma8_get_hidden).
+ * Batch invariance: each output is bit-identical to what the same sequence's
+ * inputs give alone, whatever else is in the batch, in whatever order, and
+ * however the sequence's earlier inputs were cut into batches.
+ * Clears the abort flag when it starts; an abort returns GEMMA8_ERR_ABORTED
+ * within one layer, the sequences keeping the steps that were complete. */
+GEMMA8_API gemma8_status gemma8_decode(gemma8_context *ctx, const gemma8_batch *batch);
+
+/* The logits (n_vocab floats) / hidden state (n_embd floats) of entry i of
+ * the last gemma8_decode; i = -1: of the last entry that output them. NULL
+ * when that entry did not output them. */
+GEMMA8_API const float *gemma8_get_logits(const gemma8_context *ctx, int32_t i);
+GEMMA8_API const float *gemma8_get_hidden(const gemma8_context *ctx, int32_t i);
 
 /* ---- LoRA adapters ---------------------------------------------------------------- */
 
@@ -310,50 +339,20 @@ GEMMA8_API gemma8_status gemma8_seq_set_lora(gemma8_context *ctx, int32_t s, con
  * scaling): the file works in both engines. */
 GEMMA8_API gemma8_status gemma8_lora_convert(const char *peft_dir, const char *out_path);
 
-/* Batched evaluation: n <= n_batch entries (seqs[i], tokens[i]), the entries of
- * a sequence together and in order: its next tokens, appended at its end (one
- * token of each decoding conversation, a chunk of a new prompt), all in one
- * forward pass (every weight is read once for all of them: several
- * conversations decode at the cost of about one). logits receives one row of
- * n_vocab floats for each sequence in the batch (for its last token), in the
- * order the sequences appear.
- * Batch invariance: each row is bit-identical to what evaluating that
- * sequence's tokens alone (gemma8_eval_seq) gives, whatever else is in the
- * batch, in whatever order, and however the sequence's earlier tokens were cut
- * into evaluations. */
-GEMMA8_API gemma8_status gemma8_decode_batch(gemma8_context *ctx, const int32_t *seqs, const int32_t *tokens, int32_t n,
-                                  float *logits);
-
-/* Evaluates n tokens after those of sequence seq and writes the last hidden
- * layer (after the final norm) of every one of them to hidden_all (n * n_embd
- * floats): what mean-pooled embeddings are made of. */
-GEMMA8_API gemma8_status gemma8_eval_hidden(gemma8_context *ctx, int32_t seq, const int32_t *tokens, int32_t n,
-                                 float *hidden_all);
-
-/* The logits (n_vocab floats) of the last evaluated position. */
-GEMMA8_API const float *gemma8_get_logits(const gemma8_context *ctx);
-
+/* The model a context runs. */
+GEMMA8_API const gemma8_model *gemma8_context_model(const gemma8_context *ctx);
 /* Positions each sequence holds, and the number of sequences. */
 GEMMA8_API int32_t gemma8_n_ctx(const gemma8_context *ctx);
 GEMMA8_API int32_t gemma8_n_seq(const gemma8_context *ctx);
 
-/* Number of tokens in the KV cache (of sequence 0; gemma8_seq_n_past: of seq). */
-GEMMA8_API int32_t gemma8_n_past(const gemma8_context *ctx);
+/* Tokens in the cache of sequence seq (0 if there is no such sequence). */
 GEMMA8_API int32_t gemma8_seq_n_past(const gemma8_context *ctx, int32_t seq);
-
-/* Forgets every token: the next gemma8_eval starts at position 0. */
-GEMMA8_API void gemma8_kv_clear(gemma8_context *ctx);
-
-/* Keeps the first n tokens of the cache (all of them if the sliding-window
- * rings no longer hold what n needs: then the cache is cleared). */
-GEMMA8_API void gemma8_kv_truncate(gemma8_context *ctx, int32_t n);
-
-/* The tokens in the cache, oldest first; *n gets their count. */
-GEMMA8_API const int32_t *gemma8_history(const gemma8_context *ctx, int32_t *n);
-
-/* The same three for sequence seq. */
+/* Forgets every token of sequence seq: it starts again at position 0. */
 GEMMA8_API void gemma8_seq_clear(gemma8_context *ctx, int32_t seq);
+/* Keeps the first n tokens of sequence seq (all of them if the sliding-window
+ * rings no longer hold what n needs: then the sequence is cleared). */
 GEMMA8_API void gemma8_seq_truncate(gemma8_context *ctx, int32_t seq, int32_t n);
+/* The tokens in the cache of sequence seq, oldest first; *n gets their count. */
 GEMMA8_API const int32_t *gemma8_seq_history(const gemma8_context *ctx, int32_t seq, int32_t *n);
 
 /* ---- sampling ----------------------------------------------------------- */
@@ -453,6 +452,7 @@ typedef enum gemma8_stop_reason {
     GEMMA8_STOP_CALLBACK = 4,     /* the callback returned false */
     GEMMA8_STOP_CONTEXT = 5,      /* the context is full */
     GEMMA8_STOP_ABORTED = 6,      /* gemma8_abort */
+    GEMMA8_STOP_EMBEDDED = 7,     /* an embedding generation (params.embed) is complete */
 } gemma8_stop_reason;
 
 typedef struct gemma8_generate_params {
@@ -468,6 +468,10 @@ typedef struct gemma8_generate_params {
     int32_t seq;                    /* the sequence of the context to generate in; default 0 */
     const gemma8_grammar *grammar;  /* the reply follows it (kept alive by the caller); the reply
                                        ends where it is complete; default NULL */
+    bool embed;                     /* no reply: the prompt's embedding (gemma8_embed's), read with
+                                       gemma8_gen_embedding once done; the prompt runs in chunks beside
+                                       other generations' steps and the sequence is cleared after;
+                                       default false */
 } gemma8_generate_params;
 
 GEMMA8_API gemma8_generate_params gemma8_generate_default_params(void);
@@ -507,8 +511,10 @@ GEMMA8_API bool gemma8_gen_prefilled(const gemma8_gen *gen);
  * of any generation, or eval, on the context. */
 GEMMA8_API const float *gemma8_gen_logits(const gemma8_gen *gen);
 GEMMA8_API gemma8_status gemma8_gen_end(gemma8_gen *gen, gemma8_generate_result *result);
+/* An embedding generation's vector (n_embd floats) once done, until gemma8_gen_end; else NULL. */
+GEMMA8_API const float *gemma8_gen_embedding(const gemma8_gen *gen);
 /* One step of each of n generations of one context (done[i] as for
- * gemma8_gen_step), all in one forward pass (gemma8_decode_batch): the next
+ * gemma8_gen_step), all in one forward pass (gemma8_decode): the next
  * token of each that is decoding, and the next chunk of the prompts being
  * evaluated, as many prompt tokens as n_batch leaves room for, the earlier
  * generations in gens first. Each is bit-identical to stepping it alone. A
@@ -527,18 +533,35 @@ GEMMA8_API gemma8_status gemma8_chat(gemma8_context *ctx, const gemma8_chat_mess
 GEMMA8_API void gemma8_abort(gemma8_context *ctx);
 
 /* gemma8_generate on a thread of its own; prompt is copied, params too (not the
- * stop strings). One at a time per context; collect it with gemma8_wait. */
+ * stop strings). One at a time per context, and collected with gemma8_wait
+ * before the context is freed (gemma8_abort stops it early). */
+typedef struct gemma8_async gemma8_async;
 GEMMA8_API gemma8_status gemma8_generate_async(gemma8_context *ctx, const int32_t *prompt, int32_t n_prompt,
-                                    const gemma8_generate_params *params);
-GEMMA8_API gemma8_status gemma8_wait(gemma8_context *ctx, gemma8_generate_result *result);
+                                               const gemma8_generate_params *params, gemma8_async **out);
+/* Waits for the run to end, reports its result and frees it. */
+GEMMA8_API gemma8_status gemma8_wait(gemma8_async *run, gemma8_generate_result *result);
+
+/* ---- embeddings -------------------------------------------------------------------------- */
+
+/* The embedding of n tokens on sequence seq (cleared before and after): the
+ * mean of their last hidden layers (GEMMA8_OUTPUT_HIDDEN), L2-normalised,
+ * n_embd floats into out. What the server's embedding endpoints return. */
+GEMMA8_API gemma8_status gemma8_embed(gemma8_context *ctx, int32_t seq, const int32_t *tokens, int32_t n,
+                                      float *out);
+/* The pooling of gemma8_embed, for a caller that decodes the positions
+ * itself: add each position's hidden state in order to sum (n_embd doubles,
+ * zeroed first), then gemma8_pool_finish writes the normalised mean. The
+ * same inputs give the same bits however they were cut into batches. */
+GEMMA8_API void gemma8_pool_add(double *sum, const float *hidden, int32_t n_embd);
+GEMMA8_API void gemma8_pool_finish(const double *sum, int32_t n_positions, int32_t n_embd, float *out);
 
 /* ---- prompt cache ------------------------------------------------------- */
 
-/* Writes the cache (tokens and their keys/values) to a file, atomically. */
-GEMMA8_API gemma8_status gemma8_cache_save(const gemma8_context *ctx, const char *path);
+/* Writes the cache of sequence seq (tokens and their keys/values) to a file, atomically. */
+GEMMA8_API gemma8_status gemma8_cache_save(const gemma8_context *ctx, int32_t seq, const char *path);
 /* Replaces the cache by a saved one; refused with GEMMA8_ERR_FORMAT if the
  * file belongs to another model or does not fit this context. */
-GEMMA8_API gemma8_status gemma8_cache_load(gemma8_context *ctx, const char *path);
+GEMMA8_API gemma8_status gemma8_cache_load(gemma8_context *ctx, int32_t seq, const char *path);
 
 #ifdef __cplusplus
 }

@@ -48,25 +48,64 @@ static uint64_t mem_available(void) {
     return (uint64_t)kb * 1024;
 }
 
+/* Every scratch buffer of a context, in one table: gemma8_context_new allocates
+ * exactly these sizes and gemma8_estimate_memory adds them up. */
+enum {
+    BUF_QBUF, BUF_QSUM, BUF_INV_FREQ, BUF_POS, BUF_X, BUF_XN, BUF_Q, BUF_K, BUF_V, BUF_ATT, BUF_PROJ, BUF_GATE,
+    BUF_UP, BUF_ATTN, BUF_LOGITS, BUF_HIDDEN, BUF_OUT_ROW, BUF_SEQS, BUF_OUT, BUF_TOKENS, BUF_TAKE, BUF_LORA,
+    BUF_LORA_OF, BUF_LORA_U, N_BUF
+};
+
+/* The LoRA scratch is sized at first for adapters up to this rank; a larger rank grows it. */
+#define LORA_RANK_RESERVE 64
+
+static void layout(const gemma8_model *m, const ctx_sizes *z, size_t bytes[N_BUF]) {
+    const g8_hparams *hp = &m->hp;
+    const size_t B = (size_t)z->n_batch;
+    const size_t E = (size_t)hp->n_embd;
+    const size_t Q = (size_t)hp->n_head * hp->head_dim;
+    const size_t KV = (size_t)hp->n_head_kv * hp->head_dim;
+    const size_t F = (size_t)hp->n_ff;
+    const size_t S = (size_t)z->n_seq;
+    const size_t f = sizeof(float);
+    const size_t qblocks = B * (G8_MAX(G8_MAX(E, Q), F) / QK8_0 + 1);
+    bytes[BUF_QBUF] = qblocks * sizeof(block_q8_0);
+    bytes[BUF_QSUM] = 3 * qblocks * sizeof(int32_t); /* and the halves' sums (ops.h) */
+    bytes[BUF_INV_FREQ] = (size_t)hp->head_dim / 2 * f;
+    bytes[BUF_POS] = B * sizeof(int32_t);
+    bytes[BUF_X] = B * E * f;
+    bytes[BUF_XN] = B * E * f;
+    bytes[BUF_Q] = B * Q * f;
+    bytes[BUF_K] = B * KV * f;
+    bytes[BUF_V] = B * KV * f;
+    bytes[BUF_ATT] = B * Q * f;
+    bytes[BUF_PROJ] = B * E * f;
+    bytes[BUF_GATE] = B * F * f;
+    bytes[BUF_UP] = B * F * f;
+    bytes[BUF_ATTN] = (size_t)z->n_threads * g8_attention_scratch(hp->n_head, hp->n_head_kv, hp->head_dim, z->n_ctx) * f;
+    bytes[BUF_LOGITS] = S * (size_t)hp->n_vocab * f; /* a row per sequence; more grow on demand */
+    bytes[BUF_HIDDEN] = B * E * f;                   /* a step's; more grow on demand */
+    bytes[BUF_OUT_ROW] = 2 * B * sizeof(int32_t);
+    bytes[BUF_SEQS] = B * sizeof(int32_t);
+    bytes[BUF_OUT] = B;
+    bytes[BUF_TOKENS] = B * sizeof(int32_t);
+    bytes[BUF_TAKE] = S * sizeof(int32_t);
+    bytes[BUF_LORA] = S * sizeof(g8_lora_set);
+    bytes[BUF_LORA_OF] = B * sizeof(g8_lora_set *);
+    bytes[BUF_LORA_U] = B * G8_MAX_LORA * LORA_RANK_RESERVE * f;
+}
+
 gemma8_memory_estimate gemma8_estimate_memory(const gemma8_model *m, const gemma8_context_params *p) {
     gemma8_memory_estimate e = {0};
     const g8_hparams *hp = &m->hp;
     const ctx_sizes z = resolve(m, p);
-    const uint64_t B = (uint64_t)z.n_batch;
-    const uint64_t KV = (uint64_t)hp->n_head_kv * hp->head_dim;
-    const uint64_t E = (uint64_t)hp->n_embd;
-    const uint64_t Q = (uint64_t)hp->n_head * hp->head_dim;
-    const uint64_t F = (uint64_t)hp->n_ff;
     const uint32_t type = kv_type_of(m, p);
     e.weights = g8_model_resident_bytes(m);
     e.kv_cache = g8_kv_bytes(hp, type, z.n_seq, z.n_ctx, z.n_batch, true);
     e.kv_cache_full = g8_kv_bytes(hp, type, z.n_seq, z.n_ctx, z.n_batch, false);
-    const size_t attn = g8_attention_scratch(hp->n_head, hp->n_head_kv, hp->head_dim, z.n_ctx);
-    e.scratch = B * (3 * E + 2 * Q + 2 * KV + 2 * F) * sizeof(float);
-    e.scratch += B * (G8_MAX(G8_MAX(E, Q), F) / QK8_0 + 1) * sizeof(block_q8_0);
-    e.scratch += (uint64_t)z.n_threads * attn * sizeof(float);
-    e.scratch += (2 + (uint64_t)(z.n_seq > 1 ? z.n_seq : 0)) * (uint64_t)hp->n_vocab * sizeof(float);
-    e.scratch += (uint64_t)z.n_seq * (uint64_t)z.n_ctx * sizeof(int32_t);
+    size_t bytes[N_BUF];
+    layout(m, &z, bytes);
+    for (int i = 0; i < N_BUF; i++) e.scratch += bytes[i];
     e.total = e.weights + e.kv_cache + e.scratch;
     e.available = mem_available();
     return e;
@@ -92,14 +131,6 @@ static gemma8_status not_enough_memory(const gemma8_model *model, const gemma8_c
                    "cache %.2f + scratch %.2f) and %.2f GiB are available%s",
                    asked, need->total / G, need->weights / G, need->kv_cache / G, need->scratch / G,
                    need->available / G, hint);
-}
-
-static float *alloc_f32(size_t a, size_t b, bool *ok) {
-    size_t n;
-    float *p = NULL;
-    if (g8_mul_ok(a, b, &n) && g8_mul_ok(n, sizeof(float), &n)) p = malloc(n ? n : 1);
-    if (!p) *ok = false;
-    return p;
 }
 
 static gemma8_status check_params(const gemma8_model *model, const gemma8_context_params *p) {
@@ -141,40 +172,43 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
         free(ctx);
         return st;
     }
-    const size_t B = (size_t)ctx->n_batch;
-    const size_t E = (size_t)hp->n_embd;
-    const size_t Q = (size_t)hp->n_head * hp->head_dim;
-    const size_t KV = (size_t)hp->n_head_kv * hp->head_dim;
-    const size_t F = (size_t)hp->n_ff;
-    const size_t attn = g8_attention_scratch(hp->n_head, hp->n_head_kv, hp->head_dim, ctx->n_ctx);
+    size_t bytes[N_BUF];
+    void *buf[N_BUF];
+    layout(model, &z, bytes);
     bool ok = true;
-    ctx->ops.qbuf_blocks = B * (G8_MAX(G8_MAX(E, Q), F) / QK8_0 + 1);
-    ctx->ops.qbuf = malloc(ctx->ops.qbuf_blocks * sizeof(block_q8_0));
-    ctx->ops.qsum = malloc(3 * ctx->ops.qbuf_blocks * sizeof(int32_t)); /* and the halves' sums (ops.h) */
-    ok = ctx->ops.qbuf != NULL && ctx->ops.qsum != NULL;
-    ctx->inv_freq = alloc_f32((size_t)hp->head_dim / 2, 1, &ok);
-    ctx->pos = malloc(B * sizeof(int32_t));
-    ok = ok && ctx->pos;
-    ctx->x = alloc_f32(B, E, &ok);
-    ctx->xn = alloc_f32(B, E, &ok);
-    ctx->q = alloc_f32(B, Q, &ok);
-    ctx->k = alloc_f32(B, KV, &ok);
-    ctx->v = alloc_f32(B, KV, &ok);
-    ctx->att = alloc_f32(B, Q, &ok);
-    ctx->proj = alloc_f32(B, E, &ok);
-    ctx->gate = alloc_f32(B, F, &ok);
-    ctx->up = alloc_f32(B, F, &ok);
-    ctx->attn_scratch = alloc_f32((size_t)ctx->n_threads, attn, &ok);
-    ctx->last_logits = alloc_f32(1, (size_t)hp->n_vocab, &ok);
-    ctx->last_hidden = alloc_f32(1, E, &ok);
-    ctx->batch_logits = alloc_f32((size_t)z.n_seq, (size_t)hp->n_vocab, &ok);
-    ctx->batch_seqs = calloc(B, sizeof(int32_t));
-    ctx->batch_tokens = calloc(B, sizeof(int32_t));
-    ctx->batch_take = calloc((size_t)z.n_seq, sizeof(int32_t));
-    ctx->lora = calloc((size_t)z.n_seq, sizeof(g8_lora_set));
-    ctx->lora_of = calloc(B, sizeof(g8_lora_set *));
-    ok = ok && ctx->lora && ctx->lora_of;
-    ok = ok && ctx->batch_seqs && ctx->batch_tokens && ctx->batch_take;
+    for (int i = 0; i < N_BUF; i++) {
+        buf[i] = calloc(1, bytes[i] ? bytes[i] : 1);
+        ok = ok && buf[i];
+    }
+    ctx->ops.qbuf = buf[BUF_QBUF];
+    ctx->ops.qbuf_blocks = bytes[BUF_QBUF] / sizeof(block_q8_0);
+    ctx->ops.qsum = buf[BUF_QSUM];
+    ctx->inv_freq = buf[BUF_INV_FREQ];
+    ctx->pos = buf[BUF_POS];
+    ctx->x = buf[BUF_X];
+    ctx->xn = buf[BUF_XN];
+    ctx->q = buf[BUF_Q];
+    ctx->k = buf[BUF_K];
+    ctx->v = buf[BUF_V];
+    ctx->att = buf[BUF_ATT];
+    ctx->proj = buf[BUF_PROJ];
+    ctx->gate = buf[BUF_GATE];
+    ctx->up = buf[BUF_UP];
+    ctx->attn_scratch = buf[BUF_ATTN];
+    ctx->out_logits = buf[BUF_LOGITS];
+    ctx->out_logits_cap = z.n_seq;
+    ctx->out_hidden = buf[BUF_HIDDEN];
+    ctx->out_hidden_cap = z.n_batch;
+    ctx->out_row = buf[BUF_OUT_ROW];
+    ctx->out_entries_cap = z.n_batch;
+    ctx->batch_seqs = buf[BUF_SEQS];
+    ctx->batch_out = buf[BUF_OUT];
+    ctx->batch_tokens = buf[BUF_TOKENS];
+    ctx->batch_take = buf[BUF_TAKE];
+    ctx->lora = buf[BUF_LORA];
+    ctx->lora_of = buf[BUF_LORA_OF];
+    ctx->lora_u = buf[BUF_LORA_U];
+    ctx->lora_u_cap = LORA_RANK_RESERVE;
     if (!ok) {
         gemma8_context_free(ctx);
         return g8_fail(GEMMA8_ERR_NOMEM, "out of memory creating a context of %d tokens (try a smaller context)",
@@ -187,21 +221,19 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
     /* as transformers: inv_freq = 1 / base^(2i/d), in float32 */
     for (int i = 0; i < hp->head_dim / 2; i++)
         ctx->inv_freq[i] = 1.0f / powf(hp->rope_base, (float)(2 * i) / (float)hp->head_dim);
-    memset(ctx->last_logits, 0, (size_t)hp->n_vocab * sizeof(float));
-    memset(ctx->last_hidden, 0, E * sizeof(float));
     *out = ctx;
     return GEMMA8_OK;
 }
 
 void gemma8_context_free(gemma8_context *ctx) {
     if (!ctx) return;
-    g8_async_finish(ctx);
     g8_kv_free(&ctx->kv);
     if (ctx->ops.pool) g8_pool_free(ctx->ops.pool);
-    void *bufs[] = {ctx->ops.qbuf, ctx->ops.qsum, ctx->inv_freq, ctx->pos, ctx->x, ctx->xn, ctx->q, ctx->k, ctx->v, ctx->att,
-                    ctx->proj, ctx->gate, ctx->up, ctx->attn_scratch, ctx->last_logits, ctx->last_hidden,
-                    ctx->batch_logits, ctx->batch_seqs, ctx->batch_tokens, ctx->batch_take, ctx->lora, ctx->lora_of,
-                    ctx->lora_u};
+    void *bufs[] = {ctx->ops.qbuf, ctx->ops.qsum, ctx->inv_freq, ctx->pos, ctx->x, ctx->xn, ctx->q, ctx->k,
+                    ctx->v, ctx->att, ctx->proj, ctx->gate, ctx->up, ctx->attn_scratch, ctx->out_logits,
+                    ctx->out_hidden, ctx->out_row, ctx->batch_seqs, ctx->batch_out, ctx->batch_tokens,
+                    ctx->batch_take, ctx->lora, ctx->lora_of, ctx->lora_u};
+    _Static_assert(sizeof bufs / sizeof bufs[0] == N_BUF, "every buffer of the layout is freed");
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(ctx);
 }
@@ -209,6 +241,8 @@ void gemma8_context_free(gemma8_context *ctx) {
 /* ---- sequences --------------------------------------------------------------- */
 
 static bool seq_ok(const gemma8_context *ctx, int32_t s) { return ctx && s >= 0 && s < ctx->kv.n_seq; }
+
+const gemma8_model *gemma8_context_model(const gemma8_context *ctx) { return ctx->model; }
 
 int32_t gemma8_n_ctx(const gemma8_context *ctx) { return ctx->n_ctx; }
 
@@ -260,27 +294,16 @@ const int32_t *gemma8_seq_history(const gemma8_context *ctx, int32_t s, int32_t 
     return seq_ok(ctx, s) ? ctx->kv.seq[s].tokens : NULL;
 }
 
-int32_t gemma8_n_past(const gemma8_context *ctx) { return gemma8_seq_n_past(ctx, 0); }
-
-void gemma8_kv_clear(gemma8_context *ctx) { gemma8_seq_clear(ctx, 0); }
-
-void gemma8_kv_truncate(gemma8_context *ctx, int32_t n) { gemma8_seq_truncate(ctx, 0, n); }
-
-const int32_t *gemma8_history(const gemma8_context *ctx, int32_t *n) { return gemma8_seq_history(ctx, 0, n); }
-
-const float *gemma8_get_logits(const gemma8_context *ctx) { return ctx->last_logits; }
-
-const float *gemma8_get_hidden(const gemma8_context *ctx) { return ctx->last_hidden; }
-
 void gemma8_abort(gemma8_context *ctx) { atomic_store(&ctx->abort, true); }
 
-gemma8_status gemma8_cache_save(const gemma8_context *ctx, const char *path) {
-    if (!ctx || !path) return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to cache_save");
-    return g8_kv_save(&ctx->kv, 0, g8_model_fingerprint(ctx->model) ^ g8_lora_set_fingerprint(&ctx->lora[0]), path);
+gemma8_status gemma8_cache_save(const gemma8_context *ctx, int32_t s, const char *path) {
+    if (!seq_ok(ctx, s) || !path) return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to cache_save");
+    const uint64_t key = g8_model_fingerprint(ctx->model) ^ g8_lora_set_fingerprint(&ctx->lora[s]);
+    return g8_kv_save(&ctx->kv, s, key, path);
 }
 
-gemma8_status gemma8_cache_load(gemma8_context *ctx, const char *path) {
-    if (!ctx || !path) return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to cache_load");
-    return g8_kv_load(&ctx->kv, 0, g8_model_fingerprint(ctx->model) ^ g8_lora_set_fingerprint(&ctx->lora[0]),
-                      ctx->model->hp.n_vocab, path);
+gemma8_status gemma8_cache_load(gemma8_context *ctx, int32_t s, const char *path) {
+    if (!seq_ok(ctx, s) || !path) return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to cache_load");
+    const uint64_t key = g8_model_fingerprint(ctx->model) ^ g8_lora_set_fingerprint(&ctx->lora[s]);
+    return g8_kv_load(&ctx->kv, s, key, ctx->model->hp.n_vocab, path);
 }

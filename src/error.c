@@ -1,10 +1,9 @@
-/* error.c - per-thread error messages, status names, the log callback, the version, allocation. */
+/* error.c - per-thread error messages, status names, the log callback, the version. */
 #include "common.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 
 static _Thread_local char g_errbuf[1024];
 
@@ -54,27 +53,4 @@ void g8_log(int level, const char *fmt, ...) {
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     g_log_fn(level, buf, g_log_user);
-}
-
-void *g8_malloc(size_t n, const char *what) {
-    void *p = malloc(n ? n : 1);
-    if (!p) g8_fail(GEMMA8_ERR_NOMEM, "out of memory allocating %zu bytes for %s", n, what);
-    return p;
-}
-
-void *g8_alloc_huge(size_t bytes) {
-    enum { HUGE = 2 << 20 };
-    if (bytes < HUGE) return malloc(bytes ? bytes : 1);
-    const size_t n = (bytes + HUGE - 1) / HUGE * HUGE;
-    void *p = aligned_alloc(HUGE, n);
-#ifdef MADV_HUGEPAGE
-    if (p) madvise(p, n, MADV_HUGEPAGE);
-#endif
-    return p;
-}
-
-void *g8_calloc(size_t count, size_t size, const char *what) {
-    void *p = calloc(count ? count : 1, size ? size : 1);
-    if (!p) g8_fail(GEMMA8_ERR_NOMEM, "out of memory allocating %zu x %zu bytes for %s", count, size, what);
-    return p;
 }

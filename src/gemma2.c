@@ -1,12 +1,11 @@
-/* gemma2.c - the Gemma 2 forward pass, after transformers' Gemma2ForCausalLM,
- * and evaluation of a sequence's tokens in chunks of n_batch. */
+/* gemma2.c - the Gemma 2 forward pass, after transformers' Gemma2ForCausalLM. */
 #include "context.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int seq_of(const g8_batch *b, int t) { return b->seqs ? b->seqs[t] : b->s; }
+static int seq_of(const g8_batch *b, int t) { return b->seqs[t]; }
 
 /* the end of the run of entries of one sequence that starts at t0 */
 static int run_end(const g8_batch *b, int t0) {
@@ -121,25 +120,21 @@ gemma8_status g8_forward(gemma8_context *ctx, const g8_batch *b) {
 
 #undef LORA
 
-    /* final norm, tied output embedding, final soft-cap: for every entry, or
-     * for the last entry of each run */
+    /* final norm; the hidden states asked for; tied output embedding and final soft-cap for the
+     * entries whose logits are asked for (their rows moved to the front, in order) */
     g8_rmsnorm(xn, x, m->output_norm, T, E, hp->rms_eps);
-    if (b->hidden_all) memcpy(b->hidden_all, xn, (size_t)T * E * sizeof(float));
-    memcpy(ctx->last_hidden, xn + (size_t)(T - 1) * E, (size_t)E * sizeof(float));
-    if (b->logits_all) {
-        g8_matmul(ops, &m->output, xn, T, b->logits_all);
-        softcap_rows(ops, b->logits_all, T, V, hp->final_softcap);
-        memcpy(ctx->last_logits, b->logits_all + (size_t)(T - 1) * V, V * sizeof(float));
-    } else {
-        float *ends = b->logits_ends ? b->logits_ends : ctx->last_logits;
-        int R = 0;
-        for (int t0 = 0, t1; t0 < T; t0 = t1, R++) {
-            t1 = run_end(b, t0);
-            memmove(xn + (size_t)R * E, xn + (size_t)(t1 - 1) * E, (size_t)E * sizeof(float));
-        }
-        g8_matmul(ops, &m->output, xn, R, ends);
-        softcap_rows(ops, ends, R, V, hp->final_softcap);
-        if (ends != ctx->last_logits) memcpy(ctx->last_logits, ends + (size_t)(R - 1) * V, V * sizeof(float));
+    int n_hidden = 0;
+    int n_logits = 0;
+    for (int t = 0; t < T; t++) {
+        if (b->output[t] & GEMMA8_OUTPUT_HIDDEN)
+            memcpy(b->hidden + (size_t)n_hidden++ * E, xn + (size_t)t * E, (size_t)E * sizeof(float));
+        if (!(b->output[t] & GEMMA8_OUTPUT_LOGITS)) continue;
+        if (n_logits != t) memmove(xn + (size_t)n_logits * E, xn + (size_t)t * E, (size_t)E * sizeof(float));
+        n_logits++;
+    }
+    if (n_logits) {
+        g8_matmul(ops, &m->output, xn, n_logits, b->logits);
+        softcap_rows(ops, b->logits, n_logits, V, hp->final_softcap);
     }
     for (int t0 = 0, t1; t0 < T; t0 = t1) {
         t1 = run_end(b, t0);
@@ -148,90 +143,4 @@ gemma8_status g8_forward(gemma8_context *ctx, const g8_batch *b) {
         seq->n_past += t1 - t0;
     }
     return GEMMA8_OK;
-}
-
-gemma8_status g8_eval(gemma8_context *ctx, int s, const int32_t *tokens, const float *embd, int32_t n,
-                      float *logits_all, float *hidden_all) {
-    const int n_vocab = ctx->model->hp.n_vocab;
-    const int E = ctx->model->hp.n_embd;
-    const g8_kv_seq *seq = &ctx->kv.seq[s];
-    if ((int64_t)seq->n_past + n > ctx->n_ctx)
-        return g8_fail(GEMMA8_ERR_CONTEXT_FULL, "%d tokens do not fit: %d of the context's %d are used", n,
-                       seq->n_past, ctx->n_ctx);
-    gemma8_status st = GEMMA8_OK;
-    for (int32_t i = 0; !st && i < n; i += ctx->n_batch) {
-        const int T = G8_MIN(ctx->n_batch, n - i);
-        const int32_t *tok = tokens ? tokens + i : NULL;
-        const float *in = tokens ? NULL : embd + (size_t)i * E;
-        float *logits = logits_all ? logits_all + (size_t)i * n_vocab : NULL;
-        float *hidden = hidden_all ? hidden_all + (size_t)i * E : NULL;
-        const g8_batch b = {.T = T, .s = s, .tokens = tok, .embd = in, .logits_all = logits, .hidden_all = hidden};
-        st = g8_forward(ctx, &b);
-    }
-    return st;
-}
-
-gemma8_status g8_check_input(const gemma8_context *ctx, int32_t s, const int32_t *tokens, int32_t n) {
-    if (s < 0 || s >= ctx->kv.n_seq)
-        return g8_fail(GEMMA8_ERR_INVALID_ARG, "sequence %d does not exist (the context has %d)", s, ctx->kv.n_seq);
-    const int n_vocab = ctx->model->hp.n_vocab;
-    for (int32_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= n_vocab)
-            return g8_fail(GEMMA8_ERR_INVALID_ARG, "token id %d at index %d is outside the vocabulary (0..%d)",
-                           tokens[i], i, n_vocab - 1);
-    return GEMMA8_OK;
-}
-
-gemma8_status gemma8_eval_seq(gemma8_context *ctx, int32_t s, const int32_t *tokens, int32_t n, float *logits_all) {
-    if (!ctx || (!tokens && n > 0) || n < 0) return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to gemma8_eval");
-    atomic_store(&ctx->abort, false);
-    gemma8_status st = g8_check_input(ctx, s, tokens, n);
-    return st ? st : g8_eval(ctx, s, tokens, NULL, n, logits_all, NULL);
-}
-
-gemma8_status gemma8_eval_hidden(gemma8_context *ctx, int32_t s, const int32_t *tokens, int32_t n,
-                                 float *hidden_all) {
-    if (!ctx || !tokens || n <= 0 || !hidden_all)
-        return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to gemma8_eval_hidden");
-    atomic_store(&ctx->abort, false);
-    gemma8_status st = g8_check_input(ctx, s, tokens, n);
-    return st ? st : g8_eval(ctx, s, tokens, NULL, n, NULL, hidden_all);
-}
-
-gemma8_status gemma8_decode_batch(gemma8_context *ctx, const int32_t *seqs, const int32_t *tokens, int32_t n,
-                                  float *logits) {
-    if (!ctx || !seqs || !tokens || !logits || n <= 0)
-        return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to gemma8_decode_batch");
-    if (n > ctx->n_batch)
-        return g8_fail(GEMMA8_ERR_INVALID_ARG, "a batch of %d tokens is more than the context's n_batch (%d)", n,
-                       ctx->n_batch);
-    atomic_store(&ctx->abort, false);
-    for (int32_t i = 0, end; i < n; i = end) {
-        for (end = i + 1; end < n && seqs[end] == seqs[i];) end++;
-        gemma8_status st = g8_check_input(ctx, seqs[i], tokens + i, end - i);
-        if (st) return st;
-        for (int32_t j = 0; j < i; j++)
-            if (seqs[j] == seqs[i])
-                return g8_fail(GEMMA8_ERR_INVALID_ARG,
-                               "sequence %d appears in two places of the batch (its tokens must be together)", seqs[i]);
-        if (ctx->kv.seq[seqs[i]].n_past + (end - i) > ctx->n_ctx)
-            return g8_fail(GEMMA8_ERR_CONTEXT_FULL, "sequence %d has %d of %d positions used; %d more do not fit",
-                           seqs[i], ctx->kv.seq[seqs[i]].n_past, ctx->n_ctx, end - i);
-    }
-    const g8_batch b = {.T = n, .seqs = seqs, .tokens = tokens, .logits_ends = logits};
-    return g8_forward(ctx, &b);
-}
-
-gemma8_status gemma8_eval(gemma8_context *ctx, const int32_t *tokens, int32_t n, float *logits_all) {
-    return gemma8_eval_seq(ctx, 0, tokens, n, logits_all);
-}
-
-gemma8_status gemma8_eval_embd(gemma8_context *ctx, const float *embd, int32_t n, float *logits_all) {
-    if (!ctx || (!embd && n > 0) || n < 0)
-        return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to gemma8_eval_embd");
-    atomic_store(&ctx->abort, false);
-    const size_t count = (size_t)n * (size_t)ctx->model->hp.n_embd;
-    for (size_t i = 0; i < count; i++)
-        if (!isfinite(embd[i])) return g8_fail(GEMMA8_ERR_INVALID_ARG, "embedding value %zu is not finite", i);
-    return g8_eval(ctx, 0, NULL, embd, n, logits_all, NULL);
 }

@@ -1,11 +1,10 @@
 /* generate.c - generation: prompt reuse, the sampling loop, streaming text,
- * stop strings, abort, the asynchronous run and chat turns. */
+ * stop strings, abort, chat turns, and embeddings as generations that only
+ * prefill. Every forward pass goes through g8_decode (decode.c). */
 #include "context.h"
 #include "sampling.h"
 
-#include <pthread.h>
-#include <stdio.h>
-
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -70,6 +69,8 @@ struct gemma8_gen {
     g8_stream stream;        /* bytes of a character not yet complete */
     out_text out;            /* text held back: it may still become a stop string */
     char *piece;
+    double *embd_sum;        /* embeddings: the pooled sum of the prompt's hidden states (n_embd) */
+    float *embd;             /* embeddings: the result, once done (n_embd) */
 };
 
 static gemma8_status check_generation(const gemma8_context *ctx, const int32_t *prompt, int32_t n_prompt,
@@ -77,9 +78,9 @@ static gemma8_status check_generation(const gemma8_context *ctx, const int32_t *
     if (n_prompt <= 0) return g8_fail(GEMMA8_ERR_INVALID_ARG, "the prompt is empty");
     if (p->max_new_tokens < 0 || p->n_stop < 0 || (p->n_stop && !p->stop))
         return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid generation parameters");
-    gemma8_status st = g8_check_input(ctx, p->seq, prompt, n_prompt);
+    gemma8_status st = g8_check_tokens(ctx, p->seq, prompt, n_prompt);
     if (st) return st;
-    if (n_prompt >= ctx->n_ctx)
+    if (n_prompt >= ctx->n_ctx + p->embed)
         return g8_fail(GEMMA8_ERR_CONTEXT_FULL, "the prompt of %d tokens does not fit in the context of %d (leave room "
                        "to generate)", n_prompt, ctx->n_ctx);
     return GEMMA8_OK;
@@ -109,7 +110,7 @@ static gemma8_status begin(gemma8_context *ctx, const int32_t *prompt, int32_t n
     /* keep the longest common prefix; the last prompt token is always evaluated for its logits */
     g8_kv_seq *seq = &ctx->kv.seq[g->seq];
     int32_t keep = 0;
-    while (keep < seq->n_past && keep < n_prompt - 1 && seq->tokens[keep] == prompt[keep]) keep++;
+    while (!params->embed && keep < seq->n_past && keep < n_prompt - 1 && seq->tokens[keep] == prompt[keep]) keep++;
     g8_kv_truncate(&ctx->kv, g->seq, keep);
     g->res.n_reused = seq->n_past;
     for (int32_t i = G8_MAX(0, n_prompt - params->sampling.repeat_last_n); i < n_prompt; i++)
@@ -119,6 +120,15 @@ static gemma8_status begin(gemma8_context *ctx, const int32_t *prompt, int32_t n
         gemma8_sampler_free(g->smp);
         free(g);
         return st;
+    }
+    if (params->embed) {
+        const size_t E = (size_t)ctx->model->hp.n_embd;
+        g->embd_sum = g8_calloc(E, sizeof(double), "an embedding");
+        g->embd = g8_calloc(E, sizeof(float), "an embedding");
+        if (!g->embd_sum || !g->embd) {
+            gemma8_gen_end(g, NULL);
+            return GEMMA8_ERR_NOMEM;
+        }
     }
     g->t_start = g8_now();
     *out = g;
@@ -137,13 +147,28 @@ static void prefill_done(gemma8_gen *g) {
     g->t_start = g8_now();
 }
 
+/* The hidden states of an embedding's prompt entries, pooled; at the prompt's end, the vector. */
+static void embd_take(gemma8_gen *g, int32_t first_entry, int32_t n) {
+    const gemma8_context *ctx = g->ctx;
+    const int E = ctx->model->hp.n_embd;
+    for (int32_t i = 0; i < n; i++) gemma8_pool_add(g->embd_sum, gemma8_get_hidden(ctx, first_entry + i), E);
+    if (ctx->kv.seq[g->seq].n_past == g->n_prompt) gemma8_pool_finish(g->embd_sum, g->n_prompt, E, g->embd);
+}
+
 /* One chunk of the prompt; the prompt is done when the sequence holds all of it. */
 static gemma8_status prefill_chunk(gemma8_gen *g) {
     gemma8_context *ctx = g->ctx;
     const int32_t at = ctx->kv.seq[g->seq].n_past;
     const int32_t n = G8_MIN(ctx->n_batch, g->n_prompt - at);
-    gemma8_status st = g8_eval(ctx, g->seq, g->prompt + at, NULL, n, NULL, NULL);
-    if (!st && at + n == g->n_prompt) prefill_done(g);
+    gemma8_batch b = gemma8_batch_tokens(g->seq, g->prompt + at, n);
+    if (g->p.embed) {
+        memset(ctx->batch_out, GEMMA8_OUTPUT_HIDDEN, (size_t)n);
+        b.output = ctx->batch_out;
+    }
+    gemma8_status st = g8_decode(ctx, &b);
+    if (st) return st;
+    if (g->p.embed) embd_take(g, 0, n);
+    if (at + n == g->n_prompt) prefill_done(g);
     return st;
 }
 
@@ -212,17 +237,27 @@ static gemma8_status decode_sample(gemma8_gen *g, const float *logits) {
 /* Evaluates the token sampled last, then samples and emits the next one. */
 static gemma8_status decode_step(gemma8_gen *g) {
     if (g->pending >= 0) {
-        gemma8_status st = g8_eval(g->ctx, g->seq, &g->pending, NULL, 1, NULL, NULL);
+        const gemma8_batch b = gemma8_batch_tokens(g->seq, &g->pending, 1);
+        gemma8_status st = g8_decode(g->ctx, &b);
         g->pending = -1;
         if (st) return st;
     }
-    return decode_sample(g, g->ctx->last_logits);
+    return decode_sample(g, gemma8_get_logits(g->ctx, -1));
+}
+
+/* The end of a prefill: an embedding is done (its sequence cleared), a generation draws its first token. */
+static gemma8_status after_prefill(gemma8_gen *g, const float *logits) {
+    if (!g->p.embed) return decode_sample(g, logits);
+    gemma8_seq_clear(g->ctx, g->seq);
+    g->res.stop_reason = GEMMA8_STOP_EMBEDDED;
+    return GEMMA8_OK;
 }
 
 gemma8_status gemma8_gen_step(gemma8_gen *g, bool *done) {
     if (!g->done) {
         g->status = g->prefilled ? decode_step(g) : prefill_chunk(g);
-        if (!g->status && g->prefilled && !g->res.stop_reason && !g->res.n_generated && g->pending < 0)
+        if (!g->status && g->prefilled && g->p.embed) g->status = after_prefill(g, NULL);
+        else if (!g->status && g->prefilled && !g->res.stop_reason && !g->res.n_generated && g->pending < 0)
             g->status = decode_step(g); /* the first token right after the prompt */
         g->done = g->status || g->res.stop_reason;
     }
@@ -232,7 +267,9 @@ gemma8_status gemma8_gen_step(gemma8_gen *g, bool *done) {
 
 bool gemma8_gen_prefilled(const gemma8_gen *g) { return g->prefilled; }
 
-const float *gemma8_gen_logits(const gemma8_gen *g) { return g->logits ? g->logits : g->ctx->last_logits; }
+const float *gemma8_gen_logits(const gemma8_gen *g) { return g->logits; }
+
+const float *gemma8_gen_embedding(const gemma8_gen *g) { return g->done && g->p.embed && !g->status ? g->embd : NULL; }
 
 /* One step of each generation in one forward pass: the pending token of each
  * that is decoding, and the next prompt chunk of those prefilling, as many
@@ -243,18 +280,22 @@ gemma8_status gemma8_gen_step_many(gemma8_gen **gens, int32_t n, bool *done) {
     gemma8_context *ctx = gens[0]->ctx;
     if (n > ctx->kv.n_seq)
         return g8_fail(GEMMA8_ERR_INVALID_ARG, "%d generations on a context of %d sequences", n, ctx->kv.n_seq);
-    const size_t V = (size_t)ctx->model->hp.n_vocab;
-    int32_t *seqs = ctx->batch_seqs, *toks = ctx->batch_tokens;
-    int T = 0, budget = ctx->n_batch;
+    int32_t *seqs = ctx->batch_seqs;
+    int32_t *toks = ctx->batch_tokens;
+    uint8_t *outs = ctx->batch_out;
+    int T = 0;
+    int budget = ctx->n_batch;
     for (int32_t i = 0; i < n; i++) {
         const gemma8_gen *g = gens[i];
         if (g->ctx != ctx) return g8_fail(GEMMA8_ERR_INVALID_ARG, "generations of different contexts");
         budget -= !g->done && g->prefilled && g->pending >= 0;
     }
-    int32_t *take = ctx->batch_take;   /* tokens each generation puts in the batch */
+    int32_t *take = ctx->batch_take; /* entries each generation puts in the batch, from take_at */
+    int32_t take_at[n];
     for (int32_t i = 0; i < n; i++) {
         gemma8_gen *g = gens[i];
         take[i] = 0;
+        take_at[i] = T;
         if (g->done || T >= ctx->n_batch) continue;
         if (g->prefilled && g->pending >= 0) {
             take[i] = 1;
@@ -264,27 +305,32 @@ gemma8_status gemma8_gen_step_many(gemma8_gen **gens, int32_t n, bool *done) {
             budget -= take[i];
         }
         for (int32_t k = 0; k < take[i]; k++) {
+            const bool last = k == take[i] - 1;
             seqs[T] = g->seq;
+            outs[T] = g->p.embed ? GEMMA8_OUTPUT_HIDDEN : last ? GEMMA8_OUTPUT_LOGITS : GEMMA8_OUTPUT_NONE;
             toks[T++] = g->prefilled ? g->pending : g->prompt[ctx->kv.seq[g->seq].n_past + k];
         }
     }
     gemma8_status st = GEMMA8_OK;
     if (T > 0) {
-        const g8_batch b = {.T = T, .seqs = seqs, .tokens = toks, .logits_ends = ctx->batch_logits};
-        st = g8_forward(ctx, &b);
+        gemma8_batch b = {.n = T, .token = toks, .seq = seqs, .output = outs};
+        st = g8_decode(ctx, &b);
     }
-    for (int32_t i = 0, run = 0; i < n; i++) {
+    for (int32_t i = 0; i < n; i++) {
         gemma8_gen *g = gens[i];
         if (take[i] > 0) {
-            const float *logits = ctx->batch_logits + (size_t)run++ * V;
+            const float *logits = gemma8_get_logits(ctx, take_at[i] + take[i] - 1);
             if (st) {
                 g->status = st;
             } else if (g->prefilled) {
                 g->pending = -1;
                 g->status = decode_sample(g, logits);
-            } else if (ctx->kv.seq[g->seq].n_past == g->n_prompt) {
-                prefill_done(g);
-                g->status = decode_sample(g, logits); /* the first token right after the prompt */
+            } else {
+                if (g->p.embed) embd_take(g, take_at[i], take[i]);
+                if (ctx->kv.seq[g->seq].n_past == g->n_prompt) {
+                    prefill_done(g);
+                    g->status = after_prefill(g, logits); /* the first token right after the prompt */
+                }
             }
             g->done = g->status || g->res.stop_reason;
         }
@@ -310,14 +356,16 @@ gemma8_status gemma8_gen_end(gemma8_gen *g, gemma8_generate_result *result) {
     emit(&g->p, -1, "", 0, st && st != GEMMA8_ERR_ABORTED ? GEMMA8_RUN_ERROR : GEMMA8_RUN_FINISH);
     if (result) *result = *res;
     free(g->piece);
+    free(g->embd_sum);
+    free(g->embd);
     free(out->held);
     gemma8_sampler_free(g->smp);
     free(g);
     return st;
 }
 
-static gemma8_status run(gemma8_context *ctx, const int32_t *prompt, int32_t n_prompt, const gemma8_generate_params *p,
-                         bool clear_abort, gemma8_generate_result *res) {
+gemma8_status g8_generate(gemma8_context *ctx, const int32_t *prompt, int32_t n_prompt,
+                          const gemma8_generate_params *p, bool clear_abort, gemma8_generate_result *res) {
     memset(res, 0, sizeof *res);
     res->n_prompt = n_prompt;
     gemma8_gen *g;
@@ -332,7 +380,7 @@ gemma8_status gemma8_generate(gemma8_context *ctx, const int32_t *prompt, int32_
                               const gemma8_generate_params *params, gemma8_generate_result *result) {
     gemma8_generate_result local;
     if (!ctx || !params || (!prompt && n_prompt)) return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to generate");
-    return run(ctx, prompt, n_prompt, params, true, result ? result : &local);
+    return g8_generate(ctx, prompt, n_prompt, params, true, result ? result : &local);
 }
 
 gemma8_status gemma8_chat(gemma8_context *ctx, const gemma8_chat_message *msgs, int32_t n_msgs,
@@ -376,70 +424,4 @@ gemma8_status gemma8_chat(gemma8_context *ctx, const gemma8_chat_message *msgs, 
     free(work);
     free(ids);
     return st;
-}
-
-/* ---- asynchronous run ---------------------------------------------------------- */
-
-/* One gemma8_generate on a thread of its own; the context points to it while it runs. */
-typedef struct g8_async {
-    pthread_t thread;
-    gemma8_context *ctx;
-    int32_t *prompt;
-    int32_t n_prompt;
-    gemma8_generate_params params;
-    gemma8_generate_result result;
-    gemma8_status status;
-    char error[1024];
-} g8_async;
-
-static void *async_main(void *arg) {
-    g8_async *job = arg;
-    /* the flag was cleared by gemma8_generate_async: an abort right after it returned is not lost */
-    job->status = run(job->ctx, job->prompt, job->n_prompt, &job->params, false, &job->result);
-    snprintf(job->error, sizeof job->error, "%s", gemma8_last_error());
-    return NULL;
-}
-
-gemma8_status gemma8_generate_async(gemma8_context *ctx, const int32_t *prompt, int32_t n_prompt,
-                                    const gemma8_generate_params *params) {
-    if (!ctx || !params || n_prompt <= 0 || !prompt) return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments");
-    if (ctx->async) return g8_fail(GEMMA8_ERR_INVALID_ARG, "a generation is already running on this context");
-    g8_async *job = g8_calloc(1, sizeof *job, "an asynchronous run");
-    if (!job) return GEMMA8_ERR_NOMEM;
-    job->prompt = g8_malloc((size_t)n_prompt * sizeof(int32_t), "an asynchronous run");
-    if (!job->prompt) {
-        free(job);
-        return GEMMA8_ERR_NOMEM;
-    }
-    memcpy(job->prompt, prompt, (size_t)n_prompt * sizeof(int32_t));
-    job->ctx = ctx;
-    job->n_prompt = n_prompt;
-    job->params = *params;
-    atomic_store(&ctx->abort, false);
-    if (pthread_create(&job->thread, NULL, async_main, job) != 0) {
-        free(job->prompt);
-        free(job);
-        return g8_fail(GEMMA8_ERR_NOMEM, "cannot start a thread");
-    }
-    ctx->async = job;
-    return GEMMA8_OK;
-}
-
-gemma8_status gemma8_wait(gemma8_context *ctx, gemma8_generate_result *result) {
-    if (!ctx || !ctx->async) return g8_fail(GEMMA8_ERR_INVALID_ARG, "no asynchronous run to wait for");
-    g8_async *job = ctx->async;
-    pthread_join(job->thread, NULL);
-    ctx->async = NULL;
-    gemma8_status st = job->status;
-    if (result) *result = job->result;
-    if (st) g8_fail(st, "%s", job->error);
-    free(job->prompt);
-    free(job);
-    return st;
-}
-
-void g8_async_finish(gemma8_context *ctx) {
-    if (!ctx->async) return;
-    gemma8_abort(ctx);
-    gemma8_wait(ctx, NULL);
 }

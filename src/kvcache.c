@@ -152,15 +152,6 @@ void g8_kv_clear(g8_kvcache *c, int s) {
 
 /* ---- prompt-cache files ------------------------------------------------------ */
 
-uint64_t g8_model_fingerprint(const gemma8_model *m) {
-    uint64_t h = g8_fnv64(G8_FNV64_SEED, m->file.map.data, (size_t)m->file.data_offset);
-    for (uint64_t i = 0; i < m->file.n_tensors; i++) {
-        const gguf_tensor *t = &m->file.tensors[i];
-        h = g8_fnv64(h, t->data, (size_t)G8_MIN(t->nbytes, (uint64_t)256));
-    }
-    return h;
-}
-
 /* the first position of layer il the next token can see */
 static int32_t first_kept(const g8_kvcache *c, int s, int il) {
     const g8_kv_seq *q = &c->seq[s];

@@ -77,7 +77,5 @@ void g8_kv_clear(g8_kvcache *c, int s);
 /* Prompt-cache files: sequence s to a file and back (fingerprint: the model's). */
 gemma8_status g8_kv_save(const g8_kvcache *c, int s, uint64_t fingerprint, const char *path);
 gemma8_status g8_kv_load(g8_kvcache *c, int s, uint64_t fingerprint, int32_t n_vocab, const char *path);
-/* Identifies a model: its metadata and tensor table, and a sample of each tensor. */
-uint64_t g8_model_fingerprint(const gemma8_model *m);
 
 #endif

@@ -389,3 +389,12 @@ gemma8_model_info gemma8_model_get_info(const gemma8_model *m) {
         snprintf(info.name, sizeof info.name, "gemma2");
     return info;
 }
+
+uint64_t g8_model_fingerprint(const gemma8_model *m) {
+    uint64_t h = g8_fnv64(G8_FNV64_SEED, m->file.map.data, (size_t)m->file.data_offset);
+    for (uint64_t i = 0; i < m->file.n_tensors; i++) {
+        const gguf_tensor *t = &m->file.tensors[i];
+        h = g8_fnv64(h, t->data, (size_t)G8_MIN(t->nbytes, (uint64_t)256));
+    }
+    return h;
+}

@@ -69,4 +69,8 @@ uint64_t g8_model_resident_bytes(const gemma8_model *m);
 /* Sliding-window layers are the even ones, as in transformers' layer_types. */
 static inline bool g8_layer_is_sliding(int il) { return il % 2 == 0; }
 
+/* Identifies a model: its metadata and tensor table, and a sample of each tensor (the key
+ * of prompt-cache files). */
+uint64_t g8_model_fingerprint(const gemma8_model *m);
+
 #endif

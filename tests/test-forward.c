@@ -45,12 +45,12 @@ static void check_gen0(gemma8_model *m, const char *fixture) {
     gemma8_context *ctx;
     if (prompt && want && CHECK(gemma8_context_new(m, &cp, &ctx) == GEMMA8_OK)) {
         int V = gemma8_model_get_info(m).n_vocab, same = 0;
-        CHECK(gemma8_eval(ctx, prompt, (int)np, NULL) == GEMMA8_OK);
+        CHECK(t_eval(ctx, 0, prompt, (int)np, NULL) == GEMMA8_OK);
         for (size_t i = 0; i < no; i++) {
-            int32_t tok = argmax_f(gemma8_get_logits(ctx), V);
+            int32_t tok = argmax_f(gemma8_get_logits(ctx, -1), V);
             same += tok == want[i];
             CHECKF(tok == want[i], "%s gen0 step %zu: got %d want %d", fixture, i, tok, want[i]);
-            CHECK(gemma8_eval(ctx, &tok, 1, NULL) == GEMMA8_OK);
+            CHECK(t_eval(ctx, 0, &tok, 1, NULL) == GEMMA8_OK);
         }
         harness_note("%s gen0: %d/%zu greedy tokens identical", fixture, same, no);
         gemma8_context_free(ctx);
@@ -111,15 +111,15 @@ TEST(forward_prefill_then_decode) {
     if (full && CHECK(gemma8_context_new(m, &cp, &ctx) == GEMMA8_OK)) {
         int P = 100;
         float *part = malloc((size_t)T * V * sizeof(float));
-        CHECK(gemma8_eval(ctx, tokens, P, part) == GEMMA8_OK);
+        CHECK(t_eval(ctx, 0, tokens, P, part) == GEMMA8_OK);
         for (size_t t = (size_t)P; t < T; t++) {
-            CHECK(gemma8_eval(ctx, &tokens[t], 1, NULL) == GEMMA8_OK);
-            memcpy(part + t * V, gemma8_get_logits(ctx), (size_t)V * sizeof(float));
+            CHECK(t_eval(ctx, 0, &tokens[t], 1, NULL) == GEMMA8_OK);
+            memcpy(part + t * V, gemma8_get_logits(ctx, -1), (size_t)V * sizeof(float));
         }
         float d = max_abs_diff(full, part, T * (size_t)V);
         CHECKF(d <= 1e-4f, "prefill+decode vs prefill: %g", d);
         harness_note("tiny-c: prefill %d + decode %zu vs one prefill: max |diff| %.3g", P, T - P, d);
-        CHECK(gemma8_n_past(ctx) == (int)T);
+        CHECK(gemma8_seq_n_past(ctx, 0) == (int)T);
         free(part);
         gemma8_context_free(ctx);
     }
@@ -159,13 +159,13 @@ static void check_q8_0(const char *fixture, bool gen0, int32_t kv_type) {
         cp.kv_type = kv_type;
         gemma8_context *ctx;
         if (prompt && gw && CHECK(gemma8_context_new(m, &cp, &ctx) == GEMMA8_OK)) {
-            CHECK(gemma8_eval(ctx, prompt, (int)np, NULL) == GEMMA8_OK);
+            CHECK(t_eval(ctx, 0, prompt, (int)np, NULL) == GEMMA8_OK);
             size_t same = 0;
             for (size_t i = 0; i < no; i++) {
-                int32_t t = argmax_f(gemma8_get_logits(ctx), V);
+                int32_t t = argmax_f(gemma8_get_logits(ctx, -1), V);
                 if (t != gw[i]) break;
                 same++;
-                CHECK(gemma8_eval(ctx, &t, 1, NULL) == GEMMA8_OK);
+                CHECK(t_eval(ctx, 0, &t, 1, NULL) == GEMMA8_OK);
             }
             CHECKF(same == no, "%s q8_0%s gen0: first %zu of %zu greedy tokens identical", fixture, kv, same, no);
             harness_note("%s q8_0%s gen0: %zu/%zu greedy tokens identical", fixture, kv, same, no);

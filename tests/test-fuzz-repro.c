@@ -30,7 +30,7 @@ TEST(fuzz_reproducers_fail_cleanly) {
             st = gemma8_model_load(path, &mp, &m);
             if (!st) gemma8_model_free(m);
         } else if (!strncmp(e->d_name, "promptcache-", 12)) {
-            st = gemma8_cache_load(ctx, path);
+            st = gemma8_cache_load(ctx, 0, path);
         }
         CHECKF(st != GEMMA8_OK && gemma8_last_error()[0], "%s: status %d", e->d_name, st);
         harness_note("%s: %s", e->d_name, gemma8_last_error());

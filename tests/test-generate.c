@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <malloc.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -209,13 +210,14 @@ TEST(generate_abort_from_another_thread) {
     collect *c = calloc(1, sizeof *c);
     gemma8_generate_params p = greedy(3000, c);
     int32_t prompt[] = {2, 5, 6};
-    if (ctx && CHECK(gemma8_generate_async(ctx, prompt, 3, &p) == GEMMA8_OK)) {
+    gemma8_async *run = NULL;
+    if (ctx && CHECK(gemma8_generate_async(ctx, prompt, 3, &p, &run) == GEMMA8_OK)) {
         for (int waited = 0; atomic_load(&c->count) < 5 && waited < 100000; waited++) usleep(100); /* <= 10 s */
         CHECKF(atomic_load(&c->count) >= 5, "no 5 tokens within 10 s");
         gemma8_abort(ctx);
         int at = atomic_load(&c->count);
         gemma8_generate_result r;
-        CHECK(gemma8_wait(ctx, &r) == GEMMA8_ERR_ABORTED);
+        CHECK(gemma8_wait(run, &r) == GEMMA8_ERR_ABORTED);
         CHECK(r.stop_reason == GEMMA8_STOP_ABORTED);
         CHECKF(r.n_generated <= at + 1, "generated %d after abort at %d", r.n_generated, at);
         harness_note("abort seen after %d callbacks, %d tokens generated", at, r.n_generated);
@@ -254,22 +256,22 @@ TEST(eval_abort_rule) {
     if (ctx) {
         /* an abort before the call is forgotten by it */
         gemma8_abort(ctx);
-        CHECK(gemma8_eval(ctx, tokens, 4, NULL) == GEMMA8_OK && gemma8_n_past(ctx) == 4);
+        CHECK(t_eval(ctx, 0, tokens, 4, NULL) == GEMMA8_OK && gemma8_seq_n_past(ctx, 0) == 4);
         /* an abort during a long prefill stops it; the 4 tokens stay */
         aborter a = {ctx, 20000};
         pthread_t th;
         pthread_create(&th, NULL, abort_later, &a);
-        gemma8_status st = gemma8_eval(ctx, tokens + 4, N - 4, NULL);
+        gemma8_status st = t_eval(ctx, 0, tokens + 4, N - 4, NULL);
         pthread_join(th, NULL);
         CHECKF(st == GEMMA8_ERR_ABORTED, "eval of %d tokens returned %d, not aborted", N - 4, st);
-        CHECKF(gemma8_n_past(ctx) < N, "n_past %d after the aborted eval", gemma8_n_past(ctx));
+        CHECKF(gemma8_seq_n_past(ctx, 0) < N, "n_past %d after the aborted eval", gemma8_seq_n_past(ctx, 0));
         /* the flag does not stick: the next eval runs, and after the chunks that were
          * complete (n_past) it gives the logits of an uninterrupted run */
-        const int kept = gemma8_n_past(ctx);
+        const int kept = gemma8_seq_n_past(ctx, 0);
         CHECKF(kept >= 4 && (kept - 4) % 256 == 0, "kept %d positions", kept);
-        CHECK(gemma8_eval(ctx, tokens + kept, 8, NULL) == GEMMA8_OK);
+        CHECK(t_eval(ctx, 0, tokens + kept, 8, NULL) == GEMMA8_OK);
         float *want = eval_all(m, tokens, kept + 8, 256, 0);
-        const float *got = gemma8_get_logits(ctx);
+        const float *got = gemma8_get_logits(ctx, -1);
         const int V = gemma8_model_get_info(m).n_vocab;
         CHECK(want && max_abs_diff(got, want + (size_t)(kept + 7) * V, (size_t)V) == 0.0f);
         harness_note("aborted after %d of %d positions; the next eval matches an uninterrupted run", kept, N);
@@ -300,8 +302,8 @@ TEST(generate_followup_reuses_cache_with_same_logits) {
         p0.on_token = NULL;
         CHECK(gemma8_generate(a, conv, n, &p0, &r) == GEMMA8_OK);
         CHECKF(r.n_reused >= 40 + c->n - 1, "reused %d tokens", r.n_reused);
-        CHECK(gemma8_eval(b, conv, n, NULL) == GEMMA8_OK);
-        float d = max_abs_diff(gemma8_get_logits(a), gemma8_get_logits(b), 384);
+        CHECK(t_eval(b, 0, conv, n, NULL) == GEMMA8_OK);
+        float d = max_abs_diff(gemma8_get_logits(a, -1), gemma8_get_logits(b, -1), 384);
         CHECKF(d <= 1e-4f, "kept cache vs full prefill: %g", d);
         harness_note("follow-up turn: %d of %d tokens reused, logits max |diff| %.3g", r.n_reused, n, d);
     }
@@ -321,19 +323,19 @@ TEST(generate_prompt_cache_save_load) {
     gemma8_generate_params p = greedy(12, x);
     CHECK(gemma8_generate(a, prompt, 60, &p, NULL) == GEMMA8_OK);
     const char *file = tmp_path("prompt.g8kv");
-    CHECK(gemma8_eval(b, prompt, 60, NULL) == GEMMA8_OK);
-    CHECK(gemma8_cache_save(b, file) == GEMMA8_OK);
-    CHECK(gemma8_cache_load(c, file) == GEMMA8_OK && gemma8_n_past(c) == 60);
+    CHECK(t_eval(b, 0, prompt, 60, NULL) == GEMMA8_OK);
+    CHECK(gemma8_cache_save(b, 0, file) == GEMMA8_OK);
+    CHECK(gemma8_cache_load(c, 0, file) == GEMMA8_OK && gemma8_seq_n_past(c, 0) == 60);
     gemma8_generate_params q = greedy(12, y);
     gemma8_generate_result r;
     CHECK(gemma8_generate(c, prompt, 60, &q, &r) == GEMMA8_OK);
     CHECK(r.n_reused == 59);
     CHECK(x->n == 12 && y->n == 12 && !memcmp(x->tok, y->tok, 12 * sizeof(int32_t)));
     /* another model's context refuses it; so does a truncated file */
-    CHECK(gemma8_cache_load(o, file) == GEMMA8_ERR_FORMAT);
+    CHECK(gemma8_cache_load(o, 0, file) == GEMMA8_ERR_FORMAT);
     CHECK(strstr(gemma8_last_error(), "another model") != NULL);
     CHECK(truncate(file, 1000) == 0);
-    CHECK(gemma8_cache_load(c, file) == GEMMA8_ERR_FORMAT && gemma8_n_past(c) == 0);
+    CHECK(gemma8_cache_load(c, 0, file) == GEMMA8_ERR_FORMAT && gemma8_seq_n_past(c, 0) == 0);
     free(x);
     free(y);
     gemma8_context_free(a);
@@ -358,11 +360,11 @@ TEST(generate_prompt_cache_q8_0_kv) {
     if (!CHECK(gemma8_context_new(m, &cp, &a) == GEMMA8_OK && gemma8_context_new(m, &cp, &b) == GEMMA8_OK)) return;
     collect *x = calloc(1, sizeof *x), *y = calloc(1, sizeof *y);
     const char *file = tmp_path("prompt-q8.g8kv");
-    CHECK(gemma8_eval(a, prompt, 50, NULL) == GEMMA8_OK && gemma8_cache_save(a, file) == GEMMA8_OK);
+    CHECK(t_eval(a, 0, prompt, 50, NULL) == GEMMA8_OK && gemma8_cache_save(a, 0, file) == GEMMA8_OK);
     gemma8_generate_params p = greedy(10, x), q = greedy(10, y);
     CHECK(gemma8_generate(a, prompt, 50, &p, NULL) == GEMMA8_OK);
     gemma8_generate_result r;
-    CHECK(gemma8_cache_load(b, file) == GEMMA8_OK);
+    CHECK(gemma8_cache_load(b, 0, file) == GEMMA8_OK);
     CHECK(gemma8_generate(b, prompt, 50, &q, &r) == GEMMA8_OK && r.n_reused == 49);
     CHECK(x->n == 10 && y->n == 10 && !memcmp(x->tok, y->tok, 10 * sizeof(int32_t)));
     free(x);
@@ -508,21 +510,31 @@ TEST(generate_embeddings_and_hidden_state) {
         g8_matrix_row(&m->tok_embd, tok[t], embd + t * E);
         for (int i = 0; i < E; i++) embd[t * E + i] *= 8.0f; /* sqrt(64) */
     }
-    if (tok && hs && a && b) {
-        CHECK(gemma8_eval(a, tok, (int)T, NULL) == GEMMA8_OK);
-        CHECK(gemma8_eval_embd(b, embd, (int)T, NULL) == GEMMA8_OK);
-        CHECK(max_abs_diff(gemma8_get_logits(a), gemma8_get_logits(b), 512) <= 1e-5f);
+    uint8_t *outs = calloc(T, 1);
+    if (tok && hs && a && b && outs) {
+        outs[T - 1] = GEMMA8_OUTPUT_LOGITS | GEMMA8_OUTPUT_HIDDEN;
+        gemma8_batch by_id = gemma8_batch_tokens(0, tok, (int32_t)T);
+        by_id.output = outs;
+        CHECK(gemma8_decode(a, &by_id) == GEMMA8_OK);
+        const gemma8_batch by_embd = {.n = (int32_t)T, .embd = embd};
+        CHECK(gemma8_decode(b, &by_embd) == GEMMA8_OK);
+        CHECK(max_abs_diff(gemma8_get_logits(a, -1), gemma8_get_logits(b, -1), 512) <= 1e-5f);
+        CHECK(gemma8_get_hidden(b, -1) == NULL); /* not asked for */
         /* the last hidden layer: transformers' last hidden state (after the final norm) */
         const float *want = hs + (4 * T + (T - 1)) * E;
-        float d = max_abs_diff(gemma8_get_hidden(a), want, E);
+        float d = max_abs_diff(gemma8_get_hidden(a, (int32_t)T - 1), want, E);
         CHECKF(d <= 1e-4f, "hidden state differs by %g", d);
         int32_t n;
-        const int32_t *h = gemma8_history(b, &n);
+        const int32_t *h = gemma8_seq_history(b, 0, &n);
         CHECK(n == (int)T && h[0] == -1);
-        CHECK(gemma8_cache_save(b, tmp_path("embd.g8kv")) == GEMMA8_ERR_UNSUPPORTED);
+        CHECK(gemma8_cache_save(b, 0, tmp_path("embd.g8kv")) == GEMMA8_ERR_UNSUPPORTED);
         embd[3] = NAN;
-        CHECK(gemma8_eval_embd(b, embd, 1, NULL) == GEMMA8_ERR_INVALID_ARG);
+        const gemma8_batch one = {.n = 1, .embd = embd};
+        CHECK(gemma8_decode(b, &one) == GEMMA8_ERR_INVALID_ARG);
+        const gemma8_batch both = {.n = 1, .embd = embd, .token = tok};
+        CHECK(gemma8_decode(b, &both) == GEMMA8_ERR_INVALID_ARG);
     }
+    free(outs);
     free(embd);
     free(tok);
     free(hs);
@@ -564,8 +576,8 @@ TEST(context_kv_cache_types) {
     CHECK(gemma8_context_new(m, &cp, &b) == GEMMA8_OK);
     cp.kv_type = GEMMA8_TYPE_F32;
     CHECK(gemma8_context_new(m, &cp, &a) == GEMMA8_OK);
-    CHECK(gemma8_eval(a, tok, 24, NULL) == GEMMA8_OK && gemma8_eval(b, tok, 24, NULL) == GEMMA8_OK);
-    float d = max_abs_diff(gemma8_get_logits(a), gemma8_get_logits(b), 512);
+    CHECK(t_eval(a, 0, tok, 24, NULL) == GEMMA8_OK && t_eval(b, 0, tok, 24, NULL) == GEMMA8_OK);
+    float d = max_abs_diff(gemma8_get_logits(a, -1), gemma8_get_logits(b, -1), 512);
     CHECKF(d < 2e-2f, "f16 vs f32 KV: %g", d);
     harness_note("f16 KV cache vs f32: max |logit diff| %.3g", d);
     cp.kv_type = GEMMA8_TYPE_Q8_0;
@@ -608,13 +620,13 @@ TEST(context_sequences_are_independent) {
     int diffs = 0;
     for (int step = 0; step < 12; step++) {
         if (step < 8) {
-            CHECK(gemma8_eval_seq(ctx, 0, tok[0] + step * 5, 5, NULL) == GEMMA8_OK);
-            CHECK(gemma8_eval_seq(solo[0], 0, tok[0] + step * 5, 5, NULL) == GEMMA8_OK);
-            diffs += memcmp(gemma8_get_logits(ctx), gemma8_get_logits(solo[0]), (size_t)V * sizeof(float)) != 0;
+            CHECK(t_eval(ctx, 0, tok[0] + step * 5, 5, NULL) == GEMMA8_OK);
+            CHECK(t_eval(solo[0], 0, tok[0] + step * 5, 5, NULL) == GEMMA8_OK);
+            diffs += memcmp(gemma8_get_logits(ctx, -1), gemma8_get_logits(solo[0], -1), (size_t)V * sizeof(float)) != 0;
         }
-        CHECK(gemma8_eval_seq(ctx, 1, tok[1] + step, 1, NULL) == GEMMA8_OK);
-        CHECK(gemma8_eval(solo[1], tok[1] + step, 1, NULL) == GEMMA8_OK);
-        diffs += memcmp(gemma8_get_logits(ctx), gemma8_get_logits(solo[1]), (size_t)V * sizeof(float)) != 0;
+        CHECK(t_eval(ctx, 1, tok[1] + step, 1, NULL) == GEMMA8_OK);
+        CHECK(t_eval(solo[1], 0, tok[1] + step, 1, NULL) == GEMMA8_OK);
+        diffs += memcmp(gemma8_get_logits(ctx, -1), gemma8_get_logits(solo[1], -1), (size_t)V * sizeof(float)) != 0;
     }
     CHECKF(diffs == 0, "%d steps differ from the sequence alone", diffs);
     CHECK(gemma8_seq_n_past(ctx, 0) == 40 && gemma8_seq_n_past(ctx, 1) == 12 && gemma8_seq_n_past(ctx, 2) == 0);
@@ -627,7 +639,7 @@ TEST(context_sequences_are_independent) {
     memcpy(got, c->tok, sizeof got);
     memset(c, 0, sizeof *c);
     p.seq = 0;
-    gemma8_kv_clear(solo[0]);
+    gemma8_seq_clear(solo[0], 0);
     CHECK(gemma8_generate(solo[0], tok[0], 20, &p, NULL) == GEMMA8_OK && c->n == 6);
     CHECK(!memcmp(got, c->tok, sizeof got));
     CHECK(gemma8_seq_n_past(ctx, 0) == 40 && gemma8_seq_n_past(ctx, 1) == 12);
@@ -637,7 +649,7 @@ TEST(context_sequences_are_independent) {
     gemma8_seq_clear(ctx, 0);
     CHECK(gemma8_seq_n_past(ctx, 0) == 0 && gemma8_seq_n_past(ctx, 1) == 12);
     /* a sequence that does not exist */
-    CHECK(gemma8_eval_seq(ctx, 3, tok[0], 1, NULL) == GEMMA8_ERR_INVALID_ARG);
+    CHECK(t_eval(ctx, 3, tok[0], 1, NULL) == GEMMA8_ERR_INVALID_ARG);
     p.seq = -1;
     CHECK(gemma8_generate(ctx, tok[0], 2, &p, NULL) == GEMMA8_ERR_INVALID_ARG);
     /* the memory estimate counts each sequence's cache */
@@ -691,7 +703,7 @@ TEST(generate_steps_interleaved) {
         CHECK(gemma8_gen_end(g[s], &r) == GEMMA8_OK && r.stop_reason == GEMMA8_STOP_LENGTH);
         memset(ref, 0, sizeof *ref);
         gemma8_generate_params p = greedy(12 + 3 * s, ref);
-        gemma8_kv_clear(solo);
+        gemma8_seq_clear(solo, 0);
         CHECK(gemma8_generate(solo, prompts[s], 11, &p, NULL) == GEMMA8_OK);
         CHECKF(ref->n == c[s]->n && !memcmp(ref->tok, c[s]->tok, (size_t)ref->n * sizeof(int32_t)),
                "sequence %d: %d tokens stepped vs %d alone", s, c[s]->n, ref->n);
@@ -736,11 +748,23 @@ TEST(eval_hidden_every_position) {
     CHECK(gemma8_context_new(m, &cp, &ctx) == GEMMA8_OK);
     float *got = malloc(T * E * sizeof(float));
     if (ctx && tok && hs && got) {
-        CHECK(gemma8_eval_hidden(ctx, 1, tok, (int32_t)T, got) == GEMMA8_OK);
+        uint8_t *outs = malloc(T);
+        memset(outs, GEMMA8_OUTPUT_HIDDEN, T);
+        gemma8_batch b = gemma8_batch_tokens(1, tok, (int32_t)T);
+        b.output = outs;
+        CHECK(gemma8_decode(ctx, &b) == GEMMA8_OK);
+        CHECK(gemma8_get_logits(ctx, -1) == NULL); /* hidden states only: no logits computed */
+        for (size_t t = 0; t < T; t++) memcpy(got + t * E, gemma8_get_hidden(ctx, (int32_t)t), E * sizeof(float));
         float d = max_abs_diff(got, hs + (layers - 1) * T * E, T * E);
         CHECKF(d <= 1e-4f, "hidden states differ by %g", d);
         CHECK(gemma8_seq_n_past(ctx, 1) == (int32_t)T && gemma8_seq_n_past(ctx, 0) == 0);
-        CHECK(gemma8_eval_hidden(ctx, 2, tok, 1, got) == GEMMA8_ERR_INVALID_ARG);
+        b = gemma8_batch_tokens(2, tok, 1);
+        CHECK(gemma8_decode(ctx, &b) == GEMMA8_ERR_INVALID_ARG);
+        outs[0] = 4;
+        b = gemma8_batch_tokens(0, tok, 1);
+        b.output = outs;
+        CHECK(gemma8_decode(ctx, &b) == GEMMA8_ERR_INVALID_ARG);
+        free(outs);
         harness_note("%zu positions in chunks of 7: max |diff| %g", T, d);
     }
     free(got);
@@ -797,11 +821,11 @@ static void check_batch_invariance(const char *fixture, gemma8_type type, int32_
             lens[nr++] = len;
         }
         mixed += prefill > 0 && prefill < nr;
-        CHECKF(gemma8_decode_batch(ctx, seqs, ids, n, batch) == GEMMA8_OK, "%s", gemma8_last_error());
+        CHECKF(t_decode_runs(ctx, seqs, ids, n, batch) == GEMMA8_OK, "%s", gemma8_last_error());
         for (int r = 0; r < nr; r++) {
             const int s = runs[r];
             /* the same tokens alone, in a context of its own, evaluated 3 at a time */
-            CHECK(gemma8_eval(solo[s], &tok[s][at[s]], lens[r], alone) == GEMMA8_OK);
+            CHECK(t_eval(solo[s], 0, &tok[s][at[s]], lens[r], alone) == GEMMA8_OK);
             diffs += memcmp(alone + (size_t)(lens[r] - 1) * V, batch + (size_t)r * V, (size_t)V * sizeof(float)) != 0;
             at[s] += lens[r];
             rows++;
@@ -811,11 +835,19 @@ static void check_batch_invariance(const char *fixture, gemma8_type type, int32_
            gemma8_type_name(type), kv_type, diffs, rows);
     /* a sequence in two places, one that does not exist, more than n_batch tokens */
     int32_t split[3] = {0, 1, 0}, ids[3] = {5, 6, 7};
-    CHECK(!ctx || gemma8_decode_batch(ctx, split, ids, 3, batch) == GEMMA8_ERR_INVALID_ARG);
+    CHECK(!ctx || t_decode_runs(ctx, split, ids, 3, batch) == GEMMA8_ERR_INVALID_ARG);
     split[1] = 9;
-    CHECK(!ctx || gemma8_decode_batch(ctx, split + 1, ids, 1, batch) == GEMMA8_ERR_INVALID_ARG);
+    CHECK(!ctx || t_decode_runs(ctx, split + 1, ids, 1, batch) == GEMMA8_ERR_INVALID_ARG);
+    /* more entries than n_batch run in steps; a bad entry in the last step stops the batch before
+     * anything runs (the whole batch is checked first) */
     int32_t many[17] = {0}, many_ids[17] = {0};
-    CHECK(!ctx || gemma8_decode_batch(ctx, many, many_ids, 17, batch) == GEMMA8_ERR_INVALID_ARG);
+    const int32_t before = ctx ? gemma8_seq_n_past(ctx, 0) : 0;
+    many_ids[16] = V;
+    CHECK(!ctx || t_decode_runs(ctx, many, many_ids, 17, batch) == GEMMA8_ERR_INVALID_ARG);
+    CHECK(!ctx || gemma8_seq_n_past(ctx, 0) == before);
+    many_ids[16] = 3;
+    CHECK(!ctx || t_decode_runs(ctx, many, many_ids, 17, batch) == GEMMA8_OK);
+    CHECK(!ctx || gemma8_seq_n_past(ctx, 0) == before + 17);
     free(batch);
     free(alone);
     gemma8_context_free(ctx);
@@ -828,3 +860,101 @@ TEST(decode_batch_invariant_f16) { check_batch_invariance("tiny-c", GEMMA8_TYPE_
 TEST(decode_batch_invariant_q8_0) { check_batch_invariance("tiny-b", GEMMA8_TYPE_Q8_0, GEMMA8_TYPE_F16); }
 TEST(decode_batch_invariant_q8_0_kv_q8_0) { check_batch_invariance("tiny-b", GEMMA8_TYPE_Q8_0, GEMMA8_TYPE_Q8_0); }
 TEST(decode_batch_invariant_q4_0) { check_batch_invariance("tiny-b", GEMMA8_TYPE_Q4_0, GEMMA8_TYPE_F16); }
+
+/* What gemma8_estimate_memory says a context needs besides the weights is what creating it
+ * allocates (measured by the allocator's own count), for a float and a quantized model, one and
+ * several sequences, and an f16 cache. */
+TEST(context_estimate_equals_allocation) {
+    const gemma8_type types[2] = {GEMMA8_TYPE_F32, GEMMA8_TYPE_Q8_0};
+    for (int ti = 0; ti < 2; ti++) {
+        gemma8_model *m = load_fixture("tiny-a", types[ti]);
+        if (!m) return;
+        for (int k = 0; k < 3; k++) {
+            gemma8_context_params cp = gemma8_context_default_params();
+            cp.n_ctx = k == 2 ? 4096 : 1024;
+            cp.n_seq = k == 0 ? 1 : 4;
+            cp.n_batch = k == 1 ? 512 : 2048;
+            cp.n_threads = 2;
+            cp.kv_type = k == 2 && ti == 1 ? GEMMA8_TYPE_F16 : GEMMA8_KV_AUTO;
+            const gemma8_memory_estimate e = gemma8_estimate_memory(m, &cp);
+            const struct mallinfo2 a = mallinfo2();
+            gemma8_context *ctx = NULL;
+            CHECK(gemma8_context_new(m, &cp, &ctx) == GEMMA8_OK);
+            const struct mallinfo2 b = mallinfo2();
+            const double got = (double)(b.uordblks + b.hblkhd) - (double)(a.uordblks + a.hblkhd);
+            const double want = (double)(e.kv_cache + e.scratch);
+            /* malloc's own headers (16 bytes a block) and page rounding of the large blocks */
+            CHECKF(fabs(got - want) <= 64.0 * 1024 && fabs(got - want) <= 0.01 * want,
+                   "%s, case %d: estimate %.0f bytes, allocated %.0f", gemma8_type_name(types[ti]), k, want, got);
+            harness_note("%s, case %d: estimated %.0f bytes, allocated %.0f", gemma8_type_name(types[ti]), k, want,
+                         got);
+            gemma8_context_free(ctx);
+        }
+        gemma8_model_free(m);
+    }
+}
+
+/* An embedding is the same bits alone (gemma8_embed) and as an embedding generation stepped in one
+ * batch beside generating sequences (the server's way), and matches transformers' mean of the
+ * last hidden layer, L2-normalised. */
+TEST(embeddings_alone_and_batched) {
+    gemma8_model *m = load_fixture("tiny-a", GEMMA8_TYPE_F32);
+    if (!m) return;
+    size_t T, nh;
+    int32_t *tok;
+    float *hs;
+    load_seq0_hidden(&tok, &T, &hs, &nh);
+    const int E = gemma8_model_get_info(m).n_embd;
+    gemma8_context_params cp = gemma8_context_default_params();
+    cp.n_ctx = 3 * 128;
+    cp.n_seq = 3;
+    cp.n_batch = 7; /* the embedding runs in several chunks */
+    gemma8_context *alone = NULL;
+    gemma8_context *mixed = NULL;
+    CHECK(gemma8_context_new(m, &cp, &alone) == GEMMA8_OK);
+    CHECK(gemma8_context_new(m, &cp, &mixed) == GEMMA8_OK);
+    float *a = calloc((size_t)E, sizeof(float));
+    if (alone && mixed && tok && hs) {
+        CHECK(gemma8_embed(alone, 1, tok, (int32_t)T, a) == GEMMA8_OK);
+        CHECK(gemma8_seq_n_past(alone, 1) == 0); /* cleared after */
+        /* the reference: transformers' hidden states after the final norm, pooled in double */
+        const size_t layers = nh / (T * (size_t)E);
+        double *sum = calloc((size_t)E, sizeof(double));
+        float *want = calloc((size_t)E, sizeof(float));
+        for (size_t t = 0; t < T; t++)
+            for (int d = 0; d < E; d++) sum[d] += hs[(layers - 1) * T * E + t * E + d];
+        double norm = 0;
+        for (int d = 0; d < E; d++) norm += (sum[d] / T) * (sum[d] / T);
+        for (int d = 0; d < E; d++) want[d] = (float)(sum[d] / T / sqrt(norm));
+        const float dref = max_abs_diff(a, want, (size_t)E);
+        CHECKF(dref <= 1e-5f, "embedding differs from transformers' by %g", dref);
+        /* two generations decoding on sequences 0 and 2, the embedding on 1, stepped together */
+        gemma8_generate_params gp = gemma8_generate_default_params();
+        gp.sampling.temperature = 0;
+        gp.max_new_tokens = 40;
+        gemma8_gen *gens[3] = {NULL, NULL, NULL};
+        gp.seq = 0;
+        CHECK(gemma8_gen_begin(mixed, tok, 5, &gp, &gens[0]) == GEMMA8_OK);
+        gp.seq = 2;
+        CHECK(gemma8_gen_begin(mixed, tok + 3, 9, &gp, &gens[2]) == GEMMA8_OK);
+        bool done[3] = {false, false, false};
+        for (int i = 0; i < 3 && !done[0]; i++) CHECK(gemma8_gen_step_many(gens, 1, done) == GEMMA8_OK);
+        gemma8_generate_params ep = gemma8_generate_default_params();
+        ep.embed = true;
+        ep.seq = 1;
+        CHECK(gemma8_gen_begin(mixed, tok, (int32_t)T, &ep, &gens[1]) == GEMMA8_OK);
+        for (int i = 0; i < 200 && !done[1]; i++) CHECK(gemma8_gen_step_many(gens, 3, done) == GEMMA8_OK);
+        const float *b = gemma8_gen_embedding(gens[1]);
+        CHECK(done[1] && b && !memcmp(a, b, (size_t)E * sizeof(float)));
+        CHECK(gemma8_seq_n_past(mixed, 1) == 0);
+        for (int i = 0; i < 3; i++) gemma8_gen_end(gens[i], NULL);
+        free(sum);
+        free(want);
+    }
+    free(a);
+    free(tok);
+    free(hs);
+    gemma8_context_free(alone);
+    gemma8_context_free(mixed);
+    gemma8_model_free(m);
+}

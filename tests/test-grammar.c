@@ -330,7 +330,7 @@ static char *constrained_reply(gemma8_model *m, gemma8_context *ctx, const gemma
     p.on_token = append_text;
     p.user_data = &b;
     gemma8_chat_message msg = {"user", "Answer in JSON."};
-    gemma8_kv_clear(ctx);
+    gemma8_seq_clear(ctx, 0);
     CHECKF(gemma8_chat(ctx, &msg, 1, &p, res) == GEMMA8_OK, "%s", gemma8_last_error());
     return b.p;
 }

@@ -29,7 +29,7 @@ static gemma8_context *new_ctx(gemma8_model *m, int n_seq) {
 /* logits of every position of tokens on sequence s (T x V, malloc'd) */
 static float *eval_seq(gemma8_context *ctx, int s, const int32_t *tok, int T, int V) {
     float *out = malloc((size_t)T * V * sizeof(float));
-    if (out && !CHECKF(gemma8_eval_seq(ctx, s, tok, T, out) == GEMMA8_OK, "%s", gemma8_last_error())) {
+    if (out && !CHECKF(t_eval(ctx, s, tok, T, out) == GEMMA8_OK, "%s", gemma8_last_error())) {
         free(out);
         return NULL;
     }
@@ -119,7 +119,7 @@ static void check_runtime(gemma8_type type) {
             gemma8_seq_clear(ctx, 1);
             for (int t = 0; t < T; t++) {
                 const int32_t seqs[2] = {t % 2, 1 - t % 2}, ids[2] = {r.tok[t], r.tok[t]};
-                CHECK(gemma8_decode_batch(ctx, seqs, ids, 2, rows) == GEMMA8_OK);
+                CHECK(t_decode_runs(ctx, seqs, ids, 2, rows) == GEMMA8_OK);
                 const float *l0 = rows + (size_t)(t % 2) * V, *l1 = rows + (size_t)(1 - t % 2) * V;
                 diffs += memcmp(l0, got + (size_t)t * V, V * 4) || memcmp(l1, base + (size_t)t * V, V * 4);
             }

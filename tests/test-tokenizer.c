@@ -105,9 +105,9 @@ static void check_chat_cases(gemma8_model *m, const char *label) {
         ok_ids += same;
         CHECKF(same, "%s chat case %d ids differ", label, i);
         /* the logits at the last prompt position: same top ids, in order, values within 1e-3 */
-        gemma8_kv_clear(ctx);
-        if (!CHECK(gemma8_eval(ctx, ids, nid, NULL) == GEMMA8_OK)) continue;
-        const float *lg = gemma8_get_logits(ctx);
+        gemma8_seq_clear(ctx, 0);
+        if (!CHECK(t_eval(ctx, 0, ids, nid, NULL) == GEMMA8_OK)) continue;
+        const float *lg = gemma8_get_logits(ctx, -1);
         cJSON *top = cJSON_GetObjectItem(cases[i], "last_logits_top64");
         bool ok = true;
         float maxd = 0;

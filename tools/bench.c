@@ -219,17 +219,19 @@ int cmd_bench(int argc, char **argv) {
     float *logits = malloc((size_t)parallel * info.n_vocab * sizeof(float));
     int rc = 0;
     for (int r = 0; r < reps && r < 64 && !rc; r++) {
-        gemma8_kv_clear(ctx);
+        gemma8_seq_clear(ctx, 0);
         if (n_prompt) {
             double a = cli_now();
-            if (gemma8_eval(ctx, tok, n_prompt, NULL)) rc = 1;
+            const gemma8_batch prompt = gemma8_batch_tokens(0, tok, n_prompt);
+            if (gemma8_decode(ctx, &prompt)) rc = 1;
             pp[r] = n_prompt / (cli_now() - a);
         }
         /* decode: each of the sequences after depth tokens, together when there are several */
         int32_t seqs[256], ids[256];
         for (int q = 0; q < parallel; q++) {
             gemma8_seq_clear(ctx, q);
-            if (depth && gemma8_eval_seq(ctx, q, tok, depth, NULL)) rc = 1;
+            const gemma8_batch past = gemma8_batch_tokens(q, tok, depth);
+            if (depth && gemma8_decode(ctx, &past)) rc = 1;
             seqs[q] = q;
         }
         /* with --membw, a window of MEMBW_WINDOW bytes is read after every token, on as many threads,
@@ -238,8 +240,8 @@ int cmd_bench(int argc, char **argv) {
         for (int i = 0; i < n_gen && !rc; i++) {
             for (int q = 0; q < parallel; q++) ids[q] = tok[(depth + i + 31 * q) % (depth + n_prompt + n_gen + 1)];
             const double a = cli_now();
-            if (parallel == 1 ? gemma8_eval(ctx, ids, 1, NULL) : gemma8_decode_batch(ctx, seqs, ids, parallel, logits))
-                rc = 1;
+            const gemma8_batch step = {.n = parallel, .token = ids, .seq = seqs};
+            if (gemma8_decode(ctx, &step)) rc = 1;
             t_tokens += cli_now() - a;
             if (bwbuf) {
                 /* 3 ms for the engine's idle workers to stop spinning (threadpool.c) and leave the cores,

@@ -128,7 +128,7 @@ static void conv_from_history(conversation *conv, gemma8_model *model, gemma8_co
     int32_t sot, n_sot = 0, n;
     if (gemma8_tokenize(model, "<start_of_turn>", 15, false, true, &sot, 1, &n_sot) || n_sot != 1) return;
     const int32_t eot = gemma8_token_end_of_turn(model);
-    const int32_t *h = gemma8_history(ctx, &n);
+    const int32_t *h = gemma8_seq_history(ctx, 0, &n);
     conv_clear(conv, false);
     char *text = malloc((size_t)n * 64 + 1);
     for (int32_t i = 0; text && i < n; i++) {
@@ -191,18 +191,18 @@ static int chat_loop(const cli_common *c, const chat_opts *o, gemma8_generate_pa
             break;
         } else if (!strcmp(line, "/reset")) {
             conv_clear(&conv, true);
-            gemma8_kv_clear(ctx);
+            gemma8_seq_clear(ctx, 0);
             printf("(conversation cleared)\n");
         } else if (!strncmp(line, "/save ", 6)) {
-            if (gemma8_cache_save(ctx, line + 6)) cli_fail(GEMMA8_ERR_IO);
-            else printf("(saved the conversation, %d tokens, to %s)\n", gemma8_n_past(ctx), line + 6);
+            if (gemma8_cache_save(ctx, 0, line + 6)) cli_fail(GEMMA8_ERR_IO);
+            else printf("(saved the conversation, %d tokens, to %s)\n", gemma8_seq_n_past(ctx, 0), line + 6);
         } else if (!strncmp(line, "/load ", 6)) {
-            if (gemma8_cache_load(ctx, line + 6)) {
+            if (gemma8_cache_load(ctx, 0, line + 6)) {
                 cli_fail(GEMMA8_ERR_IO);
             } else {
                 conv_from_history(&conv, model, ctx);
                 printf("(loaded a conversation of %d messages, %d tokens: it goes on from there)\n", conv.n,
-                       gemma8_n_past(ctx));
+                       gemma8_seq_n_past(ctx, 0));
             }
         } else if (line[0] == '/') {
             printf("unknown command '%s': /reset, /save FILE, /load FILE, /exit\n", line);

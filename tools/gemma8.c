@@ -410,18 +410,24 @@ static int cmd_logits(int argc, char **argv) {
     }
     int rc = 0;
     size_t nv = (size_t)gemma8_model_get_info(model).n_vocab;
-    float *logits = malloc((size_t)n * nv * sizeof(float));
-    gemma8_status st = logits ? gemma8_eval(ctx, tokens, n, logits) : GEMMA8_ERR_NOMEM;
+    uint8_t *every = malloc((size_t)n);
+    if (every) memset(every, GEMMA8_OUTPUT_LOGITS, (size_t)n);
+    gemma8_batch b = gemma8_batch_tokens(0, tokens, n);
+    b.output = every;
+    gemma8_status st = every ? gemma8_decode(ctx, &b) : GEMMA8_ERR_NOMEM;
     if (st) {
         rc = cli_fail(st);
     } else {
         FILE *f = fopen(out, "wb");
-        if (!f || fwrite(logits, sizeof(float), (size_t)n * nv, f) != (size_t)n * nv || fclose(f) != 0) {
+        bool ok = f != NULL;
+        for (int32_t i = 0; ok && i < n; i++) ok = fwrite(gemma8_get_logits(ctx, i), sizeof(float), nv, f) == nv;
+        if (f && fclose(f) != 0) ok = false;
+        if (!ok) {
             fprintf(stderr, "gemma8: error: cannot write '%s': %s\n", out, strerror(errno));
             rc = 1;
         }
     }
-    free(logits);
+    free(every);
     free(tokens);
     gemma8_context_free(ctx);
     gemma8_model_free(model);

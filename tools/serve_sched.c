@@ -16,12 +16,15 @@ typedef struct srv_slot {
     srv_sched *sched;
     srv_task *task; /* NULL: free */
     gemma8_gen *gen;
+    int next_input;         /* SRV_EMBED: the input being embedded */
+    gemma8_status failed;   /* SRV_EMBED: the next input could not begin (the message in the task) */
     uint64_t last_used;
 } srv_slot;
 
 struct srv_sched {
     gemma8_model *model;
     int n_vocab;
+    int n_embd;
     gemma8_context *ctx;
     int n_slots;
     srv_slot *slots;
@@ -191,33 +194,18 @@ static int pick_slot(srv_sched *s, const srv_task *t) {
     return best;
 }
 
-/* Mean-pooled, L2-normalised last hidden layer of each input, on sequence seq. */
-static void run_embedding(srv_sched *s, int seq, srv_task *t) {
-    const int E = gemma8_model_get_info(s->model).n_embd;
-    t->embeddings = calloc((size_t)t->n_in * E, sizeof(float));
-    gemma8_status st = t->embeddings ? GEMMA8_OK : GEMMA8_ERR_NOMEM;
-    for (int i = 0; !st && i < t->n_in; i++) {
-        float *h = malloc((size_t)t->n_inputs[i] * E * sizeof(float));
-        gemma8_seq_clear(s->ctx, seq);
-        st = h ? gemma8_eval_hidden(s->ctx, seq, t->inputs[i], t->n_inputs[i], h) : GEMMA8_ERR_NOMEM;
-        float *out = t->embeddings + (size_t)i * E;
-        double norm = 0;
-        for (int d = 0; !st && d < E; d++) {
-            double sum = 0;
-            for (int j = 0; j < t->n_inputs[i]; j++) sum += h[(size_t)j * E + d];
-            out[d] = (float)(sum / t->n_inputs[i]);
-            norm += (double)out[d] * out[d];
-        }
-        for (int d = 0; !st && norm > 0 && d < E; d++) out[d] = (float)(out[d] / sqrt(norm));
-        t->embed_tokens += t->n_inputs[i];
-        free(h);
-    }
-    gemma8_seq_clear(s->ctx, seq); /* hidden states only: nothing to reuse */
-    pthread_mutex_lock(&s->mu);
-    s->m.requests += !st;
-    s->m.prompt_tokens += (uint64_t)t->embed_tokens;
-    pthread_mutex_unlock(&s->mu);
-    task_finish(t, st, st ? gemma8_last_error() : "");
+/* Begins the slot's next piece of work: the generation, or the embedding of the next input (each
+ * input an embedding generation of its own: its chunks run in the same steps as the streams). */
+static gemma8_status begin_work(srv_sched *s, int i) {
+    srv_slot *slot = &s->slots[i];
+    srv_task *t = slot->task;
+    t->params.seq = i;
+    t->params.on_token = on_token;
+    t->params.user_data = slot;
+    if (t->kind == SRV_GENERATE) return gemma8_gen_begin(s->ctx, t->prompt, t->n_prompt, &t->params, &slot->gen);
+    t->params.embed = true;
+    const int k = slot->next_input;
+    return gemma8_gen_begin(s->ctx, t->inputs[k], t->n_inputs[k], &t->params, &slot->gen);
 }
 
 /* Starts a queued task on a free slot. */
@@ -237,18 +225,19 @@ static void start_task(srv_sched *s, int i, srv_task *t) {
         return;
     }
     if (t->kind == SRV_EMBED) {
-        run_embedding(s, i, t);
-        srv_task_unref(t);
-        return;
+        t->embeddings = calloc((size_t)t->n_in * s->n_embd, sizeof(float));
+        if (!t->embeddings) {
+            task_finish(t, GEMMA8_ERR_NOMEM, "out of memory for the embeddings");
+            srv_task_unref(t);
+            return;
+        }
     }
     slot->task = t;
+    slot->next_input = 0;
     pthread_mutex_lock(&s->mu);
     s->m.busy_slots++;
     pthread_mutex_unlock(&s->mu);
-    t->params.seq = i;
-    t->params.on_token = on_token;
-    t->params.user_data = slot;
-    gemma8_status st = gemma8_gen_begin(s->ctx, t->prompt, t->n_prompt, &t->params, &slot->gen);
+    gemma8_status st = begin_work(s, i);
     if (st) {
         task_finish(t, st, gemma8_last_error());
         slot->task = NULL;
@@ -259,21 +248,53 @@ static void start_task(srv_sched *s, int i, srv_task *t) {
     }
 }
 
+/* An embedding input is done: its vector is kept and the next input begins; false when the
+ * task has no more (or failed): then it ends. */
+static bool embedding_next(srv_sched *s, int i) {
+    srv_slot *slot = &s->slots[i];
+    srv_task *t = slot->task;
+    const float *v = gemma8_gen_embedding(slot->gen);
+    if (!v) return false;
+    memcpy(t->embeddings + (size_t)slot->next_input * s->n_embd, v, (size_t)s->n_embd * sizeof(float));
+    t->embed_tokens += t->n_inputs[slot->next_input];
+    if (slot->next_input + 1 == t->n_in) return false;
+    gemma8_gen_end(slot->gen, NULL);
+    slot->gen = NULL;
+    slot->next_input++;
+    gemma8_status st = begin_work(s, i);
+    if (st) {
+        slot->failed = st;
+        snprintf(t->error, sizeof t->error, "%s", gemma8_last_error());
+        return false;
+    }
+    return true;
+}
+
 /* Ends the generation of a slot and frees it. */
 static void end_task(srv_sched *s, srv_slot *slot) {
     srv_task *t = slot->task;
-    gemma8_status st = gemma8_gen_end(slot->gen, &t->res);
+    gemma8_status st = slot->gen ? gemma8_gen_end(slot->gen, &t->res) : GEMMA8_OK;
+    const char *error = slot->failed ? t->error : gemma8_last_error();
+    if (slot->failed) st = slot->failed;
+    slot->failed = GEMMA8_OK;
     const bool aborted = atomic_load(&t->cancelled) || t->res.stop_reason == GEMMA8_STOP_ABORTED;
     pthread_mutex_lock(&s->mu);
     s->m.busy_slots--;
-    s->m.prompt_tokens += (uint64_t)(t->res.n_prompt - t->res.n_reused);
-    if (!aborted && !st) {
+    if (t->kind == SRV_EMBED) {
+        s->m.prompt_tokens += (uint64_t)t->embed_tokens;
+        s->m.requests += !st && !aborted;
+    } else {
+        s->m.prompt_tokens += (uint64_t)(t->res.n_prompt - t->res.n_reused);
+    }
+    if (t->kind == SRV_GENERATE && !aborted && !st) {
         s->m.requests++;
         s->m.generated_tokens += (uint64_t)t->res.n_generated;
         s->m.gen_seconds += t->res.gen_seconds;
     }
     pthread_mutex_unlock(&s->mu);
-    task_finish(t, st, st ? gemma8_last_error() : "");
+    char msg[sizeof t->error];
+    snprintf(msg, sizeof msg, "%s", st ? error : "");
+    task_finish(t, st, msg);
     slot->gen = NULL;
     slot->task = NULL;
     srv_task_unref(t);
@@ -323,8 +344,12 @@ static void *sched_main(void *arg) {
             gens[n++] = slot->gen;
         }
         gemma8_gen_step_many(gens, n, done);
-        for (int k = 0; k < n; k++)
-            if (done[k]) end_task(s, &s->slots[idx[k]]);
+        for (int k = 0; k < n; k++) {
+            srv_slot *slot = &s->slots[idx[k]];
+            if (!done[k]) continue;
+            if (slot->task->kind == SRV_EMBED && embedding_next(s, idx[k])) continue;
+            end_task(s, slot);
+        }
     }
     /* shutting down: every task ends with an error */
     for (int i = 0; i < s->n_slots; i++)
@@ -352,6 +377,7 @@ srv_sched *srv_sched_start(gemma8_model *model, gemma8_context *ctx, int queue_m
     if (!s) return NULL;
     s->model = model;
     s->n_vocab = gemma8_model_get_info(model).n_vocab;
+    s->n_embd = gemma8_model_get_info(model).n_embd;
     s->ctx = ctx;
     s->n_slots = gemma8_n_seq(ctx);
     s->slots = calloc((size_t)s->n_slots, sizeof *s->slots);

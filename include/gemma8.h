@@ -505,6 +505,10 @@ typedef struct gemma8_gen gemma8_gen;
 GEMMA8_API gemma8_status gemma8_gen_begin(gemma8_context *ctx, const int32_t *prompt, int32_t n_prompt,
                                const gemma8_generate_params *params, gemma8_gen **out);
 GEMMA8_API gemma8_status gemma8_gen_step(gemma8_gen *gen, bool *done);
+/* At most n of the prompt's tokens in one step of gemma8_gen_step_many (0: as many as n_batch
+ * leaves room for, the default): a server keeps a long prompt or embedding from stalling the
+ * replies that stream beside it. */
+GEMMA8_API void gemma8_gen_set_max_chunk(gemma8_gen *gen, int32_t n);
 /* Whether the whole prompt has been evaluated. */
 GEMMA8_API bool gemma8_gen_prefilled(const gemma8_gen *gen);
 /* The logits (n_vocab) the last token was drawn from; valid until the next step

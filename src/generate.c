@@ -69,6 +69,7 @@ struct gemma8_gen {
     g8_stream stream;        /* bytes of a character not yet complete */
     out_text out;            /* text held back: it may still become a stop string */
     char *piece;
+    int32_t max_chunk;       /* prompt tokens a step of gemma8_gen_step_many takes at most; 0: no limit */
     double *embd_sum;        /* embeddings: the pooled sum of the prompt's hidden states (n_embd) */
     float *embd;             /* embeddings: the result, once done (n_embd) */
 };
@@ -267,6 +268,8 @@ gemma8_status gemma8_gen_step(gemma8_gen *g, bool *done) {
 
 bool gemma8_gen_prefilled(const gemma8_gen *g) { return g->prefilled; }
 
+void gemma8_gen_set_max_chunk(gemma8_gen *g, int32_t n) { g->max_chunk = G8_MAX(n, 0); }
+
 const float *gemma8_gen_logits(const gemma8_gen *g) { return g->logits; }
 
 const float *gemma8_gen_embedding(const gemma8_gen *g) { return g->done && g->p.embed && !g->status ? g->embd : NULL; }
@@ -302,6 +305,7 @@ gemma8_status gemma8_gen_step_many(gemma8_gen **gens, int32_t n, bool *done) {
         } else if (!g->prefilled && budget > 0) {
             const int32_t at = ctx->kv.seq[g->seq].n_past;
             take[i] = G8_MIN(budget, g->n_prompt - at);
+            if (g->max_chunk) take[i] = G8_MIN(take[i], g->max_chunk);
             budget -= take[i];
         }
         for (int32_t k = 0; k < take[i]; k++) {

@@ -163,6 +163,15 @@ gemma8_status srv_text_tokens(srv *s, const char *text, bool add_bos, bool speci
     int32_t *ids = malloc((size_t)cap * sizeof *ids);
     if (!ids) return GEMMA8_ERR_NOMEM;
     gemma8_status st = gemma8_tokenize(s->model, text, len, add_bos, special, ids, cap, n_out);
+    if (st == GEMMA8_ERR_BUFFER_TOO_SMALL && *n_out < s->n_ctx_slot) { /* more tokens than bytes */
+        int32_t *more = realloc(ids, (size_t)*n_out * sizeof *ids);
+        if (!more) {
+            free(ids);
+            return GEMMA8_ERR_NOMEM;
+        }
+        ids = more;
+        st = gemma8_tokenize(s->model, text, len, add_bos, special, ids, *n_out, n_out);
+    }
     if (st == GEMMA8_ERR_BUFFER_TOO_SMALL || (!st && *n_out >= s->n_ctx_slot)) st = GEMMA8_ERR_CONTEXT_FULL;
     if (st) {
         free(ids);

@@ -7,7 +7,7 @@ SHELL := /bin/bash
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
-override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Iinclude -Isrc -pthread -fPIC -fvisibility=hidden
+override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Iinclude -pthread -fPIC -fvisibility=hidden
 override LDLIBS += -lcjson -lm -pthread
 PREFIX  ?= /usr/local
 LIBDIR  ?= $(PREFIX)/lib
@@ -25,7 +25,7 @@ all: $(BUILD)/gemma8 $(BUILD)/libgemma8.a $(BUILD)/libgemma8.so.$(VERSION)
 
 LIB_SRC := $(wildcard src/*.c) $(filter-out src/cpu/x86_vnni.c,$(wildcard src/cpu/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
-TOOL_SRC := $(wildcard tools/*.c)
+TOOL_SRC := $(wildcard cli/*.c server/*.c)
 TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(filter-out tests/test-main.c,$(wildcard tests/*.c))
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
@@ -52,7 +52,12 @@ $(BUILD)/src/cpu/arm_neon.o: override CFLAGS += -march=armv8.2-a+dotprod+fp16
 $(BUILD)/src/cpu/arm_i8mm.o: override CFLAGS += -march=armv8.2-a+dotprod+fp16+i8mm
 endif
 
-$(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/cpu/*.h src/cpu/*.inc tools/*.h tests/*.h)
+# the library and its tests see the library's own headers; the command line and the server see
+# only the public header (and their own)
+$(LIB_OBJ) $(TEST_OBJ) $(BUILD)/tests/test-main.o: override CFLAGS += -Isrc
+$(TOOL_OBJ): override CFLAGS += -Icli -Iserver
+
+$(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/cpu/*.h src/cpu/*.inc cli/*.h server/*.h tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -91,7 +96,7 @@ test: $(BUILD)/gemma8 $(BUILD)/test-gemma8 $(BUILD)/test-cxx $(BUILD)/diff-cases
 	GEMMA8=$(BUILD)/gemma8 node --test tests/js/stream-stress.test.mjs
 
 $(BUILD)/bench-kernels: bench/bench-kernels.c $(BUILD)/libgemma8.a
-	$(CC) $(CFLAGS) $^ -o $@ $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CFLAGS) -Isrc $^ -o $@ $(LDFLAGS) $(LDLIBS)
 
 # Speed figures (not part of the tests): kernel GMAC/s, memory bandwidth, and
 # prefill/decode of full-size random-weight models (BENCH_MODELS=2b or "2b 9b"; TYPE=q4_0 for w4a8).
@@ -145,9 +150,9 @@ build-fuzz/fuzz-%: fuzz/fuzz-%.c fuzz/fuzz-common.h $(LIB_SRC) $(wildcard src/*.
 	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -std=c11 -D_GNU_SOURCE -Iinclude -Isrc $< build-fuzz/libgemma8.a \
 		-o $@ -lcjson -lm -pthread
 
-# the server's request parsers (tools/serve_*.c, the daemon's file linked but never started)
-SERVE_SRC := tools/serve.c tools/serve_sched.c tools/serve_util.c tools/serve_openai.c tools/serve_ollama.c
-build-fuzz/fuzz-request: fuzz/fuzz-request.c fuzz/fuzz-common.h $(SERVE_SRC) tools/serve.h $(LIB_SRC)
+# the server's request parsers (server/*.c, the daemon's file linked but never started)
+SERVE_SRC := $(wildcard server/*.c)
+build-fuzz/fuzz-request: fuzz/fuzz-request.c fuzz/fuzz-common.h $(SERVE_SRC) server/server.h $(LIB_SRC)
 	$(MAKE) BUILD=build-fuzz CC=clang CFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" build-fuzz/libgemma8.a
 	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -std=c11 -D_GNU_SOURCE -Iinclude -Isrc $< $(SERVE_SRC) \
 		build-fuzz/libgemma8.a -o $@ -lcjson -lmicrohttpd -lm -pthread
@@ -187,11 +192,11 @@ uninstall:
 	-rmdir $(DESTDIR)$(PREFIX)/share/gemma8/tokenizer $(DESTDIR)$(PREFIX)/share/gemma8 2>/dev/null
 
 # every header compiles on its own, and included twice (include guards whole)
-HEADERS := $(wildcard include/*.h src/*.h src/cpu/*.h tools/*.h tests/*.h)
+HEADERS := $(wildcard include/*.h src/*.h src/cpu/*.h cli/*.h server/*.h tests/*.h)
 check-headers:
 	@for h in $(HEADERS); do \
 		isa=""; case $$h in src/cpu/x86_*) isa="-mavx2 -mfma -mf16c";; esac; \
-		printf "#include \"%s\"\n#include \"%s\"\n" $$h $$h | $(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $$isa -Iinclude -Isrc -Itools \
+		printf "#include \"%s\"\n#include \"%s\"\n" $$h $$h | $(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $$isa -Iinclude -Isrc -Icli -Iserver \
 			-Itests -fsyntax-only -x c - || { echo "check-headers: $$h does not compile alone"; exit 1; }; \
 	done; echo "check-headers: $(words $(HEADERS)) headers compile alone"
 

@@ -4,7 +4,7 @@
  * status and a message; never a crash. */
 #include "gemma8.h"
 #include "fuzz-common.h"
-#include "../tools/serve.h"
+#include "../server/server.h"
 
 #include <string.h>
 

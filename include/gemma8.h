@@ -79,6 +79,9 @@ GEMMA8_API const char *gemma8_status_str(gemma8_status status);
  * (file, tensor, offset, ...). Empty string if none. */
 GEMMA8_API const char *gemma8_last_error(void);
 
+/* Seconds on a monotonic clock (the one the library's timings use). */
+GEMMA8_API double gemma8_time(void);
+
 /* Log callback, set once. level: 0 error, 1 warning, 2 info, 3 debug. */
 typedef void (*gemma8_log_fn)(int level, const char *msg, void *user_data);
 GEMMA8_API void gemma8_log_set(gemma8_log_fn fn, void *user_data);
@@ -316,6 +319,8 @@ GEMMA8_API const float *gemma8_get_hidden(const gemma8_context *ctx, int32_t i);
  * refers to the model and never changes its weights; free it before the model.
  * DoRA, modules_to_save, bias terms and adapters on the embedding are refused. */
 typedef struct gemma8_lora gemma8_lora;
+/* The most adapters one sequence applies at once. */
+#define GEMMA8_MAX_LORA 8
 GEMMA8_API gemma8_status gemma8_lora_load(const gemma8_model *model, const char *path, gemma8_lora **out);
 GEMMA8_API void gemma8_lora_free(gemma8_lora *lora);
 /* The file or folder name it was loaded from. */
@@ -327,7 +332,7 @@ typedef struct gemma8_lora_info {
     float alpha;            /* as llama.cpp's file holds it (PEFT: lora_alpha, times sqrt(r) with rsLoRA) */
 } gemma8_lora_info;
 GEMMA8_API gemma8_lora_info gemma8_lora_get_info(const gemma8_lora *lora);
-/* Sequence s applies these adapters (at most 8), each with its scale, from now
+/* Sequence s applies these adapters (at most GEMMA8_MAX_LORA), each with its scale, from now
  * on: y = W x + sum scale_i * (alpha/r) * B_i (A_i x) for every adapted matrix
  * (n = 0: none). A change of set clears the sequence (its cache was computed
  * under the old one). Sequences of one context may use different sets, also in

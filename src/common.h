@@ -47,13 +47,6 @@ void *g8_calloc(size_t count, size_t size, const char *what);
  * stream does not walk the page tables every 4 KiB. Released with free(); NULL when out of memory. */
 void *g8_alloc_huge(size_t bytes);
 
-/* Seconds on the monotonic clock. */
-static inline double g8_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* tokens in one forward pass when the caller does not say */
 #define G8_DEFAULT_BATCH 256
 

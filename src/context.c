@@ -92,7 +92,7 @@ static void layout(const gemma8_model *m, const ctx_sizes *z, size_t bytes[N_BUF
     bytes[BUF_TAKE] = S * sizeof(int32_t);
     bytes[BUF_LORA] = S * sizeof(g8_lora_set);
     bytes[BUF_LORA_OF] = B * sizeof(g8_lora_set *);
-    bytes[BUF_LORA_U] = B * G8_MAX_LORA * LORA_RANK_RESERVE * f;
+    bytes[BUF_LORA_U] = B * GEMMA8_MAX_LORA * LORA_RANK_RESERVE * f;
 }
 
 gemma8_memory_estimate gemma8_estimate_memory(const gemma8_model *m, const gemma8_context_params *p) {
@@ -264,7 +264,7 @@ gemma8_status gemma8_seq_set_lora(gemma8_context *ctx, int32_t s, const gemma8_l
                                   const float *scales, int32_t n) {
     if (!seq_ok(ctx, s) || n < 0 || (n > 0 && (!adapters || !scales)))
         return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to gemma8_seq_set_lora");
-    if (n > G8_MAX_LORA) return g8_fail(GEMMA8_ERR_INVALID_ARG, "%d adapters; at most %d", n, G8_MAX_LORA);
+    if (n > GEMMA8_MAX_LORA) return g8_fail(GEMMA8_ERR_INVALID_ARG, "%d adapters; at most %d", n, GEMMA8_MAX_LORA);
     g8_lora_set set = {.n = n};
     int max_r = 0;
     for (int32_t i = 0; i < n; i++) {
@@ -276,7 +276,7 @@ gemma8_status gemma8_seq_set_lora(gemma8_context *ctx, int32_t s, const gemma8_l
         max_r = G8_MAX(max_r, adapters[i]->max_r);
     }
     if (max_r > ctx->lora_u_cap) {
-        float *u = realloc(ctx->lora_u, (size_t)ctx->n_batch * G8_MAX_LORA * (size_t)max_r * sizeof(float));
+        float *u = realloc(ctx->lora_u, (size_t)ctx->n_batch * GEMMA8_MAX_LORA * (size_t)max_r * sizeof(float));
         if (!u) return g8_fail(GEMMA8_ERR_NOMEM, "out of memory");
         ctx->lora_u = u;
         ctx->lora_u_cap = max_r;

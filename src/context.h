@@ -41,7 +41,7 @@ struct gemma8_context {
     int32_t *batch_take;        /* (n_seq) entries of each generation in a step */
     g8_lora_set *lora;          /* (n_seq) the adapters each sequence applies */
     const g8_lora_set **lora_of; /* (n_batch) a batch entry's set, NULL: none */
-    float *lora_u;              /* (n_batch, G8_MAX_LORA, lora_u_cap) A x of one adapted matrix */
+    float *lora_u;              /* (n_batch, GEMMA8_MAX_LORA, lora_u_cap) A x of one adapted matrix */
     int lora_u_cap;             /* the largest rank any sequence's set has had */
     atomic_bool abort;          /* gemma8_abort; cleared when a decode or a generation starts */
     atomic_bool async_running;  /* a gemma8_generate_async run holds the context */

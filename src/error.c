@@ -1,9 +1,10 @@
-/* error.c - per-thread error messages, status names, the log callback, the version. */
+/* error.c - per-thread error messages, status names, the log callback, the version, the clock. */
 #include "common.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 static _Thread_local char g_errbuf[1024];
 
@@ -12,6 +13,12 @@ static gemma8_log_fn g_log_fn;
 static void *g_log_user;
 
 const char *gemma8_version(void) { return GEMMA8_VERSION; }
+
+double gemma8_time(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 const char *gemma8_status_str(gemma8_status status) {
     switch (status) {

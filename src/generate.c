@@ -131,7 +131,7 @@ static gemma8_status begin(gemma8_context *ctx, const int32_t *prompt, int32_t n
             return GEMMA8_ERR_NOMEM;
         }
     }
-    g->t_start = g8_now();
+    g->t_start = gemma8_time();
     *out = g;
     return GEMMA8_OK;
 }
@@ -144,8 +144,8 @@ gemma8_status gemma8_gen_begin(gemma8_context *ctx, const int32_t *prompt, int32
 static void prefill_done(gemma8_gen *g) {
     g->prefilled = true;
     g->prompt = NULL;
-    g->res.prompt_seconds = g8_now() - g->t_start;
-    g->t_start = g8_now();
+    g->res.prompt_seconds = gemma8_time() - g->t_start;
+    g->t_start = gemma8_time();
 }
 
 /* The hidden states of an embedding's prompt entries, pooled; at the prompt's end, the vector. */
@@ -347,8 +347,8 @@ gemma8_status gemma8_gen_end(gemma8_gen *g, gemma8_generate_result *result) {
     if (!g) return GEMMA8_OK;
     gemma8_status st = g->status;
     gemma8_generate_result *res = &g->res;
-    if (g->prefilled) res->gen_seconds = g8_now() - g->t_start;
-    else res->prompt_seconds = g8_now() - g->t_start;
+    if (g->prefilled) res->gen_seconds = gemma8_time() - g->t_start;
+    else res->prompt_seconds = gemma8_time() - g->t_start;
     if (st == GEMMA8_ERR_ABORTED) res->stop_reason = GEMMA8_STOP_ABORTED;
     if (!st && !res->stop_reason) res->stop_reason = GEMMA8_STOP_ABORTED; /* ended by the caller */
     /* what is still held: incomplete bytes as U+FFFD, a stop-string prefix that never completed */

@@ -72,11 +72,17 @@ static int64_t rule_id(parser *ps, const char *name, size_t len) {
         if (nm) ps->names = nm;
         bool *d = realloc(ps->defined, cap * sizeof *d);
         if (d) ps->defined = d;
-        if (!r || !nm || !d) return perr(ps, "out of memory"), -1;
+        if (!r || !nm || !d) {
+            perr(ps, "out of memory");
+            return -1;
+        }
         ps->cap_rules = cap;
     }
     char *s = malloc(len + 1);
-    if (!s) return perr(ps, "out of memory"), -1;
+    if (!s) {
+        perr(ps, "out of memory");
+        return -1;
+    }
     memcpy(s, name, len);
     s[len] = 0;
     ps->names[ps->n_rules] = s;
@@ -173,7 +179,10 @@ static int cmp_u64(const void *a, const void *b) {
 static int64_t add_class(parser *ps, uint64_t *rg, size_t n, bool negate) {
     if (n) qsort(rg, n, sizeof *rg, cmp_u64);
     uint32_t *r = malloc((2 * n + 6) * sizeof *r);
-    if (!r) return perr(ps, "out of memory"), -1;
+    if (!r) {
+        perr(ps, "out of memory");
+        return -1;
+    }
     uint32_t m = 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t lo = (uint32_t)(rg[i] >> 32), hi = (uint32_t)rg[i];
@@ -188,7 +197,11 @@ static int64_t add_class(parser *ps, uint64_t *rg, size_t n, bool negate) {
     }
     if (negate) {
         uint32_t *c = malloc((2 * m + 6) * sizeof *c), k = 0, next = 0;
-        if (!c) return free(r), perr(ps, "out of memory"), -1;
+        if (!c) {
+            free(r);
+            perr(ps, "out of memory");
+            return -1;
+        }
         for (uint32_t i = 0; i < m; i++) {
             if (r[2 * i] > next) c[2 * k] = next, c[2 * k + 1] = r[2 * i] - 1, k++;
             next = r[2 * i + 1] + 1;
@@ -201,7 +214,11 @@ static int64_t add_class(parser *ps, uint64_t *rg, size_t n, bool negate) {
     /* no surrogates: UTF-8 cannot carry them */
     uint32_t k = 0;
     uint32_t *out = malloc((2 * m + 4) * sizeof *out);
-    if (!out) return free(r), perr(ps, "out of memory"), -1;
+    if (!out) {
+        free(r);
+        perr(ps, "out of memory");
+        return -1;
+    }
     for (uint32_t i = 0; i < m; i++) {
         uint32_t lo = r[2 * i], hi = r[2 * i + 1] > 0x10FFFF ? 0x10FFFF : r[2 * i + 1];
         if (lo < 0xD800 && hi >= 0xD800) {
@@ -224,7 +241,11 @@ static int64_t add_class(parser *ps, uint64_t *rg, size_t n, bool negate) {
     if (ps->n_cls == ps->cap_cls) {
         uint32_t cap = ps->cap_cls ? 2 * ps->cap_cls : 16;
         g8_gclass *nc = realloc(ps->cls, cap * sizeof *nc);
-        if (!nc) return free(out), perr(ps, "out of memory"), -1;
+        if (!nc) {
+            free(out);
+            perr(ps, "out of memory");
+            return -1;
+        }
         ps->cls = nc;
         ps->cap_cls = cap;
     }
@@ -245,18 +266,33 @@ static bool parse_class(parser *ps, uint32_t r) {
     size_t n = 0, cap = 0;
     while (*ps->p != ']') {
         uint32_t lo, hi;
-        if (!*ps->p) return free(rg), perr(ps, "unterminated character class");
-        if (!parse_char(ps, &lo)) return free(rg), false;
+        if (!*ps->p) {
+            free(rg);
+            return perr(ps, "unterminated character class");
+        }
+        if (!parse_char(ps, &lo)) {
+            free(rg);
+            return false;
+        }
         hi = lo;
         if (ps->p[0] == '-' && ps->p[1] != ']' && ps->p[1]) {
             ps->p++;
-            if (!parse_char(ps, &hi)) return free(rg), false;
-            if (hi < lo) return free(rg), perr(ps, "a class range runs backwards");
+            if (!parse_char(ps, &hi)) {
+                free(rg);
+                return false;
+            }
+            if (hi < lo) {
+                free(rg);
+                return perr(ps, "a class range runs backwards");
+            }
         }
         if (n == cap) {
             cap = cap ? 2 * cap : 8;
             uint64_t *nr = realloc(rg, cap * sizeof *nr);
-            if (!nr) return free(rg), perr(ps, "out of memory");
+            if (!nr) {
+                free(rg);
+                return perr(ps, "out of memory");
+            }
             rg = nr;
         }
         rg[n++] = (uint64_t)lo << 32 | hi;
@@ -463,7 +499,8 @@ static bool check_rules(parser *ps) {
     for (uint32_t r = 0; r < ps->n_rules; r++)
         if (!ps->defined[r]) {
             snprintf(msg, sizeof msg, "rule '%.100s' is used but not defined", ps->names[r]);
-            return g8_fail(GEMMA8_ERR_INVALID_ARG, "grammar: %s", msg), false;
+            g8_fail(GEMMA8_ERR_INVALID_ARG, "grammar: %s", msg);
+            return false;
         }
     bool *nullable = calloc(ps->n_rules, 1), *productive = calloc(ps->n_rules, 1);
     uint8_t *seen = calloc(ps->n_rules, 1);

@@ -376,7 +376,8 @@ static const char *emit(jsc *c, const char *hint, g8_sbuf *body) {
         free(name);
         free(body->p);
         c->out.oom = true;
-        return fail(c, "out of memory"), NULL;
+        fail(c, "out of memory");
+        return NULL;
     }
     g8_sb_printf(&c->out, "%s ::= %s\n", name, body->p ? body->p : "\"\"");
     free(body->p);
@@ -384,7 +385,8 @@ static const char *emit(jsc *c, const char *hint, g8_sbuf *body) {
     char **nr = realloc(c->refs, ((size_t)c->n_refs + 2) * sizeof *nr);
     if (!nr) {
         free(name);
-        return fail(c, "out of memory"), NULL;
+        fail(c, "out of memory");
+        return NULL;
     }
     c->refs = nr;
     c->refs[c->n_refs++] = name;
@@ -432,24 +434,42 @@ static const char *visit_string(jsc *c, const cJSON *s, const char *hint) {
     if (!check_keys(c, s, STRING_KEYS)) return NULL;
     uint32_t mn, mx;
     if (!get_count(c, s, "minLength", &mn, 0) || !get_count(c, s, "maxLength", &mx, G8_G_INF)) return NULL;
-    if (mx < mn) return fail(c, "maxLength %u is below minLength %u", mx, mn), NULL;
+    if (mx < mn) {
+        fail(c, "maxLength %u is below minLength %u", mx, mn);
+        return NULL;
+    }
     const cJSON *pat = cJSON_GetObjectItem(s, "pattern"), *fmt = cJSON_GetObjectItem(s, "format");
     bool bounded = mn > 0 || mx != G8_G_INF;
     g8_sbuf b = {0};
     if (pat) {
-        if (!cJSON_IsString(pat)) return fail(c, "'pattern' must be a string"), NULL;
-        if (bounded) return fail(c, "'pattern' together with minLength/maxLength is not supported"), NULL;
+        if (!cJSON_IsString(pat)) {
+            fail(c, "'pattern' must be a string");
+            return NULL;
+        }
+        if (bounded) {
+            fail(c, "'pattern' together with minLength/maxLength is not supported");
+            return NULL;
+        }
         sb_str(&b, "\"\\\"\" (");
         rx r = {c, pat->valuestring, &b};
-        if (!rx_alt(&r, 0)) return free(b.p), NULL;
-        if (*r.p) return free(b.p), fail(c, "pattern: unbalanced )"), NULL;
+        if (!rx_alt(&r, 0)) {
+            free(b.p);
+            return NULL;
+        }
+        if (*r.p) {
+            free(b.p);
+            fail(c, "pattern: unbalanced )");
+            return NULL;
+        }
         sb_str(&b, " ) \"\\\"\"");
         return emit(c, hint, &b);
     }
     if (fmt) {
         const char *f = cJSON_IsString(fmt) ? fmt->valuestring : "";
-        if (bounded && (!strcmp(f, "date") || !strcmp(f, "date-time") || !strcmp(f, "time") || !strcmp(f, "uuid")))
-            return fail(c, "'format' together with minLength/maxLength is not supported"), NULL;
+        if (bounded && (!strcmp(f, "date") || !strcmp(f, "date-time") || !strcmp(f, "time") || !strcmp(f, "uuid"))) {
+            fail(c, "'format' together with minLength/maxLength is not supported");
+            return NULL;
+        }
         if (!strcmp(f, "date")) g8_sb_printf(&b, "\"\\\"\" %s \"\\\"\"", prim(c, P_DATE));
         else if (!strcmp(f, "time")) g8_sb_printf(&b, "\"\\\"\" %s \"\\\"\"", prim(c, P_TIME));
         else if (!strcmp(f, "date-time"))
@@ -472,19 +492,31 @@ static const char *visit_number(jsc *c, const cJSON *s, const char *hint, bool i
     bool ranged = cJSON_GetObjectItem(s, "minimum") || cJSON_GetObjectItem(s, "maximum") ||
                   cJSON_GetObjectItem(s, "exclusiveMinimum") || cJSON_GetObjectItem(s, "exclusiveMaximum");
     if (!ranged) return prim(c, integer ? P_INTEGER : P_NUMBER);
-    if (!integer) return fail(c, "minimum/maximum are supported for integers, not numbers"), NULL;
+    if (!integer) {
+        fail(c, "minimum/maximum are supported for integers, not numbers");
+        return NULL;
+    }
     g8_sbuf b = {0};
-    if (!int_range(c, s, &b)) return free(b.p), NULL;
+    if (!int_range(c, s, &b)) {
+        free(b.p);
+        return NULL;
+    }
     return emit(c, hint, &b);
 }
 
 static const char *visit_array(jsc *c, const cJSON *s, const char *hint) {
     if (!check_keys(c, s, ARRAY_KEYS)) return NULL;
     const cJSON *uq = cJSON_GetObjectItem(s, "uniqueItems");
-    if (uq && !cJSON_IsFalse(uq)) return fail(c, "uniqueItems is not supported"), NULL;
+    if (uq && !cJSON_IsFalse(uq)) {
+        fail(c, "uniqueItems is not supported");
+        return NULL;
+    }
     uint32_t mn, mx;
     if (!get_count(c, s, "minItems", &mn, 0) || !get_count(c, s, "maxItems", &mx, G8_G_INF)) return NULL;
-    if (mx < mn) return fail(c, "maxItems %u is below minItems %u", mx, mn), NULL;
+    if (mx < mn) {
+        fail(c, "maxItems %u is below minItems %u", mx, mn);
+        return NULL;
+    }
     const cJSON *items = cJSON_GetObjectItem(s, "items");
     char ih[64];
     snprintf(ih, sizeof ih, "%.40s-item", hint);
@@ -533,14 +565,20 @@ static const char *not_keys_node(jsc *c, char **k, int from, int to, size_t dept
         if (!memchr(taken, *a, n_taken)) g8_sb_put(&b, a, 1);
     sb_str(&b, "] [a-zA-Z0-9_]{0,20}");
     if (!is_key) sb_str(&b, " | \"\"");
-    if (c->failed) return free(b.p), NULL;
+    if (c->failed) {
+        free(b.p);
+        return NULL;
+    }
     return emit(c, "key", &b);
 }
 
 static const char *not_keys(jsc *c, const cJSON *props) {
     int n = cJSON_GetArraySize(props), m = 0;
     char **k = calloc((size_t)n + 1, sizeof *k);
-    if (!k) return fail(c, "out of memory"), NULL;
+    if (!k) {
+        fail(c, "out of memory");
+        return NULL;
+    }
     for (const cJSON *p = props->child; p; p = p->next) {
         size_t len = strlen(p->string);
         if (strspn(p->string, KEY_CHARS) != len) continue; /* never generated anyway */
@@ -566,15 +604,28 @@ static const char *visit_object(jsc *c, const cJSON *s, const char *hint) {
     if (!check_keys(c, s, OBJECT_KEYS)) return NULL;
     const cJSON *props = cJSON_GetObjectItem(s, "properties"), *req = cJSON_GetObjectItem(s, "required");
     const cJSON *add = cJSON_GetObjectItem(s, "additionalProperties");
-    if (props && !cJSON_IsObject(props)) return fail(c, "'properties' must be an object"), NULL;
-    if (req && !cJSON_IsArray(req)) return fail(c, "'required' must be an array"), NULL;
-    if (add && !cJSON_IsBool(add) && !cJSON_IsObject(add))
-        return fail(c, "'additionalProperties' must be a boolean or a schema"), NULL;
+    if (props && !cJSON_IsObject(props)) {
+        fail(c, "'properties' must be an object");
+        return NULL;
+    }
+    if (req && !cJSON_IsArray(req)) {
+        fail(c, "'required' must be an array");
+        return NULL;
+    }
+    if (add && !cJSON_IsBool(add) && !cJSON_IsObject(add)) {
+        fail(c, "'additionalProperties' must be a boolean or a schema");
+        return NULL;
+    }
     int n = props ? cJSON_GetArraySize(props) : 0;
     for (const cJSON *r = req ? req->child : NULL; r; r = r->next) {
-        if (!cJSON_IsString(r)) return fail(c, "'required' must list strings"), NULL;
-        if (!props || !cJSON_GetObjectItemCaseSensitive(props, r->valuestring))
-            return fail(c, "required property '%.60s' is not among the properties", r->valuestring), NULL;
+        if (!cJSON_IsString(r)) {
+            fail(c, "'required' must list strings");
+            return NULL;
+        }
+        if (!props || !cJSON_GetObjectItemCaseSensitive(props, r->valuestring)) {
+            fail(c, "required property '%.60s' is not among the properties", r->valuestring);
+            return NULL;
+        }
     }
     bool extra = add ? !cJSON_IsFalse(add) : n == 0;
     if (!n && extra && (!add || cJSON_IsTrue(add))) return prim(c, P_OBJECT);
@@ -595,7 +646,12 @@ static const char *visit_object(jsc *c, const cJSON *s, const char *hint) {
     /* kv_i, then after_i (something came before: a comma first) and from_i (nothing yet) */
     const char **kv = calloc((size_t)n + 1, sizeof *kv);
     bool *required = calloc((size_t)n + 1, 1);
-    if (!kv || !required) return free(kv), free(required), fail(c, "out of memory"), NULL;
+    if (!kv || !required) {
+        free(kv);
+        free(required);
+        fail(c, "out of memory");
+        return NULL;
+    }
     int i = 0;
     for (const cJSON *p = props ? props->child : NULL; p && !c->failed; p = p->next, i++) {
         char ph[80];
@@ -655,16 +711,27 @@ static const char *visit_ref(jsc *c, const char *ref) {
     const char *name = NULL;
     if (!strncmp(ref, "#/$defs/", 8)) name = ref + 8;
     else if (!strncmp(ref, "#/definitions/", 14)) name = ref + 14;
-    if (!name || strchr(name, '/')) return fail(c, "$ref '%.80s': only #/$defs/NAME and #/definitions/NAME", ref), NULL;
+    if (!name || strchr(name, '/')) {
+        fail(c, "$ref '%.80s': only #/$defs/NAME and #/definitions/NAME", ref);
+        return NULL;
+    }
     const cJSON *defs = cJSON_GetObjectItem(c->doc, ref[2] == '$' ? "$defs" : "definitions");
     const cJSON *target = defs ? cJSON_GetObjectItemCaseSensitive(defs, name) : NULL;
-    if (!target) return fail(c, "$ref '%.80s' points to nothing", ref), NULL;
+    if (!target) {
+        fail(c, "$ref '%.80s' points to nothing", ref);
+        return NULL;
+    }
     /* one rule per target, named before it is written so that it may refer to itself */
     for (int i = 0; i + 1 < c->n_refs; i += 2)
         if (c->refs[i + 1] && !strcmp(c->refs[i + 1], ref)) return c->refs[i];
     char *rule = new_name(c, name), *key = strdup(ref);
     char **nr = rule && key ? realloc(c->refs, ((size_t)c->n_refs + 2) * sizeof *nr) : NULL;
-    if (!nr) return free(rule), free(key), fail(c, "out of memory"), NULL;
+    if (!nr) {
+        free(rule);
+        free(key);
+        fail(c, "out of memory");
+        return NULL;
+    }
     c->refs = nr;
     c->refs[c->n_refs++] = rule;
     c->refs[c->n_refs++] = key;
@@ -685,12 +752,16 @@ static const char *visit_typed(jsc *c, const cJSON *s, const char *type, const c
     if (!check_keys(c, s, keys)) return NULL;
     if (!strcmp(type, "boolean")) return prim(c, P_BOOLEAN);
     if (!strcmp(type, "null")) return prim(c, P_NULL);
-    return fail(c, "unknown type '%.40s'", type), NULL;
+    fail(c, "unknown type '%.40s'", type);
+    return NULL;
 }
 
 static const char *visit(jsc *c, const cJSON *s, const char *hint) {
     if (c->failed) return NULL;
-    if (++c->depth > 64) return fail(c, "nested too deeply"), NULL;
+    if (++c->depth > 64) {
+        fail(c, "nested too deeply");
+        return NULL;
+    }
     bool checked = c->keys_checked;
     c->keys_checked = false;
     const char *r = NULL;
@@ -787,7 +858,10 @@ static const char *visit(jsc *c, const cJSON *s, const char *hint) {
     free(b.p);
     c->depth--;
     c->keys_checked = checked;
-    if (c->out.oom || c->warn.oom) return fail(c, "out of memory"), NULL;
+    if (c->out.oom || c->warn.oom) {
+        fail(c, "out of memory");
+        return NULL;
+    }
     return c->failed ? NULL : r;
 }
 

@@ -443,7 +443,7 @@ static void apply_down(void *arg, int ith, int nth) {
     const apply_task *at = arg;
     for (int t = 0; t < at->T; t++) {
         const g8_lora_set *set = at->sets[t];
-        float *u = at->u + (size_t)t * G8_MAX_LORA * at->max_r;
+        float *u = at->u + (size_t)t * GEMMA8_MAX_LORA * at->max_r;
         for (int i = 0; set && i < set->n; i++) {
             const g8_lora_mat *m = &set->a[i]->mats[at->il * LORA_MATS + at->which];
             for (int j = ith; j < m->r; j += nth)
@@ -460,7 +460,7 @@ static void apply_up(void *arg, int ith, int nth) {
     g8_split(at->out, ith, nth, 64, &o0, &o1);
     for (int t = 0; o1 > o0 && t < at->T; t++) {
         const g8_lora_set *set = at->sets[t];
-        const float *u = at->u + (size_t)t * G8_MAX_LORA * at->max_r;
+        const float *u = at->u + (size_t)t * GEMMA8_MAX_LORA * at->max_r;
         for (int i = 0; set && i < set->n; i++) {
             const g8_lora_mat *m = &set->a[i]->mats[at->il * LORA_MATS + at->which];
             if (!m->r || set->scale[i] == 0) continue;

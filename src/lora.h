@@ -42,11 +42,10 @@ void g8_lora_merge_row(const gemma8_lora *l, int il, int which, int64_t o, float
 extern const int g8_lora_layer_tensor[LORA_MATS];
 
 /* The adapters a sequence applies. */
-#define G8_MAX_LORA 8
 typedef struct g8_lora_set {
     int n;
-    const gemma8_lora *a[G8_MAX_LORA];
-    float scale[G8_MAX_LORA];
+    const gemma8_lora *a[GEMMA8_MAX_LORA];
+    float scale[GEMMA8_MAX_LORA];
 } g8_lora_set;
 
 /* What a set of adapters and scales computes (a prompt cache made under one set
@@ -54,7 +53,7 @@ typedef struct g8_lora_set {
 uint64_t g8_lora_set_fingerprint(const g8_lora_set *set);
 
 /* y[t] += the deltas of the adapters of token t's set for matrix `which` of
- * layer il; x (T, in), y (T, out); sets[t] NULL: none; u: T * G8_MAX_LORA * max_r
+ * layer il; x (T, in), y (T, out); sets[t] NULL: none; u: T * GEMMA8_MAX_LORA * max_r
  * floats (max_r: the largest rank of the sets). Each token's result is the same
  * whatever the batch and the thread count. */
 void g8_lora_apply(g8_pool *pool, const g8_kernels *k, const g8_lora_set *const *sets, int il, int which,

@@ -283,10 +283,16 @@ static int32_t mirostat_v2(gemma8_sampler *s, g8_cands *cs) {
 
 static int32_t sample(gemma8_sampler *s, const float *logits, int32_t n_vocab, gemma8_status *st) {
     *st = GEMMA8_ERR_NOMEM;
-    if (n_vocab <= 0) return *st = g8_fail(GEMMA8_ERR_INVALID_ARG, "no logits to sample from"), -1;
+    if (n_vocab <= 0) {
+        *st = g8_fail(GEMMA8_ERR_INVALID_ARG, "no logits to sample from");
+        return -1;
+    }
     if ((size_t)n_vocab > s->cap) {
         g8_cand *nc = realloc(s->cands.c, (size_t)n_vocab * sizeof *nc);
-        if (!nc) return g8_fail(GEMMA8_ERR_NOMEM, "out of memory sampling"), -1;
+        if (!nc) {
+            g8_fail(GEMMA8_ERR_NOMEM, "out of memory sampling");
+            return -1;
+        }
         s->cands.c = nc;
         s->cap = (size_t)n_vocab;
     }
@@ -297,9 +303,9 @@ static int32_t sample(gemma8_sampler *s, const float *logits, int32_t n_vocab, g
             *st = g8_fail(GEMMA8_ERR_INVALID_ARG, "a token the grammar refused was accepted: it cannot go on");
             return -1;
         }
-        double t0 = g8_now();
+        double t0 = gemma8_time();
         *st = gemma8_matcher_mask(s->matcher, s->mask);
-        s->mask_seconds += g8_now() - t0;
+        s->mask_seconds += gemma8_time() - t0;
         if (*st) return -1;
         size_t n = 0;
         for (int32_t i = 0; i < n_vocab; i += 8) {
@@ -321,7 +327,10 @@ static int32_t sample(gemma8_sampler *s, const float *logits, int32_t n_vocab, g
     }
     /* the history window, oldest first */
     int32_t window[1024] = {0}, *w = s->hist_n <= 1024 ? window : malloc(s->hist_n * sizeof(int32_t));
-    if (!w) return g8_fail(GEMMA8_ERR_NOMEM, "out of memory sampling"), -1;
+    if (!w) {
+        g8_fail(GEMMA8_ERR_NOMEM, "out of memory sampling");
+        return -1;
+    }
     *st = GEMMA8_OK;
     for (size_t k = 0; k < s->hist_n; k++)
         w[k] = s->history[(s->hist_pos + s->hist_cap - s->hist_n + k) % s->hist_cap];

@@ -471,7 +471,10 @@ gemma8_status gemma8_matcher_accept(gemma8_matcher *m, int32_t token) {
     for (uint32_t i = 0; i < len; i++) {
         if (!g8_gstate_byte(m->g, &m->a, &cur, t[i], &next)) {
             g8_garena_reset(&m->a, mark);
-            if (m->a.oom) return m->a.oom = false, g8_fail(GEMMA8_ERR_NOMEM, "out of memory following a grammar");
+            if (m->a.oom) {
+                m->a.oom = false;
+                return g8_fail(GEMMA8_ERR_NOMEM, "out of memory following a grammar");
+            }
             return g8_fail(GEMMA8_ERR_INVALID_ARG, "token %d does not fit the grammar here", token);
         }
         cur = next;

@@ -153,19 +153,19 @@ typedef struct chat_opts {
 } chat_opts;
 
 static int chat_loop(const cli_common *c, const chat_opts *o, gemma8_generate_params *p, const char *banner) {
-    double t0 = cli_now();
-    gemma8_model *model;
-    gemma8_context *ctx;
-    if (cli_load(c, 1, &model, &ctx)) return 1;
-    double load_s = cli_now() - t0;
+    double t0 = gemma8_time();
+    cli_loaded loaded;
+    if (cli_load(c, 1, &loaded)) return 1;
+    gemma8_model *model = loaded.model;
+    gemma8_context *ctx = loaded.ctx;
+    double load_s = gemma8_time() - t0;
     /* the chat template is checked now, not at the first message */
     int32_t probe[64], n_probe;
     gemma8_chat_message hello = {"user", "hello"};
     gemma8_status st = gemma8_chat_tokenize(model, &hello, 1, true, probe, 64, &n_probe);
     if (st && st != GEMMA8_ERR_BUFFER_TOO_SMALL) {
         cli_fail(st);
-        gemma8_context_free(ctx);
-        gemma8_model_free(model);
+        cli_unload(&loaded);
         return 1;
     }
     p->drop_oldest_turns = o->drop_oldest;
@@ -237,8 +237,7 @@ static int chat_loop(const cli_common *c, const chat_opts *o, gemma8_generate_pa
     }
     conv_clear(&conv, false);
     free(conv.msgs);
-    gemma8_context_free(ctx);
-    gemma8_model_free(model);
+    cli_unload(&loaded);
     return rc;
 }
 
@@ -367,9 +366,9 @@ static int demo_main(cli_common c, gemma8_generate_params p, const char *out, co
     if (tty) return chat_loop(&c, &o, &p, banner);
     /* no terminal (e.g. make demo in CI): one canned turn through the same pipeline */
     printf("%s\n> Hello! What can you do?\n", banner);
-    gemma8_model *model;
-    gemma8_context *ctx;
-    if (cli_load(&c, 1, &model, &ctx)) return 1;
+    cli_loaded loaded;
+    if (cli_load(&c, 1, &loaded)) return 1;
+    gemma8_context *ctx = loaded.ctx;
     gemma8_chat_message msg = {"user", "Hello! What can you do?"};
     reply rep = {0};
     p.on_token = stream_reply;
@@ -380,8 +379,7 @@ static int demo_main(cli_common c, gemma8_generate_params p, const char *out, co
     if (!st) cli_print_timings(-1, &res);
     else cli_fail(st);
     free(rep.text);
-    gemma8_context_free(ctx);
-    gemma8_model_free(model);
+    cli_unload(&loaded);
     return st ? 1 : 0;
 }
 

@@ -73,16 +73,17 @@ int cmd_run(int argc, char **argv) {
         cli_generation_free(&x);
         return 2;
     }
-    double t0 = cli_now();
-    gemma8_model *model;
-    gemma8_context *ctx;
-    if (cli_load(&c, 1, &model, &ctx)) {
+    double t0 = gemma8_time();
+    cli_loaded loaded;
+    if (cli_load(&c, 1, &loaded)) {
         free(ids);
         free(file_text);
         cli_generation_free(&x);
         return 1;
     }
-    double load_s = cli_now() - t0;
+    gemma8_model *model = loaded.model;
+    gemma8_context *ctx = loaded.ctx;
+    double load_s = gemma8_time() - t0;
     p.on_token = print_token;
     p.user_data = &out;
     gemma8_generate_result res = {0};
@@ -111,7 +112,6 @@ int cmd_run(int argc, char **argv) {
     free(ids);
     free(file_text);
     cli_generation_free(&x);
-    gemma8_context_free(ctx);
-    gemma8_model_free(model);
+    cli_unload(&loaded);
     return rc;
 }

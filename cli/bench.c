@@ -82,9 +82,9 @@ static void *membw_read(void *a) {
     atomic_fetch_add(m->ready, 1);
     while (atomic_load(m->ready) < m->n_threads) {
     }
-    m->t0 = cli_now();
+    m->t0 = gemma8_time();
     m->sum = read_best(m->p, m->n);
-    m->t1 = cli_now();
+    m->t1 = gemma8_time();
     return NULL;
 }
 
@@ -190,17 +190,17 @@ int cmd_bench(int argc, char **argv) {
     const char *kv_type = c.kv_type;
     const int n_threads = c.n_threads;
     const char *model_path = c.model;
-    double t0 = cli_now();
-    gemma8_model *model;
-    gemma8_context *ctx;
+    double t0 = gemma8_time();
     c.n_ctx = (depth + (n_prompt > n_gen ? n_prompt : n_gen) + 1) * parallel;
-    if (cli_load(&c, parallel, &model, &ctx)) return 1;
-    double t_load = cli_now() - t0;
+    cli_loaded loaded;
+    if (cli_load(&c, parallel, &loaded)) return 1;
+    gemma8_model *model = loaded.model;
+    gemma8_context *ctx = loaded.ctx;
+    double t_load = gemma8_time() - t0;
     if (schemas.n || json) {
         printf("model: %s, %d threads, loaded in %.2f s\n", model_path, n_threads, t_load);
         r = cli_bench_grammar(model, ctx, &schemas, json, parallel, n_gen, reps);
-        gemma8_context_free(ctx);
-        gemma8_model_free(model);
+        cli_unload(&loaded);
         return r;
     }
     gemma8_model_info info = gemma8_model_get_info(model);
@@ -221,10 +221,10 @@ int cmd_bench(int argc, char **argv) {
     for (int r = 0; r < reps && r < 64 && !rc; r++) {
         gemma8_seq_clear(ctx, 0);
         if (n_prompt) {
-            double a = cli_now();
+            double a = gemma8_time();
             const gemma8_batch prompt = gemma8_batch_tokens(0, tok, n_prompt);
             if (gemma8_decode(ctx, &prompt)) rc = 1;
-            pp[r] = n_prompt / (cli_now() - a);
+            pp[r] = n_prompt / (gemma8_time() - a);
         }
         /* decode: each of the sequences after depth tokens, together when there are several */
         int32_t seqs[256], ids[256];
@@ -239,15 +239,15 @@ int cmd_bench(int argc, char **argv) {
         double t_tokens = 0, t_read = 0;
         for (int i = 0; i < n_gen && !rc; i++) {
             for (int q = 0; q < parallel; q++) ids[q] = tok[(depth + i + 31 * q) % (depth + n_prompt + n_gen + 1)];
-            const double a = cli_now();
+            const double a = gemma8_time();
             const gemma8_batch step = {.n = parallel, .token = ids, .seq = seqs};
             if (gemma8_decode(ctx, &step)) rc = 1;
-            t_tokens += cli_now() - a;
+            t_tokens += gemma8_time() - a;
             if (bwbuf) {
                 /* 3 ms for the engine's idle workers to stop spinning (threadpool.c) and leave the cores,
                  * waited awake: after a 3 ms sleep this VM read 128 MiB at 24-31 GB/s where it read
                  * 45-48 straight on or after 3 ms of spinning */
-                for (const double until = cli_now() + 0.003; cli_now() < until;) {
+                for (const double until = gemma8_time() + 0.003; gemma8_time() < until;) {
                 }
                 const size_t words = MEMBW_WINDOW / 8, at = (size_t)i % (MEMBW_BYTES / MEMBW_WINDOW) * words;
                 t_read += read_seconds(bwbuf + at, words, n_threads);
@@ -284,7 +284,6 @@ int cmd_bench(int argc, char **argv) {
     free(tok);
     free(logits);
     free(bwbuf);
-    gemma8_context_free(ctx);
-    gemma8_model_free(model);
+    cli_unload(&loaded);
     return rc;
 }

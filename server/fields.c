@@ -1,10 +1,11 @@
-/* serve_util.c - request fields the OpenAI and Ollama handlers share. */
-#include "serve.h"
+/* fields.c - what the OpenAI and Ollama handlers share: request fields, errors, the end of parsing. */
+#include "server.h"
 
+#include <stdarg.h>
 #include <stdio.h>
-#include <time.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 bool srv_valid_utf8(const char *s, size_t n) {
     const unsigned char *p = (const unsigned char *)s;
@@ -290,19 +291,64 @@ uint32_t srv_random_seed(void) {
 }
 
 bool srv_constrain(srv_task *t, const cJSON *json_schema, const char *gbnf, char *err, size_t cap) {
-    if (t->grammar) return snprintf(err, cap, "only one of response_format/format, json_schema and grammar") < 0;
+    if (t->grammar) {
+        snprintf(err, cap, "only one of response_format/format, json_schema and grammar");
+        return false;
+    }
     gemma8_status st;
     if (gbnf) {
         st = gemma8_grammar_from_gbnf(gbnf, &t->grammar);
     } else {
         char *text = json_schema ? cJSON_PrintUnformatted(json_schema) : NULL;
-        if (json_schema && !text) return snprintf(err, cap, "out of memory") < 0;
+        if (json_schema && !text) {
+            snprintf(err, cap, "out of memory");
+            return false;
+        }
         st = gemma8_grammar_from_json_schema(text, &t->grammar);
         free(text);
     }
-    if (st) return snprintf(err, cap, "%s", gemma8_last_error()) < 0;
+    if (st) {
+        snprintf(err, cap, "%s", gemma8_last_error());
+        return false;
+    }
     const char *warn = gemma8_grammar_warnings(t->grammar);
     if (warn) fprintf(stderr, "gemma8 serve: warning: %s", warn);
     t->params.grammar = t->grammar;
+    return true;
+}
+
+bool srv_fail(srv_error *e, unsigned status, const char *code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    e->status = status;
+    e->code = code;
+    return false;
+}
+
+bool srv_model_known(srv *s, const cJSON *body, srv_error *e) {
+    if (srv_model_ok(s, body)) return true;
+    const cJSON *m = cJSON_GetObjectItem(body, "model");
+    return srv_fail(e, 404, "model_not_found", "the model '%.100s' does not exist",
+                    cJSON_IsString(m) ? m->valuestring : "?");
+}
+
+bool srv_parse_done(srv *s, const cJSON *body, srv_task *t, gemma8_status gs, srv_read_fn read, srv_task **out,
+                    srv_error *e) {
+    char err[256];
+    bool ok = true;
+    if (gs == GEMMA8_ERR_CONTEXT_FULL)
+        ok = srv_fail(e, 400, "context_length_exceeded", "the prompt has %d tokens, more than the slot's context of %d",
+                      t->n_prompt, s->n_ctx_slot);
+    else if (gs)
+        ok = srv_fail(e, 400, NULL, "%s", gemma8_last_error());
+    if (ok && !read(s, body, t, err, sizeof err)) ok = srv_fail(e, 400, NULL, "%s", err);
+    if (ok && !srv_lora_set(s, body, t, err, sizeof err)) ok = srv_fail(e, 400, NULL, "%s", err);
+    if (!ok) {
+        srv_task_unref(t);
+        return false;
+    }
+    *out = t;
     return true;
 }

@@ -1,10 +1,9 @@
-/* serve_ollama.c - Ollama's API: chat and generate (NDJSON streams by
+/* ollama.c - Ollama's API: chat and generate (NDJSON streams by
  * default), tags, show, version, ps, embed. Unset options take Ollama's
  * documented defaults: temperature 0.8, top_k 40, top_p 0.9, min_p 0,
  * repeat_penalty 1.1, repeat_last_n 64, num_predict -1 (until the context is full). */
-#include "serve.h"
+#include "server.h"
 
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,8 +28,10 @@ static int ollama_error(srv_conn *c, unsigned status, const char *msg) {
 /* Ollama's options object (and its defaults) */
 static bool read_options(srv *s, const cJSON *body, srv_task *t, char *err, size_t cap) {
     const cJSON *o = cJSON_GetObjectItem(body, "options");
-    if (o && !cJSON_IsNull(o) && !cJSON_IsObject(o))
-        return snprintf(err, cap, "'options' must be an object") < 0;
+    if (o && !cJSON_IsNull(o) && !cJSON_IsObject(o)) {
+        snprintf(err, cap, "'options' must be an object");
+        return false;
+    }
     gemma8_generate_params *p = &t->params;
     gemma8_sampler_params *sp = &p->sampling;
     double temp = 0.8, top_k = 40, top_p = 0.9, min_p = 0, rep = 1.1, last_n = 64, seed = 0, n_predict = -1;
@@ -64,11 +65,14 @@ static bool read_options(srv *s, const cJSON *body, srv_task *t, char *err, size
     } else if (cJSON_IsObject(fmt)) {
         if (!srv_constrain(t, fmt, NULL, err, cap)) return false;
     } else if (fmt && !cJSON_IsNull(fmt) && !(cJSON_IsString(fmt) && !fmt->valuestring[0])) {
-        return snprintf(err, cap, "'format' must be \"json\" or a JSON schema") < 0;
+        snprintf(err, cap, "'format' must be \"json\" or a JSON schema");
+        return false;
     }
     const cJSON *tools = cJSON_GetObjectItem(body, "tools");
-    if (cJSON_IsArray(tools) && cJSON_GetArraySize(tools))
-        return snprintf(err, cap, "tools are not supported") < 0;
+    if (cJSON_IsArray(tools) && cJSON_GetArraySize(tools)) {
+        snprintf(err, cap, "tools are not supported");
+        return false;
+    }
     return true;
 }
 
@@ -107,7 +111,7 @@ static void add_stats(srv *s, const ol_stream *st, const srv_task *t, cJSON *o) 
     (void)s;
     const double ns = 1e9;
     cJSON_AddStringToObject(o, "done_reason", done_reason(t));
-    cJSON_AddNumberToObject(o, "total_duration", (double)(long long)((srv_now() - st->t0) * ns));
+    cJSON_AddNumberToObject(o, "total_duration", (double)(long long)((gemma8_time() - st->t0) * ns));
     cJSON_AddNumberToObject(o, "load_duration", (double)(long long)((t->t_started - t->t_queued) * ns));
     cJSON_AddNumberToObject(o, "prompt_eval_count", t->res.n_prompt - t->res.n_reused);
     cJSON_AddNumberToObject(o, "prompt_eval_duration", (double)(long long)(t->res.prompt_seconds * ns));
@@ -156,7 +160,7 @@ static int answer(srv_conn *c, const cJSON *body, srv_task *t, bool chat) {
     ol_stream *st = calloc(1, sizeof *st);
     if (!st) return SRV_FAIL;
     st->chat = chat;
-    st->t0 = srv_now();
+    st->t0 = gemma8_time();
     const cJSON *stream = cJSON_GetObjectItem(body, "stream");
     if (!cJSON_IsFalse(stream)) {
         if (!srv_submit(s->sched, t)) {
@@ -187,78 +191,40 @@ static int answer(srv_conn *c, const cJSON *body, srv_task *t, bool chat) {
 
 /* An empty request loads the model (it is loaded): done_reason "load". */
 static int load_reply(srv_conn *c, bool chat) {
-    ol_stream st = {chat, 0, false, srv_now()};
+    ol_stream st = {chat, 0, false, gemma8_time()};
     cJSON *o = base(srv_of(c), &st, "", true);
     cJSON_AddStringToObject(o, "done_reason", "load");
     return srv_reply_json(c, 200, o);
-}
-
-static bool fail(srv_error *e, unsigned status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static bool fail(srv_error *e, unsigned status, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
-    va_end(ap);
-    e->status = status;
-    e->code = NULL;
-    return false;
-}
-
-static bool model_known(srv *s, const cJSON *body, srv_error *e) {
-    if (srv_model_ok(s, body)) return true;
-    const cJSON *m = cJSON_GetObjectItem(body, "model");
-    return fail(e, 404, "model '%.100s' not found", cJSON_IsString(m) ? m->valuestring : "?");
-}
-
-/* the task with its options, or false with e filled (and the task freed) */
-static bool finish_parse(srv *s, const cJSON *body, srv_task *t, gemma8_status gs, srv_task **out,
-                         srv_error *e) {
-    char err[256];
-    bool ok = true;
-    if (gs == GEMMA8_ERR_CONTEXT_FULL)
-        ok = fail(e, 400, "the prompt has %d tokens, more than the slot's context of %d", t->n_prompt,
-                  s->n_ctx_slot);
-    else if (gs)
-        ok = fail(e, 400, "%s", gemma8_last_error());
-    if (ok && !read_options(s, body, t, err, sizeof err)) ok = fail(e, 400, "%s", err);
-    if (ok && !srv_lora_set(s, body, t, err, sizeof err)) ok = fail(e, 400, "%s", err);
-    if (!ok) {
-        srv_task_unref(t);
-        return false;
-    }
-    *out = t;
-    return true;
 }
 
 /* An empty request loads the model (it is loaded): true with no task. */
 bool ollama_parse_chat(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
     char err[256] = "";
     *out = NULL;
-    if (!model_known(s, body, e)) return false;
+    if (!srv_model_known(s, body, e)) return false;
     const cJSON *arr = cJSON_GetObjectItem(body, "messages");
     if (!arr || (cJSON_IsArray(arr) && !cJSON_GetArraySize(arr))) return true;
     int32_t n;
     char **store;
     gemma8_chat_message *msgs = srv_messages(arr, &n, &store, err, sizeof err);
-    if (!msgs) return fail(e, 400, "%s", err);
+    if (!msgs) return srv_fail(e, 400, NULL, "%s", err);
     srv_task *t = srv_task_new(SRV_GENERATE);
-    if (!t) return fail(e, 500, "out of memory");
+    if (!t) return srv_fail(e, 500, NULL, "out of memory");
     gemma8_status gs = srv_chat_tokens(s, msgs, n, &t->prompt, &t->n_prompt);
     srv_messages_free(msgs, n, store);
-    return finish_parse(s, body, t, gs, out, e);
+    return srv_parse_done(s, body, t, gs, read_options, out, e);
 }
 
 bool ollama_parse_generate(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
     *out = NULL;
-    if (!model_known(s, body, e)) return false;
+    if (!srv_model_known(s, body, e)) return false;
     const cJSON *prompt = cJSON_GetObjectItem(body, "prompt"), *system = cJSON_GetObjectItem(body, "system");
-    if (prompt && !cJSON_IsString(prompt)) return fail(e, 400, "'prompt' must be a string");
+    if (prompt && !cJSON_IsString(prompt)) return srv_fail(e, 400, NULL, "'prompt' must be a string");
     if (system && !cJSON_IsNull(system) && !cJSON_IsString(system))
-        return fail(e, 400, "'system' must be a string");
+        return srv_fail(e, 400, NULL, "'system' must be a string");
     if (!prompt || !prompt->valuestring[0]) return true;
     srv_task *t = srv_task_new(SRV_GENERATE);
-    if (!t) return fail(e, 500, "out of memory");
+    if (!t) return srv_fail(e, 500, NULL, "out of memory");
     gemma8_status gs;
     if (cJSON_IsTrue(cJSON_GetObjectItem(body, "raw"))) {
         gs = srv_text_tokens(s, prompt->valuestring, true, true, &t->prompt, &t->n_prompt);
@@ -268,7 +234,7 @@ bool ollama_parse_generate(srv *s, const cJSON *body, srv_task **out, srv_error 
                                     {"user", prompt->valuestring}};
         gs = srv_chat_tokens(s, sys ? m : m + 1, sys ? 2 : 1, &t->prompt, &t->n_prompt);
     }
-    return finish_parse(s, body, t, gs, out, e);
+    return srv_parse_done(s, body, t, gs, read_options, out, e);
 }
 
 static int refuse(srv_conn *c, const srv_error *e) { return ollama_error(c, e->status, e->msg); }
@@ -384,26 +350,26 @@ int ollama_version(srv_conn *c, cJSON *body) {
 
 bool ollama_parse_embed(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
     *out = NULL;
-    if (!model_known(s, body, e)) return false;
+    if (!srv_model_known(s, body, e)) return false;
     const cJSON *in = cJSON_GetObjectItem(body, "input");
     const bool list = cJSON_IsArray(in);
     const int n = list ? cJSON_GetArraySize(in) : 1;
     if (!(cJSON_IsString(in) || list) || n == 0 || n > 2048)
-        return fail(e, 400, "'input' must be a string or strings");
+        return srv_fail(e, 400, NULL, "'input' must be a string or strings");
     srv_task *t = srv_task_new(SRV_EMBED);
     if (t) t->inputs = calloc((size_t)n, sizeof *t->inputs);
     if (t) t->n_inputs = calloc((size_t)n, sizeof *t->n_inputs);
     if (!t || !t->inputs || !t->n_inputs) {
         srv_task_unref(t);
-        return fail(e, 500, "out of memory");
+        return srv_fail(e, 500, NULL, "out of memory");
     }
     const cJSON *x = list ? in->child : in;
     for (int i = 0; i < n; i++, x = x->next) {
         t->n_in = i + 1;
         bool ok = cJSON_IsString(x) && x->valuestring[0];
-        if (!ok) fail(e, 400, "input %d must be a non-empty string", i);
+        if (!ok) srv_fail(e, 400, NULL, "input %d must be a non-empty string", i);
         if (ok && srv_text_tokens(s, x->valuestring, true, false, &t->inputs[i], &t->n_inputs[i]))
-            ok = fail(e, 400, "input %d does not fit in a slot of %d tokens", i, s->n_ctx_slot);
+            ok = srv_fail(e, 400, NULL, "input %d does not fit in a slot of %d tokens", i, s->n_ctx_slot);
         if (!ok) {
             srv_task_unref(t);
             return false;
@@ -419,7 +385,7 @@ int ollama_embed(srv_conn *c, cJSON *body) {
     srv_error e;
     if (!ollama_parse_embed(s, body, &t, &e)) return refuse(c, &e);
     int rc;
-    const double t0 = srv_now();
+    const double t0 = gemma8_time();
     if (!srv_run_blocking(s, t)) {
         rc = ollama_error(c, 503, "every slot is busy and the queue is full");
     } else if (t->status) {
@@ -435,7 +401,7 @@ int ollama_embed(srv_conn *c, cJSON *body) {
                 cJSON_AddItemToArray(v, cJSON_CreateNumber(t->embeddings[(size_t)i * E + k]));
             cJSON_AddItemToArray(embs, v);
         }
-        cJSON_AddNumberToObject(o, "total_duration", (double)(long long)((srv_now() - t0) * 1e9));
+        cJSON_AddNumberToObject(o, "total_duration", (double)(long long)((gemma8_time() - t0) * 1e9));
         cJSON_AddNumberToObject(o, "load_duration", 0);
         cJSON_AddNumberToObject(o, "prompt_eval_count", t->embed_tokens);
         srv_conn_log_tokens(c, t->embed_tokens, 0, 0);

@@ -1,13 +1,14 @@
-/* serve.h - `gemma8 serve`: what its parts share. Public API only.
+/* server.h - the server behind `gemma8 serve`: what its parts share. Public API only.
  *
- *   serve_main.c    the command: options, loading, start and a clean stop
- *   serve.c         the HTTP daemon (libmicrohttpd), routing, limits,
- *                   authentication, the request log, streamed replies
- *   serve_sched.c   slots (sequences of one context), the bounded queue and the
- *                   scheduler thread that owns every forward pass
- *   serve_openai.c  the OpenAI API (/v1/...)
- *   serve_ollama.c  the Ollama API (/api/...)
- *   serve_util.c    request fields shared by both: messages, sampling, stop, UTF-8
+ *   http.c     the HTTP daemon (libmicrohttpd), routing, limits, authentication,
+ *              the request log, streamed replies
+ *   sched.c    slots (sequences of one context), the bounded queue and the
+ *              scheduler thread that owns every forward pass
+ *   openai.c   the OpenAI API (/v1/...)
+ *   ollama.c   the Ollama API (/api/...)
+ *   fields.c   request fields shared by both: messages, sampling, stop, UTF-8, errors
+ *
+ * The command that starts it (options, loading, a clean stop) is cli/serve.c.
  *
  * HTTP threads parse, queue and stream; only the scheduler thread runs the model. */
 #ifndef GEMMA8_SERVE_H
@@ -49,8 +50,8 @@ typedef struct srv_task {
     char *stop[SRV_MAX_STOP]; /* owned copies behind params.stop */
     int n_logprobs;           /* alternatives to report a token; -1: no logprobs */
     int n_lora;               /* the adapters the request runs under, with their scales */
-    const gemma8_lora *lora[8];
-    float lora_scale[8];
+    const gemma8_lora *lora[GEMMA8_MAX_LORA];
+    float lora_scale[GEMMA8_MAX_LORA];
     gemma8_grammar *grammar;  /* the reply's constraint (behind params.grammar), owned */
     int32_t **inputs;         /* SRV_EMBED: each input's ids */
     int32_t *n_inputs;
@@ -106,7 +107,7 @@ srv_metrics srv_sched_metrics(srv_sched *s);
 void srv_sched_stop(srv_sched *s);
 void srv_sched_free(srv_sched *s);
 
-/* ---- the server and its replies (serve.c) ---------------------------------------------- */
+/* ---- the server and its replies (http.c) ---------------------------------------------- */
 
 typedef struct srv_conn srv_conn;
 
@@ -120,7 +121,7 @@ typedef struct srv_adapter {
 typedef struct srv {
     gemma8_model *model;
     int n_lora;
-    srv_adapter lora[16];
+    srv_adapter lora[GEMMA8_MAX_LORA];
     gemma8_model_info info;
     srv_sched *sched;
     const char *alias; /* the model's name in the APIs */
@@ -163,7 +164,7 @@ bool srv_run_blocking(srv *s, srv_task *t);
  * A wait longer than wait_s returns false. */
 bool srv_task_wait(srv_task *t, int seen, double wait_s);
 
-/* ---- request fields (serve_util.c) -------------------------------------------------------- */
+/* ---- request fields (fields.c) -------------------------------------------------------- */
 
 /* Messages of {role, content}: content a string or [{type: "text", text}];
  * "developer" read as "system". Strings are copied into *store (free with
@@ -192,7 +193,6 @@ bool srv_model_ok(srv *s, const cJSON *body);
 bool srv_lora_set(srv *s, const cJSON *body, srv_task *t, char *err, size_t cap);
 /* The text of one token, for logprobs. */
 void srv_token_text(srv *s, int32_t token, char *buf, size_t cap);
-double srv_now(void);
 /* The text of n events, NUL-terminated (malloc'd; NULL if out of memory). */
 char *srv_events_text(const srv_event *e, int n);
 /* Appends prefix + text + suffix (NUL-terminated) to a growing buffer; the JSON form takes j. */
@@ -209,6 +209,19 @@ typedef struct srv_error {
     const char *code;
     char msg[512];
 } srv_error;
+
+/* Fills e and returns false (a request refused). */
+bool srv_fail(srv_error *e, unsigned status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* The request names our model (or none); else false with a 404 in e. */
+bool srv_model_known(srv *s, const cJSON *body, srv_error *e);
+/* Reads an API's own request fields into t; false with the reason in err. */
+typedef bool (*srv_read_fn)(srv *s, const cJSON *body, srv_task *t, char *err, size_t cap);
+/* The end of parsing a generation request whose prompt was tokenized with status gs: the
+ * prompt fits, the API's fields (read) and the adapters are valid: true with *out = t, or
+ * false with e filled and t freed. */
+bool srv_parse_done(srv *s, const cJSON *body, srv_task *t, gemma8_status gs, srv_read_fn read, srv_task **out,
+                    srv_error *e);
 
 /* Requests to tasks (no reply: the handlers answer; the fuzz harness checks
  * that any body gives a valid task or an error). true with *out set, or false

@@ -1,7 +1,7 @@
-/* serve_main.c - the `gemma8 serve` command: options, the model and its
+/* serve.c - the `gemma8 serve` command: options, the model and its
  * context, the scheduler and the HTTP daemon, and a clean stop on SIGINT/SIGTERM. */
 #include "cli.h"
-#include "serve.h"
+#include "server.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -59,15 +59,19 @@ int cmd_serve(int argc, char **argv) {
         return 2;
     }
     srv s = {0};
-    double t0 = srv_now();
-    gemma8_context *ctx;
-    if (cli_load(&c, parallel, &s.model, &ctx)) return 1;
-    s.load_seconds = srv_now() - t0;
+    double t0 = gemma8_time();
+    cli_loaded loaded;
+    if (cli_load(&c, parallel, &loaded)) return 1;
+    gemma8_context *ctx = loaded.ctx;
+    s.model = loaded.model;
+    s.load_seconds = gemma8_time() - t0;
     s.info = gemma8_model_get_info(s.model);
-    for (int i = 0; i < cli_lora_count() && i < (int)(sizeof s.lora / sizeof s.lora[0]); i++) {
-        s.lora[i].a = cli_lora_get(i, &s.lora[i].name, &s.lora[i].scale);
-        s.n_lora++;
+    for (int i = 0; i < loaded.n_lora; i++) {
+        s.lora[i].a = loaded.lora[i];
+        s.lora[i].name = loaded.lora_name[i];
+        s.lora[i].scale = loaded.lora_scale[i];
     }
+    s.n_lora = loaded.n_lora;
     s.alias = alias ? alias : s.info.name;
     s.api_key = api_key;
     s.n_slots = parallel;
@@ -80,8 +84,7 @@ int cmd_serve(int argc, char **argv) {
     if (!d) {
         fprintf(stderr, "gemma8 serve: error: cannot listen on %s:%d (in use?)\n", host, port);
         srv_sched_free(s.sched);
-        gemma8_context_free(ctx);
-        gemma8_model_free(s.model);
+        cli_unload(&loaded);
         return 1;
     }
     struct sigaction sa = {0};
@@ -96,8 +99,7 @@ int cmd_serve(int argc, char **argv) {
     fprintf(stderr, "gemma8 serve: stopping\n");
     srv_http_stop(&s, d);
     srv_sched_free(s.sched);
-    gemma8_context_free(ctx);
-    gemma8_model_free(s.model);
+    cli_unload(&loaded);
     fprintf(stderr, "gemma8 serve: stopped\n");
     return 0;
 }

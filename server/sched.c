@@ -1,9 +1,9 @@
-/* serve_sched.c - the scheduler: slots are sequences of one context; one thread
+/* sched.c - the scheduler: slots are sequences of one context; one thread
  * owns every forward pass and steps all busy slots at once, in one pass: one
  * token of each generating slot and the next chunk of new prompts (at most
  * n_batch tokens, -b), so no request waits for another to finish, a long
  * prompt does not stall the streams, and the weights are read once per step. */
-#include "serve.h"
+#include "server.h"
 
 #include <errno.h>
 #include <math.h>
@@ -82,12 +82,6 @@ void srv_task_set_stop(srv_task *t, const char *const *stop, int n) {
     t->params.n_stop = k;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void task_push(srv_task *t, srv_event *e) {
     pthread_mutex_lock(&t->mu);
     if (t->n_ev == t->cap_ev) {
@@ -126,7 +120,7 @@ static void task_finish(srv_task *t, gemma8_status st, const char *error) {
     t->status = st;
     if (st) snprintf(t->error, sizeof t->error, "%s", error);
     t->done = true;
-    t->t_done = now_s();
+    t->t_done = gemma8_time();
     pthread_cond_broadcast(&t->cv);
     pthread_mutex_unlock(&t->mu);
 }
@@ -216,7 +210,7 @@ static void start_task(srv_sched *s, int i, srv_task *t) {
     slot->last_used = ++s->tick;
     pthread_mutex_lock(&t->mu);
     t->started = true;
-    t->t_started = now_s();
+    t->t_started = gemma8_time();
     pthread_cond_broadcast(&t->cv);
     pthread_mutex_unlock(&t->mu);
     /* the request's adapters (a different set than the slot had clears the slot's cache) */
@@ -395,9 +389,9 @@ static void *sched_main(void *arg) {
         embedding_chunks(s, gens, idx, n);
         int32_t past[s->n_slots];
         for (int k = 0; k < n; k++) past[k] = gemma8_seq_n_past(s->ctx, idx[k]);
-        const double t0 = now_s();
+        const double t0 = gemma8_time();
         gemma8_gen_step_many(gens, n, done);
-        step_timed(s, gens, idx, past, n, now_s() - t0);
+        step_timed(s, gens, idx, past, n, gemma8_time() - t0);
         for (int k = 0; k < n; k++) {
             srv_slot *slot = &s->slots[idx[k]];
             if (!done[k]) continue;
@@ -457,7 +451,7 @@ bool srv_submit(srv_sched *s, srv_task *t) {
     if (!full) {
         pthread_mutex_lock(&t->mu);
         t->refs++;
-        t->t_queued = now_s();
+        t->t_queued = gemma8_time();
         pthread_mutex_unlock(&t->mu);
         s->queue[(s->q_head + s->q_len) % s->q_max] = t;
         s->q_len++;

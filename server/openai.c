@@ -1,10 +1,9 @@
-/* serve_openai.c - the OpenAI API: chat completions, completions (streamed as
+/* openai.c - the OpenAI API: chat completions, completions (streamed as
  * server-sent events or not), models, embeddings. Unset sampling fields take
  * OpenAI's defaults: temperature 1, top_p 1, no top-k, no penalties. */
-#include "serve.h"
+#include "server.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,26 +22,36 @@ static bool read_format(const cJSON *b, srv_task *t, char *err, size_t cap) {
     const cJSON *js = cJSON_GetObjectItem(b, "json_schema"), *gr = cJSON_GetObjectItem(b, "grammar");
     if (rf && !cJSON_IsNull(rf)) {
         const char *type = cJSON_IsString(rft) ? rft->valuestring : "";
-        if (!cJSON_IsObject(rf) || !cJSON_IsString(rft))
-            return snprintf(err, cap, "'response_format' must be an object with a 'type'") < 0;
+        if (!cJSON_IsObject(rf) || !cJSON_IsString(rft)) {
+            snprintf(err, cap, "'response_format' must be an object with a 'type'");
+            return false;
+        }
         if (!strcmp(type, "json_object")) {
             const cJSON *sch = cJSON_GetObjectItem(rf, "schema");
             if (!srv_constrain(t, cJSON_IsObject(sch) ? sch : NULL, NULL, err, cap)) return false;
         } else if (!strcmp(type, "json_schema")) {
             const cJSON *w = cJSON_GetObjectItem(rf, "json_schema");
             const cJSON *sch = cJSON_GetObjectItem(w, "schema");
-            if (!cJSON_IsObject(w)) return snprintf(err, cap, "'response_format.json_schema' must be an object") < 0;
-            if (sch && !cJSON_IsObject(sch) && !cJSON_IsBool(sch))
-                return snprintf(err, cap, "'response_format.json_schema.schema' must be an object") < 0;
+            if (!cJSON_IsObject(w)) {
+                snprintf(err, cap, "'response_format.json_schema' must be an object");
+                return false;
+            }
+            if (sch && !cJSON_IsObject(sch) && !cJSON_IsBool(sch)) {
+                snprintf(err, cap, "'response_format.json_schema.schema' must be an object");
+                return false;
+            }
             if (!srv_constrain(t, sch, NULL, err, cap)) return false;
         } else if (strcmp(type, "text")) {
-            return snprintf(err, cap, "'response_format': type '%.40s' is not text, json_object or json_schema",
-                            type) < 0;
+            snprintf(err, cap, "'response_format': type '%.40s' is not text, json_object or json_schema", type);
+            return false;
         }
     }
     if (js && !cJSON_IsNull(js) && !srv_constrain(t, js, NULL, err, cap)) return false;
     if (gr && !cJSON_IsNull(gr)) {
-        if (!cJSON_IsString(gr)) return snprintf(err, cap, "'grammar' must be a string (GBNF)") < 0;
+        if (!cJSON_IsString(gr)) {
+            snprintf(err, cap, "'grammar' must be a string (GBNF)");
+            return false;
+        }
         if (!srv_constrain(t, NULL, gr->valuestring, err, cap)) return false;
     }
     return true;
@@ -91,8 +100,10 @@ static bool read_params(srv *s, const cJSON *b, srv_task *t, bool chat, char *er
         if (!srv_number(b, "top_logprobs", 0, 20, &top, err, cap)) return false;
         if (cJSON_IsTrue(lp))
             t->n_logprobs = (int)top;
-        else if (lp && !cJSON_IsBool(lp) && !cJSON_IsNull(lp))
-            return snprintf(err, cap, "'logprobs' must be a boolean") < 0;
+        else if (lp && !cJSON_IsBool(lp) && !cJSON_IsNull(lp)) {
+            snprintf(err, cap, "'logprobs' must be a boolean");
+            return false;
+        }
     } else {
         double k = -1;
         if (!srv_number(b, "logprobs", 0, 5, &k, err, cap)) return false;
@@ -102,8 +113,10 @@ static bool read_params(srv *s, const cJSON *b, srv_task *t, bool chat, char *er
     for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++) {
         const cJSON *v = cJSON_GetObjectItem(b, unsupported[i]);
         if (v && !cJSON_IsNull(v) && !(cJSON_IsArray(v) && !cJSON_GetArraySize(v)) &&
-            !(cJSON_IsString(v) && !strcmp(v->valuestring, "none")))
-            return snprintf(err, cap, "'%s': tool calling is not supported", unsupported[i]) < 0;
+            !(cJSON_IsString(v) && !strcmp(v->valuestring, "none"))) {
+            snprintf(err, cap, "'%s': tool calling is not supported", unsupported[i]);
+            return false;
+        }
     }
     return read_format(b, t, err, cap);
 }
@@ -360,82 +373,47 @@ static int answer(srv_conn *c, const cJSON *body, srv_task *t, bool chat) {
     return srv_reply_json(c, 200, o);
 }
 
-static bool fail(srv_error *e, unsigned status, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static bool fail(srv_error *e, unsigned status, const char *code, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
-    va_end(ap);
-    e->status = status;
-    e->code = code;
-    return false;
+/* read_params for a chat request and for a completion request */
+static bool read_chat_params(srv *s, const cJSON *b, srv_task *t, char *err, size_t cap) {
+    return read_params(s, b, t, true, err, cap);
 }
 
-static bool model_known(srv *s, const cJSON *body, srv_error *e) {
-    if (srv_model_ok(s, body)) return true;
-    const cJSON *m = cJSON_GetObjectItem(body, "model");
-    return fail(e, 404, "model_not_found", "the model '%.100s' does not exist",
-                cJSON_IsString(m) ? m->valuestring : "?");
-}
-
-static bool tokens_ok(srv *s, gemma8_status gs, const srv_task *t, srv_error *e) {
-    if (gs == GEMMA8_ERR_CONTEXT_FULL)
-        return fail(e, 400, "context_length_exceeded",
-                    "the prompt has %d tokens, more than the slot's context of %d", t->n_prompt,
-                    s->n_ctx_slot);
-    if (gs) return fail(e, 400, NULL, "%s", gemma8_last_error());
-    return true;
-}
-
-/* the task, or false with e filled (and the task freed) */
-static bool finish_parse(srv *s, const cJSON *body, srv_task *t, gemma8_status gs, bool chat, srv_task **out,
-                         srv_error *e) {
-    char err[256];
-    bool ok = tokens_ok(s, gs, t, e);
-    if (ok && !read_params(s, body, t, chat, err, sizeof err)) ok = fail(e, 400, NULL, "%s", err);
-    if (ok && !srv_lora_set(s, body, t, err, sizeof err)) ok = fail(e, 400, NULL, "%s", err);
-    if (!ok) {
-        srv_task_unref(t);
-        return false;
-    }
-    *out = t;
-    return true;
+static bool read_completion_params(srv *s, const cJSON *b, srv_task *t, char *err, size_t cap) {
+    return read_params(s, b, t, false, err, cap);
 }
 
 bool oai_parse_chat(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
     char err[256] = "";
     *out = NULL;
-    if (!model_known(s, body, e)) return false;
+    if (!srv_model_known(s, body, e)) return false;
     int32_t n_msgs;
     char **store;
     gemma8_chat_message *msgs =
         srv_messages(cJSON_GetObjectItem(body, "messages"), &n_msgs, &store, err, sizeof err);
-    if (!msgs) return fail(e, 400, NULL, "%s", err);
+    if (!msgs) return srv_fail(e, 400, NULL, "%s", err);
     if (!n_msgs) {
         srv_messages_free(msgs, n_msgs, store);
-        return fail(e, 400, NULL, "'messages' is empty");
+        return srv_fail(e, 400, NULL, "'messages' is empty");
     }
     srv_task *t = srv_task_new(SRV_GENERATE);
-    if (!t) return fail(e, 500, NULL, "out of memory");
+    if (!t) return srv_fail(e, 500, NULL, "out of memory");
     gemma8_status gs = srv_chat_tokens(s, msgs, n_msgs, &t->prompt, &t->n_prompt);
     srv_messages_free(msgs, n_msgs, store);
-    return finish_parse(s, body, t, gs, true, out, e);
+    return srv_parse_done(s, body, t, gs, read_chat_params, out, e);
 }
 
 bool oai_parse_completion(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
     *out = NULL;
-    if (!model_known(s, body, e)) return false;
+    if (!srv_model_known(s, body, e)) return false;
     const cJSON *prompt = cJSON_GetObjectItem(body, "prompt");
     if (cJSON_IsArray(prompt) && cJSON_GetArraySize(prompt) == 1 && cJSON_IsString(prompt->child))
         prompt = prompt->child;
-    if (!cJSON_IsString(prompt)) return fail(e, 400, NULL, "'prompt' must be a string");
+    if (!cJSON_IsString(prompt)) return srv_fail(e, 400, NULL, "'prompt' must be a string");
     srv_task *t = srv_task_new(SRV_GENERATE);
-    if (!t) return fail(e, 500, NULL, "out of memory");
+    if (!t) return srv_fail(e, 500, NULL, "out of memory");
     /* the prompt as given, <bos> first, control-token text recognised (llama.cpp's rule) */
     gemma8_status gs = srv_text_tokens(s, prompt->valuestring, true, true, &t->prompt, &t->n_prompt);
-    return finish_parse(s, body, t, gs, false, out, e);
+    return srv_parse_done(s, body, t, gs, read_completion_params, out, e);
 }
 
 static int refuse(srv_conn *c, const srv_error *e) {
@@ -524,40 +502,55 @@ static bool embed_inputs(srv *s, const cJSON *in, srv_task *t, char *err, size_t
     const cJSON *one[1] = {in};
     const bool list = cJSON_IsArray(in) && in->child && !cJSON_IsNumber(in->child);
     const int n = list ? cJSON_GetArraySize(in) : 1;
-    if (!in || n == 0 || n > 2048)
-        return snprintf(err, cap,
-                        "'input' must be a string, an array of strings or "
-                        "of token ids (1 to 2048 inputs)") < 0;
+    if (!in || n == 0 || n > 2048) {
+        snprintf(err, cap, "'input' must be a string, an array of strings or of token ids (1 to 2048 inputs)");
+        return false;
+    }
     t->inputs = calloc((size_t)n, sizeof *t->inputs);
     t->n_inputs = calloc((size_t)n, sizeof *t->n_inputs);
-    if (!t->inputs || !t->n_inputs) return snprintf(err, cap, "out of memory") < 0;
+    if (!t->inputs || !t->n_inputs) {
+        snprintf(err, cap, "out of memory");
+        return false;
+    }
     const cJSON *e = list ? in->child : one[0];
     for (int i = 0; i < n; i++, e = list ? e->next : NULL) {
         t->n_in = i + 1;
         if (cJSON_IsString(e)) {
             gemma8_status st =
                 srv_text_tokens(s, e->valuestring, true, false, &t->inputs[i], &t->n_inputs[i]);
-            if (st == GEMMA8_ERR_CONTEXT_FULL)
-                return snprintf(err, cap, "input %d has %d tokens, more than the slot's context of %d", i,
-                                t->n_inputs[i], s->n_ctx_slot) < 0;
-            if (st) return snprintf(err, cap, "input %d: %s", i, gemma8_last_error()) < 0;
+            if (st == GEMMA8_ERR_CONTEXT_FULL) {
+                snprintf(err, cap, "input %d has %d tokens, more than the slot's context of %d", i, t->n_inputs[i],
+                         s->n_ctx_slot);
+                return false;
+            }
+            if (st) {
+                snprintf(err, cap, "input %d: %s", i, gemma8_last_error());
+                return false;
+            }
         } else if (cJSON_IsArray(e) && e->child) {
             const int m = cJSON_GetArraySize(e);
-            if (m >= s->n_ctx_slot)
-                return snprintf(err, cap, "input %d has more tokens than a slot holds", i) < 0;
+            if (m >= s->n_ctx_slot) {
+                snprintf(err, cap, "input %d has more tokens than a slot holds", i);
+                return false;
+            }
             t->inputs[i] = malloc((size_t)m * sizeof(int32_t));
             int k = 0;
             for (const cJSON *x = e->child; t->inputs[i] && x; x = x->next) {
-                if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble >= s->info.n_vocab)
-                    return snprintf(err, cap, "input %d: token ids must be in 0..%d", i,
-                                    s->info.n_vocab - 1) < 0;
+                if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble >= s->info.n_vocab) {
+                    snprintf(err, cap, "input %d: token ids must be in 0..%d", i, s->info.n_vocab - 1);
+                    return false;
+                }
                 t->inputs[i][k++] = (int32_t)x->valuedouble;
             }
             t->n_inputs[i] = k;
         } else {
-            return snprintf(err, cap, "input %d must be a string or an array of token ids", i) < 0;
+            snprintf(err, cap, "input %d must be a string or an array of token ids", i);
+            return false;
         }
-        if (t->n_inputs[i] == 0) return snprintf(err, cap, "input %d is empty", i) < 0;
+        if (t->n_inputs[i] == 0) {
+            snprintf(err, cap, "input %d is empty", i);
+            return false;
+        }
     }
     return true;
 }
@@ -565,17 +558,17 @@ static bool embed_inputs(srv *s, const cJSON *in, srv_task *t, char *err, size_t
 bool oai_parse_embedding(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
     char err[256] = "";
     *out = NULL;
-    if (!model_known(s, body, e)) return false;
+    if (!srv_model_known(s, body, e)) return false;
     const cJSON *fmt = cJSON_GetObjectItem(body, "encoding_format");
     const bool known =
         !fmt || cJSON_IsNull(fmt) ||
         (cJSON_IsString(fmt) && (!strcmp(fmt->valuestring, "base64") || !strcmp(fmt->valuestring, "float")));
-    if (!known) return fail(e, 400, NULL, "'encoding_format' must be \"float\" or \"base64\"");
+    if (!known) return srv_fail(e, 400, NULL, "'encoding_format' must be \"float\" or \"base64\"");
     srv_task *t = srv_task_new(SRV_EMBED);
-    if (!t) return fail(e, 500, NULL, "out of memory");
+    if (!t) return srv_fail(e, 500, NULL, "out of memory");
     if (!embed_inputs(s, cJSON_GetObjectItem(body, "input"), t, err, sizeof err)) {
         srv_task_unref(t);
-        return fail(e, 400, NULL, "%s", err);
+        return srv_fail(e, 400, NULL, "%s", err);
     }
     *out = t;
     return true;

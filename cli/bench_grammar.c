@@ -59,10 +59,10 @@ static gemma8_status run_streams(gemma8_context *ctx, int n, const int32_t *prom
     for (bool all_done = false; !st && !all_done;) {
         bool all_decoding = true;
         for (int q = 0; q < n; q++) all_decoding &= !done[q] && gemma8_gen_prefilled(gens[q]);
-        double a = cli_now();
+        double a = gemma8_time();
         st = gemma8_gen_step_many(gens, n, done);
         if (all_decoding) {
-            t_all += cli_now() - a;
+            t_all += gemma8_time() - a;
             n_all += n;
         }
         all_done = true;
@@ -100,9 +100,9 @@ static int replay(const gemma8_model *model, gemma8_grammar **g, int n_g, const 
         }
         for (int i = 0; i <= s[q].n && !rc; i++) {
             gemma8_matcher_set_budget(m, n_gen - i);
-            double a = cli_now();
+            double a = gemma8_time();
             if (gemma8_matcher_mask(m, mask)) rc = cli_fail(GEMMA8_ERR_INVALID_ARG);
-            t[k++] = cli_now() - a;
+            t[k++] = gemma8_time() - a;
             if (i < s[q].n && gemma8_matcher_accept(m, s[q].tok[i])) rc = cli_fail(GEMMA8_ERR_INVALID_ARG);
         }
         gemma8_matcher_free(m);
@@ -143,9 +143,9 @@ int cli_bench_grammar(gemma8_model *model, gemma8_context *ctx, const cli_list *
     /* the first matcher of a model indexes its vocabulary and summarizes the grammars' classes */
     for (int i = 0; i < n_g && !rc; i++) {
         gemma8_matcher *m = NULL;
-        double a = cli_now();
+        double a = gemma8_time();
         if (gemma8_matcher_new(model, g[i], &m)) rc = cli_fail(GEMMA8_ERR_INVALID_ARG);
-        if (!rc) printf("grammar %d: first matcher in %.1f ms%s\n", i, (cli_now() - a) * 1e3,
+        if (!rc) printf("grammar %d: first matcher in %.1f ms%s\n", i, (gemma8_time() - a) * 1e3,
                         i ? "" : " (with the vocabulary's index)");
         gemma8_matcher_free(m);
     }

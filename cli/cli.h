@@ -68,21 +68,28 @@ void cli_generation_table(gemma8_generate_params *p, cli_gen_extra *x, cli_opt *
 int cli_generation_finish(const char *cmd, gemma8_generate_params *p, cli_gen_extra *x);
 void cli_generation_free(cli_gen_extra *x);
 
-/* ---- shared helpers (gemma8.c) ------------------------------------------------------ */
+/* ---- shared helpers (common.c) ------------------------------------------------------ */
 
-double cli_now(void);
 /* The whole of a file, NUL-terminated (*len bytes if len); NULL if it cannot be read. */
 char *cli_read_file(const char *path, size_t *len);
 int cli_parse_tokens(const char *s, int32_t **out, int32_t *n);
 /* Prints gemma8_last_error() (or the status) and returns 1. */
 int cli_fail(gemma8_status st);
-/* Loads a model and makes its context of c's sizes (n_seq sequences); warns when the
- * context exceeds the model's training length; prints the error and returns 1 on failure. */
-int cli_load(const cli_common *c, int32_t n_seq, gemma8_model **model, gemma8_context **ctx);
 
-/* The adapters --lora loaded ("NAME=FILE[:SCALE]" names one; else the file's name), in order. */
-int cli_lora_count(void);
-const gemma8_lora *cli_lora_get(int i, const char **name, float *scale);
+/* A model, its context and the --lora adapters set on every sequence of it, in order. */
+typedef struct cli_loaded {
+    gemma8_model *model;
+    gemma8_context *ctx;
+    int n_lora;
+    gemma8_lora *lora[GEMMA8_MAX_LORA];
+    char lora_name[GEMMA8_MAX_LORA][64]; /* "NAME=FILE[:SCALE]" names one; else the file's name */
+    float lora_scale[GEMMA8_MAX_LORA];
+} cli_loaded;
+/* Loads c's model and makes its context of c's sizes (n_seq sequences) with c's adapters; warns
+ * when the context exceeds the model's training length; prints the error and returns 1 on failure. */
+int cli_load(const cli_common *c, int32_t n_seq, cli_loaded *out);
+/* Frees what cli_load made, in order (context, adapters, model). */
+void cli_unload(cli_loaded *l);
 
 /* bench --json-schema: sampled decode of n_streams with and without the grammars, and each mask's time. */
 int cli_bench_grammar(gemma8_model *model, gemma8_context *ctx, const cli_list *schemas, bool json, int n_streams,
@@ -107,5 +114,10 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_convert_lora(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_info(int argc, char **argv);
 
 #endif

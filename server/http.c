@@ -1,7 +1,7 @@
 /* serve.c - `gemma8 serve`: the HTTP side. A request's body is read with
  * limits (size, time), checked (API key), routed through a table to an API
  * handler, and answered with JSON or a stream; one log line per request. */
-#include "serve.h"
+#include "server.h"
 
 #include <microhttpd.h>
 #include <arpa/inet.h>
@@ -28,12 +28,6 @@ struct srv_conn {
 };
 
 srv *srv_of(srv_conn *c) { return c->s; }
-
-double srv_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 void srv_conn_log_tokens(srv_conn *c, int32_t prompt, int32_t reused, int32_t generated) {
     c->n_prompt = prompt;
@@ -360,7 +354,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         if (!c) return MHD_NO;
         c->s = s;
         c->mhd = mc;
-        c->t0 = srv_now();
+        c->t0 = gemma8_time();
         snprintf(c->method, sizeof c->method, "%s", method);
         snprintf(c->url, sizeof c->url, "%s", url);
         *con_cls = c;
@@ -370,7 +364,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         return MHD_YES;
     }
     if (*upload_size) {
-        if (srv_now() - c->t0 > s->read_timeout) return MHD_NO; /* a client too slow to send its request */
+        if (gemma8_time() - c->t0 > s->read_timeout) return MHD_NO; /* a client too slow to send its request */
         if (!c->too_big && c->len + *upload_size > s->max_body) {
             c->too_big = true;
             free(c->body);
@@ -411,7 +405,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
         snprintf(tokens, sizeof tokens, " prompt %d (%d reused) generated %d", c->n_prompt, c->n_reused,
                  c->n_generated);
     fprintf(stderr, "gemma8 serve: %s %s %u%s %.0f ms%s\n", c->method, c->url, c->status, tokens,
-            (srv_now() - c->t0) * 1e3,
+            (gemma8_time() - c->t0) * 1e3,
             tc == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed)");
     free(c->body);
     free(c);

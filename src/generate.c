@@ -429,3 +429,21 @@ gemma8_status gemma8_chat(gemma8_context *ctx, const gemma8_chat_message *msgs, 
     free(ids);
     return st;
 }
+
+gemma8_status gemma8_embed(gemma8_context *ctx, int32_t seq, const int32_t *tokens, int32_t n, float *out) {
+    if (!ctx || !tokens || n <= 0 || !out)
+        return g8_fail(GEMMA8_ERR_INVALID_ARG, "gemma8_embed needs a context, tokens and an output");
+    gemma8_generate_params p = gemma8_generate_default_params();
+    p.seq = seq;
+    p.embed = true;
+    gemma8_gen *g;
+    gemma8_status st = gemma8_gen_begin(ctx, tokens, n, &p, &g);
+    if (st) return st;
+    bool done = false;
+    while (!done) gemma8_gen_step(g, &done);
+    const float *v = gemma8_gen_embedding(g);
+    if (v) memcpy(out, v, (size_t)ctx->model->hp.n_embd * sizeof(float));
+    st = gemma8_gen_end(g, NULL);
+    gemma8_seq_clear(ctx, seq);
+    return st;
+}

@@ -1,0 +1,162 @@
+/* reply.c - replies: JSON, text, OpenAI-shaped errors and streams (a task's events written
+ * out as the scheduler adds them); waiting for a task. The handlers call these; the daemon
+ * (http.c) routes to the handlers. */
+#include "conn.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+srv *srv_of(srv_conn *c) { return c->s; }
+
+void srv_conn_log_tokens(srv_conn *c, int32_t prompt, int32_t reused, int32_t generated) {
+    c->n_prompt = prompt;
+    c->n_reused = reused;
+    c->n_generated = generated;
+    c->has_tokens = true;
+}
+
+/* ---- replies ----------------------------------------------------------------------------- */
+
+static int queue(srv_conn *c, unsigned status, struct MHD_Response *r, const char *type) {
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", type);
+    if (status == 503) MHD_add_response_header(r, "Retry-After", "1");
+    if (status == 401) MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
+    c->status = status;
+    c->replied = true;
+    enum MHD_Result ok = MHD_queue_response(c->mhd, status, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
+int srv_reply_text(srv_conn *c, unsigned status, const char *type, const char *text) {
+    char *copy = strdup(text);
+    if (!copy) return MHD_NO;
+    return queue(c, status, MHD_create_response_from_buffer(strlen(copy), copy, MHD_RESPMEM_MUST_FREE), type);
+}
+
+int srv_reply_json(srv_conn *c, unsigned status, cJSON *body) {
+    char *text = body ? cJSON_PrintUnformatted(body) : NULL;
+    cJSON_Delete(body);
+    if (!text) return MHD_NO;
+    return queue(c, status, MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE),
+                 "application/json");
+}
+
+int srv_reply_error(srv_conn *c, unsigned status, const char *type, const char *code, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cJSON *root = cJSON_CreateObject();
+    cJSON *err = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(err, "message", msg);
+    cJSON_AddStringToObject(err, "type", type);
+    cJSON_AddNullToObject(err, "param");
+    if (code)
+        cJSON_AddStringToObject(err, "code", code);
+    else
+        cJSON_AddNullToObject(err, "code");
+    return srv_reply_json(c, status, root);
+}
+
+/* ---- streamed replies -------------------------------------------------------------------- */
+
+typedef struct stream {
+    srv *s;
+    srv_conn *c; /* valid while MHD reads the stream */
+    srv_task *t;
+    srv_stream_fn next;
+    void *state;
+    void (*free_state)(void *);
+    char *pend; /* a piece not yet sent in full */
+    long pend_len, pend_off;
+    bool ended;
+} stream;
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    stream *st = cls;
+    while (st->pend_off == st->pend_len) {
+        free(st->pend);
+        st->pend = NULL;
+        st->pend_len = st->pend_off = 0;
+        if (st->ended) return MHD_CONTENT_READER_END_OF_STREAM;
+        char *out = NULL;
+        long n = st->next(st->c, st->t, st->state, &out);
+        if (n < 0) {
+            st->ended = true;
+            free(out);
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        }
+        st->pend = out;
+        st->pend_len = n;
+    }
+    size_t n = (size_t)(st->pend_len - st->pend_off);
+    if (n > max) n = max;
+    memcpy(buf, st->pend + st->pend_off, n);
+    st->pend_off += (long)n;
+    return (ssize_t)n;
+}
+
+/* The stream is over: sent in full, or the client went away (its generation stops). */
+static void stream_free(void *cls) {
+    stream *st = cls;
+    atomic_store(&st->t->cancelled, true);
+    srv_sched_wake(st->s->sched);
+    atomic_fetch_sub(&st->s->open_streams, 1);
+    srv_task_unref(st->t);
+    if (st->free_state) st->free_state(st->state);
+    free(st->pend);
+    free(st);
+}
+
+int srv_reply_stream(srv_conn *c, const char *content_type, srv_task *t, srv_stream_fn next, void *state,
+                     void (*free_state)(void *)) {
+    stream *st = calloc(1, sizeof *st);
+    if (!st) return MHD_NO;
+    st->s = c->s;
+    st->c = c;
+    st->t = t;
+    st->next = next;
+    st->state = state;
+    st->free_state = free_state;
+    pthread_mutex_lock(&t->mu);
+    t->refs++;
+    pthread_mutex_unlock(&t->mu);
+    atomic_fetch_add(&c->s->open_streams, 1);
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free);
+    if (!r) {
+        stream_free(st);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    return queue(c, 200, r, content_type);
+}
+
+bool srv_task_wait(srv_task *t, int seen, double wait_s) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    long long ns = until.tv_nsec + (long long)(wait_s * 1e9);
+    until.tv_sec += (time_t)(ns / 1000000000);
+    until.tv_nsec = (long)(ns % 1000000000);
+    pthread_mutex_lock(&t->mu);
+    int rc = 0;
+    while (t->n_ev <= seen && !t->done && rc == 0) rc = pthread_cond_timedwait(&t->cv, &t->mu, &until);
+    bool news = t->n_ev > seen || t->done;
+    pthread_mutex_unlock(&t->mu);
+    return news;
+}
+
+bool srv_run_blocking(srv *s, srv_task *t) {
+    if (!srv_submit(s->sched, t)) return false;
+    pthread_mutex_lock(&t->mu);
+    while (!t->done) pthread_cond_wait(&t->cv, &t->mu);
+    pthread_mutex_unlock(&t->mu);
+    return true;
+}

@@ -385,8 +385,10 @@ typedef struct gemma8_sampler gemma8_sampler;
 
 GEMMA8_API gemma8_status gemma8_sampler_new(const gemma8_sampler_params *params, gemma8_sampler **out);
 GEMMA8_API void gemma8_sampler_free(gemma8_sampler *s);
-/* Draws a token from n_vocab logits (not modified). */
-GEMMA8_API int32_t gemma8_sampler_sample(gemma8_sampler *s, const float *logits, int32_t n_vocab);
+/* Draws a token from n_vocab logits (not modified) into *token; a failure (no logits, out of
+ * memory, a grammar that allows nothing) is a status with its message. */
+GEMMA8_API gemma8_status gemma8_sampler_sample(gemma8_sampler *s, const float *logits, int32_t n_vocab,
+                                               int32_t *token);
 /* Records a token (of the prompt or generated) for the penalties. */
 GEMMA8_API void gemma8_sampler_accept(gemma8_sampler *s, int32_t token);
 /* Forgets the history and reseeds. */

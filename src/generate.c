@@ -216,7 +216,7 @@ static gemma8_status decode_sample(gemma8_gen *g, const float *logits) {
     int32_t left = G8_MIN(g->p.max_new_tokens - res->n_generated, ctx->n_ctx - ctx->kv.seq[g->seq].n_past);
     g8_sampler_set_budget(g->smp, left);
     int32_t tok;
-    gemma8_status drawn = g8_sampler_draw(g->smp, logits, ctx->model->hp.n_vocab, &tok);
+    gemma8_status drawn = gemma8_sampler_sample(g->smp, logits, ctx->model->hp.n_vocab, &tok);
     res->mask_seconds = g8_sampler_mask_seconds(g->smp);
     if (drawn) return drawn;
     /* with a grammar the end token comes only where the reply is complete, and ends it */

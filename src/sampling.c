@@ -354,13 +354,12 @@ static int32_t sample(gemma8_sampler *s, const float *logits, int32_t n_vocab, g
     return g8_draw(cs, next_uniform(s));
 }
 
-gemma8_status g8_sampler_draw(gemma8_sampler *s, const float *logits, int32_t n_vocab, int32_t *token) {
+gemma8_status gemma8_sampler_sample(gemma8_sampler *s, const float *logits, int32_t n_vocab, int32_t *token) {
+    if (!s || !logits || !token)
+        return g8_fail(GEMMA8_ERR_INVALID_ARG, "gemma8_sampler_sample needs a sampler, logits and a place for the token");
     gemma8_status st;
     *token = sample(s, logits, n_vocab, &st);
     return *token < 0 ? st : GEMMA8_OK;
 }
 
-int32_t gemma8_sampler_sample(gemma8_sampler *s, const float *logits, int32_t n_vocab) {
-    gemma8_status st;
-    return sample(s, logits, n_vocab, &st);
-}
+

@@ -29,8 +29,6 @@ void g8_temperature(g8_cands *cs, float t);
 /* Draws from the softmax of the logits, in the candidates' order; u uniform in [0, 1). */
 int32_t g8_draw(g8_cands *cs, float u);
 
-/* gemma8_sampler_sample with the reason of a failure. */
-gemma8_status g8_sampler_draw(gemma8_sampler *s, const float *logits, int32_t n_vocab, int32_t *token);
 /* Tokens the reply may still take (its grammar completes within them). */
 void g8_sampler_set_budget(gemma8_sampler *s, int32_t tokens);
 /* The sampler's grammar is complete: nothing more may follow. */

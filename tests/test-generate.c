@@ -173,7 +173,10 @@ TEST(sampling_greedy_and_distribution) {
     gemma8_sampler *s;
     CHECK(gemma8_sampler_new(&p, &s) == GEMMA8_OK);
     float lg[5] = {0.1f, 0.2f, 5.0f, 0.3f, 0.0f};
-    CHECK(gemma8_sampler_sample(s, lg, 5) == 2);
+    int32_t tok = -1;
+    CHECK(gemma8_sampler_sample(s, lg, 5, &tok) == GEMMA8_OK && tok == 2);
+    CHECK(gemma8_sampler_sample(s, lg, 0, &tok) == GEMMA8_ERR_INVALID_ARG && tok == -1);
+    CHECK(strstr(gemma8_last_error(), "no logits") != NULL);
     gemma8_sampler_free(s);
     /* top-k 2 at temperature 1: only the two best ever come out, in proportion */
     p = gemma8_sampler_default_params();
@@ -184,7 +187,10 @@ TEST(sampling_greedy_and_distribution) {
     CHECK(gemma8_sampler_new(&p, &s) == GEMMA8_OK);
     float l2[4] = {1.0f, 0.0f, 1.0f + logf(3.0f), -1.0f};
     int counts[4] = {0};
-    for (int i = 0; i < 4000; i++) counts[gemma8_sampler_sample(s, l2, 4)]++;
+    for (int i = 0; i < 4000; i++) {
+        CHECK(gemma8_sampler_sample(s, l2, 4, &tok) == GEMMA8_OK);
+        counts[tok]++;
+    }
     CHECK(counts[1] == 0 && counts[3] == 0);
     CHECKF(counts[2] > 2700 && counts[2] < 3300, "token 2 drawn %d of 4000 (want ~3000)", counts[2]);
     gemma8_sampler_free(s);
@@ -193,8 +199,8 @@ TEST(sampling_greedy_and_distribution) {
     p.mirostat = 2;
     CHECK(gemma8_sampler_new(&p, &s) == GEMMA8_OK);
     for (int i = 0; i < 100; i++) {
-        int32_t t = gemma8_sampler_sample(s, l2, 4);
-        CHECK(t >= 0 && t < 4);
+        int32_t t = -1;
+        CHECK(gemma8_sampler_sample(s, l2, 4, &t) == GEMMA8_OK && t >= 0 && t < 4);
     }
     gemma8_sampler_free(s);
     p.top_p = 0; /* invalid */

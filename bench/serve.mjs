@@ -3,8 +3,10 @@
 // generates the same number of tokens), then the time to first token of a new
 // request that arrives while np - 1 others stream. A benchmark, not a test.
 // --llama-server PATH runs llama.cpp's server on the same file instead (the anchor).
+// --embed-gap instead measures what embedding requests cost a stream: its largest gap between two
+// tokens alone, and while --embeds (20) embedding requests of --embed-words (400) words arrive.
 // usage: node bench/serve.mjs -m MODEL.gguf [-t 2] [-np 4] [-n 64] [--streams 1,4] [--prompt-tokens 64]
-//        [--llama-server PATH]
+//        [--llama-server PATH] [--embed-gap [--embeds 20] [--embed-words 400] [--runs 3]]
 import { spawn } from "node:child_process";
 import net from "node:net";
 import { resolve } from "node:path";
@@ -36,7 +38,8 @@ const port = await new Promise((res) => {
 const url = `http://127.0.0.1:${port}`;
 const common = ["-m", model, "--port", String(port), "-t", threads, "-np", String(slots), "-c", String(slots * 1024)];
 const srv = llama
-  ? spawn(llama, [...common, "--host", "127.0.0.1"], { stdio: ["ignore", "ignore", "ignore"] })
+  ? spawn(llama, [...common, "--host", "127.0.0.1", ...(args.includes("--embed-gap") ? ["--embeddings"] : [])],
+    { stdio: ["ignore", "ignore", "ignore"] })
   : spawn(bin, ["serve", ...common], { stdio: ["ignore", "ignore", "inherit"] });
 for (let i = 0; ; i++) {
   try {
@@ -51,8 +54,8 @@ const WORDS = ("the of and to in is was for on that with as by at from his her i
   "or has had not but one all their they there been have more new first who also after would when can into " +
   "time two other over only some most may used three out so any years these while where than made such well").split(" ");
 
-// one streamed request; resolves with its time to first token and token times
-async function one(k, n = nGen, onFirst = () => {}) {
+// one streamed request; resolves with its time to first token and token times; onToken(i, time)
+async function one(k, n = nGen, onFirst = () => {}, onToken = () => {}) {
   const words = Array.from({ length: promptWords }, (_, i) => WORDS[(i * 7 + k * 13) % WORDS.length]).join(" ");
   const t0 = performance.now();
   const r = await fetch(url + "/v1/chat/completions", {
@@ -66,6 +69,7 @@ async function one(k, n = nGen, onFirst = () => {}) {
   let last = 0;
   let usage = null;
   let buf = "";
+  let count = 0;
   for (;;) {
     const { value, done } = await reader.read();
     if (done) break;
@@ -83,10 +87,52 @@ async function one(k, n = nGen, onFirst = () => {}) {
           onFirst();
         }
         last = performance.now();
+        onToken(++count, last);
       }
     }
   }
   return { ttft: (first - t0) / 1e3, decode: (last - first) / 1e3, tokens: usage?.completion_tokens ?? 0, end: last };
+}
+
+if (args.includes("--embed-gap")) {
+  await embedGap();
+  srv.kill("SIGTERM");
+  process.exit(0);
+}
+
+// the largest gap between two tokens of a stream (after its first), alone and while embedding
+// requests arrive (from its 10th token on)
+async function embedGap() {
+  const n = Number(opt("--embeds", "20"));
+  const words = Number(opt("--embed-words", "400"));
+  const text = (k) => Array.from({ length: words }, (_, i) => WORDS[(i * 7 + k * 13) % WORDS.length]).join(" ");
+  const gap = (t) => Math.max(...t.slice(1).map((x, i) => x - t[i]));
+  const alone = [];
+  const loaded = [];
+  await one(999); // warm-up
+  for (let r = 0; r < Number(opt("--runs", "3")); r++) {
+    const t1 = [];
+    await one(r, nGen, () => {}, (i, t) => t1.push(t));
+    const t2 = [];
+    const pending = [];
+    await one(r + 50, nGen, () => {}, (i, t) => {
+      t2.push(t);
+      if (i !== 10) return;
+      for (let k = 0; k < n; k++) {
+        const body = JSON.stringify({ input: text(k + 100 * r) });
+        pending.push(fetch(url + "/v1/embeddings", { method: "POST", body }).then((x) => x.json()));
+      }
+    });
+    const answered = (await Promise.all(pending)).filter((x) => x.data?.[0]?.embedding?.length > 0).length;
+    alone.push(gap(t1));
+    loaded.push(gap(t2));
+    console.log(`run ${r + 1}: largest gap alone ${alone[r].toFixed(1)} ms, with ${n} embedding requests ` +
+      `(${answered} answered) ${loaded[r].toFixed(1)} ms`);
+  }
+  const a = Math.max(...alone);
+  const b = Math.max(...loaded);
+  console.log(`largest gap over the runs: alone ${a.toFixed(1)} ms, with embeddings ${b.toFixed(1)} ms, ` +
+    `${(b / a).toFixed(2)}x`);
 }
 
 console.log(`${llama ? "llama-server" : "gemma8 serve"}, ${model}, ${threads} threads, ${slots} slots, ${nGen} tokens a request, prompt ~${promptWords} words`);

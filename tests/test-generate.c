@@ -41,13 +41,18 @@ static gemma8_model *load_fixture(const char *name, gemma8_type type) {
     return m;
 }
 
-static gemma8_context *new_ctx(gemma8_model *m, int n_ctx) {
+/* A context of n_seq sequences of n_ctx positions each, n_batch entries a step (0: the default). */
+static gemma8_context *new_ctx_seqs(gemma8_model *m, int n_ctx, int n_seq, int n_batch) {
     gemma8_context_params cp = gemma8_context_default_params();
-    cp.n_ctx = n_ctx;
+    cp.n_ctx = n_ctx * n_seq;
+    cp.n_seq = n_seq;
+    if (n_batch) cp.n_batch = n_batch;
     gemma8_context *ctx = NULL;
     CHECKF(gemma8_context_new(m, &cp, &ctx) == GEMMA8_OK, "%s", gemma8_last_error());
     return ctx;
 }
+
+static gemma8_context *new_ctx(gemma8_model *m, int n_ctx) { return new_ctx_seqs(m, n_ctx, 1, 0); }
 
 static gemma8_generate_params greedy(int n, collect *c) {
     gemma8_generate_params p = gemma8_generate_default_params();
@@ -746,12 +751,7 @@ TEST(eval_hidden_every_position) {
     load_seq0_hidden(&tok, &T, &hs, &nh);
     const size_t E = (size_t)gemma8_model_get_info(m).n_embd;
     const size_t layers = nh / (T * E); /* layers + 1 entries; the last is after the final norm */
-    gemma8_context_params cp = gemma8_context_default_params();
-    cp.n_ctx = 128;
-    cp.n_seq = 2;
-    cp.n_batch = 7; /* several chunks */
-    gemma8_context *ctx = NULL;
-    CHECK(gemma8_context_new(m, &cp, &ctx) == GEMMA8_OK);
+    gemma8_context *ctx = new_ctx_seqs(m, 64, 2, 7); /* chunks of 7 */
     float *got = malloc(T * E * sizeof(float));
     if (ctx && tok && hs && got) {
         uint8_t *outs = malloc(T);
@@ -911,14 +911,8 @@ TEST(embeddings_alone_and_batched) {
     float *hs;
     load_seq0_hidden(&tok, &T, &hs, &nh);
     const int E = gemma8_model_get_info(m).n_embd;
-    gemma8_context_params cp = gemma8_context_default_params();
-    cp.n_ctx = 3 * 128;
-    cp.n_seq = 3;
-    cp.n_batch = 7; /* the embedding runs in several chunks */
-    gemma8_context *alone = NULL;
-    gemma8_context *mixed = NULL;
-    CHECK(gemma8_context_new(m, &cp, &alone) == GEMMA8_OK);
-    CHECK(gemma8_context_new(m, &cp, &mixed) == GEMMA8_OK);
+    gemma8_context *alone = new_ctx_seqs(m, 128, 3, 7); /* the embedding runs in several chunks */
+    gemma8_context *mixed = new_ctx_seqs(m, 128, 3, 7);
     float *a = calloc((size_t)E, sizeof(float));
     if (alone && mixed && tok && hs) {
         CHECK(gemma8_embed(alone, 1, tok, (int32_t)T, a) == GEMMA8_OK);

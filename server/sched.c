@@ -320,14 +320,15 @@ static void embedding_chunks(srv_sched *s, gemma8_gen **gens, const int *idx, in
 /* Learns from a step's time what a step of the streams alone takes (t_decode) and what each
  * prompt or embedding token adds to it (t_token), as moving averages. Until a step of the
  * streams alone has been seen, steps with one embedding token a slot stand in for one. */
-static void step_timed(srv_sched *s, gemma8_gen **gens, const int *idx, const int32_t *past, int n, double secs) {
+static void step_timed(srv_sched *s, gemma8_gen **gens, const int *idx, const int32_t *past, int n,
+                       double secs) {
     int32_t prompt_tokens = 0;
     int embeds = 0;
     for (int k = 0; k < n; k++) {
         const srv_slot *slot = &s->slots[idx[k]];
         int32_t now = gemma8_seq_n_past(s->ctx, idx[k]);
-        if (slot->task->kind == SRV_GENERATE && past[k] > 0 && gemma8_gen_prefilled(gens[k]) && now - past[k] <= 1)
-            continue; /* one decoded token */
+        const bool decoding = slot->task->kind == SRV_GENERATE && past[k] > 0 && gemma8_gen_prefilled(gens[k]);
+        if (decoding && now - past[k] <= 1) continue; /* one decoded token */
         embeds += slot->task->kind == SRV_EMBED;
         if (slot->task->kind == SRV_EMBED && now == 0 && gemma8_gen_embedding(gens[k]))
             now = slot->task->n_inputs[slot->next_input]; /* done, and cleared */

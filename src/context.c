@@ -82,7 +82,8 @@ static void layout(const gemma8_model *m, const ctx_sizes *z, size_t bytes[N_BUF
     bytes[BUF_PROJ] = B * E * f;
     bytes[BUF_GATE] = B * F * f;
     bytes[BUF_UP] = B * F * f;
-    bytes[BUF_ATTN] = (size_t)z->n_threads * g8_attention_scratch(hp->n_head, hp->n_head_kv, hp->head_dim, z->n_ctx) * f;
+    const size_t attn = g8_attention_scratch(hp->n_head, hp->n_head_kv, hp->head_dim, z->n_ctx);
+    bytes[BUF_ATTN] = (size_t)z->n_threads * attn * f;
     bytes[BUF_LOGITS] = S * (size_t)hp->n_vocab * f; /* a row per sequence; more grow on demand */
     bytes[BUF_HIDDEN] = B * E * f;                   /* a step's; more grow on demand */
     bytes[BUF_OUT_ROW] = 2 * B * sizeof(int32_t);

@@ -18,7 +18,8 @@ gemma8_batch gemma8_batch_tokens(int32_t seq, const int32_t *tokens, int32_t n) 
 
 gemma8_status g8_check_tokens(const gemma8_context *ctx, int32_t s, const int32_t *tokens, int32_t n) {
     if (s < 0 || s >= ctx->kv.n_seq)
-        return g8_fail(GEMMA8_ERR_INVALID_ARG, "sequence %d does not exist (the context has %d)", s, ctx->kv.n_seq);
+        return g8_fail(GEMMA8_ERR_INVALID_ARG, "sequence %d does not exist (the context has %d)", s,
+                       ctx->kv.n_seq);
     const int n_vocab = ctx->model->hp.n_vocab;
     for (int32_t i = 0; i < n; i++) {
         if (tokens[i] >= 0 && tokens[i] < n_vocab) continue;
@@ -46,7 +47,8 @@ static gemma8_status check_batch(const gemma8_context *ctx, const gemma8_batch *
     for (int32_t i = 0, end; i < b->n; i = end) {
         const int32_t s = seq_at(b, i);
         for (end = i + 1; end < b->n && seq_at(b, end) == s;) end++;
-        gemma8_status st = b->token ? g8_check_tokens(ctx, s, b->token + i, end - i) : g8_check_tokens(ctx, s, NULL, 0);
+        const int32_t *ids = b->token ? b->token + i : NULL;
+        gemma8_status st = g8_check_tokens(ctx, s, ids, ids ? end - i : 0);
         if (st) return st;
         for (int32_t j = 0; j < i; j++) {
             if (seq_at(b, j) != s) continue;
@@ -55,8 +57,9 @@ static gemma8_status check_batch(const gemma8_context *ctx, const gemma8_batch *
         }
         const int32_t n_past = ctx->kv.seq[s].n_past;
         if ((int64_t)n_past + (end - i) > ctx->n_ctx)
-            return g8_fail(GEMMA8_ERR_CONTEXT_FULL, "sequence %d has %d of its %d positions used; %d more do not fit",
-                           s, n_past, ctx->n_ctx, end - i);
+            return g8_fail(GEMMA8_ERR_CONTEXT_FULL,
+                           "sequence %d has %d of its %d positions used; %d more do not fit", s, n_past, ctx->n_ctx,
+                           end - i);
     }
     for (int32_t i = 0; b->output && i < b->n; i++) {
         if (b->output[i] <= (GEMMA8_OUTPUT_LOGITS | GEMMA8_OUTPUT_HIDDEN)) continue;

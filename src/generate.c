@@ -111,7 +111,8 @@ static gemma8_status begin(gemma8_context *ctx, const int32_t *prompt, int32_t n
     /* keep the longest common prefix; the last prompt token is always evaluated for its logits */
     g8_kv_seq *seq = &ctx->kv.seq[g->seq];
     int32_t keep = 0;
-    while (!params->embed && keep < seq->n_past && keep < n_prompt - 1 && seq->tokens[keep] == prompt[keep]) keep++;
+    while (!params->embed && keep < seq->n_past && keep < n_prompt - 1 && seq->tokens[keep] == prompt[keep])
+        keep++;
     g8_kv_truncate(&ctx->kv, g->seq, keep);
     g->res.n_reused = seq->n_past;
     for (int32_t i = G8_MAX(0, n_prompt - params->sampling.repeat_last_n); i < n_prompt; i++)
@@ -272,7 +273,9 @@ void gemma8_gen_set_max_chunk(gemma8_gen *g, int32_t n) { g->max_chunk = G8_MAX(
 
 const float *gemma8_gen_logits(const gemma8_gen *g) { return g->logits; }
 
-const float *gemma8_gen_embedding(const gemma8_gen *g) { return g->done && g->p.embed && !g->status ? g->embd : NULL; }
+const float *gemma8_gen_embedding(const gemma8_gen *g) {
+    return g->done && g->p.embed && !g->status ? g->embd : NULL;
+}
 
 /* One step of each generation in one forward pass: the pending token of each
  * that is decoding, and the next prompt chunk of those prefilling, as many

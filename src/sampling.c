@@ -356,7 +356,7 @@ static int32_t sample(gemma8_sampler *s, const float *logits, int32_t n_vocab, g
 
 gemma8_status gemma8_sampler_sample(gemma8_sampler *s, const float *logits, int32_t n_vocab, int32_t *token) {
     if (!s || !logits || !token)
-        return g8_fail(GEMMA8_ERR_INVALID_ARG, "gemma8_sampler_sample needs a sampler, logits and a place for the token");
+        return g8_fail(GEMMA8_ERR_INVALID_ARG, "gemma8_sampler_sample needs a sampler, logits and a token");
     gemma8_status st;
     *token = sample(s, logits, n_vocab, &st);
     return *token < 0 ? st : GEMMA8_OK;

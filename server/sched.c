@@ -34,8 +34,8 @@ struct srv_sched {
     int q_head, q_len, q_max;
     bool stopping;
     uint64_t tick;
-    double t_decode;  /* seconds a step of only decoding slots takes (moving average) */
-    double t_token;   /* seconds a prompt or embedding token adds to a step (moving average) */
+    double t_decode;     /* seconds a step of only decoding slots takes (moving average) */
+    int32_t embed_chunk; /* embedding tokens a step beside streams takes (embedding_chunks) */
     srv_metrics m;
     pthread_t thread;
 };
@@ -296,51 +296,55 @@ static void end_task(srv_sched *s, srv_slot *slot) {
     srv_task_unref(t);
 }
 
-/* Embeddings beside streams: while a slot streams a reply, an embedding's input enters the steps
- * in chunks small enough that a step takes at most EMBED_SHARE more than a step of the streams
- * alone (their tokens keep coming at an even pace); with no stream, in chunks of n_batch. */
-#define EMBED_SHARE 0.3
+/* Embeddings beside streams: while a slot streams a reply, one embedding at a time (the oldest)
+ * enters a step, in a chunk that keeps the step within EMBED_SHARE more than a step of the
+ * streams alone (their tokens keep coming at an even pace); the others wait for later steps.
+ * The chunk is found by feedback: one token more after a step within the bound, half after one
+ * past it (a first token costs more than the next: the matmuls leave the one-token path). With
+ * no stream, every embedding takes chunks of n_batch. Returns the generations left in gens/idx. */
+#define EMBED_SHARE 0.2
 
-static void embedding_chunks(srv_sched *s, gemma8_gen **gens, const int *idx, int n) {
+static int embedding_chunks(srv_sched *s, gemma8_gen **gens, int *idx, int n) {
     bool streaming = false;
-    for (int k = 0; k < n; k++) {
-        const bool generating = s->slots[idx[k]].task->kind == SRV_GENERATE;
-        streaming = streaming || (generating && gemma8_gen_prefilled(gens[k]));
-    }
-    int32_t chunk = 0; /* no limit */
-    if (streaming) chunk = 1; /* until the timings are known */
-    if (streaming && s->t_decode > 0 && s->t_token > 0) {
-        const double fit = EMBED_SHARE * s->t_decode / s->t_token;
-        chunk = fit < 1 ? 1 : fit > 65536 ? 65536 : (int32_t)fit;
-    }
-    for (int k = 0; k < n; k++)
-        if (s->slots[idx[k]].task->kind == SRV_EMBED) gemma8_gen_set_max_chunk(gens[k], chunk);
-}
-
-/* Learns from a step's time what a step of the streams alone takes (t_decode) and what each
- * prompt or embedding token adds to it (t_token), as moving averages. Until a step of the
- * streams alone has been seen, steps with one embedding token a slot stand in for one. */
-static void step_timed(srv_sched *s, gemma8_gen **gens, const int *idx, const int32_t *past, int n,
-                       double secs) {
-    int32_t prompt_tokens = 0;
-    int embeds = 0;
+    int oldest = -1;
     for (int k = 0; k < n; k++) {
         const srv_slot *slot = &s->slots[idx[k]];
-        int32_t now = gemma8_seq_n_past(s->ctx, idx[k]);
-        const bool decoding = slot->task->kind == SRV_GENERATE && past[k] > 0 && gemma8_gen_prefilled(gens[k]);
-        if (decoding && now - past[k] <= 1) continue; /* one decoded token */
-        embeds += slot->task->kind == SRV_EMBED;
-        if (slot->task->kind == SRV_EMBED && now == 0 && gemma8_gen_embedding(gens[k]))
-            now = slot->task->n_inputs[slot->next_input]; /* done, and cleared */
-        prompt_tokens += now > past[k] ? now - past[k] : 0;
+        streaming = streaming || (slot->task->kind == SRV_GENERATE && gemma8_gen_prefilled(gens[k]));
+        if (slot->task->kind == SRV_EMBED && (oldest < 0 || slot->last_used < s->slots[idx[oldest]].last_used))
+            oldest = k;
     }
-    const double a = 0.2; /* the weight of the newest step */
-    if (!prompt_tokens || (s->t_decode <= 0 && prompt_tokens <= embeds)) {
+    int kept = 0;
+    for (int k = 0; k < n; k++) {
+        const bool embed = s->slots[idx[k]].task->kind == SRV_EMBED;
+        if (embed && streaming && k != oldest) continue;
+        if (embed) gemma8_gen_set_max_chunk(gens[k], streaming ? s->embed_chunk : 0);
+        gens[kept] = gens[k];
+        idx[kept++] = idx[k];
+    }
+    return kept;
+}
+
+/* After a step: a step of streams alone teaches what it takes (t_decode, a moving average); a step
+ * of streams with embedding tokens moves the embedding chunk (see above). */
+static void step_timed(srv_sched *s, gemma8_gen **gens, const int *idx, const int32_t *past, int n,
+                       double secs) {
+    int decoded = 0;
+    int prompts = 0;
+    int embedded = 0;
+    for (int k = 0; k < n; k++) {
+        const srv_slot *slot = &s->slots[idx[k]];
+        const bool decoding = slot->task->kind == SRV_GENERATE && past[k] > 0 && gemma8_gen_prefilled(gens[k]);
+        if (decoding && gemma8_seq_n_past(s->ctx, idx[k]) - past[k] <= 1) decoded++;
+        else if (slot->task->kind == SRV_EMBED) embedded++;
+        else prompts++;
+    }
+    if (!decoded) return;
+    if (!prompts && !embedded) {
+        const double a = 0.2; /* the weight of the newest step */
         s->t_decode = s->t_decode > 0 ? (1 - a) * s->t_decode + a * secs : secs;
-    } else if (s->t_decode > 0) {
-        const double extra = secs > s->t_decode ? secs - s->t_decode : 0;
-        const double per = extra / prompt_tokens;
-        s->t_token = s->t_token > 0 ? (1 - a) * s->t_token + a * per : per;
+    } else if (embedded && s->t_decode > 0) {
+        const bool within = secs <= (1 + EMBED_SHARE) * s->t_decode;
+        s->embed_chunk = within ? s->embed_chunk + 1 : (s->embed_chunk + 1) / 2;
     }
 }
 
@@ -387,7 +391,7 @@ static void *sched_main(void *arg) {
             idx[n] = i;
             gens[n++] = slot->gen;
         }
-        embedding_chunks(s, gens, idx, n);
+        n = embedding_chunks(s, gens, idx, n);
         int32_t past[s->n_slots];
         for (int k = 0; k < n; k++) past[k] = gemma8_seq_n_past(s->ctx, idx[k]);
         const double t0 = gemma8_time();
@@ -427,6 +431,7 @@ srv_sched *srv_sched_start(gemma8_model *model, gemma8_context *ctx, int queue_m
     s->model = model;
     s->n_vocab = gemma8_model_get_info(model).n_vocab;
     s->n_embd = gemma8_model_get_info(model).n_embd;
+    s->embed_chunk = 1;
     s->ctx = ctx;
     s->n_slots = gemma8_n_seq(ctx);
     s->slots = calloc((size_t)s->n_slots, sizeof *s->slots);

@@ -182,11 +182,9 @@ static g8_gemv_fn gemv_of(const g8_kernels *k, uint32_t type, int *groups) {
 
 /* One token over Q4_0 or Q8_0 matrices (all of one type), the thread's shares side by side: a group
  * of each at a time through the table's GEMV, so that streams far apart keep more of memory busy
- * than one. On the VM measured, a Q4_0 GEMV over 1 GiB on two threads read, of what a read of four
- * streams a thread gets: one stream 72% (K = 2304) and 60% (K = 9216), two 80% and 72%, four 87%
- * and 84% (90-95% since each group's bytes are loaded in order); Q8_0 one stream 75-85%, four
- * 95-98%. Each broadcast of the activations serves every group. A partial group (past the last
- * row) goes by itself. */
+ * than one (a thread reading one stream gets 60-85% of what the memory gives, four 90-98%:
+ * docs/performance.md). Each broadcast of the activations serves every group. A partial group
+ * (past the last row) goes by itself. */
 static void matmul_streams_task(void *arg, int ith, int nth) {
     matmul_task *mt = arg;
     int groups;

@@ -11,9 +11,9 @@
 #include <immintrin.h>
 
 /* Bytes ahead of the loads to prefetch, when several tokens go over a block of weights that
- * comes from L2 (prefill: ~12% faster). A single token's pass (decode) streams from memory
- * and leaves it to the hardware prefetcher: with the prefetches it read 75-85% of the
- * bandwidth a plain read gets (Q4_0: 69%), without them 86-107% (Q4_0: 82-86%). */
+ * comes from L2 (prefill gains ~12%). A single token's pass (decode) streams from memory and
+ * leaves it to the hardware prefetcher, which keeps more of the bandwidth busy than software
+ * prefetches do. */
 enum { PREFETCH = 2048 };
 
 static inline __attribute__((always_inline)) void pass(int nb, const void *group, const block_q8_0 *x,
@@ -186,8 +186,7 @@ static inline __attribute__((always_inline)) void pass4(int nb, const void *grou
 
 /* Q4_0 for one token (decode), n = 1 or 2 blocks of a pair: 2n independent chains of vpdpbusd
  * a group, each group's bytes loaded front to back (block 2p's four chunks, then 2p + 1's, then
- * the scales): loading the two blocks' chunks alternately (0, 256, 64, 320, ...) read 3-5% less
- * of the bandwidth from memory, a step back in each stream for the prefetcher. The high nibbles
+ * the scales), never a step back in a stream, which costs the prefetcher. The high nibbles
  * stay in place (v & 0xF0 = 16 q: one op instead of a shift and a mask) and their sum is shifted
  * back, exact as it is a multiple of 16. Same integer sums as pass4, so the same floats. A pair at
  * a time gets ~20% more GB/s from L2 than pass4 at T = 1, and decode streams at the bandwidth only

@@ -71,7 +71,7 @@ static void layout(const gemma8_model *m, const ctx_sizes *z, size_t bytes[N_BUF
     const size_t qblocks = B * (G8_MAX(G8_MAX(E, Q), F) / QK8_0 + 1);
     bytes[BUF_QBUF] = qblocks * sizeof(block_q8_0);
     bytes[BUF_QSUM] = 3 * qblocks * sizeof(int32_t); /* and the halves' sums (ops.h) */
-    bytes[BUF_INV_FREQ] = (size_t)hp->head_dim / 2 * f;
+    bytes[BUF_INV_FREQ] = 2 * ((size_t)hp->head_dim / 2) * f; /* the sliding layers' table, the global ones' */
     bytes[BUF_POS] = B * sizeof(int32_t);
     bytes[BUF_X] = B * E * f;
     bytes[BUF_XN] = B * E * f;
@@ -219,9 +219,14 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
         gemma8_context_free(ctx);
         return GEMMA8_ERR_NOMEM;
     }
-    /* as transformers: inv_freq = 1 / base^(2i/d), in float32 */
-    for (int i = 0; i < hp->head_dim / 2; i++)
-        ctx->inv_freq[i] = 1.0f / powf(hp->rope_base, (float)(2 * i) / (float)hp->head_dim);
+    /* as transformers: inv_freq = 1 / base^(2i/d), in float32; linear scaling divides it */
+    const int half = hp->head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        const float e = (float)(2 * i) / (float)hp->head_dim;
+        ctx->inv_freq[i] = 1.0f / powf(hp->rope_base_local, e);
+        ctx->inv_freq[half + i] = 1.0f / powf(hp->rope_base, e);
+        if (hp->rope_scale != 1.0f) ctx->inv_freq[half + i] /= hp->rope_scale;
+    }
     *out = ctx;
     return GEMMA8_OK;
 }

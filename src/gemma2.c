@@ -77,8 +77,9 @@ gemma8_status g8_forward(gemma8_context *ctx, const g8_batch *b) {
         LORA(LORA_Q, xn, E, ctx->q, (int)Q);
         LORA(LORA_K, xn, E, ctx->k, (int)KV);
         LORA(LORA_V, xn, E, ctx->v, (int)KV);
-        g8_rope(ctx->q, T, hp->n_head, hd, ctx->pos, ctx->inv_freq);
-        g8_rope(ctx->k, T, hp->n_head_kv, hd, ctx->pos, ctx->inv_freq);
+        const float *inv_freq = ctx->inv_freq + (size_t)g8_layer_rope(hp, il) * (hd / 2);
+        g8_rope(ctx->q, T, hp->n_head, hd, ctx->pos, inv_freq);
+        g8_rope(ctx->k, T, hp->n_head_kv, hd, ctx->pos, inv_freq);
         for (int t = 0; t < T; t++) {
             g8_kv_set_row(&ctx->kv, seq_of(b, t), il, 0, ctx->pos[t], ctx->k + (size_t)t * KV);
             g8_kv_set_row(&ctx->kv, seq_of(b, t), il, 1, ctx->pos[t], ctx->v + (size_t)t * KV);
@@ -90,7 +91,7 @@ gemma8_status g8_forward(gemma8_context *ctx, const g8_batch *b) {
                 .q = ctx->q + (size_t)t0 * Q, .k_cache = kv->k, .v_cache = kv->v, .kv_type = ctx->kv.type,
                 .slots = kv->slots, .pos = ctx->pos + t0, .T = t1 - t0,
                 .n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .head_dim = hd,
-                .window = g8_layer_is_sliding(il) ? hp->sliding_window : 0,
+                .window = g8_layer_is_sliding(hp, il) ? hp->sliding_window : 0,
                 .scale = hp->query_scale, .softcap = hp->attn_softcap, .out = ctx->att + (size_t)t0 * Q,
                 .scratch = ctx->attn_scratch,
                 .scratch_len = g8_attention_scratch(hp->n_head, hp->n_head_kv, hp->head_dim, ctx->n_ctx),

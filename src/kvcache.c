@@ -30,7 +30,7 @@ size_t g8_kv_offset(uint32_t type, int head_dim, int slots, int g, int slot) {
 }
 
 int g8_kv_slots(const g8_hparams *hp, int il, int n_ctx, int n_batch) {
-    if (!g8_layer_is_sliding(il)) return n_ctx;
+    if (!g8_layer_is_sliding(hp, il)) return n_ctx;
     return G8_MIN(n_ctx, hp->sliding_window + n_batch);
 }
 

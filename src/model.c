@@ -63,7 +63,7 @@ static gemma8_status read_hparams(const gguf_file *f, const char *path, g8_hpara
     if (hp->n_layer > 0 && (uint64_t)hp->n_layer * LT_COUNT + 2 > f->n_tensors)
         return g8_fail(GEMMA8_ERR_FORMAT, "'%s': %d layers need %llu tensors, the file has %llu", path, hp->n_layer,
                        (unsigned long long)hp->n_layer * LT_COUNT + 2, (unsigned long long)f->n_tensors);
-    if (hp->n_embd <= 0 || hp->n_layer <= 0 || hp->n_ff <= 0 || hp->n_head <= 0 || hp->n_head_kv <= 0 ||
+    if (hp->n_embd <= 0 || hp->n_layer <= 0 || hp->n_layer > G8_MAX_LAYER || hp->n_ff <= 0 || hp->n_head <= 0 || hp->n_head_kv <= 0 ||
         hp->n_head % hp->n_head_kv || hp->n_head / hp->n_head_kv > 64 || hp->n_ctx_train <= 0 ||
         hp->sliding_window <= 0)
         return g8_fail(GEMMA8_ERR_FORMAT,
@@ -88,6 +88,10 @@ static gemma8_status read_hparams(const gguf_file *f, const char *path, g8_hpara
     if (hp->query_pre_attn_scalar <= 0 || hp->rope_base <= 0)
         return g8_fail(GEMMA8_ERR_FORMAT, "'%s': query_pre_attn_scalar and rope base must be positive", path);
     hp->query_scale = (float)pow(hp->query_pre_attn_scalar, -0.5);
+    /* Gemma 2: the even layers slide (transformers' layer_types); one RoPE base, no scaling */
+    for (int il = 0; il < hp->n_layer; il += 2) hp->sliding[il / 64] |= 1ull << (il % 64);
+    hp->rope_base_local = hp->rope_base;
+    hp->rope_scale = 1.0f;
     return GEMMA8_OK;
 }
 

@@ -7,6 +7,9 @@
 #include "gguf.h"
 #include "vocab.h"
 
+/* The most layers a model may have (Gemma 2 27B has 46, Gemma 3 27B 62). */
+#define G8_MAX_LAYER 256
+
 typedef struct g8_hparams {
     int n_vocab;           /* vocabulary size */
     int n_embd;            /* hidden size */
@@ -16,13 +19,16 @@ typedef struct g8_hparams {
     int head_dim;          /* size of one head */
     int n_ff;              /* GeGLU intermediate size */
     int n_ctx_train;       /* trained context length */
-    int sliding_window;    /* window of even (sliding) layers */
+    int sliding_window;    /* window of the sliding layers (a query at i sees keys j with i - j < window) */
+    uint64_t sliding[G8_MAX_LAYER / 64]; /* bit il: layer il attends over the window, else over all */
     float query_scale;     /* query_pre_attn_scalar^-1/2 */
     float query_pre_attn_scalar;
     float attn_softcap;    /* 0: off */
     float final_softcap;   /* 0: off */
     float rms_eps;
-    float rope_base;
+    float rope_base;       /* RoPE base of the global layers */
+    float rope_base_local; /* RoPE base of the sliding layers */
+    float rope_scale;      /* linear RoPE scaling of the global layers (positions / scale); 1: none */
 } g8_hparams;
 
 /* A weight matrix of `rows` rows of `cols` elements, stored row after row;
@@ -66,8 +72,11 @@ struct gemma8_model {
 /* Bytes the weights take in memory: quantized matrices as packed, the rest as in the file. */
 uint64_t g8_model_resident_bytes(const gemma8_model *m);
 
-/* Sliding-window layers are the even ones, as in transformers' layer_types. */
-static inline bool g8_layer_is_sliding(int il) { return il % 2 == 0; }
+/* Whether layer il attends over the sliding window (else over every position). */
+static inline bool g8_layer_is_sliding(const g8_hparams *hp, int il) { return hp->sliding[il / 64] >> (il % 64) & 1; }
+
+/* The RoPE table of layer il (0: the sliding layers', 1: the global layers'). */
+static inline int g8_layer_rope(const g8_hparams *hp, int il) { return g8_layer_is_sliding(hp, il) ? 0 : 1; }
 
 /* Identifies a model: its metadata and tensor table, and a sample of each tensor (the key
  * of prompt-cache files). */

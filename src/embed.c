@@ -16,6 +16,6 @@ void gemma8_pool_finish(const double *sum, int32_t n_positions, int32_t n_embd, 
         norm += (double)out[d] * out[d];
     }
     if (norm <= 0) return;
-    const double inv = 1.0 / sqrt(norm);
-    for (int32_t d = 0; d < n_embd; d++) out[d] = (float)(out[d] * inv);
+    const double len = sqrt(norm);
+    for (int32_t d = 0; d < n_embd; d++) out[d] = (float)(out[d] / len);
 }

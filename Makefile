@@ -132,13 +132,14 @@ test-tsan:
 	TSAN_OPTIONS="exitcode=66" GEMMA8=build-tsan/gemma8 GEMMA8_SERVER_PRELOAD=$(CURDIR)/build-tsan/slow-json.so \
 		STRESS_TOKENS=1000 node --test tests/js/stream-stress.test.mjs
 
-# aarch64 (NEON dot-product kernels): cross-compiled, tests run under qemu-user
+# aarch64 (NEON dot-product kernels): cross-compiled, tests run under qemu-user; the grammar tests
+# (portable C, no SIMD, two thirds of the emulated run's time) run natively in make test only
 test-arm:
 	$(MAKE) BUILD=build-arm CC=aarch64-linux-gnu-gcc CFLAGS="-O2 -g -march=armv8.2-a+dotprod" \
 		build-arm/gemma8 build-arm/test-gemma8
 	$(MAKE) BUILD=build-arm build-arm/diff-cases.jsonl
 	GEMMA8=build-arm/gemma8 GEMMA8_WRAPPER=qemu-aarch64 GEMMA8_DIFF_CASES=build-arm/diff-cases.jsonl \
-		qemu-aarch64 -cpu max build-arm/test-gemma8
+		qemu-aarch64 -cpu max build-arm/test-gemma8 -grammar_
 
 # libFuzzer harnesses (clang): make fuzz [FUZZ_SECONDS=60]. Seeds in fuzz/corpus,
 # new inputs in build-fuzz/corpus-*, crash reproducers in build-fuzz/.

@@ -78,9 +78,18 @@ int main(int argc, char **argv) {
     qsort(tests, (size_t)n_tests, sizeof tests[0], cmp_name);
     int passed = 0, failed = 0, skipped = 0;
     for (int i = 0; i < n_tests; i++) {
-        bool picked = argc == 1; /* arguments: run the tests whose names contain any of them */
-        for (int a = 1; a < argc; a++) picked = picked || strstr(tests[i].name, argv[a]);
-        if (!picked) continue;
+        /* arguments: run the tests whose names contain any of them (all if none is given), less
+         * those whose names contain an argument given as -TEXT */
+        bool any_include = false;
+        bool picked = false;
+        bool dropped = false;
+        for (int a = 1; a < argc; a++) {
+            const bool exclude = argv[a][0] == '-';
+            any_include = any_include || !exclude;
+            if (exclude) dropped = dropped || strstr(tests[i].name, argv[a] + 1);
+            else picked = picked || strstr(tests[i].name, argv[a]);
+        }
+        if ((any_include && !picked) || dropped) continue;
         cur_failures = 0;
         cur_skipped = false;
         tests[i].fn();

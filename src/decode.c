@@ -126,6 +126,8 @@ gemma8_status g8_decode(gemma8_context *ctx, const gemma8_batch *b) {
             .logits = ctx->out_logits + (size_t)done_logits * V,
             .hidden = ctx->out_hidden + (size_t)done_hidden * E,
         };
+        /* generation passes the context's own batch_seqs/batch_out as b->seq/b->output (one step,
+         * i0 = 0): each entry is then read and written at the same index, before it is used */
         for (int t = 0; t < T; t++) {
             const uint8_t out = output_at(b, i0 + t);
             ctx->batch_seqs[t] = seq_at(b, i0 + t);

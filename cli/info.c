@@ -96,7 +96,7 @@ int cmd_info(int argc, char **argv) {
     else snprintf(params, sizeof params, "%.2f M", in.n_params / 1e6);
     printf("file:                  %s\n", model_path);
     printf("name:                  %s\n", in.name);
-    printf("architecture:          gemma2\n");
+    printf("architecture:          %s%s\n", in.arch, in.qk_norm ? " (q/k norms)" : "");
     printf("parameters:            %s (%.2f GiB of weights)\n", params, in.weight_bytes / G);
     printf("matrix type:           %s\n", gemma8_type_name(in.matrix_type));
     printf("vocabulary:            %d\n", in.n_vocab);
@@ -105,10 +105,16 @@ int cmd_info(int argc, char **argv) {
     printf("heads / kv heads:      %d / %d (head_dim %d)\n", in.n_head, in.n_head_kv, in.head_dim);
     printf("feed-forward size:     %d\n", in.n_ff);
     printf("context length:        %d\n", in.n_ctx_train);
-    printf("sliding window:        %d (even layers)\n", in.sliding_window);
+    if (in.n_layer_sliding)
+        printf("sliding window:        %d (%d of %d layers; the rest attend over every position)\n",
+               in.sliding_window, in.n_layer_sliding, in.n_layer);
+    else
+        printf("sliding window:        none (every layer attends over every position)\n");
     printf("query_pre_attn_scalar: %g\n", in.query_pre_attn_scalar);
     printf("soft-caps (attn/final): %g / %g\n", in.attn_softcap, in.final_softcap);
-    printf("rms eps / rope base:   %g / %g\n", in.rms_eps, in.rope_base);
+    printf("rms eps:               %g\n", in.rms_eps);
+    printf("rope base:             %g global, %g sliding\n", in.rope_base, in.rope_base_local);
+    if (in.rope_scale != 1.0f) printf("rope scaling:          linear x%g on the global layers\n", in.rope_scale);
     printf("file, by type:        ");
     for (int t = 0; t < 32; t++)
         if (in.tensors_of_type[t])

@@ -166,7 +166,7 @@ typedef struct gemma8_model_info {
     int32_t head_dim;
     int32_t n_ff;              /* intermediate size */
     int32_t n_ctx_train;       /* context length the model was trained for */
-    int32_t sliding_window;    /* window of the sliding (even) layers */
+    int32_t sliding_window;    /* window of the sliding layers (0: none, every layer global) */
     float query_pre_attn_scalar;
     float attn_softcap;        /* 0: off */
     float final_softcap;       /* 0: off */
@@ -176,9 +176,14 @@ typedef struct gemma8_model_info {
     uint64_t n_params;         /* number of weights */
     uint64_t weight_bytes;     /* bytes of tensor data in memory (quantized matrices as packed for
                                   the GEMM: what a decoded token reads) */
-    char name[128];            /* general.name of the file ("gemma2" if it has none) */
+    char name[128];            /* general.name of the file (the architecture's if it has none) */
     uint64_t file_bytes_of_type[32]; /* bytes of tensor data in the file, by gemma8_type */
     int32_t tensors_of_type[32];
+    char arch[16];             /* general.architecture: "gemma2" or "gemma3" */
+    int32_t n_layer_sliding;   /* layers attending over the sliding window (the rest: every position) */
+    float rope_base_local;     /* RoPE base of the sliding layers (rope_base: the global layers') */
+    float rope_scale;          /* linear RoPE scaling factor of the global layers (1: none) */
+    bool qk_norm;              /* queries and keys RMS-normed per head (gemma3) */
 } gemma8_model_info;
 
 GEMMA8_API gemma8_model_info gemma8_model_get_info(const gemma8_model *model);

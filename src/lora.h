@@ -32,7 +32,7 @@ struct gemma8_lora {
 
 /* A PEFT folder or llama.cpp file read for a model of n_layer layers whose
  * matrices have these shapes (a conversion's merge: no model loaded). */
-gemma8_status g8_lora_load_shaped(const char *path, int n_layer, const int64_t rows[LORA_MATS],
+gemma8_status g8_lora_load_shaped(const char *path, const char *arch, int n_layer, const int64_t rows[LORA_MATS],
                                   const int64_t cols[LORA_MATS], gemma8_lora **out);
 
 /* Adds scale * s * B A's row o of matrix `which` of layer il to row (cols floats). */

@@ -1,4 +1,4 @@
-/* model.c - loading a gemma2 GGUF file: hyper-parameters, shape checks, weights
+/* model.c - loading a gemma2 or gemma3 GGUF file: hyper-parameters, shape checks, weights
  * in place (mapped), Q8_0 matrices packed for the GEMM. */
 #include "model.h"
 #include "tokmask.h"
@@ -48,50 +48,74 @@ static gemma8_status get_float(const gguf_file *f, const char *path, const char 
 
 static gemma8_status read_hparams(const gguf_file *f, const char *path, g8_hparams *hp) {
     gemma8_status st;
-    gguf_str arch;
-    if (!g8_gguf_get_str(f, KEY_ARCH, &arch, &st))
+    gguf_str name;
+    if (!g8_gguf_get_str(f, KEY_ARCH, &name, &st))
         return g8_fail(GEMMA8_ERR_FORMAT, "'%s': no '%s' in the file", path, KEY_ARCH);
-    if (arch.len != strlen(G8_ARCH_NAME) || memcmp(arch.p, G8_ARCH_NAME, arch.len) != 0)
-        return g8_fail(GEMMA8_ERR_UNSUPPORTED, "'%s': architecture '%.*s' is not supported (gemma8 runs gemma2 models)",
-                       path, (int)G8_MIN(arch.len, 64), arch.p);
-    if ((st = get_int(f, path, KEY_EMBD, &hp->n_embd, 0, true)) || (st = get_int(f, path, KEY_BLOCKS, &hp->n_layer, 0, true)) ||
-        (st = get_int(f, path, KEY_FF, &hp->n_ff, 0, true)) || (st = get_int(f, path, KEY_HEADS, &hp->n_head, 0, true)) ||
-        (st = get_int(f, path, KEY_HEADS_KV, &hp->n_head_kv, hp->n_head, false)) ||
-        (st = get_int(f, path, KEY_CTX, &hp->n_ctx_train, G8_DEFAULT_CTX_TRAIN, false)) ||
-        (st = get_int(f, path, KEY_WINDOW, &hp->sliding_window, G8_DEFAULT_WINDOW, false)))
+    const g8_arch *a = g8_arch_find(name.p, name.len);
+    if (!a)
+        return g8_fail(GEMMA8_ERR_UNSUPPORTED, "'%s': architecture '%.*s' is not supported (gemma8 runs %s models)",
+                       path, (int)G8_MIN(name.len, 64), name.p, g8_arch_names());
+    hp->arch = a;
+    char k[96];
+#define KEY(suffix) g8_arch_key(a, suffix, k)
+    if ((st = get_int(f, path, KEY(KEY_EMBD), &hp->n_embd, 0, true)) ||
+        (st = get_int(f, path, KEY(KEY_BLOCKS), &hp->n_layer, 0, true)) ||
+        (st = get_int(f, path, KEY(KEY_FF), &hp->n_ff, 0, true)) ||
+        (st = get_int(f, path, KEY(KEY_HEADS), &hp->n_head, 0, true)) ||
+        (st = get_int(f, path, KEY(KEY_HEADS_KV), &hp->n_head_kv, hp->n_head, false)) ||
+        (st = get_int(f, path, KEY(KEY_CTX), &hp->n_ctx_train, a->hf_ctx, false)) ||
+        (st = get_int(f, path, KEY(KEY_WINDOW), &hp->sliding_window, a->window_required ? 0 : a->hf_window, false)))
         return st;
-    if (hp->n_layer > 0 && (uint64_t)hp->n_layer * LT_COUNT + 2 > f->n_tensors)
-        return g8_fail(GEMMA8_ERR_FORMAT, "'%s': %d layers need %llu tensors, the file has %llu", path, hp->n_layer,
-                       (unsigned long long)hp->n_layer * LT_COUNT + 2, (unsigned long long)f->n_tensors);
-    if (hp->n_embd <= 0 || hp->n_layer <= 0 || hp->n_layer > G8_MAX_LAYER || hp->n_ff <= 0 || hp->n_head <= 0 || hp->n_head_kv <= 0 ||
-        hp->n_head % hp->n_head_kv || hp->n_head / hp->n_head_kv > 64 || hp->n_ctx_train <= 0 ||
-        hp->sliding_window <= 0)
+    const uint64_t min_tensors = (uint64_t)hp->n_layer * (uint64_t)g8_arch_layer_tensors(a) + 2;
+    if (hp->n_layer > 0 && min_tensors > f->n_tensors)
+        return g8_fail(GEMMA8_ERR_FORMAT, "'%s': %d %s layers need %llu tensors, the file has %llu", path,
+                       hp->n_layer, a->name, (unsigned long long)min_tensors, (unsigned long long)f->n_tensors);
+    if (hp->n_embd <= 0 || hp->n_layer <= 0 || hp->n_layer > G8_MAX_LAYER || hp->n_ff <= 0 || hp->n_head <= 0 ||
+        hp->n_head_kv <= 0 || hp->n_head % hp->n_head_kv || hp->n_head / hp->n_head_kv > 64 || hp->n_ctx_train <= 0 ||
+        hp->sliding_window < 0 || (!a->window_required && hp->sliding_window == 0))
         return g8_fail(GEMMA8_ERR_FORMAT,
                        "'%s': inconsistent hyper-parameters (embd %d, layers %d, ff %d, heads %d/%d, ctx %d, window %d)",
                        path, hp->n_embd, hp->n_layer, hp->n_ff, hp->n_head, hp->n_head_kv, hp->n_ctx_train,
                        hp->sliding_window);
     int vlen;
-    if ((st = get_int(f, path, KEY_KEY_LEN, &hp->head_dim, hp->n_embd / hp->n_head, false)) ||
-        (st = get_int(f, path, KEY_VAL_LEN, &vlen, hp->head_dim, false)))
+    if ((st = get_int(f, path, KEY(KEY_KEY_LEN), &hp->head_dim, hp->n_embd / hp->n_head, false)) ||
+        (st = get_int(f, path, KEY(KEY_VAL_LEN), &vlen, hp->head_dim, false)))
         return st;
     if (hp->head_dim <= 0 || hp->head_dim % 2 || vlen != hp->head_dim)
         return g8_fail(GEMMA8_ERR_FORMAT, "'%s': key length %d / value length %d not supported (equal and even)", path,
                        hp->head_dim, vlen);
-    /* llama.cpp's rule when the file does not say (see arch.h) */
-    float qpas_default = hp->n_layer == 46 ? (float)(hp->n_embd / hp->n_head) : (float)hp->head_dim;
-    if ((st = get_float(f, path, KEY_RMS_EPS, &hp->rms_eps, G8_DEFAULT_RMS_EPS)) ||
-        (st = get_float(f, path, KEY_ATTN_SOFTCAP, &hp->attn_softcap, G8_DEFAULT_ATTN_SOFTCAP)) ||
-        (st = get_float(f, path, KEY_FINAL_SOFTCAP, &hp->final_softcap, G8_DEFAULT_FINAL_SOFTCAP)) ||
-        (st = get_float(f, path, KEY_ROPE_BASE, &hp->rope_base, G8_DEFAULT_ROPE_BASE)) ||
-        (st = get_float(f, path, KEY_QUERY_SCALAR, &hp->query_pre_attn_scalar, qpas_default)))
+    /* llama.cpp's rules when the file does not say (see arch.h) */
+    const float qpas_default =
+        hp->n_layer == a->qpas_hidden_layers ? (float)(hp->n_embd / hp->n_head) : (float)hp->head_dim;
+    float scale_factor = 0;
+    if ((st = get_float(f, path, KEY(KEY_RMS_EPS), &hp->rms_eps, G8_DEFAULT_RMS_EPS)) ||
+        (st = get_float(f, path, KEY(KEY_ATTN_SOFTCAP), &hp->attn_softcap, a->attn_softcap)) ||
+        (st = get_float(f, path, KEY(KEY_FINAL_SOFTCAP), &hp->final_softcap, a->final_softcap)) ||
+        (st = get_float(f, path, KEY(KEY_ROPE_BASE), &hp->rope_base, G8_DEFAULT_ROPE_BASE)) ||
+        (st = get_float(f, path, KEY(KEY_ROPE_BASE_SWA), &hp->rope_base_local,
+                        a->local_rope_own_base ? G8_DEFAULT_ROPE_BASE : hp->rope_base)) ||
+        (st = get_float(f, path, KEY(KEY_ROPE_SCALE_LINEAR), &scale_factor, 0)) ||
+        (st = get_float(f, path, KEY(KEY_ROPE_SCALING_FACTOR), &scale_factor, scale_factor)) ||
+        (st = get_float(f, path, KEY(KEY_QUERY_SCALAR), &hp->query_pre_attn_scalar, qpas_default)))
         return st;
-    if (hp->query_pre_attn_scalar <= 0 || hp->rope_base <= 0)
-        return g8_fail(GEMMA8_ERR_FORMAT, "'%s': query_pre_attn_scalar and rope base must be positive", path);
+    if (hp->query_pre_attn_scalar <= 0 || hp->rope_base <= 0 || hp->rope_base_local <= 0)
+        return g8_fail(GEMMA8_ERR_FORMAT, "'%s': query_pre_attn_scalar and the RoPE bases must be positive", path);
+    gguf_str type;
+    if (g8_gguf_get_str(f, KEY(KEY_ROPE_SCALING_TYPE), &type, &st) && !(type.len == 6 && !memcmp(type.p, "linear", 6)) &&
+        !(type.len == 4 && !memcmp(type.p, "none", 4)))
+        return g8_fail(GEMMA8_ERR_UNSUPPORTED, "'%s': RoPE scaling '%.*s' is not supported (linear)", path,
+                       (int)G8_MIN(type.len, 32), type.p);
+    hp->rope_scale = scale_factor > 0 ? scale_factor : 1.0f;
+    hp->rope_scale_local = a->local_rope_scaled ? hp->rope_scale : 1.0f;
     hp->query_scale = (float)pow(hp->query_pre_attn_scalar, -0.5);
-    /* Gemma 2: the even layers slide (transformers' layer_types); one RoPE base, no scaling */
-    for (int il = 0; il < hp->n_layer; il += 2) hp->sliding[il / 64] |= 1ull << (il % 64);
-    hp->rope_base_local = hp->rope_base;
-    hp->rope_scale = 1.0f;
+    /* the sliding layers: llama.cpp's period (the pattern key when the file has one), none without a window */
+    uint32_t period = (uint32_t)a->swa_period;
+    if (g8_gguf_get_u32(f, KEY(KEY_PATTERN), &period, &st) && period > (uint32_t)hp->n_layer + 1)
+        return g8_fail(GEMMA8_ERR_FORMAT, "'%s': %s = %u is out of range", path, KEY(KEY_PATTERN), period);
+    if (st) return g8_fail(st, "'%s': %s", path, gemma8_last_error());
+#undef KEY
+    for (int il = 0; il < hp->n_layer && hp->sliding_window > 0; il++)
+        if (period == 0 || (uint32_t)il % period < period - 1) hp->sliding[il / 64] |= 1ull << (il % 64);
     return GEMMA8_OK;
 }
 
@@ -278,8 +302,12 @@ gemma8_status gemma8_model_load(const char *path, const gemma8_model_params *par
     m->output = m->tok_embd;
     if (g8_gguf_find_tensor(f, TN_OUTPUT) && (st = bind_matrix(f, path, TN_OUTPUT, hp->n_vocab, E, &m->output))) goto fail;
 
-    size_t n_norms = (size_t)hp->n_layer * 4 + 1;
-    m->norm_data = g8_malloc(n_norms * (size_t)E * sizeof(float), "norm weights");
+    /* the norm vectors: four of n_embd a layer and the output's, then two of head_dim a layer (q/k norms) */
+    const int n_tensors = g8_arch_layer_tensors(hp->arch);
+    const size_t n_norms = (size_t)hp->n_layer * 4 + 1;
+    const size_t n_head_norms = hp->arch->qk_norm ? (size_t)hp->n_layer * 2 : 0;
+    m->norm_data = g8_malloc((n_norms * (size_t)E + n_head_norms * (size_t)hp->head_dim) * sizeof(float),
+                             "norm weights");
     m->layers = g8_calloc((size_t)hp->n_layer, sizeof(g8_layer), "layers");
     if (!m->norm_data || !m->layers) {
         st = GEMMA8_ERR_NOMEM;
@@ -291,6 +319,10 @@ gemma8_status gemma8_model_load(const char *path, const gemma8_model_params *par
         g8_layer *L = &m->layers[il];
         float **norms[4] = {&L->attn_norm, &L->post_attn_norm, &L->ffn_norm, &L->post_ffw_norm};
         for (int k = 0; k < 4; k++) *norms[k] = m->norm_data + ((size_t)il * 4 + (size_t)k) * (size_t)E;
+        if (n_head_norms) {
+            L->q_norm = m->norm_data + n_norms * (size_t)E + (size_t)il * 2 * (size_t)hp->head_dim;
+            L->k_norm = L->q_norm + hp->head_dim;
+        }
         struct { int which; float *norm; g8_matrix *mat; int64_t rows, cols; } spec[LT_COUNT] = {
             {LT_ATTN_NORM, L->attn_norm, NULL, 0, E},
             {LT_Q, NULL, &L->wq, Q, E},
@@ -303,12 +335,14 @@ gemma8_status gemma8_model_load(const char *path, const gemma8_model_params *par
             {LT_UP, NULL, &L->w_up, hp->n_ff, E},
             {LT_DOWN, NULL, &L->w_down, E, hp->n_ff},
             {LT_POST_FFW_NORM, L->post_ffw_norm, NULL, 0, E},
+            {LT_Q_NORM, L->q_norm, NULL, 0, hp->head_dim},
+            {LT_K_NORM, L->k_norm, NULL, 0, hp->head_dim},
         };
-        for (int k = 0; k < LT_COUNT; k++) {
+        for (int k = 0; k < n_tensors; k++) {
             char name[96];
             snprintf(name, sizeof name, "blk.%d.%s", il, g8_layer_tensor_names[spec[k].which].gguf);
             st = spec[k].mat ? bind_matrix(f, path, name, spec[k].rows, spec[k].cols, spec[k].mat)
-                             : bind_norm(f, path, name, E, spec[k].norm);
+                             : bind_norm(f, path, name, spec[k].cols, spec[k].norm);
             if (st) goto fail;
         }
     }
@@ -375,6 +409,11 @@ gemma8_model_info gemma8_model_get_info(const gemma8_model *m) {
     info.final_softcap = hp->final_softcap;
     info.rms_eps = hp->rms_eps;
     info.rope_base = hp->rope_base;
+    info.rope_base_local = hp->rope_base_local;
+    info.rope_scale = hp->rope_scale;
+    info.qk_norm = hp->arch->qk_norm;
+    snprintf(info.arch, sizeof info.arch, "%s", hp->arch->name);
+    for (int il = 0; il < hp->n_layer; il++) info.n_layer_sliding += g8_layer_is_sliding(hp, il);
     info.matrix_type = m->layers[0].wq.type;
     for (uint64_t i = 0; i < m->file.n_tensors; i++) {
         const gguf_tensor *t = &m->file.tensors[i];
@@ -390,7 +429,7 @@ gemma8_model_info gemma8_model_get_info(const gemma8_model *m) {
     if (g8_gguf_get_str(&m->file, KEY_NAME, &name, &st))
         snprintf(info.name, sizeof info.name, "%.*s", (int)G8_MIN(name.len, sizeof info.name - 1), name.p);
     else
-        snprintf(info.name, sizeof info.name, "gemma2");
+        snprintf(info.name, sizeof info.name, "%s", hp->arch->name);
     return info;
 }
 

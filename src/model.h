@@ -1,4 +1,4 @@
-/* model.h - the loaded Gemma 2 model: hyper-parameters and weights. */
+/* model.h - the loaded model (gemma2 or gemma3): hyper-parameters and weights. */
 #ifndef G8_MODEL_H
 #define G8_MODEL_H
 
@@ -11,6 +11,7 @@
 #define G8_MAX_LAYER 256
 
 typedef struct g8_hparams {
+    const g8_arch *arch;   /* what the architecture adds (q/k norms) and its defaults */
     int n_vocab;           /* vocabulary size */
     int n_embd;            /* hidden size */
     int n_layer;           /* transformer blocks */
@@ -29,6 +30,7 @@ typedef struct g8_hparams {
     float rope_base;       /* RoPE base of the global layers */
     float rope_base_local; /* RoPE base of the sliding layers */
     float rope_scale;      /* linear RoPE scaling of the global layers (positions / scale); 1: none */
+    float rope_scale_local; /* that of the sliding layers */
 } g8_hparams;
 
 /* A weight matrix of `rows` rows of `cols` elements, stored row after row;
@@ -53,6 +55,8 @@ typedef struct g8_layer {
     g8_matrix w_up;            /* (n_ff, n_embd) */
     g8_matrix w_down;          /* (n_embd, n_ff) */
     float *post_ffw_norm;      /* (n_embd) */
+    float *q_norm;             /* (head_dim) each query head's RMSNorm, or NULL (no q/k norms) */
+    float *k_norm;             /* (head_dim) each key head's */
 } g8_layer;
 
 struct gemma8_model {

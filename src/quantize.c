@@ -54,10 +54,10 @@ gemma8_status gemma8_quantize(const char *in_path, const char *out_path, const g
     gguf_file f;
     if ((st = g8_gguf_open(in_path, &f))) return st;
     gguf_str arch = {0};
-    if (!g8_gguf_get_str(&f, KEY_ARCH, &arch, &st) || arch.len != strlen(G8_ARCH_NAME) ||
-        memcmp(arch.p, G8_ARCH_NAME, arch.len)) {
+    if (!g8_gguf_get_str(&f, KEY_ARCH, &arch, &st) || !g8_arch_find(arch.p, arch.len)) {
         g8_gguf_close(&f);
-        return st ? st : g8_fail(GEMMA8_ERR_UNSUPPORTED, "'%s': not a %s model", in_path, G8_ARCH_NAME);
+        return st ? st : g8_fail(GEMMA8_ERR_UNSUPPORTED, "'%s': not a model of an architecture gemma8 runs (%s)",
+                                 in_path, g8_arch_names());
     }
     gguf_str kind = {0};
     if (g8_gguf_get_str(&f, "general.type", &kind, &st) && !(kind.len == 5 && !memcmp(kind.p, "model", 5))) {

@@ -16,8 +16,10 @@ bool g8_byte_piece(const char *s, size_t len, unsigned *b);
 /* Writes the tokenizer metadata (llama.cpp's keys) of the checkpoint in dir
  * (tokenizer.json, tokenizer_config.json) into w; without them, a placeholder
  * vocabulary of n_vocab pieces (<pad> <eos> <bos> <unk>, byte pieces, fillers)
- * so that the file still loads in llama.cpp. dir may be NULL. */
-gemma8_status g8_vocab_convert(gguf_writer *w, const char *dir, int n_vocab);
+ * so that the file still loads in llama.cpp. dir may be NULL. own_size: the vocabulary is the
+ * tokenizer's own size even when n_vocab (the embedding's rows) is larger (gemma3, as llama.cpp's
+ * converter); *n_out gets the vocabulary's size, the embedding rows to write. */
+gemma8_status g8_vocab_convert(gguf_writer *w, const char *dir, int n_vocab, bool own_size, int *n_out);
 
 
 /* ---- the loaded vocabulary and tokenizer ---------------------------------- */

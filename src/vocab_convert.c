@@ -163,6 +163,8 @@ static gemma8_status index_build(str_index *ix, char **keys, int n) {
     return GEMMA8_OK;
 }
 
+/* n_vocab < 0: the vocabulary is the tokenizer's own (its model's ids; added tokens past them are
+ * dropped), else at least n_vocab ids (the ids past the tokenizer's padded). */
 static gemma8_status from_tokenizer_json(cJSON *tj, const char *dir, int n_vocab, vocab_out *vo) {
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(tj, "model");
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
@@ -172,7 +174,7 @@ static gemma8_status from_tokenizer_json(cJSON *tj, const char *dir, int n_vocab
     if (!cJSON_IsString(type) || strcmp(type->valuestring, "BPE") || !cJSON_IsObject(vocab) || !cJSON_IsArray(merges))
         return g8_fail(GEMMA8_ERR_UNSUPPORTED, "'%s/tokenizer.json' is not a BPE tokenizer with a vocab and merges "
                        "(Gemma's is)", dir);
-    int n = n_vocab;
+    int n = G8_MAX(n_vocab, 0);
     for (const cJSON *e = vocab->child; e; e = e->next)
         if (cJSON_IsNumber(e) && e->valuedouble >= n) n = (int)e->valuedouble + 1;
     if (n > (1 << 20)) return g8_fail(GEMMA8_ERR_FORMAT, "tokenizer.json has an implausible vocabulary of %d", n);
@@ -347,25 +349,34 @@ static gemma8_status placeholder(int n_vocab, vocab_out *vo) {
     return GEMMA8_OK;
 }
 
-gemma8_status g8_vocab_convert(gguf_writer *w, const char *dir, int n_vocab) {
+gemma8_status g8_vocab_convert(gguf_writer *w, const char *dir, int n_vocab, bool own_size, int *n_out) {
     vocab_out vo = {0};
+    *n_out = n_vocab;
     gemma8_status st = GEMMA8_OK;
     cJSON *tj = dir ? read_json(dir, "tokenizer.json", &st) : NULL;
     char *spm = dir ? g8_path_join(dir, "tokenizer.model") : NULL;
     g8_map probe = {0};
+    bool placeheld = false;
     if (st) goto done;
     if (tj) {
-        st = from_tokenizer_json(tj, dir, n_vocab, &vo);
+        st = from_tokenizer_json(tj, dir, own_size ? -1 : n_vocab, &vo);
     } else if (spm && g8_map_file(spm, &probe) == GEMMA8_OK) {
         g8_unmap(&probe);
-        st = from_sentencepiece(spm, dir, n_vocab, &vo);
+        st = from_sentencepiece(spm, dir, own_size ? -1 : n_vocab, &vo);
     } else {
         g8_clear_error();
         g8_log(G8_LOG_WARN, "no tokenizer.json or tokenizer.model%s%s: writing a placeholder vocabulary (token ids only)",
                dir ? " in " : "", dir ? dir : "");
         st = placeholder(n_vocab, &vo);
+        placeheld = true;
     }
     if (st) goto done;
+    if (own_size && !placeheld && vo.n < n_vocab) { /* as llama.cpp's converter: the embedding's rows past it go */
+        g8_log(G8_LOG_INFO, "the tokenizer has %d tokens: the embedding's %d rows past them are dropped", vo.n,
+               n_vocab - vo.n);
+        n_vocab = vo.n;
+    }
+    *n_out = n_vocab;
     if (vo.n < n_vocab) {
         st = g8_fail(GEMMA8_ERR_FORMAT, "the tokenizer has %d tokens but the model's vocab_size is %d", vo.n, n_vocab);
         goto done;

@@ -84,6 +84,13 @@ TEST(forward_tiny_a_f16) { check_fixture("tiny-a", "tiny-a", GEMMA8_TYPE_F16, 1e
 /* tiny-b is an f32 checkpoint (of bf16-rounded values): stored as bf16 it must still match */
 TEST(forward_tiny_b_bf16) { check_fixture("tiny-b", "tiny-b", GEMMA8_TYPE_BF16, 1e-3f, true); }
 
+/* Gemma 3 (tests/data/gemma3/README.md): tiny-a in the Hub's config form, bf16, the ring of its
+ * window of 8 wrapping over 40 tokens, a 7-layer pattern; tiny-b in the newer form, with GQA, a
+ * 27B-style query scale, linear RoPE scaling on its global layers and a final soft-cap. */
+TEST(forward_gemma3_tiny_a_f32) { check_fixture("gemma3/tiny-a", "gemma3/tiny-a", GEMMA8_TYPE_F32, 1e-4f, true); }
+TEST(forward_gemma3_tiny_b_f32) { check_fixture("gemma3/tiny-b", "gemma3/tiny-b", GEMMA8_TYPE_F32, 1e-4f, true); }
+TEST(forward_gemma3_tiny_a_bf16) { check_fixture("gemma3/tiny-a", "gemma3/tiny-a", GEMMA8_TYPE_BF16, 1e-4f, true); }
+
 TEST(forward_tiny_long) {
     const char *path = convert_fixture("tiny-long", GEMMA8_TYPE_BF16);
     gemma8_model *m;

@@ -24,6 +24,8 @@ const char *convert_fixture(const char *fixture, gemma8_type type) {
     static int k;
     char name[256];
     snprintf(name, sizeof name, "%s-%s.gguf", fixture, gemma8_type_name(type));
+    for (char *c = name; *c; c++)
+        if (*c == '/') *c = '-'; /* "gemma3/tiny-a" */
     char *o = out[k++ % 8];
     snprintf(o, 1024, "%s", tmp_path(name));
     gemma8_convert_params p = gemma8_convert_default_params();

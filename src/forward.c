@@ -1,4 +1,6 @@
-/* gemma2.c - the Gemma 2 forward pass, after transformers' Gemma2ForCausalLM. */
+/* forward.c - the forward pass of Gemma 2 and Gemma 3, after transformers' Gemma2ForCausalLM and
+ * Gemma3ForCausalLM. What differs between them is data (model.h, arch.h): each layer's window and
+ * RoPE table, the q/k norms where a model has them, the soft-caps where set. */
 #include "context.h"
 
 #include <math.h>
@@ -77,6 +79,10 @@ gemma8_status g8_forward(gemma8_context *ctx, const g8_batch *b) {
         LORA(LORA_Q, xn, E, ctx->q, (int)Q);
         LORA(LORA_K, xn, E, ctx->k, (int)KV);
         LORA(LORA_V, xn, E, ctx->v, (int)KV);
+        if (L->q_norm) { /* q/k norms (gemma3): each head's row normed on its own */
+            g8_rmsnorm(ctx->q, ctx->q, L->q_norm, T * hp->n_head, hd, hp->rms_eps);
+            g8_rmsnorm(ctx->k, ctx->k, L->k_norm, T * hp->n_head_kv, hd, hp->rms_eps);
+        }
         const float *inv_freq = ctx->inv_freq + (size_t)g8_layer_rope(hp, il) * (hd / 2);
         g8_rope(ctx->q, T, hp->n_head, hd, ctx->pos, inv_freq);
         g8_rope(ctx->k, T, hp->n_head_kv, hd, ctx->pos, inv_freq);

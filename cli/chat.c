@@ -161,7 +161,7 @@ static int chat_loop(const cli_common *c, const chat_opts *o, gemma8_generate_pa
     double load_s = gemma8_time() - t0;
     /* the chat template is checked now, not at the first message */
     int32_t probe[64], n_probe;
-    gemma8_chat_message hello = {"user", "hello"};
+    gemma8_chat_message hello = {.role = "user", .content = "hello"};
     gemma8_status st = gemma8_chat_tokenize(model, &hello, 1, true, probe, 64, &n_probe);
     if (st && st != GEMMA8_ERR_BUFFER_TOO_SMALL) {
         cli_fail(st);
@@ -369,7 +369,7 @@ static int demo_main(cli_common c, gemma8_generate_params p, const char *out, co
     cli_loaded loaded;
     if (cli_load(&c, 1, &loaded)) return 1;
     gemma8_context *ctx = loaded.ctx;
-    gemma8_chat_message msg = {"user", "Hello! What can you do?"};
+    gemma8_chat_message msg = {.role = "user", .content = "Hello! What can you do?"};
     reply rep = {0};
     p.on_token = stream_reply;
     p.user_data = &rep;

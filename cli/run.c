@@ -97,7 +97,7 @@ int cmd_run(int argc, char **argv) {
         st = ids ? gemma8_tokenize(model, prompt, len, true, false, ids, cap, &n) : GEMMA8_ERR_NOMEM;
         if (!st) st = gemma8_generate(ctx, ids, n, &p, &res);
     } else {
-        gemma8_chat_message msgs[2] = {{"system", system}, {"user", prompt}};
+        gemma8_chat_message msgs[2] = {{.role = "system", .content = system}, {.role = "user", .content = prompt}};
         st = system ? gemma8_chat(ctx, msgs, 2, &p, &res) : gemma8_chat(ctx, msgs + 1, 1, &p, &res);
     }
     printf("\n");

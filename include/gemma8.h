@@ -216,13 +216,18 @@ GEMMA8_API bool gemma8_token_is_eog(const gemma8_model *model, int32_t token);
 typedef struct gemma8_chat_message {
     const char *role;      /* "user", "assistant" (or "model"), or "system" */
     const char *content;   /* UTF-8 */
+    const char *const *parts; /* n_parts > 0: the content as text parts (OpenAI's content arrays), */
+    int32_t n_parts;          /* used instead of content */
 } gemma8_chat_message;
 
 /* The token ids of a conversation in Gemma's chat template:
  *   <bos><start_of_turn>user\n{content}<end_of_turn>\n<start_of_turn>model\n...
  * Content is trimmed and tokenized with parse_special off, so it cannot forge a
  * turn. A leading system message is folded into the first user turn (Gemma's
- * template has no system role). Roles must alternate user/assistant. With
+ * template has no system role): Gemma 3's template puts "{system}\n\n" as it is
+ * before the trimmed user content and trims each text part on its own (of a system
+ * message's parts it takes the first); with Gemma 2's, the folded content and the
+ * joined parts are trimmed as a whole. Roles must alternate user/assistant. With
  * add_generation_prompt, "<start_of_turn>model\n" ends the prompt. Fails with
  * GEMMA8_ERR_UNSUPPORTED if the model's chat template is not Gemma's. Output
  * as gemma8_tokenize. */

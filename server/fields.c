@@ -26,29 +26,36 @@ bool srv_valid_utf8(const char *s, size_t n) {
     return true;
 }
 
-/* A message's content: a string, or an array of {type: "text", text} parts joined. */
-static char *content_text(const cJSON *content, char *err, size_t cap) {
-    if (cJSON_IsString(content)) return strdup(content->valuestring);
-    if (cJSON_IsNull(content) || !content) return strdup("");
+/* A message's content into m: a string (copied into *owned), or an array of {type: "text", text}
+ * parts (an array of pointers into the request, in *owned), which the chat template joins. */
+static bool content_parts(const cJSON *content, gemma8_chat_message *m, char **owned, char *err, size_t cap) {
+    if (!content || cJSON_IsNull(content)) content = NULL;
+    else if (cJSON_IsString(content)) return (m->content = *owned = strdup(content->valuestring)) != NULL;
+    if (!content) return (m->content = *owned = strdup("")) != NULL;
     if (!cJSON_IsArray(content)) {
         snprintf(err, cap, "a message's content must be a string or an array of text parts");
-        return NULL;
+        return false;
     }
-    size_t len = 0;
-    for (const cJSON *p = content->child; p; p = p->next) {
+    const int n = cJSON_GetArraySize(content);
+    const char **parts = calloc((size_t)n + 1, sizeof *parts);
+    if (!parts) {
+        snprintf(err, cap, "out of memory");
+        return false;
+    }
+    *owned = (char *)parts;
+    int i = 0;
+    for (const cJSON *p = content->child; p; p = p->next, i++) {
         const cJSON *type = cJSON_GetObjectItem(p, "type"), *text = cJSON_GetObjectItem(p, "text");
         if (!cJSON_IsString(type) || strcmp(type->valuestring, "text") || !cJSON_IsString(text)) {
             snprintf(err, cap, "only content parts of type \"text\" are supported");
-            return NULL;
+            return false;
         }
-        len += strlen(text->valuestring);
+        parts[i] = text->valuestring;
     }
-    char *out = malloc(len + 1);
-    if (!out) return NULL;
-    out[0] = 0;
-    for (const cJSON *p = content->child; p; p = p->next)
-        strcat(out, cJSON_GetObjectItem(p, "text")->valuestring);
-    return out;
+    m->content = "";
+    m->parts = parts;
+    m->n_parts = n;
+    return true;
 }
 
 gemma8_chat_message *srv_messages(const cJSON *arr, int32_t *n, char ***store, char *err, size_t cap) {
@@ -86,12 +93,11 @@ gemma8_chat_message *srv_messages(const cJSON *arr, int32_t *n, char ***store, c
             break;
         }
         if (images && !cJSON_IsNull(images) && !(cJSON_IsArray(images) && !cJSON_GetArraySize(images))) {
-            snprintf(err, cap, "message %d: images are not supported (Gemma 2 reads text only)", k);
+            snprintf(err, cap, "message %d: images are not supported (gemma8 reads text only)", k);
             break;
         }
-        if (!(s[k] = content_text(cJSON_GetObjectItem(e, "content"), err, cap))) break;
+        if (!content_parts(cJSON_GetObjectItem(e, "content"), &m[k], &s[k], err, cap)) break;
         m[k].role = !strcmp(r, "system") ? "system" : !strcmp(r, "user") ? "user" : "assistant";
-        m[k].content = s[k];
     }
     if (k < count) {
         srv_messages_free(m, count, s);

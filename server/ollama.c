@@ -230,8 +230,8 @@ bool ollama_parse_generate(srv *s, const cJSON *body, srv_task **out, srv_error 
         gs = srv_text_tokens(s, prompt->valuestring, true, true, &t->prompt, &t->n_prompt);
     } else { /* the prompt as a user turn of the chat template, as Ollama's template does */
         const bool sys = cJSON_IsString(system) && system->valuestring[0];
-        gemma8_chat_message m[2] = {{"system", sys ? system->valuestring : ""},
-                                    {"user", prompt->valuestring}};
+        gemma8_chat_message m[2] = {{.role = "system", .content = sys ? system->valuestring : ""},
+                                    {.role = "user", .content = prompt->valuestring}};
         gs = srv_chat_tokens(s, sys ? m : m + 1, sys ? 2 : 1, &t->prompt, &t->n_prompt);
     }
     return srv_parse_done(s, body, t, gs, read_options, out, e);

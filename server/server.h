@@ -166,9 +166,9 @@ bool srv_task_wait(srv_task *t, int seen, double wait_s);
 
 /* ---- request fields (fields.c) -------------------------------------------------------- */
 
-/* Messages of {role, content}: content a string or [{type: "text", text}];
- * "developer" read as "system". Strings are copied into *store (free with
- * srv_messages_free). NULL and err set on a bad request. */
+/* Messages of {role, content}: content a string or [{type: "text", text}] (parts that point into
+ * arr: use the messages while it lives); "developer" read as "system". What they own is in *store
+ * (free with srv_messages_free). NULL and err set on a bad request. */
 gemma8_chat_message *srv_messages(const cJSON *arr, int32_t *n, char ***store, char *err, size_t cap);
 void srv_messages_free(gemma8_chat_message *m, int32_t n, char **store);
 /* "stop": a string or an array of strings; false with err on a bad value. */

@@ -1,5 +1,6 @@
 /* chat.c - the public tokenizer calls and Gemma's chat template. */
 #include "model.h"
+#include "strbuf.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +105,48 @@ static bool is_gemma_template(const char *t) {
     return t && strstr(t, "<start_of_turn>") && strstr(t, "<end_of_turn>") && strstr(t, "model");
 }
 
+/* Gemma 3's template (first_user_prefix): the system text kept as it is, each part trimmed. A file
+ * without a template follows its architecture's. */
+static bool keeps_system_text(const gemma8_model *m) {
+    const char *t = m->vocab.chat_template;
+    return t ? strstr(t, "first_user_prefix") != NULL : m->hp.arch->qk_norm;
+}
+
+/* Appends s, trimmed if asked. */
+static void put(g8_sbuf *sb, const char *s, bool trimmed) {
+    size_t b = 0, e = strlen(s);
+    if (trimmed) trim(s, e, &b, &e);
+    g8_sb_put(sb, s + b, e - b);
+}
+
+/* A message's text parts (or its content) */
+static int32_t n_parts(const gemma8_chat_message *m) { return m->n_parts > 0 ? m->n_parts : 1; }
+static const char *part(const gemma8_chat_message *m, int32_t i) {
+    const char *p = m->n_parts > 0 ? m->parts[i] : m->content;
+    return p ? p : "";
+}
+
+/* The text of a turn: role ("user\n" or "model\n") and its content, the system text folded into the first. */
+static void turn_text(g8_sbuf *sb, const char *role, const gemma8_chat_message *sys, const gemma8_chat_message *m,
+                      bool keep_system) {
+    g8_sb_put(sb, role, strlen(role));
+    if (keep_system) { /* "{system}\n\n" + each part trimmed */
+        if (sys) {
+            put(sb, part(sys, 0), false);
+            g8_sb_put(sb, "\n\n", 2);
+        }
+        for (int32_t i = 0; i < n_parts(m); i++) put(sb, part(m, i), true);
+        return;
+    }
+    g8_sbuf whole = {0}; /* trim("{system}\n\n" + the parts joined) */
+    for (int32_t i = 0; sys && i < n_parts(sys); i++) put(&whole, part(sys, i), false);
+    if (sys) g8_sb_put(&whole, "\n\n", 2);
+    for (int32_t i = 0; i < n_parts(m); i++) put(&whole, part(m, i), false);
+    if (whole.oom) sb->oom = true;
+    else put(sb, whole.p ? whole.p : "", true);
+    free(whole.p);
+}
+
 gemma8_status gemma8_chat_tokenize(const gemma8_model *model, const gemma8_chat_message *msgs, int32_t n_msgs,
                                    bool add_generation_prompt, int32_t *out, int32_t max, int32_t *n_out) {
     *n_out = 0;
@@ -115,17 +158,18 @@ gemma8_status gemma8_chat_tokenize(const gemma8_model *model, const gemma8_chat_
     if (v->start_of_turn < 0 || v->end_of_turn < 0)
         return g8_fail(GEMMA8_ERR_UNSUPPORTED, "the vocabulary has no <start_of_turn>/<end_of_turn> tokens");
     if (n_msgs < 0 || (!msgs && n_msgs)) return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid message list");
-    const char *system = NULL;
+    const bool keep_system = keeps_system_text(model);
+    const gemma8_chat_message *system = NULL;
     int32_t first = 0;
     if (n_msgs > 0 && msgs[0].role && !strcmp(msgs[0].role, "system")) {
-        system = msgs[0].content ? msgs[0].content : "";
+        system = &msgs[0];
         first = 1;
     }
     g8_ids ids = {0};
-    char *joined = NULL;
+    g8_sbuf text = {0};
     if (v->bos >= 0 && !g8_ids_push(&ids, v->bos)) goto oom;
     for (int32_t i = first; i < n_msgs; i++) {
-        const char *role = msgs[i].role, *content = msgs[i].content ? msgs[i].content : "";
+        const char *role = msgs[i].role;
         if (!role) {
             st = g8_fail(GEMMA8_ERR_INVALID_ARG, "message %d has no role", i);
             goto done;
@@ -140,27 +184,16 @@ gemma8_status gemma8_chat_tokenize(const gemma8_model *model, const gemma8_chat_
             st = g8_fail(GEMMA8_ERR_INVALID_ARG, "conversation roles must alternate user/assistant/user/... (message %d)", i);
             goto done;
         }
-        size_t cl = strlen(content);
-        if (system && i == first) { /* fold the system message into the first user turn */
-            size_t sl = strlen(system);
-            joined = malloc(sl + cl + 3);
-            if (!joined) goto oom;
-            memcpy(joined, system, sl);
-            memcpy(joined + sl, "\n\n", 2);
-            memcpy(joined + sl + 2, content, cl + 1);
-            content = joined;
-            cl += sl + 2;
+        if (msgs[i].n_parts < 0 || (msgs[i].n_parts > 0 && !msgs[i].parts)) {
+            st = g8_fail(GEMMA8_ERR_INVALID_ARG, "message %d has an invalid list of parts", i);
+            goto done;
         }
-        size_t b, e;
-        trim(content, cl, &b, &e);
-        const char *rname = user ? "user\n" : "model\n";
-        if (!g8_ids_push(&ids, v->start_of_turn)) goto oom;
-        if ((st = g8_tokenize(v, rname, strlen(rname), false, &ids))) goto done;
-        if ((st = g8_tokenize(v, content + b, e - b, false, &ids))) goto done;
+        text.n = 0;
+        turn_text(&text, user ? "user\n" : "model\n", i == first ? system : NULL, &msgs[i], keep_system);
+        if (text.oom || !g8_ids_push(&ids, v->start_of_turn)) goto oom;
+        if ((st = g8_tokenize(v, text.p, text.n, false, &ids))) goto done;
         if (!g8_ids_push(&ids, v->end_of_turn)) goto oom;
         if ((st = g8_tokenize(v, "\n", 1, false, &ids))) goto done;
-        free(joined);
-        joined = NULL;
     }
     if (system && n_msgs == 1) {
         st = g8_fail(GEMMA8_ERR_INVALID_ARG, "a system message needs a user message after it");
@@ -175,7 +208,7 @@ gemma8_status gemma8_chat_tokenize(const gemma8_model *model, const gemma8_chat_
 oom:
     st = g8_fail(GEMMA8_ERR_NOMEM, "out of memory building the chat prompt");
 done:
-    free(joined);
+    free(text.p);
     free(ids.v);
     return st;
 }

@@ -397,12 +397,12 @@ TEST(generate_context_overflow) {
     if (!m) return;
     gemma8_context *ctx = new_ctx(m, 64);
     gemma8_chat_message msgs[7] = {
-        {"system", "You are terse."},
-        {"user", "Tell me about the history of the city of Rome in some detail please."},
-        {"assistant", "Rome was founded, grew into an empire, and endured."},
-        {"user", "And what about Carthage and the Punic wars?"},
-        {"assistant", "Three wars; Carthage fell."},
-        {"user", "Thanks!"},
+        {.role = "system", .content = "You are terse."},
+        {.role = "user", .content = "Tell me about the history of the city of Rome in some detail please."},
+        {.role = "assistant", .content = "Rome was founded, grew into an empire, and endured."},
+        {.role = "user", .content = "And what about Carthage and the Punic wars?"},
+        {.role = "assistant", .content = "Three wars; Carthage fell."},
+        {.role = "user", .content = "Thanks!"},
     };
     gemma8_generate_params p = gemma8_generate_default_params();
     p.max_new_tokens = 8;

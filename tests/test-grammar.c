@@ -329,7 +329,7 @@ static char *constrained_reply(gemma8_model *m, gemma8_context *ctx, const gemma
     text_buf b = {calloc(1, 1), 0};
     p.on_token = append_text;
     p.user_data = &b;
-    gemma8_chat_message msg = {"user", "Answer in JSON."};
+    gemma8_chat_message msg = {.role = "user", .content = "Answer in JSON."};
     gemma8_seq_clear(ctx, 0);
     CHECKF(gemma8_chat(ctx, &msg, 1, &p, res) == GEMMA8_OK, "%s", gemma8_last_error());
     return b.p;

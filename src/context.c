@@ -1,5 +1,5 @@
 /* context.c - contexts: parameters, the memory check, allocation, and the
- * accessors of their sequences. The forward pass is gemma2.c's. */
+ * accessors of their sequences. The forward pass is forward.c's. */
 #include "context.h"
 
 #include <math.h>

@@ -61,7 +61,7 @@ typedef struct g8_batch {
     float *hidden;             /* (entries with a hidden state, n_embd), in entry order */
 } g8_batch;
 
-/* The forward pass (gemma2.c). Returns GEMMA8_ERR_ABORTED (between layers) when
+/* The forward pass (forward.c). Returns GEMMA8_ERR_ABORTED (between layers) when
  * ctx->abort is set; the sequences are then as before. */
 gemma8_status g8_forward(gemma8_context *ctx, const g8_batch *b);
 

@@ -1,4 +1,4 @@
-/* quantize.c - a GGUF Gemma 2 model quantized again (llama.cpp's llama-quantize):
+/* quantize.c - a GGUF gemma2 / gemma3 model quantized again (llama.cpp's llama-quantize):
  * each matrix widened to f32 row by row and stored in the new type; norms and
  * metadata copied; written to a temporary name and renamed when complete. */
 #include "arch.h"

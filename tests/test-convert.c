@@ -256,6 +256,21 @@ TEST(convert_q4_0_byte_identical_to_llama_quantize) {
     gemma8_model_free(b);
 }
 
+/* gemma3: convert --type q4_0 and gemma8 quantize of llama.cpp's f32 file both write llama-quantize's
+ * Q4_0 file of tiny-a, byte for byte (its 64-column embedding Q8_0 in both). */
+TEST(convert_gemma3_q4_0_byte_identical_to_llama_quantize) {
+    char ours[1024], requant[1024];
+    snprintf(ours, sizeof ours, "%s", tmp_path("gemma3-tiny-a-q4_0-gemma8.gguf"));
+    snprintf(requant, sizeof requant, "%s", tmp_path("gemma3-tiny-a-q4_0-requant.gguf"));
+    gemma8_convert_params p = gemma8_convert_default_params();
+    p.type = GEMMA8_TYPE_Q4_0;
+    CHECK(gemma8_convert_hf(data_path("gemma3/tiny-a"), ours, &p) == GEMMA8_OK);
+    same_tensors(ours, data_path("llamacpp-gguf/gemma3-tiny-a-q4_0.gguf"));
+    CHECKF(gemma8_quantize(data_path("llamacpp-gguf/gemma3-tiny-a-f32.gguf"), requant, &p) == GEMMA8_OK, "%s",
+           gemma8_last_error());
+    same_tensors(requant, data_path("llamacpp-gguf/gemma3-tiny-a-q4_0.gguf"));
+}
+
 /* llama.cpp's Q4_0 file keeps token_embd in Q6_K: row lookup and the output
  * projection (int8 activations) equal the same file widened to f32 up to the
  * activations' rounding. */

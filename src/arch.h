@@ -57,6 +57,9 @@
 #define KEY_TOK_ADD_SPACE "tokenizer.ggml.add_space_prefix"
 #define KEY_TOK_TEMPLATE "tokenizer.chat_template"
 
+/* The most layers a model may have (Gemma 2 27B has 46, Gemma 3 27B 62). */
+#define G8_MAX_LAYER 256
+
 #define G8_DEFAULT_RMS_EPS 1e-6f
 #define G8_DEFAULT_ROPE_BASE 10000.0f /* llama.cpp's, for both bases, when a file does not say */
 

@@ -22,8 +22,6 @@
 #define FTYPE_MOSTLY_Q8_0 7
 #define FTYPE_MOSTLY_BF16 32
 
-#define G8_MAX_LAYER_CONVERT 256 /* model.h's G8_MAX_LAYER */
-
 typedef struct hf_config {
     const g8_arch *arch;
     bool multimodal;        /* the text model inside Gemma3ForConditionalGeneration (config in text_config) */
@@ -184,7 +182,7 @@ static gemma8_status read_layer_types(const cJSON *root, const char *path, hf_co
     if (cJSON_GetArraySize(lt) != c->layers)
         return g8_fail(GEMMA8_ERR_FORMAT, "'%s': layer_types has %d entries for %d layers", path, cJSON_GetArraySize(lt),
                        c->layers);
-    bool slides[G8_MAX_LAYER_CONVERT];
+    bool slides[G8_MAX_LAYER];
     int il = 0;
     for (const cJSON *e = lt->child; e; e = e->next, il++) {
         if (!str_is(e, "sliding_attention") && !str_is(e, "full_attention"))
@@ -245,8 +243,8 @@ static gemma8_status read_config(const char *path, hf_config *c) {
         (st = json_float(root, path, "attn_logit_softcapping", &c->attn_cap, a->attn_softcap)) ||
         (st = json_float(root, path, "final_logit_softcapping", &c->final_cap, a->final_softcap)))
         goto done;
-    if (c->layers > G8_MAX_LAYER_CONVERT) {
-        st = g8_fail(GEMMA8_ERR_FORMAT, "'%s': %d layers (gemma8 takes up to %d)", path, c->layers, G8_MAX_LAYER_CONVERT);
+    if (c->layers > G8_MAX_LAYER) {
+        st = g8_fail(GEMMA8_ERR_FORMAT, "'%s': %d layers (gemma8 takes up to %d)", path, c->layers, G8_MAX_LAYER);
         goto done;
     }
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "use_bidirectional_attention"))) {

@@ -7,9 +7,6 @@
 #include "gguf.h"
 #include "vocab.h"
 
-/* The most layers a model may have (Gemma 2 27B has 46, Gemma 3 27B 62). */
-#define G8_MAX_LAYER 256
-
 typedef struct g8_hparams {
     const g8_arch *arch;   /* what the architecture adds (q/k norms) and its defaults */
     int n_vocab;           /* vocabulary size */

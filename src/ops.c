@@ -359,10 +359,11 @@ static void scores(const g8_attn_args *a, const g8_kernels *k, int g, int j0, in
     }
 }
 
-/* o[h * head_dim ..] += sum over values j0..j1 of head g weighted by w[h * lw + (j - j0)] */
-static void values(const g8_attn_args *a, const g8_kernels *k, int g, int j0, int j1, const float *w, size_t lw,
-                   float *o) {
-    const int hd = a->head_dim, group = a->n_head / a->n_head_kv;
+/* o[h * head_dim ..] += sum over values j0..j1 of head g weighted by w[h * lw + (j - j0)], for the
+ * `group` query heads from w and o on (a group's, or one of them: the same sums) */
+static void values(const g8_attn_args *a, const g8_kernels *k, int g, int group, int j0, int j1, const float *w,
+                   size_t lw, float *o) {
+    const int hd = a->head_dim;
     for (int j = j0; j <= j1;) {
         const int slot = j % a->slots, run = G8_MIN(j1 - j + 1, a->slots - slot);
         const void *rows = kv_rows(a, a->v_cache, g, slot);
@@ -378,6 +379,15 @@ static void values(const g8_attn_args *a, const g8_kernels *k, int g, int j0, in
         }
         j += run;
     }
+}
+
+/* A row of n scores: scaled, soft-capped, softmax (two passes, exact). */
+static void softmax_row(const g8_attn_args *a, const g8_kernels *k, float *s, int n) {
+    k->softcap(n, s, a->scale, a->softcap);
+    float maxv = -INFINITY;
+    for (int j = 0; j < n; j++) maxv = s[j] > maxv ? s[j] : maxv;
+    const float inv = 1.0f / k->exp_sum(n, s, maxv);
+    for (int j = 0; j < n; j++) s[j] *= inv;
 }
 
 /* One task is a tile of queries and one KV head with all the query heads that
@@ -418,14 +428,7 @@ static void attention_task(void *arg, int ith, int nth) {
         }
         for (int i = 0; i < nt; i++) {
             const int n = hi[i] - lo[i] + 1;
-            for (int h = 0; h < group; h++) {
-                float *s = sc[i] + (size_t)h * n;
-                k->softcap(n, s, a->scale, a->softcap);
-                float maxv = -INFINITY;
-                for (int j = 0; j < n; j++) maxv = s[j] > maxv ? s[j] : maxv;
-                const float inv = 1.0f / k->exp_sum(n, s, maxv);
-                for (int j = 0; j < n; j++) s[j] *= inv;
-            }
+            for (int h = 0; h < group; h++) softmax_row(a, k, sc[i] + (size_t)h * n, n);
             memset(a->out + (size_t)(t0 + i) * q_stride + (size_t)g * group * hd, 0, (size_t)group * hd * sizeof(float));
         }
         for (int j0 = first; j0 <= last; j0 += ATTN_KBLOCK) {
@@ -434,13 +437,127 @@ static void attention_task(void *arg, int ith, int nth) {
                 const int a0 = G8_MAX(j0, lo[i]), a1 = G8_MIN(j1, hi[i]);
                 if (a0 > a1) continue;
                 float *o = a->out + (size_t)(t0 + i) * q_stride + (size_t)g * group * hd;
-                values(a, k, g, a0, a1, sc[i] + (a0 - lo[i]), (size_t)(hi[i] - lo[i] + 1), o);
+                values(a, k, g, group, a0, a1, sc[i] + (a0 - lo[i]), (size_t)(hi[i] - lo[i] + 1), o);
+            }
+        }
+    }
+}
+
+/* ---- decode over few KV heads: the work split finer ----
+ * With fewer tasks (tiles x KV heads) than threads, e.g. a decoded token of a one-KV-head model,
+ * attention_task would leave threads idle while one reads the whole cache. Then the same work runs
+ * in three passes over the threads: scores by ranges of ATTN_KBLOCK keys, softmax by rows, weighted
+ * sums by query head. Each score, row and output element is computed by the same kernels over the
+ * same inputs in the same order as attention_task computes it, so the results are the same bits. */
+
+typedef struct split_task {
+    const g8_attn_args *a;
+    const g8_kernels *k;
+    int n_tasks, nth;        /* tiles x KV heads; the pool's threads */
+} split_task;
+
+/* task tk's tile and KV head, its queries' key ranges and score rows (in the scratch of slot tk) */
+static int task_rows(const split_task *st, int tk, int *t0, int *g, int lo[ATTN_QTILE], int hi[ATTN_QTILE],
+                     float *sc[ATTN_QTILE]) {
+    const g8_attn_args *a = st->a;
+    const int group = a->n_head / a->n_head_kv;
+    *t0 = tk / a->n_head_kv * ATTN_QTILE;
+    *g = tk % a->n_head_kv;
+    const int nt = G8_MIN(ATTN_QTILE, a->T - *t0);
+    float *scratch = a->scratch + (size_t)tk * a->scratch_len + qq_floats(group, a->head_dim);
+    size_t used = 0;
+    for (int i = 0; i < nt; i++) {
+        hi[i] = a->pos[*t0 + i];
+        lo[i] = a->window ? G8_MAX(0, hi[i] - a->window + 1) : 0;
+        sc[i] = scratch + used;
+        used += (size_t)group * (size_t)(hi[i] - lo[i] + 1);
+    }
+    return nt;
+}
+
+static void split_scores(void *arg, int ith, int nth) {
+    const split_task *st = arg;
+    const g8_attn_args *a = st->a;
+    const int group = a->n_head / a->n_head_kv, hd = a->head_dim, nb = hd / QK8_0;
+    block_q8_0 *qq = (block_q8_0 *)(a->scratch + (size_t)ith * a->scratch_len); /* this thread's */
+    for (int tk = 0, unit = 0; tk < st->n_tasks; tk++) {
+        int t0, g, lo[ATTN_QTILE], hi[ATTN_QTILE];
+        float *sc[ATTN_QTILE];
+        const int nt = task_rows(st, tk, &t0, &g, lo, hi, sc);
+        int first = INT_MAX, last = -1;
+        for (int i = 0; i < nt; i++) first = G8_MIN(first, lo[i]), last = G8_MAX(last, hi[i]);
+        bool quantized = false;
+        for (int j0 = first; j0 <= last; j0 += ATTN_KBLOCK, unit++) {
+            if (unit % nth != ith) continue;
+            if (a->kv_type == GEMMA8_TYPE_Q8_0 && !quantized) { /* the tile's queries, once a task */
+                for (int i = 0; i < nt; i++)
+                    st->k->quantize_q8_0(a->q + (size_t)(t0 + i) * a->n_head * hd + (size_t)g * group * hd,
+                                         qq + (size_t)i * group * nb, group * hd);
+                quantized = true;
+            }
+            const int j1 = G8_MIN(j0 + ATTN_KBLOCK - 1, last);
+            for (int i = 0; i < nt; i++) {
+                const int a0 = G8_MAX(j0, lo[i]), a1 = G8_MIN(j1, hi[i]);
+                if (a0 > a1) continue;
+                const float *q = a->q + (size_t)(t0 + i) * a->n_head * hd + (size_t)g * group * hd;
+                scores(a, st->k, g, a0, a1, q, qq + (size_t)i * group * nb, sc[i] + (a0 - lo[i]),
+                       (size_t)(hi[i] - lo[i] + 1));
+            }
+        }
+    }
+}
+
+static void split_softmax(void *arg, int ith, int nth) {
+    const split_task *st = arg;
+    const int group = st->a->n_head / st->a->n_head_kv;
+    for (int tk = 0, unit = 0; tk < st->n_tasks; tk++) {
+        int t0, g, lo[ATTN_QTILE], hi[ATTN_QTILE];
+        float *sc[ATTN_QTILE];
+        const int nt = task_rows(st, tk, &t0, &g, lo, hi, sc);
+        for (int i = 0; i < nt; i++)
+            for (int h = 0; h < group; h++, unit++)
+                if (unit % nth == ith) softmax_row(st->a, st->k, sc[i] + (size_t)h * (hi[i] - lo[i] + 1), hi[i] - lo[i] + 1);
+    }
+}
+
+static void split_values(void *arg, int ith, int nth) {
+    const split_task *st = arg;
+    const g8_attn_args *a = st->a;
+    const int group = a->n_head / a->n_head_kv, hd = a->head_dim;
+    for (int tk = 0, unit = 0; tk < st->n_tasks; tk++) {
+        int t0, g, lo[ATTN_QTILE], hi[ATTN_QTILE];
+        float *sc[ATTN_QTILE];
+        const int nt = task_rows(st, tk, &t0, &g, lo, hi, sc);
+        int first = INT_MAX, last = -1;
+        for (int i = 0; i < nt; i++) first = G8_MIN(first, lo[i]), last = G8_MAX(last, hi[i]);
+        for (int h = 0; h < group; h++, unit++) {
+            if (unit % nth != ith) continue;
+            for (int i = 0; i < nt; i++)
+                memset(a->out + (size_t)(t0 + i) * a->n_head * hd + (size_t)(g * group + h) * hd, 0, (size_t)hd * 4);
+            for (int j0 = first; j0 <= last; j0 += ATTN_KBLOCK) {
+                const int j1 = G8_MIN(j0 + ATTN_KBLOCK - 1, last);
+                for (int i = 0; i < nt; i++) {
+                    const int a0 = G8_MAX(j0, lo[i]), a1 = G8_MIN(j1, hi[i]);
+                    if (a0 > a1) continue;
+                    const size_t n = (size_t)(hi[i] - lo[i] + 1);
+                    float *o = a->out + (size_t)(t0 + i) * a->n_head * hd + (size_t)(g * group + h) * hd;
+                    values(a, st->k, g, 1, a0, a1, sc[i] + (size_t)h * n + (a0 - lo[i]), n, o);
+                }
             }
         }
     }
 }
 
 void g8_attention(g8_ops *ops, const g8_attn_args *a) {
+    const int n_tasks = (a->T + ATTN_QTILE - 1) / ATTN_QTILE * a->n_head_kv, nth = g8_pool_size(ops->pool);
+    const int keys = a->window ? G8_MIN(a->window, a->pos[a->T - 1] + 1) : a->pos[a->T - 1] + 1;
+    if (n_tasks < nth && keys >= 2 * ATTN_KBLOCK) { /* threads would idle: the split passes */
+        split_task st = {a, ops->k, n_tasks, nth};
+        g8_pool_run(ops->pool, split_scores, &st);
+        g8_pool_run(ops->pool, split_softmax, &st);
+        g8_pool_run(ops->pool, split_values, &st);
+        return;
+    }
     attn_task at = {a, ops->k};
     g8_pool_run(ops->pool, attention_task, &at);
 }

@@ -229,19 +229,27 @@ static void same_tensors(const char *pa, const char *pb) {
     g8_gguf_close(&b);
 }
 
-/* gemma8's Q4_0 (and the Q8_0 embedding it keeps) are ggml's, byte for byte: from
- * the checkpoint (bf16 widened to f32) and from llama.cpp's f32 file. */
-TEST(convert_q4_0_byte_identical_to_llama_quantize) {
-    char ours[1024], requant[1024];
-    snprintf(ours, sizeof ours, "%s", tmp_path("tiny-a-q4_0-gemma8.gguf"));
-    snprintf(requant, sizeof requant, "%s", tmp_path("tiny-a-q4_0-requant.gguf"));
+/* gemma8's Q4_0 (and the Q8_0 embedding it keeps) are ggml's, byte for byte: convert --type q4_0 of
+ * fixture (bf16 widened to f32) and gemma8 quantize of llama.cpp's f32 file both write
+ * llama-quantize's Q4_0 file; ours gets gemma8's own file's path. */
+static void check_q4_0_as_llama_quantize(const char *fixture, const char *llama_f32, const char *llama_q4_0,
+                                         char *ours, size_t cap) {
+    char name[128], requant[1024];
+    snprintf(name, sizeof name, "%s-q4_0-gemma8.gguf", strrchr(fixture, '/') ? strrchr(fixture, '/') + 1 : fixture);
+    snprintf(ours, cap, "%s", tmp_path(name));
+    snprintf(requant, sizeof requant, "%s", tmp_path("q4_0-requant.gguf"));
     gemma8_convert_params p = gemma8_convert_default_params();
     p.type = GEMMA8_TYPE_Q4_0;
-    CHECK(gemma8_convert_hf(data_path("tiny-a"), ours, &p) == GEMMA8_OK);
-    same_tensors(ours, data_path("llamacpp-gguf/tiny-a-q4_0.gguf"));
-    CHECKF(gemma8_quantize(data_path("llamacpp-gguf/tiny-a-f32.gguf"), requant, &p) == GEMMA8_OK, "%s",
-           gemma8_last_error());
-    same_tensors(requant, data_path("llamacpp-gguf/tiny-a-q4_0.gguf"));
+    CHECK(gemma8_convert_hf(data_path(fixture), ours, &p) == GEMMA8_OK);
+    same_tensors(ours, data_path(llama_q4_0));
+    CHECKF(gemma8_quantize(data_path(llama_f32), requant, &p) == GEMMA8_OK, "%s", gemma8_last_error());
+    same_tensors(requant, data_path(llama_q4_0));
+}
+
+TEST(convert_q4_0_byte_identical_to_llama_quantize) {
+    char ours[1024];
+    check_q4_0_as_llama_quantize("tiny-a", "llamacpp-gguf/tiny-a-f32.gguf", "llamacpp-gguf/tiny-a-q4_0.gguf", ours,
+                                 sizeof ours);
     /* and llama.cpp's file gives the logits of gemma8's own */
     gemma8_model *a = NULL, *b = NULL;
     gemma8_model_params mp = gemma8_model_default_params();
@@ -256,19 +264,11 @@ TEST(convert_q4_0_byte_identical_to_llama_quantize) {
     gemma8_model_free(b);
 }
 
-/* gemma3: convert --type q4_0 and gemma8 quantize of llama.cpp's f32 file both write llama-quantize's
- * Q4_0 file of tiny-a, byte for byte (its 64-column embedding Q8_0 in both). */
+/* gemma3's tiny-a (its 64-column embedding Q8_0 in both files) */
 TEST(convert_gemma3_q4_0_byte_identical_to_llama_quantize) {
-    char ours[1024], requant[1024];
-    snprintf(ours, sizeof ours, "%s", tmp_path("gemma3-tiny-a-q4_0-gemma8.gguf"));
-    snprintf(requant, sizeof requant, "%s", tmp_path("gemma3-tiny-a-q4_0-requant.gguf"));
-    gemma8_convert_params p = gemma8_convert_default_params();
-    p.type = GEMMA8_TYPE_Q4_0;
-    CHECK(gemma8_convert_hf(data_path("gemma3/tiny-a"), ours, &p) == GEMMA8_OK);
-    same_tensors(ours, data_path("llamacpp-gguf/gemma3-tiny-a-q4_0.gguf"));
-    CHECKF(gemma8_quantize(data_path("llamacpp-gguf/gemma3-tiny-a-f32.gguf"), requant, &p) == GEMMA8_OK, "%s",
-           gemma8_last_error());
-    same_tensors(requant, data_path("llamacpp-gguf/gemma3-tiny-a-q4_0.gguf"));
+    char ours[1024];
+    check_q4_0_as_llama_quantize("gemma3/tiny-a", "llamacpp-gguf/gemma3-tiny-a-f32.gguf",
+                                 "llamacpp-gguf/gemma3-tiny-a-q4_0.gguf", ours, sizeof ours);
 }
 
 /* llama.cpp's Q4_0 file keeps token_embd in Q6_K: row lookup and the output

@@ -354,3 +354,42 @@ TEST(gemma3_q8_0_tiny_b) { check_gemma3_quant("gemma3/tiny-b", GEMMA8_TYPE_Q8_0,
 TEST(gemma3_q8_0_kv_q8_0_tiny_b) { check_gemma3_quant("gemma3/tiny-b", GEMMA8_TYPE_Q8_0, GEMMA8_TYPE_Q8_0); }
 TEST(gemma3_q4_0_tiny_a) { check_gemma3_quant("gemma3/tiny-a", GEMMA8_TYPE_Q4_0, GEMMA8_KV_AUTO); }
 TEST(gemma3_q4_0_tiny_b) { check_gemma3_quant("gemma3/tiny-b", GEMMA8_TYPE_Q4_0, GEMMA8_KV_AUTO); }
+
+/* ---- decode attention split over the threads --------------------------------------------- */
+
+/* A decoded token whose attention has fewer tasks than threads (one KV head; or more threads than
+ * KV heads) runs split three ways (ops.c): its logits must be the bits of the same positions in one
+ * long prefill, past ATTN_KBLOCK keys on the global layers, with f16 and q8_0 caches. */
+static void check_split_decode(const char *fixture, gemma8_type type, int32_t kv_type, int n_threads) {
+    const char *path = convert_fixture(fixture, type);
+    gemma8_model *m = NULL;
+    gemma8_model_params mp = gemma8_model_default_params();
+    if (!path || !CHECK(gemma8_model_load(path, &mp, &m) == GEMMA8_OK)) return;
+    const int V = gemma8_model_get_info(m).n_vocab, T = 700, P = 620;
+    int32_t *tok = malloc((size_t)T * sizeof(int32_t));
+    for (int i = 0; i < T; i++) tok[i] = 1 + (i * 37 + 11) % (V - 1);
+    float *full = eval_all_kv(m, tok, T, 512, n_threads, kv_type);
+    gemma8_context_params cp = gemma8_context_default_params();
+    cp.n_ctx = 1024;
+    cp.n_threads = n_threads;
+    cp.kv_type = kv_type;
+    gemma8_context *ctx = NULL;
+    int diffs = 0;
+    if (full && CHECK(gemma8_context_new(m, &cp, &ctx) == GEMMA8_OK) && CHECK(t_eval(ctx, 0, tok, P, NULL) == 0)) {
+        for (int t = P; t < T; t++) {
+            if (!CHECK(t_eval(ctx, 0, &tok[t], 1, NULL) == GEMMA8_OK)) break;
+            diffs += memcmp(gemma8_get_logits(ctx, -1), full + (size_t)t * V, (size_t)V * sizeof(float)) != 0;
+        }
+        CHECKF(diffs == 0, "%s: %d of %d decoded tokens differ from the prefill", fixture, diffs, T - P);
+        harness_note("%s %s, %d threads: %d decoded tokens (keys %d..%d) bit-identical to one prefill", fixture,
+                     gemma8_type_name(type), n_threads, T - P - diffs, P + 1, T);
+    }
+    gemma8_context_free(ctx);
+    free(full);
+    free(tok);
+    gemma8_model_free(m);
+}
+
+TEST(forward_split_decode_one_kv_head) { check_split_decode("gemma3/tiny-a", GEMMA8_TYPE_F32, GEMMA8_KV_AUTO, 2); }
+TEST(forward_split_decode_q8_0_cache) { check_split_decode("gemma3/tiny-b", GEMMA8_TYPE_Q8_0, GEMMA8_TYPE_Q8_0, 3); }
+TEST(forward_split_decode_gemma2) { check_split_decode("tiny-b", GEMMA8_TYPE_Q8_0, GEMMA8_TYPE_F16, 4); }

@@ -100,7 +100,7 @@ $(BUILD)/bench-kernels: bench/bench-kernels.c $(BUILD)/libgemma8.a
 	$(CC) $(CFLAGS) -Isrc $^ -o $@ $(LDFLAGS) $(LDLIBS)
 
 # Speed figures (not part of the tests): kernel GMAC/s, memory bandwidth, and
-# prefill/decode of full-size random-weight models (BENCH_MODELS=2b or "2b 9b"; TYPE=q4_0 for w4a8).
+# prefill/decode of full-size random-weight models (BENCH_MODELS=2b, "2b 9b", "gemma-3-1b gemma-3-4b"; TYPE=q4_0 for w4a8).
 BENCH_MODELS ?= 2b
 bench: $(BUILD)/gemma8 $(BUILD)/bench-kernels
 	$(BUILD)/bench-kernels
@@ -123,7 +123,7 @@ test-asan:
 # abort), the server suite and the streaming stress test; any report fails the run
 # (tests/js/slow-json.c widens the window in which an HTTP thread holds what it read of a task,
 # so a race there is reported every run)
-TSAN_TESTS := threads generate decode_batch eval_ sampling lora_ embed context_
+TSAN_TESTS := threads generate decode_batch eval_ sampling lora_ embed context_ forward_split
 test-tsan:
 	$(MAKE) BUILD=build-tsan CC=clang CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
 		build-tsan/gemma8 build-tsan/test-gemma8

@@ -456,9 +456,10 @@ typedef struct split_task {
     int n_tasks, nth;        /* tiles x KV heads; the pool's threads */
 } split_task;
 
-/* task tk's tile and KV head, its queries' key ranges and score rows (in the scratch of slot tk) */
+/* task tk's tile and KV head, its queries' key ranges (and their union [*first, *last]) and score
+ * rows (in the scratch of slot tk) */
 static int task_rows(const split_task *st, int tk, int *t0, int *g, int lo[ATTN_QTILE], int hi[ATTN_QTILE],
-                     float *sc[ATTN_QTILE]) {
+                     float *sc[ATTN_QTILE], int *first, int *last) {
     const g8_attn_args *a = st->a;
     const int group = a->n_head / a->n_head_kv;
     *t0 = tk / a->n_head_kv * ATTN_QTILE;
@@ -466,11 +467,14 @@ static int task_rows(const split_task *st, int tk, int *t0, int *g, int lo[ATTN_
     const int nt = G8_MIN(ATTN_QTILE, a->T - *t0);
     float *scratch = a->scratch + (size_t)tk * a->scratch_len + qq_floats(group, a->head_dim);
     size_t used = 0;
+    *first = INT_MAX;
+    *last = -1;
     for (int i = 0; i < nt; i++) {
         hi[i] = a->pos[*t0 + i];
         lo[i] = a->window ? G8_MAX(0, hi[i] - a->window + 1) : 0;
         sc[i] = scratch + used;
         used += (size_t)group * (size_t)(hi[i] - lo[i] + 1);
+        *first = G8_MIN(*first, lo[i]), *last = G8_MAX(*last, hi[i]);
     }
     return nt;
 }
@@ -481,11 +485,9 @@ static void split_scores(void *arg, int ith, int nth) {
     const int group = a->n_head / a->n_head_kv, hd = a->head_dim, nb = hd / QK8_0;
     block_q8_0 *qq = (block_q8_0 *)(a->scratch + (size_t)ith * a->scratch_len); /* this thread's */
     for (int tk = 0, unit = 0; tk < st->n_tasks; tk++) {
-        int t0, g, lo[ATTN_QTILE], hi[ATTN_QTILE];
+        int t0, g, lo[ATTN_QTILE], hi[ATTN_QTILE], first, last;
         float *sc[ATTN_QTILE];
-        const int nt = task_rows(st, tk, &t0, &g, lo, hi, sc);
-        int first = INT_MAX, last = -1;
-        for (int i = 0; i < nt; i++) first = G8_MIN(first, lo[i]), last = G8_MAX(last, hi[i]);
+        const int nt = task_rows(st, tk, &t0, &g, lo, hi, sc, &first, &last);
         bool quantized = false;
         for (int j0 = first; j0 <= last; j0 += ATTN_KBLOCK, unit++) {
             if (unit % nth != ith) continue;
@@ -511,9 +513,9 @@ static void split_softmax(void *arg, int ith, int nth) {
     const split_task *st = arg;
     const int group = st->a->n_head / st->a->n_head_kv;
     for (int tk = 0, unit = 0; tk < st->n_tasks; tk++) {
-        int t0, g, lo[ATTN_QTILE], hi[ATTN_QTILE];
+        int t0, g, lo[ATTN_QTILE], hi[ATTN_QTILE], first, last;
         float *sc[ATTN_QTILE];
-        const int nt = task_rows(st, tk, &t0, &g, lo, hi, sc);
+        const int nt = task_rows(st, tk, &t0, &g, lo, hi, sc, &first, &last);
         for (int i = 0; i < nt; i++)
             for (int h = 0; h < group; h++, unit++)
                 if (unit % nth == ith) softmax_row(st->a, st->k, sc[i] + (size_t)h * (hi[i] - lo[i] + 1), hi[i] - lo[i] + 1);
@@ -525,11 +527,9 @@ static void split_values(void *arg, int ith, int nth) {
     const g8_attn_args *a = st->a;
     const int group = a->n_head / a->n_head_kv, hd = a->head_dim;
     for (int tk = 0, unit = 0; tk < st->n_tasks; tk++) {
-        int t0, g, lo[ATTN_QTILE], hi[ATTN_QTILE];
+        int t0, g, lo[ATTN_QTILE], hi[ATTN_QTILE], first, last;
         float *sc[ATTN_QTILE];
-        const int nt = task_rows(st, tk, &t0, &g, lo, hi, sc);
-        int first = INT_MAX, last = -1;
-        for (int i = 0; i < nt; i++) first = G8_MIN(first, lo[i]), last = G8_MAX(last, hi[i]);
+        const int nt = task_rows(st, tk, &t0, &g, lo, hi, sc, &first, &last);
         for (int h = 0; h < group; h++, unit++) {
             if (unit % nth != ith) continue;
             for (int i = 0; i < nt; i++)

@@ -49,8 +49,7 @@ static void conv_add(conversation *c, const char *role, const char *content) {
         c->cap = c->cap ? c->cap * 2 : 16;
         c->msgs = realloc(c->msgs, (size_t)c->cap * sizeof *c->msgs);
     }
-    c->msgs[c->n].role = strdup(role);
-    c->msgs[c->n].content = strdup(content);
+    c->msgs[c->n] = (gemma8_chat_message){.role = strdup(role), .content = strdup(content)};
     c->n++;
 }
 

@@ -68,8 +68,7 @@ gemma8_chat_message *cli_parse_messages(cJSON *arr, int32_t *n, char *err, size_
             free(msgs);
             return NULL;
         }
-        msgs[i].role = role->valuestring;
-        msgs[i].content = content->valuestring;
+        msgs[i] = (gemma8_chat_message){.role = role->valuestring, .content = content->valuestring};
     }
     *n = count;
     return msgs;

@@ -125,8 +125,8 @@ int cmd_info(int argc, char **argv) {
     gemma8_context_params cp = gemma8_context_default_params();
     gemma8_memory_estimate e = gemma8_estimate_memory(model, &cp);
     printf("memory at context %d:  %.2f GiB = weights %.2f + KV cache %.2f (%.2f without sliding-window rings)"
-           " + scratch %.2f; %.2f GiB available\n", in.n_ctx_train, e.total / G, e.weights / G, e.kv_cache / G,
-           e.kv_cache_full / G, e.scratch / G, e.available / G);
+           " + scratch %.2f; %.2f GiB available besides the %.2f the model holds\n", in.n_ctx_train, e.total / G,
+           e.weights / G, e.kv_cache / G, e.kv_cache_full / G, e.scratch / G, e.available / G, e.loaded / G);
     printf("memory by context (GiB: weights + KV + scratch), KV f16%s:\n", in.head_dim % 32 ? "" : " | KV q8_0");
     for (int n = 1024; n <= in.n_ctx_train; n *= 2) {
         cp.n_ctx = n;

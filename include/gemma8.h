@@ -272,6 +272,8 @@ typedef struct gemma8_memory_estimate {
     uint64_t scratch;            /* activations, logits, per-thread buffers */
     uint64_t total;              /* weights + kv_cache + scratch */
     uint64_t available;          /* MemAvailable of this machine (0 if unknown) */
+    uint64_t loaded;             /* of the weights, what the loaded model holds in memory already (its
+                                    packed quantized matrices): not counted against `available` */
 } gemma8_memory_estimate;
 
 GEMMA8_API gemma8_memory_estimate gemma8_estimate_memory(const gemma8_model *model,

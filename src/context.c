@@ -109,8 +109,12 @@ gemma8_memory_estimate gemma8_estimate_memory(const gemma8_model *m, const gemma
     for (int i = 0; i < N_BUF; i++) e.scratch += bytes[i];
     e.total = e.weights + e.kv_cache + e.scratch;
     e.available = mem_available();
+    e.loaded = m->packed_bytes;
     return e;
 }
+
+/* Whether what a context still needs (all but the weights the model holds already) fits. */
+static bool fits(const gemma8_memory_estimate *e) { return !e->available || e->total - e->loaded <= e->available; }
 
 /* The error for a context that does not fit, with the largest one that does. */
 static gemma8_status not_enough_memory(const gemma8_model *model, const gemma8_context_params *params,
@@ -120,18 +124,18 @@ static gemma8_status not_enough_memory(const gemma8_model *model, const gemma8_c
     const int asked = z.n_ctx * z.n_seq;
     int n = asked;
     gemma8_memory_estimate e = *need;
-    while (n > 16 && e.total > e.available) {
+    while (n > 16 && !fits(&e)) {
         p.n_ctx = n /= 2;
         e = gemma8_estimate_memory(model, &p);
     }
     const double G = 1073741824.0;
     char hint[96] = "; the weights alone do not fit";
-    if (e.total <= e.available) snprintf(hint, sizeof hint, "; a context of %d tokens would fit (-c %d)", n, n);
+    if (fits(&e)) snprintf(hint, sizeof hint, "; a context of %d tokens would fit (-c %d)", n, n);
     return g8_fail(GEMMA8_ERR_NOMEM,
-                   "not enough memory: the model with a context of %d tokens needs %.2f GiB (weights %.2f + KV "
-                   "cache %.2f + scratch %.2f) and %.2f GiB are available%s",
-                   asked, need->total / G, need->weights / G, need->kv_cache / G, need->scratch / G,
-                   need->available / G, hint);
+                   "not enough memory: the model with a context of %d tokens needs %.2f GiB (weights %.2f, %.2f of "
+                   "them loaded already, + KV cache %.2f + scratch %.2f) and %.2f GiB more are available%s",
+                   asked, need->total / G, need->weights / G, need->loaded / G, need->kv_cache / G,
+                   need->scratch / G, need->available / G, hint);
 }
 
 static gemma8_status check_params(const gemma8_model *model, const gemma8_context_params *p) {
@@ -159,7 +163,7 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
     if (st) return st;
     const g8_hparams *hp = &model->hp;
     gemma8_memory_estimate need = gemma8_estimate_memory(model, params);
-    if (need.available && need.total > need.available) return not_enough_memory(model, params, &need);
+    if (!fits(&need)) return not_enough_memory(model, params, &need);
     gemma8_context *ctx = g8_calloc(1, sizeof *ctx, "the context");
     if (!ctx) return GEMMA8_ERR_NOMEM;
     const ctx_sizes z = resolve(model, params);

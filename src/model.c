@@ -240,7 +240,8 @@ static size_t arena_bytes(const g8_matrix *w) {
 
 /* Packs every quantized matrix of mats on the machine's cores, into one allocation (*arena_out); pages of
  * the mapping that were read are given back (they stay in the page cache). */
-static gemma8_status pack_matrices(const char *path, const gguf_file *f, g8_matrix **mats, int n, void **arena_out) {
+static gemma8_status pack_matrices(const char *path, const gguf_file *f, g8_matrix **mats, int n, void **arena_out,
+                                   uint64_t *arena_bytes_out) {
     pack_job pj = {.mats = mats, .n = 0, .fd = -1, .base = f->map.data};
     size_t total = 0;
     for (int i = 0; i < n; i++) {
@@ -256,6 +257,7 @@ static gemma8_status pack_matrices(const char *path, const gguf_file *f, g8_matr
         return g8_fail(GEMMA8_ERR_NOMEM, "'%s': out of memory for the packed weights (%zu bytes)", path, total);
     populate(arena, total); /* one call maps every page: far cheaper than a fault per page */
     *arena_out = arena;
+    *arena_bytes_out = total;
     for (int i = 0; i < pj.n; i++) {
         mats[i]->packed = arena;
         arena += arena_bytes(mats[i]);
@@ -352,7 +354,7 @@ gemma8_status gemma8_model_load(const char *path, const gemma8_model_params *par
     }
     mats[0] = &m->output;
     for (int il = 0; il < hp->n_layer; il++) layer_matrices(&m->layers[il], mats + 1 + LAYER_MATRICES * il);
-    st = pack_matrices(path, f, mats, 1 + LAYER_MATRICES * hp->n_layer, &m->packed);
+    st = pack_matrices(path, f, mats, 1 + LAYER_MATRICES * hp->n_layer, &m->packed, &m->packed_bytes);
     free(mats);
     if (st) goto fail;
     if (m->tok_embd.data == m->output.data) m->tok_embd.packed = m->output.packed; /* tied: rows from there */

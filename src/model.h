@@ -65,6 +65,7 @@ struct gemma8_model {
     g8_layer *layers;          /* (n_layer) */
     float *norm_data;          /* one allocation behind all norm vectors */
     void *packed;              /* one allocation behind all packed matrices */
+    uint64_t packed_bytes;     /* its size: memory the loaded model holds already (not page cache) */
     g8_vocab vocab;            /* the tokenizer */
     bool has_vocab;            /* false for a file without tokenizer metadata */
     struct g8_vindex *vindex;  /* the vocabulary's trie for grammars, built on first use */

@@ -584,6 +584,15 @@ TEST(context_memory_check) {
     CHECK(gemma8_context_new(m, &cp, &ctx) == GEMMA8_ERR_NOMEM && ctx == NULL);
     CHECKF(strstr(gemma8_last_error(), "not enough memory") && strstr(gemma8_last_error(), "would fit (-c "), "%s",
            gemma8_last_error());
+    /* the weights a loaded model holds (its packed quantized matrices; none for f32, used in place
+     * from the mapping) are not asked of the memory a second time */
+    CHECK(e.loaded == 0);
+    gemma8_model *q = load_fixture("tiny-b", GEMMA8_TYPE_Q8_0);
+    cp.n_ctx = 64;
+    gemma8_memory_estimate eq = q ? gemma8_estimate_memory(q, &cp) : e;
+    CHECKF(q && eq.loaded > 0 && eq.loaded <= eq.weights && eq.weights - eq.loaded < eq.weights / 20,
+           "loaded %llu of %llu", (unsigned long long)eq.loaded, (unsigned long long)eq.weights);
+    gemma8_model_free(q);
     gemma8_model_free(m);
 }
 

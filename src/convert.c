@@ -114,9 +114,8 @@ static const g8_arch *config_arch(const cJSON *root, const char *path, bool *mul
                     path, other_gemmas[i].what, cls, type);
             return NULL;
         }
-    const g8_arch *known[] = {&g8_arch_gemma2, &g8_arch_gemma3};
-    for (size_t i = 0; i < 2; i++) {
-        const g8_arch *a = known[i];
+    const g8_arch *a;
+    for (int i = 0; (a = g8_arch_at(i)); i++) {
         *multimodal = a->hf_multimodal && (!strcmp(cls, a->hf_multimodal_class) ||
                                            (!cJSON_IsString(a0) && !strcmp(type, a->hf_multimodal)));
         if (*multimodal || !strcmp(cls, a->hf_class) || (!cJSON_IsString(a0) && !strcmp(type, a->hf_model_type)))
@@ -228,7 +227,7 @@ static gemma8_status read_config(const char *path, hf_config *c) {
         }
     }
     /* Gemma 2's checkpoints give every size; Gemma 3's leave out what transformers defaults */
-    const bool req = a == &g8_arch_gemma2;
+    const bool req = a->hf_sizes_required;
     if ((st = json_int(root, path, "vocab_size", &c->vocab, a->hf_vocab, req)) ||
         (st = json_int(root, path, "hidden_size", &c->hidden, a->hf_hidden, req)) ||
         (st = json_int(root, path, "num_hidden_layers", &c->layers, a->hf_layers, req)) ||
@@ -251,7 +250,7 @@ static gemma8_status read_config(const char *path, hf_config *c) {
         st = g8_fail(GEMMA8_ERR_UNSUPPORTED, "'%s': bidirectional attention (EmbeddingGemma) is not supported", path);
         goto done;
     }
-    if (a->qk_norm) {
+    if (a->hf_layer_forms) {
         if ((st = read_rope(root, path, c)) || (st = read_layer_types(root, path, c))) goto done;
     } else {
         if ((st = json_float(root, path, "rope_theta", &c->rope_base, a->hf_rope_base))) goto done;
@@ -429,26 +428,23 @@ static gemma8_status convert(const char *config_path, const st_set *set, const c
     g8_gguf_set_u32(w, KEY_FILE_TYPE, g8_file_type(p->type));
     g8_gguf_set_f32(w, KEY(KEY_ROPE_BASE), c.rope_base);
     g8_gguf_set_f32(w, KEY(KEY_QUERY_SCALAR), c.qpas);
-    if (a == &g8_arch_gemma2) { /* llama.cpp's gemma2 loader assumes soft-caps: written always */
-        g8_gguf_set_f32(w, KEY(KEY_ATTN_SOFTCAP), c.attn_cap);
-        g8_gguf_set_f32(w, KEY(KEY_FINAL_SOFTCAP), c.final_cap);
-        g8_gguf_set_u32(w, KEY(KEY_WINDOW), (uint32_t)c.window);
-    } else { /* gemma3: what llama.cpp's converter writes, and what its loader would otherwise assume wrongly */
-        bool any_sliding = c.period == 0 || (c.period > 1 && c.layers > 0);
-        if (c.attn_cap > 0) g8_gguf_set_f32(w, KEY(KEY_ATTN_SOFTCAP), c.attn_cap);
-        if (c.final_cap > 0) g8_gguf_set_f32(w, KEY(KEY_FINAL_SOFTCAP), c.final_cap);
-        if (any_sliding) g8_gguf_set_u32(w, KEY(KEY_WINDOW), (uint32_t)c.window);
-        if (any_sliding && c.period != a->swa_period) g8_gguf_set_u32(w, KEY(KEY_PATTERN), (uint32_t)c.period);
-        g8_gguf_set_f32(w, KEY(KEY_ROPE_BASE_SWA), c.rope_base_local);
-        if (c.rope_factor > 0) {
-            g8_gguf_set_str(w, KEY(KEY_ROPE_SCALING_TYPE), "linear");
-            g8_gguf_set_f32(w, KEY(KEY_ROPE_SCALING_FACTOR), c.rope_factor);
-        }
+    /* what llama.cpp's converter writes, and what its loader would otherwise assume wrongly: a cap
+     * where the architecture's default is one or the config sets one, the window where a layer
+     * slides, the pattern where it is not the default, the local base where it is its own */
+    const bool any_sliding = c.period == 0 || (c.period > 1 && c.layers > 0);
+    if (c.attn_cap > 0 || a->attn_softcap > 0) g8_gguf_set_f32(w, KEY(KEY_ATTN_SOFTCAP), c.attn_cap);
+    if (c.final_cap > 0 || a->final_softcap > 0) g8_gguf_set_f32(w, KEY(KEY_FINAL_SOFTCAP), c.final_cap);
+    if (any_sliding) g8_gguf_set_u32(w, KEY(KEY_WINDOW), (uint32_t)c.window);
+    if (any_sliding && c.period != a->swa_period) g8_gguf_set_u32(w, KEY(KEY_PATTERN), (uint32_t)c.period);
+    if (a->local_rope_own_base) g8_gguf_set_f32(w, KEY(KEY_ROPE_BASE_SWA), c.rope_base_local);
+    if (c.rope_factor > 0) {
+        g8_gguf_set_str(w, KEY(KEY_ROPE_SCALING_TYPE), "linear");
+        g8_gguf_set_f32(w, KEY(KEY_ROPE_SCALING_FACTOR), c.rope_factor);
     }
 #undef KEY
     g8_gguf_set_u32(w, KEY_QUANT_VERSION, 2);
     int n_vocab;
-    if ((st = g8_vocab_convert(w, hf_dir, c.vocab, a->qk_norm, &n_vocab))) goto done;
+    if ((st = g8_vocab_convert(w, hf_dir, c.vocab, a->vocab_own_size, &n_vocab))) goto done;
 
     /* the text model's tensors: "model." (CausalLM); in Gemma3ForConditionalGeneration
      * "language_model.model." (the Hub's files) or "model.language_model." (newer transformers) */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct run_out {
     bool ids;
@@ -100,13 +101,17 @@ int cmd_run(int argc, char **argv) {
         gemma8_chat_message msgs[2] = {{.role = "system", .content = system}, {.role = "user", .content = prompt}};
         st = system ? gemma8_chat(ctx, msgs, 2, &p, &res) : gemma8_chat(ctx, msgs + 1, 1, &p, &res);
     }
-    printf("\n");
+    /* a constrained reply is the output exactly (a file, a pipe): the line ends only on a terminal */
+    if (!p.grammar || isatty(STDOUT_FILENO)) printf("\n");
+    fflush(stdout);
     int rc = 0;
     if (st) {
         rc = cli_fail(st);
     } else {
         if (res.stop_reason == GEMMA8_STOP_CONTEXT)
             fprintf(stderr, "gemma8: stopped: the context of %d tokens is full (use -c)\n", gemma8_n_ctx(ctx));
+        if (res.stop_reason == GEMMA8_STOP_LENGTH)
+            fprintf(stderr, "gemma8: stopped: the reply reached its limit of %d tokens (use -n)\n", p.max_new_tokens);
         if (!quiet) cli_print_timings(load_s, &res);
     }
     free(ids);

@@ -91,10 +91,11 @@ static int64_t rule_id(parser *ps, const char *name, size_t len) {
     return ps->n_rules++;
 }
 
-/* A rule made for a group or a repeated literal: "<parent>-<n>". */
+/* A rule made for a group or a repeated item: "<parent> (group <n>)", a name no rule of the
+ * text can have (llama.cpp's schema converter writes rules named "root-1" and the like). */
 static int64_t synth_rule(parser *ps, uint32_t parent) {
-    char name[96];
-    snprintf(name, sizeof name, "%.60s-%u", ps->names[parent], ++ps->n_synth);
+    char name[112];
+    snprintf(name, sizeof name, "%.60s (group %u)", ps->names[parent], ++ps->n_synth);
     int64_t id = rule_id(ps, name, strlen(name));
     if (id >= 0) ps->defined[id] = true;
     return id;
@@ -395,6 +396,9 @@ static bool parse_sequence(parser *ps, uint32_t r, int depth) {
             int64_t id = rule_id(ps, name, (size_t)(ps->p - name));
             if (id < 0) return false;
             if (!push(ps, r, (g8_gelem){.type = G8_G_RULE, .v = (uint32_t)id, .min = 1, .max = 1})) return false;
+        } else if (c == '<' || (c == '!' && ps->p[1] == '<')) {
+            return perr(ps, "llama.cpp's token syntax (<[id]>, <token>, !<...>) is not supported: gemma8's "
+                            "grammars match text; write the token's text as a literal");
         } else {
             return true;
         }
@@ -678,6 +682,7 @@ const char *gemma8_grammar_warnings(const gemma8_grammar *g) { return g ? g->war
 
 void g8_garena_free(g8_garena *a) {
     free(a->f);
+    free(a->t);
     *a = (g8_garena){0};
 }
 
@@ -707,11 +712,27 @@ static bool same_stack(const g8_garena *a, int32_t x, int32_t y) {
     return true;
 }
 
-static void push_top(const g8_garena *a, g8_gstate *s, int32_t t) {
+/* Adds stack t to s, whose tops are the last in a->t (s is the state being built). */
+static void push_top(g8_garena *a, g8_gstate *s, int32_t t) {
     if (t < 0) return;
     for (int i = 0; i < s->n; i++)
-        if (same_stack(a, s->top[i], t)) return;
-    if (s->n < G8_G_MAX_STACKS) s->top[s->n++] = t;
+        if (same_stack(a, g8_gstate_top(a, s, i), t)) return;
+    if (s->n >= G8_G_MAX_STACKS) {
+        a->too_many = true;
+        return;
+    }
+    if (a->nt == a->capt) {
+        size_t cap = a->capt ? 2 * a->capt : 256;
+        int32_t *nt = realloc(a->t, cap * sizeof *nt);
+        if (!nt) {
+            a->oom = true;
+            return;
+        }
+        a->t = nt;
+        a->capt = cap;
+    }
+    a->t[a->nt++] = t;
+    s->n++;
 }
 
 /* One more repetition done; an unbounded count stops at min (all it is compared with). */
@@ -760,14 +781,15 @@ static void expand(const gemma8_grammar *g, g8_garena *a, g8_gstate *s, uint32_t
 
 bool g8_gstate_start(const gemma8_grammar *g, g8_garena *a, g8_gstate *s) {
     memset(s, 0, sizeof *s);
+    s->off = a->nt;
     enter_rule(g, a, s, g->root, -1); /* the root's end pops to the bottom: accept */
-    return !a->oom;
+    return !a->oom && !a->too_many;
 }
 
 /* Code point cp, complete: every stack whose top class holds it moves on. */
 static void step_cp(const gemma8_grammar *g, g8_garena *a, const g8_gstate *in, uint32_t cp, g8_gstate *out) {
     for (int i = 0; i < in->n; i++) {
-        int32_t t = in->top[i];
+        int32_t t = g8_gstate_top(a, in, i);
         g8_gframe f = a->f[t];
         const g8_gelem *e = &g->e[f.pos];
         if (f.count >= e->max || !g8_gclass_has(&g->cls[e->v], cp)) continue;
@@ -795,7 +817,7 @@ static bool partial_fits(const gemma8_grammar *g, const g8_garena *a, const g8_g
     if (hi > 0x10FFFF) hi = 0x10FFFF;
     if (lo > hi) return false;
     for (int i = 0; i < s->n; i++) {
-        const g8_gframe *f = &a->f[s->top[i]];
+        const g8_gframe *f = &a->f[g8_gstate_top(a, s, i)];
         const g8_gelem *e = &g->e[f->pos];
         if (f->count < e->max && class_meets(&g->cls[e->v], lo, hi)) return true;
     }
@@ -803,6 +825,7 @@ static bool partial_fits(const gemma8_grammar *g, const g8_garena *a, const g8_g
 }
 
 bool g8_gstate_byte(const gemma8_grammar *g, g8_garena *a, const g8_gstate *in, uint8_t b, g8_gstate *out) {
+    out->off = a->nt;
     out->n = 0;
     out->accept = false;
     out->need = out->len = 0;
@@ -814,7 +837,7 @@ bool g8_gstate_byte(const gemma8_grammar *g, g8_garena *a, const g8_gstate *in, 
         }
         uint8_t need = b >= 0xC2 && b <= 0xDF ? 1 : b >= 0xE0 && b <= 0xEF ? 2 : b >= 0xF0 && b <= 0xF4 ? 3 : 0;
         if (!need) return false;
-        memcpy(out->top, in->top, (size_t)in->n * sizeof *in->top);
+        out->off = in->off; /* the same stacks, waiting for the rest of the character */
         out->n = in->n;
         out->need = need;
         out->len = 1;
@@ -826,7 +849,7 @@ bool g8_gstate_byte(const gemma8_grammar *g, g8_garena *a, const g8_gstate *in, 
     if ((b & 0xC0) != 0x80) return false;
     uint32_t cp = in->cp << 6 | (b & 0x3F);
     if (in->need > 1) {
-        memcpy(out->top, in->top, (size_t)in->n * sizeof *in->top);
+        out->off = in->off;
         out->n = in->n;
         out->need = (uint8_t)(in->need - 1);
         out->len = (uint8_t)(in->len + 1);
@@ -848,7 +871,7 @@ bool g8_gstate_compact(g8_garena *a, g8_gstate *s) {
     if (!map) return false;
     for (size_t i = 0; i < n; i++) map[i] = -1;
     for (int i = 0; i < s->n; i++)
-        for (int32_t f = s->top[i]; f >= 0 && map[f] == -1; f = a->f[f].parent) map[f] = 0;
+        for (int32_t f = g8_gstate_top(a, s, i); f >= 0 && map[f] == -1; f = a->f[f].parent) map[f] = 0;
     int32_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (map[i] < 0) continue;
@@ -857,7 +880,9 @@ bool g8_gstate_compact(g8_garena *a, g8_gstate *s) {
         map[i] = k;
         a->f[k++] = f;
     }
-    for (int i = 0; i < s->n; i++) s->top[i] = map[s->top[i]];
+    for (int i = 0; i < s->n; i++) a->t[i] = map[a->t[s->off + i]]; /* off >= i: front to back is safe */
+    s->off = 0;
+    a->nt = (size_t)s->n;
     a->n = (size_t)k;
     free(map);
     return true;
@@ -882,7 +907,7 @@ uint32_t g8_gstate_distance(const gemma8_grammar *g, const g8_garena *a, const g
     if (s->accept && !s->need) return 0;
     uint32_t best = FAR;
     for (int i = 0; i < s->n; i++) {
-        uint32_t d = g8_gstack_distance(g, a, s->top[i]);
+        uint32_t d = g8_gstack_distance(g, a, g8_gstate_top(a, s, i));
         if (d < best) best = d;
     }
     return sat_add(best, s->need); /* a character under way: its last bytes, at most */

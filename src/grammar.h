@@ -69,19 +69,27 @@ typedef struct g8_gframe {
     int32_t parent;       /* index of the frame below, -1 at the bottom */
 } g8_gframe;
 
-/* Frames of the states in use; states are walked depth first, so a walk
+/* Frames and stack tops of the states in use; states are walked depth first, so a walk
  * allocates above a mark and gives it all back with g8_garena_reset. */
 typedef struct g8_garena {
     g8_gframe *f;
     size_t n, cap;
+    int32_t *t;           /* the states' stack tops: each state's are contiguous */
+    size_t nt, capt;
     bool oom;
+    bool too_many;        /* a state held more than G8_G_MAX_STACKS parses */
 } g8_garena;
 
-/* A grammar's state: the parse stacks alive (their top frames), whether the
- * grammar may end here, and the bytes of a character begun but not complete. */
-#define G8_G_MAX_STACKS 64
+typedef struct g8_gmark {
+    size_t f, t;
+} g8_gmark;
+
+/* A grammar's state: the parse stacks alive (their top frames, a->t[off .. off + n)), whether
+ * the grammar may end here, and the bytes of a character begun but not complete. An ambiguous
+ * grammar may hold many parses at once: all are kept, up to a limit that is an error, not a cut. */
+#define G8_G_MAX_STACKS 65536
 typedef struct g8_gstate {
-    int32_t top[G8_G_MAX_STACKS];
+    size_t off;
     int n;
     bool accept;
     uint8_t need;         /* continuation bytes still to come (0: at a character boundary) */
@@ -89,7 +97,12 @@ typedef struct g8_gstate {
     uint32_t cp;          /* its bits so far */
 } g8_gstate;
 
-static inline void g8_garena_reset(g8_garena *a, size_t mark) { a->n = mark; }
+static inline int32_t g8_gstate_top(const g8_garena *a, const g8_gstate *s, int i) { return a->t[s->off + i]; }
+static inline g8_gmark g8_garena_mark(const g8_garena *a) { return (g8_gmark){a->n, a->nt}; }
+static inline void g8_garena_reset(g8_garena *a, g8_gmark m) {
+    a->n = m.f;
+    a->nt = m.t;
+}
 void g8_garena_free(g8_garena *a);
 
 /* The state before any output. */
@@ -98,7 +111,7 @@ bool g8_gstate_start(const gemma8_grammar *g, g8_garena *a, g8_gstate *s);
 bool g8_gstate_byte(const gemma8_grammar *g, g8_garena *a, const g8_gstate *in, uint8_t b, g8_gstate *out);
 /* Live: some stack can continue, or the grammar can end here. */
 static inline bool g8_gstate_live(const g8_gstate *s) { return s->n > 0 || (s->accept && !s->need); }
-/* Copies the frames s uses to the front of a (compacting it); s is rewritten. */
+/* Copies the frames and tops s uses to the front of a (compacting it); s is rewritten. */
 bool g8_gstate_compact(g8_garena *a, g8_gstate *s);
 /* The fewest bytes that complete the grammar from s (0 if it may end here). */
 uint32_t g8_gstate_distance(const gemma8_grammar *g, const g8_garena *a, const g8_gstate *s);

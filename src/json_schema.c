@@ -141,94 +141,325 @@ static bool is_annotation(const char *k) {
 }
 
 static const char *visit(jsc *c, const cJSON *s, const char *hint);
+static const char *emit(jsc *c, const char *hint, g8_sbuf *body);
 
-/* ---- integers in a range -------------------------------------------------------- */
+/* ---- numbers in a range ----------------------------------------------------------- */
 
-/* Digit strings lo..hi of equal length, as GBNF alternatives. */
-static void same_len(g8_sbuf *b, const char *lo, const char *hi, size_t n) {
-    if (!n) {
-        sb_str(b, "\"\"");
+/* A bound as a decimal: the shortest digits that read back as the same double (what the
+ * schema's author wrote, for any number a double holds), integer and fraction apart:
+ * int "0" for zero, no leading zeros, frac without trailing zeros. */
+#define DEC_MAX 400
+typedef struct dec {
+    bool neg;
+    char in[DEC_MAX], frac[DEC_MAX];
+} dec;
+
+static void dec_of(double v, dec *d) {
+    char e[40];
+    for (int prec = 0; prec < 17; prec++) { /* %.{prec}e: prec + 1 significant digits */
+        snprintf(e, sizeof e, "%.*e", prec, v);
+        if (strtod(e, NULL) == v) break;
+    }
+    /* e is [-]D[.DDD]e[+-]X: the digits, then the point moved by X */
+    d->neg = e[0] == '-';
+    const char *p = e + d->neg;
+    char digits[24];
+    size_t n = 0;
+    for (; *p && *p != 'e'; p++)
+        if (*p != '.') digits[n++] = *p;
+    int x = atoi(p + 1);
+    while (n > 1 && digits[n - 1] == '0') n--;
+    /* the value is 0.digits * 10^(x + 1) */
+    int point = x + 1;
+    size_t ki = 0, kf = 0;
+    for (int i = 0; i < point; i++) d->in[ki++] = i < (int)n ? digits[i] : '0';
+    for (int i = point; i < 0; i++) d->frac[kf++] = '0';
+    for (int i = point > 0 ? point : 0; i < (int)n; i++) d->frac[kf++] = digits[i];
+    if (n == 1 && digits[0] == '0') { /* zero (and -0) */
+        ki = kf = 0;
+        d->neg = false;
+    }
+    if (!ki) d->in[ki++] = '0';
+    d->in[ki] = 0;
+    while (kf && d->frac[kf - 1] == '0') kf--;
+    d->frac[kf] = 0;
+}
+
+/* Compares magnitudes. */
+static int dec_cmp(const dec *a, const dec *b) {
+    size_t la = strlen(a->in), lb = strlen(b->in);
+    if (la != lb) return la < lb ? -1 : 1;
+    int c = strcmp(a->in, b->in);
+    if (c) return c < 0 ? -1 : 1;
+    c = strcmp(a->frac, b->frac); /* no trailing zeros: as strings */
+    return c < 0 ? -1 : c > 0;
+}
+
+/* Digit string +1 / -1 in place (s has room for one more digit); -1 of "0" gives false. */
+static void digits_inc(char *s) {
+    size_t n = strlen(s), i = n;
+    while (i > 0 && s[i - 1] == '9') s[--i] = '0';
+    if (i > 0) {
+        s[i - 1]++;
         return;
     }
+    memmove(s + 1, s, n + 1);
+    s[0] = '1';
+}
+
+static bool digits_dec(char *s) {
+    size_t n = strlen(s), i = n;
+    if (n == 1 && s[0] == '0') return false;
+    while (i > 0 && s[i - 1] == '0') s[--i] = '9';
+    s[i - 1]--;
+    if (s[0] == '0' && n > 1) memmove(s, s + 1, n);
+    return true;
+}
+
+static bool digits_le(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    return la != lb ? la < lb : strcmp(a, b) <= 0;
+}
+
+/* Digit strings lo..hi of equal length n, as GBNF (a rule per digit below the first). */
+static const char *same_len(jsc *c, const char *lo, const char *hi, size_t n) {
+    g8_sbuf b = {0};
+    if (!n) {
+        sb_str(&b, "\"\"");
+        return emit(c, "digits", &b);
+    }
+    char all[DEC_MAX];
     if (lo[0] == hi[0]) {
-        g8_sb_printf(b, "\"%c\" ", lo[0]);
-        if (n > 1) same_len(b, lo + 1, hi + 1, n - 1);
-        return;
+        const char *rest = n > 1 ? same_len(c, lo + 1, hi + 1, n - 1) : "";
+        if (!rest) return NULL;
+        g8_sb_printf(&b, "\"%c\" %s", lo[0], rest);
+        return emit(c, "digits", &b);
     }
     bool lo_zeros = strspn(lo + 1, "0") == n - 1, hi_nines = strspn(hi + 1, "9") == n - 1;
     char a = lo[0], z = hi[0];
-    sb_str(b, "(");
     bool first = true;
     if (!lo_zeros) {
-        char nines[24];
-        memset(nines, '9', n - 1);
-        g8_sb_printf(b, "\"%c\" (", a);
-        same_len(b, lo + 1, nines, n - 1);
-        sb_str(b, ")");
+        memset(all, '9', n - 1);
+        all[n - 1] = 0;
+        const char *rest = same_len(c, lo + 1, all, n - 1);
+        if (!rest) return NULL;
+        g8_sb_printf(&b, "\"%c\" %s", a, rest);
         a++;
         first = false;
     }
     char zmid = hi_nines ? z : (char)(z - 1);
     if (a <= zmid) {
-        g8_sb_printf(b, "%s[%c-%c]", first ? "" : " | ", a, zmid);
-        if (n > 1) g8_sb_printf(b, " [0-9]{%zu}", n - 1);
+        g8_sb_printf(&b, "%s[%c-%c]", first ? "" : " | ", a, zmid);
+        if (n > 1) g8_sb_printf(&b, " [0-9]{%zu}", n - 1);
         first = false;
     }
     if (!hi_nines) {
-        char zeros[24];
-        memset(zeros, '0', n - 1);
-        g8_sb_printf(b, "%s\"%c\" (", first ? "" : " | ", z);
-        same_len(b, zeros, hi + 1, n - 1);
-        sb_str(b, ")");
+        memset(all, '0', n - 1);
+        all[n - 1] = 0;
+        const char *rest = same_len(c, all, hi + 1, n - 1);
+        if (!rest) return NULL;
+        g8_sb_printf(&b, "%s\"%c\" %s", first ? "" : " | ", z, rest);
     }
-    sb_str(b, ")");
+    return emit(c, "digits", &b);
 }
 
-/* Non-negative integers lo..hi (lo <= hi), written without leading zeros. */
-static void nonneg_range(g8_sbuf *b, uint64_t lo, uint64_t hi) {
+/* Digit strings for the integers lo..hi (lo <= hi), without leading zeros, as alternatives. */
+static bool int_digits(jsc *c, g8_sbuf *b, const char *lo, const char *hi) {
+    size_t nlo = strlen(lo), nhi = strlen(hi);
+    char a[DEC_MAX], z[DEC_MAX];
     sb_str(b, "(");
-    bool first = true;
-    uint64_t p = 1;
-    for (int d = 1; d <= 19; d++, p *= 10) {
-        uint64_t dlo = d == 1 ? 0 : p, dhi = d == 19 ? UINT64_MAX : p * 10 - 1;
-        if (dhi < lo || dlo > hi) continue;
-        uint64_t a = lo > dlo ? lo : dlo, z = hi < dhi ? hi : dhi;
-        char sa[24], sz[24];
-        snprintf(sa, sizeof sa, "%llu", (unsigned long long)a);
-        snprintf(sz, sizeof sz, "%llu", (unsigned long long)z);
-        if (!first) sb_str(b, " | ");
-        same_len(b, sa, sz, strlen(sa));
-        first = false;
-        if (d == 19) break;
+    for (size_t d = nlo; d <= nhi; d++) {
+        if (d == nlo) snprintf(a, sizeof a, "%s", lo);
+        else a[0] = '1', memset(a + 1, '0', d - 1), a[d] = 0;
+        if (d == nhi) snprintf(z, sizeof z, "%s", hi);
+        else memset(z, '9', d), z[d] = 0;
+        const char *r = same_len(c, a, z, d);
+        if (!r) return false;
+        g8_sb_printf(b, "%s%s", d == nlo ? "" : " | ", r);
     }
-    sb_str(b, ")");
-}
-
-#define INT_LIMIT 999999999999999LL /* 15 digits, as the integer rule allows without bounds */
-
-static bool int_range(jsc *c, const cJSON *s, g8_sbuf *b) {
-    const cJSON *mn = cJSON_GetObjectItem(s, "minimum"), *mx = cJSON_GetObjectItem(s, "maximum");
-    const cJSON *xmn = cJSON_GetObjectItem(s, "exclusiveMinimum"), *xmx = cJSON_GetObjectItem(s, "exclusiveMaximum");
-    double lo = -(double)INT_LIMIT, hi = (double)INT_LIMIT;
-    const cJSON *bounds[4] = {mn, mx, xmn, xmx};
-    for (int i = 0; i < 4; i++)
-        if (bounds[i] && (!cJSON_IsNumber(bounds[i]) || fabs(bounds[i]->valuedouble) > 9e15))
-            return fail(c, "minimum/maximum must be numbers within +-9e15");
-    if (mn) lo = fmax(lo, ceil(mn->valuedouble));
-    if (xmn) lo = fmax(lo, floor(xmn->valuedouble) + 1);
-    if (mx) hi = fmin(hi, floor(mx->valuedouble));
-    if (xmx) hi = fmin(hi, ceil(xmx->valuedouble) - 1);
-    if (lo > hi) return fail(c, "no integer lies between minimum %g and maximum %g", lo, hi);
-    int64_t l = (int64_t)lo, h = (int64_t)hi;
-    sb_str(b, "(");
-    if (l < 0) {
-        sb_str(b, "\"-\" ");
-        nonneg_range(b, h < 0 ? (uint64_t)-h : 1, (uint64_t)-l);
-        if (h >= 0) sb_str(b, " | ");
-    }
-    if (h >= 0) nonneg_range(b, l > 0 ? (uint64_t)l : 0, (uint64_t)h);
     sb_str(b, ")");
     return true;
+}
+
+/* The digits of a fraction after position i, while they equal lo's so far (tlo) or hi's (thi):
+ * what may follow (at least one digit, at most `left`) so that 0.digits stays within the range;
+ * "" when no digit may. *stop: whether the fraction may end at i. hi is read only when thi. */
+typedef struct frange {
+    const char *lo, *hi;
+    bool lo_x, hi_x; /* the ends excluded */
+} frange;
+
+static const char *frac_more(jsc *c, const frange *f, size_t i, bool tlo, bool thi, size_t left, bool *stop) {
+    size_t nlo = strlen(f->lo), nhi = thi ? strlen(f->hi) : 0;
+    bool ge = !tlo || (i >= nlo && !f->lo_x); /* the digits so far, lo's other digits all zero */
+    bool le = !thi || i < nhi || !f->hi_x;
+    *stop = ge && le;
+    if (!left) return "";
+    g8_sbuf b = {0};
+    if (!tlo && !thi) {
+        g8_sb_printf(&b, "[0-9]{1,%zu}", left);
+        return emit(c, "frac", &b);
+    }
+    char lo_d = tlo && i < nlo ? f->lo[i] : '0';
+    char hi_d = thi ? (i < nhi ? f->hi[i] : '0') : '9';
+    if (lo_d > hi_d) return "";
+    for (int part = 0; part < 3; part++) { /* the digit lo_d, the digits between, hi_d */
+        if (part == 1) {
+            if (lo_d + 1 > hi_d - 1) continue;
+            g8_sb_printf(&b, "%s[%c-%c]", b.n ? " | " : "", lo_d + 1, hi_d - 1); /* then anything */
+            if (left > 1) g8_sb_printf(&b, " [0-9]{0,%zu}", left - 1);
+            continue;
+        }
+        char d = part ? hi_d : lo_d;
+        if (part == 2 && hi_d == lo_d) break;
+        bool st;
+        const char *sub = frac_more(c, f, i + 1, !part && tlo, thi && d == hi_d, left - 1, &st);
+        if (!sub) {
+            free(b.p);
+            return NULL;
+        }
+        if (!*sub && !st) continue;
+        g8_sb_printf(&b, "%s\"%c\"", b.n ? " | " : "", d);
+        if (*sub) g8_sb_printf(&b, " %s%s", sub, st ? "?" : "");
+    }
+    if (!b.n) return "";
+    return emit(c, "frac", &b);
+}
+
+/* Integer part `in` (a literal), then a fraction within f: one alternative appended to b. */
+static bool with_fraction(jsc *c, g8_sbuf *b, const char *in, const frange *f, bool thi, size_t left) {
+    bool stop;
+    const char *more = frac_more(c, f, 0, true, thi, left, &stop);
+    if (!more) return false;
+    if (!*more && !stop) return true;
+    g8_sb_printf(b, "%s\"%s\"", b->n ? " | " : "", in);
+    if (*more) g8_sb_printf(b, " (\".\" %s)%s", more, stop ? "?" : "");
+    return true;
+}
+
+/* Magnitudes m with A <= m <= B (ends excluded as asked; B NULL: up to `digits` integer digits),
+ * written without leading zeros, integers only or with a fraction of up to `left` digits: the
+ * alternatives appended to b (none when no value fits). */
+static bool mag_range(jsc *c, g8_sbuf *b, const dec *A, bool ax, const dec *B, bool bx, bool integer, size_t digits,
+                      size_t left) {
+    char lo[DEC_MAX + 1], hi[DEC_MAX + 1];
+    snprintf(lo, sizeof lo, "%s", A->in);
+    if (B) snprintf(hi, sizeof hi, "%s", B->in);
+    else memset(hi, '9', digits), hi[digits] = 0;
+    if (integer) {
+        if (A->frac[0] || ax) digits_inc(lo);
+        if (B && !B->frac[0] && bx && !digits_dec(hi)) return true;
+        if (!digits_le(lo, hi)) return true;
+        g8_sbuf r = {0};
+        if (!int_digits(c, &r, lo, hi)) {
+            free(r.p);
+            return false;
+        }
+        g8_sb_printf(b, "%s%s", b->n ? " | " : "", r.p);
+        free(r.p);
+        return true;
+    }
+    bool one = B && !strcmp(A->in, B->in);
+    frange f = {A->frac, one ? B->frac : NULL, ax, bx};
+    if (!with_fraction(c, b, A->in, &f, one, left)) return false;
+    if (one) return true;
+    char mid_lo[DEC_MAX + 1], mid_hi[DEC_MAX + 1];
+    snprintf(mid_lo, sizeof mid_lo, "%s", lo);
+    digits_inc(mid_lo);
+    snprintf(mid_hi, sizeof mid_hi, "%s", hi);
+    bool mid = !B || digits_dec(mid_hi);
+    if (mid && digits_le(mid_lo, mid_hi)) {
+        g8_sbuf r = {0};
+        if (!int_digits(c, &r, mid_lo, mid_hi)) {
+            free(r.p);
+            return false;
+        }
+        g8_sb_printf(b, "%s%s (\".\" [0-9]{1,%zu})?", b->n ? " | " : "", r.p, left);
+        free(r.p);
+    }
+    if (!B) return true;
+    frange fb = {"", B->frac, false, bx};
+    bool stop;
+    const char *more = frac_more(c, &fb, 0, false, true, left, &stop);
+    if (!more) return false;
+    if (!*more && !stop) return true;
+    g8_sb_printf(b, "%s\"%s\"", b->n ? " | " : "", B->in);
+    if (*more) g8_sb_printf(b, " (\".\" %s)%s", more, stop ? "?" : "");
+    return true;
+}
+
+/* One end of a range: the tighter of `minimum` and `exclusiveMinimum` (or the maxima); draft 4's
+ * boolean exclusiveMinimum marks `minimum` itself as excluded. */
+static bool range_end(jsc *c, const cJSON *s, bool upper, bool *has, double *v, bool *x) {
+    const cJSON *in = cJSON_GetObjectItem(s, upper ? "maximum" : "minimum");
+    const cJSON *ex = cJSON_GetObjectItem(s, upper ? "exclusiveMaximum" : "exclusiveMinimum");
+    const char *kin = upper ? "maximum" : "minimum", *kex = upper ? "exclusiveMaximum" : "exclusiveMinimum";
+    *has = false;
+    *x = false;
+    if (in && (!cJSON_IsNumber(in) || !isfinite(in->valuedouble))) return fail(c, "'%s' must be a number", kin);
+    if (ex && !cJSON_IsNumber(ex) && !cJSON_IsBool(ex)) return fail(c, "'%s' must be a number", kex);
+    if (ex && cJSON_IsNumber(ex) && !isfinite(ex->valuedouble)) return fail(c, "'%s' must be a number", kex);
+    if (in) *has = true, *v = in->valuedouble, *x = cJSON_IsTrue(ex);
+    if (ex && cJSON_IsBool(ex) && !in && cJSON_IsTrue(ex)) return fail(c, "'%s': true without '%s'", kex, kin);
+    if (ex && cJSON_IsNumber(ex)) {
+        double e = ex->valuedouble;
+        bool tighter = !*has || (upper ? e <= *v : e >= *v);
+        if (tighter) *has = true, *v = e, *x = true;
+    }
+    if (*has && fabs(*v) >= 1e300) return fail(c, "'%s' is too large a bound", *x ? kex : kin);
+    return true;
+}
+
+/* JSON numbers (integers: no fraction) within minimum/maximum/exclusive*, exactly, on the decimal
+ * value written: no exponent; integer parts up to 16 digits (or as many as a bound has), fractions
+ * up to 16 (or a bound's). */
+static bool num_range(jsc *c, const cJSON *s, g8_sbuf *b, bool integer) {
+    bool has_lo, has_hi, lo_x, hi_x;
+    double vlo = 0, vhi = 0;
+    if (!range_end(c, s, false, &has_lo, &vlo, &lo_x) || !range_end(c, s, true, &has_hi, &vhi, &hi_x)) return false;
+    dec lo = {0}, hi = {0}, zero = {.in = "0"};
+    if (has_lo) dec_of(vlo, &lo);
+    if (has_hi) dec_of(vhi, &hi);
+    size_t digits = 16, left = 16;
+    const dec *ends[2] = {has_lo ? &lo : NULL, has_hi ? &hi : NULL};
+    for (int i = 0; i < 2; i++) {
+        if (!ends[i]) continue;
+        if (strlen(ends[i]->in) > digits) digits = strlen(ends[i]->in);
+        if (strlen(ends[i]->frac) + 1 > left) left = strlen(ends[i]->frac) + 1;
+    }
+    g8_sbuf pos = {0}, neg = {0};
+    bool ok = true;
+    /* x >= 0: from max(lo, 0) to hi */
+    bool nonneg = !has_hi || !hi.neg;
+    if (nonneg && has_hi && !hi.neg && dec_cmp(&hi, &zero) == 0 && hi_x) nonneg = false;
+    if (nonneg) {
+        bool from_lo = has_lo && !lo.neg;
+        ok = mag_range(c, &pos, from_lo ? &lo : &zero, from_lo && lo_x, has_hi ? &hi : NULL, hi_x, integer, digits,
+                       left);
+    }
+    /* x < 0: magnitudes from max(-hi, 0) (0 itself excluded) to -lo */
+    if (ok && (!has_lo || lo.neg)) {
+        bool from_hi = has_hi && hi.neg;
+        dec mlo = from_hi ? hi : zero, mhi = lo;
+        mlo.neg = mhi.neg = false;
+        ok = mag_range(c, &neg, &mlo, from_hi ? hi_x : true, has_lo ? &mhi : NULL, lo_x, integer, digits, left);
+    }
+    if (ok && !pos.n && !neg.n) {
+        char l[40] = "-inf", h[40] = "inf";
+        if (has_lo) snprintf(l, sizeof l, "%.17g", vlo);
+        if (has_hi) snprintf(h, sizeof h, "%.17g", vhi);
+        ok = fail(c, "no %s lies between %s %s and %s %s", integer ? "integer" : "number",
+                  lo_x ? "exclusiveMinimum" : "minimum", l, hi_x ? "exclusiveMaximum" : "maximum", h);
+    }
+    if (ok) {
+        sb_str(b, "(");
+        if (pos.n) g8_sb_put(b, pos.p, pos.n);
+        if (neg.n) g8_sb_printf(b, "%s\"-\" (%s)", pos.n ? " | " : "", neg.p);
+        sb_str(b, ")");
+    }
+    free(pos.p);
+    free(neg.p);
+    return ok;
 }
 
 /* ---- pattern: a regex subset ---------------------------------------------------- */
@@ -394,15 +625,21 @@ static const char *emit(jsc *c, const char *hint, g8_sbuf *body) {
     return name;
 }
 
-static bool check_keys(jsc *c, const cJSON *s, const char *const *allowed) {
-    if (c->keys_checked) return true;
+/* The first keyword of s that is neither an annotation nor allowed (NULL: none). */
+static const char *other_key(const cJSON *s, const char *const *allowed) {
     for (const cJSON *k = s->child; k; k = k->next) {
         if (is_annotation(k->string)) continue;
         bool ok = false;
         for (const char *const *a = allowed; *a && !ok; a++) ok = !strcmp(*a, k->string);
-        if (!ok) return fail(c, "the keyword '%.60s' is not supported here", k->string);
+        if (!ok) return k->string;
     }
-    return true;
+    return NULL;
+}
+
+static bool check_keys(jsc *c, const cJSON *s, const char *const *allowed) {
+    if (c->keys_checked) return true;
+    const char *k = other_key(s, allowed);
+    return k ? fail(c, "the keyword '%.60s' is not supported here", k) : true;
 }
 
 static bool get_count(jsc *c, const cJSON *s, const char *key, uint32_t *out, uint32_t dflt) {
@@ -492,12 +729,8 @@ static const char *visit_number(jsc *c, const cJSON *s, const char *hint, bool i
     bool ranged = cJSON_GetObjectItem(s, "minimum") || cJSON_GetObjectItem(s, "maximum") ||
                   cJSON_GetObjectItem(s, "exclusiveMinimum") || cJSON_GetObjectItem(s, "exclusiveMaximum");
     if (!ranged) return prim(c, integer ? P_INTEGER : P_NUMBER);
-    if (!integer) {
-        fail(c, "minimum/maximum are supported for integers, not numbers");
-        return NULL;
-    }
     g8_sbuf b = {0};
-    if (!int_range(c, s, &b)) {
+    if (!num_range(c, s, &b, integer)) {
         free(b.p);
         return NULL;
     }
@@ -518,6 +751,10 @@ static const char *visit_array(jsc *c, const cJSON *s, const char *hint) {
         return NULL;
     }
     const cJSON *items = cJSON_GetObjectItem(s, "items");
+    if (cJSON_IsArray(items)) {
+        fail(c, "'items' as a list of schemas (the tuple form) is not supported");
+        return NULL;
+    }
     char ih[64];
     snprintf(ih, sizeof ih, "%.40s-item", hint);
     const char *item = items ? visit(c, items, ih) : prim(c, P_VALUE);
@@ -799,7 +1036,10 @@ static const char *visit(jsc *c, const cJSON *s, const char *hint) {
         if (any && all) fail(c, "'anyOf' and 'allOf' together are not supported");
         else if (!cJSON_IsArray(list) || !cJSON_GetArraySize(list)) fail(c, "'%s' must be a non-empty array", any ? "anyOf" : "allOf");
         else if (all && cJSON_GetArraySize(all) != 1) fail(c, "'allOf' is supported with one schema only");
-        else if (check_keys(c, s, keys)) {
+        else if (other_key(s, keys))
+            fail(c, "'%s' beside '%.40s' is not supported: move '%.40s' into each alternative", any ? "anyOf" : "allOf",
+                 other_key(s, keys), other_key(s, keys));
+        else {
             int i = 0;
             for (const cJSON *v = list->child; v && !c->failed; v = v->next, i++) {
                 char h[64];
@@ -865,9 +1105,26 @@ static const char *visit(jsc *c, const cJSON *s, const char *hint) {
     return c->failed ? NULL : r;
 }
 
+/* Whether a JSON text writes U+0000 in a string (\u0000), which cJSON's strings end at: a key,
+ * const or enum value cut there would be enforced only in part. */
+static bool has_nul_escape(const char *t) {
+    bool in_str = false;
+    for (; *t; t++) {
+        if (*t == '"') in_str = !in_str;
+        else if (in_str && *t == '\\') {
+            if (t[1] == 'u' && !strncmp(t + 2, "0000", 4)) return true;
+            if (t[1]) t++;
+        }
+    }
+    return false;
+}
+
 gemma8_status gemma8_grammar_from_json_schema(const char *schema, gemma8_grammar **out) {
     if (!out) return g8_fail(GEMMA8_ERR_INVALID_ARG, "no place for the grammar");
     *out = NULL;
+    if (schema && has_nul_escape(schema))
+        return g8_fail(GEMMA8_ERR_INVALID_ARG, "JSON schema: a string holds U+0000 (\\u0000), which gemma8 cannot "
+                       "enforce");
     cJSON *doc = cJSON_Parse(schema ? schema : "{\"type\": \"object\"}");
     if (!doc) return g8_fail(GEMMA8_ERR_INVALID_ARG, "JSON schema: not valid JSON");
     jsc c = {.doc = doc};

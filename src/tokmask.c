@@ -282,8 +282,20 @@ gemma8_status gemma8_matcher_set_budget(gemma8_matcher *m, int32_t tokens) {
 
 void gemma8_matcher_reset(gemma8_matcher *m) {
     m->a.n = 0;
+    m->a.nt = 0;
     m->ended = false;
     g8_gstate_start(m->g, &m->a, &m->st);
+}
+
+/* What went wrong following the grammar, if anything (the arena's flags, cleared). */
+static gemma8_status arena_error(gemma8_matcher *m) {
+    gemma8_status st = GEMMA8_OK;
+    if (m->a.oom) st = g8_fail(GEMMA8_ERR_NOMEM, "out of memory following a grammar");
+    else if (m->a.too_many)
+        st = g8_fail(GEMMA8_ERR_INVALID_ARG, "the grammar is too ambiguous: more than %d parses are alive at once "
+                     "(rewrite it so that fewer ways of matching the same text are open together)", G8_G_MAX_STACKS);
+    m->a.oom = m->a.too_many = false;
+    return st;
 }
 
 gemma8_status gemma8_matcher_new(const gemma8_model *model, const gemma8_grammar *g, gemma8_matcher **out) {
@@ -317,7 +329,7 @@ gemma8_status gemma8_matcher_new(const gemma8_model *model, const gemma8_grammar
     for (uint32_t c = 0; !st && c < g->n_cls; c++)
         if (want[c] && !(m->sum[c] = class_summary(vx, &g->cls[c]))) st = GEMMA8_ERR_NOMEM;
     free(want);
-    if (!st && !g8_gstate_start(g, &m->a, &m->st)) st = g8_fail(GEMMA8_ERR_NOMEM, "out of memory for a grammar state");
+    if (!st && !g8_gstate_start(g, &m->a, &m->st)) st = arena_error(m);
     if (st) {
         gemma8_matcher_free(m);
         return st;
@@ -340,7 +352,7 @@ static bool whole_subtree(gemma8_matcher *m, const g8_gstate *s, uint32_t node) 
     if (s->need) return false;
     const gemma8_grammar *g = m->g;
     for (int i = 0; i < s->n; i++) {
-        const g8_gframe *f = &m->a.f[s->top[i]];
+        const g8_gframe *f = &m->a.f[g8_gstate_top(&m->a, s, i)];
         const g8_gelem *e = &g->e[f->pos];
         const uint8_t *sum = m->sum[e->v];
         if (!sum || sum[node] == IMPURE) continue;
@@ -351,7 +363,7 @@ static bool whole_subtree(gemma8_matcher *m, const g8_gstate *s, uint32_t node) 
             fits = loop->max > 1 && (loop->max == G8_G_INF || sum[node] <= loop->max - p->count);
         }
         /* staying in the class brings the end no further away: the stack's distance now bounds it */
-        if (fits && (m->budget == UINT32_MAX || in_budget(m, g8_gstack_distance(g, &m->a, s->top[i])))) return true;
+        if (fits && (m->budget == UINT32_MAX || in_budget(m, g8_gstack_distance(g, &m->a, g8_gstate_top(&m->a, s, i))))) return true;
     }
     return false;
 }
@@ -371,7 +383,7 @@ static void walk(gemma8_matcher *m, uint32_t node, uint32_t depth, const g8_gsta
         mark_range(vx, m->mask, vx->tok[node], vx->tok[node] + vx->own[node]);
     g8_gstate *next = &m->walk[depth + 1];
     for (uint32_t c = node + 1; c < vx->skip[node]; c = vx->skip[c]) {
-        size_t mark = m->a.n;
+        g8_gmark mark = g8_garena_mark(&m->a);
         if (g8_gstate_byte(m->g, &m->a, s, vx->byte[c], next)) walk(m, c, depth + 1, next);
         g8_garena_reset(&m->a, mark);
     }
@@ -387,7 +399,7 @@ static bool serialize(gemma8_matcher *m, size_t *n) {
         if (pass) memcpy(m->key, head, sizeof head);
         k = 4;
         for (int i = 0; i < s->n; i++) {
-            for (int32_t f = s->top[i]; f >= 0; f = m->a.f[f].parent) {
+            for (int32_t f = g8_gstate_top(&m->a, s, i); f >= 0; f = m->a.f[f].parent) {
                 if (pass) m->key[k] = m->a.f[f].pos, m->key[k + 1] = m->a.f[f].count;
                 k += 2;
             }
@@ -418,14 +430,12 @@ gemma8_status gemma8_matcher_mask(gemma8_matcher *m, uint8_t *mask) {
         }
     m->mask = mask;
     m->cut = false;
-    size_t mark = m->a.n;
+    g8_gmark mark = g8_garena_mark(&m->a);
     m->walk[0] = m->st;
     walk(m, 0, 0, &m->walk[0]);
     g8_garena_reset(&m->a, mark);
-    if (m->a.oom) {
-        m->a.oom = false;
-        return g8_fail(GEMMA8_ERR_NOMEM, "out of memory following a grammar");
-    }
+    gemma8_status st = arena_error(m);
+    if (st) return st;
     if (m->st.accept && !m->st.need)
         for (int i = 0; i < m->vx->n_eog; i++) set_bit(mask, m->vx->eog[i]);
     if (!keyed) return GEMMA8_OK;
@@ -466,15 +476,14 @@ gemma8_status gemma8_matcher_accept(gemma8_matcher *m, int32_t token) {
     uint32_t len = vx->text_off[token + 1] - vx->text_off[token];
     if (!len) return g8_fail(GEMMA8_ERR_INVALID_ARG, "token %d (a control or unused token) is never allowed", token);
     const uint8_t *t = vx->text + vx->text_off[token];
-    size_t mark = m->a.n;
+    g8_gmark mark = g8_garena_mark(&m->a);
     g8_gstate cur = m->st, next;
     for (uint32_t i = 0; i < len; i++) {
-        if (!g8_gstate_byte(m->g, &m->a, &cur, t[i], &next)) {
+        bool ok = g8_gstate_byte(m->g, &m->a, &cur, t[i], &next);
+        gemma8_status st = arena_error(m);
+        if (!ok || st) {
             g8_garena_reset(&m->a, mark);
-            if (m->a.oom) {
-                m->a.oom = false;
-                return g8_fail(GEMMA8_ERR_NOMEM, "out of memory following a grammar");
-            }
+            if (st) return st;
             return g8_fail(GEMMA8_ERR_INVALID_ARG, "token %d does not fit the grammar here", token);
         }
         cur = next;

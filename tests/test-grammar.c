@@ -7,6 +7,7 @@
 #include "tokmask.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,9 @@ TEST(grammar_gbnf_errors_name_the_problem) {
         {"root ::= \"a\"\nroot ::= \"b\"", "defined twice"},
         {"root ::= (\"a\"", "expected )"},
         {"", "empty"},
+        {"root ::= <[10]> \"x\"", "token syntax"},
+        {"root ::= \"a\" <think>", "token syntax"},
+        {"root ::= !<[5]>", "token syntax"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         gemma8_grammar *g = NULL;
@@ -114,8 +118,109 @@ TEST(grammar_schema_integer_ranges_exact) {
     check_int_range("{\"type\":\"integer\",\"exclusiveMinimum\":99,\"exclusiveMaximum\":1001}", 100, 1000, -5, 20000);
     check_int_range("{\"type\":\"integer\",\"minimum\":1000000,\"maximum\":1000500}", 1000000, 1000500, 999000,
                     1001600);
-    check_int_range("{\"type\":\"integer\",\"minimum\":-5}", -5, 999999999999999L, -1000, 1000);
-    check_int_range("{\"type\":\"integer\",\"maximum\":12}", -999999999999999L, 12, -1000, 1000);
+    check_int_range("{\"type\":\"integer\",\"minimum\":-5}", -5, 9999999999999999L, -1000, 1000);
+    check_int_range("{\"type\":\"integer\",\"maximum\":12}", -9999999999999999L, 12, -1000, 1000);
+    check_int_range("{\"type\":\"integer\",\"minimum\":1.5,\"exclusiveMaximum\":20.0}", 2, 19, -30, 30);
+    check_int_range("{\"type\":\"integer\",\"maximum\":5,\"exclusiveMaximum\":true}", -9999, 4, -30, 30);
+}
+
+static void check_texts(const char *schema_text, const char *const *yes, const char *const *no) {
+    gemma8_grammar *g = schema(schema_text);
+    for (; g && *yes; yes++) CHECKF(matches(g, *yes, strlen(*yes)), "%s: %s refused", schema_text, *yes);
+    for (; g && *no; no++) CHECKF(!matches(g, *no, strlen(*no)), "%s: %s accepted", schema_text, *no);
+    gemma8_grammar_free(g);
+}
+
+/* zod's z.number().int() is +-(2^53 - 1); any JSON integer may be a bound; one bound leaves the other
+   side as long as a plain integer (16 digits) */
+TEST(grammar_schema_integer_ranges_any_size) {
+    check_texts("{\"type\":\"integer\",\"minimum\":-9007199254740991,\"maximum\":9007199254740991}",
+                (const char *const[]){"9007199254740991", "-9007199254740991", "0", "-1", "9007199254740990", NULL},
+                (const char *const[]){"9007199254740992", "-9007199254740992", "10000000000000000", "1.5", NULL});
+    check_texts("{\"type\":\"integer\",\"minimum\":0}",
+                (const char *const[]){"9999999999999999", "0", "1234567890123456", NULL},
+                (const char *const[]){"-1", "99999999999999999", NULL});
+    check_texts("{\"type\":\"integer\"}", (const char *const[]){"9999999999999999", "-9999999999999999", NULL},
+                (const char *const[]){"99999999999999999", NULL});
+    check_texts("{\"type\":\"integer\",\"minimum\":1e20}",
+                (const char *const[]){"100000000000000000000", "999999999999999999999", NULL},
+                (const char *const[]){"99999999999999999999", "1000000000000000000000", "-100000000000000000000", NULL});
+    /* past 2^53 a bound is the double JSON readers make of it (ajv's too), read as its shortest decimal */
+    check_texts("{\"type\":\"integer\",\"exclusiveMaximum\":-1e29}",
+                (const char *const[]){"-100000000000000000000000000001", "-999999999999999999999999999999", NULL},
+                (const char *const[]){"-100000000000000000000000000000", "0", "-99999999999999999999999999999", NULL});
+}
+
+/* A JSON number's value, read exactly enough for these short texts. */
+static void check_num_range(const char *schema_text, double lo, bool lo_x, double hi, bool hi_x) {
+    gemma8_grammar *g = schema(schema_text);
+    static const char *const fracs[] = {"", ".0", ".5", ".25", ".001", ".999", ".1", ".05", ".0001", ".75", ".2500"};
+    int wrong = 0, tried = 0;
+    for (int in = -13; g && in <= 13 && wrong < 5; in++)
+        for (size_t f = 0; f < sizeof fracs / sizeof *fracs; f++)
+            for (int sign = 0; sign < 2; sign++) {
+                char t[48];
+                if (sign && in) continue; /* "-0.5": sign with a zero integer part */
+                snprintf(t, sizeof t, "%s%d%s", sign ? "-" : "", in, fracs[f]);
+                double v = strtod(t, NULL);
+                if (v == 0 && t[0] == '-') continue; /* -0 is never written */
+                bool want = (lo_x ? v > lo : v >= lo) && (hi_x ? v < hi : v <= hi);
+                tried++;
+                if (matches(g, t, strlen(t)) != want && wrong++ < 5) harness_note("%s: %s", schema_text, t);
+            }
+    CHECKF(wrong == 0 && (!g || tried > 250), "%s", schema_text);
+    CHECK(!g || (!matches(g, "1e2", 3) && !matches(g, "01", 2) && !matches(g, "1.", 2)));
+    gemma8_grammar_free(g);
+}
+
+/* zod's z.number().min()/.max()/.gt()/.lt(): exact on the value written */
+TEST(grammar_schema_number_ranges_exact) {
+    check_num_range("{\"type\":\"number\",\"minimum\":0.5}", 0.5, false, INFINITY, false);
+    check_num_range("{\"type\":\"number\",\"maximum\":2.25}", -INFINITY, false, 2.25, false);
+    check_num_range("{\"type\":\"number\",\"exclusiveMinimum\":-1.5,\"exclusiveMaximum\":1}", -1.5, true, 1, true);
+    check_num_range("{\"type\":\"number\",\"minimum\":0,\"maximum\":0}", 0, false, 0, false);
+    check_num_range("{\"type\":\"number\",\"minimum\":-0.001,\"maximum\":10}", -0.001, false, 10, false);
+    check_num_range("{\"type\":\"number\",\"exclusiveMinimum\":0}", 0, true, INFINITY, false);
+    check_num_range("{\"type\":\"number\",\"minimum\":3.25,\"maximum\":3.75}", 3.25, false, 3.75, false);
+    check_num_range("{\"type\":\"number\",\"exclusiveMinimum\":3.25,\"exclusiveMaximum\":3.75}", 3.25, true, 3.75,
+                    true);
+    check_num_range("{\"type\":\"number\",\"minimum\":-12.999,\"exclusiveMaximum\":-0.05}", -12.999, false, -0.05,
+                    true);
+    check_num_range("{\"type\":\"number\",\"minimum\":0.1,\"maximum\":0.1}", 0.1, false, 0.1, false);
+    check_texts("{\"type\":\"number\",\"exclusiveMinimum\":0.1234567890123456}",
+                (const char *const[]){"0.12345678901234561", "0.1234567890123457", "1", NULL},
+                (const char *const[]){"0.1234567890123456", "0.12345678901234560", "0.1", NULL});
+    check_texts("{\"type\":[\"number\",\"null\"],\"minimum\":1}", (const char *const[]){"null", "1", "1.5", NULL},
+                (const char *const[]){"0.999", NULL});
+}
+
+/* llama.cpp's schema converter names rules root-1, root-2...: gemma8's own names for groups never meet them */
+TEST(grammar_gbnf_group_names_never_collide) {
+    static const char *const texts[] = {"root-1 ::= \"b\"\nroot ::= (\"a\")? root-1",
+                                        "root ::= (\"a\")? root-1\nroot-1 ::= \"b\"",
+                                        "root ::= (\"a\")? root-1\nroot-1 ::= \"b\"\nroot-2 ::= (\"z\")"};
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+        gemma8_grammar *g = gbnf(texts[i]);
+        CHECKF(g && matches(g, "ab", 2) && matches(g, "b", 1), "%s", texts[i]);
+        CHECKF(g && !matches(g, "bb", 2) && !matches(g, "a", 1), "%s", texts[i]);
+        gemma8_grammar_free(g);
+    }
+}
+
+/* every parse alive is kept: "a"* "a"{65} "b" holds 66 at once after 70 a's */
+TEST(grammar_ambiguous_grammar_keeps_every_parse) {
+    gemma8_grammar *g = gbnf("root ::= \"a\"* \"a\"{65} \"b\"");
+    char t[400];
+    for (int n = 60; g && n <= 300; n += 30) {
+        memset(t, 'a', (size_t)n);
+        t[n] = 'b';
+        CHECKF(matches(g, t, (size_t)n + 1) == (n >= 65), "%d a's then b", n);
+    }
+    gemma8_grammar_free(g);
+    g = gbnf("root ::= x*\nx ::= \"a\" | \"a\" \"a\" | [a-z]{1,40}");
+    memset(t, 'a', 300);
+    CHECK(g && matches(g, t, 300));
+    gemma8_grammar_free(g);
 }
 
 TEST(grammar_schema_strings_formats_patterns) {
@@ -170,7 +275,14 @@ TEST(grammar_schema_unsupported_keywords_refused) {
         {"{\"if\":{},\"then\":{}}", "if"},
         {"{\"$ref\":\"http://example.com/s.json\"}", "$ref"},
         {"{\"$ref\":\"#/$defs/Missing\"}", "points to nothing"},
-        {"{\"type\":\"number\",\"minimum\":0.5}", "integers"},
+        {"{\"type\":\"number\",\"minimum\":0.5,\"maximum\":0.25}", "no number"},
+        {"{\"type\":\"number\",\"exclusiveMinimum\":1,\"maximum\":1}", "no number"},
+        {"{\"type\":\"number\",\"minimum\":\"3\"}", "'minimum'"},
+        {"{\"type\":\"integer\",\"exclusiveMinimum\":2.5,\"exclusiveMaximum\":3}", "no integer"},
+        {"{\"type\":\"array\",\"items\":[{\"type\":\"string\"}]}", "'items' as a list"},
+        {"{\"type\":\"object\",\"anyOf\":[{\"required\":[\"a\"]}]}", "'anyOf' beside 'type'"},
+        {"{\"const\":\"a\\u0000b\"}", "U+0000"},
+        {"{\"type\":\"object\",\"properties\":{\"k\\u0000\":{}}}", "U+0000"},
         {"{\"type\":\"string\",\"pattern\":\"^a(?=b)$\"}", "(?"},
         {"{\"type\":\"string\",\"pattern\":\"\\\\bword\"}", "\\b"},
         {"{\"type\":\"string\",\"maxLength\":-1}", "maxLength"},
@@ -240,14 +352,14 @@ static void check_mask(gemma8_model *m, const gemma8_grammar *g, int steps, uint
             } else {
                 uint32_t len = vx->text_off[id + 1] - vx->text_off[id];
                 want = len > 0;
-                size_t mark = a.n;
+                g8_gmark mark = g8_garena_mark(&a);
                 cur = st;
                 for (uint32_t k = 0; want && k < len; k++) {
                     want = g8_gstate_byte(g, &a, &cur, vx->text[vx->text_off[id] + k], &next);
                     cur = next;
                 }
                 if (want && binds) want = g8_gstate_distance(g, &a, &cur) + 1 <= budget;
-                a.n = mark;
+                g8_garena_reset(&a, mark);
             }
             if (want != bit(mask, id) && wrong++ < 5)
                 harness_note("step %d token %d (%s): mask %d, alone %d", step, id, m->vocab.text[id], bit(mask, id),

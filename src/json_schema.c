@@ -6,8 +6,8 @@
  * anyOf, allOf of one schema, $ref to #/$defs/... or #/definitions/..., string
  * minLength / maxLength / pattern (a regex subset: literals, ., classes,
  * ?, *, +, {m,n}, groups, |, anchors ^ $) / format (date, date-time, time,
- * uuid; others are warnings), integer minimum / maximum / exclusiveMinimum /
- * exclusiveMaximum. Annotations are ignored. Any other keyword is an error
+ * uuid; others are warnings), minimum / maximum / exclusiveMinimum / exclusiveMaximum on
+ * integers and numbers (exact, digit by digit). Annotations are ignored. Any other keyword is an error
  * naming it: a schema is never half enforced.
  *
  * Properties come in the schema's order; optional ones may be left out; extra

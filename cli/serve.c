@@ -3,6 +3,7 @@
 #include "cli.h"
 #include "server.h"
 
+#include <arpa/inet.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,15 +21,32 @@ int cmd_serve(int argc, char **argv) {
     cli_common c = cli_common_defaults();
     const char *host = "127.0.0.1", *alias = NULL, *api_key = NULL;
     int32_t port = 8080, parallel = 4, queue_max = 64, max_body_mb = 8, read_timeout = 10;
+    const char *cors = "localhost";
+    bool strict_names = false, log_health = false;
+    srv_defaults dflt = {.temp = 1.0f, .top_p = 1.0f, .n_predict = -1};
+    int32_t seed = -1;
     cli_opt common[8];
     cli_common_table(&c, common, true);
     const cli_opt opts[] = {
-        {"--host", CLI_STR, &host, "ADDR", "address to listen on (IPv4)", NULL},
+        {"--host", CLI_STR, &host, "ADDR", "address to listen on (IPv4 or IPv6, e.g. ::1)", NULL},
         {"--port", CLI_INT, &port, "N", "port", NULL},
         {"-np|--parallel", CLI_INT, &parallel, "N",
          "slots: requests generated at once, each with -c / N tokens", NULL},
         {"--queue", CLI_INT, &queue_max, "N", "requests that may wait for a slot; past it, 503", NULL},
-        {"--api-key", CLI_STR, &api_key, "KEY", "require Authorization: Bearer KEY", NULL},
+        {"--api-key", CLI_STR, &api_key, "KEY", "require Authorization: Bearer KEY (or X-Api-Key: KEY)", NULL},
+        {"--cors-origins", CLI_STR, &cors, "LIST",
+         "web pages that may call the API: '*', 'localhost' (pages on this machine) or origins, comma-separated",
+         NULL},
+        {"--strict-model-names", CLI_FLAG, &strict_names, NULL,
+         "a request naming another model is a 404 (default: the loaded model serves it)", NULL},
+        {"--log-health", CLI_FLAG, &log_health, NULL, "log /health requests too", NULL},
+        {"--temp", CLI_FLOAT, &dflt.temp, "T", "default temperature (requests override)", &dflt.has_temp},
+        {"--top-k", CLI_INT, &dflt.top_k, "K", "default top-k, 0 off (requests override)", &dflt.has_top_k},
+        {"--top-p", CLI_FLOAT, &dflt.top_p, "P", "default top-p (requests override)", &dflt.has_top_p},
+        {"-s|--seed", CLI_INT, &seed, "N", "default seed (requests override; default: a random one each)",
+         &dflt.has_seed},
+        {"-n|--n-predict", CLI_INT, &dflt.n_predict, "N", "default reply length in tokens, -1 the slot's room",
+         &dflt.has_n_predict},
         {"-a|--alias", CLI_STR, &alias, "NAME", "the model's name in the APIs (default: its general.name)",
          NULL},
         {"--max-body-mb", CLI_INT, &max_body_mb, "N", "largest request body, MiB (413 past it)", NULL},
@@ -41,18 +59,25 @@ int cmd_serve(int argc, char **argv) {
         "[options]\n\n"
         "An HTTP server with the OpenAI API (/v1/chat/completions, /v1/completions, /v1/models,\n"
         "/v1/embeddings) and Ollama's (/api/chat, /api/generate, /api/tags, /api/show, /api/embed, ...),\n"
-        "plus /health, /metrics, /tokenize, /detokenize. -c is the total context: each of the\n"
+        "llama-server's (/completion, /props, /slots, /apply-template, /lora-adapters, /tokenize, ...),\n"
+        "plus /health and /metrics. -c is the total context: each of the\n"
         "--parallel slots gets -c / N tokens (default: the model's context for each).\n";
     int r = cli_parse("serve", usage, argc, argv, tables, NULL, 0, NULL);
     if (r) return r == 1 ? 0 : 2;
     if ((r = cli_common_check("serve", &c))) return r;
-    unsigned char probe[4];
-    if (port < 0 || port > 65535 ||
-        sscanf(host, "%hhu.%hhu.%hhu.%hhu", &probe[0], &probe[1], &probe[2], &probe[3]) != 4) {
-        fprintf(stderr, "gemma8 serve: --host expects an IPv4 address and --port 0..65535, got %s:%d\n", host,
-                port);
+    unsigned char probe[16];
+    if (port < 0 || port > 65535 || inet_pton(strchr(host, ':') ? AF_INET6 : AF_INET, host, probe) != 1) {
+        fprintf(stderr, "gemma8 serve: --host expects an IPv4 or IPv6 address and --port 0..65535, got %s:%d\n",
+                host, port);
         return 2;
     }
+    if (dflt.temp < 0 || dflt.top_k < 0 || !(dflt.top_p > 0 && dflt.top_p <= 1) || dflt.n_predict < -1 ||
+        !cors[0]) {
+        fprintf(stderr, "gemma8 serve: --temp >= 0, --top-k >= 0, --top-p in (0, 1], -n >= -1, "
+                        "--cors-origins not empty\n");
+        return 2;
+    }
+    dflt.seed = (uint32_t)seed;
     if (parallel < 1 || parallel > 256 || queue_max < 0 || max_body_mb < 1 || read_timeout < 1) {
         fprintf(stderr,
                 "gemma8 serve: --parallel 1..256, --queue >= 0, --max-body-mb and --read-timeout >= 1\n");
@@ -74,6 +99,11 @@ int cmd_serve(int argc, char **argv) {
     s.n_lora = loaded.n_lora;
     s.alias = alias ? alias : s.info.name;
     s.api_key = api_key;
+    s.model_path = c.model;
+    s.cors = cors;
+    s.strict_names = strict_names;
+    s.log_health = log_health;
+    s.dflt = dflt;
     s.n_slots = parallel;
     s.n_ctx_slot = gemma8_n_ctx(ctx);
     s.max_body = (size_t)max_body_mb << 20;
@@ -92,8 +122,10 @@ int cmd_serve(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    fprintf(stderr, "gemma8 serve: %s (%s) on http://%s:%d, %d slots of %d tokens, queue %d\n", s.alias,
-            gemma8_type_name(s.info.matrix_type), host, port, parallel, s.n_ctx_slot, queue_max);
+    bool v6 = strchr(host, ':') != NULL;
+    fprintf(stderr, "gemma8 serve: %s (%s) on http://%s%s%s:%d, %d slots of %d tokens, queue %d\n", s.alias,
+            gemma8_type_name(s.info.matrix_type), v6 ? "[" : "", host, v6 ? "]" : "", port, parallel, s.n_ctx_slot,
+            queue_max);
     while (!g_stop) pause();
     /* stop accepting, end open requests with an error, wait for their threads */
     fprintf(stderr, "gemma8 serve: stopping\n");

@@ -21,4 +21,7 @@ struct srv_conn {
     bool has_tokens;
 };
 
+/* Access-Control-Allow-* for the request's origin when --cors-origins allows it (http.c). */
+void srv_cors_headers(srv_conn *c, struct MHD_Response *r);
+
 #endif

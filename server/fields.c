@@ -26,6 +26,18 @@ bool srv_valid_utf8(const char *s, size_t n) {
     return true;
 }
 
+bool srv_has_nul_escape(const char *s, size_t n) {
+    bool in_str = false;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"') in_str = !in_str;
+        else if (in_str && s[i] == '\\') {
+            if (i + 5 < n && s[i + 1] == 'u' && !memcmp(s + i + 2, "0000", 4)) return true;
+            i++;
+        }
+    }
+    return false;
+}
+
 /* A message's content into m: a string (copied into *owned), or an array of {type: "text", text}
  * parts (an array of pointers into the request, in *owned), which the chat template joins. */
 static bool content_parts(const cJSON *content, gemma8_chat_message *m, char **owned, char *err, size_t cap) {
@@ -58,6 +70,40 @@ static bool content_parts(const cJSON *content, gemma8_chat_message *m, char **o
     return true;
 }
 
+/* A message's text: its content, or its parts joined. */
+static void message_text(const gemma8_chat_message *m, char **out, size_t *len) {
+    if (m->n_parts <= 0) {
+        srv_buf_add(out, len, "", m->content ? m->content : "", "");
+        return;
+    }
+    for (int32_t i = 0; i < m->n_parts; i++) srv_buf_add(out, len, "", m->parts[i], "");
+}
+
+/* Conversations as clients send them, made into what Gemma's template renders: a system message
+ * after the first turn is read as user text; consecutive messages of one role become one, their
+ * texts joined by a blank line (the merged text owned by store[*ns]). */
+static int32_t normalize(gemma8_chat_message *m, int32_t count, char **store, int *ns) {
+    int32_t out = 0;
+    for (int32_t i = 0; i < count; i++) {
+        if (i > 0 && !strcmp(m[i].role, "system") && strcmp(m[i - 1].role, "system")) m[i].role = "user";
+        if (!out || strcmp(m[out - 1].role, m[i].role)) {
+            m[out++] = m[i];
+            continue;
+        }
+        char *text = NULL;
+        size_t len = 0;
+        message_text(&m[out - 1], &text, &len);
+        srv_buf_add(&text, &len, "", "\n\n", "");
+        message_text(&m[i], &text, &len);
+        if (!text) return -1;
+        store[(*ns)++] = text;
+        m[out - 1].content = text;
+        m[out - 1].parts = NULL;
+        m[out - 1].n_parts = 0;
+    }
+    return out;
+}
+
 gemma8_chat_message *srv_messages(const cJSON *arr, int32_t *n, char ***store, char *err, size_t cap) {
     *n = 0;
     *store = NULL;
@@ -67,14 +113,14 @@ gemma8_chat_message *srv_messages(const cJSON *arr, int32_t *n, char ***store, c
     }
     const int count = cJSON_GetArraySize(arr);
     gemma8_chat_message *m = calloc((size_t)count + 1, sizeof *m);
-    char **s = calloc((size_t)count + 1, sizeof *s);
+    char **s = calloc(2 * (size_t)count + 1, sizeof *s); /* what the messages own, NULL-terminated */
     if (!m || !s) {
         free(m);
         free(s);
         snprintf(err, cap, "out of memory");
         return NULL;
     }
-    int k = 0;
+    int k = 0, ns = 0;
     for (const cJSON *e = arr->child; e; e = e->next, k++) {
         const cJSON *role = cJSON_GetObjectItem(e, "role");
         if (!cJSON_IsObject(e) || !cJSON_IsString(role)) {
@@ -96,20 +142,25 @@ gemma8_chat_message *srv_messages(const cJSON *arr, int32_t *n, char ***store, c
             snprintf(err, cap, "message %d: images are not supported (gemma8 reads text only)", k);
             break;
         }
-        if (!content_parts(cJSON_GetObjectItem(e, "content"), &m[k], &s[k], err, cap)) break;
+        bool ok = content_parts(cJSON_GetObjectItem(e, "content"), &m[k], &s[ns], err, cap);
+        if (s[ns]) ns++;
+        if (!ok) break;
         m[k].role = !strcmp(r, "system") ? "system" : !strcmp(r, "user") ? "user" : "assistant";
     }
-    if (k < count) {
-        srv_messages_free(m, count, s);
+    int32_t kept = k < count ? -1 : normalize(m, count, s, &ns);
+    if (kept < 0) {
+        if (k == count) snprintf(err, cap, "out of memory");
+        srv_messages_free(m, 0, s);
         return NULL;
     }
-    *n = count;
+    *n = kept;
     *store = s;
     return m;
 }
 
 void srv_messages_free(gemma8_chat_message *m, int32_t n, char **store) {
-    for (int32_t i = 0; store && i < n; i++) free(store[i]);
+    (void)n;
+    for (size_t i = 0; store && store[i]; i++) free(store[i]);
     free(store);
     free(m);
 }
@@ -190,6 +241,13 @@ gemma8_status srv_text_tokens(srv *s, const char *text, bool add_bos, bool speci
 
 /* the adapter a model name "<ours>:NAME" picks; -1: none (a plain name), -2: not ours */
 static int model_adapter(srv *s, const char *model) {
+    char plain[256];
+    size_t n = strlen(model);
+    if (n > 7 && n < sizeof plain && !strcmp(model + n - 7, ":latest")) { /* Ollama's default tag */
+        memcpy(plain, model, n - 7);
+        plain[n - 7] = 0;
+        model = plain;
+    }
     if (!strcmp(model, s->alias) || !strcmp(model, s->info.name) || !model[0]) return -1;
     for (int i = 0; i < s->n_lora; i++) {
         const size_t la = strlen(s->alias), ln = strlen(s->info.name);
@@ -200,6 +258,8 @@ static int model_adapter(srv *s, const char *model) {
     }
     return -2;
 }
+
+bool srv_model_name_ok(srv *s, const char *name) { return model_adapter(s, name) != -2; }
 
 bool srv_model_ok(srv *s, const cJSON *body) {
     const cJSON *m = cJSON_GetObjectItem(body, "model");
@@ -247,8 +307,10 @@ bool srv_lora_set(srv *s, const cJSON *body, srv_task *t, char *err, size_t cap)
         return false;
     }
     if (by_model >= 0) return lora_add(t, s->lora[by_model].a, 1.0, err, cap);
-    for (int i = 0; i < s->n_lora; i++)
-        if (s->lora[i].scale != 0 && !lora_add(t, s->lora[i].a, s->lora[i].scale, err, cap)) return false;
+    for (int i = 0; i < s->n_lora; i++) {
+        float scale = atomic_load(&s->lora[i].scale);
+        if (scale != 0 && !lora_add(t, s->lora[i].a, scale, err, cap)) return false;
+    }
     return true;
 }
 
@@ -336,8 +398,22 @@ bool srv_fail(srv_error *e, unsigned status, const char *code, const char *fmt, 
 bool srv_model_known(srv *s, const cJSON *body, srv_error *e) {
     if (srv_model_ok(s, body)) return true;
     const cJSON *m = cJSON_GetObjectItem(body, "model");
-    return srv_fail(e, 404, "model_not_found", "the model '%.100s' does not exist",
-                    cJSON_IsString(m) ? m->valuestring : "?");
+    if (m && !cJSON_IsString(m)) return srv_fail(e, 400, NULL, "'model' must be a string");
+    return srv_fail(e, 404, "model_not_found", "the model '%.100s' does not exist (this server has '%.100s')",
+                    m->valuestring, s->alias);
+}
+
+/* "<ours>:<something>": our model under an adapter, which must exist */
+static bool names_an_adapter(srv *s, const char *m) {
+    size_t la = strlen(s->alias), ln = strlen(s->info.name);
+    return (!strncmp(m, s->alias, la) && m[la] == ':') || (!strncmp(m, s->info.name, ln) && m[ln] == ':');
+}
+
+bool srv_model_known_lenient(srv *s, const cJSON *body, srv_error *e) {
+    const cJSON *m = cJSON_GetObjectItem(body, "model");
+    if (s->strict_names || (m && !cJSON_IsNull(m) && !cJSON_IsString(m))) return srv_model_known(s, body, e);
+    if (cJSON_IsString(m) && names_an_adapter(s, m->valuestring)) return srv_model_known(s, body, e);
+    return true;
 }
 
 bool srv_parse_done(srv *s, const cJSON *body, srv_task *t, gemma8_status gs, srv_read_fn read, srv_task **out,
@@ -357,4 +433,29 @@ bool srv_parse_done(srv *s, const cJSON *body, srv_task *t, gemma8_status gs, sr
     }
     *out = t;
     return true;
+}
+
+void srv_apply_defaults(const srv *s, gemma8_sampler_params *sp) {
+    const srv_defaults *d = &s->dflt;
+    if (d->has_temp) sp->temperature = d->temp;
+    if (d->has_top_k) sp->top_k = d->top_k;
+    if (d->has_top_p) sp->top_p = d->top_p;
+    if (d->has_seed) sp->seed = d->seed;
+}
+
+cJSON *srv_timings(const srv_task *t) {
+    const gemma8_generate_result *r = &t->res;
+    const int32_t pn = r->n_prompt - r->n_reused, gn = r->n_generated;
+    const double pms = r->prompt_seconds * 1e3, gms = r->gen_seconds * 1e3;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "cache_n", r->n_reused);
+    cJSON_AddNumberToObject(o, "prompt_n", pn);
+    cJSON_AddNumberToObject(o, "prompt_ms", pms);
+    cJSON_AddNumberToObject(o, "prompt_per_token_ms", pn ? pms / pn : 0);
+    cJSON_AddNumberToObject(o, "prompt_per_second", pms > 0 ? pn * 1e3 / pms : 0);
+    cJSON_AddNumberToObject(o, "predicted_n", gn);
+    cJSON_AddNumberToObject(o, "predicted_ms", gms);
+    cJSON_AddNumberToObject(o, "predicted_per_token_ms", gn ? gms / gn : 0);
+    cJSON_AddNumberToObject(o, "predicted_per_second", gms > 0 ? gn * 1e3 / gms : 0);
+    return o;
 }

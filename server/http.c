@@ -6,6 +6,7 @@
 #include <microhttpd.h>
 #include <arpa/inet.h>
 #include <stdarg.h>
+#include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +27,7 @@ static int health(srv_conn *c, cJSON *body) {
 static int metrics(srv_conn *c, cJSON *body) {
     (void)body;
     srv_metrics m = srv_sched_metrics(c->s->sched);
-    char text[2048];
+    char text[4096];
     snprintf(text, sizeof text,
              "# HELP gemma8_requests_total Generation and embedding requests served.\n"
              "# TYPE gemma8_requests_total counter\ngemma8_requests_total %llu\n"
@@ -43,11 +44,23 @@ static int metrics(srv_conn *c, cJSON *body) {
              "# HELP gemma8_requests_deferred Requests waiting in the queue.\n"
              "# TYPE gemma8_requests_deferred gauge\ngemma8_requests_deferred %d\n"
              "# HELP gemma8_slots Slots (parallel sequences).\n"
-             "# TYPE gemma8_slots gauge\ngemma8_slots %d\n",
+             "# TYPE gemma8_slots gauge\ngemma8_slots %d\n"
+             /* the same figures under llama-server's names */
+             "# HELP llamacpp:prompt_tokens_total Number of prompt tokens processed.\n"
+             "# TYPE llamacpp:prompt_tokens_total counter\nllamacpp:prompt_tokens_total %llu\n"
+             "# HELP llamacpp:tokens_predicted_total Number of generation tokens processed.\n"
+             "# TYPE llamacpp:tokens_predicted_total counter\nllamacpp:tokens_predicted_total %llu\n"
+             "# HELP llamacpp:predicted_tokens_seconds Average generation throughput in tokens/s.\n"
+             "# TYPE llamacpp:predicted_tokens_seconds gauge\nllamacpp:predicted_tokens_seconds %.3f\n"
+             "# HELP llamacpp:requests_processing Number of requests processing.\n"
+             "# TYPE llamacpp:requests_processing gauge\nllamacpp:requests_processing %d\n"
+             "# HELP llamacpp:requests_deferred Number of requests deferred.\n"
+             "# TYPE llamacpp:requests_deferred gauge\nllamacpp:requests_deferred %d\n",
              (unsigned long long)m.requests, (unsigned long long)m.prompt_tokens,
              (unsigned long long)m.generated_tokens, (unsigned long long)m.rejected,
              m.gen_seconds > 0 ? m.generated_tokens / m.gen_seconds : 0.0, m.busy_slots, m.queued,
-             c->s->n_slots);
+             c->s->n_slots, (unsigned long long)m.prompt_tokens, (unsigned long long)m.generated_tokens,
+             m.gen_seconds > 0 ? m.generated_tokens / m.gen_seconds : 0.0, m.busy_slots, m.queued);
     return srv_reply_text(c, 200, "text/plain; version=0.0.4", text);
 }
 
@@ -62,9 +75,27 @@ static int tokenize(srv_conn *c, cJSON *body) {
     gemma8_status st =
         srv_text_tokens(c->s, content->valuestring, cJSON_IsTrue(add), !cJSON_IsFalse(parse), &ids, &n);
     if (st) return srv_reply_error(c, 400, "invalid_request_error", NULL, "%s", gemma8_last_error());
+    const cJSON *pieces = cJSON_GetObjectItem(body, "with_pieces");
     cJSON *r = cJSON_CreateObject();
     cJSON *arr = cJSON_AddArrayToObject(r, "tokens");
-    for (int32_t i = 0; i < n; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids[i]));
+    for (int32_t i = 0; i < n; i++) {
+        if (!cJSON_IsTrue(pieces)) {
+            cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids[i]));
+            continue;
+        }
+        /* {id, piece}: the piece as text, or as its bytes when it is not whole UTF-8 (llama-server's form) */
+        char piece[256];
+        srv_token_text(c->s, ids[i], piece, sizeof piece);
+        cJSON *t = cJSON_CreateObject();
+        cJSON_AddNumberToObject(t, "id", ids[i]);
+        if (srv_valid_utf8(piece, strlen(piece))) {
+            cJSON_AddStringToObject(t, "piece", piece);
+        } else {
+            cJSON *bytes = cJSON_AddArrayToObject(t, "piece");
+            for (const char *p = piece; *p; p++) cJSON_AddItemToArray(bytes, cJSON_CreateNumber((unsigned char)*p));
+        }
+        cJSON_AddItemToArray(arr, t);
+    }
     free(ids);
     return srv_reply_json(c, 200, r);
 }
@@ -106,53 +137,140 @@ static int detokenize(srv_conn *c, cJSON *body) {
 
 typedef struct route {
     const char *method;
-    const char *path;
+    const char *path; /* ending in '/': a prefix (the rest is the handler's) */
     int (*fn)(srv_conn *c, cJSON *body);
+    bool list_body;   /* the body is a JSON array, not an object */
 } route;
 
+/* llama-server's paths and their un-prefixed aliases, then Ollama's */
 static const route routes[] = {
-    {"GET", "/health", health},
-    {"GET", "/metrics", metrics},
-    {"POST", "/tokenize", tokenize},
-    {"POST", "/detokenize", detokenize},
-    {"GET", "/v1/models", oai_models},
-    {"GET", "/models", oai_models},
-    {"POST", "/v1/chat/completions", oai_chat},
-    {"POST", "/v1/completions", oai_completions},
-    {"POST", "/v1/embeddings", oai_embeddings},
-    {"POST", "/api/chat", ollama_chat},
-    {"POST", "/api/generate", ollama_generate},
-    {"GET", "/api/tags", ollama_tags},
-    {"POST", "/api/show", ollama_show},
-    {"GET", "/api/version", ollama_version},
-    {"GET", "/api/ps", ollama_ps},
-    {"GET", "/lora-adapters", srv_lora_adapters},
-    {"POST", "/api/embed", ollama_embed},
+    {"GET", "/health", health, false},
+    {"GET", "/v1/health", health, false},
+    {"GET", "/metrics", metrics, false},
+    {"GET", "/props", srv_props, false},
+    {"POST", "/tokenize", tokenize, false},
+    {"POST", "/detokenize", detokenize, false},
+    {"POST", "/apply-template", srv_apply_template, false},
+    {"GET", "/v1/models", oai_models, false},
+    {"GET", "/models", oai_models, false},
+    {"GET", "/v1/models/", oai_model_one, false},
+    {"GET", "/models/", oai_model_one, false},
+    {"POST", "/v1/chat/completions", oai_chat, false},
+    {"POST", "/chat/completions", oai_chat, false},
+    {"POST", "/completion", llama_completion, false},
+    {"POST", "/v1/completions", oai_completions, false},
+    {"POST", "/completions", oai_completions, false},
+    {"POST", "/v1/embeddings", oai_embeddings, false},
+    {"POST", "/embeddings", oai_embeddings, false},
+    {"GET", "/lora-adapters", srv_lora_adapters, false},
+    {"POST", "/lora-adapters", srv_lora_adapters_set, true},
+    {"POST", "/api/chat", ollama_chat, false},
+    {"POST", "/api/generate", ollama_generate, false},
+    {"GET", "/api/tags", ollama_tags, false},
+    {"POST", "/api/show", ollama_show, false},
+    {"GET", "/api/version", ollama_version, false},
+    {"GET", "/api/ps", ollama_ps, false},
+    {"POST", "/api/embed", ollama_embed, false},
+    {"POST", "/api/embeddings", ollama_embeddings, false},
+    {"POST", "/api/pull", ollama_pull, false},
 };
 
-/* constant-time comparison of the request's bearer token with the key */
+static bool route_matches(const route *r, const char *url) {
+    size_t n = strlen(r->path);
+    if (r->path[n - 1] == '/') return !strncmp(url, r->path, n) && url[n];
+    return !strcmp(url, r->path);
+}
+
+/* Paths open without the key (as in llama-server): health and the model list. */
+static bool open_path(const char *url) {
+    static const char *const open[] = {"/health", "/v1/health", "/models", "/v1/models"};
+    for (size_t i = 0; i < sizeof open / sizeof *open; i++)
+        if (!strcmp(url, open[i])) return true;
+    return false;
+}
+
+/* constant-time comparison of the request's key (Authorization: Bearer KEY, or X-Api-Key) with ours */
 static bool authorized(srv_conn *c) {
     const char *key = c->s->api_key;
-    if (!key || !strcmp(c->url, "/health")) return true;
+    if (!key || open_path(c->url)) return true;
     const char *h = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Authorization");
-    if (!h || strncmp(h, "Bearer ", 7)) return false;
-    h += 7;
+    if (h && !strncmp(h, "Bearer ", 7)) h += 7;
+    else h = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "X-Api-Key");
+    if (!h) return false;
     const size_t n = strlen(key), m = strlen(h);
     unsigned diff = (unsigned)(n ^ m);
     for (size_t i = 0; i < n; i++) diff |= (unsigned char)key[i] ^ (unsigned char)(i < m ? h[i] : 0);
     return diff == 0;
 }
 
+/* ---- CORS ---------------------------------------------------------------------------------- */
+
+/* An origin on this machine: http(s)://localhost, 127.x.x.x or [::1], any port. */
+static bool loopback_origin(const char *o) {
+    const char *h = strstr(o, "://");
+    if (!h) return false;
+    h += 3;
+    size_t n = h[0] == '[' ? strcspn(h, "]") + 1 : strcspn(h, ":/");
+    bool ok = (n == 9 && !strncasecmp(h, "localhost", 9)) || (n == 5 && !strncmp(h, "[::1]", 5));
+    unsigned a, b, c, d;
+    char end;
+    if (!ok && n < 16 && sscanf(h, "%u.%u.%u.%u%c", &a, &b, &c, &d, &end) >= 4) ok = a == 127 && b < 256 && c < 256 && d < 256;
+    return ok && (h[n] == 0 || h[n] == ':' || h[n] == '/');
+}
+
+/* --cors-origins: "*", "localhost" (the default: pages on this machine) or a comma-separated list of
+ * origins, which may hold "localhost". The server's own pages (same origin) are always allowed. */
+static bool origin_allowed(srv_conn *c, const char *origin) {
+    const char *host = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Host");
+    if (host && !strncmp(origin, "http://", 7) && !strcasecmp(origin + 7, host)) return true;
+    const char *list = c->s->cors ? c->s->cors : "localhost";
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',') p++;
+        size_t n = strcspn(p, ",");
+        size_t m = n;
+        while (m && (p[m - 1] == ' ' || p[m - 1] == '/')) m--;
+        if (m == 1 && *p == '*') return true;
+        if (m == 9 && !strncasecmp(p, "localhost", 9) && loopback_origin(origin)) return true;
+        if (m && strlen(origin) == m && !strncasecmp(origin, p, m)) return true;
+        p += n;
+    }
+    return false;
+}
+
+void srv_cors_headers(srv_conn *c, struct MHD_Response *r) {
+    const char *origin = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Origin");
+    if (!origin || !origin_allowed(c, origin)) return;
+    MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
+    MHD_add_response_header(r, "Vary", "Origin");
+    if (!strcmp(c->method, "OPTIONS")) {
+        const char *want = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Access-Control-Request-Headers");
+        MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+        MHD_add_response_header(r, "Access-Control-Allow-Headers",
+                                want ? want : "Authorization, Content-Type, X-Api-Key");
+        MHD_add_response_header(r, "Access-Control-Max-Age", "86400");
+    }
+}
+
+/* A preflight: 204 and the Access-Control-Allow-* headers (srv_cors_headers). */
+static int preflight(srv_conn *c) {
+    return srv_reply_text(c, 204, "text/plain", "");
+}
+
 static int dispatch(srv_conn *c) {
     /* the request is in: no inactivity timeout while it is answered (a prefill, a queue
      * or a slow model may keep a stream silent for long); on_completed restores it */
     MHD_set_connection_option(c->mhd, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)0);
+    const char *origin = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Origin");
+    if (origin && !origin_allowed(c, origin))
+        return srv_reply_error(c, 403, "permission_error", "origin_not_allowed",
+                               "pages from %.200s may not use this server (gemma8 serve --cors-origins)", origin);
+    if (!strcmp(c->method, "OPTIONS")) return preflight(c);
     if (!authorized(c))
         return srv_reply_error(c, 401, "authentication_error", "invalid_api_key", "invalid API key");
     const route *r = NULL;
     bool path_known = false;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        if (strcmp(routes[i].path, c->url)) continue;
+        if (!route_matches(&routes[i], c->url)) continue;
         path_known = true;
         if (!strcmp(routes[i].method, c->method)) r = &routes[i];
     }
@@ -167,10 +285,14 @@ static int dispatch(srv_conn *c) {
     if (!strcmp(c->method, "POST")) {
         if (!srv_valid_utf8(c->body ? c->body : "", c->len))
             return srv_reply_error(c, 400, "invalid_request_error", NULL, "the body is not valid UTF-8");
+        if (srv_has_nul_escape(c->body ? c->body : "", c->len))
+            return srv_reply_error(c, 400, "invalid_request_error", NULL,
+                                   "a string in the body holds U+0000 (\\u0000), which gemma8 does not accept");
         body = c->len ? cJSON_ParseWithLength(c->body, c->len) : NULL;
-        if (!cJSON_IsObject(body)) {
+        if (r->list_body ? !cJSON_IsArray(body) : !cJSON_IsObject(body)) {
             cJSON_Delete(body);
-            return srv_reply_error(c, 400, "invalid_request_error", NULL, "the body must be a JSON object");
+            return srv_reply_error(c, 400, "invalid_request_error", NULL, "the body must be a JSON %s",
+                                   r->list_body ? "array" : "object");
         }
     }
     int rc = r->fn(c, body);
@@ -235,13 +357,15 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
     if (!c) return;
     /* an idle keep-alive connection, or the next request, has read_timeout again */
     MHD_set_connection_option(mc, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)s->read_timeout);
+    bool quiet = !s->log_health && (!strcmp(c->url, "/health") || !strcmp(c->url, "/v1/health")) &&
+                 c->status == 200 && tc == MHD_REQUEST_TERMINATED_COMPLETED_OK;
     char tokens[96] = "";
     if (c->has_tokens)
         snprintf(tokens, sizeof tokens, " prompt %d (%d reused) generated %d", c->n_prompt, c->n_reused,
                  c->n_generated);
-    fprintf(stderr, "gemma8 serve: %s %s %u%s %.0f ms%s\n", c->method, c->url, c->status, tokens,
-            (gemma8_time() - c->t0) * 1e3,
-            tc == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed)");
+    if (!quiet)
+        fprintf(stderr, "gemma8 serve: %s %s %u%s %.0f ms%s\n", c->method, c->url, c->status, tokens,
+                (gemma8_time() - c->t0) * 1e3, tc == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed)");
     free(c->body);
     free(c);
     *con_cls = NULL;
@@ -251,12 +375,23 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 
 void *srv_http_start(srv *s, const char *host, int port) {
     struct sockaddr_in addr = {0};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) return NULL;
+    struct sockaddr_in6 addr6 = {0};
+    struct sockaddr *sa = (struct sockaddr *)&addr;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
+    if (strchr(host, ':')) { /* IPv6 */
+        addr6.sin6_family = AF_INET6;
+        addr6.sin6_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET6, host, &addr6.sin6_addr) != 1) return NULL;
+        sa = (struct sockaddr *)&addr6;
+        flags |= MHD_USE_IPv6;
+    } else {
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) return NULL;
+    }
     return MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, (uint16_t)port,
-        NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        flags, (uint16_t)port,
+        NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, sa,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)s->read_timeout, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024, MHD_OPTION_END);
 }

@@ -35,6 +35,11 @@ static bool read_options(srv *s, const cJSON *body, srv_task *t, char *err, size
     gemma8_generate_params *p = &t->params;
     gemma8_sampler_params *sp = &p->sampling;
     double temp = 0.8, top_k = 40, top_p = 0.9, min_p = 0, rep = 1.1, last_n = 64, seed = 0, n_predict = -1;
+    const srv_defaults *df = &s->dflt; /* gemma8 serve --temp ... replace Ollama's defaults */
+    if (df->has_temp) temp = df->temp;
+    if (df->has_top_k) top_k = df->top_k;
+    if (df->has_top_p) top_p = df->top_p;
+    if (df->has_n_predict) n_predict = df->n_predict;
     double pres = 0, freq = 0, num_ctx = 0;
     if (!srv_number(o, "temperature", 0, 100, &temp, err, cap) ||
         !srv_number(o, "top_k", 0, 1e6, &top_k, err, cap) ||
@@ -56,7 +61,7 @@ static bool read_options(srv *s, const cJSON *body, srv_task *t, char *err, size
     sp->repeat_last_n = last_n < 0 ? s->n_ctx_slot : (int32_t)last_n; /* -1: the whole context */
     sp->presence_penalty = (float)pres;
     sp->frequency_penalty = (float)freq;
-    sp->seed = seed > 0 ? (uint32_t)(uint64_t)seed : srv_random_seed();
+    sp->seed = seed > 0 ? (uint32_t)(uint64_t)seed : df->has_seed ? df->seed : srv_random_seed();
     p->max_new_tokens = n_predict < 0 || n_predict > s->n_ctx_slot ? s->n_ctx_slot : (int32_t)n_predict;
     /* format: "json" (any JSON object) or a JSON Schema */
     const cJSON *fmt = cJSON_GetObjectItem(body, "format");
@@ -320,7 +325,7 @@ int ollama_show(srv_conn *c, cJSON *body) {
     srv *s = srv_of(c);
     const cJSON *m = cJSON_GetObjectItem(body, "model");
     if (!m) m = cJSON_GetObjectItem(body, "name");
-    if (!cJSON_IsString(m) || (strcmp(m->valuestring, s->alias) && strcmp(m->valuestring, s->info.name)))
+    if (!cJSON_IsString(m) || !srv_model_name_ok(s, m->valuestring) || !m->valuestring[0])
         return ollama_error(c, 404, "model not found");
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "modelfile", "");
@@ -421,4 +426,53 @@ int ollama_embed(srv_conn *c, cJSON *body) {
     }
     srv_task_unref(t);
     return rc;
+}
+
+/* The legacy POST /api/embeddings {model, prompt}: {embedding} (one vector, as /api/embed makes it). */
+int ollama_embeddings(srv_conn *c, cJSON *body) {
+    srv *s = srv_of(c);
+    const cJSON *prompt = cJSON_GetObjectItem(body, "prompt");
+    if (!cJSON_IsString(prompt) || !prompt->valuestring[0]) return ollama_error(c, 400, "'prompt' must be a non-empty string");
+    cJSON *req = cJSON_Duplicate(body, true);
+    cJSON_DeleteItemFromObject(req, "prompt");
+    cJSON_AddStringToObject(req, "input", prompt->valuestring);
+    srv_task *t;
+    srv_error e;
+    bool ok = ollama_parse_embed(s, req, &t, &e);
+    cJSON_Delete(req);
+    if (!ok) return refuse(c, &e);
+    int rc;
+    if (!srv_run_blocking(s, t)) {
+        rc = ollama_error(c, 503, "every slot is busy and the queue is full");
+    } else if (t->status) {
+        rc = ollama_error(c, 500, t->error);
+    } else {
+        cJSON *o = cJSON_CreateObject();
+        cJSON *v = cJSON_AddArrayToObject(o, "embedding");
+        for (int k = 0; k < s->info.n_embd; k++) cJSON_AddItemToArray(v, cJSON_CreateNumber(t->embeddings[k]));
+        srv_conn_log_tokens(c, t->embed_tokens, 0, 0);
+        rc = srv_reply_json(c, 200, o);
+    }
+    srv_task_unref(t);
+    return rc;
+}
+
+/* POST /api/pull: the loaded model is there already (success, streamed or not); another is an error. */
+int ollama_pull(srv_conn *c, cJSON *body) {
+    srv *s = srv_of(c);
+    const cJSON *m = cJSON_GetObjectItem(body, "model");
+    if (!m) m = cJSON_GetObjectItem(body, "name");
+    if (!cJSON_IsString(m)) return ollama_error(c, 400, "'model' must be a string");
+    if (!srv_model_name_ok(s, m->valuestring)) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "gemma8 serves one model, '%.100s', and does not download others ('%.100s')",
+                 s->alias, m->valuestring);
+        return ollama_error(c, 404, msg);
+    }
+    if (cJSON_IsFalse(cJSON_GetObjectItem(body, "stream"))) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "status", "success");
+        return srv_reply_json(c, 200, o);
+    }
+    return srv_reply_text(c, 200, "application/x-ndjson", "{\"status\":\"success\"}\n");
 }

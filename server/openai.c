@@ -28,7 +28,11 @@ static bool read_format(const cJSON *b, srv_task *t, char *err, size_t cap) {
         }
         if (!strcmp(type, "json_object")) {
             const cJSON *sch = cJSON_GetObjectItem(rf, "schema");
-            if (!srv_constrain(t, cJSON_IsObject(sch) ? sch : NULL, NULL, err, cap)) return false;
+            if (sch && !cJSON_IsNull(sch) && !cJSON_IsObject(sch)) {
+                snprintf(err, cap, "'response_format.schema' must be an object (a JSON schema)");
+                return false;
+            }
+            if (!srv_constrain(t, sch && cJSON_IsObject(sch) ? sch : NULL, NULL, err, cap)) return false;
         } else if (!strcmp(type, "json_schema")) {
             const cJSON *w = cJSON_GetObjectItem(rf, "json_schema");
             const cJSON *sch = cJSON_GetObjectItem(w, "schema");
@@ -67,9 +71,10 @@ static bool read_params(srv *s, const cJSON *b, srv_task *t, bool chat, char *er
     sp->min_p = 0.0f;
     sp->repeat_penalty = 1.0f;
     sp->seed = srv_random_seed();
-    double temp = sp->temperature, top_p = sp->top_p, top_k = 0, min_p = 0, rep = 1, pres = 0, freq = 0,
+    srv_apply_defaults(s, sp);
+    double temp = sp->temperature, top_p = sp->top_p, top_k = sp->top_k, min_p = 0, rep = 1, pres = 0, freq = 0,
            seed = -1;
-    double max_tokens = chat ? -1 : 16, n = 1;
+    double max_tokens = s->dflt.has_n_predict ? s->dflt.n_predict : chat ? -1 : 16, n = 1;
     if (!srv_number(b, "temperature", 0, 2, &temp, err, cap) ||
         !srv_number(b, "top_p", 0, 1, &top_p, err, cap) ||
         !srv_number(b, "top_k", 0, 1e6, &top_k, err, cap) ||
@@ -299,6 +304,7 @@ static long stream_next(srv_conn *c, srv_task *t, void *state, char **out) {
             cJSON *o = chunk_base(s, st);
             cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"),
                                  choice(s, st, NULL, 0, finish_reason(t), false));
+            cJSON_AddItemToObject(o, "timings", srv_timings(t));
             sse(out, &len, o);
             if (st->include_usage) {
                 cJSON *u = chunk_base(s, st);
@@ -369,6 +375,7 @@ static int answer(srv_conn *c, const cJSON *body, srv_task *t, bool chat) {
     }
     cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), ch);
     cJSON_AddItemToObject(o, "usage", usage(t));
+    cJSON_AddItemToObject(o, "timings", srv_timings(t));
     free(st);
     return srv_reply_json(c, 200, o);
 }
@@ -385,7 +392,7 @@ static bool read_completion_params(srv *s, const cJSON *b, srv_task *t, char *er
 bool oai_parse_chat(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
     char err[256] = "";
     *out = NULL;
-    if (!srv_model_known(s, body, e)) return false;
+    if (!srv_model_known_lenient(s, body, e)) return false;
     int32_t n_msgs;
     char **store;
     gemma8_chat_message *msgs =
@@ -404,7 +411,7 @@ bool oai_parse_chat(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
 
 bool oai_parse_completion(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
     *out = NULL;
-    if (!srv_model_known(s, body, e)) return false;
+    if (!srv_model_known_lenient(s, body, e)) return false;
     const cJSON *prompt = cJSON_GetObjectItem(body, "prompt");
     if (cJSON_IsArray(prompt) && cJSON_GetArraySize(prompt) == 1 && cJSON_IsString(prompt->child))
         prompt = prompt->child;
@@ -446,37 +453,14 @@ int oai_models(srv_conn *c, cJSON *body) {
     srv *s = srv_of(c);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "object", "list");
-    cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "id", s->alias);
-    cJSON_AddStringToObject(m, "object", "model");
-    cJSON_AddNumberToObject(m, "created", s->t_loaded);
-    cJSON_AddStringToObject(m, "owned_by", "gemma8");
     cJSON *data = cJSON_AddArrayToObject(o, "data");
-    cJSON_AddItemToArray(data, m);
+    cJSON_AddItemToArray(data, oai_model_object(s, s->alias));
     for (int i = 0; i < s->n_lora; i++) { /* "<model>:<adapter>": the model under that adapter */
-        cJSON *a = cJSON_Duplicate(m, true);
         char id[256];
         snprintf(id, sizeof id, "%s:%s", s->alias, s->lora[i].name);
-        cJSON_ReplaceItemInObject(a, "id", cJSON_CreateString(id));
-        cJSON_AddItemToArray(data, a);
+        cJSON_AddItemToArray(data, oai_model_object(s, id));
     }
     return srv_reply_json(c, 200, o);
-}
-
-/* llama-server's list: [{id, path, scale}] (path: the adapter's name) */
-int srv_lora_adapters(srv_conn *c, cJSON *body) {
-    (void)body;
-    srv *s = srv_of(c);
-    cJSON *arr = cJSON_CreateArray();
-    for (int i = 0; i < s->n_lora; i++) {
-        cJSON *a = cJSON_CreateObject();
-        cJSON_AddNumberToObject(a, "id", i);
-        cJSON_AddStringToObject(a, "path", gemma8_lora_name(s->lora[i].a));
-        cJSON_AddStringToObject(a, "name", s->lora[i].name);
-        cJSON_AddNumberToObject(a, "scale", s->lora[i].scale);
-        cJSON_AddItemToArray(arr, a);
-    }
-    return srv_reply_json(c, 200, arr);
 }
 
 /* ---- embeddings ----------------------------------------------------------------------------- */
@@ -558,7 +542,7 @@ static bool embed_inputs(srv *s, const cJSON *in, srv_task *t, char *err, size_t
 bool oai_parse_embedding(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
     char err[256] = "";
     *out = NULL;
-    if (!srv_model_known(s, body, e)) return false;
+    if (!srv_model_known_lenient(s, body, e)) return false;
     const cJSON *fmt = cJSON_GetObjectItem(body, "encoding_format");
     const bool known =
         !fmt || cJSON_IsNull(fmt) ||

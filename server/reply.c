@@ -10,6 +10,7 @@
 #include <time.h>
 
 srv *srv_of(srv_conn *c) { return c->s; }
+const char *srv_conn_url(srv_conn *c) { return c->url; }
 
 void srv_conn_log_tokens(srv_conn *c, int32_t prompt, int32_t reused, int32_t generated) {
     c->n_prompt = prompt;
@@ -23,6 +24,7 @@ void srv_conn_log_tokens(srv_conn *c, int32_t prompt, int32_t reused, int32_t ge
 static int queue(srv_conn *c, unsigned status, struct MHD_Response *r, const char *type) {
     if (!r) return MHD_NO;
     MHD_add_response_header(r, "Content-Type", type);
+    srv_cors_headers(c, r);
     if (status == 503) MHD_add_response_header(r, "Retry-After", "1");
     if (status == 401) MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
     c->status = status;
@@ -53,6 +55,10 @@ int srv_reply_error(srv_conn *c, unsigned status, const char *type, const char *
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     cJSON *root = cJSON_CreateObject();
+    if (!strncmp(c->url, "/api/", 5)) { /* Ollama's shape, which its clients show */
+        cJSON_AddStringToObject(root, "error", msg);
+        return srv_reply_json(c, status, root);
+    }
     cJSON *err = cJSON_AddObjectToObject(root, "error");
     cJSON_AddStringToObject(err, "message", msg);
     cJSON_AddStringToObject(err, "type", type);

@@ -6,6 +6,8 @@
  *              scheduler thread that owns every forward pass
  *   openai.c   the OpenAI API (/v1/...)
  *   ollama.c   the Ollama API (/api/...)
+ *   completion.c  llama-server's native /completion
+ *   llama.c    llama-server's own endpoints (/props, /apply-template, /lora-adapters, /v1/models/ID)
  *   fields.c   request fields shared by both: messages, sampling, stop, UTF-8, errors
  *
  * The command that starts it (options, loading, a clean stop) is cli/serve.c.
@@ -115,8 +117,16 @@ typedef struct srv_conn srv_conn;
 typedef struct srv_adapter {
     const gemma8_lora *a;
     const char *name;
-    float scale; /* for requests that name no adapter */
+    _Atomic float scale; /* for requests that name no adapter (POST /lora-adapters sets it) */
 } srv_adapter;
+
+/* Sampling defaults given at start (--temp ...): they replace each API's own; requests override them. */
+typedef struct srv_defaults {
+    bool has_temp, has_top_k, has_top_p, has_seed, has_n_predict;
+    float temp, top_p;
+    int32_t top_k, n_predict;
+    uint32_t seed;
+} srv_defaults;
 
 typedef struct srv {
     gemma8_model *model;
@@ -126,6 +136,11 @@ typedef struct srv {
     srv_sched *sched;
     const char *alias; /* the model's name in the APIs */
     const char *api_key;
+    const char *model_path;
+    const char *cors;        /* --cors-origins: "*", "localhost" or a comma-separated list (may hold localhost) */
+    bool strict_names;       /* --strict-model-names: an unknown model name is a 404 on the OpenAI API too */
+    bool log_health;         /* --log-health: a log line for /health requests */
+    srv_defaults dflt;
     int n_slots, n_ctx_slot;
     double t_loaded, load_seconds;
     size_t max_body;
@@ -179,14 +194,20 @@ bool srv_constrain(srv_task *t, const cJSON *json_schema, const char *gbnf, char
 /* A number field in [lo, hi] if present; false with err otherwise. */
 bool srv_number(const cJSON *obj, const char *name, double lo, double hi, double *out, char *err, size_t cap);
 bool srv_valid_utf8(const char *s, size_t n);
+/* Whether JSON text writes U+0000 in a string (\u0000): cJSON's strings would end there, so a
+ * field would be read in part; such a request is refused. */
+bool srv_has_nul_escape(const char *s, size_t n);
 /* The tokens of a chat; GEMMA8_ERR_CONTEXT_FULL (with *n_out the count) when they
  * do not fit in a slot. */
 gemma8_status srv_chat_tokens(srv *s, const gemma8_chat_message *m, int32_t n, int32_t **out, int32_t *n_out);
 /* The tokens of a raw prompt; GEMMA8_ERR_CONTEXT_FULL as srv_chat_tokens. */
 gemma8_status srv_text_tokens(srv *s, const char *text, bool add_bos, bool special, int32_t **out,
                               int32_t *n_out);
-/* The model name a request gave is ours, "<ours>:<adapter name>", or absent. */
+/* The model name a request gave is ours, "<ours>:<adapter name>", or absent (a ":latest" tag is
+ * the plain name, as in Ollama). */
 bool srv_model_ok(srv *s, const cJSON *body);
+/* Whether a name is ours (as srv_model_ok). */
+bool srv_model_name_ok(srv *s, const char *name);
 /* The adapters a request runs under, into t: llama.cpp's "lora": [{"id", "scale"}] (others
  * at 0) or "lora": "NAME", or the model "<ours>:NAME" (that one at scale 1); else those given
  * at start at their scales. false with err on a bad value. */
@@ -198,6 +219,10 @@ char *srv_events_text(const srv_event *e, int n);
 /* Appends prefix + text + suffix (NUL-terminated) to a growing buffer; the JSON form takes j. */
 void srv_buf_add(char **out, size_t *len, const char *prefix, const char *text, const char *suffix);
 void srv_buf_json(char **out, size_t *len, const char *prefix, cJSON *j, const char *suffix);
+/* llama-server's timings object: prompt and predicted tokens, ms, per token, per second. */
+cJSON *srv_timings(const srv_task *t);
+/* The server's sampling defaults (--temp, --top-k, --top-p, --seed) over an API's own. */
+void srv_apply_defaults(const srv *s, gemma8_sampler_params *sp);
 /* A seed for a request that gives none (both APIs draw one then). */
 uint32_t srv_random_seed(void);
 
@@ -213,8 +238,10 @@ typedef struct srv_error {
 /* Fills e and returns false (a request refused). */
 bool srv_fail(srv_error *e, unsigned status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* The request names our model (or none); else false with a 404 in e. */
+/* The request names our model (or none); else false with a 404 in e. On the OpenAI API (lenient)
+ * any other name is served by the loaded model, as llama-server does, unless --strict-model-names. */
 bool srv_model_known(srv *s, const cJSON *body, srv_error *e);
+bool srv_model_known_lenient(srv *s, const cJSON *body, srv_error *e);
 /* Reads an API's own request fields into t; false with the reason in err. */
 typedef bool (*srv_read_fn)(srv *s, const cJSON *body, srv_task *t, char *err, size_t cap);
 /* The end of parsing a generation request whose prompt was tokenized with status gs: the
@@ -232,6 +259,7 @@ bool oai_parse_embedding(srv *s, const cJSON *body, srv_task **out, srv_error *e
 bool ollama_parse_chat(srv *s, const cJSON *body, srv_task **out, srv_error *e);
 bool ollama_parse_generate(srv *s, const cJSON *body, srv_task **out, srv_error *e);
 bool ollama_parse_embed(srv *s, const cJSON *body, srv_task **out, srv_error *e);
+bool llama_parse_completion(srv *s, const cJSON *body, srv_task **out, srv_error *e);
 
 /* ---- the handlers ------------------------------------------------------------------------------- */
 
@@ -246,6 +274,17 @@ int ollama_show(srv_conn *c, cJSON *body);
 int ollama_version(srv_conn *c, cJSON *body);
 int ollama_ps(srv_conn *c, cJSON *body);
 int ollama_embed(srv_conn *c, cJSON *body);
+int llama_completion(srv_conn *c, cJSON *body);
+int ollama_embeddings(srv_conn *c, cJSON *body);
+int ollama_pull(srv_conn *c, cJSON *body);
 int srv_lora_adapters(srv_conn *c, cJSON *body);
+int srv_lora_adapters_set(srv_conn *c, cJSON *body);
+int srv_props(srv_conn *c, cJSON *body);
+int srv_apply_template(srv_conn *c, cJSON *body);
+int oai_model_one(srv_conn *c, cJSON *body);
+/* The OpenAI model object of a name we serve (the model or "<model>:<adapter>"). */
+cJSON *oai_model_object(srv *s, const char *id);
+/* The request's path (for handlers of a path prefix). */
+const char *srv_conn_url(srv_conn *c);
 
 #endif

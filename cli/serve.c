@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -19,10 +20,11 @@ static void on_signal(int sig) {
 
 int cmd_serve(int argc, char **argv) {
     cli_common c = cli_common_defaults();
-    const char *host = "127.0.0.1", *alias = NULL, *api_key = NULL;
+    const char *host = "127.0.0.1", *alias = NULL, *api_key = NULL, *tags = NULL;
     int32_t port = 8080, parallel = 4, queue_max = 64, max_body_mb = 8, read_timeout = 10;
     const char *cors = "localhost";
-    bool strict_names = false, log_health = false;
+    bool strict_names = false, log_health = false, no_slots = false;
+    const char *slot_save_path = NULL;
     srv_defaults dflt = {.temp = 1.0f, .top_p = 1.0f, .n_predict = -1};
     int32_t seed = -1;
     cli_opt common[8];
@@ -40,6 +42,9 @@ int cmd_serve(int argc, char **argv) {
         {"--strict-model-names", CLI_FLAG, &strict_names, NULL,
          "a request naming another model is a 404 (default: the loaded model serves it)", NULL},
         {"--log-health", CLI_FLAG, &log_health, NULL, "log /health requests too", NULL},
+        {"--slot-save-path", CLI_STR, &slot_save_path, "DIR",
+         "where POST /slots/ID?action=save|restore keep slots' caches", NULL},
+        {"--no-slots", CLI_FLAG, &no_slots, NULL, "no GET /slots (501)", NULL},
         {"--temp", CLI_FLOAT, &dflt.temp, "T", "default temperature (requests override)", &dflt.has_temp},
         {"--top-k", CLI_INT, &dflt.top_k, "K", "default top-k, 0 off (requests override)", &dflt.has_top_k},
         {"--top-p", CLI_FLOAT, &dflt.top_p, "P", "default top-p (requests override)", &dflt.has_top_p},
@@ -47,8 +52,10 @@ int cmd_serve(int argc, char **argv) {
          &dflt.has_seed},
         {"-n|--n-predict", CLI_INT, &dflt.n_predict, "N", "default reply length in tokens, -1 the slot's room",
          &dflt.has_n_predict},
-        {"-a|--alias", CLI_STR, &alias, "NAME", "the model's name in the APIs (default: its general.name)",
+        {"-a|--alias", CLI_STR, &alias, "NAME",
+         "the model's name in the APIs (default: its general.name); A,B,C: several, the first in order its id",
          NULL},
+        {"--tags", CLI_STR, &tags, "LIST", "tags shown in /v1/models (comma-separated)", NULL},
         {"--max-body-mb", CLI_INT, &max_body_mb, "N", "largest request body, MiB (413 past it)", NULL},
         {"--read-timeout", CLI_INT, &read_timeout, "S", "seconds a client has to send its request", NULL},
         {0},
@@ -78,6 +85,11 @@ int cmd_serve(int argc, char **argv) {
         return 2;
     }
     dflt.seed = (uint32_t)seed;
+    struct stat dir;
+    if (slot_save_path && (stat(slot_save_path, &dir) || !S_ISDIR(dir.st_mode))) {
+        fprintf(stderr, "gemma8 serve: --slot-save-path %s is not a folder\n", slot_save_path);
+        return 2;
+    }
     if (parallel < 1 || parallel > 256 || queue_max < 0 || max_body_mb < 1 || read_timeout < 1) {
         fprintf(stderr,
                 "gemma8 serve: --parallel 1..256, --queue >= 0, --max-body-mb and --read-timeout >= 1\n");
@@ -98,11 +110,27 @@ int cmd_serve(int argc, char **argv) {
     }
     s.n_lora = loaded.n_lora;
     s.alias = alias ? alias : s.info.name;
+    char first[256];
+    if (alias && strchr(alias, ',')) { /* several names: the id is the first in order, as llama-server's */
+        first[0] = 0;
+        for (const char *p = alias; *p;) {
+            size_t n = strcspn(p, ",");
+            char name[256];
+            snprintf(name, sizeof name, "%.*s", (int)(n < 255 ? n : 255), p);
+            if (name[0] && (!first[0] || strcmp(name, first) < 0)) snprintf(first, sizeof first, "%s", name);
+            p += n + (p[n] == ',');
+        }
+        s.alias = first;
+        s.aliases = alias;
+    }
+    s.tags = tags;
     s.api_key = api_key;
     s.model_path = c.model;
     s.cors = cors;
     s.strict_names = strict_names;
     s.log_health = log_health;
+    s.no_slots = no_slots;
+    s.slot_save_path = slot_save_path;
     s.dflt = dflt;
     s.n_slots = parallel;
     s.n_ctx_slot = gemma8_n_ctx(ctx);

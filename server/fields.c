@@ -249,6 +249,11 @@ static int model_adapter(srv *s, const char *model) {
         model = plain;
     }
     if (!strcmp(model, s->alias) || !strcmp(model, s->info.name) || !model[0]) return -1;
+    for (const char *p = s->aliases; p && *p;) { /* --alias A,B,C */
+        size_t k = strcspn(p, ",");
+        if (k && strlen(model) == k && !strncmp(model, p, k)) return -1;
+        p += k + (p[k] == ',');
+    }
     for (int i = 0; i < s->n_lora; i++) {
         const size_t la = strlen(s->alias), ln = strlen(s->info.name);
         const char *rest = !strncmp(model, s->alias, la) && model[la] == ':'  ? model + la + 1
@@ -426,6 +431,11 @@ bool srv_parse_done(srv *s, const cJSON *body, srv_task *t, gemma8_status gs, sr
     else if (gs)
         ok = srv_fail(e, 400, NULL, "%s", gemma8_last_error());
     if (ok && !read(s, body, t, err, sizeof err)) ok = srv_fail(e, 400, NULL, "%s", err);
+    double id_slot = -1;
+    if (ok && !srv_number(body, "id_slot", -1, s->n_slots - 1, &id_slot, err, sizeof err))
+        ok = srv_fail(e, 400, NULL, "%s", err);
+    t->id_slot = (int)id_slot;
+    t->no_cache = cJSON_IsFalse(cJSON_GetObjectItem(body, "cache_prompt"));
     if (ok && !srv_lora_set(s, body, t, err, sizeof err)) ok = srv_fail(e, 400, NULL, "%s", err);
     if (!ok) {
         srv_task_unref(t);

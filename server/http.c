@@ -148,6 +148,8 @@ static const route routes[] = {
     {"GET", "/v1/health", health, false},
     {"GET", "/metrics", metrics, false},
     {"GET", "/props", srv_props, false},
+    {"GET", "/slots", srv_slots, false},
+    {"POST", "/slots/", srv_slot_action, false},
     {"POST", "/tokenize", tokenize, false},
     {"POST", "/detokenize", detokenize, false},
     {"POST", "/apply-template", srv_apply_template, false},

@@ -1,10 +1,26 @@
 /* llama.c - llama-server's own endpoints, beside the OpenAI API: /props, /apply-template,
- * /lora-adapters (list and set the global scales), GET /v1/models/{id}. */
+ * /lora-adapters (list and set the global scales), GET /v1/models/{id}, /slots (list; save, restore
+ * and erase a slot's cache with --slot-save-path). */
 #include "server.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* a comma-separated list as a JSON array */
+static cJSON *list(const char *csv) {
+    cJSON *a = cJSON_CreateArray();
+    for (const char *p = csv; p && *p;) {
+        size_t k = strcspn(p, ",");
+        char item[256];
+        snprintf(item, sizeof item, "%.*s", (int)(k < 255 ? k : 255), p);
+        if (k) cJSON_AddItemToArray(a, cJSON_CreateString(item));
+        p += k + (p[k] == ',');
+    }
+    return a;
+}
 
 cJSON *oai_model_object(srv *s, const char *id) {
     cJSON *m = cJSON_CreateObject();
@@ -12,6 +28,8 @@ cJSON *oai_model_object(srv *s, const char *id) {
     cJSON_AddStringToObject(m, "object", "model");
     cJSON_AddNumberToObject(m, "created", s->t_loaded);
     cJSON_AddStringToObject(m, "owned_by", "gemma8");
+    cJSON_AddItemToObject(m, "aliases", list(s->aliases ? s->aliases : s->alias));
+    cJSON_AddItemToObject(m, "tags", list(s->tags));
     return m;
 }
 
@@ -126,4 +144,95 @@ int srv_apply_template(srv_conn *c, cJSON *body) {
     cJSON_AddStringToObject(o, "prompt", text);
     free(text);
     return srv_reply_json(c, 200, o);
+}
+
+/* GET /slots: [{id, n_ctx, is_processing, n_past}] (501 with --no-slots, as llama-server) */
+int srv_slots(srv_conn *c, cJSON *body) {
+    (void)body;
+    srv *s = srv_of(c);
+    if (s->no_slots)
+        return srv_reply_error(c, 501, "not_supported_error", NULL, "this server has no /slots (--no-slots)");
+    srv_slot_info info[256];
+    srv_sched_slots(s->sched, info);
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = 0; i < s->n_slots; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "id", i);
+        cJSON_AddNumberToObject(o, "n_ctx", s->n_ctx_slot);
+        cJSON_AddBoolToObject(o, "is_processing", info[i].busy);
+        cJSON_AddNumberToObject(o, "n_past", info[i].n_past);
+        cJSON_AddItemToArray(arr, o);
+    }
+    return srv_reply_json(c, 200, arr);
+}
+
+/* A file name in --slot-save-path: a plain name (no path, no dot files), as llama-server checks. */
+static bool plain_file_name(const char *f) {
+    if (!f[0] || f[0] == '.' || strlen(f) > 200) return false;
+    for (const char *p = f; *p; p++)
+        if (*p == '/' || *p == '\\' || (unsigned char)*p < 0x20) return false;
+    return true;
+}
+
+/* POST /slots/{id}?action=save|restore|erase: a slot's cache to and from a file of --slot-save-path
+ * (written atomically by gemma8_cache_save), or cleared; run when the slot is free. */
+int srv_slot_action(srv_conn *c, cJSON *body) {
+    srv *s = srv_of(c);
+    const char *id_s = srv_conn_url(c) + strlen("/slots/");
+    const char *action = srv_conn_arg(c, "action");
+    char *end;
+    long id = strtol(id_s, &end, 10);
+    if (!*id_s || *end || id < 0 || id >= s->n_slots)
+        return srv_reply_error(c, 400, "invalid_request_error", NULL, "no slot '%.40s' (0..%d)", id_s, s->n_slots - 1);
+    srv_kind kind = !action ? SRV_GENERATE : !strcmp(action, "save") ? SRV_SLOT_SAVE
+                    : !strcmp(action, "restore") ? SRV_SLOT_RESTORE : !strcmp(action, "erase") ? SRV_SLOT_ERASE
+                                                                                                : SRV_GENERATE;
+    if (kind == SRV_GENERATE)
+        return srv_reply_error(c, 400, "invalid_request_error", NULL, "'action' must be save, restore or erase");
+    const cJSON *fn = cJSON_GetObjectItem(body, "filename");
+    char path[4096] = "";
+    if (kind != SRV_SLOT_ERASE) {
+        if (!s->slot_save_path)
+            return srv_reply_error(c, 501, "not_supported_error", NULL,
+                                   "this server saves no slots (start it with --slot-save-path DIR)");
+        if (!cJSON_IsString(fn) || !plain_file_name(fn->valuestring))
+            return srv_reply_error(c, 400, "invalid_request_error", NULL,
+                                   "'filename' must be a plain file name (no '/', not starting with '.')");
+        snprintf(path, sizeof path, "%s/%s", s->slot_save_path, fn->valuestring);
+    }
+    srv_task *t = srv_task_new(kind);
+    if (!t || (path[0] && !(t->path = strdup(path)))) {
+        srv_task_unref(t);
+        return srv_reply_error(c, 500, "server_error", NULL, "out of memory");
+    }
+    t->id_slot = (int)id;
+    const double t0 = gemma8_time();
+    int rc;
+    if (!srv_run_blocking(s, t)) {
+        rc = srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
+    } else if (t->status) {
+        rc = srv_reply_error(c, kind == SRV_SLOT_RESTORE ? 400 : 500, kind == SRV_SLOT_RESTORE ? "invalid_request_error"
+                             : "server_error", NULL, "%s", t->error);
+    } else {
+        const double ms = (gemma8_time() - t0) * 1e3;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "id_slot", (double)id);
+        if (kind != SRV_SLOT_ERASE) cJSON_AddStringToObject(o, "filename", fn->valuestring);
+        struct stat st;
+        double bytes = path[0] && !stat(path, &st) ? (double)st.st_size : 0;
+        if (kind == SRV_SLOT_SAVE) {
+            cJSON_AddNumberToObject(o, "n_saved", t->slot_tokens);
+            cJSON_AddNumberToObject(o, "n_written", bytes);
+            cJSON_AddNumberToObject(cJSON_AddObjectToObject(o, "timings"), "save_ms", ms);
+        } else if (kind == SRV_SLOT_RESTORE) {
+            cJSON_AddNumberToObject(o, "n_restored", t->slot_tokens);
+            cJSON_AddNumberToObject(o, "n_read", bytes);
+            cJSON_AddNumberToObject(cJSON_AddObjectToObject(o, "timings"), "restore_ms", ms);
+        } else {
+            cJSON_AddNumberToObject(o, "n_erased", t->slot_tokens);
+        }
+        rc = srv_reply_json(c, 200, o);
+    }
+    srv_task_unref(t);
+    return rc;
 }

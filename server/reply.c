@@ -11,6 +11,9 @@
 
 srv *srv_of(srv_conn *c) { return c->s; }
 const char *srv_conn_url(srv_conn *c) { return c->url; }
+const char *srv_conn_arg(srv_conn *c, const char *name) {
+    return MHD_lookup_connection_value(c->mhd, MHD_GET_ARGUMENT_KIND, name);
+}
 
 void srv_conn_log_tokens(srv_conn *c, int32_t prompt, int32_t reused, int32_t generated) {
     c->n_prompt = prompt;

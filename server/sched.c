@@ -37,6 +37,7 @@ struct srv_sched {
     double t_decode;     /* seconds a step of only decoding slots takes (moving average) */
     int32_t embed_chunk; /* embedding tokens a step beside streams takes (embedding_chunks) */
     srv_metrics m;
+    srv_slot_info *info; /* under mu: each slot as last left (GET /slots) */
     pthread_t thread;
 };
 
@@ -47,6 +48,7 @@ srv_task *srv_task_new(srv_kind kind) {
     if (!t) return NULL;
     t->kind = kind;
     t->n_logprobs = -1;
+    t->id_slot = -1;
     t->refs = 1;
     t->params = gemma8_generate_default_params();
     pthread_mutex_init(&t->mu, NULL);
@@ -68,6 +70,7 @@ void srv_task_unref(srv_task *t) {
     free(t->n_inputs);
     free(t->prompt);
     free(t->embeddings);
+    free(t->path);
     gemma8_grammar_free(t->grammar);
     pthread_mutex_destroy(&t->mu);
     pthread_cond_destroy(&t->cv);
@@ -175,6 +178,7 @@ static bool on_token(int32_t token, const char *text, size_t len, gemma8_run_sta
 /* The free slot whose cached tokens share the longest prefix with the prompt
  * (the least recently used among equals). */
 static int pick_slot(srv_sched *s, const srv_task *t) {
+    if (t->id_slot >= 0) return s->slots[t->id_slot].task ? -1 : t->id_slot; /* it waits for that slot */
     int best = -1;
     int32_t best_len = -1;
     for (int i = 0; i < s->n_slots; i++) {
@@ -204,6 +208,28 @@ static gemma8_status begin_work(srv_sched *s, int i) {
     return gemma8_gen_begin(s->ctx, t->inputs[k], t->n_inputs[k], &t->params, &slot->gen);
 }
 
+/* The slot's state for GET /slots. */
+static void slot_info(srv_sched *s, int i) {
+    pthread_mutex_lock(&s->mu);
+    s->info[i].busy = s->slots[i].task != NULL;
+    s->info[i].n_past = gemma8_seq_n_past(s->ctx, i);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Saves, restores or erases the slot's cache, at once (the slot is free). */
+static void slot_action(srv_sched *s, int i, srv_task *t) {
+    gemma8_status st = GEMMA8_OK;
+    int32_t n = gemma8_seq_n_past(s->ctx, i);
+    if (t->kind == SRV_SLOT_SAVE) st = gemma8_cache_save(s->ctx, i, t->path);
+    else if (t->kind == SRV_SLOT_RESTORE) st = gemma8_cache_load(s->ctx, i, t->path);
+    else gemma8_seq_clear(s->ctx, i);
+    if (t->kind == SRV_SLOT_RESTORE) n = gemma8_seq_n_past(s->ctx, i);
+    t->slot_tokens = n;
+    slot_info(s, i);
+    task_finish(t, st, st ? gemma8_last_error() : "");
+    srv_task_unref(t);
+}
+
 /* Starts a queued task on a free slot. */
 static void start_task(srv_sched *s, int i, srv_task *t) {
     srv_slot *slot = &s->slots[i];
@@ -213,6 +239,11 @@ static void start_task(srv_sched *s, int i, srv_task *t) {
     t->t_started = gemma8_time();
     pthread_cond_broadcast(&t->cv);
     pthread_mutex_unlock(&t->mu);
+    if (t->kind >= SRV_SLOT_SAVE) {
+        slot_action(s, i, t);
+        return;
+    }
+    if (t->no_cache) gemma8_seq_clear(s->ctx, i); /* cache_prompt: false */
     /* the request's adapters (a different set than the slot had clears the slot's cache) */
     gemma8_status lst = gemma8_seq_set_lora(s->ctx, i, t->lora, t->lora_scale, t->n_lora);
     if (lst) {
@@ -232,6 +263,7 @@ static void start_task(srv_sched *s, int i, srv_task *t) {
     slot->next_input = 0;
     pthread_mutex_lock(&s->mu);
     s->m.busy_slots++;
+    s->info[i].busy = true;
     pthread_mutex_unlock(&s->mu);
     gemma8_status st = begin_work(s, i);
     if (st) {
@@ -239,6 +271,7 @@ static void start_task(srv_sched *s, int i, srv_task *t) {
         slot->task = NULL;
         pthread_mutex_lock(&s->mu);
         s->m.busy_slots--;
+        s->info[i].busy = false;
         pthread_mutex_unlock(&s->mu);
         srv_task_unref(t);
     }
@@ -293,6 +326,7 @@ static void end_task(srv_sched *s, srv_slot *slot) {
     task_finish(t, st, msg);
     slot->gen = NULL;
     slot->task = NULL;
+    slot_info(s, (int)(slot - s->slots));
     srv_task_unref(t);
 }
 
@@ -435,12 +469,14 @@ srv_sched *srv_sched_start(gemma8_model *model, gemma8_context *ctx, int queue_m
     s->ctx = ctx;
     s->n_slots = gemma8_n_seq(ctx);
     s->slots = calloc((size_t)s->n_slots, sizeof *s->slots);
+    s->info = calloc((size_t)s->n_slots, sizeof *s->info);
     s->q_max = queue_max + s->n_slots; /* tasks wait here until a slot takes them */
     s->queue = calloc((size_t)s->q_max, sizeof *s->queue);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     for (int i = 0; s->slots && i < s->n_slots; i++) s->slots[i].sched = s;
-    if (!s->slots || !s->queue || pthread_create(&s->thread, NULL, sched_main, s)) {
+    if (!s->slots || !s->queue || !s->info || pthread_create(&s->thread, NULL, sched_main, s)) {
+        free(s->info);
         free(s->slots);
         free(s->queue);
         free(s);
@@ -476,6 +512,12 @@ void srv_sched_wake(srv_sched *s) {
     pthread_mutex_unlock(&s->mu);
 }
 
+void srv_sched_slots(srv_sched *s, srv_slot_info *info) {
+    pthread_mutex_lock(&s->mu);
+    memcpy(info, s->info, (size_t)s->n_slots * sizeof *info);
+    pthread_mutex_unlock(&s->mu);
+}
+
 srv_metrics srv_sched_metrics(srv_sched *s) {
     pthread_mutex_lock(&s->mu);
     srv_metrics m = s->m;
@@ -496,6 +538,7 @@ void srv_sched_stop(srv_sched *s) {
 void srv_sched_free(srv_sched *s) {
     if (!s) return;
     srv_sched_stop(s);
+    free(s->info);
     free(s->slots);
     free(s->queue);
     pthread_mutex_destroy(&s->mu);

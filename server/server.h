@@ -41,6 +41,9 @@ typedef struct srv_event {
 typedef enum srv_kind {
     SRV_GENERATE,
     SRV_EMBED,
+    SRV_SLOT_SAVE,    /* the slot's cache to path (run by the scheduler when the slot is free) */
+    SRV_SLOT_RESTORE, /* the slot's cache from path */
+    SRV_SLOT_ERASE,   /* the slot's cache cleared */
 } srv_kind;
 
 /* A request as the scheduler sees it; shared by the HTTP thread (refs). */
@@ -55,6 +58,10 @@ typedef struct srv_task {
     const gemma8_lora *lora[GEMMA8_MAX_LORA];
     float lora_scale[GEMMA8_MAX_LORA];
     gemma8_grammar *grammar;  /* the reply's constraint (behind params.grammar), owned */
+    int id_slot;              /* the slot it must run on (llama-server's id_slot); -1: any */
+    bool no_cache;            /* cache_prompt: false: the slot's cache is not reused */
+    char *path;               /* SRV_SLOT_SAVE / RESTORE: the file (owned) */
+    int32_t slot_tokens;      /* SRV_SLOT_*: the tokens saved, restored or erased */
     int32_t **inputs;         /* SRV_EMBED: each input's ids */
     int32_t *n_inputs;
     int n_in;
@@ -105,6 +112,13 @@ bool srv_submit(srv_sched *s, srv_task *t);
 /* Wakes the scheduler (a task was cancelled). */
 void srv_sched_wake(srv_sched *s);
 srv_metrics srv_sched_metrics(srv_sched *s);
+/* A slot as the scheduler last left it (for GET /slots). */
+typedef struct srv_slot_info {
+    bool busy;
+    int32_t n_past;
+} srv_slot_info;
+/* Fills info[0 .. n_slots). */
+void srv_sched_slots(srv_sched *s, srv_slot_info *info);
 /* Ends every task with an error, stops the thread; srv_sched_free then frees it. */
 void srv_sched_stop(srv_sched *s);
 void srv_sched_free(srv_sched *s);
@@ -135,8 +149,12 @@ typedef struct srv {
     gemma8_model_info info;
     srv_sched *sched;
     const char *alias; /* the model's name in the APIs */
+    const char *aliases; /* --alias A,B,C: every name it answers to (alias is the first in order) */
+    const char *tags;    /* --tags: a comma-separated list shown in /v1/models */
     const char *api_key;
     const char *model_path;
+    const char *slot_save_path; /* --slot-save-path: where POST /slots/ID?action=save|restore work */
+    bool no_slots;              /* --no-slots: GET /slots is a 501 */
     const char *cors;        /* --cors-origins: "*", "localhost" or a comma-separated list (may hold localhost) */
     bool strict_names;       /* --strict-model-names: an unknown model name is a 404 on the OpenAI API too */
     bool log_health;         /* --log-health: a log line for /health requests */
@@ -280,6 +298,10 @@ int ollama_pull(srv_conn *c, cJSON *body);
 int srv_lora_adapters(srv_conn *c, cJSON *body);
 int srv_lora_adapters_set(srv_conn *c, cJSON *body);
 int srv_props(srv_conn *c, cJSON *body);
+int srv_slots(srv_conn *c, cJSON *body);
+int srv_slot_action(srv_conn *c, cJSON *body);
+/* A query argument of the request (NULL: absent). */
+const char *srv_conn_arg(srv_conn *c, const char *name);
 int srv_apply_template(srv_conn *c, cJSON *body);
 int oai_model_one(srv_conn *c, cJSON *body);
 /* The OpenAI model object of a name we serve (the model or "<model>:<adapter>"). */

@@ -103,6 +103,60 @@ test("POST /completion: text, ids or a mix; n_predict, n_probs, return_tokens, s
   assert.equal(oai.timings.predicted_n, 6);
 });
 
+test("/slots: list; save, restore, erase with --slot-save-path (names checked); id_slot and cache_prompt", async () => {
+  const saveDir = mkdtempSync(join(dir, "slots-"));
+  const s2 = await startServer(["-np", "2", "-c", "1024", "-t", "1", "--slot-save-path", saveDir, "--temp", "0"]);
+  try {
+    const q = { prompt: "What is the capital of France?", n_predict: 4, id_slot: 1 };
+    const first = await (await post(s2.url + "/completion", q)).json();
+    assert.equal(first.timings.prompt_n, first.tokens_evaluated); // all evaluated
+    const slots = await (await fetch(s2.url + "/slots")).json();
+    assert.equal(slots.length, 2);
+    assert.equal(slots[0].n_ctx, 512);
+    assert.ok(slots[1].n_past >= first.tokens_evaluated && slots[0].n_past === 0, JSON.stringify(slots));
+    const saved = await (await post(s2.url + "/slots/1?action=save", { filename: "one.bin" })).json();
+    assert.equal(saved.n_saved, slots[1].n_past);
+    assert.ok(saved.n_written > 0);
+    // the same prompt on slot 1 again reuses all but the last token; on slot 0 (empty) nothing
+    const again = await (await post(s2.url + "/completion", q)).json();
+    assert.equal(again.timings.prompt_n, 1);
+    assert.equal(again.content, first.content);
+    const restored = await (await post(s2.url + "/slots/0?action=restore", { filename: "one.bin" })).json();
+    assert.equal(restored.n_restored, saved.n_saved);
+    const on0 = await (await post(s2.url + "/completion", { ...q, id_slot: 0 })).json();
+    assert.equal(on0.timings.prompt_n, 1);
+    assert.equal(on0.content, first.content);
+    const noCache = await (await post(s2.url + "/completion", { ...q, id_slot: 0, cache_prompt: false })).json();
+    assert.equal(noCache.timings.prompt_n, first.tokens_evaluated);
+    const erased = await (await post(s2.url + "/slots/0?action=erase", {})).json();
+    assert.ok(erased.n_erased > 0);
+    assert.equal((await (await fetch(s2.url + "/slots")).json())[0].n_past, 0);
+    for (const [path, body, status] of [["/slots/0?action=save", { filename: "../x.bin" }, 400],
+      ["/slots/0?action=save", { filename: ".hidden" }, 400], ["/slots/0?action=save", {}, 400],
+      ["/slots/5?action=save", { filename: "a" }, 400], ["/slots/0?action=fly", { filename: "a" }, 400],
+      ["/slots/0?action=restore", { filename: "missing.bin" }, 400], ["/slots/x", {}, 400]]) {
+      const r = await post(s2.url + path, body);
+      assert.equal(r.status, status, path + " " + JSON.stringify(body));
+    }
+    assert.equal((await post(s2.url + "/completion", { ...q, id_slot: 7 })).status, 400);
+  } finally {
+    await stopServer(s2);
+  }
+  // without --slot-save-path: 501 for save; with --no-slots: GET /slots is 501
+  const s3 = await startServer(["-np", "1", "-c", "512", "-t", "1", "--no-slots", "--alias", "b,a,c", "--tags", "x,y"]);
+  try {
+    assert.equal((await post(s3.url + "/slots/0?action=save", { filename: "a" })).status, 501);
+    assert.equal((await fetch(s3.url + "/slots")).status, 501);
+    const m = (await (await fetch(s3.url + "/v1/models")).json()).data[0];
+    assert.equal(m.id, "a");
+    assert.deepEqual(m.aliases, ["b", "a", "c"]);
+    assert.deepEqual(m.tags, ["x", "y"]);
+    assert.equal((await post(s3.url + "/v1/chat/completions", { model: "c", messages: ask, max_tokens: 1 })).status, 200);
+  } finally {
+    await stopServer(s3);
+  }
+});
+
 test("model names: another name is served by the loaded model (the reply names it); --strict-model-names: 404", async () => {
   const r = await (await post(srv.url + "/v1/chat/completions", { model: "gpt-4o", messages: ask, ...greedy })).json();
   assert.equal(r.model, NAME);

@@ -382,6 +382,12 @@ GEMMA8_API const int32_t *gemma8_seq_history(const gemma8_context *ctx, int32_t 
 
 /* A chain as llama.cpp's: penalties, then top-k, top-p, min-p, temperature and
  * a draw; or penalties, temperature and mirostat. Defaults are RKLLM's. */
+/* A token's logit raised (lowered) by bias before sampling; -INFINITY: the token is never drawn. */
+typedef struct gemma8_logit_bias {
+    int32_t token;
+    float bias;
+} gemma8_logit_bias;
+
 typedef struct gemma8_sampler_params {
     float temperature;        /* 0: greedy (argmax); default 0.8 */
     int32_t top_k;            /* keep the k most likely; 0: off; default 40 */
@@ -395,6 +401,9 @@ typedef struct gemma8_sampler_params {
     float mirostat_tau;       /* target surprise; default 5.0 */
     float mirostat_eta;       /* learning rate; default 0.1 */
     uint32_t seed;            /* the same seed gives the same draws; default 42 */
+    const gemma8_logit_bias *logit_bias; /* added to the logits first (copied by gemma8_sampler_new); a
+                                            token listed twice adds both; default none */
+    int32_t n_logit_bias;
 } gemma8_sampler_params;
 
 GEMMA8_API gemma8_sampler_params gemma8_sampler_default_params(void);

@@ -93,6 +93,7 @@ static bool read_fields(srv *s, const cJSON *b, srv_task *t, char *err, size_t c
         !srv_number(b, "n_probs", 0, SRV_MAX_TOP, &n_probs, err, cap))
         return false;
     if (!srv_stop(cJSON_GetObjectItem(b, "stop"), t, err, cap)) return false;
+    if (!srv_logit_bias(s, cJSON_GetObjectItem(b, "logit_bias"), t, err, cap)) return false;
     sp->temperature = (float)temp;
     sp->top_k = (int32_t)top_k;
     sp->top_p = top_p > 0 ? (float)top_p : 1e-6f;

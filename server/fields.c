@@ -1,6 +1,7 @@
 /* fields.c - what the OpenAI and Ollama handlers share: request fields, errors, the end of parsing. */
 #include "server.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -468,4 +469,70 @@ cJSON *srv_timings(const srv_task *t) {
     cJSON_AddNumberToObject(o, "predicted_per_token_ms", gn ? gms / gn : 0);
     cJSON_AddNumberToObject(o, "predicted_per_second", gms > 0 ? gn * 1e3 / gms : 0);
     return o;
+}
+
+/* One logit_bias entry: a token id (a number, or a key of digits) or a text (each of its tokens). */
+static bool bias_add(srv *s, srv_task *t, int *cap_n, const cJSON *key, const char *key_text, const cJSON *v,
+                     char *err, size_t cap) {
+    float bias;
+    if (cJSON_IsFalse(v)) bias = -INFINITY;
+    else if (cJSON_IsNumber(v) && isfinite(v->valuedouble)) bias = (float)v->valuedouble;
+    else {
+        snprintf(err, cap, "'logit_bias': a bias must be a number or false");
+        return false;
+    }
+    int32_t one, *ids = &one, n = 1;
+    char *end = NULL;
+    double id = key ? (cJSON_IsNumber(key) ? key->valuedouble : -1) : strtod(key_text, &end);
+    bool is_id = key ? cJSON_IsNumber(key) : (key_text[0] && end && !*end);
+    if (is_id) {
+        if (id != (int32_t)id || id < 0 || id >= s->info.n_vocab) {
+            snprintf(err, cap, "'logit_bias': token %g is not in 0..%d", id, s->info.n_vocab - 1);
+            return false;
+        }
+        one = (int32_t)id;
+    } else {
+        const char *text = key ? (cJSON_IsString(key) ? key->valuestring : NULL) : key_text;
+        if (!text || !text[0] || srv_text_tokens(s, text, false, false, &ids, &n)) {
+            snprintf(err, cap, "'logit_bias': an entry must be a token id or a non-empty text");
+            return false;
+        }
+    }
+    if (t->params.sampling.n_logit_bias + n > *cap_n) {
+        int nc = (t->params.sampling.n_logit_bias + n) * 2;
+        gemma8_logit_bias *nb = realloc(t->bias, (size_t)nc * sizeof *nb);
+        if (!nb) {
+            if (ids != &one) free(ids);
+            snprintf(err, cap, "out of memory");
+            return false;
+        }
+        t->bias = nb;
+        *cap_n = nc;
+    }
+    for (int32_t i = 0; i < n; i++) t->bias[t->params.sampling.n_logit_bias++] = (gemma8_logit_bias){ids[i], bias};
+    if (ids != &one) free(ids);
+    t->params.sampling.logit_bias = t->bias;
+    return true;
+}
+
+bool srv_logit_bias(srv *s, const cJSON *v, srv_task *t, char *err, size_t cap) {
+    if (!v || cJSON_IsNull(v)) return true;
+    int cap_n = 0;
+    if (cJSON_IsObject(v)) {
+        for (const cJSON *e = v->child; e; e = e->next)
+            if (!bias_add(s, t, &cap_n, NULL, e->string, e, err, cap)) return false;
+        return true;
+    }
+    if (cJSON_IsArray(v)) {
+        for (const cJSON *e = v->child; e; e = e->next) {
+            if (!cJSON_IsArray(e) || cJSON_GetArraySize(e) != 2) {
+                snprintf(err, cap, "'logit_bias': a list entry must be [token id or text, bias or false]");
+                return false;
+            }
+            if (!bias_add(s, t, &cap_n, e->child, NULL, e->child->next, err, cap)) return false;
+        }
+        return true;
+    }
+    snprintf(err, cap, "'logit_bias' must be an object or a list");
+    return false;
 }

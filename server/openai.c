@@ -87,7 +87,12 @@ static bool read_params(srv *s, const cJSON *b, srv_task *t, bool chat, char *er
         !srv_number(b, "max_completion_tokens", -1, 2147483647.0, &max_tokens, err, cap) ||
         !srv_number(b, "n", 1, 1, &n, err, cap))
         return false;
+    if (max_tokens == 0) {
+        snprintf(err, cap, "'max_tokens' must be at least 1 (or -1: as many as the slot holds)");
+        return false;
+    }
     if (!srv_stop(cJSON_GetObjectItem(b, "stop"), t, err, cap)) return false;
+    if (!srv_logit_bias(s, cJSON_GetObjectItem(b, "logit_bias"), t, err, cap)) return false;
     sp->temperature = (float)temp;
     sp->top_p = top_p > 0 ? (float)top_p : 1e-6f;
     sp->top_k = (int32_t)top_k;
@@ -548,6 +553,10 @@ bool oai_parse_embedding(srv *s, const cJSON *body, srv_task **out, srv_error *e
         !fmt || cJSON_IsNull(fmt) ||
         (cJSON_IsString(fmt) && (!strcmp(fmt->valuestring, "base64") || !strcmp(fmt->valuestring, "float")));
     if (!known) return srv_fail(e, 400, NULL, "'encoding_format' must be \"float\" or \"base64\"");
+    const cJSON *dims = cJSON_GetObjectItem(body, "dimensions");
+    if (dims && !cJSON_IsNull(dims) && !(cJSON_IsNumber(dims) && dims->valuedouble == s->info.n_embd))
+        return srv_fail(e, 400, NULL, "'dimensions': this model's embeddings have %d dimensions and are not shortened",
+                        s->info.n_embd);
     srv_task *t = srv_task_new(SRV_EMBED);
     if (!t) return srv_fail(e, 500, NULL, "out of memory");
     if (!embed_inputs(s, cJSON_GetObjectItem(body, "input"), t, err, sizeof err)) {

@@ -71,6 +71,7 @@ void srv_task_unref(srv_task *t) {
     free(t->prompt);
     free(t->embeddings);
     free(t->path);
+    free(t->bias);
     gemma8_grammar_free(t->grammar);
     pthread_mutex_destroy(&t->mu);
     pthread_cond_destroy(&t->cv);

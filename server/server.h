@@ -58,6 +58,7 @@ typedef struct srv_task {
     const gemma8_lora *lora[GEMMA8_MAX_LORA];
     float lora_scale[GEMMA8_MAX_LORA];
     gemma8_grammar *grammar;  /* the reply's constraint (behind params.grammar), owned */
+    gemma8_logit_bias *bias;  /* behind params.sampling.logit_bias, owned */
     int id_slot;              /* the slot it must run on (llama-server's id_slot); -1: any */
     bool no_cache;            /* cache_prompt: false: the slot's cache is not reused */
     char *path;               /* SRV_SLOT_SAVE / RESTORE: the file (owned) */
@@ -237,6 +238,9 @@ char *srv_events_text(const srv_event *e, int n);
 /* Appends prefix + text + suffix (NUL-terminated) to a growing buffer; the JSON form takes j. */
 void srv_buf_add(char **out, size_t *len, const char *prefix, const char *text, const char *suffix);
 void srv_buf_json(char **out, size_t *len, const char *prefix, cJSON *j, const char *suffix);
+/* logit_bias into t: OpenAI's {"token id": bias} and llama.cpp's forms ({"text": bias},
+ * [[id or text, bias or false]]; false: never); a text stands for each of its tokens. false with err. */
+bool srv_logit_bias(srv *s, const cJSON *v, srv_task *t, char *err, size_t cap);
 /* llama-server's timings object: prompt and predicted tokens, ms, per token, per second. */
 cJSON *srv_timings(const srv_task *t);
 /* The server's sampling defaults (--temp, --top-k, --top-p, --seed) over an API's own. */

@@ -17,6 +17,7 @@ struct gemma8_sampler {
     float mu;               /* mirostat state */
     gemma8_matcher *matcher;/* the grammar, if any */
     uint8_t *mask;          /* its allowed tokens, a bit each */
+    gemma8_logit_bias *bias;/* p.logit_bias, copied, by token */
     bool off_grammar;       /* a token was accepted that the grammar refused */
     double mask_seconds;
 };
@@ -177,6 +178,7 @@ void gemma8_sampler_reset(gemma8_sampler *s) {
 gemma8_status gemma8_sampler_set_grammar(gemma8_sampler *s, const gemma8_model *model, const gemma8_grammar *g) {
     if (!s) return g8_fail(GEMMA8_ERR_INVALID_ARG, "no sampler");
     gemma8_matcher_free(s->matcher);
+    free(s->bias);
     free(s->mask);
     s->matcher = NULL;
     s->mask = NULL;
@@ -203,6 +205,31 @@ bool g8_sampler_grammar_done(const gemma8_sampler *s) { return s->matcher && gem
 
 double g8_sampler_mask_seconds(const gemma8_sampler *s) { return s->mask_seconds; }
 
+static int cmp_bias(const void *a, const void *b) {
+    int32_t x = ((const gemma8_logit_bias *)a)->token, y = ((const gemma8_logit_bias *)b)->token;
+    return (x > y) - (x < y);
+}
+
+/* The logit biases on the candidates; those at -inf leave. False when none is left. */
+static bool apply_bias(const gemma8_sampler *s, g8_cands *cs) {
+    const int32_t nb = s->p.n_logit_bias;
+    if (!nb) return true;
+    size_t kept = 0;
+    for (size_t i = 0; i < cs->n; i++) {
+        g8_cand c = cs->c[i];
+        int32_t lo = 0, hi = nb; /* the first entry for c.id */
+        while (lo < hi) {
+            int32_t mid = (lo + hi) / 2;
+            if (s->bias[mid].token < c.id) lo = mid + 1;
+            else hi = mid;
+        }
+        for (int32_t k = lo; k < nb && s->bias[k].token == c.id; k++) c.logit += s->bias[k].bias;
+        if (c.logit != -INFINITY) cs->c[kept++] = c;
+    }
+    cs->n = kept;
+    return kept > 0;
+}
+
 gemma8_status gemma8_sampler_new(const gemma8_sampler_params *params, gemma8_sampler **out) {
     *out = NULL;
     const gemma8_sampler_params *p = params;
@@ -219,9 +246,25 @@ gemma8_status gemma8_sampler_new(const gemma8_sampler_params *params, gemma8_sam
         return g8_fail(GEMMA8_ERR_INVALID_ARG, "mirostat %d is not 0, 1 or 2", p->mirostat);
     if (isnan(p->frequency_penalty) || isnan(p->presence_penalty))
         return g8_fail(GEMMA8_ERR_INVALID_ARG, "a penalty is not a number");
+    if (p->n_logit_bias < 0 || (p->n_logit_bias && !p->logit_bias))
+        return g8_fail(GEMMA8_ERR_INVALID_ARG, "an invalid logit_bias list");
+    for (int32_t i = 0; i < p->n_logit_bias; i++)
+        if (p->logit_bias[i].token < 0 || isnan(p->logit_bias[i].bias) || p->logit_bias[i].bias == INFINITY)
+            return g8_fail(GEMMA8_ERR_INVALID_ARG, "logit_bias entry %d: token %d, bias %g", i, p->logit_bias[i].token,
+                           p->logit_bias[i].bias);
     gemma8_sampler *s = g8_calloc(1, sizeof *s, "sampler");
     if (!s) return GEMMA8_ERR_NOMEM;
     s->p = *p;
+    if (p->n_logit_bias) {
+        s->bias = g8_calloc((size_t)p->n_logit_bias, sizeof *s->bias, "logit bias");
+        if (!s->bias) {
+            free(s);
+            return GEMMA8_ERR_NOMEM;
+        }
+        memcpy(s->bias, p->logit_bias, (size_t)p->n_logit_bias * sizeof *s->bias);
+        qsort(s->bias, (size_t)p->n_logit_bias, sizeof *s->bias, cmp_bias);
+    }
+    s->p.logit_bias = s->bias;
     s->hist_cap = (size_t)p->repeat_last_n;
     s->history = g8_calloc(s->hist_cap + 1, sizeof(int32_t), "sampler history");
     if (!s->history) {
@@ -236,6 +279,7 @@ gemma8_status gemma8_sampler_new(const gemma8_sampler_params *params, gemma8_sam
 void gemma8_sampler_free(gemma8_sampler *s) {
     if (!s) return;
     gemma8_matcher_free(s->matcher);
+    free(s->bias);
     free(s->mask);
     free(s->cands.c);
     free(s->history);
@@ -324,6 +368,11 @@ static int32_t sample(gemma8_sampler *s, const float *logits, int32_t n_vocab, g
     } else {
         cs->n = (size_t)n_vocab;
         for (int32_t i = 0; i < n_vocab; i++) cs->c[i] = (g8_cand){i, logits[i], 0};
+    }
+    if (!apply_bias(s, cs)) {
+        *st = g8_fail(GEMMA8_ERR_INVALID_ARG, "logit_bias leaves no token to draw%s", s->matcher ? " that the grammar "
+                      "allows" : "");
+        return -1;
     }
     /* the history window, oldest first */
     int32_t window[1024] = {0}, *w = s->hist_n <= 1024 ? window : malloc(s->hist_n * sizeof(int32_t));

@@ -212,6 +212,46 @@ TEST(sampling_greedy_and_distribution) {
     CHECK(gemma8_sampler_new(&p, &s) == GEMMA8_ERR_INVALID_ARG);
 }
 
+/* logit_bias: added before everything, a token listed twice gets both, -inf never drawn, copied at creation */
+TEST(sampling_logit_bias) {
+    gemma8_logit_bias b[3] = {{3, 4.0f}, {2, -INFINITY}, {3, 1.5f}};
+    gemma8_sampler_params p = gemma8_sampler_default_params();
+    p.temperature = 0;
+    p.logit_bias = b;
+    p.n_logit_bias = 3;
+    gemma8_sampler *s;
+    CHECK(gemma8_sampler_new(&p, &s) == GEMMA8_OK);
+    b[0].bias = -100.0f; /* the sampler kept its own copy */
+    float lg[5] = {0.1f, 0.2f, 5.0f, 0.3f, 0.0f};
+    int32_t tok = -1;
+    CHECK(gemma8_sampler_sample(s, lg, 5, &tok) == GEMMA8_OK && tok == 3); /* 0.3 + 5.5 beats the banned 5.0 */
+    gemma8_sampler_free(s);
+    /* at temperature 1 a banned token never comes out */
+    p.temperature = 1.0f;
+    p.top_k = 0;
+    p.top_p = 1.0f;
+    b[0] = (gemma8_logit_bias){0, -INFINITY};
+    p.n_logit_bias = 2;
+    CHECK(gemma8_sampler_new(&p, &s) == GEMMA8_OK);
+    for (int i = 0; i < 500; i++) {
+        CHECK(gemma8_sampler_sample(s, lg, 5, &tok) == GEMMA8_OK);
+        CHECKF(tok != 0 && tok != 2, "drew banned token %d", tok);
+    }
+    gemma8_sampler_free(s);
+    /* every token banned: an error that says so; a bad entry: refused at creation */
+    gemma8_logit_bias all[2] = {{0, -INFINITY}, {1, -INFINITY}};
+    p.logit_bias = all;
+    p.n_logit_bias = 2;
+    CHECK(gemma8_sampler_new(&p, &s) == GEMMA8_OK);
+    CHECK(gemma8_sampler_sample(s, lg, 2, &tok) == GEMMA8_ERR_INVALID_ARG);
+    CHECK(strstr(gemma8_last_error(), "logit_bias") != NULL);
+    gemma8_sampler_free(s);
+    all[0].bias = NAN;
+    CHECK(gemma8_sampler_new(&p, &s) == GEMMA8_ERR_INVALID_ARG);
+    all[0] = (gemma8_logit_bias){-1, 1.0f};
+    CHECK(gemma8_sampler_new(&p, &s) == GEMMA8_ERR_INVALID_ARG);
+}
+
 /* ---- abort ---------------------------------------------------------------- */
 
 TEST(generate_abort_from_another_thread) {

@@ -157,6 +157,37 @@ test("/slots: list; save, restore, erase with --slot-save-path (names checked); 
   }
 });
 
+test("logit_bias in OpenAI's and llama.cpp's forms; max_tokens 0 and dimensions answered as OpenAI does", async () => {
+  const base = { prompt: "The sky is", n_predict: 3, temperature: 0, return_tokens: true };
+  const plain = await (await post(srv.url + "/completion", base)).json();
+  const first = plain.tokens[0];
+  const other = first === 1000 ? 1001 : 1000;
+  const forms = [{ [String(first)]: -100, [String(other)]: 100 }, [[first, false], [other, 50]], { [String(other)]: 100 }];
+  for (const logit_bias of forms) {
+    const r = await (await post(srv.url + "/completion", { ...base, logit_bias })).json();
+    assert.equal(r.tokens[0], other, JSON.stringify(logit_bias));
+    const o = await (await post(srv.url + "/v1/completions", { prompt: "The sky is", max_tokens: 1, temperature: 0, logprobs: 1,
+      logit_bias })).json();
+    assert.equal(o.choices[0].logprobs.tokens.length, 1);
+  }
+  // a text stands for its tokens: banning the first token's text changes the first token
+  const piece = (await (await post(srv.url + "/detokenize", { tokens: [first] })).json()).content;
+  const banned = await (await post(srv.url + "/completion", { ...base, logit_bias: [[piece, false]] })).json();
+  assert.notEqual(banned.tokens[0], first);
+  for (const bad of [{ "x": "y" }, [[1]], { "-3": 1 }, { "9999999": 1 }, [[1, "a"]], 5, { "": 1 }]) {
+    const r = await post(srv.url + "/v1/chat/completions", { messages: ask, logit_bias: bad });
+    assert.equal(r.status, 400, JSON.stringify(bad));
+    assert.match((await r.json()).error.message, /logit_bias/);
+  }
+  const zero = await post(srv.url + "/v1/chat/completions", { messages: ask, max_tokens: 0 });
+  assert.equal(zero.status, 400);
+  assert.match((await zero.json()).error.message, /max_tokens/);
+  assert.equal((await post(srv.url + "/v1/embeddings", { input: "x", dimensions: 64 })).status, 200);
+  const d = await post(srv.url + "/v1/embeddings", { input: "x", dimensions: 32 });
+  assert.equal(d.status, 400);
+  assert.match((await d.json()).error.message, /dimensions/);
+});
+
 test("model names: another name is served by the loaded model (the reply names it); --strict-model-names: 404", async () => {
   const r = await (await post(srv.url + "/v1/chat/completions", { model: "gpt-4o", messages: ask, ...greedy })).json();
   assert.equal(r.model, NAME);

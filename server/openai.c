@@ -12,6 +12,8 @@
 
 static atomic_ullong g_next_id = 1;
 
+#define OAI_MAX_N 16 /* choices a request may ask for (n) */
+
 #define ERR(c, ...) srv_reply_error(c, 400, "invalid_request_error", NULL, __VA_ARGS__)
 
 /* response_format: text, json_object (llama.cpp: with an optional schema) or
@@ -85,7 +87,7 @@ static bool read_params(srv *s, const cJSON *b, srv_task *t, bool chat, char *er
         !srv_number(b, "seed", -9.3e18, 9.3e18, &seed, err, cap) ||
         !srv_number(b, "max_tokens", -1, 2147483647.0, &max_tokens, err, cap) ||
         !srv_number(b, "max_completion_tokens", -1, 2147483647.0, &max_tokens, err, cap) ||
-        !srv_number(b, "n", 1, 1, &n, err, cap))
+        !srv_number(b, "n", 1, OAI_MAX_N, &n, err, cap))
         return false;
     if (max_tokens == 0) {
         snprintf(err, cap, "'max_tokens' must be at least 1 (or -1: as many as the slot holds)");
@@ -206,13 +208,23 @@ static cJSON *completion_logprobs(srv *s, const srv_event *ev, int n, size_t off
 
 typedef struct oai_stream {
     bool chat;
-    bool include_usage;
+    int index;     /* the choice's */
     int seen;
     int phase;     /* 0 role chunk, 1 tokens, 2 finished */
     size_t offset; /* text sent so far (completions' text_offset) */
     char id[48];
     long created;
 } oai_stream;
+
+/* The choices of one request (n of them, each a task of its own: a sequence of the batch). */
+typedef struct oai_reply {
+    srv *s;
+    int n;
+    srv_task *t[OAI_MAX_N];
+    oai_stream st[OAI_MAX_N];
+    bool include_usage;
+    bool ended;
+} oai_reply;
 
 static cJSON *chunk_base(srv *s, const oai_stream *st) {
     cJSON *o = cJSON_CreateObject();
@@ -229,7 +241,7 @@ static void sse(char **out, size_t *len, cJSON *j) { srv_buf_json(out, len, "dat
 static cJSON *choice(srv *s, oai_stream *st, const srv_event *e, int n_ev, const char *finish,
                      bool logprobs) {
     cJSON *ch = cJSON_CreateObject();
-    cJSON_AddNumberToObject(ch, "index", 0);
+    cJSON_AddNumberToObject(ch, "index", st->index);
     char *text = srv_events_text(e, n_ev);
     if (st->chat) {
         cJSON *delta = cJSON_AddObjectToObject(ch, "delta");
@@ -258,71 +270,111 @@ static cJSON *choice(srv *s, oai_stream *st, const srv_event *e, int n_ev, const
     return ch;
 }
 
-static long stream_next(srv_conn *c, srv_task *t, void *state, char **out) {
-    srv *s = srv_of(c);
-    oai_stream *st = state;
-    size_t len = 0;
-    *out = NULL;
-    if (st->phase == 2) return -1;
-    if (st->phase == 0 && st->chat) { /* the role first, as OpenAI does */
-        cJSON *o = chunk_base(s, st);
-        cJSON *ch = cJSON_CreateObject();
-        cJSON_AddNumberToObject(ch, "index", 0);
-        cJSON *delta = cJSON_AddObjectToObject(ch, "delta");
-        cJSON_AddStringToObject(delta, "role", "assistant");
-        cJSON_AddStringToObject(delta, "content", "");
-        cJSON_AddNullToObject(ch, "logprobs");
-        cJSON_AddNullToObject(ch, "finish_reason");
-        cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), ch);
-        st->phase = 1;
-        sse(out, &len, o);
-        return (long)len;
-    }
-    st->phase = 1;
-    if (!srv_task_wait(t, st->seen, 1.0)) {
-        pthread_mutex_lock(&t->mu);
-        bool waiting = !t->started;
-        pthread_mutex_unlock(&t->mu);
-        if (waiting)
-            srv_buf_add(out, &len, "", ": waiting\n\n", ""); /* keeps proxies and clients from timing out */
-        return (long)len;
-    }
+/* usage over the choices: the prompt once, the completions summed */
+static cJSON *usage_of(const oai_reply *r) {
+    cJSON *u = usage(r->t[0]);
+    int32_t gen = 0;
+    for (int i = 0; i < r->n; i++) gen += r->t[i]->res.n_generated;
+    cJSON_ReplaceItemInObject(u, "completion_tokens", cJSON_CreateNumber(gen));
+    cJSON_ReplaceItemInObject(u, "total_tokens", cJSON_CreateNumber(r->t[0]->res.n_prompt + gen));
+    return u;
+}
+
+/* One choice's news: its new tokens, and its last chunk when it is done; true when it ended
+ * with an error (written as an error event). */
+static bool choice_news(srv *s, srv_task *t, oai_stream *st, char **out, size_t *len) {
     bool done;
     srv_event *ev;
     const int n = srv_task_events(t, st->seen, &ev, &done); /* the new tokens, a copy */
     if (n > 0) {
         cJSON *o = chunk_base(s, st);
-        cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"),
-                             choice(s, st, ev, n, NULL, t->n_logprobs >= 0));
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), choice(s, st, ev, n, NULL, t->n_logprobs >= 0));
         free(ev);
         st->seen += n;
-        sse(out, &len, o);
+        sse(out, len, o);
     }
-    if (done) {
-        if (t->status) { /* an error, or the server shutting down: an error event ends the stream */
-            cJSON *e = cJSON_CreateObject();
-            cJSON *err = cJSON_AddObjectToObject(e, "error");
-            cJSON_AddStringToObject(err, "message", t->error);
-            cJSON_AddStringToObject(err, "type", "server_error");
-            sse(out, &len, e);
-        } else {
-            cJSON *o = chunk_base(s, st);
-            cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"),
-                                 choice(s, st, NULL, 0, finish_reason(t), false));
-            cJSON_AddItemToObject(o, "timings", srv_timings(t));
+    if (!done) return false;
+    st->phase = 2;
+    if (t->status) { /* an error, or the server shutting down: an error event ends the stream */
+        cJSON *e = cJSON_CreateObject();
+        cJSON *err = cJSON_AddObjectToObject(e, "error");
+        cJSON_AddStringToObject(err, "message", t->error);
+        cJSON_AddStringToObject(err, "type", "server_error");
+        sse(out, len, e);
+        return true;
+    }
+    cJSON *o = chunk_base(s, st);
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), choice(s, st, NULL, 0, finish_reason(t), false));
+    cJSON_AddItemToObject(o, "timings", srv_timings(t));
+    sse(out, len, o);
+    return false;
+}
+
+static long stream_next(srv_conn *c, srv_task *t0, void *state, char **out) {
+    (void)t0; /* r->t[0] */
+    srv *s = srv_of(c);
+    oai_reply *r = state;
+    size_t len = 0;
+    *out = NULL;
+    if (r->ended) return -1;
+    if (r->st[0].phase == 0) { /* the role first, as OpenAI does */
+        for (int i = 0; i < r->n; i++) {
+            r->st[i].phase = 1;
+            if (!r->st[i].chat) continue;
+            cJSON *o = chunk_base(s, &r->st[i]);
+            cJSON *ch = cJSON_CreateObject();
+            cJSON_AddNumberToObject(ch, "index", i);
+            cJSON *delta = cJSON_AddObjectToObject(ch, "delta");
+            cJSON_AddStringToObject(delta, "role", "assistant");
+            cJSON_AddStringToObject(delta, "content", "");
+            cJSON_AddNullToObject(ch, "logprobs");
+            cJSON_AddNullToObject(ch, "finish_reason");
+            cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), ch);
             sse(out, &len, o);
-            if (st->include_usage) {
-                cJSON *u = chunk_base(s, st);
-                cJSON_AddArrayToObject(u, "choices");
-                cJSON_AddItemToObject(u, "usage", usage(t));
-                sse(out, &len, u);
-            }
+        }
+        if (len) return (long)len;
+    }
+    /* wait for news of the first choice still running (briefly when there are others) */
+    int open = -1;
+    for (int i = 0; i < r->n && open < 0; i++)
+        if (r->st[i].phase != 2) open = i;
+    if (!srv_task_wait(r->t[open], r->st[open].seen, r->n == 1 ? 1.0 : 0.05) && r->n == 1) {
+        pthread_mutex_lock(&r->t[0]->mu);
+        bool waiting = !r->t[0]->started;
+        pthread_mutex_unlock(&r->t[0]->mu);
+        if (waiting) srv_buf_add(out, &len, "", ": waiting\n\n", ""); /* keeps proxies and clients from timing out */
+        return (long)len;
+    }
+    bool failed = false, all = true;
+    for (int i = 0; i < r->n && !failed; i++) {
+        if (r->st[i].phase != 2) failed = choice_news(s, r->t[i], &r->st[i], out, &len);
+        all = all && r->st[i].phase == 2;
+    }
+    if (failed || all) {
+        if (!failed && r->include_usage) {
+            cJSON *u = chunk_base(s, &r->st[0]);
+            cJSON_AddArrayToObject(u, "choices");
+            cJSON_AddItemToObject(u, "usage", usage_of(r));
+            sse(out, &len, u);
         }
         srv_buf_add(out, &len, "", "data: [DONE]\n\n", "");
-        srv_conn_log_tokens(c, t->res.n_prompt, t->res.n_reused, t->res.n_generated);
-        st->phase = 2;
+        int32_t gen = 0;
+        for (int i = 0; i < r->n; i++) gen += r->t[i]->res.n_generated;
+        srv_conn_log_tokens(c, r->t[0]->res.n_prompt, r->t[0]->res.n_reused, gen);
+        r->ended = true;
     }
     return (long)len;
+}
+
+/* The reply is over: the choices past the first (the stream holds the first) end and go. */
+static void reply_free(void *state) {
+    oai_reply *r = state;
+    for (int i = 1; i < r->n; i++) {
+        atomic_store(&r->t[i]->cancelled, true);
+        srv_sched_wake(r->s->sched);
+        srv_task_unref(r->t[i]);
+    }
+    free(r);
 }
 
 static int reply_task_error(srv_conn *c, srv_task *t) {
@@ -331,58 +383,78 @@ static int reply_task_error(srv_conn *c, srv_task *t) {
     return srv_reply_error(c, 500, "server_error", NULL, "%s", t->error);
 }
 
-/* Runs t (its prompt and parameters set) and answers in the chat or completion shape. */
-static int answer(srv_conn *c, const cJSON *body, srv_task *t, bool chat) {
+static void wait_done(srv_task *t) {
+    pthread_mutex_lock(&t->mu);
+    while (!t->done) pthread_cond_wait(&t->cv, &t->mu);
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* Runs the choices (their prompts and parameters set; r owns them) and answers in the chat or
+ * completion shape. */
+static int answer(srv_conn *c, const cJSON *body, oai_reply *r, bool chat) {
     srv *s = srv_of(c);
-    oai_stream *st = calloc(1, sizeof *st);
-    if (!st) return SRV_FAIL;
-    st->chat = chat;
-    snprintf(st->id, sizeof st->id, "%s-%llx", chat ? "chatcmpl" : "cmpl",
-             (unsigned long long)atomic_fetch_add(&g_next_id, 1));
-    st->created = (long)time(NULL);
-    st->include_usage =
-        cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(body, "stream_options"), "include_usage"));
+    char id[48];
+    snprintf(id, sizeof id, "%s-%llx", chat ? "chatcmpl" : "cmpl", (unsigned long long)atomic_fetch_add(&g_next_id, 1));
+    for (int i = 0; i < r->n; i++) {
+        r->st[i].chat = chat;
+        r->st[i].index = i;
+        r->st[i].created = (long)time(NULL);
+        snprintf(r->st[i].id, sizeof r->st[i].id, "%s", id);
+    }
+    r->include_usage = cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(body, "stream_options"), "include_usage"));
+    int submitted = 0;
+    while (submitted < r->n && srv_submit(s->sched, r->t[submitted])) submitted++;
+    if (submitted < r->n) { /* all or none */
+        for (int i = 0; i < submitted; i++) atomic_store(&r->t[i]->cancelled, true);
+        srv_sched_wake(s->sched);
+        for (int i = 0; i < r->n; i++) srv_task_unref(r->t[i]);
+        free(r);
+        return srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
+    }
     if (cJSON_IsTrue(cJSON_GetObjectItem(body, "stream"))) {
-        if (!srv_submit(s->sched, t)) {
-            free(st);
-            return srv_reply_error(c, 503, "server_error", "queue_full",
-                                   "every slot is busy and the queue is full");
+        srv_task *t0 = r->t[0];
+        int rc = srv_reply_stream(c, "text/event-stream", t0, stream_next, r, reply_free);
+        srv_task_unref(t0); /* the stream holds it */
+        return rc;
+    }
+    for (int i = 0; i < r->n; i++) wait_done(r->t[i]);
+    int rc = -1;
+    for (int i = 0; i < r->n && rc < 0; i++)
+        if (r->t[i]->status) rc = reply_task_error(c, r->t[i]);
+    if (rc < 0) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "id", id);
+        cJSON_AddStringToObject(o, "object", chat ? "chat.completion" : "text_completion");
+        cJSON_AddNumberToObject(o, "created", (double)r->st[0].created);
+        cJSON_AddStringToObject(o, "model", s->alias);
+        cJSON *choices = cJSON_AddArrayToObject(o, "choices");
+        int32_t gen = 0;
+        for (int i = 0; i < r->n; i++) {
+            srv_task *t = r->t[i];
+            srv_event *ev;
+            const int n_ev = srv_task_events(t, 0, &ev, NULL);
+            cJSON *ch = choice(s, &r->st[i], ev, n_ev, finish_reason(t), t->n_logprobs >= 0);
+            free(ev);
+            if (chat) { /* a message instead of a delta */
+                cJSON *delta = cJSON_DetachItemFromObject(ch, "delta");
+                cJSON *msg = cJSON_CreateObject();
+                cJSON_AddStringToObject(msg, "role", "assistant");
+                const cJSON *content = cJSON_GetObjectItem(delta, "content");
+                cJSON_AddStringToObject(msg, "content", cJSON_IsString(content) ? content->valuestring : "");
+                cJSON_AddItemToObject(ch, "message", msg);
+                cJSON_Delete(delta);
+            }
+            cJSON_AddItemToArray(choices, ch);
+            gen += t->res.n_generated;
         }
-        return srv_reply_stream(c, "text/event-stream", t, stream_next, st, free);
+        cJSON_AddItemToObject(o, "usage", usage_of(r));
+        cJSON_AddItemToObject(o, "timings", srv_timings(r->t[0]));
+        srv_conn_log_tokens(c, r->t[0]->res.n_prompt, r->t[0]->res.n_reused, gen);
+        rc = srv_reply_json(c, 200, o);
     }
-    if (!srv_run_blocking(s, t)) {
-        free(st);
-        return srv_reply_error(c, 503, "server_error", "queue_full",
-                               "every slot is busy and the queue is full");
-    }
-    if (t->status) {
-        free(st);
-        return reply_task_error(c, t);
-    }
-    srv_conn_log_tokens(c, t->res.n_prompt, t->res.n_reused, t->res.n_generated);
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "id", st->id);
-    cJSON_AddStringToObject(o, "object", chat ? "chat.completion" : "text_completion");
-    cJSON_AddNumberToObject(o, "created", (double)st->created);
-    cJSON_AddStringToObject(o, "model", s->alias);
-    srv_event *ev;
-    const int n_ev = srv_task_events(t, 0, &ev, NULL);
-    cJSON *ch = choice(s, st, ev, n_ev, finish_reason(t), t->n_logprobs >= 0);
-    free(ev);
-    if (chat) { /* a message instead of a delta */
-        cJSON *delta = cJSON_DetachItemFromObject(ch, "delta");
-        cJSON *msg = cJSON_CreateObject();
-        cJSON_AddStringToObject(msg, "role", "assistant");
-        const cJSON *content = cJSON_GetObjectItem(delta, "content");
-        cJSON_AddStringToObject(msg, "content", cJSON_IsString(content) ? content->valuestring : "");
-        cJSON_AddItemToObject(ch, "message", msg);
-        cJSON_Delete(delta);
-    }
-    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), ch);
-    cJSON_AddItemToObject(o, "usage", usage(t));
-    cJSON_AddItemToObject(o, "timings", srv_timings(t));
-    free(st);
-    return srv_reply_json(c, 200, o);
+    for (int i = 0; i < r->n; i++) srv_task_unref(r->t[i]);
+    free(r);
+    return rc;
 }
 
 /* read_params for a chat request and for a completion request */
@@ -435,23 +507,33 @@ static int refuse(srv_conn *c, const srv_error *e) {
     return srv_reply_error(c, e->status, type, e->code, "%s", e->msg);
 }
 
-int oai_chat(srv_conn *c, cJSON *body) {
-    srv_task *t;
+/* n choices: the request parsed n times, each its own sequence (seed + i) */
+static int run_choices(srv_conn *c, cJSON *body, bool chat) {
+    srv *s = srv_of(c);
     srv_error e;
-    if (!oai_parse_chat(srv_of(c), body, &t, &e)) return refuse(c, &e);
-    int rc = answer(c, body, t, true);
-    srv_task_unref(t);
-    return rc;
+    double n = 1;
+    char err[128];
+    if (!srv_number(body, "n", 1, OAI_MAX_N, &n, err, sizeof err) || n != (int)n)
+        return srv_reply_error(c, 400, "invalid_request_error", NULL, "'n' must be a whole number from 1 to %d",
+                               OAI_MAX_N);
+    oai_reply *r = calloc(1, sizeof *r);
+    if (!r) return SRV_FAIL;
+    r->s = s;
+    for (; r->n < (int)n; r->n++) {
+        bool ok = chat ? oai_parse_chat(s, body, &r->t[r->n], &e) : oai_parse_completion(s, body, &r->t[r->n], &e);
+        if (!ok) {
+            for (int i = 0; i < r->n; i++) srv_task_unref(r->t[i]);
+            free(r);
+            return refuse(c, &e);
+        }
+        r->t[r->n]->params.sampling.seed += (uint32_t)r->n;
+    }
+    return answer(c, body, r, chat);
 }
 
-int oai_completions(srv_conn *c, cJSON *body) {
-    srv_task *t;
-    srv_error e;
-    if (!oai_parse_completion(srv_of(c), body, &t, &e)) return refuse(c, &e);
-    int rc = answer(c, body, t, false);
-    srv_task_unref(t);
-    return rc;
-}
+int oai_chat(srv_conn *c, cJSON *body) { return run_choices(c, body, true); }
+
+int oai_completions(srv_conn *c, cJSON *body) { return run_choices(c, body, false); }
 
 int oai_models(srv_conn *c, cJSON *body) {
     (void)body;

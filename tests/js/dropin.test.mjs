@@ -188,6 +188,27 @@ test("logit_bias in OpenAI's and llama.cpp's forms; max_tokens 0 and dimensions 
   assert.match((await d.json()).error.message, /dimensions/);
 });
 
+test("n > 1: several choices, each its own sequence (seed + i), streamed with their indexes", async () => {
+  const req = { messages: ask, max_tokens: 6, temperature: 1, seed: 11 };
+  const r = await (await post(srv.url + "/v1/chat/completions", { ...req, n: 3 })).json();
+  assert.deepEqual(r.choices.map((c) => c.index), [0, 1, 2]);
+  for (let i = 0; i < 3; i++) {
+    const one = await chatText(srv.url + "/v1/chat/completions", { ...req, seed: 11 + i });
+    assert.equal(r.choices[i].message.content, one, `choice ${i}`);
+  }
+  assert.equal(r.usage.completion_tokens, 18);
+  const sr = await post(srv.url + "/v1/chat/completions", { ...req, n: 3, stream: true, stream_options: { include_usage: true } });
+  const events = (await sr.text()).split("\n\n").filter((x) => x.startsWith("data: {")).map((x) => JSON.parse(x.slice(6)));
+  const text = ["", "", ""];
+  for (const e of events) for (const c of e.choices) text[c.index] += c.delta.content ?? "";
+  assert.deepEqual(text, r.choices.map((c) => c.message.content));
+  assert.equal(events.at(-1).usage.completion_tokens, 18);
+  const comp = await (await post(srv.url + "/v1/completions", { prompt: "Hi", max_tokens: 3, temperature: 0, n: 2 })).json();
+  assert.equal(comp.choices.length, 2);
+  assert.equal(comp.choices[0].text, comp.choices[1].text);
+  for (const n of [0, 17, 1.5, "2"]) assert.equal((await post(srv.url + "/v1/chat/completions", { ...req, n })).status, 400);
+});
+
 test("model names: another name is served by the loaded model (the reply names it); --strict-model-names: 404", async () => {
   const r = await (await post(srv.url + "/v1/chat/completions", { model: "gpt-4o", messages: ask, ...greedy })).json();
   assert.equal(r.model, NAME);

@@ -222,7 +222,7 @@ const malformed = [
   ["temperature too high", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], temperature: 9 }, {}, 400],
   ["negative max_tokens", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], max_tokens: -5 }, {}, 400],
   ["max_tokens a string", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], max_tokens: "10" }, {}, 400],
-  ["n = 2", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], n: 2 }, {}, 400],
+  ["n = 17", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], n: 17 }, {}, 400],
   ["top_p above 1", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], top_p: 1.5 }, {}, 400],
   ["top_logprobs 50", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], logprobs: true, top_logprobs: 50 }, {}, 400],
   ["stop a number", "POST", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], stop: 3 }, {}, 400],

@@ -56,7 +56,7 @@ extern "C" {
 #endif
 
 /* The library's version, "MAJOR.MINOR.PATCH". */
-#define GEMMA8_VERSION "0.5.0"
+#define GEMMA8_VERSION "0.6.0"
 GEMMA8_API const char *gemma8_version(void);
 
 /* Status codes. Append only: never reorder or renumber. */

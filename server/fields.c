@@ -202,10 +202,24 @@ bool srv_number(const cJSON *obj, const char *name, double lo, double hi, double
 
 gemma8_status srv_chat_tokens(srv *s, const gemma8_chat_message *m, int32_t n, int32_t **out,
                               int32_t *n_out) {
+    /* a last assistant message is a prefill: the reply continues it (llama-server's and Ollama's rule) */
+    const bool prefill = n > 1 && !strcmp(m[n - 1].role, "assistant");
     int32_t cap = s->n_ctx_slot + 1;
     int32_t *ids = malloc((size_t)cap * sizeof *ids);
     if (!ids) return GEMMA8_ERR_NOMEM;
-    gemma8_status st = gemma8_chat_tokenize(s->model, m, n, true, ids, cap, n_out);
+    gemma8_status st = gemma8_chat_tokenize(s->model, m, prefill ? n - 1 : n, true, ids, cap, n_out);
+    if (!st && prefill) {
+        char *text = NULL;
+        size_t len = 0;
+        for (int32_t i = 0; i < (m[n - 1].n_parts > 0 ? m[n - 1].n_parts : 1); i++)
+            srv_buf_add(&text, &len, i ? "\n\n" : "", m[n - 1].n_parts > 0 ? m[n - 1].parts[i] : m[n - 1].content, "");
+        int32_t more = 0;
+        st = text ? gemma8_tokenize(s->model, text, len, false, false, ids + *n_out, cap - *n_out, &more)
+                  : GEMMA8_ERR_NOMEM;
+        if (st == GEMMA8_ERR_BUFFER_TOO_SMALL) *n_out = cap;
+        else *n_out += more;
+        free(text);
+    }
     if (st == GEMMA8_ERR_BUFFER_TOO_SMALL || (!st && *n_out >= s->n_ctx_slot)) st = GEMMA8_ERR_CONTEXT_FULL;
     if (st) {
         free(ids);

@@ -13,6 +13,8 @@
 static atomic_ullong g_next_id = 1;
 
 #define OAI_MAX_N 16 /* choices a request may ask for (n) */
+/* llama-server's is "b<build>"; clients read it as an opaque string */
+#define FINGERPRINT "b" GEMMA8_VERSION "-gemma8"
 
 #define ERR(c, ...) srv_reply_error(c, 400, "invalid_request_error", NULL, __VA_ARGS__)
 
@@ -223,6 +225,7 @@ typedef struct oai_reply {
     srv_task *t[OAI_MAX_N];
     oai_stream st[OAI_MAX_N];
     bool include_usage;
+    bool timings_per_token; /* llama-server's: timings in every chunk */
     bool ended;
 } oai_reply;
 
@@ -232,6 +235,7 @@ static cJSON *chunk_base(srv *s, const oai_stream *st) {
     cJSON_AddStringToObject(o, "object", st->chat ? "chat.completion.chunk" : "text_completion");
     cJSON_AddNumberToObject(o, "created", (double)st->created);
     cJSON_AddStringToObject(o, "model", s->alias);
+    cJSON_AddStringToObject(o, "system_fingerprint", FINGERPRINT);
     return o;
 }
 
@@ -282,13 +286,14 @@ static cJSON *usage_of(const oai_reply *r) {
 
 /* One choice's news: its new tokens, and its last chunk when it is done; true when it ended
  * with an error (written as an error event). */
-static bool choice_news(srv *s, srv_task *t, oai_stream *st, char **out, size_t *len) {
+static bool choice_news(srv *s, srv_task *t, oai_stream *st, bool per_token, char **out, size_t *len) {
     bool done;
     srv_event *ev;
     const int n = srv_task_events(t, st->seen, &ev, &done); /* the new tokens, a copy */
     if (n > 0) {
         cJSON *o = chunk_base(s, st);
         cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), choice(s, st, ev, n, NULL, t->n_logprobs >= 0));
+        if (per_token) cJSON_AddItemToObject(o, "timings", srv_timings(t));
         free(ev);
         st->seen += n;
         sse(out, len, o);
@@ -326,7 +331,7 @@ static long stream_next(srv_conn *c, srv_task *t0, void *state, char **out) {
             cJSON_AddNumberToObject(ch, "index", i);
             cJSON *delta = cJSON_AddObjectToObject(ch, "delta");
             cJSON_AddStringToObject(delta, "role", "assistant");
-            cJSON_AddStringToObject(delta, "content", "");
+            cJSON_AddNullToObject(delta, "content"); /* as llama-server sends it */
             cJSON_AddNullToObject(ch, "logprobs");
             cJSON_AddNullToObject(ch, "finish_reason");
             cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), ch);
@@ -347,7 +352,7 @@ static long stream_next(srv_conn *c, srv_task *t0, void *state, char **out) {
     }
     bool failed = false, all = true;
     for (int i = 0; i < r->n && !failed; i++) {
-        if (r->st[i].phase != 2) failed = choice_news(s, r->t[i], &r->st[i], out, &len);
+        if (r->st[i].phase != 2) failed = choice_news(s, r->t[i], &r->st[i], r->timings_per_token, out, &len);
         all = all && r->st[i].phase == 2;
     }
     if (failed || all) {
@@ -402,6 +407,7 @@ static int answer(srv_conn *c, const cJSON *body, oai_reply *r, bool chat) {
         snprintf(r->st[i].id, sizeof r->st[i].id, "%s", id);
     }
     r->include_usage = cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(body, "stream_options"), "include_usage"));
+    r->timings_per_token = cJSON_IsTrue(cJSON_GetObjectItem(body, "timings_per_token"));
     int submitted = 0;
     while (submitted < r->n && srv_submit(s->sched, r->t[submitted])) submitted++;
     if (submitted < r->n) { /* all or none */
@@ -427,6 +433,7 @@ static int answer(srv_conn *c, const cJSON *body, oai_reply *r, bool chat) {
         cJSON_AddStringToObject(o, "object", chat ? "chat.completion" : "text_completion");
         cJSON_AddNumberToObject(o, "created", (double)r->st[0].created);
         cJSON_AddStringToObject(o, "model", s->alias);
+        cJSON_AddStringToObject(o, "system_fingerprint", FINGERPRINT);
         cJSON *choices = cJSON_AddArrayToObject(o, "choices");
         int32_t gen = 0;
         for (int i = 0; i < r->n; i++) {
@@ -470,6 +477,9 @@ bool oai_parse_chat(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
     char err[256] = "";
     *out = NULL;
     if (!srv_model_known_lenient(s, body, e)) return false;
+    if (cJSON_IsTrue(cJSON_GetObjectItem(body, "add_generation_prompt")) &&
+        cJSON_IsTrue(cJSON_GetObjectItem(body, "continue_final_message")))
+        return srv_fail(e, 400, NULL, "add_generation_prompt and continue_final_message exclude each other");
     int32_t n_msgs;
     char **store;
     gemma8_chat_message *msgs =

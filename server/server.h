@@ -216,7 +216,7 @@ bool srv_valid_utf8(const char *s, size_t n);
 /* Whether JSON text writes U+0000 in a string (\u0000): cJSON's strings would end there, so a
  * field would be read in part; such a request is refused. */
 bool srv_has_nul_escape(const char *s, size_t n);
-/* The tokens of a chat; GEMMA8_ERR_CONTEXT_FULL (with *n_out the count) when they
+/* The tokens of a chat (a last assistant message is continued: a prefill); GEMMA8_ERR_CONTEXT_FULL (with *n_out the count) when they
  * do not fit in a slot. */
 gemma8_status srv_chat_tokens(srv *s, const gemma8_chat_message *m, int32_t n, int32_t **out, int32_t *n_out);
 /* The tokens of a raw prompt; GEMMA8_ERR_CONTEXT_FULL as srv_chat_tokens. */

@@ -300,6 +300,22 @@ test("conversations as clients send them: same-role runs merged, a later system 
   assert.equal(await tpl(late), await tpl([late[0], late[1], { role: "user", content: "Now French.\n\nc" }]));
   assert.equal(await chatText(srv.url + "/v1/chat/completions", { messages: merged, ...greedy }),
     await chatText(srv.url + "/v1/chat/completions", { messages: joined, ...greedy }));
+  // a last assistant message is continued (a prefill): the prompt ends with its text, no end of turn
+  const pre = await tpl([{ role: "user", content: "Hi" }, { role: "assistant", content: "Well," }]);
+  assert.equal(pre, "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\nWell,");
+  const parts = await tpl([{ role: "user", content: "Hi" }, { role: "assistant", content: [{ type: "text", text: "Wh" },
+    { type: "text", text: "ill" }] }]);
+  assert.ok(parts.endsWith("<start_of_turn>model\nWh\n\nill"), parts);
+  const both = await post(srv.url + "/v1/chat/completions", { messages: ask, add_generation_prompt: true,
+    continue_final_message: true });
+  assert.equal(both.status, 400);
+  // the reply continues it: the same tokens as a completion of that prompt
+  const cont = await (await post(srv.url + "/v1/chat/completions", { messages: [{ role: "user", content: "Hi" },
+    { role: "assistant", content: "Well," }], ...greedy })).json();
+  const raw = await (await post(srv.url + "/completion", { prompt: pre.slice("<bos>".length), n_predict: 8,
+    temperature: 0 })).json(); // /completion puts <bos> first itself
+  assert.equal(cont.choices[0].message.content, raw.content);
+  assert.ok(cont.system_fingerprint.startsWith("b"));
 });
 
 test("/props, /tokenize with_pieces, /lora-adapters, metrics under llama-server's names, no log line per /health", async () => {

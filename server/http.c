@@ -142,7 +142,8 @@ typedef struct route {
     bool list_body;   /* the body is a JSON array, not an object */
 } route;
 
-/* llama-server's paths and their un-prefixed aliases, then Ollama's */
+/* llama-server's paths (its un-prefixed /completions and /embeddings are its native forms, as there),
+ * then Ollama's */
 static const route routes[] = {
     {"GET", "/health", health, false},
     {"GET", "/v1/health", health, false},
@@ -161,9 +162,10 @@ static const route routes[] = {
     {"POST", "/chat/completions", oai_chat, false},
     {"POST", "/completion", llama_completion, false},
     {"POST", "/v1/completions", oai_completions, false},
-    {"POST", "/completions", oai_completions, false},
+    {"POST", "/completions", llama_completion, false},
     {"POST", "/v1/embeddings", oai_embeddings, false},
-    {"POST", "/embeddings", oai_embeddings, false},
+    {"POST", "/embeddings", llama_embeddings, false},
+    {"POST", "/embedding", llama_embeddings, false},
     {"GET", "/lora-adapters", srv_lora_adapters, false},
     {"POST", "/lora-adapters", srv_lora_adapters_set, true},
     {"POST", "/api/chat", ollama_chat, false},

@@ -659,6 +659,42 @@ bool oai_parse_embedding(srv *s, const cJSON *body, srv_task **out, srv_error *e
     return true;
 }
 
+/* llama-server's native POST /embeddings (and /embedding): "content" or "input"; the reply
+ * [{index, embedding: [vector]}] (one pooled vector each: gemma8 pools by mean). */
+int llama_embeddings(srv_conn *c, cJSON *body) {
+    srv *s = srv_of(c);
+    srv_task *t;
+    srv_error e;
+    cJSON *req = cJSON_Duplicate(body, true);
+    const cJSON *content = cJSON_GetObjectItem(req, "content");
+    if (content && !cJSON_GetObjectItem(req, "input"))
+        cJSON_AddItemToObject(req, "input", cJSON_Duplicate(content, true));
+    bool ok = req && oai_parse_embedding(s, req, &t, &e);
+    cJSON_Delete(req);
+    if (!ok) return refuse(c, &e);
+    int rc;
+    if (!srv_run_blocking(s, t)) {
+        rc = srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
+    } else if (t->status) {
+        rc = reply_task_error(c, t);
+    } else {
+        cJSON *arr = cJSON_CreateArray();
+        for (int i = 0; i < t->n_in; i++) {
+            cJSON *d = cJSON_CreateObject();
+            cJSON_AddNumberToObject(d, "index", i);
+            cJSON *v = cJSON_CreateArray();
+            for (int k = 0; k < s->info.n_embd; k++)
+                cJSON_AddItemToArray(v, cJSON_CreateNumber(t->embeddings[(size_t)i * s->info.n_embd + k]));
+            cJSON_AddItemToArray(cJSON_AddArrayToObject(d, "embedding"), v);
+            cJSON_AddItemToArray(arr, d);
+        }
+        srv_conn_log_tokens(c, t->embed_tokens, 0, 0);
+        rc = srv_reply_json(c, 200, arr);
+    }
+    srv_task_unref(t);
+    return rc;
+}
+
 int oai_embeddings(srv_conn *c, cJSON *body) {
     srv *s = srv_of(c);
     srv_task *t;

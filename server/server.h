@@ -297,6 +297,7 @@ int ollama_version(srv_conn *c, cJSON *body);
 int ollama_ps(srv_conn *c, cJSON *body);
 int ollama_embed(srv_conn *c, cJSON *body);
 int llama_completion(srv_conn *c, cJSON *body);
+int llama_embeddings(srv_conn *c, cJSON *body);
 int ollama_embeddings(srv_conn *c, cJSON *body);
 int ollama_pull(srv_conn *c, cJSON *body);
 int srv_lora_adapters(srv_conn *c, cJSON *body);

@@ -45,12 +45,16 @@ const chatText = async (url, body) => (await (await post(url, body)).json()).cho
 test("llama-server's aliases answer as the /v1 paths; /v1/health; GET /v1/models/{id}", async () => {
   const want = await chatText(srv.url + "/v1/chat/completions", { messages: ask, ...greedy });
   assert.equal(await chatText(srv.url + "/chat/completions", { messages: ask, ...greedy }), want);
+  // /completions and /embeddings are llama-server's native forms (as in llama-server), /v1/... OpenAI's
   const c1 = await (await post(srv.url + "/v1/completions", { prompt: "Hello", ...greedy })).json();
-  const c2 = await (await post(srv.url + "/completions", { prompt: "Hello", ...greedy })).json();
-  assert.equal(c2.choices[0].text, c1.choices[0].text);
-  const e1 = await (await post(srv.url + "/v1/embeddings", { input: "hi" })).json();
-  const e2 = await (await post(srv.url + "/embeddings", { input: "hi" })).json();
-  assert.deepEqual(e2.data[0].embedding, e1.data[0].embedding);
+  const c2 = await (await post(srv.url + "/completions", { prompt: "Hello", n_predict: 8, temperature: 0 })).json();
+  assert.equal(c2.content, c1.choices[0].text);
+  const e1 = await (await post(srv.url + "/v1/embeddings", { input: ["hi", "there"] })).json();
+  for (const path of ["/embeddings", "/embedding"]) {
+    const e2 = await (await post(srv.url + path, { content: ["hi", "there"] })).json();
+    assert.deepEqual(e2.map((x) => x.index), [0, 1]);
+    assert.deepEqual(e2[1].embedding[0], e1.data[1].embedding);
+  }
   assert.deepEqual(await (await fetch(srv.url + "/v1/health")).json(), { status: "ok" });
   for (const id of [NAME, NAME + ":latest"]) {
     const r = await fetch(srv.url + "/v1/models/" + encodeURIComponent(id));

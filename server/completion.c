@@ -1,70 +1,15 @@
 /* completion.c - llama-server's native POST /completion: a prompt as text, token ids or a mix of
  * both; llama-server's field names and defaults (n_predict, n_probs, ignore_eos, return_tokens,
- * cache_prompt, ...); the reply as one object or an SSE stream of {content, stop} objects, with
- * llama-server's closing fields (stop_type, tokens_predicted, timings, ...). */
+ * cache_prompt, ...); several prompts in one request (a list of them) run as a batch, each its own
+ * sequence; the reply as one object (a list of them for several prompts) or an SSE stream of
+ * {index, content, stop} objects, with llama-server's closing fields (stop_type, timings, ...). */
 #include "server.h"
 
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* The prompt: a string, token ids, or a list mixing both (a string first gets <bos>), or a list
- * holding one such prompt. Several prompts in one request are refused by name. */
-static gemma8_status prompt_tokens(srv *s, const cJSON *p, srv_task *t, srv_error *e) {
-    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && (cJSON_IsArray(p->child) || cJSON_IsString(p->child)))
-        p = p->child;
-    if (cJSON_IsString(p)) return srv_text_tokens(s, p->valuestring, true, true, &t->prompt, &t->n_prompt);
-    if (!cJSON_IsArray(p) || !cJSON_GetArraySize(p)) {
-        srv_fail(e, 400, NULL, "'prompt' must be a string, token ids, or a list of both");
-        return GEMMA8_ERR_INVALID_ARG;
-    }
-    int32_t *ids = NULL, n = 0;
-    size_t cap = 0;
-    bool first = true;
-    for (const cJSON *x = p->child; x; x = x->next, first = false) {
-        int32_t *part = NULL, np = 0, one;
-        if (cJSON_IsNumber(x)) {
-            if (x->valuedouble != (int32_t)x->valuedouble || x->valuedouble < 0 || x->valuedouble >= s->info.n_vocab) {
-                free(ids);
-                srv_fail(e, 400, NULL, "token ids must be integers in 0..%d", s->info.n_vocab - 1);
-                return GEMMA8_ERR_INVALID_ARG;
-            }
-            one = (int32_t)x->valuedouble;
-            part = &one;
-            np = 1;
-        } else if (cJSON_IsString(x)) {
-            gemma8_status st = srv_text_tokens(s, x->valuestring, first, true, &part, &np);
-            if (st) {
-                free(ids);
-                if (st != GEMMA8_ERR_CONTEXT_FULL) srv_fail(e, 400, NULL, "%s", gemma8_last_error());
-                t->n_prompt = n + np;
-                return st;
-            }
-        } else {
-            free(ids);
-            srv_fail(e, 400, NULL, "'prompt': several prompts in one request are not supported; send one each");
-            return GEMMA8_ERR_INVALID_ARG;
-        }
-        if ((size_t)(n + np) > cap) {
-            cap = (size_t)(n + np) * 2;
-            int32_t *ni = realloc(ids, cap * sizeof *ni);
-            if (!ni) {
-                if (part != &one) free(part);
-                free(ids);
-                srv_fail(e, 500, NULL, "out of memory");
-                return GEMMA8_ERR_NOMEM;
-            }
-            ids = ni;
-        }
-        memcpy(ids + n, part, (size_t)np * sizeof *ids);
-        n += np;
-        if (part != &one) free(part);
-    }
-    t->prompt = ids;
-    t->n_prompt = n;
-    return n >= s->n_ctx_slot ? GEMMA8_ERR_CONTEXT_FULL : GEMMA8_OK;
-}
 
 /* llama-server's fields and defaults (temperature 0.8, top_k 40, top_p 0.95, min_p 0.05) */
 static bool read_fields(srv *s, const cJSON *b, srv_task *t, char *err, size_t cap) {
@@ -92,6 +37,15 @@ static bool read_fields(srv *s, const cJSON *b, srv_task *t, char *err, size_t c
         !srv_number(b, "max_tokens", -1, 2147483647.0, &n_predict, err, cap) ||
         !srv_number(b, "n_probs", 0, SRV_MAX_TOP, &n_probs, err, cap))
         return false;
+    const cJSON *rf = cJSON_GetObjectItem(b, "response_fields");
+    if (rf && !cJSON_IsNull(rf)) {
+        bool ok = cJSON_IsArray(rf);
+        for (const cJSON *x = ok ? rf->child : NULL; x; x = x->next) ok = ok && cJSON_IsString(x);
+        if (!ok) {
+            snprintf(err, cap, "'response_fields' must be a list of field names");
+            return false;
+        }
+    }
     if (!srv_stop(cJSON_GetObjectItem(b, "stop"), t, err, cap)) return false;
     if (!srv_logit_bias(s, cJSON_GetObjectItem(b, "logit_bias"), t, err, cap)) return false;
     sp->temperature = (float)temp;
@@ -118,26 +72,47 @@ static bool read_fields(srv *s, const cJSON *b, srv_task *t, char *err, size_t c
     return true;
 }
 
-bool llama_parse_completion(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
+/* The request's i-th prompt as a task. */
+static bool parse_at(srv *s, const cJSON *body, int i, srv_task **out, srv_error *e) {
     *out = NULL;
     const cJSON *prompt = cJSON_GetObjectItem(body, "prompt");
     if (!prompt) prompt = cJSON_GetObjectItem(body, "content");
+    const cJSON *str = cJSON_GetObjectItem(prompt, "prompt_string"); /* llama-server's multimodal form */
+    if (cJSON_IsObject(prompt)) {
+        if (cJSON_GetObjectItem(prompt, "multimodal_data"))
+            return srv_fail(e, 400, NULL, "'multimodal_data': gemma8 reads text only");
+        prompt = str;
+    }
+    const int n = srv_prompt_count(prompt);
+    if (n == 0 || n > SRV_MAX_PROMPTS)
+        return srv_fail(e, 400, NULL, "'prompt' must be a text, token ids, a list of both, or up to %d of those",
+                        SRV_MAX_PROMPTS);
     srv_task *t = srv_task_new(SRV_GENERATE);
     if (!t) return srv_fail(e, 500, NULL, "out of memory");
-    e->status = 0;
-    gemma8_status gs = prompt_tokens(s, prompt, t, e);
+    char err[256] = "";
+    gemma8_status gs = srv_prompt_tokens(s, srv_prompt_at(prompt, i), true, &t->prompt, &t->n_prompt, err, sizeof err);
     if (gs && gs != GEMMA8_ERR_CONTEXT_FULL) {
         srv_task_unref(t);
-        return false;
+        return srv_fail(e, gs == GEMMA8_ERR_NOMEM ? 500 : 400, NULL, "%s", err);
     }
     return srv_parse_done(s, body, t, gs, read_fields, out, e);
 }
 
-typedef struct cstream {
-    int seen;
-    bool finished;
+bool llama_parse_completion(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
+    return parse_at(s, body, 0, out, e);
+}
+
+/* the prompts of one request, each a task; their streams */
+typedef struct creply {
+    srv *s;
+    int n;
+    srv_task *t[SRV_MAX_PROMPTS];
+    int seen[SRV_MAX_PROMPTS];
+    bool finished[SRV_MAX_PROMPTS];
     bool return_tokens;
-} cstream;
+    bool post_sampling; /* post_sampling_probs: probabilities rather than log-probabilities */
+    bool ended;
+} creply;
 
 static const char *stop_type(const srv_task *t) {
     switch (t->res.stop_reason) {
@@ -153,8 +128,9 @@ static const char *stop_type(const srv_task *t) {
     }
 }
 
-/* n_probs: [{id, token, bytes, logprob, top_logprobs: [{id, token, bytes, logprob}]}] */
-static cJSON *probs(srv *s, const srv_event *ev, int n) {
+/* n_probs: [{id, token, bytes, logprob, top_logprobs: [...]}]; post_sampling_probs: prob, top_probs
+ * (the model's probabilities, before the sampler's cuts) */
+static cJSON *probs(srv *s, const srv_event *ev, int n, bool as_prob) {
     cJSON *arr = cJSON_CreateArray();
     char tok[256];
     for (int i = 0; i < n; i++) {
@@ -162,6 +138,7 @@ static cJSON *probs(srv *s, const srv_event *ev, int n) {
         cJSON *o = cJSON_CreateObject();
         for (int k = -1; k < ev[i].n_top; k++) {
             int32_t id = k < 0 ? ev[i].token : ev[i].top_id[k];
+            float lp = k < 0 ? ev[i].logprob : ev[i].top_lp[k];
             cJSON *x = k < 0 ? o : cJSON_CreateObject();
             srv_token_text(s, id, tok, sizeof tok);
             cJSON_AddNumberToObject(x, "id", id);
@@ -169,66 +146,127 @@ static cJSON *probs(srv *s, const srv_event *ev, int n) {
             cJSON *bytes = cJSON_AddArrayToObject(x, "bytes");
             for (const unsigned char *p = (const unsigned char *)tok; *p; p++)
                 cJSON_AddItemToArray(bytes, cJSON_CreateNumber(*p));
-            cJSON_AddNumberToObject(x, "logprob", k < 0 ? ev[i].logprob : ev[i].top_lp[k]);
-            if (k < 0) cJSON_AddArrayToObject(o, "top_logprobs");
-            else cJSON_AddItemToArray(cJSON_GetObjectItem(o, "top_logprobs"), x);
+            if (as_prob) cJSON_AddNumberToObject(x, "prob", exp(lp));
+            else cJSON_AddNumberToObject(x, "logprob", lp);
+            if (k < 0) cJSON_AddArrayToObject(o, as_prob ? "top_probs" : "top_logprobs");
+            else cJSON_AddItemToArray(cJSON_GetObjectItem(o, as_prob ? "top_probs" : "top_logprobs"), x);
         }
         cJSON_AddItemToArray(arr, o);
     }
     return arr;
 }
 
-/* {index, content, tokens?, stop, ...}: one piece of text, or (done) the whole reply's end */
-static cJSON *piece(srv *s, const srv_task *t, const cstream *st, const srv_event *ev, int n, bool done) {
+/* generation_settings: the request's parameters as they ran */
+static cJSON *settings(srv *s, const srv_task *t) {
+    const gemma8_sampler_params *sp = &t->params.sampling;
+    cJSON *g = cJSON_CreateObject();
+    cJSON_AddNumberToObject(g, "n_predict", t->params.max_new_tokens);
+    cJSON_AddNumberToObject(g, "temperature", sp->temperature);
+    cJSON_AddNumberToObject(g, "top_k", sp->top_k);
+    cJSON_AddNumberToObject(g, "top_p", sp->top_p);
+    cJSON_AddNumberToObject(g, "min_p", sp->min_p);
+    cJSON_AddNumberToObject(g, "repeat_penalty", sp->repeat_penalty);
+    cJSON_AddNumberToObject(g, "seed", sp->seed);
+    cJSON_AddBoolToObject(g, "ignore_eos", t->params.ignore_eos);
+    cJSON *stop = cJSON_AddArrayToObject(g, "stop");
+    for (int i = 0; i < t->params.n_stop; i++) cJSON_AddItemToArray(stop, cJSON_CreateString(t->stop[i]));
+    /* the biases, null for -inf (JSON has none), and the end tokens' when ignore_eos keeps going */
+    cJSON *bias = cJSON_AddArrayToObject(g, "logit_bias");
+    for (int i = 0; i < sp->n_logit_bias + (t->params.ignore_eos ? 2 : 0); i++) {
+        bool eog = i >= sp->n_logit_bias;
+        int32_t id = !eog ? sp->logit_bias[i].token : i == sp->n_logit_bias ? gemma8_token_eos(s->model)
+                                                                             : gemma8_token_end_of_turn(s->model);
+        float b = eog ? -INFINITY : sp->logit_bias[i].bias;
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "token", id);
+        if (isinf(b)) cJSON_AddNullToObject(e, "bias");
+        else cJSON_AddNumberToObject(e, "bias", b);
+        cJSON_AddItemToArray(bias, e);
+    }
+    return g;
+}
+
+/* {index, content, tokens, stop, ...}: one piece of text, or (done) the whole reply's end */
+static cJSON *piece(const creply *r, int i, const srv_event *ev, int n, bool done) {
+    srv *s = r->s;
+    const srv_task *t = r->t[i];
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "index", 0);
+    cJSON_AddNumberToObject(o, "index", i);
     char *text = srv_events_text(ev, n);
     cJSON_AddStringToObject(o, "content", text ? text : "");
-    free(text);
     cJSON *toks = cJSON_AddArrayToObject(o, "tokens");
-    for (int i = 0; st->return_tokens && i < n; i++)
-        if (ev[i].token >= 0) cJSON_AddItemToArray(toks, cJSON_CreateNumber(ev[i].token));
-    cJSON_AddNumberToObject(o, "id_slot", -1);
+    for (int k = 0; r->return_tokens && k < n; k++)
+        if (ev[k].token >= 0) cJSON_AddItemToArray(toks, cJSON_CreateNumber(ev[k].token));
+    cJSON_AddNumberToObject(o, "id_slot", t->id_slot);
     cJSON_AddBoolToObject(o, "stop", done);
-    if (t->n_logprobs > 0 && n) cJSON_AddItemToObject(o, "completion_probabilities", probs(s, ev, n));
-    if (!done) return o;
+    if (t->n_logprobs > 0 && n) cJSON_AddItemToObject(o, "completion_probabilities", probs(s, ev, n, r->post_sampling));
+    if (!done) {
+        free(text);
+        return o;
+    }
     cJSON_AddStringToObject(o, "model", s->alias);
     cJSON_AddNumberToObject(o, "tokens_predicted", t->res.n_generated);
     cJSON_AddNumberToObject(o, "tokens_evaluated", t->res.n_prompt);
     cJSON_AddNumberToObject(o, "tokens_cached", t->res.n_reused);
     cJSON_AddBoolToObject(o, "truncated", false);
+    cJSON_AddBoolToObject(o, "has_new_line", text && strchr(text, '\n'));
+    free(text);
     cJSON_AddStringToObject(o, "stop_type", stop_type(t));
     /* which stop string ended it is known when there was one */
     cJSON_AddStringToObject(o, "stopping_word",
                             t->res.stop_reason == GEMMA8_STOP_STRING && t->params.n_stop == 1 ? t->stop[0] : "");
-    cJSON *g = cJSON_AddObjectToObject(o, "generation_settings");
-    cJSON_AddNumberToObject(g, "n_predict", t->params.max_new_tokens);
-    cJSON_AddNumberToObject(g, "temperature", t->params.sampling.temperature);
-    cJSON_AddNumberToObject(g, "top_k", t->params.sampling.top_k);
-    cJSON_AddNumberToObject(g, "top_p", t->params.sampling.top_p);
-    cJSON_AddNumberToObject(g, "min_p", t->params.sampling.min_p);
-    cJSON_AddNumberToObject(g, "seed", t->params.sampling.seed);
-    cJSON_AddBoolToObject(g, "ignore_eos", t->params.ignore_eos);
+    size_t cap = (size_t)t->n_prompt * 64 + 16, len = 0;
+    char *prompt = malloc(cap);
+    if (prompt && gemma8_detokenize(s->model, t->prompt, t->n_prompt, false, prompt, cap, &len)) len = 0;
+    if (prompt) prompt[len] = 0;
+    cJSON_AddStringToObject(o, "prompt", prompt ? prompt : "");
+    free(prompt);
+    cJSON_AddItemToObject(o, "generation_settings", settings(s, t));
     cJSON_AddItemToObject(o, "timings", srv_timings(t));
     return o;
 }
 
-static long stream_next(srv_conn *c, srv_task *t, void *state, char **out) {
-    srv *s = srv_of(c);
-    cstream *st = state;
+/* response_fields: only those, "a/b" read inside a (llama-server's) */
+static cJSON *only_fields(cJSON *o, const cJSON *fields) {
+    if (!cJSON_IsArray(fields) || !fields->child) return o;
+    cJSON *out = cJSON_CreateObject();
+    for (const cJSON *f = fields->child; f; f = f->next) {
+        char path[256];
+        snprintf(path, sizeof path, "%s", f->valuestring);
+        const cJSON *v = o;
+        for (char *part = strtok(path, "/"); v && part; part = strtok(NULL, "/")) v = cJSON_GetObjectItem(v, part);
+        if (v) cJSON_AddItemToObject(out, f->valuestring, cJSON_Duplicate(v, true));
+    }
+    cJSON_Delete(o);
+    return out;
+}
+
+static long stream_next(srv_conn *c, srv_task *t0, void *state, char **out) {
+    (void)t0; /* r->t[0] */
+    creply *r = state;
     size_t len = 0;
     *out = NULL;
-    if (st->finished) return -1;
-    if (!srv_task_wait(t, st->seen, 1.0)) return 0;
-    bool done;
-    srv_event *ev;
-    const int n = srv_task_events(t, st->seen, &ev, &done);
-    if (n > 0) {
-        srv_buf_json(out, &len, "data: ", piece(s, t, st, ev, n, false), "\n\n");
-        free(ev);
-        st->seen += n;
-    }
-    if (done) {
+    if (r->ended) return -1;
+    int open = 0;
+    while (open < r->n && r->finished[open]) open++;
+    if (!srv_task_wait(r->t[open], r->seen[open], r->n == 1 ? 1.0 : 0.05) && r->n == 1) return 0;
+    bool failed = false, all = true;
+    for (int i = 0; i < r->n && !failed; i++) {
+        if (r->finished[i]) continue;
+        srv_task *t = r->t[i];
+        bool done;
+        srv_event *ev;
+        const int n = srv_task_events(t, r->seen[i], &ev, &done);
+        if (n > 0) {
+            srv_buf_json(out, &len, "data: ", piece(r, i, ev, n, false), "\n\n");
+            free(ev);
+            r->seen[i] += n;
+        }
+        if (!done) {
+            all = false;
+            continue;
+        }
+        r->finished[i] = true;
         if (t->status) {
             cJSON *e = cJSON_CreateObject();
             cJSON *err = cJSON_AddObjectToObject(e, "error");
@@ -236,50 +274,91 @@ static long stream_next(srv_conn *c, srv_task *t, void *state, char **out) {
             cJSON_AddStringToObject(err, "message", t->error);
             cJSON_AddStringToObject(err, "type", "server_error");
             srv_buf_json(out, &len, "error: ", e, "\n\n");
+            failed = true;
         } else {
-            srv_buf_json(out, &len, "data: ", piece(s, t, st, NULL, 0, true), "\n\n");
+            srv_buf_json(out, &len, "data: ", piece(r, i, NULL, 0, true), "\n\n");
         }
-        srv_conn_log_tokens(c, t->res.n_prompt, t->res.n_reused, t->res.n_generated);
-        st->finished = true;
+    }
+    if (failed || all) {
+        int32_t gen = 0;
+        for (int i = 0; i < r->n; i++) gen += r->t[i]->res.n_generated;
+        srv_conn_log_tokens(c, r->t[0]->res.n_prompt, r->t[0]->res.n_reused, gen);
+        r->ended = true;
     }
     return (long)len;
 }
 
-/* Runs t and answers: an SSE stream (stream: true) or one object. */
-static int answer(srv_conn *c, const cJSON *body, srv_task *t) {
-    srv *s = srv_of(c);
-    cstream *st = calloc(1, sizeof *st);
-    if (!st) return SRV_FAIL;
-    st->return_tokens = cJSON_IsTrue(cJSON_GetObjectItem(body, "return_tokens"));
-    if (cJSON_IsTrue(cJSON_GetObjectItem(body, "stream"))) {
-        if (srv_submit(s->sched, t)) return srv_reply_stream(c, "text/event-stream", t, stream_next, st, free);
-        free(st);
+/* The reply is over: the prompts past the first (the stream holds the first) end and go. */
+static void reply_free(void *state) {
+    creply *r = state;
+    for (int i = 1; i < r->n; i++) {
+        atomic_store(&r->t[i]->cancelled, true);
+        srv_sched_wake(r->s->sched);
+        srv_task_unref(r->t[i]);
+    }
+    free(r);
+}
+
+/* Runs the prompts (r owns their tasks) and answers: an SSE stream, one object, or a list of them. */
+static int answer(srv_conn *c, const cJSON *body, creply *r, bool several) {
+    srv *s = r->s;
+    r->return_tokens = cJSON_IsTrue(cJSON_GetObjectItem(body, "return_tokens"));
+    r->post_sampling = cJSON_IsTrue(cJSON_GetObjectItem(body, "post_sampling_probs"));
+    int submitted = 0;
+    while (submitted < r->n && srv_submit(s->sched, r->t[submitted])) submitted++;
+    if (submitted < r->n) { /* all or none */
+        for (int i = 0; i < submitted; i++) atomic_store(&r->t[i]->cancelled, true);
+        srv_sched_wake(s->sched);
+        for (int i = 0; i < r->n; i++) srv_task_unref(r->t[i]);
+        free(r);
         return srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
     }
-    int rc;
-    if (!srv_run_blocking(s, t)) {
-        rc = srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
-    } else if (t->status) {
-        rc = srv_reply_error(c, 500, "server_error", NULL, "%s", t->error);
-    } else {
-        srv_event *ev;
-        const int n = srv_task_events(t, 0, &ev, NULL);
-        cJSON *o = piece(s, t, st, ev, n, true);
-        free(ev);
-        srv_conn_log_tokens(c, t->res.n_prompt, t->res.n_reused, t->res.n_generated);
-        rc = srv_reply_json(c, 200, o);
+    if (cJSON_IsTrue(cJSON_GetObjectItem(body, "stream"))) {
+        srv_task *t0 = r->t[0];
+        int rc = srv_reply_stream(c, "text/event-stream", t0, stream_next, r, reply_free);
+        srv_task_unref(t0); /* the stream holds it */
+        return rc;
     }
-    free(st);
+    int rc = -1;
+    for (int i = 0; i < r->n; i++)
+        if (!srv_wait_task(c, r->t[i]) && rc < 0) rc = SRV_FAIL; /* the client went away */
+    for (int i = 0; i < r->n && rc < 0; i++)
+        if (r->t[i]->status) rc = srv_reply_error(c, 500, "server_error", NULL, "%s", r->t[i]->error);
+    if (rc < 0) {
+        cJSON *list = cJSON_CreateArray();
+        int32_t gen = 0;
+        for (int i = 0; i < r->n; i++) {
+            srv_event *ev;
+            const int n = srv_task_events(r->t[i], 0, &ev, NULL);
+            cJSON_AddItemToArray(list, only_fields(piece(r, i, ev, n, true), cJSON_GetObjectItem(body, "response_fields")));
+            free(ev);
+            gen += r->t[i]->res.n_generated;
+        }
+        srv_conn_log_tokens(c, r->t[0]->res.n_prompt, r->t[0]->res.n_reused, gen);
+        rc = srv_reply_json(c, 200, several ? list : cJSON_DetachItemFromArray(list, 0));
+        if (!several) cJSON_Delete(list);
+    }
+    for (int i = 0; i < r->n; i++) srv_task_unref(r->t[i]);
+    free(r);
     return rc;
 }
 
 int llama_completion(srv_conn *c, cJSON *body) {
-    srv_task *t;
+    srv *s = srv_of(c);
+    const cJSON *prompt = cJSON_GetObjectItem(body, "prompt");
+    if (!prompt) prompt = cJSON_GetObjectItem(body, "content");
+    if (cJSON_IsObject(prompt)) prompt = cJSON_GetObjectItem(prompt, "prompt_string");
+    const int n = srv_prompt_count(prompt);
+    creply *r = calloc(1, sizeof *r);
+    if (!r) return SRV_FAIL;
+    r->s = s;
     srv_error e;
-    if (!llama_parse_completion(srv_of(c), body, &t, &e))
-        return srv_reply_error(c, e.status, e.status >= 500 ? "server_error" : "invalid_request_error", e.code, "%s",
-                               e.msg);
-    int rc = answer(c, body, t);
-    srv_task_unref(t);
-    return rc;
+    for (r->n = 0; r->n < (n > 0 ? n : 1); r->n++) {
+        if (!parse_at(s, body, r->n, &r->t[r->n], &e)) {
+            for (int i = 0; i < r->n; i++) srv_task_unref(r->t[i]);
+            free(r);
+            return srv_reply_refusal(c, &e);
+        }
+    }
+    return answer(c, body, r, n > 1 || (cJSON_IsArray(prompt) && srv_prompt_count(prompt) > 1));
 }

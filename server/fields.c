@@ -148,6 +148,10 @@ gemma8_chat_message *srv_messages(const cJSON *arr, int32_t *n, char ***store, c
         if (!ok) break;
         m[k].role = !strcmp(r, "system") ? "system" : !strcmp(r, "user") ? "user" : "assistant";
     }
+    if (k == count && count >= 2 && !strcmp(m[count - 1].role, "assistant") && !strcmp(m[count - 2].role, "assistant")) {
+        snprintf(err, cap, "the last two messages are the assistant's: a prefill is one assistant message at the end");
+        k = -1;
+    }
     int32_t kept = k < count ? -1 : normalize(m, count, s, &ns);
     if (kept < 0) {
         if (k == count) snprintf(err, cap, "out of memory");
@@ -412,6 +416,7 @@ bool srv_fail(srv_error *e, unsigned status, const char *code, const char *fmt, 
     va_end(ap);
     e->status = status;
     e->code = code;
+    e->n_prompt = e->n_ctx = 0;
     return false;
 }
 
@@ -440,11 +445,14 @@ bool srv_parse_done(srv *s, const cJSON *body, srv_task *t, gemma8_status gs, sr
                     srv_error *e) {
     char err[256];
     bool ok = true;
-    if (gs == GEMMA8_ERR_CONTEXT_FULL)
+    if (gs == GEMMA8_ERR_CONTEXT_FULL) {
         ok = srv_fail(e, 400, "context_length_exceeded",
                       "the prompt has %d tokens, more than the slot's context of %d", t->n_prompt, s->n_ctx_slot);
-    else if (gs)
+        e->n_prompt = t->n_prompt;
+        e->n_ctx = s->n_ctx_slot;
+    } else if (gs) {
         ok = srv_fail(e, 400, NULL, "%s", gemma8_last_error());
+    }
     if (ok && !read(s, body, t, err, sizeof err)) ok = srv_fail(e, 400, NULL, "%s", err);
     double id_slot = -1;
     if (ok && !srv_number(body, "id_slot", -1, s->n_slots - 1, &id_slot, err, sizeof err))
@@ -549,4 +557,84 @@ bool srv_logit_bias(srv *s, const cJSON *v, srv_task *t, char *err, size_t cap) 
     }
     snprintf(err, cap, "'logit_bias' must be an object or a list");
     return false;
+}
+
+/* llama-server's prompt forms: a text, token ids, or a list mixing both (holding a number) */
+static bool one_prompt(const cJSON *p) {
+    if (cJSON_IsString(p)) return true;
+    if (!cJSON_IsArray(p) || !p->child) return false;
+    bool number = false;
+    for (const cJSON *x = p->child; x; x = x->next) {
+        if (!cJSON_IsNumber(x) && !cJSON_IsString(x)) return false;
+        number = number || cJSON_IsNumber(x);
+    }
+    return number;
+}
+
+int srv_prompt_count(const cJSON *p) {
+    if (one_prompt(p)) return 1;
+    if (!cJSON_IsArray(p) || !p->child) return 0;
+    int n = 0;
+    for (const cJSON *x = p->child; x; x = x->next, n++)
+        if (!one_prompt(x)) return 0;
+    return n;
+}
+
+const cJSON *srv_prompt_at(const cJSON *p, int i) {
+    if (one_prompt(p)) return p;
+    const cJSON *x = p->child;
+    while (x && i--) x = x->next;
+    return x;
+}
+
+gemma8_status srv_prompt_tokens(srv *s, const cJSON *p, bool add_bos, int32_t **out, int32_t *n_out, char *err,
+                                size_t cap) {
+    *out = NULL;
+    *n_out = 0;
+    if (cJSON_IsString(p)) {
+        gemma8_status st = srv_text_tokens(s, p->valuestring, add_bos, true, out, n_out);
+        if (st && st != GEMMA8_ERR_CONTEXT_FULL) snprintf(err, cap, "%s", gemma8_last_error());
+        return st;
+    }
+    int32_t *ids = NULL, n = 0;
+    size_t room = 0;
+    bool first = true;
+    for (const cJSON *x = p->child; x; x = x->next, first = false) {
+        int32_t *part = NULL, np = 0, one;
+        if (cJSON_IsNumber(x)) {
+            if (x->valuedouble != (int32_t)x->valuedouble || x->valuedouble < 0 || x->valuedouble >= s->info.n_vocab) {
+                free(ids);
+                snprintf(err, cap, "token ids must be integers in 0..%d", s->info.n_vocab - 1);
+                return GEMMA8_ERR_INVALID_ARG;
+            }
+            one = (int32_t)x->valuedouble;
+            part = &one;
+            np = 1;
+        } else {
+            gemma8_status st = srv_text_tokens(s, x->valuestring, add_bos && first, true, &part, &np);
+            if (st) {
+                free(ids);
+                if (st != GEMMA8_ERR_CONTEXT_FULL) snprintf(err, cap, "%s", gemma8_last_error());
+                *n_out = n + np;
+                return st;
+            }
+        }
+        if ((size_t)(n + np) > room) {
+            room = (size_t)(n + np) * 2;
+            int32_t *ni = realloc(ids, room * sizeof *ni);
+            if (!ni) {
+                if (part != &one) free(part);
+                free(ids);
+                snprintf(err, cap, "out of memory");
+                return GEMMA8_ERR_NOMEM;
+            }
+            ids = ni;
+        }
+        memcpy(ids + n, part, (size_t)np * sizeof *ids);
+        n += np;
+        if (part != &one) free(part);
+    }
+    *out = ids;
+    *n_out = n;
+    return n >= s->n_ctx_slot ? GEMMA8_ERR_CONTEXT_FULL : GEMMA8_OK;
 }

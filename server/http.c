@@ -160,6 +160,8 @@ static const route routes[] = {
     {"GET", "/models/", oai_model_one, false},
     {"POST", "/v1/chat/completions", oai_chat, false},
     {"POST", "/chat/completions", oai_chat, false},
+    {"POST", "/v1/chat/completions/input_tokens", oai_input_tokens, false},
+    {"POST", "/chat/completions/input_tokens", oai_input_tokens, false},
     {"POST", "/completion", llama_completion, false},
     {"POST", "/v1/completions", oai_completions, false},
     {"POST", "/completions", llama_completion, false},
@@ -245,30 +247,32 @@ void srv_cors_headers(srv_conn *c, struct MHD_Response *r) {
     const char *origin = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Origin");
     if (!origin || !origin_allowed(c, origin)) return;
     MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
+    MHD_add_response_header(r, "Access-Control-Allow-Credentials", "true");
     MHD_add_response_header(r, "Vary", "Origin");
     if (!strcmp(c->method, "OPTIONS")) {
+        /* the headers asked for, named (a "*" would not cover Authorization for a page with credentials) */
         const char *want = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Access-Control-Request-Headers");
-        MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+        MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
         MHD_add_response_header(r, "Access-Control-Allow-Headers",
                                 want ? want : "Authorization, Content-Type, X-Api-Key");
         MHD_add_response_header(r, "Access-Control-Max-Age", "86400");
     }
 }
 
-/* A preflight: 204 and the Access-Control-Allow-* headers (srv_cors_headers). */
-static int preflight(srv_conn *c) {
-    return srv_reply_text(c, 204, "text/plain", "");
-}
+/* A preflight: 200 and the Access-Control-Allow-* headers (srv_cors_headers). */
+static int preflight(srv_conn *c) { return srv_reply_text(c, 200, "text/plain", ""); }
 
 static int dispatch(srv_conn *c) {
     /* the request is in: no inactivity timeout while it is answered (a prefill, a queue
      * or a slow model may keep a stream silent for long); on_completed restores it */
     MHD_set_connection_option(c->mhd, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)0);
+    /* a preflight is answered 200 (as llama-server does), with the Access-Control-Allow-* headers only
+       for an origin allowed; a request itself from another page is refused before it does anything */
+    if (!strcmp(c->method, "OPTIONS")) return preflight(c);
     const char *origin = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Origin");
     if (origin && !origin_allowed(c, origin))
         return srv_reply_error(c, 403, "permission_error", "origin_not_allowed",
                                "pages from %.200s may not use this server (gemma8 serve --cors-origins)", origin);
-    if (!strcmp(c->method, "OPTIONS")) return preflight(c);
     if (!authorized(c))
         return srv_reply_error(c, 401, "authentication_error", "invalid_api_key", "invalid API key");
     const route *r = NULL;

@@ -208,7 +208,7 @@ int srv_slot_action(srv_conn *c, cJSON *body) {
     t->id_slot = (int)id;
     const double t0 = gemma8_time();
     int rc;
-    if (!srv_run_blocking(s, t)) {
+    if (!srv_run_blocking(c, t)) {
         rc = srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
     } else if (t->status) {
         rc = srv_reply_error(c, kind == SRV_SLOT_RESTORE ? 400 : 500, kind == SRV_SLOT_RESTORE ? "invalid_request_error"

@@ -175,7 +175,7 @@ static int answer(srv_conn *c, const cJSON *body, srv_task *t, bool chat) {
         return srv_reply_stream(c, "application/x-ndjson", t, stream_next, st, free);
     }
     int rc;
-    if (!srv_run_blocking(s, t)) {
+    if (!srv_run_blocking(c, t)) {
         rc = ollama_error(c, 503, "every slot is busy and the queue is full");
     } else if (t->status) {
         rc = ollama_error(c, atomic_load(&s->stopping) ? 503 : 500, t->error);
@@ -403,7 +403,7 @@ int ollama_embed(srv_conn *c, cJSON *body) {
     if (!ollama_parse_embed(s, body, &t, &e)) return refuse(c, &e);
     int rc;
     const double t0 = gemma8_time();
-    if (!srv_run_blocking(s, t)) {
+    if (!srv_run_blocking(c, t)) {
         rc = ollama_error(c, 503, "every slot is busy and the queue is full");
     } else if (t->status) {
         rc = ollama_error(c, 500, t->error);
@@ -442,7 +442,7 @@ int ollama_embeddings(srv_conn *c, cJSON *body) {
     cJSON_Delete(req);
     if (!ok) return refuse(c, &e);
     int rc;
-    if (!srv_run_blocking(s, t)) {
+    if (!srv_run_blocking(c, t)) {
         rc = ollama_error(c, 503, "every slot is busy and the queue is full");
     } else if (t->status) {
         rc = ollama_error(c, 500, t->error);

@@ -360,6 +360,7 @@ static long stream_next(srv_conn *c, srv_task *t0, void *state, char **out) {
             cJSON *u = chunk_base(s, &r->st[0]);
             cJSON_AddArrayToObject(u, "choices");
             cJSON_AddItemToObject(u, "usage", usage_of(r));
+            cJSON_AddItemToObject(u, "timings", srv_timings(r->t[0]));
             sse(out, &len, u);
         }
         srv_buf_add(out, &len, "", "data: [DONE]\n\n", "");
@@ -386,12 +387,6 @@ static int reply_task_error(srv_conn *c, srv_task *t) {
     if (atomic_load(&srv_of(c)->stopping))
         return srv_reply_error(c, 503, "server_error", "shutting_down", "%s", t->error);
     return srv_reply_error(c, 500, "server_error", NULL, "%s", t->error);
-}
-
-static void wait_done(srv_task *t) {
-    pthread_mutex_lock(&t->mu);
-    while (!t->done) pthread_cond_wait(&t->cv, &t->mu);
-    pthread_mutex_unlock(&t->mu);
 }
 
 /* Runs the choices (their prompts and parameters set; r owns them) and answers in the chat or
@@ -423,7 +418,7 @@ static int answer(srv_conn *c, const cJSON *body, oai_reply *r, bool chat) {
         srv_task_unref(t0); /* the stream holds it */
         return rc;
     }
-    for (int i = 0; i < r->n; i++) wait_done(r->t[i]);
+    for (int i = 0; i < r->n; i++) srv_wait_task(c, r->t[i]);
     int rc = -1;
     for (int i = 0; i < r->n && rc < 0; i++)
         if (r->t[i]->status) rc = reply_task_error(c, r->t[i]);
@@ -510,12 +505,7 @@ bool oai_parse_completion(srv *s, const cJSON *body, srv_task **out, srv_error *
     return srv_parse_done(s, body, t, gs, read_completion_params, out, e);
 }
 
-static int refuse(srv_conn *c, const srv_error *e) {
-    const char *type = e->status == 401   ? "authentication_error"
-                       : e->status >= 500 ? "server_error"
-                                          : "invalid_request_error";
-    return srv_reply_error(c, e->status, type, e->code, "%s", e->msg);
-}
+static int refuse(srv_conn *c, const srv_error *e) { return srv_reply_refusal(c, e); }
 
 /* n choices: the request parsed n times, each its own sequence (seed + i) */
 static int run_choices(srv_conn *c, cJSON *body, bool chat) {
@@ -542,6 +532,17 @@ static int run_choices(srv_conn *c, cJSON *body, bool chat) {
 }
 
 int oai_chat(srv_conn *c, cJSON *body) { return run_choices(c, body, true); }
+
+/* POST /chat/completions/input_tokens: {input_tokens}, the prompt a conversation makes, counted */
+int oai_input_tokens(srv_conn *c, cJSON *body) {
+    srv_task *t;
+    srv_error e;
+    if (!oai_parse_chat(srv_of(c), body, &t, &e)) return refuse(c, &e);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "input_tokens", t->n_prompt);
+    srv_task_unref(t);
+    return srv_reply_json(c, 200, o);
+}
 
 int oai_completions(srv_conn *c, cJSON *body) { return run_choices(c, body, false); }
 
@@ -580,11 +581,9 @@ static char *base64(const unsigned char *p, size_t n) {
 
 /* The inputs of an embedding request: a string, strings, token ids, or lists of ids. */
 static bool embed_inputs(srv *s, const cJSON *in, srv_task *t, char *err, size_t cap) {
-    const cJSON *one[1] = {in};
-    const bool list = cJSON_IsArray(in) && in->child && !cJSON_IsNumber(in->child);
-    const int n = list ? cJSON_GetArraySize(in) : 1;
-    if (!in || n == 0 || n > 2048) {
-        snprintf(err, cap, "'input' must be a string, an array of strings or of token ids (1 to 2048 inputs)");
+    const int n = srv_prompt_count(in); /* llama-server's prompt forms: texts, ids, mixes, lists of them */
+    if (n == 0 || n > 2048) {
+        snprintf(err, cap, "'input' must be a string, token ids, or a list of those (1 to 2048 inputs)");
         return false;
     }
     t->inputs = calloc((size_t)n, sizeof *t->inputs);
@@ -593,39 +592,18 @@ static bool embed_inputs(srv *s, const cJSON *in, srv_task *t, char *err, size_t
         snprintf(err, cap, "out of memory");
         return false;
     }
-    const cJSON *e = list ? in->child : one[0];
-    for (int i = 0; i < n; i++, e = list ? e->next : NULL) {
+    for (int i = 0; i < n; i++) {
         t->n_in = i + 1;
-        if (cJSON_IsString(e)) {
-            gemma8_status st =
-                srv_text_tokens(s, e->valuestring, true, false, &t->inputs[i], &t->n_inputs[i]);
-            if (st == GEMMA8_ERR_CONTEXT_FULL) {
-                snprintf(err, cap, "input %d has %d tokens, more than the slot's context of %d", i, t->n_inputs[i],
-                         s->n_ctx_slot);
-                return false;
-            }
-            if (st) {
-                snprintf(err, cap, "input %d: %s", i, gemma8_last_error());
-                return false;
-            }
-        } else if (cJSON_IsArray(e) && e->child) {
-            const int m = cJSON_GetArraySize(e);
-            if (m >= s->n_ctx_slot) {
-                snprintf(err, cap, "input %d has more tokens than a slot holds", i);
-                return false;
-            }
-            t->inputs[i] = malloc((size_t)m * sizeof(int32_t));
-            int k = 0;
-            for (const cJSON *x = e->child; t->inputs[i] && x; x = x->next) {
-                if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble >= s->info.n_vocab) {
-                    snprintf(err, cap, "input %d: token ids must be in 0..%d", i, s->info.n_vocab - 1);
-                    return false;
-                }
-                t->inputs[i][k++] = (int32_t)x->valuedouble;
-            }
-            t->n_inputs[i] = k;
-        } else {
-            snprintf(err, cap, "input %d must be a string or an array of token ids", i);
+        char why[200] = "";
+        gemma8_status st = srv_prompt_tokens(s, srv_prompt_at(in, i), true, &t->inputs[i], &t->n_inputs[i], why,
+                                             sizeof why);
+        if (st == GEMMA8_ERR_CONTEXT_FULL) {
+            snprintf(err, cap, "input %d is too large to process: %d tokens, more than the slot's context of %d", i,
+                     t->n_inputs[i], s->n_ctx_slot);
+            return false;
+        }
+        if (st) {
+            snprintf(err, cap, "input %d: %s", i, why);
             return false;
         }
         if (t->n_inputs[i] == 0) {
@@ -673,7 +651,7 @@ int llama_embeddings(srv_conn *c, cJSON *body) {
     cJSON_Delete(req);
     if (!ok) return refuse(c, &e);
     int rc;
-    if (!srv_run_blocking(s, t)) {
+    if (!srv_run_blocking(c, t)) {
         rc = srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
     } else if (t->status) {
         rc = reply_task_error(c, t);
@@ -703,7 +681,7 @@ int oai_embeddings(srv_conn *c, cJSON *body) {
     const cJSON *fmt = cJSON_GetObjectItem(body, "encoding_format");
     const bool b64out = cJSON_IsString(fmt) && !strcmp(fmt->valuestring, "base64");
     int rc;
-    if (!srv_run_blocking(s, t)) {
+    if (!srv_run_blocking(c, t)) {
         rc =
             srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
     } else if (t->status) {

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <poll.h>
+#include <sys/socket.h>
 
 srv *srv_of(srv_conn *c) { return c->s; }
 const char *srv_conn_url(srv_conn *c) { return c->url; }
@@ -71,6 +73,23 @@ int srv_reply_error(srv_conn *c, unsigned status, const char *type, const char *
     else
         cJSON_AddNullToObject(err, "code");
     return srv_reply_json(c, status, root);
+}
+
+int srv_reply_refusal(srv_conn *c, const srv_error *e) {
+    const bool ctx = e->code && !strcmp(e->code, "context_length_exceeded");
+    const char *type = e->status == 401 ? "authentication_error" : e->status >= 500 ? "server_error"
+                       : ctx                 ? "exceed_context_size_error"
+                                             : "invalid_request_error";
+    if (!strncmp(c->url, "/api/", 5) || !e->n_ctx) return srv_reply_error(c, e->status, type, e->code, "%s", e->msg);
+    cJSON *root = cJSON_CreateObject();
+    cJSON *err = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(err, "message", e->msg);
+    cJSON_AddStringToObject(err, "type", type);
+    cJSON_AddNullToObject(err, "param");
+    cJSON_AddStringToObject(err, "code", e->code);
+    cJSON_AddNumberToObject(err, "n_prompt_tokens", e->n_prompt);
+    cJSON_AddNumberToObject(err, "n_ctx", e->n_ctx);
+    return srv_reply_json(c, e->status, root);
 }
 
 /* ---- streamed replies -------------------------------------------------------------------- */
@@ -162,10 +181,41 @@ bool srv_task_wait(srv_task *t, int seen, double wait_s) {
     return news;
 }
 
-bool srv_run_blocking(srv *s, srv_task *t) {
-    if (!srv_submit(s->sched, t)) return false;
+/* The client closed its side (a hang-up, or a read of 0 bytes), seen without taking its data. */
+static bool client_gone(srv_conn *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return false;
+    struct pollfd p = {.fd = ci->connect_fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, 0) <= 0) return false;
+    if (p.revents & (POLLHUP | POLLERR | POLLRDHUP)) return true;
+    char b;
+    return recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
+bool srv_wait_task(srv_conn *c, srv_task *t) {
+    bool gone = false;
     pthread_mutex_lock(&t->mu);
-    while (!t->done) pthread_cond_wait(&t->cv, &t->mu);
+    while (!t->done) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 100000000; /* a look at the socket every 0.1 s */
+        if (until.tv_nsec >= 1000000000) until.tv_sec++, until.tv_nsec -= 1000000000;
+        pthread_cond_timedwait(&t->cv, &t->mu, &until);
+        if (t->done || gone) continue;
+        pthread_mutex_unlock(&t->mu);
+        gone = client_gone(c);
+        if (gone) { /* its generation stops and its slot is free for others */
+            atomic_store(&t->cancelled, true);
+            srv_sched_wake(c->s->sched);
+        }
+        pthread_mutex_lock(&t->mu);
+    }
     pthread_mutex_unlock(&t->mu);
+    return !gone;
+}
+
+bool srv_run_blocking(srv_conn *c, srv_task *t) {
+    if (!srv_submit(c->s->sched, t)) return false;
+    srv_wait_task(c, t);
     return true;
 }

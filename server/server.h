@@ -25,6 +25,7 @@
 #include <stddef.h>
 
 #define SRV_MAX_STOP 8
+#define SRV_MAX_PROMPTS 64 /* prompts of one /completion request */
 #define SRV_MAX_TOP  20
 
 /* One generated token (or, with token -1, text released at the end). */
@@ -192,8 +193,11 @@ void srv_http_stop(srv *s, void *daemon);
 /* The request's tokens, for the log line. */
 void srv_conn_log_tokens(srv_conn *c, int32_t prompt, int32_t reused, int32_t generated);
 
-/* Queues t and waits for it to finish (non-streamed replies); false if the queue was full. */
-bool srv_run_blocking(srv *s, srv_task *t);
+/* Queues t and waits for it to finish (non-streamed replies); false if the queue was full. A client
+ * that goes away meanwhile cancels it (its slot is freed at once). */
+bool srv_run_blocking(srv_conn *c, srv_task *t);
+/* Waits for a queued task to finish; false when the client went away (the task is cancelled). */
+bool srv_wait_task(srv_conn *c, srv_task *t);
 /* Waits until t has events past *seen, or is done; true when something is new.
  * A wait longer than wait_s returns false. */
 bool srv_task_wait(srv_task *t, int seen, double wait_s);
@@ -222,6 +226,13 @@ gemma8_status srv_chat_tokens(srv *s, const gemma8_chat_message *m, int32_t n, i
 /* The tokens of a raw prompt; GEMMA8_ERR_CONTEXT_FULL as srv_chat_tokens. */
 gemma8_status srv_text_tokens(srv *s, const char *text, bool add_bos, bool special, int32_t **out,
                               int32_t *n_out);
+/* llama-server's prompts: a text, token ids, or a list mixing both is one prompt; a list of those is
+ * several. The count (0: not a prompt), the i-th, and its tokens (a text first gets <bos> if asked;
+ * control-token text recognised): GEMMA8_ERR_CONTEXT_FULL as srv_text_tokens, other errors in err. */
+int srv_prompt_count(const cJSON *p);
+const cJSON *srv_prompt_at(const cJSON *p, int i);
+gemma8_status srv_prompt_tokens(srv *s, const cJSON *p, bool add_bos, int32_t **out, int32_t *n_out, char *err,
+                                size_t cap);
 /* The model name a request gave is ours, "<ours>:<adapter name>", or absent (a ":latest" tag is
  * the plain name, as in Ollama). */
 bool srv_model_ok(srv *s, const cJSON *body);
@@ -255,7 +266,12 @@ typedef struct srv_error {
     unsigned status;
     const char *code;
     char msg[512];
+    int32_t n_prompt, n_ctx; /* a prompt too long for a slot: both sizes (else 0) */
 } srv_error;
+
+/* OpenAI's error object for a refused request (llama-server's "exceed_context_size_error" type and
+ * sizes for a prompt too long). */
+int srv_reply_refusal(srv_conn *c, const srv_error *e);
 
 /* Fills e and returns false (a request refused). */
 bool srv_fail(srv_error *e, unsigned status, const char *code, const char *fmt, ...)
@@ -286,6 +302,7 @@ bool llama_parse_completion(srv *s, const cJSON *body, srv_task **out, srv_error
 /* ---- the handlers ------------------------------------------------------------------------------- */
 
 int oai_chat(srv_conn *c, cJSON *body);
+int oai_input_tokens(srv_conn *c, cJSON *body);
 int oai_completions(srv_conn *c, cJSON *body);
 int oai_models(srv_conn *c, cJSON *body);
 int oai_embeddings(srv_conn *c, cJSON *body);

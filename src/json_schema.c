@@ -2,7 +2,7 @@
  * schema accepts.
  *
  * Supported: type (one or a list, "null" among them for nullable), properties,
- * required, additionalProperties, items, minItems, maxItems, enum, const,
+ * required, additionalProperties, items (a schema, or a list: a tuple, as prefixItems), minItems, maxItems, enum, const,
  * anyOf, allOf of one schema, $ref to #/$defs/... or #/definitions/..., string
  * minLength / maxLength / pattern (a regex subset: literals, ., classes,
  * ?, *, +, {m,n}, groups, |, anchors ^ $) / format (date, date-time, time,
@@ -654,7 +654,7 @@ static bool get_count(jsc *c, const cJSON *s, const char *key, uint32_t *out, ui
 
 static const char *const STRING_KEYS[] = {"type", "minLength", "maxLength", "pattern", "format", NULL};
 static const char *const NUMBER_KEYS[] = {"type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", NULL};
-static const char *const ARRAY_KEYS[] = {"type", "items", "minItems", "maxItems", "uniqueItems", NULL};
+static const char *const ARRAY_KEYS[] = {"type", "items", "prefixItems", "minItems", "maxItems", "uniqueItems", NULL};
 static const char *const OBJECT_KEYS[] = {"type", "properties", "required", "additionalProperties", NULL};
 
 static bool type_has_key(const char *type, const char *key) {
@@ -750,10 +750,35 @@ static const char *visit_array(jsc *c, const cJSON *s, const char *hint) {
         fail(c, "maxItems %u is below minItems %u", mx, mn);
         return NULL;
     }
-    const cJSON *items = cJSON_GetObjectItem(s, "items");
-    if (cJSON_IsArray(items)) {
-        fail(c, "'items' as a list of schemas (the tuple form) is not supported");
-        return NULL;
+    const cJSON *items = cJSON_GetObjectItem(s, "items"), *prefix = cJSON_GetObjectItem(s, "prefixItems");
+    if (prefix || cJSON_IsArray(items)) { /* a tuple: exactly these items, in order (llama.cpp's reading) */
+        const cJSON *list = prefix ? prefix : items;
+        if (!cJSON_IsArray(list) || (prefix && items && !cJSON_IsFalse(items))) {
+            fail(c, "'prefixItems' must be a list, with no 'items' schema beside it");
+            return NULL;
+        }
+        uint32_t n = (uint32_t)cJSON_GetArraySize(list);
+        if (n < mn || n > mx) {
+            fail(c, "a tuple of %u items against minItems %u / maxItems %u", n, mn, mx);
+            return NULL;
+        }
+        const char *ws = prim(c, P_WS);
+        g8_sbuf b = {0};
+        g8_sb_printf(&b, "\"[\" %s", ws);
+        uint32_t i = 0;
+        for (const cJSON *x = list->child; x; x = x->next, i++) {
+            char th[64];
+            snprintf(th, sizeof th, "%.40s-%u", hint, i);
+            const char *item = visit(c, x, th);
+            if (!item) {
+                free(b.p);
+                return NULL;
+            }
+            g8_sb_printf(&b, "%s %s %s", i ? " \",\" " : "", i ? ws : "", item);
+            g8_sb_printf(&b, " %s", ws);
+        }
+        sb_str(&b, " \"]\"");
+        return emit(c, hint, &b);
     }
     char ih[64];
     snprintf(ih, sizeof ih, "%.40s-item", hint);
@@ -1084,8 +1109,8 @@ static const char *visit(jsc *c, const cJSON *s, const char *hint) {
         if (cJSON_GetObjectItem(s, "properties") || cJSON_GetObjectItem(s, "additionalProperties") ||
             cJSON_GetObjectItem(s, "required"))
             r = visit_object(c, s, hint);
-        else if (cJSON_GetObjectItem(s, "items") || cJSON_GetObjectItem(s, "minItems") ||
-                 cJSON_GetObjectItem(s, "maxItems"))
+        else if (cJSON_GetObjectItem(s, "items") || cJSON_GetObjectItem(s, "prefixItems") ||
+                 cJSON_GetObjectItem(s, "minItems") || cJSON_GetObjectItem(s, "maxItems"))
             r = visit_array(c, s, hint);
         else if (cJSON_GetObjectItem(s, "minLength") || cJSON_GetObjectItem(s, "maxLength") ||
                  cJSON_GetObjectItem(s, "pattern") || cJSON_GetObjectItem(s, "format"))

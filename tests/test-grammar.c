@@ -194,6 +194,16 @@ TEST(grammar_schema_number_ranges_exact) {
                 (const char *const[]){"0.999", NULL});
 }
 
+/* tuples: items as a list (draft 7) or prefixItems (2020-12): exactly those items, in order */
+TEST(grammar_schema_tuples) {
+    const char *const forms[] = {"{\"items\":[{\"type\":\"integer\"},{\"type\":\"string\"}]}",
+                                 "{\"type\":\"array\",\"prefixItems\":[{\"type\":\"integer\"},{\"type\":\"string\"}]}"};
+    for (int i = 0; i < 2; i++)
+        check_texts(forms[i], (const char *const[]){"[1,\"a\"]", "[ -3000 , \"\" ]", NULL},
+                    (const char *const[]){"[1]", "[\"a\",1]", "[1,\"a\",2]", "[]", NULL});
+    check_texts("{\"items\":[]}", (const char *const[]){"[]", NULL}, (const char *const[]){"[1]", NULL});
+}
+
 /* llama.cpp's schema converter names rules root-1, root-2...: gemma8's own names for groups never meet them */
 TEST(grammar_gbnf_group_names_never_collide) {
     static const char *const texts[] = {"root-1 ::= \"b\"\nroot ::= (\"a\")? root-1",
@@ -270,7 +280,6 @@ TEST(grammar_schema_unsupported_keywords_refused) {
         {"{\"type\":\"integer\",\"multipleOf\":3}", "multipleOf"},
         {"{\"type\":\"object\",\"minProperties\":1}", "minProperties"},
         {"{\"type\":\"object\",\"patternProperties\":{}}", "patternProperties"},
-        {"{\"type\":\"array\",\"prefixItems\":[]}", "prefixItems"},
         {"{\"type\":\"array\",\"uniqueItems\":true}", "uniqueItems"},
         {"{\"if\":{},\"then\":{}}", "if"},
         {"{\"$ref\":\"http://example.com/s.json\"}", "$ref"},
@@ -279,7 +288,8 @@ TEST(grammar_schema_unsupported_keywords_refused) {
         {"{\"type\":\"number\",\"exclusiveMinimum\":1,\"maximum\":1}", "no number"},
         {"{\"type\":\"number\",\"minimum\":\"3\"}", "'minimum'"},
         {"{\"type\":\"integer\",\"exclusiveMinimum\":2.5,\"exclusiveMaximum\":3}", "no integer"},
-        {"{\"type\":\"array\",\"items\":[{\"type\":\"string\"}]}", "'items' as a list"},
+        {"{\"type\":\"array\",\"items\":[{\"type\":\"string\"}],\"minItems\":2}", "tuple of 1 items"},
+        {"{\"prefixItems\":[{}],\"items\":{\"type\":\"string\"}}", "no 'items' schema beside it"},
         {"{\"type\":\"object\",\"anyOf\":[{\"required\":[\"a\"]}]}", "'anyOf' beside 'type'"},
         {"{\"const\":\"a\\u0000b\"}", "U+0000"},
         {"{\"type\":\"object\",\"properties\":{\"k\\u0000\":{}}}", "U+0000"},

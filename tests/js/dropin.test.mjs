@@ -213,6 +213,87 @@ test("n > 1: several choices, each its own sequence (seed + i), streamed with th
   for (const n of [0, 17, 1.5, "2"]) assert.equal((await post(srv.url + "/v1/chat/completions", { ...req, n })).status, 400);
 });
 
+test("/completion: several prompts (a batch), the multimodal object form, response_fields, post_sampling_probs", async () => {
+  const one = async (prompt) => (await (await post(srv.url + "/completion", { prompt, n_predict: 4, temperature: 0 })).json());
+  const a = await one("Hello"), b = await one([2, 1000, 2000]);
+  const both = await (await post(srv.url + "/completion", { prompt: ["Hello", [2, 1000, 2000]], n_predict: 4,
+    temperature: 0 })).json();
+  assert.ok(Array.isArray(both) && both.length === 2);
+  assert.deepEqual(both.map((x) => [x.index, x.content]), [[0, a.content], [1, b.content]]);
+  const sr = await post(srv.url + "/completion", { prompt: ["Hello", [2, 1000, 2000]], n_predict: 4, temperature: 0,
+    stream: true });
+  const events = (await sr.text()).split("\n\n").filter((x) => x.startsWith("data: ")).map((x) => JSON.parse(x.slice(6)));
+  const text = ["", ""];
+  for (const e of events) if (!e.stop) text[e.index] += e.content;
+  assert.deepEqual(text, [a.content, b.content]);
+  assert.equal(events.filter((e) => e.stop).length, 2);
+  const obj = await (await post(srv.url + "/completion", { prompt: { prompt_string: "Hello" }, n_predict: 4,
+    temperature: 0 })).json();
+  assert.equal(obj.content, a.content);
+  const mm = await post(srv.url + "/completion", { prompt: { prompt_string: "x", multimodal_data: ["AAAA"] } });
+  assert.equal(mm.status, 400);
+  const f = await (await post(srv.url + "/completion", { prompt: "Hello", n_predict: 4, temperature: 0,
+    response_fields: ["content", "generation_settings/n_predict", "prompt"] })).json();
+  assert.deepEqual(Object.keys(f).sort(), ["content", "generation_settings/n_predict", "prompt"]);
+  assert.equal(f["generation_settings/n_predict"], 4);
+  assert.equal(f.prompt, "<bos>Hello");
+  const p = await (await post(srv.url + "/completion", { prompt: "Hello", n_predict: 2, n_probs: 3,
+    post_sampling_probs: true })).json();
+  for (const tok of p.completion_probabilities) {
+    assert.ok(tok.prob > 0 && tok.prob <= 1 && tok.top_probs.length === 3);
+    assert.ok(!("logprob" in tok));
+  }
+  const eos = await (await post(srv.url + "/completion", { prompt: "Hi", n_predict: 2, ignore_eos: true })).json();
+  assert.equal(eos.generation_settings.logit_bias.length, 2);
+  for (const e of eos.generation_settings.logit_bias) assert.equal(e.bias, null); // -inf
+  assert.equal(typeof eos.has_new_line, "boolean");
+  const emb = await (await post(srv.url + "/v1/embeddings", { input: [[12, 34, 56], [12, "string", 34, 56]] })).json();
+  assert.equal(emb.data.length, 2);
+  const mixed = await (await post(srv.url + "/v1/embeddings", { input: [12, 34, "string", 56, 78] })).json();
+  assert.equal(mixed.data.length, 1);
+});
+
+test("errors as llama-server gives them: a prompt too long, two assistant messages at the end; /input_tokens", async () => {
+  const r = await post(srv.url + "/v1/chat/completions", { messages: [{ role: "user", content: "word ".repeat(3000) }] });
+  assert.equal(r.status, 400);
+  const e = (await r.json()).error;
+  assert.equal(e.type, "exceed_context_size_error");
+  assert.equal(e.code, "context_length_exceeded");
+  assert.equal(e.n_ctx, 1024);
+  assert.ok(e.n_prompt_tokens > 1024);
+  const two = await post(srv.url + "/v1/chat/completions", { messages: [{ role: "user", content: "a" },
+    { role: "assistant", content: "b" }, { role: "assistant", content: "c" }] });
+  assert.equal(two.status, 400);
+  const n = await (await post(srv.url + "/chat/completions/input_tokens", { messages: ask })).json();
+  const ids = await (await post(srv.url + "/apply-template", { messages: ask })).json();
+  const count = (await (await post(srv.url + "/tokenize", { content: ids.prompt })).json()).tokens.length;
+  assert.equal(n.input_tokens, count);
+});
+
+test("a client that gives up on a reply it did not stream frees its slot", async () => {
+  const s2 = await startServer(["-np", "1", "-c", "4096", "-t", "1"]);
+  try {
+    const ac = new AbortController();
+    const req = fetch(s2.url + "/completion", { method: "POST", signal: ac.signal,
+      body: JSON.stringify({ prompt: "Go on", n_predict: 100000, ignore_eos: true }) }).catch(() => null);
+    const busy = async () => (await (await fetch(s2.url + "/slots")).json())[0].is_processing;
+    for (let i = 0; i < 50 && !(await busy()); i++) await new Promise((res) => setTimeout(res, 20));
+    assert.equal(await busy(), true);
+    ac.abort(); // the connection closes; the server sees it within 0.1 s
+    await req;
+    let free = false;
+    for (let i = 0; i < 50 && !free; i++) {
+      await new Promise((res) => setTimeout(res, 20));
+      free = !(await busy());
+    }
+    assert.ok(free, "the slot is still busy 1 s after its client left");
+    const next = await (await post(s2.url + "/completion", { prompt: "x", n_predict: 2 })).json();
+    assert.equal(next.tokens_predicted, 2);
+  } finally {
+    await stopServer(s2);
+  }
+});
+
 test("model names: another name is served by the loaded model (the reply names it); --strict-model-names: 404", async () => {
   const r = await (await post(srv.url + "/v1/chat/completions", { model: "gpt-4o", messages: ask, ...greedy })).json();
   assert.equal(r.model, NAME);
@@ -254,20 +335,23 @@ test("Ollama: name:latest is the name; errors in Ollama's shape (ollama-js shows
   await assert.rejects(ollama.pull({ model: "llama3.2" }), (e) => /does not download/.test(e.message));
 });
 
-test("CORS: preflight answered for pages on this machine (the default), 403 for others; --cors-origins", async () => {
+test("CORS: preflight allows pages on this machine (the default), not others (their requests: 403); --cors-origins", async () => {
   const pre = (url, origin) => fetch(url + "/v1/chat/completions", { method: "OPTIONS", headers: { Origin: origin,
     "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization, content-type" } });
   for (const origin of ["http://localhost:5173", "http://127.0.0.1:3000", "http://[::1]:8000"]) {
     const r = await pre(srv.url, origin);
-    assert.equal(r.status, 204, origin);
+    assert.equal(r.status, 200, origin);
     assert.equal(r.headers.get("access-control-allow-origin"), origin);
+    assert.equal(r.headers.get("access-control-allow-credentials"), "true");
     assert.match(r.headers.get("access-control-allow-methods"), /POST/);
     assert.match(r.headers.get("access-control-allow-headers"), /authorization/);
     const g = await fetch(srv.url + "/v1/models", { headers: { Origin: origin } });
     assert.equal(g.headers.get("access-control-allow-origin"), origin);
   }
   for (const origin of ["https://example.com", "http://localhost.example.com"]) {
-    assert.equal((await pre(srv.url, origin)).status, 403, origin);
+    const p = await pre(srv.url, origin);
+    assert.equal(p.status, 200, origin);
+    assert.equal(p.headers.get("access-control-allow-origin"), null, origin); // the browser stops there
     const r = await post(srv.url + "/v1/chat/completions", { messages: ask, ...greedy }, { Origin: origin });
     assert.equal(r.status, 403);
     assert.match((await r.json()).error.message, /--cors-origins/);
@@ -277,10 +361,12 @@ test("CORS: preflight answered for pages on this machine (the default), 403 for 
   const any = await startServer(["-np", "1", "-c", "512", "-t", "1", "--cors-origins", "*"]);
   const list = await startServer(["-np", "1", "-c", "512", "-t", "1", "--cors-origins", "https://app.example, localhost"]);
   try {
-    assert.equal((await pre(any.url, "https://example.com")).status, 204);
-    assert.equal((await pre(list.url, "https://app.example")).status, 204);
-    assert.equal((await pre(list.url, "http://localhost:1")).status, 204);
-    assert.equal((await pre(list.url, "https://other.example")).status, 403);
+    const allowed = async (url, origin) => (await pre(url, origin)).headers.get("access-control-allow-origin") === origin;
+    assert.ok(await allowed(any.url, "https://example.com"));
+    assert.ok(await allowed(list.url, "https://app.example"));
+    assert.ok(await allowed(list.url, "http://localhost:1"));
+    assert.ok(!(await allowed(list.url, "https://other.example")));
+    assert.equal((await post(list.url + "/v1/models", {}, { Origin: "https://other.example" })).status, 403);
   } finally {
     await stopServer(any);
     await stopServer(list);

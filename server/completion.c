@@ -257,11 +257,18 @@ static long stream_next(srv_conn *c, srv_task *t0, void *state, char **out) {
         bool done;
         srv_event *ev;
         const int n = srv_task_events(t, r->seen[i], &ev, &done);
-        if (n > 0) {
-            srv_buf_json(out, &len, "data: ", piece(r, i, ev, n, false), "\n\n");
-            free(ev);
-            r->seen[i] += n;
+        int texts = 0;
+        for (int k = 0; k < n; k++) {
+            texts += ev[k].token != SRV_PROGRESS;
+            if (ev[k].token != SRV_PROGRESS) continue;
+            cJSON *p = cJSON_CreateObject(); /* return_progress */
+            cJSON_AddNumberToObject(p, "index", i);
+            cJSON_AddItemToObject(p, "prompt_progress", srv_progress_of(t, &ev[k]));
+            srv_buf_json(out, &len, "data: ", p, "\n\n");
         }
+        if (texts > 0) srv_buf_json(out, &len, "data: ", piece(r, i, ev, n, false), "\n\n");
+        free(ev);
+        r->seen[i] += n;
         if (!done) {
             all = false;
             continue;

@@ -459,6 +459,8 @@ bool srv_parse_done(srv *s, const cJSON *body, srv_task *t, gemma8_status gs, sr
         ok = srv_fail(e, 400, NULL, "%s", err);
     t->id_slot = (int)id_slot;
     t->no_cache = cJSON_IsFalse(cJSON_GetObjectItem(body, "cache_prompt"));
+    t->progress = cJSON_IsTrue(cJSON_GetObjectItem(body, "return_progress")) &&
+                  cJSON_IsTrue(cJSON_GetObjectItem(body, "stream"));
     if (ok && !srv_lora_set(s, body, t, err, sizeof err)) ok = srv_fail(e, 400, NULL, "%s", err);
     if (!ok) {
         srv_task_unref(t);
@@ -637,4 +639,13 @@ gemma8_status srv_prompt_tokens(srv *s, const cJSON *p, bool add_bos, int32_t **
     *out = ids;
     *n_out = n;
     return n >= s->n_ctx_slot ? GEMMA8_ERR_CONTEXT_FULL : GEMMA8_OK;
+}
+
+cJSON *srv_progress_of(const srv_task *t, const srv_event *e) {
+    cJSON *p = cJSON_CreateObject();
+    cJSON_AddNumberToObject(p, "total", t->n_prompt);
+    cJSON_AddNumberToObject(p, "cache", e->cached);
+    cJSON_AddNumberToObject(p, "processed", e->processed);
+    cJSON_AddNumberToObject(p, "time_ms", e->ms);
+    return p;
 }

@@ -290,14 +290,23 @@ static bool choice_news(srv *s, srv_task *t, oai_stream *st, bool per_token, cha
     bool done;
     srv_event *ev;
     const int n = srv_task_events(t, st->seen, &ev, &done); /* the new tokens, a copy */
-    if (n > 0) {
+    for (int k = 0; k < n; k++) { /* return_progress: {choices: [], prompt_progress} first */
+        if (ev[k].token != SRV_PROGRESS) continue;
+        cJSON *o = chunk_base(s, st);
+        cJSON_AddArrayToObject(o, "choices");
+        cJSON_AddItemToObject(o, "prompt_progress", srv_progress_of(t, &ev[k]));
+        sse(out, len, o);
+    }
+    int texts = 0;
+    for (int k = 0; k < n; k++) texts += ev[k].token != SRV_PROGRESS;
+    if (texts > 0) {
         cJSON *o = chunk_base(s, st);
         cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), choice(s, st, ev, n, NULL, t->n_logprobs >= 0));
         if (per_token) cJSON_AddItemToObject(o, "timings", srv_timings(t));
-        free(ev);
-        st->seen += n;
         sse(out, len, o);
     }
+    free(ev);
+    st->seen += n;
     if (!done) return false;
     st->phase = 2;
     if (t->status) { /* an error, or the server shutting down: an error event ends the stream */

@@ -154,10 +154,25 @@ static void logprobs(const float *logits, int n_vocab, srv_event *e, int n_top) 
     }
 }
 
+/* return_progress: how far the prompt is (the tokens in the slot's cache of it); i < 0: all of it */
+static void progress(srv_sched *s, int i, srv_task *t) {
+    if (t->progress_done) return;
+    srv_event e = {.token = SRV_PROGRESS, .cached = t->cached};
+    e.processed = i < 0 ? t->n_prompt : gemma8_seq_n_past(s->ctx, i);
+    if (e.processed >= t->n_prompt) {
+        e.processed = t->n_prompt;
+        t->progress_done = true;
+    }
+    e.ms = (gemma8_time() - t->t_started) * 1e3;
+    e.text = calloc(1, 1);
+    task_push(t, &e);
+}
+
 static bool on_token(int32_t token, const char *text, size_t len, gemma8_run_state st, void *user) {
     srv_slot *slot = user;
     srv_task *t = slot->task;
     if (st == GEMMA8_RUN_FINISH || st == GEMMA8_RUN_ERROR) return true;
+    if (t->progress && token >= 0) progress(slot->sched, -1, t); /* the prompt is done: said before the reply */
     srv_event e = {0};
     e.token = token;
     e.len = len;
@@ -267,6 +282,10 @@ static void start_task(srv_sched *s, int i, srv_task *t) {
     s->info[i].busy = true;
     pthread_mutex_unlock(&s->mu);
     gemma8_status st = begin_work(s, i);
+    if (!st && t->kind == SRV_GENERATE && t->progress) {
+        t->cached = gemma8_seq_n_past(s->ctx, i); /* the prefix kept */
+        progress(s, i, t);
+    }
     if (st) {
         task_finish(t, st, gemma8_last_error());
         slot->task = NULL;
@@ -428,10 +447,16 @@ static void *sched_main(void *arg) {
         }
         n = embedding_chunks(s, gens, idx, n);
         int32_t past[s->n_slots];
-        for (int k = 0; k < n; k++) past[k] = gemma8_seq_n_past(s->ctx, idx[k]);
+        bool prefilling[s->n_slots];
+        for (int k = 0; k < n; k++) {
+            past[k] = gemma8_seq_n_past(s->ctx, idx[k]);
+            prefilling[k] = s->slots[idx[k]].task->progress && !gemma8_gen_prefilled(gens[k]);
+        }
         const double t0 = gemma8_time();
         gemma8_gen_step_many(gens, n, done);
         step_timed(s, gens, idx, past, n, gemma8_time() - t0);
+        for (int k = 0; k < n; k++)
+            if (prefilling[k]) progress(s, idx[k], s->slots[idx[k]].task);
         for (int k = 0; k < n; k++) {
             srv_slot *slot = &s->slots[idx[k]];
             if (!done[k]) continue;

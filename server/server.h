@@ -28,11 +28,15 @@
 #define SRV_MAX_PROMPTS 64 /* prompts of one /completion request */
 #define SRV_MAX_TOP  20
 
-/* One generated token (or, with token -1, text released at the end). */
+/* One generated token (or, with token -1, text released at the end; with token SRV_PROGRESS, the
+ * prompt's progress: processed tokens of it, cached ones among them). */
+#define SRV_PROGRESS (-2)
 typedef struct srv_event {
     char *text;
     size_t len;
     int32_t token;
+    int32_t processed, cached; /* SRV_PROGRESS */
+    double ms;                 /* SRV_PROGRESS: since the prompt began */
     float logprob; /* of token, when logprobs were asked for */
     int n_top;
     int32_t top_id[SRV_MAX_TOP];
@@ -62,6 +66,9 @@ typedef struct srv_task {
     gemma8_logit_bias *bias;  /* behind params.sampling.logit_bias, owned */
     int id_slot;              /* the slot it must run on (llama-server's id_slot); -1: any */
     bool no_cache;            /* cache_prompt: false: the slot's cache is not reused */
+    bool progress;            /* return_progress: SRV_PROGRESS events while the prompt is evaluated */
+    int32_t cached;           /* the prompt's tokens found in the slot's cache */
+    bool progress_done;       /* the last SRV_PROGRESS (the whole prompt) is out */
     char *path;               /* SRV_SLOT_SAVE / RESTORE: the file (owned) */
     int32_t slot_tokens;      /* SRV_SLOT_*: the tokens saved, restored or erased */
     int32_t **inputs;         /* SRV_EMBED: each input's ids */
@@ -252,6 +259,8 @@ void srv_buf_json(char **out, size_t *len, const char *prefix, cJSON *j, const c
 /* logit_bias into t: OpenAI's {"token id": bias} and llama.cpp's forms ({"text": bias},
  * [[id or text, bias or false]]; false: never); a text stands for each of its tokens. false with err. */
 bool srv_logit_bias(srv *s, const cJSON *v, srv_task *t, char *err, size_t cap);
+/* llama-server's prompt_progress object {total, cache, processed, time_ms} of an SRV_PROGRESS event. */
+cJSON *srv_progress_of(const srv_task *t, const srv_event *e);
 /* llama-server's timings object: prompt and predicted tokens, ms, per token, per second. */
 cJSON *srv_timings(const srv_task *t);
 /* The server's sampling defaults (--temp, --top-k, --top-p, --seed) over an API's own. */

@@ -253,6 +253,36 @@ test("/completion: several prompts (a batch), the multimodal object form, respon
   assert.equal(mixed.data.length, 1);
 });
 
+test("return_progress: the prompt's progress in the stream, batch by batch, then the reply", async () => {
+  const s2 = await startServer(["-np", "1", "-c", "1024", "-t", "1", "-b", "16"]);
+  try {
+    const req = { messages: [{ role: "user", content: "This is a test. ".repeat(12) }], max_tokens: 3, stream: true,
+      return_progress: true };
+    for (const reuse of [false, true]) {
+      const sr = await post(s2.url + "/v1/chat/completions", req);
+      const events = (await sr.text()).split("\n\n").filter((x) => x.startsWith("data: {"))
+        .map((x) => JSON.parse(x.slice(6)));
+      const prog = events.filter((e) => e.prompt_progress).map((e) => e.prompt_progress);
+      assert.ok(prog.length >= (reuse ? 1 : 3), JSON.stringify(prog));
+      assert.equal(prog[0].cache, prog[0].processed);
+      if (reuse) assert.ok(prog[0].cache > 0);
+      for (let i = 1; i < prog.length; i++) {
+        assert.equal(prog[i].total, prog[0].total);
+        assert.ok(prog[i].processed > prog[i - 1].processed);
+      }
+      assert.equal(prog.at(-1).processed, prog.at(-1).total);
+      const firstText = events.findIndex((e) => e.choices?.[0]?.delta?.content);
+      assert.ok(firstText > events.findLastIndex((e) => e.prompt_progress), "progress comes before the reply");
+    }
+    const c = await post(s2.url + "/completion", { prompt: "word ".repeat(40), n_predict: 2, stream: true,
+      return_progress: true });
+    const ev = (await c.text()).split("\n\n").filter((x) => x.startsWith("data: ")).map((x) => JSON.parse(x.slice(6)));
+    assert.ok(ev.filter((e) => e.prompt_progress).length >= 3);
+  } finally {
+    await stopServer(s2);
+  }
+});
+
 test("errors as llama-server gives them: a prompt too long, two assistant messages at the end; /input_tokens", async () => {
   const r = await post(srv.url + "/v1/chat/completions", { messages: [{ role: "user", content: "word ".repeat(3000) }] });
   assert.equal(r.status, 400);

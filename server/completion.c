@@ -77,12 +77,8 @@ static bool parse_at(srv *s, const cJSON *body, int i, srv_task **out, srv_error
     *out = NULL;
     const cJSON *prompt = cJSON_GetObjectItem(body, "prompt");
     if (!prompt) prompt = cJSON_GetObjectItem(body, "content");
-    const cJSON *str = cJSON_GetObjectItem(prompt, "prompt_string"); /* llama-server's multimodal form */
-    if (cJSON_IsObject(prompt)) {
-        if (cJSON_GetObjectItem(prompt, "multimodal_data"))
-            return srv_fail(e, 400, NULL, "'multimodal_data': gemma8 reads text only");
-        prompt = str;
-    }
+    if (cJSON_IsObject(prompt) && cJSON_GetObjectItem(prompt, "multimodal_data")) /* llama-server's media form */
+        return srv_fail(e, 400, NULL, "'multimodal_data': gemma8 reads text only");
     const int n = srv_prompt_count(prompt);
     if (n == 0 || n > SRV_MAX_PROMPTS)
         return srv_fail(e, 400, NULL, "'prompt' must be a text, token ids, a list of both, or up to %d of those",
@@ -354,7 +350,6 @@ int llama_completion(srv_conn *c, cJSON *body) {
     srv *s = srv_of(c);
     const cJSON *prompt = cJSON_GetObjectItem(body, "prompt");
     if (!prompt) prompt = cJSON_GetObjectItem(body, "content");
-    if (cJSON_IsObject(prompt)) prompt = cJSON_GetObjectItem(prompt, "prompt_string");
     const int n = srv_prompt_count(prompt);
     creply *r = calloc(1, sizeof *r);
     if (!r) return SRV_FAIL;
@@ -367,5 +362,5 @@ int llama_completion(srv_conn *c, cJSON *body) {
             return srv_reply_refusal(c, &e);
         }
     }
-    return answer(c, body, r, n > 1 || (cJSON_IsArray(prompt) && srv_prompt_count(prompt) > 1));
+    return answer(c, body, r, n > 1);
 }

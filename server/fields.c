@@ -447,7 +447,8 @@ bool srv_parse_done(srv *s, const cJSON *body, srv_task *t, gemma8_status gs, sr
     bool ok = true;
     if (gs == GEMMA8_ERR_CONTEXT_FULL) {
         ok = srv_fail(e, 400, "context_length_exceeded",
-                      "the prompt has %d tokens, more than the slot's context of %d", t->n_prompt, s->n_ctx_slot);
+                      "the prompt (%d tokens) exceeds the available context size (%d tokens, a slot's)", t->n_prompt,
+                      s->n_ctx_slot);
         e->n_prompt = t->n_prompt;
         e->n_ctx = s->n_ctx_slot;
     } else if (gs) {
@@ -561,9 +562,15 @@ bool srv_logit_bias(srv *s, const cJSON *v, srv_task *t, char *err, size_t cap) 
     return false;
 }
 
-/* llama-server's prompt forms: a text, token ids, or a list mixing both (holding a number) */
+/* llama-server's multimodal prompt object {prompt_string} (text only here): its text */
+static const cJSON *object_text(const cJSON *p) {
+    const cJSON *str = cJSON_GetObjectItem(p, "prompt_string");
+    return cJSON_IsObject(p) && cJSON_IsString(str) && !cJSON_GetObjectItem(p, "multimodal_data") ? str : NULL;
+}
+
+/* llama-server's prompt forms: a text (or {prompt_string}), token ids, or a list mixing both (holding a number) */
 static bool one_prompt(const cJSON *p) {
-    if (cJSON_IsString(p)) return true;
+    if (cJSON_IsString(p) || object_text(p)) return true;
     if (!cJSON_IsArray(p) || !p->child) return false;
     bool number = false;
     for (const cJSON *x = p->child; x; x = x->next) {
@@ -593,6 +600,7 @@ gemma8_status srv_prompt_tokens(srv *s, const cJSON *p, bool add_bos, int32_t **
                                 size_t cap) {
     *out = NULL;
     *n_out = 0;
+    if (object_text(p)) p = object_text(p);
     if (cJSON_IsString(p)) {
         gemma8_status st = srv_text_tokens(s, p->valuestring, add_bos, true, out, n_out);
         if (st && st != GEMMA8_ERR_CONTEXT_FULL) snprintf(err, cap, "%s", gemma8_last_error());

@@ -211,10 +211,7 @@ static cJSON *piece(const creply *r, int i, const srv_event *ev, int n, bool don
     /* which stop string ended it is known when there was one */
     cJSON_AddStringToObject(o, "stopping_word",
                             t->res.stop_reason == GEMMA8_STOP_STRING && t->params.n_stop == 1 ? t->stop[0] : "");
-    size_t cap = (size_t)t->n_prompt * 64 + 16, len = 0;
-    char *prompt = malloc(cap);
-    if (prompt && gemma8_detokenize(s->model, t->prompt, t->n_prompt, false, prompt, cap, &len)) len = 0;
-    if (prompt) prompt[len] = 0;
+    char *prompt = srv_prompt_text(s, t);
     cJSON_AddStringToObject(o, "prompt", prompt ? prompt : "");
     free(prompt);
     cJSON_AddItemToObject(o, "generation_settings", settings(s, t));

@@ -657,3 +657,11 @@ cJSON *srv_progress_of(const srv_task *t, const srv_event *e) {
     cJSON_AddNumberToObject(p, "time_ms", e->ms);
     return p;
 }
+
+char *srv_prompt_text(srv *s, const srv_task *t) {
+    size_t cap = (size_t)t->n_prompt * 64 + 16, len = 0;
+    char *text = malloc(cap);
+    if (text && gemma8_detokenize(s->model, t->prompt, t->n_prompt, false, text, cap, &len)) len = 0;
+    if (text) text[len] = 0;
+    return text;
+}

@@ -460,6 +460,11 @@ static int answer(srv_conn *c, const cJSON *body, oai_reply *r, bool chat) {
         }
         cJSON_AddItemToObject(o, "usage", usage_of(r));
         cJSON_AddItemToObject(o, "timings", srv_timings(r->t[0]));
+        if (cJSON_IsTrue(cJSON_GetObjectItem(body, "verbose"))) { /* llama-server's: the prompt as the model saw it */
+            char *prompt = srv_prompt_text(s, r->t[0]);
+            cJSON_AddStringToObject(cJSON_AddObjectToObject(o, "__verbose"), "prompt", prompt ? prompt : "");
+            free(prompt);
+        }
         srv_conn_log_tokens(c, r->t[0]->res.n_prompt, r->t[0]->res.n_reused, gen);
         rc = srv_reply_json(c, 200, o);
     }

@@ -261,6 +261,8 @@ void srv_buf_json(char **out, size_t *len, const char *prefix, cJSON *j, const c
 bool srv_logit_bias(srv *s, const cJSON *v, srv_task *t, char *err, size_t cap);
 /* llama-server's prompt_progress object {total, cache, processed, time_ms} of an SRV_PROGRESS event. */
 cJSON *srv_progress_of(const srv_task *t, const srv_event *e);
+/* The prompt of a task as text, control tokens written out (malloc'd; NULL if out of memory). */
+char *srv_prompt_text(srv *s, const srv_task *t);
 /* llama-server's timings object: prompt and predicted tokens, ms, per token, per second. */
 cJSON *srv_timings(const srv_task *t);
 /* The server's sampling defaults (--temp, --top-k, --top-p, --seed) over an API's own. */

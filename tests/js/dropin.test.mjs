@@ -438,6 +438,8 @@ test("conversations as clients send them: same-role runs merged, a later system 
     temperature: 0 })).json(); // /completion puts <bos> first itself
   assert.equal(cont.choices[0].message.content, raw.content);
   assert.ok(cont.system_fingerprint.startsWith("b"));
+  const v = await (await post(srv.url + "/v1/chat/completions", { messages: joined, ...greedy, verbose: true })).json();
+  assert.equal(v.__verbose.prompt, await tpl(joined)); // llama-server's verbose: the prompt as the model saw it
 });
 
 test("/props, /tokenize with_pieces, /lora-adapters, metrics under llama-server's names, no log line per /health", async () => {

@@ -111,7 +111,8 @@ int cmd_run(int argc, char **argv) {
         if (res.stop_reason == GEMMA8_STOP_CONTEXT)
             fprintf(stderr, "gemma8: stopped: the context of %d tokens is full (use -c)\n", gemma8_n_ctx(ctx));
         if (res.stop_reason == GEMMA8_STOP_LENGTH)
-            fprintf(stderr, "gemma8: stopped: the reply reached its limit of %d tokens (use -n)\n", p.max_new_tokens);
+            fprintf(stderr, "gemma8: stopped: the reply reached its limit of %d tokens (use -n)\n",
+                    p.max_new_tokens);
         if (!quiet) cli_print_timings(load_s, &res);
     }
     free(ids);

@@ -35,9 +35,11 @@ int cmd_serve(int argc, char **argv) {
         {"-np|--parallel", CLI_INT, &parallel, "N",
          "slots: requests generated at once, each with -c / N tokens", NULL},
         {"--queue", CLI_INT, &queue_max, "N", "requests that may wait for a slot; past it, 503", NULL},
-        {"--api-key", CLI_STR, &api_key, "KEY", "require Authorization: Bearer KEY (or X-Api-Key: KEY)", NULL},
+        {"--api-key", CLI_STR, &api_key, "KEY", "require Authorization: Bearer KEY (or X-Api-Key: KEY)",
+         NULL},
         {"--cors-origins", CLI_STR, &cors, "LIST",
-         "web pages that may call the API: '*', 'localhost' (pages on this machine) or origins, comma-separated",
+         "web pages that may call the API: '*', 'localhost' (pages on this machine) or origins, "
+         "comma-separated",
          NULL},
         {"--strict-model-names", CLI_FLAG, &strict_names, NULL,
          "a request naming another model is a 404 (default: the loaded model serves it)", NULL},
@@ -50,10 +52,11 @@ int cmd_serve(int argc, char **argv) {
         {"--top-p", CLI_FLOAT, &dflt.top_p, "P", "default top-p (requests override)", &dflt.has_top_p},
         {"-s|--seed", CLI_INT, &seed, "N", "default seed (requests override; default: a random one each)",
          &dflt.has_seed},
-        {"-n|--n-predict", CLI_INT, &dflt.n_predict, "N", "default reply length in tokens, -1 the slot's room",
-         &dflt.has_n_predict},
+        {"-n|--n-predict", CLI_INT, &dflt.n_predict, "N",
+         "default reply length in tokens, -1 the slot's room", &dflt.has_n_predict},
         {"-a|--alias", CLI_STR, &alias, "NAME",
-         "the model's name in the APIs (default: its general.name); A,B,C: several, the first in order its id",
+         "the model's name in the APIs (default: its general.name); A,B,C: several, the first in order its "
+         "id",
          NULL},
         {"--tags", CLI_STR, &tags, "LIST", "tags shown in /v1/models (comma-separated)", NULL},
         {"--max-body-mb", CLI_INT, &max_body_mb, "N", "largest request body, MiB (413 past it)", NULL},
@@ -74,8 +77,9 @@ int cmd_serve(int argc, char **argv) {
     if ((r = cli_common_check("serve", &c))) return r;
     unsigned char probe[16];
     if (port < 0 || port > 65535 || inet_pton(strchr(host, ':') ? AF_INET6 : AF_INET, host, probe) != 1) {
-        fprintf(stderr, "gemma8 serve: --host expects an IPv4 or IPv6 address and --port 0..65535, got %s:%d\n",
-                host, port);
+        fprintf(stderr,
+                "gemma8 serve: --host expects an IPv4 or IPv6 address and --port 0..65535, got %s:%d\n", host,
+                port);
         return 2;
     }
     if (dflt.temp < 0 || dflt.top_k < 0 || !(dflt.top_p > 0 && dflt.top_p <= 1) || dflt.n_predict < -1 ||
@@ -152,8 +156,8 @@ int cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     bool v6 = strchr(host, ':') != NULL;
     fprintf(stderr, "gemma8 serve: %s (%s) on http://%s%s%s:%d, %d slots of %d tokens, queue %d\n", s.alias,
-            gemma8_type_name(s.info.matrix_type), v6 ? "[" : "", host, v6 ? "]" : "", port, parallel, s.n_ctx_slot,
-            queue_max);
+            gemma8_type_name(s.info.matrix_type), v6 ? "[" : "", host, v6 ? "]" : "", port, parallel,
+            s.n_ctx_slot, queue_max);
     while (!g_stop) pause();
     /* stop accepting, end open requests with an error, wait for their threads */
     fprintf(stderr, "gemma8 serve: stopping\n");

@@ -23,10 +23,12 @@ static bool read_fields(srv *s, const cJSON *b, srv_task *t, char *err, size_t c
     sp->repeat_last_n = 64;
     sp->seed = srv_random_seed();
     srv_apply_defaults(s, sp);
-    double temp = sp->temperature, top_k = sp->top_k, top_p = sp->top_p, min_p = sp->min_p, rep = 1, last_n = 64;
+    double temp = sp->temperature, top_k = sp->top_k, top_p = sp->top_p, min_p = sp->min_p, rep = 1,
+           last_n = 64;
     double pres = 0, freq = 0, seed = -1, n_probs = 0;
     double n_predict = s->dflt.has_n_predict ? s->dflt.n_predict : -1;
-    if (!srv_number(b, "temperature", 0, 100, &temp, err, cap) || !srv_number(b, "top_k", 0, 1e6, &top_k, err, cap) ||
+    if (!srv_number(b, "temperature", 0, 100, &temp, err, cap) ||
+        !srv_number(b, "top_k", 0, 1e6, &top_k, err, cap) ||
         !srv_number(b, "top_p", 0, 1, &top_p, err, cap) || !srv_number(b, "min_p", 0, 1, &min_p, err, cap) ||
         !srv_number(b, "repeat_penalty", 0.01, 100, &rep, err, cap) ||
         !srv_number(b, "repeat_last_n", -1, 1 << 20, &last_n, err, cap) ||
@@ -77,16 +79,19 @@ static bool parse_at(srv *s, const cJSON *body, int i, srv_task **out, srv_error
     *out = NULL;
     const cJSON *prompt = cJSON_GetObjectItem(body, "prompt");
     if (!prompt) prompt = cJSON_GetObjectItem(body, "content");
-    if (cJSON_IsObject(prompt) && cJSON_GetObjectItem(prompt, "multimodal_data")) /* llama-server's media form */
+    if (cJSON_IsObject(prompt) &&
+        cJSON_GetObjectItem(prompt, "multimodal_data")) /* llama-server's media form */
         return srv_fail(e, 400, NULL, "'multimodal_data': gemma8 reads text only");
     const int n = srv_prompt_count(prompt);
     if (n == 0 || n > SRV_MAX_PROMPTS)
-        return srv_fail(e, 400, NULL, "'prompt' must be a text, token ids, a list of both, or up to %d of those",
+        return srv_fail(e, 400, NULL,
+                        "'prompt' must be a text, token ids, a list of both, or up to %d of those",
                         SRV_MAX_PROMPTS);
     srv_task *t = srv_task_new(SRV_GENERATE);
     if (!t) return srv_fail(e, 500, NULL, "out of memory");
     char err[256] = "";
-    gemma8_status gs = srv_prompt_tokens(s, srv_prompt_at(prompt, i), true, &t->prompt, &t->n_prompt, err, sizeof err);
+    gemma8_status gs =
+        srv_prompt_tokens(s, srv_prompt_at(prompt, i), true, &t->prompt, &t->n_prompt, err, sizeof err);
     if (gs && gs != GEMMA8_ERR_CONTEXT_FULL) {
         srv_task_unref(t);
         return srv_fail(e, gs == GEMMA8_ERR_NOMEM ? 500 : 400, NULL, "%s", err);
@@ -142,10 +147,14 @@ static cJSON *probs(srv *s, const srv_event *ev, int n, bool as_prob) {
             cJSON *bytes = cJSON_AddArrayToObject(x, "bytes");
             for (const unsigned char *p = (const unsigned char *)tok; *p; p++)
                 cJSON_AddItemToArray(bytes, cJSON_CreateNumber(*p));
-            if (as_prob) cJSON_AddNumberToObject(x, "prob", exp(lp));
-            else cJSON_AddNumberToObject(x, "logprob", lp);
-            if (k < 0) cJSON_AddArrayToObject(o, as_prob ? "top_probs" : "top_logprobs");
-            else cJSON_AddItemToArray(cJSON_GetObjectItem(o, as_prob ? "top_probs" : "top_logprobs"), x);
+            if (as_prob)
+                cJSON_AddNumberToObject(x, "prob", exp(lp));
+            else
+                cJSON_AddNumberToObject(x, "logprob", lp);
+            if (k < 0)
+                cJSON_AddArrayToObject(o, as_prob ? "top_probs" : "top_logprobs");
+            else
+                cJSON_AddItemToArray(cJSON_GetObjectItem(o, as_prob ? "top_probs" : "top_logprobs"), x);
         }
         cJSON_AddItemToArray(arr, o);
     }
@@ -170,13 +179,16 @@ static cJSON *settings(srv *s, const srv_task *t) {
     cJSON *bias = cJSON_AddArrayToObject(g, "logit_bias");
     for (int i = 0; i < sp->n_logit_bias + (t->params.ignore_eos ? 2 : 0); i++) {
         bool eog = i >= sp->n_logit_bias;
-        int32_t id = !eog ? sp->logit_bias[i].token : i == sp->n_logit_bias ? gemma8_token_eos(s->model)
-                                                                             : gemma8_token_end_of_turn(s->model);
+        int32_t id = !eog                    ? sp->logit_bias[i].token
+                     : i == sp->n_logit_bias ? gemma8_token_eos(s->model)
+                                             : gemma8_token_end_of_turn(s->model);
         float b = eog ? -INFINITY : sp->logit_bias[i].bias;
         cJSON *e = cJSON_CreateObject();
         cJSON_AddNumberToObject(e, "token", id);
-        if (isinf(b)) cJSON_AddNullToObject(e, "bias");
-        else cJSON_AddNumberToObject(e, "bias", b);
+        if (isinf(b))
+            cJSON_AddNullToObject(e, "bias");
+        else
+            cJSON_AddNumberToObject(e, "bias", b);
         cJSON_AddItemToArray(bias, e);
     }
     return g;
@@ -195,7 +207,8 @@ static cJSON *piece(const creply *r, int i, const srv_event *ev, int n, bool don
         if (ev[k].token >= 0) cJSON_AddItemToArray(toks, cJSON_CreateNumber(ev[k].token));
     cJSON_AddNumberToObject(o, "id_slot", t->id_slot);
     cJSON_AddBoolToObject(o, "stop", done);
-    if (t->n_logprobs > 0 && n) cJSON_AddItemToObject(o, "completion_probabilities", probs(s, ev, n, r->post_sampling));
+    if (t->n_logprobs > 0 && n)
+        cJSON_AddItemToObject(o, "completion_probabilities", probs(s, ev, n, r->post_sampling));
     if (!done) {
         free(text);
         return o;
@@ -210,7 +223,8 @@ static cJSON *piece(const creply *r, int i, const srv_event *ev, int n, bool don
     cJSON_AddStringToObject(o, "stop_type", stop_type(t));
     /* which stop string ended it is known when there was one */
     cJSON_AddStringToObject(o, "stopping_word",
-                            t->res.stop_reason == GEMMA8_STOP_STRING && t->params.n_stop == 1 ? t->stop[0] : "");
+                            t->res.stop_reason == GEMMA8_STOP_STRING && t->params.n_stop == 1 ? t->stop[0]
+                                                                                              : "");
     char *prompt = srv_prompt_text(s, t);
     cJSON_AddStringToObject(o, "prompt", prompt ? prompt : "");
     free(prompt);
@@ -227,7 +241,8 @@ static cJSON *only_fields(cJSON *o, const cJSON *fields) {
         char path[256];
         snprintf(path, sizeof path, "%s", f->valuestring);
         const cJSON *v = o;
-        for (char *part = strtok(path, "/"); v && part; part = strtok(NULL, "/")) v = cJSON_GetObjectItem(v, part);
+        for (char *part = strtok(path, "/"); v && part; part = strtok(NULL, "/"))
+            v = cJSON_GetObjectItem(v, part);
         if (v) cJSON_AddItemToObject(out, f->valuestring, cJSON_Duplicate(v, true));
     }
     cJSON_Delete(o);
@@ -311,7 +326,8 @@ static int answer(srv_conn *c, const cJSON *body, creply *r, bool several) {
         srv_sched_wake(s->sched);
         for (int i = 0; i < r->n; i++) srv_task_unref(r->t[i]);
         free(r);
-        return srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
+        return srv_reply_error(c, 503, "server_error", "queue_full",
+                               "every slot is busy and the queue is full");
     }
     if (cJSON_IsTrue(cJSON_GetObjectItem(body, "stream"))) {
         srv_task *t0 = r->t[0];
@@ -330,7 +346,8 @@ static int answer(srv_conn *c, const cJSON *body, creply *r, bool several) {
         for (int i = 0; i < r->n; i++) {
             srv_event *ev;
             const int n = srv_task_events(r->t[i], 0, &ev, NULL);
-            cJSON_AddItemToArray(list, only_fields(piece(r, i, ev, n, true), cJSON_GetObjectItem(body, "response_fields")));
+            cJSON_AddItemToArray(
+                list, only_fields(piece(r, i, ev, n, true), cJSON_GetObjectItem(body, "response_fields")));
             free(ev);
             gen += r->t[i]->res.n_generated;
         }

@@ -30,7 +30,8 @@ bool srv_valid_utf8(const char *s, size_t n) {
 bool srv_has_nul_escape(const char *s, size_t n) {
     bool in_str = false;
     for (size_t i = 0; i < n; i++) {
-        if (s[i] == '"') in_str = !in_str;
+        if (s[i] == '"')
+            in_str = !in_str;
         else if (in_str && s[i] == '\\') {
             if (i + 5 < n && s[i + 1] == 'u' && !memcmp(s + i + 2, "0000", 4)) return true;
             i++;
@@ -148,8 +149,10 @@ gemma8_chat_message *srv_messages(const cJSON *arr, int32_t *n, char ***store, c
         if (!ok) break;
         m[k].role = !strcmp(r, "system") ? "system" : !strcmp(r, "user") ? "user" : "assistant";
     }
-    if (k == count && count >= 2 && !strcmp(m[count - 1].role, "assistant") && !strcmp(m[count - 2].role, "assistant")) {
-        snprintf(err, cap, "the last two messages are the assistant's: a prefill is one assistant message at the end");
+    if (k == count && count >= 2 && !strcmp(m[count - 1].role, "assistant") &&
+        !strcmp(m[count - 2].role, "assistant")) {
+        snprintf(err, cap,
+                 "the last two messages are the assistant's: a prefill is one assistant message at the end");
         k = -1;
     }
     int32_t kept = k < count ? -1 : normalize(m, count, s, &ns);
@@ -216,12 +219,15 @@ gemma8_status srv_chat_tokens(srv *s, const gemma8_chat_message *m, int32_t n, i
         char *text = NULL;
         size_t len = 0;
         for (int32_t i = 0; i < (m[n - 1].n_parts > 0 ? m[n - 1].n_parts : 1); i++)
-            srv_buf_add(&text, &len, i ? "\n\n" : "", m[n - 1].n_parts > 0 ? m[n - 1].parts[i] : m[n - 1].content, "");
+            srv_buf_add(&text, &len, i ? "\n\n" : "",
+                        m[n - 1].n_parts > 0 ? m[n - 1].parts[i] : m[n - 1].content, "");
         int32_t more = 0;
         st = text ? gemma8_tokenize(s->model, text, len, false, false, ids + *n_out, cap - *n_out, &more)
                   : GEMMA8_ERR_NOMEM;
-        if (st == GEMMA8_ERR_BUFFER_TOO_SMALL) *n_out = cap;
-        else *n_out += more;
+        if (st == GEMMA8_ERR_BUFFER_TOO_SMALL)
+            *n_out = cap;
+        else
+            *n_out += more;
         free(text);
     }
     if (st == GEMMA8_ERR_BUFFER_TOO_SMALL || (!st && *n_out >= s->n_ctx_slot)) st = GEMMA8_ERR_CONTEXT_FULL;
@@ -447,8 +453,8 @@ bool srv_parse_done(srv *s, const cJSON *body, srv_task *t, gemma8_status gs, sr
     bool ok = true;
     if (gs == GEMMA8_ERR_CONTEXT_FULL) {
         ok = srv_fail(e, 400, "context_length_exceeded",
-                      "the prompt (%d tokens) exceeds the available context size (%d tokens, a slot's)", t->n_prompt,
-                      s->n_ctx_slot);
+                      "the prompt (%d tokens) exceeds the available context size (%d tokens, a slot's)",
+                      t->n_prompt, s->n_ctx_slot);
         e->n_prompt = t->n_prompt;
         e->n_ctx = s->n_ctx_slot;
     } else if (gs) {
@@ -500,8 +506,10 @@ cJSON *srv_timings(const srv_task *t) {
 static bool bias_add(srv *s, srv_task *t, int *cap_n, const cJSON *key, const char *key_text, const cJSON *v,
                      char *err, size_t cap) {
     float bias;
-    if (cJSON_IsFalse(v)) bias = -INFINITY;
-    else if (cJSON_IsNumber(v) && isfinite(v->valuedouble)) bias = (float)v->valuedouble;
+    if (cJSON_IsFalse(v))
+        bias = -INFINITY;
+    else if (cJSON_IsNumber(v) && isfinite(v->valuedouble))
+        bias = (float)v->valuedouble;
     else {
         snprintf(err, cap, "'logit_bias': a bias must be a number or false");
         return false;
@@ -534,7 +542,8 @@ static bool bias_add(srv *s, srv_task *t, int *cap_n, const cJSON *key, const ch
         t->bias = nb;
         *cap_n = nc;
     }
-    for (int32_t i = 0; i < n; i++) t->bias[t->params.sampling.n_logit_bias++] = (gemma8_logit_bias){ids[i], bias};
+    for (int32_t i = 0; i < n; i++)
+        t->bias[t->params.sampling.n_logit_bias++] = (gemma8_logit_bias){ids[i], bias};
     if (ids != &one) free(ids);
     t->params.sampling.logit_bias = t->bias;
     return true;
@@ -565,10 +574,12 @@ bool srv_logit_bias(srv *s, const cJSON *v, srv_task *t, char *err, size_t cap) 
 /* llama-server's multimodal prompt object {prompt_string} (text only here): its text */
 static const cJSON *object_text(const cJSON *p) {
     const cJSON *str = cJSON_GetObjectItem(p, "prompt_string");
-    return cJSON_IsObject(p) && cJSON_IsString(str) && !cJSON_GetObjectItem(p, "multimodal_data") ? str : NULL;
+    return cJSON_IsObject(p) && cJSON_IsString(str) && !cJSON_GetObjectItem(p, "multimodal_data") ? str
+                                                                                                  : NULL;
 }
 
-/* llama-server's prompt forms: a text (or {prompt_string}), token ids, or a list mixing both (holding a number) */
+/* llama-server's prompt forms: a text (or {prompt_string}), token ids, or a list mixing both (holding a
+ * number) */
 static bool one_prompt(const cJSON *p) {
     if (cJSON_IsString(p) || object_text(p)) return true;
     if (!cJSON_IsArray(p) || !p->child) return false;
@@ -596,8 +607,8 @@ const cJSON *srv_prompt_at(const cJSON *p, int i) {
     return x;
 }
 
-gemma8_status srv_prompt_tokens(srv *s, const cJSON *p, bool add_bos, int32_t **out, int32_t *n_out, char *err,
-                                size_t cap) {
+gemma8_status srv_prompt_tokens(srv *s, const cJSON *p, bool add_bos, int32_t **out, int32_t *n_out,
+                                char *err, size_t cap) {
     *out = NULL;
     *n_out = 0;
     if (object_text(p)) p = object_text(p);
@@ -612,7 +623,8 @@ gemma8_status srv_prompt_tokens(srv *s, const cJSON *p, bool add_bos, int32_t **
     for (const cJSON *x = p->child; x; x = x->next, first = false) {
         int32_t *part = NULL, np = 0, one;
         if (cJSON_IsNumber(x)) {
-            if (x->valuedouble != (int32_t)x->valuedouble || x->valuedouble < 0 || x->valuedouble >= s->info.n_vocab) {
+            if (x->valuedouble != (int32_t)x->valuedouble || x->valuedouble < 0 ||
+                x->valuedouble >= s->info.n_vocab) {
                 free(ids);
                 snprintf(err, cap, "token ids must be integers in 0..%d", s->info.n_vocab - 1);
                 return GEMMA8_ERR_INVALID_ARG;

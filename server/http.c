@@ -92,7 +92,8 @@ static int tokenize(srv_conn *c, cJSON *body) {
             cJSON_AddStringToObject(t, "piece", piece);
         } else {
             cJSON *bytes = cJSON_AddArrayToObject(t, "piece");
-            for (const char *p = piece; *p; p++) cJSON_AddItemToArray(bytes, cJSON_CreateNumber((unsigned char)*p));
+            for (const char *p = piece; *p; p++)
+                cJSON_AddItemToArray(bytes, cJSON_CreateNumber((unsigned char)*p));
         }
         cJSON_AddItemToArray(arr, t);
     }
@@ -139,7 +140,7 @@ typedef struct route {
     const char *method;
     const char *path; /* ending in '/': a prefix (the rest is the handler's) */
     int (*fn)(srv_conn *c, cJSON *body);
-    bool list_body;   /* the body is a JSON array, not an object */
+    bool list_body; /* the body is a JSON array, not an object */
 } route;
 
 /* llama-server's paths (its un-prefixed /completions and /embeddings are its native forms, as there),
@@ -200,8 +201,10 @@ static bool authorized(srv_conn *c) {
     const char *key = c->s->api_key;
     if (!key || open_path(c->url)) return true;
     const char *h = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Authorization");
-    if (h && !strncmp(h, "Bearer ", 7)) h += 7;
-    else h = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "X-Api-Key");
+    if (h && !strncmp(h, "Bearer ", 7))
+        h += 7;
+    else
+        h = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "X-Api-Key");
     if (!h) return false;
     const size_t n = strlen(key), m = strlen(h);
     unsigned diff = (unsigned)(n ^ m);
@@ -220,7 +223,8 @@ static bool loopback_origin(const char *o) {
     bool ok = (n == 9 && !strncasecmp(h, "localhost", 9)) || (n == 5 && !strncmp(h, "[::1]", 5));
     unsigned a, b, c, d;
     char end;
-    if (!ok && n < 16 && sscanf(h, "%u.%u.%u.%u%c", &a, &b, &c, &d, &end) >= 4) ok = a == 127 && b < 256 && c < 256 && d < 256;
+    if (!ok && n < 16 && sscanf(h, "%u.%u.%u.%u%c", &a, &b, &c, &d, &end) >= 4)
+        ok = a == 127 && b < 256 && c < 256 && d < 256;
     return ok && (h[n] == 0 || h[n] == ':' || h[n] == '/');
 }
 
@@ -251,7 +255,8 @@ void srv_cors_headers(srv_conn *c, struct MHD_Response *r) {
     MHD_add_response_header(r, "Vary", "Origin");
     if (!strcmp(c->method, "OPTIONS")) {
         /* the headers asked for, named (a "*" would not cover Authorization for a page with credentials) */
-        const char *want = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Access-Control-Request-Headers");
+        const char *want =
+            MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Access-Control-Request-Headers");
         MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
         MHD_add_response_header(r, "Access-Control-Allow-Headers",
                                 want ? want : "Authorization, Content-Type, X-Api-Key");
@@ -272,7 +277,8 @@ static int dispatch(srv_conn *c) {
     const char *origin = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Origin");
     if (origin && !origin_allowed(c, origin))
         return srv_reply_error(c, 403, "permission_error", "origin_not_allowed",
-                               "pages from %.200s may not use this server (gemma8 serve --cors-origins)", origin);
+                               "pages from %.200s may not use this server (gemma8 serve --cors-origins)",
+                               origin);
     if (!authorized(c))
         return srv_reply_error(c, 401, "authentication_error", "invalid_api_key", "invalid API key");
     const route *r = NULL;
@@ -294,8 +300,9 @@ static int dispatch(srv_conn *c) {
         if (!srv_valid_utf8(c->body ? c->body : "", c->len))
             return srv_reply_error(c, 400, "invalid_request_error", NULL, "the body is not valid UTF-8");
         if (srv_has_nul_escape(c->body ? c->body : "", c->len))
-            return srv_reply_error(c, 400, "invalid_request_error", NULL,
-                                   "a string in the body holds U+0000 (\\u0000), which gemma8 does not accept");
+            return srv_reply_error(
+                c, 400, "invalid_request_error", NULL,
+                "a string in the body holds U+0000 (\\u0000), which gemma8 does not accept");
         body = c->len ? cJSON_ParseWithLength(c->body, c->len) : NULL;
         if (r->list_body ? !cJSON_IsArray(body) : !cJSON_IsObject(body)) {
             cJSON_Delete(body);
@@ -373,7 +380,8 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
                  c->n_generated);
     if (!quiet)
         fprintf(stderr, "gemma8 serve: %s %s %u%s %.0f ms%s\n", c->method, c->url, c->status, tokens,
-                (gemma8_time() - c->t0) * 1e3, tc == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed)");
+                (gemma8_time() - c->t0) * 1e3,
+                tc == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed)");
     free(c->body);
     free(c);
     *con_cls = NULL;
@@ -397,11 +405,10 @@ void *srv_http_start(srv *s, const char *host, int port) {
         addr.sin_port = htons((uint16_t)port);
         if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) return NULL;
     }
-    return MHD_start_daemon(
-        flags, (uint16_t)port,
-        NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, sa,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)s->read_timeout, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024, MHD_OPTION_END);
+    return MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, sa,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
+                            (unsigned)s->read_timeout, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
+                            MHD_OPTION_END);
 }
 
 void srv_http_stop(srv *s, void *daemon) {

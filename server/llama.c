@@ -123,14 +123,16 @@ int srv_apply_template(srv_conn *c, cJSON *body) {
     char err[256] = "";
     int32_t n, n_ids;
     char **store;
-    gemma8_chat_message *msgs = srv_messages(cJSON_GetObjectItem(body, "messages"), &n, &store, err, sizeof err);
+    gemma8_chat_message *msgs =
+        srv_messages(cJSON_GetObjectItem(body, "messages"), &n, &store, err, sizeof err);
     if (!msgs) return srv_reply_error(c, 400, "invalid_request_error", NULL, "%s", err);
     int32_t *ids = NULL;
     gemma8_status st = srv_chat_tokens(s, msgs, n, &ids, &n_ids);
     srv_messages_free(msgs, n, store);
     if (st == GEMMA8_ERR_CONTEXT_FULL)
         return srv_reply_error(c, 400, "invalid_request_error", "context_length_exceeded",
-                               "the conversation does not fit in the slot's context of %d tokens", s->n_ctx_slot);
+                               "the conversation does not fit in the slot's context of %d tokens",
+                               s->n_ctx_slot);
     if (st) return srv_reply_error(c, 400, "invalid_request_error", NULL, "%s", gemma8_last_error());
     size_t cap = (size_t)n_ids * 64 + 16, len;
     char *text = malloc(cap);
@@ -183,12 +185,16 @@ int srv_slot_action(srv_conn *c, cJSON *body) {
     char *end;
     long id = strtol(id_s, &end, 10);
     if (!*id_s || *end || id < 0 || id >= s->n_slots)
-        return srv_reply_error(c, 400, "invalid_request_error", NULL, "no slot '%.40s' (0..%d)", id_s, s->n_slots - 1);
-    srv_kind kind = !action ? SRV_GENERATE : !strcmp(action, "save") ? SRV_SLOT_SAVE
-                    : !strcmp(action, "restore") ? SRV_SLOT_RESTORE : !strcmp(action, "erase") ? SRV_SLOT_ERASE
-                                                                                                : SRV_GENERATE;
+        return srv_reply_error(c, 400, "invalid_request_error", NULL, "no slot '%.40s' (0..%d)", id_s,
+                               s->n_slots - 1);
+    srv_kind kind = !action                      ? SRV_GENERATE
+                    : !strcmp(action, "save")    ? SRV_SLOT_SAVE
+                    : !strcmp(action, "restore") ? SRV_SLOT_RESTORE
+                    : !strcmp(action, "erase")   ? SRV_SLOT_ERASE
+                                                 : SRV_GENERATE;
     if (kind == SRV_GENERATE)
-        return srv_reply_error(c, 400, "invalid_request_error", NULL, "'action' must be save, restore or erase");
+        return srv_reply_error(c, 400, "invalid_request_error", NULL,
+                               "'action' must be save, restore or erase");
     const cJSON *fn = cJSON_GetObjectItem(body, "filename");
     char path[4096] = "";
     if (kind != SRV_SLOT_ERASE) {
@@ -209,10 +215,12 @@ int srv_slot_action(srv_conn *c, cJSON *body) {
     const double t0 = gemma8_time();
     int rc;
     if (!srv_run_blocking(c, t)) {
-        rc = srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
+        rc =
+            srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
     } else if (t->status) {
-        rc = srv_reply_error(c, kind == SRV_SLOT_RESTORE ? 400 : 500, kind == SRV_SLOT_RESTORE ? "invalid_request_error"
-                             : "server_error", NULL, "%s", t->error);
+        rc = srv_reply_error(c, kind == SRV_SLOT_RESTORE ? 400 : 500,
+                             kind == SRV_SLOT_RESTORE ? "invalid_request_error" : "server_error", NULL, "%s",
+                             t->error);
     } else {
         const double ms = (gemma8_time() - t0) * 1e3;
         cJSON *o = cJSON_CreateObject();

@@ -432,7 +432,8 @@ int ollama_embed(srv_conn *c, cJSON *body) {
 int ollama_embeddings(srv_conn *c, cJSON *body) {
     srv *s = srv_of(c);
     const cJSON *prompt = cJSON_GetObjectItem(body, "prompt");
-    if (!cJSON_IsString(prompt) || !prompt->valuestring[0]) return ollama_error(c, 400, "'prompt' must be a non-empty string");
+    if (!cJSON_IsString(prompt) || !prompt->valuestring[0])
+        return ollama_error(c, 400, "'prompt' must be a non-empty string");
     cJSON *req = cJSON_Duplicate(body, true);
     cJSON_DeleteItemFromObject(req, "prompt");
     cJSON_AddStringToObject(req, "input", prompt->valuestring);
@@ -449,7 +450,8 @@ int ollama_embeddings(srv_conn *c, cJSON *body) {
     } else {
         cJSON *o = cJSON_CreateObject();
         cJSON *v = cJSON_AddArrayToObject(o, "embedding");
-        for (int k = 0; k < s->info.n_embd; k++) cJSON_AddItemToArray(v, cJSON_CreateNumber(t->embeddings[k]));
+        for (int k = 0; k < s->info.n_embd; k++)
+            cJSON_AddItemToArray(v, cJSON_CreateNumber(t->embeddings[k]));
         srv_conn_log_tokens(c, t->embed_tokens, 0, 0);
         rc = srv_reply_json(c, 200, o);
     }
@@ -465,8 +467,9 @@ int ollama_pull(srv_conn *c, cJSON *body) {
     if (!cJSON_IsString(m)) return ollama_error(c, 400, "'model' must be a string");
     if (!srv_model_name_ok(s, m->valuestring)) {
         char msg[400];
-        snprintf(msg, sizeof msg, "gemma8 serves one model, '%.100s', and does not download others ('%.100s')",
-                 s->alias, m->valuestring);
+        snprintf(msg, sizeof msg,
+                 "gemma8 serves one model, '%.100s', and does not download others ('%.100s')", s->alias,
+                 m->valuestring);
         return ollama_error(c, 404, msg);
     }
     if (cJSON_IsFalse(cJSON_GetObjectItem(body, "stream"))) {

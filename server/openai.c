@@ -76,8 +76,8 @@ static bool read_params(srv *s, const cJSON *b, srv_task *t, bool chat, char *er
     sp->repeat_penalty = 1.0f;
     sp->seed = srv_random_seed();
     srv_apply_defaults(s, sp);
-    double temp = sp->temperature, top_p = sp->top_p, top_k = sp->top_k, min_p = 0, rep = 1, pres = 0, freq = 0,
-           seed = -1;
+    double temp = sp->temperature, top_p = sp->top_p, top_k = sp->top_k, min_p = 0, rep = 1, pres = 0,
+           freq = 0, seed = -1;
     double max_tokens = s->dflt.has_n_predict ? s->dflt.n_predict : chat ? -1 : 16, n = 1;
     if (!srv_number(b, "temperature", 0, 2, &temp, err, cap) ||
         !srv_number(b, "top_p", 0, 1, &top_p, err, cap) ||
@@ -210,7 +210,7 @@ static cJSON *completion_logprobs(srv *s, const srv_event *ev, int n, size_t off
 
 typedef struct oai_stream {
     bool chat;
-    int index;     /* the choice's */
+    int index; /* the choice's */
     int seen;
     int phase;     /* 0 role chunk, 1 tokens, 2 finished */
     size_t offset; /* text sent so far (completions' text_offset) */
@@ -301,7 +301,8 @@ static bool choice_news(srv *s, srv_task *t, oai_stream *st, bool per_token, cha
     for (int k = 0; k < n; k++) texts += ev[k].token != SRV_PROGRESS;
     if (texts > 0) {
         cJSON *o = chunk_base(s, st);
-        cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), choice(s, st, ev, n, NULL, t->n_logprobs >= 0));
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"),
+                             choice(s, st, ev, n, NULL, t->n_logprobs >= 0));
         if (per_token) cJSON_AddItemToObject(o, "timings", srv_timings(t));
         sse(out, len, o);
     }
@@ -318,7 +319,8 @@ static bool choice_news(srv *s, srv_task *t, oai_stream *st, bool per_token, cha
         return true;
     }
     cJSON *o = chunk_base(s, st);
-    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), choice(s, st, NULL, 0, finish_reason(t), false));
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"),
+                         choice(s, st, NULL, 0, finish_reason(t), false));
     cJSON_AddItemToObject(o, "timings", srv_timings(t));
     sse(out, len, o);
     return false;
@@ -356,7 +358,8 @@ static long stream_next(srv_conn *c, srv_task *t0, void *state, char **out) {
         pthread_mutex_lock(&r->t[0]->mu);
         bool waiting = !r->t[0]->started;
         pthread_mutex_unlock(&r->t[0]->mu);
-        if (waiting) srv_buf_add(out, &len, "", ": waiting\n\n", ""); /* keeps proxies and clients from timing out */
+        if (waiting)
+            srv_buf_add(out, &len, "", ": waiting\n\n", ""); /* keeps proxies and clients from timing out */
         return (long)len;
     }
     bool failed = false, all = true;
@@ -403,14 +406,16 @@ static int reply_task_error(srv_conn *c, srv_task *t) {
 static int answer(srv_conn *c, const cJSON *body, oai_reply *r, bool chat) {
     srv *s = srv_of(c);
     char id[48];
-    snprintf(id, sizeof id, "%s-%llx", chat ? "chatcmpl" : "cmpl", (unsigned long long)atomic_fetch_add(&g_next_id, 1));
+    snprintf(id, sizeof id, "%s-%llx", chat ? "chatcmpl" : "cmpl",
+             (unsigned long long)atomic_fetch_add(&g_next_id, 1));
     for (int i = 0; i < r->n; i++) {
         r->st[i].chat = chat;
         r->st[i].index = i;
         r->st[i].created = (long)time(NULL);
         snprintf(r->st[i].id, sizeof r->st[i].id, "%s", id);
     }
-    r->include_usage = cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(body, "stream_options"), "include_usage"));
+    r->include_usage =
+        cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(body, "stream_options"), "include_usage"));
     r->timings_per_token = cJSON_IsTrue(cJSON_GetObjectItem(body, "timings_per_token"));
     int submitted = 0;
     while (submitted < r->n && srv_submit(s->sched, r->t[submitted])) submitted++;
@@ -419,7 +424,8 @@ static int answer(srv_conn *c, const cJSON *body, oai_reply *r, bool chat) {
         srv_sched_wake(s->sched);
         for (int i = 0; i < r->n; i++) srv_task_unref(r->t[i]);
         free(r);
-        return srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
+        return srv_reply_error(c, 503, "server_error", "queue_full",
+                               "every slot is busy and the queue is full");
     }
     if (cJSON_IsTrue(cJSON_GetObjectItem(body, "stream"))) {
         srv_task *t0 = r->t[0];
@@ -460,7 +466,8 @@ static int answer(srv_conn *c, const cJSON *body, oai_reply *r, bool chat) {
         }
         cJSON_AddItemToObject(o, "usage", usage_of(r));
         cJSON_AddItemToObject(o, "timings", srv_timings(r->t[0]));
-        if (cJSON_IsTrue(cJSON_GetObjectItem(body, "verbose"))) { /* llama-server's: the prompt as the model saw it */
+        if (cJSON_IsTrue(
+                cJSON_GetObjectItem(body, "verbose"))) { /* llama-server's: the prompt as the model saw it */
             char *prompt = srv_prompt_text(s, r->t[0]);
             cJSON_AddStringToObject(cJSON_AddObjectToObject(o, "__verbose"), "prompt", prompt ? prompt : "");
             free(prompt);
@@ -528,13 +535,14 @@ static int run_choices(srv_conn *c, cJSON *body, bool chat) {
     double n = 1;
     char err[128];
     if (!srv_number(body, "n", 1, OAI_MAX_N, &n, err, sizeof err) || n != (int)n)
-        return srv_reply_error(c, 400, "invalid_request_error", NULL, "'n' must be a whole number from 1 to %d",
-                               OAI_MAX_N);
+        return srv_reply_error(c, 400, "invalid_request_error", NULL,
+                               "'n' must be a whole number from 1 to %d", OAI_MAX_N);
     oai_reply *r = calloc(1, sizeof *r);
     if (!r) return SRV_FAIL;
     r->s = s;
     for (; r->n < (int)n; r->n++) {
-        bool ok = chat ? oai_parse_chat(s, body, &r->t[r->n], &e) : oai_parse_completion(s, body, &r->t[r->n], &e);
+        bool ok =
+            chat ? oai_parse_chat(s, body, &r->t[r->n], &e) : oai_parse_completion(s, body, &r->t[r->n], &e);
         if (!ok) {
             for (int i = 0; i < r->n; i++) srv_task_unref(r->t[i]);
             free(r);
@@ -609,10 +617,11 @@ static bool embed_inputs(srv *s, const cJSON *in, srv_task *t, char *err, size_t
     for (int i = 0; i < n; i++) {
         t->n_in = i + 1;
         char why[200] = "";
-        gemma8_status st = srv_prompt_tokens(s, srv_prompt_at(in, i), true, &t->inputs[i], &t->n_inputs[i], why,
-                                             sizeof why);
+        gemma8_status st =
+            srv_prompt_tokens(s, srv_prompt_at(in, i), true, &t->inputs[i], &t->n_inputs[i], why, sizeof why);
         if (st == GEMMA8_ERR_CONTEXT_FULL) {
-            snprintf(err, cap, "input %d is too large to process: %d tokens, more than the slot's context of %d", i,
+            snprintf(err, cap,
+                     "input %d is too large to process: %d tokens, more than the slot's context of %d", i,
                      t->n_inputs[i], s->n_ctx_slot);
             return false;
         }
@@ -639,7 +648,8 @@ bool oai_parse_embedding(srv *s, const cJSON *body, srv_task **out, srv_error *e
     if (!known) return srv_fail(e, 400, NULL, "'encoding_format' must be \"float\" or \"base64\"");
     const cJSON *dims = cJSON_GetObjectItem(body, "dimensions");
     if (dims && !cJSON_IsNull(dims) && !(cJSON_IsNumber(dims) && dims->valuedouble == s->info.n_embd))
-        return srv_fail(e, 400, NULL, "'dimensions': this model's embeddings have %d dimensions and are not shortened",
+        return srv_fail(e, 400, NULL,
+                        "'dimensions': this model's embeddings have %d dimensions and are not shortened",
                         s->info.n_embd);
     srv_task *t = srv_task_new(SRV_EMBED);
     if (!t) return srv_fail(e, 500, NULL, "out of memory");
@@ -666,7 +676,8 @@ int llama_embeddings(srv_conn *c, cJSON *body) {
     if (!ok) return refuse(c, &e);
     int rc;
     if (!srv_run_blocking(c, t)) {
-        rc = srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
+        rc =
+            srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
     } else if (t->status) {
         rc = reply_task_error(c, t);
     } else {

@@ -77,10 +77,12 @@ int srv_reply_error(srv_conn *c, unsigned status, const char *type, const char *
 
 int srv_reply_refusal(srv_conn *c, const srv_error *e) {
     const bool ctx = e->code && !strcmp(e->code, "context_length_exceeded");
-    const char *type = e->status == 401 ? "authentication_error" : e->status >= 500 ? "server_error"
-                       : ctx                 ? "exceed_context_size_error"
-                                             : "invalid_request_error";
-    if (!strncmp(c->url, "/api/", 5) || !e->n_ctx) return srv_reply_error(c, e->status, type, e->code, "%s", e->msg);
+    const char *type = e->status == 401   ? "authentication_error"
+                       : e->status >= 500 ? "server_error"
+                       : ctx              ? "exceed_context_size_error"
+                                          : "invalid_request_error";
+    if (!strncmp(c->url, "/api/", 5) || !e->n_ctx)
+        return srv_reply_error(c, e->status, type, e->code, "%s", e->msg);
     cJSON *root = cJSON_CreateObject();
     cJSON *err = cJSON_AddObjectToObject(root, "error");
     cJSON_AddStringToObject(err, "message", e->msg);

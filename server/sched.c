@@ -172,7 +172,8 @@ static bool on_token(int32_t token, const char *text, size_t len, gemma8_run_sta
     srv_slot *slot = user;
     srv_task *t = slot->task;
     if (st == GEMMA8_RUN_FINISH || st == GEMMA8_RUN_ERROR) return true;
-    if (t->progress && token >= 0) progress(slot->sched, -1, t); /* the prompt is done: said before the reply */
+    if (t->progress && token >= 0)
+        progress(slot->sched, -1, t); /* the prompt is done: said before the reply */
     srv_event e = {0};
     e.token = token;
     e.len = len;
@@ -236,9 +237,12 @@ static void slot_info(srv_sched *s, int i) {
 static void slot_action(srv_sched *s, int i, srv_task *t) {
     gemma8_status st = GEMMA8_OK;
     int32_t n = gemma8_seq_n_past(s->ctx, i);
-    if (t->kind == SRV_SLOT_SAVE) st = gemma8_cache_save(s->ctx, i, t->path);
-    else if (t->kind == SRV_SLOT_RESTORE) st = gemma8_cache_load(s->ctx, i, t->path);
-    else gemma8_seq_clear(s->ctx, i);
+    if (t->kind == SRV_SLOT_SAVE)
+        st = gemma8_cache_save(s->ctx, i, t->path);
+    else if (t->kind == SRV_SLOT_RESTORE)
+        st = gemma8_cache_load(s->ctx, i, t->path);
+    else
+        gemma8_seq_clear(s->ctx, i);
     if (t->kind == SRV_SLOT_RESTORE) n = gemma8_seq_n_past(s->ctx, i);
     t->slot_tokens = n;
     slot_info(s, i);

@@ -164,9 +164,9 @@ typedef struct srv {
     const char *model_path;
     const char *slot_save_path; /* --slot-save-path: where POST /slots/ID?action=save|restore work */
     bool no_slots;              /* --no-slots: GET /slots is a 501 */
-    const char *cors;        /* --cors-origins: "*", "localhost" or a comma-separated list (may hold localhost) */
-    bool strict_names;       /* --strict-model-names: an unknown model name is a 404 on the OpenAI API too */
-    bool log_health;         /* --log-health: a log line for /health requests */
+    const char *cors;  /* --cors-origins: "*", "localhost" or a comma-separated list (may hold localhost) */
+    bool strict_names; /* --strict-model-names: an unknown model name is a 404 on the OpenAI API too */
+    bool log_health;   /* --log-health: a log line for /health requests */
     srv_defaults dflt;
     int n_slots, n_ctx_slot;
     double t_loaded, load_seconds;
@@ -227,8 +227,8 @@ bool srv_valid_utf8(const char *s, size_t n);
 /* Whether JSON text writes U+0000 in a string (\u0000): cJSON's strings would end there, so a
  * field would be read in part; such a request is refused. */
 bool srv_has_nul_escape(const char *s, size_t n);
-/* The tokens of a chat (a last assistant message is continued: a prefill); GEMMA8_ERR_CONTEXT_FULL (with *n_out the count) when they
- * do not fit in a slot. */
+/* The tokens of a chat (a last assistant message is continued: a prefill); GEMMA8_ERR_CONTEXT_FULL (with
+ * *n_out the count) when they do not fit in a slot. */
 gemma8_status srv_chat_tokens(srv *s, const gemma8_chat_message *m, int32_t n, int32_t **out, int32_t *n_out);
 /* The tokens of a raw prompt; GEMMA8_ERR_CONTEXT_FULL as srv_chat_tokens. */
 gemma8_status srv_text_tokens(srv *s, const char *text, bool add_bos, bool special, int32_t **out,
@@ -238,8 +238,8 @@ gemma8_status srv_text_tokens(srv *s, const char *text, bool add_bos, bool speci
  * control-token text recognised): GEMMA8_ERR_CONTEXT_FULL as srv_text_tokens, other errors in err. */
 int srv_prompt_count(const cJSON *p);
 const cJSON *srv_prompt_at(const cJSON *p, int i);
-gemma8_status srv_prompt_tokens(srv *s, const cJSON *p, bool add_bos, int32_t **out, int32_t *n_out, char *err,
-                                size_t cap);
+gemma8_status srv_prompt_tokens(srv *s, const cJSON *p, bool add_bos, int32_t **out, int32_t *n_out,
+                                char *err, size_t cap);
 /* The model name a request gave is ours, "<ours>:<adapter name>", or absent (a ":latest" tag is
  * the plain name, as in Ollama). */
 bool srv_model_ok(srv *s, const cJSON *body);

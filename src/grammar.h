@@ -74,10 +74,10 @@ typedef struct g8_gframe {
 typedef struct g8_garena {
     g8_gframe *f;
     size_t n, cap;
-    int32_t *t;           /* the states' stack tops: each state's are contiguous */
+    int32_t *t; /* the states' stack tops: each state's are contiguous */
     size_t nt, capt;
     bool oom;
-    bool too_many;        /* a state held more than G8_G_MAX_STACKS parses */
+    bool too_many; /* a state held more than G8_G_MAX_STACKS parses */
 } g8_garena;
 
 typedef struct g8_gmark {
@@ -97,7 +97,9 @@ typedef struct g8_gstate {
     uint32_t cp;          /* its bits so far */
 } g8_gstate;
 
-static inline int32_t g8_gstate_top(const g8_garena *a, const g8_gstate *s, int i) { return a->t[s->off + i]; }
+static inline int32_t g8_gstate_top(const g8_garena *a, const g8_gstate *s, int i) {
+    return a->t[s->off + i];
+}
 static inline g8_gmark g8_garena_mark(const g8_garena *a) { return (g8_gmark){a->n, a->nt}; }
 static inline void g8_garena_reset(g8_garena *a, g8_gmark m) {
     a->n = m.f;

@@ -2,9 +2,9 @@
  * schema accepts.
  *
  * Supported: type (one or a list, "null" among them for nullable), properties,
- * required, additionalProperties, items (a schema, or a list: a tuple, as prefixItems), minItems, maxItems, enum, const,
- * anyOf, allOf of one schema, $ref to #/$defs/... or #/definitions/..., string
- * minLength / maxLength / pattern (a regex subset: literals, ., classes,
+ * required, additionalProperties, items (a schema, or a list: a tuple, as prefixItems), minItems, maxItems,
+ * enum, const, anyOf, allOf of one schema, $ref to #/$defs/... or #/definitions/..., string minLength /
+ * maxLength / pattern (a regex subset: literals, ., classes,
  * ?, *, +, {m,n}, groups, |, anchors ^ $) / format (date, date-time, time,
  * uuid; others are warnings), minimum / maximum / exclusiveMinimum / exclusiveMaximum on
  * integers and numbers (exact, digit by digit). Annotations are ignored. Any other keyword is an error
@@ -269,10 +269,14 @@ static bool int_digits(jsc *c, g8_sbuf *b, const char *lo, const char *hi) {
     char a[DEC_MAX], z[DEC_MAX];
     sb_str(b, "(");
     for (size_t d = nlo; d <= nhi; d++) {
-        if (d == nlo) snprintf(a, sizeof a, "%s", lo);
-        else a[0] = '1', memset(a + 1, '0', d - 1), a[d] = 0;
-        if (d == nhi) snprintf(z, sizeof z, "%s", hi);
-        else memset(z, '9', d), z[d] = 0;
+        if (d == nlo)
+            snprintf(a, sizeof a, "%s", lo);
+        else
+            a[0] = '1', memset(a + 1, '0', d - 1), a[d] = 0;
+        if (d == nhi)
+            snprintf(z, sizeof z, "%s", hi);
+        else
+            memset(z, '9', d), z[d] = 0;
         const char *r = same_len(c, a, z, d);
         if (!r) return false;
         g8_sb_printf(b, "%s%s", d == nlo ? "" : " | ", r);
@@ -340,12 +344,14 @@ static bool with_fraction(jsc *c, g8_sbuf *b, const char *in, const frange *f, b
 /* Magnitudes m with A <= m <= B (ends excluded as asked; B NULL: up to `digits` integer digits),
  * written without leading zeros, integers only or with a fraction of up to `left` digits: the
  * alternatives appended to b (none when no value fits). */
-static bool mag_range(jsc *c, g8_sbuf *b, const dec *A, bool ax, const dec *B, bool bx, bool integer, size_t digits,
-                      size_t left) {
+static bool mag_range(jsc *c, g8_sbuf *b, const dec *A, bool ax, const dec *B, bool bx, bool integer,
+                      size_t digits, size_t left) {
     char lo[DEC_MAX + 1], hi[DEC_MAX + 1];
     snprintf(lo, sizeof lo, "%s", A->in);
-    if (B) snprintf(hi, sizeof hi, "%s", B->in);
-    else memset(hi, '9', digits), hi[digits] = 0;
+    if (B)
+        snprintf(hi, sizeof hi, "%s", B->in);
+    else
+        memset(hi, '9', digits), hi[digits] = 0;
     if (integer) {
         if (A->frac[0] || ax) digits_inc(lo);
         if (B && !B->frac[0] && bx && !digits_dec(hi)) return true;
@@ -396,11 +402,13 @@ static bool range_end(jsc *c, const cJSON *s, bool upper, bool *has, double *v, 
     const char *kin = upper ? "maximum" : "minimum", *kex = upper ? "exclusiveMaximum" : "exclusiveMinimum";
     *has = false;
     *x = false;
-    if (in && (!cJSON_IsNumber(in) || !isfinite(in->valuedouble))) return fail(c, "'%s' must be a number", kin);
+    if (in && (!cJSON_IsNumber(in) || !isfinite(in->valuedouble)))
+        return fail(c, "'%s' must be a number", kin);
     if (ex && !cJSON_IsNumber(ex) && !cJSON_IsBool(ex)) return fail(c, "'%s' must be a number", kex);
     if (ex && cJSON_IsNumber(ex) && !isfinite(ex->valuedouble)) return fail(c, "'%s' must be a number", kex);
     if (in) *has = true, *v = in->valuedouble, *x = cJSON_IsTrue(ex);
-    if (ex && cJSON_IsBool(ex) && !in && cJSON_IsTrue(ex)) return fail(c, "'%s': true without '%s'", kex, kin);
+    if (ex && cJSON_IsBool(ex) && !in && cJSON_IsTrue(ex))
+        return fail(c, "'%s': true without '%s'", kex, kin);
     if (ex && cJSON_IsNumber(ex)) {
         double e = ex->valuedouble;
         bool tighter = !*has || (upper ? e <= *v : e >= *v);
@@ -416,7 +424,8 @@ static bool range_end(jsc *c, const cJSON *s, bool upper, bool *has, double *v, 
 static bool num_range(jsc *c, const cJSON *s, g8_sbuf *b, bool integer) {
     bool has_lo, has_hi, lo_x, hi_x;
     double vlo = 0, vhi = 0;
-    if (!range_end(c, s, false, &has_lo, &vlo, &lo_x) || !range_end(c, s, true, &has_hi, &vhi, &hi_x)) return false;
+    if (!range_end(c, s, false, &has_lo, &vlo, &lo_x) || !range_end(c, s, true, &has_hi, &vhi, &hi_x))
+        return false;
     dec lo = {0}, hi = {0}, zero = {.in = "0"};
     if (has_lo) dec_of(vlo, &lo);
     if (has_hi) dec_of(vhi, &hi);
@@ -434,15 +443,16 @@ static bool num_range(jsc *c, const cJSON *s, g8_sbuf *b, bool integer) {
     if (nonneg && has_hi && !hi.neg && dec_cmp(&hi, &zero) == 0 && hi_x) nonneg = false;
     if (nonneg) {
         bool from_lo = has_lo && !lo.neg;
-        ok = mag_range(c, &pos, from_lo ? &lo : &zero, from_lo && lo_x, has_hi ? &hi : NULL, hi_x, integer, digits,
-                       left);
+        ok = mag_range(c, &pos, from_lo ? &lo : &zero, from_lo && lo_x, has_hi ? &hi : NULL, hi_x, integer,
+                       digits, left);
     }
     /* x < 0: magnitudes from max(-hi, 0) (0 itself excluded) to -lo */
     if (ok && (!has_lo || lo.neg)) {
         bool from_hi = has_hi && hi.neg;
         dec mlo = from_hi ? hi : zero, mhi = lo;
         mlo.neg = mhi.neg = false;
-        ok = mag_range(c, &neg, &mlo, from_hi ? hi_x : true, has_lo ? &mhi : NULL, lo_x, integer, digits, left);
+        ok = mag_range(c, &neg, &mlo, from_hi ? hi_x : true, has_lo ? &mhi : NULL, lo_x, integer, digits,
+                       left);
     }
     if (ok && !pos.n && !neg.n) {
         char l[40] = "-inf", h[40] = "inf";
@@ -654,7 +664,8 @@ static bool get_count(jsc *c, const cJSON *s, const char *key, uint32_t *out, ui
 
 static const char *const STRING_KEYS[] = {"type", "minLength", "maxLength", "pattern", "format", NULL};
 static const char *const NUMBER_KEYS[] = {"type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", NULL};
-static const char *const ARRAY_KEYS[] = {"type", "items", "prefixItems", "minItems", "maxItems", "uniqueItems", NULL};
+static const char *const ARRAY_KEYS[] = {"type",     "items",       "prefixItems", "minItems",
+                                         "maxItems", "uniqueItems", NULL};
 static const char *const OBJECT_KEYS[] = {"type", "properties", "required", "additionalProperties", NULL};
 
 static bool type_has_key(const char *type, const char *key) {
@@ -1062,8 +1073,8 @@ static const char *visit(jsc *c, const cJSON *s, const char *hint) {
         else if (!cJSON_IsArray(list) || !cJSON_GetArraySize(list)) fail(c, "'%s' must be a non-empty array", any ? "anyOf" : "allOf");
         else if (all && cJSON_GetArraySize(all) != 1) fail(c, "'allOf' is supported with one schema only");
         else if (other_key(s, keys))
-            fail(c, "'%s' beside '%.40s' is not supported: move '%.40s' into each alternative", any ? "anyOf" : "allOf",
-                 other_key(s, keys), other_key(s, keys));
+            fail(c, "'%s' beside '%.40s' is not supported: move '%.40s' into each alternative",
+                 any ? "anyOf" : "allOf", other_key(s, keys), other_key(s, keys));
         else {
             int i = 0;
             for (const cJSON *v = list->child; v && !c->failed; v = v->next, i++) {
@@ -1135,7 +1146,8 @@ static const char *visit(jsc *c, const cJSON *s, const char *hint) {
 static bool has_nul_escape(const char *t) {
     bool in_str = false;
     for (; *t; t++) {
-        if (*t == '"') in_str = !in_str;
+        if (*t == '"')
+            in_str = !in_str;
         else if (in_str && *t == '\\') {
             if (t[1] == 'u' && !strncmp(t + 2, "0000", 4)) return true;
             if (t[1]) t++;
@@ -1148,7 +1160,8 @@ gemma8_status gemma8_grammar_from_json_schema(const char *schema, gemma8_grammar
     if (!out) return g8_fail(GEMMA8_ERR_INVALID_ARG, "no place for the grammar");
     *out = NULL;
     if (schema && has_nul_escape(schema))
-        return g8_fail(GEMMA8_ERR_INVALID_ARG, "JSON schema: a string holds U+0000 (\\u0000), which gemma8 cannot "
+        return g8_fail(GEMMA8_ERR_INVALID_ARG,
+                       "JSON schema: a string holds U+0000 (\\u0000), which gemma8 cannot "
                        "enforce");
     cJSON *doc = cJSON_Parse(schema ? schema : "{\"type\": \"object\"}");
     if (!doc) return g8_fail(GEMMA8_ERR_INVALID_ARG, "JSON schema: not valid JSON");

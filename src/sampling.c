@@ -17,7 +17,7 @@ struct gemma8_sampler {
     float mu;               /* mirostat state */
     gemma8_matcher *matcher;/* the grammar, if any */
     uint8_t *mask;          /* its allowed tokens, a bit each */
-    gemma8_logit_bias *bias;/* p.logit_bias, copied, by token */
+    gemma8_logit_bias *bias; /* p.logit_bias, copied, by token */
     bool off_grammar;       /* a token was accepted that the grammar refused */
     double mask_seconds;
 };
@@ -220,8 +220,10 @@ static bool apply_bias(const gemma8_sampler *s, g8_cands *cs) {
         int32_t lo = 0, hi = nb; /* the first entry for c.id */
         while (lo < hi) {
             int32_t mid = (lo + hi) / 2;
-            if (s->bias[mid].token < c.id) lo = mid + 1;
-            else hi = mid;
+            if (s->bias[mid].token < c.id)
+                lo = mid + 1;
+            else
+                hi = mid;
         }
         for (int32_t k = lo; k < nb && s->bias[k].token == c.id; k++) c.logit += s->bias[k].bias;
         if (c.logit != -INFINITY) cs->c[kept++] = c;
@@ -250,8 +252,8 @@ gemma8_status gemma8_sampler_new(const gemma8_sampler_params *params, gemma8_sam
         return g8_fail(GEMMA8_ERR_INVALID_ARG, "an invalid logit_bias list");
     for (int32_t i = 0; i < p->n_logit_bias; i++)
         if (p->logit_bias[i].token < 0 || isnan(p->logit_bias[i].bias) || p->logit_bias[i].bias == INFINITY)
-            return g8_fail(GEMMA8_ERR_INVALID_ARG, "logit_bias entry %d: token %d, bias %g", i, p->logit_bias[i].token,
-                           p->logit_bias[i].bias);
+            return g8_fail(GEMMA8_ERR_INVALID_ARG, "logit_bias entry %d: token %d, bias %g", i,
+                           p->logit_bias[i].token, p->logit_bias[i].bias);
     gemma8_sampler *s = g8_calloc(1, sizeof *s, "sampler");
     if (!s) return GEMMA8_ERR_NOMEM;
     s->p = *p;
@@ -370,8 +372,10 @@ static int32_t sample(gemma8_sampler *s, const float *logits, int32_t n_vocab, g
         for (int32_t i = 0; i < n_vocab; i++) cs->c[i] = (g8_cand){i, logits[i], 0};
     }
     if (!apply_bias(s, cs)) {
-        *st = g8_fail(GEMMA8_ERR_INVALID_ARG, "logit_bias leaves no token to draw%s", s->matcher ? " that the grammar "
-                      "allows" : "");
+        *st = g8_fail(GEMMA8_ERR_INVALID_ARG, "logit_bias leaves no token to draw%s",
+                      s->matcher ? " that the grammar "
+                                   "allows"
+                                 : "");
         return -1;
     }
     /* the history window, oldest first */

@@ -290,10 +290,13 @@ void gemma8_matcher_reset(gemma8_matcher *m) {
 /* What went wrong following the grammar, if anything (the arena's flags, cleared). */
 static gemma8_status arena_error(gemma8_matcher *m) {
     gemma8_status st = GEMMA8_OK;
-    if (m->a.oom) st = g8_fail(GEMMA8_ERR_NOMEM, "out of memory following a grammar");
+    if (m->a.oom)
+        st = g8_fail(GEMMA8_ERR_NOMEM, "out of memory following a grammar");
     else if (m->a.too_many)
-        st = g8_fail(GEMMA8_ERR_INVALID_ARG, "the grammar is too ambiguous: more than %d parses are alive at once "
-                     "(rewrite it so that fewer ways of matching the same text are open together)", G8_G_MAX_STACKS);
+        st = g8_fail(GEMMA8_ERR_INVALID_ARG,
+                     "the grammar is too ambiguous: more than %d parses are alive at once "
+                     "(rewrite it so that fewer ways of matching the same text are open together)",
+                     G8_G_MAX_STACKS);
     m->a.oom = m->a.too_many = false;
     return st;
 }
@@ -363,7 +366,9 @@ static bool whole_subtree(gemma8_matcher *m, const g8_gstate *s, uint32_t node) 
             fits = loop->max > 1 && (loop->max == G8_G_INF || sum[node] <= loop->max - p->count);
         }
         /* staying in the class brings the end no further away: the stack's distance now bounds it */
-        if (fits && (m->budget == UINT32_MAX || in_budget(m, g8_gstack_distance(g, &m->a, g8_gstate_top(&m->a, s, i))))) return true;
+        if (fits && (m->budget == UINT32_MAX ||
+                     in_budget(m, g8_gstack_distance(g, &m->a, g8_gstate_top(&m->a, s, i)))))
+            return true;
     }
     return false;
 }

@@ -599,7 +599,8 @@ TEST(cli_structured_output) {
                            "-s", s, "-n", "120", NULL};
         char *out, *err;
         CHECK(run_cli(a, NULL, &out, &err) == 0);
-        cJSON *v = cJSON_Parse(out); /* the whole of stdout: the JSON, and no newline the schema did not allow */
+        cJSON *v =
+            cJSON_Parse(out); /* the whole of stdout: the JSON, and no newline the schema did not allow */
         CHECKF(out[0] && out[strlen(out) - 1] == '}', "stdout ends '%s'", out);
         const cJSON *n = cJSON_GetObjectItem(v, "n");
         CHECKF(v && cJSON_IsString(cJSON_GetObjectItem(v, "name")) && cJSON_IsNumber(n) && n->valueint >= 1 &&
@@ -625,7 +626,8 @@ TEST(cli_structured_output) {
     free(out);
     free(err);
     /* cut by its length limit: said on stderr (the grammar's own end is not) */
-    const char *cut[] = {"run", "-m", model, "-p", "hi", "--json", "--temp", "1", "-s", "3", "-n", "3", "-q", NULL};
+    const char *cut[] = {"run", "-m", model, "-p", "hi", "--json", "--temp",
+                         "1",   "-s", "3",   "-n", "3",  "-q",     NULL};
     CHECK(run_cli(cut, NULL, &out, &err) == 0);
     CHECKF(strstr(err, "limit of 3 tokens"), "stderr: '%s'", err);
     free(out);

@@ -212,7 +212,8 @@ TEST(sampling_greedy_and_distribution) {
     CHECK(gemma8_sampler_new(&p, &s) == GEMMA8_ERR_INVALID_ARG);
 }
 
-/* logit_bias: added before everything, a token listed twice gets both, -inf never drawn, copied at creation */
+/* logit_bias: added before everything, a token listed twice gets both, -inf never drawn, copied at creation
+ */
 TEST(sampling_logit_bias) {
     gemma8_logit_bias b[3] = {{3, 4.0f}, {2, -INFINITY}, {3, 1.5f}};
     gemma8_sampler_params p = gemma8_sampler_default_params();
@@ -224,7 +225,8 @@ TEST(sampling_logit_bias) {
     b[0].bias = -100.0f; /* the sampler kept its own copy */
     float lg[5] = {0.1f, 0.2f, 5.0f, 0.3f, 0.0f};
     int32_t tok = -1;
-    CHECK(gemma8_sampler_sample(s, lg, 5, &tok) == GEMMA8_OK && tok == 3); /* 0.3 + 5.5 beats the banned 5.0 */
+    CHECK(gemma8_sampler_sample(s, lg, 5, &tok) == GEMMA8_OK &&
+          tok == 3); /* 0.3 + 5.5 beats the banned 5.0 */
     gemma8_sampler_free(s);
     /* at temperature 1 a banned token never comes out */
     p.temperature = 1.0f;

@@ -134,27 +134,33 @@ static void check_texts(const char *schema_text, const char *const *yes, const c
 /* zod's z.number().int() is +-(2^53 - 1); any JSON integer may be a bound; one bound leaves the other
    side as long as a plain integer (16 digits) */
 TEST(grammar_schema_integer_ranges_any_size) {
-    check_texts("{\"type\":\"integer\",\"minimum\":-9007199254740991,\"maximum\":9007199254740991}",
-                (const char *const[]){"9007199254740991", "-9007199254740991", "0", "-1", "9007199254740990", NULL},
-                (const char *const[]){"9007199254740992", "-9007199254740992", "10000000000000000", "1.5", NULL});
+    check_texts(
+        "{\"type\":\"integer\",\"minimum\":-9007199254740991,\"maximum\":9007199254740991}",
+        (const char *const[]){"9007199254740991", "-9007199254740991", "0", "-1", "9007199254740990", NULL},
+        (const char *const[]){"9007199254740992", "-9007199254740992", "10000000000000000", "1.5", NULL});
     check_texts("{\"type\":\"integer\",\"minimum\":0}",
                 (const char *const[]){"9999999999999999", "0", "1234567890123456", NULL},
                 (const char *const[]){"-1", "99999999999999999", NULL});
-    check_texts("{\"type\":\"integer\"}", (const char *const[]){"9999999999999999", "-9999999999999999", NULL},
+    check_texts("{\"type\":\"integer\"}",
+                (const char *const[]){"9999999999999999", "-9999999999999999", NULL},
                 (const char *const[]){"99999999999999999", NULL});
     check_texts("{\"type\":\"integer\",\"minimum\":1e20}",
                 (const char *const[]){"100000000000000000000", "999999999999999999999", NULL},
-                (const char *const[]){"99999999999999999999", "1000000000000000000000", "-100000000000000000000", NULL});
+                (const char *const[]){"99999999999999999999", "1000000000000000000000",
+                                      "-100000000000000000000", NULL});
     /* past 2^53 a bound is the double JSON readers make of it (ajv's too), read as its shortest decimal */
-    check_texts("{\"type\":\"integer\",\"exclusiveMaximum\":-1e29}",
-                (const char *const[]){"-100000000000000000000000000001", "-999999999999999999999999999999", NULL},
-                (const char *const[]){"-100000000000000000000000000000", "0", "-99999999999999999999999999999", NULL});
+    check_texts(
+        "{\"type\":\"integer\",\"exclusiveMaximum\":-1e29}",
+        (const char *const[]){"-100000000000000000000000000001", "-999999999999999999999999999999", NULL},
+        (const char *const[]){"-100000000000000000000000000000", "0", "-99999999999999999999999999999",
+                              NULL});
 }
 
 /* A JSON number's value, read exactly enough for these short texts. */
 static void check_num_range(const char *schema_text, double lo, bool lo_x, double hi, bool hi_x) {
     gemma8_grammar *g = schema(schema_text);
-    static const char *const fracs[] = {"", ".0", ".5", ".25", ".001", ".999", ".1", ".05", ".0001", ".75", ".2500"};
+    static const char *const fracs[] = {"",   ".0",  ".5",    ".25", ".001", ".999",
+                                        ".1", ".05", ".0001", ".75", ".2500"};
     int wrong = 0, tried = 0;
     for (int in = -13; g && in <= 13 && wrong < 5; in++)
         for (size_t f = 0; f < sizeof fracs / sizeof *fracs; f++)
@@ -177,34 +183,37 @@ static void check_num_range(const char *schema_text, double lo, bool lo_x, doubl
 TEST(grammar_schema_number_ranges_exact) {
     check_num_range("{\"type\":\"number\",\"minimum\":0.5}", 0.5, false, INFINITY, false);
     check_num_range("{\"type\":\"number\",\"maximum\":2.25}", -INFINITY, false, 2.25, false);
-    check_num_range("{\"type\":\"number\",\"exclusiveMinimum\":-1.5,\"exclusiveMaximum\":1}", -1.5, true, 1, true);
+    check_num_range("{\"type\":\"number\",\"exclusiveMinimum\":-1.5,\"exclusiveMaximum\":1}", -1.5, true, 1,
+                    true);
     check_num_range("{\"type\":\"number\",\"minimum\":0,\"maximum\":0}", 0, false, 0, false);
     check_num_range("{\"type\":\"number\",\"minimum\":-0.001,\"maximum\":10}", -0.001, false, 10, false);
     check_num_range("{\"type\":\"number\",\"exclusiveMinimum\":0}", 0, true, INFINITY, false);
     check_num_range("{\"type\":\"number\",\"minimum\":3.25,\"maximum\":3.75}", 3.25, false, 3.75, false);
-    check_num_range("{\"type\":\"number\",\"exclusiveMinimum\":3.25,\"exclusiveMaximum\":3.75}", 3.25, true, 3.75,
-                    true);
-    check_num_range("{\"type\":\"number\",\"minimum\":-12.999,\"exclusiveMaximum\":-0.05}", -12.999, false, -0.05,
-                    true);
+    check_num_range("{\"type\":\"number\",\"exclusiveMinimum\":3.25,\"exclusiveMaximum\":3.75}", 3.25, true,
+                    3.75, true);
+    check_num_range("{\"type\":\"number\",\"minimum\":-12.999,\"exclusiveMaximum\":-0.05}", -12.999, false,
+                    -0.05, true);
     check_num_range("{\"type\":\"number\",\"minimum\":0.1,\"maximum\":0.1}", 0.1, false, 0.1, false);
     check_texts("{\"type\":\"number\",\"exclusiveMinimum\":0.1234567890123456}",
                 (const char *const[]){"0.12345678901234561", "0.1234567890123457", "1", NULL},
                 (const char *const[]){"0.1234567890123456", "0.12345678901234560", "0.1", NULL});
-    check_texts("{\"type\":[\"number\",\"null\"],\"minimum\":1}", (const char *const[]){"null", "1", "1.5", NULL},
-                (const char *const[]){"0.999", NULL});
+    check_texts("{\"type\":[\"number\",\"null\"],\"minimum\":1}",
+                (const char *const[]){"null", "1", "1.5", NULL}, (const char *const[]){"0.999", NULL});
 }
 
 /* tuples: items as a list (draft 7) or prefixItems (2020-12): exactly those items, in order */
 TEST(grammar_schema_tuples) {
-    const char *const forms[] = {"{\"items\":[{\"type\":\"integer\"},{\"type\":\"string\"}]}",
-                                 "{\"type\":\"array\",\"prefixItems\":[{\"type\":\"integer\"},{\"type\":\"string\"}]}"};
+    const char *const forms[] = {
+        "{\"items\":[{\"type\":\"integer\"},{\"type\":\"string\"}]}",
+        "{\"type\":\"array\",\"prefixItems\":[{\"type\":\"integer\"},{\"type\":\"string\"}]}"};
     for (int i = 0; i < 2; i++)
         check_texts(forms[i], (const char *const[]){"[1,\"a\"]", "[ -3000 , \"\" ]", NULL},
                     (const char *const[]){"[1]", "[\"a\",1]", "[1,\"a\",2]", "[]", NULL});
     check_texts("{\"items\":[]}", (const char *const[]){"[]", NULL}, (const char *const[]){"[1]", NULL});
 }
 
-/* llama.cpp's schema converter names rules root-1, root-2...: gemma8's own names for groups never meet them */
+/* llama.cpp's schema converter names rules root-1, root-2...: gemma8's own names for groups never meet them
+ */
 TEST(grammar_gbnf_group_names_never_collide) {
     static const char *const texts[] = {"root-1 ::= \"b\"\nroot ::= (\"a\")? root-1",
                                         "root ::= (\"a\")? root-1\nroot-1 ::= \"b\"",

@@ -105,9 +105,7 @@ bool llama_parse_completion(srv *s, const cJSON *body, srv_task **out, srv_error
 
 /* the prompts of one request, each a task; their streams */
 typedef struct creply {
-    srv *s;
-    int n;
-    srv_task *t[SRV_MAX_PROMPTS];
+    srv_group g;
     int seen[SRV_MAX_PROMPTS];
     bool finished[SRV_MAX_PROMPTS];
     bool return_tokens;
@@ -196,8 +194,8 @@ static cJSON *settings(srv *s, const srv_task *t) {
 
 /* {index, content, tokens, stop, ...}: one piece of text, or (done) the whole reply's end */
 static cJSON *piece(const creply *r, int i, const srv_event *ev, int n, bool done) {
-    srv *s = r->s;
-    const srv_task *t = r->t[i];
+    srv *s = r->g.s;
+    const srv_task *t = r->g.t[i];
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "index", i);
     char *text = srv_events_text(ev, n);
@@ -250,18 +248,18 @@ static cJSON *only_fields(cJSON *o, const cJSON *fields) {
 }
 
 static long stream_next(srv_conn *c, srv_task *t0, void *state, char **out) {
-    (void)t0; /* r->t[0] */
+    (void)t0; /* r->g.t[0] */
     creply *r = state;
     size_t len = 0;
     *out = NULL;
     if (r->ended) return -1;
     int open = 0;
-    while (open < r->n && r->finished[open]) open++;
-    if (!srv_task_wait(r->t[open], r->seen[open], r->n == 1 ? 1.0 : 0.05) && r->n == 1) return 0;
+    while (open < r->g.n && r->finished[open]) open++;
+    if (!srv_task_wait(r->g.t[open], r->seen[open], r->g.n == 1 ? 1.0 : 0.05) && r->g.n == 1) return 0;
     bool failed = false, all = true;
-    for (int i = 0; i < r->n && !failed; i++) {
+    for (int i = 0; i < r->g.n && !failed; i++) {
         if (r->finished[i]) continue;
-        srv_task *t = r->t[i];
+        srv_task *t = r->g.t[i];
         bool done;
         srv_event *ev;
         const int n = srv_task_events(t, r->seen[i], &ev, &done);
@@ -295,9 +293,7 @@ static long stream_next(srv_conn *c, srv_task *t0, void *state, char **out) {
         }
     }
     if (failed || all) {
-        int32_t gen = 0;
-        for (int i = 0; i < r->n; i++) gen += r->t[i]->res.n_generated;
-        srv_conn_log_tokens(c, r->t[0]->res.n_prompt, r->t[0]->res.n_reused, gen);
+        srv_group_log(c, &r->g);
         r->ended = true;
     }
     return (long)len;
@@ -306,56 +302,31 @@ static long stream_next(srv_conn *c, srv_task *t0, void *state, char **out) {
 /* The reply is over: the prompts past the first (the stream holds the first) end and go. */
 static void reply_free(void *state) {
     creply *r = state;
-    for (int i = 1; i < r->n; i++) {
-        atomic_store(&r->t[i]->cancelled, true);
-        srv_sched_wake(r->s->sched);
-        srv_task_unref(r->t[i]);
-    }
+    srv_group_release(&r->g, 1);
     free(r);
 }
 
 /* Runs the prompts (r owns their tasks) and answers: an SSE stream, one object, or a list of them. */
 static int answer(srv_conn *c, const cJSON *body, creply *r, bool several) {
-    srv *s = r->s;
     r->return_tokens = cJSON_IsTrue(cJSON_GetObjectItem(body, "return_tokens"));
     r->post_sampling = cJSON_IsTrue(cJSON_GetObjectItem(body, "post_sampling_probs"));
-    int submitted = 0;
-    while (submitted < r->n && srv_submit(s->sched, r->t[submitted])) submitted++;
-    if (submitted < r->n) { /* all or none */
-        for (int i = 0; i < submitted; i++) atomic_store(&r->t[i]->cancelled, true);
-        srv_sched_wake(s->sched);
-        for (int i = 0; i < r->n; i++) srv_task_unref(r->t[i]);
-        free(r);
-        return srv_reply_error(c, 503, "server_error", "queue_full",
-                               "every slot is busy and the queue is full");
-    }
-    if (cJSON_IsTrue(cJSON_GetObjectItem(body, "stream"))) {
-        srv_task *t0 = r->t[0];
-        int rc = srv_reply_stream(c, "text/event-stream", t0, stream_next, r, reply_free);
-        srv_task_unref(t0); /* the stream holds it */
-        return rc;
-    }
-    int rc = -1;
-    for (int i = 0; i < r->n; i++)
-        if (!srv_wait_task(c, r->t[i]) && rc < 0) rc = SRV_FAIL; /* the client went away */
-    for (int i = 0; i < r->n && rc < 0; i++)
-        if (r->t[i]->status) rc = srv_reply_error(c, 500, "server_error", NULL, "%s", r->t[i]->error);
+    bool streaming;
+    int rc = srv_group_run(c, &r->g, body, stream_next, r, reply_free, &streaming);
+    if (streaming) return rc;
     if (rc < 0) {
         cJSON *list = cJSON_CreateArray();
-        int32_t gen = 0;
-        for (int i = 0; i < r->n; i++) {
+        for (int i = 0; i < r->g.n; i++) {
             srv_event *ev;
-            const int n = srv_task_events(r->t[i], 0, &ev, NULL);
+            const int n = srv_task_events(r->g.t[i], 0, &ev, NULL);
             cJSON_AddItemToArray(
                 list, only_fields(piece(r, i, ev, n, true), cJSON_GetObjectItem(body, "response_fields")));
             free(ev);
-            gen += r->t[i]->res.n_generated;
         }
-        srv_conn_log_tokens(c, r->t[0]->res.n_prompt, r->t[0]->res.n_reused, gen);
+        srv_group_log(c, &r->g);
         rc = srv_reply_json(c, 200, several ? list : cJSON_DetachItemFromArray(list, 0));
         if (!several) cJSON_Delete(list);
     }
-    for (int i = 0; i < r->n; i++) srv_task_unref(r->t[i]);
+    for (int i = 0; i < r->g.n; i++) srv_task_unref(r->g.t[i]);
     free(r);
     return rc;
 }
@@ -367,11 +338,11 @@ int llama_completion(srv_conn *c, cJSON *body) {
     const int n = srv_prompt_count(prompt);
     creply *r = calloc(1, sizeof *r);
     if (!r) return SRV_FAIL;
-    r->s = s;
+    r->g.s = s;
     srv_error e;
-    for (r->n = 0; r->n < (n > 0 ? n : 1); r->n++) {
-        if (!parse_at(s, body, r->n, &r->t[r->n], &e)) {
-            for (int i = 0; i < r->n; i++) srv_task_unref(r->t[i]);
+    for (r->g.n = 0; r->g.n < (n > 0 ? n : 1); r->g.n++) {
+        if (!parse_at(s, body, r->g.n, &r->g.t[r->g.n], &e)) {
+            for (int i = 0; i < r->g.n; i++) srv_task_unref(r->g.t[i]);
             free(r);
             return srv_reply_refusal(c, &e);
         }

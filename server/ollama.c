@@ -401,13 +401,9 @@ int ollama_embed(srv_conn *c, cJSON *body) {
     srv_task *t;
     srv_error e;
     if (!ollama_parse_embed(s, body, &t, &e)) return refuse(c, &e);
-    int rc;
     const double t0 = gemma8_time();
-    if (!srv_run_blocking(c, t)) {
-        rc = ollama_error(c, 503, "every slot is busy and the queue is full");
-    } else if (t->status) {
-        rc = ollama_error(c, 500, t->error);
-    } else {
+    int rc = srv_run_task(c, t);
+    if (rc < 0) {
         const int E = s->info.n_embd;
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "model", s->alias);
@@ -442,12 +438,8 @@ int ollama_embeddings(srv_conn *c, cJSON *body) {
     bool ok = ollama_parse_embed(s, req, &t, &e);
     cJSON_Delete(req);
     if (!ok) return refuse(c, &e);
-    int rc;
-    if (!srv_run_blocking(c, t)) {
-        rc = ollama_error(c, 503, "every slot is busy and the queue is full");
-    } else if (t->status) {
-        rc = ollama_error(c, 500, t->error);
-    } else {
+    int rc = srv_run_task(c, t);
+    if (rc < 0) {
         cJSON *o = cJSON_CreateObject();
         cJSON *v = cJSON_AddArrayToObject(o, "embedding");
         for (int k = 0; k < s->info.n_embd; k++)

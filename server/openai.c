@@ -220,9 +220,7 @@ typedef struct oai_stream {
 
 /* The choices of one request (n of them, each a task of its own: a sequence of the batch). */
 typedef struct oai_reply {
-    srv *s;
-    int n;
-    srv_task *t[OAI_MAX_N];
+    srv_group g;
     oai_stream st[OAI_MAX_N];
     bool include_usage;
     bool timings_per_token; /* llama-server's: timings in every chunk */
@@ -276,11 +274,11 @@ static cJSON *choice(srv *s, oai_stream *st, const srv_event *e, int n_ev, const
 
 /* usage over the choices: the prompt once, the completions summed */
 static cJSON *usage_of(const oai_reply *r) {
-    cJSON *u = usage(r->t[0]);
+    cJSON *u = usage(r->g.t[0]);
     int32_t gen = 0;
-    for (int i = 0; i < r->n; i++) gen += r->t[i]->res.n_generated;
+    for (int i = 0; i < r->g.n; i++) gen += r->g.t[i]->res.n_generated;
     cJSON_ReplaceItemInObject(u, "completion_tokens", cJSON_CreateNumber(gen));
-    cJSON_ReplaceItemInObject(u, "total_tokens", cJSON_CreateNumber(r->t[0]->res.n_prompt + gen));
+    cJSON_ReplaceItemInObject(u, "total_tokens", cJSON_CreateNumber(r->g.t[0]->res.n_prompt + gen));
     return u;
 }
 
@@ -327,14 +325,14 @@ static bool choice_news(srv *s, srv_task *t, oai_stream *st, bool per_token, cha
 }
 
 static long stream_next(srv_conn *c, srv_task *t0, void *state, char **out) {
-    (void)t0; /* r->t[0] */
+    (void)t0; /* r->g.t[0] */
     srv *s = srv_of(c);
     oai_reply *r = state;
     size_t len = 0;
     *out = NULL;
     if (r->ended) return -1;
     if (r->st[0].phase == 0) { /* the role first, as OpenAI does */
-        for (int i = 0; i < r->n; i++) {
+        for (int i = 0; i < r->g.n; i++) {
             r->st[i].phase = 1;
             if (!r->st[i].chat) continue;
             cJSON *o = chunk_base(s, &r->st[i]);
@@ -352,19 +350,19 @@ static long stream_next(srv_conn *c, srv_task *t0, void *state, char **out) {
     }
     /* wait for news of the first choice still running (briefly when there are others) */
     int open = -1;
-    for (int i = 0; i < r->n && open < 0; i++)
+    for (int i = 0; i < r->g.n && open < 0; i++)
         if (r->st[i].phase != 2) open = i;
-    if (!srv_task_wait(r->t[open], r->st[open].seen, r->n == 1 ? 1.0 : 0.05) && r->n == 1) {
-        pthread_mutex_lock(&r->t[0]->mu);
-        bool waiting = !r->t[0]->started;
-        pthread_mutex_unlock(&r->t[0]->mu);
+    if (!srv_task_wait(r->g.t[open], r->st[open].seen, r->g.n == 1 ? 1.0 : 0.05) && r->g.n == 1) {
+        pthread_mutex_lock(&r->g.t[0]->mu);
+        bool waiting = !r->g.t[0]->started;
+        pthread_mutex_unlock(&r->g.t[0]->mu);
         if (waiting)
             srv_buf_add(out, &len, "", ": waiting\n\n", ""); /* keeps proxies and clients from timing out */
         return (long)len;
     }
     bool failed = false, all = true;
-    for (int i = 0; i < r->n && !failed; i++) {
-        if (r->st[i].phase != 2) failed = choice_news(s, r->t[i], &r->st[i], r->timings_per_token, out, &len);
+    for (int i = 0; i < r->g.n && !failed; i++) {
+        if (r->st[i].phase != 2) failed = choice_news(s, r->g.t[i], &r->st[i], r->timings_per_token, out, &len);
         all = all && r->st[i].phase == 2;
     }
     if (failed || all) {
@@ -372,13 +370,11 @@ static long stream_next(srv_conn *c, srv_task *t0, void *state, char **out) {
             cJSON *u = chunk_base(s, &r->st[0]);
             cJSON_AddArrayToObject(u, "choices");
             cJSON_AddItemToObject(u, "usage", usage_of(r));
-            cJSON_AddItemToObject(u, "timings", srv_timings(r->t[0]));
+            cJSON_AddItemToObject(u, "timings", srv_timings(r->g.t[0]));
             sse(out, &len, u);
         }
         srv_buf_add(out, &len, "", "data: [DONE]\n\n", "");
-        int32_t gen = 0;
-        for (int i = 0; i < r->n; i++) gen += r->t[i]->res.n_generated;
-        srv_conn_log_tokens(c, r->t[0]->res.n_prompt, r->t[0]->res.n_reused, gen);
+        srv_group_log(c, &r->g);
         r->ended = true;
     }
     return (long)len;
@@ -387,18 +383,8 @@ static long stream_next(srv_conn *c, srv_task *t0, void *state, char **out) {
 /* The reply is over: the choices past the first (the stream holds the first) end and go. */
 static void reply_free(void *state) {
     oai_reply *r = state;
-    for (int i = 1; i < r->n; i++) {
-        atomic_store(&r->t[i]->cancelled, true);
-        srv_sched_wake(r->s->sched);
-        srv_task_unref(r->t[i]);
-    }
+    srv_group_release(&r->g, 1);
     free(r);
-}
-
-static int reply_task_error(srv_conn *c, srv_task *t) {
-    if (atomic_load(&srv_of(c)->stopping))
-        return srv_reply_error(c, 503, "server_error", "shutting_down", "%s", t->error);
-    return srv_reply_error(c, 500, "server_error", NULL, "%s", t->error);
 }
 
 /* Runs the choices (their prompts and parameters set; r owns them) and answers in the chat or
@@ -408,7 +394,7 @@ static int answer(srv_conn *c, const cJSON *body, oai_reply *r, bool chat) {
     char id[48];
     snprintf(id, sizeof id, "%s-%llx", chat ? "chatcmpl" : "cmpl",
              (unsigned long long)atomic_fetch_add(&g_next_id, 1));
-    for (int i = 0; i < r->n; i++) {
+    for (int i = 0; i < r->g.n; i++) {
         r->st[i].chat = chat;
         r->st[i].index = i;
         r->st[i].created = (long)time(NULL);
@@ -417,26 +403,9 @@ static int answer(srv_conn *c, const cJSON *body, oai_reply *r, bool chat) {
     r->include_usage =
         cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(body, "stream_options"), "include_usage"));
     r->timings_per_token = cJSON_IsTrue(cJSON_GetObjectItem(body, "timings_per_token"));
-    int submitted = 0;
-    while (submitted < r->n && srv_submit(s->sched, r->t[submitted])) submitted++;
-    if (submitted < r->n) { /* all or none */
-        for (int i = 0; i < submitted; i++) atomic_store(&r->t[i]->cancelled, true);
-        srv_sched_wake(s->sched);
-        for (int i = 0; i < r->n; i++) srv_task_unref(r->t[i]);
-        free(r);
-        return srv_reply_error(c, 503, "server_error", "queue_full",
-                               "every slot is busy and the queue is full");
-    }
-    if (cJSON_IsTrue(cJSON_GetObjectItem(body, "stream"))) {
-        srv_task *t0 = r->t[0];
-        int rc = srv_reply_stream(c, "text/event-stream", t0, stream_next, r, reply_free);
-        srv_task_unref(t0); /* the stream holds it */
-        return rc;
-    }
-    for (int i = 0; i < r->n; i++) srv_wait_task(c, r->t[i]);
-    int rc = -1;
-    for (int i = 0; i < r->n && rc < 0; i++)
-        if (r->t[i]->status) rc = reply_task_error(c, r->t[i]);
+    bool streaming;
+    int rc = srv_group_run(c, &r->g, body, stream_next, r, reply_free, &streaming);
+    if (streaming) return rc;
     if (rc < 0) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "id", id);
@@ -445,9 +414,8 @@ static int answer(srv_conn *c, const cJSON *body, oai_reply *r, bool chat) {
         cJSON_AddStringToObject(o, "model", s->alias);
         cJSON_AddStringToObject(o, "system_fingerprint", FINGERPRINT);
         cJSON *choices = cJSON_AddArrayToObject(o, "choices");
-        int32_t gen = 0;
-        for (int i = 0; i < r->n; i++) {
-            srv_task *t = r->t[i];
+        for (int i = 0; i < r->g.n; i++) {
+            srv_task *t = r->g.t[i];
             srv_event *ev;
             const int n_ev = srv_task_events(t, 0, &ev, NULL);
             cJSON *ch = choice(s, &r->st[i], ev, n_ev, finish_reason(t), t->n_logprobs >= 0);
@@ -462,20 +430,18 @@ static int answer(srv_conn *c, const cJSON *body, oai_reply *r, bool chat) {
                 cJSON_Delete(delta);
             }
             cJSON_AddItemToArray(choices, ch);
-            gen += t->res.n_generated;
         }
         cJSON_AddItemToObject(o, "usage", usage_of(r));
-        cJSON_AddItemToObject(o, "timings", srv_timings(r->t[0]));
-        if (cJSON_IsTrue(
-                cJSON_GetObjectItem(body, "verbose"))) { /* llama-server's: the prompt as the model saw it */
-            char *prompt = srv_prompt_text(s, r->t[0]);
+        cJSON_AddItemToObject(o, "timings", srv_timings(r->g.t[0]));
+        if (cJSON_IsTrue(cJSON_GetObjectItem(body, "verbose"))) { /* llama-server's: the prompt as seen */
+            char *prompt = srv_prompt_text(s, r->g.t[0]);
             cJSON_AddStringToObject(cJSON_AddObjectToObject(o, "__verbose"), "prompt", prompt ? prompt : "");
             free(prompt);
         }
-        srv_conn_log_tokens(c, r->t[0]->res.n_prompt, r->t[0]->res.n_reused, gen);
+        srv_group_log(c, &r->g);
         rc = srv_reply_json(c, 200, o);
     }
-    for (int i = 0; i < r->n; i++) srv_task_unref(r->t[i]);
+    for (int i = 0; i < r->g.n; i++) srv_task_unref(r->g.t[i]);
     free(r);
     return rc;
 }
@@ -539,16 +505,16 @@ static int run_choices(srv_conn *c, cJSON *body, bool chat) {
                                "'n' must be a whole number from 1 to %d", OAI_MAX_N);
     oai_reply *r = calloc(1, sizeof *r);
     if (!r) return SRV_FAIL;
-    r->s = s;
-    for (; r->n < (int)n; r->n++) {
+    r->g.s = s;
+    for (; r->g.n < (int)n; r->g.n++) {
         bool ok =
-            chat ? oai_parse_chat(s, body, &r->t[r->n], &e) : oai_parse_completion(s, body, &r->t[r->n], &e);
+            chat ? oai_parse_chat(s, body, &r->g.t[r->g.n], &e) : oai_parse_completion(s, body, &r->g.t[r->g.n], &e);
         if (!ok) {
-            for (int i = 0; i < r->n; i++) srv_task_unref(r->t[i]);
+            for (int i = 0; i < r->g.n; i++) srv_task_unref(r->g.t[i]);
             free(r);
             return refuse(c, &e);
         }
-        r->t[r->n]->params.sampling.seed += (uint32_t)r->n;
+        r->g.t[r->g.n]->params.sampling.seed += (uint32_t)r->g.n;
     }
     return answer(c, body, r, chat);
 }
@@ -674,13 +640,8 @@ int llama_embeddings(srv_conn *c, cJSON *body) {
     bool ok = req && oai_parse_embedding(s, req, &t, &e);
     cJSON_Delete(req);
     if (!ok) return refuse(c, &e);
-    int rc;
-    if (!srv_run_blocking(c, t)) {
-        rc =
-            srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
-    } else if (t->status) {
-        rc = reply_task_error(c, t);
-    } else {
+    int rc = srv_run_task(c, t);
+    if (rc < 0) {
         cJSON *arr = cJSON_CreateArray();
         for (int i = 0; i < t->n_in; i++) {
             cJSON *d = cJSON_CreateObject();
@@ -705,13 +666,8 @@ int oai_embeddings(srv_conn *c, cJSON *body) {
     if (!oai_parse_embedding(s, body, &t, &e)) return refuse(c, &e);
     const cJSON *fmt = cJSON_GetObjectItem(body, "encoding_format");
     const bool b64out = cJSON_IsString(fmt) && !strcmp(fmt->valuestring, "base64");
-    int rc;
-    if (!srv_run_blocking(c, t)) {
-        rc =
-            srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
-    } else if (t->status) {
-        rc = reply_task_error(c, t);
-    } else {
+    int rc = srv_run_task(c, t);
+    if (rc < 0) {
         const int E = s->info.n_embd;
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "object", "list");

@@ -221,3 +221,58 @@ bool srv_run_blocking(srv_conn *c, srv_task *t) {
     srv_wait_task(c, t);
     return true;
 }
+
+bool srv_group_submit(srv_group *g) {
+    int queued = 0;
+    while (queued < g->n && srv_submit(g->s->sched, g->t[queued])) queued++;
+    if (queued == g->n) return true;
+    for (int i = 0; i < queued; i++) atomic_store(&g->t[i]->cancelled, true);
+    srv_sched_wake(g->s->sched);
+    return false;
+}
+
+int srv_group_run(srv_conn *c, srv_group *g, const cJSON *body, srv_stream_fn next, void *state,
+                  void (*free_state)(void *), bool *streaming) {
+    *streaming = false;
+    if (!srv_group_submit(g))
+        return srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
+    if (cJSON_IsTrue(cJSON_GetObjectItem(body, "stream"))) {
+        *streaming = true;
+        srv_task *t0 = g->t[0];
+        int rc = srv_reply_stream(c, "text/event-stream", t0, next, state, free_state);
+        srv_task_unref(t0); /* the stream holds it */
+        return rc;
+    }
+    bool gone = false;
+    for (int i = 0; i < g->n; i++) gone = !srv_wait_task(c, g->t[i]) || gone;
+    if (gone) return SRV_FAIL;
+    for (int i = 0; i < g->n; i++) {
+        if (!g->t[i]->status) continue;
+        if (atomic_load(&c->s->stopping))
+            return srv_reply_error(c, 503, "server_error", "shutting_down", "%s", g->t[i]->error);
+        return srv_reply_error(c, 500, "server_error", NULL, "%s", g->t[i]->error);
+    }
+    return -1;
+}
+
+void srv_group_release(srv_group *g, int from) {
+    for (int i = from; i < g->n; i++) {
+        atomic_store(&g->t[i]->cancelled, true);
+        srv_sched_wake(g->s->sched);
+        srv_task_unref(g->t[i]);
+    }
+}
+
+int srv_run_task(srv_conn *c, srv_task *t) {
+    if (!srv_run_blocking(c, t))
+        return srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
+    if (!t->status) return -1;
+    if (atomic_load(&c->s->stopping)) return srv_reply_error(c, 503, "server_error", "shutting_down", "%s", t->error);
+    return srv_reply_error(c, 500, "server_error", NULL, "%s", t->error);
+}
+
+void srv_group_log(srv_conn *c, const srv_group *g) {
+    int32_t gen = 0;
+    for (int i = 0; i < g->n; i++) gen += g->t[i]->res.n_generated;
+    srv_conn_log_tokens(c, g->t[0]->res.n_prompt, g->t[0]->res.n_reused, gen);
+}

@@ -200,9 +200,31 @@ void srv_http_stop(srv *s, void *daemon);
 /* The request's tokens, for the log line. */
 void srv_conn_log_tokens(srv_conn *c, int32_t prompt, int32_t reused, int32_t generated);
 
+/* The tasks of one request answered together (n choices, several prompts). */
+#define SRV_MAX_GROUP SRV_MAX_PROMPTS
+typedef struct srv_group {
+    srv *s;
+    int n;
+    srv_task *t[SRV_MAX_GROUP];
+} srv_group;
+/* Queues every task, or none (false: the queue is full; those queued are cancelled). */
+bool srv_group_submit(srv_group *g);
+/* Cancels and drops the tasks from index `from` on. */
+void srv_group_release(srv_group *g, int from);
+/* Runs the group: queued all or none (503), then streamed (stream: true in body; *streaming set: the
+ * stream owns state, freed by free_state, and the first task) or waited for. Returns -1 when every task
+ * succeeded and the caller answers; else the reply already sent (a failure, or the client gone). */
+int srv_group_run(srv_conn *c, srv_group *g, const cJSON *body, srv_stream_fn next, void *state,
+                  void (*free_state)(void *), bool *streaming);
+/* The request's log line: the first task's prompt, the tokens of all. */
+void srv_group_log(srv_conn *c, const srv_group *g);
+
 /* Queues t and waits for it to finish (non-streamed replies); false if the queue was full. A client
  * that goes away meanwhile cancels it (its slot is freed at once). */
 bool srv_run_blocking(srv_conn *c, srv_task *t);
+/* Runs t to its end: -1 when it succeeded, else the reply sent for its failure (503 when the queue is
+ * full or the server stopping, 500 otherwise; Ollama's shape on /api/ paths). */
+int srv_run_task(srv_conn *c, srv_task *t);
 /* Waits for a queued task to finish; false when the client went away (the task is cancelled). */
 bool srv_wait_task(srv_conn *c, srv_task *t);
 /* Waits until t has events past *seen, or is done; true when something is new.

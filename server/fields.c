@@ -27,6 +27,8 @@ bool srv_valid_utf8(const char *s, size_t n) {
     return true;
 }
 
+bool srv_whole(double v, double lo, double hi) { return v >= lo && v <= hi && v == floor(v); }
+
 bool srv_has_nul_escape(const char *s, size_t n) {
     bool in_str = false;
     for (size_t i = 0; i < n; i++) {
@@ -322,8 +324,7 @@ bool srv_lora_set(srv *s, const cJSON *body, srv_task *t, char *err, size_t cap)
         cJSON_ArrayForEach(e, l) {
             const cJSON *id = cJSON_GetObjectItem(e, "id");
             double scale = 1.0;
-            if (!cJSON_IsNumber(id) || id->valuedouble != (int)id->valuedouble || id->valueint < 0 ||
-                id->valueint >= s->n_lora) {
+            if (!cJSON_IsNumber(id) || !srv_whole(id->valuedouble, 0, s->n_lora - 1)) {
                 snprintf(err, cap, "'lora': each entry needs an 'id' of a loaded adapter (0..%d)", s->n_lora - 1);
                 return false;
             }
@@ -519,7 +520,7 @@ static bool bias_add(srv *s, srv_task *t, int *cap_n, const cJSON *key, const ch
     double id = key ? (cJSON_IsNumber(key) ? key->valuedouble : -1) : strtod(key_text, &end);
     bool is_id = key ? cJSON_IsNumber(key) : (key_text[0] && end && !*end);
     if (is_id) {
-        if (id != (int32_t)id || id < 0 || id >= s->info.n_vocab) {
+        if (!srv_whole(id, 0, s->info.n_vocab - 1)) {
             snprintf(err, cap, "'logit_bias': token %g is not in 0..%d", id, s->info.n_vocab - 1);
             return false;
         }
@@ -623,8 +624,7 @@ gemma8_status srv_prompt_tokens(srv *s, const cJSON *p, bool add_bos, int32_t **
     for (const cJSON *x = p->child; x; x = x->next, first = false) {
         int32_t *part = NULL, np = 0, one;
         if (cJSON_IsNumber(x)) {
-            if (x->valuedouble != (int32_t)x->valuedouble || x->valuedouble < 0 ||
-                x->valuedouble >= s->info.n_vocab) {
+            if (!srv_whole(x->valuedouble, 0, s->info.n_vocab - 1)) {
                 free(ids);
                 snprintf(err, cap, "token ids must be integers in 0..%d", s->info.n_vocab - 1);
                 return GEMMA8_ERR_INVALID_ARG;

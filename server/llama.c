@@ -71,8 +71,7 @@ int srv_lora_adapters_set(srv_conn *c, cJSON *body) {
     if (!cJSON_IsArray(arr)) bad = "the body must be a list of {\"id\", \"scale\"}";
     for (const cJSON *e = arr ? arr->child : NULL; !bad && e; e = e->next) {
         const cJSON *id = cJSON_GetObjectItem(e, "id"), *sc = cJSON_GetObjectItem(e, "scale");
-        if (!cJSON_IsNumber(id) || id->valuedouble != (int)id->valuedouble || id->valueint < 0 ||
-            id->valueint >= s->n_lora)
+        if (!cJSON_IsNumber(id) || !srv_whole(id->valuedouble, 0, s->n_lora - 1))
             bad = "each entry needs the 'id' of a loaded adapter (GET /lora-adapters lists them)";
         else if (!cJSON_IsNumber(sc) || sc->valuedouble < -100 || sc->valuedouble > 100)
             bad = "each entry needs a 'scale' from -100 to 100";

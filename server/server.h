@@ -246,6 +246,8 @@ bool srv_constrain(srv_task *t, const cJSON *json_schema, const char *gbnf, char
 /* A number field in [lo, hi] if present; false with err otherwise. */
 bool srv_number(const cJSON *obj, const char *name, double lo, double hi, double *out, char *err, size_t cap);
 bool srv_valid_utf8(const char *s, size_t n);
+/* v is a whole number in [lo, hi] (checked before any cast: a huge double never reaches one). */
+bool srv_whole(double v, double lo, double hi);
 /* Whether JSON text writes U+0000 in a string (\u0000): cJSON's strings would end there, so a
  * field would be read in part; such a request is refused. */
 bool srv_has_nul_escape(const char *s, size_t n);

@@ -24,6 +24,7 @@ int cmd_serve(int argc, char **argv) {
     int32_t port = 8080, parallel = 4, queue_max = 64, max_body_mb = 8, read_timeout = 10;
     const char *cors = "localhost";
     bool strict_names = false, log_health = false, no_slots = false;
+    const char *pooling = "mean";
     const char *slot_save_path = NULL;
     srv_defaults dflt = {.temp = 1.0f, .top_p = 1.0f, .n_predict = -1};
     int32_t seed = -1;
@@ -47,6 +48,8 @@ int cmd_serve(int argc, char **argv) {
         {"--slot-save-path", CLI_STR, &slot_save_path, "DIR",
          "where POST /slots/ID?action=save|restore keep slots' caches", NULL},
         {"--no-slots", CLI_FLAG, &no_slots, NULL, "no GET /slots (501)", NULL},
+        {"--pooling", CLI_STR, &pooling, "P",
+         "embeddings: mean (one vector per input) or none (/embeddings: a vector per token)", NULL},
         {"--temp", CLI_FLOAT, &dflt.temp, "T", "default temperature (requests override)", &dflt.has_temp},
         {"--top-k", CLI_INT, &dflt.top_k, "K", "default top-k, 0 off (requests override)", &dflt.has_top_k},
         {"--top-p", CLI_FLOAT, &dflt.top_p, "P", "default top-p (requests override)", &dflt.has_top_p},
@@ -80,6 +83,10 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr,
                 "gemma8 serve: --host expects an IPv4 or IPv6 address and --port 0..65535, got %s:%d\n", host,
                 port);
+        return 2;
+    }
+    if (strcmp(pooling, "mean") && strcmp(pooling, "none")) {
+        fprintf(stderr, "gemma8 serve: --pooling is mean or none, got %s\n", pooling);
         return 2;
     }
     if (dflt.temp < 0 || dflt.top_k < 0 || !(dflt.top_p > 0 && dflt.top_p <= 1) || dflt.n_predict < -1 ||
@@ -134,6 +141,7 @@ int cmd_serve(int argc, char **argv) {
     s.strict_names = strict_names;
     s.log_health = log_health;
     s.no_slots = no_slots;
+    s.pooling_none = !strcmp(pooling, "none");
     s.slot_save_path = slot_save_path;
     s.dflt = dflt;
     s.n_slots = parallel;

@@ -603,7 +603,7 @@ static bool embed_inputs(srv *s, const cJSON *in, srv_task *t, char *err, size_t
     return true;
 }
 
-bool oai_parse_embedding(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
+static bool parse_embedding(srv *s, const cJSON *body, srv_task **out, srv_error *e, srv_kind kind) {
     char err[256] = "";
     *out = NULL;
     if (!srv_model_known_lenient(s, body, e)) return false;
@@ -617,7 +617,7 @@ bool oai_parse_embedding(srv *s, const cJSON *body, srv_task **out, srv_error *e
         return srv_fail(e, 400, NULL,
                         "'dimensions': this model's embeddings have %d dimensions and are not shortened",
                         s->info.n_embd);
-    srv_task *t = srv_task_new(SRV_EMBED);
+    srv_task *t = srv_task_new(kind);
     if (!t) return srv_fail(e, 500, NULL, "out of memory");
     if (!embed_inputs(s, cJSON_GetObjectItem(body, "input"), t, err, sizeof err)) {
         srv_task_unref(t);
@@ -625,6 +625,13 @@ bool oai_parse_embedding(srv *s, const cJSON *body, srv_task **out, srv_error *e
     }
     *out = t;
     return true;
+}
+
+bool oai_parse_embedding(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
+    *out = NULL;
+    if (s->pooling_none) /* as llama-server: OpenAI's shape has one vector per input */
+        return srv_fail(e, 400, NULL, "the server pools none (--pooling none): per-token vectors are at /embeddings");
+    return parse_embedding(s, body, out, e, SRV_EMBED);
 }
 
 /* llama-server's native POST /embeddings (and /embedding): "content" or "input"; the reply
@@ -637,19 +644,22 @@ int llama_embeddings(srv_conn *c, cJSON *body) {
     const cJSON *content = cJSON_GetObjectItem(req, "content");
     if (content && !cJSON_GetObjectItem(req, "input"))
         cJSON_AddItemToObject(req, "input", cJSON_Duplicate(content, true));
-    bool ok = req && oai_parse_embedding(s, req, &t, &e);
+    bool ok = req && parse_embedding(s, req, &t, &e, s->pooling_none ? SRV_EMBED_TOKENS : SRV_EMBED);
     cJSON_Delete(req);
     if (!ok) return refuse(c, &e);
     int rc = srv_run_task(c, t);
     if (rc < 0) {
         cJSON *arr = cJSON_CreateArray();
-        for (int i = 0; i < t->n_in; i++) {
+        const float *v = t->embeddings;
+        for (int i = 0; i < t->n_in; i++) { /* one vector per input, or per token of it (--pooling none) */
             cJSON *d = cJSON_CreateObject();
             cJSON_AddNumberToObject(d, "index", i);
-            cJSON *v = cJSON_CreateArray();
-            for (int k = 0; k < s->info.n_embd; k++)
-                cJSON_AddItemToArray(v, cJSON_CreateNumber(t->embeddings[(size_t)i * s->info.n_embd + k]));
-            cJSON_AddItemToArray(cJSON_AddArrayToObject(d, "embedding"), v);
+            cJSON *list = cJSON_AddArrayToObject(d, "embedding");
+            for (int32_t p = 0; p < (t->kind == SRV_EMBED_TOKENS ? t->n_inputs[i] : 1); p++) {
+                cJSON *x = cJSON_CreateArray();
+                for (int k = 0; k < s->info.n_embd; k++) cJSON_AddItemToArray(x, cJSON_CreateNumber(*v++));
+                cJSON_AddItemToArray(list, x);
+            }
             cJSON_AddItemToArray(arr, d);
         }
         srv_conn_log_tokens(c, t->embed_tokens, 0, 0);

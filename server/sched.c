@@ -250,6 +250,36 @@ static void slot_action(srv_sched *s, int i, srv_task *t) {
     srv_task_unref(t);
 }
 
+/* --pooling none: each input through the forward pass whole on slot i, every position's last hidden
+ * layer kept (the other slots wait for it, as for a long prefill). */
+static void embed_tokens(srv_sched *s, int i, srv_task *t) {
+    size_t total = 0;
+    int32_t longest = 1;
+    for (int k = 0; k < t->n_in; k++) {
+        total += (size_t)t->n_inputs[k];
+        if (t->n_inputs[k] > longest) longest = t->n_inputs[k];
+    }
+    t->embeddings = malloc((total ? total : 1) * s->n_embd * sizeof(float));
+    uint8_t *out = malloc((size_t)longest);
+    gemma8_status st = t->embeddings && out ? GEMMA8_OK : GEMMA8_ERR_NOMEM;
+    if (out) memset(out, GEMMA8_OUTPUT_HIDDEN, (size_t)longest);
+    float *dst = t->embeddings;
+    for (int k = 0; !st && k < t->n_in; k++) {
+        gemma8_seq_clear(s->ctx, i);
+        gemma8_batch b = gemma8_batch_tokens(i, t->inputs[k], t->n_inputs[k]);
+        b.output = out;
+        st = gemma8_decode(s->ctx, &b);
+        for (int32_t e = 0; !st && e < b.n; e++, dst += s->n_embd)
+            memcpy(dst, gemma8_get_hidden(s->ctx, e), (size_t)s->n_embd * sizeof(float));
+        t->embed_tokens += t->n_inputs[k];
+    }
+    gemma8_seq_clear(s->ctx, i);
+    free(out);
+    slot_info(s, i);
+    task_finish(t, st, st ? gemma8_last_error() : "");
+    srv_task_unref(t);
+}
+
 /* Starts a queued task on a free slot. */
 static void start_task(srv_sched *s, int i, srv_task *t) {
     srv_slot *slot = &s->slots[i];
@@ -261,6 +291,10 @@ static void start_task(srv_sched *s, int i, srv_task *t) {
     pthread_mutex_unlock(&t->mu);
     if (t->kind >= SRV_SLOT_SAVE) {
         slot_action(s, i, t);
+        return;
+    }
+    if (t->kind == SRV_EMBED_TOKENS) {
+        embed_tokens(s, i, t);
         return;
     }
     if (t->no_cache) gemma8_seq_clear(s->ctx, i); /* cache_prompt: false */

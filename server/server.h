@@ -46,6 +46,7 @@ typedef struct srv_event {
 typedef enum srv_kind {
     SRV_GENERATE,
     SRV_EMBED,
+    SRV_EMBED_TOKENS, /* --pooling none: each input's per-token vectors (run whole when a slot is free) */
     SRV_SLOT_SAVE,    /* the slot's cache to path (run by the scheduler when the slot is free) */
     SRV_SLOT_RESTORE, /* the slot's cache from path */
     SRV_SLOT_ERASE,   /* the slot's cache cleared */
@@ -84,7 +85,8 @@ typedef struct srv_task {
     gemma8_status status;
     char error[512];
     gemma8_generate_result res;
-    float *embeddings; /* SRV_EMBED: n_in x n_embd, mean-pooled, L2-normalised */
+    float *embeddings; /* SRV_EMBED: n_in x n_embd, mean-pooled, L2-normalised; SRV_EMBED_TOKENS: a vector
+                          per token of each input, one after the other (the last hidden layer) */
     int32_t embed_tokens;
     double t_queued, t_started, t_done; /* seconds (monotonic) */
     int refs;
@@ -164,6 +166,7 @@ typedef struct srv {
     const char *model_path;
     const char *slot_save_path; /* --slot-save-path: where POST /slots/ID?action=save|restore work */
     bool no_slots;              /* --no-slots: GET /slots is a 501 */
+    bool pooling_none;          /* --pooling none: the native /embeddings gives a vector per token */
     const char *cors;  /* --cors-origins: "*", "localhost" or a comma-separated list (may hold localhost) */
     bool strict_names; /* --strict-model-names: an unknown model name is a 404 on the OpenAI API too */
     bool log_health;   /* --log-health: a log line for /health requests */

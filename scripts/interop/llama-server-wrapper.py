@@ -21,14 +21,14 @@ MAPPED = {
     "--batch-size": ("-b", True), "-b": ("-b", True), "--api-key": ("--api-key", True),
     "--cors-origins": ("--cors-origins", True), "--lora": ("--lora", True),
     "--slot-save-path": ("--slot-save-path", True), "--model": ("-m", True), "-m": ("-m", True),
-    "--no-slots": ("--no-slots", False), "--tags": ("--tags", True),
+    "--no-slots": ("--no-slots", False), "--tags": ("--tags", True), "--pooling": ("--pooling", True),
 }
 # llama-server options with nothing to do here (GPU, batching gemma8 always does, its own web page)
 IGNORED = {
     "--ubatch-size": True, "-ub": True, "--n-gpu-layers": True, "-ngl": True, "--cont-batching": False,
     "--embedding": False, "--embeddings": False, "--metrics": False, "--slots": False,
     "--kv-unified": False, "--jinja": False, "--no-jinja": False, "--offline": False, "-fa": True,
-    "--flash-attn": True, "--verbose": False, "--no-ui": False, "--pooling": True,
+    "--flash-attn": True, "--verbose": False, "--no-ui": False,
     "--cache-ram": True, "--no-cache-idle-slots": False, "--log-file": True, "--chat-template": True,
     "-ctk": True, "-ctv": True, "--cache-type-k": True, "--cache-type-v": True,
 }
@@ -67,6 +67,9 @@ def main(argv):
                 model = argv[i + 1]
             else:
                 out += [name, argv[i + 1]]
+            if name == "--pooling" and argv[i + 1] not in ("mean", "none"):
+                print(f"llama-server-wrapper: --pooling {argv[i + 1]}: gemma8 pools by mean", file=sys.stderr)
+                out = out[:-2]
             if name == "--slot-save-path":
                 os.makedirs(argv[i + 1], exist_ok=True)
             i += 2

@@ -285,6 +285,28 @@ test("return_progress: the prompt's progress in the stream, batch by batch, then
   }
 });
 
+test("--pooling none: /embeddings gives each token's vector (their mean, normalised, is the pooled one)", async () => {
+  const s2 = await startServer(["-np", "2", "-c", "1024", "-t", "1", "--pooling", "none"]);
+  try {
+    const r = await (await post(s2.url + "/embeddings", { input: ["hello hello hello", "bye"] })).json();
+    const ids = (await (await post(s2.url + "/tokenize", { content: "hello hello hello", add_special: true })).json()).tokens;
+    assert.equal(r.length, 2);
+    assert.equal(r[0].embedding.length, ids.length);
+    const norm = (v) => Math.hypot(...v);
+    assert.ok(r[0].embedding.every((v) => v.length === 64 && Math.abs(norm(v) - 1) > 1e-3)); // not normalised
+    const mean = r[0].embedding[0].map((_, k) => r[0].embedding.reduce((a, v) => a + v[k], 0) / r[0].embedding.length);
+    const pooled = (await (await post(srv.url + "/v1/embeddings", { input: "hello hello hello" })).json()).data[0].embedding;
+    const n = norm(mean);
+    for (let k = 0; k < 64; k++) assert.ok(Math.abs(mean[k] / n - pooled[k]) < 1e-4, `dimension ${k}`);
+    for (const path of ["/v1/embeddings", "/api/embed"]) {
+      const x = await post(s2.url + path, { input: "x" });
+      assert.equal(x.status, 400, path);
+    }
+  } finally {
+    await stopServer(s2);
+  }
+});
+
 test("errors as llama-server gives them: a prompt too long, two assistant messages at the end; /input_tokens", async () => {
   const r = await post(srv.url + "/v1/chat/completions", { messages: [{ role: "user", content: "word ".repeat(3000) }] });
   assert.equal(r.status, 400);

@@ -19,6 +19,8 @@ struct srv_conn {
     unsigned status; /* for the log line */
     int32_t n_prompt, n_reused, n_generated;
     bool has_tokens;
+    bool capture;    /* a request inside another (Vertex AI's /predict): replies are kept, not sent */
+    cJSON *captured; /* the reply's body (taken) */
 };
 
 /* Access-Control-Allow-* for the request's origin when --cors-origins allows it (http.c). */

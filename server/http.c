@@ -191,6 +191,8 @@ static bool route_matches(const route *r, const char *url) {
 /* Paths open without the key (as in llama-server): health and the model list. */
 static bool open_path(const char *url) {
     static const char *const open[] = {"/health", "/v1/health", "/models", "/v1/models"};
+    const char *health = getenv("AIP_MODE") ? getenv("AIP_HEALTH_ROUTE") : NULL; /* Vertex AI's */
+    if (health && !strcmp(url, health)) return true;
     for (size_t i = 0; i < sizeof open / sizeof *open; i++)
         if (!strcmp(url, open[i])) return true;
     return false;
@@ -210,6 +212,108 @@ static bool authorized(srv_conn *c) {
     unsigned diff = (unsigned)(n ^ m);
     for (size_t i = 0; i < n; i++) diff |= (unsigned char)key[i] ^ (unsigned char)(i < m ? h[i] : 0);
     return diff == 0;
+}
+
+/* ---- Vertex AI's prediction protocol (AIP_MODE=PREDICTION) ---------------------------------- */
+
+/* The route's name in an instance's @requestFormat: "/v1/chat/completions" -> "chatCompletions" */
+static void format_of(const char *path, char *out, size_t cap) {
+    if (!strncmp(path, "/v1/", 4)) path += 3;
+    if (*path == '/') path++;
+    size_t k = 0;
+    bool up = false;
+    for (; *path && k + 1 < cap; path++) {
+        if (*path == '/' || *path == '-' || *path == '_') {
+            up = true;
+            continue;
+        }
+        out[k++] = up && *path >= 'a' && *path <= 'z' ? (char)(*path - 32) : *path;
+        up = false;
+    }
+    out[k] = 0;
+}
+
+static const route *route_for_format(const char *fmt) {
+    char name[96];
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (strcmp(routes[i].method, "POST") || routes[i].path[strlen(routes[i].path) - 1] == '/') continue;
+        format_of(routes[i].path, name, sizeof name);
+        if (!strcmp(name, fmt) || !strcmp(routes[i].path, fmt)) return &routes[i];
+    }
+    return NULL;
+}
+
+/* The predict route: AIP_PREDICT_ROUTE (default /predict) when AIP_MODE is PREDICTION, else none. */
+static const char *predict_path(void) {
+    const char *mode = getenv("AIP_MODE"), *path = getenv("AIP_PREDICT_ROUTE");
+    if (!mode || strcmp(mode, "PREDICTION")) return NULL;
+    return path && path[0] == '/' ? path : "/predict";
+}
+
+typedef struct instance {
+    srv_conn c; /* the request's, replies captured */
+    const route *r;
+    cJSON *payload;
+} instance;
+
+static void *run_instance(void *arg) {
+    instance *in = arg;
+    in->r->fn(&in->c, in->payload);
+    return NULL;
+}
+
+#define MAX_INSTANCES 128
+
+/* {instances: [{@requestFormat, ...a request of that route}]}: {predictions: [each reply]}, the
+ * instances run at once (each a request of its own, streaming off); a bad instance's prediction is
+ * its error object. */
+static int predict(srv_conn *c, cJSON *body) {
+    const cJSON *list = cJSON_GetObjectItem(body, "instances");
+    const int n = cJSON_GetArraySize(list);
+    if (!cJSON_IsArray(list) || n > MAX_INSTANCES)
+        return srv_reply_error(c, 400, "invalid_request_error", NULL,
+                               "the body must hold 'instances', a list of at most %d requests",
+                               MAX_INSTANCES);
+    instance *in = calloc((size_t)(n ? n : 1), sizeof *in);
+    pthread_t *th = calloc((size_t)(n ? n : 1), sizeof *th);
+    bool *started = calloc((size_t)(n ? n : 1), 1);
+    if (!in || !th || !started) {
+        free(in);
+        free(th);
+        free(started);
+        return SRV_FAIL;
+    }
+    int i = 0;
+    for (const cJSON *x = list->child; x; x = x->next, i++) {
+        in[i].c = *c;
+        in[i].c.capture = true;
+        in[i].c.captured = NULL;
+        const cJSON *fmt = cJSON_GetObjectItem(x, "@requestFormat");
+        in[i].r = cJSON_IsString(fmt) && cJSON_IsObject(x) ? route_for_format(fmt->valuestring) : NULL;
+        if (!in[i].r) {
+            srv_reply_error(&in[i].c, 400, "invalid_request_error", NULL,
+                            "each instance must be an object with the @requestFormat of a POST route");
+            continue;
+        }
+        snprintf(in[i].c.url, sizeof in[i].c.url, "%s", in[i].r->path);
+        in[i].payload = cJSON_Duplicate(x, true);
+        cJSON_DeleteItemFromObject(in[i].payload, "@requestFormat");
+        cJSON_ReplaceItemInObject(in[i].payload, "stream", cJSON_CreateFalse());
+        started[i] = !pthread_create(&th[i], NULL, run_instance, &in[i]);
+        if (!started[i]) srv_reply_error(&in[i].c, 503, "server_error", NULL, "no thread for the instance");
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON *preds = cJSON_AddArrayToObject(o, "predictions");
+    for (i = 0; i < n; i++) {
+        if (started[i]) pthread_join(th[i], NULL);
+        cJSON_AddItemToArray(preds, in[i].c.captured ? in[i].c.captured : cJSON_CreateNull());
+        cJSON_Delete(in[i].payload);
+        if (in[i].c.has_tokens) c->has_tokens = true, c->n_generated += in[i].c.n_generated;
+    }
+    free(in);
+    free(th);
+    free(started);
+    return srv_reply_json(c, 200, o);
 }
 
 /* ---- CORS ---------------------------------------------------------------------------------- */
@@ -283,7 +387,15 @@ static int dispatch(srv_conn *c) {
         return srv_reply_error(c, 401, "authentication_error", "invalid_api_key", "invalid API key");
     const route *r = NULL;
     bool path_known = false;
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+    /* Vertex AI's routes (AIP_MODE=PREDICTION), named by its environment */
+    static const route predict_route = {"POST", "", predict, false},
+                       health_route = {"GET", "", health, false};
+    const char *pp = predict_path(), *hp = pp ? getenv("AIP_HEALTH_ROUTE") : NULL;
+    const route *aip = pp && !strcmp(c->url, pp)   ? &predict_route
+                       : hp && !strcmp(c->url, hp) ? &health_route
+                                                   : NULL;
+    if (aip) path_known = true, r = strcmp(c->method, aip->method) ? NULL : aip;
+    for (size_t i = 0; !aip && i < sizeof routes / sizeof routes[0]; i++) {
         if (!route_matches(&routes[i], c->url)) continue;
         path_known = true;
         if (!strcmp(routes[i].method, c->method)) r = &routes[i];

@@ -40,12 +40,22 @@ static int queue(srv_conn *c, unsigned status, struct MHD_Response *r, const cha
 }
 
 int srv_reply_text(srv_conn *c, unsigned status, const char *type, const char *text) {
+    if (c->capture) {
+        c->status = status;
+        c->captured = cJSON_CreateString(text);
+        return 1;
+    }
     char *copy = strdup(text);
     if (!copy) return MHD_NO;
     return queue(c, status, MHD_create_response_from_buffer(strlen(copy), copy, MHD_RESPMEM_MUST_FREE), type);
 }
 
 int srv_reply_json(srv_conn *c, unsigned status, cJSON *body) {
+    if (c->capture) {
+        c->status = status;
+        c->captured = body;
+        return 1;
+    }
     char *text = body ? cJSON_PrintUnformatted(body) : NULL;
     cJSON_Delete(body);
     if (!text) return MHD_NO;
@@ -147,6 +157,12 @@ static void stream_free(void *cls) {
 
 int srv_reply_stream(srv_conn *c, const char *content_type, srv_task *t, srv_stream_fn next, void *state,
                      void (*free_state)(void *)) {
+    if (c->capture) { /* /predict turns stream off before it gets here */
+        atomic_store(&t->cancelled, true);
+        srv_sched_wake(c->s->sched);
+        if (free_state) free_state(state);
+        return srv_reply_error(c, 400, "invalid_request_error", NULL, "a predict instance cannot stream");
+    }
     stream *st = calloc(1, sizeof *st);
     if (!st) return MHD_NO;
     st->s = c->s;

@@ -307,6 +307,40 @@ test("--pooling none: /embeddings gives each token's vector (their mean, normali
   }
 });
 
+test("Vertex AI's prediction protocol (AIP_MODE=PREDICTION): /predict runs each instance as its route", async () => {
+  process.env.AIP_MODE = "PREDICTION";
+  process.env.AIP_HEALTH_ROUTE = "/vertex-health";
+  let s2;
+  try {
+    s2 = await startServer(["-np", "2", "-c", "1024", "-t", "1", "--temp", "0"]);
+  } finally {
+    delete process.env.AIP_MODE;
+    delete process.env.AIP_HEALTH_ROUTE;
+  }
+  try {
+    const one = await (await post(s2.url + "/v1/chat/completions", { messages: ask, max_tokens: 4 })).json();
+    const r = await post(s2.url + "/predict", { instances: [
+      { "@requestFormat": "chatCompletions", messages: ask, max_tokens: 4, stream: true },
+      { "@requestFormat": "completion", prompt: "Hi", n_predict: 2 },
+      { "@requestFormat": "embeddings", input: "x" },
+      { "@requestFormat": "nothing" },
+      { "@requestFormat": "chatCompletions", messages: "x" },
+    ] });
+    assert.equal(r.status, 200);
+    const p = (await r.json()).predictions;
+    assert.equal(p.length, 5);
+    assert.equal(p[0].choices[0].message.content, one.choices[0].message.content);
+    assert.equal(p[1].tokens_predicted, 2);
+    assert.equal(p[2].data[0].embedding.length, 64); // "embeddings": the first route of that name, /v1/embeddings
+    assert.ok(p[3].error.message && p[4].error.message);
+    assert.equal((await fetch(s2.url + "/vertex-health")).status, 200);
+    assert.equal((await post(s2.url + "/predict", { instances: 3 })).status, 400);
+    assert.equal((await fetch(srv.url + "/predict", { method: "POST", body: "{}" })).status, 404); // not in AIP_MODE
+  } finally {
+    await stopServer(s2);
+  }
+});
+
 test("errors as llama-server gives them: a prompt too long, two assistant messages at the end; /input_tokens", async () => {
   const r = await post(srv.url + "/v1/chat/completions", { messages: [{ role: "user", content: "word ".repeat(3000) }] });
   assert.equal(r.status, 400);

@@ -80,6 +80,7 @@ int cli_fail(gemma8_status st);
 typedef struct cli_loaded {
     gemma8_model *model;
     gemma8_context *ctx;
+    gemma8_context_params cp; /* what ctx was made with */
     int n_lora;
     gemma8_lora *lora[GEMMA8_MAX_LORA];
     char lora_name[GEMMA8_MAX_LORA][64]; /* "NAME=FILE[:SCALE]" names one; else the file's name */

@@ -153,6 +153,7 @@ int cli_load(const cli_common *c, int32_t n_seq, cli_loaded *l) {
     if (c->n_ctx / (n_seq > 0 ? n_seq : 1) > train)
         fprintf(stderr, "gemma8: warning: a context of %d tokens is longer than the %d the model was trained for\n",
                 c->n_ctx, train);
+    l->cp = cp;
     st = gemma8_context_new(l->model, &cp, &l->ctx);
     if (!st) st = load_lora(c, l);
     if (st) {

@@ -25,6 +25,7 @@ int cmd_serve(int argc, char **argv) {
     const char *cors = "localhost";
     bool strict_names = false, log_health = false, no_slots = false;
     const char *pooling = "mean";
+    int32_t sleep_idle = 0;
     const char *slot_save_path = NULL;
     srv_defaults dflt = {.temp = 1.0f, .top_p = 1.0f, .n_predict = -1};
     int32_t seed = -1;
@@ -48,6 +49,8 @@ int cmd_serve(int argc, char **argv) {
         {"--slot-save-path", CLI_STR, &slot_save_path, "DIR",
          "where POST /slots/ID?action=save|restore keep slots' caches", NULL},
         {"--no-slots", CLI_FLAG, &no_slots, NULL, "no GET /slots (501)", NULL},
+        {"--sleep-idle-seconds", CLI_INT, &sleep_idle, "S",
+         "after S seconds without requests free the context (KV cache, prompt caches) until the next", NULL},
         {"--pooling", CLI_STR, &pooling, "P",
          "embeddings: mean (one vector per input) or none (/embeddings: a vector per token)", NULL},
         {"--temp", CLI_FLOAT, &dflt.temp, "T", "default temperature (requests override)", &dflt.has_temp},
@@ -83,6 +86,10 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr,
                 "gemma8 serve: --host expects an IPv4 or IPv6 address and --port 0..65535, got %s:%d\n", host,
                 port);
+        return 2;
+    }
+    if (sleep_idle < 0) {
+        fprintf(stderr, "gemma8 serve: --sleep-idle-seconds must be >= 0\n");
         return 2;
     }
     if (strcmp(pooling, "mean") && strcmp(pooling, "none")) {
@@ -150,6 +157,7 @@ int cmd_serve(int argc, char **argv) {
     s.read_timeout = read_timeout;
     s.t_loaded = (double)time(NULL);
     s.sched = srv_sched_start(s.model, ctx, queue_max);
+    if (s.sched && sleep_idle > 0) srv_sched_set_sleep(s.sched, sleep_idle, &loaded.cp);
     void *d = s.sched ? srv_http_start(&s, host, port) : NULL;
     if (!d) {
         fprintf(stderr, "gemma8 serve: error: cannot listen on %s:%d (in use?)\n", host, port);
@@ -170,6 +178,7 @@ int cmd_serve(int argc, char **argv) {
     /* stop accepting, end open requests with an error, wait for their threads */
     fprintf(stderr, "gemma8 serve: stopping\n");
     srv_http_stop(&s, d);
+    loaded.ctx = srv_sched_context(s.sched); /* another than at start after a sleep, or none */
     srv_sched_free(s.sched);
     cli_unload(&loaded);
     fprintf(stderr, "gemma8 serve: stopped\n");

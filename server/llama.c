@@ -100,6 +100,7 @@ int srv_props(srv_conn *c, cJSON *body) {
     cJSON_AddNumberToObject(p, "n_predict", df->has_n_predict ? df->n_predict : -1);
     cJSON_AddNumberToObject(p, "seed", df->has_seed ? (double)df->seed : -1);
     cJSON_AddNumberToObject(o, "total_slots", s->n_slots);
+    cJSON_AddBoolToObject(o, "is_sleeping", srv_sched_sleeping(s->sched));
     cJSON_AddStringToObject(o, "model_path", s->model_path ? s->model_path : "");
     cJSON_AddStringToObject(o, "model_alias", s->alias);
     cJSON *mod = cJSON_AddObjectToObject(o, "modalities");

@@ -38,6 +38,10 @@ struct srv_sched {
     int32_t embed_chunk; /* embedding tokens a step beside streams takes (embedding_chunks) */
     srv_metrics m;
     srv_slot_info *info; /* under mu: each slot as last left (GET /slots) */
+    double sleep_after;  /* --sleep-idle-seconds (0: never) */
+    gemma8_context_params cp;
+    bool sleeping;       /* under mu: ctx is freed */
+    double t_idle;       /* when the last work ended */
     pthread_t thread;
 };
 
@@ -440,16 +444,63 @@ static void step_timed(srv_sched *s, gemma8_gen **gens, const int *idx, const in
     }
 }
 
+/* Idle: waits for work; with --sleep-idle-seconds, frees the context once idle that long (under mu). */
+static void wait_for_work(srv_sched *s) {
+    while (!s->stopping && !s->q_len) {
+        if (s->sleep_after <= 0 || !s->ctx) {
+            pthread_cond_wait(&s->cv, &s->mu);
+            continue;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        double left = s->t_idle + s->sleep_after - gemma8_time();
+        if (left > 0) {
+            long long ns = until.tv_nsec + (long long)(left * 1e9);
+            until.tv_sec += (time_t)(ns / 1000000000);
+            until.tv_nsec = (long)(ns % 1000000000);
+            pthread_cond_timedwait(&s->cv, &s->mu, &until);
+            continue;
+        }
+        gemma8_context_free(s->ctx); /* asleep: no task holds it, no other thread reads it */
+        s->ctx = NULL;
+        s->sleeping = true;
+        for (int i = 0; i < s->n_slots; i++) s->info[i].n_past = 0;
+        fprintf(stderr, "gemma8 serve: asleep after %.0f s idle (the context is freed)\n", s->sleep_after);
+    }
+}
+
+/* A task came while asleep: the context again (under mu); false if it cannot be made. */
+static bool wake(srv_sched *s) {
+    if (s->ctx) return true;
+    if (gemma8_context_new(s->model, &s->cp, &s->ctx)) return false;
+    s->sleeping = false;
+    fprintf(stderr, "gemma8 serve: awake\n");
+    return true;
+}
+
 static void *sched_main(void *arg) {
     srv_sched *s = arg;
     for (;;) {
         pthread_mutex_lock(&s->mu);
         int busy = 0;
         for (int i = 0; i < s->n_slots; i++) busy += s->slots[i].task != NULL;
-        while (!s->stopping && !busy && !s->q_len) pthread_cond_wait(&s->cv, &s->mu);
+        if (!busy) wait_for_work(s);
         if (s->stopping) {
             pthread_mutex_unlock(&s->mu);
             break;
+        }
+        if (s->q_len && !wake(s)) { /* every waiting task ends with the reason */
+            char why[256];
+            snprintf(why, sizeof why, "cannot make the context again after sleeping: %s", gemma8_last_error());
+            while (s->q_len) {
+                srv_task *t = s->queue[s->q_head];
+                s->q_head = (s->q_head + 1) % s->q_max;
+                s->q_len--;
+                task_finish(t, GEMMA8_ERR_NOMEM, why);
+                srv_task_unref(t);
+            }
+            pthread_mutex_unlock(&s->mu);
+            continue;
         }
         /* queued tasks to free slots; a cancelled one is dropped */
         while (s->q_len) {
@@ -501,6 +552,7 @@ static void *sched_main(void *arg) {
             if (slot->task->kind == SRV_EMBED && embedding_next(s, idx[k])) continue;
             end_task(s, slot);
         }
+        s->t_idle = gemma8_time();
     }
     /* shutting down: every task ends with an error */
     for (int i = 0; i < s->n_slots; i++)
@@ -575,6 +627,24 @@ void srv_sched_wake(srv_sched *s) {
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
 }
+
+void srv_sched_set_sleep(srv_sched *s, double seconds, const gemma8_context_params *cp) {
+    pthread_mutex_lock(&s->mu);
+    s->sleep_after = seconds;
+    s->cp = *cp;
+    s->t_idle = gemma8_time();
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+bool srv_sched_sleeping(srv_sched *s) {
+    pthread_mutex_lock(&s->mu);
+    bool z = s->sleeping;
+    pthread_mutex_unlock(&s->mu);
+    return z;
+}
+
+gemma8_context *srv_sched_context(srv_sched *s) { return s->ctx; }
 
 void srv_sched_slots(srv_sched *s, srv_slot_info *info) {
     pthread_mutex_lock(&s->mu);

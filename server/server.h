@@ -130,6 +130,12 @@ typedef struct srv_slot_info {
 } srv_slot_info;
 /* Fills info[0 .. n_slots). */
 void srv_sched_slots(srv_sched *s, srv_slot_info *info);
+/* --sleep-idle-seconds: after `seconds` without work the scheduler frees its context (the KV cache and
+ * the slots' prompt caches; the weights stay) and makes it again with cp for the next task. */
+void srv_sched_set_sleep(srv_sched *s, double seconds, const gemma8_context_params *cp);
+bool srv_sched_sleeping(srv_sched *s);
+/* The context the scheduler holds now (NULL while asleep): its owner frees it after srv_sched_stop. */
+gemma8_context *srv_sched_context(srv_sched *s);
 /* Ends every task with an error, stops the thread; srv_sched_free then frees it. */
 void srv_sched_stop(srv_sched *s);
 void srv_sched_free(srv_sched *s);

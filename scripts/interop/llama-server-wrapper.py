@@ -21,7 +21,8 @@ MAPPED = {
     "--batch-size": ("-b", True), "-b": ("-b", True), "--api-key": ("--api-key", True),
     "--cors-origins": ("--cors-origins", True), "--lora": ("--lora", True),
     "--slot-save-path": ("--slot-save-path", True), "--model": ("-m", True), "-m": ("-m", True),
-    "--no-slots": ("--no-slots", False), "--tags": ("--tags", True), "--pooling": ("--pooling", True),
+    "--sleep-idle-seconds": ("--sleep-idle-seconds", True), "--no-slots": ("--no-slots", False),
+    "--tags": ("--tags", True), "--pooling": ("--pooling", True),
 }
 # llama-server options with nothing to do here (GPU, batching gemma8 always does, its own web page)
 IGNORED = {
@@ -41,7 +42,7 @@ LEFT_OUT = {
     "--models-preset": "the router mode", "--no-models-autoload": "the router mode",
     "--mmproj-url": "vision", "--media-path": "vision", "--reasoning-format": "reasoning formats",
     "--reasoning": "reasoning formats", "--chat-template-file": "templates other than Gemma's",
-    "--sleep-idle-seconds": "sleeping", "--ui-mcp-proxy": "MCP", "--tools": "built-in tools",
+"--ui-mcp-proxy": "MCP", "--tools": "built-in tools",
     "--mcp-servers-config": "MCP", "--mcp-servers-json": "MCP", "--backend_sampling": "backend sampling",
 }
 FLAGS = {"--reranking", "--context-shift", "--no-models-autoload", "--ui-mcp-proxy", "--backend_sampling"}

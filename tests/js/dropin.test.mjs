@@ -341,6 +341,27 @@ test("Vertex AI's prediction protocol (AIP_MODE=PREDICTION): /predict runs each 
   }
 });
 
+test("--sleep-idle-seconds: the context is freed when idle and made again for the next request", async () => {
+  const s2 = await startServer(["-np", "1", "-c", "1024", "-t", "1", "--sleep-idle-seconds", "1", "--temp", "0"]);
+  try {
+    const q = { prompt: "The sky is", n_predict: 3 };
+    const a = await (await post(s2.url + "/completion", q)).json();
+    assert.equal((await (await fetch(s2.url + "/props")).json()).is_sleeping, false);
+    await new Promise((res) => setTimeout(res, 1600));
+    assert.equal((await (await fetch(s2.url + "/props")).json()).is_sleeping, true);
+    assert.equal((await (await fetch(s2.url + "/slots")).json())[0].n_past, 0);
+    assert.equal((await fetch(s2.url + "/health")).status, 200);
+    const b = await (await post(s2.url + "/completion", q)).json();
+    assert.equal(b.content, a.content); // the same reply from a new context
+    assert.equal(b.tokens_cached, 0); // its prompt cache went with the old one
+    assert.equal((await (await fetch(s2.url + "/props")).json()).is_sleeping, false);
+    assert.match(s2.log(), /asleep after 1 s idle/);
+    await new Promise((res) => setTimeout(res, 1600)); // and stop while asleep
+  } finally {
+    assert.equal(await stopServer(s2), 0);
+  }
+});
+
 test("errors as llama-server gives them: a prompt too long, two assistant messages at the end; /input_tokens", async () => {
   const r = await post(srv.url + "/v1/chat/completions", { messages: [{ role: "user", content: "word ".repeat(3000) }] });
   assert.equal(r.status, 400);

@@ -368,7 +368,8 @@ int ollama_version(srv_conn *c, cJSON *body) {
 bool ollama_parse_embed(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
     *out = NULL;
     if (s->pooling_none)
-        return srv_fail(e, 400, NULL, "the server pools none (--pooling none): per-token vectors are at /embeddings");
+        return srv_fail(e, 400, NULL,
+                        "the server pools none (--pooling none): per-token vectors are at /embeddings");
     if (!srv_model_known(s, body, e)) return false;
     const cJSON *in = cJSON_GetObjectItem(body, "input");
     const bool list = cJSON_IsArray(in);

@@ -362,7 +362,8 @@ static long stream_next(srv_conn *c, srv_task *t0, void *state, char **out) {
     }
     bool failed = false, all = true;
     for (int i = 0; i < r->g.n && !failed; i++) {
-        if (r->st[i].phase != 2) failed = choice_news(s, r->g.t[i], &r->st[i], r->timings_per_token, out, &len);
+        if (r->st[i].phase != 2)
+            failed = choice_news(s, r->g.t[i], &r->st[i], r->timings_per_token, out, &len);
         all = all && r->st[i].phase == 2;
     }
     if (failed || all) {
@@ -507,8 +508,8 @@ static int run_choices(srv_conn *c, cJSON *body, bool chat) {
     if (!r) return SRV_FAIL;
     r->g.s = s;
     for (; r->g.n < (int)n; r->g.n++) {
-        bool ok =
-            chat ? oai_parse_chat(s, body, &r->g.t[r->g.n], &e) : oai_parse_completion(s, body, &r->g.t[r->g.n], &e);
+        bool ok = chat ? oai_parse_chat(s, body, &r->g.t[r->g.n], &e)
+                       : oai_parse_completion(s, body, &r->g.t[r->g.n], &e);
         if (!ok) {
             for (int i = 0; i < r->g.n; i++) srv_task_unref(r->g.t[i]);
             free(r);
@@ -630,7 +631,8 @@ static bool parse_embedding(srv *s, const cJSON *body, srv_task **out, srv_error
 bool oai_parse_embedding(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
     *out = NULL;
     if (s->pooling_none) /* as llama-server: OpenAI's shape has one vector per input */
-        return srv_fail(e, 400, NULL, "the server pools none (--pooling none): per-token vectors are at /embeddings");
+        return srv_fail(e, 400, NULL,
+                        "the server pools none (--pooling none): per-token vectors are at /embeddings");
     return parse_embedding(s, body, out, e, SRV_EMBED);
 }
 

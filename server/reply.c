@@ -251,7 +251,8 @@ int srv_group_run(srv_conn *c, srv_group *g, const cJSON *body, srv_stream_fn ne
                   void (*free_state)(void *), bool *streaming) {
     *streaming = false;
     if (!srv_group_submit(g))
-        return srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
+        return srv_reply_error(c, 503, "server_error", "queue_full",
+                               "every slot is busy and the queue is full");
     if (cJSON_IsTrue(cJSON_GetObjectItem(body, "stream"))) {
         *streaming = true;
         srv_task *t0 = g->t[0];
@@ -281,9 +282,11 @@ void srv_group_release(srv_group *g, int from) {
 
 int srv_run_task(srv_conn *c, srv_task *t) {
     if (!srv_run_blocking(c, t))
-        return srv_reply_error(c, 503, "server_error", "queue_full", "every slot is busy and the queue is full");
+        return srv_reply_error(c, 503, "server_error", "queue_full",
+                               "every slot is busy and the queue is full");
     if (!t->status) return -1;
-    if (atomic_load(&c->s->stopping)) return srv_reply_error(c, 503, "server_error", "shutting_down", "%s", t->error);
+    if (atomic_load(&c->s->stopping))
+        return srv_reply_error(c, 503, "server_error", "shutting_down", "%s", t->error);
     return srv_reply_error(c, 500, "server_error", NULL, "%s", t->error);
 }
 

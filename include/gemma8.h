@@ -520,6 +520,7 @@ typedef struct gemma8_generate_result {
     gemma8_stop_reason stop_reason;
     int32_t n_dropped_messages;    /* gemma8_chat with drop_oldest_turns */
     double mask_seconds;           /* of gen_seconds, spent finding the tokens the grammar allows */
+    int32_t stop_index;            /* GEMMA8_STOP_STRING: the stop string that ended it (index in params.stop) */
 } gemma8_generate_result;
 
 /* Generates after prompt. The prompt is the whole sequence so far: the longest

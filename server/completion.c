@@ -219,10 +219,8 @@ static cJSON *piece(const creply *r, int i, const srv_event *ev, int n, bool don
     cJSON_AddBoolToObject(o, "has_new_line", text && strchr(text, '\n'));
     free(text);
     cJSON_AddStringToObject(o, "stop_type", stop_type(t));
-    /* which stop string ended it is known when there was one */
     cJSON_AddStringToObject(o, "stopping_word",
-                            t->res.stop_reason == GEMMA8_STOP_STRING && t->params.n_stop == 1 ? t->stop[0]
-                                                                                              : "");
+                            t->res.stop_reason == GEMMA8_STOP_STRING ? t->stop[t->res.stop_index] : "");
     char *prompt = srv_prompt_text(s, t);
     cJSON_AddStringToObject(o, "prompt", prompt ? prompt : "");
     free(prompt);

@@ -188,9 +188,10 @@ static gemma8_status emit_token(gemma8_gen *g, int32_t tok) {
     size_t release = out->n;
     for (int32_t k = 0; k < p->n_stop; k++) {
         const char *hit = strlen(p->stop[k]) ? strstr(out->held, p->stop[k]) : NULL;
-        if (hit && (size_t)(hit - out->held) < release) {
+        if (hit && (size_t)(hit - out->held) < release) { /* the earliest in the text wins */
             release = (size_t)(hit - out->held);
             res->stop_reason = GEMMA8_STOP_STRING;
+            res->stop_index = k;
         }
     }
     if (res->stop_reason != GEMMA8_STOP_STRING) release -= stop_prefix_tail(out->held, out->n, p->stop, p->n_stop);

@@ -543,6 +543,7 @@ TEST(generate_stop_strings) {
         q.stop = stops;
         q.n_stop = 2;
         CHECK(gemma8_generate(ctx, prompt, 4, &q, &r) == GEMMA8_OK && r.stop_reason == GEMMA8_STOP_STRING);
+        CHECK(r.stop_index == 1); /* which one ended it */
         const char *at = strstr(a->text, stop);
         CHECKF(b->tn == (size_t)(at - a->text) && !memcmp(a->text, b->text, b->tn), "stopped text '%s'", b->text);
     }

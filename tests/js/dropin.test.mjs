@@ -97,8 +97,11 @@ test("POST /completion: text, ids or a mix; n_predict, n_probs, return_tokens, s
   assert.equal(events.filter((e) => !e.stop).map((e) => e.content).join(""), r.content);
   assert.equal(events.at(-1).stop, true);
   assert.equal(events.at(-1).tokens_predicted, 6);
-  const eos = await (await post(srv.url + "/completion", { prompt: "x", n_predict: 4, temperature: 0, stop: [r.content.slice(0, 3)] })).json();
-  assert.ok(["word", "limit", "eos"].includes(eos.stop_type));
+  const word = r.content.slice(2, 5);
+  const byWord = await (await post(srv.url + "/completion", { ...body, stop: ["never-in-it", word] })).json();
+  assert.equal(byWord.stop_type, "word");
+  assert.equal(byWord.stopping_word, word); // which of the stop strings ended it
+  assert.equal(byWord.content, r.content.slice(0, r.content.indexOf(word)));
   for (const bad of [{ prompt: [["a"], ["b"]] }, { prompt: [1, 9999999] }, { prompt: {} }, { n_predict: 2 },
     { prompt: "x", n_probs: 99 }, { prompt: "x", grammar: 5 }]) {
     const x = await post(srv.url + "/completion", bad);

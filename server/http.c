@@ -189,10 +189,9 @@ static bool route_matches(const route *r, const char *url) {
 }
 
 /* Paths open without the key (as in llama-server): health and the model list. */
-static bool open_path(const char *url) {
+static bool open_path(const srv *s, const char *url) {
     static const char *const open[] = {"/health", "/v1/health", "/models", "/v1/models"};
-    const char *health = getenv("AIP_MODE") ? getenv("AIP_HEALTH_ROUTE") : NULL; /* Vertex AI's */
-    if (health && !strcmp(url, health)) return true;
+    if (s->aip_health && !strcmp(url, s->aip_health)) return true; /* Vertex AI's */
     for (size_t i = 0; i < sizeof open / sizeof *open; i++)
         if (!strcmp(url, open[i])) return true;
     return false;
@@ -201,7 +200,7 @@ static bool open_path(const char *url) {
 /* constant-time comparison of the request's key (Authorization: Bearer KEY, or X-Api-Key) with ours */
 static bool authorized(srv_conn *c) {
     const char *key = c->s->api_key;
-    if (!key || open_path(c->url)) return true;
+    if (!key || open_path(c->s, c->url)) return true;
     const char *h = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Authorization");
     if (h && !strncmp(h, "Bearer ", 7))
         h += 7;
@@ -243,11 +242,14 @@ static const route *route_for_format(const char *fmt) {
     return NULL;
 }
 
-/* The predict route: AIP_PREDICT_ROUTE (default /predict) when AIP_MODE is PREDICTION, else none. */
-static const char *predict_path(void) {
-    const char *mode = getenv("AIP_MODE"), *path = getenv("AIP_PREDICT_ROUTE");
-    if (!mode || strcmp(mode, "PREDICTION")) return NULL;
-    return path && path[0] == '/' ? path : "/predict";
+/* Vertex AI's routes when AIP_MODE is PREDICTION: AIP_PREDICT_ROUTE (default /predict) and
+ * AIP_HEALTH_ROUTE (if set), read once at start. */
+static void aip_routes(srv *s) {
+    const char *mode = getenv("AIP_MODE"), *path = getenv("AIP_PREDICT_ROUTE"),
+               *health = getenv("AIP_HEALTH_ROUTE");
+    if (!mode || strcmp(mode, "PREDICTION")) return;
+    s->aip_predict = path && path[0] == '/' ? path : "/predict";
+    s->aip_health = health && health[0] == '/' ? health : NULL;
 }
 
 typedef struct instance {
@@ -390,7 +392,7 @@ static int dispatch(srv_conn *c) {
     /* Vertex AI's routes (AIP_MODE=PREDICTION), named by its environment */
     static const route predict_route = {"POST", "", predict, false},
                        health_route = {"GET", "", health, false};
-    const char *pp = predict_path(), *hp = pp ? getenv("AIP_HEALTH_ROUTE") : NULL;
+    const char *pp = c->s->aip_predict, *hp = c->s->aip_health;
     const route *aip = pp && !strcmp(c->url, pp)   ? &predict_route
                        : hp && !strcmp(c->url, hp) ? &health_route
                                                    : NULL;
@@ -502,6 +504,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 /* ---- the daemon ------------------------------------------------------------------------------ */
 
 void *srv_http_start(srv *s, const char *host, int port) {
+    aip_routes(s);
     struct sockaddr_in addr = {0};
     struct sockaddr_in6 addr6 = {0};
     struct sockaddr *sa = (struct sockaddr *)&addr;

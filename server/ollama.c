@@ -412,10 +412,7 @@ int ollama_embed(srv_conn *c, cJSON *body) {
         cJSON_AddStringToObject(o, "model", s->alias);
         cJSON *embs = cJSON_AddArrayToObject(o, "embeddings");
         for (int i = 0; i < t->n_in; i++) {
-            cJSON *v = cJSON_CreateArray();
-            for (int k = 0; k < E; k++)
-                cJSON_AddItemToArray(v, cJSON_CreateNumber(t->embeddings[(size_t)i * E + k]));
-            cJSON_AddItemToArray(embs, v);
+            cJSON_AddItemToArray(embs, cJSON_CreateFloatArray(t->embeddings + (size_t)i * E, E));
         }
         cJSON_AddNumberToObject(o, "total_duration", (double)(long long)((gemma8_time() - t0) * 1e9));
         cJSON_AddNumberToObject(o, "load_duration", 0);
@@ -444,9 +441,7 @@ int ollama_embeddings(srv_conn *c, cJSON *body) {
     int rc = srv_run_task(c, t);
     if (rc < 0) {
         cJSON *o = cJSON_CreateObject();
-        cJSON *v = cJSON_AddArrayToObject(o, "embedding");
-        for (int k = 0; k < s->info.n_embd; k++)
-            cJSON_AddItemToArray(v, cJSON_CreateNumber(t->embeddings[k]));
+        cJSON_AddItemToObject(o, "embedding", cJSON_CreateFloatArray(t->embeddings, s->info.n_embd));
         srv_conn_log_tokens(c, t->embed_tokens, 0, 0);
         rc = srv_reply_json(c, 200, o);
     }

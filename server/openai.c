@@ -657,11 +657,9 @@ int llama_embeddings(srv_conn *c, cJSON *body) {
             cJSON *d = cJSON_CreateObject();
             cJSON_AddNumberToObject(d, "index", i);
             cJSON *list = cJSON_AddArrayToObject(d, "embedding");
-            for (int32_t p = 0; p < (t->kind == SRV_EMBED_TOKENS ? t->n_inputs[i] : 1); p++) {
-                cJSON *x = cJSON_CreateArray();
-                for (int k = 0; k < s->info.n_embd; k++) cJSON_AddItemToArray(x, cJSON_CreateNumber(*v++));
-                cJSON_AddItemToArray(list, x);
-            }
+            for (int32_t p = 0; p < (t->kind == SRV_EMBED_TOKENS ? t->n_inputs[i] : 1);
+                 p++, v += s->info.n_embd)
+                cJSON_AddItemToArray(list, cJSON_CreateFloatArray(v, s->info.n_embd));
             cJSON_AddItemToArray(arr, d);
         }
         srv_conn_log_tokens(c, t->embed_tokens, 0, 0);
@@ -695,8 +693,7 @@ int oai_embeddings(srv_conn *c, cJSON *body) {
                 cJSON_AddStringToObject(d, "embedding", enc ? enc : "");
                 free(enc);
             } else {
-                cJSON *arr = cJSON_AddArrayToObject(d, "embedding");
-                for (int k = 0; k < E; k++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(v[k]));
+                cJSON_AddItemToObject(d, "embedding", cJSON_CreateFloatArray(v, E));
             }
             cJSON_AddItemToArray(data, d);
         }

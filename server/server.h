@@ -173,6 +173,8 @@ typedef struct srv {
     const char *slot_save_path; /* --slot-save-path: where POST /slots/ID?action=save|restore work */
     bool no_slots;              /* --no-slots: GET /slots is a 501 */
     bool pooling_none;          /* --pooling none: the native /embeddings gives a vector per token */
+    const char *aip_predict;    /* Vertex AI's routes with AIP_MODE=PREDICTION (read at start), else NULL */
+    const char *aip_health;
     const char *cors;  /* --cors-origins: "*", "localhost" or a comma-separated list (may hold localhost) */
     bool strict_names; /* --strict-model-names: an unknown model name is a 404 on the OpenAI API too */
     bool log_health;   /* --log-health: a log line for /health requests */

@@ -96,10 +96,15 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "gemma8 serve: --pooling is mean or none, got %s\n", pooling);
         return 2;
     }
-    if (dflt.temp < 0 || dflt.top_k < 0 || !(dflt.top_p > 0 && dflt.top_p <= 1) || dflt.n_predict < -1 ||
-        !cors[0]) {
-        fprintf(stderr, "gemma8 serve: --temp >= 0, --top-k >= 0, --top-p in (0, 1], -n >= -1, "
-                        "--cors-origins not empty\n");
+    const char *bad = !(dflt.temp >= 0)                      ? "--temp must be >= 0"
+                      : dflt.top_k < 0                       ? "--top-k must be >= 0"
+                      : !(dflt.top_p > 0 && dflt.top_p <= 1) ? "--top-p must be in (0, 1]"
+                      : dflt.n_predict < -1                  ? "-n must be >= -1"
+                      : !cors[0]                             ? "--cors-origins must not be empty"
+                                                             : NULL;
+    if (bad) {
+        fprintf(stderr, "gemma8 serve: %s (--temp %g --top-k %d --top-p %g -n %d)\n", bad, dflt.temp,
+                dflt.top_k, dflt.top_p, dflt.n_predict);
         return 2;
     }
     dflt.seed = (uint32_t)seed;

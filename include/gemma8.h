@@ -26,8 +26,9 @@
  * per thread.
  *
  * Sequences: a context holds n_seq independent sequences (conversations), each
- * with its own KV cache of n_ctx / n_seq positions; every function that reads or
- * changes one takes its index. A server's slots are sequences of one context.
+ * with its own KV cache of n_ctx / n_seq positions (or, with kv_unified, one pool
+ * of n_ctx positions they share); every function that reads or changes one takes
+ * its index. A server's slots are sequences of one context.
  *
  * Build against the installed library with pkg-config:
  *     cc app.c $(pkg-config --cflags --libs gemma8)
@@ -56,7 +57,7 @@ extern "C" {
 #endif
 
 /* The library's version, "MAJOR.MINOR.PATCH". */
-#define GEMMA8_VERSION "0.6.0"
+#define GEMMA8_VERSION "0.7.0"
 GEMMA8_API const char *gemma8_version(void);
 
 /* Status codes. Append only: never reorder or renumber. */
@@ -244,7 +245,8 @@ typedef struct gemma8_context gemma8_context;
 
 typedef struct gemma8_context_params {
     int32_t n_ctx;        /* context length in tokens, shared by the sequences (each gets
-                             n_ctx / n_seq); 0: the model's (8192) for each sequence; default 0 */
+                             n_ctx / n_seq, or with kv_unified up to all of it); 0: the model's
+                             training context for each sequence (kv_unified: in all); default 0 */
     int32_t n_batch;      /* tokens per prefill chunk; default 256 */
     int32_t n_threads;    /* worker threads; 0: the physical cores this process may use
                              (hyper-threads counted once); default 0 */
@@ -254,6 +256,11 @@ typedef struct gemma8_context_params {
                              head, q.k in int8, as llama.cpp's -ctk/-ctv q8_0) halves it again:
                              for long contexts, where reading the cache dominates decoding. */
     int32_t n_seq;        /* independent sequences (conversations, server slots); default 1 */
+    bool kv_unified;      /* one pool of n_ctx positions for all sequences, as llama.cpp's --kv-unified:
+                             each sequence may hold up to n_ctx, all of them together n_ctx (a batch
+                             that would pass it is GEMMA8_ERR_CONTEXT_FULL). Memory is taken as
+                             positions are written and given back when a sequence is cleared or cut
+                             back. Default false: each sequence owns n_ctx / n_seq. */
 } gemma8_context_params;
 
 GEMMA8_API gemma8_context_params gemma8_context_default_params(void);
@@ -364,7 +371,7 @@ GEMMA8_API gemma8_status gemma8_lora_convert(const char *peft_dir, const char *o
 
 /* The model a context runs. */
 GEMMA8_API const gemma8_model *gemma8_context_model(const gemma8_context *ctx);
-/* Positions each sequence holds, and the number of sequences. */
+/* Positions each sequence may hold (with kv_unified: the pool's, shared), and the number of sequences. */
 GEMMA8_API int32_t gemma8_n_ctx(const gemma8_context *ctx);
 GEMMA8_API int32_t gemma8_n_seq(const gemma8_context *ctx);
 
@@ -604,6 +611,12 @@ GEMMA8_API gemma8_status gemma8_cache_save(const gemma8_context *ctx, int32_t se
 /* Replaces the cache by a saved one; refused with GEMMA8_ERR_FORMAT if the
  * file belongs to another model or does not fit this context. */
 GEMMA8_API gemma8_status gemma8_cache_load(gemma8_context *ctx, int32_t seq, const char *path);
+/* The same in memory (a prompt cache kept in RAM, as llama-server's --cache-ram): the bytes of the
+ * file into buf; *size is what they take, and GEMMA8_ERR_BUFFER_TOO_SMALL says that cap is less
+ * (buf NULL asks only the size). The rows keep the cache's type (f16: half of f32). */
+GEMMA8_API gemma8_status gemma8_cache_save_buffer(const gemma8_context *ctx, int32_t seq, void *buf, size_t cap,
+                                                  size_t *size);
+GEMMA8_API gemma8_status gemma8_cache_load_buffer(gemma8_context *ctx, int32_t seq, const void *buf, size_t size);
 
 #ifdef __cplusplus
 }

@@ -23,7 +23,7 @@ static uint32_t kv_type_of(const gemma8_model *m, const gemma8_context_params *p
 /* The resolved sizes of a context, as gemma8_context_new will use them. */
 typedef struct ctx_sizes {
     int n_seq;
-    int n_ctx;       /* per sequence */
+    int n_ctx; /* per sequence (unified: the pool's, which each sequence may fill) */
     int n_batch;
     int n_threads;
 } ctx_sizes;
@@ -31,8 +31,8 @@ typedef struct ctx_sizes {
 static ctx_sizes resolve(const gemma8_model *m, const gemma8_context_params *p) {
     ctx_sizes z;
     z.n_seq = p->n_seq > 0 ? p->n_seq : 1;
-    const int total = p->n_ctx ? p->n_ctx : m->hp.n_ctx_train * z.n_seq;
-    z.n_ctx = G8_MAX(1, total / z.n_seq);
+    const int total = p->n_ctx ? p->n_ctx : m->hp.n_ctx_train * (p->kv_unified ? 1 : z.n_seq);
+    z.n_ctx = G8_MAX(1, p->kv_unified ? total : total / z.n_seq);
     z.n_batch = G8_MIN(p->n_batch ? p->n_batch : G8_DEFAULT_BATCH, z.n_ctx);
     z.n_threads = p->n_threads ? p->n_threads : g8_physical_cores();
     return z;
@@ -104,6 +104,10 @@ gemma8_memory_estimate gemma8_estimate_memory(const gemma8_model *m, const gemma
     e.weights = g8_model_resident_bytes(m);
     e.kv_cache = g8_kv_bytes(hp, type, z.n_seq, z.n_ctx, z.n_batch, true);
     e.kv_cache_full = g8_kv_bytes(hp, type, z.n_seq, z.n_ctx, z.n_batch, false);
+    if (p->kv_unified) { /* one pool: at most n_ctx positions in all */
+        e.kv_cache = g8_kv_bytes_unified(hp, type, z.n_seq, z.n_ctx, z.n_batch);
+        e.kv_cache_full = g8_kv_bytes(hp, type, 1, z.n_ctx, z.n_batch, false);
+    }
     size_t bytes[N_BUF];
     layout(m, &z, bytes);
     for (int i = 0; i < N_BUF; i++) e.scratch += bytes[i];
@@ -121,7 +125,7 @@ static gemma8_status not_enough_memory(const gemma8_model *model, const gemma8_c
                                        const gemma8_memory_estimate *need) {
     gemma8_context_params p = *params;
     const ctx_sizes z = resolve(model, params);
-    const int asked = z.n_ctx * z.n_seq;
+    const int asked = params->kv_unified ? z.n_ctx : z.n_ctx * z.n_seq;
     int n = asked;
     gemma8_memory_estimate e = *need;
     while (n > 16 && !fits(&e)) {
@@ -172,7 +176,8 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
     ctx->n_batch = z.n_batch;
     ctx->n_threads = z.n_threads;
     ctx->ops.k = g8_kernels_best();
-    st = g8_kv_init(&ctx->kv, hp, ctx->ops.k, kv_type_of(model, params), z.n_seq, z.n_ctx, z.n_batch);
+    st = g8_kv_init(&ctx->kv, hp, ctx->ops.k, kv_type_of(model, params), z.n_seq, z.n_ctx, z.n_batch,
+                    params->kv_unified);
     if (st) {
         free(ctx);
         return st;
@@ -216,8 +221,9 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
     ctx->lora_u_cap = LORA_RANK_RESERVE;
     if (!ok) {
         gemma8_context_free(ctx);
-        return g8_fail(GEMMA8_ERR_NOMEM, "out of memory creating a context of %d tokens (try a smaller context)",
-                       z.n_ctx * z.n_seq);
+        return g8_fail(GEMMA8_ERR_NOMEM,
+                       "out of memory creating a context of %d tokens (try a smaller context)",
+                       params->kv_unified ? z.n_ctx : z.n_ctx * z.n_seq);
     }
     if (!(ctx->ops.pool = g8_pool_new(ctx->n_threads))) {
         gemma8_context_free(ctx);
@@ -317,4 +323,19 @@ gemma8_status gemma8_cache_load(gemma8_context *ctx, int32_t s, const char *path
     if (!seq_ok(ctx, s) || !path) return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to cache_load");
     const uint64_t key = g8_model_fingerprint(ctx->model) ^ g8_lora_set_fingerprint(&ctx->lora[s]);
     return g8_kv_load(&ctx->kv, s, key, ctx->model->hp.n_vocab, path);
+}
+
+gemma8_status gemma8_cache_save_buffer(const gemma8_context *ctx, int32_t s, void *buf, size_t cap,
+                                       size_t *size) {
+    if (!seq_ok(ctx, s) || !size)
+        return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to cache_save_buffer");
+    const uint64_t key = g8_model_fingerprint(ctx->model) ^ g8_lora_set_fingerprint(&ctx->lora[s]);
+    return g8_kv_save_buffer(&ctx->kv, s, key, buf, cap, size);
+}
+
+gemma8_status gemma8_cache_load_buffer(gemma8_context *ctx, int32_t s, const void *buf, size_t size) {
+    if (!seq_ok(ctx, s) || (!buf && size))
+        return g8_fail(GEMMA8_ERR_INVALID_ARG, "invalid arguments to cache_load_buffer");
+    const uint64_t key = g8_model_fingerprint(ctx->model) ^ g8_lora_set_fingerprint(&ctx->lora[s]);
+    return g8_kv_load_buffer(&ctx->kv, s, key, ctx->model->hp.n_vocab, buf, size);
 }

@@ -12,11 +12,11 @@
 
 struct gemma8_context {
     const gemma8_model *model;
-    int n_ctx;                  /* positions per sequence */
+    int n_ctx;                  /* positions per sequence (a unified pool's: all sequences together) */
     int n_batch;                /* most tokens in one forward pass */
     int n_threads;
     g8_ops ops;
-    g8_kvcache kv;              /* n_seq sequences of n_ctx positions */
+    g8_kvcache kv;              /* n_seq sequences of n_ctx positions, or sharing a pool of n_ctx */
     float *inv_freq;            /* (head_dim / 2) RoPE frequencies */
     /* scratch for one chunk of up to n_batch tokens */
     int32_t *pos;               /* (n_batch) */

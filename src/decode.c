@@ -61,6 +61,11 @@ static gemma8_status check_batch(const gemma8_context *ctx, const gemma8_batch *
                            "sequence %d has %d of its %d positions used; %d more do not fit", s, n_past, ctx->n_ctx,
                            end - i);
     }
+    const int32_t held = g8_kv_held(&ctx->kv);
+    if (ctx->kv.unified && (int64_t)held + b->n > ctx->n_ctx)
+        return g8_fail(GEMMA8_ERR_CONTEXT_FULL,
+                       "the KV pool of %d positions is full: the sequences hold %d, the batch adds %d",
+                       ctx->n_ctx, held, b->n);
     for (int32_t i = 0; b->output && i < b->n; i++) {
         if (b->output[i] <= (GEMMA8_OUTPUT_LOGITS | GEMMA8_OUTPUT_HIDDEN)) continue;
         return g8_fail(GEMMA8_ERR_INVALID_ARG, "entry %d asks for output %d (not a GEMMA8_OUTPUT_* flag)", i,

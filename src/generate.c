@@ -282,6 +282,14 @@ const float *gemma8_gen_embedding(const gemma8_gen *g) {
  * that is decoding, and the next prompt chunk of those prefilling, as many
  * prompt tokens as n_batch leaves room for (the first prefilling ones first).
  * Every token's results are bit-identical to its generation stepped alone. */
+/* A generation that a unified KV pool has no room for ends with this. */
+static gemma8_status pool_full(const gemma8_context *ctx, int32_t need) {
+    const int32_t held = g8_kv_held(&ctx->kv);
+    return g8_fail(GEMMA8_ERR_CONTEXT_FULL,
+                   "the KV pool of %d positions is full: the sequences hold %d, %d more needed", ctx->n_ctx,
+                   held, need);
+}
+
 gemma8_status gemma8_gen_step_many(gemma8_gen **gens, int32_t n, bool *done) {
     if (n <= 0 || !gens) return GEMMA8_OK;
     gemma8_context *ctx = gens[0]->ctx;
@@ -292,25 +300,37 @@ gemma8_status gemma8_gen_step_many(gemma8_gen **gens, int32_t n, bool *done) {
     uint8_t *outs = ctx->batch_out;
     int T = 0;
     int budget = ctx->n_batch;
+    /* a unified pool: the positions left; the decoding generations first, then prompt chunks */
+    int64_t room = ctx->kv.unified ? ctx->n_ctx - g8_kv_held(&ctx->kv) : INT32_MAX;
     for (int32_t i = 0; i < n; i++) {
         const gemma8_gen *g = gens[i];
         if (g->ctx != ctx) return g8_fail(GEMMA8_ERR_INVALID_ARG, "generations of different contexts");
         budget -= !g->done && g->prefilled && g->pending >= 0;
     }
+    int64_t prompt_room = room - (ctx->n_batch - budget);
     int32_t *take = ctx->batch_take; /* entries each generation puts in the batch, from take_at */
     int32_t take_at[n];
+    bool starved[n]; /* a prompt that the pool had no room for */
     for (int32_t i = 0; i < n; i++) {
         gemma8_gen *g = gens[i];
         take[i] = 0;
         take_at[i] = T;
+        starved[i] = false;
         if (g->done || T >= ctx->n_batch) continue;
-        if (g->prefilled && g->pending >= 0) {
+        if (g->prefilled && g->pending >= 0 && room < 1) {
+            g->status = pool_full(ctx, 1);
+            g->done = true;
+        } else if (g->prefilled && g->pending >= 0) {
             take[i] = 1;
+            room--;
         } else if (!g->prefilled && budget > 0) {
             const int32_t at = ctx->kv.seq[g->seq].n_past;
             take[i] = G8_MIN(budget, g->n_prompt - at);
             if (g->max_chunk) take[i] = G8_MIN(take[i], g->max_chunk);
+            take[i] = (int32_t)G8_MAX(0, G8_MIN(take[i], prompt_room));
+            starved[i] = take[i] == 0;
             budget -= take[i];
+            prompt_room -= take[i];
         }
         for (int32_t k = 0; k < take[i]; k++) {
             const bool last = k == take[i] - 1;
@@ -323,6 +343,11 @@ gemma8_status gemma8_gen_step_many(gemma8_gen **gens, int32_t n, bool *done) {
     if (T > 0) {
         gemma8_batch b = {.n = T, .token = toks, .seq = seqs, .output = outs};
         st = g8_decode(ctx, &b);
+    }
+    for (int32_t i = 0; T == 0 && i < n; i++) { /* nothing can move: the prompts that wait end */
+        if (!starved[i]) continue;
+        gens[i]->status = pool_full(ctx, 1);
+        gens[i]->done = true;
     }
     for (int32_t i = 0; i < n; i++) {
         gemma8_gen *g = gens[i];

@@ -1,6 +1,7 @@
 /* test-generate.c - the generation API: greedy and seeded sampling, samplers on
  * hand-made logits, abort, kept cache across turns, prompt cache, overflow,
  * streaming text, stop strings, embeddings in and hidden states out. */
+#include "context.h"
 #include "ops.h"
 #include "sampling.h"
 #include "testutil.h"
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <malloc.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 typedef struct collect {
@@ -390,6 +392,36 @@ static void check_prompt_cache(const char *fixture, const char *other_fixture) {
     CHECK(gemma8_generate(c, prompt, 60, &q, &r) == GEMMA8_OK);
     CHECK(r.n_reused == 59);
     CHECK(x->n == 12 && y->n == 12 && !memcmp(x->tok, y->tok, 12 * sizeof(int32_t)));
+    /* in memory: the same bytes as the file, loaded the same; a version 1 cache (gemma8 0.6: no type,
+     * f32 rows) still loads */
+    size_t size = 0, fsize = 0;
+    CHECK(gemma8_cache_save_buffer(b, 0, NULL, 0, &size) == GEMMA8_ERR_BUFFER_TOO_SMALL && size > 36);
+    uint8_t *buf = malloc(size), *disk = malloc(size + 1);
+    FILE *f = fopen(file, "rb");
+    if (f && disk) fsize = fread(disk, 1, size + 1, f);
+    if (f) fclose(f);
+    CHECK(gemma8_cache_save_buffer(b, 0, buf, size - 1, &size) == GEMMA8_ERR_BUFFER_TOO_SMALL);
+    CHECK(gemma8_cache_save_buffer(b, 0, buf, size, &size) == GEMMA8_OK);
+    CHECK(disk && fsize == size && !memcmp(disk, buf, size));
+    gemma8_seq_clear(c, 0);
+    CHECK(gemma8_cache_load_buffer(c, 0, buf, size) == GEMMA8_OK && gemma8_seq_n_past(c, 0) == 60);
+    memset(y, 0, sizeof *y);
+    CHECK(gemma8_generate(c, prompt, 60, &q, &r) == GEMMA8_OK && r.n_reused == 59);
+    CHECK(y->n == 12 && !memcmp(x->tok, y->tok, 12 * sizeof(int32_t)));
+    uint32_t v1 = 1, type;
+    memcpy(&type, buf + 16, 4);
+    CHECK(type == GEMMA8_TYPE_F32);
+    memcpy(buf + 4, &v1, 4);
+    memmove(buf + 16, buf + 20, size - 20);
+    gemma8_seq_clear(c, 0);
+    CHECK(gemma8_cache_load_buffer(c, 0, buf, size - 4) == GEMMA8_OK && gemma8_seq_n_past(c, 0) == 60);
+    memset(y, 0, sizeof *y);
+    CHECK(gemma8_generate(c, prompt, 60, &q, &r) == GEMMA8_OK && r.n_reused == 59);
+    CHECK(y->n == 12 && !memcmp(x->tok, y->tok, 12 * sizeof(int32_t)));
+    const int32_t kept = gemma8_seq_n_past(c, 0);
+    CHECK(gemma8_cache_load_buffer(c, 0, buf, 40) == GEMMA8_ERR_FORMAT && gemma8_seq_n_past(c, 0) == kept);
+    free(buf);
+    free(disk);
     /* another model's context refuses it; so does a truncated file */
     CHECK(gemma8_cache_load(o, 0, file) == GEMMA8_ERR_FORMAT);
     CHECK(strstr(gemma8_last_error(), "another model") != NULL);
@@ -412,8 +444,7 @@ TEST(generate_prompt_cache_gemma3) {
     check_prompt_cache("tiny-a", "gemma3/tiny-a");
 }
 
-/* A q8_0 KV cache survives save and load (rows go to the file as f32 and are
- * quantized again: the same blocks), and the continuation is the same. */
+/* A q8_0 KV cache survives save and load (its blocks as they are), and the continuation is the same. */
 TEST(generate_prompt_cache_q8_0_kv) {
     gemma8_model *m = load_fixture("tiny-b", GEMMA8_TYPE_Q8_0);
     if (!m) return;
@@ -740,6 +771,177 @@ done:
     gemma8_context_free(ctx);
     gemma8_context_free(solo[0]);
     gemma8_context_free(solo[1]);
+    gemma8_model_free(m);
+}
+
+/* Pages of a unified pool's layer buffers that hold memory (mincore), over every sequence and layer. */
+static size_t pool_pages(const gemma8_context *ctx) {
+    const g8_kvcache *c = &ctx->kv;
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t resident = 0;
+    for (int s = 0; s < c->n_seq; s++)
+        for (int il = 0; il < c->n_layer; il++)
+            for (int kv = 0; kv < 2; kv++) {
+                const g8_kv_layer *L = &c->seq[s].layers[il];
+                const size_t bytes = (size_t)L->slots * c->n_head_kv * g8_kv_head_bytes(c->type, c->head_dim);
+                const size_t n = (bytes + page - 1) / page;
+                unsigned char *vec = malloc(n);
+                if (vec && !mincore(kv ? L->v : L->k, bytes, vec))
+                    for (size_t i = 0; i < n; i++) resident += vec[i] & 1;
+                free(vec);
+            }
+    return resident;
+}
+
+/* A unified pool (kv_unified): each sequence may fill it, all of them together not; a batch past it is
+ * refused whole with the pool named; a sequence cut back or cleared gives its room (and its memory)
+ * back; what each sequence computes is bit for bit what it computes in a context of its own. */
+TEST(context_kv_unified_pool) {
+    gemma8_model *m = load_fixture("tiny-a", GEMMA8_TYPE_F32);
+    if (!m) return;
+    const int V = gemma8_model_get_info(m).n_vocab;
+    const int P = 256; /* the pool; tiny-a's window is 8 */
+    gemma8_context_params cp = gemma8_context_default_params();
+    cp.n_ctx = P;
+    cp.n_seq = 3;
+    cp.n_batch = 16;
+    cp.kv_unified = true;
+    gemma8_context *ctx = NULL, *solo = NULL;
+    CHECKF(gemma8_context_new(m, &cp, &ctx) == GEMMA8_OK, "%s", gemma8_last_error());
+    gemma8_context_params one = cp;
+    one.n_seq = 1;
+    one.kv_unified = false;
+    CHECK(gemma8_context_new(m, &one, &solo) == GEMMA8_OK);
+    int32_t *tok = malloc((size_t)P * sizeof *tok);
+    float *want = malloc((size_t)V * sizeof *want);
+    if (!ctx || !solo || !tok || !want) goto done;
+    for (int i = 0; i < P; i++) tok[i] = (i * 37 + 5) % V;
+    CHECK(gemma8_n_ctx(ctx) == P && gemma8_n_seq(ctx) == 3);
+    CHECK(pool_pages(ctx) == 0);
+    /* sequence 1 alone takes 240 of the 256 positions (a third would be 85) */
+    int diffs = 0;
+    for (int at = 0; at < 240; at += 16) {
+        CHECK(t_eval(ctx, 1, tok + at, 16, NULL) == GEMMA8_OK);
+        CHECK(t_eval(solo, 0, tok + at, 16, NULL) == GEMMA8_OK);
+        diffs +=
+            memcmp(gemma8_get_logits(ctx, -1), gemma8_get_logits(solo, -1), (size_t)V * sizeof(float)) != 0;
+    }
+    CHECKF(diffs == 0, "%d steps differ from the sequence in a context of its own", diffs);
+    const size_t full = pool_pages(ctx);
+    CHECK(full > 0);
+    /* 17 more on sequence 0 pass the pool: refused whole, nothing kept */
+    CHECK(t_eval(ctx, 0, tok, 17, NULL) == GEMMA8_ERR_CONTEXT_FULL);
+    CHECKF(strstr(gemma8_last_error(), "KV pool of 256 positions is full") != NULL, "%s",
+           gemma8_last_error());
+    CHECK(gemma8_seq_n_past(ctx, 0) == 0 && gemma8_seq_n_past(ctx, 1) == 240);
+    CHECK(t_eval(ctx, 0, tok, 16, NULL) == GEMMA8_OK);
+    CHECK(t_eval(ctx, 2, tok, 1, NULL) == GEMMA8_ERR_CONTEXT_FULL);
+    /* cut back to 225 (the sliding rings still hold what position 225 sees): room for 15 more */
+    gemma8_seq_truncate(ctx, 1, 225);
+    gemma8_seq_truncate(solo, 0, 225);
+    CHECK(gemma8_seq_n_past(ctx, 1) == 225);
+    CHECK(t_eval(ctx, 2, tok + 3, 15, NULL) == GEMMA8_OK);
+    CHECK(t_eval(ctx, 1, tok, 1, NULL) == GEMMA8_ERR_CONTEXT_FULL);
+    /* cleared, a sequence gives its room and its memory back */
+    const size_t three = pool_pages(ctx);
+    CHECK(three > full);
+    gemma8_seq_clear(ctx, 2);
+    gemma8_seq_clear(ctx, 0);
+    const size_t cut = pool_pages(ctx);
+    CHECKF(cut < three, "%zu pages held after two sequences were cleared, %zu before", cut, three);
+    /* the cut-back sequence goes on as a context of its own does */
+    CHECK(t_eval(ctx, 1, tok + 100, 15, NULL) == GEMMA8_OK);
+    CHECK(t_eval(solo, 0, tok + 100, 15, NULL) == GEMMA8_OK);
+    CHECK(!memcmp(gemma8_get_logits(ctx, -1), gemma8_get_logits(solo, -1), (size_t)V * sizeof(float)));
+    gemma8_seq_truncate(ctx, 1, 120); /* too far back for the rings: emptied */
+    CHECK(gemma8_seq_n_past(ctx, 1) == 0);
+    gemma8_seq_clear(solo, 0);
+    CHECK(t_eval(ctx, 1, tok, 120, NULL) == GEMMA8_OK && t_eval(solo, 0, tok, 120, NULL) == GEMMA8_OK);
+    CHECK(t_eval(ctx, 2, tok, 100, NULL) == GEMMA8_OK);
+    CHECK(t_eval(ctx, 0, tok, 37, NULL) == GEMMA8_ERR_CONTEXT_FULL); /* 120 + 100 + 37 > 256 */
+    /* a prompt cache that does not fit the room left is refused; one that does loads */
+    const char *path = tmp_path("unified-pool.g8kv");
+    CHECK(gemma8_cache_save(ctx, 1, path) == GEMMA8_OK);
+    CHECK(gemma8_cache_load(ctx, 0, path) == GEMMA8_ERR_CONTEXT_FULL);
+    CHECKF(strstr(gemma8_last_error(), "KV pool") != NULL, "%s", gemma8_last_error());
+    gemma8_seq_clear(ctx, 2);
+    CHECK(gemma8_cache_load(ctx, 0, path) == GEMMA8_OK && gemma8_seq_n_past(ctx, 0) == 120);
+    memcpy(want, gemma8_get_logits(solo, -1), (size_t)V * sizeof(float));
+    CHECK(t_eval(ctx, 0, tok + 120, 1, NULL) == GEMMA8_OK &&
+          t_eval(solo, 0, tok + 120, 1, NULL) == GEMMA8_OK);
+    CHECK(!memcmp(gemma8_get_logits(ctx, -1), gemma8_get_logits(solo, -1), (size_t)V * sizeof(float)));
+    /* cleared, every page goes back; written again, the same logits as the first time */
+    for (int s = 0; s < 3; s++) gemma8_seq_clear(ctx, s);
+    CHECKF(pool_pages(ctx) == 0, "%zu pages held by an empty pool", pool_pages(ctx));
+    gemma8_seq_clear(solo, 0);
+    CHECK(t_eval(ctx, 2, tok, 200, NULL) == GEMMA8_OK && t_eval(solo, 0, tok, 200, NULL) == GEMMA8_OK);
+    CHECK(!memcmp(gemma8_get_logits(ctx, -1), gemma8_get_logits(solo, -1), (size_t)V * sizeof(float)));
+    /* the estimate: no more than one sequence of the whole pool's positions, plus a page a buffer */
+    const gemma8_memory_estimate eu = gemma8_estimate_memory(m, &cp), e1 = gemma8_estimate_memory(m, &one);
+    CHECKF(eu.kv_cache >= (uint64_t)pool_pages(ctx) * (uint64_t)sysconf(_SC_PAGESIZE) &&
+               eu.kv_cache_full == e1.kv_cache_full,
+           "estimate %llu bytes", (unsigned long long)eu.kv_cache);
+done:
+    free(tok);
+    free(want);
+    gemma8_context_free(ctx);
+    gemma8_context_free(solo);
+    gemma8_model_free(m);
+}
+
+/* Generations stepped together on a unified pool: a prompt chunk takes only the room left; when a
+ * step's tokens do not fit, the generations later in gens end with GEMMA8_ERR_CONTEXT_FULL and the
+ * earlier ones go on (here once the caller clears the ended one, as a server does) with exactly the
+ * tokens they give alone. */
+TEST(generate_steps_unified_pool) {
+    gemma8_model *m = load_fixture("tiny-b", GEMMA8_TYPE_F32);
+    if (!m) return;
+    gemma8_context_params cp = gemma8_context_default_params();
+    cp.n_ctx = 47;
+    cp.n_seq = 2;
+    cp.n_batch = 8;
+    cp.kv_unified = true;
+    gemma8_context *ctx = NULL, *solo = NULL;
+    CHECKF(gemma8_context_new(m, &cp, &ctx) == GEMMA8_OK, "%s", gemma8_last_error());
+    cp.n_seq = 1;
+    cp.kv_unified = false;
+    CHECK(gemma8_context_new(m, &cp, &solo) == GEMMA8_OK);
+    collect *c[2] = {calloc(1, sizeof(collect)), calloc(1, sizeof(collect))};
+    collect *ref = calloc(1, sizeof(collect));
+    int32_t prompts[2][7] = {{2, 9, 8, 7, 6, 5, 4}, {2, 40, 41, 42, 43, 44, 45}};
+    const int n_prompt[2] = {6, 7};
+    gemma8_gen *g[2] = {NULL, NULL};
+    for (int s = 0; ctx && s < 2; s++) {
+        gemma8_generate_params p = greedy(20, c[s]); /* 6 + 19 + 7 + 19 = 51 > 47 */
+        p.seq = s;
+        CHECK(gemma8_gen_begin(ctx, prompts[s], n_prompt[s], &p, &g[s]) == GEMMA8_OK);
+    }
+    gemma8_status status[2] = {GEMMA8_OK, GEMMA8_OK};
+    int n_run = 2, steps = 0;
+    while (g[1] && n_run > 0 && steps++ < 100) {
+        bool done[2] = {false, false};
+        CHECK(gemma8_gen_step_many(g, n_run, done) == GEMMA8_OK);
+        CHECK(g8_kv_held(&ctx->kv) <= 47);
+        for (int k = n_run - 1; k >= 0; k--) {
+            if (!done[k]) continue;
+            status[k] = gemma8_gen_end(g[k], NULL);
+            if (status[k]) gemma8_seq_clear(ctx, k);
+            CHECKF(k == n_run - 1, "generation %d ended before the one after it", k);
+            n_run = k;
+        }
+    }
+    CHECKF(status[0] == GEMMA8_OK && status[1] == GEMMA8_ERR_CONTEXT_FULL, "statuses %s, %s",
+           gemma8_status_str(status[0]), gemma8_status_str(status[1]));
+    CHECK(strstr(gemma8_last_error(), "KV pool of 47 positions is full") != NULL);
+    gemma8_generate_params p = greedy(20, ref);
+    CHECK(gemma8_generate(solo, prompts[0], 6, &p, NULL) == GEMMA8_OK);
+    CHECKF(ref->n == 20 && c[0]->n == 20 && !memcmp(ref->tok, c[0]->tok, 20 * sizeof(int32_t)),
+           "%d tokens stepped vs %d alone", c[0]->n, ref->n);
+    free(c[0]);
+    free(c[1]);
+    free(ref);
+    gemma8_context_free(ctx);
+    gemma8_context_free(solo);
     gemma8_model_free(m);
 }
 

@@ -46,6 +46,7 @@ typedef struct cli_common {
     int32_t n_batch;
     const char *kv_type;
     cli_list lora;         /* --lora [NAME=]FILE[:SCALE], applied to every sequence */
+    bool kv_unified;       /* serve's --kv-unified: the sequences share one pool of n_ctx positions */
 } cli_common;
 cli_common cli_common_defaults(void);
 /* t: room for 7 entries */

@@ -142,6 +142,7 @@ int cli_load(const cli_common *c, int32_t n_seq, cli_loaded *l) {
     cp.n_threads = c->n_threads;
     cp.n_batch = c->n_batch;
     cp.n_seq = n_seq;
+    cp.kv_unified = c->kv_unified;
     if (c->kv_type && !kv_type_of(c->kv_type, &cp.kv_type)) {
         fprintf(stderr, "gemma8: error: unknown KV cache type '%s' (f32, f16, q8_0 or auto)\n", c->kv_type);
         return 1;
@@ -150,7 +151,7 @@ int cli_load(const cli_common *c, int32_t n_seq, cli_loaded *l) {
     gemma8_status st = gemma8_model_load(c->model, &mp, &l->model);
     if (st) return cli_fail(st);
     const int32_t train = gemma8_model_get_info(l->model).n_ctx_train;
-    if (c->n_ctx / (n_seq > 0 ? n_seq : 1) > train)
+    if (c->n_ctx / (n_seq > 0 && !c->kv_unified ? n_seq : 1) > train)
         fprintf(stderr, "gemma8: warning: a context of %d tokens is longer than the %d the model was trained for\n",
                 c->n_ctx, train);
     l->cp = cp;

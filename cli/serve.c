@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -24,6 +25,8 @@ int cmd_serve(int argc, char **argv) {
     int32_t port = 8080, parallel = 4, queue_max = 64, max_body_mb = 8, read_timeout = 10;
     const char *cors = "localhost";
     bool strict_names = false, log_health = false, no_slots = false;
+    bool parallel_set = false, kvu = false, no_kvu = false, cache_idle = false, no_cache_idle = false;
+    int32_t cache_ram = 8192;
     const char *pooling = "mean";
     int32_t sleep_idle = 0;
     const char *slot_save_path = NULL;
@@ -35,7 +38,21 @@ int cmd_serve(int argc, char **argv) {
         {"--host", CLI_STR, &host, "ADDR", "address to listen on (IPv4 or IPv6, e.g. ::1)", NULL},
         {"--port", CLI_INT, &port, "N", "port", NULL},
         {"-np|--parallel", CLI_INT, &parallel, "N",
-         "slots: requests generated at once, each with -c / N tokens", NULL},
+         "slots: requests generated at once, each with -c / N tokens (default 4, sharing -c: --kv-unified)",
+         &parallel_set},
+        {"-kvu|--kv-unified", CLI_FLAG, &kvu, NULL,
+         "one KV pool of -c tokens for all slots, each may fill it (default when --parallel is not given)",
+         NULL},
+        {"-no-kvu|--no-kv-unified", CLI_FLAG, &no_kvu, NULL, "each slot owns -c / N tokens", NULL},
+        {"-cram|--cache-ram", CLI_INT, &cache_ram, "MIB",
+         "a prompt cache in RAM of at most MIB: slots' caches that would be lost wait there for a request "
+         "that shares their prompt (default 8192; -1 no limit, 0 none)",
+         NULL},
+        {"--cache-idle-slots", CLI_FLAG, &cache_idle, NULL,
+         "with --kv-unified, the free slots' caches move to the RAM cache when a request starts (default)",
+         NULL},
+        {"--no-cache-idle-slots", CLI_FLAG, &no_cache_idle, NULL, "they stay in the pool until it is full",
+         NULL},
         {"--queue", CLI_INT, &queue_max, "N", "requests that may wait for a slot; past it, 503", NULL},
         {"--api-key", CLI_STR, &api_key, "KEY", "require Authorization: Bearer KEY (or X-Api-Key: KEY)",
          NULL},
@@ -76,8 +93,10 @@ int cmd_serve(int argc, char **argv) {
         "An HTTP server with the OpenAI API (/v1/chat/completions, /v1/completions, /v1/models,\n"
         "/v1/embeddings) and Ollama's (/api/chat, /api/generate, /api/tags, /api/show, /api/embed, ...),\n"
         "llama-server's (/completion, /props, /slots, /apply-template, /lora-adapters, /tokenize, ...),\n"
-        "plus /health and /metrics. -c is the total context: each of the\n"
-        "--parallel slots gets -c / N tokens (default: the model's context for each).\n";
+        "plus /health and /metrics. -c is the total context: each of the --parallel slots gets -c / N\n"
+        "tokens (default: the model's context for each), or with --kv-unified the slots share one pool\n"
+        "of -c tokens (default: the model's context) and each may fill it. Without --parallel, 4 slots\n"
+        "share one pool, as llama-server's defaults.\n";
     int r = cli_parse("serve", usage, argc, argv, tables, NULL, 0, NULL);
     if (r) return r == 1 ? 0 : 2;
     if ((r = cli_common_check("serve", &c))) return r;
@@ -118,6 +137,18 @@ int cmd_serve(int argc, char **argv) {
                 "gemma8 serve: --parallel 1..256, --queue >= 0, --max-body-mb and --read-timeout >= 1\n");
         return 2;
     }
+    const char *both = kvu && no_kvu                 ? "--kv-unified and --no-kv-unified"
+                       : cache_idle && no_cache_idle ? "--cache-idle-slots and --no-cache-idle-slots"
+                                                     : NULL;
+    if (both) {
+        fprintf(stderr, "gemma8 serve: %s are both given\n", both);
+        return 2;
+    }
+    if (cache_ram < -1) {
+        fprintf(stderr, "gemma8 serve: --cache-ram is MiB, -1 (no limit) or 0 (none), got %d\n", cache_ram);
+        return 2;
+    }
+    c.kv_unified = kvu || (!parallel_set && !no_kvu);
     srv s = {0};
     double t0 = gemma8_time();
     cli_loaded loaded;
@@ -158,11 +189,14 @@ int cmd_serve(int argc, char **argv) {
     s.dflt = dflt;
     s.n_slots = parallel;
     s.n_ctx_slot = gemma8_n_ctx(ctx);
+    s.kv_unified = c.kv_unified;
     s.max_body = (size_t)max_body_mb << 20;
     s.read_timeout = read_timeout;
     s.t_loaded = (double)time(NULL);
-    s.sched = srv_sched_start(s.model, ctx, queue_max);
+    s.sched = srv_sched_start(s.model, ctx, queue_max, s.kv_unified);
     if (s.sched && sleep_idle > 0) srv_sched_set_sleep(s.sched, sleep_idle, &loaded.cp);
+    if (s.sched && cache_ram)
+        srv_sched_set_ram_cache(s.sched, cache_ram < 0 ? SIZE_MAX : (size_t)cache_ram << 20, !no_cache_idle);
     void *d = s.sched ? srv_http_start(&s, host, port) : NULL;
     if (!d) {
         fprintf(stderr, "gemma8 serve: error: cannot listen on %s:%d (in use?)\n", host, port);
@@ -176,9 +210,9 @@ int cmd_serve(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     bool v6 = strchr(host, ':') != NULL;
-    fprintf(stderr, "gemma8 serve: %s (%s) on http://%s%s%s:%d, %d slots of %d tokens, queue %d\n", s.alias,
+    fprintf(stderr, "gemma8 serve: %s (%s) on http://%s%s%s:%d, %d slots of %d tokens%s, queue %d\n", s.alias,
             gemma8_type_name(s.info.matrix_type), v6 ? "[" : "", host, v6 ? "]" : "", port, parallel,
-            s.n_ctx_slot, queue_max);
+            s.n_ctx_slot, s.kv_unified ? " (one pool they share)" : "", queue_max);
     while (!g_stop) pause();
     /* stop accepting, end open requests with an error, wait for their threads */
     fprintf(stderr, "gemma8 serve: stopping\n");

@@ -201,7 +201,8 @@ static cJSON *piece(const creply *r, int i, const srv_event *ev, int n, bool don
     char *text = srv_events_text(ev, n);
     cJSON_AddStringToObject(o, "content", text ? text : "");
     cJSON *toks = cJSON_AddArrayToObject(o, "tokens");
-    for (int k = 0; r->return_tokens && k < n; k++)
+    for (int k = 0; (r->return_tokens || !done) && k < n;
+         k++) /* a streamed piece has its ids (llama-server) */
         if (ev[k].token >= 0) cJSON_AddItemToArray(toks, cJSON_CreateNumber(ev[k].token));
     cJSON_AddNumberToObject(o, "id_slot", t->id_slot);
     cJSON_AddBoolToObject(o, "stop", done);
@@ -281,7 +282,7 @@ static long stream_next(srv_conn *c, srv_task *t0, void *state, char **out) {
         if (t->status) {
             cJSON *e = cJSON_CreateObject();
             cJSON *err = cJSON_AddObjectToObject(e, "error");
-            cJSON_AddNumberToObject(err, "code", 500);
+            cJSON_AddNumberToObject(err, "code", srv_task_error_code(r->g.s, t) ? 503 : 500);
             cJSON_AddStringToObject(err, "message", t->error);
             cJSON_AddStringToObject(err, "type", "server_error");
             srv_buf_json(out, &len, "error: ", e, "\n\n");

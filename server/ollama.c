@@ -178,7 +178,7 @@ static int answer(srv_conn *c, const cJSON *body, srv_task *t, bool chat) {
     if (!srv_run_blocking(c, t)) {
         rc = ollama_error(c, 503, "every slot is busy and the queue is full");
     } else if (t->status) {
-        rc = ollama_error(c, atomic_load(&s->stopping) ? 503 : 500, t->error);
+        rc = ollama_error(c, srv_task_error_code(s, t) ? 503 : 500, t->error);
     } else {
         srv_event *ev;
         const int n = srv_task_events(t, 0, &ev, NULL);

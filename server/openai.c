@@ -313,6 +313,8 @@ static bool choice_news(srv *s, srv_task *t, oai_stream *st, bool per_token, cha
         cJSON *err = cJSON_AddObjectToObject(e, "error");
         cJSON_AddStringToObject(err, "message", t->error);
         cJSON_AddStringToObject(err, "type", "server_error");
+        const char *code = srv_task_error_code(s, t);
+        if (code) cJSON_AddStringToObject(err, "code", code);
         sse(out, len, e);
         return true;
     }

@@ -263,12 +263,8 @@ int srv_group_run(srv_conn *c, srv_group *g, const cJSON *body, srv_stream_fn ne
     bool gone = false;
     for (int i = 0; i < g->n; i++) gone = !srv_wait_task(c, g->t[i]) || gone;
     if (gone) return SRV_FAIL;
-    for (int i = 0; i < g->n; i++) {
-        if (!g->t[i]->status) continue;
-        if (atomic_load(&c->s->stopping))
-            return srv_reply_error(c, 503, "server_error", "shutting_down", "%s", g->t[i]->error);
-        return srv_reply_error(c, 500, "server_error", NULL, "%s", g->t[i]->error);
-    }
+    for (int i = 0; i < g->n; i++)
+        if (g->t[i]->status) return srv_reply_task_error(c, g->t[i]);
     return -1;
 }
 
@@ -285,9 +281,17 @@ int srv_run_task(srv_conn *c, srv_task *t) {
         return srv_reply_error(c, 503, "server_error", "queue_full",
                                "every slot is busy and the queue is full");
     if (!t->status) return -1;
-    if (atomic_load(&c->s->stopping))
-        return srv_reply_error(c, 503, "server_error", "shutting_down", "%s", t->error);
-    return srv_reply_error(c, 500, "server_error", NULL, "%s", t->error);
+    return srv_reply_task_error(c, t);
+}
+
+const char *srv_task_error_code(const srv *s, const srv_task *t) {
+    if (atomic_load(&s->stopping)) return "shutting_down";
+    return t->pool_full ? "kv_pool_full" : NULL;
+}
+
+int srv_reply_task_error(srv_conn *c, const srv_task *t) {
+    const char *code = srv_task_error_code(c->s, t);
+    return srv_reply_error(c, code ? 503 : 500, "server_error", code, "%s", t->error);
 }
 
 void srv_group_log(srv_conn *c, const srv_group *g) {

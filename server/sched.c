@@ -19,6 +19,7 @@ typedef struct srv_slot {
     int next_input;         /* SRV_EMBED: the input being embedded */
     gemma8_status failed;   /* SRV_EMBED: the next input could not begin (the message in the task) */
     uint64_t last_used;
+    bool in_ram; /* what it holds is in the RAM prompt cache as it is */
 } srv_slot;
 
 struct srv_sched {
@@ -38,6 +39,9 @@ struct srv_sched {
     int32_t embed_chunk; /* embedding tokens a step beside streams takes (embedding_chunks) */
     srv_metrics m;
     srv_slot_info *info; /* under mu: each slot as last left (GET /slots) */
+    bool unified;        /* the slots share one KV pool of gemma8_n_ctx positions */
+    srv_ram_cache *ram;  /* --cache-ram, or NULL */
+    bool cache_idle;     /* --cache-idle-slots */
     double sleep_after;  /* --sleep-idle-seconds (0: never) */
     gemma8_context_params cp;
     bool sleeping; /* under mu: ctx is freed */
@@ -254,6 +258,104 @@ static void slot_action(srv_sched *s, int i, srv_task *t) {
     srv_task_unref(t);
 }
 
+/* ---- a unified KV pool, the RAM prompt cache ------------------------------------------------ */
+
+/* Slot i's cache into the RAM prompt cache (once for what it holds). */
+static void to_ram(srv_sched *s, int i) {
+    if (!s->ram || s->slots[i].in_ram || !gemma8_seq_n_past(s->ctx, i)) return;
+    s->slots[i].in_ram = srv_ram_save(s->ram, s->ctx, i);
+}
+
+/* A generation starts on slot i: what the other free slots hold moves to RAM (a unified pool's room
+ * to the busy slots), what slot i holds that the prompt does not share too, and the RAM's entry that
+ * shares more of the prompt than slot i does comes in. */
+static void ram_before_start(srv_sched *s, int i, const srv_task *t) {
+    if (!s->ram) return;
+    for (int j = 0; s->cache_idle && s->unified && j < s->n_slots; j++) {
+        if (j == i || s->slots[j].task || !gemma8_seq_n_past(s->ctx, j)) continue;
+        to_ram(s, j);
+        gemma8_seq_clear(s->ctx, j);
+        slot_info(s, j);
+    }
+    int32_t n, k = 0;
+    const int32_t *h = gemma8_seq_history(s->ctx, i, &n);
+    while (k < n && k < t->n_prompt && h[k] == t->prompt[k]) k++;
+    if (k < n) to_ram(s, i);
+    if (k >= t->n_prompt - 1) return; /* the slot has all of it that can be reused */
+    if (srv_ram_restore(s->ram, s->ctx, i, t->prompt, t->n_prompt, k)) s->slots[i].in_ram = true;
+}
+
+static int32_t pool_free(srv_sched *s) {
+    int32_t held = 0;
+    for (int i = 0; i < s->n_slots; i++) held += gemma8_seq_n_past(s->ctx, i);
+    return gemma8_n_ctx(s->ctx) - held;
+}
+
+/* Empties the free slots' cached prompts, the least recently used first, until the pool has room for
+ * need positions (or none is left); whether it has. */
+static bool purge_idle(srv_sched *s, int32_t need) {
+    while (s->unified && pool_free(s) < need) {
+        int v = -1;
+        for (int i = 0; i < s->n_slots; i++) {
+            if (s->slots[i].task || !gemma8_seq_n_past(s->ctx, i)) continue;
+            if (v < 0 || s->slots[i].last_used < s->slots[v].last_used) v = i;
+        }
+        if (v < 0) return false;
+        fprintf(stderr,
+                "gemma8 serve: slot %d's cached prompt (%d tokens) leaves the KV pool for the busy slots\n",
+                v, gemma8_seq_n_past(s->ctx, v));
+        to_ram(s, v);
+        gemma8_seq_clear(s->ctx, v);
+        slot_info(s, v);
+    }
+    return true;
+}
+
+static void end_task(srv_sched *s, srv_slot *slot);
+
+/* Before a step on a unified pool: room for one token of each decoding slot and one of the prompts
+ * being evaluated. Idle slots' caches go first; if that is not enough, the busy slot holding the most
+ * positions (the latest started among equals) ends with an error and its room goes to the others,
+ * which go on (llama-server ends every busy slot then). Returns the generations left in gens/idx. */
+static int make_room(srv_sched *s, gemma8_gen **gens, int *idx, int n) {
+    for (;;) {
+        int32_t need = 0;
+        bool prompt = false;
+        for (int k = 0; k < n; k++) {
+            if (gemma8_gen_prefilled(gens[k]))
+                need++;
+            else
+                prompt = true;
+        }
+        if (!s->unified || purge_idle(s, need + prompt) || n == 0) return n;
+        int v = 0;
+        for (int k = 1; k < n; k++) {
+            const int32_t a = gemma8_seq_n_past(s->ctx, idx[k]);
+            const int32_t b = gemma8_seq_n_past(s->ctx, idx[v]);
+            if (a > b || (a == b && s->slots[idx[k]].last_used > s->slots[idx[v]].last_used)) v = k;
+        }
+        srv_slot *slot = &s->slots[idx[v]];
+        srv_task *t = slot->task;
+        const int32_t held = gemma8_seq_n_past(s->ctx, idx[v]);
+        snprintf(
+            t->error, sizeof t->error,
+            "the KV pool of %d positions that the %d slots share is full (this request held %d of them): "
+            "it ended so that the others go on; try again, or with fewer requests at once",
+            gemma8_n_ctx(s->ctx), s->n_slots, held);
+        fprintf(stderr, "gemma8 serve: slot %d: %s\n", idx[v], t->error);
+        t->pool_full = true;
+        slot->failed = GEMMA8_ERR_CONTEXT_FULL;
+        end_task(s, slot);
+        gemma8_seq_clear(s->ctx, idx[v]);
+        slot_info(s, idx[v]);
+        for (int k = v; k + 1 < n; k++) {
+            gens[k] = gens[k + 1];
+            idx[k] = idx[k + 1];
+        }
+        n--;
+    }
+}
+
 /* --pooling none: each input through the forward pass whole on slot i, every position's last hidden
  * layer kept (the other slots wait for it, as for a long prefill). */
 static void embed_tokens(srv_sched *s, int i, srv_task *t) {
@@ -270,6 +372,7 @@ static void embed_tokens(srv_sched *s, int i, srv_task *t) {
     float *dst = t->embeddings;
     for (int k = 0; !st && k < t->n_in; k++) {
         gemma8_seq_clear(s->ctx, i);
+        purge_idle(s, t->n_inputs[k]);
         gemma8_batch b = gemma8_batch_tokens(i, t->inputs[k], t->n_inputs[k]);
         b.output = out;
         st = gemma8_decode(s->ctx, &b);
@@ -298,17 +401,22 @@ static void start_task(srv_sched *s, int i, srv_task *t) {
         return;
     }
     if (t->kind == SRV_EMBED_TOKENS) {
+        to_ram(s, i);
         embed_tokens(s, i, t);
         return;
     }
-    if (t->no_cache) gemma8_seq_clear(s->ctx, i); /* cache_prompt: false */
+
     /* the request's adapters (a different set than the slot had clears the slot's cache) */
+    if (t->kind != SRV_GENERATE || t->no_cache) to_ram(s, i); /* what it holds would be lost */
     gemma8_status lst = gemma8_seq_set_lora(s->ctx, i, t->lora, t->lora_scale, t->n_lora);
     if (lst) {
         task_finish(t, lst, gemma8_last_error());
         srv_task_unref(t);
         return;
     }
+    if (t->no_cache) gemma8_seq_clear(s->ctx, i); /* cache_prompt: false */
+    if (t->kind == SRV_GENERATE && !t->no_cache) ram_before_start(s, i, t);
+    slot->in_ram = false; /* what it holds changes from here */
     if (t->kind == SRV_EMBED) {
         t->embeddings = calloc((size_t)t->n_in * s->n_embd, sizeof(float));
         if (!t->embeddings) {
@@ -385,10 +493,10 @@ static void end_task(srv_sched *s, srv_slot *slot) {
     pthread_mutex_unlock(&s->mu);
     char msg[sizeof t->error];
     snprintf(msg, sizeof msg, "%s", st ? error : "");
-    task_finish(t, st, msg);
     slot->gen = NULL;
     slot->task = NULL;
-    slot_info(s, (int)(slot - s->slots));
+    slot_info(s, (int)(slot - s->slots)); /* before the reply: a client that asks GET /slots next sees it */
+    task_finish(t, st, msg);
     srv_task_unref(t);
 }
 
@@ -463,6 +571,8 @@ static void wait_for_work(srv_sched *s) {
         }
         gemma8_context_free(s->ctx); /* asleep: no task holds it, no other thread reads it */
         s->ctx = NULL;
+        srv_ram_clear(s->ram);
+        for (int i = 0; i < s->n_slots; i++) s->slots[i].in_ram = false;
         s->sleeping = true;
         for (int i = 0; i < s->n_slots; i++) s->info[i].n_past = 0;
         fprintf(stderr, "gemma8 serve: asleep after %.0f s idle (the context is freed)\n", s->sleep_after);
@@ -536,6 +646,7 @@ static void *sched_main(void *arg) {
             gens[n++] = slot->gen;
         }
         n = embedding_chunks(s, gens, idx, n);
+        n = make_room(s, gens, idx, n);
         int32_t past[s->n_slots];
         bool prefilling[s->n_slots];
         for (int k = 0; k < n; k++) {
@@ -576,7 +687,7 @@ static void *sched_main(void *arg) {
     return NULL;
 }
 
-srv_sched *srv_sched_start(gemma8_model *model, gemma8_context *ctx, int queue_max) {
+srv_sched *srv_sched_start(gemma8_model *model, gemma8_context *ctx, int queue_max, bool kv_unified) {
     srv_sched *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->model = model;
@@ -584,6 +695,7 @@ srv_sched *srv_sched_start(gemma8_model *model, gemma8_context *ctx, int queue_m
     s->n_embd = gemma8_model_get_info(model).n_embd;
     s->embed_chunk = 1;
     s->ctx = ctx;
+    s->unified = kv_unified;
     s->n_slots = gemma8_n_seq(ctx);
     s->slots = calloc((size_t)s->n_slots, sizeof *s->slots);
     s->info = calloc((size_t)s->n_slots, sizeof *s->info);
@@ -670,9 +782,17 @@ void srv_sched_stop(srv_sched *s) {
     if (!was) pthread_join(s->thread, NULL);
 }
 
+void srv_sched_set_ram_cache(srv_sched *s, size_t bytes, bool idle) {
+    pthread_mutex_lock(&s->mu); /* before any task: the scheduler thread reads them when one starts */
+    s->ram = bytes ? srv_ram_new(bytes) : NULL;
+    s->cache_idle = idle;
+    pthread_mutex_unlock(&s->mu);
+}
+
 void srv_sched_free(srv_sched *s) {
     if (!s) return;
     srv_sched_stop(s);
+    srv_ram_free(s->ram);
     free(s->info);
     free(s->slots);
     free(s->queue);

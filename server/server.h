@@ -88,6 +88,7 @@ typedef struct srv_task {
     float *embeddings; /* SRV_EMBED: n_in x n_embd, mean-pooled, L2-normalised; SRV_EMBED_TOKENS: a vector
                           per token of each input, one after the other (the last hidden layer) */
     int32_t embed_tokens;
+    bool pool_full; /* ended to give its room in a full unified KV pool to the other slots (a 503) */
     double t_queued, t_started, t_done; /* seconds (monotonic) */
     int refs;
     atomic_bool cancelled; /* the client went away */
@@ -116,8 +117,26 @@ typedef struct srv_metrics {
 
 typedef struct srv_sched srv_sched;
 
-/* The scheduler owns ctx (n_slots sequences) and runs on its own thread. */
-srv_sched *srv_sched_start(gemma8_model *model, gemma8_context *ctx, int queue_max);
+/* The scheduler owns ctx (n_slots sequences) and runs on its own thread; kv_unified: ctx's
+ * sequences share one pool (gemma8_context_params.kv_unified). */
+srv_sched *srv_sched_start(gemma8_model *model, gemma8_context *ctx, int queue_max, bool kv_unified);
+/* The prompt cache in RAM (ramcache.c; only the scheduler thread uses it). */
+typedef struct srv_ram_cache srv_ram_cache;
+srv_ram_cache *srv_ram_new(size_t limit_bytes);
+void srv_ram_free(srv_ram_cache *r);
+void srv_ram_clear(srv_ram_cache *r); /* every entry goes */
+/* Keeps sequence seq's cache (its tokens the key); an entry it holds the whole of goes; the least
+ * recently used go while the limit is passed. Whether it is kept. */
+bool srv_ram_save(srv_ram_cache *r, gemma8_context *ctx, int seq);
+/* The entry sharing the longest prefix with the prompt, if longer than `than`, into sequence seq:
+ * that prefix's length (0: none, seq as it was). */
+int32_t srv_ram_restore(srv_ram_cache *r, gemma8_context *ctx, int seq, const int32_t *prompt, int32_t n,
+                        int32_t than);
+size_t srv_ram_used(const srv_ram_cache *r);
+/* --cache-ram: a RAM prompt cache of that many bytes (0: none); idle: with a unified pool, the free
+ * slots' caches move there when a request starts (--cache-idle-slots, llama-server's default). */
+void srv_sched_set_ram_cache(srv_sched *s, size_t bytes, bool idle);
+
 /* Queues t (taking a reference); false when the queue is full. */
 bool srv_submit(srv_sched *s, srv_task *t);
 /* Wakes the scheduler (a task was cancelled). */
@@ -180,6 +199,7 @@ typedef struct srv {
     bool log_health;   /* --log-health: a log line for /health requests */
     srv_defaults dflt;
     int n_slots, n_ctx_slot;
+    bool kv_unified; /* --kv-unified: the slots share one pool of n_ctx_slot positions */
     double t_loaded, load_seconds;
     size_t max_body;
     double read_timeout; /* seconds a client has to send its request */
@@ -236,6 +256,10 @@ bool srv_run_blocking(srv_conn *c, srv_task *t);
 /* Runs t to its end: -1 when it succeeded, else the reply sent for its failure (503 when the queue is
  * full or the server stopping, 500 otherwise; Ollama's shape on /api/ paths). */
 int srv_run_task(srv_conn *c, srv_task *t);
+/* A task that failed while it ran: 503 if the server is stopping or a full unified KV pool ended it
+ * (it may succeed later: this code says which), otherwise 500; its message. */
+const char *srv_task_error_code(const srv *s, const srv_task *t);
+int srv_reply_task_error(srv_conn *c, const srv_task *t);
 /* Waits for a queued task to finish; false when the client went away (the task is cancelled). */
 bool srv_wait_task(srv_conn *c, srv_task *t);
 /* Waits until t has events past *seen, or is done; true when something is new.

@@ -23,14 +23,18 @@ MAPPED = {
     "--slot-save-path": ("--slot-save-path", True), "--model": ("-m", True), "-m": ("-m", True),
     "--sleep-idle-seconds": ("--sleep-idle-seconds", True), "--no-slots": ("--no-slots", False),
     "--tags": ("--tags", True), "--pooling": ("--pooling", True),
+    "--kv-unified": ("--kv-unified", False), "-kvu": ("--kv-unified", False),
+    "--no-kv-unified": ("--no-kv-unified", False), "-no-kvu": ("--no-kv-unified", False),
+    "--cache-ram": ("--cache-ram", True), "-cram": ("--cache-ram", True),
+    "--cache-idle-slots": ("--cache-idle-slots", False), "--no-cache-idle-slots": ("--no-cache-idle-slots", False),
 }
 # llama-server options with nothing to do here (GPU, batching gemma8 always does, its own web page)
 IGNORED = {
     "--ubatch-size": True, "-ub": True, "--n-gpu-layers": True, "-ngl": True, "--cont-batching": False,
     "--embedding": False, "--embeddings": False, "--metrics": False, "--slots": False,
-    "--kv-unified": False, "--jinja": False, "--no-jinja": False, "--offline": False, "-fa": True,
+    "--jinja": False, "--no-jinja": False, "--offline": False, "-fa": True,
     "--flash-attn": True, "--verbose": False, "--no-ui": False,
-    "--cache-ram": True, "--no-cache-idle-slots": False, "--log-file": True, "--chat-template": True,
+    "--log-file": True, "--chat-template": True,
     "-ctk": True, "-ctv": True, "--cache-type-k": True, "--cache-type-v": True,
 }
 HF = {"--hf-repo": True, "-hf": True, "--hf-file": True, "-hff": True, "--model-url": True, "-mu": True}

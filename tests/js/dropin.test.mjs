@@ -95,6 +95,11 @@ test("POST /completion: text, ids or a mix; n_predict, n_probs, return_tokens, s
   const sr = await post(srv.url + "/completion", { ...body, stream: true });
   const events = (await sr.text()).split("\n\n").filter((x) => x.startsWith("data: ")).map((x) => JSON.parse(x.slice(6)));
   assert.equal(events.filter((e) => !e.stop).map((e) => e.content).join(""), r.content);
+  // each piece carries its token ids, asked for or not (llama-server's); the last one none
+  const plain = await post(srv.url + "/completion", { ...body, return_tokens: false, stream: true });
+  const pieces = (await plain.text()).split("\n\n").filter((x) => x.startsWith("data: ")).map((x) => JSON.parse(x.slice(6)));
+  assert.deepEqual(pieces.filter((e) => !e.stop).flatMap((e) => e.tokens), r.tokens);
+  assert.deepEqual(pieces.at(-1).tokens, []);
   assert.equal(events.at(-1).stop, true);
   assert.equal(events.at(-1).tokens_predicted, 6);
   const word = r.content.slice(2, 5);
@@ -360,6 +365,112 @@ test("--sleep-idle-seconds: the context is freed when idle and made again for th
     assert.equal((await (await fetch(s2.url + "/props")).json()).is_sleeping, false);
     assert.match(s2.log(), /asleep after 1 s idle/);
     await new Promise((res) => setTimeout(res, 1600)); // and stop while asleep
+  } finally {
+    assert.equal(await stopServer(s2), 0);
+  }
+});
+
+test("--kv-unified: the slots share one pool (each may fill it); a full pool ends the longest request (503)", async () => {
+  // llama.cpp's test_completion_unified: 4 slots, a pool of 256, the prompt "A" (2 tokens with <bos>)
+  const s2 = await startServer(["-np", "4", "--kv-unified", "-c", "256", "-t", "1", "--temp", "0"]);
+  const run = (ns) => Promise.all(ns.map((n) => post(s2.url + "/completion", { prompt: "A", n_predict: n, ignore_eos: true })
+    .then(async (r) => ({ status: r.status, body: await r.json() }))));
+  try {
+    assert.match(s2.log(), /4 slots of 256 tokens \(one pool they share\)/);
+    const slots = await (await fetch(s2.url + "/slots")).json();
+    assert.deepEqual(slots.map((x) => x.n_ctx), [256, 256, 256, 256]);
+    // one request may take (almost) the whole pool: 2 + 250 positions, alone
+    const big = (await run([250]))[0];
+    assert.equal(big.status, 200);
+    assert.equal(big.body.timings.predicted_n, 250);
+    // 80 + 40 + 80 + 80: once the 40 is done (its cache purged), three of 82 fit in 256
+    for (const r of await run([80, 40, 80, 80])) {
+      assert.equal(r.status, 200);
+      assert.equal(r.body.timings.predicted_n, r.body.generation_settings.n_predict);
+    }
+    // four of 72 do not fit: one ends with a 503 that names the pool, the others finish in full
+    const four = await run([70, 70, 70, 70]);
+    const failed = four.filter((r) => r.status !== 200);
+    assert.ok(failed.length >= 1 && failed.length < 4, JSON.stringify(four.map((r) => r.status)));
+    for (const r of failed) {
+      assert.equal(r.status, 503);
+      assert.equal(r.body.error.code, "kv_pool_full");
+      assert.match(r.body.error.message, /KV pool of 256 positions/);
+    }
+    for (const r of four.filter((r) => r.status === 200)) assert.equal(r.body.timings.predicted_n, 70);
+    assert.match(s2.log(), /cached prompt \(\d+ tokens\) leaves the KV pool/);
+  } finally {
+    assert.equal(await stopServer(s2), 0);
+  }
+  // without --parallel the defaults are llama-server's: 4 slots sharing -c
+  const s3 = await startServer(["-c", "512", "-t", "1"]);
+  try {
+    assert.match(s3.log(), /4 slots of 512 tokens \(one pool they share\)/);
+  } finally {
+    assert.equal(await stopServer(s3), 0);
+  }
+  const s4 = await startServer(["-c", "512", "-t", "1", "-np", "2"]);
+  try {
+    assert.match(s4.log(), /2 slots of 256 tokens, queue/);
+  } finally {
+    assert.equal(await stopServer(s4), 0);
+  }
+});
+
+test("--cache-ram: a slot's cache moved out (a unified pool's idle slot, a slot taken) comes back for its prompt", async () => {
+  // llama.cpp's test_kv_keep_only_active: a long prompt on slot 0, another on slot 1, the long one again
+  const LONG = "Once upon a time in a land far away, there lived a brave knight who traveled across mountains " +
+    "and rivers to find the legendary golden sword hidden deep within the enchanted forest of whispers.";
+  const q = (extra) => post(s2.url + "/completion", { n_predict: 4, cache_prompt: true, ...extra }).then((r) => r.json());
+  let s2 = await startServer(["-np", "2", "--kv-unified", "-c", "1024", "-t", "1", "--temp", "0", "--cache-ram", "100"]);
+  try {
+    const first = await q({ prompt: LONG, id_slot: 0 });
+    assert.equal(first.timings.cache_n, 0);
+    await q({ prompt: "The quick brown fox", id_slot: 1 });
+    // the idle slot 0 went to RAM and left the pool
+    assert.match(s2.log(), /slot 0: \d+ tokens saved to the RAM prompt cache/);
+    assert.equal((await (await fetch(s2.url + "/slots")).json())[0].n_past, 0);
+    const again = await q({ prompt: LONG });
+    assert.match(s2.log(), /tokens of the prompt restored from the RAM prompt cache/);
+    assert.ok(again.timings.cache_n > 0 && again.timings.prompt_n < first.timings.prompt_n, JSON.stringify(again.timings));
+    assert.equal(again.content, first.content); // the same bits as evaluated
+    // a follow-up on the same conversation reuses its slot, nothing to restore
+    const before = (s2.log().match(/restored from the RAM/g) ?? []).length;
+    const more = await q({ prompt: LONG + " The knight finally reached the castle gates." });
+    assert.ok(more.timings.cache_n >= again.timings.cache_n);
+    assert.equal((s2.log().match(/restored from the RAM/g) ?? []).length, before);
+  } finally {
+    assert.equal(await stopServer(s2), 0);
+  }
+  // --no-cache-idle-slots: the idle slot keeps its cache; without --kv-unified: a slot taken by
+  // another prompt saves what it held, and a request for it gets it back in any slot
+  s2 = await startServer(["-np", "1", "-c", "1024", "-t", "1", "--temp", "0"]);
+  try {
+    const first = await q({ prompt: LONG });
+    await q({ prompt: "The quick brown fox" });
+    const again = await q({ prompt: LONG });
+    assert.equal(again.content, first.content);
+    assert.equal(again.timings.prompt_n, 1, JSON.stringify(again.timings));
+  } finally {
+    assert.equal(await stopServer(s2), 0);
+  }
+  s2 = await startServer(["-np", "2", "--kv-unified", "-c", "1024", "-t", "1", "--temp", "0", "--no-cache-idle-slots"]);
+  try {
+    await q({ prompt: LONG, id_slot: 0 });
+    await q({ prompt: "The quick brown fox", id_slot: 1 });
+    assert.ok((await (await fetch(s2.url + "/slots")).json())[0].n_past > 0);
+    assert.doesNotMatch(s2.log(), /saved to the RAM prompt cache/);
+  } finally {
+    assert.equal(await stopServer(s2), 0);
+  }
+  // --cache-ram 0: none
+  s2 = await startServer(["-np", "1", "-c", "1024", "-t", "1", "--temp", "0", "--cache-ram", "0"]);
+  try {
+    const first = await q({ prompt: LONG });
+    await q({ prompt: "The quick brown fox" });
+    const again = await q({ prompt: LONG });
+    assert.equal(again.timings.prompt_n, first.timings.prompt_n - 1); // <bos> only, shared with the fox
+    assert.doesNotMatch(s2.log(), /RAM prompt cache/);
   } finally {
     assert.equal(await stopServer(s2), 0);
   }

@@ -466,6 +466,56 @@ GEMMA8_API bool gemma8_matcher_done(const gemma8_matcher *m);
 GEMMA8_API void gemma8_matcher_reset(gemma8_matcher *m);
 GEMMA8_API void gemma8_matcher_free(gemma8_matcher *m);
 
+/* ---- tool calls ---------------------------------------------------------------------- */
+
+/* How a model without tool tokens (Gemma 2 and 3) calls tools with gemma8. The instructions of
+ * gemma8_tools_prompt go where a system message goes (before it), and a reply is either text or
+ * only a block of calls, one JSON object a call, a line between two:
+ *
+ *     ```tool_call
+ *     {"name": "get_weather", "arguments": {"city": "Paris"}}
+ *     ```
+ *
+ * The instructions follow Gemma's function-calling guide (the functions as a JSON list, one
+ * format for calls, no other text beside a call) with calls as JSON in a code block instead of
+ * its Python-like calls, so that gemma8_grammar_from_tools can make every call's arguments follow
+ * its tool's schema. In a conversation, an assistant's calls are that block (after its text, if any), and
+ * each result goes back in the user's turn as a block of its own:
+ *
+ *     ```tool_output
+ *     {"name": "get_weather", "content": "18 C, sunny"}
+ *     ```
+ */
+#define GEMMA8_TOOL_CALL_OPEN "```tool_call\n"
+#define GEMMA8_TOOL_OUTPUT_OPEN "```tool_output\n"
+#define GEMMA8_TOOL_BLOCK_CLOSE "\n```"
+
+typedef struct gemma8_tool {
+    const char *name;        /* letters, digits, '_', '-', '.' and ':' (1 to 128) */
+    const char *description; /* NULL: none */
+    const char *parameters;  /* JSON Schema (text) of the arguments, an object; NULL: any object */
+} gemma8_tool;
+
+typedef enum gemma8_tool_choice {
+    GEMMA8_TOOLS_AUTO = 0, /* text or calls */
+    GEMMA8_TOOLS_NONE,     /* text only (the tools stay in the prompt) */
+    GEMMA8_TOOLS_REQUIRED, /* calls only */
+} gemma8_tool_choice;
+
+/* The instructions that list the tools and the format, into out (cap bytes, NUL-terminated):
+ * *len is their length; GEMMA8_ERR_BUFFER_TOO_SMALL when cap is not more (out NULL asks the
+ * length). Bad names, a name twice or parameters that are not a JSON object: INVALID_ARG. */
+GEMMA8_API gemma8_status gemma8_tools_prompt(const gemma8_tool *tools, int32_t n, char *out, size_t cap,
+                                             size_t *len);
+/* The grammar of a reply under the tools: text not starting the block (AUTO, NONE) or the block
+ * (AUTO, REQUIRED) of calls to `only` if not NULL (a forced function), else to any of the tools;
+ * parallel: one or more calls, else one. Each call's arguments follow its schema; a keyword the
+ * engine cannot enforce is dropped from that tool's constraint, and a schema it cannot read at all
+ * leaves that tool's arguments any object, each said in gemma8_grammar_warnings: a tool schema
+ * never makes it fail. */
+GEMMA8_API gemma8_status gemma8_grammar_from_tools(const gemma8_tool *tools, int32_t n, gemma8_tool_choice choice,
+                                                   const char *only, bool parallel, gemma8_grammar **out);
+
 /* The sampler draws only tokens the grammar allows, and follows each token it
  * is given (gemma8_sampler_accept) once the grammar is set; NULL removes it.
  * The grammar and model must outlive the sampler. */

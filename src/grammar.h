@@ -120,4 +120,17 @@ uint32_t g8_gstate_distance(const gemma8_grammar *g, const g8_garena *a, const g
 /* The same through one stack (top frame t). */
 uint32_t g8_gstack_distance(const gemma8_grammar *g, const g8_garena *a, int32_t t);
 
+/* A JSON schema's rules in GBNF (json_schema.c) for a larger grammar: rules (their names begin
+ * with prefix, but the shared ones: ws, string, value, ..., each written as one line that is the
+ * same in every schema's rules), the expression of the schema's root, warnings (NULL if none).
+ * lenient: an unsupported keyword is dropped from the constraint with a warning instead of an
+ * error. Free the three strings. */
+typedef struct g8_schema_gbnf {
+    char *rules, *root, *warnings;
+} g8_schema_gbnf;
+gemma8_status g8_schema_rules(const char *schema, const char *prefix, bool lenient, g8_schema_gbnf *out);
+/* The GBNF literal of the bytes s (quotes, backslashes and control bytes escaped), appended to b. */
+struct g8_sbuf;
+void g8_gbnf_literal(struct g8_sbuf *b, const char *s);
+
 #endif

@@ -38,6 +38,8 @@ typedef struct jsc {
     int depth;
     bool failed;
     bool keys_checked;    /* a type list's keywords were checked as a whole */
+    bool lenient;         /* an unsupported keyword is dropped with a warning (tool schemas) */
+    const char *prefix;   /* of every rule name but the shared ones (several schemas in one grammar) */
 } jsc;
 
 static bool fail(jsc *c, const char *fmt, ...) G8_PRINTF(2, 3);
@@ -96,9 +98,10 @@ static const char *prim(jsc *c, int p) {
 
 /* A new rule name from a hint: letters, digits and '-' only. */
 static char *new_name(jsc *c, const char *hint) {
-    char buf[80];
+    char buf[96];
     size_t k = 0;
-    for (const char *s = hint; *s && k < 40; s++) {
+    for (const char *s = c->prefix; s && *s && k < 16; s++) buf[k++] = *s;
+    for (const char *s = hint; *s && k < 56; s++) {
         char ch = *s;
         bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
         buf[k++] = ok ? ch : '-';
@@ -110,7 +113,7 @@ static char *new_name(jsc *c, const char *hint) {
 }
 
 /* GBNF literal for the bytes s (quotes and backslashes escaped). */
-static void gbnf_literal(g8_sbuf *b, const char *s) {
+void g8_gbnf_literal(g8_sbuf *b, const char *s) {
     sb_str(b, "\"");
     for (; *s; s++) {
         if (*s == '"' || *s == '\\') sb_str(b, "\\");
@@ -127,7 +130,7 @@ static void gbnf_literal(g8_sbuf *b, const char *s) {
 static bool json_literal(jsc *c, g8_sbuf *b, const cJSON *v) {
     char *text = cJSON_PrintUnformatted(v);
     if (!text) return fail(c, "cannot print a value");
-    gbnf_literal(b, text);
+    g8_gbnf_literal(b, text);
     free(text);
     return true;
 }
@@ -649,6 +652,15 @@ static const char *other_key(const cJSON *s, const char *const *allowed) {
 static bool check_keys(jsc *c, const cJSON *s, const char *const *allowed) {
     if (c->keys_checked) return true;
     const char *k = other_key(s, allowed);
+    if (k && c->lenient) { /* every one it drops, named */
+        for (const cJSON *e = s->child; e; e = e->next) {
+            if (is_annotation(e->string)) continue;
+            bool ok = false;
+            for (const char *const *a = allowed; *a && !ok; a++) ok = !strcmp(*a, e->string);
+            if (!ok) g8_sb_printf(&c->warn, "the keyword '%.60s' is not enforced (dropped)\n", e->string);
+        }
+        return true;
+    }
     return k ? fail(c, "the keyword '%.60s' is not supported here", k) : true;
 }
 
@@ -1072,7 +1084,7 @@ static const char *visit(jsc *c, const cJSON *s, const char *hint) {
         if (any && all) fail(c, "'anyOf' and 'allOf' together are not supported");
         else if (!cJSON_IsArray(list) || !cJSON_GetArraySize(list)) fail(c, "'%s' must be a non-empty array", any ? "anyOf" : "allOf");
         else if (all && cJSON_GetArraySize(all) != 1) fail(c, "'allOf' is supported with one schema only");
-        else if (other_key(s, keys))
+        else if (other_key(s, keys) && !c->lenient)
             fail(c, "'%s' beside '%.40s' is not supported: move '%.40s' into each alternative",
                  any ? "anyOf" : "allOf", other_key(s, keys), other_key(s, keys));
         else {
@@ -1154,6 +1166,30 @@ static bool has_nul_escape(const char *t) {
         }
     }
     return false;
+}
+
+gemma8_status g8_schema_rules(const char *schema, const char *prefix, bool lenient, g8_schema_gbnf *out) {
+    memset(out, 0, sizeof *out);
+    if (schema && has_nul_escape(schema))
+        return g8_fail(GEMMA8_ERR_INVALID_ARG,
+                       "JSON schema: a string holds U+0000 (\\u0000), which gemma8 cannot enforce");
+    cJSON *doc = cJSON_Parse(schema ? schema : "{\"type\": \"object\"}");
+    if (!doc) return g8_fail(GEMMA8_ERR_INVALID_ARG, "JSON schema: not valid JSON");
+    jsc c = {.doc = doc, .lenient = lenient, .prefix = prefix};
+    const char *root = visit(&c, doc, "root");
+    gemma8_status st = root ? GEMMA8_OK : GEMMA8_ERR_INVALID_ARG;
+    if (!st && (c.out.oom || !(out->root = strdup(root)))) st = g8_fail(GEMMA8_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < c.n_refs; i++) free(c.refs[i]);
+    free(c.refs);
+    cJSON_Delete(doc);
+    if (st) {
+        free(c.out.p);
+        free(c.warn.p);
+        return st;
+    }
+    out->rules = c.out.p;
+    out->warnings = c.warn.p;
+    return GEMMA8_OK;
 }
 
 gemma8_status gemma8_grammar_from_json_schema(const char *schema, gemma8_grammar **out) {

@@ -685,3 +685,106 @@ TEST(grammar_per_sequence_in_batched_steps) {
     gemma8_context_free(ctx);
     gemma8_model_free(m);
 }
+
+/* ---- tool calls --------------------------------------------------------------------------- */
+
+static const gemma8_tool weather_tools[] = {
+    {"get_weather", "The weather in a city",
+     "{\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}, \"days\": {\"type\": "
+     "\"integer\", "
+     "\"minimum\": 1, \"maximum\": 7}}, \"required\": [\"city\"], \"additionalProperties\": false}"},
+    {"now", NULL, NULL},
+};
+
+#define M(s) matches(g, s, strlen(s))
+
+/* The instructions, as a golden string; the grammar under each choice: text only where text may be,
+ * calls only to the tools given, with arguments of their schema, one or several as asked. */
+TEST(tools_prompt_and_grammar) {
+    size_t len = 0;
+    CHECK(gemma8_tools_prompt(weather_tools, 2, NULL, 0, &len) == GEMMA8_ERR_BUFFER_TOO_SMALL && len > 0);
+    char *text = malloc(len + 1);
+    CHECK(gemma8_tools_prompt(weather_tools, 2, text, len + 1, &len) == GEMMA8_OK);
+    const char *want =
+        "You have access to functions. If you decide to call any of them, reply with only this block, one "
+        "line "
+        "per call, and no other text:\n```tool_call\n{\"name\": \"function_name\", \"arguments\": "
+        "{\"parameter\": "
+        "\"value\"}}\n```\nThe functions, with the JSON Schema of their arguments:\n[\n"
+        "{\"name\":\"get_weather\",\"description\":\"The weather in a "
+        "city\",\"parameters\":{\"type\":\"object\","
+        "\"properties\":{\"city\":{\"type\":\"string\"},\"days\":{\"type\":\"integer\",\"minimum\":1,"
+        "\"maximum\":7}},"
+        "\"required\":[\"city\"],\"additionalProperties\":false}},\n"
+        "{\"name\":\"now\",\"parameters\":{}}\n]\nTheir results come back in ```tool_output blocks.";
+    CHECKF(!strcmp(text, want), "got:\n%s", text);
+    free(text);
+    const char *call =
+        "```tool_call\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"days\": 3}}\n```";
+    const char *call2 = "```tool_call\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n"
+                        "{\"name\":\"now\",\"arguments\":{}}\n```";
+    gemma8_grammar *g = NULL;
+    CHECK(gemma8_grammar_from_tools(weather_tools, 2, GEMMA8_TOOLS_AUTO, NULL, true, &g) == GEMMA8_OK);
+    if (g) {
+        CHECK(M("Hello there.") && M("") && M("`x`") && M("```python\nprint(1)\n```") && M("```tool_call"));
+        CHECK(M(call) && M(call2));
+        CHECK(!M("```tool_call\n{\"name\": \"get_weather\", \"arguments\": {\"city\": 5}}\n```"));
+        CHECK(!M(
+            "```tool_call\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"a\", \"days\": 9}}\n```"));
+        CHECK(!M("```tool_call\n{\"name\": \"get_weather\", \"arguments\": {}}\n```")); /* city is required */
+        CHECK(!M("```tool_call\n{\"name\": \"fly\", \"arguments\": {}}\n```"));
+        CHECK(!M("```tool_call\nHello\n```") && !M("```tool_call\n"));
+    }
+    gemma8_grammar_free(g);
+    CHECK(gemma8_grammar_from_tools(weather_tools, 2, GEMMA8_TOOLS_REQUIRED, NULL, false, &g) == GEMMA8_OK);
+    if (g) CHECK(M(call) && !M(call2) && !M("Hello") && !M(""));
+    gemma8_grammar_free(g);
+    CHECK(gemma8_grammar_from_tools(weather_tools, 2, GEMMA8_TOOLS_NONE, NULL, true, &g) == GEMMA8_OK);
+    if (g) CHECK(!M(call) && M("Hello"));
+    gemma8_grammar_free(g);
+    CHECK(gemma8_grammar_from_tools(weather_tools, 2, GEMMA8_TOOLS_REQUIRED, "now", false, &g) == GEMMA8_OK);
+    if (g) CHECK(!M(call) && M("```tool_call\n{\"name\": \"now\", \"arguments\": {}}\n```"));
+    gemma8_grammar_free(g);
+    /* bad input names the problem */
+    const gemma8_tool bad_name[] = {{"get weather", NULL, NULL}};
+    const gemma8_tool twice[] = {{"a", NULL, NULL}, {"a", NULL, NULL}};
+    const gemma8_tool not_object[] = {{"a", NULL, "[1]"}};
+    CHECK(gemma8_grammar_from_tools(bad_name, 1, GEMMA8_TOOLS_AUTO, NULL, true, &g) ==
+          GEMMA8_ERR_INVALID_ARG);
+    CHECK(strstr(gemma8_last_error(), "'get weather'") != NULL);
+    CHECK(gemma8_tools_prompt(twice, 2, NULL, 0, &len) == GEMMA8_ERR_INVALID_ARG);
+    CHECK(gemma8_tools_prompt(not_object, 1, NULL, 0, &len) == GEMMA8_ERR_INVALID_ARG);
+    CHECK(gemma8_grammar_from_tools(weather_tools, 2, GEMMA8_TOOLS_AUTO, "fly", true, &g) ==
+          GEMMA8_ERR_INVALID_ARG);
+}
+
+/* Schemas agents send with keywords the engine does not enforce: never an error; what is dropped is
+ * named, and what is enforced still is ($ref, required, types). */
+TEST(tools_schema_keywords_dropped_not_refused) {
+    const gemma8_tool tools[] = {
+        {"edit", NULL,
+         "{\"$schema\": \"http://json-schema.org/draft-07/schema#\", \"type\": \"object\", \"properties\": "
+         "{\"path\": {\"type\": \"string\"}, \"opts\": {\"$ref\": \"#/definitions/Opts\"}}, \"required\": "
+         "[\"path\"], "
+         "\"propertyNames\": {\"pattern\": \"^[a-z]+$\"}, \"definitions\": {\"Opts\": {\"type\": \"object\", "
+         "\"properties\": {\"n\": {\"type\": \"integer\"}}, \"minProperties\": 1}}}"},
+        {"odd", NULL,
+         "{\"type\": \"object\", \"properties\": {\"x\": {\"type\": \"string\", \"pattern\": \"(?<=a)b\"}}}"},
+    };
+    gemma8_grammar *g = NULL;
+    CHECKF(gemma8_grammar_from_tools(tools, 2, GEMMA8_TOOLS_REQUIRED, NULL, true, &g) == GEMMA8_OK, "%s",
+           gemma8_last_error());
+    if (!g) return;
+    const char *w = gemma8_grammar_warnings(g);
+    CHECKF(w && strstr(w, "tool 'edit'") && strstr(w, "'propertyNames'") && strstr(w, "'minProperties'"),
+           "%s", w ? w : "(none)");
+    CHECKF(w && strstr(w, "tool 'odd': its schema cannot be enforced"), "%s", w ? w : "(none)");
+    CHECK(
+        M("```tool_call\n{\"name\": \"edit\", \"arguments\": {\"path\": \"a\", \"opts\": {\"n\": 2}}}\n```"));
+    CHECK(!M("```tool_call\n{\"name\": \"edit\", \"arguments\": {\"opts\": {\"n\": 2}}}\n```"));
+    CHECK(!M("```tool_call\n{\"name\": \"edit\", \"arguments\": {\"path\": \"a\", \"opts\": {\"n\": "
+             "\"2\"}}}\n```"));
+    CHECK(M("```tool_call\n{\"name\": \"odd\", \"arguments\": {\"anything\": [1]}}\n```"));
+    gemma8_grammar_free(g);
+}
+#undef M

@@ -178,7 +178,6 @@ void gemma8_sampler_reset(gemma8_sampler *s) {
 gemma8_status gemma8_sampler_set_grammar(gemma8_sampler *s, const gemma8_model *model, const gemma8_grammar *g) {
     if (!s) return g8_fail(GEMMA8_ERR_INVALID_ARG, "no sampler");
     gemma8_matcher_free(s->matcher);
-    free(s->bias);
     free(s->mask);
     s->matcher = NULL;
     s->mask = NULL;

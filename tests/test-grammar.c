@@ -788,3 +788,34 @@ TEST(tools_schema_keywords_dropped_not_refused) {
     gemma8_grammar_free(g);
 }
 #undef M
+
+/* A sampler with a logit_bias keeps it when a grammar is set, replaced and removed (it freed the bias
+ * list once: a use after free under the server's tools + logit_bias). */
+TEST(grammar_with_logit_bias) {
+    gemma8_model *m = fullvocab();
+    if (!m) return;
+    int32_t a, b, n;
+    CHECK(gemma8_tokenize(m, "a", 1, false, false, &a, 1, &n) == GEMMA8_OK && n == 1);
+    CHECK(gemma8_tokenize(m, "b", 1, false, false, &b, 1, &n) == GEMMA8_OK && n == 1);
+    gemma8_logit_bias bias[1] = {{b, 50.0f}};
+    gemma8_sampler_params p = gemma8_sampler_default_params();
+    p.logit_bias = bias;
+    p.n_logit_bias = 1;
+    gemma8_sampler *s = NULL;
+    gemma8_grammar *g = gbnf("root ::= \"a\" | \"b\"");
+    const int V = gemma8_model_get_info(m).n_vocab;
+    float *lg = calloc((size_t)V, sizeof *lg);
+    if (g && lg && CHECK(gemma8_sampler_new(&p, &s) == GEMMA8_OK)) {
+        for (int round = 0; round < 3; round++) {
+            CHECK(gemma8_sampler_set_grammar(s, m, round == 2 ? NULL : g) == GEMMA8_OK);
+            lg[a] = 10.0f; /* a is far more likely, but b's bias wins */
+            int32_t tok = -1;
+            CHECK(gemma8_sampler_sample(s, lg, V, &tok) == GEMMA8_OK && tok == b);
+            gemma8_sampler_reset(s);
+        }
+    }
+    gemma8_sampler_free(s);
+    gemma8_grammar_free(g);
+    free(lg);
+    gemma8_model_free(m);
+}

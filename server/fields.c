@@ -108,16 +108,67 @@ static int32_t normalize(gemma8_chat_message *m, int32_t count, char **store, in
     return out;
 }
 
-gemma8_chat_message *srv_messages(const cJSON *arr, int32_t *n, char ***store, char *err, size_t cap) {
+/* The name of the function a tool result answers: its own "name" / "tool_name" (Ollama's), else the
+ * name of the call with its tool_call_id among the messages before it. */
+static const char *result_name(const cJSON *arr, const cJSON *msg) {
+    const cJSON *own = cJSON_GetObjectItem(msg, "name");
+    if (!cJSON_IsString(own)) own = cJSON_GetObjectItem(msg, "tool_name");
+    if (cJSON_IsString(own)) return own->valuestring;
+    const cJSON *id = cJSON_GetObjectItem(msg, "tool_call_id");
+    for (const cJSON *e = arr->child; cJSON_IsString(id) && e && e != msg; e = e->next) {
+        const cJSON *calls = cJSON_GetObjectItem(e, "tool_calls");
+        for (const cJSON *c = cJSON_IsArray(calls) ? calls->child : NULL; c; c = c->next) {
+            const cJSON *cid = cJSON_GetObjectItem(c, "id");
+            const cJSON *name = cJSON_GetObjectItem(cJSON_GetObjectItem(c, "function"), "name");
+            if (cJSON_IsString(cid) && !strcmp(cid->valuestring, id->valuestring) && cJSON_IsString(name))
+                return name->valuestring;
+        }
+    }
+    return NULL;
+}
+
+/* An assistant's tool calls after its text, a tool's result as a user's block (tools.c's format). */
+static bool tool_message(const cJSON *arr, const cJSON *e, const char *role, gemma8_chat_message *m,
+                         char **owned, char *err, size_t cap) {
+    const cJSON *calls = cJSON_GetObjectItem(e, "tool_calls");
+    const bool has_calls = cJSON_IsArray(calls) && cJSON_GetArraySize(calls) > 0;
+    if (calls && !cJSON_IsNull(calls) && !cJSON_IsArray(calls)) {
+        snprintf(err, cap, "'tool_calls' must be an array");
+        return false;
+    }
+    if (has_calls && strcmp(role, "assistant")) {
+        snprintf(err, cap, "only an assistant message has tool calls");
+        return false;
+    }
+    if (!has_calls && strcmp(role, "tool")) return true;
+    char *text = NULL;
+    size_t len = 0;
+    message_text(m, &text, &len);
+    char *block = has_calls ? srv_tool_calls_text(text, calls, err, cap)
+                            : srv_tool_result_text(result_name(arr, e), text ? text : "");
+    free(text);
+    if (!block) {
+        if (!has_calls) snprintf(err, cap, "out of memory");
+        return false;
+    }
+    *owned = block;
+    m->content = block;
+    m->parts = NULL;
+    m->n_parts = 0;
+    return true;
+}
+
+gemma8_chat_message *srv_messages(const cJSON *arr, const char *system, int32_t *n, char ***store, char *err,
+                                  size_t cap) {
     *n = 0;
     *store = NULL;
     if (!cJSON_IsArray(arr)) {
         snprintf(err, cap, "'messages' must be an array");
         return NULL;
     }
-    const int count = cJSON_GetArraySize(arr);
+    const int count = cJSON_GetArraySize(arr) + (system != NULL);
     gemma8_chat_message *m = calloc((size_t)count + 1, sizeof *m);
-    char **s = calloc(2 * (size_t)count + 1, sizeof *s); /* what the messages own, NULL-terminated */
+    char **s = calloc(3 * (size_t)count + 1, sizeof *s); /* what the messages own, NULL-terminated */
     if (!m || !s) {
         free(m);
         free(s);
@@ -125,31 +176,37 @@ gemma8_chat_message *srv_messages(const cJSON *arr, int32_t *n, char ***store, c
         return NULL;
     }
     int k = 0, ns = 0;
+    if (system) { /* the tools' instructions: merged with a system message that follows */
+        m[k].role = "system";
+        m[k++].content = system;
+    }
     for (const cJSON *e = arr->child; e; e = e->next, k++) {
         const cJSON *role = cJSON_GetObjectItem(e, "role");
         if (!cJSON_IsObject(e) || !cJSON_IsString(role)) {
-            snprintf(err, cap, "message %d has no 'role'", k);
+            snprintf(err, cap, "message %d has no 'role'", k - (system != NULL));
             break;
         }
         const char *r = role->valuestring;
         if (!strcmp(r, "developer")) r = "system";
-        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant") && strcmp(r, "model")) {
-            snprintf(err, cap, "message %d: unknown role '%.32s' (system, developer, user, assistant)", k, r);
+        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant") && strcmp(r, "model") &&
+            strcmp(r, "tool")) {
+            snprintf(err, cap, "message %d: unknown role '%.32s' (system, developer, user, assistant, tool)",
+                     k - (system != NULL), r);
             break;
         }
-        const cJSON *calls = cJSON_GetObjectItem(e, "tool_calls"), *images = cJSON_GetObjectItem(e, "images");
-        if (calls && !cJSON_IsNull(calls) && !(cJSON_IsArray(calls) && !cJSON_GetArraySize(calls))) {
-            snprintf(err, cap, "message %d: tool calls are not supported", k);
-            break;
-        }
+        const cJSON *images = cJSON_GetObjectItem(e, "images");
         if (images && !cJSON_IsNull(images) && !(cJSON_IsArray(images) && !cJSON_GetArraySize(images))) {
-            snprintf(err, cap, "message %d: images are not supported (gemma8 reads text only)", k);
+            snprintf(err, cap, "message %d: images are not supported (gemma8 reads text only)",
+                     k - (system != NULL));
             break;
         }
         bool ok = content_parts(cJSON_GetObjectItem(e, "content"), &m[k], &s[ns], err, cap);
         if (s[ns]) ns++;
+        if (ok && !strcmp(r, "model")) r = "assistant";
+        ok = ok && tool_message(arr, e, r, &m[k], &s[ns], err, cap);
+        if (s[ns]) ns++;
         if (!ok) break;
-        m[k].role = !strcmp(r, "system") ? "system" : !strcmp(r, "user") ? "user" : "assistant";
+        m[k].role = !strcmp(r, "system") ? "system" : !strcmp(r, "assistant") ? "assistant" : "user";
     }
     if (k == count && count >= 2 && !strcmp(m[count - 1].role, "assistant") &&
         !strcmp(m[count - 2].role, "assistant")) {
@@ -476,6 +533,41 @@ bool srv_parse_done(srv *s, const cJSON *body, srv_task *t, gemma8_status gs, sr
     }
     *out = t;
     return true;
+}
+
+bool srv_chat_task(srv *s, const cJSON *body, const cJSON *messages, srv_read_fn read, srv_task **out,
+                   srv_error *e) {
+    char err[256] = "";
+    *out = NULL;
+    srv_tools tt;
+    if (!srv_tools_read(cJSON_GetObjectItem(body, "tools"), cJSON_GetObjectItem(body, "tool_choice"),
+                        cJSON_GetObjectItem(body, "parallel_tool_calls"), &tt, err, sizeof err)) {
+        srv_tools_free(&tt);
+        return srv_fail(e, 400, NULL, "%s", err);
+    }
+    char *system = tt.n ? srv_tools_prompt(&tt, NULL) : NULL;
+    int32_t n;
+    char **store;
+    gemma8_chat_message *msgs =
+        tt.n && !system ? NULL : srv_messages(messages, system, &n, &store, err, sizeof err);
+    if (!msgs || !n) {
+        if (msgs) srv_messages_free(msgs, n, store);
+        srv_tools_free(&tt);
+        free(system);
+        return srv_fail(e, 400, NULL, "%s", msgs ? "'messages' is empty" : err[0] ? err : "out of memory");
+    }
+    srv_task *t = srv_task_new(SRV_GENERATE);
+    gemma8_status gs = t ? srv_chat_tokens(s, msgs, n, &t->prompt, &t->n_prompt) : GEMMA8_ERR_NOMEM;
+    srv_messages_free(msgs, n, store);
+    free(system);
+    bool ok = t ? srv_parse_done(s, body, t, gs, read, out, e) : srv_fail(e, 500, NULL, "out of memory");
+    if (ok && !srv_tools_apply(&tt, *out, err, sizeof err)) {
+        srv_task_unref(*out);
+        *out = NULL;
+        ok = srv_fail(e, 400, NULL, "%s", err);
+    }
+    srv_tools_free(&tt);
+    return ok;
 }
 
 void srv_apply_defaults(const srv *s, gemma8_sampler_params *sp) {

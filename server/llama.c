@@ -118,26 +118,22 @@ int srv_props(srv_conn *c, cJSON *body) {
 }
 
 /* POST /apply-template {messages}: {prompt}, the text the chat endpoints give the model */
+static bool read_nothing(srv *s, const cJSON *body, srv_task *t, char *err, size_t cap) {
+    (void)s, (void)body, (void)t, (void)err, (void)cap;
+    return true;
+}
+
 int srv_apply_template(srv_conn *c, cJSON *body) {
     srv *s = srv_of(c);
-    char err[256] = "";
-    int32_t n, n_ids;
-    char **store;
-    gemma8_chat_message *msgs =
-        srv_messages(cJSON_GetObjectItem(body, "messages"), &n, &store, err, sizeof err);
-    if (!msgs) return srv_reply_error(c, 400, "invalid_request_error", NULL, "%s", err);
-    int32_t *ids = NULL;
-    gemma8_status st = srv_chat_tokens(s, msgs, n, &ids, &n_ids);
-    srv_messages_free(msgs, n, store);
-    if (st == GEMMA8_ERR_CONTEXT_FULL)
-        return srv_reply_error(c, 400, "invalid_request_error", "context_length_exceeded",
-                               "the conversation does not fit in the slot's context of %d tokens",
-                               s->n_ctx_slot);
-    if (st) return srv_reply_error(c, 400, "invalid_request_error", NULL, "%s", gemma8_last_error());
-    size_t cap = (size_t)n_ids * 64 + 16, len;
+    srv_task *t;
+    srv_error e;
+    if (!srv_chat_task(s, body, cJSON_GetObjectItem(body, "messages"), read_nothing, &t, &e))
+        return srv_reply_refusal(c, &e);
+    size_t cap = (size_t)t->n_prompt * 64 + 16, len;
     char *text = malloc(cap);
-    st = text ? gemma8_detokenize(s->model, ids, n_ids, false, text, cap, &len) : GEMMA8_ERR_NOMEM;
-    free(ids);
+    gemma8_status st =
+        text ? gemma8_detokenize(s->model, t->prompt, t->n_prompt, false, text, cap, &len) : GEMMA8_ERR_NOMEM;
+    srv_task_unref(t);
     if (st) {
         free(text);
         return srv_reply_error(c, 500, "server_error", NULL, "%s", gemma8_last_error());

@@ -34,7 +34,7 @@ static bool read_options(srv *s, const cJSON *body, srv_task *t, char *err, size
     }
     gemma8_generate_params *p = &t->params;
     gemma8_sampler_params *sp = &p->sampling;
-    double temp = 0.8, top_k = 40, top_p = 0.9, min_p = 0, rep = 1.1, last_n = 64, seed = 0, n_predict = -1;
+    double temp = 0.8, top_k = 40, top_p = 0.9, min_p = 0, rep = 1.1, last_n = 64, seed = -1, n_predict = -1;
     const srv_defaults *df = &s->dflt; /* gemma8 serve --temp ... replace Ollama's defaults */
     if (df->has_temp) temp = df->temp;
     if (df->has_top_k) top_k = df->top_k;
@@ -61,7 +61,7 @@ static bool read_options(srv *s, const cJSON *body, srv_task *t, char *err, size
     sp->repeat_last_n = last_n < 0 ? s->n_ctx_slot : (int32_t)last_n; /* -1: the whole context */
     sp->presence_penalty = (float)pres;
     sp->frequency_penalty = (float)freq;
-    sp->seed = seed > 0 ? (uint32_t)(uint64_t)seed : df->has_seed ? df->seed : srv_random_seed();
+    sp->seed = seed >= 0 ? (uint32_t)(uint64_t)seed : df->has_seed ? df->seed : srv_random_seed();
     p->max_new_tokens = n_predict < 0 || n_predict > s->n_ctx_slot ? s->n_ctx_slot : (int32_t)n_predict;
     /* format: "json" (any JSON object) or a JSON Schema */
     const cJSON *fmt = cJSON_GetObjectItem(body, "format");
@@ -71,11 +71,6 @@ static bool read_options(srv *s, const cJSON *body, srv_task *t, char *err, size
         if (!srv_constrain(t, fmt, NULL, err, cap)) return false;
     } else if (fmt && !cJSON_IsNull(fmt) && !(cJSON_IsString(fmt) && !fmt->valuestring[0])) {
         snprintf(err, cap, "'format' must be \"json\" or a JSON schema");
-        return false;
-    }
-    const cJSON *tools = cJSON_GetObjectItem(body, "tools");
-    if (cJSON_IsArray(tools) && cJSON_GetArraySize(tools)) {
-        snprintf(err, cap, "tools are not supported");
         return false;
     }
     return true;
@@ -90,8 +85,33 @@ typedef struct ol_stream {
     bool chat;
     int seen;
     bool finished;
-    double t0; /* the request's arrival */
+    double t0;          /* the request's arrival */
+    srv_reply_parse rp; /* tools: the reply read as text or calls */
 } ol_stream;
+
+/* Ollama's message.tool_calls: [{function: {index, name, arguments (an object)}}] */
+static void add_calls(cJSON *o, const cJSON *calls, int first) {
+    cJSON *tc = cJSON_AddArrayToObject(cJSON_GetObjectItem(o, "message"), "tool_calls");
+    int k = first;
+    for (const cJSON *c = calls->child; c; c = c->next, k++) {
+        cJSON *item = cJSON_CreateObject();
+        cJSON *fn = cJSON_AddObjectToObject(item, "function");
+        cJSON_AddNumberToObject(fn, "index", k);
+        cJSON_AddItemToObject(fn, "name", cJSON_Duplicate(cJSON_GetObjectItem(c, "name"), true));
+        cJSON_AddItemToObject(fn, "arguments", cJSON_Duplicate(cJSON_GetObjectItem(c, "arguments"), true));
+        cJSON_AddItemToArray(tc, item);
+    }
+}
+
+/* A tools reply's text and calls from events (end: what is held goes to the text). */
+static char *tool_split(ol_stream *st, const srv_event *ev, int n, bool end, cJSON *calls) {
+    char *text = NULL;
+    size_t len = 0;
+    for (int k = 0; k < n; k++)
+        if (ev[k].len) srv_reply_feed(&st->rp, ev[k].text, ev[k].len, &text, &len, calls);
+    if (end) srv_reply_end(&st->rp, &text, &len);
+    return text;
+}
 
 /* {model, created_at, message|response, done} */
 static cJSON *base(srv *s, const ol_stream *st, const char *text, bool done) {
@@ -136,9 +156,16 @@ static long stream_next(srv_conn *c, srv_task *t, void *state, char **out) {
     bool done;
     srv_event *ev;
     const int n = srv_task_events(t, st->seen, &ev, &done);
-    if (n > 0) {
-        char *text = srv_events_text(ev, n);
-        ndjson(out, &len, base(s, st, text ? text : "", false));
+    if (n > 0 || (done && t->tools)) {
+        cJSON *calls = t->tools && st->chat ? cJSON_CreateArray() : NULL;
+        char *text = calls ? tool_split(st, ev, n, done, calls) : srv_events_text(ev, n);
+        if (!calls || text) ndjson(out, &len, base(s, st, text ? text : "", false));
+        if (calls && cJSON_GetArraySize(calls)) {
+            cJSON *o = base(s, st, "", false);
+            add_calls(o, calls, st->rp.n_calls - cJSON_GetArraySize(calls));
+            ndjson(out, &len, o);
+        }
+        cJSON_Delete(calls);
         free(text);
         free(ev);
         st->seen += n;
@@ -159,6 +186,12 @@ static long stream_next(srv_conn *c, srv_task *t, void *state, char **out) {
     return (long)len;
 }
 
+static void ol_free(void *p) {
+    ol_stream *st = p;
+    free(st->rp.buf);
+    free(st);
+}
+
 /* Runs t and answers as a stream (the default) or one object. */
 static int answer(srv_conn *c, const cJSON *body, srv_task *t, bool chat) {
     srv *s = srv_of(c);
@@ -172,7 +205,7 @@ static int answer(srv_conn *c, const cJSON *body, srv_task *t, bool chat) {
             free(st);
             return ollama_error(c, 503, "every slot is busy and the queue is full");
         }
-        return srv_reply_stream(c, "application/x-ndjson", t, stream_next, st, free);
+        return srv_reply_stream(c, "application/x-ndjson", t, stream_next, st, ol_free);
     }
     int rc;
     if (!srv_run_blocking(c, t)) {
@@ -182,21 +215,24 @@ static int answer(srv_conn *c, const cJSON *body, srv_task *t, bool chat) {
     } else {
         srv_event *ev;
         const int n = srv_task_events(t, 0, &ev, NULL);
-        char *text = srv_events_text(ev, n);
+        cJSON *calls = t->tools && chat ? cJSON_CreateArray() : NULL;
+        char *text = calls ? tool_split(st, ev, n, true, calls) : srv_events_text(ev, n);
         free(ev);
         cJSON *o = base(s, st, text ? text : "", true);
+        if (calls && cJSON_GetArraySize(calls)) add_calls(o, calls, 0);
+        cJSON_Delete(calls);
         free(text);
         add_stats(s, st, t, o);
         srv_conn_log_tokens(c, t->res.n_prompt, t->res.n_reused, t->res.n_generated);
         rc = srv_reply_json(c, 200, o);
     }
-    free(st);
+    ol_free(st);
     return rc;
 }
 
 /* An empty request loads the model (it is loaded): done_reason "load". */
 static int load_reply(srv_conn *c, bool chat) {
-    ol_stream st = {chat, 0, false, gemma8_time()};
+    ol_stream st = {.chat = chat, .t0 = gemma8_time()};
     cJSON *o = base(srv_of(c), &st, "", true);
     cJSON_AddStringToObject(o, "done_reason", "load");
     return srv_reply_json(c, 200, o);
@@ -204,20 +240,11 @@ static int load_reply(srv_conn *c, bool chat) {
 
 /* An empty request loads the model (it is loaded): true with no task. */
 bool ollama_parse_chat(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
-    char err[256] = "";
     *out = NULL;
     if (!srv_model_known(s, body, e)) return false;
     const cJSON *arr = cJSON_GetObjectItem(body, "messages");
     if (!arr || (cJSON_IsArray(arr) && !cJSON_GetArraySize(arr))) return true;
-    int32_t n;
-    char **store;
-    gemma8_chat_message *msgs = srv_messages(arr, &n, &store, err, sizeof err);
-    if (!msgs) return srv_fail(e, 400, NULL, "%s", err);
-    srv_task *t = srv_task_new(SRV_GENERATE);
-    if (!t) return srv_fail(e, 500, NULL, "out of memory");
-    gemma8_status gs = srv_chat_tokens(s, msgs, n, &t->prompt, &t->n_prompt);
-    srv_messages_free(msgs, n, store);
-    return srv_parse_done(s, body, t, gs, read_options, out, e);
+    return srv_chat_task(s, body, arr, read_options, out, e);
 }
 
 bool ollama_parse_generate(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
@@ -227,6 +254,9 @@ bool ollama_parse_generate(srv *s, const cJSON *body, srv_task **out, srv_error 
     if (prompt && !cJSON_IsString(prompt)) return srv_fail(e, 400, NULL, "'prompt' must be a string");
     if (system && !cJSON_IsNull(system) && !cJSON_IsString(system))
         return srv_fail(e, 400, NULL, "'system' must be a string");
+    const cJSON *tools = cJSON_GetObjectItem(body, "tools");
+    if (cJSON_IsArray(tools) && cJSON_GetArraySize(tools))
+        return srv_fail(e, 400, NULL, "/api/generate takes no tools: /api/chat does");
     if (!prompt || !prompt->valuestring[0]) return true;
     srv_task *t = srv_task_new(SRV_GENERATE);
     if (!t) return srv_fail(e, 500, NULL, "out of memory");

@@ -123,19 +123,22 @@ static bool read_params(srv *s, const cJSON *b, srv_task *t, bool chat, char *er
         if (!srv_number(b, "logprobs", 0, 5, &k, err, cap)) return false;
         t->n_logprobs = (int)k;
     }
-    const char *unsupported[] = {"tools", "functions", "tool_choice", "function_call"};
+    const char *unsupported[] = {"functions", "function_call"}; /* the deprecated forms of tools */
     for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++) {
         const cJSON *v = cJSON_GetObjectItem(b, unsupported[i]);
         if (v && !cJSON_IsNull(v) && !(cJSON_IsArray(v) && !cJSON_GetArraySize(v)) &&
             !(cJSON_IsString(v) && !strcmp(v->valuestring, "none"))) {
-            snprintf(err, cap, "'%s': tool calling is not supported", unsupported[i]);
+            snprintf(err, cap, "'%s' is OpenAI's deprecated form: send 'tools' and 'tool_choice'",
+                     unsupported[i]);
             return false;
         }
     }
     return read_format(b, t, err, cap);
 }
 
-static const char *finish_reason(const srv_task *t) {
+static const char *finish_reason(const srv_task *t, int n_calls) {
+    if (n_calls && t->res.stop_reason != GEMMA8_STOP_LENGTH && t->res.stop_reason != GEMMA8_STOP_CONTEXT)
+        return "tool_calls";
     switch (t->res.stop_reason) {
     case GEMMA8_STOP_LENGTH:
     case GEMMA8_STOP_CONTEXT:
@@ -210,6 +213,7 @@ static cJSON *completion_logprobs(srv *s, const srv_event *ev, int n, size_t off
 
 typedef struct oai_stream {
     bool chat;
+    srv_reply_parse rp; /* tools: the reply read as text or calls */
     int index; /* the choice's */
     int seen;
     int phase;     /* 0 role chunk, 1 tokens, 2 finished */
@@ -272,6 +276,65 @@ static cJSON *choice(srv *s, oai_stream *st, const srv_event *e, int n_ev, const
     return ch;
 }
 
+/* OpenAI's tool call k ({index, id, type, function: {name, arguments}}); args false: arguments "" */
+static cJSON *tool_call(const oai_stream *st, const cJSON *call, int k, bool head, bool args) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "index", k);
+    cJSON *fn = cJSON_CreateObject();
+    if (head) {
+        char id[80];
+        snprintf(id, sizeof id, "call_%s_%d", st->id + (strncmp(st->id, "chatcmpl-", 9) ? 0 : 9), k);
+        cJSON_AddStringToObject(o, "id", id);
+        cJSON_AddStringToObject(o, "type", "function");
+        const cJSON *name = cJSON_GetObjectItem(call, "name");
+        cJSON_AddStringToObject(fn, "name", cJSON_IsString(name) ? name->valuestring : "");
+    }
+    char *a = args ? cJSON_PrintUnformatted(cJSON_GetObjectItem(call, "arguments")) : NULL;
+    cJSON_AddStringToObject(fn, "arguments", a ? a : "");
+    free(a);
+    cJSON_AddItemToObject(o, "function", fn);
+    return o;
+}
+
+/* A tools reply's news as chunks: its text as content deltas, each call completed as two chunks
+ * (index, id and name; then the arguments), as OpenAI streams them. end: what is held goes out. */
+static void tool_news(srv *s, oai_stream *st, const srv_event *ev, int n, bool end, char **out, size_t *len) {
+    char *text = NULL;
+    size_t tlen = 0;
+    cJSON *calls = cJSON_CreateArray();
+    for (int k = 0; k < n; k++)
+        if (ev[k].token != SRV_PROGRESS && ev[k].len)
+            srv_reply_feed(&st->rp, ev[k].text, ev[k].len, &text, &tlen, calls);
+    if (end) srv_reply_end(&st->rp, &text, &tlen);
+    if (tlen) {
+        cJSON *o = chunk_base(s, st);
+        cJSON *ch = cJSON_CreateObject();
+        cJSON_AddNumberToObject(ch, "index", st->index);
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(ch, "delta"), "content", text);
+        cJSON_AddNullToObject(ch, "logprobs");
+        cJSON_AddNullToObject(ch, "finish_reason");
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), ch);
+        sse(out, len, o);
+    }
+    free(text);
+    const int first = st->rp.n_calls - cJSON_GetArraySize(calls);
+    int k = first;
+    for (const cJSON *c = calls->child; c; c = c->next, k++)
+        for (int part = 0; part < 2; part++) {
+            cJSON *o = chunk_base(s, st);
+            cJSON *ch = cJSON_CreateObject();
+            cJSON_AddNumberToObject(ch, "index", st->index);
+            cJSON *delta = cJSON_AddObjectToObject(ch, "delta");
+            cJSON_AddItemToArray(cJSON_AddArrayToObject(delta, "tool_calls"),
+                                 tool_call(st, c, k, part == 0, part == 1));
+            cJSON_AddNullToObject(ch, "logprobs");
+            cJSON_AddNullToObject(ch, "finish_reason");
+            cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), ch);
+            sse(out, len, o);
+        }
+    cJSON_Delete(calls);
+}
+
 /* usage over the choices: the prompt once, the completions summed */
 static cJSON *usage_of(const oai_reply *r) {
     cJSON *u = usage(r->g.t[0]);
@@ -297,6 +360,10 @@ static bool choice_news(srv *s, srv_task *t, oai_stream *st, bool per_token, cha
     }
     int texts = 0;
     for (int k = 0; k < n; k++) texts += ev[k].token != SRV_PROGRESS;
+    if (t->tools && st->chat) {
+        tool_news(s, st, ev, n, done && !t->status, out, len);
+        texts = 0;
+    }
     if (texts > 0) {
         cJSON *o = chunk_base(s, st);
         cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"),
@@ -320,7 +387,7 @@ static bool choice_news(srv *s, srv_task *t, oai_stream *st, bool per_token, cha
     }
     cJSON *o = chunk_base(s, st);
     cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"),
-                         choice(s, st, NULL, 0, finish_reason(t), false));
+                         choice(s, st, NULL, 0, finish_reason(t, st->rp.n_calls), false));
     cJSON_AddItemToObject(o, "timings", srv_timings(t));
     sse(out, len, o);
     return false;
@@ -387,6 +454,7 @@ static long stream_next(srv_conn *c, srv_task *t0, void *state, char **out) {
 static void reply_free(void *state) {
     oai_reply *r = state;
     srv_group_release(&r->g, 1);
+    for (int i = 0; i < r->g.n; i++) free(r->st[i].rp.buf);
     free(r);
 }
 
@@ -421,17 +489,41 @@ static int answer(srv_conn *c, const cJSON *body, oai_reply *r, bool chat) {
             srv_task *t = r->g.t[i];
             srv_event *ev;
             const int n_ev = srv_task_events(t, 0, &ev, NULL);
-            cJSON *ch = choice(s, &r->st[i], ev, n_ev, finish_reason(t), t->n_logprobs >= 0);
+            /* a tools reply: its text and its calls */
+            char *text = NULL;
+            size_t tlen = 0;
+            cJSON *calls = t->tools && chat ? cJSON_CreateArray() : NULL;
+            for (int k = 0; calls && k < n_ev; k++)
+                if (ev[k].token != SRV_PROGRESS && ev[k].len)
+                    srv_reply_feed(&r->st[i].rp, ev[k].text, ev[k].len, &text, &tlen, calls);
+            if (calls) srv_reply_end(&r->st[i].rp, &text, &tlen);
+            const int n_calls = calls ? cJSON_GetArraySize(calls) : 0;
+            cJSON *ch =
+                choice(s, &r->st[i], ev, n_ev, finish_reason(t, n_calls), t->n_logprobs >= 0 && !calls);
             free(ev);
             if (chat) { /* a message instead of a delta */
                 cJSON *delta = cJSON_DetachItemFromObject(ch, "delta");
                 cJSON *msg = cJSON_CreateObject();
                 cJSON_AddStringToObject(msg, "role", "assistant");
                 const cJSON *content = cJSON_GetObjectItem(delta, "content");
-                cJSON_AddStringToObject(msg, "content", cJSON_IsString(content) ? content->valuestring : "");
+                if (calls && n_calls && !tlen)
+                    cJSON_AddNullToObject(msg, "content");
+                else
+                    cJSON_AddStringToObject(msg, "content",
+                                            calls                     ? (text ? text : "")
+                                            : cJSON_IsString(content) ? content->valuestring
+                                                                      : "");
+                if (n_calls) {
+                    cJSON *tc = cJSON_AddArrayToObject(msg, "tool_calls");
+                    int k = 0;
+                    for (const cJSON *c = calls->child; c; c = c->next, k++)
+                        cJSON_AddItemToArray(tc, tool_call(&r->st[i], c, k, true, true));
+                }
                 cJSON_AddItemToObject(ch, "message", msg);
                 cJSON_Delete(delta);
             }
+            free(text);
+            cJSON_Delete(calls);
             cJSON_AddItemToArray(choices, ch);
         }
         cJSON_AddItemToObject(o, "usage", usage_of(r));
@@ -459,26 +551,12 @@ static bool read_completion_params(srv *s, const cJSON *b, srv_task *t, char *er
 }
 
 bool oai_parse_chat(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
-    char err[256] = "";
     *out = NULL;
     if (!srv_model_known_lenient(s, body, e)) return false;
     if (cJSON_IsTrue(cJSON_GetObjectItem(body, "add_generation_prompt")) &&
         cJSON_IsTrue(cJSON_GetObjectItem(body, "continue_final_message")))
         return srv_fail(e, 400, NULL, "add_generation_prompt and continue_final_message exclude each other");
-    int32_t n_msgs;
-    char **store;
-    gemma8_chat_message *msgs =
-        srv_messages(cJSON_GetObjectItem(body, "messages"), &n_msgs, &store, err, sizeof err);
-    if (!msgs) return srv_fail(e, 400, NULL, "%s", err);
-    if (!n_msgs) {
-        srv_messages_free(msgs, n_msgs, store);
-        return srv_fail(e, 400, NULL, "'messages' is empty");
-    }
-    srv_task *t = srv_task_new(SRV_GENERATE);
-    if (!t) return srv_fail(e, 500, NULL, "out of memory");
-    gemma8_status gs = srv_chat_tokens(s, msgs, n_msgs, &t->prompt, &t->n_prompt);
-    srv_messages_free(msgs, n_msgs, store);
-    return srv_parse_done(s, body, t, gs, read_chat_params, out, e);
+    return srv_chat_task(s, body, cJSON_GetObjectItem(body, "messages"), read_chat_params, out, e);
 }
 
 bool oai_parse_completion(srv *s, const cJSON *body, srv_task **out, srv_error *e) {

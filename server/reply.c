@@ -74,6 +74,21 @@ int srv_reply_error(srv_conn *c, unsigned status, const char *type, const char *
         cJSON_AddStringToObject(root, "error", msg);
         return srv_reply_json(c, status, root);
     }
+    if (!strncmp(c->url, "/v1/messages", 12)) { /* Anthropic's, its type by the status */
+        const char *at = status == 400   ? "invalid_request_error"
+                         : status == 401 ? "authentication_error"
+                         : status == 403 ? "permission_error"
+                         : status == 404 ? "not_found_error"
+                         : status == 413 ? "request_too_large"
+                         : status == 429 ? "rate_limit_error"
+                         : status >= 503 ? "overloaded_error"
+                                         : "api_error";
+        cJSON_AddStringToObject(root, "type", "error");
+        cJSON *err = cJSON_AddObjectToObject(root, "error");
+        cJSON_AddStringToObject(err, "type", at);
+        cJSON_AddStringToObject(err, "message", msg);
+        return srv_reply_json(c, status, root);
+    }
     cJSON *err = cJSON_AddObjectToObject(root, "error");
     cJSON_AddStringToObject(err, "message", msg);
     cJSON_AddStringToObject(err, "type", type);
@@ -91,7 +106,7 @@ int srv_reply_refusal(srv_conn *c, const srv_error *e) {
                        : e->status >= 500 ? "server_error"
                        : ctx              ? "exceed_context_size_error"
                                           : "invalid_request_error";
-    if (!strncmp(c->url, "/api/", 5) || !e->n_ctx)
+    if (!strncmp(c->url, "/api/", 5) || !strncmp(c->url, "/v1/messages", 12) || !e->n_ctx)
         return srv_reply_error(c, e->status, type, e->code, "%s", e->msg);
     cJSON *root = cJSON_CreateObject();
     cJSON *err = cJSON_AddObjectToObject(root, "error");

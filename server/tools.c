@@ -83,7 +83,11 @@ bool srv_tools_read(const cJSON *tools, const cJSON *choice, const cJSON *parall
         const cJSON *desc = cJSON_GetObjectItem(fn, "description");
         const cJSON *params = cJSON_GetObjectItem(fn, "parameters");
         if (!params) params = cJSON_GetObjectItem(fn, "input_schema");
-        const bool function = !type || (cJSON_IsString(type) && !strcmp(type->valuestring, "function"));
+        /* Anthropic's client tools may say "custom" (with an input_schema); Codex's custom tools are
+         * free-form (a format, no schema) */
+        const bool function = !type || (cJSON_IsString(type) && !strcmp(type->valuestring, "function")) ||
+                              (cJSON_IsString(type) && !strcmp(type->valuestring, "custom") &&
+                               cJSON_IsObject(cJSON_GetObjectItem(fn, "input_schema")));
         if (!cJSON_IsObject(t) || !function || !cJSON_IsString(name)) {
             /* web_search, custom (free-form), a provider's own tools: not for this model */
             fprintf(stderr,

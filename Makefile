@@ -103,6 +103,8 @@ test: $(BUILD)/gemma8 $(BUILD)/test-gemma8 $(BUILD)/test-cxx $(BUILD)/diff-cases
 	GEMMA8=$(BUILD)/gemma8 node --test tests/js/tools.test.mjs
 	@# Anthropic's Messages API: the official SDK, and a request captured from Claude Code
 	GEMMA8=$(BUILD)/gemma8 node --test tests/js/anthropic.test.mjs
+	@# OpenAI's Responses API: the openai client, and a request captured from Codex CLI
+	GEMMA8=$(BUILD)/gemma8 node --test tests/js/responses.test.mjs
 	GEMMA8=$(BUILD)/gemma8 node --test tests/js/stream-stress.test.mjs
 
 $(BUILD)/bench-kernels: bench/bench-kernels.c $(BUILD)/libgemma8.a
@@ -142,6 +144,7 @@ test-tsan:
 	TSAN_OPTIONS="exitcode=66" GEMMA8=build-tsan/gemma8 GEMMA8_SANITIZED=1 node --test tests/js/dropin.test.mjs
 	TSAN_OPTIONS="exitcode=66" GEMMA8=build-tsan/gemma8 GEMMA8_SANITIZED=1 node --test tests/js/tools.test.mjs
 	TSAN_OPTIONS="exitcode=66" GEMMA8=build-tsan/gemma8 GEMMA8_SANITIZED=1 node --test tests/js/anthropic.test.mjs
+	TSAN_OPTIONS="exitcode=66" GEMMA8=build-tsan/gemma8 GEMMA8_SANITIZED=1 node --test tests/js/responses.test.mjs
 	TSAN_OPTIONS="exitcode=66" GEMMA8=build-tsan/gemma8 GEMMA8_SERVER_PRELOAD=$(CURDIR)/build-tsan/slow-json.so \
 		STRESS_TOKENS=1000 node --test tests/js/stream-stress.test.mjs
 

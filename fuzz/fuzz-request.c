@@ -51,8 +51,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
     }
     bool (*parsers[])(srv *, const cJSON *, srv_task **, srv_error *) = {
-        oai_parse_chat,        oai_parse_completion, oai_parse_embedding,    ollama_parse_chat,
-        ollama_parse_generate, ollama_parse_embed,   llama_parse_completion, anthropic_parse,
+        oai_parse_chat,         oai_parse_completion,  oai_parse_embedding,
+        ollama_parse_chat,      ollama_parse_generate, ollama_parse_embed,
+        llama_parse_completion, anthropic_parse,       responses_parse,
     };
     for (size_t i = 0; i < sizeof parsers / sizeof parsers[0]; i++) {
         srv_task *t = NULL;

@@ -171,6 +171,8 @@ static const route routes[] = {
     {"POST", "/embedding", llama_embeddings, false},
     {"GET", "/lora-adapters", srv_lora_adapters, false},
     {"POST", "/lora-adapters", srv_lora_adapters_set, true},
+    {"POST", "/v1/responses", responses_create, false},
+    {"POST", "/responses", responses_create, false},
     {"POST", "/v1/messages", anthropic_messages, false},
     {"POST", "/v1/messages/count_tokens", anthropic_count_tokens, false},
     {"POST", "/api/chat", ollama_chat, false},

@@ -412,6 +412,7 @@ bool oai_parse_completion(srv *s, const cJSON *body, srv_task **out, srv_error *
 bool oai_parse_embedding(srv *s, const cJSON *body, srv_task **out, srv_error *e);
 bool ollama_parse_chat(srv *s, const cJSON *body, srv_task **out, srv_error *e);
 bool anthropic_parse(srv *s, const cJSON *body, srv_task **out, srv_error *e);
+bool responses_parse(srv *s, const cJSON *body, srv_task **out, srv_error *e);
 bool ollama_parse_generate(srv *s, const cJSON *body, srv_task **out, srv_error *e);
 bool ollama_parse_embed(srv *s, const cJSON *body, srv_task **out, srv_error *e);
 bool llama_parse_completion(srv *s, const cJSON *body, srv_task **out, srv_error *e);
@@ -422,6 +423,8 @@ int oai_chat(srv_conn *c, cJSON *body);
 /* Anthropic's Messages API (anthropic.c) */
 int anthropic_messages(srv_conn *c, cJSON *body);
 int anthropic_count_tokens(srv_conn *c, cJSON *body);
+/* OpenAI's Responses API (responses.c) */
+int responses_create(srv_conn *c, cJSON *body);
 int oai_input_tokens(srv_conn *c, cJSON *body);
 int oai_completions(srv_conn *c, cJSON *body);
 int oai_models(srv_conn *c, cJSON *body);

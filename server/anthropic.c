@@ -196,9 +196,7 @@ static cJSON *chat_body(const cJSON *body, char *err, size_t cap) {
     /* fields for the cloud service and for models that think: accepted, said once */
     static const char *const ignored[] = {"metadata",    "thinking",           "service_tier", "container",
                                           "mcp_servers", "context_management", "output_config"};
-    for (size_t i = 0; ok && i < sizeof ignored / sizeof *ignored; i++)
-        if (cJSON_GetObjectItem(body, ignored[i]))
-            fprintf(stderr, "gemma8 serve: /v1/messages: '%s' accepted and ignored\n", ignored[i]);
+    if (ok) srv_log_ignored(body, "/v1/messages", ignored, sizeof ignored / sizeof *ignored);
     if (ok && dropped)
         fprintf(stderr, "gemma8 serve: /v1/messages: thinking blocks in the history left out\n");
     if (ok) return b;
@@ -207,14 +205,7 @@ static cJSON *chat_body(const cJSON *body, char *err, size_t cap) {
 }
 
 bool anthropic_parse(srv *s, const cJSON *body, srv_task **out, srv_error *e) {
-    char err[256] = "";
-    *out = NULL;
-    if (!srv_model_known_lenient(s, body, e)) return false;
-    cJSON *b = chat_body(body, err, sizeof err);
-    if (!b) return srv_fail(e, 400, NULL, "%s", err);
-    bool ok = srv_chat_task(s, b, cJSON_GetObjectItem(b, "messages"), read_fields, out, e);
-    cJSON_Delete(b);
-    return ok;
+    return srv_converted_chat_task(s, body, chat_body, read_fields, out, e);
 }
 
 /* ---- the reply ------------------------------------------------------------------------------ */
@@ -298,14 +289,7 @@ static void news(an_stream *st, const srv_task *t, const srv_event *ev, int n, b
     char *text = NULL;
     size_t tlen = 0;
     cJSON *calls = cJSON_CreateArray();
-    for (int k = 0; k < n; k++) {
-        if (ev[k].token == SRV_PROGRESS || !ev[k].len) continue;
-        if (t->tools)
-            srv_reply_feed(&st->rp, ev[k].text, ev[k].len, &text, &tlen, calls);
-        else
-            srv_buf_add(&text, &tlen, "", ev[k].text, "");
-    }
-    if (end && t->tools) srv_reply_end(&st->rp, &text, &tlen);
+    srv_reply_read(&st->rp, t->tools, ev, n, end, &text, &tlen, calls);
     if (tlen) {
         if (!st->text_open) {
             cJSON *o = typed("content_block_start");
@@ -432,14 +416,7 @@ int anthropic_messages(srv_conn *c, cJSON *body) {
         char *text = NULL;
         size_t tlen = 0;
         cJSON *calls = cJSON_CreateArray();
-        for (int k = 0; k < n; k++) {
-            if (ev[k].token == SRV_PROGRESS || !ev[k].len) continue;
-            if (t->tools)
-                srv_reply_feed(&st->rp, ev[k].text, ev[k].len, &text, &tlen, calls);
-            else
-                srv_buf_add(&text, &tlen, "", ev[k].text, "");
-        }
-        if (t->tools) srv_reply_end(&st->rp, &text, &tlen);
+        srv_reply_read(&st->rp, t->tools, ev, n, true, &text, &tlen, calls);
         free(ev);
         cJSON *o = message(s, st, t);
         cJSON *content = cJSON_GetObjectItem(o, "content");

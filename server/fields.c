@@ -570,6 +570,26 @@ bool srv_chat_task(srv *s, const cJSON *body, const cJSON *messages, srv_read_fn
     return ok;
 }
 
+bool srv_converted_chat_task(srv *s, const cJSON *body, srv_convert_fn convert, srv_read_fn read,
+                             srv_task **out, srv_error *e) {
+    char err[256] = "";
+    *out = NULL;
+    if (!srv_model_known_lenient(s, body, e)) return false;
+    cJSON *b = convert(body, err, sizeof err);
+    if (!b) return srv_fail(e, 400, NULL, "%s", err[0] ? err : "out of memory");
+    bool ok = srv_chat_task(s, b, cJSON_GetObjectItem(b, "messages"), read, out, e);
+    cJSON_Delete(b);
+    return ok;
+}
+
+void srv_log_ignored(const cJSON *body, const char *api, const char *const *keys, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        const cJSON *v = cJSON_GetObjectItem(body, keys[i]);
+        if (v && !cJSON_IsNull(v))
+            fprintf(stderr, "gemma8 serve: %s: '%s' accepted and ignored\n", api, keys[i]);
+    }
+}
+
 void srv_apply_defaults(const srv *s, gemma8_sampler_params *sp) {
     const srv_defaults *d = &s->dflt;
     if (d->has_temp) sp->temperature = d->temp;

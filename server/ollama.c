@@ -107,9 +107,7 @@ static void add_calls(cJSON *o, const cJSON *calls, int first) {
 static char *tool_split(ol_stream *st, const srv_event *ev, int n, bool end, cJSON *calls) {
     char *text = NULL;
     size_t len = 0;
-    for (int k = 0; k < n; k++)
-        if (ev[k].len) srv_reply_feed(&st->rp, ev[k].text, ev[k].len, &text, &len, calls);
-    if (end) srv_reply_end(&st->rp, &text, &len);
+    srv_reply_read(&st->rp, true, ev, n, end, &text, &len, calls);
     return text;
 }
 

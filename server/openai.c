@@ -302,10 +302,7 @@ static void tool_news(srv *s, oai_stream *st, const srv_event *ev, int n, bool e
     char *text = NULL;
     size_t tlen = 0;
     cJSON *calls = cJSON_CreateArray();
-    for (int k = 0; k < n; k++)
-        if (ev[k].token != SRV_PROGRESS && ev[k].len)
-            srv_reply_feed(&st->rp, ev[k].text, ev[k].len, &text, &tlen, calls);
-    if (end) srv_reply_end(&st->rp, &text, &tlen);
+    srv_reply_read(&st->rp, true, ev, n, end, &text, &tlen, calls);
     if (tlen) {
         cJSON *o = chunk_base(s, st);
         cJSON *ch = cJSON_CreateObject();
@@ -493,10 +490,7 @@ static int answer(srv_conn *c, const cJSON *body, oai_reply *r, bool chat) {
             char *text = NULL;
             size_t tlen = 0;
             cJSON *calls = t->tools && chat ? cJSON_CreateArray() : NULL;
-            for (int k = 0; calls && k < n_ev; k++)
-                if (ev[k].token != SRV_PROGRESS && ev[k].len)
-                    srv_reply_feed(&r->st[i].rp, ev[k].text, ev[k].len, &text, &tlen, calls);
-            if (calls) srv_reply_end(&r->st[i].rp, &text, &tlen);
+            if (calls) srv_reply_read(&r->st[i].rp, true, ev, n_ev, true, &text, &tlen, calls);
             const int n_calls = calls ? cJSON_GetArraySize(calls) : 0;
             cJSON *ch =
                 choice(s, &r->st[i], ev, n_ev, finish_reason(t, n_calls), t->n_logprobs >= 0 && !calls);

@@ -159,6 +159,10 @@ typedef struct srv_reply_parse {
  * ({name, arguments}). srv_reply_end gives what is still held (an opening never finished) as text. */
 void srv_reply_feed(srv_reply_parse *p, const char *s, size_t n, char **text, size_t *text_len, cJSON *calls);
 void srv_reply_end(srv_reply_parse *p, char **text, size_t *text_len);
+/* A task's events (progress ones skipped) read as above when tools is set, else all text; end: the
+ * reply is over (what is held goes to the text). */
+void srv_reply_read(srv_reply_parse *p, bool tools, const srv_event *ev, int n, bool end, char **text,
+                    size_t *len, cJSON *calls);
 
 /* The prompt cache in RAM (ramcache.c; only the scheduler thread uses it). */
 typedef struct srv_ram_cache srv_ram_cache;
@@ -403,6 +407,13 @@ bool srv_parse_done(srv *s, const cJSON *body, srv_task *t, gemma8_status gs, sr
  * srv_parse_done. */
 bool srv_chat_task(srv *s, const cJSON *body, const cJSON *messages, srv_read_fn read, srv_task **out,
                    srv_error *e);
+/* An API whose requests are rewritten into the chat shape first (Anthropic's, the Responses API):
+ * convert makes the chat body (messages, tools, ...) or NULL with err; then srv_chat_task. */
+typedef cJSON *(*srv_convert_fn)(const cJSON *body, char *err, size_t cap);
+bool srv_converted_chat_task(srv *s, const cJSON *body, srv_convert_fn convert, srv_read_fn read,
+                             srv_task **out, srv_error *e);
+/* One log line for each of the keys present in body (fields an API accepts and ignores). */
+void srv_log_ignored(const cJSON *body, const char *api, const char *const *keys, size_t n);
 
 /* Requests to tasks (no reply: the handlers answer; the fuzz harness checks
  * that any body gives a valid task or an error). true with *out set, or false

@@ -266,3 +266,15 @@ void srv_reply_end(srv_reply_parse *p, char **text, size_t *text_len) {
     p->buf = NULL;
     p->n = 0;
 }
+
+void srv_reply_read(srv_reply_parse *p, bool tools, const srv_event *ev, int n, bool end, char **text,
+                    size_t *len, cJSON *calls) {
+    for (int k = 0; k < n; k++) {
+        if (ev[k].token == SRV_PROGRESS || !ev[k].len) continue;
+        if (tools)
+            srv_reply_feed(p, ev[k].text, ev[k].len, text, len, calls);
+        else
+            srv_buf_add(text, len, "", ev[k].text, "");
+    }
+    if (end && tools) srv_reply_end(p, text, len);
+}

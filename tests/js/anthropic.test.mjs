@@ -9,7 +9,7 @@ import { createRequire } from "node:module";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { makeDemoModel, startServer, stopServer } from "./serverlib.mjs";
+import { cliGreedy, makeDemoModel, startServer, stopServer } from "./serverlib.mjs";
 
 const require = createRequire(resolve(process.env.NPM_DIR ?? "third_party/npm") + "/");
 const Anthropic = require("@anthropic-ai/sdk").default ?? require("@anthropic-ai/sdk");
@@ -42,7 +42,7 @@ after(async () => {
   if (srv) await stopServer(srv);
 });
 
-test("messages.create: greedy text equals the OpenAI API's for the same conversation; streamed the same", async () => {
+test("messages.create: greedy text equals gemma8 run's and the OpenAI API's for the same conversation; streamed the same", async () => {
   const system = "Answer briefly.";
   const messages = [{ role: "user", content: "Name three colours." }];
   const r = await client.messages.create({ model: "claude-sonnet-4-5", max_tokens: 24, temperature: 0, top_k: 1, system, messages });
@@ -57,6 +57,7 @@ test("messages.create: greedy text equals the OpenAI API's for the same conversa
     messages: [{ role: "system", content: system }, ...messages], max_tokens: 24, temperature: 0,
   })).json();
   assert.equal(r.content[0].text, oai.choices[0].message.content);
+  assert.equal(r.content[0].text, cliGreedy(MODEL, system, messages[0].content, 24));
   // the SDK's stream helper assembles the events into the same message
   const stream = client.messages.stream({ model: "m", max_tokens: 24, temperature: 0, system: [{ type: "text", text: system }], messages });
   const kinds = new Set();

@@ -9,7 +9,7 @@ import { createRequire } from "node:module";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { makeDemoModel, startServer, stopServer } from "./serverlib.mjs";
+import { cliGreedy, makeDemoModel, startServer, stopServer } from "./serverlib.mjs";
 
 const require = createRequire(resolve(process.env.NPM_DIR ?? "third_party/npm") + "/");
 const OpenAI = require("openai").default ?? require("openai");
@@ -40,7 +40,7 @@ after(async () => {
   if (srv) await stopServer(srv);
 });
 
-test("responses.create: greedy text equals the chat API's; streamed through the client's helper the same", async () => {
+test("responses.create: greedy text equals gemma8 run's and the chat API's; streamed through the client's helper the same", async () => {
   const req = { model: "gpt-5", instructions: "Answer briefly.", input: "Name three colours.", max_output_tokens: 20, temperature: 0 };
   const r = await openai.responses.create(req);
   assert.equal(r.object, "response");
@@ -52,6 +52,7 @@ test("responses.create: greedy text equals the chat API's; streamed through the 
     model: "m", messages: [{ role: "system", content: req.instructions }, { role: "user", content: req.input }], max_tokens: 20, temperature: 0,
   });
   assert.equal(r.output_text, chat.choices[0].message.content);
+  assert.equal(r.output_text, cliGreedy(MODEL, req.instructions, req.input, 20));
   assert.equal(r.usage.output_tokens, 20);
   // streamed: events in order of their sequence numbers; the text deltas make the same text
   const stream = await openai.responses.create({ ...req, stream: true });

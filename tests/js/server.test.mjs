@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import net from "node:net";
-import { BIN, TOK, sleep, makeDemoModel, startServer as startServerOn, stopServer } from "./serverlib.mjs";
+import { BIN, TOK, sleep, makeDemoModel, startServer as startServerOn, stopServer, cliGreedy as cliGreedyOn } from "./serverlib.mjs";
 
 const require = createRequire(resolve(process.env.NPM_DIR ?? "third_party/npm") + "/");
 const OpenAI = require("openai").default ?? require("openai");
@@ -49,14 +49,7 @@ const metric = async (name) => {
   return m ? Number(m[1]) : NaN;
 };
 
-// gemma8 run with the same messages, greedy
-function cliGreedy(prompt, n) {
-  const r = spawnSync(BIN, ["run", "-m", MODEL, "-p", prompt, "-n", String(n), "--temp", "0", "-q", "-t", "1"], {
-    encoding: "utf8",
-  });
-  assert.equal(r.status, 0, r.stderr);
-  return r.stdout.replace(/\n$/, "");
-}
+const cliGreedy = (prompt, n) => cliGreedyOn(MODEL, null, prompt, n);
 
 test("openai chat: greedy text equals gemma8 run; streamed equals non-streamed", async () => {
   const prompt = "Write a haiku about the sea";

@@ -55,3 +55,12 @@ export async function stopServer(s) {
   s.proc.kill("SIGTERM");
   return new Promise((res) => s.proc.on("exit", (code) => res(code)));
 }
+
+// `gemma8 run` greedy on model: the reply to prompt (after the system message if given), n tokens.
+export function cliGreedy(model, system, prompt, n) {
+  const sys = system ? ["--system", system] : [];
+  const r = spawnSync(BIN, ["run", "-m", model, ...sys, "-p", prompt, "-n", String(n), "--temp", "0", "-q", "-t", "1"],
+    { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout.replace(/\n$/, "");
+}

@@ -166,8 +166,8 @@ static bool read_fields(srv *s, const cJSON *b, srv_task *t, char *err, size_t c
  * parallel_tool_calls), or NULL with err. */
 static cJSON *chat_body(const cJSON *body, char *err, size_t cap) {
     const cJSON *msgs = cJSON_GetObjectItem(body, "messages");
-    if (!cJSON_IsArray(msgs) || !cJSON_GetArraySize(msgs)) {
-        snprintf(err, cap, "messages: Field required (a non-empty list)");
+    if (!cJSON_IsArray(msgs)) {
+        snprintf(err, cap, "messages: Field required (a list)");
         return NULL;
     }
     cJSON *b = cJSON_Duplicate(body, true);
@@ -188,6 +188,12 @@ static cJSON *chat_body(const cJSON *body, char *err, size_t cap) {
     int k = 0;
     for (const cJSON *m = msgs->child; m && ok; m = m->next, k++)
         ok = convert_message(m, k, out, &dropped, err, cap);
+    if (ok && !cJSON_GetArraySize(msgs)) { /* none: an empty user turn (llama-server accepts it too) */
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "role", "user");
+        cJSON_AddStringToObject(o, "content", "");
+        cJSON_AddItemToArray(out, o);
+    }
     const cJSON *choice = cJSON_GetObjectItem(body, "tool_choice");
     if (cJSON_IsTrue(cJSON_GetObjectItem(choice, "disable_parallel_tool_use")))
         cJSON_AddFalseToObject(b, "parallel_tool_calls");
@@ -227,10 +233,11 @@ static const char *stop_reason(const srv_task *t, int calls) {
     return t->res.stop_reason == GEMMA8_STOP_STRING ? "stop_sequence" : "end_turn";
 }
 
+/* usage; before the run (message_start) the prompt's tokens, its cache reads not known yet */
 static cJSON *usage(const srv_task *t, bool final) {
     cJSON *u = cJSON_CreateObject();
-    cJSON_AddNumberToObject(u, "input_tokens", t->res.n_prompt - t->res.n_reused);
-    cJSON_AddNumberToObject(u, "cache_read_input_tokens", t->res.n_reused);
+    cJSON_AddNumberToObject(u, "input_tokens", final ? t->res.n_prompt - t->res.n_reused : t->n_prompt);
+    cJSON_AddNumberToObject(u, "cache_read_input_tokens", final ? t->res.n_reused : 0);
     cJSON_AddNumberToObject(u, "cache_creation_input_tokens", 0);
     cJSON_AddNumberToObject(u, "output_tokens", final ? t->res.n_generated : 0);
     return u;

@@ -232,6 +232,7 @@ typedef struct rs_stream {
     srv_reply_parse rp;
     int calls;
     cJSON *output; /* the items done */
+    bool timings;  /* llama-server's timings_per_token: timings in each text delta */
 } rs_stream;
 
 static cJSON *text_part(const char *text) {
@@ -350,6 +351,10 @@ static void news(rs_stream *st, const srv_task *t, const srv_event *ev, int n, b
     char *text = NULL;
     size_t tlen = 0;
     cJSON *calls = cJSON_CreateArray();
+    for (int k = 0; k < n; k++) /* llama-server's return_progress: the prompt's progress first */
+        if (ev[k].token == SRV_PROGRESS)
+            event(st, out, len, "response.in_progress",
+                  fields("prompt_progress", srv_progress_of(t, &ev[k]), NULL, NULL));
     srv_reply_read(&st->rp, t->tools, ev, n, end, &text, &tlen, calls);
     char id[64];
     snprintf(id, sizeof id, "msg_%llx", st->n);
@@ -371,6 +376,7 @@ static void news(rs_stream *st, const srv_task *t, const srv_event *ev, int n, b
             fields("item_id", cJSON_CreateString(id), "output_index", cJSON_CreateNumber(st->msg_index));
         cJSON_AddNumberToObject(o, "content_index", 0);
         cJSON_AddStringToObject(o, "delta", text);
+        if (st->timings) cJSON_AddItemToObject(o, "timings", srv_timings(t));
         event(st, out, len, "response.output_text.delta", o);
     }
     free(text);
@@ -439,7 +445,7 @@ static long stream_next(srv_conn *c, srv_task *t, void *state, char **out) {
     const char *status = final_status(t);
     cJSON *r = response(s, st, t, status, cJSON_Duplicate(st->output, true));
     event(st, out, &len, !strcmp(status, "completed") ? "response.completed" : "response.incomplete",
-          fields("response", r, NULL, NULL));
+          fields("response", r, "timings", srv_timings(t))); /* timings: llama-server's */
     srv_conn_log_tokens(c, t->res.n_prompt, t->res.n_reused, t->res.n_generated);
     return (long)len;
 }
@@ -481,6 +487,7 @@ int responses_create(srv_conn *c, cJSON *body) {
     st->created = (long)time(NULL);
     st->req = echo(body);
     st->output = cJSON_CreateArray();
+    st->timings = cJSON_IsTrue(cJSON_GetObjectItem(body, "timings_per_token"));
     if (cJSON_IsTrue(cJSON_GetObjectItem(body, "stream"))) {
         if (!srv_submit(s->sched, t)) {
             srv_task_unref(t);

@@ -61,7 +61,10 @@ test("messages.create: greedy text equals gemma8 run's and the OpenAI API's for 
   // the SDK's stream helper assembles the events into the same message
   const stream = client.messages.stream({ model: "m", max_tokens: 24, temperature: 0, system: [{ type: "text", text: system }], messages });
   const kinds = new Set();
-  stream.on("streamEvent", (e) => kinds.add(e.type));
+  stream.on("streamEvent", (e) => {
+    kinds.add(e.type);
+    if (e.type === "message_start") assert.ok(e.message.usage.input_tokens > 0); // the prompt's, known at once
+  });
   const final = await stream.finalMessage();
   assert.equal(final.content[0].text, r.content[0].text);
   assert.equal(final.stop_reason, "max_tokens");
@@ -148,7 +151,7 @@ test("what agents send is accepted: cache_control, metadata, thinking, server to
   }
   for (const [bad, why] of [
     [{ model: "m", messages: [{ role: "user", content: "x" }] }, /max_tokens/],
-    [{ model: "m", max_tokens: 5, messages: [] }, /messages/],
+    [{ model: "m", max_tokens: 5 }, /messages/],
     [{ model: "m", max_tokens: 5, messages: [{ role: "bot", content: "x" }] }, /role/],
     [{ model: "m", max_tokens: 5, messages: [{ role: "user", content: [{ type: "image", source: {} }] }] }, /text only/],
     [{ model: "m", max_tokens: 5, temperature: 1.5, messages: [{ role: "user", content: "x" }] }, /temperature/],
@@ -161,5 +164,9 @@ test("what agents send is accepted: cache_control, metadata, thinking, server to
     assert.match(j.error.message, why);
   }
   // the SDK turns them into its errors
-  await assert.rejects(client.messages.create({ model: "m", max_tokens: 5, messages: [] }), (e) => e.status === 400);
+  await assert.rejects(client.messages.create({ model: "m", max_tokens: 5, messages: [{ role: "bot", content: "x" }] }),
+    (e) => e.status === 400);
+  // no messages at all: an empty user turn, as llama-server answers it
+  const empty = await client.messages.create({ model: "m", max_tokens: 3, messages: [] });
+  assert.equal(empty.type, "message");
 });

@@ -123,3 +123,19 @@ test("Codex CLI's own request (namespaced tools, web_search, reasoning, client_m
   assert.match(srv.log(), /tool 4 \(type namespace, multi_agent_v1\) is not a function: left out/);
   assert.match(srv.log(), /'client_metadata' accepted and ignored/);
 });
+
+test("llama-server's extensions: return_progress (response.in_progress with prompt_progress), timings_per_token", async () => {
+  const r = await post(srv.url + "/v1/responses", {
+    model: "m", input: "This is a test ".repeat(20), max_output_tokens: 6, stream: true, return_progress: true, timings_per_token: true,
+  });
+  const events = (await r.text()).split("\n\n").filter((x) => x.includes("data: ")).map((x) => JSON.parse(x.slice(x.indexOf("data: ") + 6)));
+  const progress = events.filter((e) => e.prompt_progress);
+  assert.ok(progress.length >= 1);
+  for (const p of progress) {
+    assert.equal(p.type, "response.in_progress");
+    assert.ok(p.prompt_progress.total > 0 && p.prompt_progress.processed >= p.prompt_progress.cache);
+  }
+  assert.ok(events.some((e) => e.type === "response.output_text.delta" && e.timings?.predicted_per_second !== undefined));
+  const last = events.at(-1);
+  assert.ok(last.timings && last.response.usage);
+});

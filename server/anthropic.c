@@ -282,11 +282,10 @@ static cJSON *typed(const char *type) {
     return o;
 }
 
-static void block_stop(an_stream *st, int index, char **out, size_t *len) {
+static void block_stop(int index, char **out, size_t *len) {
     cJSON *o = typed("content_block_stop");
     cJSON_AddNumberToObject(o, "index", index);
     event(out, len, "content_block_stop", o);
-    (void)st;
 }
 
 /* New text as a text_delta (the block opened first); each new call as a tool_use block whose
@@ -316,7 +315,7 @@ static void news(an_stream *st, const srv_task *t, const srv_event *ev, int n, b
     }
     free(text);
     for (const cJSON *c = calls->child; c; c = c->next) {
-        if (st->text_open) block_stop(st, st->block - 1, out, len);
+        if (st->text_open) block_stop(st->block - 1, out, len);
         st->text_open = false;
         const int index = st->block++;
         cJSON *o = typed("content_block_start");
@@ -331,7 +330,7 @@ static void news(an_stream *st, const srv_task *t, const srv_event *ev, int n, b
         cJSON_AddStringToObject(d, "partial_json", args ? args : "{}");
         free(args);
         event(out, len, "content_block_delta", o);
-        block_stop(st, index, out, len);
+        block_stop(index, out, len);
         st->calls++;
     }
     cJSON_Delete(calls);
@@ -373,7 +372,7 @@ static long stream_next(srv_conn *c, srv_task *t, void *state, char **out) {
               error_object(srv_task_error_code(s, t) ? "overloaded_error" : "api_error", t->error));
         return (long)len;
     }
-    if (st->text_open) block_stop(st, st->block - 1, out, &len);
+    if (st->text_open) block_stop(st->block - 1, out, &len);
     cJSON *o = typed("message_delta");
     cJSON *d = cJSON_AddObjectToObject(o, "delta");
     cJSON_AddStringToObject(d, "stop_reason", stop_reason(t, st->calls));

@@ -296,6 +296,18 @@ static cJSON *tool_call(const oai_stream *st, const cJSON *call, int k, bool hea
     return o;
 }
 
+/* A chunk of one choice: its delta (taken), no logprobs, no finish reason yet. */
+static void delta_chunk(srv *s, const oai_stream *st, cJSON *delta, char **out, size_t *len) {
+    cJSON *o = chunk_base(s, st);
+    cJSON *ch = cJSON_CreateObject();
+    cJSON_AddNumberToObject(ch, "index", st->index);
+    cJSON_AddItemToObject(ch, "delta", delta);
+    cJSON_AddNullToObject(ch, "logprobs");
+    cJSON_AddNullToObject(ch, "finish_reason");
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), ch);
+    sse(out, len, o);
+}
+
 /* A tools reply's news as chunks: its text as content deltas, each call completed as two chunks
  * (index, id and name; then the arguments), as OpenAI streams them. end: what is held goes out. */
 static void tool_news(srv *s, oai_stream *st, const srv_event *ev, int n, bool end, char **out, size_t *len) {
@@ -304,30 +316,19 @@ static void tool_news(srv *s, oai_stream *st, const srv_event *ev, int n, bool e
     cJSON *calls = cJSON_CreateArray();
     srv_reply_read(&st->rp, true, ev, n, end, &text, &tlen, calls);
     if (tlen) {
-        cJSON *o = chunk_base(s, st);
-        cJSON *ch = cJSON_CreateObject();
-        cJSON_AddNumberToObject(ch, "index", st->index);
-        cJSON_AddStringToObject(cJSON_AddObjectToObject(ch, "delta"), "content", text);
-        cJSON_AddNullToObject(ch, "logprobs");
-        cJSON_AddNullToObject(ch, "finish_reason");
-        cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), ch);
-        sse(out, len, o);
+        cJSON *delta = cJSON_CreateObject();
+        cJSON_AddStringToObject(delta, "content", text);
+        delta_chunk(s, st, delta, out, len);
     }
     free(text);
     const int first = st->rp.n_calls - cJSON_GetArraySize(calls);
     int k = first;
     for (const cJSON *c = calls->child; c; c = c->next, k++)
         for (int part = 0; part < 2; part++) {
-            cJSON *o = chunk_base(s, st);
-            cJSON *ch = cJSON_CreateObject();
-            cJSON_AddNumberToObject(ch, "index", st->index);
-            cJSON *delta = cJSON_AddObjectToObject(ch, "delta");
+            cJSON *delta = cJSON_CreateObject();
             cJSON_AddItemToArray(cJSON_AddArrayToObject(delta, "tool_calls"),
                                  tool_call(st, c, k, part == 0, part == 1));
-            cJSON_AddNullToObject(ch, "logprobs");
-            cJSON_AddNullToObject(ch, "finish_reason");
-            cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), ch);
-            sse(out, len, o);
+            delta_chunk(s, st, delta, out, len);
         }
     cJSON_Delete(calls);
 }
@@ -401,16 +402,10 @@ static long stream_next(srv_conn *c, srv_task *t0, void *state, char **out) {
         for (int i = 0; i < r->g.n; i++) {
             r->st[i].phase = 1;
             if (!r->st[i].chat) continue;
-            cJSON *o = chunk_base(s, &r->st[i]);
-            cJSON *ch = cJSON_CreateObject();
-            cJSON_AddNumberToObject(ch, "index", i);
-            cJSON *delta = cJSON_AddObjectToObject(ch, "delta");
+            cJSON *delta = cJSON_CreateObject();
             cJSON_AddStringToObject(delta, "role", "assistant");
             cJSON_AddNullToObject(delta, "content"); /* as llama-server sends it */
-            cJSON_AddNullToObject(ch, "logprobs");
-            cJSON_AddNullToObject(ch, "finish_reason");
-            cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), ch);
-            sse(out, &len, o);
+            delta_chunk(s, &r->st[i], delta, out, &len);
         }
         if (len) return (long)len;
     }

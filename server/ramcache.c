@@ -126,5 +126,3 @@ int32_t srv_ram_restore(srv_ram_cache *r, gemma8_context *ctx, int seq, const in
             seq, best_k);
     return best_k;
 }
-
-size_t srv_ram_used(const srv_ram_cache *r) { return r ? r->used : 0; }

@@ -266,16 +266,20 @@ static void to_ram(srv_sched *s, int i) {
     s->slots[i].in_ram = srv_ram_save(s->ram, s->ctx, i);
 }
 
+/* A free slot's cache leaves the KV pool (for the RAM cache, if there is one). */
+static void evict(srv_sched *s, int i) {
+    to_ram(s, i);
+    gemma8_seq_clear(s->ctx, i);
+    slot_info(s, i);
+}
+
 /* A generation starts on slot i: what the other free slots hold moves to RAM (a unified pool's room
  * to the busy slots), what slot i holds that the prompt does not share too, and the RAM's entry that
  * shares more of the prompt than slot i does comes in. */
 static void ram_before_start(srv_sched *s, int i, const srv_task *t) {
     if (!s->ram) return;
     for (int j = 0; s->cache_idle && s->unified && j < s->n_slots; j++) {
-        if (j == i || s->slots[j].task || !gemma8_seq_n_past(s->ctx, j)) continue;
-        to_ram(s, j);
-        gemma8_seq_clear(s->ctx, j);
-        slot_info(s, j);
+        if (j != i && !s->slots[j].task && gemma8_seq_n_past(s->ctx, j)) evict(s, j);
     }
     int32_t n, k = 0;
     const int32_t *h = gemma8_seq_history(s->ctx, i, &n);
@@ -304,9 +308,7 @@ static bool purge_idle(srv_sched *s, int32_t need) {
         fprintf(stderr,
                 "gemma8 serve: slot %d's cached prompt (%d tokens) leaves the KV pool for the busy slots\n",
                 v, gemma8_seq_n_past(s->ctx, v));
-        to_ram(s, v);
-        gemma8_seq_clear(s->ctx, v);
-        slot_info(s, v);
+        evict(s, v);
     }
     return true;
 }

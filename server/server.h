@@ -176,7 +176,6 @@ bool srv_ram_save(srv_ram_cache *r, gemma8_context *ctx, int seq);
  * that prefix's length (0: none, seq as it was). */
 int32_t srv_ram_restore(srv_ram_cache *r, gemma8_context *ctx, int seq, const int32_t *prompt, int32_t n,
                         int32_t than);
-size_t srv_ram_used(const srv_ram_cache *r);
 /* --cache-ram: a RAM prompt cache of that many bytes (0: none); idle: with a unified pool, the free
  * slots' caches move there when a request starts (--cache-idle-slots, llama-server's default). */
 void srv_sched_set_ram_cache(srv_sched *s, size_t bytes, bool idle);

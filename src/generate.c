@@ -282,12 +282,11 @@ const float *gemma8_gen_embedding(const gemma8_gen *g) {
  * that is decoding, and the next prompt chunk of those prefilling, as many
  * prompt tokens as n_batch leaves room for (the first prefilling ones first).
  * Every token's results are bit-identical to its generation stepped alone. */
-/* A generation that a unified KV pool has no room for ends with this. */
-static gemma8_status pool_full(const gemma8_context *ctx, int32_t need) {
-    const int32_t held = g8_kv_held(&ctx->kv);
+/* A generation that a unified KV pool has no room for (not one more position) ends with this. */
+static gemma8_status pool_full(const gemma8_context *ctx) {
     return g8_fail(GEMMA8_ERR_CONTEXT_FULL,
-                   "the KV pool of %d positions is full: the sequences hold %d, %d more needed", ctx->n_ctx,
-                   held, need);
+                   "the KV pool of %d positions is full: the sequences hold %d, 1 more needed", ctx->n_ctx,
+                   g8_kv_held(&ctx->kv));
 }
 
 gemma8_status gemma8_gen_step_many(gemma8_gen **gens, int32_t n, bool *done) {
@@ -318,7 +317,7 @@ gemma8_status gemma8_gen_step_many(gemma8_gen **gens, int32_t n, bool *done) {
         starved[i] = false;
         if (g->done || T >= ctx->n_batch) continue;
         if (g->prefilled && g->pending >= 0 && room < 1) {
-            g->status = pool_full(ctx, 1);
+            g->status = pool_full(ctx);
             g->done = true;
         } else if (g->prefilled && g->pending >= 0) {
             take[i] = 1;
@@ -346,7 +345,7 @@ gemma8_status gemma8_gen_step_many(gemma8_gen **gens, int32_t n, bool *done) {
     }
     for (int32_t i = 0; T == 0 && i < n; i++) { /* nothing can move: the prompts that wait end */
         if (!starved[i]) continue;
-        gens[i]->status = pool_full(ctx, 1);
+        gens[i]->status = pool_full(ctx);
         gens[i]->done = true;
     }
     for (int32_t i = 0; i < n; i++) {

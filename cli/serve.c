@@ -38,7 +38,7 @@ int cmd_serve(int argc, char **argv) {
         {"--host", CLI_STR, &host, "ADDR", "address to listen on (IPv4 or IPv6, e.g. ::1)", NULL},
         {"--port", CLI_INT, &port, "N", "port", NULL},
         {"-np|--parallel", CLI_INT, &parallel, "N",
-         "slots: requests generated at once, each with -c / N tokens (default 4, sharing -c: --kv-unified)",
+         "slots: requests generated at once, each with -c / N tokens (not given: 4 sharing -c, --kv-unified)",
          &parallel_set},
         {"-kvu|--kv-unified", CLI_FLAG, &kvu, NULL,
          "one KV pool of -c tokens for all slots, each may fill it (default when --parallel is not given)",
@@ -46,7 +46,7 @@ int cmd_serve(int argc, char **argv) {
         {"-no-kvu|--no-kv-unified", CLI_FLAG, &no_kvu, NULL, "each slot owns -c / N tokens", NULL},
         {"-cram|--cache-ram", CLI_INT, &cache_ram, "MIB",
          "a prompt cache in RAM of at most MIB: slots' caches that would be lost wait there for a request "
-         "that shares their prompt (default 8192; -1 no limit, 0 none)",
+         "that shares their prompt (-1 no limit, 0 none)",
          NULL},
         {"--cache-idle-slots", CLI_FLAG, &cache_idle, NULL,
          "with --kv-unified, the free slots' caches move to the RAM cache when a request starts (default)",

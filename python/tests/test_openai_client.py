@@ -128,3 +128,68 @@ def test_tools_equal_the_package(client, local):
     local_again = local.create_chat_completion(history, tools=tools, temperature=0, max_tokens=8)
     assert again.usage.prompt_tokens == local_again["usage"]["prompt_tokens"]
     assert again.choices[0].message.content == local_again["choices"][0]["message"]["content"]
+
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "f",
+            "description": "A function",
+            "parameters": {"type": "object", "properties": {"a": {"type": "integer"}}},
+        },
+    }
+]
+CONVERSATIONS = [
+    (HI, None),
+    ([{"role": "system", "content": "Be brief."}, {"role": "developer", "content": "Really."}] + HI, None),
+    (
+        [
+            {"role": "user", "content": [{"type": "text", "text": "a "}, {"type": "text", "text": " b"}]},
+            {"role": "user", "content": "c"},
+        ],
+        None,
+    ),
+    (HI + [{"role": "assistant", "content": "Because"}], None),  # a prefill
+    (
+        HI
+        + [
+            {"role": "assistant", "content": "x"},
+            {"role": "system", "content": "late system"},
+            {"role": "user", "content": "y"},
+        ],
+        None,
+    ),
+    (
+        HI
+        + [
+            {
+                "role": "assistant",
+                "content": "Let me look.",
+                "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}},
+                    {"id": "c2", "type": "function", "function": {"name": "f", "arguments": '{"a": 2}'}},
+                ],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": "one"},
+            {"role": "tool", "tool_call_id": "c2", "content": "two ü"},
+        ],
+        TOOLS,
+    ),
+    ([{"role": "system", "content": "S"}] + HI, TOOLS),
+]
+
+
+@pytest.mark.parametrize("messages,tools", CONVERSATIONS)
+def test_conversations_render_as_the_server_renders_them(server, local, messages, tools):
+    import urllib.request
+
+    body = {"messages": messages, **({"tools": tools} if tools else {})}
+    req = urllib.request.Request(
+        server.url + "/apply-template",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req) as r:
+        prompt = json.load(r)["prompt"]
+    assert local.detokenize(local.chat_tokens(messages, tools)) == prompt

@@ -379,3 +379,22 @@ def test_readme_script_in_a_fresh_venv(demo, tmp_path):
 
 def test_signal_default_handler_is_untouched():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+NO_NUMPY = """
+import sys
+sys.modules["numpy"] = None  # as if numpy were not installed
+import gemma8
+m = gemma8.Model(sys.argv[1], threads=1)
+rows = m.logits([2, 651, 6037])
+print(type(rows).__name__, len(rows), type(rows[0]).__name__, len(rows[0]))
+"""
+
+
+def test_logits_without_numpy_are_lists(demo):
+    r = subprocess.run([sys.executable, "-c", NO_NUMPY, demo], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["list", "3", "list", "256000"]
+    with gemma8.Model(demo, threads=1) as m:
+        arr = m.logits([2, 651, 6037])
+        assert arr.dtype.name == "float32" and arr.shape == (3, 256000)

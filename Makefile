@@ -63,6 +63,9 @@ $(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/cpu/*.h src/cpu/*.inc cli/*
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# the chat page's files are assembled into the program (server/webui.c: .incbin)
+$(BUILD)/server/webui.o: $(wildcard server/webui/*)
+
 $(BUILD)/libgemma8.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
@@ -107,6 +110,8 @@ test: $(BUILD)/gemma8 $(BUILD)/test-gemma8 $(BUILD)/test-cxx $(BUILD)/diff-cases
 	@# OpenAI's Responses API: the openai client, and a request captured from Codex CLI
 	GEMMA8=$(BUILD)/gemma8 node --test tests/js/responses.test.mjs
 	GEMMA8=$(BUILD)/gemma8 node --test tests/js/stream-stress.test.mjs
+	@# the chat page at / in Debian's chromium (playwright-core); screenshots in $(BUILD)/
+	GEMMA8=$(BUILD)/gemma8 WEBUI_SHOTS=$(BUILD) node --test tests/js/webui.test.mjs
 	@# the Python package and the OpenAI Python SDK (not under the sanitizers: Python is not instrumented)
 	@if [ -z "$$GEMMA8_SANITIZED" ]; then $(MAKE) --no-print-directory test-python; fi
 
@@ -154,6 +159,8 @@ test-tsan:
 	TSAN_OPTIONS="exitcode=66" GEMMA8=build-tsan/gemma8 GEMMA8_SANITIZED=1 node --test tests/js/tools.test.mjs
 	TSAN_OPTIONS="exitcode=66" GEMMA8=build-tsan/gemma8 GEMMA8_SANITIZED=1 node --test tests/js/anthropic.test.mjs
 	TSAN_OPTIONS="exitcode=66" GEMMA8=build-tsan/gemma8 GEMMA8_SANITIZED=1 node --test tests/js/responses.test.mjs
+	TSAN_OPTIONS="exitcode=66" GEMMA8=build-tsan/gemma8 GEMMA8_SANITIZED=1 WEBUI_SHOTS=build-tsan \
+		node --test tests/js/webui.test.mjs
 	TSAN_OPTIONS="exitcode=66" GEMMA8=build-tsan/gemma8 GEMMA8_SERVER_PRELOAD=$(CURDIR)/build-tsan/slow-json.so \
 		STRESS_TOKENS=1000 node --test tests/js/stream-stress.test.mjs
 

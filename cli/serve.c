@@ -24,7 +24,7 @@ int cmd_serve(int argc, char **argv) {
     const char *host = "127.0.0.1", *alias = NULL, *api_key = NULL, *tags = NULL;
     int32_t port = 8080, parallel = 4, queue_max = 64, max_body_mb = 8, read_timeout = 10;
     const char *cors = "localhost";
-    bool strict_names = false, log_health = false, no_slots = false;
+    bool strict_names = false, log_health = false, no_slots = false, no_webui = false;
     bool parallel_set = false, kvu = false, no_kvu = false, cache_idle = false, no_cache_idle = false;
     int32_t cache_ram = 8192;
     const char *pooling = "mean";
@@ -63,6 +63,7 @@ int cmd_serve(int argc, char **argv) {
         {"--strict-model-names", CLI_FLAG, &strict_names, NULL,
          "a request naming another model is a 404 (default: the loaded model serves it)", NULL},
         {"--log-health", CLI_FLAG, &log_health, NULL, "log /health requests too", NULL},
+        {"--no-webui", CLI_FLAG, &no_webui, NULL, "no chat page at / (404)", NULL},
         {"--slot-save-path", CLI_STR, &slot_save_path, "DIR",
          "where POST /slots/ID?action=save|restore keep slots' caches", NULL},
         {"--no-slots", CLI_FLAG, &no_slots, NULL, "no GET /slots (501)", NULL},
@@ -183,6 +184,7 @@ int cmd_serve(int argc, char **argv) {
     s.cors = cors;
     s.strict_names = strict_names;
     s.log_health = log_health;
+    s.no_webui = no_webui;
     s.no_slots = no_slots;
     s.pooling_none = !strcmp(pooling, "none");
     s.slot_save_path = slot_save_path;

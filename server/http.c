@@ -37,6 +37,8 @@ static int metrics(srv_conn *c, cJSON *body) {
              "# TYPE gemma8_tokens_predicted_total counter\ngemma8_tokens_predicted_total %llu\n"
              "# HELP gemma8_requests_rejected_total Requests refused because the queue was full.\n"
              "# TYPE gemma8_requests_rejected_total counter\ngemma8_requests_rejected_total %llu\n"
+             "# HELP gemma8_requests_aborted_total Requests whose client went away before the reply ended.\n"
+             "# TYPE gemma8_requests_aborted_total counter\ngemma8_requests_aborted_total %llu\n"
              "# HELP gemma8_predicted_tokens_seconds Generation speed of a slot, tokens per second.\n"
              "# TYPE gemma8_predicted_tokens_seconds gauge\ngemma8_predicted_tokens_seconds %.3f\n"
              "# HELP gemma8_requests_processing Busy slots.\n"
@@ -58,7 +60,7 @@ static int metrics(srv_conn *c, cJSON *body) {
              "# TYPE llamacpp:requests_deferred gauge\nllamacpp:requests_deferred %d\n",
              (unsigned long long)m.requests, (unsigned long long)m.prompt_tokens,
              (unsigned long long)m.generated_tokens, (unsigned long long)m.rejected,
-             m.gen_seconds > 0 ? m.generated_tokens / m.gen_seconds : 0.0, m.busy_slots, m.queued,
+             (unsigned long long)atomic_load(&c->s->client_aborts), m.gen_seconds > 0 ? m.generated_tokens / m.gen_seconds : 0.0, m.busy_slots, m.queued,
              c->s->n_slots, (unsigned long long)m.prompt_tokens, (unsigned long long)m.generated_tokens,
              m.gen_seconds > 0 ? m.generated_tokens / m.gen_seconds : 0.0, m.busy_slots, m.queued);
     return srv_reply_text(c, 200, "text/plain; version=0.0.4", text);
@@ -146,6 +148,9 @@ typedef struct route {
 /* llama-server's paths (its un-prefixed /completions and /embeddings are its native forms, as there),
  * then Ollama's */
 static const route routes[] = {
+    {"GET", "/", srv_webui, false},
+    {"GET", "/index.html", srv_webui, false},
+    {"GET", "/webui/", srv_webui, false},
     {"GET", "/health", health, false},
     {"GET", "/v1/health", health, false},
     {"GET", "/metrics", metrics, false},
@@ -188,13 +193,15 @@ static const route routes[] = {
 
 static bool route_matches(const route *r, const char *url) {
     size_t n = strlen(r->path);
-    if (r->path[n - 1] == '/') return !strncmp(url, r->path, n) && url[n];
+    if (n > 1 && r->path[n - 1] == '/') return !strncmp(url, r->path, n) && url[n];
     return !strcmp(url, r->path);
 }
 
-/* Paths open without the key (as in llama-server): health and the model list. */
+/* Paths open without the key (as in llama-server): health, the model list and the chat page (which
+ * asks for the key before it calls the API). */
 static bool open_path(const srv *s, const char *url) {
-    static const char *const open[] = {"/health", "/v1/health", "/models", "/v1/models"};
+    static const char *const open[] = {"/health", "/v1/health", "/models", "/v1/models", "/", "/index.html"};
+    if (!strncmp(url, "/webui/", 7)) return true;
     if (s->aip_health && !strcmp(url, s->aip_health)) return true; /* Vertex AI's */
     for (size_t i = 0; i < sizeof open / sizeof *open; i++)
         if (!strcmp(url, open[i])) return true;

@@ -50,6 +50,18 @@ int srv_reply_text(srv_conn *c, unsigned status, const char *type, const char *t
     return queue(c, status, MHD_create_response_from_buffer(strlen(copy), copy, MHD_RESPMEM_MUST_FREE), type);
 }
 
+int srv_reply_static(srv_conn *c, const char *type, const void *data, size_t len) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    /* the page runs only its own script and styles: text that reached the page as HTML could run nothing */
+    MHD_add_response_header(r, "Content-Security-Policy",
+                            "default-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; "
+                            "base-uri 'none'; frame-ancestors 'none'");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    return queue(c, 200, r, type);
+}
+
 int srv_reply_json(srv_conn *c, unsigned status, cJSON *body) {
     if (c->capture) {
         c->status = status;
@@ -161,6 +173,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 /* The stream is over: sent in full, or the client went away (its generation stops). */
 static void stream_free(void *cls) {
     stream *st = cls;
+    if (!st->ended && !atomic_load(&st->s->stopping)) atomic_fetch_add(&st->s->client_aborts, 1);
     atomic_store(&st->t->cancelled, true);
     srv_sched_wake(st->s->sched);
     atomic_fetch_sub(&st->s->open_streams, 1);
@@ -249,7 +262,7 @@ bool srv_wait_task(srv_conn *c, srv_task *t) {
 
 bool srv_run_blocking(srv_conn *c, srv_task *t) {
     if (!srv_submit(c->s->sched, t)) return false;
-    srv_wait_task(c, t);
+    if (!srv_wait_task(c, t)) atomic_fetch_add(&c->s->client_aborts, 1);
     return true;
 }
 
@@ -277,7 +290,10 @@ int srv_group_run(srv_conn *c, srv_group *g, const cJSON *body, srv_stream_fn ne
     }
     bool gone = false;
     for (int i = 0; i < g->n; i++) gone = !srv_wait_task(c, g->t[i]) || gone;
-    if (gone) return SRV_FAIL;
+    if (gone) {
+        atomic_fetch_add(&c->s->client_aborts, 1);
+        return SRV_FAIL;
+    }
     for (int i = 0; i < g->n; i++)
         if (g->t[i]->status) return srv_reply_task_error(c, g->t[i]);
     return -1;

@@ -240,6 +240,7 @@ typedef struct srv {
     const char *cors;  /* --cors-origins: "*", "localhost" or a comma-separated list (may hold localhost) */
     bool strict_names; /* --strict-model-names: an unknown model name is a 404 on the OpenAI API too */
     bool log_health;   /* --log-health: a log line for /health requests */
+    bool no_webui;     /* --no-webui: no chat page at / */
     srv_defaults dflt;
     int n_slots, n_ctx_slot;
     bool kv_unified; /* --kv-unified: the slots share one pool of n_ctx_slot positions */
@@ -248,6 +249,7 @@ typedef struct srv {
     double read_timeout; /* seconds a client has to send its request */
     atomic_bool stopping;
     atomic_int open_streams; /* streamed replies not yet over */
+    atomic_ullong client_aborts; /* requests whose client went away before their reply was complete */
 } srv;
 
 /* Replies (each queues one response on the connection) return libmicrohttpd's
@@ -255,6 +257,10 @@ typedef struct srv {
 #define SRV_FAIL 0
 int srv_reply_json(srv_conn *c, unsigned status, cJSON *body); /* takes body */
 int srv_reply_text(srv_conn *c, unsigned status, const char *type, const char *text);
+/* A file of the program's own (the chat page): 200, data kept as it is (static). */
+int srv_reply_static(srv_conn *c, const char *type, const void *data, size_t len);
+/* GET / and /webui/...: the chat page (webui.c); 404 with --no-webui. */
+int srv_webui(srv_conn *c, cJSON *body);
 /* OpenAI's error shape {error: {message, type, param, code}}. */
 int srv_reply_error(srv_conn *c, unsigned status, const char *type, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));

@@ -112,6 +112,8 @@ test: $(BUILD)/gemma8 $(BUILD)/test-gemma8 $(BUILD)/test-cxx $(BUILD)/diff-cases
 	GEMMA8=$(BUILD)/gemma8 node --test tests/js/stream-stress.test.mjs
 	@# the chat page at / in Debian's chromium (playwright-core); screenshots in $(BUILD)/
 	GEMMA8=$(BUILD)/gemma8 WEBUI_SHOTS=$(BUILD) node --test tests/js/webui.test.mjs
+	@# deploy/: nginx in front of two servers (one killed mid-run), the systemd unit verified
+	GEMMA8=$(BUILD)/gemma8 node --test tests/js/deploy.test.mjs
 	@# the Python package and the OpenAI Python SDK (not under the sanitizers: Python is not instrumented)
 	@if [ -z "$$GEMMA8_SANITIZED" ]; then $(MAKE) --no-print-directory test-python; fi
 

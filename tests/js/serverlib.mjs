@@ -26,9 +26,9 @@ export async function freePort() {
   });
 }
 
-// `gemma8 serve -m model` with args on a free loopback port: {proc, url, port, log()}.
-export async function startServer(model, args) {
-  const port = await freePort();
+// `gemma8 serve -m model` with args on a free loopback port (or on port): {proc, url, port, log()}.
+export async function startServer(model, args, port) {
+  port ??= await freePort();
   // a fixed mmap threshold: glibc's moving one keeps a freed per-request buffer (a sampler's 3 MB
   // of candidates) in the heap or not depending on timing, which moves RSS by ~10 MB either way
   const env = { ...process.env, MALLOC_MMAP_THRESHOLD_: "131072" };
@@ -51,7 +51,7 @@ export async function startServer(model, args) {
 
 // SIGTERM; resolves with the exit code.
 export async function stopServer(s) {
-  if (s.proc.exitCode !== null) return s.proc.exitCode;
+  if (s.proc.exitCode !== null || s.proc.signalCode !== null) return s.proc.exitCode;
   s.proc.kill("SIGTERM");
   return new Promise((res) => s.proc.on("exit", (code) => res(code)));
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import inspect
 import os
 import signal
 import threading
@@ -484,26 +485,11 @@ class Model:
         if len(prompts) > self.n_seq:
             raise ValueError(f"{len(prompts)} prompts but the context has {self.n_seq} sequences (n_seq)")
         lora = kwargs.pop("lora", None)
-        defaults = dict(
-            max_tokens=256,
-            temperature=0.8,
-            top_k=40,
-            top_p=0.9,
-            min_p=0.0,
-            repeat_penalty=None,
-            repeat_last_n=64,
-            frequency_penalty=0.0,
-            presence_penalty=0.0,
-            mirostat_mode=0,
-            mirostat_tau=5.0,
-            mirostat_eta=0.1,
-            seed=None,
-            stop=None,
-            logit_bias=None,
-            ignore_eos=False,
-            grammar=None,
-            json_schema=None,
-        )
+        defaults = {
+            name: p.default
+            for name, p in inspect.signature(Model.generate).parameters.items()
+            if p.kind == p.KEYWORD_ONLY and name not in ("seq", "lora")
+        }
         unknown = set(kwargs) - set(defaults)
         if unknown:
             raise TypeError(f"generate_batch: unknown arguments {sorted(unknown)}")

@@ -181,7 +181,9 @@ bool g8_pool_take(g8_pool *pool, int ith, int stream, int64_t step, int64_t *u0,
             if (left > most_left) most = i, most_left = left;
         }
         if (most < 0) return false;
-        if (take_from(&pool->shares[most], false, step, u0, u1)) return true;
+        /* a share of the thread's own (another stream of it) still from the front: its owner's takes
+         * of a share follow on from one another, whoever else takes from its back */
+        if (take_from(&pool->shares[most], most / pool->streams == ith, step, u0, u1)) return true;
     }
 }
 

@@ -142,10 +142,46 @@ double cli_membw(int n_threads, int reps) {
     return best;
 }
 
+/* "0,4096,16384" into out (at most max values in lo..hi); false after a message if it is not that. */
+static bool parse_list(const char *opt, const char *s, int32_t *out, int *n, int max, long lo, long hi) {
+    *n = 0;
+    for (const char *p = s;;) {
+        char *end;
+        const long x = strtol(p, &end, 10);
+        if (end == p || x < lo || x > hi || *n == max || (*end && *end != ',')) {
+            fprintf(stderr, "gemma8 bench: %s takes up to %d comma-separated values in %ld..%ld, not '%s'\n", opt,
+                    max, lo, hi, s);
+            return false;
+        }
+        out[(*n)++] = (int32_t)x;
+        if (!*end) return true;
+        p = end + 1;
+    }
+}
+
+/* Bytes of KV cache one decoded token of a sequence reads, averaged over n_gen tokens after depth:
+ * every position on the global layers, at most the window on the sliding ones. */
+static double kv_bytes_per_token(const gemma8_model_info *info, const char *kv_type, int32_t depth,
+                                 int32_t n_gen) {
+    gemma8_type t = info->matrix_type == GEMMA8_TYPE_Q8_0 || info->matrix_type == GEMMA8_TYPE_Q4_0
+                        ? GEMMA8_TYPE_F16
+                        : GEMMA8_TYPE_F32; /* the context's auto choice */
+    if (kv_type && strcmp(kv_type, "auto")) gemma8_type_parse(kv_type, &t);
+    const double row = t == GEMMA8_TYPE_Q8_0 ? info->head_dim / 32.0 * 34 : info->head_dim * (t == GEMMA8_TYPE_F16 ? 2 : 4);
+    const double per_position = 2.0 * info->n_head_kv * row; /* K and V */
+    double positions = 0;
+    for (int32_t i = 0; i < n_gen; i++) {
+        const double p = depth + i + 1.0, w = info->sliding_window > 0 ? info->sliding_window : p;
+        positions += (info->n_layer - info->n_layer_sliding) * p + info->n_layer_sliding * (p < w ? p : w);
+    }
+    return n_gen ? positions / n_gen * per_position : 0;
+}
+
 int cmd_bench(int argc, char **argv) {
     cli_common c = cli_common_defaults();
     c.n_threads = 2;
-    int32_t n_prompt = 512, n_gen = 128, reps = 3, depth = 0, parallel = 1;
+    int32_t n_prompt = 512, n_gen = 128, reps = 3;
+    const char *np_s = "1", *depth_s = "0";
     bool membw = false, json = false;
     cli_list schemas = {0};
     cli_opt common[8];
@@ -153,12 +189,13 @@ int cmd_bench(int argc, char **argv) {
     const cli_opt opts[] = {
         {"-p|--n-prompt", CLI_INT, &n_prompt, "N", "prompt tokens to prefill", NULL},
         {"-n|--n-gen", CLI_INT, &n_gen, "N", "tokens to decode", NULL},
-        {"-d|--depth", CLI_INT, &depth, "N", "tokens of context before decoding", NULL},
+        {"-d|--depth", CLI_STR, &depth_s, "N[,N...]", "tokens of context before decoding (a list: each in turn)",
+         NULL},
         {"-r|--repetitions", CLI_INT, &reps, "N", "runs (mean +- sd)", NULL},
         {"-b|--batch-size", CLI_INT, &c.n_batch, "N", "tokens per prefill step", NULL},
         {"--kv-type", CLI_STR, &c.kv_type, "T", "KV cache: auto, f32, f16, q8_0", NULL},
-        {"-np|--parallel", CLI_INT, &parallel, "N", "sequences decoded together (batched decode); tg is their sum",
-         NULL},
+        {"-np|--parallel", CLI_STR, &np_s, "N[,N...]",
+         "sequences decoded together (batched decode; a list: each in turn); tg is their sum", NULL},
         {"--membw", CLI_FLAG, &membw, NULL, "measure this machine's read bandwidth (1 GiB, four streams a thread, "
          "best of 5); with -m, read 128 MiB of it after every decoded token (not timed as decode; after a "
          "3 ms busy wait) and print decode's share of that bandwidth (peak RSS then counts the 1 GiB)", NULL},
@@ -169,17 +206,28 @@ int cmd_bench(int argc, char **argv) {
     };
     const cli_opt *tables[] = {common, opts, NULL};
     const char *usage =
-        "usage: gemma8 bench -m MODEL.gguf [-t THREADS] [-p PROMPT] [-n GEN] [-d DEPTH] [-r REPS]\n"
+        "usage: gemma8 bench -m MODEL.gguf [-t THREADS] [-p PROMPT] [-n GEN] [-d DEPTH,...] [-np N,...] [-r REPS]\n"
         "       gemma8 bench --membw [-t THREADS]\n"
         "       gemma8 bench -m MODEL.gguf --membw ...  (decode as a share of the bandwidth)\n\n"
-        "Prefill of PROMPT tokens and decode of GEN tokens (after DEPTH tokens of context),\n"
-        "mean +- sd over REPS runs, the GB/s of weights streamed while decoding, and RSS.\n";
+        "Prefill of PROMPT tokens and decode of GEN tokens (after DEPTH tokens of context, N sequences\n"
+        "at once: every DEPTH with every N), mean +- sd over REPS runs, the GB/s of weights streamed\n"
+        "while decoding (and with the KV cache rows attention reads), and RSS.\n";
     int r = cli_parse("bench", usage, argc, argv, tables, NULL, 0, NULL);
     if (r) return r == 1 ? 0 : 2;
-    if (c.n_threads < 1 || c.n_threads > 1024 || reps < 1 || reps > 64 || n_prompt < 0 || n_gen < 0 || depth < 0 ||
-        parallel < 1 || parallel > 256) {
-        fprintf(stderr, "gemma8 bench: -t 1..1024, -r 1..64, -np 1..256, and -p, -n, -d >= 0 (got %d, %d, %d, %d, %d, "
-                "%d)\n", c.n_threads, reps, parallel, n_prompt, n_gen, depth);
+    int32_t nps[16], depths[16];
+    int n_np, n_depth;
+    if (!parse_list("-np", np_s, nps, &n_np, 16, 1, 256) || !parse_list("-d", depth_s, depths, &n_depth, 16, 0, 1 << 24))
+        return 2;
+    if (c.n_threads < 1 || c.n_threads > 1024 || reps < 1 || reps > 64 || n_prompt < 0 || n_gen < 0) {
+        fprintf(stderr, "gemma8 bench: -t 1..1024, -r 1..64, and -p, -n >= 0 (got %d, %d, %d, %d)\n", c.n_threads, reps,
+                n_prompt, n_gen);
+        return 2;
+    }
+    int32_t parallel = 1, depth = 0; /* the largest of each: the context holds them */
+    for (int i = 0; i < n_np; i++) parallel = nps[i] > parallel ? nps[i] : parallel;
+    for (int i = 0; i < n_depth; i++) depth = depths[i] > depth ? depths[i] : depth;
+    if ((schemas.n || json) && (n_np > 1 || n_depth > 1 || depth)) {
+        fprintf(stderr, "gemma8 bench: --json-schema / --json take one -np and no -d\n");
         return 2;
     }
     if (membw && !c.model) {
@@ -216,62 +264,68 @@ int cmd_bench(int argc, char **argv) {
     double pp[64], tg[64], bw[64];
     uint64_t *bwbuf = membw && n_gen ? membw_buffer() : NULL;
     if (membw && n_gen && !bwbuf) fprintf(stderr, "gemma8 bench: no memory for --membw's 1 GiB, left out\n");
-    float *logits = malloc((size_t)parallel * info.n_vocab * sizeof(float));
+    const int nr = reps < 64 ? reps : 64;
+    const int n_tok = depth + n_prompt + n_gen + 1;
     int rc = 0;
-    for (int r = 0; r < reps && r < 64 && !rc; r++) {
+    double m, sd;
+    for (int r = 0; r < nr && n_prompt && !rc; r++) {
         gemma8_seq_clear(ctx, 0);
-        if (n_prompt) {
-            double a = gemma8_time();
-            const gemma8_batch prompt = gemma8_batch_tokens(0, tok, n_prompt);
-            if (gemma8_decode(ctx, &prompt)) rc = 1;
-            pp[r] = n_prompt / (gemma8_time() - a);
-        }
-        /* decode: each of the sequences after depth tokens, together when there are several */
-        int32_t seqs[256], ids[256];
-        for (int q = 0; q < parallel; q++) {
-            gemma8_seq_clear(ctx, q);
-            const gemma8_batch past = gemma8_batch_tokens(q, tok, depth);
-            if (depth && gemma8_decode(ctx, &past)) rc = 1;
-            seqs[q] = q;
-        }
-        /* with --membw, a window of MEMBW_WINDOW bytes is read after every token, on as many threads,
-         * so that decode and the plain read see the same seconds of this machine */
-        double t_tokens = 0, t_read = 0;
-        for (int i = 0; i < n_gen && !rc; i++) {
-            for (int q = 0; q < parallel; q++) ids[q] = tok[(depth + i + 31 * q) % (depth + n_prompt + n_gen + 1)];
-            const double a = gemma8_time();
-            const gemma8_batch step = {.n = parallel, .token = ids, .seq = seqs};
-            if (gemma8_decode(ctx, &step)) rc = 1;
-            t_tokens += gemma8_time() - a;
-            if (bwbuf) {
-                /* 3 ms for the engine's idle workers to stop spinning (threadpool.c) and leave the cores,
-                 * waited awake: after a 3 ms sleep this VM read 128 MiB at 24-31 GB/s where it read
-                 * 45-48 straight on or after 3 ms of spinning */
-                for (const double until = gemma8_time() + 0.003; gemma8_time() < until;) {
-                }
-                const size_t words = MEMBW_WINDOW / 8, at = (size_t)i % (MEMBW_BYTES / MEMBW_WINDOW) * words;
-                t_read += read_seconds(bwbuf + at, words, n_threads);
-            }
-        }
-        tg[r] = (double)n_gen * parallel / t_tokens;
-        bw[r] = bwbuf ? (double)n_gen * MEMBW_WINDOW / t_read / 1e9 : 0;
+        double a = gemma8_time();
+        const gemma8_batch prompt = gemma8_batch_tokens(0, tok, n_prompt);
+        if (gemma8_decode(ctx, &prompt)) rc = 1;
+        pp[r] = n_prompt / (gemma8_time() - a);
     }
-    if (rc) {
-        fprintf(stderr, "gemma8: error: %s\n", gemma8_last_error());
-    } else {
-        double m, sd;
-        int nr = reps < 64 ? reps : 64;
-        if (n_prompt) {
-            mean_sd(pp, nr, &m, &sd);
-            printf("pp%-5d  %8.2f ± %.2f tok/s\n", n_prompt, m, sd);
-        }
-        if (n_gen) {
+    if (!rc && n_prompt) {
+        mean_sd(pp, nr, &m, &sd);
+        printf("pp%-5d  %8.2f ± %.2f tok/s\n", n_prompt, m, sd);
+    }
+    /* decode: each of the sequences after d tokens, together when there are several; every d with every N */
+    for (int di = 0; di < n_depth && n_gen && !rc; di++)
+        for (int ni = 0; ni < n_np && !rc; ni++) {
+            const int32_t d = depths[di], np = nps[ni];
+            int32_t seqs[256], ids[256];
+            for (int q = 0; q < np; q++) seqs[q] = q;
+            for (int r = 0; r < nr && !rc; r++) {
+                for (int q = 0; q < np && !rc; q++) { /* the context of d tokens: kept from the last run if it can be */
+                    if (gemma8_seq_n_past(ctx, q) >= d) gemma8_seq_truncate(ctx, q, d);
+                    if (gemma8_seq_n_past(ctx, q) != d) {
+                        gemma8_seq_clear(ctx, q);
+                        const gemma8_batch past = gemma8_batch_tokens(q, tok, d);
+                        if (d && gemma8_decode(ctx, &past)) rc = 1;
+                    }
+                }
+                /* with --membw, a window of MEMBW_WINDOW bytes is read after every token, on as many threads,
+                 * so that decode and the plain read see the same seconds of this machine */
+                double t_tokens = 0, t_read = 0;
+                for (int i = 0; i < n_gen && !rc; i++) {
+                    for (int q = 0; q < np; q++) ids[q] = tok[(d + i + 31 * q) % n_tok];
+                    const double a = gemma8_time();
+                    const gemma8_batch step = {.n = np, .token = ids, .seq = seqs};
+                    if (gemma8_decode(ctx, &step)) rc = 1;
+                    t_tokens += gemma8_time() - a;
+                    if (bwbuf) {
+                        /* 3 ms for the engine's idle workers to stop spinning (threadpool.c) and leave the
+                         * cores, waited awake: after a 3 ms sleep this VM read 128 MiB at 24-31 GB/s where it
+                         * read 45-48 straight on or after 3 ms of spinning */
+                        for (const double until = gemma8_time() + 0.003; gemma8_time() < until;) {
+                        }
+                        const size_t words = MEMBW_WINDOW / 8, at = (size_t)i % (MEMBW_BYTES / MEMBW_WINDOW) * words;
+                        t_read += read_seconds(bwbuf + at, words, n_threads);
+                    }
+                }
+                tg[r] = (double)n_gen * np / t_tokens;
+                bw[r] = bwbuf ? (double)n_gen * MEMBW_WINDOW / t_read / 1e9 : 0;
+            }
+            if (rc) break;
             mean_sd(tg, nr, &m, &sd);
-            printf("tg%-5d  %8.2f ± %.2f tok/s  (depth %d, %d sequences)  weights streamed: %.2f GB/s\n", n_gen, m,
-                   sd, depth, parallel, m / parallel * info.weight_bytes / 1e9);
+            /* a step reads the weights once and each sequence's cache rows */
+            const double kvb = kv_bytes_per_token(&info, kv_type, d, n_gen);
+            printf("tg%-5d  %8.2f ± %.2f tok/s  (depth %d, %d sequences)  weights streamed: %.2f GB/s, with the KV "
+                   "cache read: %.2f GB/s\n", n_gen, m, sd, d, np, m / np * info.weight_bytes / 1e9,
+                   m / np * (info.weight_bytes + np * kvb) / 1e9);
             if (bwbuf) { /* each run's stream against the plain read between its tokens */
                 double f[64] = {0};
-                for (int r = 0; r < nr; r++) f[r] = tg[r] / parallel * info.weight_bytes / 1e9 / bw[r];
+                for (int r = 0; r < nr; r++) f[r] = tg[r] / np * (info.weight_bytes + np * kvb) / 1e9 / bw[r];
                 mean_sd(f, nr, &m, &sd);
                 printf("decode read %.0f%% ± %.0f%% of the memory read bandwidth, read between its tokens", 100 * m,
                        100 * sd);
@@ -279,10 +333,11 @@ int cmd_bench(int argc, char **argv) {
                 printf(")\n");
             }
         }
+    if (rc)
+        fprintf(stderr, "gemma8: error: %s\n", gemma8_last_error());
+    else
         printf("RSS %.2f GiB (peak %.2f GiB)\n", rss_gib("VmRSS:"), rss_gib("VmHWM:"));
-    }
     free(tok);
-    free(logits);
     free(bwbuf);
     cli_unload(&loaded);
     return rc;

@@ -162,6 +162,19 @@ TEST(cli_kv_type_option) {
            "bench --membw printed '%s'", out);
     free(out);
     free(err);
+    /* lists: every depth with every number of sequences, each a line of its own, in that order */
+    const char *a5[] = {"bench", "-m", model, "-p", "0", "-n", "4", "-r", "1", "-d", "0,16", "-np", "1,3", NULL};
+    CHECK(run_cli(a5, NULL, &out, &err) == 0);
+    const char *at = out;
+    const char *want[] = {"(depth 0, 1 sequences)", "(depth 0, 3 sequences)", "(depth 16, 1 sequences)",
+                          "(depth 16, 3 sequences)"};
+    for (int i = 0; i < 4; i++) {
+        at = at ? strstr(at, want[i]) : NULL;
+        CHECKF(at != NULL, "bench -d 0,16 -np 1,3: no '%s' in order in '%s'", want[i], out);
+    }
+    CHECKF(strstr(out, "with the KV cache read: ") && !strstr(out, "pp0"), "bench printed '%s'", out);
+    free(out);
+    free(err);
     const char *a4[] = {"info", "-m", model, NULL}; /* heads of 32: info also gives the q8_0 cache's memory */
     CHECK(run_cli(a4, NULL, &out, &err) == 0);
     CHECKF(strstr(out, "| KV q8_0") && strstr(out, "by type:"), "info printed '%s'", out);
@@ -200,6 +213,8 @@ TEST(cli_bad_input_clean_errors) {
         {{"run", "-m", model, "--tokens", "2", "-t", "-3", NULL}, 2, "-t expects 0 to 1024 threads, got -3"},
         {{"chat", "-m", model, "--top-k", "-1", NULL}, 2, "top_k -1 is negative"},
         {{"bench", "-m", model, "-r", "0", NULL}, 2, "-r 1..64"},
+        {{"bench", "-m", model, "-np", "1,x", NULL}, 2, "-np takes up to 16 comma-separated values in 1..256"},
+        {{"bench", "-m", model, "-d", "0,,8", NULL}, 2, "-d takes up to 16 comma-separated values"},
         {{"info", "-m", data_path("tiny-a/config.json"), NULL}, 1, "not a GGUF file"},
         {{"frobnicate", NULL}, 2, "unknown command"},
     };

@@ -55,11 +55,14 @@ async function settings(page, { temperature, maxTokens }) {
   await page.click("#settings-toggle");
 }
 
+// Sends text and waits for its reply to end (a short reply may come and go between two polls, so
+// the wait is for one more assistant message and the page idle again).
 async function sendAndWait(page, text) {
+  const before = await page.locator(".msg.assistant").count();
   await page.fill("#input", text);
   await page.click("#send");
-  await page.waitForSelector("#app[data-state=busy]");
-  await page.waitForSelector("#app[data-state=idle]", { timeout: 60000 });
+  await page.waitForFunction((n) => document.querySelectorAll(".msg.assistant").length > n &&
+    document.getElementById("app").dataset.state === "idle", before, { timeout: 60000 });
   return page.locator(".msg.assistant").last();
 }
 

@@ -74,7 +74,8 @@ $(BUILD)/libgemma8.so.$(VERSION): $(LIB_OBJ)
 	ln -sf libgemma8.so.$(VERSION) $(BUILD)/$(SONAME)
 	ln -sf $(SONAME) $(BUILD)/libgemma8.so
 
-$(BUILD)/gemma8.pc: gemma8.pc.in include/gemma8.h
+# written each time: PREFIX and LIBDIR may differ from one `make install` to the next
+$(BUILD)/gemma8.pc: gemma8.pc.in include/gemma8.h FORCE
 	@mkdir -p $(BUILD)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
@@ -259,4 +260,5 @@ check-install:
 clean:
 	rm -rf build build-asan build-tsan build-arm build-fuzz
 
-.PHONY: all lib test-python bench bench-serve demo fuzz test test-asan test-tsan test-arm install uninstall check-headers check-exports check-install clean
+FORCE:
+.PHONY: FORCE all lib test-python bench bench-serve demo fuzz test test-asan test-tsan test-arm install uninstall check-headers check-exports check-install clean

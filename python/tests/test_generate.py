@@ -3,6 +3,7 @@ errors, conversion and memory over many create-free cycles."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -398,3 +399,50 @@ def test_logits_without_numpy_are_lists(demo):
     with gemma8.Model(demo, threads=1) as m:
         arr = m.logits([2, 651, 6037])
         assert arr.dtype.name == "float32" and arr.shape == (3, 256000)
+
+
+def test_an_installed_library_found_by_pkg_config(tmp_path):
+    """Outside a checkout, `pip install` of the package uses the libgemma8 that pkg-config finds
+    (here one installed by `make install` under a prefix of its own) and holds no copy of it."""
+    prefix = tmp_path / "prefix"
+    r = subprocess.run(
+        ["make", "-C", str(REPO), "install", f"PREFIX={prefix}"], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    src = tmp_path / "gemma8-python"
+    ignore = shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "tests", "libgemma8.so*")
+    shutil.copytree(REPO / "python", src, ignore=ignore)
+    env = {k: v for k, v in os.environ.items() if k != "GEMMA8_LIBRARY"}
+    env["PKG_CONFIG_PATH"] = str(prefix / "lib" / "pkgconfig")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    r = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(src)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    show = (
+        "import gemma8, gemma8._lib as l, pathlib; print(l.lib._name); print(gemma8.__version__); "
+        "print(len(list(pathlib.Path(gemma8.__file__).parent.glob('libgemma8.so*'))))"
+    )
+    r = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", show], env=env, capture_output=True, text=True, cwd=tmp_path
+    )
+    assert r.returncode == 0, r.stderr
+    path, version, copies = r.stdout.split()
+    assert path == str(prefix / "lib" / "libgemma8.so") and version == gemma8.__version__ and copies == "0"
+    import ctypes.util
+
+    if ctypes.util.find_library("gemma8") is None:  # none on the system: without pkg-config's, none at all
+        env.pop("PKG_CONFIG_PATH")
+        r = subprocess.run(
+            [str(venv / "bin" / "python"), "-c", "import gemma8"],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+        assert r.returncode != 0 and "no usable libgemma8.so" in r.stderr

@@ -149,8 +149,8 @@ static bool parse_list(const char *opt, const char *s, int32_t *out, int *n, int
         char *end;
         const long x = strtol(p, &end, 10);
         if (end == p || x < lo || x > hi || *n == max || (*end && *end != ',')) {
-            fprintf(stderr, "gemma8 bench: %s takes up to %d comma-separated values in %ld..%ld, not '%s'\n", opt,
-                    max, lo, hi, s);
+            fprintf(stderr, "gemma8 bench: %s takes up to %d comma-separated values in %ld..%ld, not '%s'\n",
+                    opt, max, lo, hi, s);
             return false;
         }
         out[(*n)++] = (int32_t)x;
@@ -167,7 +167,8 @@ static double kv_bytes_per_token(const gemma8_model_info *info, const char *kv_t
                         ? GEMMA8_TYPE_F16
                         : GEMMA8_TYPE_F32; /* the context's auto choice */
     if (kv_type && strcmp(kv_type, "auto")) gemma8_type_parse(kv_type, &t);
-    const double row = t == GEMMA8_TYPE_Q8_0 ? info->head_dim / 32.0 * 34 : info->head_dim * (t == GEMMA8_TYPE_F16 ? 2 : 4);
+    const double row =
+        t == GEMMA8_TYPE_Q8_0 ? info->head_dim / 32.0 * 34 : info->head_dim * (t == GEMMA8_TYPE_F16 ? 2 : 4);
     const double per_position = 2.0 * info->n_head_kv * row; /* K and V */
     double positions = 0;
     for (int32_t i = 0; i < n_gen; i++) {
@@ -189,24 +190,29 @@ int cmd_bench(int argc, char **argv) {
     const cli_opt opts[] = {
         {"-p|--n-prompt", CLI_INT, &n_prompt, "N", "prompt tokens to prefill", NULL},
         {"-n|--n-gen", CLI_INT, &n_gen, "N", "tokens to decode", NULL},
-        {"-d|--depth", CLI_STR, &depth_s, "N[,N...]", "tokens of context before decoding (a list: each in turn)",
-         NULL},
+        {"-d|--depth", CLI_STR, &depth_s, "N[,N...]",
+         "tokens of context before decoding (a list: each in turn)", NULL},
         {"-r|--repetitions", CLI_INT, &reps, "N", "runs (mean +- sd)", NULL},
         {"-b|--batch-size", CLI_INT, &c.n_batch, "N", "tokens per prefill step", NULL},
         {"--kv-type", CLI_STR, &c.kv_type, "T", "KV cache: auto, f32, f16, q8_0", NULL},
         {"-np|--parallel", CLI_STR, &np_s, "N[,N...]",
          "sequences decoded together (batched decode; a list: each in turn); tg is their sum", NULL},
-        {"--membw", CLI_FLAG, &membw, NULL, "measure this machine's read bandwidth (1 GiB, four streams a thread, "
+        {"--membw", CLI_FLAG, &membw, NULL,
+         "measure this machine's read bandwidth (1 GiB, four streams a thread, "
          "best of 5); with -m, read 128 MiB of it after every decoded token (not timed as decode; after a "
-         "3 ms busy wait) and print decode's share of that bandwidth (peak RSS then counts the 1 GiB)", NULL},
-        {"--json-schema", CLI_LIST, &schemas, "FILE", "sampled decode with and without this schema (repeatable: "
-         "the streams take them in turn), and the time of each mask", NULL},
+         "3 ms busy wait) and print decode's share of that bandwidth (peak RSS then counts the 1 GiB)",
+         NULL},
+        {"--json-schema", CLI_LIST, &schemas, "FILE",
+         "sampled decode with and without this schema (repeatable: "
+         "the streams take them in turn), and the time of each mask",
+         NULL},
         {"--json", CLI_FLAG, &json, NULL, "the same with any JSON object", NULL},
         {0},
     };
     const cli_opt *tables[] = {common, opts, NULL};
     const char *usage =
-        "usage: gemma8 bench -m MODEL.gguf [-t THREADS] [-p PROMPT] [-n GEN] [-d DEPTH,...] [-np N,...] [-r REPS]\n"
+        "usage: gemma8 bench -m MODEL.gguf [-t THREADS] [-p PROMPT] [-n GEN] [-d DEPTH,...] [-np N,...] [-r "
+        "REPS]\n"
         "       gemma8 bench --membw [-t THREADS]\n"
         "       gemma8 bench -m MODEL.gguf --membw ...  (decode as a share of the bandwidth)\n\n"
         "Prefill of PROMPT tokens and decode of GEN tokens (after DEPTH tokens of context, N sequences\n"
@@ -216,11 +222,12 @@ int cmd_bench(int argc, char **argv) {
     if (r) return r == 1 ? 0 : 2;
     int32_t nps[16], depths[16];
     int n_np, n_depth;
-    if (!parse_list("-np", np_s, nps, &n_np, 16, 1, 256) || !parse_list("-d", depth_s, depths, &n_depth, 16, 0, 1 << 24))
+    if (!parse_list("-np", np_s, nps, &n_np, 16, 1, 256) ||
+        !parse_list("-d", depth_s, depths, &n_depth, 16, 0, 1 << 24))
         return 2;
     if (c.n_threads < 1 || c.n_threads > 1024 || reps < 1 || reps > 64 || n_prompt < 0 || n_gen < 0) {
-        fprintf(stderr, "gemma8 bench: -t 1..1024, -r 1..64, and -p, -n >= 0 (got %d, %d, %d, %d)\n", c.n_threads, reps,
-                n_prompt, n_gen);
+        fprintf(stderr, "gemma8 bench: -t 1..1024, -r 1..64, and -p, -n >= 0 (got %d, %d, %d, %d)\n",
+                c.n_threads, reps, n_prompt, n_gen);
         return 2;
     }
     int32_t parallel = 1, depth = 0; /* the largest of each: the context holds them */
@@ -286,7 +293,8 @@ int cmd_bench(int argc, char **argv) {
             int32_t seqs[256], ids[256];
             for (int q = 0; q < np; q++) seqs[q] = q;
             for (int r = 0; r < nr && !rc; r++) {
-                for (int q = 0; q < np && !rc; q++) { /* the context of d tokens: kept from the last run if it can be */
+                for (int q = 0; q < np && !rc;
+                     q++) { /* the context of d tokens: kept from the last run if it can be */
                     if (gemma8_seq_n_past(ctx, q) >= d) gemma8_seq_truncate(ctx, q, d);
                     if (gemma8_seq_n_past(ctx, q) != d) {
                         gemma8_seq_clear(ctx, q);
@@ -309,7 +317,8 @@ int cmd_bench(int argc, char **argv) {
                          * read 45-48 straight on or after 3 ms of spinning */
                         for (const double until = gemma8_time() + 0.003; gemma8_time() < until;) {
                         }
-                        const size_t words = MEMBW_WINDOW / 8, at = (size_t)i % (MEMBW_BYTES / MEMBW_WINDOW) * words;
+                        const size_t words = MEMBW_WINDOW / 8,
+                                     at = (size_t)i % (MEMBW_BYTES / MEMBW_WINDOW) * words;
                         t_read += read_seconds(bwbuf + at, words, n_threads);
                     }
                 }
@@ -320,8 +329,10 @@ int cmd_bench(int argc, char **argv) {
             mean_sd(tg, nr, &m, &sd);
             /* a step reads the weights once and each sequence's cache rows */
             const double kvb = kv_bytes_per_token(&info, kv_type, d, n_gen);
-            printf("tg%-5d  %8.2f ± %.2f tok/s  (depth %d, %d sequences)  weights streamed: %.2f GB/s, with the KV "
-                   "cache read: %.2f GB/s\n", n_gen, m, sd, d, np, m / np * info.weight_bytes / 1e9,
+            printf("tg%-5d  %8.2f ± %.2f tok/s  (depth %d, %d sequences)  weights streamed: %.2f GB/s, with "
+                   "the KV "
+                   "cache read: %.2f GB/s\n",
+                   n_gen, m, sd, d, np, m / np * info.weight_bytes / 1e9,
                    m / np * (info.weight_bytes + np * kvb) / 1e9);
             if (bwbuf) { /* each run's stream against the plain read between its tokens */
                 double f[64] = {0};

@@ -60,7 +60,8 @@ static int metrics(srv_conn *c, cJSON *body) {
              "# TYPE llamacpp:requests_deferred gauge\nllamacpp:requests_deferred %d\n",
              (unsigned long long)m.requests, (unsigned long long)m.prompt_tokens,
              (unsigned long long)m.generated_tokens, (unsigned long long)m.rejected,
-             (unsigned long long)atomic_load(&c->s->client_aborts), m.gen_seconds > 0 ? m.generated_tokens / m.gen_seconds : 0.0, m.busy_slots, m.queued,
+             (unsigned long long)atomic_load(&c->s->client_aborts),
+             m.gen_seconds > 0 ? m.generated_tokens / m.gen_seconds : 0.0, m.busy_slots, m.queued,
              c->s->n_slots, (unsigned long long)m.prompt_tokens, (unsigned long long)m.generated_tokens,
              m.gen_seconds > 0 ? m.generated_tokens / m.gen_seconds : 0.0, m.busy_slots, m.queued);
     return srv_reply_text(c, 200, "text/plain; version=0.0.4", text);

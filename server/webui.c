@@ -5,13 +5,13 @@
 
 #include <string.h>
 
-#define G8_EMBED(name, file)                                                                       \
-    __asm__(".pushsection .rodata\n"                                                               \
-            ".balign 16\n"                                                                         \
-            ".globl " #name "\n" #name ":\n"                                                       \
-            ".incbin \"" file "\"\n"                                                               \
-            ".globl " #name "_end\n" #name "_end:\n"                                               \
-            ".popsection\n");                                                                      \
+#define G8_EMBED(name, file)                                                                                 \
+    __asm__(".pushsection .rodata\n"                                                                         \
+            ".balign 16\n"                                                                                   \
+            ".globl " #name "\n" #name ":\n"                                                                 \
+            ".incbin \"" file "\"\n"                                                                         \
+            ".globl " #name "_end\n" #name "_end:\n"                                                         \
+            ".popsection\n");                                                                                \
     extern const char name[], name##_end[]
 
 G8_EMBED(srv_webui_index, "server/webui/index.html");
@@ -34,7 +34,8 @@ int srv_webui(srv_conn *c, cJSON *body) {
     const char *url = srv_conn_url(c);
     for (size_t i = 0; !srv_of(c)->no_webui && i < sizeof assets / sizeof *assets; i++)
         if (!strcmp(url, assets[i].path))
-            return srv_reply_static(c, assets[i].type, assets[i].start, (size_t)(assets[i].end - assets[i].start));
+            return srv_reply_static(c, assets[i].type, assets[i].start,
+                                    (size_t)(assets[i].end - assets[i].start));
     if (srv_of(c)->no_webui)
         return srv_reply_error(c, 404, "invalid_request_error", "not_found", "no chat page (--no-webui)");
     return srv_reply_error(c, 404, "invalid_request_error", "not_found", "no file %s", url);

@@ -163,7 +163,8 @@ TEST(cli_kv_type_option) {
     free(out);
     free(err);
     /* lists: every depth with every number of sequences, each a line of its own, in that order */
-    const char *a5[] = {"bench", "-m", model, "-p", "0", "-n", "4", "-r", "1", "-d", "0,16", "-np", "1,3", NULL};
+    const char *a5[] = {"bench", "-m", model, "-p",   "0",   "-n",  "4",
+                        "-r",    "1",  "-d",  "0,16", "-np", "1,3", NULL};
     CHECK(run_cli(a5, NULL, &out, &err) == 0);
     const char *at = out;
     const char *want[] = {"(depth 0, 1 sequences)", "(depth 0, 3 sequences)", "(depth 16, 1 sequences)",
@@ -201,19 +202,27 @@ TEST(cli_bad_input_clean_errors) {
         {{"logits", "-m", model, "--tokens", "2,999999", "-o", "/tmp/x", NULL}, 1, "outside the vocabulary"},
         {{"logits", "-m", model, "--tokens", "2,abc", "-o", "/tmp/x", NULL}, 2, "bad token list"},
         {{"run", "-m", model, "--tokens", "2,3,4,5,6", "-c", "4", "-n", "10", NULL}, 1, "does not fit"},
-        {{"run", "-m", model, "--tokens", "2", "-c", "4", "-n", "10", NULL}, 0, "context of 4 tokens is full"},
+        {{"run", "-m", model, "--tokens", "2", "-c", "4", "-n", "10", NULL},
+         0,
+         "context of 4 tokens is full"},
         {{"convert", "/nonexistent-dir", "-o", "/tmp/x.gguf", NULL}, 1, "config.json"},
-        {{"convert", "x", "-o", "y", "--type", "q4_k", NULL}, 2, "--type expects q8_0, q4_0, f32, f16 or bf16, got 'q4_k'"},
+        {{"convert", "x", "-o", "y", "--type", "q4_k", NULL},
+         2,
+         "--type expects q8_0, q4_0, f32, f16 or bf16, got 'q4_k'"},
         {{"run", "-m", model, "--tokens", "2", "-n", "abc", NULL}, 2, "-n expects a number, got 'abc'"},
         {{"run", "-m", model, "--tokens", "2", "-n", NULL}, 2, "-n needs a value"},
-        {{"run", "-m", model, "--tokens", "2", "--temp", "hot", NULL}, 2, "--temp expects a number, got 'hot'"},
+        {{"run", "-m", model, "--tokens", "2", "--temp", "hot", NULL},
+         2,
+         "--temp expects a number, got 'hot'"},
         {{"run", "-m", model, "--tokens", "2", "--seed", "-7", NULL}, 2, "--seed expects a seed"},
         {{"run", "-m", model, "--tokens", "2", "--top-p", "0", NULL}, 2, "top_p 0 is not in (0, 1]"},
         {{"run", "-m", model, "--tokens", "2", "--frobnicate", NULL}, 2, "unknown option '--frobnicate'"},
         {{"run", "-m", model, "--tokens", "2", "-t", "-3", NULL}, 2, "-t expects 0 to 1024 threads, got -3"},
         {{"chat", "-m", model, "--top-k", "-1", NULL}, 2, "top_k -1 is negative"},
         {{"bench", "-m", model, "-r", "0", NULL}, 2, "-r 1..64"},
-        {{"bench", "-m", model, "-np", "1,x", NULL}, 2, "-np takes up to 16 comma-separated values in 1..256"},
+        {{"bench", "-m", model, "-np", "1,x", NULL},
+         2,
+         "-np takes up to 16 comma-separated values in 1..256"},
         {{"bench", "-m", model, "-d", "0,,8", NULL}, 2, "-d takes up to 16 comma-separated values"},
         {{"info", "-m", data_path("tiny-a/config.json"), NULL}, 1, "not a GGUF file"},
         {{"frobnicate", NULL}, 2, "unknown command"},

@@ -128,6 +128,31 @@ test("16 concurrent streams through nginx: spread over both instances, each equa
   assert.ok(per.a >= 4 && per.b >= 4 && per.a + per.b === 16, JSON.stringify(per));
 });
 
+// The pieces of a streamed reply as the client reads them: how many reads, and the lines in all.
+async function reads(base, path, body) {
+  const r = await fetch(base + path, { method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body) });
+  assert.equal(r.status, 200);
+  let n = 0, text = "";
+  const dec = new TextDecoder();
+  for await (const chunk of r.body) {
+    n++;
+    text += dec.decode(chunk, { stream: true });
+  }
+  return { n, lines: text.split("\n").filter((l) => l.trim()).length };
+}
+
+test("streams arrive through nginx piece by piece: server-sent events and Ollama's NDJSON", async () => {
+  // 200 tokens, each a line of its own: a proxy that held them back would hand on a few large blocks
+  const sse = await reads(url, "/v1/chat/completions", { messages: [{ role: "user", content: "Hi" }],
+    temperature: 0, max_tokens: 200, stream: true });
+  const nd = await reads(url, "/api/chat", { model: "a", messages: [{ role: "user", content: "Hi" }],
+    options: { temperature: 0, num_predict: 200 } });
+  console.log(`# reads through nginx: SSE ${sse.n} for ${sse.lines} lines, NDJSON ${nd.n} for ${nd.lines} lines`);
+  assert.ok(sse.lines > 150 && sse.n > 50, JSON.stringify(sse));
+  assert.ok(nd.lines > 150 && nd.n > 50, JSON.stringify(nd));
+});
+
 test("one instance killed mid-run: its streams end with an error, none hangs, the rest go to the other; restarted, it rejoins", async () => {
   const prompt = "Tell me a long story.";
   const solo = (await chat(b.url, prompt, 200)).json.choices[0].message.content;

@@ -10,10 +10,11 @@
 
 #include <immintrin.h>
 
-/* Bytes ahead of the loads to prefetch, when several tokens go over a block of weights that
- * comes from L2 (prefill gains ~12%). A single token's pass (decode) streams from memory and
- * leaves it to the hardware prefetcher, which keeps more of the bandwidth busy than software
- * prefetches do. */
+/* Bytes ahead of the loads to prefetch, when more than four tokens go over a block of weights that
+ * comes from L2 (prefill gains ~12%). A pass of one to four tokens (decode, and a batch's decode
+ * step) streams from memory and leaves it to the hardware prefetcher, which keeps more of the
+ * bandwidth busy than software prefetches do: two sequences decode 1.8x one instead of 1.45x
+ * (docs/performance.md). */
 enum { PREFETCH = 2048 };
 
 static inline __attribute__((always_inline)) void pass(int nb, const void *group, const block_q8_0 *x,
@@ -37,7 +38,7 @@ static inline __attribute__((always_inline)) void pass(int nb, const void *group
         }
         _Pragma("GCC unroll 8")
         for (int c = 0; c < QK8_0 / 4; c++) {
-            if (T > 1) _mm_prefetch((const char *)(qb + PREFETCH + 64 * c), _MM_HINT_T0);
+            if (T > 4) _mm_prefetch((const char *)(qb + PREFETCH + 64 * c), _MM_HINT_T0);
             const __m512i u = _mm512_xor_si512(_mm512_loadu_si512((const void *)(qb + 64 * c)), bias);
             _Pragma("GCC unroll 8")
             for (int t = 0; t < T; t++) {
@@ -160,7 +161,7 @@ static inline __attribute__((always_inline)) void pass4(int nb, const void *grou
         }
         _Pragma("GCC unroll 4")
         for (int c = 0; c < QK4_0 / 8; c++) {
-            if (T > 1) _mm_prefetch((const char *)(qb + PREFETCH + 64 * c), _MM_HINT_T0);
+            if (T > 4) _mm_prefetch((const char *)(qb + PREFETCH + 64 * c), _MM_HINT_T0);
             const __m512i v = _mm512_loadu_si512((const void *)(qb + 64 * c));
             const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
             _Pragma("GCC unroll 8")
@@ -281,7 +282,7 @@ static inline __attribute__((always_inline)) void pass6(int nb, const void *grou
         }
         _Pragma("GCC unroll 8")
         for (int c = 0; c < QK8_0 / 4; c++) {
-            if (T > 1) _mm_prefetch((const char *)(qb + PREFETCH + 64 * c), _MM_HINT_T0);
+            if (T > 4) _mm_prefetch((const char *)(qb + PREFETCH + 64 * c), _MM_HINT_T0);
             const __m512i u = _mm512_loadu_si512((const void *)(qb + 64 * c));
             _Pragma("GCC unroll 8")
             for (int t = 0; t < T; t++) {

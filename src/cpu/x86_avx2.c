@@ -257,21 +257,28 @@ static inline __m256 f16x8(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu
 enum { PREFETCH_ROWS = 8 };
 
 /* Scores of two query heads against two keys at a time: every key element is
- * widened once, eight independent FMA chains hide the FMA latency. */
+ * widened once, eight independent FMA chains hide the FMA latency. The two keys
+ * are half the rows apart (j and j + n/2): two streams through memory, each
+ * fetched a few rows ahead, keep more of it busy than one (the hardware
+ * prefetcher alone leaves the loads and the FMAs serialized). A row's score does
+ * not depend on its partner, so the pairing changes no result. */
 static void qk_f16(int n, const uint16_t *k, int hd, const float *q, int group, float *s, size_t ls) {
     if (hd % 16) {
         g8_qk_f16_scalar(n, k, hd, q, group, s, ls);
         return;
     }
+    const int half = n / 2;
     int h = 0;
     for (; h + 2 <= group; h += 2) {
         const float *q0 = q + (size_t)h * hd, *q1 = q0 + hd;
         float *s0 = s + h * ls, *s1 = s0 + ls;
-        int j = 0;
-        for (; j + 2 <= n; j += 2) {
-            const uint16_t *k0 = k + (size_t)j * hd, *k1 = k0 + hd;
-            if (j + 2 + PREFETCH_ROWS <= n) /* the hardware prefetcher alone leaves the loads and the FMAs serialized */
-                for (int i = 0; i < 2 * hd; i += 32) _mm_prefetch((const char *)(k1 + (size_t)PREFETCH_ROWS * hd + i), _MM_HINT_T0);
+        for (int j = 0; j < half; j++) {
+            const uint16_t *k0 = k + (size_t)j * hd, *k1 = k0 + (size_t)half * hd;
+            if (j + PREFETCH_ROWS < half)
+                for (int i = 0; i < hd; i += 32) {
+                    _mm_prefetch((const char *)(k0 + (size_t)PREFETCH_ROWS * hd + i), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(k1 + (size_t)PREFETCH_ROWS * hd + i), _MM_HINT_T0);
+                }
             __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00; /* [key][head] */
             __m256 c00 = a00, c01 = a00, c10 = a00, c11 = a00;                 /* the odd eights */
             for (int i = 0; i < hd; i += 16) {
@@ -286,9 +293,9 @@ static void qk_f16(int n, const uint16_t *k, int hd, const float *q, int group, 
             float r[4];
             _mm_storeu_ps(r, hsum4_ps(_mm256_add_ps(a00, c00), _mm256_add_ps(a01, c01), _mm256_add_ps(a10, c10),
                                       _mm256_add_ps(a11, c11)));
-            s0[j] = r[0], s1[j] = r[1], s0[j + 1] = r[2], s1[j + 1] = r[3];
+            s0[j] = r[0], s1[j] = r[1], s0[j + half] = r[2], s1[j + half] = r[3];
         }
-        for (; j < n; j++) {
+        for (int j = 2 * half; j < n; j++) {
             s0[j] = dot_f16(hd, k + (size_t)j * hd, q0);
             s1[j] = dot_f16(hd, k + (size_t)j * hd, q1);
         }
@@ -343,18 +350,22 @@ static void wsum_f16(int n, const float *w, size_t lw, const uint16_t *v, int hd
 }
 
 /* Scores against Q8_0 keys, two keys and two heads at a time: each key block's
- * |k| is made once, the sign moves onto the query (maddubs(|k|, sign(q, k))). */
+ * |k| is made once, the sign moves onto the query (maddubs(|k|, sign(q, k))).
+ * The two keys are half the rows apart, two streams, as in qk_f16. */
 static void qk_q8_0(int n, const block_q8_0 *k, int nb, const block_q8_0 *q, int group, float *s, size_t ls) {
     const __m256i ones = _mm256_set1_epi16(1);
+    const int half = n / 2;
     int h = 0;
     for (; h + 2 <= group; h += 2) {
         const block_q8_0 *q0 = q + (size_t)h * nb, *q1 = q0 + nb;
         float *s0 = s + h * ls, *s1 = s0 + ls;
-        int j = 0;
-        for (; j + 2 <= n; j += 2) {
-            const block_q8_0 *k0 = k + (size_t)j * nb, *k1 = k0 + nb;
-            if (j + 2 + PREFETCH_ROWS <= n)
-                for (int i = 0; i < 2 * nb; i += 2) _mm_prefetch((const char *)(k1 + (size_t)PREFETCH_ROWS * nb + i), _MM_HINT_T0);
+        for (int j = 0; j < half; j++) {
+            const block_q8_0 *k0 = k + (size_t)j * nb, *k1 = k0 + (size_t)half * nb;
+            if (j + PREFETCH_ROWS < half)
+                for (int i = 0; i < nb; i += 2) {
+                    _mm_prefetch((const char *)(k0 + (size_t)PREFETCH_ROWS * nb + i), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(k1 + (size_t)PREFETCH_ROWS * nb + i), _MM_HINT_T0);
+                }
             __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00; /* [key][head] */
             for (int b = 0; b < nb; b++) {
                 const __m256i x0 = _mm256_loadu_si256((const __m256i *)k0[b].qs), x1 = _mm256_loadu_si256((const __m256i *)k1[b].qs);
@@ -370,9 +381,9 @@ static void qk_q8_0(int n, const block_q8_0 *k, int nb, const block_q8_0 *q, int
             }
             float r[4];
             _mm_storeu_ps(r, hsum4_ps(a00, a01, a10, a11));
-            s0[j] = r[0], s1[j] = r[1], s0[j + 1] = r[2], s1[j + 1] = r[3];
+            s0[j] = r[0], s1[j] = r[1], s0[j + half] = r[2], s1[j + half] = r[3];
         }
-        for (; j < n; j++) {
+        for (int j = 2 * half; j < n; j++) {
             s0[j] = dot_q8_0(nb, k + (size_t)j * nb, q0);
             s1[j] = dot_q8_0(nb, k + (size_t)j * nb, q1);
         }

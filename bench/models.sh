@@ -30,19 +30,35 @@ fi
 # record MODEL ENGINE: the tok/s lines of gemma8, llama-bench (both forks), llama-batched-bench or
 # bench/llamacpp.mjs on stdin, passed through and added to the summary
 record() {
-    tee /dev/stderr | awk -v m="$1" -v e="$2" -F'|' '
+    awk -v m="$1" -v e="$2" -v out="$SUMMARY" -F'|' '
+        function num(re, skip) { return match($0, re) ? substr($0, RSTART + skip, RLENGTH - skip) + 0 : 0 }
+        { print; fflush() }
         /^(pp|tg)[0-9]+ / {                     # gemma8 and bench/llamacpp.mjs
-            split($0, w, " "); t = w[1]
-            if (match($0, /depth [0-9]+/) && substr($0, RSTART + 6, RLENGTH - 6) + 0 > 0) t = t " @ d" substr($0, RSTART + 6, RLENGTH - 6)
-            if (match($0, /[0-9]+ sequences/) && substr($0, RSTART, RLENGTH - 10) + 0 > 1) t = t " x" substr($0, RSTART, RLENGTH - 10)
-            print m "\t" t "\t" e "\t" w[2]; next }
-        /^\| *[0-9]+ *\| *[0-9]+ *\| *[0-9]+ *\|/ {   # llama-batched-bench: PP TG B ... S_TG
-            gsub(/ /, ""); print m "\ttg" $3 (($4 > 1) ? " x" $4 : "") "\t" e "\t" $9; next }
+            split($0, w, " ")
+            t = w[1]
+            d = num("depth [0-9]+", 6)
+            if (d > 0) t = t " @ d" d
+            np = match($0, /[0-9]+ sequences/) ? substr($0, RSTART, RLENGTH - 10) + 0 : 1
+            if (np > 1) t = t " x" np
+            print m "\t" t "\t" e "\t" w[2] >>out
+            next
+        }
+        /^\| *[0-9]+ *\| *[0-9]+ *\| *[0-9]+ *\|/ {   # llama-batched-bench: PP TG B N_KV T_PP S_PP T_TG S_TG
+            gsub(/ /, "")
+            print m "\ttg" $3 (($4 > 1) ? " x" $4 : "") "\t" e "\t" $9 >>out
+            next
+        }
         /^\| .*(pp|tg)[0-9]+/ {                 # llama-bench: ... | test | t/s |
-            t = $(NF - 2); gsub(/^ +| +$/, "", t); sub(/ *@ *d/, " @ d", t)
-            if (t ~ /^tg[0-9]+@pp[0-9]+$/) { split(t, p, "@pp"); t = p[1] " @ d" p[2] }  # ik: -gp
-            v = $(NF - 1); sub(/ *±.*/, "", v); gsub(/ /, "", v); print m "\t" t "\t" e "\t" v }
-    ' >>"$SUMMARY"
+            t = $(NF - 2)
+            gsub(/^ +| +$/, "", t)
+            sub(/ *@ *d/, " @ d", t)
+            if (t ~ /^tg[0-9]+@pp[0-9]+$/) sub(/@pp/, " @ d", t)   # ik_llama.cpp -gp
+            v = $(NF - 1)
+            sub(/ *±.*/, "", v)
+            gsub(/ /, "", v)
+            print m "\t" t "\t" e "\t" v >>out
+        }
+    '
 }
 
 # baseline ENGINE LLAMA_BENCH MODEL -t N -p N -n N -r N [-d DEPTH]: llama-bench (ik_llama.cpp's takes a

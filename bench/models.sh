@@ -38,7 +38,7 @@ record() {
             t = w[1]
             d = num("depth [0-9]+", 6)
             if (d > 0) t = t " @ d" d
-            np = match($0, /[0-9]+ sequences/) ? substr($0, RSTART, RLENGTH - 10) + 0 : 1
+            np = num("[0-9]+ sequences", 0)
             if (np > 1) t = t " x" np
             print m "\t" t "\t" e "\t" w[2] >>out
             next
@@ -96,6 +96,13 @@ llamacpp() {
     fi
 }
 
+# g8bench ARGS...: gemma8 bench on the model, its lines recorded; the script stops if it fails (it is
+# run whole before its lines go on, as a pipe would hide its status)
+g8bench() {
+    out=$("$G8" bench -m "$model" "$@")
+    printf '%s\n' "$out" | record "$name-$TYPE" gemma8
+}
+
 # batched MODEL: llama-batched-bench of each fork next to the llama-bench given, 1 2 4 8 sequences
 batched() {
     for pair in "llama.cpp $LLAMA_BENCH" "ik_llama.cpp $IK_LLAMA_BENCH"; do
@@ -130,16 +137,16 @@ for size in "$@"; do
     fi
     [ $ONLY_BUILD = 1 ] && continue
     echo "== $name $TYPE: $G8 bench -m $model -t 2 -p 512 -n 128 -r 3"
-    $G8 bench -m "$model" -t 2 -p 512 -n 128 -r 3 | record "$name-$TYPE" gemma8
+    g8bench -t 2 -p 512 -n 128 -r 3
     llamacpp "$model" -t 2 -p 512 -n 128 -r 3
     for d in $depths; do
         echo "== decode at depth $d: $G8 bench -m $model -t 2 -p 0 -n 32 -d $d -r 1"
-        $G8 bench -m "$model" -t 2 -p 0 -n 32 -d "$d" -r 1 | record "$name-$TYPE" gemma8
+        g8bench -t 2 -p 0 -n 32 -d "$d" -r 1
         llamacpp "$model" -t 2 -p 0 -n 32 -r 1 -d "$d"
     done
     [ "${BATCHED:-1}" = 1 ] || continue
     echo "== batched decode: $G8 bench -m $model -t 2 -p 0 -n 32 -r 2 -np 1,2,4,8"
-    $G8 bench -m "$model" -t 2 -p 0 -n 32 -r 2 -np 1,2,4,8 | record "$name-$TYPE" gemma8
+    g8bench -t 2 -p 0 -n 32 -r 2 -np 1,2,4,8
     batched "$model"
 done
 [ $ONLY_BUILD = 1 ] && exit 0

@@ -1,5 +1,6 @@
 /* test-lora.c - LoRA adapters against PEFT's reference logits (tiny-a-lora),
  * llama.cpp's adapter file, the converter's output, and bad adapters. */
+#include "gguf.h"
 #include "testutil.h"
 
 #include <math.h>
@@ -8,13 +9,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* A base fixture, its PEFT adapter, and the adapter as a GGUF file. */
+/* A base fixture, its PEFT adapter, and the adapter as llama.cpp's tools wrote it. */
 typedef struct lora_case {
-    const char *base, *peft, *gguf; /* gguf NULL: gemma8_lora_convert's file of peft */
+    const char *base, *peft, *gguf;
 } lora_case;
 
 static const lora_case gemma2_case = {"tiny-a", "tiny-a-lora", "llamacpp-gguf/tiny-a-lora.gguf"};
-static const lora_case gemma3_case = {"gemma3/tiny-a", "gemma3/tiny-a-lora", NULL};
+/* gemma3-tiny-a-lora.gguf: llama.cpp's convert_lora_to_gguf.py (tests/data/llamacpp-gguf/README.md) */
+static const lora_case gemma3_case = {"gemma3/tiny-a", "gemma3/tiny-a-lora", "llamacpp-gguf/gemma3-tiny-a-lora.gguf"};
 
 static gemma8_model *load_base(const char *fixture, gemma8_type type) {
     const char *path = convert_fixture(fixture, type);
@@ -92,12 +94,7 @@ static void check_runtime(const lora_case *lc, gemma8_type type) {
     const int V = gemma8_model_get_info(m).n_vocab, T = r.T;
     char peft[512], gguf[512];
     snprintf(peft, sizeof peft, "%s", data_path(lc->peft));
-    if (lc->gguf) {
-        snprintf(gguf, sizeof gguf, "%s", data_path(lc->gguf));
-    } else { /* the adapter as gemma8_lora_convert writes it (for the base's architecture) */
-        snprintf(gguf, sizeof gguf, "%s", tmp_path("gemma3-tiny-a-lora.gguf"));
-        CHECKF(gemma8_lora_convert(peft, gguf) == GEMMA8_OK, "%s", gemma8_last_error());
-    }
+    snprintf(gguf, sizeof gguf, "%s", data_path(lc->gguf));
     const char *paths[2] = {peft, gguf};
     for (int p = 0; p < 2; p++) {
         gemma8_lora *lora = NULL;
@@ -117,7 +114,7 @@ static void check_runtime(const lora_case *lc, gemma8_type type) {
                 CHECKF(kl <= 1e-3 && argmax_agree(got, r.lora, T, V) * 100 >= 99 * T, "%s on q8_0: mean KL %g",
                        paths[p], kl);
             harness_note("%s on %s: max |diff| %.3g from PEFT (mean KL %.3g); without it %.3g from PEFT",
-                         p ? (lc->gguf ? "llama.cpp's file" : "gemma8's GGUF") : "the PEFT folder",
+                         p ? "llama.cpp's file" : "the PEFT folder",
                          gemma8_type_name(type), d, kl,
                          max_abs_diff(base, r.lora, (size_t)T * V));
         }
@@ -175,6 +172,46 @@ TEST(lora_convert_matches_llamacpp_file) {
     CHECKF(a && b && ca == EOF && cb == EOF && same == total && total > 0, "%zu of %zu bytes equal", same, total);
     if (a) fclose(a);
     if (b) fclose(b);
+}
+
+/* gemma3: convert-lora writes the tensors llama.cpp's convert_lora_to_gguf.py wrote (names, types,
+ * shapes, bytes) and its adapter keys; llama.cpp's file also has general.name and
+ * general.quantization_version, which no loader reads. */
+TEST(lora_convert_gemma3_matches_llamacpp_tensors) {
+    const char *out = tmp_path("gemma3-tiny-a-lora.gguf");
+    CHECKF(gemma8_lora_convert(data_path("gemma3/tiny-a-lora"), out) == GEMMA8_OK, "%s", gemma8_last_error());
+    gguf_file a, b;
+    if (!CHECK(g8_gguf_open(out, &a) == GEMMA8_OK)) return;
+    if (!CHECK(g8_gguf_open(data_path("llamacpp-gguf/gemma3-tiny-a-lora.gguf"), &b) == GEMMA8_OK)) {
+        g8_gguf_close(&a);
+        return;
+    }
+    CHECKF(a.n_tensors == b.n_tensors, "%llu tensors, llama.cpp's file %llu", (unsigned long long)a.n_tensors,
+           (unsigned long long)b.n_tensors);
+    int same = 0;
+    for (uint64_t i = 0; i < b.n_tensors; i++) {
+        const gguf_tensor *tb = &b.tensors[i], *ta = g8_gguf_find_tensor(&a, tb->name);
+        bool ok = ta && ta->type == tb->type && ta->n_dims == tb->n_dims && !memcmp(ta->ne, tb->ne, sizeof ta->ne) &&
+                  ta->nbytes == tb->nbytes && !memcmp(ta->data, tb->data, ta->nbytes);
+        CHECKF(ok, "tensor %s differs from llama.cpp's", tb->name);
+        same += ok;
+    }
+    const char *strs[] = {"general.architecture", "general.type", "adapter.type"};
+    for (size_t k = 0; k < sizeof strs / sizeof strs[0]; k++) {
+        gemma8_status st;
+        gguf_str va = {0}, vb = {0};
+        CHECKF(g8_gguf_get_str(&a, strs[k], &va, &st) && g8_gguf_get_str(&b, strs[k], &vb, &st) && va.len == vb.len &&
+                   !memcmp(va.p, vb.p, va.len),
+               "key %s", strs[k]);
+    }
+    gemma8_status st;
+    float alpha_a = 0, alpha_b = 1;
+    CHECK(g8_gguf_get_f32(&a, "adapter.lora.alpha", &alpha_a, &st) &&
+          g8_gguf_get_f32(&b, "adapter.lora.alpha", &alpha_b, &st) && alpha_a == alpha_b);
+    harness_note("%d of %llu tensors byte-identical to llama.cpp's convert_lora_to_gguf.py", same,
+                 (unsigned long long)b.n_tensors);
+    g8_gguf_close(&a);
+    g8_gguf_close(&b);
 }
 
 /* writes text to dir/name */

@@ -1,8 +1,9 @@
 /* llamacpp-greedy.c - a GGUF model's argmax ids in llama.cpp, for scripts/interop/llamacpp.sh:
  * given ids, prints the argmax of llama.cpp's logits at every one of them (one line), then N
  * greedy ids after them (a second line), comma-separated. Built against a llama.cpp build outside
- * this repository (llama.h, libllama).
- *   llamacpp-greedy MODEL.gguf N ID,ID,... */
+ * this repository (llama.h, libllama). With ADAPTER.gguf, a LoRA adapter applied at scale 1. With
+ * LLAMACPP_LOGITS=FILE in the environment, the logits of every given id go there (float32, T x vocab).
+ *   llamacpp-greedy MODEL.gguf N ID,ID,... [ADAPTER.gguf] */
 #include "llama.h"
 
 #include <stdio.h>
@@ -27,8 +28,8 @@ static void quiet(enum ggml_log_level level, const char *text, void *user) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: llamacpp-greedy MODEL.gguf N ID,ID,...\n");
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: llamacpp-greedy MODEL.gguf N ID,ID,... [ADAPTER.gguf]\n");
         return 2;
     }
     llama_log_set(quiet, NULL);
@@ -43,6 +44,9 @@ int main(int argc, char **argv) {
     cp.n_threads = 2;
     struct llama_context *ctx = llama_init_from_model(model, cp);
     if (!ctx) return 1;
+    struct llama_adapter_lora *lora = argc == 5 ? llama_adapter_lora_init(model, argv[4]) : NULL;
+    float scale = 1.0f;
+    if (argc == 5 && (!lora || llama_set_adapters_lora(ctx, &lora, 1, &scale))) return 1;
     const int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model));
     llama_token ids[512];
     int n = 0;
@@ -60,6 +64,10 @@ int main(int argc, char **argv) {
     if (llama_decode(ctx, all)) return 1;
     for (int i = 0; i < n; i++) printf(i ? ",%d" : "%d", argmax(llama_get_logits_ith(ctx, i), n_vocab));
     printf("\n");
+    const char *dump = getenv("LLAMACPP_LOGITS");
+    FILE *f = dump ? fopen(dump, "wb") : NULL;
+    for (int i = 0; f && i < n; i++) fwrite(llama_get_logits_ith(ctx, i), sizeof(float), n_vocab, f);
+    if (dump && (!f || fclose(f))) return 1;
     llama_batch_free(all);
     for (int i = 0; i < n_new; i++) {
         ids[n] = argmax(llama_get_logits_ith(ctx, -1), n_vocab);
@@ -70,6 +78,7 @@ int main(int argc, char **argv) {
     }
     printf("\n");
     llama_free(ctx);
+    if (lora) llama_adapter_lora_free(lora);
     llama_model_free(model);
     llama_backend_free();
     return 0;

@@ -9,6 +9,8 @@
 # ids after gen0's prompt, and prints a table; with f32 files both must also give transformers'
 # argmax. llama.cpp's converter needs a tokenizer: each fixture gets a SentencePiece model of its
 # vocabulary size, trained here on random text (the ids matter, not the pieces).
+# Last, the gemma3 PEFT LoRA of tiny-a converted by llama.cpp's convert_lora_to_gguf.py and by gemma8 runs in
+# both engines on both f32 files, each held to PEFT's argmax.
 # Needs: LLAMA_DIR/build/bin (libllama, llama-quantize; cmake --build build --target llama-quantize),
 # python3 with numpy, torch, safetensors, sentencepiece; build/gemma8.
 #   OUT=dir (default build/interop) keeps the files and llamacpp-ids.jsonl (llama.cpp's argmax and greedy
@@ -37,17 +39,19 @@ else:
 EOF
 }
 
-# gemma8's argmax at every position of ids (one line), then n greedy ids (another)
+# gemma8's argmax at every position of ids (one line), then n greedy ids (another); a fourth argument
+# is a LoRA adapter (scale 1)
 g8_ids() {
-    local model=$1 n=$2 ids=$3
-    "$G8" logits -m "$model" --tokens "$ids" -o "$OUT/logits.f32" -t 2 2>/dev/null
+    local model=$1 n=$2 ids=$3 lora=()
+    [ -z "${4:-}" ] || lora=(--lora "$4")
+    "$G8" logits -m "$model" --tokens "$ids" -o "$OUT/logits.f32" -t 2 "${lora[@]}" 2>/dev/null
     python3 - "$OUT/logits.f32" "$ids" <<'EOF'
 import sys, numpy as np
 ids = sys.argv[2].split(",")
 x = np.fromfile(sys.argv[1], dtype=np.float32).reshape(len(ids), -1)
 print(",".join(map(str, x.argmax(-1).tolist())))
 EOF
-    "$G8" run -m "$model" --tokens "$ids" -n "$n" --temp 0 --repeat-penalty 1 --ignore-eos --ids -q -t 2 2>/dev/null | tr -d ' \n' | sed 's/^\[//; s/\]$//'
+    "$G8" run -m "$model" "${lora[@]}" --tokens "$ids" -n "$n" --temp 0 --repeat-penalty 1 --ignore-eos --ids -q -t 2 2>/dev/null | tr -d ' \n' | sed 's/^\[//; s/\]$//'
     echo
 }
 
@@ -138,6 +142,44 @@ for fx in tiny-a tiny-b; do
     for t in f32 q8_0 q4_0; do
         check "llama.cpp $fx $t" "$base-$t.gguf" "$src" $([ $t = f32 ] && echo 1 || echo 0)
         [ -z "${LLAMA_GGUF_TO:-}" ] || cp "$base-$t.gguf" "$LLAMA_GGUF_TO/"
+    done
+done
+echo "== LoRA adapters: tiny-a-lora as written by llama.cpp's convert_lora_to_gguf.py and by gemma8, in both engines"
+echo "   (seq0 on each engine's f32 tiny-a: max |logit - PEFT's| and argmax agreement with PEFT)"
+lora_dir=tests/data/gemma3/tiny-a-lora
+lora_l="$OUT/llamacpp-gemma3-tiny-a-lora.gguf"
+lora_g="$OUT/gemma8-gemma3-tiny-a-lora.gguf"
+PYTHONPATH="$L/gguf-py" python3 "$L/convert_lora_to_gguf.py" --base "$OUT/tiny-a-hf" --outtype f32 \
+    --outfile "$lora_l" "$lora_dir" >"$OUT/convert.log" 2>&1 || { tail -5 "$OUT/convert.log"; exit 1; }
+[ -z "${LLAMA_GGUF_TO:-}" ] || cp "$lora_l" "$LLAMA_GGUF_TO/gemma3-tiny-a-lora.gguf"
+"$G8" convert-lora "$lora_dir" -o "$lora_g" >/dev/null 2>&1
+ids=$(ref "$lora_dir" seq0)
+# logits file, tolerance: "max |diff| D, argmax A/T" against PEFT's seq0; status 1 past the tolerance or on a
+# mismatch. llama.cpp's is 0.05 (its f16 KV cache and f16 GELU table: ~0.015 here), gemma8's 1e-3.
+vs_peft() {
+    python3 - "$1" "$lora_dir/reference.safetensors" "$2" <<'EOF'
+import sys, numpy as np, safetensors.numpy as st
+want = st.load_file(sys.argv[2])["seq0.logits"]
+got = np.fromfile(sys.argv[1], dtype=np.float32).reshape(want.shape)
+d, a = float(np.abs(got - want).max()), int((got.argmax(-1) == want.argmax(-1)).sum())
+print(f"max |diff| {d:.2g}, argmax {a}/{len(want)}")
+sys.exit(0 if d <= float(sys.argv[3]) and a == len(want) else 1)
+EOF
+}
+for base in "$OUT/gemma8-tiny-a-f32.gguf" "$OUT/llamacpp-gemma3-tiny-a-f32.gguf"; do
+    for adapter in "" "$lora_l" "$lora_g"; do
+        LLAMACPP_LOGITS="$OUT/llama-logits.f32" "$OUT/llamacpp-greedy" "$base" 0 "$ids" $adapter >/dev/null
+        g8_ids "$base" 0 "$ids" "$adapter" >/dev/null
+        a=$(vs_peft "$OUT/llama-logits.f32" 0.05) && ok_a=1 || ok_a=0
+        b=$(vs_peft "$OUT/logits.f32" 1e-3) && ok_b=1 || ok_b=0
+        printf '%-58s  llama.cpp %s; gemma8 %s\n' "${adapter:+$(basename "$adapter" .gguf) on }$(basename "$base" .gguf)" \
+            "$a" "$b"
+        # without an adapter both must miss PEFT's logits (the adapter moves them); with one, both must meet them
+        if [ -z "$adapter" ]; then
+            [ $ok_a = 0 ] && [ $ok_b = 0 ] || fails=$((fails + 1))
+        else
+            [ $ok_a = 1 ] && [ $ok_b = 1 ] || fails=$((fails + 1))
+        fi
     done
 done
 echo "interop: $fails disagreement(s)"

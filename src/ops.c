@@ -522,18 +522,24 @@ static void split_softmax(void *arg, int ith, int nth) {
     }
 }
 
+/* Weighted sums by runs of query heads: as many heads a run as leave no thread idle (a one-KV-head
+ * model's four heads on two threads: two a run), so that each thread reads the values once for its
+ * heads, not once a head. A head's sums are the same bits alone or in a run (wsum's heads are apart). */
 static void split_values(void *arg, int ith, int nth) {
     const split_task *st = arg;
     const g8_attn_args *a = st->a;
     const int group = a->n_head / a->n_head_kv, hd = a->head_dim;
+    const int per = G8_MAX(1, group / nth); /* heads a run */
     for (int tk = 0, unit = 0; tk < st->n_tasks; tk++) {
         int t0, g, lo[ATTN_QTILE], hi[ATTN_QTILE], first, last;
         float *sc[ATTN_QTILE];
         const int nt = task_rows(st, tk, &t0, &g, lo, hi, sc, &first, &last);
-        for (int h = 0; h < group; h++, unit++) {
+        for (int h = 0; h < group; h += per, unit++) {
             if (unit % nth != ith) continue;
+            const int nh = G8_MIN(per, group - h);
             for (int i = 0; i < nt; i++)
-                memset(a->out + (size_t)(t0 + i) * a->n_head * hd + (size_t)(g * group + h) * hd, 0, (size_t)hd * 4);
+                memset(a->out + (size_t)(t0 + i) * a->n_head * hd + (size_t)(g * group + h) * hd, 0,
+                       (size_t)nh * hd * sizeof(float));
             for (int j0 = first; j0 <= last; j0 += ATTN_KBLOCK) {
                 const int j1 = G8_MIN(j0 + ATTN_KBLOCK - 1, last);
                 for (int i = 0; i < nt; i++) {
@@ -541,7 +547,7 @@ static void split_values(void *arg, int ith, int nth) {
                     if (a0 > a1) continue;
                     const size_t n = (size_t)(hi[i] - lo[i] + 1);
                     float *o = a->out + (size_t)(t0 + i) * a->n_head * hd + (size_t)(g * group + h) * hd;
-                    values(a, st->k, g, 1, a0, a1, sc[i] + (size_t)h * n + (a0 - lo[i]), n, o);
+                    values(a, st->k, g, nh, a0, a1, sc[i] + (size_t)h * n + (a0 - lo[i]), n, o);
                 }
             }
         }

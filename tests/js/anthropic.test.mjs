@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { cliGreedy, makeDemoModel, startServer, stopServer } from "./serverlib.mjs";
@@ -39,7 +39,11 @@ before(async () => {
 });
 
 after(async () => {
-  if (srv) await stopServer(srv);
+  try {
+    if (srv) await stopServer(srv);
+  } finally {
+    rmSync(dir, { recursive: true, force: true }); // the models, logs and files of this run
+  }
 });
 
 test("messages.create: greedy text equals gemma8 run's and the OpenAI API's for the same conversation; streamed the same", async () => {

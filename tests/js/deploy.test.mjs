@@ -4,7 +4,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync, mkdirSync, existsSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync, mkdirSync, existsSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { BIN, makeDemoModel, startServer, stopServer, freePort, sleep } from "./serverlib.mjs";
@@ -54,14 +54,18 @@ before(async () => {
 });
 
 after(async () => {
-  if (proxy && proxy.proc.exitCode === null) {
-    proxy.proc.kill("SIGTERM");
-    await new Promise((res) => proxy.proc.on("exit", res));
-  }
-  for (const s of [a, b]) {
-    if (!s) continue;
-    const code = await stopServer(s);
-    if (s.proc.signalCode !== "SIGKILL") assert.equal(code, 0);
+  try {
+    if (proxy && proxy.proc.exitCode === null) {
+      proxy.proc.kill("SIGTERM");
+      await new Promise((res) => proxy.proc.on("exit", res));
+    }
+    for (const s of [a, b]) {
+      if (!s) continue;
+      const code = await stopServer(s);
+      if (s.proc.signalCode !== "SIGKILL") assert.equal(code, 0);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true }); // the models, logs and files of this run
   }
 });
 

@@ -5,7 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { makeDemoModel, startServer as startServerOn, stopServer } from "./serverlib.mjs";
@@ -35,7 +35,11 @@ before(async () => {
 });
 
 after(async () => {
-  if (srv) await stopServer(srv);
+  try {
+    if (srv) await stopServer(srv);
+  } finally {
+    rmSync(dir, { recursive: true, force: true }); // the models, logs and files of this run
+  }
 });
 
 const post = (url, body, headers = {}) =>

@@ -7,7 +7,7 @@
 //   STRESS_TOKENS: reply length (serverlib.mjs: GEMMA8, GEMMA8_TOKENIZER_DIR)
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import http from "node:http";
@@ -27,7 +27,11 @@ before(async () => {
 });
 
 after(() => {
-  if (srv && srv.proc.exitCode === null) srv.proc.kill("SIGKILL");
+  try {
+    if (srv && srv.proc.exitCode === null) srv.proc.kill("SIGKILL");
+  } finally {
+    rmSync(dir, { recursive: true, force: true }); // the models, logs and files of this run
+  }
 });
 
 // Streams one request; reads slowly (pauses after each chunk) and, with dropAfter, hangs

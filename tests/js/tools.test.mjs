@@ -5,7 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { makeDemoModel, startServer, stopServer } from "./serverlib.mjs";
@@ -63,7 +63,11 @@ before(async () => {
 });
 
 after(async () => {
-  if (srv) await stopServer(srv);
+  try {
+    if (srv) await stopServer(srv);
+  } finally {
+    rmSync(dir, { recursive: true, force: true }); // the models, logs and files of this run
+  }
 });
 
 test("openai: tool_choice required over many seeds at temperature 1: every call validates; streamed the same", async () => {

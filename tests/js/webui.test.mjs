@@ -5,7 +5,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { makeDemoModel, startServer, stopServer, sleep } from "./serverlib.mjs";
@@ -36,8 +36,12 @@ before(async () => {
 });
 
 after(async () => {
-  await browser?.close();
-  if (srv) assert.equal(await stopServer(srv), 0);
+  try {
+    await browser?.close();
+    if (srv) assert.equal(await stopServer(srv), 0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true }); // the models, logs and files of this run
+  }
 });
 
 async function openPage(url, viewport = { width: 1280, height: 800 }) {

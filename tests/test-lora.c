@@ -16,7 +16,8 @@ typedef struct lora_case {
 
 static const lora_case gemma2_case = {"tiny-a", "tiny-a-lora", "llamacpp-gguf/tiny-a-lora.gguf"};
 /* gemma3-tiny-a-lora.gguf: llama.cpp's convert_lora_to_gguf.py (tests/data/llamacpp-gguf/README.md) */
-static const lora_case gemma3_case = {"gemma3/tiny-a", "gemma3/tiny-a-lora", "llamacpp-gguf/gemma3-tiny-a-lora.gguf"};
+static const lora_case gemma3_case = {"gemma3/tiny-a", "gemma3/tiny-a-lora",
+                                      "llamacpp-gguf/gemma3-tiny-a-lora.gguf"};
 
 static gemma8_model *load_base(const char *fixture, gemma8_type type) {
     const char *path = convert_fixture(fixture, type);
@@ -191,8 +192,9 @@ TEST(lora_convert_gemma3_matches_llamacpp_tensors) {
     int same = 0;
     for (uint64_t i = 0; i < b.n_tensors; i++) {
         const gguf_tensor *tb = &b.tensors[i], *ta = g8_gguf_find_tensor(&a, tb->name);
-        bool ok = ta && ta->type == tb->type && ta->n_dims == tb->n_dims && !memcmp(ta->ne, tb->ne, sizeof ta->ne) &&
-                  ta->nbytes == tb->nbytes && !memcmp(ta->data, tb->data, ta->nbytes);
+        bool ok = ta && ta->type == tb->type && ta->n_dims == tb->n_dims;
+        ok = ok && !memcmp(ta->ne, tb->ne, sizeof ta->ne) && ta->nbytes == tb->nbytes;
+        ok = ok && !memcmp(ta->data, tb->data, ta->nbytes);
         CHECKF(ok, "tensor %s differs from llama.cpp's", tb->name);
         same += ok;
     }
@@ -200,9 +202,8 @@ TEST(lora_convert_gemma3_matches_llamacpp_tensors) {
     for (size_t k = 0; k < sizeof strs / sizeof strs[0]; k++) {
         gemma8_status st;
         gguf_str va = {0}, vb = {0};
-        CHECKF(g8_gguf_get_str(&a, strs[k], &va, &st) && g8_gguf_get_str(&b, strs[k], &vb, &st) && va.len == vb.len &&
-                   !memcmp(va.p, vb.p, va.len),
-               "key %s", strs[k]);
+        const bool both = g8_gguf_get_str(&a, strs[k], &va, &st) && g8_gguf_get_str(&b, strs[k], &vb, &st);
+        CHECKF(both && va.len == vb.len && !memcmp(va.p, vb.p, va.len), "key %s", strs[k]);
     }
     gemma8_status st;
     float alpha_a = 0, alpha_b = 1;

@@ -144,7 +144,8 @@ for fx in tiny-a tiny-b; do
         [ -z "${LLAMA_GGUF_TO:-}" ] || cp "$base-$t.gguf" "$LLAMA_GGUF_TO/"
     done
 done
-echo "== LoRA adapters: tiny-a-lora as written by llama.cpp's convert_lora_to_gguf.py and by gemma8, in both engines"
+echo "== LoRA adapters: tiny-a-lora as written by llama.cpp's convert_lora_to_gguf.py and by gemma8,"
+echo "   in both engines"
 echo "   (seq0 on each engine's f32 tiny-a: max |logit - PEFT's| and argmax agreement with PEFT)"
 lora_dir=tests/data/gemma3/tiny-a-lora
 lora_l="$OUT/llamacpp-gemma3-tiny-a-lora.gguf"
@@ -172,9 +173,10 @@ for base in "$OUT/gemma8-tiny-a-f32.gguf" "$OUT/llamacpp-gemma3-tiny-a-f32.gguf"
         g8_ids "$base" 0 "$ids" "$adapter" >/dev/null
         a=$(vs_peft "$OUT/llama-logits.f32" 0.05) && ok_a=1 || ok_a=0
         b=$(vs_peft "$OUT/logits.f32" 1e-3) && ok_b=1 || ok_b=0
-        printf '%-58s  llama.cpp %s; gemma8 %s\n' "${adapter:+$(basename "$adapter" .gguf) on }$(basename "$base" .gguf)" \
-            "$a" "$b"
-        # without an adapter both must miss PEFT's logits (the adapter moves them); with one, both must meet them
+        label="${adapter:+$(basename "$adapter" .gguf) on }$(basename "$base" .gguf)"
+        printf '%-58s  llama.cpp %s; gemma8 %s\n' "$label" "$a" "$b"
+        # without an adapter both must miss PEFT's logits (the adapter moves them); with one, both must
+        # meet them
         if [ -z "$adapter" ]; then
             [ $ok_a = 0 ] && [ $ok_b = 0 ] || fails=$((fails + 1))
         else

@@ -78,15 +78,7 @@ static void compare_tensors(const char *fixture, gemma8_type type, const char *l
         return;
     }
     CHECK(a.n_tensors == b.n_tensors);
-    int same = 0;
-    for (uint64_t i = 0; i < b.n_tensors; i++) {
-        const gguf_tensor *tb = &b.tensors[i], *ta = g8_gguf_find_tensor(&a, tb->name);
-        if (!CHECKF(ta != NULL, "tensor %s missing from gemma8's file", tb->name)) continue;
-        bool ok = ta->type == tb->type && ta->n_dims == tb->n_dims && !memcmp(ta->ne, tb->ne, sizeof ta->ne) &&
-                  ta->nbytes == tb->nbytes && !memcmp(ta->data, tb->data, ta->nbytes);
-        CHECKF(ok, "tensor %s differs from llama.cpp's", tb->name);
-        same += ok;
-    }
+    const int same = same_tensors(&a, &b);
     harness_note("%s %s: %d of %llu tensors byte-identical to llama.cpp's", fixture,
                  gemma8_type_name(type), same, (unsigned long long)b.n_tensors);
     const char *keys[] = {"context_length", "embedding_length", "block_count", "feed_forward_length",

@@ -1,6 +1,5 @@
 /* test-lora.c - LoRA adapters against PEFT's reference logits (tiny-a-lora),
  * llama.cpp's adapter file, the converter's output, and bad adapters. */
-#include "gguf.h"
 #include "testutil.h"
 
 #include <math.h>
@@ -189,15 +188,7 @@ TEST(lora_convert_gemma3_matches_llamacpp_tensors) {
     }
     CHECKF(a.n_tensors == b.n_tensors, "%llu tensors, llama.cpp's file %llu", (unsigned long long)a.n_tensors,
            (unsigned long long)b.n_tensors);
-    int same = 0;
-    for (uint64_t i = 0; i < b.n_tensors; i++) {
-        const gguf_tensor *tb = &b.tensors[i], *ta = g8_gguf_find_tensor(&a, tb->name);
-        bool ok = ta && ta->type == tb->type && ta->n_dims == tb->n_dims;
-        ok = ok && !memcmp(ta->ne, tb->ne, sizeof ta->ne) && ta->nbytes == tb->nbytes;
-        ok = ok && !memcmp(ta->data, tb->data, ta->nbytes);
-        CHECKF(ok, "tensor %s differs from llama.cpp's", tb->name);
-        same += ok;
-    }
+    const int same = same_tensors(&a, &b);
     const char *strs[] = {"general.architecture", "general.type", "adapter.type"};
     for (size_t k = 0; k < sizeof strs / sizeof strs[0]; k++) {
         gemma8_status st;

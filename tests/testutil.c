@@ -142,6 +142,19 @@ const char *gemma3_fullvocab_gguf(int type) {
 }
 
 /* Mean over positions of KL(ref || got) on softmax of the logits. */
+int same_tensors(const gguf_file *got, const gguf_file *want) {
+    int same = 0;
+    for (uint64_t i = 0; i < want->n_tensors; i++) {
+        const gguf_tensor *tw = &want->tensors[i], *tg = g8_gguf_find_tensor(got, tw->name);
+        bool ok = tg && tg->type == tw->type && tg->n_dims == tw->n_dims;
+        ok = ok && !memcmp(tg->ne, tw->ne, sizeof tg->ne) && tg->nbytes == tw->nbytes;
+        ok = ok && !memcmp(tg->data, tw->data, tg->nbytes);
+        CHECKF(ok, "tensor %s differs from the reference file's", tw->name);
+        same += ok;
+    }
+    return same;
+}
+
 double mean_kl(const float *ref, const float *got, int T, int V) {
     double total = 0;
     for (int t = 0; t < T; t++) {

@@ -6,6 +6,7 @@
 #include "harness.h"
 
 #include <cjson/cJSON.h>
+#include "gguf.h"
 #include "safetensors.h"
 
 /* Loads tensor `name` of a reference safetensors file as a malloc'd array (f32
@@ -20,6 +21,9 @@ const char *convert_fixture(const char *fixture, gemma8_type type);
 float max_abs_diff(const float *a, const float *b, size_t n);
 int argmax_agree(const float *a, const float *b, int T, int V);
 int argmax_f(const float *x, int n);
+/* Checks that every tensor of `want` is in `got` with the same type, shape and bytes (a failed
+ * check names it); returns how many are. */
+int same_tensors(const gguf_file *got, const gguf_file *want);
 /* Mean over T positions of KL(softmax(ref) || softmax(got)). */
 double mean_kl(const float *ref, const float *got, int T, int V);
 

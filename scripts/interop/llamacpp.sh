@@ -9,8 +9,8 @@
 # ids after gen0's prompt, and prints a table; with f32 files both must also give transformers'
 # argmax. llama.cpp's converter needs a tokenizer: each fixture gets a SentencePiece model of its
 # vocabulary size, trained here on random text (the ids matter, not the pieces).
-# Last, the gemma3 PEFT LoRA of tiny-a converted by llama.cpp's convert_lora_to_gguf.py and by gemma8 runs in
-# both engines on both f32 files, each held to PEFT's argmax.
+# Last, the gemma3 PEFT LoRA of tiny-a, converted by llama.cpp's convert_lora_to_gguf.py and by gemma8,
+# runs in both engines on both f32 files, each held to PEFT's logits and argmax.
 # Needs: LLAMA_DIR/build/bin (libllama, llama-quantize; cmake --build build --target llama-quantize),
 # python3 with numpy, torch, safetensors, sentencepiece; build/gemma8.
 #   OUT=dir (default build/interop) keeps the files and llamacpp-ids.jsonl (llama.cpp's argmax and greedy

@@ -282,51 +282,13 @@ TEST(gguf_writer_round_trip) {
 
 /* ---- gemma3 files ------------------------------------------------------------------------ */
 
-typedef struct copy_job {
-    const gguf_file *f;
-    const gguf_tensor **t;
-} copy_job;
-
-static gemma8_status copy_tensor(void *user, size_t i, void *buf, size_t n) {
-    const copy_job *j = user;
-    memcpy(buf, j->t[i]->data, n);
-    return GEMMA8_OK;
-}
-
-/* src rewritten to dst without the metadata keys in drop_keys (NULL-terminated) and the tensor
- * drop_tensor (or NULL), architecture renamed to arch (or kept). */
-static bool rewrite(const char *src, const char *dst, const char *const *drop_keys, const char *drop_tensor,
-                    const char *arch) {
-    gguf_file f;
-    if (!CHECKF(g8_gguf_open(src, &f) == GEMMA8_OK, "%s", gemma8_last_error())) return false;
-    gguf_writer *w = g8_gguf_writer_new();
-    for (uint64_t i = 0; i < f.n_kv; i++) {
-        bool drop = false;
-        for (const char *const *k = drop_keys; k && *k; k++) drop |= !strcmp(f.kv[i].key, *k);
-        if (arch && !strcmp(f.kv[i].key, "general.architecture")) g8_gguf_set_str(w, "general.architecture", arch);
-        else if (!drop) g8_gguf_copy_kv(w, &f.kv[i]);
-    }
-    copy_job j = {&f, calloc(f.n_tensors, sizeof(gguf_tensor *))};
-    size_t n = 0;
-    for (uint64_t i = 0; i < f.n_tensors; i++) {
-        if (drop_tensor && !strcmp(f.tensors[i].name, drop_tensor)) continue;
-        j.t[n++] = &f.tensors[i];
-        g8_gguf_add_tensor(w, f.tensors[i].name, f.tensors[i].type, f.tensors[i].n_dims, f.tensors[i].ne);
-    }
-    const bool ok = CHECK(g8_gguf_write(w, dst, copy_tensor, &j, NULL, NULL) == GEMMA8_OK);
-    g8_gguf_writer_free(w);
-    free(j.t);
-    g8_gguf_close(&f);
-    return ok;
-}
-
 /* A gemma3 file without a q/k norm is refused naming the tensor, never run without it. */
 TEST(gguf_gemma3_missing_qk_norm) {
     const char *src = convert_fixture("gemma3/tiny-a", GEMMA8_TYPE_F32);
     const char *names[2] = {"blk.2.attn_q_norm.weight", "blk.6.attn_k_norm.weight"};
     for (int k = 0; src && k < 2; k++) {
         const char *dst = tmp_path("gemma3-no-norm.gguf");
-        if (!rewrite(src, dst, NULL, names[k], NULL)) continue;
+        if (!gguf_rewrite(src, dst, &(gguf_edit){.drop_tensor = names[k]})) continue;
         CHECK(try_load(dst) == GEMMA8_ERR_FORMAT);
         CHECKF(strstr(gemma8_last_error(), names[k]) != NULL, "%s", gemma8_last_error());
         harness_note("%s", gemma8_last_error());
@@ -339,7 +301,7 @@ TEST(gguf_other_gemma_architectures) {
     const char *archs[] = {"gemma3n", "gemma4", "gemma-embedding", "gemma"};
     for (int k = 0; src && k < 4; k++) {
         const char *dst = tmp_path("other-gemma.gguf");
-        if (!rewrite(src, dst, NULL, NULL, archs[k])) continue;
+        if (!gguf_rewrite(src, dst, &(gguf_edit){.arch = archs[k]})) continue;
         char want[64];
         snprintf(want, sizeof want, "'%s'", archs[k]);
         CHECK(try_load(dst) == GEMMA8_ERR_UNSUPPORTED);
@@ -354,7 +316,7 @@ TEST(gguf_gemma3_llamacpp_defaults) {
     const char *src = convert_fixture("gemma3/tiny-a", GEMMA8_TYPE_F32);
     const char *drop[] = {"gemma3.rope.freq_base_swa", "gemma3.query_pre_attn_scalar", NULL};
     const char *dst = tmp_path("gemma3-llamacpp-keys.gguf");
-    if (!src || !rewrite(src, dst, drop, NULL, NULL)) return;
+    if (!src || !gguf_rewrite(src, dst, &(gguf_edit){.drop_keys = drop})) return;
     gemma8_model *m = NULL;
     gemma8_model_params mp = gemma8_model_default_params();
     if (!CHECK(gemma8_model_load(dst, &mp, &m) == GEMMA8_OK)) return;
@@ -375,7 +337,7 @@ TEST(gguf_gemma3_llamacpp_defaults) {
     free(got);
     /* without a sliding window every layer is global (llama.cpp's rule) */
     const char *drop_window[] = {"gemma3.attention.sliding_window", NULL};
-    if (rewrite(src, dst, drop_window, NULL, NULL)) {
+    if (gguf_rewrite(src, dst, &(gguf_edit){.drop_keys = drop_window})) {
         gemma8_model *g = NULL;
         if (CHECK(gemma8_model_load(dst, &mp, &g) == GEMMA8_OK)) CHECK(gemma8_model_get_info(g).n_layer_sliding == 0);
         gemma8_model_free(g);

@@ -141,7 +141,6 @@ const char *gemma3_fullvocab_gguf(int type) {
     return fullvocab_of(out[k], sizeof out[k], "gemma3/fullvocab", tokenizer3_dir(), name, type);
 }
 
-/* Mean over positions of KL(ref || got) on softmax of the logits. */
 int same_tensors(const gguf_file *got, const gguf_file *want) {
     int same = 0;
     for (uint64_t i = 0; i < want->n_tensors; i++) {
@@ -155,6 +154,44 @@ int same_tensors(const gguf_file *got, const gguf_file *want) {
     return same;
 }
 
+typedef struct copy_job {
+    const gguf_file *f;
+    const gguf_tensor **t;
+} copy_job;
+
+static gemma8_status copy_tensor(void *user, size_t i, void *buf, size_t n) {
+    const copy_job *j = user;
+    memcpy(buf, j->t[i]->data, n);
+    return GEMMA8_OK;
+}
+
+bool gguf_rewrite(const char *src, const char *dst, const gguf_edit *e) {
+    gguf_file f;
+    if (!CHECKF(g8_gguf_open(src, &f) == GEMMA8_OK, "%s", gemma8_last_error())) return false;
+    gguf_writer *w = g8_gguf_writer_new();
+    for (uint64_t i = 0; i < f.n_kv; i++) {
+        const char *key = f.kv[i].key;
+        bool drop = false;
+        for (const char *const *k = e->drop_keys; k && *k; k++) drop |= !strcmp(key, *k);
+        if (e->arch && !strcmp(key, "general.architecture")) g8_gguf_set_str(w, key, e->arch);
+        else if (e->u32_key && !strcmp(key, e->u32_key)) g8_gguf_set_u32(w, key, e->u32);
+        else if (!drop) g8_gguf_copy_kv(w, &f.kv[i]);
+    }
+    copy_job j = {&f, calloc(f.n_tensors, sizeof(gguf_tensor *))};
+    size_t n = 0;
+    for (uint64_t i = 0; i < f.n_tensors; i++) {
+        if (e->drop_tensor && !strcmp(f.tensors[i].name, e->drop_tensor)) continue;
+        j.t[n++] = &f.tensors[i];
+        g8_gguf_add_tensor(w, f.tensors[i].name, f.tensors[i].type, f.tensors[i].n_dims, f.tensors[i].ne);
+    }
+    const bool ok = CHECK(g8_gguf_write(w, dst, copy_tensor, &j, NULL, NULL) == GEMMA8_OK);
+    g8_gguf_writer_free(w);
+    free(j.t);
+    g8_gguf_close(&f);
+    return ok;
+}
+
+/* Mean over positions of KL(ref || got) on softmax of the logits. */
 double mean_kl(const float *ref, const float *got, int T, int V) {
     double total = 0;
     for (int t = 0; t < T; t++) {

@@ -24,6 +24,17 @@ int argmax_f(const float *x, int n);
 /* Checks that every tensor of `want` is in `got` with the same type, shape and bytes (a failed
  * check names it); returns how many are. */
 int same_tensors(const gguf_file *got, const gguf_file *want);
+/* A GGUF file src rewritten to dst: without the metadata keys drop_keys (NULL-terminated) and the
+ * tensor drop_tensor, the architecture renamed to arch, the u32 key u32_key set to u32 (each when
+ * given); false (and a failed check) on error. */
+typedef struct gguf_edit {
+    const char *const *drop_keys;
+    const char *drop_tensor;
+    const char *arch;
+    const char *u32_key;
+    uint32_t u32;
+} gguf_edit;
+bool gguf_rewrite(const char *src, const char *dst, const gguf_edit *e);
 /* Mean over T positions of KL(softmax(ref) || softmax(got)). */
 double mean_kl(const float *ref, const float *got, int T, int V);
 

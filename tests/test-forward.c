@@ -390,6 +390,41 @@ static void check_split_decode(const char *fixture, gemma8_type type, int32_t kv
     gemma8_model_free(m);
 }
 
+/* A sliding window wider than attention's block of keys (ATTN_KBLOCK, 256; Gemma 3's 512 and 1024,
+ * Gemma 2's 4096): past the window a query's blocks of keys start where its tile's first query's
+ * window does, so a prefill in one piece, one in chunks of 7 and a decode token by token score the
+ * same key in different runs. Their logits must be the same bits (gemma3 tiny-b, window set to 300,
+ * f32 weights: no int8 activations to round a difference away; f16 and q8_0 caches). */
+TEST(forward_wide_window_chunk_invariant) {
+    const char *src = convert_fixture("gemma3/tiny-b", GEMMA8_TYPE_F32), *dst = tmp_path("gemma3-window-300.gguf");
+    const gguf_edit wide = {.u32_key = "gemma3.attention.sliding_window", .u32 = 300};
+    gemma8_model *m = NULL;
+    gemma8_model_params mp = gemma8_model_default_params();
+    if (!src || !gguf_rewrite(src, dst, &wide) || !CHECK(gemma8_model_load(dst, &mp, &m) == GEMMA8_OK)) return;
+    CHECK(gemma8_model_get_info(m).sliding_window == 300);
+    const int V = gemma8_model_get_info(m).n_vocab, T = 680;
+    int32_t *tok = malloc((size_t)T * sizeof(int32_t));
+    for (int i = 0; i < T; i++) tok[i] = 1 + (i * 53 + 5) % (V - 1);
+    const int32_t kvs[2] = {GEMMA8_TYPE_F16, GEMMA8_TYPE_Q8_0};
+    for (int c = 0; c < 2; c++) {
+        float *one = eval_all_kv(m, tok, T, 1024, 2, kvs[c]), *chunks = eval_all_kv(m, tok, T, 7, 2, kvs[c]);
+        float *tokens = eval_all_kv(m, tok, T, 1, 2, kvs[c]);
+        int d_chunks = 0, d_tokens = 0;
+        for (int t = 0; one && chunks && tokens && t < T; t++) {
+            d_chunks += memcmp(chunks + (size_t)t * V, one + (size_t)t * V, (size_t)V * sizeof(float)) != 0;
+            d_tokens += memcmp(tokens + (size_t)t * V, one + (size_t)t * V, (size_t)V * sizeof(float)) != 0;
+        }
+        CHECKF(one && chunks && tokens && d_chunks == 0 && d_tokens == 0,
+               "kv %s: %d positions differ in chunks of 7, %d token by token, of %d", gemma8_type_name(kvs[c]),
+               d_chunks, d_tokens, T);
+        free(one);
+        free(chunks);
+        free(tokens);
+    }
+    free(tok);
+    gemma8_model_free(m);
+}
+
 TEST(forward_split_decode_one_kv_head) { check_split_decode("gemma3/tiny-a", GEMMA8_TYPE_F32, GEMMA8_KV_AUTO, 2); }
 TEST(forward_split_decode_q8_0_cache) { check_split_decode("gemma3/tiny-b", GEMMA8_TYPE_Q8_0, GEMMA8_TYPE_Q8_0, 3); }
 TEST(forward_split_decode_gemma2) { check_split_decode("tiny-b", GEMMA8_TYPE_Q8_0, GEMMA8_TYPE_F16, 4); }

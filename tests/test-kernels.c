@@ -608,3 +608,45 @@ TEST(kernels_attention_f16_match_scalar) {
                            n, worst, big);
                 }
 }
+
+/* A key's score is the same bits whatever run of keys it is scored in: attention scores a query's
+ * keys in blocks whose bounds depend on its tile (a prefill chunk) or not (a decoded token), and the
+ * kernels pair keys within a run, so a key paired in one run can be the odd one out in another. */
+TEST(kernels_attention_scores_independent_of_run) {
+    const g8_kernels *all[8];
+    int nk = g8_kernels_all(all, 8);
+    enum { N = 41 };
+    const int hds[] = {32, 40, 256}, groups[] = {1, 2, 3, 4, 8};
+    static uint16_t kv[N * 256];
+    static block_q8_0 kq[N * 8], qq[8 * 8];
+    static float q[8 * 256], vf[N * 256], whole[8 * N], part[8 * N], wq[8 * N], pq[8 * N];
+    for (int i = 0; i < N * 256; i++) vf[i] = frand() * 2 - 1, kv[i] = g8_f32_to_f16(vf[i]);
+    for (int i = 0; i < 8 * 256; i++) q[i] = frand() * 2 - 1;
+    for (int k = 0; k < nk; k++)
+        for (size_t a = 0; a < sizeof hds / sizeof hds[0]; a++)
+            for (size_t b = 0; b < sizeof groups / sizeof groups[0]; b++) {
+                const int hd = hds[a], group = groups[b], nb = hd / QK8_0;
+                const bool q8 = hd % QK8_0 == 0;
+                if (q8) {
+                    g8_quantize_row_q8_0_ref(vf, kq, N * hd);
+                    g8_quantize_row_q8_0_ref(q, qq, group * hd);
+                }
+                all[k]->qk_f16(N, kv, hd, q, group, whole, N);
+                if (q8) all[k]->qk_q8_0(N, kq, nb, qq, group, wq, N);
+                int diffs = 0, diffs_q8 = 0;
+                for (int j0 = 0; j0 < N; j0 += 3)
+                    for (int n = 1; j0 + n <= N; n += 1 + n / 4) {
+                        all[k]->qk_f16(n, kv + (size_t)j0 * hd, hd, q, group, part, N);
+                        if (q8) all[k]->qk_q8_0(n, kq + (size_t)j0 * nb, nb, qq, group, pq, N);
+                        for (int h = 0; h < group; h++)
+                            for (int j = 0; j < n; j++) {
+                                diffs += memcmp(&part[h * N + j], &whole[h * N + j0 + j], sizeof(float)) != 0;
+                                diffs_q8 += q8 && memcmp(&pq[h * N + j], &wq[h * N + j0 + j], sizeof(float)) != 0;
+                            }
+                    }
+                CHECKF(diffs == 0, "%s qk_f16 hd=%d group=%d: %d scores differ by run", all[k]->name, hd, group,
+                       diffs);
+                CHECKF(diffs_q8 == 0, "%s qk_q8_0 hd=%d group=%d: %d scores differ by run", all[k]->name, hd, group,
+                       diffs_q8);
+            }
+}

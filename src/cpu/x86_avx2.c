@@ -256,12 +256,30 @@ static inline __m256 f16x8(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu
 
 enum { PREFETCH_ROWS = 8 };
 
-/* Scores of two query heads against two keys at a time: every key element is
- * widened once, eight independent FMA chains hide the FMA latency. The two keys
- * are half the rows apart (j and j + n/2): two streams through memory, each
- * fetched a few rows ahead, keep more of it busy than one (the hardware
- * prefetcher alone leaves the loads and the FMAs serialized). A row's score does
- * not depend on its partner, so the pairing changes no result. */
+/* The scores of keys k0 and k1 against heads q0 and q1, r = [k0.q0, k0.q1, k1.q0, k1.q1]: every key
+ * element widened once, eight independent FMA chains hide the FMA latency. */
+static inline void qk_f16_pair(const uint16_t *k0, const uint16_t *k1, const float *q0, const float *q1, int hd,
+                               float r[4]) {
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00; /* [key][head] */
+    __m256 c00 = a00, c01 = a00, c10 = a00, c11 = a00;                 /* the odd eights */
+    for (int i = 0; i < hd; i += 16) {
+        const __m256 x0 = f16x8(k0 + i), x1 = f16x8(k1 + i), y0 = _mm256_loadu_ps(q0 + i), y1 = _mm256_loadu_ps(q1 + i);
+        a00 = _mm256_fmadd_ps(x0, y0, a00), a01 = _mm256_fmadd_ps(x0, y1, a01);
+        a10 = _mm256_fmadd_ps(x1, y0, a10), a11 = _mm256_fmadd_ps(x1, y1, a11);
+        const __m256 z0 = f16x8(k0 + i + 8), z1 = f16x8(k1 + i + 8);
+        const __m256 u0 = _mm256_loadu_ps(q0 + i + 8), u1 = _mm256_loadu_ps(q1 + i + 8);
+        c00 = _mm256_fmadd_ps(z0, u0, c00), c01 = _mm256_fmadd_ps(z0, u1, c01);
+        c10 = _mm256_fmadd_ps(z1, u0, c10), c11 = _mm256_fmadd_ps(z1, u1, c11);
+    }
+    _mm_storeu_ps(r, hsum4_ps(_mm256_add_ps(a00, c00), _mm256_add_ps(a01, c01), _mm256_add_ps(a10, c10),
+                              _mm256_add_ps(a11, c11)));
+}
+
+/* Scores of two query heads against two keys at a time (qk_f16_pair). The two keys are half the rows
+ * apart (j and j + n/2): two streams through memory, each fetched a few rows ahead, keep more of it
+ * busy than one (the hardware prefetcher alone leaves the loads and the FMAs serialized). A key's
+ * score depends on nothing else: an odd last key goes paired with itself, so a key has the same
+ * bits in any run (attention's blocks of keys differ between a prefill and a decode). */
 static void qk_f16(int n, const uint16_t *k, int hd, const float *q, int group, float *s, size_t ls) {
     if (hd % 16) {
         g8_qk_f16_scalar(n, k, hd, q, group, s, ls);
@@ -272,6 +290,7 @@ static void qk_f16(int n, const uint16_t *k, int hd, const float *q, int group, 
     for (; h + 2 <= group; h += 2) {
         const float *q0 = q + (size_t)h * hd, *q1 = q0 + hd;
         float *s0 = s + h * ls, *s1 = s0 + ls;
+        float r[4];
         for (int j = 0; j < half; j++) {
             const uint16_t *k0 = k + (size_t)j * hd, *k1 = k0 + (size_t)half * hd;
             if (j + PREFETCH_ROWS < half)
@@ -279,25 +298,13 @@ static void qk_f16(int n, const uint16_t *k, int hd, const float *q, int group, 
                     _mm_prefetch((const char *)(k0 + (size_t)PREFETCH_ROWS * hd + i), _MM_HINT_T0);
                     _mm_prefetch((const char *)(k1 + (size_t)PREFETCH_ROWS * hd + i), _MM_HINT_T0);
                 }
-            __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00; /* [key][head] */
-            __m256 c00 = a00, c01 = a00, c10 = a00, c11 = a00;                 /* the odd eights */
-            for (int i = 0; i < hd; i += 16) {
-                const __m256 x0 = f16x8(k0 + i), x1 = f16x8(k1 + i), y0 = _mm256_loadu_ps(q0 + i), y1 = _mm256_loadu_ps(q1 + i);
-                a00 = _mm256_fmadd_ps(x0, y0, a00), a01 = _mm256_fmadd_ps(x0, y1, a01);
-                a10 = _mm256_fmadd_ps(x1, y0, a10), a11 = _mm256_fmadd_ps(x1, y1, a11);
-                const __m256 z0 = f16x8(k0 + i + 8), z1 = f16x8(k1 + i + 8);
-                const __m256 u0 = _mm256_loadu_ps(q0 + i + 8), u1 = _mm256_loadu_ps(q1 + i + 8);
-                c00 = _mm256_fmadd_ps(z0, u0, c00), c01 = _mm256_fmadd_ps(z0, u1, c01);
-                c10 = _mm256_fmadd_ps(z1, u0, c10), c11 = _mm256_fmadd_ps(z1, u1, c11);
-            }
-            float r[4];
-            _mm_storeu_ps(r, hsum4_ps(_mm256_add_ps(a00, c00), _mm256_add_ps(a01, c01), _mm256_add_ps(a10, c10),
-                                      _mm256_add_ps(a11, c11)));
+            qk_f16_pair(k0, k1, q0, q1, hd, r);
             s0[j] = r[0], s1[j] = r[1], s0[j + half] = r[2], s1[j + half] = r[3];
         }
-        for (int j = 2 * half; j < n; j++) {
-            s0[j] = dot_f16(hd, k + (size_t)j * hd, q0);
-            s1[j] = dot_f16(hd, k + (size_t)j * hd, q1);
+        if (n % 2) {
+            const uint16_t *last = k + (size_t)(n - 1) * hd;
+            qk_f16_pair(last, last, q0, q1, hd, r);
+            s0[n - 1] = r[0], s1[n - 1] = r[1];
         }
     }
     for (; h < group; h++)
@@ -349,16 +356,36 @@ static void wsum_f16(int n, const float *w, size_t lw, const uint16_t *v, int hd
     }
 }
 
-/* Scores against Q8_0 keys, two keys and two heads at a time: each key block's
- * |k| is made once, the sign moves onto the query (maddubs(|k|, sign(q, k))).
- * The two keys are half the rows apart, two streams, as in qk_f16. */
-static void qk_q8_0(int n, const block_q8_0 *k, int nb, const block_q8_0 *q, int group, float *s, size_t ls) {
+/* The scores of Q8_0 keys k0 and k1 against Q8_0 heads q0 and q1, r as qk_f16_pair's: each key
+ * block's |k| is made once, the sign moves onto the query (maddubs(|k|, sign(q, k))). */
+static inline void qk_q8_0_pair(const block_q8_0 *k0, const block_q8_0 *k1, const block_q8_0 *q0,
+                                const block_q8_0 *q1, int nb, float r[4]) {
     const __m256i ones = _mm256_set1_epi16(1);
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00; /* [key][head] */
+    for (int b = 0; b < nb; b++) {
+        const __m256i x0 = _mm256_loadu_si256((const __m256i *)k0[b].qs), x1 = _mm256_loadu_si256((const __m256i *)k1[b].qs);
+        const __m256i y0 = _mm256_loadu_si256((const __m256i *)q0[b].qs), y1 = _mm256_loadu_si256((const __m256i *)q1[b].qs);
+        const __m256i ax0 = _mm256_sign_epi8(x0, x0), ax1 = _mm256_sign_epi8(x1, x1);
+        const float d0 = h2f(k0[b].d), d1 = h2f(k1[b].d), e0 = h2f(q0[b].d), e1 = h2f(q1[b].d);
+#define DOT(ax, x, y) _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(y, x)), ones))
+        a00 = _mm256_fmadd_ps(_mm256_set1_ps(d0 * e0), DOT(ax0, x0, y0), a00);
+        a01 = _mm256_fmadd_ps(_mm256_set1_ps(d0 * e1), DOT(ax0, x0, y1), a01);
+        a10 = _mm256_fmadd_ps(_mm256_set1_ps(d1 * e0), DOT(ax1, x1, y0), a10);
+        a11 = _mm256_fmadd_ps(_mm256_set1_ps(d1 * e1), DOT(ax1, x1, y1), a11);
+#undef DOT
+    }
+    _mm_storeu_ps(r, hsum4_ps(a00, a01, a10, a11));
+}
+
+/* Scores against Q8_0 keys, two keys and two heads at a time (qk_q8_0_pair), the keys half the rows
+ * apart and an odd last key paired with itself, as in qk_f16. */
+static void qk_q8_0(int n, const block_q8_0 *k, int nb, const block_q8_0 *q, int group, float *s, size_t ls) {
     const int half = n / 2;
     int h = 0;
     for (; h + 2 <= group; h += 2) {
         const block_q8_0 *q0 = q + (size_t)h * nb, *q1 = q0 + nb;
         float *s0 = s + h * ls, *s1 = s0 + ls;
+        float r[4];
         for (int j = 0; j < half; j++) {
             const block_q8_0 *k0 = k + (size_t)j * nb, *k1 = k0 + (size_t)half * nb;
             if (j + PREFETCH_ROWS < half)
@@ -366,26 +393,13 @@ static void qk_q8_0(int n, const block_q8_0 *k, int nb, const block_q8_0 *q, int
                     _mm_prefetch((const char *)(k0 + (size_t)PREFETCH_ROWS * nb + i), _MM_HINT_T0);
                     _mm_prefetch((const char *)(k1 + (size_t)PREFETCH_ROWS * nb + i), _MM_HINT_T0);
                 }
-            __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00; /* [key][head] */
-            for (int b = 0; b < nb; b++) {
-                const __m256i x0 = _mm256_loadu_si256((const __m256i *)k0[b].qs), x1 = _mm256_loadu_si256((const __m256i *)k1[b].qs);
-                const __m256i y0 = _mm256_loadu_si256((const __m256i *)q0[b].qs), y1 = _mm256_loadu_si256((const __m256i *)q1[b].qs);
-                const __m256i ax0 = _mm256_sign_epi8(x0, x0), ax1 = _mm256_sign_epi8(x1, x1);
-                const float d0 = h2f(k0[b].d), d1 = h2f(k1[b].d), e0 = h2f(q0[b].d), e1 = h2f(q1[b].d);
-#define DOT(ax, x, y) _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(y, x)), ones))
-                a00 = _mm256_fmadd_ps(_mm256_set1_ps(d0 * e0), DOT(ax0, x0, y0), a00);
-                a01 = _mm256_fmadd_ps(_mm256_set1_ps(d0 * e1), DOT(ax0, x0, y1), a01);
-                a10 = _mm256_fmadd_ps(_mm256_set1_ps(d1 * e0), DOT(ax1, x1, y0), a10);
-                a11 = _mm256_fmadd_ps(_mm256_set1_ps(d1 * e1), DOT(ax1, x1, y1), a11);
-#undef DOT
-            }
-            float r[4];
-            _mm_storeu_ps(r, hsum4_ps(a00, a01, a10, a11));
+            qk_q8_0_pair(k0, k1, q0, q1, nb, r);
             s0[j] = r[0], s1[j] = r[1], s0[j + half] = r[2], s1[j + half] = r[3];
         }
-        for (int j = 2 * half; j < n; j++) {
-            s0[j] = dot_q8_0(nb, k + (size_t)j * nb, q0);
-            s1[j] = dot_q8_0(nb, k + (size_t)j * nb, q1);
+        if (n % 2) {
+            const block_q8_0 *last = k + (size_t)(n - 1) * nb;
+            qk_q8_0_pair(last, last, q0, q1, nb, r);
+            s0[n - 1] = r[0], s1[n - 1] = r[1];
         }
     }
     for (; h < group; h++)

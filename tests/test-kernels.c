@@ -650,3 +650,46 @@ TEST(kernels_attention_scores_independent_of_run) {
                        diffs_q8);
             }
 }
+
+/* The AVX-512 table's f16 attention kernels give the AVX2 ones' bits (x86_avx512_attn.c): every head
+ * count (the four-head, two-head and odd-head paths), odd and even key counts, head sizes that take
+ * the scalar path; skipped where this CPU has no AVX-512. */
+TEST(kernels_attention_f16_avx512_same_bits_as_avx2) {
+#if defined(__x86_64__)
+    const g8_kernels *all[8], *wide = NULL;
+    int nk = g8_kernels_all(all, 8);
+    for (int k = 0; k < nk; k++)
+        if (!strcmp(all[k]->name, "avx512-vnni")) wide = all[k];
+    if (!wide) {
+        harness_skip("this CPU has no AVX512-VNNI");
+        return;
+    }
+    const g8_kernels *avx2 = &g8_kernels_avx2;
+    const int hds[] = {16, 40, 64, 96, 256}, ns[] = {1, 2, 3, 37, 70};
+    static uint16_t kv[70 * 256];
+    static float q[8 * 256], s1[8 * 71], s2[8 * 71], o1[8 * 256], o2[8 * 256];
+    for (int i = 0; i < 70 * 256; i++) kv[i] = g8_f32_to_f16(frand() * 2 - 1);
+    for (int i = 0; i < 8 * 256; i++) q[i] = frand() * 2 - 1;
+    int diffs = 0, cases = 0;
+    for (size_t a = 0; a < sizeof hds / sizeof hds[0]; a++)
+        for (int group = 1; group <= 8; group++)
+            for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++) {
+                const int hd = hds[a], n = ns[c];
+                for (int i = 0; i < 8 * 71; i++) s1[i] = s2[i] = -1;
+                wide->qk_f16(n, kv, hd, q, group, s1, 71);
+                avx2->qk_f16(n, kv, hd, q, group, s2, 71);
+                const int dq = memcmp(s1, s2, sizeof s1) != 0;
+                for (int i = 0; i < 8 * 256; i++) o1[i] = o2[i] = frand();
+                wide->wsum_f16(n, s2, 71, kv, hd, group, o1);
+                avx2->wsum_f16(n, s2, 71, kv, hd, group, o2);
+                const int dw = memcmp(o1, o2, sizeof o1) != 0;
+                CHECKF(!dq && !dw, "hd=%d group=%d n=%d: qk_f16 %s, wsum_f16 %s", hd, group, n, dq ? "differs" : "same",
+                       dw ? "differs" : "same");
+                diffs += dq + dw;
+                cases++;
+            }
+    harness_note("%d cases of qk_f16 and wsum_f16, %d differ", cases, diffs);
+#else
+    harness_skip("not x86-64");
+#endif
+}

@@ -1,0 +1,141 @@
+/* cpu/x86_avx512_attn.c - decode attention over an f16 cache in 512-bit registers: the AVX2
+ * kernels' results bit for bit (x86_avx2.c), in half the instructions. A zmm holds the AVX2
+ * kernels' two 8-lane accumulators side by side (lanes 0-7 the first eight elements of each 16,
+ * lanes 8-15 the second eight), each lane summing the same products in the same order; the two
+ * halves are added and reduced as there. So an f16 cache read at depth costs fewer instructions a
+ * byte, where it was bound by them (Gemma 3's one KV head shares a key among four query heads). */
+#if defined(__x86_64__) && defined(__AVX512F__)
+#include "../kernels.h"
+
+#include <immintrin.h>
+
+enum { PREFETCH_ROWS = 8, HEADS = 4 };
+
+static inline __m512 f16x16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+
+/* the two eights of a zmm added: the AVX2 kernels' a + c */
+static inline __m256 halves(__m512 v) {
+    return _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
+
+/* [sum a, sum b, sum c, sum d], added as x86_avx2.c's hsum4_ps */
+static inline __m128 hsum4_ps(__m256 a, __m256 b, __m256 c, __m256 d) {
+    const __m256 abcd = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+    return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+}
+
+/* the sum of v, added as x86_avx2.c's hsum */
+static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Scores of keys k0 and k1 against nh (2 or 4) heads from q on: r[key * nh + head], each as the
+ * AVX2 qk_f16_pair sums it. Each key element is widened once for all the heads. */
+static inline __attribute__((always_inline)) void qk_keys(const uint16_t *k0, const uint16_t *k1, const float *q,
+                                                          int hd, const int nh, float *r) {
+    __m512 acc[2][HEADS];
+    for (int h = 0; h < nh; h++) acc[0][h] = acc[1][h] = _mm512_setzero_ps();
+    for (int i = 0; i < hd; i += 16) {
+        const __m512 x0 = f16x16(k0 + i), x1 = f16x16(k1 + i);
+        for (int h = 0; h < nh; h++) {
+            const __m512 y = _mm512_loadu_ps(q + (size_t)h * hd + i);
+            acc[0][h] = _mm512_fmadd_ps(x0, y, acc[0][h]);
+            acc[1][h] = _mm512_fmadd_ps(x1, y, acc[1][h]);
+        }
+    }
+    for (int key = 0; key < 2; key++)
+        for (int h = 0; h < nh; h += 2) /* pairs of heads, as the AVX2 kernel makes them */
+            _mm_storeu_ps(r + 4 * (key * nh / 2 + h / 2), hsum4_ps(halves(acc[key][h]), halves(acc[key][h + 1]),
+                                                                 _mm256_setzero_ps(), _mm256_setzero_ps()));
+}
+
+/* the scores of nh (2 or 4) heads from q on (score rows s, ls apart), keys j and j + n/2 together */
+static inline __attribute__((always_inline)) void qk_heads(int n, const uint16_t *k, int hd, const float *q,
+                                                           const int nh, float *s, size_t ls) {
+    const int half = n / 2;
+    float r[2 * HEADS * 2]; /* per key, per pair of heads: four lanes, the first two used */
+    for (int j = 0; j < half + n % 2; j++) {
+        const bool odd = j == half; /* an odd last key, paired with itself */
+        const uint16_t *k0 = k + (size_t)(odd ? n - 1 : j) * hd, *k1 = odd ? k0 : k0 + (size_t)half * hd;
+        if (j + PREFETCH_ROWS < half)
+            for (int i = 0; i < hd; i += 32) {
+                _mm_prefetch((const char *)(k0 + (size_t)PREFETCH_ROWS * hd + i), _MM_HINT_T0);
+                _mm_prefetch((const char *)(k1 + (size_t)PREFETCH_ROWS * hd + i), _MM_HINT_T0);
+            }
+        qk_keys(k0, k1, q, hd, nh, r);
+        for (int h = 0; h < nh; h++) {
+            s[h * ls + (size_t)(odd ? n - 1 : j)] = r[4 * (h / 2) + h % 2];
+            if (!odd) s[h * ls + (size_t)(j + half)] = r[4 * (nh / 2 + h / 2) + h % 2];
+        }
+    }
+}
+
+void g8_qk_f16_avx512(int n, const uint16_t *k, int hd, const float *q, int group, float *s, size_t ls) {
+    if (hd % 16) {
+        g8_qk_f16_scalar(n, k, hd, q, group, s, ls);
+        return;
+    }
+    int h = 0;
+    for (; h + 4 <= group; h += 4) qk_heads(n, k, hd, q + (size_t)h * hd, 4, s + h * ls, ls);
+    for (; h + 2 <= group; h += 2) qk_heads(n, k, hd, q + (size_t)h * hd, 2, s + h * ls, ls);
+    if (h < group) /* an odd last head: as the AVX2 dot_f16 */
+        for (int j = 0; j < n; j++) {
+            const uint16_t *kj = k + (size_t)j * hd;
+            const float *qh = q + (size_t)h * hd;
+            __m512 acc = _mm512_setzero_ps();
+            for (int i = 0; i < hd; i += 16) acc = _mm512_fmadd_ps(f16x16(kj + i), _mm512_loadu_ps(qh + i), acc);
+            s[h * ls + (size_t)j] = hsum(halves(acc));
+        }
+}
+
+/* out[h * hd ..] += the value rows weighted for nh (1 to 4) heads: rows in blocks that stay in L1
+ * while each 32-element slice of every head's output is summed in registers (each element by one
+ * FMA a row, in row order, as the AVX2 wsum_f16) */
+static inline __attribute__((always_inline)) void wsum_heads(int n, const float *w, size_t lw, const uint16_t *v,
+                                                             int hd, const int nh, float *out) {
+    enum { ROWS = 16 };
+    for (int j0 = 0; j0 < n; j0 += ROWS) {
+        const int nj = n - j0 < ROWS ? n - j0 : ROWS;
+        const bool ahead = j0 + ROWS + nj <= n; /* fetch the next block's rows, slice by slice */
+        for (int d = 0; d < hd; d += 32) {
+            __m512 a[HEADS][2];
+            for (int h = 0; h < nh; h++) {
+                a[h][0] = _mm512_loadu_ps(out + (size_t)h * hd + d);
+                a[h][1] = _mm512_loadu_ps(out + (size_t)h * hd + d + 16);
+            }
+            const uint16_t *row = v + (size_t)j0 * hd + d;
+            for (int j = 0; j < nj; j++, row += hd) {
+                if (ahead) _mm_prefetch((const char *)(row + (size_t)ROWS * hd), _MM_HINT_T0);
+                const __m512 x0 = f16x16(row), x1 = f16x16(row + 16);
+                for (int h = 0; h < nh; h++) {
+                    const __m512 wj = _mm512_set1_ps(w[h * lw + (size_t)(j0 + j)]);
+                    a[h][0] = _mm512_fmadd_ps(wj, x0, a[h][0]);
+                    a[h][1] = _mm512_fmadd_ps(wj, x1, a[h][1]);
+                }
+            }
+            for (int h = 0; h < nh; h++) {
+                _mm512_storeu_ps(out + (size_t)h * hd + d, a[h][0]);
+                _mm512_storeu_ps(out + (size_t)h * hd + d + 16, a[h][1]);
+            }
+        }
+    }
+}
+
+void g8_wsum_f16_avx512(int n, const float *w, size_t lw, const uint16_t *v, int hd, int group, float *out) {
+    if (hd % 32) {
+        g8_wsum_f16_scalar(n, w, lw, v, hd, group, out);
+        return;
+    }
+    int h = 0;
+    for (; h + 4 <= group; h += 4) wsum_heads(n, w + h * lw, lw, v, hd, 4, out + (size_t)h * hd);
+    switch (group - h) {
+    case 3: wsum_heads(n, w + h * lw, lw, v, hd, 3, out + (size_t)h * hd); break;
+    case 2: wsum_heads(n, w + h * lw, lw, v, hd, 2, out + (size_t)h * hd); break;
+    case 1: wsum_heads(n, w + h * lw, lw, v, hd, 1, out + (size_t)h * hd); break;
+    default: break;
+    }
+}
+#endif

@@ -25,11 +25,11 @@ void g8_split(int64_t n, int ith, int nth, int64_t align, int64_t *r0, int64_t *
  * shares ith * streams .. ith * streams + streams - 1 of n cut in nth * streams parts) and takes
  * each front to back (one stream through memory per share), an eighth of what is left at a time
  * (at least `step` units); a thread whose share is done takes steps from the back of the share with
- * the most left, so no thread waits for long. A thread reading shares far apart side by side keeps more of memory busy than one
- * reading one share (ops.c). g8_pool_take(pool, ith, k, ...) takes from the front of thread ith's
- * share k, or once that is done from the back of the share with the most left. Call g8_pool_share
- * before g8_pool_run; g8_pool_take returns false when every unit is taken. streams <=
- * G8_POOL_STREAMS. */
+ * the most left, so no thread waits for long. A thread reading shares far apart side by side keeps
+ * more of memory busy than one reading one share (ops.c). g8_pool_take(pool, ith, k, ...) takes
+ * from the front of thread ith's share k, or once that is done from the back of the share with the
+ * most left. Call g8_pool_share before g8_pool_run; g8_pool_take returns false when every unit is
+ * taken. streams <= G8_POOL_STREAMS. */
 enum { G8_POOL_STREAMS = 4 };
 void g8_pool_share(g8_pool *pool, int64_t n, int streams);
 bool g8_pool_take(g8_pool *pool, int ith, int stream, int64_t step, int64_t *u0, int64_t *u1);

@@ -396,11 +396,13 @@ static void check_split_decode(const char *fixture, gemma8_type type, int32_t kv
  * same key in different runs. Their logits must be the same bits (gemma3 tiny-b, window set to 300,
  * f32 weights: no int8 activations to round a difference away; f16 and q8_0 caches). */
 TEST(forward_wide_window_chunk_invariant) {
-    const char *src = convert_fixture("gemma3/tiny-b", GEMMA8_TYPE_F32), *dst = tmp_path("gemma3-window-300.gguf");
+    const char *src = convert_fixture("gemma3/tiny-b", GEMMA8_TYPE_F32);
+    const char *dst = tmp_path("gemma3-window-300.gguf");
     const gguf_edit wide = {.u32_key = "gemma3.attention.sliding_window", .u32 = 300};
     gemma8_model *m = NULL;
     gemma8_model_params mp = gemma8_model_default_params();
-    if (!src || !gguf_rewrite(src, dst, &wide) || !CHECK(gemma8_model_load(dst, &mp, &m) == GEMMA8_OK)) return;
+    if (!src || !gguf_rewrite(src, dst, &wide)) return;
+    if (!CHECK(gemma8_model_load(dst, &mp, &m) == GEMMA8_OK)) return;
     CHECK(gemma8_model_get_info(m).sliding_window == 300);
     const int V = gemma8_model_get_info(m).n_vocab, T = 680;
     int32_t *tok = malloc((size_t)T * sizeof(int32_t));
@@ -415,8 +417,8 @@ TEST(forward_wide_window_chunk_invariant) {
             d_tokens += memcmp(tokens + (size_t)t * V, one + (size_t)t * V, (size_t)V * sizeof(float)) != 0;
         }
         CHECKF(one && chunks && tokens && d_chunks == 0 && d_tokens == 0,
-               "kv %s: %d positions differ in chunks of 7, %d token by token, of %d", gemma8_type_name(kvs[c]),
-               d_chunks, d_tokens, T);
+               "kv %s: %d positions differ in chunks of 7, %d token by token, of %d",
+               gemma8_type_name(kvs[c]), d_chunks, d_tokens, T);
         free(one);
         free(chunks);
         free(tokens);

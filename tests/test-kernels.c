@@ -641,13 +641,14 @@ TEST(kernels_attention_scores_independent_of_run) {
                         for (int h = 0; h < group; h++)
                             for (int j = 0; j < n; j++) {
                                 diffs += memcmp(&part[h * N + j], &whole[h * N + j0 + j], sizeof(float)) != 0;
-                                diffs_q8 += q8 && memcmp(&pq[h * N + j], &wq[h * N + j0 + j], sizeof(float)) != 0;
+                                const float *got = &pq[h * N + j], *want = &wq[h * N + j0 + j];
+                                diffs_q8 += q8 && memcmp(got, want, sizeof(float)) != 0;
                             }
                     }
-                CHECKF(diffs == 0, "%s qk_f16 hd=%d group=%d: %d scores differ by run", all[k]->name, hd, group,
-                       diffs);
-                CHECKF(diffs_q8 == 0, "%s qk_q8_0 hd=%d group=%d: %d scores differ by run", all[k]->name, hd, group,
-                       diffs_q8);
+                CHECKF(diffs == 0, "%s qk_f16 hd=%d group=%d: %d scores differ by run", all[k]->name, hd,
+                       group, diffs);
+                CHECKF(diffs_q8 == 0, "%s qk_q8_0 hd=%d group=%d: %d scores differ by run", all[k]->name, hd,
+                       group, diffs_q8);
             }
 }
 
@@ -683,8 +684,8 @@ TEST(kernels_attention_f16_avx512_same_bits_as_avx2) {
                 wide->wsum_f16(n, s2, 71, kv, hd, group, o1);
                 avx2->wsum_f16(n, s2, 71, kv, hd, group, o2);
                 const int dw = memcmp(o1, o2, sizeof o1) != 0;
-                CHECKF(!dq && !dw, "hd=%d group=%d n=%d: qk_f16 %s, wsum_f16 %s", hd, group, n, dq ? "differs" : "same",
-                       dw ? "differs" : "same");
+                CHECKF(!dq && !dw, "hd=%d group=%d n=%d: qk_f16 %s, wsum_f16 %s", hd, group, n,
+                       dq ? "differs" : "same", dw ? "differs" : "same");
                 diffs += dq + dw;
                 cases++;
             }

@@ -258,12 +258,13 @@ enum { PREFETCH_ROWS = 8 };
 
 /* The scores of keys k0 and k1 against heads q0 and q1, r = [k0.q0, k0.q1, k1.q0, k1.q1]: every key
  * element widened once, eight independent FMA chains hide the FMA latency. */
-static inline void qk_f16_pair(const uint16_t *k0, const uint16_t *k1, const float *q0, const float *q1, int hd,
-                               float r[4]) {
+static inline void qk_f16_pair(const uint16_t *k0, const uint16_t *k1, const float *q0, const float *q1,
+                               int hd, float r[4]) {
     __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00; /* [key][head] */
     __m256 c00 = a00, c01 = a00, c10 = a00, c11 = a00;                 /* the odd eights */
     for (int i = 0; i < hd; i += 16) {
-        const __m256 x0 = f16x8(k0 + i), x1 = f16x8(k1 + i), y0 = _mm256_loadu_ps(q0 + i), y1 = _mm256_loadu_ps(q1 + i);
+        const __m256 x0 = f16x8(k0 + i), x1 = f16x8(k1 + i);
+        const __m256 y0 = _mm256_loadu_ps(q0 + i), y1 = _mm256_loadu_ps(q1 + i);
         a00 = _mm256_fmadd_ps(x0, y0, a00), a01 = _mm256_fmadd_ps(x0, y1, a01);
         a10 = _mm256_fmadd_ps(x1, y0, a10), a11 = _mm256_fmadd_ps(x1, y1, a11);
         const __m256 z0 = f16x8(k0 + i + 8), z1 = f16x8(k1 + i + 8);
@@ -363,11 +364,14 @@ static inline void qk_q8_0_pair(const block_q8_0 *k0, const block_q8_0 *k1, cons
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00; /* [key][head] */
     for (int b = 0; b < nb; b++) {
-        const __m256i x0 = _mm256_loadu_si256((const __m256i *)k0[b].qs), x1 = _mm256_loadu_si256((const __m256i *)k1[b].qs);
-        const __m256i y0 = _mm256_loadu_si256((const __m256i *)q0[b].qs), y1 = _mm256_loadu_si256((const __m256i *)q1[b].qs);
+        const __m256i x0 = _mm256_loadu_si256((const __m256i *)k0[b].qs);
+        const __m256i x1 = _mm256_loadu_si256((const __m256i *)k1[b].qs);
+        const __m256i y0 = _mm256_loadu_si256((const __m256i *)q0[b].qs);
+        const __m256i y1 = _mm256_loadu_si256((const __m256i *)q1[b].qs);
         const __m256i ax0 = _mm256_sign_epi8(x0, x0), ax1 = _mm256_sign_epi8(x1, x1);
         const float d0 = h2f(k0[b].d), d1 = h2f(k1[b].d), e0 = h2f(q0[b].d), e1 = h2f(q1[b].d);
-#define DOT(ax, x, y) _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(y, x)), ones))
+#define DOT(ax, x, y)                                                                                        \
+    _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(y, x)), ones))
         a00 = _mm256_fmadd_ps(_mm256_set1_ps(d0 * e0), DOT(ax0, x0, y0), a00);
         a01 = _mm256_fmadd_ps(_mm256_set1_ps(d0 * e1), DOT(ax0, x0, y1), a01);
         a10 = _mm256_fmadd_ps(_mm256_set1_ps(d1 * e0), DOT(ax1, x1, y0), a10);

@@ -11,11 +11,14 @@
 
 enum { PREFETCH_ROWS = 8, HEADS = 4 };
 
-static inline __m512 f16x16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+static inline __m512 f16x16(const uint16_t *p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
 
 /* the two eights of a zmm added: the AVX2 kernels' a + c */
 static inline __m256 halves(__m512 v) {
-    return _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    return _mm256_add_ps(_mm512_castps512_ps256(v),
+                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
 }
 
 /* [sum a, sum b, sum c, sum d], added as x86_avx2.c's hsum4_ps */
@@ -34,8 +37,8 @@ static inline float hsum(__m256 v) {
 
 /* Scores of keys k0 and k1 against nh (2 or 4) heads from q on: r[key * nh + head], each as the
  * AVX2 qk_f16_pair sums it. Each key element is widened once for all the heads. */
-static inline __attribute__((always_inline)) void qk_keys(const uint16_t *k0, const uint16_t *k1, const float *q,
-                                                          int hd, const int nh, float *r) {
+static inline __attribute__((always_inline)) void qk_keys(const uint16_t *k0, const uint16_t *k1,
+                                                          const float *q, int hd, const int nh, float *r) {
     __m512 acc[2][HEADS];
     for (int h = 0; h < nh; h++) acc[0][h] = acc[1][h] = _mm512_setzero_ps();
     for (int i = 0; i < hd; i += 16) {
@@ -48,8 +51,9 @@ static inline __attribute__((always_inline)) void qk_keys(const uint16_t *k0, co
     }
     for (int key = 0; key < 2; key++)
         for (int h = 0; h < nh; h += 2) /* pairs of heads, as the AVX2 kernel makes them */
-            _mm_storeu_ps(r + 4 * (key * nh / 2 + h / 2), hsum4_ps(halves(acc[key][h]), halves(acc[key][h + 1]),
-                                                                 _mm256_setzero_ps(), _mm256_setzero_ps()));
+            _mm_storeu_ps(r + 4 * (key * nh / 2 + h / 2),
+                          hsum4_ps(halves(acc[key][h]), halves(acc[key][h + 1]), _mm256_setzero_ps(),
+                                   _mm256_setzero_ps()));
 }
 
 /* the scores of nh (2 or 4) heads from q on (score rows s, ls apart), keys j and j + n/2 together */
@@ -86,7 +90,8 @@ void g8_qk_f16_avx512(int n, const uint16_t *k, int hd, const float *q, int grou
             const uint16_t *kj = k + (size_t)j * hd;
             const float *qh = q + (size_t)h * hd;
             __m512 acc = _mm512_setzero_ps();
-            for (int i = 0; i < hd; i += 16) acc = _mm512_fmadd_ps(f16x16(kj + i), _mm512_loadu_ps(qh + i), acc);
+            for (int i = 0; i < hd; i += 16)
+                acc = _mm512_fmadd_ps(f16x16(kj + i), _mm512_loadu_ps(qh + i), acc);
             s[h * ls + (size_t)j] = hsum(halves(acc));
         }
 }
@@ -94,8 +99,8 @@ void g8_qk_f16_avx512(int n, const uint16_t *k, int hd, const float *q, int grou
 /* out[h * hd ..] += the value rows weighted for nh (1 to 4) heads: rows in blocks that stay in L1
  * while each 32-element slice of every head's output is summed in registers (each element by one
  * FMA a row, in row order, as the AVX2 wsum_f16) */
-static inline __attribute__((always_inline)) void wsum_heads(int n, const float *w, size_t lw, const uint16_t *v,
-                                                             int hd, const int nh, float *out) {
+static inline __attribute__((always_inline)) void
+wsum_heads(int n, const float *w, size_t lw, const uint16_t *v, int hd, const int nh, float *out) {
     enum { ROWS = 16 };
     for (int j0 = 0; j0 < n; j0 += ROWS) {
         const int nj = n - j0 < ROWS ? n - j0 : ROWS;
@@ -132,10 +137,17 @@ void g8_wsum_f16_avx512(int n, const float *w, size_t lw, const uint16_t *v, int
     int h = 0;
     for (; h + 4 <= group; h += 4) wsum_heads(n, w + h * lw, lw, v, hd, 4, out + (size_t)h * hd);
     switch (group - h) {
-    case 3: wsum_heads(n, w + h * lw, lw, v, hd, 3, out + (size_t)h * hd); break;
-    case 2: wsum_heads(n, w + h * lw, lw, v, hd, 2, out + (size_t)h * hd); break;
-    case 1: wsum_heads(n, w + h * lw, lw, v, hd, 1, out + (size_t)h * hd); break;
-    default: break;
+    case 3:
+        wsum_heads(n, w + h * lw, lw, v, hd, 3, out + (size_t)h * hd);
+        break;
+    case 2:
+        wsum_heads(n, w + h * lw, lw, v, hd, 2, out + (size_t)h * hd);
+        break;
+    case 1:
+        wsum_heads(n, w + h * lw, lw, v, hd, 1, out + (size_t)h * hd);
+        break;
+    default:
+        break;
     }
 }
 #endif

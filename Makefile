@@ -41,8 +41,9 @@ $(BUILD)/src/cpu/x86_avx2.o: override CFLAGS += -mavx2 -mfma -mf16c
 X86_AVX2 := -mavx2 -mfma -mf16c
 LIB_OBJ += $(BUILD)/src/cpu/x86_vnni_avx.o
 TEST_OBJ += $(BUILD)/tests/x86_vnni_emulated.o
-$(BUILD)/src/cpu/x86_avx512.o: override CFLAGS += $(X86_AVX2) -mavx512f -mavx512bw -mavx512vl -mavx512vnni
-$(BUILD)/src/cpu/x86_avx512_attn.o: override CFLAGS += $(X86_AVX2) -mavx512f
+X86_AVX512 = $(X86_AVX2) -mavx512f -mavx512bw -mavx512vl -mavx512vnni
+$(BUILD)/src/cpu/x86_avx512.o: override CFLAGS += $(X86_AVX512)
+$(BUILD)/src/cpu/x86_avx512_attn.o: override CFLAGS += $(X86_AVX512)
 $(BUILD)/src/cpu/x86_vnni_avx.o: src/cpu/x86_vnni.c src/cpu/x86_gemm.inc src/kernels.h src/quant.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(X86_AVX2) -mavxvnni -DG8_VNNI=1 -c $< -o $@

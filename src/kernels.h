@@ -126,9 +126,13 @@ void g8_gemv_q4_0_avx512vnni(int n, int nb, const void *const *group, const bloc
                              float *const *y);
 void g8_gemv_q8_0_avx512vnni(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
                              float *const *y);
-/* the AVX2 table's qk_f16 and wsum_f16 in 512-bit registers, the same bits (x86_avx512_attn.c) */
+/* the AVX2 table's attention kernels in 512-bit registers, the same bits (x86_avx512_attn.c) */
 void g8_qk_f16_avx512(int n, const uint16_t *k, int hd, const float *q, int group, float *s, size_t ls);
 void g8_wsum_f16_avx512(int n, const float *w, size_t lw, const uint16_t *v, int hd, int group, float *out);
+void g8_qk_q8_0_avx512(int n, const block_q8_0 *k, int nb, const block_q8_0 *q, int group, float *s,
+                       size_t ls);
+void g8_wsum_q8_0_avx512(int n, const float *w, size_t lw, const block_q8_0 *v, int hd, int group,
+                         float *out);
 void g8_gemm_q6_k_vnni_emulated(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                                 size_t ldy);
 #endif

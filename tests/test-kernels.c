@@ -652,10 +652,11 @@ TEST(kernels_attention_scores_independent_of_run) {
             }
 }
 
-/* The AVX-512 table's f16 attention kernels give the AVX2 ones' bits (x86_avx512_attn.c): every head
- * count (the four-head, two-head and odd-head paths), odd and even key counts, head sizes that take
- * the scalar path; skipped where this CPU has no AVX-512. */
-TEST(kernels_attention_f16_avx512_same_bits_as_avx2) {
+/* The AVX-512 table's attention kernels give the AVX2 ones' bits on f16 and Q8_0 caches
+ * (x86_avx512_attn.c): every head count (the four-head, two-head and odd-head paths), odd and even
+ * key counts, head sizes that take the scalar path, every int8 (-128 too) in the Q8_0 blocks;
+ * skipped where this CPU has no AVX-512. */
+TEST(kernels_attention_avx512_same_bits_as_avx2) {
 #if defined(__x86_64__)
     const g8_kernels *all[8], *wide = NULL;
     int nk = g8_kernels_all(all, 8);
@@ -666,30 +667,55 @@ TEST(kernels_attention_f16_avx512_same_bits_as_avx2) {
         return;
     }
     const g8_kernels *avx2 = &g8_kernels_avx2;
-    const int hds[] = {16, 40, 64, 96, 256}, ns[] = {1, 2, 3, 37, 70};
+    const int hds[] = {16, 32, 40, 64, 96, 256}, ns[] = {1, 2, 3, 37, 70};
     static uint16_t kv[70 * 256];
+    static block_q8_0 kq[70 * 256 / QK8_0], qq[8 * 256 / QK8_0];
     static float q[8 * 256], s1[8 * 71], s2[8 * 71], o1[8 * 256], o2[8 * 256];
-    for (int i = 0; i < 70 * 256; i++) kv[i] = g8_f32_to_f16(frand() * 2 - 1);
-    for (int i = 0; i < 8 * 256; i++) q[i] = frand() * 2 - 1;
+    for (int i = 0; i < 70 * 256; i++) kv[i] = g8_f32_to_f16(frand());
+    for (int i = 0; i < 8 * 256; i++) q[i] = frand();
+    /* every int8, -128 included, and scales of both signs */
+    for (int i = 0; i < 70 * 256 / QK8_0; i++) {
+        kq[i].d = g8_f32_to_f16(frand() * 0.01f);
+        for (int e = 0; e < QK8_0; e++) kq[i].qs[e] = (int8_t)(frand() * 128.5f);
+    }
+    kq[0].qs[0] = -128;
+    for (int i = 0; i < 8 * 256 / QK8_0; i++) {
+        qq[i].d = g8_f32_to_f16(frand() * 0.01f);
+        for (int e = 0; e < QK8_0; e++) qq[i].qs[e] = (int8_t)(frand() * 128.5f);
+    }
+    qq[0].qs[0] = -128;
     int diffs = 0, cases = 0;
     for (size_t a = 0; a < sizeof hds / sizeof hds[0]; a++)
         for (int group = 1; group <= 8; group++)
-            for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++) {
-                const int hd = hds[a], n = ns[c];
-                for (int i = 0; i < 8 * 71; i++) s1[i] = s2[i] = -1;
-                wide->qk_f16(n, kv, hd, q, group, s1, 71);
-                avx2->qk_f16(n, kv, hd, q, group, s2, 71);
-                const int dq = memcmp(s1, s2, sizeof s1) != 0;
-                for (int i = 0; i < 8 * 256; i++) o1[i] = o2[i] = frand();
-                wide->wsum_f16(n, s2, 71, kv, hd, group, o1);
-                avx2->wsum_f16(n, s2, 71, kv, hd, group, o2);
-                const int dw = memcmp(o1, o2, sizeof o1) != 0;
-                CHECKF(!dq && !dw, "hd=%d group=%d n=%d: qk_f16 %s, wsum_f16 %s", hd, group, n,
-                       dq ? "differs" : "same", dw ? "differs" : "same");
-                diffs += dq + dw;
-                cases++;
-            }
-    harness_note("%d cases of qk_f16 and wsum_f16, %d differ", cases, diffs);
+            for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++)
+                for (int q8 = 0; q8 < 2; q8++) {
+                    const int hd = hds[a], n = ns[c];
+                    if (q8 && hd % QK8_0) continue;
+                    for (int i = 0; i < 8 * 71; i++) s1[i] = s2[i] = -1;
+                    if (q8) {
+                        wide->qk_q8_0(n, kq, hd / QK8_0, qq, group, s1, 71);
+                        avx2->qk_q8_0(n, kq, hd / QK8_0, qq, group, s2, 71);
+                    } else {
+                        wide->qk_f16(n, kv, hd, q, group, s1, 71);
+                        avx2->qk_f16(n, kv, hd, q, group, s2, 71);
+                    }
+                    const int dq = memcmp(s1, s2, sizeof s1) != 0;
+                    for (int i = 0; i < 8 * 256; i++) o1[i] = o2[i] = frand();
+                    if (q8) {
+                        wide->wsum_q8_0(n, s2, 71, kq, hd, group, o1);
+                        avx2->wsum_q8_0(n, s2, 71, kq, hd, group, o2);
+                    } else {
+                        wide->wsum_f16(n, s2, 71, kv, hd, group, o1);
+                        avx2->wsum_f16(n, s2, 71, kv, hd, group, o2);
+                    }
+                    const int dw = memcmp(o1, o2, sizeof o1) != 0;
+                    CHECKF(!dq && !dw, "%s hd=%d group=%d n=%d: scores %s, weighted sum %s",
+                           q8 ? "q8_0" : "f16", hd, group, n, dq ? "differ" : "same",
+                           dw ? "differs" : "same");
+                    diffs += dq + dw;
+                    cases++;
+                }
+    harness_note("%d cases of qk and wsum on f16 and q8_0 caches, %d differ", cases, diffs);
 #else
     harness_skip("not x86-64");
 #endif

@@ -469,13 +469,15 @@ static void gemv_q8_0(int n, int nb, const void *const *group, const block_q8_0 
 #define AVX2_KERNELS                                                                                         \
     .dot_f32 = dot_f32, .dot_f16 = dot_f16, .dot_bf16 = dot_bf16, .dot_q8_0 = dot_q8_0,                      \
     .quantize_q8_0 = quantize_q8_0, .axpy = axpy, .to_f16 = to_f16, .softcap = softcap, .exp_sum = exp_sum,  \
-    .geglu = geglu, .qk_q8_0 = qk_q8_0, .wsum_q8_0 = wsum_q8_0
+    .geglu = geglu
 
 const g8_kernels g8_kernels_avx2 = {
     .name = "avx2",
     AVX2_KERNELS,
     .qk_f16 = qk_f16,
     .wsum_f16 = wsum_f16,
+    .qk_q8_0 = qk_q8_0,
+    .wsum_q8_0 = wsum_q8_0,
     .gemm_q8_0 = gemm_q8_0,
     .gemm_q4_0 = gemm_q4_0,
     .gemv_q4_0 = gemv_q4_0,
@@ -486,12 +488,14 @@ const g8_kernels g8_kernels_avx2 = {
 };
 
 /* the AVX2 table with the GEMMs on vpdpbusd: 256-bit (x86_vnni.c), 512-bit (x86_avx512.c), and for
- * AVX-512 the f16 attention kernels in 512-bit registers (x86_avx512_attn.c, the same bits) */
+ * AVX-512 the attention kernels in 512-bit registers (x86_avx512_attn.c, the same bits) */
 const g8_kernels g8_kernels_avxvnni = {
     .name = "avx-vnni",
     AVX2_KERNELS,
     .qk_f16 = qk_f16,
     .wsum_f16 = wsum_f16,
+    .qk_q8_0 = qk_q8_0,
+    .wsum_q8_0 = wsum_q8_0,
     .gemm_q8_0 = g8_gemm_q8_0_avxvnni,
     .gemm_q4_0 = g8_gemm_q4_0_avxvnni,
     .gemv_q4_0 = g8_gemv_q4_0_avxvnni,
@@ -506,6 +510,8 @@ const g8_kernels g8_kernels_avx512vnni = {
     AVX2_KERNELS,
     .qk_f16 = g8_qk_f16_avx512,
     .wsum_f16 = g8_wsum_f16_avx512,
+    .qk_q8_0 = g8_qk_q8_0_avx512,
+    .wsum_q8_0 = g8_wsum_q8_0_avx512,
     .gemm_q8_0 = g8_gemm_q8_0_avx512vnni,
     .gemm_q4_0 = g8_gemm_q4_0_avx512vnni,
     .gemv_q4_0 = g8_gemv_q4_0_avx512vnni,

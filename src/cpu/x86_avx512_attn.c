@@ -1,9 +1,10 @@
-/* cpu/x86_avx512_attn.c - decode attention over an f16 cache in 512-bit registers: the AVX2
- * kernels' results bit for bit (x86_avx2.c), in half the instructions. A zmm holds the AVX2
- * kernels' two 8-lane accumulators side by side (lanes 0-7 the first eight elements of each 16,
- * lanes 8-15 the second eight), each lane summing the same products in the same order; the two
- * halves are added and reduced as there. So an f16 cache read at depth costs fewer instructions a
- * byte, where it was bound by them (Gemma 3's one KV head shares a key among four query heads). */
+/* cpu/x86_avx512_attn.c - decode attention over an f16 or Q8_0 cache in 512-bit registers: the
+ * AVX2 kernels' results bit for bit (x86_avx2.c), in half the instructions. For f16 a zmm holds the
+ * AVX2 kernels' two 8-lane accumulators side by side (lanes 0-7 the first eight elements of each 16,
+ * lanes 8-15 the second eight); for Q8_0 scores it holds two keys' accumulators (lanes 0-7 the
+ * first key's, 8-15 the second's). Each lane sums the same products in the same order, and the
+ * halves are reduced as there. So a cache read at depth costs fewer instructions a byte, where it
+ * was bound by them (Gemma 3's one KV head shares a key among four query heads). */
 #if defined(__x86_64__) && defined(__AVX512F__)
 #include "../kernels.h"
 
@@ -15,11 +16,14 @@ static inline __m512 f16x16(const uint16_t *p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
 }
 
-/* the two eights of a zmm added: the AVX2 kernels' a + c */
-static inline __m256 halves(__m512 v) {
-    return _mm256_add_ps(_mm512_castps512_ps256(v),
-                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+/* the low and high eight lanes of a zmm */
+static inline __m256 lo8(__m512 v) { return _mm512_castps512_ps256(v); }
+static inline __m256 hi8(__m512 v) {
+    return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
 }
+
+/* the two eights of a zmm added: the AVX2 kernels' a + c */
+static inline __m256 halves(__m512 v) { return _mm256_add_ps(lo8(v), hi8(v)); }
 
 /* [sum a, sum b, sum c, sum d], added as x86_avx2.c's hsum4_ps */
 static inline __m128 hsum4_ps(__m256 a, __m256 b, __m256 c, __m256 d) {
@@ -56,20 +60,63 @@ static inline __attribute__((always_inline)) void qk_keys(const uint16_t *k0, co
                                    _mm256_setzero_ps()));
 }
 
-/* the scores of nh (2 or 4) heads from q on (score rows s, ls apart), keys j and j + n/2 together */
-static inline __attribute__((always_inline)) void qk_heads(int n, const uint16_t *k, int hd, const float *q,
-                                                           const int nh, float *s, size_t ls) {
+/* a zmm of a in lanes 0-7 and b in lanes 8-15 */
+static inline __m512 two8(float a, float b) {
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(a)),
+                                               _mm256_castps_pd(_mm256_set1_ps(b)), 1));
+}
+
+/* Scores of Q8_0 keys k0 and k1 against nh (2 or 4) Q8_0 heads from q on, r as qk_keys: a head's
+ * accumulator holds the AVX2 qk_q8_0_pair's k0 lanes in 0-7 and its k1 lanes in 8-15. The sign of
+ * k moves onto q as there; vpdpbusd sums the four products a lane that maddubs + madd sum (|k| <=
+ * 128 and q in [-128, 127], so maddubs never saturates there and the int32 lanes are the same). */
+static inline __attribute__((always_inline)) void qk_q8_0_keys(const block_q8_0 *k0, const block_q8_0 *k1,
+                                                               const block_q8_0 *q, int nb, const int nh,
+                                                               float *r) {
+    __m512 acc[HEADS];
+    for (int h = 0; h < nh; h++) acc[h] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const __m256i x0 = _mm256_loadu_si256((const __m256i *)k0[b].qs);
+        const __m256i x1 = _mm256_loadu_si256((const __m256i *)k1[b].qs);
+        const __m512i x = _mm512_inserti64x4(_mm512_castsi256_si512(x0), x1, 1);
+        const __m512i ax = _mm512_abs_epi8(x);
+        const __mmask64 neg = _mm512_movepi8_mask(x);
+        const __m512 dk = two8(_cvtsh_ss(k0[b].d), _cvtsh_ss(k1[b].d));
+        for (int h = 0; h < nh; h++) {
+            const block_q8_0 *qb = q + (size_t)h * nb + b;
+            const __m512i y = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qb->qs));
+            const __m512i sy = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
+            const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ax, sy);
+            const __m512 scale = _mm512_mul_ps(dk, _mm512_set1_ps(_cvtsh_ss(qb->d)));
+            acc[h] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(p), acc[h]);
+        }
+    }
+    for (int h = 0; h < nh; h += 2) {
+        const __m128 v = hsum4_ps(lo8(acc[h]), lo8(acc[h + 1]), hi8(acc[h]), hi8(acc[h + 1]));
+        _mm_storel_pi((__m64 *)(r + 4 * (h / 2)), v);
+        _mm_storeh_pi((__m64 *)(r + 4 * (nh / 2 + h / 2)), v);
+    }
+}
+
+/* The scores of nh (2 or 4) heads from q on (score rows s, ls apart) against n cache rows of rb
+ * bytes (f16, or Q8_0 when q8), keys j and j + n/2 together and an odd last key paired with itself */
+static inline __attribute__((always_inline)) void qk_heads(int n, const char *k, size_t rb, int hd,
+                                                           const void *q, const int nh, const bool q8,
+                                                           float *s, size_t ls) {
     const int half = n / 2;
     float r[2 * HEADS * 2]; /* per key, per pair of heads: four lanes, the first two used */
     for (int j = 0; j < half + n % 2; j++) {
-        const bool odd = j == half; /* an odd last key, paired with itself */
-        const uint16_t *k0 = k + (size_t)(odd ? n - 1 : j) * hd, *k1 = odd ? k0 : k0 + (size_t)half * hd;
+        const bool odd = j == half;
+        const char *k0 = k + (size_t)(odd ? n - 1 : j) * rb, *k1 = odd ? k0 : k0 + (size_t)half * rb;
         if (j + PREFETCH_ROWS < half)
-            for (int i = 0; i < hd; i += 32) {
-                _mm_prefetch((const char *)(k0 + (size_t)PREFETCH_ROWS * hd + i), _MM_HINT_T0);
-                _mm_prefetch((const char *)(k1 + (size_t)PREFETCH_ROWS * hd + i), _MM_HINT_T0);
+            for (size_t i = 0; i < rb; i += 64) {
+                _mm_prefetch(k0 + PREFETCH_ROWS * rb + i, _MM_HINT_T0);
+                _mm_prefetch(k1 + PREFETCH_ROWS * rb + i, _MM_HINT_T0);
             }
-        qk_keys(k0, k1, q, hd, nh, r);
+        if (q8)
+            qk_q8_0_keys((const block_q8_0 *)k0, (const block_q8_0 *)k1, q, hd / QK8_0, nh, r);
+        else
+            qk_keys((const uint16_t *)k0, (const uint16_t *)k1, q, hd, nh, r);
         for (int h = 0; h < nh; h++) {
             s[h * ls + (size_t)(odd ? n - 1 : j)] = r[4 * (h / 2) + h % 2];
             if (!odd) s[h * ls + (size_t)(j + half)] = r[4 * (nh / 2 + h / 2) + h % 2];
@@ -83,8 +130,10 @@ void g8_qk_f16_avx512(int n, const uint16_t *k, int hd, const float *q, int grou
         return;
     }
     int h = 0;
-    for (; h + 4 <= group; h += 4) qk_heads(n, k, hd, q + (size_t)h * hd, 4, s + h * ls, ls);
-    for (; h + 2 <= group; h += 2) qk_heads(n, k, hd, q + (size_t)h * hd, 2, s + h * ls, ls);
+    const char *rows = (const char *)k;
+    const size_t rb = (size_t)hd * sizeof *k;
+    for (; h + 4 <= group; h += 4) qk_heads(n, rows, rb, hd, q + (size_t)h * hd, 4, false, s + h * ls, ls);
+    for (; h + 2 <= group; h += 2) qk_heads(n, rows, rb, hd, q + (size_t)h * hd, 2, false, s + h * ls, ls);
     if (h < group) /* an odd last head: as the AVX2 dot_f16 */
         for (int j = 0; j < n; j++) {
             const uint16_t *kj = k + (size_t)j * hd;
@@ -145,6 +194,76 @@ void g8_wsum_f16_avx512(int n, const float *w, size_t lw, const uint16_t *v, int
         break;
     case 1:
         wsum_heads(n, w + h * lw, lw, v, hd, 1, out + (size_t)h * hd);
+        break;
+    default:
+        break;
+    }
+}
+/* Scores against Q8_0 keys: as the AVX2 qk_q8_0, an odd last head by the AVX2 table's dot_q8_0 */
+void g8_qk_q8_0_avx512(int n, const block_q8_0 *k, int nb, const block_q8_0 *q, int group, float *s,
+                       size_t ls) {
+    const char *rows = (const char *)k;
+    const size_t rb = (size_t)nb * sizeof *k;
+    const int hd = nb * QK8_0;
+    int h = 0;
+    for (; h + 4 <= group; h += 4) qk_heads(n, rows, rb, hd, q + (size_t)h * nb, 4, true, s + h * ls, ls);
+    for (; h + 2 <= group; h += 2) qk_heads(n, rows, rb, hd, q + (size_t)h * nb, 2, true, s + h * ls, ls);
+    for (; h < group; h++)
+        for (int j = 0; j < n; j++)
+            s[h * ls + (size_t)j] = g8_kernels_avx2.dot_q8_0(nb, k + (size_t)j * nb, q + (size_t)h * nb);
+}
+
+/* out[h * hd ..] += the Q8_0 value rows weighted for nh (1 to 4) heads: one block's 32 elements of
+ * every head's output summed in registers over a block of rows, each element by one FMA a row with
+ * w * d, in row order, as the AVX2 wsum_q8_0 */
+static inline __attribute__((always_inline)) void
+wsum_q8_0_heads(int n, const float *w, size_t lw, const block_q8_0 *v, int hd, const int nh, float *out) {
+    enum { ROWS = 16 };
+    const int nb = hd / QK8_0;
+    for (int j0 = 0; j0 < n; j0 += ROWS) {
+        const int nj = n - j0 < ROWS ? n - j0 : ROWS;
+        const bool ahead = j0 + ROWS + nj <= n;
+        for (int b = 0; b < nb; b++) {
+            __m512 a[HEADS][2];
+            for (int h = 0; h < nh; h++) {
+                a[h][0] = _mm512_loadu_ps(out + (size_t)h * hd + b * QK8_0);
+                a[h][1] = _mm512_loadu_ps(out + (size_t)h * hd + b * QK8_0 + 16);
+            }
+            const block_q8_0 *blk = v + (size_t)j0 * nb + b;
+            for (int j = 0; j < nj; j++, blk += nb) {
+                if (ahead) _mm_prefetch((const char *)(blk + (size_t)ROWS * nb), _MM_HINT_T0);
+                const float d = _cvtsh_ss(blk->d);
+                const __m128i q0 = _mm_loadu_si128((const __m128i *)blk->qs);
+                const __m128i q1 = _mm_loadu_si128((const __m128i *)(blk->qs + 16));
+                const __m512 x0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0));
+                const __m512 x1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1));
+                for (int h = 0; h < nh; h++) {
+                    const __m512 wj = _mm512_set1_ps(w[h * lw + (size_t)(j0 + j)] * d);
+                    a[h][0] = _mm512_fmadd_ps(wj, x0, a[h][0]);
+                    a[h][1] = _mm512_fmadd_ps(wj, x1, a[h][1]);
+                }
+            }
+            for (int h = 0; h < nh; h++) {
+                _mm512_storeu_ps(out + (size_t)h * hd + b * QK8_0, a[h][0]);
+                _mm512_storeu_ps(out + (size_t)h * hd + b * QK8_0 + 16, a[h][1]);
+            }
+        }
+    }
+}
+
+void g8_wsum_q8_0_avx512(int n, const float *w, size_t lw, const block_q8_0 *v, int hd, int group,
+                         float *out) {
+    int h = 0;
+    for (; h + 4 <= group; h += 4) wsum_q8_0_heads(n, w + h * lw, lw, v, hd, 4, out + (size_t)h * hd);
+    switch (group - h) {
+    case 3:
+        wsum_q8_0_heads(n, w + h * lw, lw, v, hd, 3, out + (size_t)h * hd);
+        break;
+    case 2:
+        wsum_q8_0_heads(n, w + h * lw, lw, v, hd, 2, out + (size_t)h * hd);
+        break;
+    case 1:
+        wsum_q8_0_heads(n, w + h * lw, lw, v, hd, 1, out + (size_t)h * hd);
         break;
     default:
         break;

@@ -145,60 +145,6 @@ void g8_qk_f16_avx512(int n, const uint16_t *k, int hd, const float *q, int grou
         }
 }
 
-/* out[h * hd ..] += the value rows weighted for nh (1 to 4) heads: rows in blocks that stay in L1
- * while each 32-element slice of every head's output is summed in registers (each element by one
- * FMA a row, in row order, as the AVX2 wsum_f16) */
-static inline __attribute__((always_inline)) void
-wsum_heads(int n, const float *w, size_t lw, const uint16_t *v, int hd, const int nh, float *out) {
-    enum { ROWS = 16 };
-    for (int j0 = 0; j0 < n; j0 += ROWS) {
-        const int nj = n - j0 < ROWS ? n - j0 : ROWS;
-        const bool ahead = j0 + ROWS + nj <= n; /* fetch the next block's rows, slice by slice */
-        for (int d = 0; d < hd; d += 32) {
-            __m512 a[HEADS][2];
-            for (int h = 0; h < nh; h++) {
-                a[h][0] = _mm512_loadu_ps(out + (size_t)h * hd + d);
-                a[h][1] = _mm512_loadu_ps(out + (size_t)h * hd + d + 16);
-            }
-            const uint16_t *row = v + (size_t)j0 * hd + d;
-            for (int j = 0; j < nj; j++, row += hd) {
-                if (ahead) _mm_prefetch((const char *)(row + (size_t)ROWS * hd), _MM_HINT_T0);
-                const __m512 x0 = f16x16(row), x1 = f16x16(row + 16);
-                for (int h = 0; h < nh; h++) {
-                    const __m512 wj = _mm512_set1_ps(w[h * lw + (size_t)(j0 + j)]);
-                    a[h][0] = _mm512_fmadd_ps(wj, x0, a[h][0]);
-                    a[h][1] = _mm512_fmadd_ps(wj, x1, a[h][1]);
-                }
-            }
-            for (int h = 0; h < nh; h++) {
-                _mm512_storeu_ps(out + (size_t)h * hd + d, a[h][0]);
-                _mm512_storeu_ps(out + (size_t)h * hd + d + 16, a[h][1]);
-            }
-        }
-    }
-}
-
-void g8_wsum_f16_avx512(int n, const float *w, size_t lw, const uint16_t *v, int hd, int group, float *out) {
-    if (hd % 32) {
-        g8_wsum_f16_scalar(n, w, lw, v, hd, group, out);
-        return;
-    }
-    int h = 0;
-    for (; h + 4 <= group; h += 4) wsum_heads(n, w + h * lw, lw, v, hd, 4, out + (size_t)h * hd);
-    switch (group - h) {
-    case 3:
-        wsum_heads(n, w + h * lw, lw, v, hd, 3, out + (size_t)h * hd);
-        break;
-    case 2:
-        wsum_heads(n, w + h * lw, lw, v, hd, 2, out + (size_t)h * hd);
-        break;
-    case 1:
-        wsum_heads(n, w + h * lw, lw, v, hd, 1, out + (size_t)h * hd);
-        break;
-    default:
-        break;
-    }
-}
 /* Scores against Q8_0 keys: as the AVX2 qk_q8_0, an odd last head by the AVX2 table's dot_q8_0 */
 void g8_qk_q8_0_avx512(int n, const block_q8_0 *k, int nb, const block_q8_0 *q, int group, float *s,
                        size_t ls) {
@@ -213,60 +159,85 @@ void g8_qk_q8_0_avx512(int n, const block_q8_0 *k, int nb, const block_q8_0 *q, 
             s[h * ls + (size_t)j] = g8_kernels_avx2.dot_q8_0(nb, k + (size_t)j * nb, q + (size_t)h * nb);
 }
 
-/* out[h * hd ..] += the Q8_0 value rows weighted for nh (1 to 4) heads: one block's 32 elements of
- * every head's output summed in registers over a block of rows, each element by one FMA a row with
- * w * d, in row order, as the AVX2 wsum_q8_0 */
-static inline __attribute__((always_inline)) void
-wsum_q8_0_heads(int n, const float *w, size_t lw, const block_q8_0 *v, int hd, const int nh, float *out) {
+/* out[h * hd ..] += the value rows (f16, or Q8_0 when q8; rows of rb bytes) weighted for nh (1 to
+ * 4) heads: rows in blocks that stay in L1 while each 32-element slice of every head's output is
+ * summed in registers, each element by one FMA a row, in row order, as the AVX2 wsum_f16 and
+ * wsum_q8_0 (a Q8_0 row's weight times its block's scale, w * d, as there) */
+static inline __attribute__((always_inline)) void wsum_heads(int n, const float *w, size_t lw, const char *v,
+                                                             size_t rb, int hd, const int nh, const bool q8,
+                                                             float *out) {
     enum { ROWS = 16 };
-    const int nb = hd / QK8_0;
     for (int j0 = 0; j0 < n; j0 += ROWS) {
         const int nj = n - j0 < ROWS ? n - j0 : ROWS;
-        const bool ahead = j0 + ROWS + nj <= n;
-        for (int b = 0; b < nb; b++) {
+        const bool ahead = j0 + ROWS + nj <= n; /* fetch the next block's rows, slice by slice */
+        for (int d = 0; d < hd; d += 32) {
             __m512 a[HEADS][2];
             for (int h = 0; h < nh; h++) {
-                a[h][0] = _mm512_loadu_ps(out + (size_t)h * hd + b * QK8_0);
-                a[h][1] = _mm512_loadu_ps(out + (size_t)h * hd + b * QK8_0 + 16);
+                a[h][0] = _mm512_loadu_ps(out + (size_t)h * hd + d);
+                a[h][1] = _mm512_loadu_ps(out + (size_t)h * hd + d + 16);
             }
-            const block_q8_0 *blk = v + (size_t)j0 * nb + b;
-            for (int j = 0; j < nj; j++, blk += nb) {
-                if (ahead) _mm_prefetch((const char *)(blk + (size_t)ROWS * nb), _MM_HINT_T0);
-                const float d = _cvtsh_ss(blk->d);
-                const __m128i q0 = _mm_loadu_si128((const __m128i *)blk->qs);
-                const __m128i q1 = _mm_loadu_si128((const __m128i *)(blk->qs + 16));
-                const __m512 x0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0));
-                const __m512 x1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1));
+            const size_t at = q8 ? d / QK8_0 * sizeof(block_q8_0) : d * sizeof(uint16_t);
+            const char *row = v + (size_t)j0 * rb + at;
+            for (int j = 0; j < nj; j++, row += rb) {
+                if (ahead) _mm_prefetch(row + ROWS * rb, _MM_HINT_T0);
+                __m512 x0, x1;
+                float scale = 1;
+                if (q8) {
+                    const block_q8_0 *blk = (const block_q8_0 *)row;
+                    scale = _cvtsh_ss(blk->d);
+                    const __m128i *qs = (const __m128i *)blk->qs;
+                    x0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(qs)));
+                    x1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(qs + 1)));
+                } else {
+                    x0 = f16x16((const uint16_t *)row);
+                    x1 = f16x16((const uint16_t *)row + 16);
+                }
                 for (int h = 0; h < nh; h++) {
-                    const __m512 wj = _mm512_set1_ps(w[h * lw + (size_t)(j0 + j)] * d);
+                    const float wh = w[h * lw + (size_t)(j0 + j)];
+                    const __m512 wj = _mm512_set1_ps(q8 ? wh * scale : wh);
                     a[h][0] = _mm512_fmadd_ps(wj, x0, a[h][0]);
                     a[h][1] = _mm512_fmadd_ps(wj, x1, a[h][1]);
                 }
             }
             for (int h = 0; h < nh; h++) {
-                _mm512_storeu_ps(out + (size_t)h * hd + b * QK8_0, a[h][0]);
-                _mm512_storeu_ps(out + (size_t)h * hd + b * QK8_0 + 16, a[h][1]);
+                _mm512_storeu_ps(out + (size_t)h * hd + d, a[h][0]);
+                _mm512_storeu_ps(out + (size_t)h * hd + d + 16, a[h][1]);
             }
         }
     }
 }
 
-void g8_wsum_q8_0_avx512(int n, const float *w, size_t lw, const block_q8_0 *v, int hd, int group,
-                         float *out) {
+/* the weighted sums of a group's heads, four at a time and then the rest together */
+static inline __attribute__((always_inline)) void wsum_group(int n, const float *w, size_t lw, const char *v,
+                                                             size_t rb, int hd, int group, const bool q8,
+                                                             float *out) {
     int h = 0;
-    for (; h + 4 <= group; h += 4) wsum_q8_0_heads(n, w + h * lw, lw, v, hd, 4, out + (size_t)h * hd);
+    for (; h + 4 <= group; h += 4) wsum_heads(n, w + h * lw, lw, v, rb, hd, 4, q8, out + (size_t)h * hd);
     switch (group - h) {
     case 3:
-        wsum_q8_0_heads(n, w + h * lw, lw, v, hd, 3, out + (size_t)h * hd);
+        wsum_heads(n, w + h * lw, lw, v, rb, hd, 3, q8, out + (size_t)h * hd);
         break;
     case 2:
-        wsum_q8_0_heads(n, w + h * lw, lw, v, hd, 2, out + (size_t)h * hd);
+        wsum_heads(n, w + h * lw, lw, v, rb, hd, 2, q8, out + (size_t)h * hd);
         break;
     case 1:
-        wsum_q8_0_heads(n, w + h * lw, lw, v, hd, 1, out + (size_t)h * hd);
+        wsum_heads(n, w + h * lw, lw, v, rb, hd, 1, q8, out + (size_t)h * hd);
         break;
     default:
         break;
     }
+}
+
+void g8_wsum_f16_avx512(int n, const float *w, size_t lw, const uint16_t *v, int hd, int group, float *out) {
+    if (hd % 32) {
+        g8_wsum_f16_scalar(n, w, lw, v, hd, group, out);
+        return;
+    }
+    wsum_group(n, w, lw, (const char *)v, (size_t)hd * sizeof *v, hd, group, false, out);
+}
+
+void g8_wsum_q8_0_avx512(int n, const float *w, size_t lw, const block_q8_0 *v, int hd, int group,
+                         float *out) {
+    wsum_group(n, w, lw, (const char *)v, (size_t)(hd / QK8_0) * sizeof *v, hd, group, true, out);
 }
 #endif

@@ -244,6 +244,7 @@ def test_the_gil_is_released_while_the_library_computes(models):
 
 CTRL_C = """
 import os, signal, sys, threading, gemma8
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a background job ignores it)
 m = gemma8.Model(sys.argv[1], threads=1)
 n = 0
 try:
@@ -378,8 +379,18 @@ def test_readme_script_in_a_fresh_venv(demo, tmp_path):
     assert r.stdout.strip()  # the demo model's (meaningless) reply
 
 
-def test_signal_default_handler_is_untouched():
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+def test_signal_handler_is_restored_and_an_ignored_sigint_left_alone(demo):
+    """The handler a call puts in for Ctrl-C is taken out again. Python's own handler is set first,
+    as in a terminal: a job started in the background inherits SIGINT ignored, which stays so."""
+    prev = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        for handler in (signal.default_int_handler, signal.SIG_IGN):
+            signal.signal(signal.SIGINT, handler)
+            with gemma8.Model(demo, threads=1) as m:
+                assert "".join(m.generate("Hi", temperature=0, max_tokens=3))
+            assert signal.getsignal(signal.SIGINT) is handler
+    finally:
+        signal.signal(signal.SIGINT, prev)
 
 
 NO_NUMPY = """

@@ -676,12 +676,12 @@ TEST(kernels_attention_avx512_same_bits_as_avx2) {
     /* every int8, -128 included, and scales of both signs */
     for (int i = 0; i < 70 * 256 / QK8_0; i++) {
         kq[i].d = g8_f32_to_f16(frand() * 0.01f);
-        for (int e = 0; e < QK8_0; e++) kq[i].qs[e] = (int8_t)(frand() * 128.5f);
+        for (int e = 0; e < QK8_0; e++) kq[i].qs[e] = (int8_t)floorf(frand() * 128.0f);
     }
     kq[0].qs[0] = -128;
     for (int i = 0; i < 8 * 256 / QK8_0; i++) {
         qq[i].d = g8_f32_to_f16(frand() * 0.01f);
-        for (int e = 0; e < QK8_0; e++) qq[i].qs[e] = (int8_t)(frand() * 128.5f);
+        for (int e = 0; e < QK8_0; e++) qq[i].qs[e] = (int8_t)floorf(frand() * 128.0f);
     }
     qq[0].qs[0] = -128;
     int diffs = 0, cases = 0;

@@ -652,6 +652,17 @@ TEST(kernels_attention_scores_independent_of_run) {
             }
 }
 
+#if defined(__x86_64__)
+/* n Q8_0 blocks of random int8 over the whole range (-128 in the first) and scales of both signs */
+static void random_q8_0_blocks(block_q8_0 *b, int n) {
+    for (int i = 0; i < n; i++) {
+        b[i].d = g8_f32_to_f16(frand() * 0.01f);
+        for (int e = 0; e < QK8_0; e++) b[i].qs[e] = (int8_t)floorf(frand() * 128.0f);
+    }
+    b[0].qs[0] = -128;
+}
+#endif
+
 /* The AVX-512 table's attention kernels give the AVX2 ones' bits on f16 and Q8_0 caches
  * (x86_avx512_attn.c): every head count (the four-head, two-head and odd-head paths), odd and even
  * key counts, head sizes that take the scalar path, every int8 (-128 too) in the Q8_0 blocks;
@@ -673,17 +684,8 @@ TEST(kernels_attention_avx512_same_bits_as_avx2) {
     static float q[8 * 256], s1[8 * 71], s2[8 * 71], o1[8 * 256], o2[8 * 256];
     for (int i = 0; i < 70 * 256; i++) kv[i] = g8_f32_to_f16(frand());
     for (int i = 0; i < 8 * 256; i++) q[i] = frand();
-    /* every int8, -128 included, and scales of both signs */
-    for (int i = 0; i < 70 * 256 / QK8_0; i++) {
-        kq[i].d = g8_f32_to_f16(frand() * 0.01f);
-        for (int e = 0; e < QK8_0; e++) kq[i].qs[e] = (int8_t)floorf(frand() * 128.0f);
-    }
-    kq[0].qs[0] = -128;
-    for (int i = 0; i < 8 * 256 / QK8_0; i++) {
-        qq[i].d = g8_f32_to_f16(frand() * 0.01f);
-        for (int e = 0; e < QK8_0; e++) qq[i].qs[e] = (int8_t)floorf(frand() * 128.0f);
-    }
-    qq[0].qs[0] = -128;
+    random_q8_0_blocks(kq, 70 * 256 / QK8_0);
+    random_q8_0_blocks(qq, 8 * 256 / QK8_0);
     int diffs = 0, cases = 0;
     for (size_t a = 0; a < sizeof hds / sizeof hds[0]; a++)
         for (int group = 1; group <= 8; group++)

@@ -309,6 +309,71 @@ static inline __attribute__((always_inline)) void pass6(int nb, const void *grou
     for (int t = 0; t < T; t++) _mm512_storeu_ps(y + (size_t)t * ldy, f[t]);
 }
 
+/* The token scales of up to 16 blocks b0.. of token t as floats: a gather of the blocks' first four
+ * bytes (the f16 scale and two quants, inside the block), their low halves converted at once. */
+static inline __attribute__((always_inline)) void token_scales(const block_q8_0 *xt, int n, float *out) {
+    const __m512i off = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32((int)sizeof(block_q8_0)));
+    const __mmask16 m = (__mmask16)((1u << n) - 1);
+    const __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, off, (const void *)xt, 1);
+    _mm512_mask_storeu_ps(out, m, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(w)));
+}
+
+/* Q4_0 for five to eight tokens (prefill): the same integer sums and FMAs as pass4, with what each
+ * (block, token) needs beside its eight vpdpbusd made once a call for 16 blocks at a time: the token
+ * scales as floats (a gather, then one convert) and -8 times the block sums (xsum / 16, exact: a
+ * multiple of 128), each read from memory where it is used. Low and high nibbles go into one int32
+ * accumulator a token (the same integer as two summed). */
+enum { PREFILL_BLOCKS = 16 };
+static inline __attribute__((always_inline)) void pass4_prefill(int nb, const void *group, const block_q8_0 *x,
+                                                                const int32_t *xsum, const int T, float *y,
+                                                                size_t ldy) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 f[G8_GEMM_T];
+    _Pragma("GCC unroll 8")
+    for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
+    for (int b0 = 0; b0 < nb; b0 += PREFILL_BLOCKS) {
+        const int n = nb - b0 < PREFILL_BLOCKS ? nb - b0 : PREFILL_BLOCKS;
+        float dx[G8_GEMM_T][PREFILL_BLOCKS];
+        int32_t s0[G8_GEMM_T][PREFILL_BLOCKS];
+        const __mmask16 m = (__mmask16)((1u << n) - 1);
+        _Pragma("GCC unroll 8")
+        for (int t = 0; t < T; t++) {
+            token_scales(x + (size_t)t * nb + b0, n, dx[t]);
+            const __m512i xs = _mm512_maskz_loadu_epi32(m, xsum + (size_t)t * nb + b0);
+            _mm512_mask_storeu_epi32(s0[t], m, _mm512_srai_epi32(xs, 4));
+        }
+        for (int i = 0; i < n; i++) {
+            const int b = b0 + i;
+            const uint8_t *qb = g8_pack4_quants(group, b);
+            __m512i acc[G8_GEMM_T];
+            _Pragma("GCC unroll 8")
+            for (int t = 0; t < T; t++) acc[t] = _mm512_set1_epi32(s0[t][i]);
+            _Pragma("GCC unroll 4")
+            for (int c = 0; c < QK4_0 / 8; c++) {
+                _mm_prefetch((const char *)(qb + PREFETCH + 64 * c), _MM_HINT_T0);
+                const __m512i v = _mm512_loadu_si512((const void *)(qb + 64 * c));
+                const __m512i lo = _mm512_and_si512(v, m4);
+                const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                _Pragma("GCC unroll 8")
+                for (int t = 0; t < T; t++) {
+                    int32_t xl, xh;
+                    memcpy(&xl, x[(size_t)t * nb + b].qs + 8 * c, 4);
+                    memcpy(&xh, x[(size_t)t * nb + b].qs + 8 * c + 4, 4);
+                    acc[t] = _mm512_dpbusd_epi32(acc[t], lo, _mm512_set1_epi32(xl));
+                    acc[t] = _mm512_dpbusd_epi32(acc[t], hi, _mm512_set1_epi32(xh));
+                }
+            }
+            const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g8_pack4_scales(group, b)));
+            _Pragma("GCC unroll 8")
+            for (int t = 0; t < T; t++)
+                f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[t]), _mm512_mul_ps(dw, _mm512_set1_ps(dx[t][i])), f[t]);
+        }
+    }
+    _Pragma("GCC unroll 8")
+    for (int t = 0; t < T; t++) _mm512_storeu_ps(y + (size_t)t * ldy, f[t]);
+}
+
 #define DISPATCH(PASS)                                                                                 \
     switch (T) { /* a pass for each count, so that the accumulators stay in registers */                    \
     case 1: PASS(nb, group, x, xsum, 1, y, ldy); break;                                                     \
@@ -326,6 +391,14 @@ void g8_gemm_q4_0_avx512vnni(int nb, const void *group, const block_q8_0 *x, con
     if (T == 1) {
         gemv4(1, nb, &group, x, xsum, &y);
         return;
+    }
+    if (T > 4) {
+        switch (T) {
+        case 5: pass4_prefill(nb, group, x, xsum, 5, y, ldy); return;
+        case 6: pass4_prefill(nb, group, x, xsum, 6, y, ldy); return;
+        case 7: pass4_prefill(nb, group, x, xsum, 7, y, ldy); return;
+        default: pass4_prefill(nb, group, x, xsum, 8, y, ldy); return;
+        }
     }
     DISPATCH(pass4)
 }

@@ -72,7 +72,7 @@ gemma8_status g8_forward(gemma8_context *ctx, const g8_batch *b) {
         if (atomic_load(&ctx->abort)) return g8_fail(GEMMA8_ERR_ABORTED, "aborted");
 
         /* attention block: norm, q/k/v projections, RoPE, cache, attention, output projection */
-        g8_rmsnorm(xn, x, L->attn_norm, T, E, hp->rms_eps);
+        g8_rmsnorm(ops, xn, x, L->attn_norm, T, E, hp->rms_eps);
         const g8_matrix *qkv[3] = {&L->wq, &L->wk, &L->wv};
         float *const qkv_out[3] = {ctx->q, ctx->k, ctx->v};
         g8_matmul_n(ops, qkv, qkv_out, 3, xn, T);
@@ -80,8 +80,8 @@ gemma8_status g8_forward(gemma8_context *ctx, const g8_batch *b) {
         LORA(LORA_K, xn, E, ctx->k, (int)KV);
         LORA(LORA_V, xn, E, ctx->v, (int)KV);
         if (L->q_norm) { /* q/k norms (gemma3): each head's row normed on its own */
-            g8_rmsnorm(ctx->q, ctx->q, L->q_norm, T * hp->n_head, hd, hp->rms_eps);
-            g8_rmsnorm(ctx->k, ctx->k, L->k_norm, T * hp->n_head_kv, hd, hp->rms_eps);
+            g8_rmsnorm(ops, ctx->q, ctx->q, L->q_norm, T * hp->n_head, hd, hp->rms_eps);
+            g8_rmsnorm(ops, ctx->k, ctx->k, L->k_norm, T * hp->n_head_kv, hd, hp->rms_eps);
         }
         const float *inv_freq = ctx->inv_freq + (size_t)g8_layer_rope(hp, il) * (hd / 2);
         g8_rope(ctx->q, T, hp->n_head, hd, ctx->pos, inv_freq);
@@ -108,11 +108,11 @@ gemma8_status g8_forward(gemma8_context *ctx, const g8_batch *b) {
         LORA(LORA_O, ctx->att, (int)Q, ctx->proj, E);
 
         /* post-attention norm, residual */
-        g8_rmsnorm(ctx->proj, ctx->proj, L->post_attn_norm, T, E, hp->rms_eps);
+        g8_rmsnorm(ops, ctx->proj, ctx->proj, L->post_attn_norm, T, E, hp->rms_eps);
         g8_add(x, ctx->proj, (size_t)T * E);
 
         /* feed-forward block: pre-norm, GeGLU (tanh GELU), down projection, post-norm, residual */
-        g8_rmsnorm(xn, x, L->ffn_norm, T, E, hp->rms_eps);
+        g8_rmsnorm(ops, xn, x, L->ffn_norm, T, E, hp->rms_eps);
         const g8_matrix *gate_up[2] = {&L->w_gate, &L->w_up};
         float *const gate_up_out[2] = {ctx->gate, ctx->up};
         g8_matmul_n(ops, gate_up, gate_up_out, 2, xn, T);
@@ -121,7 +121,7 @@ gemma8_status g8_forward(gemma8_context *ctx, const g8_batch *b) {
         geglu_rows(ops, ctx->gate, ctx->up, T, F);
         g8_matmul(ops, &L->w_down, ctx->gate, T, ctx->proj);
         LORA(LORA_DOWN, ctx->gate, (int)F, ctx->proj, E);
-        g8_rmsnorm(ctx->proj, ctx->proj, L->post_ffw_norm, T, E, hp->rms_eps);
+        g8_rmsnorm(ops, ctx->proj, ctx->proj, L->post_ffw_norm, T, E, hp->rms_eps);
         g8_add(x, ctx->proj, (size_t)T * E);
     }
 
@@ -129,7 +129,7 @@ gemma8_status g8_forward(gemma8_context *ctx, const g8_batch *b) {
 
     /* final norm; the hidden states asked for; tied output embedding and final soft-cap for the
      * entries whose logits are asked for (their rows moved to the front, in order) */
-    g8_rmsnorm(xn, x, m->output_norm, T, E, hp->rms_eps);
+    g8_rmsnorm(ops, xn, x, m->output_norm, T, E, hp->rms_eps);
     int n_hidden = 0;
     int n_logits = 0;
     for (int t = 0; t < T; t++) {

@@ -256,15 +256,48 @@ void g8_matmul(g8_ops *ops, const g8_matrix *W, const float *x, int T, float *y)
     g8_matmul_n(ops, &W, &y, 1, x, T);
 }
 
-void g8_rmsnorm(float *out, const float *x, const float *w, int T, int n, float eps) {
-    for (int t = 0; t < T; t++) {
-        const float *xt = x + (size_t)t * n;
-        float *ot = out + (size_t)t * n;
-        double ss = 0;
-        for (int i = 0; i < n; i++) ss += (double)xt[i] * xt[i];
-        const float scale = 1.0f / sqrtf((float)(ss / n) + eps);
-        for (int i = 0; i < n; i++) ot[i] = (xt[i] * scale) * w[i];
+/* Rows [t0, t1): each row's sum of squares in double, element after element (its rounding is the
+ * reference's), four rows side by side so that four chains of adds keep the unit busy. */
+static void rmsnorm_rows(float *out, const float *x, const float *w, int64_t t0, int64_t t1, int n, float eps) {
+    enum { R = 4 };
+    for (int64_t t = t0; t < t1; t += R) {
+        const int r = (int)G8_MIN(R, t1 - t);
+        const float *xt[R];
+        double ss[R] = {0};
+        for (int j = 0; j < R; j++) xt[j] = x + (size_t)(t + G8_MIN(j, r - 1)) * n;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < R; j++) ss[j] += (double)xt[j][i] * xt[j][i];
+        for (int j = 0; j < r; j++) {
+            float *ot = out + (size_t)(t + j) * n;
+            const float scale = 1.0f / sqrtf((float)(ss[j] / n) + eps);
+            for (int i = 0; i < n; i++) ot[i] = (xt[j][i] * scale) * w[i];
+        }
     }
+}
+
+typedef struct rmsnorm_task {
+    float *out;
+    const float *x, *w;
+    int T, n;
+    float eps;
+} rmsnorm_task;
+
+static void rmsnorm_task_fn(void *arg, int ith, int nth) {
+    const rmsnorm_task *rt = arg;
+    int64_t t0, t1;
+    g8_split(rt->T, ith, nth, 4, &t0, &t1);
+    rmsnorm_rows(rt->out, rt->x, rt->w, t0, t1, rt->n, rt->eps);
+}
+
+/* A prompt's rows shared out among the threads; a decoded token's few rows (less than the pool's
+ * round trip) on the caller. */
+void g8_rmsnorm(g8_ops *ops, float *out, const float *x, const float *w, int T, int n, float eps) {
+    if ((int64_t)T * n < 16384) {
+        rmsnorm_rows(out, x, w, 0, T, n, eps);
+        return;
+    }
+    rmsnorm_task rt = {out, x, w, T, n, eps};
+    g8_pool_run(ops->pool, rmsnorm_task_fn, &rt);
 }
 
 void g8_rope(float *x, int T, int n_head, int head_dim, const int32_t *pos, const float *inv_freq) {

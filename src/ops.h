@@ -31,7 +31,7 @@ void g8_matmul_n(g8_ops *ops, const g8_matrix *const *W, float *const *y, int n,
 void g8_matrix_row(const g8_matrix *W, int64_t r, float *out);
 
 /* out[t] = x[t] / rms(x[t]) * w, for T rows of n. out may equal x. */
-void g8_rmsnorm(float *out, const float *x, const float *w, int T, int n, float eps);
+void g8_rmsnorm(g8_ops *ops, float *out, const float *x, const float *w, int T, int n, float eps);
 
 /* Rotary embedding, rotate-half convention, on T rows of n_head heads. */
 void g8_rope(float *x, int T, int n_head, int head_dim, const int32_t *pos, const float *inv_freq);

@@ -25,6 +25,9 @@ typedef void (*g8_gemm_q8_0_fn)(int nb, const void *group, const block_q8_0 *x, 
 typedef void (*g8_gemv_fn)(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
                            float *const *y);
 
+typedef void (*g8_gemv_few_fn)(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
+                               int T, float *const *y, const size_t *ldy);
+
 typedef struct g8_kernels {
     const char *name;
     /* dot products of n elements: weight row of a type, activations f32 */
@@ -46,6 +49,12 @@ typedef struct g8_kernels {
     /* The same over Q8_0 weights: y[g] bit for bit what gemm_q8_0 gives group g with T = 1. */
     g8_gemv_fn gemv_q8_0;
     int q8_groups;
+    /* A few tokens (2 <= T <= few_tokens) by n groups at once (1 <= n <= few_groups): y[g] + t * ldy[g]
+     * bit for bit what gemm_q8_0 / gemm_q4_0 gives group g, token t: a batch's decode step reading
+     * streams far apart as the one-token GEMV does. NULL (and few_tokens 0) where a table has none. */
+    g8_gemv_few_fn gemv_few_q8_0;
+    g8_gemv_few_fn gemv_few_q4_0;
+    int few_tokens, few_groups;
     /* The same over Q6_K weights packed for 32-blocks (quant.h); xsum holds two
      * entries per block, -32 times the sums of the token's quants 0-15 and
      * 16-31: per block s = sc_a * sum_a (q - 32) x + sc_b * sum_b (q - 32) x,
@@ -103,6 +112,10 @@ void g8_gemm_q8_0_avx512vnni(int nb, const void *group, const block_q8_0 *x, con
                              size_t ldy);
 void g8_gemm_q4_0_avxvnni(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                           size_t ldy);
+void g8_gemv_few_q8_0_avx512vnni(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
+                                 int T, float *const *y, const size_t *ldy);
+void g8_gemv_few_q4_0_avx512vnni(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
+                                 int T, float *const *y, const size_t *ldy);
 void g8_gemm_q4_0_avx512vnni(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                              size_t ldy);
 void g8_gemm_q6_k_avxvnni(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,

@@ -171,24 +171,32 @@ static void stream_next(matmul_task *mt, int ith, int k, stream *s) {
     s->live = next_rows(mt, ith, k, &s->m, &s->r0, &s->r1, &s->u0, &s->u1);
 }
 
-/* The table's GEMV of several groups for a type and how many groups it takes; NULL and 1 if none */
-static g8_gemv_fn gemv_of(const g8_kernels *k, uint32_t type, int *groups) {
+/* How many groups at once the table's GEMV for T tokens over a type takes (1 if it has none of
+ * several), and the GEMV: *one for one token, *few for a few */
+static int gemv_of(const g8_kernels *k, uint32_t type, int T, g8_gemv_fn *one, g8_gemv_few_fn *few) {
     const bool q4 = type == GEMMA8_TYPE_Q4_0, q8 = type == GEMMA8_TYPE_Q8_0;
-    const g8_gemv_fn f = q4 ? k->gemv_q4_0 : q8 ? k->gemv_q8_0 : NULL;
-    const int n = q4 ? k->q4_groups : q8 ? k->q8_groups : 1;
-    *groups = f && n > 1 ? n : 1;
-    return *groups > 1 ? f : NULL;
+    *one = NULL;
+    *few = NULL;
+    if (T == 1) {
+        *one = q4 ? k->gemv_q4_0 : q8 ? k->gemv_q8_0 : NULL;
+        const int n = q4 ? k->q4_groups : q8 ? k->q8_groups : 1;
+        return *one && n > 1 ? n : 1;
+    }
+    if (T > k->few_tokens) return 1;
+    *few = q4 ? k->gemv_few_q4_0 : q8 ? k->gemv_few_q8_0 : NULL;
+    return *few && k->few_groups > 1 ? k->few_groups : 1;
 }
 
-/* One token over Q4_0 or Q8_0 matrices (all of one type), the thread's shares side by side: a group
- * of each at a time through the table's GEMV, so that streams far apart keep more of memory busy
- * than one (a thread reading one stream gets 60-85% of what the memory gives, four 90-98%:
- * docs/performance.md). Each broadcast of the activations serves every group. A partial group
- * (past the last row) goes by itself. */
+/* One token (or a few) over Q4_0 or Q8_0 matrices (all of one type), the thread's shares side by
+ * side: a group of each at a time through the table's GEMV, so that streams far apart keep more of
+ * memory busy than one (a thread reading one stream gets 60-85% of what the memory gives, four
+ * 90-98%: docs/performance.md). Each broadcast of the activations serves every group. A partial
+ * group (past the last row) goes by itself. */
 static void matmul_streams_task(void *arg, int ith, int nth) {
     matmul_task *mt = arg;
-    int groups;
-    const g8_gemv_fn gemv = gemv_of(mt->ops->k, mt->W[0]->type, &groups);
+    g8_gemv_fn one;
+    g8_gemv_few_fn few;
+    gemv_of(mt->ops->k, mt->W[0]->type, mt->T, &one, &few);
     const int nb = (int)(mt->W[0]->cols / QK8_0);
     const size_t gbytes = g8_packed_bytes(mt->W[0]->type, G8_PACK_ROWS, mt->W[0]->cols);
     stream s[G8_POOL_STREAMS];
@@ -200,6 +208,7 @@ static void matmul_streams_task(void *arg, int ith, int nth) {
     for (;;) {
         const void *g[G8_POOL_STREAMS];
         float *y[G8_POOL_STREAMS];
+        size_t ldy[G8_POOL_STREAMS];
         int n = 0, live = 0;
         for (int i = 0; i < mt->streams; i++) {
             if (!s[i].live) continue;
@@ -207,6 +216,7 @@ static void matmul_streams_task(void *arg, int ith, int nth) {
             const int64_t end = G8_MIN(s[i].r1, s[i].r0 + G8_PACK_ROWS);
             if (end - s[i].r0 == G8_PACK_ROWS) {
                 g[n] = (const uint8_t *)mt->W[s[i].m]->packed + (size_t)(s[i].r0 / G8_PACK_ROWS) * gbytes;
+                ldy[n] = (size_t)mt->W[s[i].m]->rows;
                 y[n++] = mt->y[s[i].m] + s[i].r0;
             } else {
                 matmul_quant_rows(mt, mt->W[s[i].m], mt->y[s[i].m], s[i].r0, end);
@@ -215,7 +225,8 @@ static void matmul_streams_task(void *arg, int ith, int nth) {
             if (s[i].r0 >= s[i].r1) stream_next(mt, ith, i, &s[i]);
         }
         if (!live) break;
-        if (n) gemv(n, nb, g, mt->ops->qbuf, mt->ops->qsum, y);
+        if (n && one) one(n, nb, g, mt->ops->qbuf, mt->ops->qsum, y);
+        if (n && few) few(n, nb, g, mt->ops->qbuf, mt->ops->qsum, mt->T, y, ldy);
     }
 }
 
@@ -236,9 +247,13 @@ void g8_matmul_n(g8_ops *ops, const g8_matrix *const *W, float *const *y, int n,
     const size_t gbytes = packed ? g8_packed_bytes(W[0]->type, G8_PACK_ROWS, W[0]->cols) : 0;
     const int64_t step = !packed ? 64 : T <= 4 ? 4 : G8_MAX(1, (int64_t)(MATMUL_BLOCK_BYTES / gbytes));
     matmul_task mt = {.ops = ops, .W = W, .y = y, .n = n, .x = x, .T = T, .unit = unit, .step = step};
-    int groups = 1; /* one token over matrices of one type that has a GEMV of several groups */
-    if (packed && T == 1 && gemv_of(ops->k, W[0]->type, &groups))
+    int groups = 1; /* one token (or a few) over matrices of one type that has a GEMV of several groups */
+    if (packed) {
+        g8_gemv_fn one;
+        g8_gemv_few_fn few;
+        groups = gemv_of(ops->k, W[0]->type, T, &one, &few);
         for (int i = 1; i < n; i++) groups = W[i]->type == W[0]->type ? groups : 1;
+    }
     mt.streams = G8_MIN(groups, G8_POOL_STREAMS);
     g8_pool_share(ops->pool, units, mt.streams);
     if (packed) { /* Q8_0, Q4_0, Q6_K: int8 activations, quantized once for the n matrices */

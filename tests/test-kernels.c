@@ -391,6 +391,61 @@ TEST(kernels_gemv_bit_identical) {
     free(f);
 }
 
+/* A few tokens by several groups at once (the batched decode step): for every table that has it, each
+ * group's and token's 16 floats bit for bit what the reference GEMM gives, at every T and group count,
+ * with groups of different row strides (as q, k and v of one call). */
+TEST(kernels_gemv_few_bit_identical) {
+    const g8_kernels *all[8], *ref = g8_kernels_scalar();
+    const int nk = g8_kernels_all(all, 8);
+    const int nbs[] = {1, 2, 3, 7, 72, 288};
+    enum { TT = 4 };
+    block_q8_0 *xq = malloc(TT * 288 * sizeof(block_q8_0)), *xq_other = malloc(TT * 288 * sizeof(block_q8_0));
+    int32_t *xsum = malloc(2 * TT * 288 * sizeof(int32_t)), *xsum_other = malloc(2 * TT * 288 * sizeof(int32_t));
+    float *f = malloc((size_t)16 * 288 * 32 * sizeof(float));
+    int tested = 0;
+    for (int q8 = 0; q8 < 2; q8++)
+        for (size_t s = 0; s < sizeof nbs / sizeof nbs[0]; s++) {
+            const int nb = nbs[s];
+            const uint32_t type = q8 ? GEMMA8_TYPE_Q8_0 : GEMMA8_TYPE_Q4_0;
+            void *g[4];
+            float want[4][TT * 16], got[4][TT * 16 * 3];
+            const size_t ldy[4] = {16, 48, 32, 16}; /* strides of token rows, floats */
+            float *yg[4] = {got[0], got[1], got[2], got[3]};
+            for (int i = 3; i >= 0; i--) { /* other groups' tokens first, then the tokens (xq) */
+                block_q8_0 *x = i ? xq_other : xq;
+                int32_t *xs = i ? xsum_other : xsum;
+                g[i] = q8 ? random_group(nb, 16 - 3 * i, x, TT) : random_group_q(type, nb, 16 - 3 * i, f, x, xs, TT);
+                if (q8) block_sums(nb, TT, x, xs);
+            }
+            const g8_gemm_q8_0_fn gemm = q8 ? ref->gemm_q8_0 : ref->gemm_q4_0;
+            for (int i = 0; i < 4; i++) gemm(nb, g[i], xq, xsum, TT, want[i], 16);
+            for (int k = 0; k < nk; k++) {
+                const g8_gemv_few_fn few = q8 ? all[k]->gemv_few_q8_0 : all[k]->gemv_few_q4_0;
+                CHECKF(!few == !all[k]->few_tokens, "%s: a few-token GEMV and its token count go together",
+                       all[k]->name);
+                if (!few) continue;
+                for (int T = 2; T <= all[k]->few_tokens; T++)
+                    for (int n = 1; n <= all[k]->few_groups; n++) {
+                        memset(got, 0xff, sizeof got);
+                        few(n, nb, (const void *const *)g, xq, xsum, T, yg, ldy);
+                        for (int i = 0; i < n; i++)
+                            for (int t = 0; t < T; t++)
+                                CHECKF(!memcmp(got[i] + t * ldy[i], want[i] + t * 16, 16 * sizeof(float)),
+                                       "%s few %s: T=%d of %d groups nb=%d: group %d token %d differs",
+                                       all[k]->name, q8 ? "q8_0" : "q4_0", T, n, nb, i, t);
+                        tested++;
+                    }
+            }
+            for (int i = 0; i < 4; i++) free(g[i]);
+        }
+    printf("      %d few-token cases on this CPU's tables\n", tested);
+    free(xq);
+    free(xq_other);
+    free(xsum);
+    free(xsum_other);
+    free(f);
+}
+
 /* ggml's Q4_0 rounding: d = max / -8 (the signed value of largest magnitude),
  * q = min(15, (int8)(x / d + 8.5)); the first of equal magnitudes sets the sign. */
 TEST(quant_q4_0_reference_rule) {

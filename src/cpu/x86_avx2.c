@@ -518,6 +518,10 @@ const g8_kernels g8_kernels_avx512vnni = {
     .q4_groups = 4,
     .gemv_q8_0 = g8_gemv_q8_0_avx512vnni,
     .q8_groups = 4,
+    .gemv_few_q8_0 = g8_gemv_few_q8_0_avx512vnni,
+    .gemv_few_q4_0 = g8_gemv_few_q4_0_avx512vnni,
+    .few_tokens = 4,
+    .few_groups = 4,
     .gemm_q6_k = g8_gemm_q6_k_avx512vnni,
 };
 #endif

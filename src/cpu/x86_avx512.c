@@ -9,6 +9,7 @@
 #include "../kernels.h"
 
 #include <immintrin.h>
+#include <stdbool.h>
 
 /* Bytes ahead of the loads to prefetch, when more than four tokens go over a block of weights that
  * comes from L2 (prefill gains ~12%). A pass of one to four tokens (decode, and a batch's decode
@@ -265,6 +266,116 @@ void g8_gemv_q4_0_avx512vnni(int n, int nb, const void *const *group, const bloc
     default: gemv4(4, nb, group, x, xsum, y); break;
     }
 }
+
+/* A few tokens (T = 2..4, a batch's decode step) by G groups (G <= 4): block after block, each
+ * group's bytes front to back (as gemv8 and gemv4, so G streams far apart); per chunk each group's
+ * 64 bytes loaded once and each token's quants broadcast once, then T * G vpdpbusd, one int32
+ * chain per (group, token). The sums are pass's and pass4's integers, the FMAs theirs, so the same
+ * floats as gemm_q8_0 / gemm_q4_0. Q4_0's high nibbles are shifted down (one accumulator a pair, the
+ * sum starting at -8 times the token's block sum, xsum / 16: exact, a multiple of 128). */
+static inline __attribute__((always_inline)) void gemv_few(const bool q4, const int G, const int T, int nb,
+                                                           const void *const *group, const block_q8_0 *x,
+                                                           const int32_t *xsum, float *const *y,
+                                                           const size_t *ldy) {
+    const __m512i bias = _mm512_set1_epi8((char)0x80), m4 = _mm512_set1_epi8(0x0F);
+    __m512 f[4][4];
+    _Pragma("GCC unroll 4")
+    for (int g = 0; g < G; g++)
+        _Pragma("GCC unroll 4")
+        for (int t = 0; t < T; t++) f[g][t] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        __m512i acc[4][4];
+        _Pragma("GCC unroll 4")
+        for (int g = 0; g < G; g++)
+            _Pragma("GCC unroll 4")
+            for (int t = 0; t < T; t++)
+                acc[g][t] = _mm512_set1_epi32(q4 ? xsum[(size_t)t * nb + b] >> 4 : xsum[(size_t)t * nb + b]);
+        if (q4) {
+            _Pragma("GCC unroll 4")
+            for (int c = 0; c < QK4_0 / 8; c++) {
+                __m512i lo[4], hi[4];
+                _Pragma("GCC unroll 4")
+                for (int g = 0; g < G; g++) {
+                    const __m512i v = _mm512_loadu_si512((const void *)(g8_pack4_quants(group[g], b) + 64 * c));
+                    lo[g] = _mm512_and_si512(v, m4);
+                    hi[g] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                }
+                _Pragma("GCC unroll 4")
+                for (int t = 0; t < T; t++) {
+                    int32_t xl, xh;
+                    memcpy(&xl, x[(size_t)t * nb + b].qs + 8 * c, 4);
+                    memcpy(&xh, x[(size_t)t * nb + b].qs + 8 * c + 4, 4);
+                    const __m512i vl = _mm512_set1_epi32(xl), vh = _mm512_set1_epi32(xh);
+                    _Pragma("GCC unroll 4")
+                    for (int g = 0; g < G; g++) {
+                        acc[g][t] = _mm512_dpbusd_epi32(acc[g][t], lo[g], vl);
+                        acc[g][t] = _mm512_dpbusd_epi32(acc[g][t], hi[g], vh);
+                    }
+                }
+            }
+        } else {
+            _Pragma("GCC unroll 8")
+            for (int c = 0; c < QK8_0 / 4; c++) {
+                __m512i u[4];
+                _Pragma("GCC unroll 4")
+                for (int g = 0; g < G; g++) {
+                    const int8_t *q = g8_pack_quants(group[g], b) + 64 * c;
+                    u[g] = _mm512_xor_si512(_mm512_loadu_si512((const void *)q), bias);
+                }
+                _Pragma("GCC unroll 4")
+                for (int t = 0; t < T; t++) {
+                    int32_t x4;
+                    memcpy(&x4, x[(size_t)t * nb + b].qs + 4 * c, 4);
+                    const __m512i xv = _mm512_set1_epi32(x4);
+                    _Pragma("GCC unroll 4")
+                    for (int g = 0; g < G; g++) acc[g][t] = _mm512_dpbusd_epi32(acc[g][t], u[g], xv);
+                }
+            }
+        }
+        _Pragma("GCC unroll 4")
+        for (int g = 0; g < G; g++) {
+            const uint16_t *d = q4 ? g8_pack4_scales(group[g], b) : g8_pack_scales(group[g], b);
+            const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d));
+            _Pragma("GCC unroll 4")
+            for (int t = 0; t < T; t++) {
+                const __m512 dx = _mm512_set1_ps(_cvtsh_ss(x[(size_t)t * nb + b].d));
+                f[g][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[g][t]), _mm512_mul_ps(dw, dx), f[g][t]);
+            }
+        }
+    }
+    _Pragma("GCC unroll 4")
+    for (int g = 0; g < G; g++)
+        _Pragma("GCC unroll 4")
+        for (int t = 0; t < T; t++) _mm512_storeu_ps(y[g] + (size_t)t * ldy[g], f[g][t]);
+}
+
+#define FEW(Q4, G)                                                                                      \
+    switch (T) {                                                                                         \
+    case 2: gemv_few(Q4, G, 2, nb, group, x, xsum, y, ldy); break;                                       \
+    case 3: gemv_few(Q4, G, 3, nb, group, x, xsum, y, ldy); break;                                       \
+    default: gemv_few(Q4, G, 4, nb, group, x, xsum, y, ldy); break;                                      \
+    }
+
+void g8_gemv_few_q8_0_avx512vnni(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
+                                 int T, float *const *y, const size_t *ldy) {
+    switch (n) {
+    case 1: FEW(false, 1) break;
+    case 2: FEW(false, 2) break;
+    case 3: FEW(false, 3) break;
+    default: FEW(false, 4) break;
+    }
+}
+
+void g8_gemv_few_q4_0_avx512vnni(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
+                                 int T, float *const *y, const size_t *ldy) {
+    switch (n) {
+    case 1: FEW(true, 1) break;
+    case 2: FEW(true, 2) break;
+    case 3: FEW(true, 3) break;
+    default: FEW(true, 4) break;
+    }
+}
+#undef FEW
 
 /* Q6_K (quant.h): unsigned 6-bit quants in Q8_0's packing; each half of a block
  * (chunks 0-3, 4-7) sums apart from -32 times the token's half sum, then

@@ -356,24 +356,25 @@ static inline __attribute__((always_inline)) void gemv_few(const bool q4, const 
     default: gemv_few(Q4, G, 4, nb, group, x, xsum, y, ldy); break;                                      \
     }
 
+static inline __attribute__((always_inline)) void few(const bool q4, int n, int nb, const void *const *group,
+                                                      const block_q8_0 *x, const int32_t *xsum, int T,
+                                                      float *const *y, const size_t *ldy) {
+    switch (n) {
+    case 1: FEW(q4, 1) break;
+    case 2: FEW(q4, 2) break;
+    case 3: FEW(q4, 3) break;
+    default: FEW(q4, 4) break;
+    }
+}
+
 void g8_gemv_few_q8_0_avx512vnni(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
                                  int T, float *const *y, const size_t *ldy) {
-    switch (n) {
-    case 1: FEW(false, 1) break;
-    case 2: FEW(false, 2) break;
-    case 3: FEW(false, 3) break;
-    default: FEW(false, 4) break;
-    }
+    few(false, n, nb, group, x, xsum, T, y, ldy);
 }
 
 void g8_gemv_few_q4_0_avx512vnni(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
                                  int T, float *const *y, const size_t *ldy) {
-    switch (n) {
-    case 1: FEW(true, 1) break;
-    case 2: FEW(true, 2) break;
-    case 3: FEW(true, 3) break;
-    default: FEW(true, 4) break;
-    }
+    few(true, n, nb, group, x, xsum, T, y, ldy);
 }
 #undef FEW
 

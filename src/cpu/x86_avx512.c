@@ -141,64 +141,18 @@ void g8_gemv_q8_0_avx512vnni(int n, int nb, const void *const *group, const bloc
     }
 }
 
-/* Q4_0 (quant.h's 4-bit packing): a zmm load holds eight quants of each of 16
- * rows as nibbles: the low ones (masked) pair with the token's quants 8c..8c+3,
- * the high ones (shifted, masked) with 8c+4..8c+7; unsigned 0..15 into vpdpbusd,
- * the accumulator starting at -8 times the token's block sum (xsum / 16). For one to four tokens
- * (a batch's decode step, bound by these instructions) the high nibbles stay in place (v & 0xF0 =
- * 16 q, one op instead of two, as gemv4) and their sum is shifted back a block: the same integers.
- * Two sequences of the 2B q4_0 decode 4-6% faster (docs/performance.md). */
-static inline __attribute__((always_inline)) void pass4(int nb, const void *group, const block_q8_0 *x,
-                                                        const int32_t *xsum, const int T, float *y, size_t ldy) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
-    __m512 f[G8_GEMM_T];
-    _Pragma("GCC unroll 8")
-    for (int t = 0; t < T; t++) f[t] = _mm512_setzero_ps();
-    for (int b = 0; b < nb; b++) {
-        const uint8_t *qb = g8_pack4_quants(group, b);
-        const uint16_t *d = g8_pack4_scales(group, b);
-        __m512i acc[G8_GEMM_T][2];
-        _Pragma("GCC unroll 8")
-        for (int t = 0; t < T; t++) {
-            acc[t][0] = _mm512_set1_epi32(xsum[(size_t)t * nb + b] / 16);
-            acc[t][1] = _mm512_setzero_si512();
-        }
-        _Pragma("GCC unroll 4")
-        for (int c = 0; c < QK4_0 / 8; c++) {
-            if (T > 4) _mm_prefetch((const char *)(qb + PREFETCH + 64 * c), _MM_HINT_T0);
-            const __m512i v = _mm512_loadu_si512((const void *)(qb + 64 * c));
-            const __m512i lo = _mm512_and_si512(v, m4);
-            const __m512i hi = T <= 4 ? _mm512_and_si512(v, _mm512_set1_epi8((char)0xF0))
-                                      : _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-            _Pragma("GCC unroll 8")
-            for (int t = 0; t < T; t++) {
-                int32_t xl, xh;
-                memcpy(&xl, x[(size_t)t * nb + b].qs + 8 * c, 4);
-                memcpy(&xh, x[(size_t)t * nb + b].qs + 8 * c + 4, 4);
-                acc[t][0] = _mm512_dpbusd_epi32(acc[t][0], lo, _mm512_set1_epi32(xl));
-                acc[t][1] = _mm512_dpbusd_epi32(acc[t][1], hi, _mm512_set1_epi32(xh));
-            }
-        }
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d));
-        _Pragma("GCC unroll 8")
-        for (int t = 0; t < T; t++) {
-            const __m512 dx = _mm512_set1_ps(_cvtsh_ss(x[(size_t)t * nb + b].d));
-            const __m512i h = T <= 4 ? _mm512_srai_epi32(acc[t][1], 4) : acc[t][1];
-            const __m512i s = _mm512_add_epi32(acc[t][0], h);
-            f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, dx), f[t]);
-        }
-    }
-    _Pragma("GCC unroll 8")
-    for (int t = 0; t < T; t++) _mm512_storeu_ps(y + (size_t)t * ldy, f[t]);
-}
+/* Q4_0 (quant.h's 4-bit packing): a zmm load holds eight quants of each of 16 rows as nibbles: the
+ * low ones (masked) pair with the token's quants 8c..8c+3, the high ones with 8c+4..8c+7; unsigned
+ * 0..15 into vpdpbusd, the accumulator starting at -8 times the token's block sum (xsum / 16). One
+ * token goes through gemv4, two to four through gemv_few, five to eight through pass4_prefill. */
 
 /* Q4_0 for one token (decode), n = 1 or 2 blocks of a pair: 2n independent chains of vpdpbusd
  * a group, each group's bytes loaded front to back (block 2p's four chunks, then 2p + 1's, then
  * the scales), never a step back in a stream, which costs the prefetcher. The high nibbles
  * stay in place (v & 0xF0 = 16 q: one op instead of a shift and a mask) and their sum is shifted
- * back, exact as it is a multiple of 16. Same integer sums as pass4, so the same floats. A pair at
- * a time gets ~20% more GB/s from L2 than pass4 at T = 1, and decode streams at the bandwidth only
- * with that margin (a core shared by two VMs has less). */
+ * back, exact as it is a multiple of 16. Same integer sums as pass4_prefill, so the same floats. A
+ * pair at a time gets ~20% more GB/s from L2 than a block at a time, and decode streams at the
+ * bandwidth only with that margin (a core shared by two VMs has less). */
 /* Blocks b..b+n-1 (n <= 2) of G groups (G <= 4) for one token, into f[g]: each broadcast of the
  * token's quants serves every group; per group the sums and the FMAs are those of one group alone. */
 static inline __attribute__((always_inline)) void gemv4_blocks(const int n, const int G,
@@ -270,9 +224,10 @@ void g8_gemv_q4_0_avx512vnni(int n, int nb, const void *const *group, const bloc
 /* A few tokens (T = 2..4, a batch's decode step) by G groups (G <= 4): block after block, each
  * group's bytes front to back (as gemv8 and gemv4, so G streams far apart); per chunk each group's
  * 64 bytes loaded once and each token's quants broadcast once, then T * G vpdpbusd, one int32
- * chain per (group, token). The sums are pass's and pass4's integers, the FMAs theirs, so the same
- * floats as gemm_q8_0 / gemm_q4_0. Q4_0's high nibbles are shifted down (one accumulator a pair, the
- * sum starting at -8 times the token's block sum, xsum / 16: exact, a multiple of 128). */
+ * chain per (group, token). The sums are pass's and pass4_prefill's integers, the FMAs theirs, so
+ * the same floats as gemm_q8_0 / gemm_q4_0. Q4_0's high nibbles are shifted down (one accumulator
+ * a pair, the sum starting at -8 times the token's block sum, xsum / 16: exact, a multiple of 128).
+ * gemm_q4_0 of two to four tokens is this with one group. */
 static inline __attribute__((always_inline)) void gemv_few(const bool q4, const int G, const int T, int nb,
                                                            const void *const *group, const block_q8_0 *x,
                                                            const int32_t *xsum, float *const *y,
@@ -431,8 +386,9 @@ static inline __attribute__((always_inline)) void token_scales(const block_q8_0 
     _mm512_mask_storeu_ps(out, m, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(w)));
 }
 
-/* Q4_0 for five to eight tokens (prefill): the same integer sums and FMAs as pass4, with what each
- * (block, token) needs beside its eight vpdpbusd made once a call for 16 blocks at a time: the token
+/* Q4_0 for five to eight tokens (prefill): per block the exact int32 sum and the FMA of the
+ * definition (kernels.h), with what each (block, token) needs beside its eight vpdpbusd made once a
+ * call for 16 blocks at a time: the token
  * scales as floats (a gather, then one convert) and -8 times the block sums (xsum / 16, exact: a
  * multiple of 128), each read from memory where it is used. Low and high nibbles go into one int32
  * accumulator a token (the same integer as two summed). */
@@ -478,8 +434,10 @@ static inline __attribute__((always_inline)) void pass4_prefill(int nb, const vo
             }
             const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g8_pack4_scales(group, b)));
             _Pragma("GCC unroll 8")
-            for (int t = 0; t < T; t++)
-                f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[t]), _mm512_mul_ps(dw, _mm512_set1_ps(dx[t][i])), f[t]);
+            for (int t = 0; t < T; t++) {
+                const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(dx[t][i]));
+                f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[t]), scale, f[t]);
+            }
         }
     }
     _Pragma("GCC unroll 8")
@@ -500,19 +458,16 @@ static inline __attribute__((always_inline)) void pass4_prefill(int nb, const vo
 
 void g8_gemm_q4_0_avx512vnni(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                              size_t ldy) {
-    if (T == 1) {
-        gemv4(1, nb, &group, x, xsum, &y);
-        return;
+    switch (T) {
+    case 1: gemv4(1, nb, &group, x, xsum, &y); break;
+    case 2:
+    case 3:
+    case 4: few(true, 1, nb, &group, x, xsum, T, &y, &ldy); break;
+    case 5: pass4_prefill(nb, group, x, xsum, 5, y, ldy); break;
+    case 6: pass4_prefill(nb, group, x, xsum, 6, y, ldy); break;
+    case 7: pass4_prefill(nb, group, x, xsum, 7, y, ldy); break;
+    default: pass4_prefill(nb, group, x, xsum, 8, y, ldy); break;
     }
-    if (T > 4) {
-        switch (T) {
-        case 5: pass4_prefill(nb, group, x, xsum, 5, y, ldy); return;
-        case 6: pass4_prefill(nb, group, x, xsum, 6, y, ldy); return;
-        case 7: pass4_prefill(nb, group, x, xsum, 7, y, ldy); return;
-        default: pass4_prefill(nb, group, x, xsum, 8, y, ldy); return;
-        }
-    }
-    DISPATCH(pass4)
 }
 
 void g8_gemm_q6_k_avx512vnni(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,

@@ -131,6 +131,14 @@ void g8_gemv_q4_0_vnni_emulated(int n, int nb, const void *const *group, const b
                                 float *const *y);
 void g8_gemv_q8_0_vnni_emulated(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
                                 float *const *y);
+void g8_gemv_few_q8_0_vnni_emulated(int n, int nb, const void *const *group, const block_q8_0 *x,
+                                    const int32_t *xsum, int T, float *const *y, const size_t *ldy);
+void g8_gemv_few_q4_0_vnni_emulated(int n, int nb, const void *const *group, const block_q8_0 *x,
+                                    const int32_t *xsum, int T, float *const *y, const size_t *ldy);
+void g8_gemv_few_q8_0_avxvnni(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
+                              int T, float *const *y, const size_t *ldy);
+void g8_gemv_few_q4_0_avxvnni(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
+                              int T, float *const *y, const size_t *ldy);
 void g8_gemv_q4_0_avxvnni(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
                           float *const *y);
 void g8_gemv_q8_0_avxvnni(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,

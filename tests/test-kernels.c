@@ -436,6 +436,20 @@ TEST(kernels_gemv_few_bit_identical) {
                         tested++;
                     }
             }
+#if defined(__x86_64__)
+            for (int T = 2; nk >= 2 && T <= 4; T++) /* the 256-bit VNNI logic, vpdpbusd emulated */
+                for (int n = 1; n <= 2; n++) {
+                    memset(got, 0xff, sizeof got);
+                    (q8 ? g8_gemv_few_q8_0_vnni_emulated : g8_gemv_few_q4_0_vnni_emulated)(
+                        n, nb, (const void *const *)g, xq, xsum, T, yg, ldy);
+                    for (int i = 0; i < n; i++)
+                        for (int t = 0; t < T; t++)
+                            CHECKF(!memcmp(got[i] + t * ldy[i], want[i] + t * 16, 16 * sizeof(float)),
+                                   "emulated vnni few %s: T=%d of %d groups nb=%d: group %d token %d differs",
+                                   q8 ? "q8_0" : "q4_0", T, n, nb, i, t);
+                    tested++;
+                }
+#endif
             for (int i = 0; i < 4; i++) free(g[i]);
         }
     printf("      %d few-token cases on this CPU's tables\n", tested);

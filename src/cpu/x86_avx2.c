@@ -466,6 +466,16 @@ static void gemv_q8_0(int n, int nb, const void *const *group, const block_q8_0 
     gemv_q8_256(n, nb, group, x, xsum, y);
 }
 
+static void gemv_few_q8_0(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum, int T,
+                          float *const *y, const size_t *ldy) {
+    gemv_few_256_of(false, n, nb, group, x, xsum, T, y, ldy);
+}
+
+static void gemv_few_q4_0(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum, int T,
+                          float *const *y, const size_t *ldy) {
+    gemv_few_256_of(true, n, nb, group, x, xsum, T, y, ldy);
+}
+
 #define AVX2_KERNELS                                                                                         \
     .dot_f32 = dot_f32, .dot_f16 = dot_f16, .dot_bf16 = dot_bf16, .dot_q8_0 = dot_q8_0,                      \
     .quantize_q8_0 = quantize_q8_0, .axpy = axpy, .to_f16 = to_f16, .softcap = softcap, .exp_sum = exp_sum,  \
@@ -484,6 +494,10 @@ const g8_kernels g8_kernels_avx2 = {
     .q4_groups = 2,
     .gemv_q8_0 = gemv_q8_0,
     .q8_groups = 2,
+    .gemv_few_q8_0 = gemv_few_q8_0,
+    .gemv_few_q4_0 = gemv_few_q4_0,
+    .few_tokens = 4,
+    .few_groups = 2,
     .gemm_q6_k = gemm_q6_k,
 };
 
@@ -502,6 +516,10 @@ const g8_kernels g8_kernels_avxvnni = {
     .q4_groups = 2,
     .gemv_q8_0 = g8_gemv_q8_0_avxvnni,
     .q8_groups = 2,
+    .gemv_few_q8_0 = g8_gemv_few_q8_0_avxvnni,
+    .gemv_few_q4_0 = g8_gemv_few_q4_0_avxvnni,
+    .few_tokens = 4,
+    .few_groups = 2,
     .gemm_q6_k = g8_gemm_q6_k_avxvnni,
 };
 

@@ -18,6 +18,8 @@
 #define GEMM4 g8_gemm_q4_0_avxvnni
 #define GEMV4 g8_gemv_q4_0_avxvnni
 #define GEMV8 g8_gemv_q8_0_avxvnni
+#define FEW8 g8_gemv_few_q8_0_avxvnni
+#define FEW4 g8_gemv_few_q4_0_avxvnni
 #define GEMM6 g8_gemm_q6_k_avxvnni
 #else
 /* acc[i] += sum_{k<4} u[4i+k] * s[4i+k], u unsigned, s signed, exact */
@@ -34,6 +36,8 @@ static inline __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
 #define GEMM4 g8_gemm_q4_0_vnni_emulated
 #define GEMV4 g8_gemv_q4_0_vnni_emulated
 #define GEMV8 g8_gemv_q8_0_vnni_emulated
+#define FEW8 g8_gemv_few_q8_0_vnni_emulated
+#define FEW4 g8_gemv_few_q4_0_vnni_emulated
 #define GEMM6 g8_gemm_q6_k_vnni_emulated
 #endif
 
@@ -71,6 +75,16 @@ void GEMV4(int n, int nb, const void *const *group, const block_q8_0 *x, const i
 
 void GEMV8(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum, float *const *y) {
     gemv_q8_256(n, nb, group, x, xsum, y);
+}
+
+void FEW8(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum, int T,
+          float *const *y, const size_t *ldy) {
+    gemv_few_256_of(false, n, nb, group, x, xsum, T, y, ldy);
+}
+
+void FEW4(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum, int T,
+          float *const *y, const size_t *ldy) {
+    gemv_few_256_of(true, n, nb, group, x, xsum, T, y, ldy);
 }
 
 void GEMM6(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y, size_t ldy) {

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_TESTS 512
 
@@ -92,9 +93,13 @@ int main(int argc, char **argv) {
         if ((any_include && !picked) || dropped) continue;
         cur_failures = 0;
         cur_skipped = false;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         tests[i].fn();
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        const double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
         const char *mark = cur_failures ? "FAIL" : cur_skipped ? "skip" : "ok  ";
-        printf("  %s %s\n", mark, tests[i].name);
+        printf("  %s %s (%.2f s)\n", mark, tests[i].name, secs);
         fflush(stdout);
         if (cur_failures) failed++;
         else if (cur_skipped) skipped++;

@@ -170,14 +170,15 @@ test-tsan:
 		STRESS_TOKENS=1000 node --test tests/js/stream-stress.test.mjs
 
 # aarch64 (NEON dot-product kernels): cross-compiled, tests run under qemu-user; the grammar tests
-# (portable C, no SIMD, two thirds of the emulated run's time) run natively in make test only
+# (portable C, no SIMD, two thirds of the emulated run's time), the interrupted conversion (signals
+# and files) and the CLI's structured output (grammar again) run natively in make test only
 test-arm:
 	$(MAKE) BUILD=build-arm CC=aarch64-linux-gnu-gcc CFLAGS="-O2 -g -march=armv8.2-a+dotprod" \
 		build-arm/gemma8 build-arm/test-gemma8
 	$(MAKE) BUILD=build-arm build-arm/diff-cases.jsonl build-arm/diff-cases3.jsonl
 	GEMMA8=build-arm/gemma8 GEMMA8_WRAPPER=qemu-aarch64 GEMMA8_DIFF_CASES=build-arm/diff-cases.jsonl \
 		GEMMA8_DIFF_CASES3=build-arm/diff-cases3.jsonl \
-		qemu-aarch64 -cpu max build-arm/test-gemma8 -grammar_
+		qemu-aarch64 -cpu max build-arm/test-gemma8 -grammar_ -cli_convert_interrupted -cli_structured_output
 
 # libFuzzer harnesses (clang): make fuzz [FUZZ_SECONDS=60]. Seeds in fuzz/corpus,
 # new inputs in build-fuzz/corpus-*, crash reproducers in build-fuzz/.
@@ -200,7 +201,12 @@ build-fuzz/fuzz-request: fuzz/fuzz-request.c fuzz/fuzz-common.h $(SERVE_SRC) ser
 	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -std=c11 -D_GNU_SOURCE -Iinclude -Isrc $< $(SERVE_SRC) \
 		build-fuzz/libgemma8.a -o $@ -lcjson -lmicrohttpd -lm -pthread
 
-fuzz: $(FUZZERS:%=build-fuzz/fuzz-%)
+# the instrumented library first (its compiles side by side), then the harnesses, then the runs
+FUZZ_JOBS ?= $(shell nproc)
+fuzz:
+	$(MAKE) -j$(FUZZ_JOBS) BUILD=build-fuzz CC=clang CFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" \
+		build-fuzz/libgemma8.a
+	$(MAKE) -j$(FUZZ_JOBS) $(FUZZERS:%=build-fuzz/fuzz-%)
 	@for f in $(FUZZERS); do \
 		mkdir -p build-fuzz/corpus-$$f; \
 		echo "== fuzz-$$f for $(FUZZ_SECONDS) s $(FUZZ_REPEAT)"; \

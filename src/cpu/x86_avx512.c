@@ -12,11 +12,13 @@
 #include <stdbool.h>
 
 /* Bytes ahead of the loads to prefetch, when more than four tokens go over a block of weights that
- * comes from L2 (prefill gains ~12%). A pass of one to four tokens (decode, and a batch's decode
- * step) streams from memory and leaves it to the hardware prefetcher, which keeps more of the
- * bandwidth busy than software prefetches do: two sequences decode 1.8x one instead of 1.45x
- * (docs/performance.md). */
-enum { PREFETCH = 2048 };
+ * comes from L2 (prefill gains ~12%). The one-token GEMV streams from memory and leaves it to the
+ * hardware prefetcher (software prefetches cost the one-stream pass of a few tokens that came
+ * before gemv_few: two sequences decoded 1.45x one with them, 1.8x without). gemv_few (two to four
+ * tokens, four streams a thread) prefetches FEW_AHEAD bytes ahead in each stream: with four
+ * tokens' vpdpbusd between a stream's loads, its loads alone left memory idle (2B, two and four
+ * sequences: +7-20%, docs/performance.md). */
+enum { PREFETCH = 2048, FEW_AHEAD = 2048 };
 
 static inline __attribute__((always_inline)) void pass(int nb, const void *group, const block_q8_0 *x,
                                                        const int32_t *xsum, const int T, float *y, size_t ldy) {
@@ -251,7 +253,9 @@ static inline __attribute__((always_inline)) void gemv_few(const bool q4, const 
                 __m512i lo[4], hi[4];
                 _Pragma("GCC unroll 4")
                 for (int g = 0; g < G; g++) {
-                    const __m512i v = _mm512_loadu_si512((const void *)(g8_pack4_quants(group[g], b) + 64 * c));
+                    const uint8_t *q = g8_pack4_quants(group[g], b) + 64 * c;
+                    _mm_prefetch((const char *)q + FEW_AHEAD, _MM_HINT_T0);
+                    const __m512i v = _mm512_loadu_si512((const void *)q);
                     lo[g] = _mm512_and_si512(v, m4);
                     hi[g] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
                 }
@@ -275,6 +279,7 @@ static inline __attribute__((always_inline)) void gemv_few(const bool q4, const 
                 _Pragma("GCC unroll 4")
                 for (int g = 0; g < G; g++) {
                     const int8_t *q = g8_pack_quants(group[g], b) + 64 * c;
+                    _mm_prefetch((const char *)q + FEW_AHEAD, _MM_HINT_T0);
                     u[g] = _mm512_xor_si512(_mm512_loadu_si512((const void *)q), bias);
                 }
                 _Pragma("GCC unroll 4")

@@ -117,6 +117,32 @@ int main(void) {
                " = %5.1f GB/s  (1 thread), %5.1f GB/s (2 threads)\n",
                kt->name, (double)K * R * T / best / 1e9, (double)K * R / best2 / 1e9, (double)K * RB / best3 / 1e9,
                (double)gb * (RB / 16) / best3 / 1e9, (double)gb * (RB / 16) / best4 / 1e9);
+        /* a batch's decode step: T tokens by the groups the table's few-token GEMV takes at once, over
+         * 32 groups (1.3 MB) that stay in L2: the GB/s of weights one thread can take in when memory
+         * does not hold it back (compare with half of `gemma8 bench --membw`) */
+        for (int T = 2; kt->gemv_few_q8_0 && T <= kt->few_tokens; T += 2) {
+            enum { GROUPS = 32, LOOPS = 100 };
+            const int G = kt->few_groups;
+            double bestf = 1e9;
+            for (int rep = 0; rep < 3; rep++) {
+                const double t0 = now();
+                for (int l = 0; l < LOOPS; l++)
+                    for (int g0 = 0; g0 + G <= GROUPS; g0 += G) {
+                        const void *grp[4];
+                        float *yg[4];
+                        size_t ld[4];
+                        for (int i = 0; i < G; i++) {
+                            grp[i] = pw + (size_t)(g0 + i) * gb;
+                            yg[i] = y + (size_t)(g0 + i) * 16;
+                            ld[i] = (size_t)R;
+                        }
+                        kt->gemv_few_q8_0(G, nb, grp, xq, xs, T, yg, ld);
+                    }
+                bestf = now() - t0 < bestf ? now() - t0 : bestf;
+            }
+            printf("%-12s Q8_0 few-token GEMV from L2, %d tokens by %d groups: %5.1f GB/s of weights (1 thread)\n",
+                   kt->name, T, G, (double)gb * GROUPS * LOOPS / bestf / 1e9);
+        }
     }
     free(w);
     free(pw);

@@ -3,7 +3,8 @@
  * rows), and the GEMV over a matrix larger than the caches (K = 2304, 131072
  * rows, 316 MB: read from memory, as in decode; GB/s of packed weights); the
  * same from memory for Q4_0 at K = 2304 and 9216 (compare with `gemma8 bench
- * --membw`, a plain read of 1 GiB on the same threads); then
+ * --membw`, a plain read of 1 GiB on the same threads); the few-token GEMV (a
+ * batch's decode step) from L2; then
  * the decode attention kernels (scores, weighted sum of values) over 4096 f16
  * keys of one head (head_dim 256, 2 query heads), cycling through 16 heads'
  * caches (64 MiB) so that the rows come from memory as in decode. */

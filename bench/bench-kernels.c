@@ -139,7 +139,8 @@ int main(void) {
                         }
                         kt->gemv_few_q8_0(G, nb, grp, xq, xs, T, yg, ld);
                     }
-                bestf = now() - t0 < bestf ? now() - t0 : bestf;
+                const double t = now() - t0;
+                bestf = t < bestf ? t : bestf;
             }
             printf("%-12s Q8_0 few-token GEMV from L2, %d tokens by %d groups: %5.1f GB/s of weights (1 thread)\n",
                    kt->name, T, G, (double)gb * GROUPS * LOOPS / bestf / 1e9);

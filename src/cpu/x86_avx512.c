@@ -393,10 +393,9 @@ static inline __attribute__((always_inline)) void token_scales(const block_q8_0 
 
 /* Q4_0 for five to eight tokens (prefill): per block the exact int32 sum and the FMA of the
  * definition (kernels.h), with what each (block, token) needs beside its eight vpdpbusd made once a
- * call for 16 blocks at a time: the token
- * scales as floats (a gather, then one convert) and -8 times the block sums (xsum / 16, exact: a
- * multiple of 128), each read from memory where it is used. Low and high nibbles go into one int32
- * accumulator a token (the same integer as two summed). */
+ * call for 16 blocks at a time: the token scales as floats (a gather, then one convert) and -8 times
+ * the block sums (xsum / 16, exact: a multiple of 128), each read from memory where it is used. Low
+ * and high nibbles go into one int32 accumulator a token (the same integer as two summed). */
 enum { PREFILL_BLOCKS = 16 };
 static inline __attribute__((always_inline)) void pass4_prefill(int nb, const void *group, const block_q8_0 *x,
                                                                 const int32_t *xsum, const int T, float *y,

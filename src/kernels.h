@@ -67,8 +67,9 @@ typedef struct g8_kernels {
     /* y[i] = x[i] as f16, rounded to nearest even (g8_f32_to_f16's bits for every x but NaN,
      * which stays a NaN): the KV cache's rows */
     void (*to_f16)(int n, const float *x, uint16_t *y);
-    /* x[i] = cap * tanh(x[i] * scale / cap), or x[i] * scale when cap is 0 */
-    void (*softcap)(int n, float *x, float scale, float cap);
+    /* x[i] = cap * tanh(x[i] * scale / cap), or x[i] * scale when cap is 0; returns the largest
+     * x[i] after (NaNs passed over; -INFINITY for none) */
+    float (*softcap)(int n, float *x, float scale, float cap);
     /* x[i] = exp(x[i] - m); returns the sum */
     float (*exp_sum)(int n, float *x, float m);
     /* g[i] = gelu_tanh(g[i]) * u[i] */
@@ -87,7 +88,7 @@ typedef struct g8_kernels {
 } g8_kernels;
 
 /* scalar versions, for tables that have no SIMD one */
-void g8_softcap_scalar(int n, float *x, float scale, float cap);
+float g8_softcap_scalar(int n, float *x, float scale, float cap);
 float g8_exp_sum_scalar(int n, float *x, float m);
 void g8_geglu_scalar(int n, float *g, const float *u);
 void g8_qk_f16_scalar(int n, const uint16_t *k, int hd, const float *q, int group, float *s, size_t ls);

@@ -111,12 +111,13 @@ static void to_f16(int n, const float *x, uint16_t *y) {
     for (int i = 0; i < n; i++) y[i] = g8_f32_to_f16(x[i]);
 }
 
-void g8_softcap_scalar(int n, float *x, float scale, float cap) {
-    if (cap == 0) {
-        for (int i = 0; i < n; i++) x[i] *= scale;
-        return;
+float g8_softcap_scalar(int n, float *x, float scale, float cap) {
+    float m = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        x[i] = cap == 0 ? x[i] * scale : tanhf(x[i] * scale / cap) * cap;
+        m = x[i] > m ? x[i] : m;
     }
-    for (int i = 0; i < n; i++) x[i] = tanhf(x[i] * scale / cap) * cap;
+    return m;
 }
 
 float g8_exp_sum_scalar(int n, float *x, float m) {

@@ -431,9 +431,7 @@ static void values(const g8_attn_args *a, const g8_kernels *k, int g, int group,
 
 /* A row of n scores: scaled, soft-capped, softmax (two passes, exact). */
 static void softmax_row(const g8_attn_args *a, const g8_kernels *k, float *s, int n) {
-    k->softcap(n, s, a->scale, a->softcap);
-    float maxv = -INFINITY;
-    for (int j = 0; j < n; j++) maxv = s[j] > maxv ? s[j] : maxv;
+    const float maxv = k->softcap(n, s, a->scale, a->softcap);
     const float inv = 1.0f / k->exp_sum(n, s, maxv);
     for (int j = 0; j < n; j++) s[j] *= inv;
 }

@@ -608,6 +608,20 @@ TEST(kernels_elementwise_match_scalar) {
         all[k]->softcap(203, x, 0.0625f, 50.0f);
         g8_softcap_scalar(203, y, 0.0625f, 50.0f);
         CHECKF(max_abs_diff(x, y, 203) <= 2e-5f, "%s softcap: %g", all[k]->name, max_abs_diff(x, y, 203));
+        /* the largest result returned, NaNs passed over: the largest at the front, in the
+         * vector part and in the scalar tail, with and without a cap */
+        for (int c = 0; c < 6; c++) {
+            const int n = c < 3 ? 203 : 200, at = c % 3 == 0 ? 0 : c % 3 == 1 ? 77 : n - 1;
+            for (int i = 0; i < n; i++) x[i] = frand() * 40.0f - 30.0f;
+            x[at] = 35.0f;
+            if (c % 2) x[(at + 5) % n] = NAN; /* (a soft-cap takes a NaN to +-cap in the SIMD tables) */
+            const float m = all[k]->softcap(n, x, 0.5f, c % 2 ? 0.0f : 50.0f);
+            float want = -INFINITY;
+            for (int i = 0; i < n; i++) want = x[i] > want ? x[i] : want;
+            CHECKF(m == want && want == x[at], "%s softcap's largest %g, not %g (case %d)", all[k]->name, m, want,
+                   c);
+        }
+        CHECKF(all[k]->softcap(0, x, 1.0f, 0.0f) == -INFINITY, "%s softcap of none", all[k]->name);
         for (int i = 0; i < 203; i++) x[i] = y[i] = frand() * 80.0f - 40.0f;
         float s1 = all[k]->exp_sum(203, x, 40.0f), s2 = g8_exp_sum_scalar(203, y, 40.0f);
         CHECKF(close_rel(s1, s2, 1e-5f), "%s exp_sum %g vs %g", all[k]->name, s1, s2);

@@ -4,6 +4,7 @@
 #include "../kernels.h"
 
 #include <arm_neon.h>
+#include <math.h>
 
 static float dot_f32(int n, const float *w, const float *x) {
     float32x4_t a0 = vdupq_n_f32(0), a1 = vdupq_n_f32(0);
@@ -408,14 +409,17 @@ static inline float32x4_t tanh4(float32x4_t x) {
     return vbslq_f32(vdupq_n_u32(0x80000000u), x, y); /* the sign of x, the magnitude of y */
 }
 
-static void softcap(int n, float *x, float scale, float cap) {
+static float softcap(int n, float *x, float scale, float cap) {
+    float32x4_t m = vdupq_n_f32(-INFINITY);
     int i = 0;
-    if (cap == 0) {
-        for (; i + 4 <= n; i += 4) vst1q_f32(x + i, vmulq_n_f32(vld1q_f32(x + i), scale));
-    } else {
-        for (; i + 4 <= n; i += 4) vst1q_f32(x + i, vmulq_n_f32(tanh4(vmulq_n_f32(vld1q_f32(x + i), scale / cap)), cap));
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t v = vld1q_f32(x + i);
+        const float32x4_t y = cap == 0 ? vmulq_n_f32(v, scale) : vmulq_n_f32(tanh4(vmulq_n_f32(v, scale / cap)), cap);
+        vst1q_f32(x + i, y);
+        m = vmaxnmq_f32(m, y); /* a NaN y leaves m */
     }
-    g8_softcap_scalar(n - i, x + i, scale, cap);
+    const float r = vmaxnmvq_f32(m), rest = g8_softcap_scalar(n - i, x + i, scale, cap);
+    return rest > r ? rest : r;
 }
 
 static float exp_sum(int n, float *x, float m) {

@@ -210,15 +210,33 @@ static inline __m256 tanh8(__m256 x) {
     return _mm256_or_ps(y, _mm256_and_ps(sign, x));
 }
 
-static void softcap(int n, float *x, float scale, float cap) {
+/* the largest of the eight lanes of v and of m */
+static inline float hmax(__m256 v, float m) {
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    const float r = _mm_cvtss_f32(h);
+    return r > m ? r : m;
+}
+
+static float softcap(int n, float *x, float scale, float cap) {
+    __m256 m = _mm256_set1_ps(-INFINITY);
     int i = 0;
     if (cap == 0) {
-        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(scale)));
+        for (; i + 8 <= n; i += 8) {
+            const __m256 y = _mm256_mul_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(scale));
+            _mm256_storeu_ps(x + i, y);
+            m = _mm256_max_ps(y, m); /* a NaN y leaves m */
+        }
     } else {
         const __m256 s = _mm256_set1_ps(scale / cap), c = _mm256_set1_ps(cap);
-        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(tanh8(_mm256_mul_ps(_mm256_loadu_ps(x + i), s)), c));
+        for (; i + 8 <= n; i += 8) {
+            const __m256 y = _mm256_mul_ps(tanh8(_mm256_mul_ps(_mm256_loadu_ps(x + i), s)), c);
+            _mm256_storeu_ps(x + i, y);
+            m = _mm256_max_ps(y, m);
+        }
     }
-    g8_softcap_scalar(n - i, x + i, scale, cap);
+    return hmax(m, g8_softcap_scalar(n - i, x + i, scale, cap));
 }
 
 static float exp_sum(int n, float *x, float m) {

@@ -59,7 +59,7 @@ uint64_t g8_kv_bytes_unified(const g8_hparams *hp, uint32_t type, int n_seq, int
 
 static void *alloc_bytes(size_t a, size_t b) {
     size_t n;
-    return g8_mul_ok(a, b, &n) ? malloc(n ? n : 1) : NULL;
+    return g8_mul_ok(a, b, &n) ? g8_alloc_huge(n) : NULL;
 }
 
 /* A layer buffer of a unified pool: address space whose pages the system gives on first write. */

@@ -342,6 +342,100 @@ void g8_gemv_q8_0_neon(int n, int nb, const void *const *group, const block_q8_0
         gemv_q8(2, nb, group, x, y);
 }
 
+/* Two tokens by n <= 2 groups of Q8_0 or Q4_0 weights (kernels.h's gemv_few), y[g] + t * ldy[g] for
+ * tokens t0 and t0 + 1: gemm_pass's (and gemm_pass_q4's) sums and FMAs, a block of each group in
+ * turn, so that the groups are two streams through memory as in the one-token GEMV. The sums of two
+ * tokens by two groups take 16 of the 32 registers; four tokens are two such passes. */
+static inline __attribute__((always_inline)) void few_pair(const bool q4, const int G, int nb,
+                                                           const void *const *group, const block_q8_0 *x,
+                                                           int t0, float *const *y, const size_t *ldy) {
+    const uint8x16_t m4 = vdupq_n_u8(0x0F);
+    const int8x16_t eight = vdupq_n_s8(8);
+    const int T = 2;
+    float32x4_t f[2][2][4];
+    _Pragma("GCC unroll 2")
+    for (int g = 0; g < G; g++)
+        _Pragma("GCC unroll 2")
+        for (int t = 0; t < T; t++)
+            _Pragma("GCC unroll 4")
+            for (int r = 0; r < 4; r++) f[g][t][r] = vdupq_n_f32(0);
+    const block_q8_0 *xt[2] = {x + (size_t)t0 * nb, x + (size_t)(t0 + 1) * nb};
+    for (int b = 0; b < nb; b++) {
+        const float dx[2] = {g8_f16_to_f32(xt[0][b].d), g8_f16_to_f32(xt[1][b].d)};
+        _Pragma("GCC unroll 2")
+        for (int g = 0; g < G; g++) {
+            int32x4_t acc[2][4];
+            _Pragma("GCC unroll 2")
+            for (int t = 0; t < T; t++)
+                _Pragma("GCC unroll 4")
+                for (int r = 0; r < 4; r++) acc[t][r] = vdupq_n_s32(0);
+            if (q4) {
+                const uint8_t *qb = g8_pack4_quants(group[g], b);
+                int8x16_t xv[2][2];
+                _Pragma("GCC unroll 2")
+                for (int t = 0; t < T; t++) {
+                    xv[t][0] = vld1q_s8(xt[t][b].qs);
+                    xv[t][1] = vld1q_s8(xt[t][b].qs + 16);
+                }
+                Q4_BLOCK()
+            } else {
+                const int8_t *qb = g8_pack_quants(group[g], b);
+                _Pragma("GCC unroll 2")
+                for (int h = 0; h < 2; h++) {
+                    const int8x16_t xv[2] = {vld1q_s8(xt[0][b].qs + 16 * h), vld1q_s8(xt[1][b].qs + 16 * h)};
+                    Q8_HALF(h)
+                }
+            }
+            const uint16_t *d = q4 ? g8_pack4_scales(group[g], b) : g8_pack_scales(group[g], b);
+            _Pragma("GCC unroll 4")
+            for (int r = 0; r < 4; r++) {
+                const float32x4_t dw = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d + 4 * r)));
+                _Pragma("GCC unroll 2")
+                for (int t = 0; t < T; t++)
+                    f[g][t][r] = vfmaq_f32(f[g][t][r], vcvtq_f32_s32(acc[t][r]), vmulq_n_f32(dw, dx[t]));
+            }
+        }
+    }
+    _Pragma("GCC unroll 2")
+    for (int g = 0; g < G; g++)
+        _Pragma("GCC unroll 2")
+        for (int t = 0; t < T; t++)
+            _Pragma("GCC unroll 4")
+            for (int r = 0; r < 4; r++) vst1q_f32(y[g] + (size_t)(t0 + t) * ldy[g] + 4 * r, f[g][t][r]);
+}
+
+/* 2 <= T <= 4 tokens by n <= 2 groups: pairs of tokens, an odd last token by the one-token GEMV */
+static inline __attribute__((always_inline)) void gemv_few_of(const bool q4, int n, int nb,
+                                                              const void *const *group,
+                                                              const block_q8_0 *x, int T, float *const *y,
+                                                              const size_t *ldy) {
+    int t = 0;
+    for (; t + 2 <= T; t += 2) {
+        if (n == 1)
+            few_pair(q4, 1, nb, group, x, t, y, ldy);
+        else
+            few_pair(q4, 2, nb, group, x, t, y, ldy);
+    }
+    if (t == T) return;
+    float *const yt[2] = {y[0] + (size_t)t * ldy[0], n > 1 ? y[1] + (size_t)t * ldy[1] : NULL};
+    if (q4)
+        g8_gemv_q4_0_neon(n, nb, group, x + (size_t)t * nb, NULL, yt);
+    else
+        g8_gemv_q8_0_neon(n, nb, group, x + (size_t)t * nb, NULL, yt);
+}
+
+static void gemv_few_q8_0(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum, int T,
+                          float *const *y, const size_t *ldy) {
+    (void)xsum;
+    gemv_few_of(false, n, nb, group, x, T, y, ldy);
+}
+
+static void gemv_few_q4_0(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum, int T,
+                          float *const *y, const size_t *ldy) {
+    (void)xsum;
+    gemv_few_of(true, n, nb, group, x, T, y, ldy);
+}
+
 static void gemm_q6_k(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                       size_t ldy) {
     (void)xsum;
@@ -614,6 +708,10 @@ const g8_kernels g8_kernels_neon = {
     .q4_groups = 2,
     .gemv_q8_0 = g8_gemv_q8_0_neon,
     .q8_groups = 2,
+    .gemv_few_q8_0 = gemv_few_q8_0,
+    .gemv_few_q4_0 = gemv_few_q4_0,
+    .few_tokens = 4,
+    .few_groups = 2,
     .gemm_q6_k = gemm_q6_k,
 };
 
@@ -626,6 +724,10 @@ const g8_kernels g8_kernels_neon_i8mm = {
     .q4_groups = 2,
     .gemv_q8_0 = g8_gemv_q8_0_neon,
     .q8_groups = 2,
+    .gemv_few_q8_0 = gemv_few_q8_0,
+    .gemv_few_q4_0 = gemv_few_q4_0,
+    .few_tokens = 4,
+    .few_groups = 2,
     .gemm_q6_k = g8_gemm_q6_k_i8mm,
 };
 #endif

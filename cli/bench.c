@@ -117,6 +117,9 @@ static double read_seconds(const uint64_t *p, size_t n, int n_threads) {
 
 enum { MEMBW_BYTES = 1 << 30, MEMBW_WINDOW = 128 << 20 };
 
+/* tokens of the untimed decode run before each depth and sequence count */
+enum { WARMUP_TOKENS = 8 };
+
 /* A 1 GiB buffer to read, on huge pages as the engine's packed weights (no page walk every
  * 4 KiB), filled; NULL when out of memory. */
 static uint64_t *membw_buffer(void) {
@@ -292,7 +295,9 @@ int cmd_bench(int argc, char **argv) {
             const int32_t d = depths[di], np = nps[ni];
             int32_t seqs[256], ids[256];
             for (int q = 0; q < np; q++) seqs[q] = q;
-            for (int r = 0; r < nr && !rc; r++) {
+            /* run -1 is a warm-up of a few tokens, untimed, as llama-bench's: a process's first decode
+             * runs 10-30% under the later ones (docs/performance.md) */
+            for (int r = -1; r < nr && !rc; r++) {
                 for (int q = 0; q < np && !rc;
                      q++) { /* the context of d tokens: kept from the last run if it can be */
                     if (gemma8_seq_n_past(ctx, q) >= d) gemma8_seq_truncate(ctx, q, d);
@@ -305,13 +310,14 @@ int cmd_bench(int argc, char **argv) {
                 /* with --membw, a window of MEMBW_WINDOW bytes is read after every token, on as many threads,
                  * so that decode and the plain read see the same seconds of this machine */
                 double t_tokens = 0, t_read = 0;
-                for (int i = 0; i < n_gen && !rc; i++) {
+                const int n_run = r < 0 ? (n_gen < WARMUP_TOKENS ? n_gen : WARMUP_TOKENS) : n_gen;
+                for (int i = 0; i < n_run && !rc; i++) {
                     for (int q = 0; q < np; q++) ids[q] = tok[(d + i + 31 * q) % n_tok];
                     const double a = gemma8_time();
                     const gemma8_batch step = {.n = np, .token = ids, .seq = seqs};
                     if (gemma8_decode(ctx, &step)) rc = 1;
                     t_tokens += gemma8_time() - a;
-                    if (bwbuf) {
+                    if (bwbuf && r >= 0) {
                         /* 3 ms for the engine's idle workers to stop spinning (threadpool.c) and leave the
                          * cores, waited awake: after a 3 ms sleep this VM read 128 MiB at 24-31 GB/s where it
                          * read 45-48 straight on or after 3 ms of spinning */
@@ -322,6 +328,7 @@ int cmd_bench(int argc, char **argv) {
                         t_read += read_seconds(bwbuf + at, words, n_threads);
                     }
                 }
+                if (r < 0) continue;
                 tg[r] = (double)n_gen * np / t_tokens;
                 bw[r] = bwbuf ? (double)n_gen * MEMBW_WINDOW / t_read / 1e9 : 0;
             }

@@ -117,7 +117,7 @@ static double read_seconds(const uint64_t *p, size_t n, int n_threads) {
 
 enum { MEMBW_BYTES = 1 << 30, MEMBW_WINDOW = 128 << 20 };
 
-/* tokens of the untimed decode run before each depth and sequence count */
+/* tokens of the untimed decode run before each depth and sequence count (named in the help of -n) */
 enum { WARMUP_TOKENS = 8 };
 
 /* A 1 GiB buffer to read, on huge pages as the engine's packed weights (no page walk every
@@ -192,7 +192,8 @@ int cmd_bench(int argc, char **argv) {
     cli_common_table(&c, common, false);
     const cli_opt opts[] = {
         {"-p|--n-prompt", CLI_INT, &n_prompt, "N", "prompt tokens to prefill", NULL},
-        {"-n|--n-gen", CLI_INT, &n_gen, "N", "tokens to decode", NULL},
+        {"-n|--n-gen", CLI_INT, &n_gen, "N",
+         "tokens to decode (each depth and sequence count after an untimed decode of 8)", NULL},
         {"-d|--depth", CLI_STR, &depth_s, "N[,N...]",
          "tokens of context before decoding (a list: each in turn)", NULL},
         {"-r|--repetitions", CLI_INT, &reps, "N", "runs (mean +- sd)", NULL},

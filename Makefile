@@ -171,14 +171,19 @@ test-tsan:
 
 # aarch64 (NEON dot-product kernels): cross-compiled, tests run under qemu-user; the grammar tests
 # (portable C, no SIMD, two thirds of the emulated run's time), the interrupted conversion (signals
-# and files) and the CLI's structured output (grammar again) run natively in make test only
+# and files) and the CLI's structured output (grammar again) run natively in make test only; so does
+# q8_0_kv_f16_tiny_long (4400 tokens through an f16 cache: 125 s of the emulated run, qemu doing
+# each float FMA of its attention in software). Here the f16 cache is checked against the reference
+# by q8_0_tiny_a/b/c (up to 300 tokens), past its window by forward_wide_window_chunk_invariant, and
+# the long context by forward_tiny_long (f32 cache) and q8_0_kv_q8_0_tiny_long (Q8_0 cache).
 test-arm:
 	$(MAKE) BUILD=build-arm CC=aarch64-linux-gnu-gcc CFLAGS="-O2 -g -march=armv8.2-a+dotprod" \
 		build-arm/gemma8 build-arm/test-gemma8
 	$(MAKE) BUILD=build-arm build-arm/diff-cases.jsonl build-arm/diff-cases3.jsonl
 	GEMMA8=build-arm/gemma8 GEMMA8_WRAPPER=qemu-aarch64 GEMMA8_DIFF_CASES=build-arm/diff-cases.jsonl \
 		GEMMA8_DIFF_CASES3=build-arm/diff-cases3.jsonl \
-		qemu-aarch64 -cpu max build-arm/test-gemma8 -grammar_ -cli_convert_interrupted -cli_structured_output
+		qemu-aarch64 -cpu max build-arm/test-gemma8 -grammar_ -cli_convert_interrupted -cli_structured_output \
+		-q8_0_kv_f16_tiny_long
 
 # libFuzzer harnesses (clang): make fuzz [FUZZ_SECONDS=60]. Seeds in fuzz/corpus,
 # new inputs in build-fuzz/corpus-*, crash reproducers in build-fuzz/.

@@ -190,7 +190,8 @@ static void check_q8_0(const char *fixture, bool gen0, int32_t kv_type) {
 TEST(q8_0_tiny_a) { check_q8_0("tiny-a", true, GEMMA8_KV_AUTO); }
 TEST(q8_0_tiny_b) { check_q8_0("tiny-b", true, GEMMA8_KV_AUTO); }
 TEST(q8_0_tiny_c) { check_q8_0("tiny-c", true, GEMMA8_KV_AUTO); }
-TEST(q8_0_tiny_long) { check_q8_0("tiny-long", false, GEMMA8_KV_AUTO); }
+/* the cache left to auto: f16 under Q8_0 weights */
+TEST(q8_0_kv_f16_tiny_long) { check_q8_0("tiny-long", false, GEMMA8_KV_AUTO); }
 
 /* the same bars with the KV cache in Q8_0 as well (past the sliding window in
  * tiny-long); tiny-b and tiny-long have heads of 32, tiny-a's of 16 cannot be

@@ -35,6 +35,18 @@ static bool x86_has_avx512vnni(void) {
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     return (lo & 0xe6) == 0xe6;
 }
+
+/* CPUID leaf 0's vendor string is "GenuineIntel" (EBX, EDX, ECX) */
+static bool x86_is_intel(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
+    char v[13];
+    memcpy(v, &b, 4);
+    memcpy(v + 4, &d, 4);
+    memcpy(v + 8, &c, 4);
+    v[12] = 0;
+    return strcmp(v, "GenuineIntel") == 0;
+}
 #endif
 #if defined(__aarch64__)
 #include <sys/auxv.h>
@@ -52,7 +64,13 @@ int g8_kernels_all(const g8_kernels **out, int max) {
 #if defined(__x86_64__)
     if (n < max && x86_has_avx2()) out[n++] = &g8_kernels_avx2;
     if (n < max && x86_has_avxvnni()) out[n++] = &g8_kernels_avxvnni;
-    if (n < max && x86_has_avx512vnni()) out[n++] = &g8_kernels_avx512vnni; /* 512-bit: preferred */
+    /* 512-bit: preferred, the one-token GEMVs prefetching on Intel and not elsewhere (x86_avx512.c);
+     * both tables run on any CPU with AVX512-VNNI, the preferred one last */
+    if (x86_has_avx512vnni()) {
+        const bool intel = x86_is_intel();
+        if (n < max) out[n++] = intel ? &g8_kernels_avx512vnni : &g8_kernels_avx512vnni_pf;
+        if (n < max) out[n++] = intel ? &g8_kernels_avx512vnni_pf : &g8_kernels_avx512vnni;
+    }
 #endif
 #if defined(__aarch64__)
     const bool dotprod = getauxval(AT_HWCAP) & HWCAP_ASIMDDP;

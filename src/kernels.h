@@ -107,6 +107,8 @@ int g8_kernels_all(const g8_kernels **out, int max);
 extern const g8_kernels g8_kernels_avx2;
 /* AVX2 with the GEMM on vpdpbusd: 256-bit (AVX-VNNI, or AVX512-VNNI with VL) and 512-bit */
 extern const g8_kernels g8_kernels_avxvnni, g8_kernels_avx512vnni;
+/* the 512-bit table with the one-token GEMVs that prefetch (Intel; the plain one elsewhere) */
+extern const g8_kernels g8_kernels_avx512vnni_pf;
 void g8_gemm_q8_0_avxvnni(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                           size_t ldy);
 void g8_gemm_q8_0_avx512vnni(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
@@ -148,6 +150,11 @@ void g8_gemv_q4_0_avx512vnni(int n, int nb, const void *const *group, const bloc
                              float *const *y);
 void g8_gemv_q8_0_avx512vnni(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
                              float *const *y);
+/* the same with a software prefetch ahead in each stream (the table Intel CPUs take, kernels.c) */
+void g8_gemv_q4_0_avx512vnni_pf(int n, int nb, const void *const *group, const block_q8_0 *x,
+                                const int32_t *xsum, float *const *y);
+void g8_gemv_q8_0_avx512vnni_pf(int n, int nb, const void *const *group, const block_q8_0 *x,
+                                const int32_t *xsum, float *const *y);
 /* the AVX2 table's attention kernels in 512-bit registers, the same bits (x86_avx512_attn.c) */
 void g8_qk_f16_avx512(int n, const uint16_t *k, int hd, const float *q, int group, float *s, size_t ls);
 void g8_wsum_f16_avx512(int n, const float *w, size_t lw, const uint16_t *v, int hd, int group, float *out);

@@ -541,23 +541,25 @@ const g8_kernels g8_kernels_avxvnni = {
     .gemm_q6_k = g8_gemm_q6_k_avxvnni,
 };
 
+#define AVX512_KERNELS                                                                                       \
+    AVX2_KERNELS, .qk_f16 = g8_qk_f16_avx512, .wsum_f16 = g8_wsum_f16_avx512, .qk_q8_0 = g8_qk_q8_0_avx512,   \
+    .wsum_q8_0 = g8_wsum_q8_0_avx512, .gemm_q8_0 = g8_gemm_q8_0_avx512vnni,                                  \
+    .gemm_q4_0 = g8_gemm_q4_0_avx512vnni, .q4_groups = 4, .q8_groups = 4,                                     \
+    .gemv_few_q8_0 = g8_gemv_few_q8_0_avx512vnni, .gemv_few_q4_0 = g8_gemv_few_q4_0_avx512vnni,             \
+    .few_tokens = 4, .few_groups = 4, .gemm_q6_k = g8_gemm_q6_k_avx512vnni
+
 const g8_kernels g8_kernels_avx512vnni = {
     .name = "avx512-vnni",
-    AVX2_KERNELS,
-    .qk_f16 = g8_qk_f16_avx512,
-    .wsum_f16 = g8_wsum_f16_avx512,
-    .qk_q8_0 = g8_qk_q8_0_avx512,
-    .wsum_q8_0 = g8_wsum_q8_0_avx512,
-    .gemm_q8_0 = g8_gemm_q8_0_avx512vnni,
-    .gemm_q4_0 = g8_gemm_q4_0_avx512vnni,
+    AVX512_KERNELS,
     .gemv_q4_0 = g8_gemv_q4_0_avx512vnni,
-    .q4_groups = 4,
     .gemv_q8_0 = g8_gemv_q8_0_avx512vnni,
-    .q8_groups = 4,
-    .gemv_few_q8_0 = g8_gemv_few_q8_0_avx512vnni,
-    .gemv_few_q4_0 = g8_gemv_few_q4_0_avx512vnni,
-    .few_tokens = 4,
-    .few_groups = 4,
-    .gemm_q6_k = g8_gemm_q6_k_avx512vnni,
+};
+
+/* the same bits, the one-token GEMVs prefetching ahead in each stream (x86_avx512.c: Intel) */
+const g8_kernels g8_kernels_avx512vnni_pf = {
+    .name = "avx512-vnni-pf",
+    AVX512_KERNELS,
+    .gemv_q4_0 = g8_gemv_q4_0_avx512vnni_pf,
+    .gemv_q8_0 = g8_gemv_q8_0_avx512vnni_pf,
 };
 #endif

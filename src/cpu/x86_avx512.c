@@ -17,8 +17,11 @@
  * before gemv_few: two sequences decoded 1.45x one with them, 1.8x without). gemv_few (two to four
  * tokens, four streams a thread) prefetches FEW_AHEAD bytes ahead in each stream: with four
  * tokens' vpdpbusd between a stream's loads, its loads alone left memory idle (2B, two and four
- * sequences: +7-20%, docs/performance.md). */
-enum { PREFETCH = 2048, FEW_AHEAD = 2048 };
+ * sequences: +7-20%, docs/performance.md). The one-token GEMVs come in two builds: without a
+ * prefetch (AMD: prefetches 1-9 KiB ahead read 52-62 GB/s where none read 61-67 on Zen) and with one
+ * ONE_AHEAD bytes ahead in each stream (Intel: an Emerald Rapids VM decoded 7-14% faster with it,
+ * 2B q8_0 and q4_0, Gemma 3 1B q8_0); kernels.c picks the table by the CPU's vendor. */
+enum { PREFETCH = 2048, FEW_AHEAD = 2048, ONE_AHEAD = 2048 };
 
 static inline __attribute__((always_inline)) void pass(int nb, const void *group, const block_q8_0 *x,
                                                        const int32_t *xsum, const int T, float *y, size_t ldy) {
@@ -83,7 +86,7 @@ void g8_gemm_q8_0_avx512vnni(int nb, const void *group, const block_q8_0 *x, con
  * scales; each broadcast of the token's quants serves every group. Same integer sums and FMAs as
  * pass at T = 1, so the same floats. Four groups far apart on two threads read 95-98% of what a
  * read of four streams a thread gets, where pass reads 75-85% (one stream). */
-static inline __attribute__((always_inline)) void gemv8_blocks(const int n, const int G,
+static inline __attribute__((always_inline)) void gemv8_blocks(const int n, const int G, const int ahead,
                                                                const void *const *group, int b,
                                                                const block_q8_0 *x, const int32_t *xsum,
                                                                __m512 *f) {
@@ -106,6 +109,7 @@ static inline __attribute__((always_inline)) void gemv8_blocks(const int n, cons
             _Pragma("GCC unroll 4")
             for (int g = 0; g < G; g++) {
                 const int8_t *q = g8_pack_quants(group[g], b + k) + 64 * c;
+                if (ahead) _mm_prefetch((const char *)q + ahead, _MM_HINT_T0);
                 const __m512i u = _mm512_xor_si512(_mm512_loadu_si512((const void *)q), bias);
                 acc[g][k][c % 2] = _mm512_dpbusd_epi32(acc[g][k][c % 2], u, xv);
             }
@@ -122,25 +126,15 @@ static inline __attribute__((always_inline)) void gemv8_blocks(const int n, cons
         }
 }
 
-static inline __attribute__((always_inline)) void gemv8(const int G, int nb, const void *const *group,
-                                                        const block_q8_0 *x, const int32_t *xsum,
-                                                        float *const *y) {
+static inline __attribute__((always_inline)) void gemv8(const int G, const int ahead, int nb,
+                                                        const void *const *group, const block_q8_0 *x,
+                                                        const int32_t *xsum, float *const *y) {
     __m512 f[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
     int b = 0;
-    for (; b + 2 <= nb; b += 2) gemv8_blocks(2, G, group, b, x, xsum, f);
-    if (b < nb) gemv8_blocks(1, G, group, b, x, xsum, f);
+    for (; b + 2 <= nb; b += 2) gemv8_blocks(2, G, ahead, group, b, x, xsum, f);
+    if (b < nb) gemv8_blocks(1, G, ahead, group, b, x, xsum, f);
     _Pragma("GCC unroll 4")
     for (int g = 0; g < G; g++) _mm512_storeu_ps(y[g], f[g]);
-}
-
-void g8_gemv_q8_0_avx512vnni(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
-                             float *const *y) {
-    switch (n) {
-    case 1: gemv8(1, nb, group, x, xsum, y); break;
-    case 2: gemv8(2, nb, group, x, xsum, y); break;
-    case 3: gemv8(3, nb, group, x, xsum, y); break;
-    default: gemv8(4, nb, group, x, xsum, y); break;
-    }
 }
 
 /* Q4_0 (quant.h's 4-bit packing): a zmm load holds eight quants of each of 16 rows as nibbles: the
@@ -157,7 +151,7 @@ void g8_gemv_q8_0_avx512vnni(int n, int nb, const void *const *group, const bloc
  * bandwidth only with that margin (a core shared by two VMs has less). */
 /* Blocks b..b+n-1 (n <= 2) of G groups (G <= 4) for one token, into f[g]: each broadcast of the
  * token's quants serves every group; per group the sums and the FMAs are those of one group alone. */
-static inline __attribute__((always_inline)) void gemv4_blocks(const int n, const int G,
+static inline __attribute__((always_inline)) void gemv4_blocks(const int n, const int G, const int ahead,
                                                                const void *const *group, int b,
                                                                const block_q8_0 *x, const int32_t *xsum,
                                                                __m512 *f) {
@@ -181,6 +175,7 @@ static inline __attribute__((always_inline)) void gemv4_blocks(const int n, cons
             _Pragma("GCC unroll 4")
             for (int g = 0; g < G; g++) {
                 const uint8_t *q = g8_pack4_quants(group[g], b) + k * G8_PACK4_BLOCK + 64 * c;
+                if (ahead) _mm_prefetch((const char *)q + ahead, _MM_HINT_T0);
                 const __m512i v = _mm512_loadu_si512((const void *)q);
                 lo[g][k] = _mm512_dpbusd_epi32(lo[g][k], _mm512_and_si512(v, m4), vl);
                 hi[g][k] = _mm512_dpbusd_epi32(hi[g][k], _mm512_and_si512(v, mh), vh);
@@ -201,26 +196,48 @@ static inline __attribute__((always_inline)) void gemv4_blocks(const int n, cons
 
 /* One token by G groups (G <= 4): a pair of blocks at a time (four vpdpbusd chains a group), the
  * high nibbles masked in place (v & 0xF0 = 16 q) and their sum shifted back (exact). */
-static inline __attribute__((always_inline)) void gemv4(const int G, int nb, const void *const *group,
-                                                        const block_q8_0 *x, const int32_t *xsum,
-                                                        float *const *y) {
+static inline __attribute__((always_inline)) void gemv4(const int G, const int ahead, int nb,
+                                                        const void *const *group, const block_q8_0 *x,
+                                                        const int32_t *xsum, float *const *y) {
     __m512 f[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
     int b = 0;
-    for (; b + 2 <= nb; b += 2) gemv4_blocks(2, G, group, b, x, xsum, f);
-    if (b < nb) gemv4_blocks(1, G, group, b, x, xsum, f);
+    for (; b + 2 <= nb; b += 2) gemv4_blocks(2, G, ahead, group, b, x, xsum, f);
+    if (b < nb) gemv4_blocks(1, G, ahead, group, b, x, xsum, f);
     _Pragma("GCC unroll 4")
     for (int g = 0; g < G; g++) _mm512_storeu_ps(y[g], f[g]);
 }
 
-/* up to four groups: four far apart read ~85% of a four-stream read where one reads ~65% (ops.c) */
+/* One token by n groups (n <= 4: four far apart read ~85% of a four-stream read where one reads
+ * ~65%, ops.c) of Q4_0 or Q8_0, prefetching `ahead` bytes ahead in each stream (0: none) */
+static inline __attribute__((always_inline)) void gemv_groups(const bool q4, const int ahead, int n, int nb,
+                                                              const void *const *group, const block_q8_0 *x,
+                                                              const int32_t *xsum, float *const *y) {
+    switch (n) {
+    case 1: q4 ? gemv4(1, ahead, nb, group, x, xsum, y) : gemv8(1, ahead, nb, group, x, xsum, y); break;
+    case 2: q4 ? gemv4(2, ahead, nb, group, x, xsum, y) : gemv8(2, ahead, nb, group, x, xsum, y); break;
+    case 3: q4 ? gemv4(3, ahead, nb, group, x, xsum, y) : gemv8(3, ahead, nb, group, x, xsum, y); break;
+    default: q4 ? gemv4(4, ahead, nb, group, x, xsum, y) : gemv8(4, ahead, nb, group, x, xsum, y); break;
+    }
+}
+
+void g8_gemv_q8_0_avx512vnni(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
+                             float *const *y) {
+    gemv_groups(false, 0, n, nb, group, x, xsum, y);
+}
+
+void g8_gemv_q8_0_avx512vnni_pf(int n, int nb, const void *const *group, const block_q8_0 *x,
+                                const int32_t *xsum, float *const *y) {
+    gemv_groups(false, ONE_AHEAD, n, nb, group, x, xsum, y);
+}
+
 void g8_gemv_q4_0_avx512vnni(int n, int nb, const void *const *group, const block_q8_0 *x, const int32_t *xsum,
                              float *const *y) {
-    switch (n) {
-    case 1: gemv4(1, nb, group, x, xsum, y); break;
-    case 2: gemv4(2, nb, group, x, xsum, y); break;
-    case 3: gemv4(3, nb, group, x, xsum, y); break;
-    default: gemv4(4, nb, group, x, xsum, y); break;
-    }
+    gemv_groups(true, 0, n, nb, group, x, xsum, y);
+}
+
+void g8_gemv_q4_0_avx512vnni_pf(int n, int nb, const void *const *group, const block_q8_0 *x,
+                                const int32_t *xsum, float *const *y) {
+    gemv_groups(true, ONE_AHEAD, n, nb, group, x, xsum, y);
 }
 
 /* A few tokens (T = 2..4, a batch's decode step) by G groups (G <= 4): block after block, each
@@ -463,7 +480,7 @@ static inline __attribute__((always_inline)) void pass4_prefill(int nb, const vo
 void g8_gemm_q4_0_avx512vnni(int nb, const void *group, const block_q8_0 *x, const int32_t *xsum, int T, float *y,
                              size_t ldy) {
     switch (T) {
-    case 1: gemv4(1, nb, &group, x, xsum, &y); break;
+    case 1: gemv4(1, 0, nb, &group, x, xsum, &y); break;
     case 2:
     case 3:
     case 4: few(true, 1, nb, &group, x, xsum, T, &y, &ldy); break;

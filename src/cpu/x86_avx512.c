@@ -12,9 +12,9 @@
 #include <stdbool.h>
 
 /* Bytes ahead of the loads to prefetch, when more than four tokens go over a block of weights that
- * comes from L2 (prefill gains ~12%). The one-token GEMV streams from memory and leaves it to the
- * hardware prefetcher (software prefetches cost the one-stream pass of a few tokens that came
- * before gemv_few: two sequences decoded 1.45x one with them, 1.8x without). gemv_few (two to four
+ * comes from L2 (prefill gains ~12%). pass leaves one to four tokens to the hardware prefetcher
+ * (software prefetches cost its one-stream pass of a few tokens, used before gemv_few: two
+ * sequences decoded 1.45x one with them, 1.8x without). gemv_few (two to four
  * tokens, four streams a thread) prefetches FEW_AHEAD bytes ahead in each stream: with four
  * tokens' vpdpbusd between a stream's loads, its loads alone left memory idle (2B, two and four
  * sequences: +7-20%, docs/performance.md). The one-token GEMVs come in two builds: without a

@@ -181,6 +181,65 @@ static double kv_bytes_per_token(const gemma8_model_info *info, const char *kv_t
     return n_gen ? positions / n_gen * per_position : 0;
 }
 
+/* One run of decode: sequences 0..np-1 each after d tokens of context (kept from the last run where it
+ * can be), then n_gen steps of np tokens, or WARMUP_TOKENS untimed when tg is NULL: a process's first
+ * decode runs 10-30% under the later ones (docs/performance.md), llama-bench warms up too. Into *tg
+ * the tokens a second; into *bw, with --membw, the GB/s of the window read after each token. */
+static int decode_run(gemma8_context *ctx, const int32_t *tok, int n_tok, int32_t d, int32_t np, int n_gen,
+                      const uint64_t *bwbuf, int n_threads, double *tg, double *bw) {
+    int32_t seqs[256], ids[256];
+    for (int q = 0; q < np; q++) {
+        seqs[q] = q;
+        if (gemma8_seq_n_past(ctx, q) >= d) gemma8_seq_truncate(ctx, q, d);
+        if (gemma8_seq_n_past(ctx, q) == d) continue;
+        gemma8_seq_clear(ctx, q);
+        const gemma8_batch past = gemma8_batch_tokens(q, tok, d);
+        if (d && gemma8_decode(ctx, &past)) return 1;
+    }
+    /* with --membw, a window of MEMBW_WINDOW bytes is read after every token, on as many threads, so
+     * that decode and the plain read see the same seconds of this machine */
+    double t_tokens = 0, t_read = 0;
+    const int n_run = tg ? n_gen : n_gen < WARMUP_TOKENS ? n_gen : WARMUP_TOKENS;
+    for (int i = 0; i < n_run; i++) {
+        for (int q = 0; q < np; q++) ids[q] = tok[(d + i + 31 * q) % n_tok];
+        const double a = gemma8_time();
+        const gemma8_batch step = {.n = np, .token = ids, .seq = seqs};
+        if (gemma8_decode(ctx, &step)) return 1;
+        t_tokens += gemma8_time() - a;
+        if (!bwbuf || !tg) continue;
+        /* 3 ms for the engine's idle workers to stop spinning (threadpool.c) and leave the cores, waited
+         * awake: after a 3 ms sleep this VM read 128 MiB at 24-31 GB/s where it read 45-48 straight on
+         * or after 3 ms of spinning */
+        for (const double until = gemma8_time() + 0.003; gemma8_time() < until;) {
+        }
+        const size_t words = MEMBW_WINDOW / 8, at = (size_t)i % (MEMBW_BYTES / MEMBW_WINDOW) * words;
+        t_read += read_seconds(bwbuf + at, words, n_threads);
+    }
+    if (tg) *tg = (double)n_gen * np / t_tokens;
+    if (tg && bw) *bw = bwbuf ? (double)n_gen * MEMBW_WINDOW / t_read / 1e9 : 0;
+    return 0;
+}
+
+/* The decode lines of one depth and sequence count: tokens a second, GB/s streamed, and with --membw
+ * (bw) each run's stream against the plain read between its tokens */
+static void print_decode(const gemma8_model_info *info, const char *kv_type, int32_t d, int32_t np, int n_gen,
+                         int nr, const double *tg, const double *bw) {
+    double m, sd;
+    mean_sd(tg, nr, &m, &sd);
+    /* a step reads the weights once and each sequence's cache rows */
+    const double kvb = kv_bytes_per_token(info, kv_type, d, n_gen);
+    printf("tg%-5d  %8.2f ± %.2f tok/s  (depth %d, %d sequences)  weights streamed: %.2f GB/s, with the KV "
+           "cache read: %.2f GB/s\n",
+           n_gen, m, sd, d, np, m / np * info->weight_bytes / 1e9, m / np * (info->weight_bytes + np * kvb) / 1e9);
+    if (!bw) return;
+    double f[64] = {0};
+    for (int r = 0; r < nr; r++) f[r] = tg[r] / np * (info->weight_bytes + np * kvb) / 1e9 / bw[r];
+    mean_sd(f, nr, &m, &sd);
+    printf("decode read %.0f%% ± %.0f%% of the memory read bandwidth, read between its tokens", 100 * m, 100 * sd);
+    for (int r = 0; r < nr; r++) printf("%s%.1f", r ? ", " : " (GB/s: ", bw[r]);
+    printf(")\n");
+}
+
 int cmd_bench(int argc, char **argv) {
     cli_common c = cli_common_defaults();
     c.n_threads = 2;
@@ -200,7 +259,8 @@ int cmd_bench(int argc, char **argv) {
         {"-b|--batch-size", CLI_INT, &c.n_batch, "N", "tokens per prefill step", NULL},
         {"--kv-type", CLI_STR, &c.kv_type, "T", "KV cache: auto, f32, f16, q8_0", NULL},
         {"-np|--parallel", CLI_STR, &np_s, "N[,N...]",
-         "sequences decoded together (batched decode; a list: each in turn); tg is their sum", NULL},
+         "sequences decoded together (batched decode; a list: in rounds, a run of each in turn, and each "
+         "against the first); tg is their sum", NULL},
         {"--membw", CLI_FLAG, &membw, NULL,
          "measure this machine's read bandwidth (1 GiB, four streams a thread, "
          "best of 5); with -m, read 128 MiB of it after every decoded token (not timed as decode; after a "
@@ -272,7 +332,7 @@ int cmd_bench(int argc, char **argv) {
     printf("model: %s, %s, %.2f B params, %.2f GiB of weights, %d threads, KV cache %s, loaded in %.2f s\n",
            model_path, gemma8_type_name(info.matrix_type), info.n_params / 1e9, info.weight_bytes / 1073741824.0,
            n_threads, kv_type ? kv_type : "auto", t_load);
-    double pp[64], tg[64], bw[64];
+    double pp[64], tg[16][64], bw[16][64]; /* [N][run] */
     uint64_t *bwbuf = membw && n_gen ? membw_buffer() : NULL;
     if (membw && n_gen && !bwbuf) fprintf(stderr, "gemma8 bench: no memory for --membw's 1 GiB, left out\n");
     const int nr = reps < 64 ? reps : 64;
@@ -290,68 +350,25 @@ int cmd_bench(int argc, char **argv) {
         mean_sd(pp, nr, &m, &sd);
         printf("pp%-5d  %8.2f ± %.2f tok/s\n", n_prompt, m, sd);
     }
-    /* decode: each of the sequences after d tokens, together when there are several; every d with every N */
-    for (int di = 0; di < n_depth && n_gen && !rc; di++)
-        for (int ni = 0; ni < n_np && !rc; ni++) {
-            const int32_t d = depths[di], np = nps[ni];
-            int32_t seqs[256], ids[256];
-            for (int q = 0; q < np; q++) seqs[q] = q;
-            /* run -1 is a warm-up of a few tokens, untimed, as llama-bench's: a process's first decode
-             * runs 10-30% under the later ones (docs/performance.md) */
-            for (int r = -1; r < nr && !rc; r++) {
-                for (int q = 0; q < np && !rc;
-                     q++) { /* the context of d tokens: kept from the last run if it can be */
-                    if (gemma8_seq_n_past(ctx, q) >= d) gemma8_seq_truncate(ctx, q, d);
-                    if (gemma8_seq_n_past(ctx, q) != d) {
-                        gemma8_seq_clear(ctx, q);
-                        const gemma8_batch past = gemma8_batch_tokens(q, tok, d);
-                        if (d && gemma8_decode(ctx, &past)) rc = 1;
-                    }
-                }
-                /* with --membw, a window of MEMBW_WINDOW bytes is read after every token, on as many threads,
-                 * so that decode and the plain read see the same seconds of this machine */
-                double t_tokens = 0, t_read = 0;
-                const int n_run = r < 0 ? (n_gen < WARMUP_TOKENS ? n_gen : WARMUP_TOKENS) : n_gen;
-                for (int i = 0; i < n_run && !rc; i++) {
-                    for (int q = 0; q < np; q++) ids[q] = tok[(d + i + 31 * q) % n_tok];
-                    const double a = gemma8_time();
-                    const gemma8_batch step = {.n = np, .token = ids, .seq = seqs};
-                    if (gemma8_decode(ctx, &step)) rc = 1;
-                    t_tokens += gemma8_time() - a;
-                    if (bwbuf && r >= 0) {
-                        /* 3 ms for the engine's idle workers to stop spinning (threadpool.c) and leave the
-                         * cores, waited awake: after a 3 ms sleep this VM read 128 MiB at 24-31 GB/s where it
-                         * read 45-48 straight on or after 3 ms of spinning */
-                        for (const double until = gemma8_time() + 0.003; gemma8_time() < until;) {
-                        }
-                        const size_t words = MEMBW_WINDOW / 8,
-                                     at = (size_t)i % (MEMBW_BYTES / MEMBW_WINDOW) * words;
-                        t_read += read_seconds(bwbuf + at, words, n_threads);
-                    }
-                }
-                if (r < 0) continue;
-                tg[r] = (double)n_gen * np / t_tokens;
-                bw[r] = bwbuf ? (double)n_gen * MEMBW_WINDOW / t_read / 1e9 : 0;
-            }
-            if (rc) break;
-            mean_sd(tg, nr, &m, &sd);
-            /* a step reads the weights once and each sequence's cache rows */
-            const double kvb = kv_bytes_per_token(&info, kv_type, d, n_gen);
-            printf("tg%-5d  %8.2f ± %.2f tok/s  (depth %d, %d sequences)  weights streamed: %.2f GB/s, with "
-                   "the KV "
-                   "cache read: %.2f GB/s\n",
-                   n_gen, m, sd, d, np, m / np * info.weight_bytes / 1e9,
-                   m / np * (info.weight_bytes + np * kvb) / 1e9);
-            if (bwbuf) { /* each run's stream against the plain read between its tokens */
-                double f[64] = {0};
-                for (int r = 0; r < nr; r++) f[r] = tg[r] / np * (info.weight_bytes + np * kvb) / 1e9 / bw[r];
-                mean_sd(f, nr, &m, &sd);
-                printf("decode read %.0f%% ± %.0f%% of the memory read bandwidth, read between its tokens", 100 * m,
-                       100 * sd);
-                for (int r = 0; r < nr; r++) printf("%s%.1f", r ? ", " : " (GB/s: ", bw[r]);
-                printf(")\n");
-            }
+    /* decode: each of the sequences after d tokens, together when there are several; every d with every
+     * N, the N in rounds (run r of each N, then run r + 1 of each), so that the machine's drift over
+     * minutes (this VM's bandwidth swung 13-31 GB/s) falls on every N alike and their ratios hold */
+    for (int di = 0; di < n_depth && n_gen && !rc; di++) {
+        const int32_t d = depths[di];
+        for (int r = -1; r < nr && !rc; r++)
+            for (int ni = 0; ni < n_np && !rc; ni++)
+                rc = decode_run(ctx, tok, n_tok, d, nps[ni], n_gen, bwbuf, n_threads, r < 0 ? NULL : &tg[ni][r],
+                                r < 0 ? NULL : &bw[ni][r]);
+        for (int ni = 0; ni < n_np && !rc; ni++)
+            print_decode(&info, kv_type, d, nps[ni], n_gen, nr, tg[ni], bwbuf ? bw[ni] : NULL);
+        for (int ni = 1; ni < n_np && !rc; ni++) { /* each N against the first, round by round */
+            double f[64];
+            for (int r = 0; r < nr; r++) f[r] = tg[ni][r] / tg[0][r];
+            mean_sd(f, nr, &m, &sd);
+            printf("tg%-5d  %d sequences against %d: %.2fx ± %.2f (depth %d, a ratio a round)\n", n_gen, nps[ni],
+                   nps[0], m, sd, d);
         }
+    }
     if (rc)
         fprintf(stderr, "gemma8: error: %s\n", gemma8_last_error());
     else

@@ -162,17 +162,20 @@ TEST(cli_kv_type_option) {
            "bench --membw printed '%s'", out);
     free(out);
     free(err);
-    /* lists: every depth with every number of sequences, each a line of its own, in that order */
+    /* lists: every depth with every number of sequences, each a line of its own, in that order, then
+     * each count against the first (a ratio of runs taken in the same round) */
     const char *a5[] = {"bench", "-m", model, "-p",   "0",   "-n",  "4",
-                        "-r",    "1",  "-d",  "0,16", "-np", "1,3", NULL};
+                        "-r",    "2",  "-d",  "0,16", "-np", "1,3", NULL};
     CHECK(run_cli(a5, NULL, &out, &err) == 0);
     const char *at = out;
-    const char *want[] = {"(depth 0, 1 sequences)", "(depth 0, 3 sequences)", "(depth 16, 1 sequences)",
-                          "(depth 16, 3 sequences)"};
-    for (int i = 0; i < 4; i++) {
+    const char *want[] = {"(depth 0, 1 sequences)",  "(depth 0, 3 sequences)",  "3 sequences against 1: ",
+                          "(depth 16, 1 sequences)", "(depth 16, 3 sequences)", "3 sequences against 1: "};
+    for (int i = 0; i < 6; i++) {
         at = at ? strstr(at, want[i]) : NULL;
         CHECKF(at != NULL, "bench -d 0,16 -np 1,3: no '%s' in order in '%s'", want[i], out);
     }
+    const char *ratio = strstr(out, "3 sequences against 1: ");
+    CHECKF(ratio && atof(ratio + strlen("3 sequences against 1: ")) > 0, "bench printed '%s'", out);
     CHECKF(strstr(out, "with the KV cache read: ") && !strstr(out, "pp0"), "bench printed '%s'", out);
     free(out);
     free(err);

@@ -16,17 +16,6 @@ static int run_end(const g8_batch *b, int t0) {
     return t1;
 }
 
-/* Row-wise steps whose SIMD kernels round a vector's elements and a tail's
- * differently are applied to each token's row on its own: an element's result
- * then depends on its place in the row only, never on the batch. */
-static void geglu_rows(g8_ops *ops, float *g, const float *u, int T, size_t n) {
-    for (int t = 0; t < T; t++) g8_geglu(ops, g + (size_t)t * n, u + (size_t)t * n, n);
-}
-
-static void softcap_rows(g8_ops *ops, float *x, int T, size_t n, float cap) {
-    for (int t = 0; t < T; t++) g8_softcap(ops, x + (size_t)t * n, n, cap);
-}
-
 /* The forward pass over a batch of b->T <= n_batch entries: runs of tokens (or
  * embeddings), each run the next tokens of one sequence, each sequence at its
  * own positions over its own cache. Matrices multiply all entries at once (the
@@ -118,7 +107,7 @@ gemma8_status g8_forward(gemma8_context *ctx, const g8_batch *b) {
         g8_matmul_n(ops, gate_up, gate_up_out, 2, xn, T);
         LORA(LORA_GATE, xn, E, ctx->gate, (int)F);
         LORA(LORA_UP, xn, E, ctx->up, (int)F);
-        geglu_rows(ops, ctx->gate, ctx->up, T, F);
+        g8_geglu(ops, ctx->gate, ctx->up, T, F);
         g8_matmul(ops, &L->w_down, ctx->gate, T, ctx->proj);
         LORA(LORA_DOWN, ctx->gate, (int)F, ctx->proj, E);
         g8_rmsnorm(ops, ctx->proj, ctx->proj, L->post_ffw_norm, T, E, hp->rms_eps);
@@ -141,7 +130,7 @@ gemma8_status g8_forward(gemma8_context *ctx, const g8_batch *b) {
     }
     if (n_logits) {
         g8_matmul(ops, &m->output, xn, n_logits, b->logits);
-        softcap_rows(ops, b->logits, n_logits, V, hp->final_softcap);
+        g8_softcap(ops, b->logits, n_logits, V, hp->final_softcap);
     }
     for (int t0 = 0, t1; t0 < T; t0 = t1) {
         t1 = run_end(b, t0);

@@ -331,28 +331,45 @@ void g8_rope(float *x, int T, int n_head, int head_dim, const int32_t *pos, cons
     }
 }
 
-typedef struct geglu_task {
-    float *g;
+/* Row-wise steps over T rows of n elements: each thread takes the same share [i0, i1) of every row,
+ * cut at multiples of 64, so that a vector kernel meets every element at the place in its row it meets
+ * it in one call over the whole row (the tail past the last full vector stays the row's tail): the
+ * bits of a row are its own, whatever T and the number of threads, in one round trip of the pool. */
+typedef struct rows_task {
+    float *x;
     const float *u;
+    int T;
     size_t n;
+    float cap;
     const g8_kernels *k;
-} geglu_task;
+} rows_task;
 
 static void geglu_task_fn(void *arg, int ith, int nth) {
-    const geglu_task *gt = arg;
+    const rows_task *rt = arg;
     int64_t i0, i1;
-    g8_split((int64_t)gt->n, ith, nth, 64, &i0, &i1);
-    gt->k->geglu((int)(i1 - i0), gt->g + i0, gt->u + i0);
+    g8_split((int64_t)rt->n, ith, nth, 64, &i0, &i1);
+    for (int t = 0; t < rt->T && i1 > i0; t++)
+        rt->k->geglu((int)(i1 - i0), rt->x + (size_t)t * rt->n + i0, rt->u + (size_t)t * rt->n + i0);
 }
 
-void g8_geglu(g8_ops *ops, float *g, const float *u, size_t n) {
-    geglu_task gt = {g, u, n, ops->k};
-    g8_pool_run(ops->pool, geglu_task_fn, &gt);
+void g8_geglu(g8_ops *ops, float *g, const float *u, int T, size_t n) {
+    rows_task rt = {.x = g, .u = u, .T = T, .n = n, .k = ops->k};
+    g8_pool_run(ops->pool, geglu_task_fn, &rt);
 }
 
-void g8_softcap(g8_ops *ops, float *x, size_t n, float cap) {
+static void softcap_task_fn(void *arg, int ith, int nth) {
+    const rows_task *rt = arg;
+    int64_t i0, i1;
+    g8_split((int64_t)rt->n, ith, nth, 64, &i0, &i1);
+    for (int t = 0; t < rt->T; t++)
+        for (int64_t i = i0; i < i1; i += 1 << 30) /* the kernel counts in int; 2^30 is a multiple of 64 */
+            rt->k->softcap((int)G8_MIN(i1 - i, 1 << 30), rt->x + (size_t)t * rt->n + i, 1.0f, rt->cap);
+}
+
+void g8_softcap(g8_ops *ops, float *x, int T, size_t n, float cap) {
     if (cap == 0) return;
-    for (size_t i = 0; i < n; i += 1u << 30) ops->k->softcap((int)G8_MIN(n - i, (size_t)1 << 30), x + i, 1.0f, cap);
+    rows_task rt = {.x = x, .T = T, .n = n, .cap = cap, .k = ops->k};
+    g8_pool_run(ops->pool, softcap_task_fn, &rt);
 }
 
 void g8_add(float *x, const float *y, size_t n) {

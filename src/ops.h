@@ -36,11 +36,11 @@ void g8_rmsnorm(g8_ops *ops, float *out, const float *x, const float *w, int T, 
 /* Rotary embedding, rotate-half convention, on T rows of n_head heads. */
 void g8_rope(float *x, int T, int n_head, int head_dim, const int32_t *pos, const float *inv_freq);
 
-/* g[i] = gelu_tanh(g[i]) * u[i] */
-void g8_geglu(g8_ops *ops, float *g, const float *u, size_t n);
+/* g[i] = gelu_tanh(g[i]) * u[i] on T rows of n; each row's bits its own (not the batch's) */
+void g8_geglu(g8_ops *ops, float *g, const float *u, int T, size_t n);
 
-/* x[i] = cap * tanh(x[i] / cap); nothing if cap == 0 */
-void g8_softcap(g8_ops *ops, float *x, size_t n, float cap);
+/* x[i] = cap * tanh(x[i] / cap) on T rows of n, each row's bits its own; nothing if cap == 0 */
+void g8_softcap(g8_ops *ops, float *x, int T, size_t n, float cap);
 
 /* x[i] += y[i] */
 void g8_add(float *x, const float *y, size_t n);

@@ -51,7 +51,7 @@ static uint64_t mem_available(void) {
 /* Every scratch buffer of a context, in one table: gemma8_context_new allocates
  * exactly these sizes and gemma8_estimate_memory adds them up. */
 enum {
-    BUF_QBUF, BUF_QSUM, BUF_INV_FREQ, BUF_POS, BUF_X, BUF_XN, BUF_Q, BUF_K, BUF_V, BUF_ATT, BUF_PROJ, BUF_GATE,
+    BUF_QBUF, BUF_QSUM, BUF_INV_FREQ, BUF_ROPE, BUF_POS, BUF_X, BUF_XN, BUF_Q, BUF_K, BUF_V, BUF_ATT, BUF_PROJ, BUF_GATE,
     BUF_UP, BUF_ATTN, BUF_LOGITS, BUF_HIDDEN, BUF_OUT_ROW, BUF_SEQS, BUF_OUT, BUF_TOKENS, BUF_TAKE, BUF_LORA,
     BUF_LORA_OF, BUF_LORA_U, N_BUF
 };
@@ -72,6 +72,7 @@ static void layout(const gemma8_model *m, const ctx_sizes *z, size_t bytes[N_BUF
     bytes[BUF_QBUF] = qblocks * sizeof(block_q8_0);
     bytes[BUF_QSUM] = 3 * qblocks * sizeof(int32_t); /* and the halves' sums (ops.h) */
     bytes[BUF_INV_FREQ] = 2 * ((size_t)hp->head_dim / 2) * f; /* the sliding layers' table, the global ones' */
+    bytes[BUF_ROPE] = 2 * B * (size_t)hp->head_dim * f; /* cos, sin of each entry's angles, both tables */
     bytes[BUF_POS] = B * sizeof(int32_t);
     bytes[BUF_X] = B * E * f;
     bytes[BUF_XN] = B * E * f;
@@ -194,6 +195,7 @@ gemma8_status gemma8_context_new(gemma8_model *model, const gemma8_context_param
     ctx->ops.qbuf_blocks = bytes[BUF_QBUF] / sizeof(block_q8_0);
     ctx->ops.qsum = buf[BUF_QSUM];
     ctx->inv_freq = buf[BUF_INV_FREQ];
+    ctx->rope_cs = buf[BUF_ROPE];
     ctx->pos = buf[BUF_POS];
     ctx->x = buf[BUF_X];
     ctx->xn = buf[BUF_XN];
@@ -246,7 +248,7 @@ void gemma8_context_free(gemma8_context *ctx) {
     if (!ctx) return;
     g8_kv_free(&ctx->kv);
     if (ctx->ops.pool) g8_pool_free(ctx->ops.pool);
-    void *bufs[] = {ctx->ops.qbuf, ctx->ops.qsum, ctx->inv_freq, ctx->pos, ctx->x, ctx->xn, ctx->q, ctx->k,
+    void *bufs[] = {ctx->ops.qbuf, ctx->ops.qsum, ctx->inv_freq, ctx->rope_cs, ctx->pos, ctx->x, ctx->xn, ctx->q, ctx->k,
                     ctx->v, ctx->att, ctx->proj, ctx->gate, ctx->up, ctx->attn_scratch, ctx->out_logits,
                     ctx->out_hidden, ctx->out_row, ctx->batch_seqs, ctx->batch_out, ctx->batch_tokens,
                     ctx->batch_take, ctx->lora, ctx->lora_of, ctx->lora_u};

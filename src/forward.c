@@ -42,6 +42,10 @@ gemma8_status g8_forward(gemma8_context *ctx, const g8_batch *b) {
             ctx->lora_of[t] = set;
         }
     }
+    for (int r = 0; r < 2; r++) { /* the sliding layers' angles, the global ones', once for all layers */
+        float *cs = ctx->rope_cs + (size_t)r * ctx->n_batch * hd;
+        g8_rope_angles(cs, T, hd / 2, ctx->pos, ctx->inv_freq + r * (hd / 2));
+    }
 #define LORA(which, x, in, y, out) /* each entry's adapters' deltas, added to the product */      \
     if (adapted) g8_lora_apply(ops->pool, ops->k, ctx->lora_of, il, which, x, in, y, out, T, ctx->lora_u, ctx->lora_u_cap)
 
@@ -72,9 +76,9 @@ gemma8_status g8_forward(gemma8_context *ctx, const g8_batch *b) {
             g8_rmsnorm(ops, ctx->q, ctx->q, L->q_norm, T * hp->n_head, hd, hp->rms_eps);
             g8_rmsnorm(ops, ctx->k, ctx->k, L->k_norm, T * hp->n_head_kv, hd, hp->rms_eps);
         }
-        const float *inv_freq = ctx->inv_freq + (size_t)g8_layer_rope(hp, il) * (hd / 2);
-        g8_rope(ctx->q, T, hp->n_head, hd, ctx->pos, inv_freq);
-        g8_rope(ctx->k, T, hp->n_head_kv, hd, ctx->pos, inv_freq);
+        const float *cs = ctx->rope_cs + (size_t)g8_layer_rope(hp, il) * ctx->n_batch * hd;
+        g8_rope(ctx->q, T, hp->n_head, hd, cs);
+        g8_rope(ctx->k, T, hp->n_head_kv, hd, cs);
         for (int t = 0; t < T; t++) {
             g8_kv_set_row(&ctx->kv, seq_of(b, t), il, 0, ctx->pos[t], ctx->k + (size_t)t * KV);
             g8_kv_set_row(&ctx->kv, seq_of(b, t), il, 1, ctx->pos[t], ctx->v + (size_t)t * KV);

@@ -315,12 +315,20 @@ void g8_rmsnorm(g8_ops *ops, float *out, const float *x, const float *w, int T, 
     g8_pool_run(ops->pool, rmsnorm_task_fn, &rt);
 }
 
-void g8_rope(float *x, int T, int n_head, int head_dim, const int32_t *pos, const float *inv_freq) {
+void g8_rope_angles(float *cs, int T, int half, const int32_t *pos, const float *inv_freq) {
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < half; i++) {
+            const float angle = (float)pos[t] * inv_freq[i];
+            cs[((size_t)t * half + i) * 2] = cosf(angle);
+            cs[((size_t)t * half + i) * 2 + 1] = sinf(angle);
+        }
+}
+
+void g8_rope(float *x, int T, int n_head, int head_dim, const float *cs) {
     const int half = head_dim / 2;
     for (int t = 0; t < T; t++) {
         for (int i = 0; i < half; i++) {
-            const float angle = (float)pos[t] * inv_freq[i];
-            const float c = cosf(angle), s = sinf(angle);
+            const float c = cs[((size_t)t * half + i) * 2], s = cs[((size_t)t * half + i) * 2 + 1];
             for (int h = 0; h < n_head; h++) {
                 float *v = x + ((size_t)t * n_head + h) * head_dim;
                 const float a = v[i], b = v[i + half];

@@ -34,7 +34,12 @@ void g8_matrix_row(const g8_matrix *W, int64_t r, float *out);
 void g8_rmsnorm(g8_ops *ops, float *out, const float *x, const float *w, int T, int n, float eps);
 
 /* Rotary embedding, rotate-half convention, on T rows of n_head heads. */
-void g8_rope(float *x, int T, int n_head, int head_dim, const int32_t *pos, const float *inv_freq);
+void g8_rope(float *x, int T, int n_head, int head_dim, const float *cs);
+
+/* cs[t][i] = (cos, sin) of pos[t] * inv_freq[i] for i < half: the angles g8_rope turns T rows by, made
+ * once a forward pass for the layers that share the frequencies (sincosf a layer cost a decode step of
+ * four sequences of Gemma 2 2B 0.6 ms, a 256-token prompt chunk ~35 ms) */
+void g8_rope_angles(float *cs, int T, int half, const int32_t *pos, const float *inv_freq);
 
 /* g[i] = gelu_tanh(g[i]) * u[i] on T rows of n; each row's bits its own (not the batch's) */
 void g8_geglu(g8_ops *ops, float *g, const float *u, int T, size_t n);

@@ -18,7 +18,7 @@ struct gemma8_context {
     g8_ops ops;
     g8_kvcache kv;              /* n_seq sequences of n_ctx positions, or sharing a pool of n_ctx */
     float *inv_freq;            /* (2, head_dim / 2) RoPE frequencies: the sliding layers', the global ones' */
-    float *rope_cs;             /* (2, n_batch, head_dim / 2, 2) a pass's cos and sin of each entry's angles */
+    float *rope_cs;             /* (2, n_batch, 2, head_dim / 2) a pass's cos, sin of each entry's angles */
     /* scratch for one chunk of up to n_batch tokens */
     int32_t *pos;               /* (n_batch) */
     float *x;                   /* (n_batch, n_embd) residual stream */

@@ -102,7 +102,7 @@ gemma8_status g8_forward(gemma8_context *ctx, const g8_batch *b) {
 
         /* post-attention norm, residual */
         g8_rmsnorm(ops, ctx->proj, ctx->proj, L->post_attn_norm, T, E, hp->rms_eps);
-        g8_add(x, ctx->proj, (size_t)T * E);
+        g8_add(ops, x, ctx->proj, (size_t)T * E);
 
         /* feed-forward block: pre-norm, GeGLU (tanh GELU), down projection, post-norm, residual */
         g8_rmsnorm(ops, xn, x, L->ffn_norm, T, E, hp->rms_eps);
@@ -115,7 +115,7 @@ gemma8_status g8_forward(gemma8_context *ctx, const g8_batch *b) {
         g8_matmul(ops, &L->w_down, ctx->gate, T, ctx->proj);
         LORA(LORA_DOWN, ctx->gate, (int)F, ctx->proj, E);
         g8_rmsnorm(ops, ctx->proj, ctx->proj, L->post_ffw_norm, T, E, hp->rms_eps);
-        g8_add(x, ctx->proj, (size_t)T * E);
+        g8_add(ops, x, ctx->proj, (size_t)T * E);
     }
 
 #undef LORA

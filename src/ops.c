@@ -319,21 +319,21 @@ void g8_rope_angles(float *cs, int T, int half, const int32_t *pos, const float 
     for (int t = 0; t < T; t++)
         for (int i = 0; i < half; i++) {
             const float angle = (float)pos[t] * inv_freq[i];
-            cs[((size_t)t * half + i) * 2] = cosf(angle);
-            cs[((size_t)t * half + i) * 2 + 1] = sinf(angle);
+            cs[(size_t)t * 2 * half + i] = cosf(angle);
+            cs[(size_t)t * 2 * half + half + i] = sinf(angle);
         }
 }
 
 void g8_rope(float *x, int T, int n_head, int head_dim, const float *cs) {
     const int half = head_dim / 2;
     for (int t = 0; t < T; t++) {
-        for (int i = 0; i < half; i++) {
-            const float c = cs[((size_t)t * half + i) * 2], s = cs[((size_t)t * half + i) * 2 + 1];
-            for (int h = 0; h < n_head; h++) {
-                float *v = x + ((size_t)t * n_head + h) * head_dim;
+        const float *c = cs + (size_t)t * 2 * half, *s = c + half;
+        for (int h = 0; h < n_head; h++) {
+            float *v = x + ((size_t)t * n_head + h) * head_dim;
+            for (int i = 0; i < half; i++) {
                 const float a = v[i], b = v[i + half];
-                v[i] = a * c - b * s;
-                v[i + half] = b * c + a * s;
+                v[i] = a * c[i] - b * s[i];
+                v[i + half] = b * c[i] + a * s[i];
             }
         }
     }
@@ -380,8 +380,9 @@ void g8_softcap(g8_ops *ops, float *x, int T, size_t n, float cap) {
     g8_pool_run(ops->pool, softcap_task_fn, &rt);
 }
 
-void g8_add(float *x, const float *y, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] += y[i];
+/* the table's axpy with a = 1: fma(1, y, x) rounds x + y once, as the add does, in vectors */
+void g8_add(g8_ops *ops, float *x, const float *y, size_t n) {
+    for (size_t i = 0; i < n; i += 1u << 30) ops->k->axpy((int)G8_MIN(n - i, (size_t)1 << 30), 1.0f, y + i, x + i);
 }
 
 typedef struct attn_task {

@@ -36,7 +36,7 @@ void g8_rmsnorm(g8_ops *ops, float *out, const float *x, const float *w, int T, 
 /* Rotary embedding, rotate-half convention, on T rows of n_head heads. */
 void g8_rope(float *x, int T, int n_head, int head_dim, const float *cs);
 
-/* cs[t][i] = (cos, sin) of pos[t] * inv_freq[i] for i < half: the angles g8_rope turns T rows by, made
+/* cs[t] = the cos, then the sin, of pos[t] * inv_freq[i] for i < half: the angles g8_rope turns T rows by, made
  * once a forward pass for the layers that share the frequencies (sincosf a layer cost a decode step of
  * four sequences of Gemma 2 2B 0.6 ms, a 256-token prompt chunk ~35 ms) */
 void g8_rope_angles(float *cs, int T, int half, const int32_t *pos, const float *inv_freq);
@@ -48,7 +48,7 @@ void g8_geglu(g8_ops *ops, float *g, const float *u, int T, size_t n);
 void g8_softcap(g8_ops *ops, float *x, int T, size_t n, float cap);
 
 /* x[i] += y[i] */
-void g8_add(float *x, const float *y, size_t n);
+void g8_add(g8_ops *ops, float *x, const float *y, size_t n);
 
 /* Causal attention of T queries over a KV cache kept as a ring of `slots`
  * positions (position j lives in slot j % slots). */

@@ -155,6 +155,8 @@ void g8_gemv_q4_0_avx512vnni_pf(int n, int nb, const void *const *group, const b
                                 const int32_t *xsum, float *const *y);
 void g8_gemv_q8_0_avx512vnni_pf(int n, int nb, const void *const *group, const block_q8_0 *x,
                                 const int32_t *xsum, float *const *y);
+/* the AVX2 table's quantization of activations in 512-bit registers, the same bits (x86_avx512.c) */
+void g8_quantize_q8_0_avx512(const float *x, block_q8_0 *y, int n);
 /* the AVX2 table's attention kernels in 512-bit registers, the same bits (x86_avx512_attn.c) */
 void g8_qk_f16_avx512(int n, const uint16_t *k, int hd, const float *q, int group, float *s, size_t ls);
 void g8_wsum_f16_avx512(int n, const float *w, size_t lw, const uint16_t *v, int hd, int group, float *out);

@@ -560,6 +560,28 @@ TEST(kernels_vnni_gemm_logic_emulated) {
 }
 #endif
 
+/* Blocks whose scale is 0, an f16 subnormal (two sizes), f16's largest or past its range (inf): each
+ * table's conversion of the scale (F16C in some) gives g8_f32_to_f16's bits, the quants the reference's. */
+TEST(kernels_q8_0_scale_edges) {
+    const g8_kernels *all[8], *ref = g8_kernels_scalar();
+    const int nk = g8_kernels_all(all, 8);
+    const float sizes[] = {0.0f, 1e-6f, 1e-4f, 65504.0f * 127.0f, 1e7f, 3e-3f};
+    enum { NB = sizeof sizes / sizeof sizes[0] };
+    float x[NB * 32];
+    for (int b = 0; b < NB; b++)
+        for (int j = 0; j < 32; j++) x[b * 32 + j] = sizes[b] * (j == 7 ? -1.0f : frand());
+    block_q8_0 qa[NB], qb[NB];
+    ref->quantize_q8_0(x, qa, NB * 32);
+    CHECK(qa[0].d == 0 && qa[4].d == 0x7c00 && qa[3].d == 0x7bff); /* 0, inf, 65504 */
+    CHECK(qa[1].d < 0x0400 && qa[2].d < 0x0400 && qa[2].d > 0);  /* subnormal */
+    for (int k = 0; k < nk; k++) {
+        all[k]->quantize_q8_0(x, qb, NB * 32);
+        for (int b = 0; b < NB; b++)
+            CHECKF(!memcmp(&qa[b], &qb[b], sizeof qa[b]), "%s quantize_q8_0, block of size %g: d %04x vs %04x",
+                   all[k]->name, sizes[b], qb[b].d, qa[b].d);
+    }
+}
+
 /* Exact halves must round away from zero, as roundf and ggml do. */
 TEST(kernels_q8_0_rounding_ties) {
     const g8_kernels *all[8];

@@ -494,10 +494,11 @@ static void gemv_few_q4_0(int n, int nb, const void *const *group, const block_q
     gemv_few_256_of(true, n, nb, group, x, xsum, T, y, ldy);
 }
 
-#define AVX2_KERNELS                                                                                         \
-    .dot_f32 = dot_f32, .dot_f16 = dot_f16, .dot_bf16 = dot_bf16, .dot_q8_0 = dot_q8_0,                      \
-    .quantize_q8_0 = quantize_q8_0, .axpy = axpy, .to_f16 = to_f16, .softcap = softcap, .exp_sum = exp_sum,  \
-    .geglu = geglu
+/* the AVX2 kernels every x86 table shares (the quantization of activations: its own in AVX512_KERNELS) */
+#define AVX2_COMMON                                                                                          \
+    .dot_f32 = dot_f32, .dot_f16 = dot_f16, .dot_bf16 = dot_bf16, .dot_q8_0 = dot_q8_0, .axpy = axpy,        \
+    .to_f16 = to_f16, .softcap = softcap, .exp_sum = exp_sum, .geglu = geglu
+#define AVX2_KERNELS AVX2_COMMON, .quantize_q8_0 = quantize_q8_0
 
 const g8_kernels g8_kernels_avx2 = {
     .name = "avx2",
@@ -542,8 +543,9 @@ const g8_kernels g8_kernels_avxvnni = {
 };
 
 #define AVX512_KERNELS                                                                                       \
-    AVX2_KERNELS, .qk_f16 = g8_qk_f16_avx512, .wsum_f16 = g8_wsum_f16_avx512, .qk_q8_0 = g8_qk_q8_0_avx512,   \
-    .wsum_q8_0 = g8_wsum_q8_0_avx512, .gemm_q8_0 = g8_gemm_q8_0_avx512vnni,                                  \
+    AVX2_COMMON, .quantize_q8_0 = g8_quantize_q8_0_avx512, .qk_f16 = g8_qk_f16_avx512,                       \
+    .wsum_f16 = g8_wsum_f16_avx512, .qk_q8_0 = g8_qk_q8_0_avx512, .wsum_q8_0 = g8_wsum_q8_0_avx512,          \
+    .gemm_q8_0 = g8_gemm_q8_0_avx512vnni,                                                                    \
     .gemm_q4_0 = g8_gemm_q4_0_avx512vnni, .q4_groups = 4, .q8_groups = 4,                                     \
     .gemv_few_q8_0 = g8_gemv_few_q8_0_avx512vnni, .gemv_few_q4_0 = g8_gemv_few_q4_0_avx512vnni,             \
     .few_tokens = 4, .few_groups = 4, .gemm_q6_k = g8_gemm_q6_k_avx512vnni

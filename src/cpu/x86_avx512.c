@@ -23,6 +23,34 @@
  * 2B q8_0 and q4_0, Gemma 3 1B q8_0); kernels.c picks the table by the CPU's vendor. */
 enum { PREFETCH = 2048, FEW_AHEAD = 2048, ONE_AHEAD = 2048 };
 
+/* Q8_0 quantization of activations (quant.c's reference, bit for bit), a block in two zmm: d = amax / 127,
+ * the quants x / d rounded half away from zero as roundf (truncate, add one where the rest is >= 0.5,
+ * the sign put back), saturated to int8 on the way down; the scale to f16 through F16C, rounded to
+ * nearest even: g8_f32_to_f16's bits for every finite d. The AVX2 one took 0.54 ns a value, 1.1 ms of
+ * a decode step of four sequences of Gemma 2 2B, done on the caller while the other threads wait. */
+void g8_quantize_q8_0_avx512(const float *x, block_q8_0 *y, int n) {
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    for (int b = 0; b < n / QK8_0; b++) {
+        const float *xb = x + (size_t)b * QK8_0;
+        const __m512 v[2] = {_mm512_loadu_ps(xb), _mm512_loadu_ps(xb + 16)};
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v[0]), _mm512_abs_ps(v[1])));
+        const float d = amax / 127.0f;
+        const float id = d ? 1.0f / d : 0.0f;
+        y[b].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        _Pragma("GCC unroll 2")
+        for (int k = 0; k < 2; k++) {
+            const __m512 s = _mm512_mul_ps(v[k], _mm512_set1_ps(id)), a = _mm512_abs_ps(s);
+            __m512 t = _mm512_roundscale_ps(a, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            t = _mm512_mask_add_ps(t, _mm512_cmp_ps_mask(_mm512_sub_ps(a, t), half, _CMP_GE_OQ), t, one);
+            const __m512i st =
+                _mm512_or_si512(_mm512_castps_si512(t), _mm512_and_si512(_mm512_castps_si512(s), sign));
+            const __m512i q = _mm512_cvttps_epi32(_mm512_castsi512_ps(st));
+            _mm_storeu_si128((__m128i *)(y[b].qs + 16 * k), _mm512_cvtsepi32_epi8(q));
+        }
+    }
+}
+
 static inline __attribute__((always_inline)) void pass(int nb, const void *group, const block_q8_0 *x,
                                                        const int32_t *xsum, const int T, float *y, size_t ldy) {
     const __m512i bias = _mm512_set1_epi8((char)0x80);

@@ -230,12 +230,14 @@ static void print_decode(const gemma8_model_info *info, const char *kv_type, int
     const double kvb = kv_bytes_per_token(info, kv_type, d, n_gen);
     printf("tg%-5d  %8.2f ± %.2f tok/s  (depth %d, %d sequences)  weights streamed: %.2f GB/s, with the KV "
            "cache read: %.2f GB/s\n",
-           n_gen, m, sd, d, np, m / np * info->weight_bytes / 1e9, m / np * (info->weight_bytes + np * kvb) / 1e9);
+           n_gen, m, sd, d, np, m / np * info->weight_bytes / 1e9,
+           m / np * (info->weight_bytes + np * kvb) / 1e9);
     if (!bw) return;
     double f[64] = {0};
     for (int r = 0; r < nr; r++) f[r] = tg[r] / np * (info->weight_bytes + np * kvb) / 1e9 / bw[r];
     mean_sd(f, nr, &m, &sd);
-    printf("decode read %.0f%% ± %.0f%% of the memory read bandwidth, read between its tokens", 100 * m, 100 * sd);
+    printf("decode read %.0f%% ± %.0f%% of the memory read bandwidth, read between its tokens", 100 * m,
+           100 * sd);
     for (int r = 0; r < nr; r++) printf("%s%.1f", r ? ", " : " (GB/s: ", bw[r]);
     printf(")\n");
 }
@@ -357,16 +359,16 @@ int cmd_bench(int argc, char **argv) {
         const int32_t d = depths[di];
         for (int r = -1; r < nr && !rc; r++)
             for (int ni = 0; ni < n_np && !rc; ni++)
-                rc = decode_run(ctx, tok, n_tok, d, nps[ni], n_gen, bwbuf, n_threads, r < 0 ? NULL : &tg[ni][r],
-                                r < 0 ? NULL : &bw[ni][r]);
+                rc = decode_run(ctx, tok, n_tok, d, nps[ni], n_gen, bwbuf, n_threads,
+                                r < 0 ? NULL : &tg[ni][r], r < 0 ? NULL : &bw[ni][r]);
         for (int ni = 0; ni < n_np && !rc; ni++)
             print_decode(&info, kv_type, d, nps[ni], n_gen, nr, tg[ni], bwbuf ? bw[ni] : NULL);
         for (int ni = 1; ni < n_np && !rc; ni++) { /* each N against the first, round by round */
             double f[64];
             for (int r = 0; r < nr; r++) f[r] = tg[ni][r] / tg[0][r];
             mean_sd(f, nr, &m, &sd);
-            printf("tg%-5d  %d sequences against %d: %.2fx ± %.2f (depth %d, a ratio a round)\n", n_gen, nps[ni],
-                   nps[0], m, sd, d);
+            printf("tg%-5d  %d sequences against %d: %.2fx ± %.2f (depth %d, a ratio a round)\n", n_gen,
+                   nps[ni], nps[0], m, sd, d);
         }
     }
     if (rc)

@@ -51,9 +51,9 @@ static uint64_t mem_available(void) {
 /* Every scratch buffer of a context, in one table: gemma8_context_new allocates
  * exactly these sizes and gemma8_estimate_memory adds them up. */
 enum {
-    BUF_QBUF, BUF_QSUM, BUF_INV_FREQ, BUF_ROPE, BUF_POS, BUF_X, BUF_XN, BUF_Q, BUF_K, BUF_V, BUF_ATT, BUF_PROJ, BUF_GATE,
-    BUF_UP, BUF_ATTN, BUF_LOGITS, BUF_HIDDEN, BUF_OUT_ROW, BUF_SEQS, BUF_OUT, BUF_TOKENS, BUF_TAKE, BUF_LORA,
-    BUF_LORA_OF, BUF_LORA_U, N_BUF
+    BUF_QBUF, BUF_QSUM, BUF_INV_FREQ, BUF_ROPE, BUF_POS, BUF_X, BUF_XN, BUF_Q, BUF_K, BUF_V, BUF_ATT, BUF_PROJ,
+    BUF_GATE, BUF_UP, BUF_ATTN, BUF_LOGITS, BUF_HIDDEN, BUF_OUT_ROW, BUF_SEQS, BUF_OUT, BUF_TOKENS, BUF_TAKE,
+    BUF_LORA, BUF_LORA_OF, BUF_LORA_U, N_BUF
 };
 
 /* The LoRA scratch is sized at first for adapters up to this rank; a larger rank grows it. */
@@ -248,8 +248,8 @@ void gemma8_context_free(gemma8_context *ctx) {
     if (!ctx) return;
     g8_kv_free(&ctx->kv);
     if (ctx->ops.pool) g8_pool_free(ctx->ops.pool);
-    void *bufs[] = {ctx->ops.qbuf, ctx->ops.qsum, ctx->inv_freq, ctx->rope_cs, ctx->pos, ctx->x, ctx->xn, ctx->q, ctx->k,
-                    ctx->v, ctx->att, ctx->proj, ctx->gate, ctx->up, ctx->attn_scratch, ctx->out_logits,
+    void *bufs[] = {ctx->ops.qbuf, ctx->ops.qsum, ctx->inv_freq, ctx->rope_cs, ctx->pos, ctx->x, ctx->xn, ctx->q,
+                    ctx->k, ctx->v, ctx->att, ctx->proj, ctx->gate, ctx->up, ctx->attn_scratch, ctx->out_logits,
                     ctx->out_hidden, ctx->out_row, ctx->batch_seqs, ctx->batch_out, ctx->batch_tokens,
                     ctx->batch_take, ctx->lora, ctx->lora_of, ctx->lora_u};
     _Static_assert(sizeof bufs / sizeof bufs[0] == N_BUF, "every buffer of the layout is freed");

@@ -382,7 +382,8 @@ void g8_softcap(g8_ops *ops, float *x, int T, size_t n, float cap) {
 
 /* the table's axpy with a = 1: fma(1, y, x) rounds x + y once, as the add does, in vectors */
 void g8_add(g8_ops *ops, float *x, const float *y, size_t n) {
-    for (size_t i = 0; i < n; i += 1u << 30) ops->k->axpy((int)G8_MIN(n - i, (size_t)1 << 30), 1.0f, y + i, x + i);
+    for (size_t i = 0; i < n; i += 1u << 30)
+        ops->k->axpy((int)G8_MIN(n - i, (size_t)1 << 30), 1.0f, y + i, x + i);
 }
 
 typedef struct attn_task {
